@@ -1,0 +1,160 @@
+"""Feature and target encoding, fitted on a fold's training rows only and saved as plain JSON.
+
+JSON rather than a pickled scikit-learn object: `kerasflow predict` loads it from a folder a user hands us,
+and loading a pickle would run whatever code the file contains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks.data import DataError
+from tasks.spec import PreprocessSpec
+
+
+class Preprocessor:
+    """Impute, encode categoricals and scale numeric features, scikit-learn style (`fit` / `transform`).
+
+    Parameters
+    ----------
+    scale : {"none", "standard", "minmax"}
+    categorical : {"none", "onehot", "ordinal"}
+        How non-numeric columns are encoded; "none" refuses them.
+    impute : {"none", "mean", "median", "most_frequent"}
+        How missing values are filled; "none" refuses them.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"a": [0.0, 2.0, 4.0], "colour": ["red", "blue", "red"]})
+    >>> pre = Preprocessor(scale="minmax", categorical="onehot").fit(X)
+    >>> pre.transform(X).tolist()
+    [[0.0, 0.0, 1.0], [0.5, 1.0, 0.0], [1.0, 0.0, 1.0]]
+    """
+
+    def __init__(self, scale: str = "none", categorical: str = "none", impute: str = "none") -> None:
+        self.scale = scale
+        self.categorical = categorical
+        self.impute = impute
+
+    @classmethod
+    def from_spec(cls, spec: PreprocessSpec) -> "Preprocessor":
+        return cls(scale=spec.scale, categorical=spec.categorical, impute=spec.impute)
+
+    def fit(self, X: pd.DataFrame) -> "Preprocessor":
+        self.columns_ = [str(c) for c in X.columns]
+        self.categorical_columns_ = [c for c in self.columns_ if not pd.api.types.is_numeric_dtype(X[c])]
+        if self.categorical_columns_ and self.categorical == "none":
+            raise DataError(f"non-numeric feature columns {self.categorical_columns_} need an encoding: "
+                            f"set preprocess.categorical to 'onehot' or 'ordinal'")
+        missing = [c for c in self.columns_ if X[c].isna().any()]
+        if missing and self.impute == "none":
+            raise DataError(f"feature columns {missing} have missing values: set preprocess.impute to "
+                            f"'mean', 'median' or 'most_frequent', or clean the file")
+        self.fill_ = {c: _fill_value(X[c], self.impute, c in self.categorical_columns_) for c in missing}
+        self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist())
+                            for c in self.categorical_columns_}
+        encoded = self._encode(X)
+        if self.scale == "standard":
+            self.center_ = encoded.mean(axis=0)
+            self.scale_ = _nonzero(encoded.std(axis=0))
+        elif self.scale == "minmax":
+            self.center_ = encoded.min(axis=0)
+            self.scale_ = _nonzero(encoded.max(axis=0) - self.center_)
+        else:
+            self.center_ = np.zeros(encoded.shape[1])
+            self.scale_ = np.ones(encoded.shape[1])
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """The encoded, scaled features as a float32 matrix."""
+        received = [str(c) for c in X.columns]
+        if received != self.columns_:
+            missing = [c for c in self.columns_ if c not in received]
+            extra = [c for c in received if c not in self.columns_]
+            raise DataError(f"columns differ from those the model was trained on: missing {missing}, "
+                            f"extra {extra}" + ("" if missing or extra else " (same names, other order)"))
+        return ((self._encode(X) - self.center_) / self.scale_).astype(np.float32)
+
+    def fit_transform(self, X: pd.DataFrame) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+    def _encode(self, X: pd.DataFrame) -> np.ndarray:
+        parts = []
+        for column in self.columns_:
+            values = X[column]
+            if column in self.fill_:
+                values = values.fillna(self.fill_[column])
+            if column not in self.categories_:
+                parts.append(values.to_numpy(dtype=np.float64)[:, None])
+                continue
+            codes = pd.Categorical(values.astype(str), categories=self.categories_[column]).codes
+            if self.categorical == "onehot":
+                # An unseen category becomes all zeros, as scikit-learn's handle_unknown="ignore" does.
+                parts.append((codes[:, None] == np.arange(len(self.categories_[column]))).astype(np.float64))
+            else:
+                parts.append(codes.astype(np.float64)[:, None])
+        return np.hstack(parts) if parts else np.empty((len(X), 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "categorical": self.categorical, "impute": self.impute,
+                "columns": self.columns_, "categorical_columns": self.categorical_columns_,
+                "fill": self.fill_, "categories": self.categories_,
+                "center": self.center_.tolist(), "scale_by": self.scale_.tolist()}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> "Preprocessor":
+        pre = cls(state["scale"], state["categorical"], state["impute"])
+        pre.columns_ = list(state["columns"])
+        pre.categorical_columns_ = list(state["categorical_columns"])
+        pre.fill_ = dict(state["fill"])
+        pre.categories_ = {k: list(v) for k, v in state["categories"].items()}
+        pre.center_ = np.asarray(state["center"], dtype=np.float64)
+        pre.scale_ = np.asarray(state["scale_by"], dtype=np.float64)
+        return pre
+
+
+class LabelCodec:
+    """Class labels <-> integer codes 0..n-1 (scikit-learn's LabelEncoder, JSON-serialisable)."""
+
+    def fit(self, y: pd.Series) -> "LabelCodec":
+        self.classes_ = sorted(pd.unique(y).tolist(), key=lambda v: (str(type(v)), v))
+        return self
+
+    def transform(self, y: pd.Series) -> np.ndarray:
+        index = {label: code for code, label in enumerate(self.classes_)}
+        unknown = sorted({str(v) for v in y if v not in index})
+        if unknown:
+            raise DataError(f"target labels {unknown} were not seen in training; known: {self.classes_}")
+        return np.fromiter((index[v] for v in y), dtype=np.int64, count=len(y))
+
+    def inverse_transform(self, codes: np.ndarray) -> np.ndarray:
+        return np.asarray(self.classes_, dtype=object)[codes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": [_plain(c) for c in self.classes_]}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> "LabelCodec":
+        codec = cls()
+        codec.classes_ = list(state["classes"])
+        return codec
+
+
+def _fill_value(column: pd.Series, impute: str, categorical: bool) -> Any:
+    if impute == "most_frequent" or categorical:
+        return _plain(column.mode(dropna=True).iloc[0])
+    return float(column.mean() if impute == "mean" else column.median())
+
+
+def _nonzero(values: np.ndarray) -> np.ndarray:
+    """A constant column scales by 1, not by 0 (as scikit-learn's scalers do)."""
+    return np.where(values == 0, 1.0, values)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars, so they round-trip through JSON."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,369 @@
+"""The typed, validated form of ``params.yaml``: one spec object, built once, passed everywhere.
+
+Every mistake is reported with the exact key DVC would use for it (``experiments.iris_mlp.train.epochs``)
+so that the message can be pasted into ``dvc exp run -S`` or found in the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+Task = Literal["binary", "multiclass", "regression"]
+
+# Which losses make sense for which task: a loss that does not fit the task trains silently to nonsense.
+LOSSES_BY_TASK: dict[str, tuple[str, ...]] = {
+    "binary": ("binary_crossentropy", "binary_focal_crossentropy", "hinge", "squared_hinge"),
+    "multiclass": ("sparse_categorical_crossentropy", "categorical_crossentropy", "categorical_focal_crossentropy"),
+    "regression": ("mean_squared_error", "mean_absolute_error", "huber", "log_cosh", "mean_squared_logarithmic_error"),
+}
+LOSS_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "msle": "mean_squared_logarithmic_error"}
+DEFAULT_LOSS = {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy",
+                "regression": "mean_squared_error"}
+METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
+    "binary": ("accuracy",),
+    "multiclass": ("accuracy",),
+    "regression": ("mse", "rmse", "mae"),
+}
+
+
+class ParamsError(ValueError):
+    """A ``params.yaml`` that cannot be used; the message names the file and key."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a misspelt `epoch:` must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _keras_names(kind: str) -> list[str]:
+    """The string identifiers Keras accepts for `kind`, to list them when a name is wrong."""
+    import keras
+
+    module = getattr(keras, kind)
+    skip = {"get", "serialize", "deserialize", "Optimizer", "Loss", "Initializer", "LossScaleOptimizer"}
+    names = set()
+    for name in dir(module):
+        if name.startswith("_") or name in skip:
+            continue
+        if kind in ("optimizers", "initializers") and name[0].isupper():
+            names.add(_snake(name))
+        elif kind in ("activations", "losses") and name[0].islower():
+            names.add(name)
+    return sorted(names)
+
+
+def _snake(name: str) -> str:
+    out = [name[0].lower()]
+    for prev, ch in zip(name, name[1:]):
+        out.append(("_" + ch.lower()) if ch.isupper() and prev.islower() else ch.lower())
+    return "".join(out)
+
+
+def _check_keras_name(kind: str, value: str) -> str:
+    """Resolve `value` the way Keras will at build time, so a typo fails before anything runs."""
+    import keras
+
+    getter = getattr(keras, kind).get
+    try:
+        getter(value)
+    except (ValueError, TypeError):
+        allowed = _keras_names(kind)
+        hint = difflib.get_close_matches(value, allowed, n=1)
+        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise ValueError(f"unknown {kind[:-1]} {value!r}.{suggestion} Allowed: {', '.join(allowed)}") from None
+    return value
+
+
+def _activation(value: str) -> str:
+    return _check_keras_name("activations", value)
+
+
+def _initializer(value: str) -> str:
+    return _check_keras_name("initializers", value)
+
+
+class DatasetSpec(_Strict):
+    """Where the rows come from and what is predicted."""
+
+    file: Path
+    target: str | int = Field(description="target column: its name, or its 0-based index when header is false")
+    header: bool = True
+    task: Task
+
+
+class PreprocessSpec(_Strict):
+    """Transformations fitted on each fold's training rows only."""
+
+    scale: Literal["none", "standard", "minmax"] = "none"
+    categorical: Literal["none", "onehot", "ordinal"] = "none"
+    impute: Literal["none", "mean", "median", "most_frequent"] = "none"
+
+
+class DenseLayer(_Strict):
+    type: Literal["dense"]
+    units: PositiveInt
+    activation: str = "linear"
+    initializer: str = "glorot_uniform"
+
+    _check_activation = field_validator("activation")(_activation)
+    _check_initializer = field_validator("initializer")(_initializer)
+
+
+class DropoutLayer(_Strict):
+    type: Literal["dropout"]
+    rate: float = Field(ge=0.0, lt=1.0)
+
+
+class Conv2DLayer(_Strict):
+    type: Literal["conv2d"]
+    filters: PositiveInt
+    kernel_size: PositiveInt | tuple[PositiveInt, PositiveInt]
+    activation: str = "relu"
+    initializer: str = "glorot_uniform"
+    padding: Literal["valid", "same"] = "valid"
+
+    _check_activation = field_validator("activation")(_activation)
+    _check_initializer = field_validator("initializer")(_initializer)
+
+
+class MaxPooling2DLayer(_Strict):
+    type: Literal["max_pooling2d"]
+    pool_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 2
+
+
+class FlattenLayer(_Strict):
+    type: Literal["flatten"]
+
+
+class ReshapeLayer(_Strict):
+    type: Literal["reshape"]
+    target_shape: tuple[PositiveInt, ...] = Field(min_length=1)
+
+
+class LSTMLayer(_Strict):
+    type: Literal["lstm"]
+    units: PositiveInt
+    return_sequences: bool = False
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    recurrent_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class EmbeddingLayer(_Strict):
+    type: Literal["embedding"]
+    input_dim: PositiveInt
+    output_dim: PositiveInt
+
+
+LayerSpec = Annotated[
+    Union[DenseLayer, DropoutLayer, Conv2DLayer, MaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer,
+          EmbeddingLayer],
+    Field(discriminator="type"),
+]
+STACKABLE_LAYERS = (DenseLayer, DropoutLayer)
+
+
+class ModelSpec(_Strict):
+    """A Keras ``Sequential`` model, layer by layer; the input shape comes from the data."""
+
+    layers: list[LayerSpec] = Field(min_length=1)
+
+    @property
+    def stackable(self) -> bool:
+        """Whether k copies of this model can train as one stacked program (see ``tasks/stacked.py``)."""
+        return all(isinstance(layer, STACKABLE_LAYERS) for layer in self.layers)
+
+
+class TrainSpec(_Strict):
+    optimizer: str = "adam"
+    learning_rate: float | None = Field(default=None, gt=0, description="None keeps the optimizer's default")
+    loss: str | None = Field(default=None, description="None picks the task's usual loss")
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    seed: int = 0
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        return _check_keras_name("optimizers", value)
+
+    @field_validator("loss")
+    @classmethod
+    def _canonical_loss(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = LOSS_ALIASES.get(value, value)
+        return _check_keras_name("losses", value)
+
+
+class EvaluateSpec(_Strict):
+    """How the model is scored: never on rows it (or its preprocessing) was fitted on."""
+
+    method: Literal["kfold", "holdout", "timeseries"] = "kfold"
+    n_splits: int = Field(default=10, ge=2)
+    n_repeats: PositiveInt = 1
+    shuffle: bool = True
+    stratify: bool = False
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+    seed: int = 0
+    metric: str | None = Field(default=None, description="None picks accuracy (classification) or mse")
+    stack_folds: bool = Field(default=True, description="train the folds of a Dense model as one program")
+    refit: bool = Field(default=True, description="retrain on all rows and save the model")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EvaluateSpec":
+        # As scikit-learn's KFold does, refuse settings that would silently do nothing.
+        if self.method == "timeseries" and self.shuffle:
+            raise ValueError("`shuffle` must be false for method 'timeseries': time order is the point")
+        if self.n_repeats > 1 and not self.shuffle:
+            raise ValueError(f"`n_repeats` > 1 needs `shuffle: true`, or every repeat is the same. "
+                             f"Received: n_repeats={self.n_repeats}")
+        if self.method == "timeseries" and self.stratify:
+            raise ValueError("`stratify` cannot be used with method 'timeseries'")
+        return self
+
+
+class ExperimentSpec(_Strict):
+    """One experiment: data, preprocessing, model, training and evaluation."""
+
+    dataset: DatasetSpec
+    preprocess: PreprocessSpec = PreprocessSpec()
+    model: ModelSpec
+    train: TrainSpec
+    evaluate: EvaluateSpec = EvaluateSpec()
+
+    @property
+    def loss(self) -> str:
+        return self.train.loss or DEFAULT_LOSS[self.dataset.task]
+
+    @property
+    def metric(self) -> str:
+        return self.evaluate.metric or METRICS_BY_TASK[self.dataset.task][0]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "accuracy"
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> "ExperimentSpec":
+        task = self.dataset.task
+        if self.train.loss is not None and self.train.loss not in LOSSES_BY_TASK[task]:
+            raise ValueError(f"train.loss {self.train.loss!r} does not fit task {task!r}; "
+                             f"use one of: {', '.join(LOSSES_BY_TASK[task])}")
+        if self.evaluate.metric is not None and self.evaluate.metric not in METRICS_BY_TASK[task]:
+            raise ValueError(f"evaluate.metric {self.evaluate.metric!r} does not fit task {task!r}; "
+                             f"use one of: {', '.join(METRICS_BY_TASK[task])}")
+        if self.evaluate.stratify and task == "regression":
+            raise ValueError("evaluate.stratify needs a classification task; the dataset's task is 'regression'")
+        return self
+
+
+class Params(_Strict):
+    """The whole of ``params.yaml``."""
+
+    experiments: dict[str, ExperimentSpec] = Field(min_length=1)
+
+    def select(self, names: list[str] | None, source: str = "params.yaml") -> dict[str, ExperimentSpec]:
+        """The named experiments (all of them when `names` is empty), refusing unknown names."""
+        if not names:
+            return dict(self.experiments)
+        unknown = [n for n in names if n not in self.experiments]
+        if unknown:
+            hints = [difflib.get_close_matches(n, self.experiments, n=1) for n in unknown]
+            said = "; ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in zip(unknown, hints))
+            raise ParamsError(f"{source}: unknown experiment {said}. Defined: {', '.join(self.experiments)}")
+        return {n: self.experiments[n] for n in names}
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate `path`; raise :class:`ParamsError` naming every bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: object, source: str = "params.yaml") -> Params:
+    """Validate an already-parsed mapping; errors are reported against `source`."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping with an `experiments:` key, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError("\n".join(_describe(error, raw, source) for error in exc.errors())) from None
+
+
+def _describe(error: dict, raw: dict, source: str) -> str:
+    """One line per problem: `params.yaml:experiments.x.train.epochs: <what is wrong>. Received: <value>`."""
+    loc = _key_path(error["loc"], raw)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        parent, _, bad = loc.rpartition(".")
+        allowed = _allowed_keys(error["loc"][:-1])
+        hint = difflib.get_close_matches(bad, allowed, n=1)
+        message = f"unknown key {bad!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        if allowed:
+            message += f" Allowed here: {', '.join(allowed)}"
+        return f"{source}:{loc}: {message}"
+    received = error.get("input")
+    shown = "" if error["type"] == "missing" or isinstance(received, dict) else f". Received: {received!r}"
+    return f"{source}:{loc}: {message}{shown}"
+
+
+def _key_path(loc: tuple, raw: dict) -> str:
+    """Render pydantic's location as the YAML key path, dropping union tags like `dense`."""
+    parts: list[str] = []
+    node: object = raw
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        elif isinstance(node, dict) and item in node:
+            parts.append(str(item))
+            node = node[item]
+        elif isinstance(node, dict) and node.get("type") == item:
+            continue  # the discriminator's tag, not a key of the file
+        else:
+            parts.append(str(item))
+            node = None
+    return ".".join(parts)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The keys accepted at `loc`, found by walking the schema's types along pydantic's location."""
+    target: object = Params
+    for item in loc:
+        origin, args = get_origin(target), get_args(target)
+        if isinstance(target, type) and issubclass(target, BaseModel):
+            field = target.model_fields.get(item)
+            if field is None:
+                return []
+            target = field.annotation
+        elif origin is dict:
+            target = args[1]
+        elif origin is list:
+            target = args[0]
+        elif origin is Annotated:  # the layer union: pydantic puts the `type` tag in the location
+            members = get_args(args[0])
+            target = next((m for m in members if get_args(m.model_fields["type"].annotation) == (item,)), None)
+        else:
+            return []
+    if isinstance(target, type) and issubclass(target, BaseModel):
+        return sorted(target.model_fields)
+    return []

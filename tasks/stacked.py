@@ -1,0 +1,135 @@
+"""Many small models as one program: the k folds of a Dense model trained by one stacked model.
+
+Slot ``j`` of every tensor belongs to fold ``j``: weights are shaped ``(k, in, out)`` and one einsum per layer
+computes all k models, so Keras' per-step overhead (which dominates for models this small) is paid once per
+step instead of k times. Each slot gets
+
+- its own weights, initialised exactly as a separate ``Dense`` layer would be;
+- its own rows: slot ``j`` of input row ``i`` is a training row of fold ``j``, and shuffling the stacked rows
+  gives every slot a uniformly random order each epoch, as separate training would;
+- its own gradient: the loss is the *sum* over slots of each slot's batch mean, so no slot's learning rate is
+  scaled by k.
+
+Folds whose training sets are one row shorter than the longest are padded with zero-weight rows.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from tasks.models import make_optimizer
+from tasks.spec import DenseLayer, DropoutLayer, ExperimentSpec, ModelSpec
+from tasks.train import FoldData, FoldResult, SlotMean, metric_fn, predict, score, steps_per_execution
+
+
+class PerSlotInitializer(keras.initializers.Initializer):
+    """Initialise a `(k, in, out)` kernel as k independent `(in, out)` kernels.
+
+    Calling the base initializer on the 3-D shape would count k into its fan-in and shrink every weight.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, shape, dtype=None):
+        # A fresh initializer per slot draws a fresh seed from Keras' global seed (set per run).
+        return ops.stack([keras.initializers.get(self.name)(shape[1:], dtype=dtype) for _ in range(shape[0])])
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+
+class StackedDense(keras.layers.Layer):
+    """k independent `Dense` layers applied slot-wise to inputs of shape `(batch, k, in)`."""
+
+    def __init__(self, k: int, units: int, activation: str = "linear", initializer: str = "glorot_uniform",
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.k, self.units, self.initializer = k, units, initializer
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape) -> None:
+        self.kernel = self.add_weight(shape=(self.k, input_shape[-1], self.units), name="kernel",
+                                      initializer=PerSlotInitializer(self.initializer))
+        self.bias = self.add_weight(shape=(self.k, self.units), name="bias", initializer="zeros")
+
+    def call(self, inputs):
+        return self.activation(ops.einsum("bki,kio->bko", inputs, self.kernel) + self.bias)
+
+
+class SlotSumLoss(keras.losses.Loss):
+    """Sum over slots of each slot's mean loss, so each slot's gradient is what separate training gives."""
+
+    def __init__(self, loss: str, k: int, **kwargs) -> None:
+        super().__init__(name=f"stacked_{loss}", **kwargs)
+        self.fn, self.k = keras.losses.get(loss), k
+
+    def call(self, y_true, y_pred):
+        # Keras divides the weighted sum by batch * k elements; multiplying by k leaves the per-slot batch mean.
+        return self.fn(y_true, y_pred) * self.k
+
+
+def build_stacked(spec: ModelSpec, n_features: int, k: int) -> keras.Model:
+    """The stacked twin of :func:`tasks.models.build_model` for k slots."""
+    model = keras.Sequential([keras.Input(shape=(k, n_features))], name="kerasflow_stacked")
+    for layer in spec.layers:
+        if isinstance(layer, DenseLayer):
+            model.add(StackedDense(k, layer.units, layer.activation, layer.initializer))
+        elif isinstance(layer, DropoutLayer):
+            model.add(keras.layers.Dropout(layer.rate))
+        else:
+            raise TypeError(f"layer {layer.type!r} cannot be stacked; use the per-fold path")
+    return model
+
+
+def stack_rows(parts: list[np.ndarray], targets: list[np.ndarray],
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack per-slot rows into `(L, k, ...)` arrays plus `(L, k)` weights, L being the longest part.
+
+    Each slot's rows are put in a random order; shorter slots are padded with copies of their own rows at
+    weight 0, so padding never injects values a model would not otherwise see.
+    """
+    length = max(len(p) for p in parts)
+    X = np.empty((length, len(parts)) + parts[0].shape[1:], dtype=parts[0].dtype)
+    y = np.empty((length, len(parts)) + targets[0].shape[1:], dtype=targets[0].dtype)
+    weight = np.zeros((length, len(parts)), dtype=np.float32)
+    for j, (rows, target) in enumerate(zip(parts, targets)):
+        order = rng.permutation(len(rows))
+        filled = np.concatenate([order, order[: length - len(rows)]])
+        X[:, j], y[:, j] = rows[filled], target[filled]
+        weight[: len(rows), j] = 1.0
+    return X, y, weight
+
+
+def fit_stacked(spec: ExperimentSpec, folds: list[FoldData]) -> list[FoldResult]:
+    """Train one model per fold, all k as one stacked program; score each on its own held-out rows."""
+    k = len(folds)
+    keras.utils.set_random_seed(spec.train.seed)
+    rng = np.random.default_rng(spec.train.seed)
+    X, y, w = stack_rows([f.X_train for f in folds], [f.y_train for f in folds], rng)
+    X_val, y_val, w_val = stack_rows([f.X_test for f in folds], [f.y_test for f in folds], rng)
+
+    model = build_stacked(spec.model, X.shape[-1], k)
+    fn, root = metric_fn(spec)
+    loss_fn = keras.losses.get(spec.loss)
+    metrics = [SlotMean(loss_fn, slots=k, name="loss"), SlotMean(fn, slots=k, root=root, name=spec.metric)]
+    model.compile(optimizer=make_optimizer(spec.train), loss=SlotSumLoss(spec.loss, k), metrics=metrics,
+                  steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
+    history = model.fit(X, y, sample_weight=w, batch_size=spec.train.batch_size, epochs=spec.train.epochs,
+                        shuffle=True, validation_data=(X_val, y_val, w_val), verbose=0).history
+
+    predictions = predict(model, X_val)
+    results = []
+    for j, fold in enumerate(folds):
+        n_test = len(fold.X_test)
+        # Slot j's first n_test stacked rows are its held-out rows (in stacked order, as are the predictions).
+        fold_history = {
+            "loss": history[f"f{j}_loss"], "val_loss": history[f"val_f{j}_loss"],
+            spec.metric: history[f"f{j}_{spec.metric}"], f"val_{spec.metric}": history[f"val_f{j}_{spec.metric}"],
+        }
+        results.append(FoldResult(score=score(spec, y_val[:n_test, j], predictions[:n_test, j]),
+                                  history={key: [float(v) for v in vals] for key, vals in fold_history.items()},
+                                  n_train=len(fold.X_train), n_test=n_test))
+    return results

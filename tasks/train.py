@@ -1,0 +1,140 @@
+"""Training one Keras model and scoring it: the per-model path, and the pieces the stacked path shares."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import keras
+import numpy as np
+from keras import ops
+
+from tasks.models import build_model, make_optimizer
+from tasks.spec import ExperimentSpec
+
+CATEGORICAL_LOSSES = ("categorical_crossentropy", "categorical_focal_crossentropy")
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """One split, already preprocessed: float32 features, encoded targets (see :func:`encode_target`)."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass
+class FoldResult:
+    """A fold's score on its held-out rows and its per-epoch history (`loss`, `val_loss`, metric, `val_`+metric)."""
+
+    score: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+    n_train: int = 0
+    n_test: int = 0
+
+
+def encode_target(spec: ExperimentSpec, codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """The target as the loss expects it: (n, 1) floats, (n,) class codes, or (n, C) one-hot."""
+    task = spec.dataset.task
+    if task == "regression" or task == "binary":
+        return codes.astype(np.float32).reshape(-1, 1)
+    if spec.loss in CATEGORICAL_LOSSES:
+        return np.eye(n_classes, dtype=np.float32)[codes]
+    return codes.astype(np.int32)
+
+
+def metric_fn(spec: ExperimentSpec) -> tuple[Callable, bool]:
+    """The per-sample Keras function behind the primary metric, and whether to take the root of its mean."""
+    metric = spec.metric
+    if metric == "accuracy":
+        if spec.dataset.task == "binary":
+            return keras.metrics.binary_accuracy, False
+        if spec.loss in CATEGORICAL_LOSSES:
+            return keras.metrics.categorical_accuracy, False
+        return keras.metrics.sparse_categorical_accuracy, False
+    if metric == "mae":
+        return keras.metrics.mean_absolute_error, False
+    return keras.metrics.mean_squared_error, metric == "rmse"
+
+
+class SlotMean(keras.metrics.Metric):
+    """Weighted mean of a per-sample function; with `slots=k`, one mean per slot of a stacked output.
+
+    Stacked targets, predictions and sample weights are shaped `(batch, k, ...)`; the per-sample function
+    reduces the last axis, giving `(batch, k)` values. One metric object keeps all k totals in one vector, so the
+    cost per step does not grow with k, and reports them as `f0_<name>` ... `f{k-1}_<name>`.
+    """
+
+    def __init__(self, fn: Callable, slots: int | None = None, root: bool = False, name: str = "metric",
+                 **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.fn, self.slots, self.root = fn, slots, root
+        width = slots or 1
+        self.total = self.add_variable(shape=(width,), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(width,), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        width = self.slots or 1
+        values = ops.reshape(ops.cast(self.fn(y_true, y_pred), "float32"), (-1, width))
+        weight = (ops.ones_like(values) if sample_weight is None
+                  else ops.reshape(ops.cast(sample_weight, "float32"), (-1, width)))
+        self.total.assign_add(ops.sum(values * weight, axis=0))
+        self.count.assign_add(ops.sum(weight, axis=0))
+
+    def result(self):
+        mean = ops.divide_no_nan(self.total, self.count)
+        mean = ops.sqrt(mean) if self.root else mean
+        if self.slots is None:
+            return mean[0]
+        return {f"f{j}_{self.name}": mean[j] for j in range(self.slots)}
+
+
+def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The primary metric of predictions `y_pred` against encoded targets `y_true`, computed in NumPy."""
+    metric = spec.metric
+    if metric == "accuracy":
+        if spec.dataset.task == "binary":
+            predicted = (y_pred.reshape(-1) > 0.5).astype(int)
+            return float(np.mean(predicted == y_true.reshape(-1).astype(int)))
+        truth = y_true.argmax(axis=-1) if y_true.ndim == 2 else y_true
+        return float(np.mean(y_pred.argmax(axis=-1) == truth))
+    error = y_pred.reshape(-1) - y_true.reshape(-1)
+    if metric == "mae":
+        return float(np.mean(np.abs(error)))
+    mse = float(np.mean(error**2))
+    return math.sqrt(mse) if metric == "rmse" else mse
+
+
+def steps_per_execution(n_rows: int, batch_size: int) -> int:
+    """Run a whole epoch per compiled call: for small models the per-call overhead, not the maths, is the cost."""
+    return max(1, math.ceil(n_rows / batch_size))
+
+
+def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
+              validation: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Build, compile and train one model on `X`, `y`; return it and its per-epoch history."""
+    keras.utils.set_random_seed(spec.train.seed)
+    model = build_model(spec.model, X.shape[1])
+    fn, root = metric_fn(spec)
+    model.compile(optimizer=make_optimizer(spec.train), loss=spec.loss,
+                  metrics=[SlotMean(fn, root=root, name=spec.metric)],
+                  steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
+    history = model.fit(X, y, batch_size=spec.train.batch_size, epochs=spec.train.epochs, shuffle=True,
+                        validation_data=validation, verbose=0)
+    return model, {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
+    """Predictions as a NumPy array, in one batch for the small data this project trains on."""
+    return np.asarray(model.predict(X, batch_size=max(1, min(len(X), 4096)), verbose=0))
+
+
+def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int) -> FoldResult:
+    """Train on one fold's training rows, score on its held-out rows."""
+    seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": spec.train.seed + index})})
+    model, history = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test))
+    return FoldResult(score=score(spec, fold.y_test, predict(model, fold.X_test)), history=history,
+                      n_train=len(fold.X_train), n_test=len(fold.X_test))

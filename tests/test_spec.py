@@ -1,0 +1,71 @@
+"""params.yaml validation: the shipped file loads, and every mistake names its key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from conftest import ROOT, tiny_params
+from tasks.spec import ParamsError, load_params, parse_params
+
+
+def test_shipped_params_load_with_the_books_experiments():
+    params = load_params(ROOT / "params.yaml")
+    assert {"iris_mlp", "boston_baseline", "boston_standardized", "cancer_mlp", "digits_cnn"} <= set(
+        params.experiments)
+    iris = params.experiments["iris_mlp"]
+    assert [layer.units for layer in iris.model.layers] == [4, 6, 3]
+    assert (iris.train.epochs, iris.train.batch_size, iris.evaluate.n_splits) == (200, 5, 10)
+    assert params.experiments["boston_standardized"].preprocess.scale == "standard"
+    assert params.experiments["boston_baseline"].preprocess.scale == "none"
+    assert params.experiments["cancer_mlp"].evaluate.stratify
+
+
+def _bad(mutate) -> str:
+    raw = copy.deepcopy(tiny_params())
+    mutate(raw["experiments"]["iris"])
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda e: e["train"].update(epoch=3), ["params.yaml:experiments.iris.train.epoch", "did you mean 'epochs'"]),
+    (lambda e: e["train"].update(epochs="many"), ["params.yaml:experiments.iris.train.epochs", "'many'"]),
+    (lambda e: e["train"].update(epochs=0), ["experiments.iris.train.epochs", "greater than 0"]),
+    (lambda e: e["train"].update(batch_size=-5), ["experiments.iris.train.batch_size", "-5"]),
+    (lambda e: e["train"].update(optimizer="adamm"), ["experiments.iris.train.optimizer", "Did you mean 'adam'"]),
+    (lambda e: e["model"]["layers"][0].update(activation="relux"),
+     ["experiments.iris.model.layers[0].activation", "Did you mean 'relu'"]),
+    (lambda e: e["model"]["layers"][0].update(unitz=3), ["experiments.iris.model.layers[0].unitz", "'units'"]),
+    (lambda e: e["model"]["layers"][0].update(initializer="normall"),
+     ["experiments.iris.model.layers[0].initializer", "unknown initializer 'normall'"]),
+    (lambda e: e["train"].update(loss="mean_squared_error"), ["does not fit task 'multiclass'"]),
+    (lambda e: e["evaluate"].update(n_splits=1), ["experiments.iris.evaluate.n_splits", "1"]),
+    (lambda e: e["evaluate"].update(method="timeseries"), ["`shuffle` must be false"]),
+    (lambda e: e["evaluate"].update(n_repeats=3, shuffle=False), ["`n_repeats` > 1 needs `shuffle: true`"]),
+    (lambda e: e["dataset"].pop("task"), ["experiments.iris.dataset.task", "Field required"]),
+    (lambda e: e["dataset"].update(task="clustering"), ["experiments.iris.dataset.task", "'clustering'"]),
+    (lambda e: e["model"]["layers"][0].update(type="dense3d"), ["experiments.iris.model.layers[0]", "dense3d"]),
+])
+def test_bad_params_name_the_key(mutate, expected):
+    message = _bad(mutate)
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_unknown_experiment_is_refused_with_a_suggestion():
+    params = parse_params(tiny_params())
+    with pytest.raises(ParamsError, match="unknown experiment 'irs' \\(did you mean 'iris'\\?\\)"):
+        params.select(["irs"])
+    assert list(params.select([])) == ["iris", "diabetes"]
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("experiments: [unclosed")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)

@@ -1,0 +1,94 @@
+"""Folds: every row validated once, stratification kept, preprocessing fitted inside the fold only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.data import DataError, load_table
+from tasks.evaluate import encode_labels, prepare_folds
+from tasks.preprocess import Preprocessor
+from tasks.spec import EvaluateSpec, parse_params
+from tasks.split import make_splits
+
+from conftest import tiny_params
+
+
+@pytest.mark.parametrize("stratify", [False, True])
+def test_every_row_is_validated_exactly_once(stratify):
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    splits = make_splits(EvaluateSpec(n_splits=10, stratify=stratify, seed=3), y)
+    assert len(splits) == 10
+    tested = np.concatenate([s.test_index for s in splits])
+    assert sorted(tested.tolist()) == list(range(len(y)))
+    for split in splits:
+        assert not set(split.train_index) & set(split.test_index)
+        assert len(split.train_index) + len(split.test_index) == len(y)
+
+
+def test_stratification_keeps_class_shares_in_every_fold():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    for split in make_splits(EvaluateSpec(n_splits=10, stratify=True, seed=3), y):
+        assert np.bincount(y[split.test_index]).tolist() == [5, 3, 2]
+
+
+def test_repeated_kfold_validates_each_row_once_per_repeat_and_same_seed_same_folds():
+    y = np.arange(30) % 2
+    spec = EvaluateSpec(n_splits=5, n_repeats=3, seed=11)
+    splits = make_splits(spec, y)
+    assert len(splits) == 15
+    counts = np.bincount(np.concatenate([s.test_index for s in splits]))
+    assert counts.tolist() == [3] * 30
+    again = make_splits(spec, y)
+    assert all(np.array_equal(a.test_index, b.test_index) for a, b in zip(splits, again))
+
+
+def test_holdout_and_time_ordered_splits():
+    y = np.arange(100) % 2
+    (holdout,) = make_splits(EvaluateSpec(method="holdout", test_size=0.25, stratify=True, seed=0), y)
+    assert len(holdout.test_index) == 25
+    assert sorted(np.bincount(y[holdout.test_index]).tolist()) == [12, 13]
+    assert len(set(holdout.train_index) | set(holdout.test_index)) == 100
+    for split in make_splits(EvaluateSpec(method="timeseries", n_splits=4, shuffle=False), y):
+        assert split.train_index.max() < split.test_index.min()  # never trains on the future
+
+
+def test_too_many_folds_and_too_small_classes_are_refused():
+    with pytest.raises(DataError, match="n_splits must be <= the number of rows \\(4\\). Received: 5"):
+        make_splits(EvaluateSpec(n_splits=5), np.zeros(4))
+    y = np.array([0] * 20 + [1] * 3)
+    with pytest.raises(DataError, match="needs at least 5 rows of every class.*'1': 3"):
+        make_splits(EvaluateSpec(n_splits=5, stratify=True), y)
+
+
+def test_the_scaler_never_sees_the_folds_validation_rows(project):
+    spec = parse_params(tiny_params()).experiments["iris"]
+    table = load_table(spec.dataset, root=project)
+    labels = encode_labels(spec, table)
+    folds = prepare_folds(spec, table, labels)
+    for split, fold in zip(make_splits(spec.evaluate, labels.codes), folds):
+        train = table.X.iloc[split.train_index].to_numpy()
+        # Standardised with training statistics: the training side has mean 0, sd 1 exactly ...
+        np.testing.assert_allclose(fold.X_train.mean(axis=0), 0, atol=1e-5)
+        np.testing.assert_allclose(fold.X_train.std(axis=0), 1, atol=1e-5)
+        # ... and the held-out side was transformed with those same statistics, not its own.
+        expected = (table.X.iloc[split.test_index].to_numpy() - train.mean(axis=0)) / train.std(axis=0)
+        np.testing.assert_allclose(fold.X_test, expected, rtol=1e-5, atol=1e-5)
+        assert not np.allclose(fold.X_test.mean(axis=0), 0, atol=1e-3)
+
+
+def test_preprocessor_encodes_categoricals_imputes_and_round_trips():
+    X = pd.DataFrame({"size": [1.0, np.nan, 3.0, 4.0], "colour": ["red", "blue", None, "red"]})
+    with pytest.raises(DataError, match="non-numeric feature columns \\['colour'\\]"):
+        Preprocessor().fit(X)
+    with pytest.raises(DataError, match="missing values.*preprocess.impute"):
+        Preprocessor(categorical="onehot").fit(X)
+    pre = Preprocessor(scale="minmax", categorical="onehot", impute="mean").fit(X)
+    out = pre.transform(X)
+    assert out.shape == (4, 3)
+    np.testing.assert_allclose(out[:, 0], [0, (8 / 3 - 1) / 3, 2 / 3, 1], rtol=1e-6)
+    again = Preprocessor.from_dict(pre.to_dict())
+    np.testing.assert_array_equal(again.transform(X), out)
+    with pytest.raises(DataError, match="missing \\['colour'\\], extra \\['shade'\\]"):
+        pre.transform(X.rename(columns={"colour": "shade"}))

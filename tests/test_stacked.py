@@ -1,0 +1,75 @@
+"""Stacked training: k models in one program behave as k separately trained models."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tasks.data import load_table
+from tasks.evaluate import cross_validate, encode_labels, prepare_folds
+from tasks.spec import parse_params
+from tasks.stacked import StackedDense, stack_rows
+
+from conftest import tiny_params
+
+
+def _iris_spec(**evaluate):
+    raw = tiny_params()
+    raw["experiments"]["iris"]["evaluate"].update(evaluate)
+    return parse_params(raw).experiments["iris"]
+
+
+def test_each_slot_is_initialised_like_its_own_dense_layer():
+    keras.utils.set_random_seed(0)
+    layer = StackedDense(k=50, units=40, initializer="glorot_uniform")
+    layer.build((None, 50, 30))
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    limit = np.sqrt(6 / (30 + 40))  # Glorot for a (30, 40) kernel: k must not count in the fan-in
+    assert np.abs(kernel).max() <= limit
+    assert np.abs(kernel).max() > 0.95 * limit
+    assert not np.allclose(kernel[0], kernel[1])  # independent draws per slot
+
+
+def test_a_slot_with_no_rows_is_not_changed_by_the_other_slots_training():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 3, 4)).astype("float32")
+    y = rng.normal(size=(32, 3, 1)).astype("float32")
+    weight = np.ones((32, 3), dtype="float32")
+    weight[:, 1] = 0.0
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3, 4)), StackedDense(3, 5, "relu"), StackedDense(3, 1)])
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
+    model.compile(optimizer="adam", loss="mean_squared_error")
+    model.fit(X, y, sample_weight=weight, epochs=3, batch_size=8, verbose=0)
+    after = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(old[1], new[1])  # slot 1 untouched
+        assert not np.allclose(old[0], new[0])  # slots 0 and 2 trained
+
+
+def test_stack_rows_pads_with_zero_weight_copies():
+    parts = [np.arange(5.0)[:, None], np.arange(10.0, 14.0)[:, None]]
+    X, y, w = stack_rows(parts, [p[:, 0] for p in parts], np.random.default_rng(0))
+    assert X.shape == (5, 2, 1) and w.tolist() == [[1, 1]] * 4 + [[1, 0]]
+    assert sorted(X[:, 0, 0].tolist()) == [0, 1, 2, 3, 4]
+    assert sorted(X[:4, 1, 0].tolist()) == [10, 11, 12, 13] and X[4, 1, 0] in (10, 11, 12, 13)
+    np.testing.assert_array_equal(X[..., 0], y)
+
+
+def test_stacked_folds_score_like_separately_trained_folds(project):
+    """Same folds, same hyper-parameters: the stacked and the one-by-one paths agree within noise."""
+    stacked_spec = _iris_spec(n_splits=5, stack_folds=True)
+    separate_spec = _iris_spec(n_splits=5, stack_folds=False)
+    table = load_table(stacked_spec.dataset, root=project)
+    labels = encode_labels(stacked_spec, table)
+    folds = prepare_folds(stacked_spec, table, labels)
+    stacked = cross_validate(stacked_spec, folds)
+    separate = cross_validate(separate_spec, folds)
+    assert stacked.stacked and not separate.stacked
+    assert len(stacked.folds) == len(separate.folds) == 5
+    assert np.mean(stacked.scores) > 0.8 and np.mean(separate.scores) > 0.8
+    assert abs(np.mean(stacked.scores) - np.mean(separate.scores)) < 0.1
+    for fold in stacked.folds:
+        assert set(fold.history) == {"loss", "val_loss", "accuracy", "val_accuracy"}
+        assert len(fold.history["loss"]) == stacked_spec.train.epochs
+        assert fold.history["loss"][-1] < fold.history["loss"][0]
