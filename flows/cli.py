@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--smoke-test", action="store_true",
                      help="2 folds, 1 epoch, no refit: checks the wiring in seconds")
 
+    tune = commands.add_parser("tune", help="Ray Tune sweep of an experiment's `sweeps:` section")
+    tune.add_argument("experiment", metavar="EXPERIMENT")
+    tune.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    tune.add_argument("--resume", action="store_true", help="finish an interrupted sweep; finished trials stay")
+
     rep = commands.add_parser("report", help="summarise every experiment's metrics as Markdown")
     rep.add_argument("--results", type=Path, default=Path("results"))
     rep.add_argument("--out", type=Path, default=DEFAULT_REPORT)
@@ -80,6 +85,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         report_flow(list(params.experiments), args.results, args.out)
         print(args.out)
+        return 0
+
+    if args.command == "tune":
+        from flows.sweep import sweep_flow
+
+        (name, spec), = params.select([args.experiment], source=str(args.params)).items()
+        if name not in params.sweeps:
+            raise ParamsError(f"{args.params}: experiment {name!r} has no sweeps.{name} section; "
+                              f"sweeps are defined for: {', '.join(params.sweeps) or 'none'}")
+        best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume)
+        print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
+              f"({best['n_trials']} trials) -> {args.results / name / 'tune'}")
         return 0
 
     selected = params.select(args.experiments, source=str(args.params))

@@ -51,7 +51,7 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
     out_dir = results_dir / name
     results.write_history(out_dir, cv)
     if final is not None:
-        results.write_model(out_dir, spec, final)
+        results.write_model(out_dir / "model", spec, final)
     # Metrics last: their presence says the experiment's outputs are complete.
     results.write_metrics(out_dir, cv)
     return cv.summary()

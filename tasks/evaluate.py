@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from tasks.data import DataError, Table
 from tasks.models import output_units
 from tasks.preprocess import LabelCodec, Preprocessor
 from tasks.spec import ExperimentSpec
-from tasks.split import make_splits
+from tasks.split import Split, make_splits
 from tasks.stacked import fit_stacked
 from tasks.train import FoldData, FoldResult, encode_target, fit_fold, fit_model
 
@@ -70,27 +71,40 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment") 
     return encoded
 
 
+def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split) -> tuple[FoldData, Preprocessor]:
+    """Fit the preprocessing on the split's training rows only, and transform both sides with it."""
+    preprocessor = Preprocessor.from_spec(spec.preprocess).fit(table.X.iloc[split.train_index])
+    fold = FoldData(
+        X_train=preprocessor.transform(table.X.iloc[split.train_index]),
+        y_train=encode_target(spec, labels.codes[split.train_index], labels.n_classes),
+        X_test=preprocessor.transform(table.X.iloc[split.test_index]),
+        y_test=encode_target(spec, labels.codes[split.test_index], labels.n_classes),
+    )
+    return fold, preprocessor
+
+
 def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded) -> list[FoldData]:
-    """Split, then fit the preprocessing on each fold's training rows only and transform both sides."""
-    folds = []
-    for split in make_splits(spec.evaluate, labels.codes):
-        preprocessor = Preprocessor.from_spec(spec.preprocess).fit(table.X.iloc[split.train_index])
-        folds.append(FoldData(
-            X_train=preprocessor.transform(table.X.iloc[split.train_index]),
-            y_train=encode_target(spec, labels.codes[split.train_index], labels.n_classes),
-            X_test=preprocessor.transform(table.X.iloc[split.test_index]),
-            y_test=encode_target(spec, labels.codes[split.test_index], labels.n_classes),
-        ))
-    return folds
+    """Every split of the evaluation, each with preprocessing fitted inside the fold."""
+    return [fit_split(spec, table, labels, split)[0] for split in make_splits(spec.evaluate, labels.codes)]
 
 
-def cross_validate(spec: ExperimentSpec, folds: list[FoldData]) -> CVResult:
-    """Train and score one model per fold: all at once when the model stacks, else one after another."""
+def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence[keras.callbacks.Callback] = (),
+                   initial_epoch: int = 0) -> CVResult:
+    """Train and score one model per fold: all at once when the model stacks, else one after another.
+
+    `callbacks` see every model's epochs: the stacked model's (`val_f0_<metric>`...) or each fold model's in turn.
+    """
     start = time.perf_counter()
-    stacked = spec.evaluate.stack_folds and spec.model.stackable and len(folds) > 1
-    results = fit_stacked(spec, folds) if stacked else [fit_fold(spec, fold, i) for i, fold in enumerate(folds)]
+    stacked = uses_stacking(spec, len(folds))
+    results = (fit_stacked(spec, folds, callbacks, initial_epoch) if stacked else
+               [fit_fold(spec, fold, i, callbacks, initial_epoch) for i, fold in enumerate(folds)])
     return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=stacked,
                     seconds=time.perf_counter() - start)
+
+
+def uses_stacking(spec: ExperimentSpec, n_folds: int) -> bool:
+    """Whether the folds train as one stacked program (see `tasks/stacked.py`)."""
+    return spec.evaluate.stack_folds and spec.model.stackable and n_folds > 1
 
 
 @dataclass

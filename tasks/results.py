@@ -47,9 +47,8 @@ def write_history(out_dir: Path, result: CVResult) -> Path:
     return history_dir
 
 
-def write_model(out_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Path:
-    """Save the inference model (no optimizer state) and its preprocessing beside it."""
-    model_dir = out_dir / "model"
+def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Path:
+    """Save the inference model (no optimizer state) and its preprocessing beside it, in `model_dir`."""
     # A fresh, uncompiled twin: the saved file then needs none of kerasflow's training-time objects to load.
     inference = build_model(spec.model, final.model.input_shape[-1])
     inference.set_weights(final.model.get_weights())

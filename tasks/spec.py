@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -58,7 +58,9 @@ def _keras_names(kind: str) -> list[str]:
     for name in dir(module):
         if name.startswith("_") or name in skip:
             continue
-        if kind in ("optimizers", "initializers") and name[0].isupper():
+        if kind == "optimizers" and name[0].isupper():
+            names.add(name.lower())  # Keras looks optimizers up by lower-cased class name: "adamw", "rmsprop"
+        elif kind == "initializers" and name[0].isupper():
             names.add(_snake(name))
         elif kind in ("activations", "losses") and name[0].islower():
             names.add(name)
@@ -256,6 +258,26 @@ class ExperimentSpec(_Strict):
     def higher_is_better(self) -> bool:
         return self.metric == "accuracy"
 
+    def with_overrides(self, overrides: dict[str, Any]) -> "ExperimentSpec":
+        """A validated copy with dotted keys replaced: `{"train.epochs": 5, "model.layers[0].units": 8}`.
+
+        The key `model.widths` sets the hidden Dense layers' widths (a list: one Dense per width, each like the
+        first hidden Dense layer), leaving the output layer alone.
+        """
+        raw = self.model_dump(mode="json", exclude_unset=False)
+        for key, value in overrides.items():
+            if key == "model.widths":
+                raw["model"]["layers"] = _with_widths(raw["model"]["layers"], value)
+                continue
+            *parents, last = _split_key(key)
+            node: Any = raw
+            for part in parents:
+                node = node[part]
+            if isinstance(node, dict) and last not in node:
+                raise KeyError(f"no key {key!r} in the experiment")
+            node[last] = value
+        return ExperimentSpec.model_validate(raw)
+
     @model_validator(mode="after")
     def _fits_task(self) -> "ExperimentSpec":
         task = self.dataset.task
@@ -270,10 +292,87 @@ class ExperimentSpec(_Strict):
         return self
 
 
+Distribution = Literal["grid", "choice", "uniform", "loguniform", "randint"]
+
+
+class SearchSpec(_Strict):
+    """A Ray Tune sweep over one experiment: the space, the algorithm, and what each trial may use.
+
+    Each key of `space` is a path into the experiment (`train.optimizer`, `model.layers[0].units`) or
+    `model.widths`, which rewrites the hidden Dense layers' widths (`[[16], [30], [16, 8]]`); each value is
+    one distribution, `{grid: [...]}`, `{choice: [...]}`, `{uniform: [low, high]}`, `{loguniform: [low, high]}`
+    or `{randint: [low, high]}`.
+    """
+
+    space: dict[str, dict[Distribution, list]] = Field(min_length=1)
+    algorithm: Literal["grid", "random"] = "grid"
+    num_samples: PositiveInt = Field(default=1, description="random draws; with grid, repeats of the grid")
+    seed: int = 0
+    scheduler: Literal["fifo", "asha"] = "fifo"
+    grace_period: PositiveInt = Field(default=5, description="asha: epochs before a trial may be stopped")
+    scoring: Literal["holdout", "kfold"] = Field(default="kfold", description="kfold: the experiment's folds")
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0, description="holdout scoring's held-out share")
+    max_concurrent_trials: PositiveInt | None = None
+    cpu: float = Field(default=1.0, gt=0.0)
+    gpu: float = Field(default=0.0, ge=0.0)
+    keep_checkpoints: PositiveInt = 2
+    checkpoint_every: PositiveInt | None = Field(default=None, description="epochs; None: at the end only")
+    max_failures: int = Field(default=2, ge=0, description="retries of a trial whose process dies")
+    shared_storage: bool = Field(default=False, description="the storage path is shared by every node")
+
+    @field_validator("space")
+    @classmethod
+    def _one_distribution_each(cls, space: dict) -> dict:
+        for key, dist in space.items():
+            if len(dist) != 1:
+                raise ValueError(f"space.{key} must have exactly one distribution. Received: {sorted(dist)}")
+            (kind, values), = dist.items()
+            if not values:
+                raise ValueError(f"space.{key}.{kind} is empty")
+            if kind in ("uniform", "loguniform", "randint"):
+                if len(values) != 2 or not all(isinstance(v, (int, float)) for v in values) or values[0] >= values[1]:
+                    raise ValueError(f"space.{key}.{kind} must be [low, high] with low < high. Received: {values}")
+                if kind == "loguniform" and values[0] <= 0:
+                    raise ValueError(f"space.{key}.loguniform needs low > 0. Received: {values}")
+        return space
+
+    @model_validator(mode="after")
+    def _grid_only_with_grid(self) -> "SearchSpec":
+        kinds = {kind for dist in self.space.values() for kind in dist}
+        if self.algorithm == "grid" and kinds - {"grid", "choice"}:
+            raise ValueError(f"algorithm 'grid' takes only grid/choice values; use algorithm 'random' for "
+                             f"{sorted(kinds - {'grid', 'choice'})}")
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise ValueError(f"`gpu` above 1 must be a whole number. Received: {self.gpu}")
+        return self
+
+
 class Params(_Strict):
     """The whole of ``params.yaml``."""
 
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
+    sweeps: dict[str, SearchSpec] = Field(default_factory=dict, description="keyed by experiment name")
+
+    @model_validator(mode="after")
+    def _sweeps_name_experiments(self) -> "Params":
+        unknown = [name for name in self.sweeps if name not in self.experiments]
+        if unknown:
+            raise ValueError(f"sweeps {unknown} name no experiment; defined: {', '.join(self.experiments)}")
+        for name, sweep in self.sweeps.items():
+            experiment = self.experiments[name]
+            for key, dist in sweep.space.items():
+                # Try one value of each distribution now, so a bad key or value fails before any trial starts.
+                (kind, values), = dist.items()
+                sample = values[0] if kind in ("grid", "choice") else (int if kind == "randint" else float)(values[0])
+                try:
+                    experiment.with_overrides({key: sample})
+                except ValidationError as exc:
+                    error = exc.errors()[0]
+                    problem = error["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"sweeps.{name}.space.{key}: {problem}. Tried: {sample!r}") from None
+                except (KeyError, IndexError, TypeError, ValueError) as exc:
+                    raise ValueError(f"sweeps.{name}.space.{key}: {exc}. Tried: {sample!r}") from None
+        return self
 
     def select(self, names: list[str] | None, source: str = "params.yaml") -> dict[str, ExperimentSpec]:
         """The named experiments (all of them when `names` is empty), refusing unknown names."""
@@ -367,3 +466,29 @@ def _allowed_keys(loc: tuple) -> list[str]:
     if isinstance(target, type) and issubclass(target, BaseModel):
         return sorted(target.model_fields)
     return []
+
+
+def _split_key(key: str) -> list[str | int]:
+    """`'model.layers[0].units'` -> `['model', 'layers', 0, 'units']`."""
+    parts: list[str | int] = []
+    for piece in key.split("."):
+        name, _, rest = piece.partition("[")
+        if name:
+            parts.append(name)
+        while rest:
+            index, _, rest = rest.partition("]")
+            parts.append(int(index))
+            rest = rest.removeprefix("[")
+    return parts
+
+
+def _with_widths(layers: list[dict], widths: list[int]) -> list[dict]:
+    """Replace the hidden Dense layers (all but the last Dense) with one Dense per width."""
+    dense = [i for i, layer in enumerate(layers) if layer["type"] == "dense"]
+    if len(dense) < 2:
+        raise ValueError("model.widths needs a model with a hidden Dense layer and an output Dense layer")
+    if not isinstance(widths, list) or not all(isinstance(w, int) and w > 0 for w in widths):
+        raise ValueError(f"model.widths must be a list of positive integers. Received: {widths!r}")
+    template = layers[dense[0]]
+    hidden = [{**template, "units": width} for width in widths]
+    return layers[: dense[0]] + hidden + layers[dense[-2] + 1:]

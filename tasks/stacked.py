@@ -15,6 +15,8 @@ Folds whose training sets are one row shorter than the longest are padded with z
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 from keras import ops
@@ -103,7 +105,8 @@ def stack_rows(parts: list[np.ndarray], targets: list[np.ndarray],
     return X, y, weight
 
 
-def fit_stacked(spec: ExperimentSpec, folds: list[FoldData]) -> list[FoldResult]:
+def fit_stacked(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence[keras.callbacks.Callback] = (),
+                initial_epoch: int = 0) -> list[FoldResult]:
     """Train one model per fold, all k as one stacked program; score each on its own held-out rows."""
     k = len(folds)
     keras.utils.set_random_seed(spec.train.seed)
@@ -118,7 +121,8 @@ def fit_stacked(spec: ExperimentSpec, folds: list[FoldData]) -> list[FoldResult]
     model.compile(optimizer=make_optimizer(spec.train), loss=SlotSumLoss(spec.loss, k), metrics=metrics,
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     history = model.fit(X, y, sample_weight=w, batch_size=spec.train.batch_size, epochs=spec.train.epochs,
-                        shuffle=True, validation_data=(X_val, y_val, w_val), verbose=0).history
+                        shuffle=True, validation_data=(X_val, y_val, w_val), callbacks=list(callbacks),
+                        initial_epoch=initial_epoch, verbose=0).history
 
     predictions = predict(model, X_val)
     results = []

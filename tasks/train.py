@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -114,8 +114,12 @@ def steps_per_execution(n_rows: int, batch_size: int) -> int:
 
 
 def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
-              validation: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Build, compile and train one model on `X`, `y`; return it and its per-epoch history."""
+              validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
+              initial_epoch: int = 0) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Build, compile and train one model on `X`, `y`; return it and its per-epoch history.
+
+    `callbacks` and `initial_epoch` let a sweep trial report each epoch and resume from a checkpoint.
+    """
     keras.utils.set_random_seed(spec.train.seed)
     model = build_model(spec.model, X.shape[1])
     fn, root = metric_fn(spec)
@@ -123,7 +127,8 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
                   metrics=[SlotMean(fn, root=root, name=spec.metric)],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     history = model.fit(X, y, batch_size=spec.train.batch_size, epochs=spec.train.epochs, shuffle=True,
-                        validation_data=validation, verbose=0)
+                        validation_data=validation, callbacks=list(callbacks), initial_epoch=initial_epoch,
+                        verbose=0)
     return model, {key: [float(v) for v in values] for key, values in history.history.items()}
 
 
@@ -132,9 +137,11 @@ def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(X, batch_size=max(1, min(len(X), 4096)), verbose=0))
 
 
-def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int) -> FoldResult:
+def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequence[keras.callbacks.Callback] = (),
+             initial_epoch: int = 0) -> FoldResult:
     """Train on one fold's training rows, score on its held-out rows."""
     seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": spec.train.seed + index})})
-    model, history = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test))
+    model, history = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test),
+                               callbacks=callbacks, initial_epoch=initial_epoch)
     return FoldResult(score=score(spec, fold.y_test, predict(model, fold.X_test)), history=history,
                       n_train=len(fold.X_train), n_test=len(fold.X_test))

@@ -1,0 +1,205 @@
+"""Ray Tune sweeps over one experiment, wrapped in a Prefect flow.
+
+Locally `ray.init()` starts an embedded cluster; with `RAY_ADDRESS` set the same sweep runs on that cluster.
+The table goes to the object store once (`tune.with_parameters`); each trial reports per epoch and keeps its
+best checkpoints; a crashed driver resumes with `Tuner.restore`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from tasks import evaluate
+from tasks.atomic import write_json
+from tasks.data import DataError, Table, load_table
+from tasks.models import build_model, make_optimizer
+from tasks.results import write_model
+from tasks.split import make_splits
+from tasks.spec import ExperimentSpec, SearchSpec
+from tasks.tune import restore_state, run_trial, scoring_spec, write_trials
+
+RUN_NAME = "sweep"
+# Every trial process gets these: quiet TensorFlow, GPU memory taken as needed so that trials can share a GPU.
+TRIAL_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+             "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "RAY_CHDIR_TO_TRIAL_DIR": "0"}
+
+
+class SweepError(DataError):
+    """A sweep that cannot run as asked (resources, storage); reported like bad data, exit status 2."""
+
+
+def tune_space(sweep: SearchSpec) -> dict[str, Any]:
+    """The `space:` section as Ray Tune's sampling objects."""
+    make = {"grid": tune.grid_search, "choice": tune.choice,
+            "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v),
+            "randint": lambda v: tune.randint(*v)}
+    return {key: make[kind](values) for key, dist in sweep.space.items() for kind, values in dist.items()}
+
+
+def _trial(config: dict[str, Any], spec_json: str, sweep_json: str, table: Table, labels: evaluate.Encoded) -> None:
+    """One trial: the experiment with this config's overrides, reporting to Ray Tune every epoch."""
+    spec = ExperimentSpec.model_validate_json(spec_json).with_overrides(config)
+    sweep = SearchSpec.model_validate_json(sweep_json)
+    node = ray.get_runtime_context().get_node_id()
+    started_at, started = time.time(), time.perf_counter()
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        metrics = {**metrics, "node": node, "started_at": started_at,
+                   "trial_seconds": round(time.perf_counter() - started, 2)}
+        if checkpoint_dir is None:
+            tune.report(metrics)
+            return
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Ray has copied it into the sweep's storage
+
+    checkpoint = tune.get_checkpoint()
+    with tempfile.TemporaryDirectory(prefix="kerasflow-trial-") as work_dir:
+        if checkpoint is None:
+            run_trial(spec, sweep, table, labels, report, Path(work_dir))
+        else:
+            with checkpoint.as_directory() as resume_from:
+                run_trial(spec, sweep, table, labels, report, Path(work_dir), resume_from=Path(resume_from))
+
+
+def connect() -> None:
+    """Join `RAY_ADDRESS`'s cluster if set, else start one here; the dashboard listens on 127.0.0.1 only."""
+    if ray.is_initialized():
+        return
+    runtime_env = {"env_vars": {**TRIAL_ENV, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}}
+    if os.environ.get("RAY_ADDRESS"):
+        import flows
+        import tasks
+
+        # A remote cluster's workers get kerasflow's code from the driver, not from a shared folder.
+        runtime_env["py_modules"] = [tasks, flows]
+        ray.init(runtime_env=runtime_env, log_to_driver=False)
+    else:
+        ray.init(runtime_env=runtime_env, include_dashboard=False, dashboard_host="127.0.0.1",
+                 log_to_driver=False)
+
+
+def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
+    """Refuse what Ray Tune would otherwise wait on forever or fail at late: no node fits a trial, or
+    checkpoints written to a folder other nodes cannot read."""
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    fits = [n for n in nodes if n["Resources"].get("CPU", 0) >= sweep.cpu and n["Resources"].get("GPU", 0) >= sweep.gpu]
+    if not fits:
+        have = "; ".join(f"{n['NodeManagerAddress']}: {n['Resources'].get('CPU', 0):g} CPU, "
+                         f"{n['Resources'].get('GPU', 0):g} GPU" for n in nodes)
+        raise SweepError(f"sweeps.{name}: each trial asks for cpu={sweep.cpu:g}, gpu={sweep.gpu:g} but no node "
+                         f"of the cluster has that much ({have})")
+    if len(nodes) > 1 and "://" not in str(storage) and not sweep.shared_storage:
+        raise SweepError(f"sweeps.{name}: the cluster has {len(nodes)} nodes but the sweep's storage {storage} is "
+                         f"a local folder that other nodes cannot read; use an object-store URI, or a folder "
+                         f"every node mounts and set sweeps.{name}.shared_storage: true")
+
+
+def _tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
+           storage: Path, resume: bool) -> tune.Tuner:
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, spec_json=spec.model_dump_json(), sweep_json=sweep.model_dump_json(),
+                             table=table, labels=labels),
+        {"cpu": sweep.cpu, "gpu": sweep.gpu})
+    path = storage / RUN_NAME
+    if resume:
+        if not tune.Tuner.can_restore(str(path)):
+            raise SweepError(f"sweeps.{name}: nothing to resume at {path}; run without --resume first")
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    shutil.rmtree(path, ignore_errors=True)
+    mode = "max" if spec.higher_is_better else "min"
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=sweep.grace_period)
+                 if sweep.scheduler == "asha" else FIFOScheduler())
+    searcher = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.max_concurrent_trials or 0)
+    return tune.Tuner(
+        trainable, param_space=tune_space(sweep),
+        tune_config=tune.TuneConfig(metric="score", mode=mode, num_samples=sweep.num_samples, search_alg=searcher,
+                                    scheduler=scheduler, max_concurrent_trials=sweep.max_concurrent_trials,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=RUN_NAME, storage_path=str(storage), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.keep_checkpoints,
+                                                    checkpoint_score_attribute="score",
+                                                    checkpoint_score_order=mode)))
+
+
+def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, Any]]:
+    """One row per trial, best first: params, score mean/std, epochs, seconds, node, status."""
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        rows.append({**{f"param:{k}": v for k, v in (result.config or {}).items()},
+                     "score": metrics.get("score"), "score_std": metrics.get("score_std"),
+                     "epochs": metrics.get("epoch"), "seconds": metrics.get("trial_seconds"),
+                     "node": metrics.get("node"), "started_at": metrics.get("started_at"),
+                     "trial_id": metrics.get("trial_id"),
+                     "status": "error" if result.error else "ok"})
+    ok = sorted((r for r in rows if r["score"] is not None), key=lambda r: r["score"], reverse=higher_is_better)
+    return ok + [r for r in rows if r["score"] is None]
+
+
+@task(name="sweep", cache_policy=NO_CACHE)
+def run_sweep(name: str, spec: ExperimentSpec, sweep: SearchSpec, out_dir: Path, resume: bool) -> tune.ResultGrid:
+    """Run (or resume) the Ray Tune sweep; trial failures are retried by Ray, not Prefect."""
+    table = load_table(spec.dataset)
+    labels = evaluate.encode_labels(spec, table, name)
+    connect()
+    storage = (out_dir / "ray").resolve()
+    check_cluster(name, sweep, storage)
+    return _tuner(name, spec, sweep, table, labels, storage, resume).fit()
+
+
+@task(name="export-best", cache_policy=NO_CACHE)
+def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid,
+                out_dir: Path) -> dict[str, Any]:
+    """Write trials.csv, best.json and the best model (with its preprocessing) under `out_dir`."""
+    mode = "max" if spec.higher_is_better else "min"
+    rows = trial_rows(grid, spec.higher_is_better)
+    if not rows or rows[0]["score"] is None:
+        raise SweepError(f"sweeps.{name}: no trial finished; first error: {grid.errors[:1]}")
+    best = grid.get_best_result(metric="score", mode=mode, scope="all")
+    best_spec = spec.with_overrides(best.config)
+    table = load_table(spec.dataset)
+    labels = evaluate.encode_labels(best_spec, table, name)
+    checkpoint = best.get_best_checkpoint("score", mode)
+    if sweep.scoring == "holdout" and checkpoint is not None:
+        # The hold-out model itself, from its best checkpoint: it reproduces the reported score on that split.
+        (split,) = make_splits(scoring_spec(best_spec, sweep).evaluate, labels.codes)
+        fold, preprocessor = evaluate.fit_split(best_spec, table, labels, split)
+        model = build_model(best_spec.model, fold.X_train.shape[1])
+        model.compile(optimizer=make_optimizer(best_spec.train), loss=best_spec.loss)
+        with checkpoint.as_directory() as directory:
+            restore_state(model, Path(directory))
+        final = evaluate.FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec)
+    else:
+        # k-fold scoring has k models per trial: keep one refitted on all rows, as GridSearchCV(refit=True) does.
+        final = evaluate.refit(best_spec, table, labels)
+    write_model(out_dir / "best_model", best_spec, final)
+    summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": best.config,
+               "score": rows[0]["score"], "score_std": rows[0]["score_std"], "scoring": sweep.scoring,
+               "checkpoint": checkpoint.path if checkpoint is not None else None,
+               "n_trials": len(rows), "n_errors": sum(r["status"] == "error" for r in rows)}
+    write_trials(out_dir / "trials.csv", rows)
+    write_json(out_dir / "best.json", summary)
+    return summary
+
+
+@flow(name="kerasflow-sweep")
+def sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, results_dir: Path = Path("results"),
+               resume: bool = False) -> dict[str, Any]:
+    """Sweep one experiment's search space and keep the best model."""
+    out_dir = Path(results_dir) / name / "tune"
+    grid = run_sweep(name, spec, sweep, out_dir, resume)
+    return export_best(name, spec, sweep, grid, out_dir)
