@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
 
 from tasks import evaluate
 from tasks.atomic import write_json
@@ -77,6 +78,8 @@ def connect() -> None:
     """Join `RAY_ADDRESS`'s cluster if set, else start one here; the dashboard listens on 127.0.0.1 only."""
     if ray.is_initialized():
         return
+    # Checkpointing every few epochs is by design here; Ray's warning about it would flood the log.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     runtime_env = {"env_vars": {**TRIAL_ENV, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}}
     if os.environ.get("RAY_ADDRESS"):
         import flows
@@ -121,7 +124,11 @@ def _tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, lab
     mode = "max" if spec.higher_is_better else "min"
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=sweep.grace_period)
                  if sweep.scheduler == "asha" else FIFOScheduler())
-    searcher = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.max_concurrent_trials or 0)
+    if sweep.algorithm == "optuna":
+        # TPE, seeded: its first points are seeded random draws, later ones model the scores so far.
+        searcher = OptunaSearch(seed=sweep.seed)
+    else:
+        searcher = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.max_concurrent_trials or 0)
     return tune.Tuner(
         trainable, param_space=tune_space(sweep),
         tune_config=tune.TuneConfig(metric="score", mode=mode, num_samples=sweep.num_samples, search_alg=searcher,
@@ -146,7 +153,9 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, 
                      "node": metrics.get("node"), "started_at": metrics.get("started_at"),
                      "trial_id": metrics.get("trial_id"),
                      "status": "error" if result.error else "ok"})
-    ok = sorted((r for r in rows if r["score"] is not None), key=lambda r: r["score"], reverse=higher_is_better)
+    # Best first; among equal scores, the steadier across folds.
+    sign = -1 if higher_is_better else 1
+    ok = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
     return ok + [r for r in rows if r["score"] is None]
 
 
@@ -169,7 +178,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     rows = trial_rows(grid, spec.higher_is_better)
     if not rows or rows[0]["score"] is None:
         raise SweepError(f"sweeps.{name}: no trial finished; first error: {grid.errors[:1]}")
-    best = grid.get_best_result(metric="score", mode=mode, scope="all")
+    best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])
     best_spec = spec.with_overrides(best.config)
     table = load_table(spec.dataset)
     labels = evaluate.encode_labels(best_spec, table, name)

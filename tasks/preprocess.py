@@ -79,9 +79,6 @@ class Preprocessor:
                             f"extra {extra}" + ("" if missing or extra else " (same names, other order)"))
         return ((self._encode(X) - self.center_) / self.scale_).astype(np.float32)
 
-    def fit_transform(self, X: pd.DataFrame) -> np.ndarray:
-        return self.fit(X).transform(X)
-
     def _encode(self, X: pd.DataFrame) -> np.ndarray:
         parts = []
         for column in self.columns_:
@@ -130,9 +127,6 @@ class LabelCodec:
         if unknown:
             raise DataError(f"target labels {unknown} were not seen in training; known: {self.classes_}")
         return np.fromiter((index[v] for v in y), dtype=np.int64, count=len(y))
-
-    def inverse_transform(self, codes: np.ndarray) -> np.ndarray:
-        return np.asarray(self.classes_, dtype=object)[codes]
 
     def to_dict(self) -> dict[str, Any]:
         return {"classes": [_plain(c) for c in self.classes_]}

@@ -261,13 +261,19 @@ class ExperimentSpec(_Strict):
     def with_overrides(self, overrides: dict[str, Any]) -> "ExperimentSpec":
         """A validated copy with dotted keys replaced: `{"train.epochs": 5, "model.layers[0].units": 8}`.
 
-        The key `model.widths` sets the hidden Dense layers' widths (a list: one Dense per width, each like the
-        first hidden Dense layer), leaving the output layer alone.
+        Two keys reach several layers, as the books' grids do: `model.widths` sets the hidden Dense layers'
+        widths (a list: one Dense per width, each like the first hidden Dense layer), leaving the output layer
+        alone; `model.initializer` sets the kernel initializer of every layer that has one.
         """
         raw = self.model_dump(mode="json", exclude_unset=False)
         for key, value in overrides.items():
             if key == "model.widths":
                 raw["model"]["layers"] = _with_widths(raw["model"]["layers"], value)
+                continue
+            if key == "model.initializer":
+                for layer in raw["model"]["layers"]:
+                    if "initializer" in layer:
+                        layer["initializer"] = value
                 continue
             *parents, last = _split_key(key)
             node: Any = raw
@@ -305,8 +311,8 @@ class SearchSpec(_Strict):
     """
 
     space: dict[str, dict[Distribution, list]] = Field(min_length=1)
-    algorithm: Literal["grid", "random"] = "grid"
-    num_samples: PositiveInt = Field(default=1, description="random draws; with grid, repeats of the grid")
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    num_samples: PositiveInt = Field(default=1, description="trials drawn (random, optuna); grid: repeats")
     seed: int = 0
     scheduler: Literal["fifo", "asha"] = "fifo"
     grace_period: PositiveInt = Field(default=5, description="asha: epochs before a trial may be stopped")
@@ -342,6 +348,8 @@ class SearchSpec(_Strict):
         if self.algorithm == "grid" and kinds - {"grid", "choice"}:
             raise ValueError(f"algorithm 'grid' takes only grid/choice values; use algorithm 'random' for "
                              f"{sorted(kinds - {'grid', 'choice'})}")
+        if self.algorithm == "optuna" and "grid" in kinds:
+            raise ValueError("algorithm 'optuna' samples its own points: use choice instead of grid")
         if self.gpu > 1 and self.gpu != int(self.gpu):
             raise ValueError(f"`gpu` above 1 must be a whole number. Received: {self.gpu}")
         return self
@@ -351,7 +359,16 @@ class Params(_Strict):
     """The whole of ``params.yaml``."""
 
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
-    sweeps: dict[str, SearchSpec] = Field(default_factory=dict, description="keyed by experiment name")
+    sweeps: dict[str, SearchSpec] = Field(description="keyed by experiment name; {} for none")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sweeps_present(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "sweeps" not in data:
+            # dvc.yaml's tune stage iterates over this key: without it DVC cannot even read the pipeline.
+            raise ValueError("`sweeps:` is required (dvc.yaml's tune stage iterates over it); "
+                             "write `sweeps: {}` when no experiment is swept")
+        return data
 
     @model_validator(mode="after")
     def _sweeps_name_experiments(self) -> "Params":
@@ -412,6 +429,8 @@ def _describe(error: dict, raw: dict, source: str) -> str:
     """One line per problem: `params.yaml:experiments.x.train.epochs: <what is wrong>. Received: <value>`."""
     loc = _key_path(error["loc"], raw)
     message = error["msg"].removeprefix("Value error, ")
+    if not loc:
+        return f"{source}: {message}"
     if error["type"] == "extra_forbidden":
         parent, _, bad = loc.rpartition(".")
         allowed = _allowed_keys(error["loc"][:-1])

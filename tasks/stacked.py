@@ -23,7 +23,16 @@ from keras import ops
 
 from tasks.models import make_optimizer
 from tasks.spec import DenseLayer, DropoutLayer, ExperimentSpec, ModelSpec
-from tasks.train import FoldData, FoldResult, SlotMean, metric_fn, predict, score, steps_per_execution
+from tasks.train import (
+    FoldData,
+    FoldResult,
+    SlotMean,
+    metric_fn,
+    predict,
+    score,
+    steps_per_execution,
+    validation_batch_size,
+)
 
 
 class PerSlotInitializer(keras.initializers.Initializer):
@@ -121,7 +130,8 @@ def fit_stacked(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence
     model.compile(optimizer=make_optimizer(spec.train), loss=SlotSumLoss(spec.loss, k), metrics=metrics,
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     history = model.fit(X, y, sample_weight=w, batch_size=spec.train.batch_size, epochs=spec.train.epochs,
-                        shuffle=True, validation_data=(X_val, y_val, w_val), callbacks=list(callbacks),
+                        shuffle=True, validation_data=(X_val, y_val, w_val),
+                        validation_batch_size=validation_batch_size((X_val,)), callbacks=list(callbacks),
                         initial_epoch=initial_epoch, verbose=0).history
 
     predictions = predict(model, X_val)

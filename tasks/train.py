@@ -113,6 +113,11 @@ def steps_per_execution(n_rows: int, batch_size: int) -> int:
     return max(1, math.ceil(n_rows / batch_size))
 
 
+def validation_batch_size(validation: tuple[np.ndarray, ...] | None) -> int | None:
+    """Score the held-out rows in one step per epoch: the training batch size would take several tiny ones."""
+    return None if validation is None else max(1, min(len(validation[0]), 4096))
+
+
 def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
               validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
               initial_epoch: int = 0) -> tuple[keras.Model, dict[str, list[float]]]:
@@ -127,8 +132,8 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
                   metrics=[SlotMean(fn, root=root, name=spec.metric)],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     history = model.fit(X, y, batch_size=spec.train.batch_size, epochs=spec.train.epochs, shuffle=True,
-                        validation_data=validation, callbacks=list(callbacks), initial_epoch=initial_epoch,
-                        verbose=0)
+                        validation_data=validation, validation_batch_size=validation_batch_size(validation),
+                        callbacks=list(callbacks), initial_epoch=initial_epoch, verbose=0)
     return model, {key: [float(v) for v in values] for key, values in history.history.items()}
 
 

@@ -40,7 +40,7 @@ def tiny_params() -> dict:
             "train": {"optimizer": "adam", "learning_rate": 0.05, "epochs": 5, "batch_size": 32, "seed": 1},
             "evaluate": {"n_splits": 2, "seed": 1},
         },
-    }}
+    }, "sweeps": {}}
 
 
 @pytest.fixture(scope="session")

@@ -69,3 +69,48 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("experiments: [unclosed")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_overrides_reach_nested_keys_and_whole_layer_groups():
+    spec = parse_params(tiny_params()).experiments["iris"]
+    changed = spec.with_overrides({"train.epochs": 3, "model.layers[0].units": 9,
+                                   "model.initializer": "he_normal"})
+    assert changed.train.epochs == 3 and changed.model.layers[0].units == 9
+    assert {layer.initializer for layer in changed.model.layers} == {"he_normal"}
+    widened = spec.with_overrides({"model.widths": [16, 8]})
+    assert [layer.units for layer in widened.model.layers] == [16, 8, 3]
+    assert widened.model.layers[1].activation == "relu"  # hidden layers copy the first hidden layer
+    with pytest.raises(KeyError, match="no key 'train.epochz'"):
+        spec.with_overrides({"train.epochz": 3})
+
+
+@pytest.mark.parametrize("sweep, expected", [
+    ({"space": {"train.epochz": {"grid": [1, 2]}}}, "sweeps.iris.space.train.epochz: \"no key 'train.epochz'"),
+    ({"space": {"train.optimizer": {"grid": ["adamm"]}}}, "unknown optimizer 'adamm'"),
+    ({"space": {"train.learning_rate": {"uniform": [0.1, 0.01]}}, "algorithm": "random"},
+     "must be [low, high] with low < high"),
+    ({"space": {"train.learning_rate": {"uniform": [0.01, 0.1]}}}, "algorithm 'grid' takes only grid/choice"),
+    ({"space": {"train.epochs": {"grid": []}}}, "space.train.epochs.grid is empty"),
+    ({"space": {}}, "sweeps.iris.space"),
+    ({"space": {"train.epochs": {"grid": [1]}}, "gpu": 1.5}, "`gpu` above 1 must be a whole number"),
+])
+def test_bad_sweeps_are_refused_before_any_trial(sweep, expected):
+    raw = tiny_params()
+    raw["sweeps"] = {"iris": sweep}
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    assert expected in str(info.value)
+
+
+def test_the_sweeps_key_is_required_because_dvc_iterates_over_it():
+    raw = tiny_params()
+    del raw["sweeps"]
+    with pytest.raises(ParamsError, match="^params.yaml: `sweeps:` is required .* write `sweeps: {}`"):
+        parse_params(raw)
+
+
+def test_a_sweep_must_name_an_experiment():
+    raw = tiny_params()
+    raw["sweeps"] = {"irs": {"space": {"train.epochs": {"grid": [1]}}}}
+    with pytest.raises(ParamsError, match="sweeps \\['irs'\\] name no experiment"):
+        parse_params(raw)

@@ -113,6 +113,27 @@ def test_random_search_draws_num_samples_reproducibly(cancer_project, local_ray)
     assert all(0.001 <= float(lr) <= 0.1 for lr, _ in drawn[0])
 
 
+def test_asha_stops_a_hopeless_trial_at_its_grace_epoch(cancer_project, local_ray):
+    """Trials run one at a time, the good learning rate first: ASHA must stop the hopeless one early."""
+    raw = sweep_params(epochs=12, scheduler="asha", grace_period=2, max_concurrent_trials=1)
+    raw["sweeps"]["cancer"]["space"] = {"train.learning_rate": {"grid": [0.05, 1e-7]}}
+    _sweep(raw, cancer_project / "tune")
+    epochs = {float(r["param:train.learning_rate"]): int(r["epochs"]) for r in _rows(cancer_project / "tune")}
+    assert epochs[0.05] == 12
+    assert epochs[1e-7] < 12
+
+
+def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, local_ray):
+    raw = sweep_params(epochs=2, algorithm="optuna", num_samples=3, seed=3)
+    raw["sweeps"]["cancer"]["space"] = {"train.learning_rate": {"loguniform": [0.001, 0.1]},
+                                        "model.widths": {"choice": [[4], [8, 4]]}}
+    best = _sweep(raw, cancer_project / "tune")
+    rows = _rows(cancer_project / "tune")
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
+    assert all(0.001 <= float(r["param:train.learning_rate"]) <= 0.1 for r in rows)
+    assert best["params"]["model.widths"] in ([4], [8, 4])
+
+
 def test_infeasible_resources_fail_in_seconds(cancer_project, local_ray):
     start = time.monotonic()
     with pytest.raises(SweepError, match="asks for cpu=1, gpu=1 but no node of the cluster has that much"):

@@ -1,0 +1,93 @@
+"""10-fold CV of the books' 12-8-1 MLP on the breast-cancer data: the books' loop versus kerasflow.
+
+Run from the repository root (after `make install` and `kerasflow data`):
+
+    .venv/bin/python bench/kfold.py                 # 150 epochs, as the books train it
+    .venv/bin/python bench/kfold.py --epochs 30     # a quicker look
+
+All contenders run in this one process, one after another, on the same folds and epochs, so the ratios are
+measured side by side; absolute seconds drift between runs on a shared machine.
+
+- books_loop: the books' way, `StratifiedKFold` and a fresh `Sequential` fitted per fold (steps_per_execution=1);
+- one_fold:   kerasflow's per-model path on a single fold (the unit the moonshot target is stated in);
+- kerasflow:  kerasflow's cross-validation, all folds stacked into one program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tasks.data import load_table  # noqa: E402
+from tasks.evaluate import cross_validate, encode_labels, prepare_folds  # noqa: E402
+from tasks.spec import parse_params  # noqa: E402
+from tasks.train import fit_fold  # noqa: E402
+
+
+def experiment(epochs: int, n_splits: int):
+    return parse_params({"experiments": {"cancer": {
+        "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
+        "preprocess": {"scale": "standard"},
+        "model": {"layers": [{"type": "dense", "units": 12, "activation": "relu"},
+                             {"type": "dense", "units": 8, "activation": "relu"},
+                             {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+        "train": {"optimizer": "adam", "epochs": epochs, "batch_size": 10, "seed": 7},
+        "evaluate": {"n_splits": n_splits, "stratify": True, "seed": 7},
+    }}, "sweeps": {}}).experiments["cancer"]
+
+
+def books_loop(folds, epochs: int) -> list[float]:
+    """What the books do: a new model per fold, compiled and fitted with Keras defaults."""
+    scores = []
+    keras.utils.set_random_seed(7)
+    for fold in folds:
+        model = keras.Sequential([keras.Input((fold.X_train.shape[1],)),
+                                  keras.layers.Dense(12, activation="relu"),
+                                  keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        model.fit(fold.X_train, fold.y_train, epochs=epochs, batch_size=10, verbose=0)
+        scores.append(model.evaluate(fold.X_test, fold.y_test, verbose=0)[1])
+    return scores
+
+
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--folds", type=int, default=10)
+    args = parser.parse_args()
+
+    spec = experiment(args.epochs, args.folds)
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    folds = prepare_folds(spec, table, labels)  # the same folds and per-fold scalers for every contender
+    fit_fold(experiment(1, args.folds), folds[0], 0)  # warm-up: first-call tracing is not what we compare
+
+    books_s, books_scores = timed(lambda: books_loop(folds, args.epochs))
+    one_s, one = timed(lambda: fit_fold(spec, folds[0], 0))
+    ours_s, ours = timed(lambda: cross_validate(spec, folds))
+
+    print(f"backend={keras.backend.backend()} epochs={args.epochs} folds={args.folds} rows={table.n_rows}")
+    print(f"{'contender':<12} {'seconds':>8} {'mean acc':>9} {'std':>7}")
+    print(f"{'books_loop':<12} {books_s:8.1f} {np.mean(books_scores):9.4f} {np.std(books_scores):7.4f}")
+    print(f"{'one_fold':<12} {one_s:8.1f} {one.score:9.4f} {'':>7}")
+    print(f"{'kerasflow':<12} {ours_s:8.1f} {np.mean(ours.scores):9.4f} {np.std(ours.scores):7.4f}"
+          f"   (stacked={ours.stacked})")
+    print(f"speed-up over books_loop: {books_s / ours_s:.2f}x   "
+          f"kerasflow {args.folds}-fold / one fold: {ours_s / one_s:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
