@@ -20,11 +20,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import numpy as np  # noqa: E402
 
-from tasks.data import load_table  # noqa: E402
-from tasks.evaluate import cross_validate, encode_labels, prepare_folds  # noqa: E402
+from tasks.evaluate import cross_validate  # noqa: E402
 from tasks.train import fit_fold  # noqa: E402
 
-from kfold import experiment  # noqa: E402
+from kfold import prepared  # noqa: E402
 
 
 def sequential(spec, folds) -> list[float]:
@@ -70,10 +69,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=10)
     args = parser.parse_args()
 
-    spec = experiment(args.epochs, args.folds)
-    table = load_table(spec.dataset)
-    folds = prepare_folds(spec, table, encode_labels(spec, table))
-    fit_fold(experiment(1, args.folds), folds[0], 0)  # warm the in-process paths' first-call tracing
+    spec, table, folds = prepared(args.epochs, args.folds)
 
     print(f"{args.folds} folds x {args.epochs} epochs, 12-8-1 MLP, {table.n_rows} rows, {os.cpu_count()} cores")
     print(f"{'way':<12} {'seconds':>8} {'mean acc':>9}")

@@ -30,8 +30,9 @@ from tasks.spec import parse_params  # noqa: E402
 from tasks.train import fit_fold  # noqa: E402
 
 
-def experiment(epochs: int, n_splits: int):
-    return parse_params({"experiments": {"cancer": {
+def experiment_params(epochs: int, n_splits: int) -> dict:
+    """The books' 12-8-1 MLP on the breast-cancer data, stratified k-fold, as a params.yaml mapping."""
+    return {"experiments": {"cancer": {
         "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
         "preprocess": {"scale": "standard"},
         "model": {"layers": [{"type": "dense", "units": 12, "activation": "relu"},
@@ -39,7 +40,20 @@ def experiment(epochs: int, n_splits: int):
                              {"type": "dense", "units": 1, "activation": "sigmoid"}]},
         "train": {"optimizer": "adam", "epochs": epochs, "batch_size": 10, "seed": 7},
         "evaluate": {"n_splits": n_splits, "stratify": True, "seed": 7},
-    }}, "sweeps": {}}).experiments["cancer"]
+    }}, "sweeps": {}}
+
+
+def experiment(epochs: int, n_splits: int):
+    return parse_params(experiment_params(epochs, n_splits)).experiments["cancer"]
+
+
+def prepared(epochs: int, n_splits: int):
+    """The spec, table and preprocessed folds every contender shares, after a warm-up fit."""
+    spec = experiment(epochs, n_splits)
+    table = load_table(spec.dataset)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    fit_fold(experiment(1, n_splits), folds[0], 0)  # warm-up: first-call tracing is not what we compare
+    return spec, table, folds
 
 
 def books_loop(folds, epochs: int) -> list[float]:
@@ -69,11 +83,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=10)
     args = parser.parse_args()
 
-    spec = experiment(args.epochs, args.folds)
-    table = load_table(spec.dataset)
-    labels = encode_labels(spec, table)
-    folds = prepare_folds(spec, table, labels)  # the same folds and per-fold scalers for every contender
-    fit_fold(experiment(1, args.folds), folds[0], 0)  # warm-up: first-call tracing is not what we compare
+    spec, table, folds = prepared(args.epochs, args.folds)  # the same folds and scalers for every contender
 
     books_s, books_scores = timed(lambda: books_loop(folds, args.epochs))
     one_s, one = timed(lambda: fit_fold(spec, folds[0], 0))

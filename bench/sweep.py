@@ -35,27 +35,21 @@ from flows.sweep import export_best, run_sweep  # noqa: E402
 from tasks.data import load_table  # noqa: E402
 from tasks.spec import parse_params  # noqa: E402
 
+from kfold import experiment_params  # noqa: E402
+
 OPTIMIZERS = ["rmsprop", "adam"]
 INITIALIZERS = ["glorot_uniform", "random_normal", "random_uniform"]
 BATCH_SIZES = [10, 20]
 
 
 def params(epochs: int) -> dict:
-    return {
-        "experiments": {"cancer": {
-            "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
-            "preprocess": {"scale": "standard"},
-            "model": {"layers": [{"type": "dense", "units": 12, "activation": "relu"},
-                                 {"type": "dense", "units": 8, "activation": "relu"},
-                                 {"type": "dense", "units": 1, "activation": "sigmoid"}]},
-            "train": {"optimizer": "adam", "epochs": epochs, "batch_size": 10, "seed": 7},
-            "evaluate": {"n_splits": 3, "stratify": True, "shuffle": True, "seed": 7},
-        }},
-        "sweeps": {"cancer": {"space": {"train.optimizer": {"grid": OPTIMIZERS},
-                                        "model.initializer": {"grid": INITIALIZERS},
-                                        "train.batch_size": {"grid": BATCH_SIZES}},
-                              "scoring": "kfold", "cpu": 1, "keep_checkpoints": 1}},
-    }
+    """bench/kfold.py's experiment, 3-fold, with the grid as its sweep."""
+    raw = experiment_params(epochs, n_splits=3)
+    raw["sweeps"] = {"cancer": {"space": {"train.optimizer": {"grid": OPTIMIZERS},
+                                          "model.initializer": {"grid": INITIALIZERS},
+                                          "train.batch_size": {"grid": BATCH_SIZES}},
+                                "scoring": "kfold", "cpu": 1, "keep_checkpoints": 1}}
+    return raw
 
 
 def books_model(init: str = "glorot_uniform", optimizer: str = "adam") -> keras.Model:

@@ -182,9 +182,12 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     best_spec = spec.with_overrides(best.config)
     table = load_table(spec.dataset)
     labels = evaluate.encode_labels(best_spec, table, name)
-    checkpoint = best.get_best_checkpoint("score", mode)
+    # The trial's best checkpoint by score, and the metrics it was reported with.
+    ranked = sorted(best.best_checkpoints or [], key=lambda pair: pair[1]["score"], reverse=spec.higher_is_better)
+    checkpoint, at_checkpoint = ranked[0] if ranked else (None, {})
+    score, score_std = rows[0]["score"], rows[0]["score_std"]
     if sweep.scoring == "holdout" and checkpoint is not None:
-        # The hold-out model itself, from its best checkpoint: it reproduces the reported score on that split.
+        # The hold-out model itself, from its best checkpoint: it reproduces that checkpoint's score on the split.
         (split,) = make_splits(scoring_spec(best_spec, sweep).evaluate, labels.codes)
         fold, preprocessor = evaluate.fit_split(best_spec, table, labels, split)
         model = build_model(best_spec.model, fold.X_train.shape[1])
@@ -192,13 +195,15 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         with checkpoint.as_directory() as directory:
             restore_state(model, Path(directory))
         final = evaluate.FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec)
+        score, score_std = at_checkpoint["score"], at_checkpoint["score_std"]
     else:
         # k-fold scoring has k models per trial: keep one refitted on all rows, as GridSearchCV(refit=True) does.
         final = evaluate.refit(best_spec, table, labels)
     write_model(out_dir / "best_model", best_spec, final)
     summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": best.config,
-               "score": rows[0]["score"], "score_std": rows[0]["score_std"], "scoring": sweep.scoring,
+               "score": score, "score_std": score_std, "scoring": sweep.scoring,
                "checkpoint": checkpoint.path if checkpoint is not None else None,
+               "checkpoint_epoch": at_checkpoint.get("epoch"),
                "n_trials": len(rows), "n_errors": sum(r["status"] == "error" for r in rows)}
     write_trials(out_dir / "trials.csv", rows)
     write_json(out_dir / "best.json", summary)
