@@ -202,12 +202,18 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     write_model(out_dir / "best_model", best_spec, final)
     summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": best.config,
                "score": score, "score_std": score_std, "scoring": sweep.scoring,
-               "checkpoint": checkpoint.path if checkpoint is not None else None,
+               "checkpoint": _portable(checkpoint.path) if checkpoint is not None else None,
                "checkpoint_epoch": at_checkpoint.get("epoch"),
                "n_trials": len(rows), "n_errors": sum(r["status"] == "error" for r in rows)}
     write_trials(out_dir / "trials.csv", rows)
     write_json(out_dir / "best.json", summary)
     return summary
+
+
+def _portable(path: str) -> str:
+    """A checkpoint path as committed files should hold it: relative to the project when inside it."""
+    local = Path(path)
+    return str(local.relative_to(Path.cwd())) if local.is_relative_to(Path.cwd()) else path
 
 
 @flow(name="kerasflow-sweep")
