@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -113,9 +113,14 @@ def steps_per_execution(n_rows: int, batch_size: int) -> int:
     return max(1, math.ceil(n_rows / batch_size))
 
 
+def one_batch(n_rows: int) -> int:
+    """A batch holding all rows (capped): scoring small data in one step, not many tiny ones."""
+    return max(1, min(n_rows, 4096))
+
+
 def validation_batch_size(validation: tuple[np.ndarray, ...] | None) -> int | None:
     """Score the held-out rows in one step per epoch: the training batch size would take several tiny ones."""
-    return None if validation is None else max(1, min(len(validation[0]), 4096))
+    return None if validation is None else one_batch(len(validation[0]))
 
 
 def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
@@ -139,7 +144,7 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
 
 def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
     """Predictions as a NumPy array, in one batch for the small data this project trains on."""
-    return np.asarray(model.predict(X, batch_size=max(1, min(len(X), 4096)), verbose=0))
+    return np.asarray(model.predict(X, batch_size=one_batch(len(X)), verbose=0))
 
 
 def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequence[keras.callbacks.Callback] = (),
