@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     tune.add_argument("--resume", action="store_true", help="finish an interrupted sweep; finished trials stay")
 
+    predict = commands.add_parser("predict", help="apply a saved model folder to new rows of a CSV")
+    predict.add_argument("--model", type=Path, required=True, metavar="DIR",
+                         help="the saved model folder, e.g. results/<experiment>/model")
+    predict.add_argument("--input", type=Path, required=True, metavar="CSV",
+                         help="rows with the training feature columns (the target column may be present)")
+    predict.add_argument("--output", type=Path, required=True, metavar="CSV",
+                         help="where to write `prediction` (and `proba_<class>` columns for classification)")
+
     rep = commands.add_parser("report", help="summarise every experiment's metrics as Markdown")
     rep.add_argument("--results", type=Path, default=Path("results"))
     rep.add_argument("--out", type=Path, default=DEFAULT_REPORT)
@@ -72,6 +80,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         for path in write_bundled(args.out):
             print(path)
+        return 0
+
+    if args.command == "predict":
+        from tasks.predict import predict_csv
+
+        # Needs no params file: the model folder records everything the prediction depends on.
+        print(predict_csv(args.model, args.input, args.output))
         return 0
 
     params = load_params(args.params)

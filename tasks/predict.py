@@ -1,0 +1,178 @@
+"""Applying a saved model folder to new rows: the training-time preprocessing, then the labels decoded back.
+
+The folder is the one :func:`tasks.results.write_model` leaves (``results/<experiment>/model``). Its
+``preprocessing.json`` also records how the training CSV was laid out (header row or not, which column was the
+target), so a new CSV is read the same way and a user needs no ``params.yaml`` to predict.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.atomic import atomic_path
+from tasks.data import DataError, read_csv
+from tasks.preprocess import LabelCodec, Preprocessor
+
+# The folder's files, as `tasks.results` names them; not imported from there, as that imports Keras (see SavedModel).
+MODEL_FILE = "model.keras"
+PREPROCESSING_FILE = "preprocessing.json"
+PREDICTION = "prediction"
+PROBA_PREFIX = "proba_"
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A model folder's preprocessing and the training CSV's layout: all that checking new rows needs.
+
+    The Keras model itself loads only once the rows have passed, so a wrong file is refused in about a
+    second instead of after TensorFlow's import.
+    """
+
+    path: Path
+    preprocessor: Preprocessor
+    codec: LabelCodec | None
+    task: str
+    target: str
+    header: bool
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.preprocessor.columns_)
+
+
+def read_saved(model_dir: str | Path) -> SavedModel:
+    """Read a model folder's preprocessing, refusing a path that is not a model folder, with the reason."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise DataError(f"{model_dir}: model folder not found; expected the folder `kerasflow run` writes, "
+                        f"e.g. results/<experiment>/model")
+    absent = [name for name in (MODEL_FILE, PREPROCESSING_FILE) if not (model_dir / name).is_file()]
+    if absent:
+        raise DataError(f"{model_dir}: not a saved model folder: {', '.join(absent)} missing")
+    try:
+        state = json.loads((model_dir / PREPROCESSING_FILE).read_text())
+        codec = LabelCodec.from_dict(state["labels"]) if state["labels"] is not None else None
+        return SavedModel(path=model_dir, preprocessor=Preprocessor.from_dict(state["features"]), codec=codec,
+                          task=state["task"], target=str(state["target"]), header=bool(state["header"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{model_dir / PREPROCESSING_FILE}: not a kerasflow preprocessing file "
+                        f"({type(exc).__name__}: {exc})") from None
+
+
+def _predict_rows(saved: SavedModel, X: np.ndarray) -> np.ndarray:
+    """Load the Keras model in safe mode and predict; the only step that needs Keras, so it imports it."""
+    from tasks.results import load_model
+    from tasks.train import predict
+
+    try:
+        model = load_model(saved.path)[0]
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{saved.path / MODEL_FILE}: cannot load the model ({type(exc).__name__}: {exc})") from None
+    return predict(model, X)
+
+
+def feature_frame(saved: SavedModel, frame: pd.DataFrame, source: str | Path = "input") -> pd.DataFrame:
+    """The rows' feature columns, named and ordered as in training; a target column, if present, is dropped.
+
+    A file with a header is matched by column name; a header-less one by position, as training read it.
+    """
+    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    features = saved.features
+    if saved.header:
+        expected = f"expected the feature columns {features} (the target {saved.target!r} may also be present)"
+        received = [c for c in frame.columns if c != saved.target]
+        missing = [c for c in features if c not in received]
+        extra = [c for c in received if c not in features]
+        problems = ([f"missing column(s) {missing}"] if missing else []) + \
+                   ([f"unexpected column(s) {extra}"] if extra else [])
+        if problems:
+            # Every expected name absent: most likely a header-less file, whose first row became the header.
+            hint = "; does the file have a header row?" if len(missing) == len(features) else ""
+            raise DataError(f"{source}: {'; '.join(problems)}; {expected}{hint}")
+        return frame[features]
+
+    n_columns = len(features) + 1
+    target_index = int(saved.target) % n_columns  # a negative index counts from the end, as in training
+    expected = (f"expected {len(features)} feature columns, or {n_columns} with the target at 0-based index "
+                f"{target_index} (a header-less file: columns are matched by position)")
+    received = len(frame.columns)
+    if received == n_columns:
+        features_only = frame.drop(columns=frame.columns[target_index])
+    elif received == len(features):
+        features_only = frame
+    elif received > n_columns:
+        extra = list(range(n_columns, received))
+        raise DataError(f"{source}: unexpected column(s) at 0-based index {extra}; found {received} columns, "
+                        f"{expected}")
+    else:
+        missing = list(range(received, len(features)))
+        raise DataError(f"{source}: missing column(s) at 0-based index {missing}; found {received} columns, "
+                        f"{expected}")
+    return features_only.set_axis(features, axis=1)
+
+
+def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
+                  source: str | Path = "input") -> pd.DataFrame:
+    """Predictions for `frame`'s rows, in its row order and with its index, in the target's own terms.
+
+    Classification gives `prediction` (the original class labels) and one `proba_<class>` column per class;
+    regression gives `prediction` in the target's units. `source` names the rows in error messages.
+    """
+    saved = model if isinstance(model, SavedModel) else read_saved(model)
+    if len(frame) == 0:
+        raise DataError(f"{source}: no rows to predict")
+    X = feature_frame(saved, frame, source)
+    _check_values(saved, X, source)
+    output = _predict_rows(saved, saved.preprocessor.transform(X))
+    if saved.codec is None:
+        return pd.DataFrame({PREDICTION: output.reshape(-1)}, index=frame.index)
+    classes = saved.codec.classes_
+    if saved.task == "binary":
+        # One sigmoid unit: the probability of the second class, thresholded as `tasks.train.score` does.
+        positive = output.reshape(-1)
+        proba, codes = np.column_stack([1.0 - positive, positive]), (positive > 0.5).astype(int)
+    else:
+        proba, codes = output, output.argmax(axis=-1)
+    result = pd.DataFrame({PREDICTION: pd.Series(classes).iloc[codes].to_numpy()}, index=frame.index)
+    for j, label in enumerate(classes):
+        result[f"{PROBA_PREFIX}{label}"] = proba[:, j]
+    return result
+
+
+def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str | Path) -> Path:
+    """Predict every row of the CSV `input_path` and write the predictions to `output_path`, all or nothing.
+
+    Everything is checked and predicted before `output_path` is touched, and it is replaced in one rename, so a
+    failed run leaves no partial file and an earlier output intact.
+    """
+    output_path = Path(output_path)
+    if output_path.is_dir():
+        raise DataError(f"{output_path}: is a folder; the output must be a CSV file path")
+    saved = read_saved(model_dir)
+    predictions = predict_table(saved, read_csv(input_path, saved.header), source=input_path)
+    with atomic_path(output_path) as tmp:
+        predictions.to_csv(tmp, index=False)
+    return output_path
+
+
+def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> None:
+    """Refuse values the model cannot take, rather than let them through as NaN predictions or a NumPy error."""
+    pre = saved.preprocessor
+    first_line = 1 + int(saved.header)
+    for column in X.columns:
+        values = X[column]
+        if column not in pre.categories_ and not pd.api.types.is_numeric_dtype(values):
+            bad = int(np.flatnonzero((pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy())[0])
+            hint = "" if saved.header else "; is the first row a header? the model was trained on a file without one"
+            raise DataError(f"{source}: column {column!r} must be numeric, as in training; found "
+                            f"{values.iloc[bad]!r} (file line {bad + first_line}){hint}")
+        if column not in pre.fill_ and values.isna().any():
+            lines = (np.flatnonzero(values.isna().to_numpy()) + first_line)[:5].tolist()
+            raise DataError(f"{source}: column {column!r} has missing values (file lines {lines}) and the model "
+                            f"has no value to fill them with (it saw none in training)")

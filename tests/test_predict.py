@@ -1,0 +1,210 @@
+"""`kerasflow predict`: a saved model folder applied to new rows reproduces the model's own scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.data import DataError, load_table
+from tasks.evaluate import encode_labels, refit
+from tasks.predict import predict_csv, predict_table
+from tasks.results import load_model, write_model
+from tasks.spec import ExperimentSpec, parse_params
+from tasks.train import encode_target, predict, score
+
+from conftest import run_cli, tiny_params
+
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def _binary_params() -> dict:
+    """Versicolor against virginica: one sigmoid unit, whose two class probabilities predict must spell out."""
+    raw = tiny_params()
+    pair = raw["experiments"]["iris"]
+    pair["dataset"] = {"file": "data/pair.csv", "target": "species", "task": "binary"}
+    pair["model"]["layers"][-1] = {"type": "dense", "units": 1, "activation": "sigmoid"}
+    raw["experiments"] = {"pair": pair}
+    return raw
+
+
+def _headerless_params() -> dict:
+    """Iris without a header row and with the target moved first: the features are matched by position."""
+    raw = tiny_params()
+    mine = raw["experiments"]["iris"]
+    mine["dataset"] = {"file": "data/mine.csv", "header": False, "target": 0, "task": "multiclass"}
+    raw["experiments"] = {"mine": mine}
+    return raw
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, bundled_data) -> dict:
+    """Tiny real models, refitted and saved as `kerasflow run` saves them, once for this module."""
+    root = tmp_path_factory.mktemp("predict")
+    (root / "data").mkdir()
+    for name in ("iris.csv", "diabetes.csv"):
+        (root / "data" / name).write_bytes((bundled_data / name).read_bytes())
+    iris = pd.read_csv(root / "data/iris.csv")
+    iris[["species", *IRIS_FEATURES]].to_csv(root / "data/mine.csv", header=False, index=False)
+    iris[iris["species"] != "setosa"].to_csv(root / "data/pair.csv", index=False)
+
+    specs = {name: spec for raw in (tiny_params(), _headerless_params(), _binary_params())
+             for name, spec in parse_params(raw).experiments.items()}
+    saved = {}
+    for name, spec in specs.items():
+        table = load_table(spec.dataset, root)
+        final = refit(spec, table, encode_labels(spec, table, name))
+        saved[name] = (spec, write_model(root / "results" / name / "model", spec, final))
+    return {**saved, "root": root}
+
+
+def _model_score(spec: ExperimentSpec, model_dir: Path, root: Path) -> float:
+    """The score `tasks.train.score` gives the saved model on its own training rows."""
+    table = load_table(spec.dataset, root)
+    model, preprocessor, codec = load_model(model_dir)
+    codes = codec.transform(table.y) if codec is not None else table.y.to_numpy(dtype=np.float64)
+    y = encode_target(spec, codes, len(codec.classes_) if codec is not None else 0)
+    return score(spec, y, predict(model, preprocessor.transform(table.X)))
+
+
+def test_classification_round_trip_reproduces_the_accuracy(models, tmp_path):
+    spec, model_dir = models["iris"]
+    root = models["root"]
+    out = predict_csv(model_dir, root / "data/iris.csv", tmp_path / "out/pred.csv")
+
+    written = pd.read_csv(out)
+    classes = ["setosa", "versicolor", "virginica"]
+    assert list(written.columns) == ["prediction", *(f"proba_{c}" for c in classes)]
+    truth = pd.read_csv(root / "data/iris.csv")["species"]
+    assert len(written) == len(truth)
+    assert set(written["prediction"]) <= set(classes)
+    accuracy = float(np.mean(written["prediction"] == truth))
+    assert accuracy == pytest.approx(_model_score(spec, model_dir, root), abs=1e-12)
+    assert accuracy > 0.8
+
+    proba = written[[f"proba_{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert (np.asarray(classes)[proba.argmax(axis=1)] == written["prediction"]).all()
+
+
+def test_binary_round_trip_gives_both_class_probabilities(models, tmp_path):
+    spec, model_dir = models["pair"]
+    root = models["root"]
+    written = pd.read_csv(predict_csv(model_dir, root / "data/pair.csv", tmp_path / "pred.csv"))
+    assert list(written.columns) == ["prediction", "proba_versicolor", "proba_virginica"]
+    np.testing.assert_allclose(written["proba_versicolor"] + written["proba_virginica"], 1.0, atol=1e-6)
+    accuracy = float(np.mean(written["prediction"] == pd.read_csv(root / "data/pair.csv")["species"]))
+    assert accuracy == pytest.approx(_model_score(spec, model_dir, root), abs=1e-12)
+
+
+def test_regression_round_trip_reproduces_the_mse_in_original_units(models, tmp_path):
+    spec, model_dir = models["diabetes"]
+    root = models["root"]
+    out = predict_csv(model_dir, root / "data/diabetes.csv", tmp_path / "pred.csv")
+
+    written = pd.read_csv(out)
+    assert list(written.columns) == ["prediction"]
+    truth = pd.read_csv(root / "data/diabetes.csv")["progression"].to_numpy()
+    mse = float(np.mean((written["prediction"].to_numpy() - truth) ** 2))
+    assert mse == pytest.approx(_model_score(spec, model_dir, root), rel=1e-5)
+    # Original units: the predictions live on the target's scale (tens to hundreds), not a standardised one.
+    assert 50 < written["prediction"].mean() < 250
+
+
+def test_rows_without_the_target_and_in_another_order_give_the_same_predictions(models):
+    _, model_dir = models["iris"]
+    frame = pd.read_csv(models["root"] / "data/iris.csv")
+    with_target = predict_table(model_dir, frame)
+    features_only = frame[list(reversed(IRIS_FEATURES))]  # named columns are matched by name
+    pd.testing.assert_frame_equal(predict_table(model_dir, features_only), with_target)
+
+    # Row order (and the caller's index) is kept.
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    pd.testing.assert_frame_equal(predict_table(model_dir, shuffled), with_target.loc[shuffled.index])
+
+
+def test_headerless_model_predicts_with_or_without_the_target_column(models, tmp_path):
+    spec, model_dir = models["mine"]
+    root = models["root"]
+    with_target = pd.read_csv(predict_csv(model_dir, root / "data/mine.csv", tmp_path / "a.csv"))
+
+    rows = pd.read_csv(root / "data/mine.csv", header=None)
+    rows.drop(columns=[0]).to_csv(tmp_path / "features.csv", header=False, index=False)
+    features_only = pd.read_csv(predict_csv(model_dir, tmp_path / "features.csv", tmp_path / "b.csv"))
+
+    pd.testing.assert_frame_equal(features_only, with_target)
+    assert set(with_target["prediction"]) == {"setosa", "versicolor", "virginica"}
+    accuracy = float(np.mean(with_target["prediction"] == rows[0]))
+    assert accuracy == pytest.approx(_model_score(spec, model_dir, root), abs=1e-12)
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda f: f.drop(columns=["petal_width"]), "missing column(s) ['petal_width']"),
+    (lambda f: f.assign(colour="red"), "unexpected column(s) ['colour']"),
+])
+def test_a_missing_or_extra_column_exits_2_naming_it_and_writes_nothing(models, tmp_path, change, named):
+    _, model_dir = models["iris"]
+    change(pd.read_csv(models["root"] / "data/iris.csv")).to_csv(tmp_path / "new.csv", index=False)
+    before = sorted(tmp_path.iterdir())
+
+    result = run_cli(["predict", "--model", str(model_dir), "--input", "new.csv", "--output", "out/pred.csv"],
+                     cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("kerasflow: error: new.csv: ") and named in message
+    assert f"expected the feature columns {IRIS_FEATURES}" in message
+    assert sorted(tmp_path.iterdir()) == before  # no output, no output folder, no temporary left behind
+
+
+def test_cli_predict_writes_the_csv_and_needs_no_params_file(models, tmp_path):
+    _, model_dir = models["diabetes"]
+    out = tmp_path / "pred.csv"
+    result = run_cli(["predict", "--model", str(model_dir), "--input", str(models["root"] / "data/diabetes.csv"),
+                      "--output", str(out)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == str(out)
+    expected = predict_table(model_dir, pd.read_csv(models["root"] / "data/diabetes.csv"))
+    np.testing.assert_allclose(pd.read_csv(out)["prediction"], expected["prediction"], rtol=1e-6)
+
+
+def test_headerless_wrong_column_count_names_the_positions(models, tmp_path):
+    _, model_dir = models["mine"]
+    rows = pd.read_csv(models["root"] / "data/mine.csv", header=None)
+    rows.assign(extra=1.0).to_csv(tmp_path / "wide.csv", header=False, index=False)
+    rows[[1, 2]].to_csv(tmp_path / "narrow.csv", header=False, index=False)
+    with pytest.raises(DataError, match=r"wide.csv: unexpected column\(s\) at 0-based index \[5\]"):
+        predict_csv(model_dir, tmp_path / "wide.csv", tmp_path / "out.csv")
+    with pytest.raises(DataError, match=r"narrow.csv: missing column\(s\) at 0-based index \[2, 3\]"):
+        predict_csv(model_dir, tmp_path / "narrow.csv", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_missing_model_folder_or_input_file_is_a_clear_error(models, tmp_path):
+    _, model_dir = models["iris"]
+    with pytest.raises(DataError, match="nowhere: model folder not found"):
+        predict_csv(tmp_path / "nowhere", models["root"] / "data/iris.csv", tmp_path / "out.csv")
+    with pytest.raises(DataError, match="absent.csv: file not found"):
+        predict_csv(model_dir, tmp_path / "absent.csv", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_the_folder_layout_is_the_one_write_model_leaves():
+    import tasks.predict
+    import tasks.results
+
+    assert tasks.predict.MODEL_FILE == tasks.results.MODEL_FILE
+    assert tasks.predict.PREPROCESSING_FILE == tasks.results.PREPROCESSING_FILE
+
+
+def test_an_earlier_output_survives_a_failed_run(models, tmp_path):
+    _, model_dir = models["iris"]
+    out = tmp_path / "pred.csv"
+    out.write_text("earlier\n")
+    frame = pd.read_csv(models["root"] / "data/iris.csv")
+    frame.loc[3, "sepal_width"] = np.nan
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'sepal_width' has missing values \(file lines \[5\]\)"):
+        predict_csv(model_dir, tmp_path / "holes.csv", out)
+    assert out.read_text() == "earlier\n"
