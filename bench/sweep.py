@@ -31,6 +31,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from flows.pipeline import load_data  # noqa: E402
 from flows.sweep import export_best, run_sweep  # noqa: E402
 from tasks.data import load_table  # noqa: E402
 from tasks.spec import parse_params  # noqa: E402
@@ -78,8 +79,9 @@ def kerasflow_sweep(epochs: int) -> dict:
     parsed = parse_params(raw)
     spec, sweep = parsed.experiments["cancer"], parsed.sweeps["cancer"]
     with TemporaryDirectory() as out:
-        grid = run_sweep.fn("cancer", spec, sweep, Path(out), False)
-        return export_best.fn("cancer", spec, sweep, grid, Path(out))
+        table, labels = load_data.fn("cancer", spec)
+        grid = run_sweep.fn("cancer", spec, sweep, table, labels, Path(out), False)
+        return export_best.fn("cancer", spec, sweep, grid, table, labels, Path(out))
 
 
 def main() -> None:

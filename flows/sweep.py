@@ -22,9 +22,10 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from flows.pipeline import load_data
 from tasks import evaluate
 from tasks.atomic import write_json
-from tasks.data import DataError, Table, load_table
+from tasks.data import DataError, Table
 from tasks.models import build_model, make_optimizer
 from tasks.results import write_model
 from tasks.split import make_splits
@@ -160,10 +161,9 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, 
 
 
 @task(name="sweep", cache_policy=NO_CACHE)
-def run_sweep(name: str, spec: ExperimentSpec, sweep: SearchSpec, out_dir: Path, resume: bool) -> tune.ResultGrid:
+def run_sweep(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
+              out_dir: Path, resume: bool) -> tune.ResultGrid:
     """Run (or resume) the Ray Tune sweep; trial failures are retried by Ray, not Prefect."""
-    table = load_table(spec.dataset)
-    labels = evaluate.encode_labels(spec, table, name)
     connect()
     storage = (out_dir / "ray").resolve()
     check_cluster(name, sweep, storage)
@@ -171,8 +171,8 @@ def run_sweep(name: str, spec: ExperimentSpec, sweep: SearchSpec, out_dir: Path,
 
 
 @task(name="export-best", cache_policy=NO_CACHE)
-def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid,
-                out_dir: Path) -> dict[str, Any]:
+def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
+                labels: evaluate.Encoded, out_dir: Path) -> dict[str, Any]:
     """Write trials.csv, best.json and the best model (with its preprocessing) under `out_dir`."""
     mode = "max" if spec.higher_is_better else "min"
     rows = trial_rows(grid, spec.higher_is_better)
@@ -180,21 +180,21 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         raise SweepError(f"sweeps.{name}: no trial finished; first error: {grid.errors[:1]}")
     best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])
     best_spec = spec.with_overrides(best.config)
-    table = load_table(spec.dataset)
-    labels = evaluate.encode_labels(best_spec, table, name)
     # The trial's best checkpoint by score, and the metrics it was reported with.
     ranked = sorted(best.best_checkpoints or [], key=lambda pair: pair[1]["score"], reverse=spec.higher_is_better)
     checkpoint, at_checkpoint = ranked[0] if ranked else (None, {})
     score, score_std = rows[0]["score"], rows[0]["score_std"]
     if sweep.scoring == "holdout" and checkpoint is not None:
         # The hold-out model itself, from its best checkpoint: it reproduces that checkpoint's score on the split.
-        (split,) = make_splits(scoring_spec(best_spec, sweep).evaluate, labels.codes)
-        fold, preprocessor = evaluate.fit_split(best_spec, table, labels, split)
-        model = build_model(best_spec.model, fold.X_train.shape[1])
+        rows_table, rows_labels = evaluate.supervised(best_spec, table, labels)
+        (split,) = make_splits(scoring_spec(best_spec, sweep).evaluate, rows_labels.codes)
+        fold, preprocessor = evaluate.fit_split(best_spec, rows_table, rows_labels, split)
+        model = build_model(best_spec.model, fold.X_train.shape[1], best_spec.train.seed, fold.target_scale)
         model.compile(optimizer=make_optimizer(best_spec.train), loss=best_spec.loss)
         with checkpoint.as_directory() as directory:
             restore_state(model, Path(directory))
-        final = evaluate.FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec)
+        final = evaluate.FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec,
+                                    target_scale=fold.target_scale)
         score, score_std = at_checkpoint["score"], at_checkpoint["score_std"]
     else:
         # k-fold scoring has k models per trial: keep one refitted on all rows, as GridSearchCV(refit=True) does.
@@ -221,5 +221,6 @@ def sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, results_dir: 
                resume: bool = False) -> dict[str, Any]:
     """Sweep one experiment's search space and keep the best model."""
     out_dir = Path(results_dir) / name / "tune"
-    grid = run_sweep(name, spec, sweep, out_dir, resume)
-    return export_best(name, spec, sweep, grid, out_dir)
+    table, labels = load_data(name, spec)
+    grid = run_sweep(name, spec, sweep, table, labels, out_dir, resume)
+    return export_best(name, spec, sweep, grid, table, labels, out_dir)

@@ -11,12 +11,13 @@ import keras
 import numpy as np
 
 from tasks.data import DataError, Table
-from tasks.models import output_units
+from tasks.models import TargetScale, fit_target_scale, output_units
 from tasks.preprocess import LabelCodec, Preprocessor
 from tasks.spec import ExperimentSpec
 from tasks.split import Split, make_splits
 from tasks.stacked import fit_stacked
-from tasks.train import FoldData, FoldResult, encode_target, fit_fold, fit_model
+from tasks.train import FoldData, FoldResult, encode_target, fit_fold, fit_model, score
+from tasks.window import LAST_VALUE, window_table
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class CVResult:
     folds: list[FoldResult]
     stacked: bool
     seconds: float
+    baseline: list[float] | None = None
+    """Per fold, the score of the naive last-value forecast (series only)."""
 
     @property
     def scores(self) -> list[float]:
@@ -50,7 +53,13 @@ class CVResult:
         return {"metric": self.metric, "mean": float(scores.mean()), "std": float(scores.std()),
                 "folds": [float(s) for s in scores], "n_folds": len(scores),
                 "higher_is_better": self.higher_is_better, "stacked": self.stacked,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), **self._baseline_summary()}
+
+    def _baseline_summary(self) -> dict[str, Any]:
+        if self.baseline is None:
+            return {}
+        return {"baseline": {"forecast": "last value", "mean": float(np.mean(self.baseline)),
+                             "folds": [float(s) for s in self.baseline]}}
 
 
 def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment") -> Encoded:
@@ -71,20 +80,37 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment") 
     return encoded
 
 
+def supervised(spec: ExperimentSpec, table: Table, labels: Encoded) -> tuple[Table, Encoded]:
+    """The rows the model learns from: the table itself, or a series' look-back windows."""
+    lookback = spec.preprocess.lookback
+    if lookback is None:
+        return table, labels
+    return window_table(table, lookback), Encoded(labels.codes[lookback:], None)
+
+
 def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split) -> tuple[FoldData, Preprocessor]:
-    """Fit the preprocessing on the split's training rows only, and transform both sides with it."""
-    preprocessor = Preprocessor.from_spec(spec.preprocess).fit(table.X.iloc[split.train_index])
+    """Fit the preprocessing on the split's training rows only, and transform both sides with it.
+
+    `table` and `labels` are the supervised rows (see :func:`supervised`).
+    """
+    X_train, X_test = table.X.iloc[split.train_index], table.X.iloc[split.test_index]
+    preprocessor = Preprocessor.from_spec(spec.preprocess).fit(X_train)
+    y_train = encode_target(spec, labels.codes[split.train_index], labels.n_classes)
     fold = FoldData(
-        X_train=preprocessor.transform(table.X.iloc[split.train_index]),
-        y_train=encode_target(spec, labels.codes[split.train_index], labels.n_classes),
-        X_test=preprocessor.transform(table.X.iloc[split.test_index]),
+        X_train=preprocessor.transform(X_train),
+        y_train=y_train,
+        X_test=preprocessor.transform(X_test),
         y_test=encode_target(spec, labels.codes[split.test_index], labels.n_classes),
+        target_scale=fit_target_scale(spec.preprocess, y_train),
+        naive_test=(X_test[LAST_VALUE].to_numpy(dtype=np.float32).reshape(-1, 1)
+                    if spec.preprocess.lookback is not None else None),
     )
     return fold, preprocessor
 
 
 def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded) -> list[FoldData]:
     """Every split of the evaluation, each with preprocessing fitted inside the fold."""
+    table, labels = supervised(spec, table, labels)
     return [fit_split(spec, table, labels, split)[0] for split in make_splits(spec.evaluate, labels.codes)]
 
 
@@ -98,8 +124,10 @@ def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Seque
     stacked = uses_stacking(spec, len(folds))
     results = (fit_stacked(spec, folds, callbacks, initial_epoch) if stacked else
                [fit_fold(spec, fold, i, callbacks, initial_epoch) for i, fold in enumerate(folds)])
+    baseline = (None if folds[0].naive_test is None else
+                [score(spec, fold.y_test, fold.naive_test) for fold in folds])
     return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=stacked,
-                    seconds=time.perf_counter() - start)
+                    seconds=time.perf_counter() - start, baseline=baseline)
 
 
 def uses_stacking(spec: ExperimentSpec, n_folds: int) -> bool:
@@ -114,11 +142,15 @@ class FinalModel:
     model: keras.Model
     preprocessor: Preprocessor
     codec: LabelCodec | None
+    target_scale: TargetScale | None = None
 
 
 def refit(spec: ExperimentSpec, table: Table, labels: Encoded) -> FinalModel:
     """Retrain on all rows: the model to keep once cross-validation has said how good it is."""
+    table, labels = supervised(spec, table, labels)
     preprocessor = Preprocessor.from_spec(spec.preprocess).fit(table.X)
     X = preprocessor.transform(table.X)
-    model, _ = fit_model(spec, X, encode_target(spec, labels.codes, labels.n_classes))
-    return FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec)
+    y = encode_target(spec, labels.codes, labels.n_classes)
+    target_scale = fit_target_scale(spec.preprocess, y)
+    model, _ = fit_model(spec, X, y, target_scale=target_scale)
+    return FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec, target_scale=target_scale)

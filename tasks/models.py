@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from tasks.spec import (
     Conv2DLayer,
@@ -14,20 +15,42 @@ from tasks.spec import (
     LSTMLayer,
     MaxPooling2DLayer,
     ModelSpec,
+    PreprocessSpec,
     ReshapeLayer,
     TrainSpec,
 )
 
+TargetScale = tuple[float, float]
+"""`(scale, offset)` of a model's output: `prediction = output * scale + offset`."""
 
-def make_layer(spec: LayerSpec) -> keras.layers.Layer:
-    """One Keras layer from its spec."""
+
+def layer_seeds(seed: int, n: int) -> list[int]:
+    """`n` independent seeds derived from the run's `seed`, one per layer.
+
+    Keras draws the seed of an unseeded initializer or dropout layer from Python's global `random`, which
+    other threads in the process (Prefect's, Ray's) draw from too: the same `seed` could then give other
+    weights from run to run. Every random layer therefore gets an explicit seed.
+    """
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32) % 2**31]
+
+
+def seeded_initializer(name: str, seed: int) -> keras.initializers.Initializer:
+    """The named Keras initializer with an explicit seed (initializers that draw nothing are returned as is)."""
+    initializer = keras.initializers.get(name)
+    config = initializer.get_config()
+    return type(initializer).from_config({**config, "seed": seed}) if "seed" in config else initializer
+
+
+def make_layer(spec: LayerSpec, seed: int) -> keras.layers.Layer:
+    """One Keras layer from its spec; `seed` fixes its initial weights and dropout masks."""
     if isinstance(spec, DenseLayer):
-        return keras.layers.Dense(spec.units, activation=spec.activation, kernel_initializer=spec.initializer)
+        return keras.layers.Dense(spec.units, activation=spec.activation,
+                                  kernel_initializer=seeded_initializer(spec.initializer, seed))
     if isinstance(spec, DropoutLayer):
-        return keras.layers.Dropout(spec.rate)
+        return keras.layers.Dropout(spec.rate, seed=seed)
     if isinstance(spec, Conv2DLayer):
         return keras.layers.Conv2D(spec.filters, spec.kernel_size, activation=spec.activation,
-                                   kernel_initializer=spec.initializer, padding=spec.padding)
+                                   kernel_initializer=seeded_initializer(spec.initializer, seed), padding=spec.padding)
     if isinstance(spec, MaxPooling2DLayer):
         return keras.layers.MaxPooling2D(spec.pool_size)
     if isinstance(spec, FlattenLayer):
@@ -36,18 +59,46 @@ def make_layer(spec: LayerSpec) -> keras.layers.Layer:
         return keras.layers.Reshape(spec.target_shape)
     if isinstance(spec, LSTMLayer):
         return keras.layers.LSTM(spec.units, return_sequences=spec.return_sequences, dropout=spec.dropout,
-                                 recurrent_dropout=spec.recurrent_dropout)
+                                 recurrent_dropout=spec.recurrent_dropout, stateful=spec.stateful, seed=seed,
+                                 kernel_initializer=seeded_initializer("glorot_uniform", seed),
+                                 recurrent_initializer=seeded_initializer("orthogonal", seed + 1))
     if isinstance(spec, EmbeddingLayer):
-        return keras.layers.Embedding(spec.input_dim, spec.output_dim)
+        return keras.layers.Embedding(spec.input_dim, spec.output_dim,
+                                      embeddings_initializer=seeded_initializer("uniform", seed))
     raise TypeError(f"no Keras layer for spec {type(spec).__name__}")
 
 
-def build_model(spec: ModelSpec, n_features: int) -> keras.Sequential:
-    """A `Sequential` model taking rows of `n_features` values."""
-    model = keras.Sequential([keras.Input(shape=(n_features,))], name="kerasflow_model")
-    for layer in spec.layers:
-        model.add(make_layer(layer))
+def build_model(spec: ModelSpec, n_features: int, seed: int,
+                target_scale: TargetScale | None = None) -> keras.Sequential:
+    """A `Sequential` model taking rows of `n_features` values; the same `seed` gives the same initial weights.
+
+    With `target_scale` the model ends in a fixed `Rescaling(scale, offset)`: it learns the target in scaled
+    units but predicts (and is scored and saved) in the data's units. A stateful model takes one row per batch.
+    """
+    batch_size = 1 if spec.stateful else None
+    model = keras.Sequential([keras.Input(shape=(n_features,), batch_size=batch_size)], name="kerasflow_model")
+    for layer, layer_seed in zip(spec.layers, layer_seeds(seed, len(spec.layers))):
+        model.add(make_layer(layer, layer_seed))
+    if target_scale is not None:
+        model.add(keras.layers.Rescaling(*target_scale, name="target_scale"))
     return model
+
+
+def fit_target_scale(spec: PreprocessSpec, y: np.ndarray) -> TargetScale | None:
+    """`(scale, offset)` mapping the scaled target back to `y`'s units (`y = scaled * scale + offset`), when
+    `spec.scale_target` asks for it; fitted like the features' `scale` (min-max or standard).
+
+    Examples
+    --------
+    >>> fit_target_scale(PreprocessSpec(scale="minmax", scale_target=True), np.array([2.0, 4.0, 6.0]))
+    (4.0, 2.0)
+    """
+    if not spec.scale_target:
+        return None
+    if spec.scale == "minmax":
+        low, high = float(np.min(y)), float(np.max(y))
+        return (high - low) or 1.0, low
+    return float(np.std(y)) or 1.0, float(np.mean(y))
 
 
 def make_optimizer(spec: TrainSpec) -> keras.optimizers.Optimizer:

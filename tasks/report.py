@@ -21,20 +21,23 @@ def summary_rows(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for name, m in metrics.items():
         if not m:
-            rows.append({"experiment": name, "metric": "", "mean": "", "std": "", "folds": 0, "seconds": ""})
+            rows.append({"experiment": name, "metric": "", "mean": "", "std": "", "folds": 0, "baseline": "",
+                         "seconds": ""})
             continue
+        baseline = m.get("baseline")
         rows.append({"experiment": name, "metric": m["metric"], "mean": round(m["mean"], 4),
-                     "std": round(m["std"], 4), "folds": m["n_folds"], "seconds": m["seconds"]})
+                     "std": round(m["std"], 4), "folds": m["n_folds"],
+                     "baseline": round(baseline["mean"], 4) if baseline else "", "seconds": m["seconds"]})
     return rows
 
 
 def render_markdown(metrics: dict[str, dict[str, Any]]) -> str:
     lines = ["# kerasflow results", "",
-             "| experiment | metric | mean ± std | folds | seconds |", "|---|---|---|---|---|"]
+             "| experiment | metric | mean ± std | folds | naive last value | seconds |", "|---|---|---|---|---|---|"]
     for row in summary_rows(metrics):
         if not row["metric"]:
-            lines.append(f"| {row['experiment']} | not run yet | | | |")
+            lines.append(f"| {row['experiment']} | not run yet | | | | |")
             continue
         lines.append(f"| {row['experiment']} | {row['metric']} | {row['mean']:.4f} ± {row['std']:.4f} "
-                     f"| {row['folds']} | {row['seconds']} |")
+                     f"| {row['folds']} | {row['baseline']} | {row['seconds']} |")
     return "\n".join(lines) + "\n"

@@ -50,7 +50,7 @@ def write_history(out_dir: Path, result: CVResult) -> Path:
 def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Path:
     """Save the inference model (no optimizer state) and its preprocessing beside it, in `model_dir`."""
     # A fresh, uncompiled twin: the saved file then needs none of kerasflow's training-time objects to load.
-    inference = build_model(spec.model, final.model.input_shape[-1])
+    inference = build_model(spec.model, final.model.input_shape[-1], spec.train.seed, final.target_scale)
     inference.set_weights(final.model.get_weights())
     with atomic_path(model_dir) as tmp:
         tmp.mkdir()

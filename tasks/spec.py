@@ -112,6 +112,12 @@ class PreprocessSpec(_Strict):
     scale: Literal["none", "standard", "minmax"] = "none"
     categorical: Literal["none", "onehot", "ordinal"] = "none"
     impute: Literal["none", "mean", "median", "most_frequent"] = "none"
+    lookback: PositiveInt | None = Field(
+        default=None, description="forecast the target series from its `lookback` previous values (the rows "
+                                  "become windows; the file's other columns are not used)")
+    scale_target: bool = Field(
+        default=False, description="regression: train on the target scaled like the features; predictions "
+                                   "are scaled back inside the model, so every score is in the data's units")
 
 
 class DenseLayer(_Strict):
@@ -161,6 +167,7 @@ class LSTMLayer(_Strict):
     return_sequences: bool = False
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     recurrent_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    stateful: bool = Field(default=False, description="carry the state from one row to the next; reset each epoch")
 
 
 class EmbeddingLayer(_Strict):
@@ -186,6 +193,10 @@ class ModelSpec(_Strict):
     def stackable(self) -> bool:
         """Whether k copies of this model can train as one stacked program (see ``tasks/stacked.py``)."""
         return all(isinstance(layer, STACKABLE_LAYERS) for layer in self.layers)
+
+    @property
+    def stateful(self) -> bool:
+        return any(isinstance(layer, LSTMLayer) and layer.stateful for layer in self.layers)
 
 
 class TrainSpec(_Strict):
@@ -295,6 +306,25 @@ class ExperimentSpec(_Strict):
                              f"use one of: {', '.join(METRICS_BY_TASK[task])}")
         if self.evaluate.stratify and task == "regression":
             raise ValueError("evaluate.stratify needs a classification task; the dataset's task is 'regression'")
+        if self.preprocess.lookback is not None:
+            if task != "regression":
+                raise ValueError(f"preprocess.lookback forecasts a numeric series: it needs task 'regression'. "
+                                 f"Received: task {task!r}")
+            if self.evaluate.shuffle or self.evaluate.method == "kfold":
+                # Windows overlap: a shuffled or k-fold split trains on rows holding the test rows' values.
+                raise ValueError("preprocess.lookback needs a time-ordered evaluation: method 'timeseries', or "
+                                 "'holdout' with shuffle false. Received: method "
+                                 f"{self.evaluate.method!r}, shuffle {self.evaluate.shuffle}")
+        if self.preprocess.scale_target and (task != "regression" or self.preprocess.scale == "none"):
+            raise ValueError("preprocess.scale_target needs task 'regression' and a `scale` (standard or minmax) "
+                             f"to apply to the target. Received: task {task!r}, scale {self.preprocess.scale!r}")
+        if self.model.stateful:
+            # State flows from each row to the next: rows must come one at a time and in time order.
+            if self.train.batch_size != 1:
+                raise ValueError(f"a stateful LSTM needs train.batch_size 1. Received: {self.train.batch_size}")
+            if self.evaluate.shuffle:
+                raise ValueError("a stateful LSTM needs time-ordered rows: set evaluate.shuffle false "
+                                 "(method 'timeseries', or 'holdout' for a chronological split)")
         return self
 
 

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tasks.models import make_optimizer
+from tasks.models import TargetScale, layer_seeds, make_optimizer, seeded_initializer
 from tasks.spec import DenseLayer, DropoutLayer, ExperimentSpec, ModelSpec
 from tasks.train import (
     FoldData,
@@ -36,34 +36,33 @@ from tasks.train import (
 
 
 class PerSlotInitializer(keras.initializers.Initializer):
-    """Initialise a `(k, in, out)` kernel as k independent `(in, out)` kernels.
+    """Initialise a `(k, in, out)` kernel as k independent `(in, out)` kernels, slot j seeded with `seeds[j]`.
 
     Calling the base initializer on the 3-D shape would count k into its fan-in and shrink every weight.
     """
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, seeds: list[int]) -> None:
+        self.name, self.seeds = name, list(seeds)
 
     def __call__(self, shape, dtype=None):
-        # A fresh initializer per slot draws a fresh seed from Keras' global seed (set per run).
-        return ops.stack([keras.initializers.get(self.name)(shape[1:], dtype=dtype) for _ in range(shape[0])])
+        return ops.stack([seeded_initializer(self.name, seed)(shape[1:], dtype=dtype) for seed in self.seeds])
 
     def get_config(self) -> dict:
-        return {"name": self.name}
+        return {"name": self.name, "seeds": self.seeds}
 
 
 class StackedDense(keras.layers.Layer):
     """k independent `Dense` layers applied slot-wise to inputs of shape `(batch, k, in)`."""
 
-    def __init__(self, k: int, units: int, activation: str = "linear", initializer: str = "glorot_uniform",
-                 **kwargs) -> None:
+    def __init__(self, units: int, seeds: list[int], activation: str = "linear",
+                 initializer: str = "glorot_uniform", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.k, self.units, self.initializer = k, units, initializer
+        self.k, self.units, self.seeds, self.initializer = len(seeds), units, list(seeds), initializer
         self.activation = keras.activations.get(activation)
 
     def build(self, input_shape) -> None:
         self.kernel = self.add_weight(shape=(self.k, input_shape[-1], self.units), name="kernel",
-                                      initializer=PerSlotInitializer(self.initializer))
+                                      initializer=PerSlotInitializer(self.initializer, self.seeds))
         self.bias = self.add_weight(shape=(self.k, self.units), name="bias", initializer="zeros")
 
     def call(self, inputs):
@@ -82,16 +81,26 @@ class SlotSumLoss(keras.losses.Loss):
         return self.fn(y_true, y_pred) * self.k
 
 
-def build_stacked(spec: ModelSpec, n_features: int, k: int) -> keras.Model:
-    """The stacked twin of :func:`tasks.models.build_model` for k slots."""
+def build_stacked(spec: ModelSpec, n_features: int, k: int, seed: int,
+                  target_scales: list[TargetScale] | None = None) -> keras.Model:
+    """The stacked twin of :func:`tasks.models.build_model` for k slots, slot j rescaled by `target_scales[j]`.
+
+    Slot j starts from the weights `build_model(spec, n_features, seed + j)` gives: fold j's own model.
+    """
     model = keras.Sequential([keras.Input(shape=(k, n_features))], name="kerasflow_stacked")
-    for layer in spec.layers:
+    n = len(spec.layers)
+    slot_seeds = [layer_seeds(seed + j, n) for j in range(k)]
+    for i, layer in enumerate(spec.layers):
         if isinstance(layer, DenseLayer):
-            model.add(StackedDense(k, layer.units, layer.activation, layer.initializer))
+            model.add(StackedDense(layer.units, [seeds[i] for seeds in slot_seeds], layer.activation,
+                                   layer.initializer))
         elif isinstance(layer, DropoutLayer):
-            model.add(keras.layers.Dropout(layer.rate))
+            model.add(keras.layers.Dropout(layer.rate, seed=slot_seeds[0][i]))
         else:
             raise TypeError(f"layer {layer.type!r} cannot be stacked; use the per-fold path")
+    if target_scales is not None:
+        scale, offset = (np.array(values, dtype="float32")[:, None] for values in zip(*target_scales))
+        model.add(keras.layers.Rescaling(scale, offset, name="target_scale"))
     return model
 
 
@@ -118,20 +127,21 @@ def fit_stacked(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence
                 initial_epoch: int = 0) -> list[FoldResult]:
     """Train one model per fold, all k as one stacked program; score each on its own held-out rows."""
     k = len(folds)
-    keras.utils.set_random_seed(spec.train.seed)
     rng = np.random.default_rng(spec.train.seed)
     X, y, w = stack_rows([f.X_train for f in folds], [f.y_train for f in folds], rng)
     X_val, y_val, w_val = stack_rows([f.X_test for f in folds], [f.y_test for f in folds], rng)
 
-    model = build_stacked(spec.model, X.shape[-1], k)
+    scales = None if folds[0].target_scale is None else [f.target_scale for f in folds]
+    model = build_stacked(spec.model, X.shape[-1], k, spec.train.seed, scales)
     fn, root = metric_fn(spec)
     loss_fn = keras.losses.get(spec.loss)
     metrics = [SlotMean(loss_fn, slots=k, name="loss"), SlotMean(fn, slots=k, root=root, name=spec.metric)]
     model.compile(optimizer=make_optimizer(spec.train), loss=SlotSumLoss(spec.loss, k), metrics=metrics,
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
+    keras.utils.set_random_seed(spec.train.seed)  # the shuffle order, as in `fit_model`
     history = model.fit(X, y, sample_weight=w, batch_size=spec.train.batch_size, epochs=spec.train.epochs,
                         shuffle=True, validation_data=(X_val, y_val, w_val),
-                        validation_batch_size=validation_batch_size((X_val,)), callbacks=list(callbacks),
+                        validation_batch_size=validation_batch_size(model, (X_val,)), callbacks=list(callbacks),
                         initial_epoch=initial_epoch, verbose=0).history
 
     predictions = predict(model, X_val)

@@ -37,8 +37,8 @@ def scoring_spec(spec: ExperimentSpec, sweep: SearchSpec) -> ExperimentSpec:
     else:
         evaluate = spec.evaluate.model_copy(update={
             "method": "holdout", "test_size": sweep.test_size, "n_repeats": 1, "refit": False,
-            "shuffle": spec.evaluate.method != "timeseries",
-            "stratify": spec.dataset.task != "regression" and spec.evaluate.method != "timeseries"})
+            "shuffle": spec.evaluate.shuffle,
+            "stratify": spec.dataset.task != "regression" and spec.evaluate.shuffle})
     return spec.model_copy(update={"evaluate": evaluate})
 
 

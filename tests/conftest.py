@@ -15,9 +15,6 @@ import pytest
 import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Tests compare scores exactly (flow vs plain functions): one intra-op thread keeps TensorFlow's CPU reductions
-# in one order, so the same seed gives the same result. Set before TensorFlow is imported here or in subprocesses.
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 

@@ -8,6 +8,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from flows.pipeline import load_data
 from flows.sweep import SweepError, export_best, run_sweep
 from tasks.spec import parse_params
 from test_sweep import cancer_project, sweep_params  # noqa: F401  (fixture and params shared with the sweep tests)
@@ -28,7 +29,9 @@ def cluster():
 def _sweep(raw: dict, out):
     params = parse_params(raw)
     spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
-    return export_best.fn("cancer", spec, sweep, run_sweep.fn("cancer", spec, sweep, out, False), out)
+    table, labels = load_data.fn("cancer", spec)
+    grid = run_sweep.fn("cancer", spec, sweep, table, labels, out, False)
+    return export_best.fn("cancer", spec, sweep, grid, table, labels, out)
 
 
 def _rows(out) -> list[dict]:

@@ -20,6 +20,11 @@ def test_shipped_params_load_with_the_books_experiments():
     assert params.experiments["boston_standardized"].preprocess.scale == "standard"
     assert params.experiments["boston_baseline"].preprocess.scale == "none"
     assert params.experiments["cancer_mlp"].evaluate.stratify
+    for name in ("sunspots_mlp", "sunspots_lstm", "sunspots_lstm_stateful"):
+        series = params.experiments[name]
+        assert series.preprocess.lookback == 3 and series.evaluate.method == "holdout"
+        assert not series.evaluate.shuffle and series.evaluate.test_size == 0.33
+    assert params.experiments["sunspots_lstm_stateful"].model.stateful
 
 
 def _bad(mutate) -> str:
@@ -48,11 +53,26 @@ def _bad(mutate) -> str:
     (lambda e: e["dataset"].pop("task"), ["experiments.iris.dataset.task", "Field required"]),
     (lambda e: e["dataset"].update(task="clustering"), ["experiments.iris.dataset.task", "'clustering'"]),
     (lambda e: e["model"]["layers"][0].update(type="dense3d"), ["experiments.iris.model.layers[0]", "dense3d"]),
+    (lambda e: e["preprocess"].update(lookback=3), ["preprocess.lookback", "needs task 'regression'"]),
+    (lambda e: e["preprocess"].update(lookback=0), ["experiments.iris.preprocess.lookback", "greater than 0"]),
+    (lambda e: e["preprocess"].update(scale_target=True), ["preprocess.scale_target needs task 'regression'"]),
+    (lambda e: e["model"]["layers"].insert(0, {"type": "lstm", "units": 2, "stateful": True}),
+     ["a stateful LSTM needs train.batch_size 1", "Received: 16"]),
 ])
 def test_bad_params_name_the_key(mutate, expected):
     message = _bad(mutate)
     for fragment in expected:
         assert fragment in message
+
+
+def test_a_series_forecast_refuses_a_shuffled_or_kfold_evaluation():
+    raw = copy.deepcopy(tiny_params())
+    diabetes = raw["experiments"]["diabetes"]
+    diabetes["preprocess"]["lookback"] = 3
+    with pytest.raises(ParamsError, match="lookback needs a time-ordered evaluation.*method 'kfold', shuffle True"):
+        parse_params(raw)
+    diabetes["evaluate"] = {"method": "holdout", "shuffle": False}
+    assert parse_params(raw).experiments["diabetes"].preprocess.lookback == 3
 
 
 def test_unknown_experiment_is_refused_with_a_suggestion():

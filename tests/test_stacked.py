@@ -8,7 +8,8 @@ import numpy as np
 from tasks.data import load_table
 from tasks.evaluate import cross_validate, encode_labels, prepare_folds
 from tasks.spec import parse_params
-from tasks.stacked import StackedDense, stack_rows
+from tasks.models import build_model
+from tasks.stacked import StackedDense, build_stacked, stack_rows
 
 from conftest import tiny_params
 
@@ -20,8 +21,7 @@ def _iris_spec(**evaluate):
 
 
 def test_each_slot_is_initialised_like_its_own_dense_layer():
-    keras.utils.set_random_seed(0)
-    layer = StackedDense(k=50, units=40, initializer="glorot_uniform")
+    layer = StackedDense(units=40, seeds=list(range(50)), initializer="glorot_uniform")
     layer.build((None, 50, 30))
     kernel = keras.ops.convert_to_numpy(layer.kernel)
     limit = np.sqrt(6 / (30 + 40))  # Glorot for a (30, 40) kernel: k must not count in the fan-in
@@ -36,8 +36,7 @@ def test_a_slot_with_no_rows_is_not_changed_by_the_other_slots_training():
     y = rng.normal(size=(32, 3, 1)).astype("float32")
     weight = np.ones((32, 3), dtype="float32")
     weight[:, 1] = 0.0
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3, 4)), StackedDense(3, 5, "relu"), StackedDense(3, 1)])
+    model = keras.Sequential([keras.Input((3, 4)), StackedDense(5, [0, 1, 2], "relu"), StackedDense(1, [3, 4, 5])])
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
     model.compile(optimizer="adam", loss="mean_squared_error")
     model.fit(X, y, sample_weight=weight, epochs=3, batch_size=8, verbose=0)
@@ -45,6 +44,16 @@ def test_a_slot_with_no_rows_is_not_changed_by_the_other_slots_training():
     for old, new in zip(before, after):
         np.testing.assert_array_equal(old[1], new[1])  # slot 1 untouched
         assert not np.allclose(old[0], new[0])  # slots 0 and 2 trained
+
+
+def test_slot_j_starts_from_the_weights_of_fold_js_own_model():
+    spec = _iris_spec().model
+    stacked = build_stacked(spec, 4, k=3, seed=7)
+    for j in range(3):
+        own = build_model(spec, 4, seed=7 + j)
+        for stacked_weight, own_weight in zip(stacked.weights, own.weights):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(stacked_weight)[j],
+                                          keras.ops.convert_to_numpy(own_weight))
 
 
 def test_stack_rows_pads_with_zero_weight_copies():

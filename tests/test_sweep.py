@@ -17,6 +17,7 @@ import ray
 import yaml
 
 from conftest import BIN, run_cli
+from flows.pipeline import load_data
 from flows.sweep import SweepError, connect, export_best, run_sweep
 from tasks.data import load_table
 from tasks.evaluate import encode_labels, fit_split
@@ -62,8 +63,9 @@ def local_ray():
 def _sweep(raw: dict, out: Path, resume: bool = False) -> dict:
     params = parse_params(raw)
     spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
-    grid = run_sweep.fn("cancer", spec, sweep, out, resume)
-    return export_best.fn("cancer", spec, sweep, grid, out)
+    table, labels = load_data.fn("cancer", spec)
+    grid = run_sweep.fn("cancer", spec, sweep, table, labels, out, resume)
+    return export_best.fn("cancer", spec, sweep, grid, table, labels, out)
 
 
 def _rows(out: Path) -> list[dict]:

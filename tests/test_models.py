@@ -1,0 +1,58 @@
+"""Models from the spec: the run's seed alone fixes the initial weights."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import keras
+import numpy as np
+
+from tasks.models import build_model, layer_seeds, seeded_initializer
+from tasks.spec import ModelSpec
+
+
+def _weights(model: keras.Model) -> list[np.ndarray]:
+    return [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
+SPEC = ModelSpec.model_validate({"layers": [
+    {"type": "dense", "units": 8, "activation": "relu", "initializer": "he_normal"},
+    {"type": "dropout", "rate": 0.2},
+    {"type": "dense", "units": 3, "activation": "softmax"},
+]})
+
+
+def test_same_seed_same_weights_even_while_another_thread_draws_from_global_random():
+    """Keras seeds unseeded layers from Python's global `random`; Prefect's threads draw from it too."""
+    stop = threading.Event()
+
+    def draw() -> None:
+        while not stop.is_set():
+            random.random()
+
+    thread = threading.Thread(target=draw, daemon=True)
+    thread.start()
+    try:
+        first = _weights(build_model(SPEC, 4, seed=3))
+        random.seed(12345)  # a different global state changes nothing either
+        second = _weights(build_model(SPEC, 4, seed=3))
+    finally:
+        stop.set()
+        thread.join()
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_another_seed_gives_other_weights_and_layers_get_independent_seeds():
+    a, b = _weights(build_model(SPEC, 4, seed=3)), _weights(build_model(SPEC, 4, seed=4))
+    assert not np.allclose(a[0], b[0])
+    seeds = layer_seeds(3, 10)
+    assert len(set(seeds)) == 10 and all(0 <= s < 2**31 for s in seeds)
+    assert layer_seeds(3, 2) == seeds[:2]  # adding a layer keeps the earlier layers' seeds
+
+
+def test_seeded_initializer_keeps_the_initializers_own_settings():
+    initializer = seeded_initializer("random_uniform", 5)
+    assert initializer.get_config()["seed"] == 5 and initializer.get_config()["maxval"] == 0.05
+    assert seeded_initializer("zeros", 5).get_config() == {}

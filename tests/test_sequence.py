@@ -1,0 +1,146 @@
+"""Series forecasting: look-back windows, time-ordered splits, per-fold scaling, the stateful loop, the books' LSTMs."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from tasks.data import Table, load_table
+from tasks.evaluate import cross_validate, encode_labels, fit_split, prepare_folds, supervised
+from tasks.spec import load_params, parse_params
+from tasks.split import make_splits
+from tasks.train import fit_model, reset_states
+
+SERIES = ("sunspots_mlp", "sunspots_lstm", "sunspots_lstm_stateful")
+
+
+def _shipped(name: str, bundled_data, **evaluate):
+    """A shipped sequence experiment, reading the bundled data of this test session."""
+    params = load_params(ROOT / "params.yaml")
+    raw = params.model_dump(mode="json")
+    experiment = raw["experiments"][name]
+    experiment["dataset"]["file"] = str(bundled_data / "sunspots.csv")
+    experiment["evaluate"].update(refit=False, **evaluate)
+    return parse_params({"experiments": {name: experiment}, "sweeps": {}}).experiments[name]
+
+
+def _rows(spec):
+    table = load_table(spec.dataset)
+    return table, supervised(spec, table, encode_labels(spec, table))
+
+
+def test_windows_round_trip_each_target_is_the_next_rows_last_value(bundled_data):
+    spec = _shipped("sunspots_mlp", bundled_data)
+    table, (rows, labels) = _rows(spec)
+    values = table.y.to_numpy()
+    assert len(rows.y) == len(values) - 3 and list(rows.X.columns) == ["lag_3", "lag_2", "lag_1"]
+    np.testing.assert_array_equal(rows.X["lag_1"].to_numpy()[1:], rows.y.to_numpy()[:-1])
+    for i in (0, 100, len(rows.y) - 1):
+        t = rows.y.index[i]
+        np.testing.assert_array_equal(rows.X.iloc[i].to_numpy(), values[t - 3:t])
+        assert rows.y.iloc[i] == values[t] == labels.codes[i]
+
+
+@pytest.mark.parametrize("evaluate", [{"method": "holdout", "test_size": 0.33},
+                                      {"method": "timeseries", "n_splits": 4}])
+def test_no_future_value_enters_a_training_row(bundled_data, evaluate):
+    spec = _shipped("sunspots_mlp", bundled_data, **evaluate)
+    _, (rows, labels) = _rows(spec)
+    splits = make_splits(spec.evaluate, labels.codes)
+    assert len(splits) == (1 if evaluate["method"] == "holdout" else 4)
+    for split in splits:
+        # Row numbers in the file: a training row uses the values at t-3 .. t; a test row is scored at its t.
+        train_times, test_times = rows.y.index[split.train_index], rows.y.index[split.test_index]
+        assert train_times.max() < test_times.min()
+        assert np.all(np.diff(test_times) == 1)  # the held-out part is one unbroken stretch of time
+    if evaluate["method"] == "holdout":
+        assert len(splits[0].test_index) == pytest.approx(0.33 * len(labels.codes), abs=1)
+    else:  # expanding windows: each fold trains on everything before its test stretch
+        assert [len(s.train_index) for s in splits] == sorted(len(s.train_index) for s in splits)
+        assert all(s.train_index[0] == 0 for s in splits)
+
+
+def test_the_scalers_never_see_the_held_out_part(bundled_data):
+    spec = _shipped("sunspots_mlp", bundled_data)
+    table, (rows, labels) = _rows(spec)
+    (split,) = make_splits(spec.evaluate, labels.codes)
+    fold, preprocessor = fit_split(spec, rows, labels, split)
+
+    # Make every held-out value absurd: what the model trains on must not change at all.
+    test_times = rows.y.index[split.test_index]
+    inflated = table.y.copy()
+    inflated.loc[test_times] *= 1000
+    spoiled_table = Table(X=table.X, y=inflated, source=table.source)
+    spoiled, _ = fit_split(spec, *supervised(spec, spoiled_table, encode_labels(spec, spoiled_table)), split)
+    np.testing.assert_array_equal(fold.X_train, spoiled.X_train)
+    assert fold.target_scale == spoiled.target_scale
+    train_y = labels.codes[split.train_index]
+    assert fold.target_scale == pytest.approx((train_y.max() - train_y.min(), train_y.min()))
+    assert not np.array_equal(fold.X_test, spoiled.X_test)  # the test rows did change: the check has teeth
+
+
+def test_the_stateful_loop_starts_every_epoch_from_a_zero_state(bundled_data):
+    spec = _shipped("sunspots_lstm_stateful", bundled_data)
+    spec = spec.with_overrides({"train.epochs": 3})
+    fold = prepare_folds(spec, *_rows(spec)[1])[0]
+
+    class StateProbe(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.at_begin: list[float] = []
+            self.at_end: list[float] = []
+
+        def _state(self) -> float:
+            lstm = next(layer for layer in self.model.layers if getattr(layer, "stateful", False))
+            return float(sum(np.abs(keras.ops.convert_to_numpy(s)).sum() for s in lstm.states))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.at_begin.append(self._state())
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.at_end.append(self._state())
+
+    probe = StateProbe()
+    model, history = fit_model(spec, fold.X_train, fold.y_train, callbacks=[probe], target_scale=fold.target_scale)
+    assert probe.at_begin == [0.0, 0.0, 0.0]
+    assert all(state > 0 for state in probe.at_end)
+    assert len(history["loss"]) == 3
+    # The state carries from one row to the next: the same row gives another forecast until the state is reset.
+    row = fold.X_test[:1]
+    reset_states(model)
+    first = model.predict(row, batch_size=1, verbose=0)
+    second = model.predict(row, batch_size=1, verbose=0)
+    reset_states(model)
+    again = model.predict(row, batch_size=1, verbose=0)
+    assert not np.allclose(first, second)
+    np.testing.assert_allclose(first, again, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_each_shipped_series_model_beats_the_naive_last_value_forecast(bundled_data, name):
+    spec = _shipped(name, bundled_data)
+    result = cross_validate(spec, prepare_folds(spec, *_rows(spec)[1])).summary()
+    assert result["metric"] == "rmse" and result["n_folds"] == 1
+    naive = result["baseline"]["mean"]
+    assert 20 < naive < 40  # the last-value forecast's RMSE in sunspots: the scores are in the data's units
+    assert result["mean"] < 0.9 * naive, (name, result["mean"], naive)
+
+
+def test_a_sweep_can_search_the_lookback(bundled_data):
+    from tasks.tune import run_trial
+    from tasks.spec import SearchSpec
+
+    spec = _shipped("sunspots_mlp", bundled_data).with_overrides({"train.epochs": 2})
+    sweep = SearchSpec.model_validate({"space": {"preprocess.lookback": {"grid": [2, 5]}}, "scoring": "holdout"})
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    widths = {}
+    for lookback in (2, 5):
+        reports: list = []
+        trial = spec.with_overrides({"preprocess.lookback": lookback})
+        run_trial(trial, sweep, table, labels, lambda metrics, _: reports.append(metrics), work_dir=bundled_data)
+        widths[lookback] = prepare_folds(trial, table, labels)[0].X_train.shape[1]
+        assert [r["epoch"] for r in reports] == [1, 2] and all(np.isfinite(r["score"]) for r in reports)
+    assert widths == {2: 2, 5: 5}
