@@ -1,15 +1,12 @@
 """Applying a saved model folder to new rows: the training-time preprocessing, then the labels decoded back.
 
-The folder is the one :func:`tasks.results.write_model` leaves (``results/<experiment>/model``). Its
-``preprocessing.json`` also records how the training CSV was laid out (header row or not, which column was the
-target), so a new CSV is read the same way and a user needs no ``params.yaml`` to predict.
+The folder is the one :func:`tasks.results.write_model` leaves (``results/<experiment>/model``), read by
+:mod:`tasks.saved`; a new CSV is read with the training file's layout, so a user needs no ``params.yaml``.
 """
 
 from __future__ import annotations
 
-import json
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,63 +14,21 @@ import pandas as pd
 
 from tasks.atomic import atomic_path
 from tasks.data import DataError, read_csv
-from tasks.preprocess import LabelCodec, Preprocessor
+from tasks.saved import SavedModel, read_saved
 
-# The folder's files, as `tasks.results` names them; not imported from there, as that imports Keras (see SavedModel).
-MODEL_FILE = "model.keras"
-PREPROCESSING_FILE = "preprocessing.json"
 PREDICTION = "prediction"
 PROBA_PREFIX = "proba_"
 
 
-@dataclass(frozen=True)
-class SavedModel:
-    """A model folder's preprocessing and the training CSV's layout: all that checking new rows needs.
-
-    The Keras model itself loads only once the rows have passed, so a wrong file is refused in about a
-    second instead of after TensorFlow's import.
-    """
-
-    path: Path
-    preprocessor: Preprocessor
-    codec: LabelCodec | None
-    task: str
-    target: str
-    header: bool
-
-    @property
-    def features(self) -> list[str]:
-        return list(self.preprocessor.columns_)
-
-
-def read_saved(model_dir: str | Path) -> SavedModel:
-    """Read a model folder's preprocessing, refusing a path that is not a model folder, with the reason."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise DataError(f"{model_dir}: model folder not found; expected the folder `kerasflow run` writes, "
-                        f"e.g. results/<experiment>/model")
-    absent = [name for name in (MODEL_FILE, PREPROCESSING_FILE) if not (model_dir / name).is_file()]
-    if absent:
-        raise DataError(f"{model_dir}: not a saved model folder: {', '.join(absent)} missing")
-    try:
-        state = json.loads((model_dir / PREPROCESSING_FILE).read_text())
-        codec = LabelCodec.from_dict(state["labels"]) if state["labels"] is not None else None
-        return SavedModel(path=model_dir, preprocessor=Preprocessor.from_dict(state["features"]), codec=codec,
-                          task=state["task"], target=str(state["target"]), header=bool(state["header"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{model_dir / PREPROCESSING_FILE}: not a kerasflow preprocessing file "
-                        f"({type(exc).__name__}: {exc})") from None
-
-
 def _predict_rows(saved: SavedModel, X: np.ndarray) -> np.ndarray:
     """Load the Keras model in safe mode and predict; the only step that needs Keras, so it imports it."""
-    from tasks.results import load_model
+    from tasks.results import load_keras_model
     from tasks.train import predict
 
     try:
-        model = load_model(saved.path)[0]
+        model = load_keras_model(saved.path)
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{saved.path / MODEL_FILE}: cannot load the model ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{saved.model_file}: cannot load the model ({type(exc).__name__}: {exc})") from None
     return predict(model, X)
 
 

@@ -19,10 +19,8 @@ from tasks.atomic import atomic_path, write_json
 from tasks.evaluate import CVResult, FinalModel
 from tasks.models import build_model
 from tasks.preprocess import LabelCodec, Preprocessor
+from tasks.saved import MODEL_FILE, PREPROCESSING_FILE, read_saved
 from tasks.spec import ExperimentSpec
-
-MODEL_FILE = "model.keras"
-PREPROCESSING_FILE = "preprocessing.json"
 
 
 def write_metrics(out_dir: Path, result: CVResult) -> Path:
@@ -63,9 +61,11 @@ def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Pat
 
 
 def load_model(model_dir: str | Path) -> tuple[keras.Model, Preprocessor, LabelCodec | None]:
-    """Load a saved model folder with Keras' `safe_mode` (no code from the file is run)."""
-    model_dir = Path(model_dir)
-    state = json.loads((model_dir / PREPROCESSING_FILE).read_text())
-    model = keras.saving.load_model(model_dir / MODEL_FILE, compile=False, safe_mode=True)
-    codec = LabelCodec.from_dict(state["labels"]) if state["labels"] is not None else None
-    return model, Preprocessor.from_dict(state["features"]), codec
+    """A saved model folder's Keras model, preprocessing and label codec."""
+    saved = read_saved(model_dir)
+    return load_keras_model(saved.path), saved.preprocessor, saved.codec
+
+
+def load_keras_model(model_dir: str | Path) -> keras.Model:
+    """The folder's Keras model, loaded with Keras' `safe_mode`: no code from the file is run."""
+    return keras.saving.load_model(Path(model_dir) / MODEL_FILE, compile=False, safe_mode=True)

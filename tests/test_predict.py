@@ -188,23 +188,3 @@ def test_missing_model_folder_or_input_file_is_a_clear_error(models, tmp_path):
     with pytest.raises(DataError, match="absent.csv: file not found"):
         predict_csv(model_dir, tmp_path / "absent.csv", tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
-
-
-def test_the_folder_layout_is_the_one_write_model_leaves():
-    import tasks.predict
-    import tasks.results
-
-    assert tasks.predict.MODEL_FILE == tasks.results.MODEL_FILE
-    assert tasks.predict.PREPROCESSING_FILE == tasks.results.PREPROCESSING_FILE
-
-
-def test_an_earlier_output_survives_a_failed_run(models, tmp_path):
-    _, model_dir = models["iris"]
-    out = tmp_path / "pred.csv"
-    out.write_text("earlier\n")
-    frame = pd.read_csv(models["root"] / "data/iris.csv")
-    frame.loc[3, "sepal_width"] = np.nan
-    frame.to_csv(tmp_path / "holes.csv", index=False)
-    with pytest.raises(DataError, match=r"column 'sepal_width' has missing values \(file lines \[5\]\)"):
-        predict_csv(model_dir, tmp_path / "holes.csv", out)
-    assert out.read_text() == "earlier\n"

@@ -1,0 +1,58 @@
+"""A saved model folder (``results/<experiment>/model``): its file names, and reading it without Keras.
+
+:func:`tasks.results.write_model` writes the folder; ``preprocessing.json`` holds the fitted preprocessing and
+how the training CSV was laid out (header row or not, which column was the target), so new rows are read the
+same way and a user needs no ``params.yaml`` to predict. Nothing here imports Keras: a wrong folder or a wrong
+input file is refused in about a second instead of after TensorFlow's import.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.data import DataError
+from tasks.preprocess import LabelCodec, Preprocessor
+
+MODEL_FILE = "model.keras"
+PREPROCESSING_FILE = "preprocessing.json"
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A model folder's preprocessing and the training CSV's layout: all that checking new rows needs."""
+
+    path: Path
+    preprocessor: Preprocessor
+    codec: LabelCodec | None
+    task: str
+    target: str
+    header: bool
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.preprocessor.columns_)
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
+
+
+def read_saved(model_dir: str | Path) -> SavedModel:
+    """Read a model folder's preprocessing, refusing a path that is not a model folder, with the reason."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise DataError(f"{model_dir}: model folder not found; expected the folder `kerasflow run` writes, "
+                        f"e.g. results/<experiment>/model")
+    absent = [name for name in (MODEL_FILE, PREPROCESSING_FILE) if not (model_dir / name).is_file()]
+    if absent:
+        raise DataError(f"{model_dir}: not a saved model folder: {', '.join(absent)} missing")
+    try:
+        state = json.loads((model_dir / PREPROCESSING_FILE).read_text())
+        codec = LabelCodec.from_dict(state["labels"]) if state["labels"] is not None else None
+        return SavedModel(path=model_dir, preprocessor=Preprocessor.from_dict(state["features"]), codec=codec,
+                          task=state["task"], target=str(state["target"]), header=bool(state["header"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{model_dir / PREPROCESSING_FILE}: not a kerasflow preprocessing file "
+                        f"({type(exc).__name__}: {exc})") from None
