@@ -6,13 +6,17 @@ import keras
 import numpy as np
 
 from tasks.spec import (
+    Conv1DLayer,
     Conv2DLayer,
     DenseLayer,
     DropoutLayer,
     EmbeddingLayer,
     FlattenLayer,
+    GlobalAveragePooling1DLayer,
+    GlobalMaxPooling1DLayer,
     LayerSpec,
     LSTMLayer,
+    MaxPooling1DLayer,
     MaxPooling2DLayer,
     ModelSpec,
     PreprocessSpec,
@@ -41,8 +45,11 @@ def seeded_initializer(name: str, seed: int) -> keras.initializers.Initializer:
     return type(initializer).from_config({**config, "seed": seed}) if "seed" in config else initializer
 
 
-def make_layer(spec: LayerSpec, seed: int) -> keras.layers.Layer:
-    """One Keras layer from its spec; `seed` fixes its initial weights and dropout masks."""
+def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> keras.layers.Layer:
+    """One Keras layer from its spec; `seed` fixes its initial weights and dropout masks.
+
+    `num_words` (the experiment's preprocess.text.num_words) is the `input_dim` of an embedding that gives none.
+    """
     if isinstance(spec, DenseLayer):
         return keras.layers.Dense(spec.units, activation=spec.activation,
                                   kernel_initializer=seeded_initializer(spec.initializer, seed))
@@ -53,6 +60,15 @@ def make_layer(spec: LayerSpec, seed: int) -> keras.layers.Layer:
                                    kernel_initializer=seeded_initializer(spec.initializer, seed), padding=spec.padding)
     if isinstance(spec, MaxPooling2DLayer):
         return keras.layers.MaxPooling2D(spec.pool_size)
+    if isinstance(spec, Conv1DLayer):
+        return keras.layers.Conv1D(spec.filters, spec.kernel_size, activation=spec.activation,
+                                   kernel_initializer=seeded_initializer(spec.initializer, seed), padding=spec.padding)
+    if isinstance(spec, MaxPooling1DLayer):
+        return keras.layers.MaxPooling1D(spec.pool_size)
+    if isinstance(spec, GlobalMaxPooling1DLayer):
+        return keras.layers.GlobalMaxPooling1D()
+    if isinstance(spec, GlobalAveragePooling1DLayer):
+        return keras.layers.GlobalAveragePooling1D()
     if isinstance(spec, FlattenLayer):
         return keras.layers.Flatten()
     if isinstance(spec, ReshapeLayer):
@@ -63,7 +79,11 @@ def make_layer(spec: LayerSpec, seed: int) -> keras.layers.Layer:
                                  kernel_initializer=seeded_initializer("glorot_uniform", seed),
                                  recurrent_initializer=seeded_initializer("orthogonal", seed + 1))
     if isinstance(spec, EmbeddingLayer):
-        return keras.layers.Embedding(spec.input_dim, spec.output_dim,
+        input_dim = spec.input_dim or num_words
+        if input_dim is None:
+            raise ValueError("an embedding layer needs `input_dim`, or an experiment whose preprocess.text sets "
+                             "num_words. Received: neither")
+        return keras.layers.Embedding(input_dim, spec.output_dim,
                                       embeddings_initializer=seeded_initializer("uniform", seed))
     raise TypeError(f"no Keras layer for spec {type(spec).__name__}")
 
@@ -73,12 +93,15 @@ def build_model(spec: ModelSpec, n_features: int, seed: int,
     """A `Sequential` model taking rows of `n_features` values; the same `seed` gives the same initial weights.
 
     With `target_scale` the model ends in a fixed `Rescaling(scale, offset)`: it learns the target in scaled
-    units but predicts (and is scored and saved) in the data's units. A stateful model takes one row per batch.
+    units but predicts (and is scored and saved) in the data's units. A stateful model takes one row per batch;
+    a model that starts with an embedding takes rows of integer ids (a text's `maxlen` token ids).
     """
     batch_size = 1 if spec.stateful else None
-    model = keras.Sequential([keras.Input(shape=(n_features,), batch_size=batch_size)], name="kerasflow_model")
+    dtype = "int32" if isinstance(spec.layers[0], EmbeddingLayer) else "float32"
+    model = keras.Sequential([keras.Input(shape=(n_features,), batch_size=batch_size, dtype=dtype)],
+                             name="kerasflow_model")
     for layer, layer_seed in zip(spec.layers, layer_seeds(seed, len(spec.layers))):
-        model.add(make_layer(layer, layer_seed))
+        model.add(make_layer(layer, layer_seed, spec.num_words))
     if target_scale is not None:
         model.add(keras.layers.Rescaling(*target_scale, name="target_scale"))
     return model

@@ -119,6 +119,8 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
 def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> None:
     """Refuse values the model cannot take, rather than let them through as NaN predictions or a NumPy error."""
     pre = saved.preprocessor
+    if pre.text is not None:
+        return  # any text can be read: unseen words become the out-of-vocabulary id, an empty cell all padding
     first_line = 1 + int(saved.header)
     for column in X.columns:
         values = X[column]

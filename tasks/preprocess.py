@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from tasks.data import DataError
-from tasks.spec import PreprocessSpec
+from tasks.spec import PreprocessSpec, TextSpec
+from tasks.text import Tokenizer
 
 
 class Preprocessor:
@@ -25,6 +26,10 @@ class Preprocessor:
         How non-numeric columns are encoded; "none" refuses them.
     impute : {"none", "mean", "median", "most_frequent"}
         How missing values are filled; "none" refuses them.
+    text : TextSpec, optional
+        The rows are one text column, turned into `maxlen` token ids by a :class:`tasks.text.Tokenizer` whose
+        vocabulary comes from the rows `fit` sees (the other settings must then be "none"). Any other column
+        is refused rather than silently left out of the model; a missing text is an empty one (all padding).
 
     Examples
     --------
@@ -35,16 +40,20 @@ class Preprocessor:
     [[0.0, 0.0, 1.0], [0.5, 1.0, 0.0], [1.0, 0.0, 1.0]]
     """
 
-    def __init__(self, scale: str = "none", categorical: str = "none", impute: str = "none") -> None:
+    def __init__(self, scale: str = "none", categorical: str = "none", impute: str = "none",
+                 text: TextSpec | None = None) -> None:
         self.scale = scale
         self.categorical = categorical
         self.impute = impute
+        self.text = text
 
     @classmethod
     def from_spec(cls, spec: PreprocessSpec) -> "Preprocessor":
-        return cls(scale=spec.scale, categorical=spec.categorical, impute=spec.impute)
+        return cls(scale=spec.scale, categorical=spec.categorical, impute=spec.impute, text=spec.text)
 
     def fit(self, X: pd.DataFrame) -> "Preprocessor":
+        if self.text is not None:
+            return self._fit_text(X)
         self.columns_ = [str(c) for c in X.columns]
         self.categorical_columns_ = [c for c in self.columns_ if not pd.api.types.is_numeric_dtype(X[c])]
         if self.categorical_columns_ and self.categorical == "none":
@@ -69,14 +78,31 @@ class Preprocessor:
             self.scale_ = np.ones(encoded.shape[1])
         return self
 
+    def _fit_text(self, X: pd.DataFrame) -> "Preprocessor":
+        column = str(self.text.column)
+        received = [str(c) for c in X.columns]
+        if column not in received:
+            raise DataError(f"preprocess.text.column {self.text.column!r} not found among the columns besides the "
+                            f"target. Columns found: {', '.join(received) or 'none'}")
+        others = [c for c in received if c != column]
+        if others:
+            raise DataError(f"preprocess.text makes the text column {column!r} the only input, but the file also has "
+                            f"the column(s) {others}: remove them, or the model would silently ignore them")
+        self.columns_ = [column]
+        self.categorical_columns_, self.fill_, self.categories_ = [], {}, {}
+        self.tokenizer_ = Tokenizer.from_spec(self.text).fit(_texts(X[column]))
+        return self
+
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        """The encoded, scaled features as a float32 matrix."""
+        """The encoded, scaled features as a float32 matrix; with `text`, the token ids as an int32 matrix."""
         received = [str(c) for c in X.columns]
         if received != self.columns_:
             missing = [c for c in self.columns_ if c not in received]
             extra = [c for c in received if c not in self.columns_]
             raise DataError(f"columns differ from those the model was trained on: missing {missing}, "
                             f"extra {extra}" + ("" if missing or extra else " (same names, other order)"))
+        if self.text is not None:
+            return self.tokenizer_.transform(_texts(X[self.columns_[0]]))
         return ((self._encode(X) - self.center_) / self.scale_).astype(np.float32)
 
     def _encode(self, X: pd.DataFrame) -> np.ndarray:
@@ -97,20 +123,27 @@ class Preprocessor:
         return np.hstack(parts) if parts else np.empty((len(X), 0))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "categorical": self.categorical, "impute": self.impute,
-                "columns": self.columns_, "categorical_columns": self.categorical_columns_,
-                "fill": self.fill_, "categories": self.categories_,
-                "center": self.center_.tolist(), "scale_by": self.scale_.tolist()}
+        state = {"scale": self.scale, "categorical": self.categorical, "impute": self.impute,
+                 "columns": self.columns_, "categorical_columns": self.categorical_columns_,
+                 "fill": self.fill_, "categories": self.categories_}
+        if self.text is not None:
+            return {**state, "text": self.text.model_dump(mode="json"), "vocabulary": self.tokenizer_.vocabulary_}
+        return {**state, "center": self.center_.tolist(), "scale_by": self.scale_.tolist()}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> "Preprocessor":
-        pre = cls(state["scale"], state["categorical"], state["impute"])
+        # Model folders saved before text models existed have no "text" key.
+        text = TextSpec.model_validate(state["text"]) if state.get("text") is not None else None
+        pre = cls(state["scale"], state["categorical"], state["impute"], text)
         pre.columns_ = list(state["columns"])
         pre.categorical_columns_ = list(state["categorical_columns"])
         pre.fill_ = dict(state["fill"])
         pre.categories_ = {k: list(v) for k, v in state["categories"].items()}
-        pre.center_ = np.asarray(state["center"], dtype=np.float64)
-        pre.scale_ = np.asarray(state["scale_by"], dtype=np.float64)
+        if text is not None:
+            pre.tokenizer_ = Tokenizer.from_spec(text).set_vocabulary(state["vocabulary"])
+        else:
+            pre.center_ = np.asarray(state["center"], dtype=np.float64)
+            pre.scale_ = np.asarray(state["scale_by"], dtype=np.float64)
         return pre
 
 
@@ -136,6 +169,11 @@ class LabelCodec:
         codec = cls()
         codec.classes_ = list(state["classes"])
         return codec
+
+
+def _texts(column: pd.Series) -> list[str]:
+    """A text column's cells as strings: an empty cell (read as NaN) is an empty text."""
+    return column.fillna("").astype(str).tolist()
 
 
 def _fill_value(column: pd.Series, impute: str, categorical: bool) -> Any:

@@ -7,6 +7,7 @@ so that the message can be pasted into ``dvc exp run -S`` or found in the file.
 from __future__ import annotations
 
 import difflib
+import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -16,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -106,6 +108,23 @@ class DatasetSpec(_Strict):
     task: Task
 
 
+class TextSpec(_Strict):
+    """A text column as integer token sequences: Keras' `Tokenizer(num_words, oov_token)` then `pad_sequences`.
+
+    Words are what TextVectorization's default standardisation leaves (punctuation stripped, split on
+    whitespace); the vocabulary is fitted on each fold's training rows only (see ``tasks/text.py``).
+    """
+
+    column: str | int = Field(description="the text column: its name, or its 0-based index when header is false")
+    num_words: int = Field(ge=3, description="token ids run from 0 to num_words - 1: 0 pads, 1 stands for any word "
+                                             "outside the vocabulary, and the num_words - 2 most frequent words of the "
+                                             "training rows get 2, 3, ... (an embedding's input_dim)")
+    maxlen: PositiveInt = Field(description="every text becomes exactly `maxlen` token ids")
+    padding: Literal["pre", "post"] = Field(default="pre", description="pad short texts before or after their words")
+    truncating: Literal["pre", "post"] = Field(default="pre", description="cut long texts' first or last words")
+    lowercase: bool = True
+
+
 class PreprocessSpec(_Strict):
     """Transformations fitted on each fold's training rows only."""
 
@@ -118,6 +137,20 @@ class PreprocessSpec(_Strict):
     scale_target: bool = Field(
         default=False, description="regression: train on the target scaled like the features; predictions "
                                    "are scaled back inside the model, so every score is in the data's units")
+    text: TextSpec | None = Field(
+        default=None, description="the rows are one text column (and the target): its words become token ids")
+
+    @model_validator(mode="after")
+    def _text_alone(self) -> "PreprocessSpec":
+        # Token ids are categories, not magnitudes: scaling or imputing them would silently corrupt them.
+        if self.text is not None:
+            others = ("scale", "categorical", "impute", "lookback", "scale_target")
+            clashing = {key: getattr(self, key) for key in others
+                        if getattr(self, key) != type(self).model_fields[key].default}
+            if clashing:
+                raise ValueError(f"`text` is the rows' only input and makes token ids: {', '.join(clashing)} cannot "
+                                 f"be used with it. Received: {clashing}")
+        return self
 
 
 class DenseLayer(_Strict):
@@ -161,6 +194,31 @@ class ReshapeLayer(_Strict):
     target_shape: tuple[PositiveInt, ...] = Field(min_length=1)
 
 
+class Conv1DLayer(_Strict):
+    type: Literal["conv1d"]
+    filters: PositiveInt
+    kernel_size: PositiveInt
+    activation: str = "relu"
+    initializer: str = "glorot_uniform"
+    padding: Literal["valid", "same", "causal"] = "valid"
+
+    _check_activation = field_validator("activation")(_activation)
+    _check_initializer = field_validator("initializer")(_initializer)
+
+
+class MaxPooling1DLayer(_Strict):
+    type: Literal["max_pooling1d"]
+    pool_size: PositiveInt = 2
+
+
+class GlobalMaxPooling1DLayer(_Strict):
+    type: Literal["global_max_pooling1d"]
+
+
+class GlobalAveragePooling1DLayer(_Strict):
+    type: Literal["global_average_pooling1d"]
+
+
 class LSTMLayer(_Strict):
     type: Literal["lstm"]
     units: PositiveInt
@@ -172,22 +230,46 @@ class LSTMLayer(_Strict):
 
 class EmbeddingLayer(_Strict):
     type: Literal["embedding"]
-    input_dim: PositiveInt
+    input_dim: PositiveInt | None = Field(default=None, description="the number of token ids; None takes "
+                                                                     "preprocess.text.num_words")
     output_dim: PositiveInt
 
 
 LayerSpec = Annotated[
     Union[DenseLayer, DropoutLayer, Conv2DLayer, MaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer,
-          EmbeddingLayer],
+          EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer],
     Field(discriminator="type"),
 ]
 STACKABLE_LAYERS = (DenseLayer, DropoutLayer)
+SEQUENCE_LAYERS = (LSTMLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer)
+"""Layers that take a sequence, `(batch, steps, features)`: what an LSTM before them must return."""
 
 
 class ModelSpec(_Strict):
     """A Keras ``Sequential`` model, layer by layer; the input shape comes from the data."""
 
     layers: list[LayerSpec] = Field(min_length=1)
+    # Set by the experiment holding this model from its preprocess.text, not read from the file: a sweep over
+    # `preprocess.text.num_words` then resizes an embedding that gives no input_dim of its own.
+    _num_words: int | None = PrivateAttr(default=None)
+
+    @property
+    def num_words(self) -> int | None:
+        """The token ids' range when the experiment reads text: an embedding's default `input_dim`."""
+        return self._num_words
+
+    @model_validator(mode="after")
+    def _lstm_feeds_sequences(self) -> "ModelSpec":
+        # Keras would only fail when the model is built, after the data is loaded, with a message about ndim.
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, LSTMLayer) or layer.return_sequences:
+                continue
+            j, following = next(((j, later) for j, later in enumerate(self.layers[i + 1:], start=i + 1)
+                                 if not isinstance(later, DropoutLayer)), (None, None))
+            if isinstance(following, SEQUENCE_LAYERS):
+                raise ValueError(f"layers[{i}] (lstm) feeds layers[{j}] ({following.type}), which takes a "
+                                 f"sequence: set `return_sequences: true` on layers[{i}]")
+        return self
 
     @property
     def stackable(self) -> bool:
@@ -318,6 +400,7 @@ class ExperimentSpec(_Strict):
         if self.preprocess.scale_target and (task != "regression" or self.preprocess.scale == "none"):
             raise ValueError("preprocess.scale_target needs task 'regression' and a `scale` (standard or minmax) "
                              f"to apply to the target. Received: task {task!r}, scale {self.preprocess.scale!r}")
+        self._check_text()
         if self.model.stateful:
             # State flows from each row to the next: rows must come one at a time and in time order.
             if self.train.batch_size != 1:
@@ -326,6 +409,34 @@ class ExperimentSpec(_Strict):
                 raise ValueError("a stateful LSTM needs time-ordered rows: set evaluate.shuffle false "
                                  "(method 'timeseries', or 'holdout' for a chronological split)")
         return self
+
+    def _check_text(self) -> None:
+        """A text column needs a layout that names it and a model that starts from its token ids."""
+        text = self.preprocess.text
+        embeddings = [(i, layer) for i, layer in enumerate(self.model.layers) if isinstance(layer, EmbeddingLayer)]
+        if text is None:
+            unsized = [i for i, layer in embeddings if layer.input_dim is None]
+            if unsized:
+                raise ValueError(f"model.layers[{unsized[0]}].input_dim is required: only preprocess.text "
+                                 f"(its num_words) can size an embedding that gives none")
+            return
+        if self.dataset.header and not isinstance(text.column, str):
+            raise ValueError(f"preprocess.text.column must be the column's name when the file has a header row "
+                             f"(dataset.header true). Received: {text.column!r}")
+        if not self.dataset.header and not isinstance(text.column, int):
+            raise ValueError(f"with `header: false` preprocess.text.column must be a 0-based column index. "
+                             f"Received: {text.column!r}")
+        if text.column == self.dataset.target:
+            raise ValueError(f"preprocess.text.column and dataset.target name the same column: {text.column!r}")
+        if not isinstance(self.model.layers[0], EmbeddingLayer):
+            raise ValueError(f"preprocess.text gives token ids, which are categories, not magnitudes: "
+                             f"model.layers[0] must be an embedding. Received: {self.model.layers[0].type!r}")
+        for i, layer in embeddings:
+            if layer.input_dim is not None and layer.input_dim < text.num_words:
+                raise ValueError(f"model.layers[{i}].input_dim must be >= preprocess.text.num_words "
+                                 f"({text.num_words}), the number of token ids, or be left out to take it. "
+                                 f"Received: {layer.input_dim}")
+        self.model._num_words = text.num_words
 
 
 Distribution = Literal["grid", "choice", "uniform", "loguniform", "randint"]
@@ -497,6 +608,7 @@ def _allowed_keys(loc: tuple) -> list[str]:
     """The keys accepted at `loc`, found by walking the schema's types along pydantic's location."""
     target: object = Params
     for item in loc:
+        target = _optional_model(target)
         origin, args = get_origin(target), get_args(target)
         if isinstance(target, type) and issubclass(target, BaseModel):
             field = target.model_fields.get(item)
@@ -512,9 +624,19 @@ def _allowed_keys(loc: tuple) -> list[str]:
             target = next((m for m in members if get_args(m.model_fields["type"].annotation) == (item,)), None)
         else:
             return []
+    target = _optional_model(target)
     if isinstance(target, type) and issubclass(target, BaseModel):
         return sorted(target.model_fields)
     return []
+
+
+def _optional_model(annotation: object) -> object:
+    """`TextSpec | None` -> `TextSpec`: an optional section's keys are the section's own."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        models = [arg for arg in get_args(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        if len(models) == 1 and set(get_args(annotation)) <= {models[0], type(None)}:
+            return models[0]
+    return annotation
 
 
 def _split_key(key: str) -> list[str | int]:

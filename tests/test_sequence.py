@@ -1,9 +1,11 @@
-"""Series forecasting: look-back windows, time-ordered splits, per-fold scaling, the stateful loop, the books' LSTMs."""
+"""Series forecasting: look-back windows, time-ordered splits, per-fold scaling, the stateful loop, the books' LSTMs
+(stacked ones too), a user's one-column CSV, and RMSE/MAE in the series' own units."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import ROOT
@@ -11,7 +13,7 @@ from tasks.data import Table, load_table
 from tasks.evaluate import cross_validate, encode_labels, fit_split, prepare_folds, supervised
 from tasks.spec import load_params, parse_params
 from tasks.split import make_splits
-from tasks.train import fit_model, reset_states
+from tasks.train import fit_model, reset_states, score
 
 SERIES = ("sunspots_mlp", "sunspots_lstm", "sunspots_lstm_stateful")
 
@@ -29,6 +31,12 @@ def _shipped(name: str, bundled_data, **evaluate):
 def _rows(spec):
     table = load_table(spec.dataset)
     return table, supervised(spec, table, encode_labels(spec, table))
+
+
+def _folds(spec):
+    """The evaluation's folds, from the file's rows (`prepare_folds` makes the windows itself)."""
+    table = load_table(spec.dataset)
+    return prepare_folds(spec, table, encode_labels(spec, table))
 
 
 def test_windows_round_trip_each_target_is_the_next_rows_last_value(bundled_data):
@@ -84,7 +92,7 @@ def test_the_scalers_never_see_the_held_out_part(bundled_data):
 def test_the_stateful_loop_starts_every_epoch_from_a_zero_state(bundled_data):
     spec = _shipped("sunspots_lstm_stateful", bundled_data)
     spec = spec.with_overrides({"train.epochs": 3})
-    fold = prepare_folds(spec, *_rows(spec)[1])[0]
+    fold = _folds(spec)[0]
 
     class StateProbe(keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -121,7 +129,7 @@ def test_the_stateful_loop_starts_every_epoch_from_a_zero_state(bundled_data):
 @pytest.mark.parametrize("name", SERIES)
 def test_each_shipped_series_model_beats_the_naive_last_value_forecast(bundled_data, name):
     spec = _shipped(name, bundled_data)
-    result = cross_validate(spec, prepare_folds(spec, *_rows(spec)[1])).summary()
+    result = cross_validate(spec, _folds(spec)).summary()
     assert result["metric"] == "rmse" and result["n_folds"] == 1
     naive = result["baseline"]["mean"]
     assert 20 < naive < 40  # the last-value forecast's RMSE in sunspots: the scores are in the data's units
@@ -144,3 +152,71 @@ def test_a_sweep_can_search_the_lookback(bundled_data):
         widths[lookback] = prepare_folds(trial, table, labels)[0].X_train.shape[1]
         assert [r["epoch"] for r in reports] == [1, 2] and all(np.isfinite(r["score"]) for r in reports)
     assert widths == {2: 2, 5: 5}
+
+
+def _passengers(path, header: bool) -> None:
+    """A user's own monthly series in a one-column CSV: trend plus a yearly season, 72 months."""
+    months = np.arange(72)
+    values = np.round(120 + 2.5 * months + 25 * np.sin(2 * np.pi * months / 12), 1)
+    pd.DataFrame({"passengers": values}).to_csv(path, index=False, header=header)
+
+
+def _series_spec(dataset: dict, **evaluate):
+    raw = {"dataset": {**dataset, "task": "regression"},
+           "preprocess": {"scale": "minmax", "scale_target": True, "lookback": 12},
+           "model": {"layers": [{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dense", "units": 1}]},
+           "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": 3, "batch_size": 8, "seed": 7},
+           "evaluate": {"method": "holdout", "test_size": 0.25, "shuffle": False, "refit": False, **evaluate}}
+    return parse_params({"experiments": {"series": raw}, "sweeps": {}}).experiments["series"]
+
+
+def test_a_single_column_csv_with_or_without_a_header_gives_the_same_windows(tmp_path):
+    _passengers(tmp_path / "named.csv", header=True)
+    _passengers(tmp_path / "bare.csv", header=False)
+    named = _series_spec({"file": str(tmp_path / "named.csv"), "target": "passengers"})
+    bare = _series_spec({"file": str(tmp_path / "bare.csv"), "header": False, "target": 0})
+    folds = {}
+    for name, spec in (("named", named), ("bare", bare)):
+        table = load_table(spec.dataset)
+        assert table.X.shape == (72, 0) and table.y.iloc[0] == 120.0  # the first value is data, not a header
+        folds[name] = _folds(spec)
+    (a,), (b,) = folds["named"], folds["bare"]
+    assert a.X_train.shape == (45, 12) and a.X_test.shape == (15, 12)
+    for left, right in ((a.X_train, b.X_train), (a.X_test, b.X_test), (a.y_test, b.y_test)):
+        np.testing.assert_array_equal(left, right)
+    result = cross_validate(bare, folds["bare"]).summary()
+    assert result["metric"] == "mse" and np.isfinite(result["mean"])
+
+
+def test_mae_is_scored_in_the_series_units_like_rmse(bundled_data):
+    spec = _shipped("sunspots_mlp", bundled_data, metric="mae").with_overrides({"train.epochs": 20})
+    table, (rows, labels) = _rows(spec)
+    (fold,) = _folds(spec)
+    assert fold.target_scale is not None  # trained on a scaled target, scored after scaling back
+    result = cross_validate(spec, [fold]).summary()
+    assert result["metric"] == "mae"
+
+    # The naive forecast's MAE, straight from the file: each held-out year's value against the year before.
+    (split,) = make_splits(spec.evaluate, labels.codes)
+    years = rows.y.index[split.test_index]
+    values = table.y.to_numpy()
+    assert result["baseline"]["mean"] == pytest.approx(np.mean(np.abs(values[years] - values[years - 1])), rel=1e-5)
+    assert 10 < result["mean"] < 2 * result["baseline"]["mean"]  # sunspots, not the scaled 0..1 units
+    rmse = score(spec.with_overrides({"evaluate.metric": "rmse"}), fold.y_test, fold.naive_test)
+    assert rmse > result["baseline"]["mean"]  # the same errors: RMSE weighs the large ones more than MAE does
+
+
+def test_stacked_lstms_pass_the_whole_sequence_from_one_to_the_next(bundled_data):
+    spec = _shipped("sunspots_lstm", bundled_data).with_overrides({
+        "model.layers": [{"type": "reshape", "target_shape": [3, 1]},
+                         {"type": "lstm", "units": 6, "return_sequences": True},
+                         {"type": "lstm", "units": 4},
+                         {"type": "dense", "units": 1}],
+        "train.epochs": 3})
+    (fold,) = _folds(spec)
+    model, history = fit_model(spec, fold.X_train, fold.y_train, target_scale=fold.target_scale)
+    first, second = (layer for layer in model.layers if isinstance(layer, keras.layers.LSTM))
+    assert first.output.shape[1:] == (3, 6) and second.output.shape[1:] == (4,)
+    assert len(history["loss"]) == 3 and np.isfinite(history["loss"][-1])
+    result = cross_validate(spec, [fold]).summary()
+    assert result["metric"] == "rmse" and 0 < result["mean"] < 3 * result["baseline"]["mean"]

@@ -134,3 +134,80 @@ def test_a_sweep_must_name_an_experiment():
     raw["sweeps"] = {"irs": {"space": {"train.epochs": {"grid": [1]}}}}
     with pytest.raises(ParamsError, match="sweeps \\['irs'\\] name no experiment"):
         parse_params(raw)
+
+
+def _text_params() -> dict:
+    """A sentiment experiment on a text column: Embedding -> Conv1D -> MaxPooling1D -> Flatten -> Dense."""
+    raw = tiny_params()
+    raw["experiments"] = {"reviews": {
+        "dataset": {"file": "data/reviews.csv", "target": "sentiment", "task": "binary"},
+        "preprocess": {"text": {"column": "review", "num_words": 1000, "maxlen": 50}},
+        "model": {"layers": [{"type": "embedding", "output_dim": 16},
+                             {"type": "conv1d", "filters": 8, "kernel_size": 3},
+                             {"type": "max_pooling1d"},
+                             {"type": "flatten"},
+                             {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+        "train": {"epochs": 2, "batch_size": 16},
+    }}
+    return raw
+
+
+def _bad_text(mutate) -> str:
+    raw = _text_params()
+    mutate(raw["experiments"]["reviews"])
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda e: e["preprocess"]["text"].pop("column"), ["experiments.reviews.preprocess.text.column", "required"]),
+    (lambda e: e["preprocess"]["text"].update(max_len=5),
+     ["experiments.reviews.preprocess.text.max_len", "did you mean 'maxlen'"]),
+    (lambda e: e["preprocess"]["text"].update(num_words=2),
+     ["experiments.reviews.preprocess.text.num_words", "greater than or equal to 3", "Received: 2"]),
+    (lambda e: e["preprocess"]["text"].update(maxlen=0), ["experiments.reviews.preprocess.text.maxlen", "0"]),
+    (lambda e: e["preprocess"]["text"].update(padding="middle"),
+     ["experiments.reviews.preprocess.text.padding", "'pre' or 'post'", "'middle'"]),
+    (lambda e: e["preprocess"].update(scale="standard"),
+     ["experiments.reviews.preprocess:", "scale cannot be used with it", "{'scale': 'standard'}"]),
+    (lambda e: e["preprocess"]["text"].update(column=0), ["text.column must be the column's name", "Received: 0"]),
+    (lambda e: e["dataset"].update(header=False, target=0),
+     ["with `header: false` preprocess.text.column must be a 0-based column index", "Received: 'review'"]),
+    (lambda e: e["preprocess"]["text"].update(column="sentiment"), ["name the same column: 'sentiment'"]),
+    (lambda e: e["model"]["layers"].pop(0), ["model.layers[0] must be an embedding", "Received: 'conv1d'"]),
+    (lambda e: e["model"]["layers"][0].update(input_dim=500),
+     ["model.layers[0].input_dim must be >= preprocess.text.num_words (1000)", "Received: 500"]),
+    (lambda e: e["preprocess"].pop("text"), ["model.layers[0].input_dim is required"]),
+    (lambda e: e["model"]["layers"][1].update(padding="full"), ["experiments.reviews.model.layers[1].padding"]),
+    (lambda e: e["model"]["layers"][2].update(pool_size=0), ["experiments.reviews.model.layers[2].pool_size"]),
+])
+def test_bad_text_params_name_the_key(mutate, expected):
+    message = _bad_text(mutate)
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_an_embedding_takes_num_words_unless_it_gives_input_dim_and_follows_a_sweep_of_it():
+    spec = parse_params(_text_params()).experiments["reviews"]
+    assert spec.model.layers[0].input_dim is None and spec.model.num_words == 1000
+    assert spec.with_overrides({"preprocess.text.num_words": 200}).model.num_words == 200
+    raw = _text_params()
+    raw["sweeps"] = {"reviews": {"space": {"preprocess.text.num_words": {"grid": [200, 2000]}}}}
+    assert parse_params(raw).sweeps["reviews"].space
+    headerless = _text_params()
+    headerless["experiments"]["reviews"]["dataset"].update(header=False, target=0)
+    headerless["experiments"]["reviews"]["preprocess"]["text"]["column"] = 1
+    assert parse_params(headerless).experiments["reviews"].preprocess.text.column == 1
+
+
+def test_an_lstm_feeding_a_sequence_layer_must_return_sequences():
+    raw = copy.deepcopy(tiny_params())
+    raw["experiments"]["diabetes"]["model"]["layers"] = [
+        {"type": "reshape", "target_shape": [10, 1]}, {"type": "lstm", "units": 4}, {"type": "dropout", "rate": 0.1},
+        {"type": "lstm", "units": 4}, {"type": "dense", "units": 1}]
+    with pytest.raises(ParamsError, match=r"model: layers\[1\] \(lstm\) feeds layers\[3\] \(lstm\), which takes a "
+                                          r"sequence: set `return_sequences: true` on layers\[1\]"):
+        parse_params(raw)
+    raw["experiments"]["diabetes"]["model"]["layers"][1]["return_sequences"] = True
+    assert parse_params(raw).experiments["diabetes"].model.layers[1].return_sequences

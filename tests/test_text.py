@@ -1,0 +1,229 @@
+"""Text classifiers: token ids fitted inside each fold, the books' Embedding models, and predict on new sentences."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.data import DataError, load_table
+from tasks.evaluate import cross_validate, encode_labels, fit_split, prepare_folds, refit
+from tasks.models import build_model
+from tasks.predict import predict_csv
+from tasks.preprocess import Preprocessor
+from tasks.results import load_model, write_model
+from tasks.saved import PREPROCESSING_FILE
+from tasks.spec import ExperimentSpec, TextSpec, parse_params
+from tasks.split import Split
+from tasks.text import OOV, PADDING
+from tasks.train import predict
+
+POSITIVE = ["good", "great", "excellent", "wonderful", "superb", "enjoyable", "brilliant", "lovely"]
+NEGATIVE = ["bad", "awful", "terrible", "boring", "dreadful", "dull", "poor", "horrible"]
+FILLER = ["the", "film", "movie", "plot", "acting", "was", "really", "quite", "and", "i", "thought", "it",
+          "story", "cast", "very", "a", "with", "music"]
+UNSEEN = "zyzzyva"  # in no generated sentence
+
+CNN = [{"type": "embedding", "output_dim": 8},
+       {"type": "conv1d", "filters": 8, "kernel_size": 3, "activation": "relu"},
+       {"type": "max_pooling1d", "pool_size": 2},
+       {"type": "flatten"},
+       {"type": "dense", "units": 1, "activation": "sigmoid"}]
+LSTM = [{"type": "embedding", "output_dim": 8},
+        {"type": "lstm", "units": 8},
+        {"type": "dense", "units": 1, "activation": "sigmoid"}]
+
+
+def sentences(n: int, seed: int = 0) -> pd.DataFrame:
+    """`n` labelled reviews: filler words around one or two words of the label's sentiment, half of each label."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = list(rng.choice(FILLER, size=rng.integers(3, 9)))
+        for word in rng.choice(POSITIVE if label == "pos" else NEGATIVE, size=rng.integers(1, 3)):
+            words.insert(int(rng.integers(0, len(words) + 1)), str(word))
+        rows.append((" ".join(words).capitalize() + rng.choice([".", "!", "..."]), label))
+    return pd.DataFrame(rows, columns=["review", "sentiment"])
+
+
+def text_experiment(file: str, layers: list[dict], header: bool = True) -> ExperimentSpec:
+    """A binary sentiment experiment on `file` (the target first when it has no header), 3-fold stratified."""
+    dataset = ({"file": file, "target": "sentiment", "task": "binary"} if header else
+               {"file": file, "header": False, "target": 0, "task": "binary"})
+    raw = {"experiments": {"reviews": {
+        "dataset": dataset,
+        "preprocess": {"text": {"column": "review" if header else 1, "num_words": 40, "maxlen": 12}},
+        "model": {"layers": layers},
+        "train": {"optimizer": "adam", "learning_rate": 0.02, "epochs": 5, "batch_size": 16, "seed": 3},
+        "evaluate": {"n_splits": 3, "stratify": True, "seed": 3},
+    }}, "sweeps": {}}
+    return parse_params(raw).experiments["reviews"]
+
+
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "reviews.csv"
+    sentences(240).to_csv(path, index=False)
+    return path
+
+
+def _rows(spec: ExperimentSpec):
+    table = load_table(spec.dataset)
+    return table, encode_labels(spec, table)
+
+
+def test_the_vocabulary_comes_from_the_training_rows_only(reviews, tmp_path):
+    frame = pd.read_csv(reviews)
+    test_index = np.arange(200, 240)
+    frame.loc[210, "review"] = f"{UNSEEN} " + frame.loc[210, "review"]
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    spec = text_experiment(str(tmp_path / "reviews.csv"), CNN)
+    table, labels = _rows(spec)
+    split = Split(np.arange(200), test_index)
+
+    fold, preprocessor = fit_split(spec, table, labels, split)
+    vocabulary = preprocessor.tokenizer_.vocabulary_
+    assert UNSEEN not in vocabulary and len(vocabulary) <= 40 - 2
+    assert fold.X_train.dtype == fold.X_test.dtype == np.int32 and fold.X_test.shape == (40, 12)
+    row = list(test_index).index(210)
+    first_word = np.flatnonzero(fold.X_test[row] != PADDING)[0]
+    assert fold.X_test[row, first_word] == OOV  # the test-only word is out of the vocabulary
+    # The check has teeth: fitted on every row, the same word would have an id of its own.
+    everything = Preprocessor.from_spec(spec.preprocess).fit(table.X)
+    assert UNSEEN in everything.tokenizer_.vocabulary_
+
+    # Rewriting every held-out sentence changes nothing the model trains on.
+    spoiled = frame.copy()
+    spoiled.loc[test_index, "review"] = "an entirely different set of words"
+    spoiled.to_csv(tmp_path / "spoiled.csv", index=False)
+    other = text_experiment(str(tmp_path / "spoiled.csv"), CNN)
+    spoiled_fold, spoiled_pre = fit_split(other, *_rows(other), split)
+    np.testing.assert_array_equal(fold.X_train, spoiled_fold.X_train)
+    assert spoiled_pre.tokenizer_.vocabulary_ == vocabulary
+
+
+@pytest.mark.parametrize("padding, truncating, expected", [
+    ("pre", "pre", [[4, 5, 6], [0, 0, 2]]),
+    ("post", "pre", [[4, 5, 6], [2, 0, 0]]),
+    ("pre", "post", [[2, 3, 4], [0, 0, 2]]),
+    ("post", "post", [[2, 3, 4], [2, 0, 0]]),
+])
+def test_padding_and_truncation_to_maxlen(padding, truncating, expected):
+    text = TextSpec(column="review", num_words=10, maxlen=3, padding=padding, truncating=truncating)
+    X = pd.DataFrame({"review": ["Apple banana cherry date elder", "apple"]})
+    pre = Preprocessor(text=text).fit(X)
+    assert pre.tokenizer_.vocabulary_ == ["apple", "banana", "cherry", "date", "elder"]  # by count, then a-z
+    assert pre.transform(X).tolist() == expected
+
+
+def test_lowercase_and_punctuation_and_empty_texts():
+    text = TextSpec(column="review", num_words=10, maxlen=4, lowercase=False)
+    pre = Preprocessor(text=text).fit(pd.DataFrame({"review": ["Good good, GOOD!", None]}))
+    assert pre.tokenizer_.vocabulary_ == ["GOOD", "Good", "good"]
+    assert pre.transform(pd.DataFrame({"review": ["good... Good?", "", None]})).tolist() == [
+        [0, 0, 4, 3], [0, 0, 0, 0], [0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("layers", [CNN, LSTM], ids=["conv1d", "lstm"])
+def test_the_books_text_models_learn_the_sentiment_in_kfold(reviews, layers):
+    spec = text_experiment(str(reviews), layers)
+    table, labels = _rows(spec)
+    folds = prepare_folds(spec, table, labels)
+    result = cross_validate(spec, folds).summary()
+    assert result["metric"] == "accuracy" and result["n_folds"] == 3 and not result["stacked"]
+    assert result["mean"] > 0.85, result  # chance is 0.5: the two halves use disjoint sentiment words
+
+
+def test_every_text_layer_is_seeded_and_the_model_takes_token_ids(reviews):
+    spec = text_experiment(str(reviews), CNN)
+    assert spec.model.num_words == 40
+
+    def weights(seed: int) -> list[np.ndarray]:
+        random.seed(seed * 1000)  # Keras' unseeded layers would draw from here: ours must not
+        return [keras.ops.convert_to_numpy(w) for w in build_model(spec.model, 12, seed).weights]
+
+    model = build_model(spec.model, 12, seed=1)
+    assert model.inputs[0].dtype == "int32" and model.layers[0].input_dim == 40
+    for a, b in zip(weights(1), weights(1)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(weights(1)[0], weights(2)[0])
+
+
+@pytest.fixture(scope="module")
+def saved(reviews, tmp_path_factory) -> dict:
+    """The Conv1D model refitted on every row and saved as `kerasflow run` saves it, with and without a header."""
+    root = tmp_path_factory.mktemp("text-model")
+    headerless = root / "headerless.csv"
+    pd.read_csv(reviews)[["sentiment", "review"]].to_csv(headerless, header=False, index=False)
+    models = {}
+    for name, spec in (("header", text_experiment(str(reviews), CNN)),
+                       ("headerless", text_experiment(str(headerless), CNN, header=False))):
+        table, labels = _rows(spec)
+        models[name] = write_model(root / name, spec, refit(spec, table, labels))
+    return models
+
+
+NEW = ["What a wonderful and brilliant film!", "Boring, dull and awful.",
+       f"A {UNSEEN} with superb music", f"{UNSEEN} {UNSEEN}"]
+
+
+def test_predict_on_new_sentences_round_trips_through_the_saved_folder(saved, reviews, tmp_path):
+    model_dir = saved["header"]
+    state = json.loads((model_dir / PREPROCESSING_FILE).read_text())
+    assert state["features"]["columns"] == ["review"]
+    assert state["features"]["text"]["maxlen"] == 12 and UNSEEN not in state["features"]["vocabulary"]
+
+    pd.DataFrame({"review": NEW}).to_csv(tmp_path / "new.csv", index=False)
+    written = pd.read_csv(predict_csv(model_dir, tmp_path / "new.csv", tmp_path / "pred.csv"))
+    assert list(written.columns) == ["prediction", "proba_neg", "proba_pos"]
+    assert written["prediction"].tolist()[:3] == ["pos", "neg", "pos"]
+
+    # The same numbers as the loaded model on the saved tokenizer's ids, the unseen word read as OOV.
+    model, preprocessor, _ = load_model(model_dir)
+    ids = preprocessor.transform(pd.DataFrame({"review": NEW}))
+    assert ids[3].tolist() == [PADDING] * 10 + [OOV, OOV]
+    np.testing.assert_allclose(written["proba_pos"], predict(model, ids).reshape(-1), rtol=1e-5)
+
+    # The training file itself, target column and all, is read the same way.
+    again = pd.read_csv(predict_csv(model_dir, reviews, tmp_path / "again.csv"))
+    assert float(np.mean(again["prediction"] == pd.read_csv(reviews)["sentiment"])) > 0.9
+
+
+def test_a_headerless_text_file_trains_and_predicts_by_position(saved, reviews, tmp_path):
+    rows = pd.read_csv(reviews)
+    pd.DataFrame({"text": NEW}).to_csv(tmp_path / "new.csv", header=False, index=False)
+    written = pd.read_csv(predict_csv(saved["headerless"], tmp_path / "new.csv", tmp_path / "pred.csv"))
+    assert written["prediction"].tolist()[:3] == ["pos", "neg", "pos"]
+    # The same rows, vocabulary and seeds as the file with a header: the same model.
+    pd.DataFrame({"review": NEW}).to_csv(tmp_path / "named.csv", index=False)
+    named = pd.read_csv(predict_csv(saved["header"], tmp_path / "named.csv", tmp_path / "named_pred.csv"))
+    np.testing.assert_allclose(written["proba_pos"], named["proba_pos"], atol=1e-3)
+    # With the target column in its place (first), the training rows themselves.
+    rows[["sentiment", "review"]].to_csv(tmp_path / "train.csv", header=False, index=False)
+    again = pd.read_csv(predict_csv(saved["headerless"], tmp_path / "train.csv", tmp_path / "again.csv"))
+    assert float(np.mean(again["prediction"] == rows["sentiment"])) > 0.9
+
+
+def test_a_missing_or_extra_column_is_refused_naming_it(reviews, tmp_path):
+    spec = text_experiment(str(reviews), CNN).with_overrides({"preprocess.text.column": "comment"})
+    table, labels = _rows(spec)
+    with pytest.raises(DataError, match="preprocess.text.column 'comment' not found .* Columns found: review"):
+        prepare_folds(spec, table, labels)
+
+    pd.read_csv(reviews).assign(stars=3).to_csv(tmp_path / "wide.csv", index=False)
+    wide = text_experiment(str(tmp_path / "wide.csv"), CNN)
+    with pytest.raises(DataError, match=r"also has the column\(s\) \['stars'\]: remove them"):
+        prepare_folds(wide, *_rows(wide))
+
+
+def test_predict_refuses_a_file_without_the_text_column(saved, tmp_path):
+    pd.DataFrame({"comment": NEW}).to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(DataError, match=r"new.csv: missing column\(s\) \['review'\]"):
+        predict_csv(saved["header"], tmp_path / "new.csv", tmp_path / "pred.csv")
+    assert not (tmp_path / "pred.csv").exists()
