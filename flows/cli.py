@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     run.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     run.add_argument("--report", type=Path, default=None,
-                     help=f"also write the summary report here (e.g. {DEFAULT_REPORT})")
+                     help=f"also write the Markdown summary here (e.g. {DEFAULT_REPORT}) and report.html beside it")
     run.add_argument("--smoke-test", action="store_true",
                      help="2 folds, 1 epoch, no refit: checks the wiring in seconds")
 
@@ -49,9 +49,21 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", type=Path, required=True, metavar="CSV",
                          help="where to write `prediction` (and `proba_<class>` columns for classification)")
 
-    rep = commands.add_parser("report", help="summarise every experiment's metrics as Markdown")
-    rep.add_argument("--results", type=Path, default=Path("results"))
-    rep.add_argument("--out", type=Path, default=DEFAULT_REPORT)
+    schedule = commands.add_parser("schedule", help="serve experiments through Prefect on a cron schedule "
+                                                    "(blocks; Ctrl-C stops)")
+    schedule.add_argument("experiments", nargs="+", metavar="EXPERIMENT")
+    schedule.add_argument("--cron", required=True, help='when to run, e.g. "0 3 * * *" (03:00 every day)')
+    schedule.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    schedule.add_argument("--report", type=Path, default=DEFAULT_REPORT,
+                          help=f"the summary report each run writes (default: {DEFAULT_REPORT})")
+
+    rep = commands.add_parser("report", help="every experiment as one HTML page (plots embedded) and a Markdown "
+                                             "summary")
+    rep.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    rep.add_argument("--out", type=Path, default=DEFAULT_REPORT,
+                     help=f"the Markdown summary (default: {DEFAULT_REPORT})")
+    rep.add_argument("--html", type=Path, default=None,
+                     help="the HTML report (default: report.html in the folder of --out)")
     return parser
 
 
@@ -98,8 +110,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     from flows.pipeline import pipeline_flow, report_flow
 
     if args.command == "report":
-        report_flow(list(params.experiments), args.results, args.out)
+        html = args.html or args.out.with_name("report.html")
+        report_flow(params.experiments, args.results, args.out, html)
         print(args.out)
+        print(html)
         return 0
 
     if args.command == "tune":
@@ -115,6 +129,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
 
     selected = params.select(args.experiments, source=str(args.params))
+    if args.command == "schedule":
+        from flows.schedule import serve_schedule
+
+        serve_schedule(list(selected), args.cron, args.params, args.results, args.report)
+        return 0
     if args.smoke_test:
         selected = {name: smoke(spec) for name, spec in selected.items()}
     summaries = pipeline_flow(selected, args.results, args.report)

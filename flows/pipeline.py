@@ -1,11 +1,15 @@
 """Prefect flows: load → preprocess per fold → cross-validate → refit → write, then report.
 
 Tasks are thin wrappers over ``tasks/``; they take arrays and live models, so none is cached by Prefect
-(``NO_CACHE``): DVC decides what to rerun, from the stage's deps and params.
+(``NO_CACHE``): DVC decides what to rerun, from the stage's deps and params. Every pipeline and report run
+publishes the summary as Prefect artifacts (Markdown and table).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Prefect validates flow parameters against these annotations, and in a
+# served run's process (`kerasflow schedule`) the postponed strings were not resolved (`ExperimentSpec`).
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +17,11 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks import evaluate, report, results
+from tasks import evaluate, html_report, report, results
 from tasks.atomic import atomic_path
 from tasks.data import Table, load_table
+from tasks.preprocess import LabelCodec
+from tasks.progress import EpochProgress, ProgressLine
 from tasks.spec import ExperimentSpec
 
 
@@ -33,63 +39,99 @@ def preprocess_folds(spec: ExperimentSpec, table: Table, labels: evaluate.Encode
 
 
 @task(name="cross-validate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def cross_validate(spec: ExperimentSpec, folds: list) -> evaluate.CVResult:
+def cross_validate(name: str, spec: ExperimentSpec, folds: list) -> evaluate.CVResult:
     """Train and score every fold (stacked into one program when the model allows)."""
-    return evaluate.cross_validate(spec, folds)
+    models = 1 if evaluate.uses_stacking(spec, len(folds)) else len(folds)
+    line = ProgressLine(f"{name}: {len(folds)} folds", models * spec.train.epochs, "epochs")
+    return evaluate.cross_validate(spec, folds, callbacks=[EpochProgress(line)])
 
 
 @task(name="refit", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def refit(spec: ExperimentSpec, table: Table, labels: evaluate.Encoded) -> evaluate.FinalModel:
+def refit(name: str, spec: ExperimentSpec, table: Table, labels: evaluate.Encoded) -> evaluate.FinalModel:
     """Retrain on all rows for the model to keep."""
-    return evaluate.refit(spec, table, labels)
+    line = ProgressLine(f"{name}: refit on all rows", spec.train.epochs, "epochs")
+    return evaluate.refit(spec, table, labels, callbacks=[EpochProgress(line)])
 
 
 @task(name="write-results", cache_policy=NO_CACHE)
 def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final: evaluate.FinalModel | None,
-                  results_dir: Path) -> dict[str, Any]:
-    """Write metrics, per-epoch history and the model under `results_dir/name`."""
+                  codec: LabelCodec | None, results_dir: Path, timing: dict[str, float],
+                  started: float) -> dict[str, Any]:
+    """Write per-epoch history, held-out predictions, the model and metrics under `results_dir/name`.
+
+    `timing` holds the seconds of the steps so far; this step's and the total since `started` (a
+    `time.perf_counter()` value) are added to it in `metrics.json`.
+    """
     out_dir = results_dir / name
-    results.write_history(out_dir, cv)
-    if final is not None:
-        results.write_model(out_dir / "model", spec, final)
+    with _timed(timing, "write"):
+        results.write_history(out_dir, cv)
+        results.write_predictions(out_dir, cv, codec)
+        if final is not None:
+            results.write_model(out_dir / "model", spec, final)
+    timing["total"] = time.perf_counter() - started
     # Metrics last: their presence says the experiment's outputs are complete.
-    results.write_metrics(out_dir, cv)
-    return cv.summary()
+    return results.write_metrics(out_dir, cv, timing, results.environment())
+
+
+@contextmanager
+def _timed(timing: dict[str, float], step: str) -> Iterator[None]:
+    """Record the wall time of the block as `timing[step]`, in seconds."""
+    start = time.perf_counter()
+    yield
+    timing[step] = time.perf_counter() - start
 
 
 @flow(name="kerasflow-experiment")
 def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("results")) -> dict[str, Any]:
     """One experiment end to end; returns its `metrics.json` content."""
-    table, labels = load_data(name, spec)
-    folds = preprocess_folds(spec, table, labels)
-    cv = cross_validate(spec, folds)
-    final = refit(spec, table, labels) if spec.evaluate.refit else None
-    return write_results(name, spec, cv, final, Path(results_dir))
+    started, timing = time.perf_counter(), {}
+    with _timed(timing, "load"):
+        table, labels = load_data(name, spec)
+    with _timed(timing, "preprocess"):
+        folds = preprocess_folds(spec, table, labels)
+    with _timed(timing, "cross_validate"):
+        cv = cross_validate(name, spec, folds)
+    with _timed(timing, "refit"):
+        final = refit(name, spec, table, labels) if spec.evaluate.refit else None
+    return write_results(name, spec, cv, final, labels.codec, Path(results_dir), timing, started)
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def write_report(results_dir: Path, names: list[str], out: Path) -> str:
-    """Summarise every experiment's metrics as Markdown, on disk and as Prefect artifacts."""
-    metrics = report.collect_metrics(results_dir, names)
-    markdown = report.render_markdown(metrics)
-    with atomic_path(out) as tmp:
-        tmp.write_text(markdown)
-    create_markdown_artifact(markdown=markdown, key="kerasflow-summary", description="Cross-validated scores")
-    create_table_artifact(table=report.summary_rows(metrics), key="kerasflow-scores")
+def write_report(results_dir: Path, experiments: dict[str, ExperimentSpec], out: Path | None = None,
+                 html: Path | None = None) -> str:
+    """Summarise every experiment as Markdown (and the full HTML report), on disk when asked and always as
+    Prefect artifacts."""
+    content = report.collect(results_dir, experiments)
+    markdown = report.render_markdown(content)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            tmp.write_text(markdown)
+    if html is not None:
+        with atomic_path(html) as tmp:
+            tmp.write_text(html_report.render_html(content))
+    create_markdown_artifact(markdown=markdown, key="kerasflow-summary", description="kerasflow results")
+    create_table_artifact(table=report.summary_rows(content), key="kerasflow-scores",
+                          description="Cross-validated scores")
+    sweeps = report.sweep_rows(content)
+    if sweeps:
+        create_table_artifact(table=sweeps, key="kerasflow-sweeps", description="Best trial of each sweep")
     return markdown
 
 
 @flow(name="kerasflow-report")
-def report_flow(names: list[str], results_dir: Path = Path("results"),
-                out: Path = Path("reports/summary.md")) -> str:
-    return write_report(Path(results_dir), names, Path(out))
+def report_flow(experiments: dict[str, ExperimentSpec], results_dir: Path = Path("results"),
+                out: Path = Path("reports/summary.md"), html: Path = Path("reports/report.html")) -> str:
+    """The Markdown summary at `out` and the HTML report at `html`."""
+    return write_report(Path(results_dir), experiments, Path(out), Path(html))
 
 
 @flow(name="kerasflow-pipeline")
 def pipeline_flow(experiments: dict[str, ExperimentSpec], results_dir: Path = Path("results"),
                   report_path: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Run the given experiments one after another, then (optionally) the report."""
+    """Run the given experiments one after another, then publish their summary; with `report_path`, also
+    write it there and the HTML report beside it."""
     summaries = {name: experiment_flow(name, spec, results_dir) for name, spec in experiments.items()}
-    if report_path is not None:
-        write_report(Path(results_dir), list(experiments), Path(report_path))
+    report_path = Path(report_path) if report_path is not None else None
+    write_report(Path(results_dir), experiments, report_path,
+                 report_path.with_name("report.html") if report_path is not None else None)
     return summaries

@@ -22,7 +22,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from flows.pipeline import load_data
+from flows.pipeline import load_data, write_report
 from tasks import evaluate
 from tasks.atomic import write_json
 from tasks.data import DataError, Table
@@ -172,8 +172,11 @@ def run_sweep(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, 
 
 @task(name="export-best", cache_policy=NO_CACHE)
 def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
-                labels: evaluate.Encoded, out_dir: Path) -> dict[str, Any]:
-    """Write trials.csv, best.json and the best model (with its preprocessing) under `out_dir`."""
+                labels: evaluate.Encoded, out_dir: Path, started: float | None = None) -> dict[str, Any]:
+    """Write trials.csv, best.json and the best model (with its preprocessing) under `out_dir`.
+
+    With `started` (a `time.perf_counter()` value), best.json's `seconds` is the sweep's wall time since then.
+    """
     mode = "max" if spec.higher_is_better else "min"
     rows = trial_rows(grid, spec.higher_is_better)
     if not rows or rows[0]["score"] is None:
@@ -204,7 +207,8 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
                "score": score, "score_std": score_std, "scoring": sweep.scoring,
                "checkpoint": _portable(checkpoint.path) if checkpoint is not None else None,
                "checkpoint_epoch": at_checkpoint.get("epoch"),
-               "n_trials": len(rows), "n_errors": sum(r["status"] == "error" for r in rows)}
+               "n_trials": len(rows), "n_errors": sum(r["status"] == "error" for r in rows),
+               "seconds": None if started is None else round(time.perf_counter() - started, 2)}
     write_trials(out_dir / "trials.csv", rows)
     write_json(out_dir / "best.json", summary)
     return summary
@@ -219,8 +223,11 @@ def _portable(path: str) -> str:
 @flow(name="kerasflow-sweep")
 def sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, results_dir: Path = Path("results"),
                resume: bool = False) -> dict[str, Any]:
-    """Sweep one experiment's search space and keep the best model."""
+    """Sweep one experiment's search space, keep the best model, and publish the experiment's summary."""
+    started = time.perf_counter()
     out_dir = Path(results_dir) / name / "tune"
     table, labels = load_data(name, spec)
     grid = run_sweep(name, spec, sweep, table, labels, out_dir, resume)
-    return export_best(name, spec, sweep, grid, table, labels, out_dir)
+    best = export_best(name, spec, sweep, grid, table, labels, out_dir, started)
+    write_report(Path(results_dir), {name: spec})
+    return best

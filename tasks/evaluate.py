@@ -16,7 +16,7 @@ from tasks.preprocess import LabelCodec, Preprocessor
 from tasks.spec import ExperimentSpec
 from tasks.split import Split, make_splits
 from tasks.stacked import fit_stacked
-from tasks.train import FoldData, FoldResult, encode_target, fit_fold, fit_model, score
+from tasks.train import FoldData, FoldResult, encode_target, fit_fold, fit_model, predict, score, with_predictions
 from tasks.window import LAST_VALUE, window_table
 
 
@@ -63,7 +63,11 @@ class CVResult:
 
 
 def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment") -> Encoded:
-    """Encode the target and check that the model's last layer fits it."""
+    """Encode the target and check that the model's last layer fits it (and that a text column exists)."""
+    text = spec.preprocess.text
+    if text is not None and str(text.column) not in table.X.columns:
+        raise DataError(f"{table.source}: experiments.{name}.preprocess.text.column {text.column!r} not found. "
+                        f"Columns found: {', '.join(map(str, table.X.columns))} (besides the target)")
     units = output_units(spec.model)
     if spec.dataset.task == "regression":
         expected, encoded = 1, Encoded(table.y.to_numpy(dtype=np.float64), None)
@@ -104,6 +108,7 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split)
         target_scale=fit_target_scale(spec.preprocess, y_train),
         naive_test=(X_test[LAST_VALUE].to_numpy(dtype=np.float32).reshape(-1, 1)
                     if spec.preprocess.lookback is not None else None),
+        test_rows=X_test.index.to_numpy(),
     )
     return fold, preprocessor
 
@@ -122,12 +127,32 @@ def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Seque
     """
     start = time.perf_counter()
     stacked = uses_stacking(spec, len(folds))
-    results = (fit_stacked(spec, folds, callbacks, initial_epoch) if stacked else
-               [fit_fold(spec, fold, i, callbacks, initial_epoch) for i, fold in enumerate(folds)])
+    if stacked:
+        # Keras hands every callback the model it trains: the way to the one `fit_stacked` does not return.
+        trained = keras.callbacks.Callback()
+        results = fit_stacked(spec, folds, [*callbacks, trained], initial_epoch)
+        outputs = predict_stacked(trained.model, folds)
+        results = [with_predictions(spec, result, fold, out) for result, fold, out in zip(results, folds, outputs)]
+    else:
+        results = [fit_fold(spec, fold, i, callbacks, initial_epoch) for i, fold in enumerate(folds)]
     baseline = (None if folds[0].naive_test is None else
                 [score(spec, fold.y_test, fold.naive_test) for fold in folds])
     return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=stacked,
                     seconds=time.perf_counter() - start, baseline=baseline)
+
+
+def predict_stacked(model: keras.Model, folds: list[FoldData]) -> list[np.ndarray]:
+    """Each fold's held-out rows through its own slot of the stacked model, in the fold's row order.
+
+    `fit_stacked` scores rows it has shuffled; predicting them again in order ties each prediction to its row.
+    Slots do not mix, so the zero rows padding the shorter folds change no other slot's outputs.
+    """
+    length = max(len(fold.X_test) for fold in folds)
+    X = np.zeros((length, len(folds)) + folds[0].X_test.shape[1:], dtype=folds[0].X_test.dtype)
+    for j, fold in enumerate(folds):
+        X[: len(fold.X_test), j] = fold.X_test
+    outputs = predict(model, X)
+    return [outputs[: len(fold.X_test), j] for j, fold in enumerate(folds)]
 
 
 def uses_stacking(spec: ExperimentSpec, n_folds: int) -> bool:
@@ -145,12 +170,13 @@ class FinalModel:
     target_scale: TargetScale | None = None
 
 
-def refit(spec: ExperimentSpec, table: Table, labels: Encoded) -> FinalModel:
+def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> FinalModel:
     """Retrain on all rows: the model to keep once cross-validation has said how good it is."""
     table, labels = supervised(spec, table, labels)
     preprocessor = Preprocessor.from_spec(spec.preprocess).fit(table.X)
     X = preprocessor.transform(table.X)
     y = encode_target(spec, labels.codes, labels.n_classes)
     target_scale = fit_target_scale(spec.preprocess, y)
-    model, _ = fit_model(spec, X, y, target_scale=target_scale)
+    model, _ = fit_model(spec, X, y, callbacks=callbacks, target_scale=target_scale)
     return FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec, target_scale=target_scale)

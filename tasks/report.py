@@ -1,43 +1,329 @@
-"""The cross-experiment summary: one Markdown table built from every ``metrics.json``."""
+"""The cross-experiment report's content: everything ``results/`` and the data files say about each experiment,
+gathered once into plain objects, and its Markdown summary.
+
+`tasks/html_report.py` renders the same :class:`Report` as one self-contained HTML page, and the flows publish
+the Markdown and :func:`summary_rows` as Prefect artifacts. An experiment not run yet is listed as such.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import yaml
 
-def collect_metrics(results_dir: str | Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Each named experiment's `metrics.json`; an experiment not run yet is reported as missing, not skipped."""
-    collected = {}
-    for name in names:
-        path = Path(results_dir) / name / "metrics.json"
-        collected[name] = json.loads(path.read_text()) if path.is_file() else {}
-    return collected
+from tasks.data import DataError, load_table
+from tasks.spec import ExperimentSpec
+
+TIMING_STEPS = ("load", "preprocess", "cross_validate", "refit", "write", "total")
+"""The steps `metrics.json` times (seconds), in the order they run."""
+ENVIRONMENT_KEYS = ("python", "keras", "backend", "backend_version", "device", "devices", "prefect", "ray", "dvc",
+                    "dvclive")
+"""The order the report shows `metrics.json`'s environment in (see :func:`tasks.results.environment`)."""
 
 
-def summary_rows(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class DataFacts:
+    """What an experiment's data file holds, and the hash DVC knows it by."""
+
+    file: str
+    rows: int
+    columns: int
+    target: str
+    task: str
+    md5: str
+    """The md5 of the file's bytes: what DVC 3 records for a file (in a `.dvc` file or a folder's manifest)."""
+    classes: dict[str, int] | None = None
+    """Classification: rows per class, in the codec's order."""
+    target_stats: dict[str, float] | None = None
+    """Regression: the target's mean, std, min and max."""
+    dvc_file: str | None = None
+    """The `.dvc` file tracking the data file or a folder holding it (e.g. `data.dvc`), if any."""
+    dvc_md5: str | None = None
+    """What that `.dvc` file records: the file's md5, or its folder's manifest hash (`<md5>.dir`)."""
+    tracked_md5: str | None = None
+    """The file's md5 as DVC recorded it, when the folder's manifest is in the local cache."""
+
+    @property
+    def matches_dvc(self) -> bool | None:
+        """Whether the bytes are those DVC tracks; None when the recorded md5 is not at hand."""
+        return None if self.tracked_md5 is None else self.tracked_md5 == self.md5
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A Ray Tune sweep's results: `best.json` and the trials, best first (`trials.csv`)."""
+
+    best: dict[str, Any]
+    trials: pd.DataFrame
+
+    @property
+    def params(self) -> list[str]:
+        """The searched parameters, as dotted keys (`train.optimizer`)."""
+        return [column.removeprefix("param:") for column in self.trials.columns if column.startswith("param:")]
+
+
+@dataclass
+class ExperimentReport:
+    """One experiment as the report shows it; `metrics` is empty when it has not run yet."""
+
+    name: str
+    spec: ExperimentSpec
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: pd.DataFrame | None = None
+    """Per-epoch rows of every fold (`fold`, `epoch`, `loss`, `val_loss`, metric, `val_` + metric)."""
+    predictions: pd.DataFrame | None = None
+    """Held-out rows of every fold (`fold`, `row`, `true`, `predicted`)."""
+    sweep: Sweep | None = None
+    data: DataFacts | None = None
+    data_error: str | None = None
+
+    @property
+    def has_run(self) -> bool:
+        return bool(self.metrics)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.spec.dataset.task != "regression"
+
+
+@dataclass
+class Report:
+    """Every experiment of the params file, in its order."""
+
+    experiments: list[ExperimentReport]
+
+    def environments(self) -> list[tuple[dict[str, str], list[str]]]:
+        """Each distinct environment the experiments ran in (keys in `ENVIRONMENT_KEYS` order), with the
+        experiments that ran in it."""
+        groups: dict[str, tuple[dict[str, str], list[str]]] = {}
+        for experiment in self.experiments:
+            environment = experiment.metrics.get("environment")
+            if environment:
+                ordered = {k: environment[k] for k in sorted(environment, key=_environment_order)}
+                groups.setdefault(json.dumps(ordered), (ordered, []))[1].append(experiment.name)
+        return list(groups.values())
+
+
+def _environment_order(key: str) -> tuple[int, str]:
+    return (ENVIRONMENT_KEYS.index(key) if key in ENVIRONMENT_KEYS else len(ENVIRONMENT_KEYS), key)
+
+
+def file_md5(path: str | Path) -> str:
+    """The md5 of a file's bytes, read in blocks; DVC 3 records exactly this for a file."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dvc_tracking(path: Path) -> tuple[Path, str, str | None] | None:
+    """The `.dvc` file tracking `path` (itself or a folder above it), its recorded hash, and the md5 recorded
+    for `path` in the folder's manifest when that is in the local cache (`.dvc/cache/files/md5`)."""
+    for tracked in [path, *path.parents]:
+        if tracked.name in ("", ".", ".."):
+            break
+        dvc_file = tracked.with_name(tracked.name + ".dvc")
+        if not dvc_file.is_file():
+            continue
+        outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
+        recorded = str(outs[0].get("md5", ""))
+        if tracked == path:
+            return dvc_file, recorded, recorded or None
+        manifest = _cached_manifest(dvc_file.parent, recorded)
+        relpath = path.relative_to(tracked).as_posix()
+        in_manifest = next((entry["md5"] for entry in manifest if entry.get("relpath") == relpath), None)
+        return dvc_file, recorded, in_manifest
+    return None
+
+
+def _cached_manifest(start: Path, dir_md5: str) -> list[dict[str, str]]:
+    """A folder's `.dir` manifest from the DVC cache of the repository holding `start`; [] when absent."""
+    if not dir_md5.endswith(".dir"):
+        return []
+    for folder in [start.resolve(), *start.resolve().parents]:
+        candidate = folder / ".dvc" / "cache" / "files" / "md5" / dir_md5[:2] / dir_md5[2:]
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+        if (folder / ".dvc").is_dir():
+            break
+    return []
+
+
+def data_facts(spec: ExperimentSpec) -> DataFacts:
+    """Shape, class balance (or target summary) and DVC hash of the experiment's data file."""
+    table = load_table(spec.dataset)
+    path = table.source
+    classes = target_stats = None
+    if spec.dataset.task == "regression":
+        y = table.y.astype(float)
+        target_stats = {"mean": float(y.mean()), "std": float(y.std(ddof=0)), "min": float(y.min()),
+                        "max": float(y.max())}
+    else:
+        counts = table.y.value_counts()
+        classes = {str(label): int(counts[label]) for label in sorted(counts.index, key=_label_order)}
+    tracking = dvc_tracking(path)
+    return DataFacts(file=str(spec.dataset.file), rows=table.n_rows, columns=table.X.shape[1] + 1,
+                     target=str(table.y.name), task=spec.dataset.task, md5=file_md5(path), classes=classes,
+                     target_stats=target_stats,
+                     dvc_file=str(tracking[0]) if tracking else None,
+                     dvc_md5=tracking[1] if tracking else None,
+                     tracked_md5=tracking[2] if tracking else None)
+
+
+def _label_order(label: Any) -> tuple:
+    """Class labels as the codec orders them: by type, then value (numbers numerically)."""
+    return (str(type(label)), label)
+
+
+def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> Report:
+    """Read every experiment's results and data; what is missing stays empty and is reported as such."""
+    results_dir = Path(results_dir)
+    facts: dict[tuple[str, str, str], DataFacts | str] = {}
+    reports = []
+    for name, spec in experiments.items():
+        out = results_dir / name
+        # Class labels stay text (as the confusion matrix shows them), even when they look like numbers.
+        labels = None if spec.dataset.task == "regression" else {"true": str, "predicted": str}
+        report = ExperimentReport(name=name, spec=spec, metrics=_read_json(out / "metrics.json") or {},
+                                  history=_read_history(out / "history"),
+                                  predictions=_read_csv(out / "predictions.csv", dtype=labels),
+                                  sweep=_read_sweep(out / "tune"))
+        # Several experiments often share a file: read and hash it once.
+        key = (str(spec.dataset.file), str(spec.dataset.target), spec.dataset.task)
+        if key not in facts:
+            try:
+                facts[key] = data_facts(spec)
+            except DataError as exc:
+                facts[key] = str(exc)
+        found = facts[key]
+        if isinstance(found, str):
+            report.data_error = found
+        else:
+            report.data = found
+        reports.append(report)
+    return Report(experiments=reports)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _read_csv(path: Path, dtype: dict[str, type] | None = None) -> pd.DataFrame | None:
+    return pd.read_csv(path, dtype=dtype) if path.is_file() else None
+
+
+def _read_history(history_dir: Path) -> pd.DataFrame | None:
+    """The dvclive custom plot of all folds' epochs (see :func:`tasks.results.write_history`)."""
+    path = history_dir / "plots" / "custom" / "folds.json"
+    return pd.DataFrame(json.loads(path.read_text())) if path.is_file() else None
+
+
+def _read_sweep(tune_dir: Path) -> Sweep | None:
+    best, trials = _read_json(tune_dir / "best.json"), _read_csv(tune_dir / "trials.csv")
+    return Sweep(best=best, trials=trials) if best is not None and trials is not None else None
+
+
+def summary_rows(report: Report) -> list[dict[str, Any]]:
     """One row per experiment, in a shape both Markdown and Prefect's table artifact take."""
     rows = []
-    for name, m in metrics.items():
+    for experiment in report.experiments:
+        m = experiment.metrics
         if not m:
-            rows.append({"experiment": name, "metric": "", "mean": "", "std": "", "folds": 0, "baseline": "",
-                         "seconds": ""})
+            rows.append({"experiment": experiment.name, "metric": "", "mean": "", "std": "", "folds": 0,
+                         "baseline": "", "seconds": ""})
             continue
         baseline = m.get("baseline")
-        rows.append({"experiment": name, "metric": m["metric"], "mean": round(m["mean"], 4),
+        rows.append({"experiment": experiment.name, "metric": m["metric"], "mean": round(m["mean"], 4),
                      "std": round(m["std"], 4), "folds": m["n_folds"],
                      "baseline": round(baseline["mean"], 4) if baseline else "", "seconds": m["seconds"]})
     return rows
 
 
-def render_markdown(metrics: dict[str, dict[str, Any]]) -> str:
+def timing_rows(report: Report) -> list[dict[str, Any]]:
+    """Wall time (seconds) of each evaluate stage that has run, step by step."""
+    return [{"stage": f"evaluate@{e.name}", **{step: e.metrics["timing"].get(step, "") for step in TIMING_STEPS}}
+            for e in report.experiments if e.metrics.get("timing")]
+
+
+def sweep_rows(report: Report) -> list[dict[str, Any]]:
+    """One row per sweep that has run: its best trial and its wall time."""
+    rows = []
+    for e in report.experiments:
+        if e.sweep is None:
+            continue
+        best = e.sweep.best
+        trial_seconds = pd.to_numeric(e.sweep.trials["seconds"], errors="coerce")
+        rows.append({"experiment": e.name, "trials": best["n_trials"], "errors": best["n_errors"],
+                     "metric": best["metric"], "score": best["score"], "score_std": best["score_std"],
+                     "params": ", ".join(f"{key}={value}" for key, value in sorted(best["params"].items())),
+                     "seconds": best.get("seconds", ""), "trial_seconds": round(float(trial_seconds.sum()), 2)})
+    return rows
+
+
+def render_markdown(report: Report) -> str:
+    """The summary: scores, sweeps, data, wall time and environment, one table each."""
     lines = ["# kerasflow results", "",
              "| experiment | metric | mean ± std | folds | naive last value | seconds |", "|---|---|---|---|---|---|"]
-    for row in summary_rows(metrics):
+    for row in summary_rows(report):
         if not row["metric"]:
             lines.append(f"| {row['experiment']} | not run yet | | | | |")
             continue
         lines.append(f"| {row['experiment']} | {row['metric']} | {row['mean']:.4f} ± {row['std']:.4f} "
                      f"| {row['folds']} | {row['baseline']} | {row['seconds']} |")
+
+    sweeps = sweep_rows(report)
+    if sweeps:
+        lines += ["", "## Sweeps", "",
+                  "| experiment | trials | errors | best score ± std | best params | seconds | trials' seconds |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in sweeps:
+            lines.append(f"| {row['experiment']} | {row['trials']} | {row['errors']} | {row['metric']} "
+                         f"{row['score']:.4f} ± {row['score_std']:.4f} | {row['params']} | {row['seconds']} "
+                         f"| {row['trial_seconds']} |")
+
+    lines += ["", "## Data", "",
+              "| experiment | file | rows × columns | target | classes / target range | md5 (DVC) |",
+              "|---|---|---|---|---|---|"]
+    for e in report.experiments:
+        if e.data is None:
+            lines.append(f"| {e.name} | {e.spec.dataset.file} | {e.data_error} | | | |")
+            continue
+        lines.append(f"| {e.name} | {e.data.file} | {e.data.rows} × {e.data.columns} | {e.data.target} "
+                     f"| {balance_text(e.data)} | {hash_text(e.data)} |")
+
+    timing = timing_rows(report)
+    if timing:
+        lines += ["", "## Wall time (seconds)", "", "| stage | " + " | ".join(TIMING_STEPS) + " |",
+                  "|---|" + "---|" * len(TIMING_STEPS)]
+        lines += [f"| {row['stage']} | " + " | ".join(str(row[step]) for step in TIMING_STEPS) + " |" for row in timing]
+
+    environments = report.environments()
+    if environments:
+        keys = list(dict.fromkeys(key for environment, _ in environments for key in environment))
+        lines += ["", "## Environment", "", "| experiments | " + " | ".join(keys) + " |",
+                  "|---|" + "---|" * len(keys)]
+        for environment, names in environments:
+            lines.append(f"| {', '.join(names)} | " + " | ".join(str(environment.get(k, "")) for k in keys) + " |")
     return "\n".join(lines) + "\n"
+
+
+def balance_text(data: DataFacts) -> str:
+    """Class counts (`setosa 50, versicolor 50`) or the target's range (`mean 22.5, std 9.2, 5 to 50`)."""
+    if data.classes is not None:
+        return ", ".join(f"{label} {count}" for label, count in data.classes.items())
+    s = data.target_stats or {}
+    return f"mean {s['mean']:.4g}, std {s['std']:.4g}, {s['min']:.4g} to {s['max']:.4g}"
+
+
+def hash_text(data: DataFacts) -> str:
+    """The file's md5 and whether it is what DVC tracks."""
+    if data.dvc_file is None:
+        return f"{data.md5} (not tracked by DVC)"
+    verdict = {True: "as recorded in", False: "differs from", None: "tracked by"}[data.matches_dvc]
+    return f"{data.md5} ({verdict} {data.dvc_file} {data.dvc_md5})"

@@ -1,19 +1,27 @@
 """What an experiment leaves under ``results/<experiment>/``, each file replaced atomically.
 
-- ``metrics.json``: the primary metric's name, ``mean``, ``std`` and per-fold ``folds`` (DVC metrics);
-- ``history/fold_XX.csv``: per-epoch loss and metric, train and validation (DVC plots, one line per fold);
+- ``metrics.json``: the primary metric's name, ``mean``, ``std`` and per-fold ``folds`` (DVC metrics), the wall
+  time of each step, and the versions and device that computed them;
+- ``history/``: a dvclive folder of per-epoch loss and metric, train and validation, every fold:
+  ``plots/metrics/fold_XX/<name>.tsv`` (dvclive's per-step logs) and ``plots/custom/folds.json`` (all folds in
+  one table, which DVC draws with one line per fold);
+- ``predictions.csv``: every fold's held-out rows (``fold``, ``row`` in the data file, ``true``, ``predicted``);
 - ``model/model.keras`` + ``model/preprocessing.json``: the model refitted on all rows, with its preprocessing.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
+import platform
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import keras
+from dvclive import Live
 
 from tasks.atomic import atomic_path, write_json
 from tasks.evaluate import CVResult, FinalModel
@@ -23,26 +31,82 @@ from tasks.saved import MODEL_FILE, PREPROCESSING_FILE, read_saved
 from tasks.spec import ExperimentSpec
 
 
-def write_metrics(out_dir: Path, result: CVResult) -> Path:
-    path = out_dir / "metrics.json"
-    write_json(path, result.summary())
-    return path
+HISTORY_PLOT = "folds"
+"""The dvclive custom plot holding every fold's history: ``history/plots/custom/folds.json``."""
+
+
+def write_metrics(out_dir: Path, result: CVResult, timing: dict[str, float],
+                  environment: dict[str, str]) -> dict[str, Any]:
+    """Write `metrics.json`: the scores, each step's wall time in seconds, and what computed them (see
+    :func:`environment`); return its content."""
+    summary = {**result.summary(), "timing": {step: round(seconds, 2) for step, seconds in timing.items()},
+               "environment": environment}
+    write_json(out_dir / "metrics.json", summary)
+    return summary
 
 
 def write_history(out_dir: Path, result: CVResult) -> Path:
-    """One CSV per fold, so `dvc plots` draws one line per fold."""
+    """Log every fold's per-epoch history with dvclive, after training (stacked folds train as one model).
+
+    Each value goes to dvclive's per-step log of its fold (`fold_XX/<name>`, step = epoch, from 1), and every
+    row to one custom plot with a `fold` column: DVC draws a plot per file, so only a table of all folds gives
+    one line per fold. Values keep six significant digits (float32 holds about seven); nothing else (no
+    timestamp, no summary) is written, so the same numbers give the same bytes and DVC sees no change.
+    """
     history_dir = out_dir / "history"
     with atomic_path(history_dir) as tmp:
-        tmp.mkdir()
+        # Only the logs: no dvc.yaml, report or experiment commit of dvclive's own (the pipeline's dvc.yaml
+        # declares these files), and no `next_step`/`end`, which would write a summary and sync it.
+        live = Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None)
+        rows = []
         for index, fold in enumerate(result.folds):
-            columns = list(fold.history)
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(["epoch", *columns])
-            for epoch, values in enumerate(zip(*(fold.history[c] for c in columns)), start=1):
-                writer.writerow([epoch, *(f"{v:.6g}" for v in values)])
-            (tmp / f"fold_{index:02d}.csv").write_text(buffer.getvalue())
+            names = list(fold.history)
+            for epoch, values in enumerate(zip(*fold.history.values()), start=1):
+                live.step = epoch
+                rounded = [float(f"{value:.6g}") for value in values]
+                for name, value in zip(names, rounded):
+                    live.log_metric(f"fold_{index:02d}/{name}", value)
+                rows.append({"fold": index, "epoch": epoch, **dict(zip(names, rounded))})
+        live.log_plot(HISTORY_PLOT, rows, x="epoch", y="val_loss")
     return history_dir
+
+
+def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None) -> Path:
+    """Every fold's held-out rows: `fold`, `row` (in the data file), `true` and `predicted` (class labels, or
+    values with six significant digits)."""
+
+    def shown(values: Any) -> list[str]:
+        if codec is not None:
+            return [str(codec.classes_[code]) for code in values]
+        return [f"{value:.6g}" for value in values]
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["fold", "row", "true", "predicted"])
+    for index, fold in enumerate(result.folds):
+        writer.writerows((index, int(row), true, pred)
+                         for row, true, pred in zip(fold.rows, shown(fold.y_true), shown(fold.y_pred)))
+    path = out_dir / "predictions.csv"
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue())
+    return path
+
+
+def environment() -> dict[str, str]:
+    """What computes the numbers: Python, Keras, its backend (name and version), the orchestration's versions,
+    and the device Keras' backend sees (`GPU` when it has any)."""
+    backend = keras.backend.backend()
+    devices = keras.distribution.list_devices()
+    found = {"python": platform.python_version(), "keras": keras.__version__, "backend": backend,
+             "backend_version": getattr(importlib.import_module(backend), "__version__", "")}
+    for package in ("prefect", "ray", "dvc", "dvclive"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    found["device"] = "GPU" if any(d.lower().startswith("gpu") for d in devices) else "CPU"
+    found["devices"] = ", ".join(devices)
+    return found
 
 
 def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Path:

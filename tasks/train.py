@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Callable, Sequence
 
 import keras
@@ -27,6 +27,9 @@ class FoldData:
     target_scale: TargetScale | None = None
     naive_test: np.ndarray | None = None
     """A series' last-value forecast of each held-out row, in the target's units: the baseline to beat."""
+    test_rows: np.ndarray | None = None
+    """Each held-out row's index in the data file (0-based data rows, header excluded): where a prediction
+    came from, once folds have shuffled the rows."""
 
 
 @dataclass
@@ -37,6 +40,12 @@ class FoldResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     n_train: int = 0
     n_test: int = 0
+    rows: np.ndarray | None = None
+    """The held-out rows' indices in the data file (`FoldData.test_rows`), in `FoldData.X_test` order."""
+    y_true: np.ndarray | None = None
+    """The held-out rows' targets as class codes or values (see :func:`point_values`)."""
+    y_pred: np.ndarray | None = None
+    """The model's predictions for the same rows, in the same form as `y_true`."""
 
 
 def encode_target(spec: ExperimentSpec, codes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -95,15 +104,29 @@ class SlotMean(keras.metrics.Metric):
         return {f"f{j}_{self.name}": mean[j] for j in range(self.slots)}
 
 
+def point_values(task: str, y: np.ndarray) -> np.ndarray:
+    """Encoded targets or model outputs of a `task` as one value per row: the class code, or the value.
+
+    Examples
+    --------
+    >>> point_values("multiclass", np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1]])).tolist()
+    [1, 0]
+    >>> point_values("binary", np.array([[0.3], [0.9]])).tolist()
+    [0, 1]
+    """
+    if task == "regression":
+        return y.reshape(-1).astype(np.float64)
+    if task == "binary":
+        return (y.reshape(-1) > 0.5).astype(np.int64)
+    return (y.argmax(axis=-1) if y.ndim == 2 else y).astype(np.int64)
+
+
 def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """The primary metric of predictions `y_pred` against encoded targets `y_true`, computed in NumPy."""
     metric = spec.metric
     if metric == "accuracy":
-        if spec.dataset.task == "binary":
-            predicted = (y_pred.reshape(-1) > 0.5).astype(int)
-            return float(np.mean(predicted == y_true.reshape(-1).astype(int)))
-        truth = y_true.argmax(axis=-1) if y_true.ndim == 2 else y_true
-        return float(np.mean(y_pred.argmax(axis=-1) == truth))
+        task = spec.dataset.task
+        return float(np.mean(point_values(task, y_pred) == point_values(task, y_true)))
     error = y_pred.reshape(-1) - y_true.reshape(-1)
     if metric == "mae":
         return float(np.mean(np.abs(error)))
@@ -193,5 +216,15 @@ def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequen
     seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": spec.train.seed + index})})
     model, history = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test),
                                callbacks=callbacks, initial_epoch=initial_epoch, target_scale=fold.target_scale)
-    return FoldResult(score=score(spec, fold.y_test, predict_held_out(model, fold)), history=history,
-                      n_train=len(fold.X_train), n_test=len(fold.X_test))
+    outputs = predict_held_out(model, fold)
+    result = FoldResult(score=score(spec, fold.y_test, outputs), history=history,
+                        n_train=len(fold.X_train), n_test=len(fold.X_test))
+    return with_predictions(spec, result, fold, outputs)
+
+
+def with_predictions(spec: ExperimentSpec, result: FoldResult, fold: FoldData, outputs: np.ndarray) -> FoldResult:
+    """`result` keeping the fold's held-out rows, their targets and the model's `outputs` for them, as
+    :func:`point_values`: what a confusion matrix or residual plot is drawn from."""
+    task = spec.dataset.task
+    return replace(result, rows=fold.test_rows, y_true=point_values(task, fold.y_test),
+                   y_pred=point_values(task, outputs))

@@ -1,7 +1,9 @@
-"""Real DVC in a temporary git repo: repro, nothing-to-do, a changed param reruns only its stage, exp run."""
+"""Real DVC in a temporary git repo: repro, nothing-to-do, a changed param reruns only its stage, experiments
+compared with `dvc metrics diff`, `dvc exp show` and `dvc plots show` (one line per fold)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,6 +11,8 @@ import subprocess
 
 import pytest
 import yaml
+
+from tasks import report
 
 from conftest import BIN, ROOT
 
@@ -28,8 +32,11 @@ def repo(project, prefect_server):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_API_URL": prefect_server,
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    for args in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
-                 ["dvc", "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+    for args in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        _run(args, project, env)
+    # The pipeline's own plot template (one line per fold), beside what `dvc init` creates.
+    shutil.copytree(ROOT / ".dvc/plots", project / ".dvc/plots")
+    for args in (["dvc", "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         _run(args, project, env)
     return project, env
 
@@ -41,7 +48,21 @@ def test_repro_then_nothing_then_only_the_changed_experiment(repo):
         assert f"Running stage '{stage}'" in first.stdout
     assert json.loads((path / "results/iris/metrics.json").read_text())["n_folds"] == 3
     assert (path / "results/iris/model/model.keras").is_file()
-    assert "| diabetes | mse |" in (path / "reports/summary.md").read_text()
+    summary = (path / "reports/summary.md").read_text()
+    assert "| diabetes | mse |" in summary
+    # DVC 3 records a file's plain md5: the report's hash of the bytes is the one in data.dvc's manifest.
+    tracked = report.dvc_tracking(path / "data/iris.csv")
+    assert tracked is not None and tracked[0] == path / "data.dvc"
+    assert tracked[2] == report.file_md5(path / "data/iris.csv") == hashlib.md5(
+        (path / "data/iris.csv").read_bytes()).hexdigest()
+    assert f"{tracked[2]} (as recorded in data.dvc {tracked[1]})" in summary
+    assert (path / "reports/report.html").read_text().count("data:image/png;base64,") == 6
+
+    plots = json.loads(_run(["dvc", "plots", "show", "--json"], path, env).stdout)["data"]
+    (iris,) = plots["results/iris/history/plots/custom/folds.json"]
+    encoding, values = iris["content"]["encoding"], iris["content"]["data"]["values"]
+    assert encoding["color"]["field"] == "fold" and encoding["y"]["field"] == "val_loss"
+    assert sorted({row["fold"] for row in values}) == [0, 1, 2] and len(values) == 3 * 15
 
     second = _run(["dvc", "repro"], path, env)
     assert "Running stage" not in second.stdout
@@ -58,8 +79,19 @@ def test_repro_then_nothing_then_only_the_changed_experiment(repo):
 
     _run(["git", "add", "-A"], path, env)
     _run(["git", "commit", "-qm", "baseline"], path, env)
-    _run(["dvc", "exp", "run", "-S", "experiments.diabetes.train.epochs=1"], path, env)
-    diff = _run(["dvc", "metrics", "diff", "--json"], path, env).stdout
-    changed = json.loads(diff)["results/diabetes/metrics.json"]
+    for name, epochs in (("one-epoch", 1), ("two-epochs", 2)):
+        ran = _run(["dvc", "exp", "run", "-n", name, "-S", f"experiments.diabetes.train.epochs={epochs}"], path, env)
+        assert "Running stage 'evaluate@diabetes'" in ran.stdout and "Running stage 'evaluate@iris'" not in ran.stdout
+    diff = json.loads(_run(["dvc", "metrics", "diff", "one-epoch", "two-epochs", "--json"], path, env).stdout)
+    changed = diff["results/diabetes/metrics.json"]
     assert changed["mean"]["old"] != changed["mean"]["new"]
-    assert "results/iris/metrics.json" not in json.loads(diff) or not json.loads(diff)["results/iris/metrics.json"]
+    assert not diff.get("results/iris/metrics.json")
+    shown = _run(["dvc", "exp", "show", "--csv", "--no-pager"], path, env).stdout
+    header, *rows = shown.splitlines()
+    assert "mean" in header and {"one-epoch", "two-epochs"} <= {row.split(",")[0] for row in rows}
+    compared = json.loads(_run(["dvc", "plots", "diff", "--json", "--targets",
+                                "results/diabetes/history/plots/custom/folds.json", "--", "one-epoch", "two-epochs"],
+                               path, env).stdout)
+    (curves,) = compared["data"]["results/diabetes/history/plots/custom/folds.json"]
+    assert {(row["rev"], row["fold"]) for row in curves["content"]["data"]["values"]} == {
+        (rev, fold) for rev in ("one-epoch", "two-epochs") for fold in (0, 1)}

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from flows.cli import smoke
 from flows.pipeline import experiment_flow, pipeline_flow
 from tasks.data import load_table
 from tasks.evaluate import cross_validate, encode_labels, prepare_folds
@@ -32,9 +34,23 @@ def test_flow_under_prefect_harness_matches_the_plain_functions(project, prefect
 
     written = json.loads((project / "results/iris/metrics.json").read_text())
     assert written == from_flow
-    histories = sorted((project / "results/iris/history").glob("fold_*.csv"))
-    assert len(histories) == 3
-    assert histories[0].read_text().splitlines()[0] == "epoch,loss,val_loss,accuracy,val_accuracy"
+    assert set(written["timing"]) == {"load", "preprocess", "cross_validate", "refit", "write", "total"}
+    assert written["environment"]["backend"] == "tensorflow" and written["environment"]["device"] in ("CPU", "GPU")
+    # dvclive's per-step logs, one folder per fold, and all folds in one table for DVC's one-line-per-fold plot.
+    folds = sorted(p.name for p in (project / "results/iris/history/plots/metrics").iterdir())
+    assert folds == ["fold_00", "fold_01", "fold_02"]
+    loss = (project / "results/iris/history/plots/metrics/fold_00/val_loss.tsv").read_text().splitlines()
+    assert loss[0] == "step\tval_loss" and len(loss) == 1 + spec.train.epochs
+    epochs = json.loads((project / "results/iris/history/plots/custom/folds.json").read_text())
+    assert len(epochs) == 3 * spec.train.epochs
+    assert set(epochs[0]) == {"fold", "epoch", "loss", "val_loss", "accuracy", "val_accuracy"}
+    # Every row held out once, with its row number in the file, its label and the prediction it was scored by.
+    predictions = pd.read_csv(project / "results/iris/predictions.csv")
+    assert list(predictions.columns) == ["fold", "row", "true", "predicted"]
+    assert sorted(predictions["row"]) == list(range(150))
+    assert (predictions["true"].to_numpy() == table.y.iloc[predictions["row"]].to_numpy()).all()
+    per_fold = (predictions["true"] == predictions["predicted"]).groupby(predictions["fold"]).mean()
+    np.testing.assert_allclose(per_fold.to_numpy(), from_flow["folds"], rtol=0, atol=1e-12)
 
     # The refitted model reloads in safe mode with its preprocessing and predicts every class well.
     model, preprocessor, codec = load_model(project / "results/iris/model")
@@ -51,6 +67,9 @@ def test_pipeline_flow_runs_every_experiment_and_publishes_the_report(project, p
     assert summaries["diabetes"]["metric"] == "mse" and summaries["diabetes"]["n_folds"] == 2
     report = (project / "reports/summary.md").read_text()
     assert "| iris | accuracy |" in report and "| diabetes | mse |" in report
+    assert "| evaluate@diabetes |" in report  # wall time per stage
+    html = (project / "reports/report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 6 and "Confusion matrix" in html and "Residuals" in html
 
     from prefect.client.orchestration import get_client
 
@@ -61,3 +80,25 @@ def test_pipeline_flow_runs_every_experiment_and_publishes_the_report(project, p
     import asyncio
 
     assert {"kerasflow-summary", "kerasflow-scores"} <= asyncio.run(artifact_keys())
+
+
+def test_pipeline_flow_without_a_report_path_still_publishes_the_summary(project, prefect_harness, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    monkeypatch.chdir(project)
+    spec = smoke(parse_params(tiny_params()).experiments["diabetes"])
+
+    async def summaries() -> list[str]:
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["kerasflow-summary"])))
+            return [a.data for a in found]
+
+    import asyncio
+
+    before = len(asyncio.run(summaries()))
+    pipeline_flow({"diabetes": spec}, project / "results")
+    published = asyncio.run(summaries())
+    assert len(published) == before + 1 and any("| diabetes | mse |" in data for data in published)
+    assert not (project / "reports").exists()  # nothing on disk without a report path

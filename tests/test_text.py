@@ -212,9 +212,10 @@ def test_a_headerless_text_file_trains_and_predicts_by_position(saved, reviews, 
 
 def test_a_missing_or_extra_column_is_refused_naming_it(reviews, tmp_path):
     spec = text_experiment(str(reviews), CNN).with_overrides({"preprocess.text.column": "comment"})
-    table, labels = _rows(spec)
-    with pytest.raises(DataError, match="preprocess.text.column 'comment' not found .* Columns found: review"):
-        prepare_folds(spec, table, labels)
+    # Refused as the data is loaded, naming the file.
+    with pytest.raises(DataError, match=r"reviews.csv: experiments.experiment.preprocess.text.column 'comment' not "
+                                        r"found\. Columns found: review \(besides the target\)"):
+        _rows(spec)
 
     pd.read_csv(reviews).assign(stars=3).to_csv(tmp_path / "wide.csv", index=False)
     wide = text_experiment(str(tmp_path / "wide.csv"), CNN)

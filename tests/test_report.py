@@ -1,0 +1,229 @@
+"""The report from a real small run: held-out predictions, dvclive histories, and the HTML page as headless
+Chromium renders it (every plot decoded, every table laid out, no console error, no network request)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.pipeline import write_results
+from tasks import report
+from tasks.atomic import write_json
+from tasks.data import load_table
+from tasks.evaluate import cross_validate, encode_labels, prepare_folds
+from tasks.html_report import render_html
+from tasks.results import write_history
+from tasks.spec import parse_params
+from tasks.tune import write_trials
+
+from conftest import tiny_params
+
+pytestmark = pytest.mark.slow
+
+
+def _params(**iris_evaluate) -> dict:
+    raw = tiny_params()
+    raw["experiments"]["iris"]["train"]["epochs"] = 6
+    raw["experiments"]["iris"]["evaluate"].update(iris_evaluate)
+    # Listed in the params but never run: the report must say so, not fail.
+    raw["experiments"]["iris_later"] = {**raw["experiments"]["iris"]}
+    return raw
+
+
+def _run(name: str, spec, results_dir: Path) -> dict:
+    """Cross-validate and write the results as the experiment flow does (its write task, without Prefect)."""
+    started, timing = time.perf_counter(), {}
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table, name)
+    timing["load"] = time.perf_counter() - started
+    cv = cross_validate(spec, prepare_folds(spec, table, labels))
+    timing["cross_validate"] = time.perf_counter() - started - timing["load"]
+    return write_results.fn(name, spec, cv, None, labels.codec, results_dir, timing, started)
+
+
+def _sweep(tune_dir: Path) -> None:
+    """A finished sweep's files, in the shape `flows.sweep.export_best` writes them."""
+    rows = [{"param:train.optimizer": optimizer, "param:train.learning_rate": rate, "param:train.epochs": 6,
+             "score": score, "score_std": 0.02, "epochs": 6, "seconds": 1.5, "node": "n", "started_at": 0.0,
+             "trial_id": f"t{i}", "status": "ok"}
+            for i, (optimizer, rate, score) in enumerate([("adam", 0.05, 0.95), ("rmsprop", 0.01, 0.9),
+                                                          ("adam", 0.01, 0.85), ("rmsprop", 0.05, 0.8)])]
+    write_trials(tune_dir / "trials.csv", rows)
+    write_json(tune_dir / "best.json", {
+        "experiment": "iris", "metric": "accuracy", "mode": "max", "scoring": "kfold", "score": 0.95,
+        "score_std": 0.02, "params": {"train.optimizer": "adam", "train.learning_rate": 0.05, "train.epochs": 6},
+        "checkpoint": None, "checkpoint_epoch": None, "n_trials": 4, "n_errors": 0, "seconds": 7.5})
+
+
+@pytest.mark.parametrize("stack_folds", [True, False], ids=["stacked", "one-by-one"])
+def test_held_out_predictions_are_the_scored_ones_with_their_file_rows(project, monkeypatch, stack_folds):
+    monkeypatch.chdir(project)
+    spec = parse_params(_params(stack_folds=stack_folds)).experiments["iris"]
+    table = load_table(spec.dataset)
+    cv = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
+    assert cv.stacked is stack_folds
+    for fold in cv.folds:
+        # Every fold's accuracy recomputed from its kept predictions is the score it reported.
+        assert np.mean(fold.y_true == fold.y_pred) == pytest.approx(fold.score, abs=1e-12)
+    rows = np.concatenate([fold.rows for fold in cv.folds])
+    assert sorted(rows.tolist()) == list(range(150))  # 3-fold: each file row held out exactly once
+    codes = encode_labels(spec, table).codes
+    for fold in cv.folds:
+        np.testing.assert_array_equal(fold.y_true, codes[fold.rows])
+
+
+def test_history_is_logged_by_dvclive_deterministically_and_nothing_else(project, monkeypatch):
+    monkeypatch.chdir(project)
+    spec = parse_params(_params()).experiments["iris"]
+    table = load_table(spec.dataset)
+    cv = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
+    first = write_history(project / "a", cv)
+    second = write_history(project / "b", cv)
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert files(first) == files(second)  # same numbers, same bytes: no timestamp anywhere
+    names = set(files(first))
+    assert names == {f"plots/metrics/fold_{j:02d}/{key}.tsv" for j in range(3)
+                     for key in ("loss", "val_loss", "accuracy", "val_accuracy")} | {"plots/custom/folds.json"}
+    assert (first / "plots/metrics/fold_01/val_loss.tsv").read_text().splitlines()[:2][0] == "step\tval_loss"
+    rows = pd.DataFrame(json.loads((first / "plots/custom/folds.json").read_text()))
+    assert rows.groupby("fold")["epoch"].apply(list).tolist() == [list(range(1, 7))] * 3
+    np.testing.assert_allclose(rows[rows.fold == 2]["val_loss"], cv.folds[2].history["val_loss"], rtol=1e-5)
+    # dvclive's own side effects stay off: no dvc.yaml, report, summary or default folder.
+    assert not (project / "dvc.yaml").exists() and not (project / "dvclive").exists()
+
+
+def _chromium_render(page: Path, screenshot: Path) -> dict:
+    """Open `page` in headless Chromium over the DevTools protocol; return what the page holds once loaded,
+    with every console message, exception, log error and request URL seen while loading it."""
+    from websockets.sync.client import connect
+
+    profile = screenshot.parent / "chromium-profile"
+    browser = subprocess.Popen(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+         "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1280,1000", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.is_file() and port_file.read_text().strip()):
+            assert time.monotonic() < deadline and browser.poll() is None, "chromium did not start"
+            time.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+            target = next(t for t in json.load(response) if t["type"] == "page")
+        seen: dict[str, list] = {"console": [], "exceptions": [], "log": [], "requests": []}
+        with connect(target["webSocketDebuggerUrl"], max_size=None) as ws:
+            ids = iter(range(1, 1000))
+
+            def call(method: str, **params) -> dict:
+                message_id = next(ids)
+                ws.send(json.dumps({"id": message_id, "method": method, "params": params}))
+                while True:
+                    message = json.loads(ws.recv(timeout=60))
+                    if message.get("id") == message_id:
+                        assert "error" not in message, message
+                        return message["result"]
+                    record(message)
+
+            def record(message: dict) -> None:
+                method, params = message.get("method"), message.get("params", {})
+                if method == "Runtime.consoleAPICalled":
+                    seen["console"].append((params["type"], [a.get("value") for a in params["args"]]))
+                elif method == "Runtime.exceptionThrown":
+                    seen["exceptions"].append(params["exceptionDetails"])
+                elif method == "Log.entryAdded":
+                    entry = params["entry"]
+                    seen["log"].append((entry["level"], f"{entry['text']} {entry.get('url', '')}"))
+                elif method == "Network.requestWillBeSent":
+                    url = params["request"]["url"]
+                    seen["requests"].append("data:..." if url.startswith("data:") else url)
+                elif method == "Page.loadEventFired":
+                    seen["loaded"] = True
+
+            for domain in ("Runtime", "Log", "Network", "Page"):
+                call(f"{domain}.enable")
+            call("Page.navigate", url=page.resolve().as_uri())
+            while "loaded" not in seen:
+                record(json.loads(ws.recv(timeout=60)))
+            state = call("Runtime.evaluate", returnByValue=True, expression="""JSON.stringify({
+                images: [...document.images].map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth,
+                                                        shown: i.getBoundingClientRect().height})),
+                tables: [...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().height),
+                text: document.body.innerText})""")
+            size = call("Page.getLayoutMetrics")["cssContentSize"]
+            shot = call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                        clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
+            screenshot.write_bytes(base64.b64decode(shot["data"]))
+        return {**json.loads(state["result"]["value"]), **seen}
+    finally:
+        browser.terminate()
+        try:
+            browser.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            browser.kill()
+
+
+def test_report_from_a_real_run_renders_in_headless_chromium(project, monkeypatch, tmp_path):
+    monkeypatch.chdir(project)
+    experiments = parse_params(_params()).experiments
+    for name in ("iris", "diabetes"):
+        _run(name, experiments[name], project / "results")
+    _sweep(project / "results/iris/tune")
+
+    content = report.collect(project / "results", experiments)
+    markdown = report.render_markdown(content)
+    assert "| iris | accuracy |" in markdown and "| diabetes | mse |" in markdown
+    assert "| iris_later | not run yet |" in markdown
+    iris_md5 = report.file_md5(project / "data/iris.csv")
+    assert f"setosa 50, versicolor 50, virginica 50 | {iris_md5} (not tracked by DVC)" in markdown
+    assert "| evaluate@iris |" in markdown and "| iris | 4 | 0 | accuracy 0.9500 ± 0.0200 |" in markdown
+
+    page = tmp_path / "report.html"
+    page.write_text(render_html(content))
+    assert "http://" not in page.read_text() and "https://" not in page.read_text()  # nothing to fetch
+    if shutil.which("chromium") is None:
+        pytest.skip("the `chromium` command is not on PATH (Debian: apt-get install chromium); "
+                    "the report was built but not rendered")
+    screenshot = tmp_path / "report.png"
+    rendered = _chromium_render(page, screenshot)
+    print(f"report screenshot: {screenshot}")
+
+    # iris: scores, learning curves, confusion matrix, sweep; diabetes: scores, curves, residuals.
+    assert len(rendered["images"]) == 7
+    for image in rendered["images"]:
+        assert image["complete"] and image["width"] > 100 and image["shown"] > 50, image
+    assert len(rendered["tables"]) >= 11 and all(height > 0 for height in rendered["tables"])
+    for text in ("iris_later", "Not run yet", "Confusion matrix", "Residuals", "Learning curves", "Sweep",
+                 "Wall time per stage", "Environment", iris_md5):
+        assert text in rendered["text"]
+    assert rendered["console"] == [] and rendered["exceptions"] == []
+    assert [entry for entry in rendered["log"] if entry[0] == "error"] == []
+    assert all(url.startswith(("file:", "data:")) for url in rendered["requests"]), rendered["requests"]
+    assert screenshot.stat().st_size > 50_000
+
+
+def test_the_chromium_check_sees_console_errors_broken_images_and_requests(tmp_path):
+    """The check above proves something only if it fails on a page that is broken in those ways."""
+    if shutil.which("chromium") is None:
+        pytest.skip("the `chromium` command is not on PATH (Debian: apt-get install chromium)")
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><body><table><tr><td>x</td></tr></table>'
+                    '<img alt="bad" src="data:image/png;base64,AAAA"><img alt="gone" src="missing.png">'
+                    '<script>console.error("boom")</script></body></html>')
+    rendered = _chromium_render(page, tmp_path / "broken.png")
+    assert ("error", ["boom"]) in rendered["console"]
+    assert [image["width"] for image in rendered["images"]] == [0, 0]
+    assert any(level == "error" and "missing.png" in text for level, text in rendered["log"])
+    assert any(url.endswith("missing.png") for url in rendered["requests"])
