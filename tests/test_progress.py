@@ -1,0 +1,56 @@
+"""Progress lines: the whole job counted on one terminal line, and silence in logs and CI."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tasks.data import load_table
+from tasks.evaluate import cross_validate, encode_labels, prepare_folds
+from tasks.progress import EpochProgress, ProgressLine, interactive
+from tasks.spec import ExperimentSpec
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_line_counts_done_of_total_with_time_left():
+    line = ProgressLine("iris_mlp", total=4, unit="epochs", stream=io.StringIO(), enabled=True, min_interval=0)
+    assert line.text(0.0) == "iris_mlp: 0/4 epochs (0%), starting"
+    line.done = 1
+    assert line.text(30.0) == "iris_mlp: 1/4 epochs (25%), 1:30 left"
+    line.done = 4
+    assert line.text(3725.0) == "iris_mlp: 4/4 epochs (100%), done in 1:02:05"
+
+
+def test_shown_on_a_terminal_only_and_never_in_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    assert interactive(FakeTerminal()) and not interactive(io.StringIO())
+    monkeypatch.setenv("CI", "true")
+    assert not interactive(FakeTerminal())
+
+
+@pytest.mark.parametrize("stack_folds", [True, False])
+def test_a_kfold_job_counts_every_fold_models_epochs(project, monkeypatch, stack_folds):
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("CI", raising=False)
+    spec = ExperimentSpec.model_validate({
+        "dataset": {"file": "data/iris.csv", "target": "species", "task": "multiclass"},
+        "model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
+        "train": {"epochs": 4, "batch_size": 32, "seed": 1},
+        "evaluate": {"n_splits": 3, "stratify": True, "seed": 1, "stack_folds": stack_folds},
+    })
+    table = load_table(spec.dataset)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    total = spec.train.epochs * (1 if stack_folds else len(folds))
+    terminal = FakeTerminal()
+    line = ProgressLine("iris", total=total, unit="epochs", stream=terminal, min_interval=0)
+    cross_validate(spec, folds, callbacks=[EpochProgress(line)])
+
+    shown = terminal.getvalue().split("\r")[1:]
+    assert len(shown) == total
+    assert shown[0].startswith(f"iris: 1/{total} epochs")
+    assert shown[-1].startswith(f"iris: {total}/{total} epochs (100%), done in ") and shown[-1].endswith("\n")
