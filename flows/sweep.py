@@ -27,6 +27,7 @@ from tasks import evaluate
 from tasks.atomic import write_json
 from tasks.data import DataError, Table
 from tasks.models import build_model, make_optimizer
+from tasks.progress import ProgressLine
 from tasks.results import write_model
 from tasks.split import make_splits
 from tasks.spec import ExperimentSpec, SearchSpec
@@ -48,6 +49,27 @@ def tune_space(sweep: SearchSpec) -> dict[str, Any]:
             "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v),
             "randint": lambda v: tune.randint(*v)}
     return {key: make[kind](values) for key, dist in sweep.space.items() for kind, values in dist.items()}
+
+
+class TrialProgress(tune.Callback):
+    """Finished trials of the sweep's total on the terminal line (see `tasks/progress.py`); errors count too.
+
+    The line is made in `setup`, where Ray gives the total; the callback itself stays picklable for Ray.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.line: ProgressLine | None = None
+
+    def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
+        self.line = ProgressLine(self.label, total_num_samples or num_samples or 0, "trials")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.line.advance()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.line.advance()
 
 
 def _trial(config: dict[str, Any], spec_json: str, sweep_json: str, table: Table, labels: evaluate.Encoded) -> None:
@@ -137,6 +159,7 @@ def _tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, lab
                                     reuse_actors=True),
         run_config=tune.RunConfig(
             name=RUN_NAME, storage_path=str(storage), verbose=0,
+            callbacks=[TrialProgress(f"{name}: sweep")],
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.keep_checkpoints,
                                                     checkpoint_score_attribute="score",

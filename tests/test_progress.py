@@ -54,3 +54,33 @@ def test_a_kfold_job_counts_every_fold_models_epochs(project, monkeypatch, stack
     assert len(shown) == total
     assert shown[0].startswith(f"iris: 1/{total} epochs")
     assert shown[-1].startswith(f"iris: {total}/{total} epochs (100%), done in ") and shown[-1].endswith("\n")
+
+
+def test_a_sweep_counts_its_finished_trials(tmp_path, bundled_data, monkeypatch):
+    import ray
+
+    from flows.pipeline import load_data
+    from flows.sweep import connect, run_sweep
+    from tasks.spec import parse_params
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/iris.csv").write_bytes((bundled_data / "iris.csv").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CI", raising=False)
+    terminal = FakeTerminal()
+    monkeypatch.setattr("sys.stderr", terminal)  # the driver's callback writes where a person would look
+    params = parse_params({"experiments": {"iris": {
+        "dataset": {"file": "data/iris.csv", "target": "species", "task": "multiclass"},
+        "model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
+        "train": {"epochs": 1, "batch_size": 32, "seed": 1},
+        "evaluate": {"n_splits": 2, "stratify": True, "seed": 1}}},
+        "sweeps": {"iris": {"space": {"train.batch_size": {"grid": [16, 32, 64]}}}}})
+    spec, sweep = params.experiments["iris"], params.sweeps["iris"]
+    ray.shutdown()
+    connect()
+    try:
+        run_sweep.fn("iris", spec, sweep, *load_data.fn("iris", spec), tmp_path / "tune", False)
+    finally:
+        ray.shutdown()
+    shown = [line for line in terminal.getvalue().split("\r") if line.startswith("iris: sweep")]
+    assert shown[-1].startswith("iris: sweep: 3/3 trials (100%), done in ")
