@@ -74,9 +74,22 @@ def smoke(spec: ExperimentSpec) -> ExperimentSpec:
     return spec.model_copy(update={"evaluate": evaluate, "train": train})
 
 
+def check_data(experiments: dict[str, ExperimentSpec]) -> None:
+    """Load, encode and split every experiment's data (no training) before any flow starts: bad data then stops
+    the command with one message, before Prefect starts and before any experiment writes a result."""
+    from tasks import evaluate
+    from tasks.data import load_table
+
+    for name, spec in experiments.items():
+        table = load_table(spec.dataset)
+        evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The same seed gives the same numbers: TensorFlow's deterministic kernels (read when it first runs an op).
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
     # Nothing leaves the machine: the local server's telemetry would only fail without a network anyway.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
@@ -123,6 +136,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         if name not in params.sweeps:
             raise ParamsError(f"{args.params}: experiment {name!r} has no sweeps.{name} section; "
                               f"sweeps are defined for: {', '.join(params.sweeps) or 'none'}")
+        from tasks.tune import scoring_spec
+
+        check_data({name: scoring_spec(spec, params.sweeps[name])})
         best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume)
         print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
               f"({best['n_trials']} trials) -> {args.results / name / 'tune'}")
@@ -132,10 +148,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "schedule":
         from flows.schedule import serve_schedule
 
+        check_data(selected)
         serve_schedule(list(selected), args.cron, args.params, args.results, args.report)
         return 0
     if args.smoke_test:
         selected = {name: smoke(spec) for name, spec in selected.items()}
+    check_data(selected)
     summaries = pipeline_flow(selected, args.results, args.report)
     for name, summary in summaries.items():
         print(f"{name}: {summary['metric']} {summary['mean']:.4f} ± {summary['std']:.4f} "

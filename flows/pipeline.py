@@ -17,7 +17,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks import evaluate, html_report, report, results
+from tasks import evaluate, faults, html_report, report, results
 from tasks.atomic import atomic_path
 from tasks.data import Table, load_table
 from tasks.preprocess import LabelCodec
@@ -41,6 +41,7 @@ def preprocess_folds(spec: ExperimentSpec, table: Table, labels: evaluate.Encode
 @task(name="cross-validate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def cross_validate(name: str, spec: ExperimentSpec, folds: list) -> evaluate.CVResult:
     """Train and score every fold (stacked into one program when the model allows)."""
+    faults.inject("cross-validate")
     models = 1 if evaluate.uses_stacking(spec, len(folds)) else len(folds)
     line = ProgressLine(f"{name}: {len(folds)} folds", models * spec.train.epochs, "epochs")
     return evaluate.cross_validate(spec, folds, callbacks=[EpochProgress(line)])

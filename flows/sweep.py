@@ -36,7 +36,8 @@ from tasks.tune import restore_state, run_trial, scoring_spec, write_trials
 RUN_NAME = "sweep"
 # Every trial process gets these: quiet TensorFlow, GPU memory taken as needed so that trials can share a GPU.
 TRIAL_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-             "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "RAY_CHDIR_TO_TRIAL_DIR": "0"}
+             "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "RAY_CHDIR_TO_TRIAL_DIR": "0",
+             "TF_DETERMINISTIC_OPS": "1"}
 
 
 class SweepError(DataError):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pydantic import BaseModel
 
 from tasks.spec import DatasetSpec
 
@@ -28,19 +31,34 @@ class Table:
         return len(self.y)
 
 
-def read_csv(path: str | Path, header: bool = True) -> pd.DataFrame:
-    """Read a CSV, header row or not; column names of a header-less file are their 0-based indices."""
+def named(spec: BaseModel, name: str) -> str:
+    """` (params.yaml:experiments.iris.dataset.target)`: the key behind a data problem, to append to its
+    message; empty for a spec built in code, which has no params file to point to."""
+    return f" ({spec.key(name)})" if getattr(spec, "located", False) else ""
+
+
+def read_csv(path: str | Path, header: bool = True, key: str | None = None) -> pd.DataFrame:
+    """Read a CSV, header row or not; column names of a header-less file are their 0-based indices.
+
+    `key` is the params key that named the file (`params.yaml:experiments.iris.dataset.file`), for the message
+    when it cannot be read.
+    """
     path = Path(path)
+    where = f" ({key})" if key else ""
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: file not found{where}")
     try:
         frame = pd.read_csv(path, header=0 if header else None)
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty") from None
+        raise DataError(f"{path}: the file is empty{where}; expected CSV rows"
+                        + (" under a header row" if header else "")) from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: rows have different numbers of fields ({exc})") from None
+        raise DataError(f"{path}: rows have different numbers of fields ({' '.join(str(exc).split())}); every row "
+                        f"needs one value per column") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); expected a CSV") from None
     if frame.empty:
-        raise DataError(f"{path}: the file has no data rows")
+        raise DataError(f"{path}: the file has no data rows" + (", only a header row" if header else "") + where)
     frame.columns = [str(c) for c in frame.columns]
     return frame
 
@@ -48,34 +66,40 @@ def read_csv(path: str | Path, header: bool = True) -> pd.DataFrame:
 def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
     """Load `spec.file` (relative to `root`) and split off the target column."""
     path = Path(root) / spec.file
-    frame = read_csv(path, spec.header)
+    frame = read_csv(path, spec.header, spec.key("file") if spec.located else None)
     target = _target_column(spec, frame, path)
     y = frame[target]
     if y.isna().any():
         rows = (np.flatnonzero(y.isna().to_numpy()) + 1 + int(spec.header))[:5].tolist()
-        raise DataError(f"{path}: target column {target!r} has missing values (file lines {rows})")
+        raise DataError(f"{path}: target column {target!r} has missing values (file lines {rows}); every row needs "
+                        f"a target{named(spec, 'target')}")
     if spec.task != "regression":
         classes = pd.unique(y).tolist()
         if len(classes) < 2:
             raise DataError(f"{path}: target column {target!r} has a single class ({classes[0]!r}); "
-                            f"task {spec.task!r} needs at least two")
+                            f"task {spec.task!r}{named(spec, 'task')} needs at least two")
         if spec.task == "binary" and len(classes) != 2:
-            raise DataError(f"{path}: task 'binary' needs exactly 2 classes in {target!r}; "
-                            f"found {len(classes)}: {sorted(map(str, classes))[:10]}")
+            raise DataError(f"{path}: task 'binary'{named(spec, 'task')} needs exactly 2 classes in {target!r}; "
+                            f"found {len(classes)}: {sorted(map(str, classes))[:10]}. Use task 'multiclass'")
     elif not pd.api.types.is_numeric_dtype(y):
-        raise DataError(f"{path}: task 'regression' needs a numeric target; column {target!r} is {y.dtype}")
+        bad = int(np.flatnonzero(pd.to_numeric(y, errors="coerce").isna().to_numpy())[0])
+        raise DataError(f"{path}: task 'regression'{named(spec, 'task')} needs a numeric target; column {target!r} "
+                        f"holds {y.iloc[bad]!r} (file line {bad + 1 + int(spec.header)})")
     return Table(X=frame.drop(columns=[target]), y=y, source=path)
 
 
 def _target_column(spec: DatasetSpec, frame: pd.DataFrame, path: Path) -> str:
     if isinstance(spec.target, int):
         if not -len(frame.columns) <= spec.target < len(frame.columns):
-            raise DataError(f"{path}: target index {spec.target} is out of range; "
-                            f"the file has {len(frame.columns)} columns")
+            raise DataError(f"{path}: target index {spec.target}{named(spec, 'target')} is out of range; the file "
+                            f"has {len(frame.columns)} columns: use 0 to {len(frame.columns) - 1}")
         return frame.columns[spec.target]
     if not spec.header:
-        raise DataError(f"{path}: with `header: false` the target must be a 0-based column index. "
-                        f"Received: {spec.target!r}")
+        raise DataError(f"{path}: with `header: false` the target{named(spec, 'target')} must be a 0-based column "
+                        f"index. Received: {spec.target!r}")
     if spec.target not in frame.columns:
-        raise DataError(f"{path}: target column {spec.target!r} not found. Columns found: {', '.join(frame.columns)}")
+        hint = difflib.get_close_matches(spec.target, frame.columns, n=1)
+        raise DataError(f"{path}: target column {spec.target!r} not found{named(spec, 'target')}"
+                        + (f"; did you mean {hint[0]!r}?" if hint else ".")
+                        + f" Columns found: {', '.join(frame.columns)}")
     return spec.target

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.data import DataError
+from tasks.data import DataError, named
 from tasks.spec import PreprocessSpec, TextSpec
 from tasks.text import Tokenizer
 
@@ -30,6 +30,8 @@ class Preprocessor:
         The rows are one text column, turned into `maxlen` token ids by a :class:`tasks.text.Tokenizer` whose
         vocabulary comes from the rows `fit` sees (the other settings must then be "none"). Any other column
         is refused rather than silently left out of the model; a missing text is an empty one (all padding).
+    spec : PreprocessSpec, optional
+        The params section these settings came from: errors then name its keys and the experiment's data file.
 
     Examples
     --------
@@ -41,15 +43,22 @@ class Preprocessor:
     """
 
     def __init__(self, scale: str = "none", categorical: str = "none", impute: str = "none",
-                 text: TextSpec | None = None) -> None:
+                 text: TextSpec | None = None, *, spec: PreprocessSpec | None = None) -> None:
         self.scale = scale
         self.categorical = categorical
         self.impute = impute
         self.text = text
+        self.spec = spec
 
     @classmethod
     def from_spec(cls, spec: PreprocessSpec) -> "Preprocessor":
-        return cls(scale=spec.scale, categorical=spec.categorical, impute=spec.impute, text=spec.text)
+        return cls(scale=spec.scale, categorical=spec.categorical, impute=spec.impute, text=spec.text, spec=spec)
+
+    def _where(self, key: str) -> tuple[str, str]:
+        """The message's prefix (the data file, when known) and the params key behind `key`, for errors."""
+        if self.spec is None:
+            return "", ""
+        return (f"{self.spec.data_file}: " if self.spec.data_file else ""), named(self.spec, key)
 
     def fit(self, X: pd.DataFrame) -> "Preprocessor":
         if self.text is not None:
@@ -57,13 +66,18 @@ class Preprocessor:
         self.columns_ = [str(c) for c in X.columns]
         self.categorical_columns_ = [c for c in self.columns_ if not pd.api.types.is_numeric_dtype(X[c])]
         if self.categorical_columns_ and self.categorical == "none":
-            raise DataError(f"non-numeric feature columns {self.categorical_columns_} need an encoding: "
-                            f"set preprocess.categorical to 'onehot' or 'ordinal'")
-        missing = [c for c in self.columns_ if X[c].isna().any()]
-        if missing and self.impute == "none":
-            raise DataError(f"feature columns {missing} have missing values: set preprocess.impute to "
-                            f"'mean', 'median' or 'most_frequent', or clean the file")
-        self.fill_ = {c: _fill_value(X[c], self.impute, c in self.categorical_columns_) for c in missing}
+            column = self.categorical_columns_[0]
+            values = X[column].dropna()
+            words = values[pd.to_numeric(values, errors="coerce").isna()]
+            example = (words if len(words) else values).iloc[0]
+            prefix, key = self._where("categorical")
+            raise DataError(f"{prefix}non-numeric feature columns {self.categorical_columns_} (e.g. {example!r} in "
+                            f"{column!r}) need an encoding, and preprocess.categorical is 'none'{key}. Allowed: "
+                            f"'onehot' or 'ordinal'; or remove the column(s) from the file")
+        self._check_complete(X, [c for c in self.columns_ if X[c].isna().any()])
+        # Every column gets a fill value when imputing: a held-out or new row may miss one the training rows had.
+        filled = self.columns_ if self.impute != "none" else []
+        self.fill_ = {c: _fill_value(X[c], self.impute, c in self.categorical_columns_) for c in filled}
         self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist())
                             for c in self.categorical_columns_}
         encoded = self._encode(X)
@@ -81,13 +95,15 @@ class Preprocessor:
     def _fit_text(self, X: pd.DataFrame) -> "Preprocessor":
         column = str(self.text.column)
         received = [str(c) for c in X.columns]
+        prefix, key = self._where("text.column")
         if column not in received:
-            raise DataError(f"preprocess.text.column {self.text.column!r} not found among the columns besides the "
-                            f"target. Columns found: {', '.join(received) or 'none'}")
+            raise DataError(f"{prefix}preprocess.text.column {self.text.column!r} not found{key} among the columns "
+                            f"besides the target. Columns found: {', '.join(received) or 'none'}")
         others = [c for c in received if c != column]
         if others:
-            raise DataError(f"preprocess.text makes the text column {column!r} the only input, but the file also has "
-                            f"the column(s) {others}: remove them, or the model would silently ignore them")
+            raise DataError(f"{prefix}preprocess.text{key} makes the text column {column!r} the only input, but the "
+                            f"file also has the column(s) {others}: remove them, or the model would silently "
+                            f"ignore them")
         self.columns_ = [column]
         self.categorical_columns_, self.fill_, self.categories_ = [], {}, {}
         self.tokenizer_ = Tokenizer.from_spec(self.text).fit(_texts(X[column]))
@@ -103,7 +119,20 @@ class Preprocessor:
                             f"extra {extra}" + ("" if missing or extra else " (same names, other order)"))
         if self.text is not None:
             return self.tokenizer_.transform(_texts(X[self.columns_[0]]))
+        # A value missing only from rows `fit` did not see would otherwise become a NaN prediction, silently.
+        self._check_complete(X, [c for c in self.columns_ if c not in self.fill_ and X[c].isna().any()])
         return ((self._encode(X) - self.center_) / self.scale_).astype(np.float32)
+
+    def _check_complete(self, X: pd.DataFrame, missing: list[str]) -> None:
+        """Refuse missing values in `missing` columns unless an imputation fills them."""
+        if not missing or self.impute != "none":
+            return
+        labels = X.index[np.flatnonzero(X[missing].isna().any(axis=1).to_numpy())[:5]]
+        data_rows = [int(i) + 1 for i in labels] if pd.api.types.is_integer_dtype(X.index) else list(labels)
+        prefix, key = self._where("impute")
+        raise DataError(f"{prefix}feature column(s) {missing} have missing values (data rows {data_rows}, counted "
+                        f"from 1 below any header) and preprocess.impute is 'none'{key}. Allowed: 'mean', 'median' "
+                        f"or 'most_frequent'; or complete the file")
 
     def _encode(self, X: pd.DataFrame) -> np.ndarray:
         parts = []

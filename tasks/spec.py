@@ -7,6 +7,7 @@ so that the message can be pasted into ``dvc exp run -S`` or found in the file.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -45,9 +46,55 @@ class ParamsError(ValueError):
     """A ``params.yaml`` that cannot be used; the message names the file and key."""
 
 
+class _At(ValueError):
+    """A validator's complaint about one key below the section it checks (`train.loss` from the experiment).
+
+    Pydantic places a model validator's error on the whole section; :func:`_describe` appends `key`, so the
+    message still names the exact key as DVC spells it.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class _Strict(BaseModel):
     # Unknown keys are errors: a misspelt `epoch:` must not silently fall back to a default.
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Where the section sits in the params file and which data file its experiment reads, set once the file is
+    # validated: checks made later against the data (splits, preprocessing) still name the key the user edits.
+    _where: str = PrivateAttr(default="")
+    _data: str = PrivateAttr(default="")
+
+    def key(self, name: str) -> str:
+        """`name`'s full key, `params.yaml:experiments.iris.evaluate.n_splits`, or `name` for a spec built in code.
+
+        Examples
+        --------
+        >>> EvaluateSpec().key("n_splits")
+        'n_splits'
+        """
+        return f"{self._where}.{name}" if self._where else name
+
+    @property
+    def located(self) -> bool:
+        """Whether the section came from a params file (and :meth:`key` gives its full key)."""
+        return bool(self._where)
+
+    @property
+    def data_file(self) -> str:
+        """The data file of the experiment this section belongs to ("" for a spec built in code)."""
+        return self._data
+
+    def _locate(self, where: str, data: str) -> None:
+        """Record this section's key prefix and data file, and its subsections' (layers included)."""
+        self._where, self._data = where, data
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            items = enumerate(value) if isinstance(value, list) else [(None, value)]
+            for index, item in items:
+                if isinstance(item, _Strict):
+                    item._locate(f"{where}.{name}" + ("" if index is None else f"[{index}]"), data)
 
 
 def _keras_names(kind: str) -> list[str]:
@@ -87,7 +134,8 @@ def _check_keras_name(kind: str, value: str) -> str:
         allowed = _keras_names(kind)
         hint = difflib.get_close_matches(value, allowed, n=1)
         suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-        raise ValueError(f"unknown {kind[:-1]} {value!r}.{suggestion} Allowed: {', '.join(allowed)}") from None
+        singular = {"losses": "loss"}.get(kind, kind[:-1])
+        raise ValueError(f"unknown {singular} {value!r}.{suggestion} Allowed: {', '.join(allowed)}") from None
     return value
 
 
@@ -148,8 +196,8 @@ class PreprocessSpec(_Strict):
             clashing = {key: getattr(self, key) for key in others
                         if getattr(self, key) != type(self).model_fields[key].default}
             if clashing:
-                raise ValueError(f"`text` is the rows' only input and makes token ids: {', '.join(clashing)} cannot "
-                                 f"be used with it. Received: {clashing}")
+                raise _At(next(iter(clashing)), f"`text` is the rows' only input and makes token ids: "
+                          f"{', '.join(clashing)} cannot be used with it. Received: {clashing}")
         return self
 
 
@@ -267,8 +315,9 @@ class ModelSpec(_Strict):
             j, following = next(((j, later) for j, later in enumerate(self.layers[i + 1:], start=i + 1)
                                  if not isinstance(later, DropoutLayer)), (None, None))
             if isinstance(following, SEQUENCE_LAYERS):
-                raise ValueError(f"layers[{i}] (lstm) feeds layers[{j}] ({following.type}), which takes a "
-                                 f"sequence: set `return_sequences: true` on layers[{i}]")
+                raise _At(f"layers[{i}].return_sequences", f"layers[{i}] (lstm) feeds layers[{j}] "
+                          f"({following.type}), which takes a sequence: set `return_sequences: true` on "
+                          f"layers[{i}]. Received: false")
         return self
 
     @property
@@ -321,12 +370,13 @@ class EvaluateSpec(_Strict):
     def _consistent(self) -> "EvaluateSpec":
         # As scikit-learn's KFold does, refuse settings that would silently do nothing.
         if self.method == "timeseries" and self.shuffle:
-            raise ValueError("`shuffle` must be false for method 'timeseries': time order is the point")
+            raise _At("shuffle", "must be false for method 'timeseries': time order is the point. Received: true "
+                      "(the default; write `shuffle: false`)")
         if self.n_repeats > 1 and not self.shuffle:
-            raise ValueError(f"`n_repeats` > 1 needs `shuffle: true`, or every repeat is the same. "
-                             f"Received: n_repeats={self.n_repeats}")
+            raise _At("n_repeats", f"> 1 needs `shuffle: true`, or every repeat is the same. "
+                      f"Received: n_repeats={self.n_repeats}, shuffle=false")
         if self.method == "timeseries" and self.stratify:
-            raise ValueError("`stratify` cannot be used with method 'timeseries'")
+            raise _At("stratify", "cannot be used with method 'timeseries'. Received: true")
         return self
 
 
@@ -375,39 +425,44 @@ class ExperimentSpec(_Strict):
             if isinstance(node, dict) and last not in node:
                 raise KeyError(f"no key {key!r} in the experiment")
             node[last] = value
-        return ExperimentSpec.model_validate(raw)
+        changed = ExperimentSpec.model_validate(raw)
+        if self._where:
+            changed._locate(self._where, str(changed.dataset.file))
+        return changed
 
     @model_validator(mode="after")
     def _fits_task(self) -> "ExperimentSpec":
         task = self.dataset.task
         if self.train.loss is not None and self.train.loss not in LOSSES_BY_TASK[task]:
-            raise ValueError(f"train.loss {self.train.loss!r} does not fit task {task!r}; "
-                             f"use one of: {', '.join(LOSSES_BY_TASK[task])}")
+            raise _At("train.loss", f"does not fit task {task!r} (dataset.task). Allowed: "
+                      f"{', '.join(LOSSES_BY_TASK[task])}. Received: {self.train.loss!r}")
         if self.evaluate.metric is not None and self.evaluate.metric not in METRICS_BY_TASK[task]:
-            raise ValueError(f"evaluate.metric {self.evaluate.metric!r} does not fit task {task!r}; "
-                             f"use one of: {', '.join(METRICS_BY_TASK[task])}")
+            raise _At("evaluate.metric", f"does not fit task {task!r} (dataset.task). Allowed: "
+                      f"{', '.join(METRICS_BY_TASK[task])}. Received: {self.evaluate.metric!r}")
         if self.evaluate.stratify and task == "regression":
-            raise ValueError("evaluate.stratify needs a classification task; the dataset's task is 'regression'")
+            raise _At("evaluate.stratify", "needs a classification task; dataset.task is 'regression'. "
+                      "Received: true")
         if self.preprocess.lookback is not None:
             if task != "regression":
-                raise ValueError(f"preprocess.lookback forecasts a numeric series: it needs task 'regression'. "
-                                 f"Received: task {task!r}")
+                raise _At("preprocess.lookback", f"forecasts a numeric series: it needs task 'regression'. "
+                          f"Received: lookback {self.preprocess.lookback} with task {task!r}")
             if self.evaluate.shuffle or self.evaluate.method == "kfold":
                 # Windows overlap: a shuffled or k-fold split trains on rows holding the test rows' values.
-                raise ValueError("preprocess.lookback needs a time-ordered evaluation: method 'timeseries', or "
-                                 "'holdout' with shuffle false. Received: method "
-                                 f"{self.evaluate.method!r}, shuffle {self.evaluate.shuffle}")
+                raise _At("preprocess.lookback", "needs a time-ordered evaluation: evaluate.method 'timeseries', "
+                          "or 'holdout' with evaluate.shuffle false. Received: method "
+                          f"{self.evaluate.method!r}, shuffle {self.evaluate.shuffle}")
         if self.preprocess.scale_target and (task != "regression" or self.preprocess.scale == "none"):
-            raise ValueError("preprocess.scale_target needs task 'regression' and a `scale` (standard or minmax) "
-                             f"to apply to the target. Received: task {task!r}, scale {self.preprocess.scale!r}")
+            raise _At("preprocess.scale_target", "needs task 'regression' and a `scale` (standard or minmax) "
+                      f"to apply to the target. Received: task {task!r}, scale {self.preprocess.scale!r}")
         self._check_text()
         if self.model.stateful:
             # State flows from each row to the next: rows must come one at a time and in time order.
             if self.train.batch_size != 1:
-                raise ValueError(f"a stateful LSTM needs train.batch_size 1. Received: {self.train.batch_size}")
+                raise _At("train.batch_size", f"a stateful LSTM needs batch_size 1. "
+                          f"Received: {self.train.batch_size}")
             if self.evaluate.shuffle:
-                raise ValueError("a stateful LSTM needs time-ordered rows: set evaluate.shuffle false "
-                                 "(method 'timeseries', or 'holdout' for a chronological split)")
+                raise _At("evaluate.shuffle", "a stateful LSTM needs time-ordered rows: set evaluate.shuffle false "
+                          "(method 'timeseries', or 'holdout' for a chronological split). Received: true")
         return self
 
     def _check_text(self) -> None:
@@ -417,25 +472,26 @@ class ExperimentSpec(_Strict):
         if text is None:
             unsized = [i for i, layer in embeddings if layer.input_dim is None]
             if unsized:
-                raise ValueError(f"model.layers[{unsized[0]}].input_dim is required: only preprocess.text "
-                                 f"(its num_words) can size an embedding that gives none")
+                raise _At(f"model.layers[{unsized[0]}].input_dim", "is required: only preprocess.text (its "
+                          "num_words) can size an embedding that gives none. Received: none")
             return
         if self.dataset.header and not isinstance(text.column, str):
-            raise ValueError(f"preprocess.text.column must be the column's name when the file has a header row "
-                             f"(dataset.header true). Received: {text.column!r}")
+            raise _At("preprocess.text.column", f"must be the column's name when the file "
+                      f"has a header row (dataset.header true). Received: {text.column!r}")
         if not self.dataset.header and not isinstance(text.column, int):
-            raise ValueError(f"with `header: false` preprocess.text.column must be a 0-based column index. "
-                             f"Received: {text.column!r}")
+            raise _At("preprocess.text.column", f"with `header: false` it must be a 0-based "
+                      f"column index. Received: {text.column!r}")
         if text.column == self.dataset.target:
-            raise ValueError(f"preprocess.text.column and dataset.target name the same column: {text.column!r}")
+            raise _At("preprocess.text.column", f"names the same column as dataset.target; the target cannot be "
+                      f"the input too. Received: {text.column!r}")
         if not isinstance(self.model.layers[0], EmbeddingLayer):
-            raise ValueError(f"preprocess.text gives token ids, which are categories, not magnitudes: "
-                             f"model.layers[0] must be an embedding. Received: {self.model.layers[0].type!r}")
+            raise _At("model.layers[0].type", f"preprocess.text gives token ids, which are categories, not "
+                      f"magnitudes: model.layers[0] must be an embedding. Received: {self.model.layers[0].type!r}")
         for i, layer in embeddings:
             if layer.input_dim is not None and layer.input_dim < text.num_words:
-                raise ValueError(f"model.layers[{i}].input_dim must be >= preprocess.text.num_words "
-                                 f"({text.num_words}), the number of token ids, or be left out to take it. "
-                                 f"Received: {layer.input_dim}")
+                raise _At(f"model.layers[{i}].input_dim", f"must be >= "
+                          f"preprocess.text.num_words ({text.num_words}), the number of token ids, or be left out "
+                          f"to take it. Received: {layer.input_dim}")
         self.model._num_words = text.num_words
 
 
@@ -472,27 +528,30 @@ class SearchSpec(_Strict):
     def _one_distribution_each(cls, space: dict) -> dict:
         for key, dist in space.items():
             if len(dist) != 1:
-                raise ValueError(f"space.{key} must have exactly one distribution. Received: {sorted(dist)}")
+                raise _At(key, f"must have exactly one distribution, one of {', '.join(get_args(Distribution))}. "
+                          f"Received: {sorted(dist) or 'none'}")
             (kind, values), = dist.items()
             if not values:
-                raise ValueError(f"space.{key}.{kind} is empty")
+                raise _At(f"{key}.{kind}", f"is empty: it needs at least one value. "
+                          f"Received: {values!r}")
             if kind in ("uniform", "loguniform", "randint"):
                 if len(values) != 2 or not all(isinstance(v, (int, float)) for v in values) or values[0] >= values[1]:
-                    raise ValueError(f"space.{key}.{kind} must be [low, high] with low < high. Received: {values}")
+                    raise _At(f"{key}.{kind}", f"must be [low, high] with low < high. Received: {values}")
                 if kind == "loguniform" and values[0] <= 0:
-                    raise ValueError(f"space.{key}.loguniform needs low > 0. Received: {values}")
+                    raise _At(f"{key}.{kind}", f"needs low > 0. Received: {values}")
         return space
 
     @model_validator(mode="after")
     def _grid_only_with_grid(self) -> "SearchSpec":
         kinds = {kind for dist in self.space.values() for kind in dist}
         if self.algorithm == "grid" and kinds - {"grid", "choice"}:
-            raise ValueError(f"algorithm 'grid' takes only grid/choice values; use algorithm 'random' for "
-                             f"{sorted(kinds - {'grid', 'choice'})}")
+            raise _At("algorithm", f"'grid' takes only grid/choice values; use algorithm 'random' for "
+                      f"{sorted(kinds - {'grid', 'choice'})}. Received: 'grid'")
         if self.algorithm == "optuna" and "grid" in kinds:
-            raise ValueError("algorithm 'optuna' samples its own points: use choice instead of grid")
+            raise _At("algorithm", "'optuna' samples its own points: use choice instead of grid. "
+                      "Received: 'optuna'")
         if self.gpu > 1 and self.gpu != int(self.gpu):
-            raise ValueError(f"`gpu` above 1 must be a whole number. Received: {self.gpu}")
+            raise _At("gpu", f"above 1 must be a whole number. Received: {self.gpu}")
         return self
 
 
@@ -515,21 +574,26 @@ class Params(_Strict):
     def _sweeps_name_experiments(self) -> "Params":
         unknown = [name for name in self.sweeps if name not in self.experiments]
         if unknown:
-            raise ValueError(f"sweeps {unknown} name no experiment; defined: {', '.join(self.experiments)}")
+            hint = difflib.get_close_matches(unknown[0], self.experiments, n=1)
+            raise _At(f"sweeps.{unknown[0]}", f"sweeps {unknown} name no experiment"
+                      + (f"; did you mean {hint[0]!r}?" if hint else "") + f" Defined: {', '.join(self.experiments)}")
         for name, sweep in self.sweeps.items():
             experiment = self.experiments[name]
             for key, dist in sweep.space.items():
-                # Try one value of each distribution now, so a bad key or value fails before any trial starts.
+                # Try every listed value, and both ends of a range, now: a bad key or value (`sgdd` as the second
+                # of two optimizers) fails before any trial starts, not in the trial that draws it.
                 (kind, values), = dist.items()
-                sample = values[0] if kind in ("grid", "choice") else (int if kind == "randint" else float)(values[0])
-                try:
-                    experiment.with_overrides({key: sample})
-                except ValidationError as exc:
-                    error = exc.errors()[0]
-                    problem = error["msg"].removeprefix("Value error, ")
-                    raise ValueError(f"sweeps.{name}.space.{key}: {problem}. Tried: {sample!r}") from None
-                except (KeyError, IndexError, TypeError, ValueError) as exc:
-                    raise ValueError(f"sweeps.{name}.space.{key}: {exc}. Tried: {sample!r}") from None
+                samples = _extremes(kind, values)
+                for sample in samples:
+                    try:
+                        experiment.with_overrides({key: sample})
+                    except ValidationError as exc:
+                        error = exc.errors()[0]
+                        problem = error["msg"].removeprefix("Value error, ")
+                        raise _At(f"sweeps.{name}.space.{key}", f"{problem}. Tried: {sample!r}") from None
+                    except (KeyError, IndexError, TypeError, ValueError) as exc:
+                        problem = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # str() would quote
+                        raise _At(f"sweeps.{name}.space.{key}", f"{problem}. Tried: {sample!r}") from None
         return self
 
     def select(self, names: list[str] | None, source: str = "params.yaml") -> dict[str, ExperimentSpec]:
@@ -540,7 +604,8 @@ class Params(_Strict):
         if unknown:
             hints = [difflib.get_close_matches(n, self.experiments, n=1) for n in unknown]
             said = "; ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in zip(unknown, hints))
-            raise ParamsError(f"{source}: unknown experiment {said}. Defined: {', '.join(self.experiments)}")
+            raise ParamsError(f"{source}:experiments: unknown experiment {said}. "
+                              f"Defined: {', '.join(self.experiments)}")
         return {n: self.experiments[n] for n in names}
 
 
@@ -552,8 +617,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+        raise ParamsError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     return parse_params(raw, source=str(path))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: what it expected and where (`line 3, column 14`)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = " ".join(filter(None, (getattr(exc, "context", None), getattr(exc, "problem", None)))) or str(exc)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(problem.split()) + where
 
 
 def parse_params(raw: object, source: str = "params.yaml") -> Params:
@@ -561,15 +634,27 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping with an `experiments:` key, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError("\n".join(_describe(error, raw, source) for error in exc.errors())) from None
+    for name, experiment in params.experiments.items():
+        experiment._locate(f"{source}:experiments.{name}", str(experiment.dataset.file))
+    for name, sweep in params.sweeps.items():
+        sweep._locate(f"{source}:sweeps.{name}", str(params.experiments[name].dataset.file))
+    return params
 
 
 def _describe(error: dict, raw: dict, source: str) -> str:
     """One line per problem: `params.yaml:experiments.x.train.epochs: <what is wrong>. Received: <value>`."""
     loc = _key_path(error["loc"], raw)
     message = error["msg"].removeprefix("Value error, ")
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _At):
+        return f"{source}:{'.'.join(filter(None, (loc, cause.key)))}: {cause}"
+    if error["type"] == "union_tag_invalid":
+        # The layer's `type:` is what is wrong, not the whole layer.
+        received = (error.get("ctx") or {}).get("tag")
+        return f"{source}:{loc}.type: {message}. Received: {received!r}"
     if not loc:
         return f"{source}: {message}"
     if error["type"] == "extra_forbidden":
@@ -581,7 +666,9 @@ def _describe(error: dict, raw: dict, source: str) -> str:
             message += f" Allowed here: {', '.join(allowed)}"
         return f"{source}:{loc}: {message}"
     received = error.get("input")
-    shown = "" if error["type"] == "missing" or isinstance(received, dict) else f". Received: {received!r}"
+    # A whole section echoed back would bury the problem; an empty one is the problem.
+    hidden = error["type"] == "missing" or (isinstance(received, dict) and received)
+    shown = "" if hidden else f". Received: {received!r}"
     return f"{source}:{loc}: {message}{shown}"
 
 
@@ -593,6 +680,8 @@ def _key_path(loc: tuple, raw: dict) -> str:
         if isinstance(item, int):
             parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
             node = node[item] if isinstance(node, list) and item < len(node) else None
+        elif item == "[key]":
+            continue  # pydantic's marker for "the key itself is wrong", already named by the previous part
         elif isinstance(node, dict) and item in node:
             parts.append(str(item))
             node = node[item]
@@ -637,6 +726,24 @@ def _optional_model(annotation: object) -> object:
         if len(models) == 1 and set(get_args(annotation)) <= {models[0], type(None)}:
             return models[0]
     return annotation
+
+
+def _extremes(kind: Distribution, values: list) -> list:
+    """The values a distribution can give that are worth validating: all of a list, the ends of a range.
+
+    Ray Tune's ranges exclude their upper end, so the largest value that can be drawn is tried instead.
+
+    Examples
+    --------
+    >>> _extremes("randint", [1, 5]), _extremes("uniform", [0.0, 1.0])[1] < 1.0
+    ([1, 4], True)
+    """
+    if kind in ("grid", "choice"):
+        return list(values)
+    low, high = values
+    if kind == "randint":
+        return [int(low), int(high) - 1]
+    return [float(low), math.nextafter(float(high), float(low))]
 
 
 def _split_key(key: str) -> list[str | int]:

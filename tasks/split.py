@@ -35,19 +35,27 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     """
     n_rows = len(y)
     indices = np.arange(n_rows)
+    rows = f"the {n_rows} rows of {spec.data_file}" if spec.data_file else f"the data's {n_rows} rows"
     if spec.method == "holdout":
         stratify = y if spec.stratify else None
         if stratify is not None:
-            _check_class_sizes(y, 2, "evaluate.stratify with a hold-out")
-        train, test = train_test_split(indices, test_size=spec.test_size, shuffle=spec.shuffle, stratify=stratify,
-                                       random_state=spec.seed if spec.shuffle else None)
+            _check_class_sizes(spec, y, 2, "stratify", "a stratified hold-out")
+        try:
+            train, test = train_test_split(indices, test_size=spec.test_size, shuffle=spec.shuffle,
+                                           stratify=stratify, random_state=spec.seed if spec.shuffle else None)
+        except ValueError as exc:  # a split with no row on one side
+            raise DataError(f"{spec.key('test_size')}: cannot hold out {spec.test_size} of {rows} ({exc}). "
+                            f"Received: {spec.test_size}") from None
         return [Split(np.sort(train), np.sort(test))]
-    if spec.n_splits > n_rows:
-        raise DataError(f"evaluate.n_splits must be <= the number of rows ({n_rows}). Received: {spec.n_splits}")
+    # An expanding window needs a first training block before its first test block: one row more than k-fold.
+    most = n_rows - 1 if spec.method == "timeseries" else n_rows
+    if spec.n_splits > most:
+        raise DataError(f"{spec.key('n_splits')}: must be between 2 and {most} for method {spec.method!r} on "
+                        f"{rows}. Received: {spec.n_splits}")
     if spec.method == "timeseries":
         splitter = TimeSeriesSplit(n_splits=spec.n_splits)
     elif spec.stratify:
-        _check_class_sizes(y, spec.n_splits, "evaluate.n_splits")
+        _check_class_sizes(spec, y, spec.n_splits, "n_splits", f"stratified {spec.n_splits}-fold")
         splitter = (RepeatedStratifiedKFold(n_splits=spec.n_splits, n_repeats=spec.n_repeats, random_state=spec.seed)
                     if spec.n_repeats > 1 else
                     StratifiedKFold(n_splits=spec.n_splits, shuffle=spec.shuffle,
@@ -60,10 +68,13 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     return [Split(train, test) for train, test in splitter.split(indices, y)]
 
 
-def _check_class_sizes(y: np.ndarray, n_splits: int, key: str) -> None:
+def _check_class_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: str, what: str) -> None:
     """Refuse stratification that scikit-learn would only warn about: a class too small to reach every fold."""
     labels, counts = np.unique(y, return_counts=True)
     small = {str(label): int(count) for label, count in zip(labels, counts) if count < n_splits}
     if small:
-        raise DataError(f"{key}={n_splits} needs at least {n_splits} rows of every class to stratify; "
-                        f"too few in {small}")
+        source = f" of {spec.data_file}" if spec.data_file else ""
+        received = f"{key}: {getattr(spec, key)}".lower()
+        raise DataError(f"{spec.key(key)}: {what} needs at least {n_splits} rows of every class; too few in "
+                        f"{small} (rows per class{source}, by class code). Allowed: n_splits up to {int(counts.min())}"
+                        f", or stratify: false. Received: {received}")

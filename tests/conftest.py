@@ -18,6 +18,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
+# Prefect configures logging when it is first imported, closing every handler already there; TensorFlow's absl
+# handler holds the stderr pytest captures, so Prefect must come first or a test that imports it after
+# TensorFlow closes pytest's own capture.
+import prefect.main  # noqa: E402,F401
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -116,3 +121,29 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
     """Run the installed `kerasflow` console script as a user would."""
     return subprocess.run([str(BIN / "kerasflow"), *args], cwd=cwd, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_checked(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a command (git, dvc) that must succeed; its output is in the failure message."""
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def git_dvc_repo(project: Path, prefect_server: str) -> dict[str, str]:
+    """Make `project` a git + DVC repo holding this checkout's pipeline (dvc.yaml, tasks/, flows/), its data
+    `dvc add`ed, everything committed; return the environment to run `dvc` and `git` in it."""
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, project / name)
+    for package in ("tasks", "flows"):
+        shutil.copytree(ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_API_URL": prefect_server,
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    for args in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        run_checked(args, project, env)
+    # The pipeline's own plot template (one line per fold), beside what `dvc init` creates.
+    shutil.copytree(ROOT / ".dvc/plots", project / ".dvc/plots", dirs_exist_ok=True)
+    for args in (["dvc", "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        run_checked(args, project, env)
+    return env

@@ -1,4 +1,7 @@
-"""The `kerasflow` command as a user runs it: help, bad input, a user's header-less CSV, a Prefect server."""
+"""The `kerasflow` command as a user runs it: help, a user's header-less CSV, a Prefect server.
+
+Bad input (params, data, predict rows) is tested case by case in tests/faults/test_bad_input.py.
+"""
 
 from __future__ import annotations
 
@@ -15,26 +18,6 @@ def test_help_lists_the_commands(tmp_path):
     assert result.returncode == 0
     for command in ("data", "list", "run", "report", "--params"):
         assert command in result.stdout
-
-
-def test_bad_params_exit_2_naming_the_key_and_write_nothing(project):
-    raw = tiny_params()
-    raw["experiments"]["iris"]["train"]["epoch"] = 3
-    (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    result = run_cli(["run", "iris"], cwd=project)
-    assert result.returncode == 2
-    assert "params.yaml:experiments.iris.train.epoch: unknown key 'epoch'; did you mean 'epochs'?" in result.stderr
-    assert not (project / "results").exists()
-
-
-def test_missing_target_column_lists_the_columns_found(project):
-    raw = tiny_params()
-    raw["experiments"]["iris"]["dataset"]["target"] = "variety"
-    (project / "params.yaml").write_text(yaml.safe_dump(raw))
-    result = run_cli(["run", "iris", "--smoke-test"], cwd=project)
-    assert result.returncode == 2
-    assert "data/iris.csv: target column 'variety' not found. Columns found: sepal_length" in result.stderr
-    assert not (project / "results" / "iris").exists()
 
 
 def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_server):

@@ -6,12 +6,16 @@ import os
 import shutil
 import subprocess
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import BIN, ROOT
 from tasks.bundled import BUNDLED, write_bundled
 from tasks.data import DataError, load_table, read_csv
-from tasks.spec import DatasetSpec
+from tasks.preprocess import Preprocessor
+from tasks.spec import DatasetSpec, parse_params
+from tasks.split import make_splits
 
 
 def test_fresh_data_matches_the_committed_data_dvc(tmp_path):
@@ -61,3 +65,52 @@ def test_bad_csvs_name_the_file_and_problem(tmp_path, content, spec, message):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(DataError, match="nowhere.csv: file not found"):
         load_table(DatasetSpec(file="nowhere.csv", target="y", task="binary"), root=tmp_path)
+
+
+def test_errors_from_a_params_file_name_its_keys(tmp_path):
+    """A spec read from params.yaml knows where it came from: data errors found later name the key to edit."""
+    (tmp_path / "bad.csv").write_text("a,b,label\n1,2,0\n3,4,1\n")
+    raw = {"experiments": {"mine": {"dataset": {"file": "bad.csv", "target": "lable", "task": "binary"},
+                                    "model": {"layers": [{"type": "dense", "units": 1}]},
+                                    "train": {"epochs": 1, "batch_size": 1}}}, "sweeps": {}}
+    spec = parse_params(raw, source="my.yaml").experiments["mine"]
+    with pytest.raises(DataError) as info:
+        load_table(spec.dataset, root=tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'bad.csv'}: target column 'lable' not found "
+                               f"(my.yaml:experiments.mine.dataset.target); did you mean 'label'? Columns found: a, b, "
+                               f"label")
+
+
+@pytest.mark.parametrize("evaluate, rows, message", [
+    ({"n_splits": 7}, 6, "my.yaml:experiments.mine.evaluate.n_splits: must be between 2 and 6 for method 'kfold' on "
+                         "the 6 rows of d.csv. Received: 7"),
+    # An expanding window needs one row more than k-fold: scikit-learn's own ValueError is not left to escape.
+    ({"method": "timeseries", "shuffle": False, "n_splits": 6}, 6,
+     "my.yaml:experiments.mine.evaluate.n_splits: must be between 2 and 5 for method 'timeseries'"),
+    ({"n_splits": 3, "stratify": True}, 8, "my.yaml:experiments.mine.evaluate.n_splits: stratified 3-fold needs at "
+                                           "least 3 rows of every class; too few in {'1': 2}"),
+    ({"method": "holdout", "stratify": True}, 8, "my.yaml:experiments.mine.evaluate.stratify: a stratified hold-out "
+                                                 "needs at least 2 rows of every class; too few in {'1': 1}"),
+])
+def test_splits_the_data_cannot_support_name_the_evaluate_key(evaluate, rows, message):
+    raw = {"experiments": {"mine": {"dataset": {"file": "d.csv", "target": "y", "task": "binary"},
+                                    "model": {"layers": [{"type": "dense", "units": 1}]},
+                                    "train": {"epochs": 1, "batch_size": 1}, "evaluate": evaluate}}, "sweeps": {}}
+    spec = parse_params(raw, source="my.yaml").experiments["mine"]
+    y = np.array([0] * (rows - 2) + [1] * (2 if evaluate.get("method") != "holdout" else 1)
+                 + ([0] if evaluate.get("method") == "holdout" else []))
+    with pytest.raises(DataError) as info:
+        make_splits(spec.evaluate, y)
+    assert str(info.value).startswith(message)
+
+
+def test_a_value_missing_only_from_held_out_rows_is_refused_not_turned_into_nan():
+    train = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, 1.0, 2.0]}, index=[0, 1, 2])
+    held_out = pd.DataFrame({"a": [4.0, None], "b": [2.0, 1.0]}, index=[3, 4])
+    pre = Preprocessor(scale="standard").fit(train)
+    with pytest.raises(DataError, match=r"feature column\(s\) \['a'\] have missing values \(data rows \[5\].*"
+                                        r"preprocess.impute is 'none'"):
+        pre.transform(held_out)
+    # With an imputation chosen, every column can be filled, even one complete in the training rows.
+    filled = Preprocessor(impute="median").fit(train).transform(held_out)
+    assert filled.tolist() == [[4.0, 2.0], [2.0, 1.0]]

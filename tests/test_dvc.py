@@ -5,40 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
 
 import pytest
 import yaml
 
 from tasks import report
 
-from conftest import BIN, ROOT
-
-
-def _run(args: list[str], cwd, env) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
+from conftest import git_dvc_repo, run_checked as _run
 
 
 @pytest.fixture
 def repo(project, prefect_server):
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, project / name)
-    for package in ("tasks", "flows"):
-        shutil.copytree(ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_API_URL": prefect_server,
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    for args in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
-        _run(args, project, env)
-    # The pipeline's own plot template (one line per fold), beside what `dvc init` creates.
-    shutil.copytree(ROOT / ".dvc/plots", project / ".dvc/plots")
-    for args in (["dvc", "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        _run(args, project, env)
-    return project, env
+    return project, git_dvc_repo(project, prefect_server)
 
 
 def test_repro_then_nothing_then_only_the_changed_experiment(repo):

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from conftest import ROOT, tiny_params
-from tasks.spec import ParamsError, load_params, parse_params
+from tasks.spec import ExperimentSpec, ParamsError, load_params, parse_params
 
 
 def test_shipped_params_load_with_the_books_experiments():
@@ -46,18 +46,24 @@ def _bad(mutate) -> str:
     (lambda e: e["model"]["layers"][0].update(unitz=3), ["experiments.iris.model.layers[0].unitz", "'units'"]),
     (lambda e: e["model"]["layers"][0].update(initializer="normall"),
      ["experiments.iris.model.layers[0].initializer", "unknown initializer 'normall'"]),
-    (lambda e: e["train"].update(loss="mean_squared_error"), ["does not fit task 'multiclass'"]),
+    (lambda e: e["train"].update(loss="mean_squared_error"),
+     ["params.yaml:experiments.iris.train.loss: does not fit task 'multiclass'", "Allowed: sparse_categorical",
+      "Received: 'mean_squared_error'"]),
     (lambda e: e["evaluate"].update(n_splits=1), ["experiments.iris.evaluate.n_splits", "1"]),
-    (lambda e: e["evaluate"].update(method="timeseries"), ["`shuffle` must be false"]),
-    (lambda e: e["evaluate"].update(n_repeats=3, shuffle=False), ["`n_repeats` > 1 needs `shuffle: true`"]),
+    (lambda e: e["evaluate"].update(method="timeseries"),
+     ["params.yaml:experiments.iris.evaluate.shuffle: must be false for method 'timeseries'"]),
+    (lambda e: e["evaluate"].update(n_repeats=3, shuffle=False),
+     ["params.yaml:experiments.iris.evaluate.n_repeats: > 1 needs `shuffle: true`"]),
     (lambda e: e["dataset"].pop("task"), ["experiments.iris.dataset.task", "Field required"]),
     (lambda e: e["dataset"].update(task="clustering"), ["experiments.iris.dataset.task", "'clustering'"]),
     (lambda e: e["model"]["layers"][0].update(type="dense3d"), ["experiments.iris.model.layers[0]", "dense3d"]),
-    (lambda e: e["preprocess"].update(lookback=3), ["preprocess.lookback", "needs task 'regression'"]),
+    (lambda e: e["preprocess"].update(lookback=3),
+     ["params.yaml:experiments.iris.preprocess.lookback:", "needs task 'regression'"]),
     (lambda e: e["preprocess"].update(lookback=0), ["experiments.iris.preprocess.lookback", "greater than 0"]),
-    (lambda e: e["preprocess"].update(scale_target=True), ["preprocess.scale_target needs task 'regression'"]),
+    (lambda e: e["preprocess"].update(scale_target=True),
+     ["params.yaml:experiments.iris.preprocess.scale_target: needs task 'regression'"]),
     (lambda e: e["model"]["layers"].insert(0, {"type": "lstm", "units": 2, "stateful": True}),
-     ["a stateful LSTM needs train.batch_size 1", "Received: 16"]),
+     ["params.yaml:experiments.iris.train.batch_size: a stateful LSTM needs batch_size 1", "Received: 16"]),
 ])
 def test_bad_params_name_the_key(mutate, expected):
     message = _bad(mutate)
@@ -69,7 +75,8 @@ def test_a_series_forecast_refuses_a_shuffled_or_kfold_evaluation():
     raw = copy.deepcopy(tiny_params())
     diabetes = raw["experiments"]["diabetes"]
     diabetes["preprocess"]["lookback"] = 3
-    with pytest.raises(ParamsError, match="lookback needs a time-ordered evaluation.*method 'kfold', shuffle True"):
+    with pytest.raises(ParamsError, match="experiments.diabetes.preprocess.lookback: needs a time-ordered "
+                                          "evaluation.*method 'kfold', shuffle True"):
         parse_params(raw)
     diabetes["evaluate"] = {"method": "holdout", "shuffle": False}
     assert parse_params(raw).experiments["diabetes"].preprocess.lookback == 3
@@ -77,7 +84,8 @@ def test_a_series_forecast_refuses_a_shuffled_or_kfold_evaluation():
 
 def test_unknown_experiment_is_refused_with_a_suggestion():
     params = parse_params(tiny_params())
-    with pytest.raises(ParamsError, match="unknown experiment 'irs' \\(did you mean 'iris'\\?\\)"):
+    with pytest.raises(ParamsError, match="^params.yaml:experiments: unknown experiment 'irs' \\(did you mean "
+                                          "'iris'\\?\\). Defined: iris, diabetes$"):
         params.select(["irs"])
     assert list(params.select([])) == ["iris", "diabetes"]
 
@@ -105,14 +113,23 @@ def test_overrides_reach_nested_keys_and_whole_layer_groups():
 
 
 @pytest.mark.parametrize("sweep, expected", [
-    ({"space": {"train.epochz": {"grid": [1, 2]}}}, "sweeps.iris.space.train.epochz: \"no key 'train.epochz'"),
+    ({"space": {"train.epochz": {"grid": [1, 2]}}}, "sweeps.iris.space.train.epochz: no key 'train.epochz'"),
     ({"space": {"train.optimizer": {"grid": ["adamm"]}}}, "unknown optimizer 'adamm'"),
+    # Every listed value is tried, not just the first; a range is tried at both ends.
+    ({"space": {"train.optimizer": {"grid": ["adam", "sgdd"]}}},
+     "sweeps.iris.space.train.optimizer: unknown optimizer 'sgdd'. Did you mean 'sgd'?"),
+    ({"space": {"train.epochs": {"randint": [0, 5]}}, "algorithm": "random"},
+     "sweeps.iris.space.train.epochs: Input should be greater than 0. Tried: 0"),
     ({"space": {"train.learning_rate": {"uniform": [0.1, 0.01]}}, "algorithm": "random"},
-     "must be [low, high] with low < high"),
-    ({"space": {"train.learning_rate": {"uniform": [0.01, 0.1]}}}, "algorithm 'grid' takes only grid/choice"),
-    ({"space": {"train.epochs": {"grid": []}}}, "space.train.epochs.grid is empty"),
-    ({"space": {}}, "sweeps.iris.space"),
-    ({"space": {"train.epochs": {"grid": [1]}}, "gpu": 1.5}, "`gpu` above 1 must be a whole number"),
+     "sweeps.iris.space.train.learning_rate.uniform: must be [low, high] with low < high. Received: [0.1, 0.01]"),
+    ({"space": {"train.learning_rate": {"uniform": [0.01, 0.1]}}},
+     "sweeps.iris.algorithm: 'grid' takes only grid/choice"),
+    ({"space": {"train.epochs": {"grid": []}}}, "sweeps.iris.space.train.epochs.grid: is empty"),
+    ({"space": {}}, "sweeps.iris.space: Dictionary should have at least 1 item after validation, not 0. Received: {}"),
+    ({"space": {"train.epochs": {"gridd": [1]}}}, "sweeps.iris.space.train.epochs.gridd: Input should be 'grid'"),
+    ({"space": {"train.epochs": {"grid": [1], "choice": [2]}}},
+     "sweeps.iris.space.train.epochs: must have exactly one distribution"),
+    ({"space": {"train.epochs": {"grid": [1]}}, "gpu": 1.5}, "sweeps.iris.gpu: above 1 must be a whole number"),
 ])
 def test_bad_sweeps_are_refused_before_any_trial(sweep, expected):
     raw = tiny_params()
@@ -132,7 +149,8 @@ def test_the_sweeps_key_is_required_because_dvc_iterates_over_it():
 def test_a_sweep_must_name_an_experiment():
     raw = tiny_params()
     raw["sweeps"] = {"irs": {"space": {"train.epochs": {"grid": [1]}}}}
-    with pytest.raises(ParamsError, match="sweeps \\['irs'\\] name no experiment"):
+    with pytest.raises(ParamsError, match="^params.yaml:sweeps.irs: sweeps \\['irs'\\] name no experiment; "
+                                          "did you mean 'iris'\\?"):
         parse_params(raw)
 
 
@@ -170,15 +188,18 @@ def _bad_text(mutate) -> str:
     (lambda e: e["preprocess"]["text"].update(padding="middle"),
      ["experiments.reviews.preprocess.text.padding", "'pre' or 'post'", "'middle'"]),
     (lambda e: e["preprocess"].update(scale="standard"),
-     ["experiments.reviews.preprocess:", "scale cannot be used with it", "{'scale': 'standard'}"]),
-    (lambda e: e["preprocess"]["text"].update(column=0), ["text.column must be the column's name", "Received: 0"]),
+     ["experiments.reviews.preprocess.scale:", "scale cannot be used with it", "{'scale': 'standard'}"]),
+    (lambda e: e["preprocess"]["text"].update(column=0),
+     ["experiments.reviews.preprocess.text.column: must be the column's name", "Received: 0"]),
     (lambda e: e["dataset"].update(header=False, target=0),
-     ["with `header: false` preprocess.text.column must be a 0-based column index", "Received: 'review'"]),
-    (lambda e: e["preprocess"]["text"].update(column="sentiment"), ["name the same column: 'sentiment'"]),
-    (lambda e: e["model"]["layers"].pop(0), ["model.layers[0] must be an embedding", "Received: 'conv1d'"]),
+     ["preprocess.text.column: with `header: false` it must be a 0-based column index", "Received: 'review'"]),
+    (lambda e: e["preprocess"]["text"].update(column="sentiment"),
+     ["preprocess.text.column: names the same column as dataset.target", "Received: 'sentiment'"]),
+    (lambda e: e["model"]["layers"].pop(0),
+     ["experiments.reviews.model.layers[0].type:", "must be an embedding", "Received: 'conv1d'"]),
     (lambda e: e["model"]["layers"][0].update(input_dim=500),
-     ["model.layers[0].input_dim must be >= preprocess.text.num_words (1000)", "Received: 500"]),
-    (lambda e: e["preprocess"].pop("text"), ["model.layers[0].input_dim is required"]),
+     ["experiments.reviews.model.layers[0].input_dim: must be >= preprocess.text.num_words (1000)", "Received: 500"]),
+    (lambda e: e["preprocess"].pop("text"), ["experiments.reviews.model.layers[0].input_dim: is required"]),
     (lambda e: e["model"]["layers"][1].update(padding="full"), ["experiments.reviews.model.layers[1].padding"]),
     (lambda e: e["model"]["layers"][2].update(pool_size=0), ["experiments.reviews.model.layers[2].pool_size"]),
 ])
@@ -206,8 +227,22 @@ def test_an_lstm_feeding_a_sequence_layer_must_return_sequences():
     raw["experiments"]["diabetes"]["model"]["layers"] = [
         {"type": "reshape", "target_shape": [10, 1]}, {"type": "lstm", "units": 4}, {"type": "dropout", "rate": 0.1},
         {"type": "lstm", "units": 4}, {"type": "dense", "units": 1}]
-    with pytest.raises(ParamsError, match=r"model: layers\[1\] \(lstm\) feeds layers\[3\] \(lstm\), which takes a "
-                                          r"sequence: set `return_sequences: true` on layers\[1\]"):
+    with pytest.raises(ParamsError, match=r"model.layers\[1\].return_sequences: layers\[1\] \(lstm\) feeds "
+                                          r"layers\[3\] \(lstm\), which takes a sequence: set `return_sequences: "
+                                          r"true` on layers\[1\]. Received: false"):
         parse_params(raw)
     raw["experiments"]["diabetes"]["model"]["layers"][1]["return_sequences"] = True
     assert parse_params(raw).experiments["diabetes"].model.layers[1].return_sequences
+
+
+def test_sections_remember_their_key_for_errors_found_later_against_the_data():
+    params = parse_params(tiny_params(), source="p.yaml")
+    iris = params.experiments["iris"]
+    assert iris.evaluate.key("n_splits") == "p.yaml:experiments.iris.evaluate.n_splits"
+    assert iris.model.layers[1].key("units") == "p.yaml:experiments.iris.model.layers[1].units"
+    assert iris.preprocess.data_file == "data/iris.csv"
+    # Copies made for a smoke test or a sweep trial keep it; a spec built in code has only the bare name.
+    assert iris.with_overrides({"train.epochs": 2}).train.key("epochs") == "p.yaml:experiments.iris.train.epochs"
+    smoke = iris.model_copy(update={"evaluate": iris.evaluate.model_copy(update={"n_splits": 2})})
+    assert smoke.evaluate.key("n_splits") == "p.yaml:experiments.iris.evaluate.n_splits"
+    assert not ExperimentSpec.model_validate(tiny_params()["experiments"]["iris"]).train.located

@@ -1,0 +1,6 @@
+"""Reliability tests (issue 4): bad input, faults survived, determinism, security defaults.
+
+Real processes and real signals throughout: the `kerasflow` console script, `os.kill`, `dvc repro`. A package
+(this file) so that pytest imports these modules as `faults.<name>`, beside the root `tests/conftest.py`, whose
+fixtures and helpers (`project`, `prefect_server`, `run_cli`) they use.
+"""

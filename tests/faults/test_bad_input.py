@@ -1,0 +1,315 @@
+"""Bad input, table-driven, through the real `kerasflow` command: exit status 2, one message, nothing written.
+
+Each case edits the tiny project (params.yaml, a data file, a model's input rows), runs the console script as a
+user would, and checks that
+
+- the exit status is 2, stdout is empty and stderr is exactly one line, `kerasflow: error: ...` (no traceback);
+- the line names the file and key (`params.yaml:experiments.iris.train.epochs`) or the file and column, echoes
+  what was received and says what is allowed;
+- nothing under the project changed: no file created, changed or deleted, the previous results and report
+  included (a snapshot of every file, hidden ones too, before and after).
+
+Every kind of bad input (params, search space, data, predict) goes through the installed console script in a
+fresh process (`THROUGH_THE_COMMAND`: exit status, stderr, no Prefect server touched); the other cases call the
+same entry point, `flows.cli.main`, in this process, which is what the console script runs, without paying
+~9 s of imports each. The in-process checks of the validators, finer, are in tests/test_spec.py and
+tests/test_data.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import run_cli, tiny_params
+from flows.cli import main
+from faults.support import changes, snapshot
+
+IRIS_COLUMNS = "sepal_length, sepal_width, petal_length, petal_width, species"
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+PREDICT = ("predict", "--model", "results/iris/model", "--input", "data/new.csv", "--output", "out/pred.csv")
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One bad input: how to make it, the command that must refuse it, and what its message must contain."""
+
+    id: str
+    expected: tuple[str, ...]
+    edit: Callable[[dict], object] = lambda raw: None
+    """Changes the tiny params (`experiments.iris`, `experiments.diabetes`, `sweeps`) in place."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Files to write into the project first (path -> content)."""
+    argv: tuple[str, ...] = ("run", "iris")
+
+
+def iris(section: str, **values) -> Callable[[dict], None]:
+    return lambda raw: raw["experiments"]["iris"][section].update(values)
+
+
+def iris_layer(index: int, **values) -> Callable[[dict], None]:
+    return lambda raw: raw["experiments"]["iris"]["model"]["layers"][index].update(values)
+
+
+def sweep(**values) -> Callable[[dict], None]:
+    return lambda raw: raw.update(sweeps={"iris": values})
+
+
+def mine(dataset: dict | None = None, units: int = 1, **sections) -> Callable[[dict], None]:
+    """A user's experiment `mine` on `data/mine.csv` (target `y`, binary unless `dataset` says otherwise)."""
+    activation = "sigmoid" if units == 1 else "softmax"
+
+    def edit(raw: dict) -> None:
+        raw["experiments"]["mine"] = {
+            "dataset": {"file": "data/mine.csv", "target": "y", "task": "binary", **(dataset or {})},
+            "model": {"layers": [{"type": "dense", "units": 4, "activation": "relu"},
+                                 {"type": "dense", "units": units, "activation": activation}]},
+            "train": {"epochs": 1, "batch_size": 4, "seed": 1},
+            "evaluate": {"n_splits": 2, "seed": 1},
+            **sections,
+        }
+    return edit
+
+
+def rows(labels: str, extra: str = "") -> str:
+    """A small numeric CSV `a,b,y`, one row per character of `labels` (the class of that row); with `extra`, a
+    text column of that name holding 'red'."""
+    lines = [f"a,b{',' + extra if extra else ''},y"]
+    for i, label in enumerate(labels):
+        lines.append(f"{i}.5,{i % 3}.0{',red' if extra else ''},{label}")
+    return "\n".join(lines) + "\n"
+
+
+CASES = [
+    # --- params.yaml (issue item 1) -------------------------------------------------------------------------------
+    Bad("unknown-key-suggests-closest", (
+        "params.yaml:experiments.iris.train.epoch: unknown key 'epoch'; did you mean 'epochs'?",
+        "Allowed here: batch_size, epochs, learning_rate, loss, optimizer, seed"), iris("train", epoch=3)),
+    Bad("wrong-type", ("params.yaml:experiments.iris.train.epochs: Input should be a valid integer",
+                       "Received: 'many'"), iris("train", epochs="many")),
+    Bad("zero-epochs", ("params.yaml:experiments.iris.train.epochs: Input should be greater than 0", "Received: 0"),
+        iris("train", epochs=0)),
+    Bad("negative-epochs", ("params.yaml:experiments.iris.train.epochs: Input should be greater than 0",
+                            "Received: -3"), iris("train", epochs=-3)),
+    Bad("zero-batch-size", ("params.yaml:experiments.iris.train.batch_size: Input should be greater than 0",
+                            "Received: 0"), iris("train", batch_size=0)),
+    Bad("negative-batch-size", ("params.yaml:experiments.iris.train.batch_size: Input should be greater than 0",
+                                "Received: -5"), iris("train", batch_size=-5)),
+    Bad("unknown-optimizer", ("params.yaml:experiments.iris.train.optimizer: unknown optimizer 'adamm'",
+                              "Did you mean 'adam'?", "Allowed: adadelta", "rmsprop", "Received: 'adamm'"),
+        iris("train", optimizer="adamm")),
+    Bad("unknown-activation", ("params.yaml:experiments.iris.model.layers[0].activation: unknown activation 'relux'",
+                               "Did you mean 'relu'?", "Allowed: celu", "Received: 'relux'"),
+        iris_layer(0, activation="relux")),
+    Bad("unknown-initializer", ("params.yaml:experiments.iris.model.layers[1].initializer: unknown initializer "
+                                "'glorot_unifrom'", "Did you mean 'glorot_uniform'?", "Allowed: constant"),
+        iris_layer(1, initializer="glorot_unifrom")),
+    Bad("unknown-loss", ("params.yaml:experiments.iris.train.loss: unknown loss 'sparse_categorical_crossentropi'",
+                         "Did you mean 'sparse_categorical_crossentropy'?", "Allowed: binary_crossentropy"),
+        iris("train", loss="sparse_categorical_crossentropi")),
+    Bad("loss-does-not-fit-task", (
+        "params.yaml:experiments.iris.train.loss: does not fit task 'multiclass' (dataset.task)",
+        "Allowed: sparse_categorical_crossentropy, categorical_crossentropy, categorical_focal_crossentropy",
+        "Received: 'mean_squared_error'"), iris("train", loss="mse")),
+    Bad("metric-does-not-fit-task", ("params.yaml:experiments.iris.evaluate.metric: does not fit task 'multiclass'",
+                                     "Allowed: accuracy", "Received: 'rmse'"), iris("evaluate", metric="rmse")),
+    Bad("unknown-layer-type", ("params.yaml:experiments.iris.model.layers[0].type:", "'dense', 'dropout'",
+                               "Received: 'dense3d'"), iris_layer(0, type="dense3d")),
+    Bad("k-below-2", ("params.yaml:experiments.iris.evaluate.n_splits: Input should be greater than or equal to 2",
+                      "Received: 1"), iris("evaluate", n_splits=1)),
+    Bad("k-above-rows", ("params.yaml:experiments.iris.evaluate.n_splits: must be between 2 and 150 for method "
+                         "'kfold' on the 150 rows of data/iris.csv. Received: 151",),
+        iris("evaluate", n_splits=151, stratify=False)),
+    Bad("missing-required-key", ("params.yaml:experiments.iris.dataset.task: Field required",),
+        lambda raw: raw["experiments"]["iris"]["dataset"].pop("task")),
+    Bad("unknown-experiment", ("params.yaml:experiments: unknown experiment 'irsi' (did you mean 'iris'?). "
+                               "Defined: iris, diabetes",), argv=("run", "irsi")),
+    Bad("empty-search-space", ("params.yaml:sweeps.iris.space: Dictionary should have at least 1 item", "Received: {}"),
+        sweep(space={}), argv=("tune", "iris")),
+    Bad("unknown-distribution", ("params.yaml:sweeps.iris.space.train.epochs.gridd: Input should be 'grid', "
+                                 "'choice', 'uniform', 'loguniform' or 'randint'", "Received: 'gridd'"),
+        sweep(space={"train.epochs": {"gridd": [1, 2]}}), argv=("tune", "iris")),
+    Bad("inverted-range", ("params.yaml:sweeps.iris.space.train.learning_rate.loguniform: must be [low, high] with "
+                           "low < high. Received: [0.1, 0.001]",),
+        sweep(space={"train.learning_rate": {"loguniform": [0.1, 0.001]}}, algorithm="random"), argv=("tune", "iris")),
+    Bad("search-key-not-in-experiment", ("params.yaml:sweeps.iris.space.train.epochz: no key 'train.epochz' in the "
+                                         "experiment. Tried: 1",),
+        sweep(space={"train.epochz": {"grid": [1, 2]}}), argv=("tune", "iris")),
+    Bad("search-value-invalid", ("params.yaml:sweeps.iris.space.train.optimizer: unknown optimizer 'sgdd'",
+                                 "Did you mean 'sgd'?", "Tried: 'sgdd'"),
+        sweep(space={"train.optimizer": {"grid": ["adam", "sgdd"]}}), argv=("tune", "iris")),
+    Bad("params-not-yaml", ("params.yaml: not valid YAML: while parsing a flow sequence expected ',' or ']', but got "
+                            "'<stream end>' at line 2, column 1",), files={"params.yaml": "experiments: [unclosed\n"}),
+    Bad("params-file-missing", ("nowhere.yaml: file not found",), argv=("--params", "nowhere.yaml", "run")),
+    # --- data (issue item 2) --------------------------------------------------------------------------------------
+    Bad("data-file-missing", ("data/mine.csv: file not found (params.yaml:experiments.mine.dataset.file)",),
+        mine(), argv=("run", "mine")),
+    Bad("data-file-empty", ("data/mine.csv: the file is empty (params.yaml:experiments.mine.dataset.file)",),
+        mine(), files={"data/mine.csv": ""}, argv=("run", "mine")),
+    Bad("data-header-only", ("data/mine.csv: the file has no data rows, only a header row "
+                             "(params.yaml:experiments.mine.dataset.file)",),
+        mine(), files={"data/mine.csv": "a,b,y\n"}, argv=("run", "mine")),
+    Bad("target-column-absent", ("data/iris.csv: target column 'variety' not found "
+                                 "(params.yaml:experiments.iris.dataset.target)", f"Columns found: {IRIS_COLUMNS}"),
+        iris("dataset", target="variety")),
+    Bad("non-numeric-feature-without-encoding", (
+        "data/mine.csv: non-numeric feature columns ['colour'] (e.g. 'red' in 'colour') need an encoding",
+        "preprocess.categorical is 'none' (params.yaml:experiments.mine.preprocess.categorical)",
+        "Allowed: 'onehot' or 'ordinal'"), mine(), files={"data/mine.csv": rows("01" * 4, extra="colour")},
+        argv=("run", "mine")),
+    Bad("missing-values-without-imputation", (
+        "data/mine.csv: feature column(s) ['b'] have missing values (data rows [3]",
+        "preprocess.impute is 'none' (params.yaml:experiments.mine.preprocess.impute)",
+        "Allowed: 'mean', 'median' or 'most_frequent'"),
+        mine(), files={"data/mine.csv": rows("01" * 4).replace("2.5,2.0,0", "2.5,,0")}, argv=("run", "mine")),
+    Bad("missing-target", ("data/mine.csv: target column 'y' has missing values (file lines [4]); every row needs a "
+                           "target (params.yaml:experiments.mine.dataset.target)",),
+        mine(), files={"data/mine.csv": rows("01" * 4).replace("2.5,2.0,0", "2.5,2.0,")}, argv=("run", "mine")),
+    Bad("single-class", ("data/mine.csv: target column 'y' has a single class (1); task 'binary' "
+                         "(params.yaml:experiments.mine.dataset.task) needs at least two",),
+        mine(), files={"data/mine.csv": rows("1" * 8)}, argv=("run", "mine")),
+    Bad("binary-with-three-classes", ("data/mine.csv: task 'binary' (params.yaml:experiments.mine.dataset.task) "
+                                      "needs exactly 2 classes in 'y'; found 3: ['0', '1', '2']",),
+        mine(), files={"data/mine.csv": rows("012" * 3)}, argv=("run", "mine")),
+    Bad("class-smaller-than-stratified-folds", (
+        "params.yaml:experiments.mine.evaluate.n_splits: stratified 3-fold needs at least 3 rows of every class; "
+        "too few in {'1': 2}", "of data/mine.csv", "Allowed: n_splits up to 2, or stratify: false",
+        "Received: n_splits: 3"),
+        mine(evaluate={"n_splits": 3, "stratify": True, "seed": 1}), files={"data/mine.csv": rows("00001000010")},
+        argv=("run", "mine")),
+    Bad("ragged-csv", ("data/mine.csv: rows have different numbers of fields", "Expected 3 fields in line 3, saw 4"),
+        mine(), files={"data/mine.csv": "a,b,y\n1,2,0\n3,4,1,9\n5,6,0\n"}, argv=("run", "mine")),
+    Bad("non-numeric-regression-target", ("data/mine.csv: task 'regression' (params.yaml:experiments.mine.dataset.task) "
+                                          "needs a numeric target; column 'y' holds 'high' (file line 3)",),
+        mine({"task": "regression"}), files={"data/mine.csv": "a,b,y\n1,2,0.5\n3,4,high\n5,6,0.7\n"},
+        argv=("run", "mine")),
+    Bad("target-index-out-of-range", ("data/mine.csv: target index 7 (params.yaml:experiments.mine.dataset.target) "
+                                      "is out of range; the file has 3 columns: use 0 to 2",),
+        mine({"header": False, "target": 7}), files={"data/mine.csv": "1,2,0\n3,4,1\n5,6,0\n7,8,1\n"},
+        argv=("run", "mine")),
+    # --- predict: new rows for a saved model (issue item 2) -------------------------------------------------------
+    Bad("predict-missing-column", ("data/new.csv: missing column(s) ['petal_width']",
+                                   f"expected the feature columns {IRIS_FEATURES}"),
+        files={"data/new.csv": "sepal_length,sepal_width,petal_length\n5.1,3.5,1.4\n"}, argv=PREDICT),
+    Bad("predict-extra-column", ("data/new.csv: unexpected column(s) ['colour']",
+                                 f"expected the feature columns {IRIS_FEATURES}"),
+        files={"data/new.csv": "sepal_length,sepal_width,petal_length,petal_width,colour\n5.1,3.5,1.4,0.2,red\n"},
+        argv=PREDICT),
+    Bad("predict-non-numeric-value", ("data/new.csv: column 'petal_width' must be numeric, as in training; found "
+                                      "'wide' (file line 3)",),
+        files={"data/new.csv": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n5,3,1,wide\n"},
+        argv=PREDICT),
+    Bad("predict-missing-model", ("results/nowhere: model folder not found",),
+        files={"data/new.csv": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n"},
+        argv=("predict", "--model", "results/nowhere", "--input", "data/new.csv", "--output", "out/pred.csv")),
+]
+
+
+@pytest.fixture(scope="module")
+def saved_iris_model(tmp_path_factory, bundled_data) -> Path:
+    """An (untrained) iris model folder, written as `kerasflow run` writes one: what `predict` is given."""
+    from tasks.data import load_table
+    from tasks.evaluate import FinalModel, encode_labels
+    from tasks.models import build_model
+    from tasks.preprocess import Preprocessor
+    from tasks.results import write_model
+    from tasks.spec import parse_params
+
+    root = tmp_path_factory.mktemp("saved")
+    spec = parse_params(tiny_params()).experiments["iris"]
+    table = load_table(spec.dataset, bundled_data.parent)
+    labels = encode_labels(spec, table)
+    preprocessor = Preprocessor.from_spec(spec.preprocess).fit(table.X)
+    final = FinalModel(model=build_model(spec.model, len(IRIS_FEATURES), 1), preprocessor=preprocessor,
+                       codec=labels.codec)
+    return write_model(root / "model", spec, final)
+
+
+@pytest.fixture
+def previous_results(project, saved_iris_model) -> Path:
+    """The tiny project after an earlier successful run: results, a model and a report that must survive."""
+    out = project / "results" / "iris"
+    shutil.copytree(saved_iris_model, out / "model")
+    (out / "metrics.json").write_text(json.dumps({"metric": "accuracy", "mean": 0.9}) + "\n")
+    (project / "reports").mkdir()
+    (project / "reports" / "summary.md").write_text("# the previous report\n")
+    return project
+
+
+# One case or more of each kind, run as a user runs them: the console script in its own process.
+THROUGH_THE_COMMAND = {"unknown-key-suggests-closest", "wrong-type", "loss-does-not-fit-task", "unknown-experiment",
+                       "search-value-invalid", "params-not-yaml", "data-file-missing", "target-column-absent",
+                       "missing-values-without-imputation", "class-smaller-than-stratified-folds", "ragged-csv",
+                       "predict-missing-column"}
+
+
+def test_the_table_has_at_least_25_distinct_bad_inputs():
+    assert len({case.id for case in CASES}) == len(CASES) >= 25
+    assert THROUGH_THE_COMMAND <= {case.id for case in CASES}
+
+
+def run_in_process(argv: list[str], project: Path, monkeypatch) -> tuple[int, str, str]:
+    """`flows.cli.main(argv)` from `project`, as the console script calls it: (exit status, stdout, stderr)."""
+    monkeypatch.chdir(project)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_exits_2_with_one_clear_message_and_writes_nothing(case, previous_results, request, monkeypatch):
+    project = previous_results
+    raw = json.loads(json.dumps(tiny_params()))  # no layer shared between the two experiments: one edit, one error
+    case.edit(raw)
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for name, content in case.files.items():
+        (project / name).write_text(content)
+    before = snapshot(project)
+
+    if case.id in THROUGH_THE_COMMAND:
+        result = run_cli(list(case.argv), cwd=project,
+                         env={"PREFECT_API_URL": request.getfixturevalue("prefect_server")})
+        status, out, err = result.returncode, result.stdout, result.stderr
+    else:
+        status, out, err = run_in_process(list(case.argv), project, monkeypatch)
+
+    assert status == 2, err[-3000:]
+    assert out == ""
+    # One message, not a traceback or a failed flow run's log: the check happens before anything starts.
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kerasflow: error: "), (
+        f"{len(lines)} lines of stderr instead of one message (a data check made inside the Prefect flow logs the "
+        f"failed task's traceback; flows/cli.py must check the data before the flow starts):\n{err[-3000:]}")
+    for fragment in case.expected:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    assert changes(before, snapshot(project)) == {"created": [], "deleted": [], "changed": []}
+
+
+@pytest.mark.slow
+def test_a_bad_second_experiment_stops_the_run_before_the_first_is_written(previous_results, prefect_server):
+    """`kerasflow run` checks every selected experiment's data before training any: all or nothing."""
+    project = previous_results
+    raw = tiny_params()
+    raw["experiments"]["diabetes"]["dataset"]["target"] = "progress"
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    before = snapshot(project)
+
+    result = run_cli(["run", "iris", "diabetes"], cwd=project, env={"PREFECT_API_URL": prefect_server})
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        "kerasflow: error: data/diabetes.csv: target column 'progress' not found "
+        "(params.yaml:experiments.diabetes.dataset.target); did you mean 'progression'? Columns found: "
+        + ", ".join(pd.read_csv(project / "data/diabetes.csv", nrows=0).columns)]
+    assert changes(before, snapshot(project)) == {"created": [], "deleted": [], "changed": []}

@@ -1,0 +1,154 @@
+"""Runs that fail or are killed: a transient failure is retried by Prefect; a run killed with SIGKILL while it
+replaces its results leaves the previous ones intact; the next run, and `dvc repro`, recover.
+
+The faults are real: an exception raised inside the real Prefect task, and `os.kill(pid, SIGKILL)` on the real
+`kerasflow` process. `KERASFLOW_FAULT` (tasks/faults.py) only chooses the moment, so the kill lands while a
+result is being replaced rather than wherever a timer happens to fall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, git_dvc_repo, run_checked as _run, run_cli, tiny_params
+from faults.support import kill_group, snapshot, start_cli, wait_for
+from tasks.saved import read_saved
+
+RESULT_FILES = ("metrics.json", "model/model.keras", "model/preprocessing.json")
+NEW_EACH_RUN = ("metrics.json", "model/model.keras")
+"""Of those, the files that differ whenever the run is repeated with other epochs (the preprocessing does not)."""
+
+
+def _set_epochs(project: Path, epochs: int) -> None:
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["experiments"]["iris"]["train"]["epochs"] = epochs
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """The temporary folders of interrupted writes, `.<name>.<pid>.<random>` (see tasks/atomic.py)."""
+    return sorted(path.name for path in folder.iterdir() if re.fullmatch(r"\..+\.\d+\.[a-z0-9_]{8}", path.name))
+
+
+def _api(url: str, path: str, body: dict) -> list[dict]:
+    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_a_transient_failure_in_training_is_retried_by_prefect_and_the_run_completes(project, prefect_server):
+    started = datetime.now(timezone.utc).isoformat()
+    result = run_cli(["run", "iris"], cwd=project,
+                     env={"PREFECT_API_URL": prefect_server, "KERASFLOW_FAULT": "raise:cross-validate"})
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The first attempt really failed, inside the task, and Prefect said it would retry.
+    assert "InjectedFault" in result.stderr and "injected failure at 'cross-validate'" in result.stderr
+    assert "Retry" in result.stderr, result.stderr[-3000:]
+    metrics = json.loads((project / "results/iris/metrics.json").read_text())
+    assert metrics["n_folds"] == 3 and len(metrics["folds"]) == 3
+    # The server recorded one cross-validate task run that ran twice and completed.
+    runs = _api(prefect_server, "/task_runs/filter",
+                {"task_runs": {"name": {"like_": "cross-validate"}, "start_time": {"after_": started}}})
+    assert [(run["run_count"], run["state_type"]) for run in runs] == [(2, "COMPLETED")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["model", "metrics.json", "summary.md"])
+def test_a_run_killed_while_replacing_a_result_leaves_the_previous_one_intact(project, prefect_server, target):
+    """SIGKILL the run once the new `target` is fully written beside the old one, before the rename."""
+    env = {"PREFECT_API_URL": prefect_server}
+    argv = ["run", "iris", "--report", "reports/summary.md"]
+    first = run_cli(argv, cwd=project, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = snapshot(project)
+    _set_epochs(project, 3)  # the interrupted run would write other numbers
+
+    log = project.parent / f"{project.name}-killed.log"
+    run = start_cli(argv, project, {**env, "KERASFLOW_FAULT": f"stall:write:{target}"}, log)
+    wait_for(lambda: f"stalling at write:{target}" in log.read_text(), run, log, what=f"the stall at {target}")
+    os.kill(run.pid, signal.SIGKILL)
+    kill_group(run)  # reap it, and anything it started
+    after = snapshot(project)
+
+    # Everything from `target` on is the previous result; what the killed run had replaced before is its new one.
+    replaced_before = {"model": (), "metrics.json": ("model/",), "summary.md": ("model/", "metrics.json")}[target]
+    for name in RESULT_FILES:
+        path = f"results/iris/{name}"
+        if not name.startswith(replaced_before):
+            assert after[path] == before[path], f"{path} changed although the run was killed before replacing it"
+        elif name in NEW_EACH_RUN:
+            assert after[path] != before[path], f"{path} should hold the killed run's complete result"
+    assert after["reports/summary.md"] == before["reports/summary.md"]
+    assert read_saved(project / "results/iris/model").features  # the model folder reads whole either way
+    # The interrupted write left only a hidden temporary folder, named after the killed process.
+    folder = project / ("reports" if target == "summary.md" else "results/iris")
+    leftovers = _leftovers(folder)
+    assert [name.split(".")[-2] for name in leftovers] == [str(run.pid)], leftovers
+    assert (folder / leftovers[0] / target).exists()
+
+    # The next run succeeds, writes every result anew and removes the dead process's temporary folder.
+    again = run_cli(argv, cwd=project, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _leftovers(folder) == []
+    assert json.loads((project / "results/iris/metrics.json").read_text())["n_folds"] == 3
+    final = snapshot(project)
+    assert all(final[f"results/iris/{name}"] != before[f"results/iris/{name}"] for name in NEW_EACH_RUN)
+
+
+def _git_dvc_repo(project: Path, prefect_server: str) -> dict[str, str]:
+    """The tiny project (iris only) as a git + DVC repo with this checkout's pipeline, committed."""
+    raw = tiny_params()
+    raw["experiments"] = {"iris": raw["experiments"]["iris"]}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    (project / "data/diabetes.csv").unlink()
+    return git_dvc_repo(project, prefect_server)
+
+
+@pytest.mark.slow
+def test_dvc_repro_killed_mid_stage_recovers_with_dvc_checkout_or_dvc_repro(project, prefect_server):
+    """`dvc repro` and its stage SIGKILLed together (as a machine losing power would) while the model is being
+    replaced. DVC removes a stage's outputs before running it, so here the previous outputs come back from DVC's
+    cache and git (`dvc checkout`), byte for byte; and the next `dvc repro` reruns the stage and ends clean."""
+    env = _git_dvc_repo(project, prefect_server)
+    _run(["dvc", "repro"], project, env)
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "results"], project, env)
+    before = snapshot(project / "results/iris")
+    _set_epochs(project, 3)
+
+    log = project.parent / f"{project.name}-dvc.log"
+    with open(log, "w") as handle:
+        repro = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=project, env={**env, "KERASFLOW_FAULT":
+                                 "stall:write:model"}, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(lambda: "stalling at write:model" in log.read_text(), repro, log, what="the stall at the model")
+    kill_group(repro)  # SIGKILL to DVC and the stage's kerasflow at once: neither gets to clean up
+    assert "evaluate@iris" in _run(["dvc", "status"], project, env).stdout  # DVC sees the stage is out of date
+
+    # The previous outputs, as dvc.lock and git recorded them: DVC's stale locks of the dead process do not block.
+    _run(["dvc", "checkout", "--force"], project, env)
+    _run(["git", "checkout", "--", "results"], project, env)
+    restored = snapshot(project / "results/iris")
+    for name in RESULT_FILES:
+        assert restored[name] == before[name], f"results/iris/{name} did not come back as it was"
+
+    recovered = _run(["dvc", "repro"], project, env)
+    assert "Running stage 'evaluate@iris'" in recovered.stdout
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], project, env).stdout
+    assert _leftovers(project / "results/iris") == []  # the killed write's temporary folder is gone
+    final = snapshot(project / "results/iris")
+    assert all(final[name] != before[name] for name in NEW_EACH_RUN)
+    assert read_saved(project / "results/iris/model").features == ["sepal_length", "sepal_width", "petal_length",
+                                                                    "petal_width"]
