@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from tasks.backend import choose_backend
 from tasks.data import DataError
 from tasks.spec import ExperimentSpec, ParamsError, load_params
 
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     # Nothing leaves the machine: the local server's telemetry would only fail without a network anyway.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
+        choose_backend(args.params)
         return _dispatch(args)
     except (ParamsError, DataError) as exc:
         print(f"kerasflow: error: {exc}", file=sys.stderr)

@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from tasks.backend import Backend
+
 Task = Literal["binary", "multiclass", "regression"]
 
 # Which losses make sense for which task: a loss that does not fit the task trains silently to nonsense.
@@ -558,6 +560,8 @@ class SearchSpec(_Strict):
 class Params(_Strict):
     """The whole of ``params.yaml``."""
 
+    backend: Backend = Field(default="tensorflow", description="the Keras backend every experiment trains on; "
+                                                                "an explicit KERAS_BACKEND wins (tasks/backend.py)")
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
     sweeps: dict[str, SearchSpec] = Field(description="keyed by experiment name; {} for none")
 

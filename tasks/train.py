@@ -135,7 +135,12 @@ def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float
 
 
 def steps_per_execution(n_rows: int, batch_size: int) -> int:
-    """Run a whole epoch per compiled call: for small models the per-call overhead, not the maths, is the cost."""
+    """Run a whole epoch per compiled call: for small models the per-call overhead, not the maths, is the cost.
+
+    Keras' PyTorch backend runs one step per call only (it refuses more).
+    """
+    if keras.backend.backend() == "torch":
+        return 1
     return max(1, math.ceil(n_rows / batch_size))
 
 

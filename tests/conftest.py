@@ -30,7 +30,7 @@ BIN = Path(sys.executable).parent
 def tiny_params() -> dict:
     """Two fast experiments on bundled data: a stacked MLP (classification) and a regression."""
     dense = [{"type": "dense", "units": 6, "activation": "relu"}]
-    return {"experiments": {
+    return {"backend": "tensorflow", "experiments": {
         "iris": {
             "dataset": {"file": "data/iris.csv", "target": "species", "task": "multiclass"},
             "preprocess": {"scale": "standard"},

@@ -1,0 +1,51 @@
+"""Which Keras backend a run trains on: ``backend:`` in params.yaml, unless ``KERAS_BACKEND`` is set.
+
+Keras fixes its backend when it is first imported, and validating params.yaml imports Keras (layer, loss and
+optimizer names are checked against it). So the one key is read, and the backend chosen, before the file is
+validated and before anything else imports Keras. An explicit ``KERAS_BACKEND`` wins, as it does for Keras
+itself; either way ``metrics.json`` records the backend a result was computed with (``environment.backend``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Literal, get_args
+
+import yaml
+
+Backend = Literal["tensorflow", "jax", "torch"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+DEFAULT: Backend = "tensorflow"
+
+
+def choose_backend(params_file: str | Path) -> str:
+    """Set ``KERAS_BACKEND`` from `params_file`'s ``backend:`` key (default tensorflow) and return it.
+
+    A file that cannot be read is left for :func:`tasks.spec.load_params` to report; a backend Keras does not
+    have is a :class:`tasks.spec.ParamsError` naming the key.
+    """
+    from tasks.spec import ParamsError
+
+    if os.environ.get("KERAS_BACKEND"):
+        chosen = os.environ["KERAS_BACKEND"]
+        where = "the environment's KERAS_BACKEND"
+    else:
+        chosen, where = _read(Path(params_file)), f"{params_file}:backend"
+    if chosen not in BACKENDS:
+        raise ParamsError(f"{where}: unknown Keras backend {chosen!r}. Allowed: {', '.join(BACKENDS)}")
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != chosen:
+        raise RuntimeError(f"Keras was imported with backend {keras.backend.backend()!r} before {where} chose "
+                           f"{chosen!r}: choose the backend first")
+    os.environ["KERAS_BACKEND"] = chosen
+    return chosen
+
+
+def _read(params_file: Path) -> str:
+    try:
+        raw = yaml.safe_load(params_file.read_text())
+    except (OSError, yaml.YAMLError):
+        return DEFAULT
+    return raw.get("backend", DEFAULT) if isinstance(raw, dict) else DEFAULT

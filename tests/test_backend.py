@@ -1,0 +1,66 @@
+"""`backend:` in params.yaml picks the Keras backend of a run; an explicit KERAS_BACKEND wins."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import pytest
+import yaml
+
+from conftest import run_cli, tiny_params
+from tasks.backend import choose_backend
+from tasks.spec import ParamsError
+
+
+def write_params(folder, **top) -> object:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump({**tiny_params(), **top}, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def no_backend_set(monkeypatch):
+    """KERAS_BACKEND unset for the test, and put back as it was afterwards (choose_backend sets it)."""
+    monkeypatch.setenv("KERAS_BACKEND", "")
+
+
+def test_the_params_file_chooses_and_tensorflow_is_the_default(tmp_path, no_backend_set):
+    assert keras.backend.backend() == "tensorflow"  # what this test process imported
+    assert choose_backend(write_params(tmp_path, backend="tensorflow")) == "tensorflow"
+    raw = tiny_params()
+    del raw["backend"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    assert choose_backend(tmp_path / "params.yaml") == "tensorflow"
+
+
+def test_an_unknown_backend_names_the_key(tmp_path, no_backend_set):
+    with pytest.raises(ParamsError, match=r"params.yaml:backend: unknown Keras backend 'tensorflw'. "
+                                          r"Allowed: tensorflow, jax, torch"):
+        choose_backend(write_params(tmp_path, backend="tensorflw"))
+
+
+def test_a_backend_chosen_after_keras_was_imported_is_refused(tmp_path, no_backend_set):
+    with pytest.raises(RuntimeError, match="Keras was imported with backend 'tensorflow'"):
+        choose_backend(write_params(tmp_path, backend="jax"))
+
+
+def test_the_environment_wins_over_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert choose_backend(write_params(tmp_path, backend="jax")) == "tensorflow"
+
+
+@pytest.mark.slow
+def test_a_run_trains_on_the_backend_the_params_file_names(project, prefect_server):
+    """The whole command on JAX, chosen by params.yaml alone: the result records the backend it ran on."""
+    raw = tiny_params()
+    raw["backend"] = "jax"
+    raw["experiments"] = {"iris": raw["experiments"]["iris"]}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    result = run_cli(["run", "iris"], cwd=project, env={"PREFECT_API_URL": prefect_server, "KERAS_BACKEND": ""})
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((project / "results/iris/metrics.json").read_text())
+    assert metrics["environment"]["backend"] == "jax"
+    assert metrics["n_folds"] == 3 and metrics["mean"] > 0.8
