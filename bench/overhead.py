@@ -1,0 +1,335 @@
+"""kerasflow's fixed start-up cost on a tiny job: `kerasflow run` (Prefect flow, temporary server) against the
+same training through kerasflow's plain functions and against bare Keras; the separate costs of importing
+Keras, starting Prefect's temporary server and starting Ray; and, with --dvc, this project's `dvc repro` when
+nothing has changed.
+
+Run from the repository root (after `make install` and `kerasflow data`):
+
+    .venv/bin/python bench/overhead.py                          # iris_mlp at 5 epochs, 3 repeats of each process
+    .venv/bin/python bench/overhead.py --repeats 1 --epochs 1   # a quick look
+    .venv/bin/python bench/overhead.py --dvc                    # only `dvc repro` with nothing changed (see below)
+
+The tiny job is params.yaml's `iris_mlp` (150 rows, 10 folds, 4-4-6-3 MLP, batch 5) with `--epochs` epochs:
+10-fold cross-validation, the refit on all rows, the results written. Every measurement is a fresh process,
+as a user's command is, timed from outside (wall seconds); the processes of one repeat run one after another
+and the repeats are interleaved, so drift on a noisy machine hits them all alike; each row is the median over
+the repeats. All run with `KERAS_BACKEND=tensorflow`, `TF_DETERMINISTIC_OPS=1` (as `kerasflow run` sets it)
+and no `PREFECT_API_URL` (so `kerasflow run` and the trivial flow start Prefect's temporary local server, as
+with a default set-up; a `PREFECT_API_URL` set in a Prefect profile instead of the environment would defeat
+this). The first process to start Prefect's server on a new `PREFECT_HOME` also creates its database; with
+3 or more repeats the median leaves that out.
+
+- python:              `python -c pass`: the interpreter alone;
+- import keras:        `python -c "import keras"`;
+- import prefect:      `python -c "from prefect import flow"`;
+- prefect flow:        the same, then one trivial `@flow` run: the temporary server's start and one flow run;
+- ray:                 `flows.sweep.connect()` (kerasflow's `ray.init`) and `ray.shutdown()`, timed inside
+                       (`inner`), as `kerasflow tune` pays it;
+- bare keras:          this script (`--child bare`): the books' loop, a fresh `Sequential` compiled and fitted
+                       per fold on kerasflow's folds and scalers, then one fit on all rows; `inner` = training;
+- kerasflow functions: this script (`--child functions`): the steps of the Prefect flow called as plain
+                       functions (`load_data.fn`, ..., `write_results.fn`, the report's collect and render), no
+                       Prefect run; the same imports as `kerasflow run`; `inner` = the work after imports;
+- kerasflow run:       `kerasflow --params TMP/params.yaml run iris_mlp --results TMP/results`.
+
+The fixed cost of `kerasflow run` is its wall time less the work it does (`kerasflow functions`' inner time):
+interpreter, imports, the data check before the flow, Prefect's server and task runs. Its share of a 3-minute
+job is fixed / 180 s (issue 7's target: <= 5%).
+
+--dvc times `dvc repro` (all of dvc.yaml, from the environment's bin folder) in the current directory and
+checks from its output that no stage ran. To guarantee it retrains nothing, it first runs `dvc status --json`
+and refuses (exit status 2) unless that reports nothing changed: regenerate the results first (`make run
+FULL=1`, or `dvc repro`). It exits 1 if a stage ran after all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXPERIMENT = "iris_mlp"
+JOB_SECONDS = 180.0
+TARGET_SHARE = 0.05
+BIN = Path(sys.executable).parent
+INNER_MARK = "OVERHEAD_INNER "
+
+TRIVIAL_FLOW = """
+from prefect import flow
+
+@flow(name="noop")
+def noop() -> int:
+    return 1
+
+noop()
+"""
+
+RAY_START = f"""
+import time
+import ray
+from flows.sweep import connect
+
+start = time.perf_counter()
+connect()
+ray.shutdown()
+print({INNER_MARK!r} + str(time.perf_counter() - start))
+"""
+
+
+def tiny_params(epochs: int) -> dict:
+    """params.yaml's `iris_mlp` section, `epochs` epochs, as a params file of its own."""
+    import yaml
+
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    experiment = raw["experiments"][EXPERIMENT]
+    experiment["train"]["epochs"] = epochs
+    return {"experiments": {EXPERIMENT: experiment}, "sweeps": {}}
+
+
+# --- children: the work itself, in a fresh process ---------------------------------------------------------------
+
+def child_functions(params_file: Path, results_dir: Path) -> None:
+    """The Prefect flow's steps as plain functions: what `kerasflow run` does, without Prefect running."""
+    from flows import pipeline  # the imports `kerasflow run` pays, Prefect's included
+    from tasks import report
+    from tasks.spec import load_params
+
+    start = time.perf_counter()
+    spec = load_params(params_file).experiments[EXPERIMENT]
+    timing: dict[str, float] = {}
+    table, labels = pipeline.load_data.fn(EXPERIMENT, spec)
+    folds = pipeline.preprocess_folds.fn(spec, table, labels)
+    cv = pipeline.cross_validate.fn(EXPERIMENT, spec, folds)
+    final = pipeline.refit.fn(EXPERIMENT, spec, table, labels)
+    pipeline.write_results.fn(EXPERIMENT, spec, cv, final, labels.codec, results_dir, timing, start)
+    report.render_markdown(report.collect(results_dir, {EXPERIMENT: spec}))
+    print(INNER_MARK + str(time.perf_counter() - start), flush=True)
+
+
+def child_bare(params_file: Path) -> None:
+    """The books' loop on kerasflow's folds: a fresh model compiled and fitted per fold, then on all rows."""
+    import keras
+    from sklearn.preprocessing import StandardScaler
+
+    from tasks.data import load_table
+    from tasks.evaluate import encode_labels, prepare_folds
+    from tasks.spec import DenseLayer, load_params
+
+    spec = load_params(params_file).experiments[EXPERIMENT]
+    if not all(isinstance(layer, DenseLayer) for layer in spec.model.layers):
+        raise SystemExit(f"bare keras: {EXPERIMENT} must be made of dense layers")
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    folds = prepare_folds(spec, table, labels)
+
+    def books_model(n_features: int) -> keras.Model:
+        model = keras.Sequential([keras.Input((n_features,))]
+                                 + [keras.layers.Dense(layer.units, activation=layer.activation)
+                                    for layer in spec.model.layers])
+        model.compile(optimizer=spec.train.optimizer, loss=spec.loss, metrics=["accuracy"])
+        return model
+
+    start = time.perf_counter()
+    keras.utils.set_random_seed(spec.train.seed)
+    for fold in folds:
+        model = books_model(fold.X_train.shape[1])
+        model.fit(fold.X_train, fold.y_train, epochs=spec.train.epochs, batch_size=spec.train.batch_size, verbose=0)
+        model.evaluate(fold.X_test, fold.y_test, verbose=0)
+    X = StandardScaler().fit_transform(table.X.to_numpy(dtype="float32"))
+    books_model(X.shape[1]).fit(X, labels.codes, epochs=spec.train.epochs, batch_size=spec.train.batch_size,
+                                verbose=0)
+    print(INNER_MARK + str(time.perf_counter() - start), flush=True)
+
+
+# --- the parent: fresh processes, timed from outside --------------------------------------------------------------
+
+def child_env() -> dict[str, str]:
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "TF_DETERMINISTIC_OPS": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    env.pop("RAY_ADDRESS", None)  # a local Ray, as `kerasflow tune` starts on one machine
+    return env
+
+
+def timed_process(command: list[str], what: str) -> tuple[float, float | None]:
+    """Wall seconds of a fresh process, and the `inner` seconds it printed (if any); a failure stops the bench."""
+    start = time.perf_counter()
+    done = subprocess.run(command, env=child_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"{what} failed (exit status {done.returncode}):\n{done.stderr[-4000:]}")
+    inner = [float(line[len(INNER_MARK):]) for line in done.stdout.splitlines() if line.startswith(INNER_MARK)]
+    return wall, (inner[-1] if inner else None)
+
+
+def measurements(work: Path, epochs: int) -> dict[str, list[str]]:
+    """Each measured process's command line; `{results}` is replaced by a fresh folder per run."""
+    params_file = work / "params.yaml"
+    python, me = str(sys.executable), str(Path(__file__).resolve())
+    child = [python, me, "--child", "{child}", "--epochs", str(epochs), "--params-file", str(params_file),
+             "--results", "{results}"]
+    return {
+        "python": [python, "-c", "pass"],
+        "import keras": [python, "-c", "import keras"],
+        "import prefect": [python, "-c", "from prefect import flow"],
+        "prefect flow": [python, "-c", TRIVIAL_FLOW],
+        "ray": [python, "-c", RAY_START],
+        "bare keras": [arg.replace("{child}", "bare") for arg in child],
+        "kerasflow functions": [arg.replace("{child}", "functions") for arg in child],
+        "kerasflow run": [str(BIN / "kerasflow"), "--params", str(params_file), "run", EXPERIMENT,
+                          "--results", "{results}"],
+    }
+
+
+LABELS = {
+    "python": "python -c pass",
+    "import keras": 'python -c "import keras" (tensorflow)',
+    "import prefect": 'python -c "from prefect import flow"',
+    "prefect flow": "the same + a trivial @flow run (temporary server)",
+    "ray": "ray: flows.sweep.connect() + ray.shutdown()",
+    "bare keras": "bare keras: books' loop, 10 folds + refit",
+    "kerasflow functions": "kerasflow functions (the flow's steps, no Prefect)",
+    "kerasflow run": "kerasflow run (Prefect flow, temporary server)",
+}
+
+
+def overhead(epochs: int, repeats: int) -> None:
+    import yaml
+
+    walls: dict[str, list[float]] = {}
+    inners: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="kerasflow-overhead-") as tmp:
+        work = Path(tmp)
+        (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(epochs), sort_keys=False))
+        commands = measurements(work, epochs)
+        for repeat in range(repeats):
+            for name, command in commands.items():
+                results = work / f"results-{repeat}-{name.replace(' ', '_')}"
+                wall, inner = timed_process([arg.replace("{results}", str(results)) for arg in command], name)
+                walls.setdefault(name, []).append(wall)
+                if inner is not None:
+                    inners.setdefault(name, []).append(inner)
+                print(f"  repeat {repeat + 1}/{repeats} {name:<20} {wall:7.2f} s"
+                      + (f"  (inner {inner:.2f} s)" if inner is not None else ""), file=sys.stderr, flush=True)
+
+    wall = {name: statistics.median(values) for name, values in walls.items()}
+    inner = {name: statistics.median(values) for name, values in inners.items()}
+    print(f"tiny job: {EXPERIMENT}, {epochs} epochs, 10 folds + refit; fresh processes, median of {repeats}; "
+          f"{os.cpu_count()} cores")
+    print(f"{'process':<52} {'wall s':>7} {'inner s':>8}  all walls")
+    for name, label in LABELS.items():
+        inner_s = f"{inner[name]:8.2f}" if name in inner else f"{'':>8}"
+        print(f"{label:<52} {wall[name]:7.2f} {inner_s}  {' '.join(f'{v:.2f}' for v in walls[name])}")
+
+    work_s = inner["kerasflow functions"]
+    fixed = wall["kerasflow run"] - work_s
+    ray_s = inner["ray"]
+    rows = [
+        ("import keras (tensorflow)", wall["import keras"] - wall["python"]),
+        ("kerasflow's imports (functions: wall - inner - python)",
+         wall["kerasflow functions"] - work_s - wall["python"]),
+        ("Prefect temporary server + one flow run (flow - import)", wall["prefect flow"] - wall["import prefect"]),
+        ("ray.init + shutdown (connect, inner)", ray_s),
+        ("Prefect in kerasflow run (run - functions, walls)", wall["kerasflow run"] - wall["kerasflow functions"]),
+    ]
+    print("\nfixed costs (seconds)")
+    for label, seconds in rows:
+        print(f"  {label:<58} {seconds:7.2f}")
+    verdict = "met" if fixed / JOB_SECONDS <= TARGET_SHARE else "not met"
+    print(f"  {'kerasflow run fixed cost (run wall - functions inner)':<58} {fixed:7.2f}   "
+          f"= {100 * fixed / JOB_SECONDS:.1f}% of a {JOB_SECONDS:.0f} s job (target <= {100 * TARGET_SHARE:.0f}%: "
+          f"{verdict})")
+    print(f"  {'+ ray.init, as kerasflow tune pays it (sum, not measured)':<58} {fixed + ray_s:7.2f}   "
+          f"= {100 * (fixed + ray_s) / JOB_SECONDS:.1f}% of a {JOB_SECONDS:.0f} s job")
+    print(f"\ntiny job end to end: kerasflow run {wall['kerasflow run']:.2f} s, bare keras script "
+          f"{wall['bare keras']:.2f} s ({wall['kerasflow run'] / wall['bare keras']:.2f}x); training alone: kerasflow "
+          f"functions {work_s:.2f} s, bare keras {inner['bare keras']:.2f} s "
+          f"({inner['bare keras'] / work_s:.2f}x faster)")
+
+
+# --- --dvc: this project's `dvc repro` with nothing changed -----------------------------------------------------
+
+def dvc_env() -> dict[str, str]:
+    # The stages call `kerasflow` from the environment, as `make run` arranges.
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+
+
+def dvc_status() -> tuple[float, dict | None, str]:
+    """Seconds of `dvc status --json`, what it reported (None when it failed or was not JSON), its raw output."""
+    start = time.perf_counter()
+    done = subprocess.run([str(BIN / "dvc"), "status", "--json"], env=dvc_env(), capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    try:
+        status = json.loads(done.stdout) if done.returncode == 0 else None
+    except json.JSONDecodeError:
+        status = None
+    return seconds, status if isinstance(status, dict) else None, (done.stdout + done.stderr).strip()
+
+
+def repro_ran_nothing(output: str) -> bool:
+    r"""Whether `dvc repro`'s output shows no stage running: up to date, every stage "didn't change, skipping".
+
+    Examples
+    --------
+    >>> repro_ran_nothing("Stage 'report' didn't change, skipping\nData and pipelines are up to date.")
+    True
+    >>> repro_ran_nothing("Running stage 'evaluate@iris_mlp':\n> kerasflow run iris_mlp")
+    False
+    """
+    return "Running stage" not in output and "Data and pipelines are up to date" in output
+
+
+def dvc_part() -> int:
+    status_s, status, raw = dvc_status()
+    if status is None or status:
+        changed = ", ".join(status) if status else f"(no JSON report)\n{raw[-2000:]}"
+        print(f"refusing to run `dvc repro`: `dvc status --json` does not report everything up to date, so a "
+              f"stage would run (and retrain). Regenerate the results first (`make run FULL=1`); `dvc status` "
+              f"shows why. Changed: {changed}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    done = subprocess.run([str(BIN / "dvc"), "repro"], env=dvc_env(), capture_output=True, text=True)
+    repro_s = time.perf_counter() - start
+    output = (done.stdout + done.stderr).strip()
+    skipped = sum("didn't change, skipping" in line for line in output.splitlines())
+    print(f"dvc status --json: {status_s:.2f} s (nothing changed)")
+    print(f"dvc repro, nothing changed: {repro_s:.2f} s, exit status {done.returncode}, "
+          f"{skipped} stage(s) skipped")
+    if done.returncode != 0 or not repro_ran_nothing(output):
+        print(f"warning: `dvc repro` ran a stage or failed; its output:\n{output[-4000:]}", file=sys.stderr)
+        return 1
+    print("no stage ran")
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of the tiny job (default: 5)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each process; the median is shown")
+    parser.add_argument("--dvc", action="store_true",
+                        help="only time this project's `dvc repro` with nothing changed (refuses otherwise)")
+    parser.add_argument("--child", choices=("bare", "functions"), help=argparse.SUPPRESS)
+    parser.add_argument("--params-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.epochs < 1 or args.repeats < 1:
+        parser.error(f"`--epochs` and `--repeats` must be >= 1. Received: {args.epochs}, {args.repeats}")
+
+    if args.child == "functions":
+        child_functions(args.params_file, args.results)
+    elif args.child == "bare":
+        child_bare(args.params_file)
+    elif args.dvc:
+        sys.exit(dvc_part())
+    else:
+        overhead(args.epochs, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
