@@ -11,8 +11,10 @@ The contenders run in this one process, one after another, on the same 12 config
 (StratifiedKFold(3, shuffle=True, random_state=7) on the same row order), the same per-fold StandardScaler
 and the same epochs, so the ratios are measured side by side.
 
-- kerasflow:    the Ray Tune sweep `kerasflow tune` runs (2 concurrent trials on 2 cores, folds stacked), Ray's
-                start-up and the workers' imports included; Prefect's server is left out of all three;
+- kerasflow:    the Ray Tune sweep `kerasflow tune` runs: the 3 initializers of each optimizer and batch size
+                with their folds as one stacked program, so 4 Ray trials (2 at a time on 2 cores); Ray's start-up,
+                the workers' imports and the refit of the best config included; Prefect's server is left out of
+                all three;
 - gridsearchcv: `GridSearchCV(Pipeline([StandardScaler, KerasClassifier]), cv=folds, n_jobs=1)`;
 - keras_tuner:  `keras_tuner.GridSearch` over a `HyperModel` whose `fit()` takes the batch size as a tuned
                 hyperparameter and scores each config by the 3 folds (Keras Tuner has no cross-validation of

@@ -143,7 +143,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         check_data({name: scoring_spec(spec, params.sweeps[name])})
         best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume)
         print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
-              f"({best['n_trials']} trials) -> {args.results / name / 'tune'}")
+              f"({best['n_configs']} configs in {best['n_trials']} Ray trials) -> {args.results / name / 'tune'}")
         return 0
 
     selected = params.select(args.experiments, source=str(args.params))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from flows.pipeline import load_data, write_report
+from flows.trial import run_trial_process
 from tasks import evaluate
 from tasks.atomic import write_json
 from tasks.data import DataError, Table
@@ -31,7 +31,7 @@ from tasks.progress import ProgressLine
 from tasks.results import write_model
 from tasks.split import make_splits
 from tasks.spec import ExperimentSpec, SearchSpec
-from tasks.tune import restore_state, run_trial, scoring_spec, write_trials
+from tasks.tune import GROUP, restore_state, scoring_spec, stacked_groups, trial_configs, write_trials
 
 RUN_NAME = "sweep"
 # Every trial process gets these: quiet TensorFlow, GPU memory taken as needed so that trials can share a GPU.
@@ -44,8 +44,12 @@ class SweepError(DataError):
     """A sweep that cannot run as asked (resources, storage); reported like bad data, exit status 2."""
 
 
-def tune_space(sweep: SearchSpec) -> dict[str, Any]:
-    """The `space:` section as Ray Tune's sampling objects."""
+def tune_space(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
+    """The `space:` section as Ray Tune's sampling objects: a grid over the stacked groups where configs group
+    (one trial per group, see `tasks.tune.stacked_groups`), else one trial per config."""
+    groups = stacked_groups(spec, sweep)
+    if groups is not None:
+        return {GROUP: tune.grid_search(groups)}
     make = {"grid": tune.grid_search, "choice": tune.choice,
             "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v),
             "randint": lambda v: tune.randint(*v)}
@@ -71,31 +75,6 @@ class TrialProgress(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.line.advance()
-
-
-def _trial(config: dict[str, Any], spec_json: str, sweep_json: str, table: Table, labels: evaluate.Encoded) -> None:
-    """One trial: the experiment with this config's overrides, reporting to Ray Tune every epoch."""
-    spec = ExperimentSpec.model_validate_json(spec_json).with_overrides(config)
-    sweep = SearchSpec.model_validate_json(sweep_json)
-    node = ray.get_runtime_context().get_node_id()
-    started_at, started = time.time(), time.perf_counter()
-
-    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-        metrics = {**metrics, "node": node, "started_at": started_at,
-                   "trial_seconds": round(time.perf_counter() - started, 2)}
-        if checkpoint_dir is None:
-            tune.report(metrics)
-            return
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Ray has copied it into the sweep's storage
-
-    checkpoint = tune.get_checkpoint()
-    with tempfile.TemporaryDirectory(prefix="kerasflow-trial-") as work_dir:
-        if checkpoint is None:
-            run_trial(spec, sweep, table, labels, report, Path(work_dir))
-        else:
-            with checkpoint.as_directory() as resume_from:
-                run_trial(spec, sweep, table, labels, report, Path(work_dir), resume_from=Path(resume_from))
 
 
 def connect() -> None:
@@ -136,7 +115,7 @@ def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
 def _tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
            storage: Path, resume: bool) -> tune.Tuner:
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, spec_json=spec.model_dump_json(), sweep_json=sweep.model_dump_json(),
+        tune.with_parameters(run_trial_process, spec_json=spec.model_dump_json(), sweep_json=sweep.model_dump_json(),
                              table=table, labels=labels),
         {"cpu": sweep.cpu, "gpu": sweep.gpu})
     path = storage / RUN_NAME
@@ -154,7 +133,7 @@ def _tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, lab
     else:
         searcher = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.max_concurrent_trials or 0)
     return tune.Tuner(
-        trainable, param_space=tune_space(sweep),
+        trainable, param_space=tune_space(spec, sweep),
         tune_config=tune.TuneConfig(metric="score", mode=mode, num_samples=sweep.num_samples, search_alg=searcher,
                                     scheduler=scheduler, max_concurrent_trials=sweep.max_concurrent_trials,
                                     reuse_actors=True),
@@ -168,16 +147,20 @@ def _tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, lab
 
 
 def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, Any]]:
-    """One row per trial, best first: params, score mean/std, epochs, seconds, node, status."""
+    """One row per config, best first: params, score mean/std, epochs, seconds, node, status, and the Ray Tune
+    trial that trained it (the configs of a stacked group share their trial, its seconds and node)."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
-        rows.append({**{f"param:{k}": v for k, v in (result.config or {}).items()},
-                     "score": metrics.get("score"), "score_std": metrics.get("score_std"),
-                     "epochs": metrics.get("epoch"), "seconds": metrics.get("trial_seconds"),
-                     "node": metrics.get("node"), "started_at": metrics.get("started_at"),
-                     "trial_id": metrics.get("trial_id"),
-                     "status": "error" if result.error else "ok"})
+        configs = trial_configs(result.config or {})
+        scores, stds = metrics.get("scores") or [None] * len(configs), metrics.get("score_stds") or [None] * len(configs)
+        for config, score, score_std in zip(configs, scores, stds):
+            rows.append({**{f"param:{k}": v for k, v in config.items()},
+                         "score": score, "score_std": score_std,
+                         "epochs": metrics.get("epoch"), "seconds": metrics.get("trial_seconds"),
+                         "node": metrics.get("node"), "started_at": metrics.get("started_at"),
+                         "trial_id": metrics.get("trial_id"), "configs_in_trial": len(configs),
+                         "status": "error" if result.error else "ok"})
     # Best first; among equal scores, the steadier across folds.
     sign = -1 if higher_is_better else 1
     ok = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
@@ -206,7 +189,8 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     if not rows or rows[0]["score"] is None:
         raise SweepError(f"sweeps.{name}: no trial finished; first error: {grid.errors[:1]}")
     best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])
-    best_spec = spec.with_overrides(best.config)
+    best_params = {key.removeprefix("param:"): value for key, value in rows[0].items() if key.startswith("param:")}
+    best_spec = spec.with_overrides(best_params)
     # The trial's best checkpoint by score, and the metrics it was reported with.
     ranked = sorted(best.best_checkpoints or [], key=lambda pair: pair[1]["score"], reverse=spec.higher_is_better)
     checkpoint, at_checkpoint = ranked[0] if ranked else (None, {})
@@ -227,11 +211,12 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         # k-fold scoring has k models per trial: keep one refitted on all rows, as GridSearchCV(refit=True) does.
         final = evaluate.refit(best_spec, table, labels)
     write_model(out_dir / "best_model", best_spec, final)
-    summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": best.config,
+    summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": best_params,
                "score": score, "score_std": score_std, "scoring": sweep.scoring,
                "checkpoint": _portable(checkpoint.path) if checkpoint is not None else None,
                "checkpoint_epoch": at_checkpoint.get("epoch"),
-               "n_trials": len(rows), "n_errors": sum(r["status"] == "error" for r in rows),
+               "n_configs": len(rows), "n_trials": len(grid),
+               "n_errors": sum(r["status"] == "error" for r in rows),
                "seconds": None if started is None else round(time.perf_counter() - started, 2)}
     write_trials(out_dir / "trials.csv", rows)
     write_json(out_dir / "best.json", summary)

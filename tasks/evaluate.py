@@ -125,24 +125,47 @@ def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Seque
 
     `callbacks` see every model's epochs: the stacked model's (`val_f0_<metric>`...) or each fold model's in turn.
     """
+    return cross_validate_configs([spec], folds, callbacks, initial_epoch)[0]
+
+
+def cross_validate_configs(specs: Sequence[ExperimentSpec], folds: list[FoldData],
+                           callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0) -> list[CVResult]:
+    """:func:`cross_validate` for configs that share a stack key (a grid's group, see `tasks/stacked.py`): every
+    config's folds train in one stacked program, config c's fold f in slot `c * len(folds) + f`.
+
+    Configs that cannot stack are cross-validated one at a time; each result's `seconds` is the whole call's.
+    """
     start = time.perf_counter()
-    stacked = uses_stacking(spec, len(folds))
-    if stacked:
-        # Keras hands every callback the model it trains: the way to the one `fit_stacked` does not return.
-        trained = keras.callbacks.Callback()
-        results = fit_stacked(spec, folds, [*callbacks, trained], initial_epoch)
-        outputs = predict_stacked(trained.model, folds)
-        results = [with_predictions(spec, result, fold, out) for result, fold, out in zip(results, folds, outputs)]
-    else:
-        results = [fit_fold(spec, fold, i, callbacks, initial_epoch) for i, fold in enumerate(folds)]
-    baseline = (None if folds[0].naive_test is None else
-                [score(spec, fold.y_test, fold.naive_test) for fold in folds])
-    return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=stacked,
-                    seconds=time.perf_counter() - start, baseline=baseline)
+    if not uses_stacking(specs[0], len(specs) * len(folds)):
+        return [_cross_validate_each(spec, folds, callbacks, initial_epoch) for spec in specs]
+    # Keras hands every callback the model it trains: the way to the one `fit_stacked` does not return.
+    trained = keras.callbacks.Callback()
+    per_config = fit_stacked(specs, folds, [*callbacks, trained], initial_epoch)
+    outputs = predict_stacked(trained.model, folds, len(specs))
+    seconds = time.perf_counter() - start
+    return [CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, stacked=True, seconds=seconds,
+                     folds=[with_predictions(spec, result, fold, out)
+                            for result, fold, out in zip(results, folds, outputs[c * len(folds):])],
+                     baseline=_baseline(spec, folds))
+            for c, (spec, results) in enumerate(zip(specs, per_config))]
 
 
-def predict_stacked(model: keras.Model, folds: list[FoldData]) -> list[np.ndarray]:
-    """Each fold's held-out rows through its own slot of the stacked model, in the fold's row order.
+def _cross_validate_each(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence[keras.callbacks.Callback],
+                         initial_epoch: int) -> CVResult:
+    start = time.perf_counter()
+    results = [fit_fold(spec, fold, i, callbacks, initial_epoch) for i, fold in enumerate(folds)]
+    return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=False,
+                    seconds=time.perf_counter() - start, baseline=_baseline(spec, folds))
+
+
+def _baseline(spec: ExperimentSpec, folds: list[FoldData]) -> list[float] | None:
+    """Per fold, the naive last-value forecast's score (series only)."""
+    return None if folds[0].naive_test is None else [score(spec, fold.y_test, fold.naive_test) for fold in folds]
+
+
+def predict_stacked(model: keras.Model, folds: list[FoldData], n_configs: int = 1) -> list[np.ndarray]:
+    """Each slot's predictions of its fold's held-out rows, in the fold's row order: slot `c * k + f` predicts
+    fold f's rows for config c.
 
     `fit_stacked` scores rows it has shuffled; predicting them again in order ties each prediction to its row.
     Slots do not mix, so the zero rows padding the shorter folds change no other slot's outputs.
@@ -151,13 +174,14 @@ def predict_stacked(model: keras.Model, folds: list[FoldData]) -> list[np.ndarra
     X = np.zeros((length, len(folds)) + folds[0].X_test.shape[1:], dtype=folds[0].X_test.dtype)
     for j, fold in enumerate(folds):
         X[: len(fold.X_test), j] = fold.X_test
-    outputs = predict(model, X)
-    return [outputs[: len(fold.X_test), j] for j, fold in enumerate(folds)]
+    outputs = predict(model, np.concatenate([X] * n_configs, axis=1))
+    return [outputs[: len(folds[j % len(folds)].X_test), j] for j in range(n_configs * len(folds))]
 
 
-def uses_stacking(spec: ExperimentSpec, n_folds: int) -> bool:
-    """Whether the folds train as one stacked program (see `tasks/stacked.py`)."""
-    return spec.evaluate.stack_folds and spec.model.stackable and n_folds > 1
+def uses_stacking(spec: ExperimentSpec, n_models: int) -> bool:
+    """Whether `n_models` models of `spec` (its folds, or a stacked grid's configs x folds) train as one stacked
+    program (see `tasks/stacked.py`)."""
+    return spec.evaluate.stack_folds and spec.model.stackable and n_models > 1
 
 
 @dataclass

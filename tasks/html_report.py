@@ -42,9 +42,9 @@ def render_html(report: Report) -> str:
     sweeps = sweep_rows(report)
     if sweeps:
         body += ["<h2>Sweeps</h2>",
-                 _table(["experiment", "trials", "errors", "best score ± std", "best params", "seconds",
+                 _table(["experiment", "configs", "Ray trials", "errors", "best score ± std", "best params", "seconds",
                          "trials' seconds"],
-                        [[r["experiment"], r["trials"], r["errors"],
+                        [[r["experiment"], r["configs"], r["trials"], r["errors"],
                           f"{r['metric']} {r['score']:.4f} ± {r['score_std']:.4f}", r["params"], r["seconds"],
                           r["trial_seconds"]] for r in sweeps])]
     body += ["<h2>Data</h2>",
@@ -137,7 +137,7 @@ def _sweep_parts(e: ExperimentReport) -> list[str]:
         c for c in ("score", "score_std", "epochs", "seconds", "status") if c in sweep.trials.columns]
     rows = [[_format(value) for value in row] for row in sweep.trials[shown].itertuples(index=False)]
     return ["<h3>Sweep</h3>",
-            f"<p>{best['n_trials']} trials ({best['n_errors']} failed), scored by {escape(str(best['scoring']))}; "
+            f"<p>{best['n_configs']} configs in {best['n_trials']} Ray trials ({best['n_errors']} failed), scored by {escape(str(best['scoring']))}; "
             f"best {escape(best['metric'])} {best['score']:.4f} ± {best['score_std']:.4f} with "
             + ", ".join(f"<code>{escape(k)}={escape(str(v))}</code>" for k, v in sorted(best["params"].items()))
             + ". Trials best first:</p>",

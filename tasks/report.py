@@ -258,8 +258,11 @@ def sweep_rows(report: Report) -> list[dict[str, Any]]:
         if e.sweep is None:
             continue
         best = e.sweep.best
-        trial_seconds = pd.to_numeric(e.sweep.trials["seconds"], errors="coerce")
-        rows.append({"experiment": e.name, "trials": best["n_trials"], "errors": best["n_errors"],
+        # The configs of a stacked group share their Ray trial, and its seconds: count each trial once.
+        trials = e.sweep.trials.drop_duplicates("trial_id")
+        trial_seconds = pd.to_numeric(trials["seconds"], errors="coerce")
+        rows.append({"experiment": e.name, "configs": best["n_configs"], "trials": best["n_trials"],
+                     "errors": best["n_errors"],
                      "metric": best["metric"], "score": best["score"], "score_std": best["score_std"],
                      "params": ", ".join(f"{key}={value}" for key, value in sorted(best["params"].items())),
                      "seconds": best.get("seconds", ""), "trial_seconds": round(float(trial_seconds.sum()), 2)})
@@ -280,10 +283,11 @@ def render_markdown(report: Report) -> str:
     sweeps = sweep_rows(report)
     if sweeps:
         lines += ["", "## Sweeps", "",
-                  "| experiment | trials | errors | best score ± std | best params | seconds | trials' seconds |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| experiment | configs | Ray trials | errors | best score ± std | best params | seconds "
+                  "| trials' seconds |",
+                  "|---|---|---|---|---|---|---|---|"]
         for row in sweeps:
-            lines.append(f"| {row['experiment']} | {row['trials']} | {row['errors']} | {row['metric']} "
+            lines.append(f"| {row['experiment']} | {row['configs']} | {row['trials']} | {row['errors']} | {row['metric']} "
                          f"{row['score']:.4f} ± {row['score_std']:.4f} | {row['params']} | {row['seconds']} "
                          f"| {row['trial_seconds']} |")
 

@@ -524,6 +524,8 @@ class SearchSpec(_Strict):
     checkpoint_every: PositiveInt | None = Field(default=None, description="epochs; None: at the end only")
     max_failures: int = Field(default=2, ge=0, description="retries of a trial whose process dies")
     shared_storage: bool = Field(default=False, description="the storage path is shared by every node")
+    stack_configs: bool = Field(default=True, description="grid configs that differ only in initializers train as "
+                                                          "one stacked program per group (tasks/tune.stacked_groups)")
 
     @field_validator("space")
     @classmethod

@@ -1,8 +1,10 @@
-"""Many small models as one program: the k folds of a Dense model trained by one stacked model.
+"""Many small models as one program: the k folds of a Dense model, or of several configs that share its shape,
+trained by one stacked model.
 
-Slot ``j`` of every tensor belongs to fold ``j``: weights are shaped ``(k, in, out)`` and one einsum per layer
-computes all k models, so Keras' per-step overhead (which dominates for models this small) is paid once per
-step instead of k times. Each slot gets
+Slot ``j`` of every tensor belongs to one model: weights are shaped ``(slots, in, out)`` and one einsum per layer
+computes all of them, so Keras' per-step overhead (which dominates for models this small) is paid once per
+step instead of once per model. Configs of a grid stack when they differ only in their Dense layers'
+initializers (:func:`stack_key`); config ``c``'s fold ``f`` is slot ``c * k + f``. Each slot gets
 
 - its own weights, initialised exactly as a separate ``Dense`` layer would be;
 - its own rows: slot ``j`` of input row ``i`` is a training row of fold ``j``, and shuffling the stacked rows
@@ -36,33 +38,39 @@ from tasks.train import (
 
 
 class PerSlotInitializer(keras.initializers.Initializer):
-    """Initialise a `(k, in, out)` kernel as k independent `(in, out)` kernels, slot j seeded with `seeds[j]`.
+    """Initialise a `(k, in, out)` kernel as k independent `(in, out)` kernels, slot j drawn by the initializer
+    `names[j]` seeded with `seeds[j]`.
 
     Calling the base initializer on the 3-D shape would count k into its fan-in and shrink every weight.
     """
 
-    def __init__(self, name: str, seeds: list[int]) -> None:
-        self.name, self.seeds = name, list(seeds)
+    def __init__(self, names: list[str], seeds: list[int]) -> None:
+        if len(names) != len(seeds):
+            raise ValueError(f"one initializer per slot: {len(names)} names for {len(seeds)} seeds")
+        self.names, self.seeds = list(names), list(seeds)
 
     def __call__(self, shape, dtype=None):
-        return ops.stack([seeded_initializer(self.name, seed)(shape[1:], dtype=dtype) for seed in self.seeds])
+        return ops.stack([seeded_initializer(name, seed)(shape[1:], dtype=dtype)
+                          for name, seed in zip(self.names, self.seeds)])
 
     def get_config(self) -> dict:
-        return {"name": self.name, "seeds": self.seeds}
+        return {"names": self.names, "seeds": self.seeds}
 
 
 class StackedDense(keras.layers.Layer):
-    """k independent `Dense` layers applied slot-wise to inputs of shape `(batch, k, in)`."""
+    """k independent `Dense` layers applied slot-wise to inputs of shape `(batch, k, in)`; slot j's kernel is
+    drawn by `initializers[j]` (all `glorot_uniform` by default) seeded with `seeds[j]`."""
 
     def __init__(self, units: int, seeds: list[int], activation: str = "linear",
-                 initializer: str = "glorot_uniform", **kwargs) -> None:
+                 initializers: list[str] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.k, self.units, self.seeds, self.initializer = len(seeds), units, list(seeds), initializer
+        self.k, self.units, self.seeds = len(seeds), units, list(seeds)
+        self.initializers = list(initializers or ["glorot_uniform"] * self.k)
         self.activation = keras.activations.get(activation)
 
     def build(self, input_shape) -> None:
         self.kernel = self.add_weight(shape=(self.k, input_shape[-1], self.units), name="kernel",
-                                      initializer=PerSlotInitializer(self.initializer, self.seeds))
+                                      initializer=PerSlotInitializer(self.initializers, self.seeds))
         self.bias = self.add_weight(shape=(self.k, self.units), name="bias", initializer="zeros")
 
     def call(self, inputs):
@@ -81,19 +89,33 @@ class SlotSumLoss(keras.losses.Loss):
         return self.fn(y_true, y_pred) * self.k
 
 
-def build_stacked(spec: ModelSpec, n_features: int, k: int, seed: int,
-                  target_scales: list[TargetScale] | None = None) -> keras.Model:
-    """The stacked twin of :func:`tasks.models.build_model` for k slots, slot j rescaled by `target_scales[j]`.
+def stack_key(spec: ExperimentSpec) -> str:
+    """What configs must share to train as one stacked program: everything but their Dense layers' initializers.
 
-    Slot j starts from the weights `build_model(spec, n_features, seed + j)` gives: fold j's own model.
+    Two configs with equal keys have the same shapes, activations, preprocessing, folds, optimizer, batch size,
+    epochs and seed, so one stacked program reproduces each config's own training.
     """
+    layers = [layer.model_copy(update={"initializer": ""}) if isinstance(layer, DenseLayer) else layer
+              for layer in spec.model.layers]
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"layers": layers})}).model_dump_json()
+
+
+def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[int],
+                  target_scales: list[TargetScale] | None = None) -> keras.Model:
+    """The stacked twin of :func:`tasks.models.build_model`: slot j is `models[j]` seeded with `seeds[j]`,
+    rescaled by `target_scales[j]`.
+
+    Slot j starts from the weights `build_model(models[j], n_features, seeds[j])` gives: that model's own.
+    The models must differ only in their Dense layers' initializers (see :func:`stack_key`).
+    """
+    k = len(seeds)
     model = keras.Sequential([keras.Input(shape=(k, n_features))], name="kerasflow_stacked")
-    n = len(spec.layers)
-    slot_seeds = [layer_seeds(seed + j, n) for j in range(k)]
-    for i, layer in enumerate(spec.layers):
+    layers = models[0].layers
+    slot_seeds = [layer_seeds(seed, len(layers)) for seed in seeds]
+    for i, layer in enumerate(layers):
         if isinstance(layer, DenseLayer):
-            model.add(StackedDense(layer.units, [seeds[i] for seeds in slot_seeds], layer.activation,
-                                   layer.initializer))
+            model.add(StackedDense(layer.units, [s[i] for s in slot_seeds], layer.activation,
+                                   [m.layers[i].initializer for m in models]))
         elif isinstance(layer, DropoutLayer):
             model.add(keras.layers.Dropout(layer.rate, seed=slot_seeds[0][i]))
         else:
@@ -123,20 +145,34 @@ def stack_rows(parts: list[np.ndarray], targets: list[np.ndarray],
     return X, y, weight
 
 
-def fit_stacked(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence[keras.callbacks.Callback] = (),
-                initial_epoch: int = 0) -> list[FoldResult]:
-    """Train one model per fold, all k as one stacked program; score each on its own held-out rows."""
-    k = len(folds)
-    rng = np.random.default_rng(spec.train.seed)
-    X, y, w = stack_rows([f.X_train for f in folds], [f.y_train for f in folds], rng)
-    X_val, y_val, w_val = stack_rows([f.X_test for f in folds], [f.y_test for f in folds], rng)
+def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
+                callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0) -> list[list[FoldResult]]:
+    """Train one model per config and fold, all as one stacked program; score each on its fold's held-out rows.
 
-    scales = None if folds[0].target_scale is None else [f.target_scale for f in folds]
-    model = build_stacked(spec.model, X.shape[-1], k, spec.train.seed, scales)
+    `specs` must share a :func:`stack_key`. Returns the results per config, each a list over the folds. Every
+    config's slots see its folds' rows in the order a run of that config alone gives them, so the configs of a
+    stacked grid train as they would one by one.
+    """
+    spec, n_configs = specs[0], len(specs)
+    if any(stack_key(other) != stack_key(spec) for other in specs[1:]):
+        raise ValueError("configs stacked into one program may differ only in their Dense layers' initializers")
+    rng = np.random.default_rng(spec.train.seed)
+    # One config's stacked rows, repeated for every config: slot c * k + f holds fold f's rows.
+    X, y, w = (np.concatenate([part] * n_configs, axis=1)
+               for part in stack_rows([f.X_train for f in folds], [f.y_train for f in folds], rng))
+    X_val, y_val, w_val = (np.concatenate([part] * n_configs, axis=1)
+                           for part in stack_rows([f.X_test for f in folds], [f.y_test for f in folds], rng))
+
+    n_folds = len(folds)
+    k = n_configs * n_folds
+    scales = None if folds[0].target_scale is None else [f.target_scale for f in folds] * n_configs
+    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1],
+                          [s.train.seed + f for s in specs for f in range(n_folds)], scales)
     fn, root = metric_fn(spec)
     loss_fn = keras.losses.get(spec.loss)
     metrics = [SlotMean(loss_fn, slots=k, name="loss"), SlotMean(fn, slots=k, root=root, name=spec.metric)]
-    model.compile(optimizer=make_optimizer(spec.train), loss=SlotSumLoss(spec.loss, k), metrics=metrics,
+    # Weighted: Keras hands sample weights to `weighted_metrics` only, and the rows padding a short fold weigh 0.
+    model.compile(optimizer=make_optimizer(spec.train), loss=SlotSumLoss(spec.loss, k), weighted_metrics=metrics,
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     keras.utils.set_random_seed(spec.train.seed)  # the shuffle order, as in `fit_model`
     history = model.fit(X, y, sample_weight=w, batch_size=spec.train.batch_size, epochs=spec.train.epochs,
@@ -145,15 +181,17 @@ def fit_stacked(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence
                         initial_epoch=initial_epoch, verbose=0).history
 
     predictions = predict(model, X_val)
-    results = []
-    for j, fold in enumerate(folds):
+    results: list[list[FoldResult]] = [[] for _ in specs]
+    for j in range(k):
+        fold = folds[j % n_folds]
         n_test = len(fold.X_test)
         # Slot j's first n_test stacked rows are its held-out rows (in stacked order, as are the predictions).
         fold_history = {
             "loss": history[f"f{j}_loss"], "val_loss": history[f"val_f{j}_loss"],
             spec.metric: history[f"f{j}_{spec.metric}"], f"val_{spec.metric}": history[f"val_f{j}_{spec.metric}"],
         }
-        results.append(FoldResult(score=score(spec, y_val[:n_test, j], predictions[:n_test, j]),
-                                  history={key: [float(v) for v in vals] for key, vals in fold_history.items()},
-                                  n_train=len(fold.X_train), n_test=n_test))
+        results[j // n_folds].append(FoldResult(
+            score=score(spec, y_val[:n_test, j], predictions[:n_test, j]),
+            history={key: [float(v) for v in vals] for key, vals in fold_history.items()},
+            n_train=len(fold.X_train), n_test=n_test))
     return results

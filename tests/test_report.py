@@ -61,7 +61,7 @@ def _sweep(tune_dir: Path) -> None:
     write_json(tune_dir / "best.json", {
         "experiment": "iris", "metric": "accuracy", "mode": "max", "scoring": "kfold", "score": 0.95,
         "score_std": 0.02, "params": {"train.optimizer": "adam", "train.learning_rate": 0.05, "train.epochs": 6},
-        "checkpoint": None, "checkpoint_epoch": None, "n_trials": 4, "n_errors": 0, "seconds": 7.5})
+        "checkpoint": None, "checkpoint_epoch": None, "n_configs": 4, "n_trials": 4, "n_errors": 0, "seconds": 7.5})
 
 
 @pytest.mark.parametrize("stack_folds", [True, False], ids=["stacked", "one-by-one"])
@@ -188,7 +188,7 @@ def test_report_from_a_real_run_renders_in_headless_chromium(project, monkeypatc
     assert "| iris_later | not run yet |" in markdown
     iris_md5 = report.file_md5(project / "data/iris.csv")
     assert f"setosa 50, versicolor 50, virginica 50 | {iris_md5} (not tracked by DVC)" in markdown
-    assert "| evaluate@iris |" in markdown and "| iris | 4 | 0 | accuracy 0.9500 ± 0.0200 |" in markdown
+    assert "| evaluate@iris |" in markdown and "| iris | 4 | 4 | 0 | accuracy 0.9500 ± 0.0200 |" in markdown
 
     page = tmp_path / "report.html"
     page.write_text(render_html(content))

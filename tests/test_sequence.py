@@ -148,7 +148,7 @@ def test_a_sweep_can_search_the_lookback(bundled_data):
     for lookback in (2, 5):
         reports: list = []
         trial = spec.with_overrides({"preprocess.lookback": lookback})
-        run_trial(trial, sweep, table, labels, lambda metrics, _: reports.append(metrics), work_dir=bundled_data)
+        run_trial([trial], sweep, table, labels, lambda metrics, _: reports.append(metrics), work_dir=bundled_data)
         widths[lookback] = prepare_folds(trial, table, labels)[0].X_train.shape[1]
         assert [r["epoch"] for r in reports] == [1, 2] and all(np.isfinite(r["score"]) for r in reports)
     assert widths == {2: 2, 5: 5}

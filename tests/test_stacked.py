@@ -6,10 +6,11 @@ import keras
 import numpy as np
 
 from tasks.data import load_table
-from tasks.evaluate import cross_validate, encode_labels, prepare_folds
-from tasks.spec import parse_params
+from tasks.evaluate import cross_validate, cross_validate_configs, encode_labels, prepare_folds
+from tasks.spec import SearchSpec, parse_params
 from tasks.models import build_model
 from tasks.stacked import StackedDense, build_stacked, stack_rows
+from tasks.tune import stacked_groups
 
 from conftest import tiny_params
 
@@ -21,7 +22,7 @@ def _iris_spec(**evaluate):
 
 
 def test_each_slot_is_initialised_like_its_own_dense_layer():
-    layer = StackedDense(units=40, seeds=list(range(50)), initializer="glorot_uniform")
+    layer = StackedDense(units=40, seeds=list(range(50)), initializers=["glorot_uniform"] * 50)
     layer.build((None, 50, 30))
     kernel = keras.ops.convert_to_numpy(layer.kernel)
     limit = np.sqrt(6 / (30 + 40))  # Glorot for a (30, 40) kernel: k must not count in the fan-in
@@ -48,7 +49,7 @@ def test_a_slot_with_no_rows_is_not_changed_by_the_other_slots_training():
 
 def test_slot_j_starts_from_the_weights_of_fold_js_own_model():
     spec = _iris_spec().model
-    stacked = build_stacked(spec, 4, k=3, seed=7)
+    stacked = build_stacked([spec] * 3, 4, seeds=[7, 8, 9])
     for j in range(3):
         own = build_model(spec, 4, seed=7 + j)
         for stacked_weight, own_weight in zip(stacked.weights, own.weights):
@@ -82,3 +83,58 @@ def test_stacked_folds_score_like_separately_trained_folds(project):
         assert set(fold.history) == {"loss", "val_loss", "accuracy", "val_accuracy"}
         assert len(fold.history["loss"]) == stacked_spec.train.epochs
         assert fold.history["loss"][-1] < fold.history["loss"][0]
+
+
+def test_slots_of_configs_with_other_initializers_start_from_each_configs_own_weights():
+    glorot = _iris_spec().model
+    normal = _iris_spec().with_overrides({"model.initializer": "random_normal"}).model
+    stacked = build_stacked([glorot, normal], 4, seeds=[7, 7])
+    for j, spec in enumerate([glorot, normal]):
+        for stacked_weight, own_weight in zip(stacked.weights, build_model(spec, 4, seed=7).weights):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(stacked_weight)[j],
+                                          keras.ops.convert_to_numpy(own_weight))
+
+
+def test_a_grid_group_trained_as_one_program_scores_as_each_config_trained_alone(project):
+    """Configs that differ only in initializers, stacked with their folds (2 configs x 3 folds = 6 slots): each
+    config's fold scores and learning curves are those of its own cross-validation."""
+    specs = [_iris_spec().with_overrides({"model.initializer": name}) for name in ("glorot_uniform", "he_normal")]
+    table = load_table(specs[0].dataset, root=project)
+    folds = prepare_folds(specs[0], table, encode_labels(specs[0], table))
+    together = cross_validate_configs(specs, folds)
+    for spec, grouped in zip(specs, together):
+        alone = cross_validate(spec, folds)
+        assert grouped.stacked and alone.stacked
+        assert grouped.scores == alone.scores
+        for fold_grouped, fold_alone in zip(grouped.folds, alone.folds):
+            np.testing.assert_allclose(fold_grouped.history["loss"], fold_alone.history["loss"], rtol=1e-4)
+            np.testing.assert_array_equal(fold_grouped.y_pred, fold_alone.y_pred)
+    assert together[0].folds[0].history["loss"] != together[1].folds[0].history["loss"]
+
+
+def _books_grid(**sweep) -> SearchSpec:
+    return SearchSpec.model_validate({"space": {
+        "train.optimizer": {"grid": ["rmsprop", "adam"]},
+        "model.initializer": {"grid": ["glorot_uniform", "random_normal", "random_uniform"]},
+        "train.batch_size": {"grid": [10, 20]}}, **sweep})
+
+
+def test_the_books_grid_of_twelve_trains_as_four_stacked_programs():
+    groups = stacked_groups(_iris_spec(), _books_grid())
+    assert sorted(len(group) for group in groups) == [3, 3, 3, 3]
+    for group in groups:
+        assert len({(c["train.optimizer"], c["train.batch_size"]) for c in group}) == 1
+        assert {c["model.initializer"] for c in group} == {"glorot_uniform", "random_normal", "random_uniform"}
+
+
+def test_grids_that_cannot_stack_their_configs_run_one_config_per_trial():
+    spec = _iris_spec()
+    assert stacked_groups(spec, _books_grid(stack_configs=False)) is None
+    assert stacked_groups(spec, _books_grid(scheduler="asha")) is None  # a scheduler stops configs one by one
+    assert stacked_groups(spec, _books_grid(scoring="holdout")) is None  # exports one config's own checkpoint
+    sampled = SearchSpec.model_validate({"space": {"train.learning_rate": {"choice": [0.01, 0.1]}}})
+    assert stacked_groups(spec, sampled) is None
+    widths = SearchSpec.model_validate({"space": {"model.widths": {"grid": [[4], [8]]}}})
+    assert sorted(map(len, stacked_groups(spec, widths))) == [1, 1]  # other shapes: a program each
+    unstacked = _iris_spec(stack_folds=False)
+    assert sorted(map(len, stacked_groups(unstacked, _books_grid()))) == [1] * 12

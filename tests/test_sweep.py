@@ -10,13 +10,14 @@ import csv
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ray
 
 from flows.pipeline import load_data
 from flows.sweep import SweepError, connect, export_best, run_sweep
 from tasks.data import load_table
-from tasks.evaluate import encode_labels, fit_split
+from tasks.evaluate import cross_validate, encode_labels, fit_split, prepare_folds
 from tasks.results import load_model
 from tasks.spec import parse_params
 from tasks.split import make_splits
@@ -77,8 +78,30 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     assert {(r["param:train.optimizer"], r["param:model.widths"]) for r in rows} == {
         ("adam", "[4]"), ("adam", "[8, 4]"), ("sgd", "[4]"), ("sgd", "[8, 4]")}
     assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
-    assert best["n_trials"] == 4 and best["score"] == pytest.approx(float(rows[0]["score"]))
+    assert best["n_configs"] == best["n_trials"] == 4 and best["score"] == pytest.approx(float(rows[0]["score"]))
     assert (out / "best_model/model.keras").is_file()
+
+    # Configs that differ only in initializers: one Ray trial (one stacked program) per optimizer.
+    raw = sweep_params()
+    raw["sweeps"]["cancer"]["space"] = {"train.optimizer": {"grid": ["adam", "sgd"]},
+                                       "model.initializer": {"grid": ["glorot_uniform", "random_normal"]}}
+    best = _sweep(raw, cancer_project / "tune_stacked")
+    rows = _rows(cancer_project / "tune_stacked")
+    assert best["n_configs"] == 4 and best["n_trials"] == 2
+    assert {(r["param:train.optimizer"], r["param:model.initializer"]) for r in rows} == {
+        ("adam", "glorot_uniform"), ("adam", "random_normal"), ("sgd", "glorot_uniform"), ("sgd", "random_normal")}
+    trials = {r["param:train.optimizer"]: r["trial_id"] for r in rows}
+    assert all(r["trial_id"] == trials[r["param:train.optimizer"]] and r["configs_in_trial"] == "2" for r in rows)
+    assert best["params"] == {"train.optimizer": rows[0]["param:train.optimizer"],
+                              "model.initializer": rows[0]["param:model.initializer"]}
+    assert best["score"] == pytest.approx(float(rows[0]["score"]))
+    # Each config's score is that of its own cross-validation (the plain function, no Ray).
+    params = parse_params(raw)
+    spec = params.experiments["cancer"].with_overrides(best["params"])
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    alone = cross_validate(scoring_spec(spec, params.sweeps["cancer"]), prepare_folds(spec, table, labels))
+    assert np.mean(alone.scores) == pytest.approx(best["score"], abs=1e-6)
 
     # Hold-out scoring: the exported model is the best trial's checkpoint and reproduces its score.
     holdout = sweep_params(epochs=4, scoring="holdout", keep_checkpoints=1, checkpoint_every=2)
