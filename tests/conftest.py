@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import socket
@@ -147,3 +148,63 @@ def git_dvc_repo(project: Path, prefect_server: str) -> dict[str, str]:
     for args in (["dvc", "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run_checked(args, project, env)
     return env
+
+
+# Sweeps (tests/test_sweep.py, tests/test_cluster.py, tests/faults/test_sweep_faults.py): a small grid on the
+# breast-cancer data, swept in this process by the flow's own task functions.
+
+def sweep_params(epochs: int = 3, **sweep) -> dict:
+    """A 2-fold 8-1 MLP on the breast-cancer data with a 4-config grid (optimizer x hidden widths)."""
+    return {
+        "experiments": {"cancer": {
+            "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
+            "preprocess": {"scale": "standard"},
+            "model": {"layers": [{"type": "dense", "units": 8, "activation": "relu"},
+                                 {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+            "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": epochs, "batch_size": 32, "seed": 1},
+            "evaluate": {"n_splits": 2, "stratify": True, "seed": 1},
+        }},
+        "sweeps": {"cancer": {"space": {"train.optimizer": {"grid": ["adam", "sgd"]},
+                                        "model.widths": {"grid": [[4], [8, 4]]}}, **sweep}},
+    }
+
+
+@pytest.fixture
+def cancer_project(tmp_path, bundled_data, monkeypatch):
+    """A working folder holding data/breast_cancer.csv, made the current directory."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/breast_cancer.csv").write_bytes((bundled_data / "breast_cancer.csv").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One embedded Ray cluster (2 CPUs) for a module's in-process sweeps."""
+    import ray
+
+    from flows.sweep import connect
+
+    ray.shutdown()
+    connect()
+    yield
+    ray.shutdown()
+
+
+def sweep_and_export(raw: dict, out: Path, resume: bool = False) -> dict:
+    """Sweep `raw`'s `cancer` experiment into `out` (on whatever Ray is connected) and export the best model."""
+    from flows.pipeline import load_data
+    from flows.sweep import export_best, run_sweep
+    from tasks.spec import parse_params
+
+    params = parse_params(raw)
+    spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
+    table, labels = load_data.fn("cancer", spec)
+    grid = run_sweep.fn("cancer", spec, sweep, table, labels, out, resume)
+    return export_best.fn("cancer", spec, sweep, grid, table, labels, out)
+
+
+def read_trials(out: Path) -> list[dict]:
+    """The rows of a sweep's trials.csv, best first."""
+    with open(out / "trials.csv") as handle:
+        return list(csv.DictReader(handle))

@@ -1,21 +1,18 @@
 """Ray Tune sweeps on a real local Ray cluster: grid, random, ASHA, Optuna, the best checkpoint, resources.
 
 Faults (a trial's process killed, the sweep's driver killed and resumed, checkpoint retention) are tested in
-tests/faults/test_sweep_faults.py, with these helpers.
+tests/faults/test_sweep_faults.py; the sweep fixtures and helpers are tests/conftest.py's.
 """
 
 from __future__ import annotations
 
-import csv
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 
-from flows.pipeline import load_data
-from flows.sweep import SweepError, connect, export_best, run_sweep
+from conftest import read_trials, sweep_and_export, sweep_params
+from flows.sweep import SweepError
 from tasks.data import load_table
 from tasks.evaluate import cross_validate, encode_labels, fit_split, prepare_folds
 from tasks.results import load_model
@@ -25,55 +22,10 @@ from tasks.train import predict, score
 from tasks.tune import scoring_spec
 
 
-def sweep_params(epochs: int = 3, **sweep) -> dict:
-    return {
-        "experiments": {"cancer": {
-            "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
-            "preprocess": {"scale": "standard"},
-            "model": {"layers": [{"type": "dense", "units": 8, "activation": "relu"},
-                                 {"type": "dense", "units": 1, "activation": "sigmoid"}]},
-            "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": epochs, "batch_size": 32, "seed": 1},
-            "evaluate": {"n_splits": 2, "stratify": True, "seed": 1},
-        }},
-        "sweeps": {"cancer": {"space": {"train.optimizer": {"grid": ["adam", "sgd"]},
-                                        "model.widths": {"grid": [[4], [8, 4]]}}, **sweep}},
-    }
-
-
-@pytest.fixture
-def cancer_project(tmp_path, bundled_data, monkeypatch):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data/breast_cancer.csv").write_bytes((bundled_data / "breast_cancer.csv").read_bytes())
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One embedded Ray cluster (2 CPUs) for this module's in-process sweeps."""
-    ray.shutdown()
-    connect()
-    yield
-    ray.shutdown()
-
-
-def _sweep(raw: dict, out: Path, resume: bool = False) -> dict:
-    params = parse_params(raw)
-    spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
-    table, labels = load_data.fn("cancer", spec)
-    grid = run_sweep.fn("cancer", spec, sweep, table, labels, out, resume)
-    return export_best.fn("cancer", spec, sweep, grid, table, labels, out)
-
-
-def _rows(out: Path) -> list[dict]:
-    with open(out / "trials.csv") as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_project, local_ray):
     out = cancer_project / "tune"
-    best = _sweep(sweep_params(), out)
-    rows = _rows(out)
+    best = sweep_and_export(sweep_params(), out)
+    rows = read_trials(out)
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     assert {(r["param:train.optimizer"], r["param:model.widths"]) for r in rows} == {
         ("adam", "[4]"), ("adam", "[8, 4]"), ("sgd", "[4]"), ("sgd", "[8, 4]")}
@@ -85,8 +37,8 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     raw = sweep_params()
     raw["sweeps"]["cancer"]["space"] = {"train.optimizer": {"grid": ["adam", "sgd"]},
                                        "model.initializer": {"grid": ["glorot_uniform", "random_normal"]}}
-    best = _sweep(raw, cancer_project / "tune_stacked")
-    rows = _rows(cancer_project / "tune_stacked")
+    best = sweep_and_export(raw, cancer_project / "tune_stacked")
+    rows = read_trials(cancer_project / "tune_stacked")
     assert best["n_configs"] == 4 and best["n_trials"] == 2
     assert {(r["param:train.optimizer"], r["param:model.initializer"]) for r in rows} == {
         ("adam", "glorot_uniform"), ("adam", "random_normal"), ("sgd", "glorot_uniform"), ("sgd", "random_normal")}
@@ -105,7 +57,7 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
 
     # Hold-out scoring: the exported model is the best trial's checkpoint and reproduces its score.
     holdout = sweep_params(epochs=4, scoring="holdout", keep_checkpoints=1, checkpoint_every=2)
-    best = _sweep(holdout, cancer_project / "tune_holdout")
+    best = sweep_and_export(holdout, cancer_project / "tune_holdout")
     params = parse_params(holdout)
     spec = params.experiments["cancer"].with_overrides(best["params"])
     table = load_table(spec.dataset)
@@ -123,9 +75,9 @@ def test_random_search_draws_num_samples_reproducibly(cancer_project, local_ray)
     for run in range(2):
         raw = sweep_params(epochs=1, algorithm="random", num_samples=3, seed=5)
         raw["sweeps"]["cancer"]["space"] = space
-        _sweep(raw, cancer_project / f"random{run}")
+        sweep_and_export(raw, cancer_project / f"random{run}")
         drawn.append(sorted((r["param:train.learning_rate"], r["param:train.batch_size"])
-                            for r in _rows(cancer_project / f"random{run}")))
+                            for r in read_trials(cancer_project / f"random{run}")))
     assert len(drawn[0]) == 3
     assert drawn[0] == drawn[1]
     assert all(0.001 <= float(lr) <= 0.1 for lr, _ in drawn[0])
@@ -135,8 +87,8 @@ def test_asha_stops_a_hopeless_trial_at_its_grace_epoch(cancer_project, local_ra
     """Trials run one at a time, the good learning rate first: ASHA must stop the hopeless one early."""
     raw = sweep_params(epochs=12, scheduler="asha", grace_period=2, max_concurrent_trials=1)
     raw["sweeps"]["cancer"]["space"] = {"train.learning_rate": {"grid": [0.05, 1e-7]}}
-    _sweep(raw, cancer_project / "tune")
-    epochs = {float(r["param:train.learning_rate"]): int(r["epochs"]) for r in _rows(cancer_project / "tune")}
+    sweep_and_export(raw, cancer_project / "tune")
+    epochs = {float(r["param:train.learning_rate"]): int(r["epochs"]) for r in read_trials(cancer_project / "tune")}
     assert epochs[0.05] == 12
     assert epochs[1e-7] < 12
 
@@ -145,8 +97,8 @@ def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, local_ra
     raw = sweep_params(epochs=2, algorithm="optuna", num_samples=3, seed=3)
     raw["sweeps"]["cancer"]["space"] = {"train.learning_rate": {"loguniform": [0.001, 0.1]},
                                         "model.widths": {"choice": [[4], [8, 4]]}}
-    best = _sweep(raw, cancer_project / "tune")
-    rows = _rows(cancer_project / "tune")
+    best = sweep_and_export(raw, cancer_project / "tune")
+    rows = read_trials(cancer_project / "tune")
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     assert all(0.001 <= float(r["param:train.learning_rate"]) <= 0.1 for r in rows)
     assert best["params"]["model.widths"] in ([4], [8, 4])
@@ -155,5 +107,5 @@ def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, local_ra
 def test_infeasible_resources_fail_in_seconds(cancer_project, local_ray):
     start = time.monotonic()
     with pytest.raises(SweepError, match="asks for cpu=1, gpu=1 but no node of the cluster has that much"):
-        _sweep(sweep_params(gpu=1), cancer_project / "tune")
+        sweep_and_export(sweep_params(gpu=1), cancer_project / "tune")
     assert time.monotonic() - start < 30

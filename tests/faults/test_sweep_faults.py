@@ -2,7 +2,7 @@
 checkpoints kept to `keep_checkpoints` per trial so a long sweep cannot fill the disk.
 
 Real Ray (an embedded local cluster), real processes, real SIGKILLs (`os.kill`, `os.killpg`). The sweep helpers
-and fixtures are tests/test_sweep.py's.
+and fixtures are tests/conftest.py's.
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ import psutil
 import ray
 import yaml
 
-from conftest import BIN, run_cli
-from test_sweep import _rows, _sweep, cancer_project, local_ray, sweep_params  # noqa: F401 (fixtures)
+from conftest import BIN, read_trials, run_cli, sweep_and_export, sweep_params
 
 
 def test_checkpoints_beyond_keep_checkpoints_are_deleted(cancer_project, local_ray):
     """A checkpoint every epoch for 6 epochs, keep 2: each trial's folder ends with its 2 best, not 6."""
     raw = sweep_params(epochs=6, keep_checkpoints=2, checkpoint_every=1)
     raw["sweeps"]["cancer"]["space"] = {"train.optimizer": {"grid": ["adam", "sgd"]}}
-    _sweep(raw, cancer_project / "tune")
+    sweep_and_export(raw, cancer_project / "tune")
     trial_dirs = [path for path in (cancer_project / "tune/ray/sweep").iterdir() if (path / "result.json").is_file()]
     assert len(trial_dirs) == 2
     for trial_dir in trial_dirs:
@@ -58,10 +57,10 @@ def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cancer_projec
 
     killer = threading.Thread(target=kill_one_trial)
     killer.start()
-    best = _sweep(sweep_params(epochs=60, checkpoint_every=5, max_concurrent_trials=1), cancer_project / "tune")
+    best = sweep_and_export(sweep_params(epochs=60, checkpoint_every=5, max_concurrent_trials=1), cancer_project / "tune")
     killer.join()
     assert killed, "no trial process was found to kill"
-    rows = _rows(cancer_project / "tune")
+    rows = read_trials(cancer_project / "tune")
     assert len(rows) == 4 and all(r["status"] == "ok" and r["epochs"] == "60" for r in rows)
     assert best["n_errors"] == 0
 
@@ -88,7 +87,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project
 
     resumed = run_cli(["tune", "cancer", "--resume"], cwd=cancer_project, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    rows = _rows(cancer_project / "results/cancer/tune")
+    rows = read_trials(cancer_project / "results/cancer/tune")
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     for path, mtime in finished.items():
         assert path.stat().st_mtime == mtime, f"finished trial {path.parent.name} was run again"
