@@ -137,7 +137,8 @@ def _sweep_parts(e: ExperimentReport) -> list[str]:
         c for c in ("score", "score_std", "epochs", "seconds", "status") if c in sweep.trials.columns]
     rows = [[_format(value) for value in row] for row in sweep.trials[shown].itertuples(index=False)]
     return ["<h3>Sweep</h3>",
-            f"<p>{best['n_configs']} configs in {best['n_trials']} Ray trials ({best['n_errors']} failed), scored by {escape(str(best['scoring']))}; "
+            f"<p>{sweep.n_configs} configs in {best['n_trials']} Ray trials ({best['n_errors']} failed), scored by "
+            f"{escape(str(best['scoring']))}; "
             f"best {escape(best['metric'])} {best['score']:.4f} ± {best['score_std']:.4f} with "
             + ", ".join(f"<code>{escape(k)}={escape(str(v))}</code>" for k, v in sorted(best["params"].items()))
             + ". Trials best first:</p>",

@@ -66,6 +66,12 @@ class Sweep:
         """The searched parameters, as dotted keys (`train.optimizer`)."""
         return [column.removeprefix("param:") for column in self.trials.columns if column.startswith("param:")]
 
+    @property
+    def n_configs(self) -> int:
+        """Configs tried. A best.json written before grids stacked their configs has `n_trials` only: one Ray
+        trial per config then."""
+        return int(self.best.get("n_configs", self.best["n_trials"]))
+
 
 @dataclass
 class ExperimentReport:
@@ -259,9 +265,9 @@ def sweep_rows(report: Report) -> list[dict[str, Any]]:
             continue
         best = e.sweep.best
         # The configs of a stacked group share their Ray trial, and its seconds: count each trial once.
-        trials = e.sweep.trials.drop_duplicates("trial_id")
+        trials = e.sweep.trials.drop_duplicates("trial_id") if "trial_id" in e.sweep.trials else e.sweep.trials
         trial_seconds = pd.to_numeric(trials["seconds"], errors="coerce")
-        rows.append({"experiment": e.name, "configs": best["n_configs"], "trials": best["n_trials"],
+        rows.append({"experiment": e.name, "configs": e.sweep.n_configs, "trials": best["n_trials"],
                      "errors": best["n_errors"],
                      "metric": best["metric"], "score": best["score"], "score_std": best["score_std"],
                      "params": ", ".join(f"{key}={value}" for key, value in sorted(best["params"].items())),

@@ -3,6 +3,7 @@ compared with `dvc metrics diff`, `dvc exp show` and `dvc plots show` (one line 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 
@@ -11,7 +12,7 @@ import yaml
 
 from tasks import report
 
-from conftest import git_dvc_repo, run_checked as _run
+from conftest import ROOT, git_dvc_repo, run_checked as _run
 
 
 @pytest.fixture
@@ -73,3 +74,45 @@ def test_repro_then_nothing_then_only_the_changed_experiment(repo):
     (curves,) = compared["data"]["results/diabetes/history/plots/custom/folds.json"]
     assert {(row["rev"], row["fold"]) for row in curves["content"]["data"]["values"]} == {
         (rev, fold) for rev in ("one-epoch", "two-epochs") for fold in (0, 1)}
+
+
+def _imported_modules(path: str, top_level_only: bool = False) -> set[str]:
+    """The kerasflow modules (tasks/*.py, flows/*.py) a source file imports, as repository paths."""
+    tree = ast.parse((ROOT / path).read_text())
+    found = set()
+    for node in (tree.body if top_level_only else ast.walk(tree)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("tasks", "flows"):
+            if node.module in ("tasks", "flows"):  # `from tasks import evaluate, report`
+                found |= {f"{node.module}/{alias.name}.py" for alias in node.names}
+            else:
+                found.add(node.module.replace(".", "/") + ".py")
+    return {module for module in found if (ROOT / module).is_file()}
+
+
+def _code_closure(roots: list[str]) -> set[str]:
+    """`roots` and every kerasflow module they import, directly or not (flows/cli.py: its module-level imports
+    only; the rest are other commands')."""
+    seen, todo = set(), list(roots)
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo += _imported_modules(path, top_level_only=path == "flows/cli.py")
+    return seen
+
+
+# The report stage's own code: the pipeline publishes the same summary as a Prefect artifact, but no file an
+# evaluate or tune stage writes depends on it, so changing the report must not rerun training.
+REPORT_CODE = {"tasks/report.py", "tasks/html_report.py", "tasks/plots.py"}
+
+
+def test_each_stage_depends_on_exactly_the_code_it_runs():
+    """A module missing from a stage's deps would let `dvc repro` keep results the new code would change; a
+    module listed but not run would rerun training for nothing."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    code = {name: {dep for dep in (stage.get("do", stage))["deps"] if dep.endswith(".py")}
+            for name, stage in stages.items()}
+    assert code["evaluate"] == _code_closure(["flows/cli.py", "flows/pipeline.py"]) - REPORT_CODE
+    assert code["tune"] == _code_closure(["flows/cli.py", "flows/sweep.py"]) - REPORT_CODE
+    assert REPORT_CODE <= code["report"]
+

@@ -227,3 +227,30 @@ def test_the_chromium_check_sees_console_errors_broken_images_and_requests(tmp_p
     assert [image["width"] for image in rendered["images"]] == [0, 0]
     assert any(level == "error" and "missing.png" in text for level, text in rendered["log"])
     assert any(url.endswith("missing.png") for url in rendered["requests"])
+
+
+def test_a_stacked_groups_configs_share_one_trial_and_older_sweeps_still_report(project):
+    """Configs trained as one stacked program share their Ray trial's seconds, counted once; a best.json from
+    before grids stacked (`n_trials` only, one trial per config) still reports its configs."""
+    experiments = parse_params(_params()).experiments
+    tune_dir = project / "results/iris/tune"
+    rows = [{"param:model.initializer": init, "score": score, "score_std": 0.01, "epochs": 6, "seconds": 4.0,
+             "trial_id": "t0", "configs_in_trial": 2, "status": "ok"}
+            for init, score in [("glorot_uniform", 0.95), ("random_normal", 0.9)]]
+    write_trials(tune_dir / "trials.csv", rows)
+    best = {"experiment": "iris", "metric": "accuracy", "mode": "max", "scoring": "kfold", "score": 0.95,
+            "score_std": 0.01, "params": {"model.initializer": "glorot_uniform"}, "checkpoint": None,
+            "checkpoint_epoch": None, "n_configs": 2, "n_trials": 1, "n_errors": 0, "seconds": 5.0}
+    write_json(tune_dir / "best.json", best)
+    (row,) = report.sweep_rows(report.collect(project / "results", experiments))
+    assert (row["configs"], row["trials"], row["trial_seconds"]) == (2, 1, 4.0)
+
+    del best["n_configs"]
+    best["n_trials"] = 2
+    write_json(tune_dir / "best.json", best)
+    write_trials(tune_dir / "trials.csv", [{k: v for k, v in r.items() if k not in ("trial_id", "configs_in_trial")}
+                                           for r in rows])
+    content = report.collect(project / "results", experiments)
+    (row,) = report.sweep_rows(content)
+    assert (row["configs"], row["trials"], row["trial_seconds"]) == (2, 2, 8.0)
+    assert "2 configs in 2 Ray trials" in render_html(content)
