@@ -4,6 +4,7 @@ Run from the repository root (after `make install` and `kerasflow data`):
 
     .venv/bin/python bench/kfold.py                 # 150 epochs, as the books train it
     .venv/bin/python bench/kfold.py --epochs 30     # a quicker look
+    .venv/bin/python bench/kfold.py --jax           # also kerasflow on JAX, against this run's TensorFlow loop
 
 All contenders run in this one process, one after another, on the same folds and epochs, so the ratios are
 measured side by side; absolute seconds drift between runs on a shared machine.
@@ -11,12 +12,18 @@ measured side by side; absolute seconds drift between runs on a shared machine.
 - books_loop: the books' way, `StratifiedKFold` and a fresh `Sequential` fitted per fold (steps_per_execution=1);
 - one_fold:   kerasflow's per-model path on a single fold (the unit the moonshot target is stated in);
 - kerasflow:  kerasflow's cross-validation, all folds stacked into one program.
+- kerasflow_jax (--jax): the same on the JAX backend, in a child process (a process has one backend), timed
+  there after the same warm-up; compared with this run's books' loop on TensorFlow, as a user who switches
+  `backend: jax` compares (issue 7's 40x target).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -77,13 +84,28 @@ def timed(fn):
     return time.perf_counter() - start, value
 
 
+def on_jax(epochs: int, n_splits: int) -> dict:
+    """kerasflow's cross-validation timed in a child process on the JAX backend: its seconds and scores."""
+    child = subprocess.run([sys.executable, __file__, "--epochs", str(epochs), "--folds", str(n_splits),
+                            "--only-kerasflow"], env={**os.environ, "KERAS_BACKEND": "jax"},
+                           capture_output=True, text=True, check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--jax", action="store_true", help="also time kerasflow on JAX, in a child process")
+    parser.add_argument("--only-kerasflow", action="store_true",
+                        help="time kerasflow's cross-validation only and print it as JSON (what --jax runs)")
     args = parser.parse_args()
 
     spec, table, folds = prepared(args.epochs, args.folds)  # the same folds and scalers for every contender
+    if args.only_kerasflow:
+        seconds, result = timed(lambda: cross_validate(spec, folds))
+        print(json.dumps({"backend": keras.backend.backend(), "seconds": seconds, "scores": result.scores}))
+        return
 
     books_s, books_scores = timed(lambda: books_loop(folds, args.epochs))
     one_s, one = timed(lambda: fit_fold(spec, folds[0], 0))
@@ -97,6 +119,12 @@ def main() -> None:
           f"   (stacked={ours.stacked})")
     print(f"speed-up over books_loop: {books_s / ours_s:.2f}x   "
           f"kerasflow {args.folds}-fold / one fold: {ours_s / one_s:.2f}x")
+    if args.jax:
+        jax = on_jax(args.epochs, args.folds)
+        print(f"{'kerasflow_jax':<12} {jax['seconds']:8.1f} {np.mean(jax['scores']):9.4f} {np.std(jax['scores']):7.4f}"
+              f"   (backend={jax['backend']}, child process)")
+        print(f"speed-up of kerasflow on JAX over books_loop on {keras.backend.backend()}: "
+              f"{books_s / jax['seconds']:.2f}x")
 
 
 if __name__ == "__main__":
