@@ -9,7 +9,7 @@ from tasks.data import load_table
 from tasks.evaluate import cross_validate, cross_validate_configs, encode_labels, prepare_folds
 from tasks.spec import SearchSpec, parse_params
 from tasks.models import build_model
-from tasks.stacked import StackedDense, build_stacked, stack_rows
+from tasks.stacked import StackedDense, SwapBatchAndSlots, build_stacked, stack_rows
 from tasks.tune import stacked_groups
 
 from conftest import tiny_params
@@ -37,7 +37,8 @@ def test_a_slot_with_no_rows_is_not_changed_by_the_other_slots_training():
     y = rng.normal(size=(32, 3, 1)).astype("float32")
     weight = np.ones((32, 3), dtype="float32")
     weight[:, 1] = 0.0
-    model = keras.Sequential([keras.Input((3, 4)), StackedDense(5, [0, 1, 2], "relu"), StackedDense(1, [3, 4, 5])])
+    model = keras.Sequential([keras.Input((3, 4)), SwapBatchAndSlots(), StackedDense(5, [0, 1, 2], "relu"),
+                              StackedDense(1, [3, 4, 5]), SwapBatchAndSlots()])
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
     model.compile(optimizer="adam", loss="mean_squared_error")
     model.fit(X, y, sample_weight=weight, epochs=3, batch_size=8, verbose=0)
