@@ -153,7 +153,8 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, 
     for result in grid:
         metrics = result.metrics or {}
         configs = trial_configs(result.config or {})
-        scores, stds = metrics.get("scores") or [None] * len(configs), metrics.get("score_stds") or [None] * len(configs)
+        unscored = [None] * len(configs)  # a trial that failed before its first report
+        scores, stds = metrics.get("scores") or unscored, metrics.get("score_stds") or unscored
         for config, score, score_std in zip(configs, scores, stds):
             rows.append({**{f"param:{k}": v for k, v in config.items()},
                          "score": score, "score_std": score_std,

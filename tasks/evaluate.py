@@ -129,11 +129,13 @@ def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Seque
 
 
 def cross_validate_configs(specs: Sequence[ExperimentSpec], folds: list[FoldData],
-                           callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0) -> list[CVResult]:
+                           callbacks: Sequence[keras.callbacks.Callback] = (),
+                           initial_epoch: int = 0) -> list[CVResult]:
     """:func:`cross_validate` for configs that share a stack key (a grid's group, see `tasks/stacked.py`): every
     config's folds train in one stacked program, config c's fold f in slot `c * len(folds) + f`.
 
-    Configs that cannot stack are cross-validated one at a time; each result's `seconds` is the whole call's.
+    Configs that cannot stack are cross-validated one at a time, each timed on its own; stacked configs share
+    one program, and each result's `seconds` is that program's.
     """
     start = time.perf_counter()
     if not uses_stacking(specs[0], len(specs) * len(folds)):

@@ -293,7 +293,8 @@ def render_markdown(report: Report) -> str:
                   "| trials' seconds |",
                   "|---|---|---|---|---|---|---|---|"]
         for row in sweeps:
-            lines.append(f"| {row['experiment']} | {row['configs']} | {row['trials']} | {row['errors']} | {row['metric']} "
+            lines.append(f"| {row['experiment']} | {row['configs']} | {row['trials']} | {row['errors']} "
+                         f"| {row['metric']} "
                          f"{row['score']:.4f} ± {row['score_std']:.4f} | {row['params']} | {row['seconds']} "
                          f"| {row['trial_seconds']} |")
 

@@ -167,7 +167,8 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     stacked grid train as they would one by one.
     """
     spec, n_configs = specs[0], len(specs)
-    if any(stack_key(other) != stack_key(spec) for other in specs[1:]):
+    key = stack_key(spec)
+    if any(stack_key(other) != key for other in specs[1:]):
         raise ValueError("configs stacked into one program may differ only in their Dense layers' initializers")
     rng = np.random.default_rng(spec.train.seed)
     # One config's stacked rows, repeated for every config: slot c * k + f holds fold f's rows.
