@@ -16,7 +16,7 @@ from tasks.preprocess import LabelCodec, Preprocessor
 from tasks.spec import ExperimentSpec
 from tasks.split import Split, make_splits
 from tasks.stacked import fit_stacked
-from tasks.train import FoldData, FoldResult, encode_target, fit_fold, fit_model, predict, score, with_predictions
+from tasks.train import FoldData, FoldResult, encode_target, fit_fold, fit_model, score
 from tasks.window import LAST_VALUE, window_table
 
 
@@ -140,16 +140,11 @@ def cross_validate_configs(specs: Sequence[ExperimentSpec], folds: list[FoldData
     start = time.perf_counter()
     if not uses_stacking(specs[0], len(specs) * len(folds)):
         return [_cross_validate_each(spec, folds, callbacks, initial_epoch) for spec in specs]
-    # Keras hands every callback the model it trains: the way to the one `fit_stacked` does not return.
-    trained = keras.callbacks.Callback()
-    per_config = fit_stacked(specs, folds, [*callbacks, trained], initial_epoch)
-    outputs = predict_stacked(trained.model, folds, len(specs))
+    per_config = fit_stacked(specs, folds, callbacks, initial_epoch)
     seconds = time.perf_counter() - start
     return [CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, stacked=True, seconds=seconds,
-                     folds=[with_predictions(spec, result, fold, out)
-                            for result, fold, out in zip(results, folds, outputs[c * len(folds):])],
-                     baseline=_baseline(spec, folds))
-            for c, (spec, results) in enumerate(zip(specs, per_config))]
+                     folds=results, baseline=_baseline(spec, folds))
+            for spec, results in zip(specs, per_config)]
 
 
 def _cross_validate_each(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence[keras.callbacks.Callback],
@@ -163,21 +158,6 @@ def _cross_validate_each(spec: ExperimentSpec, folds: list[FoldData], callbacks:
 def _baseline(spec: ExperimentSpec, folds: list[FoldData]) -> list[float] | None:
     """Per fold, the naive last-value forecast's score (series only)."""
     return None if folds[0].naive_test is None else [score(spec, fold.y_test, fold.naive_test) for fold in folds]
-
-
-def predict_stacked(model: keras.Model, folds: list[FoldData], n_configs: int = 1) -> list[np.ndarray]:
-    """Each slot's predictions of its fold's held-out rows, in the fold's row order: slot `c * k + f` predicts
-    fold f's rows for config c.
-
-    `fit_stacked` scores rows it has shuffled; predicting them again in order ties each prediction to its row.
-    Slots do not mix, so the zero rows padding the shorter folds change no other slot's outputs.
-    """
-    length = max(len(fold.X_test) for fold in folds)
-    X = np.zeros((length, len(folds)) + folds[0].X_test.shape[1:], dtype=folds[0].X_test.dtype)
-    for j, fold in enumerate(folds):
-        X[: len(fold.X_test), j] = fold.X_test
-    outputs = predict(model, np.concatenate([X] * n_configs, axis=1))
-    return [outputs[: len(folds[j % len(folds)].X_test), j] for j in range(n_configs * len(folds))]
 
 
 def uses_stacking(spec: ExperimentSpec, n_models: int) -> bool:

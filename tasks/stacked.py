@@ -7,12 +7,12 @@ step instead of once per model. Configs of a grid stack when they differ only in
 initializers (:func:`stack_key`); config ``c``'s fold ``f`` is slot ``c * k + f``. Each slot gets
 
 - its own weights, initialised exactly as a separate ``Dense`` layer would be;
-- its own rows: slot ``j`` of input row ``i`` is a training row of fold ``j``, and shuffling the stacked rows
-  gives every slot a uniformly random order each epoch, as separate training would;
+- its own rows: slot ``j`` of input row ``i`` is a training row of fold ``j``, dealt in the order the per-fold
+  path deals them to fold ``j``'s own model, a new one each epoch (`tasks/epochs.py`);
 - its own gradient: the loss is the *sum* over slots of each slot's batch mean, so no slot's learning rate is
   scaled by k.
 
-Folds whose training sets are one row shorter than the longest are padded with zero-weight rows.
+Folds whose training sets are shorter than the longest are padded with zero-weight rows.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tasks.epochs import fit_epochs, plan_epochs
 from tasks.models import TargetScale, layer_seeds, make_optimizer, seeded_initializer
 from tasks.spec import DenseLayer, DropoutLayer, ExperimentSpec, ModelSpec
 from tasks.train import (
@@ -33,7 +34,7 @@ from tasks.train import (
     predict,
     score,
     steps_per_execution,
-    validation_batch_size,
+    with_predictions,
 )
 
 
@@ -139,73 +140,63 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
     return model
 
 
-def stack_rows(parts: list[np.ndarray], targets: list[np.ndarray],
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stack per-slot rows into `(L, k, ...)` arrays plus `(L, k)` weights, L being the longest part.
-
-    Each slot's rows are put in a random order; shorter slots are padded with copies of their own rows at
-    weight 0, so padding never injects values a model would not otherwise see.
-    """
-    length = max(len(p) for p in parts)
-    X = np.empty((length, len(parts)) + parts[0].shape[1:], dtype=parts[0].dtype)
-    y = np.empty((length, len(parts)) + targets[0].shape[1:], dtype=targets[0].dtype)
+def stack_slots(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slot rows as one `(L, k, ...)` table, L being the longest part, plus `(L, k)` weights: 1 for a slot's
+    rows, 0 for the zero rows padding a shorter one."""
+    length = max(len(part) for part in parts)
+    table = np.zeros((length, len(parts)) + parts[0].shape[1:], dtype=parts[0].dtype)
     weight = np.zeros((length, len(parts)), dtype=np.float32)
-    for j, (rows, target) in enumerate(zip(parts, targets)):
-        order = rng.permutation(len(rows))
-        filled = np.concatenate([order, order[: length - len(rows)]])
-        X[:, j], y[:, j] = rows[filled], target[filled]
-        weight[: len(rows), j] = 1.0
-    return X, y, weight
+    for j, part in enumerate(parts):
+        table[: len(part), j] = part
+        weight[: len(part), j] = 1.0
+    return table, weight
 
 
 def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
                 callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0) -> list[list[FoldResult]]:
-    """Train one model per config and fold, all as one stacked program; score each on its fold's held-out rows.
+    """Train one model per config and fold, all as one stacked program; score and predict each on its fold's
+    held-out rows.
 
-    `specs` must share a :func:`stack_key`. Returns the results per config, each a list over the folds. Every
-    config's slots see its folds' rows in the order a run of that config alone gives them, so the configs of a
-    stacked grid train as they would one by one.
+    `specs` must share a :func:`stack_key`. Returns the results per config, each a list over the folds. Fold f's
+    slots are dealt its rows in the order the per-fold path deals them to fold f's own model (both seeded with
+    the spec's seed + f), so every config of a stacked grid trains as it would alone.
     """
-    spec, n_configs = specs[0], len(specs)
+    spec, n_configs, n_folds = specs[0], len(specs), len(folds)
     key = stack_key(spec)
     if any(stack_key(other) != key for other in specs[1:]):
         raise ValueError("configs stacked into one program may differ only in their Dense layers' initializers")
-    rng = np.random.default_rng(spec.train.seed)
-    # One config's stacked rows, repeated for every config: slot c * k + f holds fold f's rows.
-    X, y, w = (np.concatenate([part] * n_configs, axis=1)
-               for part in stack_rows([f.X_train for f in folds], [f.y_train for f in folds], rng))
-    X_val, y_val, w_val = (np.concatenate([part] * n_configs, axis=1)
-                           for part in stack_rows([f.X_test for f in folds], [f.y_test for f in folds], rng))
-
-    n_folds = len(folds)
     k = n_configs * n_folds
+    # One table per config, repeated: slot c * n_folds + f holds fold f's rows.
+    X, _ = stack_slots([f.X_train for f in folds] * n_configs)
+    y, _ = stack_slots([f.y_train for f in folds] * n_configs)
+    X_val, w_val = stack_slots([f.X_test for f in folds] * n_configs)
+    y_val, _ = stack_slots([f.y_test for f in folds] * n_configs)
+
     scales = None if folds[0].target_scale is None else [f.target_scale for f in folds] * n_configs
-    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1],
-                          [s.train.seed + f for s in specs for f in range(n_folds)], scales)
+    fold_seeds = [spec.train.seed + f for f in range(n_folds)] * n_configs
+    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, scales)
     fn, root = metric_fn(spec)
     loss_fn = keras.losses.get(spec.loss)
     metrics = [SlotMean(loss_fn, slots=k, name="loss"), SlotMean(fn, slots=k, root=root, name=spec.metric)]
-    # Weighted: Keras hands sample weights to `weighted_metrics` only, and the rows padding a short fold weigh 0.
+    # Weighted: Keras hands sample weights to `weighted_metrics` only, and padding rows weigh 0.
     model.compile(optimizer=make_optimizer(spec.train), loss=SlotSumLoss(spec.loss, k), weighted_metrics=metrics,
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
-    keras.utils.set_random_seed(spec.train.seed)  # the shuffle order, as in `fit_model`
-    history = model.fit(X, y, sample_weight=w, batch_size=spec.train.batch_size, epochs=spec.train.epochs,
-                        shuffle=True, validation_data=(X_val, y_val, w_val),
-                        validation_batch_size=validation_batch_size(model, (X_val,)), callbacks=list(callbacks),
-                        initial_epoch=initial_epoch, verbose=0).history
+    plan = plan_epochs([len(f.X_train) for f in folds] * n_configs, fold_seeds, spec.train.epochs,
+                       spec.train.batch_size)
+    history = fit_epochs(model, X, y, plan, slotted=True, held_out=(X_val, y_val, w_val), callbacks=callbacks,
+                         initial_epoch=initial_epoch)
 
     predictions = predict(model, X_val)
     results: list[list[FoldResult]] = [[] for _ in specs]
     for j in range(k):
         fold = folds[j % n_folds]
         n_test = len(fold.X_test)
-        # Slot j's first n_test stacked rows are its held-out rows (in stacked order, as are the predictions).
+        outputs = predictions[:n_test, j]  # slot j's first n_test rows are its fold's held-out rows, in order
         fold_history = {
             "loss": history[f"f{j}_loss"], "val_loss": history[f"val_f{j}_loss"],
             spec.metric: history[f"f{j}_{spec.metric}"], f"val_{spec.metric}": history[f"val_f{j}_{spec.metric}"],
         }
-        results[j // n_folds].append(FoldResult(
-            score=score(spec, y_val[:n_test, j], predictions[:n_test, j]),
-            history={key: [float(v) for v in vals] for key, vals in fold_history.items()},
-            n_train=len(fold.X_train), n_test=n_test))
+        result = FoldResult(score=score(spec, fold.y_test, outputs), history=fold_history,
+                            n_train=len(fold.X_train), n_test=n_test)
+        results[j // n_folds].append(with_predictions(specs[j // n_folds], result, fold, outputs))
     return results

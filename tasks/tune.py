@@ -119,10 +119,13 @@ class RestoreState(keras.callbacks.Callback):
 
     def __init__(self, checkpoint_dir: Path) -> None:
         super().__init__()
-        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_dir, self.restored = checkpoint_dir, False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        restore_state(self.model, self.checkpoint_dir)
+        # A long training is fed to Keras in several `fit` calls (`tasks/epochs.py`): restore before the first only.
+        if not self.restored:
+            restore_state(self.model, self.checkpoint_dir)
+            self.restored = True
 
 
 def save_state(model: keras.Model, directory: Path, epoch: int) -> Path:

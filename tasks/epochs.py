@@ -1,0 +1,147 @@
+"""Every epoch's batches, dealt by kerasflow rather than by Keras' input pipeline, and the held-out rows scored
+at each epoch's end.
+
+Why not ``model.fit(X, y, shuffle=True, validation_data=...)``:
+
+- With a global seed set, Keras' TensorFlow pipeline deals the rows in the same order every epoch: its shuffle
+  op is re-created with the same seed each time an epoch starts (tensorflow/tensorflow#35682). Its JAX pipeline
+  reshuffles from NumPy's global state. Here each epoch's order is a fresh permutation drawn from the model's
+  seed, the same on every backend, and a run resumed at epoch e deals epochs e, e+1, ... exactly as the
+  uninterrupted run did.
+- On TensorFlow, Keras builds a ``tf.data`` iterator twice per epoch for training and twice more for validation,
+  ~12 ms each on a 2-core machine: more than the 50-odd steps of a small model's epoch (BENCHMARKS.md). Here the
+  epochs are laid out one after another in one array, so one ``fit`` call streams them all through one iterator,
+  and held-out rows that fit one batch are scored in one compiled call.
+
+Each epoch is padded to whole batches with zero-weight rows, so no batch straddles two epochs. The real rows
+of a partial last batch weigh ``batch_size / rows``: Keras divides a batch's weighted loss sum by the batch size,
+so that batch's loss (and gradient) is the mean over its real rows, as an unpadded partial batch's is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+ONE_BATCH = 4096
+"""The most held-out rows scored in one step."""
+
+LAYOUT_BYTES = 256 * 2**20
+"""The most bytes of laid-out epochs handed to one ``fit`` call; longer trainings are fed in several."""
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """Which row of each slot fills each place of every epoch's batches, and the weight it gets there.
+
+    ``index[e, p, j]`` is the row of slot j's table at place p of epoch e; ``weight`` is 0 at padding places.
+    A model trained alone is one slot; a stacked model has one slot per model (see `tasks/stacked.py`).
+    """
+
+    index: np.ndarray
+    weight: np.ndarray
+    batch_size: int
+
+    @property
+    def epochs(self) -> int:
+        return self.index.shape[0]
+
+    @property
+    def steps(self) -> int:
+        """Batches per epoch."""
+        return self.index.shape[1] // self.batch_size
+
+
+def plan_epochs(sizes: Sequence[int], seeds: Sequence[int], epochs: int, batch_size: int,
+                shuffle: bool = True) -> EpochPlan:
+    """Deal `epochs` epochs of slots holding `sizes` rows in batches of `batch_size`: slot j's rows in a new
+    random order each epoch, drawn from `seeds[j]` (or in their own order when `shuffle` is false).
+
+    Every slot has as many batches as the longest one. A slot with a whole batch fewer rows than the longest
+    gets an empty batch at the end of each epoch: no rows, so no gradient, though a momentum optimizer still
+    moves its weights a little in that step.
+
+    Examples
+    --------
+    >>> plan = plan_epochs([5], [0], epochs=2, batch_size=2)
+    >>> plan.steps, plan.index.shape
+    (3, (2, 6, 1))
+    >>> plan.weight[0, :, 0].tolist()  # the last batch holds one real row, weighted to count as its mean
+    [1.0, 1.0, 1.0, 1.0, 2.0, 0.0]
+    >>> sorted(plan.index[1, :5, 0].tolist())
+    [0, 1, 2, 3, 4]
+    """
+    places = math.ceil(max(sizes) / batch_size) * batch_size
+    index = np.zeros((epochs, places, len(sizes)), dtype=np.int64)
+    weight = np.zeros((epochs, places, len(sizes)), dtype=np.float32)
+    for j, (n_rows, seed) in enumerate(zip(sizes, seeds)):
+        rows = np.tile(np.arange(n_rows), (epochs, 1))
+        index[:, :n_rows, j] = np.random.default_rng(seed).permuted(rows, axis=1) if shuffle else rows
+        partial = n_rows % batch_size
+        weight[:, :n_rows - partial, j] = 1.0
+        weight[:, n_rows - partial:n_rows, j] = batch_size / partial if partial else 1.0
+    return EpochPlan(index, weight, batch_size)
+
+
+def fixed_batch_size(model: keras.Model) -> int | None:
+    """The batch size a stateful model was built for, else None."""
+    return model.inputs[0].shape[0] if model.inputs else None
+
+
+class HeldOutScores(keras.callbacks.Callback):
+    """Score held-out rows at each epoch's end and add the scores to the epoch's logs as ``val_<name>``.
+
+    Rows that fit one batch are scored in one compiled call (``test_on_batch``). More rows, or a stateful model
+    (which takes its rows in order, a fixed number at a time), go through ``evaluate``. List this callback
+    before any that reads the ``val_`` entries.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.X, self.y, self.weight = X, y, weight
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        batch = fixed_batch_size(self.model)
+        if batch is None and len(self.X) <= ONE_BATCH:
+            scores = self.model.test_on_batch(self.X, self.y, self.weight, return_dict=True)
+        else:
+            scores = self.model.evaluate(self.X, self.y, sample_weight=self.weight, batch_size=batch or ONE_BATCH,
+                                         verbose=0, return_dict=True)
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in scores.items()})
+
+
+def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan, *, slotted: bool,
+               held_out: tuple[np.ndarray, ...] | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
+               initial_epoch: int = 0) -> dict[str, list[float]]:
+    """Train a compiled `model` on the batches `plan` deals from the tables `X`, `y`; return the per-epoch history.
+
+    With `slotted`, the tables are shaped ``(rows, slots, ...)`` and slot j's rows are taken from column j;
+    otherwise they are one model's ``(rows, ...)``. `held_out` (``X``, ``y`` and optionally the weights) is
+    scored at each epoch's end (:class:`HeldOutScores`). Training starts at epoch `initial_epoch` of the plan.
+    """
+    slots = np.arange(plan.index.shape[-1])
+
+    def take(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return table[index, slots] if slotted else table[index[:, 0]]
+
+    epoch_bytes = plan.index.shape[1] * (X[:1].nbytes + y[:1].nbytes + 4 * len(slots))
+    per_fit = max(1, LAYOUT_BYTES // epoch_bytes)
+    callbacks = [HeldOutScores(*held_out), *callbacks] if held_out is not None else list(callbacks)
+    history: dict[str, list[float]] = {}
+    for start in range(initial_epoch, plan.epochs, per_fit):
+        stop = min(start + per_fit, plan.epochs)
+        index = plan.index[start:stop].reshape(-1, len(slots))
+        weight = plan.weight[start:stop].reshape(-1, len(slots))
+        fitted = model.fit(take(X, index), take(y, index), sample_weight=weight if slotted else weight[:, 0],
+                           batch_size=plan.batch_size, epochs=stop, initial_epoch=start,
+                           steps_per_epoch=plan.steps, shuffle=False, callbacks=callbacks, verbose=0)
+        for key, values in fitted.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        if model.stop_training:
+            break
+    return history

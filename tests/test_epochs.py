@@ -1,0 +1,80 @@
+"""Epochs dealt by kerasflow: a new order every epoch from the seed, partial batches trained as Keras trains
+them, held-out scores as Keras' `evaluate` gives them."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tasks.epochs import fit_epochs, plan_epochs
+
+
+def test_every_epoch_deals_each_row_once_in_a_new_order():
+    plan = plan_epochs([23, 22], seeds=[7, 8], epochs=4, batch_size=5)
+    assert plan.steps == 5 and plan.index.shape == (4, 25, 2)
+    for j, n_rows in enumerate([23, 22]):
+        for epoch in range(4):
+            assert sorted(plan.index[epoch, :n_rows, j].tolist()) == list(range(n_rows))
+            assert plan.weight[epoch, n_rows:, j].tolist() == [0.0] * (25 - n_rows)
+        orders = {tuple(plan.index[epoch, :n_rows, j]) for epoch in range(4)}
+        assert len(orders) == 4  # Keras' TensorFlow pipeline deals one order every epoch once a seed is set
+
+
+def test_the_plan_is_drawn_from_the_seeds_alone():
+    """A rerun, or a run resumed at epoch e, deals epoch e as the uninterrupted run did."""
+    first = plan_epochs([30], seeds=[3], epochs=5, batch_size=4)
+    again = plan_epochs([30], seeds=[3], epochs=5, batch_size=4)
+    np.testing.assert_array_equal(first.index, again.index)
+    other = plan_epochs([30], seeds=[4], epochs=5, batch_size=4)
+    assert not np.array_equal(first.index, other.index)
+    in_order = plan_epochs([6], seeds=[3], epochs=2, batch_size=4, shuffle=False)
+    assert in_order.index[:, :6, 0].tolist() == [list(range(6))] * 2
+
+
+def _regression(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(13, 3)).astype("float32")
+    return X, (X @ np.array([[1.0], [-2.0], [0.5]], dtype="float32") + 0.1).astype("float32")
+
+
+def _model(X: np.ndarray) -> keras.Model:
+    model = keras.Sequential([keras.Input((X.shape[1],)),
+                              keras.layers.Dense(4, activation="tanh", kernel_initializer=keras.initializers.GlorotUniform(1)),
+                              keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(2))])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mean_squared_error")
+    return model
+
+
+def test_a_padded_partial_batch_trains_as_keras_trains_it_unpadded():
+    """13 rows in batches of 5: the last batch holds 3 real rows and 2 padding rows, weighted so the step's
+    gradient is the 3 rows' mean, as Keras' own unpadded partial batch gives it."""
+    X, y = _regression()
+    ours, keras_own = _model(X), _model(X)
+    fit_epochs(ours, X, y, plan_epochs([13], [0], epochs=3, batch_size=5, shuffle=False), slotted=False)
+    keras_own.fit(X, y, batch_size=5, epochs=3, shuffle=False, verbose=0)
+    for mine, theirs in zip(ours.weights, keras_own.weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_held_out_scores_are_keras_evaluate_at_each_epochs_end():
+    X, y = _regression()
+    X_test, y_test = _regression(seed=1)
+    model = _model(X)
+    history = fit_epochs(model, X, y, plan_epochs([13], [0], epochs=4, batch_size=5), slotted=False,
+                         held_out=(X_test, y_test))
+    assert len(history["loss"]) == len(history["val_loss"]) == 4
+    final = model.evaluate(X_test, y_test, verbose=0, return_dict=True)["loss"]
+    assert np.isclose(history["val_loss"][-1], final, rtol=1e-5)
+
+
+def test_a_long_training_fed_in_several_fits_is_the_training_fed_in_one(monkeypatch):
+    X, y = _regression()
+    plan = plan_epochs([13], [0], epochs=4, batch_size=5)
+    whole, chunked = _model(X), _model(X)
+    history = fit_epochs(whole, X, y, plan, slotted=False)
+    monkeypatch.setattr("tasks.epochs.LAYOUT_BYTES", 1)  # one epoch per `fit` call
+    chunked_history = fit_epochs(chunked, X, y, plan, slotted=False)
+    np.testing.assert_allclose(chunked_history["loss"], history["loss"], rtol=1e-6)
+    for mine, theirs in zip(chunked.weights, whole.weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs), rtol=1e-6)
