@@ -93,24 +93,15 @@ def fixed_batch_size(model: keras.Model) -> int | None:
 
 
 class HeldOutScores(keras.callbacks.Callback):
-    """Score held-out rows at each epoch's end and add the scores to the epoch's logs as ``val_<name>``.
-
-    Rows that fit one batch are scored in one compiled call (``test_on_batch``). More rows, or a stateful model
-    (which takes its rows in order, a fixed number at a time), go through ``evaluate``. List this callback
-    before any that reads the ``val_`` entries.
-    """
+    """Score held-out rows that fit one batch in one compiled call (``test_on_batch``) at each epoch's end, and
+    add the scores to the epoch's logs as ``val_<name>``. List it before any callback that reads them."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> None:
         super().__init__()
         self.X, self.y, self.weight = X, y, weight
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        batch = fixed_batch_size(self.model)
-        if batch is None and len(self.X) <= ONE_BATCH:
-            scores = self.model.test_on_batch(self.X, self.y, self.weight, return_dict=True)
-        else:
-            scores = self.model.evaluate(self.X, self.y, sample_weight=self.weight, batch_size=batch or ONE_BATCH,
-                                         verbose=0, return_dict=True)
+        scores = self.model.test_on_batch(self.X, self.y, self.weight, return_dict=True)
         if logs is not None:
             logs.update({f"val_{name}": value for name, value in scores.items()})
 
@@ -122,7 +113,9 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
 
     With `slotted`, the tables are shaped ``(rows, slots, ...)`` and slot j's rows are taken from column j;
     otherwise they are one model's ``(rows, ...)``. `held_out` (``X``, ``y`` and optionally the weights) is
-    scored at each epoch's end (:class:`HeldOutScores`). Training starts at epoch `initial_epoch` of the plan.
+    scored at each epoch's end: by :class:`HeldOutScores` when the rows fit one batch, else (more rows, or a
+    stateful model, which takes them in order a fixed number at a time) by Keras' own `validation_data`, whose
+    iterator Keras keeps for the whole `fit` call. Training starts at epoch `initial_epoch` of the plan.
     """
     slots = np.arange(plan.index.shape[-1])
 
@@ -131,7 +124,10 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
 
     epoch_bytes = plan.index.shape[1] * (X[:1].nbytes + y[:1].nbytes + 4 * len(slots))
     per_fit = max(1, LAYOUT_BYTES // epoch_bytes)
-    callbacks = [HeldOutScores(*held_out), *callbacks] if held_out is not None else list(callbacks)
+    fixed_batch = fixed_batch_size(model)
+    one_call = held_out is not None and fixed_batch is None and len(held_out[0]) <= ONE_BATCH
+    callbacks = [HeldOutScores(*held_out), *callbacks] if one_call else list(callbacks)
+    validation = None if one_call else held_out
     history: dict[str, list[float]] = {}
     for start in range(initial_epoch, plan.epochs, per_fit):
         stop = min(start + per_fit, plan.epochs)
@@ -139,7 +135,8 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
         weight = plan.weight[start:stop].reshape(-1, len(slots))
         fitted = model.fit(take(X, index), take(y, index), sample_weight=weight if slotted else weight[:, 0],
                            batch_size=plan.batch_size, epochs=stop, initial_epoch=start,
-                           steps_per_epoch=plan.steps, shuffle=False, callbacks=callbacks, verbose=0)
+                           steps_per_epoch=plan.steps, shuffle=False, callbacks=callbacks, verbose=0,
+                           validation_data=validation, validation_batch_size=fixed_batch or ONE_BATCH)
         for key, values in fitted.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         if model.stop_training:
