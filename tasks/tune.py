@@ -69,7 +69,7 @@ def stacked_groups(spec: ExperimentSpec, sweep: SearchSpec) -> list[list[dict[st
     for config in configs:
         trial = scoring_spec(spec.with_overrides(config), sweep)
         # A config that cannot stack (or whose folds do not) keeps a program of its own.
-        key = stack_key(trial) if uses_stacking(trial, 2) else json.dumps(config, sort_keys=True)
+        key = stack_key(trial) if uses_stacking(trial, n_models=2) else json.dumps(config, sort_keys=True)
         groups.setdefault(key, []).append(config)
     return list(groups.values())
 
