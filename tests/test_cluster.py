@@ -32,7 +32,8 @@ def test_trials_run_on_both_nodes_and_local_storage_is_refused_unless_shared(can
 
 
 def test_quarter_gpu_trials_pack_four_at_a_time_on_one_logical_gpu(cancer_project, cluster):
-    raw = sweep_params(epochs=30, gpu=0.25, cpu=0.25, shared_storage=True)
+    # Long enough that each trial is still training when the last of the four has imported TensorFlow and started.
+    raw = sweep_params(epochs=300, gpu=0.25, cpu=0.25, shared_storage=True)
     sweep_and_export(raw, cancer_project / "tune")
     rows = read_trials(cancer_project / "tune")
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
