@@ -116,7 +116,11 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
     otherwise they are one model's ``(rows, ...)``. `held_out` (``X``, ``y`` and optionally the weights) is
     scored at each epoch's end: by :class:`HeldOutScores` when the rows fit one batch, else (more rows, or a
     stateful model, which takes them in order a fixed number at a time) by Keras' own `validation_data`, whose
-    iterator Keras keeps for the whole `fit` call. Training starts at epoch `initial_epoch` of the plan.
+    iterator Keras keeps for the whole `fit` call. Training starts at epoch `initial_epoch` of the plan; a run
+    resumed at its last epoch trains nothing, though its callbacks still see the training begin and end.
+
+    A training longer than `LAYOUT_BYTES` is fed in several `fit` calls, and `callbacks` see
+    ``on_train_begin``/``on_train_end`` once per call: they must not reset what they track there.
     """
     slots = np.arange(plan.index.shape[-1])
 
@@ -130,10 +134,12 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
     callbacks = [HeldOutScores(*held_out), *callbacks] if one_call else list(callbacks)
     validation = None if one_call else held_out
     history: dict[str, list[float]] = {}
-    for start in range(initial_epoch, plan.epochs, per_fit):
-        stop = min(start + per_fit, plan.epochs)
-        index = plan.index[start:stop].reshape(-1, len(slots))
-        weight = plan.weight[start:stop].reshape(-1, len(slots))
+    for start in range(initial_epoch, plan.epochs, per_fit) or [initial_epoch]:
+        stop = max(start, min(start + per_fit, plan.epochs))
+        # A finished run trains no epoch; Keras is handed the last one anyway, as it refuses empty data.
+        dealt = slice(start, stop) if stop > start else slice(-1, None)
+        index = plan.index[dealt].reshape(-1, len(slots))
+        weight = plan.weight[dealt].reshape(-1, len(slots))
         fitted = model.fit(take(X, index), take(y, index), sample_weight=weight if slotted else weight[:, 0],
                            batch_size=plan.batch_size, epochs=stop, initial_epoch=start,
                            steps_per_epoch=plan.steps, shuffle=False, callbacks=callbacks, verbose=0,

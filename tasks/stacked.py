@@ -192,10 +192,9 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
         fold = folds[j % n_folds]
         n_test = len(fold.X_test)
         outputs = predictions[:n_test, j]  # slot j's first n_test rows are its fold's held-out rows, in order
-        fold_history = {
-            "loss": history[f"f{j}_loss"], "val_loss": history[f"val_f{j}_loss"],
-            spec.metric: history[f"f{j}_{spec.metric}"], f"val_{spec.metric}": history[f"val_f{j}_{spec.metric}"],
-        }
+        # Empty when a resumed run had no epoch left to train.
+        fold_history = {f"{prefix}{metric}": history.get(f"{prefix}f{j}_{metric}", [])
+                        for metric in ("loss", spec.metric) for prefix in ("", "val_")}
         result = FoldResult(score=score(spec, fold.y_test, outputs), history=fold_history,
                             n_train=len(fold.X_train), n_test=n_test)
         results[j // n_folds].append(with_predictions(specs[j // n_folds], result, fold, outputs))

@@ -78,3 +78,25 @@ def test_a_long_training_fed_in_several_fits_is_the_training_fed_in_one(monkeypa
     np.testing.assert_allclose(chunked_history["loss"], history["loss"], rtol=1e-6)
     for mine, theirs in zip(chunked.weights, whole.weights):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs), rtol=1e-6)
+
+
+def test_a_run_resumed_at_its_last_epoch_trains_nothing_but_its_callbacks_still_run():
+    """A sweep trial restored from its final checkpoint: `RestoreState` loads the weights in `on_train_begin`."""
+
+    class Began(keras.callbacks.Callback):
+        began = epochs = 0
+
+        def on_train_begin(self, logs=None):
+            self.began += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs += 1
+
+    X, y = _regression()
+    model, began = _model(X), Began()
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
+    history = fit_epochs(model, X, y, plan_epochs([13], [0], epochs=3, batch_size=5), slotted=False,
+                         callbacks=[began], initial_epoch=3)
+    assert history == {} and began.began == 1 and began.epochs == 0
+    for old, new in zip(before, model.weights):
+        np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
