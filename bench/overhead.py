@@ -215,6 +215,7 @@ def measurements(work: Path, epochs: int) -> dict[str, list[str]]:
     python, me = str(sys.executable), str(Path(__file__).resolve())
     child = [python, me, "--child", "{child}", "--epochs", str(epochs), "--params-file", str(params_file),
              "--results", "{results}"]
+    run = [str(BIN / "kerasflow"), "--params", str(params_file), "run", EXPERIMENT, "--results", "{results}"]
     return {
         "python": [python, "-c", "pass"],
         "import keras": [python, "-c", "import keras"],
@@ -223,10 +224,8 @@ def measurements(work: Path, epochs: int) -> dict[str, list[str]]:
         "ray": [python, "-c", RAY_START],
         "bare keras": [arg.replace("{child}", "bare") for arg in child],
         "kerasflow functions": [arg.replace("{child}", "functions") for arg in child],
-        "kerasflow run": [str(BIN / "kerasflow"), "--params", str(params_file), "run", EXPERIMENT,
-                          "--results", "{results}"],
-        "kerasflow run, server": [str(BIN / "kerasflow"), "--params", str(params_file), "run", EXPERIMENT,
-                                  "--results", "{results}"],
+        "kerasflow run": run,
+        "kerasflow run, server": run,  # the same command, run against the bench's Prefect server (ON_SERVER)
     }
 
 ON_SERVER = {"kerasflow run, server"}

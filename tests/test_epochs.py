@@ -38,9 +38,10 @@ def _regression(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _model(X: np.ndarray) -> keras.Model:
+    glorot = keras.initializers.GlorotUniform
     model = keras.Sequential([keras.Input((X.shape[1],)),
-                              keras.layers.Dense(4, activation="tanh", kernel_initializer=keras.initializers.GlorotUniform(1)),
-                              keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(2))])
+                              keras.layers.Dense(4, activation="tanh", kernel_initializer=glorot(1)),
+                              keras.layers.Dense(1, kernel_initializer=glorot(2))])
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mean_squared_error")
     return model
 
