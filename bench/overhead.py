@@ -7,13 +7,15 @@ Run from the repository root (after `make install` and `kerasflow data`):
 
     .venv/bin/python bench/overhead.py                          # iris_mlp at 5 epochs, 3 repeats of each process
     .venv/bin/python bench/overhead.py --repeats 1 --epochs 1   # a quick look
+    .venv/bin/python bench/overhead.py --backend jax            # every process on Keras' JAX backend
     .venv/bin/python bench/overhead.py --dvc                    # only `dvc repro` with nothing changed (see below)
 
 The tiny job is params.yaml's `iris_mlp` (150 rows, 10-fold repeated 3×: 30 folds, 4-4-6-3 MLP, batch 5) with
 `--epochs` epochs: cross-validation, the refit on all rows, the results written. Every measurement is a fresh process,
 as a user's command is, timed from outside (wall seconds); the processes of one repeat run one after another
 and the repeats are interleaved, so drift on a noisy machine hits them all alike; each row is the median over
-the repeats. All run with `KERAS_BACKEND=tensorflow`, `TF_DETERMINISTIC_OPS=1` (as `kerasflow run` sets it)
+the repeats. All run with `KERAS_BACKEND` set to `--backend` (default tensorflow), `TF_DETERMINISTIC_OPS=1` (as
+`kerasflow run` sets it)
 and no `PREFECT_API_URL` (so `kerasflow run` and the trivial flow start Prefect's temporary local server, as
 with a default set-up; a `PREFECT_API_URL` set in a Prefect profile instead of the environment would defeat
 this). The first process to start Prefect's server on a new `PREFECT_HOME` also creates its database; with
@@ -38,7 +40,9 @@ this). The first process to start Prefect's server on a new `PREFECT_HOME` also 
 
 The fixed cost of `kerasflow run` is its wall time less the work it does (`kerasflow functions`' inner time):
 interpreter, imports, the data check before the flow, Prefect's server and task runs. Its share of a 3-minute
-job is fixed / 180 s (issue 7's target: <= 5%), with the temporary server and against a running one.
+job is fixed / 180 s (issue 7's target: <= 5%), with the temporary server and against a running one. A bare
+Keras script pays some of it too (interpreter, `import keras`, reading the data: its wall less its inner time);
+what `kerasflow run` adds beyond that is printed as well.
 
 --dvc times `dvc repro` (all of dvc.yaml, from the environment's bin folder) in the current directory and
 checks from its output that no stage ran. To guarantee it retrains nothing, it first runs `dvc status --json`
@@ -157,8 +161,8 @@ def child_bare(params_file: Path) -> None:
 
 # --- the parent: fresh processes, timed from outside --------------------------------------------------------------
 
-def child_env() -> dict[str, str]:
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "TF_DETERMINISTIC_OPS": "1",
+def child_env(backend: str) -> dict[str, str]:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_DETERMINISTIC_OPS": "1",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     env.pop("RAY_ADDRESS", None)  # a local Ray, as `kerasflow tune` starts on one machine
@@ -166,14 +170,14 @@ def child_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def prefect_server(home: Path) -> Iterator[str]:
+def prefect_server(home: Path, backend: str) -> Iterator[str]:
     """A Prefect server (`prefect server start`) on a free local port, with its own `PREFECT_HOME`; yields its
     API URL once it answers `/api/health`, and stops it on exit."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/api"
-    env = {**child_env(), "PREFECT_HOME": str(home)}
+    env = {**child_env(backend), "PREFECT_HOME": str(home)}
     start = time.perf_counter()
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -196,10 +200,11 @@ def prefect_server(home: Path) -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def timed_process(command: list[str], what: str, api_url: str | None = None) -> tuple[float, float | None]:
-    """Wall seconds of a fresh process, and the `inner` seconds it printed (if any); a failure stops the bench.
-    With `api_url`, the process runs its flows against that Prefect server."""
-    env = child_env() if api_url is None else {**child_env(), "PREFECT_API_URL": api_url}
+def timed_process(command: list[str], what: str, backend: str,
+                  api_url: str | None = None) -> tuple[float, float | None]:
+    """Wall seconds of a fresh process on Keras' `backend`, and the `inner` seconds it printed (if any); a failure
+    stops the bench. With `api_url`, the process runs its flows against that Prefect server."""
+    env = child_env(backend) if api_url is None else {**child_env(backend), "PREFECT_API_URL": api_url}
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -234,7 +239,7 @@ ON_SERVER = {"kerasflow run, server"}
 
 LABELS = {
     "python": "python -c pass",
-    "import keras": 'python -c "import keras" (tensorflow)',
+    "import keras": 'python -c "import keras"',
     "import prefect": 'python -c "from prefect import flow"',
     "prefect flow": "the same + a trivial @flow run (temporary server)",
     "ray": "ray: flows.sweep.connect() + ray.shutdown()",
@@ -245,7 +250,7 @@ LABELS = {
 }
 
 
-def overhead(epochs: int, repeats: int) -> None:
+def overhead(epochs: int, repeats: int, backend: str) -> None:
     import yaml
 
     walls: dict[str, list[float]] = {}
@@ -254,12 +259,12 @@ def overhead(epochs: int, repeats: int) -> None:
         work = Path(tmp)
         (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(epochs), sort_keys=False))
         commands = measurements(work, epochs)
-        with prefect_server(work / "prefect-home") as api_url:
+        with prefect_server(work / "prefect-home", backend) as api_url:
             for repeat in range(repeats):
                 for name, command in commands.items():
                     results = work / f"results-{repeat}-{name.replace(' ', '_').replace(',', '')}"
                     wall, inner = timed_process([arg.replace("{results}", str(results)) for arg in command], name,
-                                                api_url if name in ON_SERVER else None)
+                                                backend, api_url if name in ON_SERVER else None)
                     walls.setdefault(name, []).append(wall)
                     if inner is not None:
                         inners.setdefault(name, []).append(inner)
@@ -269,7 +274,7 @@ def overhead(epochs: int, repeats: int) -> None:
     wall = {name: statistics.median(values) for name, values in walls.items()}
     inner = {name: statistics.median(values) for name, values in inners.items()}
     print(f"tiny job: {EXPERIMENT}, {epochs} epochs, 30 folds + refit; fresh processes, median of {repeats}; "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores; backend={backend}")
     print(f"{'process':<52} {'wall s':>7} {'inner s':>8}  all walls")
     for name, label in LABELS.items():
         inner_s = f"{inner[name]:8.2f}" if name in inner else f"{'':>8}"
@@ -279,7 +284,7 @@ def overhead(epochs: int, repeats: int) -> None:
     fixed = wall["kerasflow run"] - work_s
     ray_s = inner["ray"]
     rows = [
-        ("import keras (tensorflow)", wall["import keras"] - wall["python"]),
+        (f"import keras ({backend})", wall["import keras"] - wall["python"]),
         ("kerasflow's imports (functions: wall - inner - python)",
          wall["kerasflow functions"] - work_s - wall["python"]),
         ("Prefect temporary server + one flow run (flow - import)", wall["prefect flow"] - wall["import prefect"]),
@@ -300,6 +305,11 @@ def overhead(epochs: int, repeats: int) -> None:
           f"{verdict})")
     print(f"  {'+ ray.init, as kerasflow tune pays it (sum, not measured)':<58} {fixed + ray_s:7.2f}   "
           f"= {100 * (fixed + ray_s) / JOB_SECONDS:.1f}% of a {JOB_SECONDS:.0f} s job")
+    bare_start = wall["bare keras"] - inner["bare keras"]
+    print(f"  {'a bare Keras script pays itself (bare wall - inner)':<58} {bare_start:7.2f}")
+    for label, seconds in (("kerasflow run beyond that", fixed - bare_start),
+                           ("the same against a running Prefect server", served - bare_start)):
+        print(f"  {label:<58} {seconds:7.2f}   = {100 * seconds / JOB_SECONDS:.1f}% of a {JOB_SECONDS:.0f} s job")
     print(f"\ntiny job end to end: kerasflow run {wall['kerasflow run']:.2f} s, bare keras script "
           f"{wall['bare keras']:.2f} s ({wall['kerasflow run'] / wall['bare keras']:.2f}x); training alone: kerasflow "
           f"functions {work_s:.2f} s, bare keras {inner['bare keras']:.2f} s "
@@ -365,6 +375,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the tiny job (default: 5)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each process; the median is shown")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow",
+                        help="Keras backend of every measured process (default: tensorflow)")
     parser.add_argument("--dvc", action="store_true",
                         help="only time this project's `dvc repro` with nothing changed (refuses otherwise)")
     parser.add_argument("--child", choices=("bare", "functions"), help=argparse.SUPPRESS)
@@ -381,7 +393,7 @@ def main() -> None:
     elif args.dvc:
         sys.exit(dvc_part())
     else:
-        overhead(args.epochs, args.repeats)
+        overhead(args.epochs, args.repeats, args.backend)
 
 
 if __name__ == "__main__":

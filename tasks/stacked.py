@@ -23,15 +23,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from tasks.epochs import fit_epochs, plan_epochs
+from tasks.epochs import HeldOut, fit_epochs, plan_epochs
 from tasks.models import TargetScale, layer_seeds, make_optimizer, seeded_initializer
 from tasks.spec import DenseLayer, DropoutLayer, ExperimentSpec, ModelSpec
 from tasks.train import (
     FoldData,
     FoldResult,
     SlotMean,
-    metric_fn,
     predict,
+    row_scores,
     score,
     steps_per_execution,
     with_predictions,
@@ -175,16 +175,15 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     scales = None if folds[0].target_scale is None else [f.target_scale for f in folds] * n_configs
     fold_seeds = [spec.train.seed + f for f in range(n_folds)] * n_configs
     model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, scales)
-    fn, root = metric_fn(spec)
-    loss_fn = keras.losses.get(spec.loss)
-    metrics = [SlotMean(loss_fn, slots=k, name="loss"), SlotMean(fn, slots=k, root=root, name=spec.metric)]
+    scores = row_scores(spec)
+    metrics = [SlotMean(fn, slots=k, root=root, name=name) for name, (fn, root) in scores.items()]
     # Weighted: Keras hands sample weights to `weighted_metrics` only, and padding rows weigh 0.
     model.compile(optimizer=make_optimizer(spec.train), loss=SlotSumLoss(spec.loss, k), weighted_metrics=metrics,
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     plan = plan_epochs([len(f.X_train) for f in folds] * n_configs, fold_seeds, spec.train.epochs,
                        spec.train.batch_size)
-    history = fit_epochs(model, X, y, plan, slotted=True, held_out=(X_val, y_val, w_val), callbacks=callbacks,
-                         initial_epoch=initial_epoch)
+    history = fit_epochs(model, X, y, plan, slotted=True, held_out=HeldOut(X_val, y_val, scores, w_val),
+                         callbacks=callbacks, initial_epoch=initial_epoch)
 
     predictions = predict(model, X_val)
     results: list[list[FoldResult]] = [[] for _ in specs]

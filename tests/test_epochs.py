@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tasks.epochs import fit_epochs, plan_epochs
+from tasks.epochs import HeldOut, fit_epochs, plan_epochs
 
 
 def test_every_epoch_deals_each_row_once_in_a_new_order():
@@ -62,11 +62,16 @@ def test_held_out_scores_are_keras_evaluate_at_each_epochs_end():
     X, y = _regression()
     X_test, y_test = _regression(seed=1)
     model = _model(X)
+    scores = {"loss": (keras.losses.mean_squared_error, False), "mae": (keras.metrics.mean_absolute_error, False),
+              "rmse": (keras.metrics.mean_squared_error, True)}
     history = fit_epochs(model, X, y, plan_epochs([13], [0], epochs=4, batch_size=5), slotted=False,
-                         held_out=(X_test, y_test))
-    assert len(history["loss"]) == len(history["val_loss"]) == 4
+                         held_out=HeldOut(X_test, y_test, scores))
+    assert len(history["loss"]) == len(history["val_loss"]) == len(history["val_mae"]) == 4
     final = model.evaluate(X_test, y_test, verbose=0, return_dict=True)["loss"]
     assert np.isclose(history["val_loss"][-1], final, rtol=1e-5)
+    error = keras.ops.convert_to_numpy(model.predict(X_test, verbose=0)) - y_test
+    assert np.isclose(history["val_mae"][-1], np.abs(error).mean(), rtol=1e-5)
+    assert np.isclose(history["val_rmse"][-1], np.sqrt(final), rtol=1e-5)
 
 
 def test_a_long_training_fed_in_several_fits_is_the_training_fed_in_one(monkeypatch):

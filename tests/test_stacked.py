@@ -87,6 +87,22 @@ def test_stacked_folds_score_as_separately_trained_folds(project):
         assert fold.history["loss"][-1] < fold.history["loss"][0]
 
 
+def test_held_out_scores_of_every_slot_are_what_keras_own_validation_gives(project, monkeypatch):
+    """The per-epoch held-out scores kerasflow takes from one prediction equal Keras' `validation_data` pass
+    through the compiled metrics, which it falls back to for more rows than one batch."""
+    spec = _iris_spec(n_splits=3)
+    table = load_table(spec.dataset, root=project)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    ours = cross_validate(spec, folds)
+    monkeypatch.setattr("tasks.epochs.ONE_BATCH", 1)  # every held-out set is now "too large": Keras scores it
+    keras_own = cross_validate(spec, folds)
+    assert ours.stacked and keras_own.stacked and ours.scores == keras_own.scores
+    for fold, theirs in zip(ours.folds, keras_own.folds):
+        for key in ("val_loss", "val_accuracy"):
+            assert len(fold.history[key]) == spec.train.epochs
+            np.testing.assert_allclose(fold.history[key], theirs.history[key], rtol=1e-5, atol=1e-6)
+
+
 def test_slots_of_configs_with_other_initializers_start_from_each_configs_own_weights():
     glorot = _iris_spec().model
     normal = _iris_spec().with_overrides({"model.initializer": "random_normal"}).model
