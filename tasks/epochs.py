@@ -122,12 +122,13 @@ def slot_means(values: np.ndarray, weight: np.ndarray | None, slots: int) -> np.
 
     Examples
     --------
-    >>> slot_means(np.array([[1.0, 5.0], [3.0, 7.0]]), np.array([[1.0, 1.0], [1.0, 0.0]]), slots=2).tolist()
+    >>> slot_means(np.array([[1.0, 5.0], [3.0, np.inf]]), np.array([[1.0, 1.0], [1.0, 0.0]]), slots=2).tolist()
     [2.0, 5.0]
     """
     values = np.asarray(values, dtype=np.float64).reshape(-1, slots)
-    counts = np.ones_like(values) if weight is None else (np.asarray(weight).reshape(-1, slots) > 0)
-    return (values * counts).sum(axis=0) / np.maximum(counts.sum(axis=0), 1)
+    counts = np.ones(values.shape, dtype=bool) if weight is None else np.asarray(weight).reshape(-1, slots) > 0
+    # `where`, not a product: a padding row's value may be inf (inf * 0 is nan).
+    return np.where(counts, values, 0.0).sum(axis=0) / np.maximum(counts.sum(axis=0), 1)
 
 
 class RowScorer(keras.Model):
@@ -141,7 +142,12 @@ class RowScorer(keras.Model):
         # compiles each op of the model and the functions one by one (0.8 s for a 10-slot MLP).
         self.built = True
 
-    def call(self, inputs):
+    def call(self, inputs: tuple) -> list:
+        """Each function's per-row values for held-out rows ``X`` with targets ``y``.
+
+        Keras' own ``val_loss`` also adds the model's ``losses`` (weight penalties); kerasflow's layers have no
+        regularizers, so the loss function alone is the same value.
+        """
         X, y = inputs
         predictions = self.scored(X, training=False)
         return [keras.ops.cast(fn(y, predictions), "float32") for fn in self.functions]
@@ -188,7 +194,8 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
     otherwise they are one model's ``(rows, ...)``. `held_out` is scored at each epoch's end: by
     :class:`HeldOutScores` when the rows fit one batch, else (more rows, or a stateful model, which takes them in
     order a fixed number at a time) by Keras' own `validation_data`, whose iterator Keras keeps for the whole `fit`
-    call; its scores come from the compiled loss and metrics, which must log the names `held_out.scores` gives.
+    call; its scores come from the compiled loss and metrics, which must log the names `held_out.scores` gives
+    (a stacked model's fallback also logs ``val_loss``, the sum over its slots, which nothing reads).
     Training starts at epoch `initial_epoch` of the plan; a run resumed at its last epoch trains nothing, though its
     callbacks still see the training begin and end.
 

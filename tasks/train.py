@@ -172,16 +172,18 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     rows in time order, its state reset at the start of every epoch.
     """
     model = build_model(spec.model, X.shape[1], spec.train.seed, target_scale)
-    fn, root = metric_fn(spec)
-    # Weighted: Keras hands sample weights (here, the epochs' padding) to `weighted_metrics` only.
+    scores = row_scores(spec)
+    # Weighted: Keras hands sample weights (here, the epochs' padding) to `weighted_metrics` only. The loss is
+    # Keras' own; the other scores are metrics, logged under the names `HeldOutScores` gives them.
     model.compile(optimizer=make_optimizer(spec.train), loss=spec.loss,
-                  weighted_metrics=[SlotMean(fn, root=root, name=spec.metric)],
+                  weighted_metrics=[SlotMean(fn, root=root, name=name) for name, (fn, root) in scores.items()
+                                    if name != "loss"],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     stateful = spec.model.stateful
     if stateful:
         callbacks = [ResetStatesEachEpoch(), *callbacks]
     plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful)
-    held_out = None if validation is None else HeldOut(*validation, scores=row_scores(spec))
+    held_out = None if validation is None else HeldOut(*validation, scores=scores)
     history = fit_epochs(model, X, y, plan, slotted=False, held_out=held_out, callbacks=callbacks,
                          initial_epoch=initial_epoch)
     return model, history

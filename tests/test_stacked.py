@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from tasks.data import load_table
+from tasks.epochs import HeldOut, HeldOutScores
 from tasks.evaluate import cross_validate, cross_validate_configs, encode_labels, prepare_folds
-from tasks.spec import SearchSpec, parse_params
+from tasks.spec import LOSSES_BY_TASK, SearchSpec, parse_params
 from tasks.models import build_model
-from tasks.stacked import StackedDense, SwapBatchAndSlots, build_stacked, stack_slots
+from tasks.stacked import SlotSumLoss, StackedDense, SwapBatchAndSlots, build_stacked, stack_slots
+from tasks.train import SlotMean, row_scores
 from tasks.tune import stacked_groups
 
 from conftest import tiny_params
@@ -101,6 +104,51 @@ def test_held_out_scores_of_every_slot_are_what_keras_own_validation_gives(proje
         for key in ("val_loss", "val_accuracy"):
             assert len(fold.history[key]) == spec.train.epochs
             np.testing.assert_allclose(fold.history[key], theirs.history[key], rtol=1e-5, atol=1e-6)
+
+
+def _spec_for(task: str, loss: str):
+    raw = tiny_params()
+    name = "diabetes" if task == "regression" else "iris"
+    experiment = raw["experiments"][name]
+    experiment["train"]["loss"] = loss
+    if task == "binary":
+        experiment["dataset"]["task"] = "binary"
+        experiment["model"]["layers"][-1] = {"type": "dense", "units": 1, "activation": "sigmoid"}
+    if task == "regression":
+        experiment["evaluate"]["metric"] = "rmse"
+    return parse_params(raw).experiments[name]
+
+
+def _held_out_rows(task: str, loss: str, n_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    X = rng.normal(size=(n_rows, 4)).astype("float32")
+    if task == "regression":
+        return X, rng.normal(50, 20, size=(n_rows, 1)).astype("float32")
+    if task == "binary":
+        return X, rng.integers(0, 2, size=(n_rows, 1)).astype("float32")
+    codes = rng.integers(0, 3, size=n_rows)
+    return X, (np.eye(3, dtype="float32")[codes] if loss.startswith("categorical") else codes.astype("int32"))
+
+
+@pytest.mark.parametrize("task, loss", [(task, loss) for task, losses in LOSSES_BY_TASK.items() for loss in losses])
+def test_each_slots_held_out_scores_are_keras_evaluate_of_its_rows(task, loss):
+    """For every loss a task allows: a slot's scores from one prediction leave its padding rows out and apply its
+    target scale, as Keras' `evaluate` through the compiled per-slot metrics does."""
+    spec, rng = _spec_for(task, loss), np.random.default_rng(0)
+    parts = [_held_out_rows(task, loss, n_rows, rng) for n_rows in (7, 5, 6)]
+    X, weight = stack_slots([part[0] for part in parts])
+    y, _ = stack_slots([part[1] for part in parts])
+    scales = [(20.0, 50.0)] * 3 if task == "regression" else None
+    model = build_stacked([spec.model] * 3, 4, seeds=[1, 2, 3], target_scales=scales)
+    scores = row_scores(spec)
+    model.compile(optimizer="adam", loss=SlotSumLoss(spec.loss, 3),
+                  weighted_metrics=[SlotMean(fn, slots=3, root=root, name=name) for name, (fn, root) in scores.items()])
+    expected = model.evaluate(X, y, sample_weight=weight, batch_size=len(X), verbose=0, return_dict=True)
+    callback, logs = HeldOutScores(HeldOut(X, y, scores, weight), slots=3), {}
+    callback.set_model(model)
+    callback.on_epoch_end(0, logs)
+    assert set(logs) == {f"val_f{j}_{name}" for j in range(3) for name in ("loss", spec.metric)}
+    for key, value in logs.items():
+        assert np.isclose(value, expected[key.removeprefix("val_")], rtol=1e-5), key
 
 
 def test_slots_of_configs_with_other_initializers_start_from_each_configs_own_weights():
