@@ -31,8 +31,11 @@ import numpy as np
 ONE_BATCH = 4096
 """The most held-out rows scored in one step."""
 
-LAYOUT_BYTES = 256 * 2**20
-"""The most bytes of laid-out epochs handed to one ``fit`` call; longer trainings are fed in several."""
+LAYOUT_BYTES = 32 * 2**20
+"""The most bytes of laid-out epochs handed to one ``fit`` call; longer trainings are fed in several. Small, as
+memory first written costs page faults: the reused layout buffer (:class:`Layout`) and the copy Keras' TensorFlow
+adapter makes of it in each call. 10 stacked folds of 150 epochs (94 MB laid out) trained in 5.2 s on TensorFlow
+and 2.5 s on JAX in 32 MB calls, against 7.1 s and 2.9 s in one call (BENCHMARKS.md)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,42 @@ def plan_epochs(sizes: Sequence[int], seeds: Sequence[int], epochs: int, batch_s
 def fixed_batch_size(model: keras.Model) -> int | None:
     """The batch size a stateful model was built for, else None."""
     return model.inputs[0].shape[0] if model.inputs else None
+
+
+EVERY_SLOT = "f*_"
+"""Marks a log entry that holds one value per slot of a stacked model, as a vector: ``val_f*_loss`` stands for
+``val_f0_loss``, ``val_f1_loss``... A compiled step returns one such vector per metric, not k scalars: on JAX each
+output of a step costs a dispatch, and 40 per-slot scalars made a 10-slot step twice as slow (BENCHMARKS.md).
+:class:`SlotLogs` expands them before any other callback reads the epoch's logs."""
+
+
+def every_slot(name: str) -> str:
+    """The log name of `name`'s per-slot vector (see `EVERY_SLOT`)."""
+    return EVERY_SLOT + name
+
+
+def expand_slots(logs: dict) -> None:
+    """Replace, in place, each `EVERY_SLOT` entry of `logs` by one float per slot.
+
+    Examples
+    --------
+    >>> logs = {"loss": 0.5, "val_f*_accuracy": np.array([0.25, 1.0])}
+    >>> expand_slots(logs)
+    >>> logs
+    {'loss': 0.5, 'val_f0_accuracy': 0.25, 'val_f1_accuracy': 1.0}
+    """
+    for key in [key for key in logs if EVERY_SLOT in key]:
+        values = np.asarray(logs.pop(key)).reshape(-1)
+        logs.update({key.replace(EVERY_SLOT, f"f{j}_"): float(value) for j, value in enumerate(values)})
+
+
+class SlotLogs(keras.callbacks.Callback):
+    """Expands each epoch's per-slot vectors into ``f<j>_<name>`` entries (:func:`expand_slots`), what History,
+    the sweep's reports and any later callback read."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            expand_slots(logs)
 
 
 RowScores = Mapping[str, tuple[Callable, bool]]
@@ -155,8 +194,8 @@ class RowScorer(keras.Model):
 
 class HeldOutScores(keras.callbacks.Callback):
     """Score held-out rows that fit one batch at each epoch's end in one compiled call, and add the scores to the
-    epoch's logs as ``val_<name>``, or ``val_f<j>_<name>`` for slot j of `slots` stacked models. List it before
-    any callback that reads them.
+    epoch's logs as ``val_<name>``, or for `slots` stacked models as one vector ``val_f*_<name>`` (expanded by
+    :class:`SlotLogs`). List it before any callback that reads them.
 
     Why not ``test_on_batch``: it resets and reads the compiled metrics eagerly each time, and on JAX syncs the
     whole training state: inside ``fit`` it cost 3.4 ms an epoch on TensorFlow and 4.6 ms on JAX for 10 stacked
@@ -182,7 +221,29 @@ class HeldOutScores(keras.callbacks.Callback):
             if self.slots is None:
                 logs[f"val_{name}"] = float(means[0])
             else:
-                logs.update({f"val_f{j}_{name}": float(mean) for j, mean in enumerate(means)})
+                logs[f"val_{every_slot(name)}"] = means
+
+
+class Layout:
+    """A reused buffer that a table's rows are laid out in, one chunk of epochs after another.
+
+    Why reused: a fresh array of ~100 MB costs a few tenths of a second in page faults each time it is first
+    written (on these virtual machines), more than the copy itself; a buffer of at most `LAYOUT_BYTES` is faulted
+    in once per training.
+    """
+
+    def __init__(self, table: np.ndarray, rows: int, slots: int | None) -> None:
+        self.slots = slots
+        # Slotted, slot j of row r is row r * slots + j of the flattened table: one `take` lays out every slot.
+        self.table = table if slots is None else table.reshape((-1,) + table.shape[2:])
+        self.buffer = np.empty((rows,) + table.shape[1:], dtype=table.dtype)
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """The rows at `index` (shaped ``(rows, slots)``), laid out in the buffer's first rows."""
+        flat = index[:, 0] if self.slots is None else index * self.slots + np.arange(self.slots)
+        # mode="clip" writes straight into `out` (the default checks bounds through a temporary copy); every index
+        # comes from the plan, within the table.
+        return np.take(self.table, flat, axis=0, out=self.buffer[:len(index)], mode="clip")
 
 
 def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan, *, slotted: bool,
@@ -191,7 +252,8 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
     """Train a compiled `model` on the batches `plan` deals from the tables `X`, `y`; return the per-epoch history.
 
     With `slotted`, the tables are shaped ``(rows, slots, ...)`` and slot j's rows are taken from column j;
-    otherwise they are one model's ``(rows, ...)``. `held_out` is scored at each epoch's end: by
+    otherwise they are one model's ``(rows, ...)``, and `callbacks` see each slot's scores as ``f<j>_<name>``
+    (:class:`SlotLogs`). `held_out` is scored at each epoch's end: by
     :class:`HeldOutScores` when the rows fit one batch, else (more rows, or a stateful model, which takes them in
     order a fixed number at a time) by Keras' own `validation_data`, whose iterator Keras keeps for the whole `fit`
     call; its scores come from the compiled loss and metrics, which must log the names `held_out.scores` gives
@@ -202,25 +264,23 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
     A training longer than `LAYOUT_BYTES` is fed in several `fit` calls, and `callbacks` see
     ``on_train_begin``/``on_train_end`` once per call: they must not reset what they track there.
     """
-    slots = np.arange(plan.index.shape[-1])
-
-    def take(table: np.ndarray, index: np.ndarray) -> np.ndarray:
-        return table[index, slots] if slotted else table[index[:, 0]]
-
-    epoch_bytes = plan.index.shape[1] * (X[:1].nbytes + y[:1].nbytes + 4 * len(slots))
-    per_fit = max(1, LAYOUT_BYTES // epoch_bytes)
+    n_slots = plan.index.shape[-1]
+    epoch_bytes = plan.index.shape[1] * (X[:1].nbytes + y[:1].nbytes + 4 * n_slots)
+    per_fit = max(1, min(LAYOUT_BYTES // epoch_bytes, plan.epochs - initial_epoch))
+    X_laid, y_laid = (Layout(table, per_fit * plan.index.shape[1], n_slots if slotted else None) for table in (X, y))
     fixed_batch = fixed_batch_size(model)
     one_call = held_out is not None and fixed_batch is None and len(held_out.X) <= ONE_BATCH
-    callbacks = [HeldOutScores(held_out, len(slots) if slotted else None), *callbacks] if one_call else list(callbacks)
+    scoring = [HeldOutScores(held_out, n_slots if slotted else None)] if one_call else []
+    callbacks = [*scoring, *([SlotLogs()] if slotted else []), *callbacks]
     validation = None if one_call or held_out is None else held_out.validation_data
     history: dict[str, list[float]] = {}
     for start in range(initial_epoch, plan.epochs, per_fit) or [initial_epoch]:
         stop = max(start, min(start + per_fit, plan.epochs))
         # A finished run trains no epoch; Keras is handed the last one anyway, as it refuses empty data.
         dealt = slice(start, stop) if stop > start else slice(-1, None)
-        index = plan.index[dealt].reshape(-1, len(slots))
-        weight = plan.weight[dealt].reshape(-1, len(slots))
-        fitted = model.fit(take(X, index), take(y, index), sample_weight=weight if slotted else weight[:, 0],
+        index = plan.index[dealt].reshape(-1, n_slots)
+        weight = plan.weight[dealt].reshape(-1, n_slots)
+        fitted = model.fit(X_laid.take(index), y_laid.take(index), sample_weight=weight if slotted else weight[:, 0],
                            batch_size=plan.batch_size, epochs=stop, initial_epoch=start,
                            steps_per_epoch=plan.steps, shuffle=False, callbacks=callbacks, verbose=0,
                            validation_data=validation, validation_batch_size=fixed_batch or ONE_BATCH)

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tasks.epochs import ONE_BATCH, HeldOut, RowScores, fit_epochs, fixed_batch_size, plan_epochs
+from tasks.epochs import ONE_BATCH, HeldOut, RowScores, every_slot, fit_epochs, fixed_batch_size, plan_epochs
 from tasks.models import TargetScale, build_model, make_optimizer
 from tasks.spec import ExperimentSpec
 
@@ -86,7 +86,8 @@ class SlotMean(keras.metrics.Metric):
     rows (scaled so the batch's loss is their mean, see `tasks/epochs.py`), and each real row counts once.
     Stacked targets, predictions and sample weights are shaped `(batch, k, ...)`; the per-sample function
     reduces the last axis, giving `(batch, k)` values. One metric object keeps all k totals in one vector, so the
-    cost per step does not grow with k, and reports them as `f0_<name>` ... `f{k-1}_<name>`.
+    cost per step does not grow with k, and reports them as one vector, `f*_<name>`, which `fit_epochs` logs as
+    `f0_<name>` ... `f{k-1}_<name>`.
     """
 
     def __init__(self, fn: Callable, slots: int | None = None, root: bool = False, name: str = "metric",
@@ -108,13 +109,8 @@ class SlotMean(keras.metrics.Metric):
     def result(self):
         mean = ops.divide_no_nan(self.total, self.count)
         mean = ops.sqrt(mean) if self.root else mean
-        if self.slots is None:
-            return mean[0]
-        # One unstack, not k slices: Keras reads every metric's result eagerly at each epoch's end, where a
-        # TensorFlow slice is several eager ops (40 slices an epoch cost 18 ms for 10 stacked folds). Keras' JAX
-        # unstack slices k times (k ops, each compiled on first use); iterating a JAX array unstacks in one.
-        values = list(mean) if keras.backend.backend() == "jax" else ops.unstack(mean, num=self.slots)
-        return {f"f{j}_{self.name}": value for j, value in enumerate(values)}
+        # Stacked: one vector, not k scalars, so a compiled step has one output per metric (see `EVERY_SLOT`).
+        return mean[0] if self.slots is None else {every_slot(self.name): mean}
 
 
 def point_values(task: str, y: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tasks.epochs import HeldOut, fit_epochs, plan_epochs
+from tasks.epochs import HeldOut, Layout, fit_epochs, plan_epochs
 
 
 def test_every_epoch_deals_each_row_once_in_a_new_order():
@@ -106,3 +106,16 @@ def test_a_run_resumed_at_its_last_epoch_trains_nothing_but_its_callbacks_still_
     assert history == {} and began.began == 1 and began.epochs == 0
     for old, new in zip(before, model.weights):
         np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
+
+
+def test_a_layout_lays_out_each_slots_rows_in_its_reused_buffer():
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(6, 3, 2)).astype("float32")  # 6 rows of 3 slots
+    layout = Layout(table, rows=5, slots=3)
+    for n_rows in (5, 2):  # a shorter last chunk reuses the buffer's first rows
+        index = rng.integers(0, 6, size=(n_rows, 3))
+        laid = layout.take(index)
+        np.testing.assert_array_equal(laid, table[index, np.arange(3)])
+        assert np.shares_memory(laid, layout.buffer)
+    single = Layout(table[:, 0], rows=4, slots=None)
+    np.testing.assert_array_equal(single.take(np.array([[5], [0], [5]])), table[[5, 0, 5], 0])

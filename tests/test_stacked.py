@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tasks.data import load_table
-from tasks.epochs import HeldOut, HeldOutScores
+from tasks.epochs import HeldOut, HeldOutScores, expand_slots
 from tasks.evaluate import cross_validate, cross_validate_configs, encode_labels, prepare_folds
 from tasks.spec import LOSSES_BY_TASK, SearchSpec, parse_params
 from tasks.models import build_model
@@ -146,6 +146,8 @@ def test_each_slots_held_out_scores_are_keras_evaluate_of_its_rows(task, loss):
     callback, logs = HeldOutScores(HeldOut(X, y, scores, weight), slots=3), {}
     callback.set_model(model)
     callback.on_epoch_end(0, logs)
+    expand_slots(expected)
+    expand_slots(logs)
     assert set(logs) == {f"val_f{j}_{name}" for j in range(3) for name in ("loss", spec.metric)}
     for key, value in logs.items():
         assert np.isclose(value, expected[key.removeprefix("val_")], rtol=1e-5), key
@@ -204,3 +206,15 @@ def test_grids_that_cannot_stack_their_configs_run_one_config_per_trial():
     assert sorted(map(len, stacked_groups(spec, widths))) == [1, 1]  # other shapes: a program each
     unstacked = _iris_spec(stack_folds=False)
     assert sorted(map(len, stacked_groups(unstacked, _books_grid()))) == [1] * 12
+
+
+def test_a_stacked_step_returns_one_vector_per_metric_not_one_value_per_slot():
+    """Each output of a compiled step is a dispatch on JAX: the step's logs must not grow with the slots."""
+    spec = _iris_spec()
+    model = build_stacked([spec.model] * 5, 4, seeds=[1, 2, 3, 4, 5])
+    scores = row_scores(spec)
+    model.compile(optimizer="adam", loss=SlotSumLoss(spec.loss, 5),
+                  weighted_metrics=[SlotMean(fn, slots=5, root=root, name=name) for name, (fn, root) in scores.items()])
+    X, y = np.zeros((4, 5, 4), "float32"), np.tile(np.array([0, 1, 2, 0])[:, None, None], (1, 5, 1))
+    outputs = keras.tree.flatten(model.train_on_batch(X, y, return_dict=True))
+    assert [np.shape(output) for output in outputs] == [(5,), (5,)]  # each slot's loss, each slot's accuracy
