@@ -7,14 +7,16 @@ Run from the repository root (after `make install` and `kerasflow data`):
     .venv/bin/python bench/kfold.py --jax           # also kerasflow on JAX, against this run's TensorFlow loop
 
 All contenders run in this one process, one after another, on the same folds and epochs, so the ratios are
-measured side by side; absolute seconds drift between runs on a shared machine.
+measured side by side; absolute seconds drift between runs on a shared machine. One fold and kerasflow's
+cross-validation are timed `--repeats` times, interleaved, and their medians compared: a single timing of a few
+seconds moves by a second or more here.
 
 - books_loop: the books' way, `StratifiedKFold` and a fresh `Sequential` fitted per fold (steps_per_execution=1);
 - one_fold:   kerasflow's per-model path on a single fold (the unit the moonshot target is stated in);
 - kerasflow:  kerasflow's cross-validation, all folds stacked into one program.
 - kerasflow_jax (--jax): the same on the JAX backend, in a child process (a process has one backend), timed
-  there after the same warm-up; compared with this run's books' loop on TensorFlow, as a user who switches
-  `backend: jax` compares (issue 7's 40x target).
+  there after the same warm-up, with one fold on JAX beside it; compared with this run's books' loop on
+  TensorFlow, as a user who switches `backend: jax` compares (issue 7's 40x target).
 """
 
 from __future__ import annotations
@@ -84,10 +86,21 @@ def timed(fn):
     return time.perf_counter() - start, value
 
 
-def on_jax(epochs: int, n_splits: int) -> dict:
-    """kerasflow's cross-validation timed in a child process on the JAX backend: its seconds and scores."""
+def interleaved(fns: dict, repeats: int) -> dict:
+    """Each of `fns` timed `repeats` times, taking turns: name -> (median seconds, the last value)."""
+    seconds: dict = {name: [] for name in fns}
+    values: dict = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            took, values[name] = timed(fn)
+            seconds[name].append(took)
+    return {name: (float(np.median(seconds[name])), values[name]) for name in fns}
+
+
+def on_jax(epochs: int, n_splits: int, repeats: int) -> dict:
+    """kerasflow's cross-validation timed in a child process on the JAX backend: its median seconds and scores."""
     child = subprocess.run([sys.executable, __file__, "--epochs", str(epochs), "--folds", str(n_splits),
-                            "--only-kerasflow"], env={**os.environ, "KERAS_BACKEND": "jax"},
+                            "--repeats", str(repeats), "--only-kerasflow"], env={**os.environ, "KERAS_BACKEND": "jax"},
                            capture_output=True, text=True, check=True)
     return json.loads(child.stdout.strip().splitlines()[-1])
 
@@ -96,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="timings of one fold and of kerasflow, interleaved")
     parser.add_argument("--jax", action="store_true", help="also time kerasflow on JAX, in a child process")
     parser.add_argument("--only-kerasflow", action="store_true",
                         help="time kerasflow's cross-validation only and print it as JSON (what --jax runs)")
@@ -103,15 +117,20 @@ def main() -> None:
 
     spec, table, folds = prepared(args.epochs, args.folds)  # the same folds and scalers for every contender
     if args.only_kerasflow:
-        seconds, result = timed(lambda: cross_validate(spec, folds))
-        print(json.dumps({"backend": keras.backend.backend(), "seconds": seconds, "scores": result.scores}))
+        medians = interleaved({"one_fold": lambda: fit_fold(spec, folds[0], 0),
+                               "kerasflow": lambda: cross_validate(spec, folds)}, args.repeats)
+        (one_s, _), (seconds, result) = medians["one_fold"], medians["kerasflow"]
+        print(json.dumps({"backend": keras.backend.backend(), "seconds": seconds, "scores": result.scores,
+                          "one_fold_seconds": one_s}))
         return
 
     books_s, books_scores = timed(lambda: books_loop(folds, args.epochs))
-    one_s, one = timed(lambda: fit_fold(spec, folds[0], 0))
-    ours_s, ours = timed(lambda: cross_validate(spec, folds))
+    medians = interleaved({"one_fold": lambda: fit_fold(spec, folds[0], 0),
+                           "kerasflow": lambda: cross_validate(spec, folds)}, args.repeats)
+    (one_s, one), (ours_s, ours) = medians["one_fold"], medians["kerasflow"]
 
-    print(f"backend={keras.backend.backend()} epochs={args.epochs} folds={args.folds} rows={table.n_rows}")
+    print(f"backend={keras.backend.backend()} epochs={args.epochs} folds={args.folds} rows={table.n_rows} "
+          f"(one_fold and kerasflow: medians of {args.repeats})")
     print(f"{'contender':<12} {'seconds':>8} {'mean acc':>9} {'std':>7}")
     print(f"{'books_loop':<12} {books_s:8.1f} {np.mean(books_scores):9.4f} {np.std(books_scores):7.4f}")
     print(f"{'one_fold':<12} {one_s:8.1f} {one.score:9.4f} {'':>7}")
@@ -120,11 +139,12 @@ def main() -> None:
     print(f"speed-up over books_loop: {books_s / ours_s:.2f}x   "
           f"kerasflow {args.folds}-fold / one fold: {ours_s / one_s:.2f}x")
     if args.jax:
-        jax = on_jax(args.epochs, args.folds)
+        jax = on_jax(args.epochs, args.folds, args.repeats)
         print(f"{'kerasflow_jax':<12} {jax['seconds']:8.1f} {np.mean(jax['scores']):9.4f} {np.std(jax['scores']):7.4f}"
               f"   (backend={jax['backend']}, child process)")
         print(f"speed-up of kerasflow on JAX over books_loop on {keras.backend.backend()}: "
-              f"{books_s / jax['seconds']:.2f}x")
+              f"{books_s / jax['seconds']:.2f}x   on JAX, {args.folds}-fold / one fold "
+              f"({jax['one_fold_seconds']:.1f} s): {jax['seconds'] / jax['one_fold_seconds']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ Why not ``model.fit(X, y, shuffle=True, validation_data=...)``:
   uninterrupted run did.
 - On TensorFlow, Keras builds a ``tf.data`` iterator twice per epoch for training and twice more for validation,
   ~12 ms each on a 2-core machine: more than the 50-odd steps of a small model's epoch (BENCHMARKS.md). Here the
-  epochs are laid out one after another in one array, so one ``fit`` call streams them all through one iterator,
-  and held-out rows that fit one batch are scored from one compiled prediction (:class:`HeldOutScores`).
+  epochs are laid out one after another in one array (in chunks of at most `LAYOUT_BYTES`), so one ``fit`` call
+  streams a whole chunk of epochs through one iterator, and held-out rows that fit one batch are scored from one
+  compiled prediction (:class:`HeldOutScores`).
 
 Each epoch is padded to whole batches with zero-weight rows, so no batch straddles two epochs. The real rows
 of a partial last batch weigh ``batch_size / rows``: Keras divides a batch's weighted loss sum by the batch size,
@@ -32,10 +33,10 @@ ONE_BATCH = 4096
 """The most held-out rows scored in one step."""
 
 LAYOUT_BYTES = 32 * 2**20
-"""The most bytes of laid-out epochs handed to one ``fit`` call; longer trainings are fed in several. Small, as
-memory first written costs page faults: the reused layout buffer (:class:`Layout`) and the copy Keras' TensorFlow
-adapter makes of it in each call. 10 stacked folds of 150 epochs (94 MB laid out) trained in 5.2 s on TensorFlow
-and 2.5 s on JAX in 32 MB calls, against 7.1 s and 2.9 s in one call (BENCHMARKS.md)."""
+"""The most bytes of laid-out epochs handed to one ``fit`` call (one epoch at least); longer trainings are fed in
+several. Small, as memory first written costs page faults: the reused layout buffer (:class:`Layout`), and on
+TensorFlow whatever Keras' adapter allocates for it in each call. 10 stacked folds of 150 epochs (94 MB laid out)
+trained faster in 32 MB calls than in one call, on both backends (`bench/layout.py`, BENCHMARKS.md)."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,8 @@ def fixed_batch_size(model: keras.Model) -> int | None:
 EVERY_SLOT = "f*_"
 """Marks a log entry that holds one value per slot of a stacked model, as a vector: ``val_f*_loss`` stands for
 ``val_f0_loss``, ``val_f1_loss``... A compiled step returns one such vector per metric, not k scalars: on JAX each
-output of a step costs a dispatch, and 40 per-slot scalars made a 10-slot step twice as slow (BENCHMARKS.md).
-:class:`SlotLogs` expands them before any other callback reads the epoch's logs."""
+output of a step costs a dispatch, and 40 per-slot scalars made a 10-slot epoch 14.5 ms against 8.9 ms
+(BENCHMARKS.md). :class:`SlotLogs` expands them before any other callback reads the epoch's logs."""
 
 
 def every_slot(name: str) -> str:
@@ -124,10 +125,15 @@ def expand_slots(logs: dict) -> None:
 
 
 class SlotLogs(keras.callbacks.Callback):
-    """Expands each epoch's per-slot vectors into ``f<j>_<name>`` entries (:func:`expand_slots`), what History,
-    the sweep's reports and any later callback read."""
+    """Expands the per-slot vectors of each epoch's logs, and of the training's last, into ``f<j>_<name>``
+    entries (:func:`expand_slots`): what History, the sweep's reports and any later callback read. (Per-batch logs
+    keep the vectors: nothing reads them, and expanding them would cost every batch.)"""
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            expand_slots(logs)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
         if logs is not None:
             expand_slots(logs)
 
@@ -228,8 +234,8 @@ class Layout:
     """A reused buffer that a table's rows are laid out in, one chunk of epochs after another.
 
     Why reused: a fresh array of ~100 MB costs a few tenths of a second in page faults each time it is first
-    written (on these virtual machines), more than the copy itself; a buffer of at most `LAYOUT_BYTES` is faulted
-    in once per training.
+    written (on these virtual machines), more than the copy itself; a buffer of `LAYOUT_BYTES` (or one epoch, if
+    larger) is faulted in once per training.
     """
 
     def __init__(self, table: np.ndarray, rows: int, slots: int | None) -> None:
@@ -252,12 +258,11 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
     """Train a compiled `model` on the batches `plan` deals from the tables `X`, `y`; return the per-epoch history.
 
     With `slotted`, the tables are shaped ``(rows, slots, ...)`` and slot j's rows are taken from column j;
-    otherwise they are one model's ``(rows, ...)``, and `callbacks` see each slot's scores as ``f<j>_<name>``
-    (:class:`SlotLogs`). `held_out` is scored at each epoch's end: by
+    otherwise they are one model's ``(rows, ...)``. Slotted, `callbacks` see each slot's scores as
+    ``f<j>_<name>`` and ``val_f<j>_<name>`` (:class:`SlotLogs`). `held_out` is scored at each epoch's end: by
     :class:`HeldOutScores` when the rows fit one batch, else (more rows, or a stateful model, which takes them in
     order a fixed number at a time) by Keras' own `validation_data`, whose iterator Keras keeps for the whole `fit`
-    call; its scores come from the compiled loss and metrics, which must log the names `held_out.scores` gives
-    (a stacked model's fallback also logs ``val_loss``, the sum over its slots, which nothing reads).
+    call; its scores come from the compiled loss and metrics, which must log the names `held_out.scores` gives.
     Training starts at epoch `initial_epoch` of the plan; a run resumed at its last epoch trains nothing, though its
     callbacks still see the training begin and end.
 

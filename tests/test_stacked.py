@@ -218,3 +218,30 @@ def test_a_stacked_step_returns_one_vector_per_metric_not_one_value_per_slot():
     X, y = np.zeros((4, 5, 4), "float32"), np.tile(np.array([0, 1, 2, 0])[:, None, None], (1, 5, 1))
     outputs = keras.tree.flatten(model.train_on_batch(X, y, return_dict=True))
     assert [np.shape(output) for output in outputs] == [(5,), (5,)]  # each slot's loss, each slot's accuracy
+
+
+class _TrainEndLogs(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict] = []
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.seen.append(dict(logs or {}))
+
+
+def test_stacked_folds_fed_in_several_fits_train_as_in_one(project, monkeypatch):
+    """A stacked training longer than one layout chunk goes to Keras in several `fit` calls, the same training."""
+    spec = _iris_spec(n_splits=3)
+    table = load_table(spec.dataset, root=project)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    whole = cross_validate(spec, folds)
+    monkeypatch.setattr("tasks.epochs.LAYOUT_BYTES", 1)  # one epoch per `fit` call
+    probe = _TrainEndLogs()
+    chunked = cross_validate(spec, folds, callbacks=[probe])
+    assert whole.stacked and chunked.stacked and whole.scores == chunked.scores
+    for ours, theirs in zip(whole.folds, chunked.folds):
+        assert ours.history.keys() == theirs.history.keys()
+        for key in ours.history:
+            np.testing.assert_allclose(ours.history[key], theirs.history[key], rtol=1e-6, err_msg=key)
+    assert len(probe.seen) == spec.train.epochs
+    assert all("f0_loss" in logs and not any("f*_" in key for key in logs) for logs in probe.seen)
