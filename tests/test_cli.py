@@ -6,6 +6,8 @@ Bad input (params, data, predict rows) is tested case by case in tests/faults/te
 from __future__ import annotations
 
 import json
+import re
+import socket
 import urllib.request
 
 import yaml
@@ -45,3 +47,29 @@ def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_se
         runs = json.loads(response.read())
     assert any(run["state_type"] == "COMPLETED" for run in runs)
     assert "Starting temporary server" not in result.stderr
+
+
+def _temporary_server_port(output: str) -> int:
+    found = re.search(r"Starting temporary server on http://127\.0\.0\.1:(\d+)", output)
+    assert found, output[-3000:]
+    return int(found[1])
+
+
+def _port_is_closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_with_no_prefect_server_set_a_run_starts_prefects_temporary_one_and_stops_it(project, tmp_path):
+    """kerasflow starts Prefect's temporary server before importing Keras (so it boots meanwhile); it is stopped
+    when the command ends, also when the command fails before any flow starts."""
+    env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(tmp_path / "prefect_home")}
+    result = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "iris: accuracy" in result.stdout
+    assert _port_is_closed(_temporary_server_port(result.stderr))
+
+    (project / "data/iris.csv").unlink()
+    failed = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
+    assert failed.returncode == 2 and "data/iris.csv: file not found" in failed.stderr
+    assert _port_is_closed(_temporary_server_port(failed.stderr))
