@@ -6,11 +6,8 @@ Bad input (params, data) exits with status 2 and one message naming the file and
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from tasks.backend import choose_backend
@@ -90,9 +87,6 @@ def check_data(experiments: dict[str, ExperimentSpec]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `kerasflow` command. Called without `argv` (the console script), it owns its process and may start
-    Prefect's temporary server early (:func:`start_temporary_server`); a caller passing `argv` leaves that to
-    Prefect, which starts one at the first flow run if it needs one."""
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # The same seed gives the same numbers: TensorFlow's deterministic kernels (read when it first runs an op).
@@ -101,48 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         choose_backend(args.params)
-        return _dispatch(args, own_process=argv is None)
+        return _dispatch(args)
     except (ParamsError, DataError) as exc:
         print(f"kerasflow: error: {exc}", file=sys.stderr)
         return 2
 
 
-FLOW_COMMANDS = ("run", "tune", "schedule", "report")
-"""The commands that run Prefect flows."""
-
-
-def start_temporary_server() -> Callable[[], None]:
-    """Start Prefect's temporary local server now, in a thread, if the flows will need one (no `PREFECT_API_URL`);
-    return what waits until it answers.
-
-    Prefect starts it at the first flow run, after kerasflow has imported Keras, and then waits ~5 s for it. Started
-    first, its process boots on another core while this one imports Keras (~5 s on TensorFlow). Prefect's flows
-    then find the same server running (`SubprocessASGIServer()` is one per process) and use it; it stops at exit.
-    """
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value():
-        return lambda: None
-    from prefect.logging.configuration import ensure_logging_setup
-    from prefect.server.api.server import SubprocessASGIServer
-
-    ensure_logging_setup()  # so that Prefect says where its server is, as it does when it starts one itself
-    server = SubprocessASGIServer()
-    # If it fails to start, the first flow run tries again and reports why.
-    starting = threading.Thread(target=server.start, name="prefect-server-start", daemon=True)
-
-    def stop_at_exit() -> None:
-        # A command that fails early exits while the thread may still be launching the process; stopping before
-        # the launch returns would leave the server running after this process.
-        starting.join()
-        server.stop()
-
-    atexit.register(stop_at_exit)
-    starting.start()
-    return starting.join
-
-
-def _dispatch(args: argparse.Namespace, own_process: bool) -> int:
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "data":
         from tasks.bundled import write_bundled
 
@@ -157,8 +116,6 @@ def _dispatch(args: argparse.Namespace, own_process: bool) -> int:
         print(predict_csv(args.model, args.input, args.output))
         return 0
 
-    # Started before params.yaml is validated, which imports Keras: the server boots while Keras imports.
-    server_started = start_temporary_server() if own_process and args.command in FLOW_COMMANDS else (lambda: None)
     params = load_params(args.params)
     if args.command == "list":
         for name, spec in params.experiments.items():
@@ -169,7 +126,6 @@ def _dispatch(args: argparse.Namespace, own_process: bool) -> int:
 
     if args.command == "report":
         html = args.html or args.out.with_name("report.html")
-        server_started()
         report_flow(params.experiments, args.results, args.out, html)
         print(args.out)
         print(html)
@@ -185,7 +141,6 @@ def _dispatch(args: argparse.Namespace, own_process: bool) -> int:
         from tasks.tune import scoring_spec
 
         check_data({name: scoring_spec(spec, params.sweeps[name])})
-        server_started()
         best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume)
         print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
               f"({best['n_configs']} configs in {best['n_trials']} Ray trials) -> {args.results / name / 'tune'}")
@@ -196,13 +151,11 @@ def _dispatch(args: argparse.Namespace, own_process: bool) -> int:
         from flows.schedule import serve_schedule
 
         check_data(selected)
-        server_started()
         serve_schedule(list(selected), args.cron, args.params, args.results, args.report)
         return 0
     if args.smoke_test:
         selected = {name: smoke(spec) for name, spec in selected.items()}
     check_data(selected)
-    server_started()
     summaries = pipeline_flow(selected, args.results, args.report)
     for name, summary in summaries.items():
         print(f"{name}: {summary['metric']} {summary['mean']:.4f} ± {summary['std']:.4f} "

@@ -61,15 +61,16 @@ def _port_is_closed(port: int) -> bool:
 
 
 def test_with_no_prefect_server_set_a_run_starts_prefects_temporary_one_and_stops_it(project, tmp_path):
-    """kerasflow starts Prefect's temporary server before importing Keras (so it boots meanwhile); it is stopped
-    when the command ends, also when the command fails before any flow starts."""
+    """The default with nothing set: Prefect's temporary server serves the run and is stopped when the command ends;
+    a command that fails before its flows starts none."""
     env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(tmp_path / "prefect_home")}
     result = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "iris: accuracy" in result.stdout
+    assert result.stderr.count("Starting temporary server") == 1
     assert _port_is_closed(_temporary_server_port(result.stderr))
 
     (project / "data/iris.csv").unlink()
     failed = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
-    assert failed.returncode == 2 and "data/iris.csv: file not found" in failed.stderr
-    assert _port_is_closed(_temporary_server_port(failed.stderr))
+    assert failed.returncode == 2 and failed.stderr.strip().splitlines() == [
+        "kerasflow: error: data/iris.csv: file not found (params.yaml:experiments.iris.dataset.file)"]
