@@ -98,7 +98,8 @@ def interleaved(fns: dict, repeats: int) -> dict:
 
 
 def on_jax(epochs: int, n_splits: int, repeats: int) -> dict:
-    """kerasflow's cross-validation timed in a child process on the JAX backend: its median seconds and scores."""
+    """kerasflow's cross-validation and one fold timed in a child process on the JAX backend: their median seconds
+    and the cross-validation's scores."""
     child = subprocess.run([sys.executable, __file__, "--epochs", str(epochs), "--folds", str(n_splits),
                             "--repeats", str(repeats), "--only-kerasflow"], env={**os.environ, "KERAS_BACKEND": "jax"},
                            capture_output=True, text=True, check=True)
@@ -112,21 +113,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings of one fold and of kerasflow, interleaved")
     parser.add_argument("--jax", action="store_true", help="also time kerasflow on JAX, in a child process")
     parser.add_argument("--only-kerasflow", action="store_true",
-                        help="time kerasflow's cross-validation only and print it as JSON (what --jax runs)")
+                        help="time kerasflow's cross-validation and one fold only, as JSON (what --jax runs)")
     args = parser.parse_args()
 
     spec, table, folds = prepared(args.epochs, args.folds)  # the same folds and scalers for every contender
+    ours_and_one_fold = {"one_fold": lambda: fit_fold(spec, folds[0], 0),
+                         "kerasflow": lambda: cross_validate(spec, folds)}
     if args.only_kerasflow:
-        medians = interleaved({"one_fold": lambda: fit_fold(spec, folds[0], 0),
-                               "kerasflow": lambda: cross_validate(spec, folds)}, args.repeats)
+        medians = interleaved(ours_and_one_fold, args.repeats)
         (one_s, _), (seconds, result) = medians["one_fold"], medians["kerasflow"]
         print(json.dumps({"backend": keras.backend.backend(), "seconds": seconds, "scores": result.scores,
                           "one_fold_seconds": one_s}))
         return
 
     books_s, books_scores = timed(lambda: books_loop(folds, args.epochs))
-    medians = interleaved({"one_fold": lambda: fit_fold(spec, folds[0], 0),
-                           "kerasflow": lambda: cross_validate(spec, folds)}, args.repeats)
+    medians = interleaved(ours_and_one_fold, args.repeats)
     (one_s, one), (ours_s, ours) = medians["one_fold"], medians["kerasflow"]
 
     print(f"backend={keras.backend.backend()} epochs={args.epochs} folds={args.folds} rows={table.n_rows} "
