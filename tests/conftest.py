@@ -59,14 +59,19 @@ def bundled_data(tmp_path_factory) -> Path:
     return out
 
 
+def make_project(folder: Path, bundled_data: Path) -> Path:
+    """`folder` made a working folder with data/ (iris and diabetes) and the tiny params.yaml."""
+    (folder / "data").mkdir(parents=True)
+    for name in ("iris.csv", "diabetes.csv"):
+        shutil.copy(bundled_data / name, folder / "data" / name)
+    (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    return folder
+
+
 @pytest.fixture
 def project(tmp_path, bundled_data) -> Path:
     """A working folder with data/ (iris and diabetes) and the tiny params.yaml."""
-    (tmp_path / "data").mkdir()
-    for name in ("iris.csv", "diabetes.csv"):
-        shutil.copy(bundled_data / name, tmp_path / "data" / name)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    return tmp_path
+    return make_project(tmp_path, bundled_data)
 
 
 @pytest.fixture(scope="session")

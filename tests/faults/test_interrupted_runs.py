@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import urllib.request
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, git_dvc_repo, run_checked as _run, run_cli, tiny_params
+from conftest import BIN, git_dvc_repo, make_project, run_checked as _run, run_cli, tiny_params
 from faults.support import kill_group, snapshot, start_cli, wait_for
 from tasks.saved import read_saved
 
@@ -65,19 +66,31 @@ def test_a_transient_failure_in_training_is_retried_by_prefect_and_the_run_compl
     assert [(run["run_count"], run["state_type"]) for run in runs] == [(2, "COMPLETED")]
 
 
+RUN_WITH_REPORT = ["run", "iris", "--report", "reports/summary.md"]
+
+
+@pytest.fixture(scope="module")
+def after_a_run(tmp_path_factory, bundled_data, prefect_server) -> Path:
+    """The tiny project after one successful run with a report: what each kill below interrupts the next run of
+    (each test works on a copy)."""
+    project = make_project(tmp_path_factory.mktemp("after-a-run") / "project", bundled_data)
+    first = run_cli(RUN_WITH_REPORT, cwd=project, env={"PREFECT_API_URL": prefect_server})
+    assert first.returncode == 0, first.stderr[-3000:]
+    return project
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["model", "metrics.json", "summary.md"])
-def test_a_run_killed_while_replacing_a_result_leaves_the_previous_one_intact(project, prefect_server, target):
+def test_a_run_killed_while_replacing_a_result_leaves_the_previous_one_intact(after_a_run, tmp_path, prefect_server,
+                                                                               target):
     """SIGKILL the run once the new `target` is fully written beside the old one, before the rename."""
     env = {"PREFECT_API_URL": prefect_server}
-    argv = ["run", "iris", "--report", "reports/summary.md"]
-    first = run_cli(argv, cwd=project, env=env)
-    assert first.returncode == 0, first.stderr[-3000:]
+    project = shutil.copytree(after_a_run, tmp_path / "project")
     before = snapshot(project)
     _set_epochs(project, 3)  # the interrupted run would write other numbers
 
     log = project.parent / f"{project.name}-killed.log"
-    run = start_cli(argv, project, {**env, "KERASFLOW_FAULT": f"stall:write:{target}"}, log)
+    run = start_cli(RUN_WITH_REPORT, project, {**env, "KERASFLOW_FAULT": f"stall:write:{target}"}, log)
     wait_for(lambda: f"stalling at write:{target}" in log.read_text(), run, log, what=f"the stall at {target}")
     os.kill(run.pid, signal.SIGKILL)
     kill_group(run)  # reap it, and anything it started
@@ -100,7 +113,7 @@ def test_a_run_killed_while_replacing_a_result_leaves_the_previous_one_intact(pr
     assert (folder / leftovers[0] / target).exists()
 
     # The next run succeeds, writes every result anew and removes the dead process's temporary folder.
-    again = run_cli(argv, cwd=project, env=env)
+    again = run_cli(RUN_WITH_REPORT, cwd=project, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert _leftovers(folder) == []
     assert json.loads((project / "results/iris/metrics.json").read_text())["n_folds"] == 3

@@ -40,7 +40,7 @@ def test_the_temporary_prefect_server_listens_on_127_0_0_1_only(project, tmp_pat
     env = {"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")), "PREFECT_API_URL": "",
            "KERASFLOW_FAULT": "stall:write:metrics.json"}
     log = project.parent / f"{project.name}-server.log"
-    run = start_cli(["run", "iris"], project, env, log)
+    run = start_cli(["run", "iris", "--smoke-test"], project, env, log)
     try:
         wait_for(lambda: "stalling at write:metrics.json" in log.read_text(), run, log, what="the run's last write")
         sockets = _listening(psutil.Process(run.pid))

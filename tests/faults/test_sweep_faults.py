@@ -65,11 +65,12 @@ def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cancer_projec
     assert best["n_errors"] == 0
 
 
-def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project):
+def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project, prefect_server):
     """SIGKILL the whole `kerasflow tune` process group once a trial has finished; --resume completes it."""
     ray.shutdown()  # the driver under test starts its own Ray, as a user's would
     (cancer_project / "params.yaml").write_text(yaml.safe_dump(sweep_params(epochs=40, max_concurrent_trials=1)))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # A running Prefect server: both commands would otherwise each start (and wait for) a temporary one.
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_API_URL": prefect_server}
     driver = subprocess.Popen([str(BIN / "kerasflow"), "tune", "cancer"], cwd=cancer_project, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     sweep_dir = cancer_project / "results/cancer/tune/ray/sweep"
