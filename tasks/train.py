@@ -101,10 +101,13 @@ class SlotMean(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         width = self.slots or 1
         values = ops.reshape(ops.cast(self.fn(y_true, y_pred), "float32"), (-1, width))
-        weight = (ops.ones_like(values) if sample_weight is None
-                  else ops.reshape(ops.cast(ops.greater(sample_weight, 0), "float32"), (-1, width)))
-        self.total.assign_add(ops.sum(values * weight, axis=0))
-        self.count.assign_add(ops.sum(weight, axis=0))
+        if sample_weight is None:
+            counts = ops.ones_like(values, dtype="bool")
+        else:
+            counts = ops.reshape(ops.greater(sample_weight, 0), (-1, width))
+        # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan.
+        self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=0))
+        self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=0))
 
     def result(self):
         mean = ops.divide_no_nan(self.total, self.count)

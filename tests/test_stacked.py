@@ -245,3 +245,15 @@ def test_stacked_folds_fed_in_several_fits_train_as_in_one(project, monkeypatch)
             np.testing.assert_allclose(ours.history[key], theirs.history[key], rtol=1e-6, err_msg=key)
     assert len(probe.seen) == spec.train.epochs
     assert all("f0_loss" in logs and not any("f*_" in key for key in logs) for logs in probe.seen)
+
+
+def test_slot_means_skip_padding_rows_even_where_their_value_is_infinite():
+    """Padding rows weigh 0; a per-row score may be inf there (a log of 0), which a 0/1 product would make nan."""
+    def log_of_prediction(y_true, y_pred):
+        return -keras.ops.log(y_pred[..., 0])
+
+    metric = SlotMean(log_of_prediction, slots=2, name="score")
+    y_pred = np.array([[[1.0], [np.e]], [[0.0], [1.0]]], dtype="float32")  # (batch 2, slots 2, 1); row 1 of slot 0 pads
+    metric.update_state(np.zeros_like(y_pred), y_pred, sample_weight=np.array([[1.0, 1.0], [0.0, 2.0]]))
+    means = keras.ops.convert_to_numpy(metric.result()["f*_score"])
+    np.testing.assert_allclose(means, [0.0, -0.5], atol=1e-6)
