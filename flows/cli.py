@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from flows.temporary_server import TemporaryServer
 from tasks.backend import choose_backend
 from tasks.data import DataError
 from tasks.spec import ExperimentSpec, ParamsError, load_params
@@ -86,6 +87,11 @@ def check_data(experiments: dict[str, ExperimentSpec]) -> None:
         evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name))
 
 
+EARLY_SERVER_COMMANDS = ("run", "tune", "report")
+"""The commands whose flows a temporary server started early serves (see `main`). Not `schedule`: a temporary
+server runs no scheduler, which Prefect warns about when it starts its own for `serve`; it does so still."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -93,15 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
     # Nothing leaves the machine: the local server's telemetry would only fail without a network anyway.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # No server in the environment: start Prefect's temporary one now, to boot during the imports (used only if
+    # Prefect's settings name no server either; see flows/temporary_server.py).
+    early = args.command in EARLY_SERVER_COMMANDS and not os.environ.get("PREFECT_API_URL")
+    server = TemporaryServer.launch() if early else None
     try:
         choose_backend(args.params)
-        return _dispatch(args)
+        return _dispatch(args, server)
     except (ParamsError, DataError) as exc:
         print(f"kerasflow: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if server is not None:
+            server.stop()
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _prefect_ready(server: TemporaryServer | None) -> None:
+    """Called just before the first flow: the flows use the early-started server, if Prefect has no other."""
+    if server is not None:
+        server.use()
+
+
+def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     if args.command == "data":
         from tasks.bundled import write_bundled
 
@@ -126,6 +145,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "report":
         html = args.html or args.out.with_name("report.html")
+        _prefect_ready(server)
         report_flow(params.experiments, args.results, args.out, html)
         print(args.out)
         print(html)
@@ -141,6 +161,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tasks.tune import scoring_spec
 
         check_data({name: scoring_spec(spec, params.sweeps[name])})
+        _prefect_ready(server)
         best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume)
         print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
               f"({best['n_configs']} configs in {best['n_trials']} Ray trials) -> {args.results / name / 'tune'}")
@@ -156,6 +177,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.smoke_test:
         selected = {name: smoke(spec) for name, spec in selected.items()}
     check_data(selected)
+    _prefect_ready(server)
     summaries = pipeline_flow(selected, args.results, args.report)
     for name, summary in summaries.items():
         print(f"{name}: {summary['metric']} {summary['mean']:.4f} ± {summary['std']:.4f} "

@@ -6,10 +6,13 @@ Bad input (params, data, predict rows) is tested case by case in tests/faults/te
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import urllib.request
+from pathlib import Path
 
+import psutil
 import yaml
 
 from conftest import run_cli, tiny_params
@@ -60,17 +63,70 @@ def _port_is_closed(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_with_no_prefect_server_set_a_run_starts_prefects_temporary_one_and_stops_it(project, tmp_path):
-    """The default with nothing set: Prefect's temporary server serves the run and is stopped when the command ends;
-    a command that fails before its flows starts none."""
-    env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(tmp_path / "prefect_home")}
+def _servers_of(prefect_home: Path) -> list[psutil.Process]:
+    """Prefect API server processes (uvicorn) still running with `prefect_home` as their PREFECT_HOME."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if "uvicorn" in proc.cmdline() and proc.environ().get("PREFECT_HOME") == str(prefect_home):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_with_no_prefect_server_set_a_run_starts_a_temporary_one_and_stops_it(project, tmp_path):
+    """The default with nothing set: a temporary server (started by kerasflow as the command starts, so that it
+    boots during the imports) serves the run and is stopped when the command ends; a command that fails before its
+    flows prints its one message and leaves no server behind."""
+    home = tmp_path / "prefect_home"
+    env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(home)}
     result = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "iris: accuracy" in result.stdout
     assert result.stderr.count("Starting temporary server") == 1
+    assert "View at" not in result.stderr  # no links to a UI that is not served
+    assert "Error" not in result.stderr, result.stderr[-3000:]  # every log reached the server before it stopped
     assert _port_is_closed(_temporary_server_port(result.stderr))
+    assert _servers_of(home) == []
 
     (project / "data/iris.csv").unlink()
     failed = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
     assert failed.returncode == 2 and failed.stderr.strip().splitlines() == [
         "kerasflow: error: data/iris.csv: file not found (params.yaml:experiments.iris.dataset.file)"]
+    assert _servers_of(home) == []
+
+
+def test_a_server_named_in_prefect_toml_is_used_and_no_temporary_one(project, prefect_server, tmp_path,
+                                                                      monkeypatch):
+    """Prefect's own settings files count as much as PREFECT_API_URL: the early-started server is dropped unused."""
+    home = tmp_path / "prefect_home"
+    (project / "prefect.toml").write_text(f'[api]\nurl = "{prefect_server}"\n')
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # unset: even empty, the variable would win over the file
+    result = run_cli(["run", "iris", "--smoke-test"], cwd=project, env={"PREFECT_HOME": str(home)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Starting temporary server" not in result.stderr
+    flow_run_id = re.search(r"/runs/flow-run/([0-9a-f-]{36})", result.stderr)
+    assert flow_run_id, result.stderr[-3000:]  # the configured server has a UI to link to
+    with urllib.request.urlopen(f"{prefect_server}/flow_runs/{flow_run_id[1]}", timeout=10) as response:
+        assert json.loads(response.read())["state_type"] == "COMPLETED"
+    assert _servers_of(home) == []
+
+
+def test_an_early_server_that_did_not_come_up_leaves_the_start_to_prefect(monkeypatch, capsys):
+    """Its process gone before the first flow: one note, Prefect's settings untouched (Prefect starts its own)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.temporary_server import TemporaryServer
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    server = TemporaryServer.launch()
+    server.process.kill()
+    server.process.wait()
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # whatever an earlier test set: no server named
+        server.use()
+        assert PREFECT_API_URL.value() is None
+    assert "PREFECT_API_URL" not in os.environ
+    assert capsys.readouterr().err.startswith(
+        "kerasflow: the early Prefect server did not come up (exit status -9); Prefect starts its own")
+    assert server.process is None and server.log is None

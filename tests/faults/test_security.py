@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -34,21 +35,28 @@ def _listening(process: psutil.Process) -> list[tuple[str, str, int]]:
 
 
 @pytest.mark.slow
-def test_the_temporary_prefect_server_listens_on_127_0_0_1_only(project, tmp_path_factory):
+def test_the_temporary_prefect_server_listens_on_127_0_0_1_only_and_dies_with_the_command(project, tmp_path_factory):
     """No PREFECT_API_URL: `kerasflow run` starts Prefect's temporary server, which must not be reachable from
-    other machines. The run is held at its last write (KERASFLOW_FAULT) while its sockets are inspected."""
+    other machines, and must not outlive the command even when the command is SIGKILLed (no clean-up runs). The run
+    is held at its last write (KERASFLOW_FAULT) while its sockets are inspected."""
     env = {"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")), "PREFECT_API_URL": "",
            "KERASFLOW_FAULT": "stall:write:metrics.json"}
     log = project.parent / f"{project.name}-server.log"
     run = start_cli(["run", "iris", "--smoke-test"], project, env, log)
     try:
         wait_for(lambda: "stalling at write:metrics.json" in log.read_text(), run, log, what="the run's last write")
-        sockets = _listening(psutil.Process(run.pid))
+        command = psutil.Process(run.pid)
+        sockets = _listening(command)
+        servers = [proc for proc in command.children(recursive=True) if "uvicorn" in proc.cmdline()]
+        os.kill(run.pid, signal.SIGKILL)  # the command only: its server is not signalled by anyone but the kernel
+        run.wait(timeout=60)
+        _, alive = psutil.wait_procs(servers, timeout=30)
     finally:
         kill_group(run)
     assert "Starting temporary server on http://127.0.0.1:" in log.read_text()
     assert sockets, "the temporary server was not found listening"
     assert {address for _, address, _ in sockets} <= LOOPBACK, sockets
+    assert len(servers) == 1 and not alive, f"server processes {servers}, alive after the command's death: {alive}"
 
 
 RAY_PROBE = """

@@ -1,0 +1,159 @@
+"""Prefect's temporary server, started by the `kerasflow` command as it starts, so that it boots while Keras is
+imported rather than after.
+
+With no Prefect server configured, Prefect starts a temporary one (uvicorn in a subprocess) when a flow first needs
+the API and waits for it: ~5 s on 2 cores, after kerasflow's ~6 s of imports. Started here first, the same server
+(Prefect's own uvicorn command and settings, from `prefect.server.api.server.SubprocessASGIServer`) boots on the
+other core meanwhile (BENCHMARKS.md). kerasflow owns the process rather than borrowing Prefect's start-up:
+
+- it is used only if Prefect's settings (environment, profile, ``prefect.toml``) name no server and allow a
+  temporary one, checked once Prefect is imported; otherwise it is stopped unused and Prefect goes on as
+  configured. If it did not come up, Prefect starts its own, as it would have;
+- its output goes to an unnamed temporary file, not the terminal, so a command that fails before its flows prints
+  one message;
+- it is stopped when the command ends, and it is tied to the command with Linux's parent-death signal, so a
+  command killed outright (SIGTERM, SIGKILL) takes it along.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+# Runs in the server's process before it becomes uvicorn: ties it to the command (PR_SET_PDEATHSIG = 1), then
+# execs. Not `preexec_fn`, which is unsafe once the command has threads (NumPy's are started by then).
+_TIE_TO_PARENT = """
+import ctypes, os, signal, sys
+if sys.platform == "linux":
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    if os.getppid() != int(sys.argv[1]):
+        sys.exit(0)  # the command ended before the tie was made
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+
+SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+"""What Prefect sets for its temporary server: no UI, and the ephemeral server's reduced set of services."""
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Health checks go straight to 127.0.0.1, never through an `http_proxy` the environment may name."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TemporaryServer:
+    """A Prefect API server on 127.0.0.1 that lives as long as this process, or less.
+
+    Call :meth:`launch` as early as possible, :meth:`use` just before the first flow (after Prefect is imported),
+    and :meth:`stop` when the command ends.
+    """
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        self.log: IO[bytes] | None = None
+        """The server's output: a file with no name, so that not even a killed command leaves it behind."""
+        self.process: subprocess.Popen | None = None
+        self._previous_env: dict[str, str | None] | None = None
+        """The Prefect variables :meth:`use` replaced, to restore; None while the server is not in use."""
+
+    @classmethod
+    def launch(cls) -> TemporaryServer:
+        """Start the server's process; it boots while the caller goes on."""
+        server = cls()
+        app_dir = Path(importlib.util.find_spec("prefect").origin).parent.parent  # as Prefect passes it
+        command = ["-m", "uvicorn", "--app-dir", str(app_dir), "--factory", "prefect.server.api.server:create_app",
+                   "--host", "127.0.0.1", "--port", str(server.port), "--log-level", "error", "--lifespan", "on"]
+        server.log = tempfile.TemporaryFile(prefix="kerasflow-prefect-server-")
+        server.process = subprocess.Popen([sys.executable, "-c", _TIE_TO_PARENT, str(os.getpid()), *command],
+                                          env={**os.environ, **SERVER_ENV}, stdin=subprocess.DEVNULL,
+                                          stdout=server.log, stderr=subprocess.STDOUT)
+        return server
+
+    def use(self) -> None:
+        """Point Prefect at this server once it answers, if Prefect's settings leave the choice to a temporary
+        server; else stop it. Prefect must be importable (it is imported here)."""
+        from prefect.context import refresh_global_settings_context
+        from prefect.settings import get_current_settings
+
+        settings = get_current_settings()
+        if settings.api.url or not settings.server.ephemeral.enabled:
+            self.stop()  # a configured server (or none allowed): Prefect's choice, not ours
+            return
+        failure = self._wait_until_healthy(settings.server.ephemeral.startup_timeout_seconds)
+        if failure:
+            self.log.seek(0)
+            last_line = self.log.read().decode(errors="replace").strip().splitlines()[-1:]
+            print(f"kerasflow: the early Prefect server did not come up ({failure}{': ' if last_line else ''}"
+                  f"{''.join(last_line)}); Prefect starts its own", file=sys.stderr)
+            self.stop()
+            return
+        # No UI URL: the server serves no UI (as Prefect's temporary one), so Prefect must not print links to it.
+        updates = {"PREFECT_API_URL": self.url, "PREFECT_UI_URL": ""}
+        self._previous_env = {name: os.environ.get(name) for name in updates}
+        os.environ.update(updates)
+        refresh_global_settings_context()
+        print(f"Starting temporary server on http://127.0.0.1:{self.port} (Prefect's, stopped when this command ends;"
+              " set PREFECT_API_URL to use a running server)", file=sys.stderr)
+
+    def _wait_until_healthy(self, timeout: float) -> str:
+        """Poll the health endpoint as Prefect does; return why the server is not up, or "" once it is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return f"exit status {self.process.returncode}"
+            try:
+                with _DIRECT.open(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return ""
+            except OSError:
+                pass
+            time.sleep(0.1)
+        return f"no answer in {timeout:g} s"
+
+    def stop(self) -> None:
+        """Stop the server (gracefully, then by force), and point Prefect back where it pointed before.
+
+        Prefect's logs and events of the runs are sent in the background: they are drained first, as Prefect's own
+        test harness does before it stops its server (a log sent to a stopped server is an error on the terminal,
+        and the events worker retries it for a minute).
+        """
+        if self._previous_env is not None:
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=5)
+            EventsWorker.drain_all(timeout=5)
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        if self._previous_env is not None:
+            from prefect.context import refresh_global_settings_context
+
+            for name, value in self._previous_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            refresh_global_settings_context()
+            self._previous_env = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None
