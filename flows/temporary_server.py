@@ -47,7 +47,8 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 """Health checks go straight to 127.0.0.1, never through an `http_proxy` the environment may name."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS's pick)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -61,7 +62,7 @@ class TemporaryServer:
     """
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         self.log: IO[bytes] | None = None
         """The server's output: a file with no name, so that not even a killed command leaves it behind."""
@@ -131,11 +132,19 @@ class TemporaryServer:
         and the events worker retries it for a minute).
         """
         if self._previous_env is not None:
+            from prefect.context import refresh_global_settings_context
             from prefect.events.worker import EventsWorker
             from prefect.logging.handlers import APILogWorker
 
             APILogWorker.drain_all(timeout=5)
             EventsWorker.drain_all(timeout=5)
+            for name, value in self._previous_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            refresh_global_settings_context()
+            self._previous_env = None
         if self.process is not None:
             self.process.terminate()
             try:
@@ -144,16 +153,6 @@ class TemporaryServer:
                 self.process.kill()
                 self.process.wait()
             self.process = None
-        if self._previous_env is not None:
-            from prefect.context import refresh_global_settings_context
-
-            for name, value in self._previous_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            refresh_global_settings_context()
-            self._previous_env = None
         if self.log is not None:
             self.log.close()
             self.log = None
