@@ -71,6 +71,9 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project
     (cancer_project / "params.yaml").write_text(yaml.safe_dump(sweep_params(epochs=40, max_concurrent_trials=1)))
     # A running Prefect server: both commands would otherwise each start (and wait for) a temporary one.
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_API_URL": prefect_server}
+    # Ray saves the sweep's state every 10 s by default: on a fast machine every trial can end between two saves,
+    # leaving nothing to resume. Saved every second, a finished trial is seen while the next one trains.
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "1"
     driver = subprocess.Popen([str(BIN / "kerasflow"), "tune", "cancer"], cwd=cancer_project, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     sweep_dir = cancer_project / "results/cancer/tune/ray/sweep"
