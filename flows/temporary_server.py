@@ -12,11 +12,16 @@ other core meanwhile (BENCHMARKS.md). kerasflow owns the process rather than bor
 - its output goes to an unnamed temporary file, not the terminal, so a command that fails before its flows prints
   one message;
 - it is stopped when the command ends, and it is tied to the command with Linux's parent-death signal, so a
-  command killed outright (SIGTERM, SIGKILL) takes it along.
+  command killed outright (SIGTERM, SIGKILL) takes it along;
+- the flows it serves send no heartbeats. A heartbeat lets a server that outlives a run notice that the run's
+  process died; this one dies with the process. Prefect's heartbeat thread sleeps in 1 s steps and each flow run
+  waits for it to wake as it ends: ~0.5 s a flow run, for nothing (BENCHMARKS.md). Against a configured server
+  heartbeats are sent as Prefect's settings say.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -67,8 +72,8 @@ class TemporaryServer:
         self.log: IO[bytes] | None = None
         """The server's output: a file with no name, so that not even a killed command leaves it behind."""
         self.process: subprocess.Popen | None = None
-        self._previous_env: dict[str, str | None] | None = None
-        """The Prefect variables :meth:`use` replaced, to restore; None while the server is not in use."""
+        self._in_use: contextlib.ExitStack | None = None
+        """Undoes what :meth:`use` changed in Prefect's settings; None while the server is not in use."""
 
     @classmethod
     def launch(cls) -> TemporaryServer:
@@ -87,7 +92,7 @@ class TemporaryServer:
         """Point Prefect at this server once it answers, if Prefect's settings leave the choice to a temporary
         server; else stop it. Prefect must be importable (it is imported here)."""
         from prefect.context import refresh_global_settings_context
-        from prefect.settings import get_current_settings
+        from prefect.settings import get_current_settings, temporary_settings
 
         settings = get_current_settings()
         if settings.api.url or not settings.server.ephemeral.enabled:
@@ -102,10 +107,14 @@ class TemporaryServer:
             self.stop()
             return
         # No UI URL: the server serves no UI (as Prefect's temporary one), so Prefect must not print links to it.
+        # In the environment, not only in a settings context: Prefect's worker threads read the global settings.
         updates = {"PREFECT_API_URL": self.url, "PREFECT_UI_URL": ""}
-        self._previous_env = {name: os.environ.get(name) for name in updates}
+        in_use = contextlib.ExitStack()
+        in_use.callback(_restore_environment, {name: os.environ.get(name) for name in updates})
         os.environ.update(updates)
         refresh_global_settings_context()
+        in_use.enter_context(temporary_settings(updates={"flows.heartbeat_frequency": None}))
+        self._in_use = in_use
         print(f"Starting temporary server on http://127.0.0.1:{self.port} (Prefect's, stopped when this command ends;"
               " set PREFECT_API_URL to use a running server)", file=sys.stderr)
 
@@ -131,20 +140,14 @@ class TemporaryServer:
         test harness does before it stops its server (a log sent to a stopped server is an error on the terminal,
         and the events worker retries it for a minute).
         """
-        if self._previous_env is not None:
-            from prefect.context import refresh_global_settings_context
+        if self._in_use is not None:
             from prefect.events.worker import EventsWorker
             from prefect.logging.handlers import APILogWorker
 
             APILogWorker.drain_all(timeout=5)
             EventsWorker.drain_all(timeout=5)
-            for name, value in self._previous_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            refresh_global_settings_context()
-            self._previous_env = None
+            self._in_use.close()
+            self._in_use = None
         if self.process is not None:
             self.process.terminate()
             try:
@@ -156,3 +159,15 @@ class TemporaryServer:
         if self.log is not None:
             self.log.close()
             self.log = None
+
+
+def _restore_environment(previous: dict[str, str | None]) -> None:
+    """Set the variables back to `previous` (None: unset) and have Prefect's global settings read them again."""
+    from prefect.context import refresh_global_settings_context
+
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    refresh_global_settings_context()

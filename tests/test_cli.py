@@ -5,11 +5,15 @@ Bad input (params, data, predict rows) is tested case by case in tests/faults/te
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
+import sqlite3
+import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -44,12 +48,24 @@ def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_se
     assert saved["features"]["columns"] == ["0", "1", "2", "3"]
 
     # With PREFECT_API_URL set, the runs are recorded on that server (not a temporary one).
-    request = urllib.request.Request(f"{prefect_server}/flow_runs/filter", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        runs = json.loads(response.read())
+    runs = _post(f"{prefect_server}/flow_runs/filter", {})
     assert any(run["state_type"] == "COMPLETED" for run in runs)
     assert "Starting temporary server" not in result.stderr
+    # There Prefect's settings decide on heartbeats (on by default): they let that server notice a run that died.
+    experiment_run, = (run for run in runs if run["parameters"].get("name") == "mine")
+    heartbeats = {"event": {"name": ["prefect.flow-run.heartbeat"]},
+                  "resource": {"id": [f"prefect.flow-run.{experiment_run['id']}"]}}
+    deadline = time.monotonic() + 30  # the server stores events in batches, every few seconds
+    while not _post(f"{prefect_server}/events/filter", {"filter": heartbeats})["events"]:
+        assert time.monotonic() < deadline, "no heartbeat of the experiment's flow run reached the server"
+        time.sleep(1)
+
+
+def _post(url: str, body: dict) -> dict | list:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 def _temporary_server_port(output: str) -> int:
@@ -75,6 +91,12 @@ def _servers_of(prefect_home: Path) -> list[psutil.Process]:
     return found
 
 
+def _events_stored(database: Path) -> Counter[str]:
+    """How many events of each name a stopped Prefect server left in its SQLite database."""
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return Counter(name for name, in db.execute("SELECT event FROM events"))
+
+
 def test_with_no_prefect_server_set_a_run_starts_a_temporary_one_and_stops_it(project, tmp_path):
     """The default with nothing set: a temporary server (started by kerasflow as the command starts, so that it
     boots during the imports) serves the run and is stopped when the command ends; a command that fails before its
@@ -89,6 +111,9 @@ def test_with_no_prefect_server_set_a_run_starts_a_temporary_one_and_stops_it(pr
     assert "Error" not in result.stderr, result.stderr[-3000:]  # every log reached the server before it stopped
     assert _port_is_closed(_temporary_server_port(result.stderr))
     assert _servers_of(home) == []
+    # Its runs sent no heartbeats: they would tell a server that outlives a run that the run died; this one does not.
+    recorded = _events_stored(home / "prefect.db")
+    assert recorded["prefect.flow-run.Completed"] == 2 and recorded["prefect.flow-run.heartbeat"] == 0, recorded
 
     (project / "data/iris.csv").unlink()
     failed = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
