@@ -10,8 +10,9 @@ Keras fixes its backend at `import keras`, so each backend trains in a fresh sub
 (`KERAS_BACKEND=<backend>`), one backend after another, and this process prints one table. Every row trains on
 the same preprocessed data; the first epoch (tracing, compilation) is a warm-up, and `ms/step` is the median
 of the other epochs' training time (the validation pass of each epoch excluded) over the steps per epoch.
-As `kerasflow run` does, TensorFlow's deterministic kernels are on (`TF_DETERMINISTIC_OPS=1`; set it to 0 in
-the environment to measure without them).
+TensorFlow is set up as `kerasflow run` sets it (`tasks/backend.py`): deterministic kernels on
+(`TF_DETERMINISTIC_OPS=1`), oneDNN's custom ops off (`TF_ENABLE_ONEDNN_OPTS=0`); set either in the environment to
+measure otherwise.
 
 Models:
 
@@ -47,6 +48,8 @@ import sys
 import time
 import traceback
 
+from tasks.backend import tensorflow_settings
+
 BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("mlp", "cnn")
 PATHS = {"mlp": ("kerasflow", "kerasflow_stacked", "bare_keras"), "cnn": ("kerasflow", "bare_keras")}
@@ -57,8 +60,7 @@ ROW_MARK = "BACKENDS_ROW "
 
 def child(backend: str, models: list[str], epochs: int) -> None:
     """Train every path of every model under the backend this process was started with; print one JSON row each."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")  # as `kerasflow run` sets it
+    os.environ.update(tensorflow_settings())  # as `kerasflow run` sets TensorFlow up
 
     import keras
 
@@ -274,7 +276,7 @@ def main() -> None:
                 results.setdefault((backend, model, path), {"status": "failed", "error": tail or "no row printed"})
 
     print(f"per-step training time, {args.epochs} epochs per row (first = warm-up), {os.cpu_count()} cores, "
-          f"TF_DETERMINISTIC_OPS={os.environ.get('TF_DETERMINISTIC_OPS', '1')}")
+          + " ".join(f"{name}={value}" for name, value in tensorflow_settings().items()))
     print(f"{'backend':<11} {'model':<5} {'path':<18} {'ms/step':>8} {'steps':>5} {'epoch s':>8} {'1st ep s':>8} "
           f"{'acc':>7} {'vs tensorflow':>13}")
     failures = []

@@ -28,7 +28,9 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tasks.backend import tensorflow_settings
+
+os.environ.update(tensorflow_settings())  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

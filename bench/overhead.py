@@ -14,11 +14,10 @@ The tiny job is params.yaml's `iris_mlp` (150 rows, 10-fold repeated 3×: 30 fol
 `--epochs` epochs: cross-validation, the refit on all rows, the results written. Every measurement is a fresh process,
 as a user's command is, timed from outside (wall seconds); the processes of one repeat run one after another
 and the repeats are interleaved, so drift on a noisy machine hits them all alike; each row is the median over
-the repeats. All run with `KERAS_BACKEND` set to `--backend` (default tensorflow), `TF_DETERMINISTIC_OPS=1` (as
-`kerasflow run` sets it)
-and no `PREFECT_API_URL` (so `kerasflow run` and the trivial flow start Prefect's temporary local server, as
-with a default set-up; a `PREFECT_API_URL` set in a Prefect profile instead of the environment would defeat
-this). The first process to start Prefect's server on a new `PREFECT_HOME` also creates its database; with
+the repeats. All run with `KERAS_BACKEND` set to `--backend` (default tensorflow), TensorFlow set up as `kerasflow
+run` sets it (`tasks/backend.py`: deterministic kernels, no oneDNN custom ops) and no `PREFECT_API_URL` (so
+`kerasflow run` and the trivial flow start Prefect's temporary local server, as with a default set-up; a
+`PREFECT_API_URL` set in a Prefect profile instead of the environment would defeat this). The first process to start Prefect's server on a new `PREFECT_HOME` also creates its database; with
 3 or more repeats the median leaves that out.
 
 - python:              `python -c pass`: the interpreter alone;
@@ -65,6 +64,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from tasks.backend import tensorflow_settings
 
 EXPERIMENT = "iris_mlp"
 JOB_SECONDS = 180.0
@@ -162,8 +163,7 @@ def child_bare(params_file: Path) -> None:
 # --- the parent: fresh processes, timed from outside --------------------------------------------------------------
 
 def child_env(backend: str) -> dict[str, str]:
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_DETERMINISTIC_OPS": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "KERAS_BACKEND": backend, **tensorflow_settings(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     env.pop("RAY_ADDRESS", None)  # a local Ray, as `kerasflow tune` starts on one machine
     return env

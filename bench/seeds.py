@@ -18,7 +18,9 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tasks.backend import tensorflow_settings
+
+os.environ.update(tensorflow_settings())  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402

@@ -33,7 +33,9 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tasks.backend import tensorflow_settings
+
+os.environ.update(tensorflow_settings())  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
 
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402

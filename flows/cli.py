@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from flows.temporary_server import TemporaryServer
-from tasks.backend import choose_backend
+from tasks.backend import choose_backend, tensorflow_settings
 from tasks.data import DataError
 from tasks.spec import ExperimentSpec, ParamsError, load_params
 
@@ -96,9 +96,8 @@ server runs no scheduler, which Prefect warns about when it starts its own for `
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # The same seed gives the same numbers: TensorFlow's deterministic kernels (read when it first runs an op).
-    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    # Before anything imports TensorFlow: quiet, deterministic, the same kernels on every CPU (tasks/backend.py).
+    os.environ.update(tensorflow_settings())
     # Nothing leaves the machine: the local server's telemetry would only fail without a network anyway.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # No server in the environment: start Prefect's temporary one now, to boot during the imports (used only if

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tasks.backend import tensorflow_settings
+
+# TensorFlow in this process as `kerasflow` sets it up (quiet, deterministic, no oneDNN custom ops).
+os.environ.update(tensorflow_settings())
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
@@ -123,16 +125,6 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
     """Run the installed `kerasflow` console script as a user would."""
     return subprocess.run([str(BIN / "kerasflow"), *args], cwd=cwd, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
-
-
-TF_NATIVE_NOTICE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called|I\d{4} [\d:.]+ +\d+ ")
-"""What TensorFlow's C++ side prints to stderr as it loads on some CPUs (the oneDNN notice, through absl before
-its logging is set up, so TF_CPP_MIN_LOG_LEVEL does not hold it back): an informational line and absl's preamble."""
-
-
-def stderr_lines(stderr: str) -> list[str]:
-    """A command's stderr as lines, less TensorFlow's native load-time notices (not kerasflow's to print or hide)."""
-    return [line for line in stderr.strip().splitlines() if not TF_NATIVE_NOTICE.match(line)]
 
 
 def run_checked(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from conftest import run_cli, stderr_lines, tiny_params
+from conftest import run_cli, tiny_params
 
 
 def test_help_lists_the_commands(tmp_path):
@@ -117,7 +117,7 @@ def test_with_no_prefect_server_set_a_run_starts_a_temporary_one_and_stops_it(pr
 
     (project / "data/iris.csv").unlink()
     failed = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
-    assert failed.returncode == 2 and stderr_lines(failed.stderr) == [
+    assert failed.returncode == 2 and failed.stderr.strip().splitlines() == [
         "kerasflow: error: data/iris.csv: file not found (params.yaml:experiments.iris.dataset.file)"]
     assert _servers_of(home) == []
 

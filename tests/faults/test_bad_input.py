@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import run_cli, stderr_lines, tiny_params
+from conftest import run_cli, tiny_params
 from flows.cli import main
 from faults.support import changes, snapshot
 
@@ -286,7 +286,7 @@ def test_bad_input_exits_2_with_one_clear_message_and_writes_nothing(case, previ
     assert status == 2, err[-3000:]
     assert out == ""
     # One message, not a traceback or a failed flow run's log: the check happens before anything starts.
-    lines = stderr_lines(err)
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kerasflow: error: "), (
         f"{len(lines)} lines of stderr instead of one message (a data check made inside the Prefect flow logs the "
         f"failed task's traceback; flows/cli.py must check the data before the flow starts):\n{err[-3000:]}")
@@ -307,7 +307,7 @@ def test_a_bad_second_experiment_stops_the_run_before_the_first_is_written(previ
     result = run_cli(["run", "iris", "diabetes"], cwd=project, env={"PREFECT_API_URL": prefect_server})
 
     assert result.returncode == 2, result.stderr[-3000:]
-    assert stderr_lines(result.stderr) == [
+    assert result.stderr.strip().splitlines() == [
         "kerasflow: error: data/diabetes.csv: target column 'progress' not found "
         "(params.yaml:experiments.diabetes.dataset.target); did you mean 'progression'? Columns found: "
         + ", ".join(pd.read_csv(project / "data/diabetes.csv", nrows=0).columns)]

@@ -19,8 +19,8 @@ import pytest
 
 from conftest import BIN
 
-# What the suite sets for its own exact comparisons (tests/conftest.py), and what kerasflow must set itself.
-SUITE_ONLY = ("TF_NUM_INTRAOP_THREADS", "TF_DETERMINISTIC_OPS")
+# What the suite sets for its own process (tests/conftest.py), and what kerasflow must set itself.
+SUITE_ONLY = ("TF_NUM_INTRAOP_THREADS", "TF_DETERMINISTIC_OPS", "TF_ENABLE_ONEDNN_OPTS")
 
 
 def _user_env(prefect_server: str) -> dict[str, str]:
@@ -29,18 +29,20 @@ def _user_env(prefect_server: str) -> dict[str, str]:
     return {**env, "PREFECT_API_URL": prefect_server}
 
 
-def test_kerasflow_enables_deterministic_ops_at_start(project):
-    """`kerasflow` turns on TensorFlow's deterministic kernels itself; users need not know the variable."""
+def test_kerasflow_enables_deterministic_ops_and_disables_onednn_at_start(project):
+    """`kerasflow` turns on TensorFlow's deterministic kernels and off oneDNN's custom ops (which TensorFlow turns on
+    for some CPUs only) itself; users need not know the variables."""
     code = ("import sys; from flows.cli import main; main(['list']); "
             "from tensorflow.python.framework.config import is_op_determinism_enabled; "
-            "print('deterministic', is_op_determinism_enabled())")
+            "from tensorflow.python.util._pywrap_util_port import IsMklEnabled; "
+            "print('deterministic', is_op_determinism_enabled(), 'onednn', IsMklEnabled())")
     env = {k: v for k, v in os.environ.items() if k not in SUITE_ONLY}
     result = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines()[-1] == "deterministic True", (
-        "flows/cli.py main() must enable TensorFlow's op determinism (TF_DETERMINISTIC_OPS=1) before TensorFlow "
-        f"runs anything; got {result.stdout.splitlines()[-1:]}")
+    assert result.stdout.splitlines()[-1] == "deterministic True onednn False", (
+        "flows/cli.py main() must enable TensorFlow's op determinism (TF_DETERMINISTIC_OPS=1) and disable oneDNN's "
+        f"custom ops (TF_ENABLE_ONEDNN_OPTS=0) before TensorFlow loads; got {result.stdout.splitlines()[-1:]}")
 
 
 @pytest.mark.slow
