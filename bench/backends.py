@@ -48,7 +48,7 @@ import sys
 import time
 import traceback
 
-from tasks.backend import tensorflow_settings
+from tasks.backend import set_tensorflow_defaults, tensorflow_settings
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("mlp", "cnn")
@@ -60,7 +60,7 @@ ROW_MARK = "BACKENDS_ROW "
 
 def child(backend: str, models: list[str], epochs: int) -> None:
     """Train every path of every model under the backend this process was started with; print one JSON row each."""
-    os.environ.update(tensorflow_settings())  # as `kerasflow run` sets TensorFlow up
+    set_tensorflow_defaults()  # as `kerasflow run` sets TensorFlow up
 
     import keras
 

@@ -28,9 +28,9 @@ import subprocess
 import sys
 import time
 
-from tasks.backend import tensorflow_settings
+from tasks.backend import set_tensorflow_defaults
 
-os.environ.update(tensorflow_settings())  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
+set_tensorflow_defaults()  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -12,11 +12,10 @@ Every size runs in this one process, taking turns with the others `--repeats` ti
 from __future__ import annotations
 
 import argparse
-import os
 
-from tasks.backend import tensorflow_settings
+from tasks.backend import set_tensorflow_defaults
 
-os.environ.update(tensorflow_settings())  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
+set_tensorflow_defaults()  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
 
 import keras  # noqa: E402
 

@@ -17,8 +17,9 @@ and the repeats are interleaved, so drift on a noisy machine hits them all alike
 the repeats. All run with `KERAS_BACKEND` set to `--backend` (default tensorflow), TensorFlow set up as `kerasflow
 run` sets it (`tasks/backend.py`: deterministic kernels, no oneDNN custom ops) and no `PREFECT_API_URL` (so
 `kerasflow run` and the trivial flow start Prefect's temporary local server, as with a default set-up; a
-`PREFECT_API_URL` set in a Prefect profile instead of the environment would defeat this). The first process to start Prefect's server on a new `PREFECT_HOME` also creates its database; with
-3 or more repeats the median leaves that out.
+`PREFECT_API_URL` set in a Prefect profile instead of the environment would defeat this). The first process to
+start Prefect's server on a new `PREFECT_HOME` also creates its database; with 3 or more repeats the median leaves
+that out.
 
 - python:              `python -c pass`: the interpreter alone;
 - import keras:        `python -c "import keras"`;

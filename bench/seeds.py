@@ -15,12 +15,11 @@ step on these MLPs (BENCHMARKS.md) and scores agree with TensorFlow within noise
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-from tasks.backend import tensorflow_settings
+from tasks.backend import set_tensorflow_defaults
 
-os.environ.update(tensorflow_settings())  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
+set_tensorflow_defaults()  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402

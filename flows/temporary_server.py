@@ -63,7 +63,8 @@ class TemporaryServer:
     """A Prefect API server on 127.0.0.1 that lives as long as this process, or less.
 
     Call :meth:`launch` as early as possible, :meth:`use` just before the first flow (after Prefect is imported),
-    and :meth:`stop` when the command ends.
+    and :meth:`stop` when the command ends, in the thread that called :meth:`use` (it leaves a settings context
+    entered there).
     """
 
     def __init__(self) -> None:
@@ -107,14 +108,16 @@ class TemporaryServer:
             self.stop()
             return
         # No UI URL: the server serves no UI (as Prefect's temporary one), so Prefect must not print links to it.
-        # In the environment, not only in a settings context: Prefect's worker threads read the global settings.
+        # In the environment for Prefect's worker threads, which read the global settings; in a settings context
+        # for this thread, which may be inside another one (a test harness's), and for the heartbeats.
         updates = {"PREFECT_API_URL": self.url, "PREFECT_UI_URL": ""}
-        in_use = contextlib.ExitStack()
-        in_use.callback(_restore_environment, {name: os.environ.get(name) for name in updates})
-        os.environ.update(updates)
-        refresh_global_settings_context()
-        in_use.enter_context(temporary_settings(updates={"flows.heartbeat_frequency": None}))
-        self._in_use = in_use
+        with contextlib.ExitStack() as in_use:
+            in_use.callback(_restore_environment, {name: os.environ.get(name) for name in updates})
+            os.environ.update(updates)
+            refresh_global_settings_context()
+            in_use.enter_context(temporary_settings(
+                updates={"api.url": self.url, "ui_url": "", "flows.heartbeat_frequency": None}))
+            self._in_use = in_use.pop_all()  # undone by stop(), or here if anything above failed
         print(f"Starting temporary server on http://127.0.0.1:{self.port} (Prefect's, stopped when this command ends;"
               " set PREFECT_API_URL to use a running server)", file=sys.stderr)
 
@@ -140,25 +143,27 @@ class TemporaryServer:
         test harness does before it stops its server (a log sent to a stopped server is an error on the terminal,
         and the events worker retries it for a minute).
         """
-        if self._in_use is not None:
-            from prefect.events.worker import EventsWorker
-            from prefect.logging.handlers import APILogWorker
+        in_use, self._in_use = self._in_use, None
+        try:
+            if in_use is not None:
+                from prefect.events.worker import EventsWorker
+                from prefect.logging.handlers import APILogWorker
 
-            APILogWorker.drain_all(timeout=5)
-            EventsWorker.drain_all(timeout=5)
-            self._in_use.close()
-            self._in_use = None
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
-        if self.log is not None:
-            self.log.close()
-            self.log = None
+                with in_use:
+                    APILogWorker.drain_all(timeout=5)
+                    EventsWorker.drain_all(timeout=5)
+        finally:
+            if self.process is not None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+                self.process = None
+            if self.log is not None:
+                self.log.close()
+                self.log = None
 
 
 def _restore_environment(previous: dict[str, str | None]) -> None:

@@ -15,14 +15,16 @@ from typing import Literal, get_args
 
 import yaml
 
-TENSORFLOW_SETTINGS = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_DETERMINISTIC_OPS": "1", "TF_ENABLE_ONEDNN_OPTS": "0"}
-"""TensorFlow's switches kerasflow sets where the environment does not (TensorFlow reads them as it loads): its C++
-logs quiet; its deterministic kernels, so that the same seed gives the same numbers; and oneDNN's custom ops off.
-TensorFlow turns those on by itself on some CPUs only (AVX-512 ones among them), so with them results depend on
-the CPU: off, a machine that has them reproduced 7 of the 8 committed results computed on one that does not bit for
-bit (5 of 8 with them on). They also slow the small models kerasflow is for: the default pipeline took 15% less
-time without them, every MLP and LSTM 20-40% less, though the digits CNN took 1.8x as long (BENCHMARKS.md); set
-``TF_ENABLE_ONEDNN_OPTS=1`` for a CNN-heavy run on such a CPU."""
+TENSORFLOW_DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_DETERMINISTIC_OPS": "1", "TF_ENABLE_ONEDNN_OPTS": "0"}
+"""TensorFlow's switches kerasflow sets where the environment does not (TensorFlow reads them as it loads or first
+runs an op, so they are set before it is imported): its C++ logs quiet; its deterministic kernels, so that the same
+seed gives the same numbers; and oneDNN's custom ops off. TensorFlow turns those on by itself only on CPUs with
+VNNI, BF16 or AMX instructions (recent Xeons, some desktop CPUs), so with them results depend on the CPU: off, a
+machine that has them reproduced 7 of the 8 committed results computed on one that does not bit for bit (5 of 8
+with them on). They also slow the small models kerasflow is for: the default pipeline took 15% less time without
+them, every MLP and LSTM 20-40% less, though the digits CNN took 1.8x as long (BENCHMARKS.md); set
+``TF_ENABLE_ONEDNN_OPTS=1`` for a CNN-heavy run on such a CPU (TensorFlow then prints its oneDNN notice as it
+loads)."""
 
 Backend = Literal["tensorflow", "jax", "torch"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -61,5 +63,11 @@ def _read(params_file: Path) -> str:
 
 
 def tensorflow_settings() -> dict[str, str]:
-    """:data:`TENSORFLOW_SETTINGS` as this process has them: the environment's value wherever it sets one."""
-    return {name: os.environ.get(name, value) for name, value in TENSORFLOW_SETTINGS.items()}
+    """:data:`TENSORFLOW_DEFAULTS` as this process has them: the environment's value wherever it sets one."""
+    return {name: os.environ.get(name, value) for name, value in TENSORFLOW_DEFAULTS.items()}
+
+
+def set_tensorflow_defaults() -> None:
+    """Set each of :data:`TENSORFLOW_DEFAULTS` the environment does not set; before TensorFlow is imported."""
+    for name, value in TENSORFLOW_DEFAULTS.items():
+        os.environ.setdefault(name, value)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.backend import tensorflow_settings
+from tasks.backend import set_tensorflow_defaults
 
 # TensorFlow in this process as `kerasflow` sets it up (quiet, deterministic, no oneDNN custom ops).
-os.environ.update(tensorflow_settings())
+set_tensorflow_defaults()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 

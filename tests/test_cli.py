@@ -48,11 +48,13 @@ def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_se
     assert saved["features"]["columns"] == ["0", "1", "2", "3"]
 
     # With PREFECT_API_URL set, the runs are recorded on that server (not a temporary one).
-    runs = _post(f"{prefect_server}/flow_runs/filter", {})
-    assert any(run["state_type"] == "COMPLETED" for run in runs)
+    # The server is the whole session's: the newest experiment runs, this test's among them.
+    runs = _post(f"{prefect_server}/flow_runs/filter", {"flows": {"name": {"any_": ["kerasflow-experiment"]}},
+                                                        "sort": "EXPECTED_START_TIME_DESC", "limit": 20})
+    experiment_run = next(run for run in runs if run["parameters"].get("name") == "mine")
+    assert experiment_run["state_type"] == "COMPLETED"
     assert "Starting temporary server" not in result.stderr
     # There Prefect's settings decide on heartbeats (on by default): they let that server notice a run that died.
-    experiment_run, = (run for run in runs if run["parameters"].get("name") == "mine")
     heartbeats = {"event": {"name": ["prefect.flow-run.heartbeat"]},
                   "resource": {"id": [f"prefect.flow-run.{experiment_run['id']}"]}}
     deadline = time.monotonic() + 30  # the server stores events in batches, every few seconds
@@ -112,8 +114,9 @@ def test_with_no_prefect_server_set_a_run_starts_a_temporary_one_and_stops_it(pr
     assert _port_is_closed(_temporary_server_port(result.stderr))
     assert _servers_of(home) == []
     # Its runs sent no heartbeats: they would tell a server that outlives a run that the run died; this one does not.
+    # (Task-run events come from the command, as heartbeats would: they did reach the server.)
     recorded = _events_stored(home / "prefect.db")
-    assert recorded["prefect.flow-run.Completed"] == 2 and recorded["prefect.flow-run.heartbeat"] == 0, recorded
+    assert recorded["prefect.task-run.Completed"] > 0 and recorded["prefect.flow-run.heartbeat"] == 0, recorded
 
     (project / "data/iris.csv").unlink()
     failed = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
@@ -136,6 +139,30 @@ def test_a_server_named_in_prefect_toml_is_used_and_no_temporary_one(project, pr
     with urllib.request.urlopen(f"{prefect_server}/flow_runs/{flow_run_id[1]}", timeout=10) as response:
         assert json.loads(response.read())["state_type"] == "COMPLETED"
     assert _servers_of(home) == []
+
+
+def test_a_temporary_server_in_use_has_prefect_point_at_it_without_heartbeats_until_it_stops(monkeypatch):
+    """In this process: while in use, Prefect's settings name the server and send no heartbeats, even inside an
+    outer settings context; once stopped, the settings and the environment are as before."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from flows.temporary_server import TemporaryServer
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # whatever an earlier test set: no server named
+        before = get_current_settings()
+        server = TemporaryServer.launch()
+        try:
+            server.use()
+            in_use = get_current_settings()
+            assert in_use.api.url == os.environ["PREFECT_API_URL"] == server.url
+            assert in_use.flows.heartbeat_frequency is None
+        finally:
+            server.stop()
+        after = get_current_settings()
+        assert after.api.url is None and after.flows.heartbeat_frequency == before.flows.heartbeat_frequency > 0
+    assert "PREFECT_API_URL" not in os.environ
+    assert server.process is None and server.log is None
 
 
 def test_an_early_server_that_did_not_come_up_leaves_the_start_to_prefect(monkeypatch, capsys):

@@ -10,8 +10,8 @@ user would, and checks that
   included (a snapshot of every file, hidden ones too, before and after).
 
 Every kind of bad input (params, search space, data, predict) goes through the installed console script in a
-fresh process (`THROUGH_THE_COMMAND`: exit status, stderr, no Prefect server touched); the other cases call the
-same entry point, `flows.cli.main`, in this process, which is what the console script runs, without paying
+fresh process (`THROUGH_THE_COMMAND`: exit status, stderr, no Prefect server touched); the other cases call
+`flows.cli.main` in this process, which is what the console script runs (then it exits), without paying
 ~9 s of imports each. The in-process checks of the validators, finer, are in tests/test_spec.py and
 tests/test_data.py.
 """
@@ -257,7 +257,7 @@ def test_the_table_has_at_least_25_distinct_bad_inputs():
 
 
 def run_in_process(argv: list[str], project: Path, monkeypatch) -> tuple[int, str, str]:
-    """`flows.cli.main(argv)` from `project`, as the console script calls it: (exit status, stdout, stderr)."""
+    """`flows.cli.main(argv)` from `project`, as the console script runs it: (exit status, stdout, stderr)."""
     monkeypatch.chdir(project)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

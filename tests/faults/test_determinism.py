@@ -18,9 +18,10 @@ import pandas as pd
 import pytest
 
 from conftest import BIN
+from tasks.backend import TENSORFLOW_DEFAULTS
 
 # What the suite sets for its own process (tests/conftest.py), and what kerasflow must set itself.
-SUITE_ONLY = ("TF_NUM_INTRAOP_THREADS", "TF_DETERMINISTIC_OPS", "TF_ENABLE_ONEDNN_OPTS")
+SUITE_ONLY = tuple(TENSORFLOW_DEFAULTS)
 
 
 def _user_env(prefect_server: str) -> dict[str, str]:
@@ -35,12 +36,14 @@ def test_kerasflow_enables_deterministic_ops_and_disables_onednn_at_start(projec
     code = ("import sys; from flows.cli import main; main(['list']); "
             "from tensorflow.python.framework.config import is_op_determinism_enabled; "
             "from tensorflow.python.util._pywrap_util_port import IsMklEnabled; "
-            "print('deterministic', is_op_determinism_enabled(), 'onednn', IsMklEnabled())")
+            "import os; print('deterministic', is_op_determinism_enabled(), 'onednn', IsMklEnabled(), "
+            "os.environ['TF_ENABLE_ONEDNN_OPTS'])")
     env = {k: v for k, v in os.environ.items() if k not in SUITE_ONLY}
     result = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines()[-1] == "deterministic True onednn False", (
+    # IsMklEnabled() is False on a CPU where TensorFlow would not turn oneDNN on anyway: the variable is checked too.
+    assert result.stdout.splitlines()[-1] == "deterministic True onednn False 0", (
         "flows/cli.py main() must enable TensorFlow's op determinism (TF_DETERMINISTIC_OPS=1) and disable oneDNN's "
         f"custom ops (TF_ENABLE_ONEDNN_OPTS=0) before TensorFlow loads; got {result.stdout.splitlines()[-1:]}")
 
