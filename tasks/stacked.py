@@ -122,22 +122,23 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
     The models must differ only in their Dense layers' initializers (see :func:`stack_key`).
     """
     k = len(seeds)
-    model = keras.Sequential([keras.Input(shape=(k, n_features)), SwapBatchAndSlots()], name="kerasflow_stacked")
+    stack: list[keras.layers.Layer] = [keras.Input(shape=(k, n_features)), SwapBatchAndSlots()]
     layers = models[0].layers
     slot_seeds = [layer_seeds(seed, len(layers)) for seed in seeds]
     for i, layer in enumerate(layers):
         if isinstance(layer, DenseLayer):
-            model.add(StackedDense(layer.units, [s[i] for s in slot_seeds], layer.activation,
-                                   [m.layers[i].initializer for m in models]))
+            stack.append(StackedDense(layer.units, [s[i] for s in slot_seeds], layer.activation,
+                                      [m.layers[i].initializer for m in models]))
         elif isinstance(layer, DropoutLayer):
-            model.add(keras.layers.Dropout(layer.rate, seed=slot_seeds[0][i]))
+            stack.append(keras.layers.Dropout(layer.rate, seed=slot_seeds[0][i]))
         else:
             raise TypeError(f"layer {layer.type!r} cannot be stacked; use the per-fold path")
-    model.add(SwapBatchAndSlots())  # batch-first outputs, as the stacked targets and sample weights are
+    stack.append(SwapBatchAndSlots())  # batch-first outputs, as the stacked targets and sample weights are
     if target_scales is not None:
         scale, offset = (np.array(values, dtype="float32")[:, None] for values in zip(*target_scales))
-        model.add(keras.layers.Rescaling(scale, offset, name="target_scale"))
-    return model
+        stack.append(keras.layers.Rescaling(scale, offset, name="target_scale"))
+    # All layers at once: a Sequential with an Input rebuilds itself, every layer so far, at each `add`.
+    return keras.Sequential(stack, name="kerasflow_stacked")
 
 
 def stack_slots(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
