@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -119,6 +120,14 @@ def prefect_server(tmp_path_factory) -> str:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+def prefect_api(url: str, body: dict) -> dict | list:
+    """POST `body` as JSON to a Prefect server's API endpoint `url` (a `/filter`, say); its decoded answer."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from conftest import run_cli, tiny_params
+from conftest import prefect_api, run_cli, tiny_params
 
 
 def test_help_lists_the_commands(tmp_path):
@@ -49,7 +49,7 @@ def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_se
 
     # With PREFECT_API_URL set, the runs are recorded on that server (not a temporary one).
     # The server is the whole session's: the newest experiment runs, this test's among them.
-    runs = _post(f"{prefect_server}/flow_runs/filter", {"flows": {"name": {"any_": ["kerasflow-experiment"]}},
+    runs = prefect_api(f"{prefect_server}/flow_runs/filter", {"flows": {"name": {"any_": ["kerasflow-experiment"]}},
                                                         "sort": "EXPECTED_START_TIME_DESC", "limit": 20})
     experiment_run = next(run for run in runs if run["parameters"].get("name") == "mine")
     assert experiment_run["state_type"] == "COMPLETED"
@@ -58,16 +58,9 @@ def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_se
     heartbeats = {"event": {"name": ["prefect.flow-run.heartbeat"]},
                   "resource": {"id": [f"prefect.flow-run.{experiment_run['id']}"]}}
     deadline = time.monotonic() + 30  # the server stores events in batches, every few seconds
-    while not _post(f"{prefect_server}/events/filter", {"filter": heartbeats})["events"]:
+    while not prefect_api(f"{prefect_server}/events/filter", {"filter": heartbeats})["events"]:
         assert time.monotonic() < deadline, "no heartbeat of the experiment's flow run reached the server"
         time.sleep(1)
-
-
-def _post(url: str, body: dict) -> dict | list:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def _temporary_server_port(output: str) -> int:

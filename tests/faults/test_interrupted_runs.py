@@ -14,14 +14,13 @@ import re
 import shutil
 import signal
 import subprocess
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import BIN, git_dvc_repo, make_project, run_checked as _run, run_cli, tiny_params
+from conftest import BIN, git_dvc_repo, make_project, prefect_api, run_checked as _run, run_cli, tiny_params
 from faults.support import kill_group, snapshot, start_cli, wait_for
 from tasks.saved import read_saved
 
@@ -41,13 +40,6 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if re.fullmatch(r"\..+\.\d+\.[a-z0-9_]{8}", path.name))
 
 
-def _api(url: str, path: str, body: dict) -> list[dict]:
-    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.slow
 def test_a_transient_failure_in_training_is_retried_by_prefect_and_the_run_completes(project, prefect_server):
     started = datetime.now(timezone.utc).isoformat()
@@ -61,8 +53,8 @@ def test_a_transient_failure_in_training_is_retried_by_prefect_and_the_run_compl
     metrics = json.loads((project / "results/iris/metrics.json").read_text())
     assert metrics["n_folds"] == 3 and len(metrics["folds"]) == 3
     # The server recorded one cross-validate task run that ran twice and completed.
-    runs = _api(prefect_server, "/task_runs/filter",
-                {"task_runs": {"name": {"like_": "cross-validate"}, "start_time": {"after_": started}}})
+    runs = prefect_api(f"{prefect_server}/task_runs/filter",
+                       {"task_runs": {"name": {"like_": "cross-validate"}, "start_time": {"after_": started}}})
     assert [(run["run_count"], run["state_type"]) for run in runs] == [(2, "COMPLETED")]
 
 
