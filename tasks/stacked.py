@@ -102,6 +102,20 @@ class SlotSumLoss(keras.losses.Loss):
         return self.fn(y_true, y_pred) * self.k
 
 
+class StackedModel(keras.Sequential):
+    """The stacked model: a `Sequential` whose JAX training steps return no per-batch logs.
+
+    On JAX each output of a compiled step costs a dispatch, and a stacked step's logs are one vector per metric:
+    returning them cost 8 µs of a 0.11 ms step for 10 stacked 12-8-1 MLPs. Nothing in kerasflow reads per-batch
+    logs; each epoch's logs are read from the metrics' state when the epoch ends, as Keras does whenever the names
+    a step returns match the model's metrics (here with no values).
+    """
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logs = super().compute_metrics(x, y, y_pred, sample_weight)
+        return {name: None for name in logs} if keras.backend.backend() == "jax" else logs
+
+
 def stack_key(spec: ExperimentSpec) -> str:
     """What configs must share to train as one stacked program: everything but their Dense layers' initializers.
 
@@ -138,7 +152,7 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
         scale, offset = (np.array(values, dtype="float32")[:, None] for values in zip(*target_scales))
         stack.append(keras.layers.Rescaling(scale, offset, name="target_scale"))
     # All layers at once: a Sequential with an Input rebuilds itself, every layer so far, at each `add`.
-    return keras.Sequential(stack, name="kerasflow_stacked")
+    return StackedModel(stack, name="kerasflow_stacked")
 
 
 def stack_slots(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
