@@ -197,17 +197,17 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     plan = plan_epochs([len(f.X_train) for f in folds] * n_configs, fold_seeds, spec.train.epochs,
                        spec.train.batch_size)
-    history = fit_epochs(model, X, y, plan, slotted=True, held_out=HeldOut(X_val, y_val, scores, w_val),
+    trained = fit_epochs(model, X, y, plan, slotted=True, held_out=HeldOut(X_val, y_val, scores, w_val),
                          callbacks=callbacks, initial_epoch=initial_epoch)
 
-    predictions = predict(model, X_val)
+    predictions = predict(model, X_val) if trained.predictions is None else trained.predictions
     results: list[list[FoldResult]] = [[] for _ in specs]
     for j in range(k):
         fold = folds[j % n_folds]
         n_test = len(fold.X_test)
         outputs = predictions[:n_test, j]  # slot j's first n_test rows are its fold's held-out rows, in order
         # Empty when a resumed run had no epoch left to train.
-        fold_history = {f"{prefix}{metric}": history.get(f"{prefix}f{j}_{metric}", [])
+        fold_history = {f"{prefix}{metric}": trained.history.get(f"{prefix}f{j}_{metric}", [])
                         for metric in ("loss", spec.metric) for prefix in ("", "val_")}
         result = FoldResult(score=score(spec, fold.y_test, outputs), history=fold_history,
                             n_train=len(fold.X_train), n_test=n_test)

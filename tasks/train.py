@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tasks.epochs import ONE_BATCH, HeldOut, RowScores, every_slot, fit_epochs, fixed_batch_size, plan_epochs
+from tasks.epochs import ONE_BATCH, HeldOut, RowScores, Trained, every_slot, fit_epochs, fixed_batch_size, plan_epochs
 from tasks.models import TargetScale, build_model, make_optimizer
 from tasks.spec import ExperimentSpec
 
@@ -163,8 +163,9 @@ def one_batch(n_rows: int) -> int:
 
 def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
               validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
-              initial_epoch: int = 0, target_scale: TargetScale | None = None) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Build, compile and train one model on `X`, `y`; return it and its per-epoch history.
+              initial_epoch: int = 0, target_scale: TargetScale | None = None) -> tuple[keras.Model, Trained]:
+    """Build, compile and train one model on `X`, `y`; return it, its per-epoch history and its last predictions
+    for the `validation` rows (:class:`~tasks.epochs.Trained`).
 
     Each epoch deals the rows in a new order drawn from the spec's seed (`tasks/epochs.py`). `callbacks` and
     `initial_epoch` let a sweep trial report each epoch and resume from a checkpoint. A stateful model sees the
@@ -183,9 +184,9 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
         callbacks = [ResetStatesEachEpoch(), *callbacks]
     plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful)
     held_out = None if validation is None else HeldOut(*validation, scores=scores)
-    history = fit_epochs(model, X, y, plan, slotted=False, held_out=held_out, callbacks=callbacks,
+    trained = fit_epochs(model, X, y, plan, slotted=False, held_out=held_out, callbacks=callbacks,
                          initial_epoch=initial_epoch)
-    return model, history
+    return model, trained
 
 
 class ResetStatesEachEpoch(keras.callbacks.Callback):
@@ -224,10 +225,10 @@ def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequen
              initial_epoch: int = 0) -> FoldResult:
     """Train on one fold's training rows, score on its held-out rows."""
     seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": spec.train.seed + index})})
-    model, history = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test),
+    model, trained = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test),
                                callbacks=callbacks, initial_epoch=initial_epoch, target_scale=fold.target_scale)
-    outputs = predict_held_out(model, fold)
-    result = FoldResult(score=score(spec, fold.y_test, outputs), history=history,
+    outputs = predict_held_out(model, fold) if trained.predictions is None else trained.predictions
+    result = FoldResult(score=score(spec, fold.y_test, outputs), history=trained.history,
                         n_train=len(fold.X_train), n_test=len(fold.X_test))
     return with_predictions(spec, result, fold, outputs)
 

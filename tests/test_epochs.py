@@ -64,23 +64,28 @@ def test_held_out_scores_are_keras_evaluate_at_each_epochs_end():
     model = _model(X)
     scores = {"loss": (keras.losses.mean_squared_error, False), "mae": (keras.metrics.mean_absolute_error, False),
               "rmse": (keras.metrics.mean_squared_error, True)}
-    history = fit_epochs(model, X, y, plan_epochs([13], [0], epochs=4, batch_size=5), slotted=False,
+    trained = fit_epochs(model, X, y, plan_epochs([13], [0], epochs=4, batch_size=5), slotted=False,
                          held_out=HeldOut(X_test, y_test, scores))
+    history = trained.history
     assert len(history["loss"]) == len(history["val_loss"]) == len(history["val_mae"]) == 4
     final = model.evaluate(X_test, y_test, verbose=0, return_dict=True)["loss"]
     assert np.isclose(history["val_loss"][-1], final, rtol=1e-5)
-    error = keras.ops.convert_to_numpy(model.predict(X_test, verbose=0)) - y_test
+    predictions = keras.ops.convert_to_numpy(model.predict(X_test, verbose=0))
+    error = predictions - y_test
     assert np.isclose(history["val_mae"][-1], np.abs(error).mean(), rtol=1e-5)
     assert np.isclose(history["val_rmse"][-1], np.sqrt(final), rtol=1e-5)
+    # The last epoch's scoring kept its predictions: the trained model's, with no prediction of their own.
+    assert trained.predictions.shape == predictions.shape
+    np.testing.assert_allclose(trained.predictions, predictions, rtol=1e-6)
 
 
 def test_a_long_training_fed_in_several_fits_is_the_training_fed_in_one(monkeypatch):
     X, y = _regression()
     plan = plan_epochs([13], [0], epochs=4, batch_size=5)
     whole, chunked = _model(X), _model(X)
-    history = fit_epochs(whole, X, y, plan, slotted=False)
+    history = fit_epochs(whole, X, y, plan, slotted=False).history
     monkeypatch.setattr("tasks.epochs.LAYOUT_BYTES", 1)  # one epoch per `fit` call
-    chunked_history = fit_epochs(chunked, X, y, plan, slotted=False)
+    chunked_history = fit_epochs(chunked, X, y, plan, slotted=False).history
     np.testing.assert_allclose(chunked_history["loss"], history["loss"], rtol=1e-6)
     for mine, theirs in zip(chunked.weights, whole.weights):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs), rtol=1e-6)
@@ -101,9 +106,11 @@ def test_a_run_resumed_at_its_last_epoch_trains_nothing_but_its_callbacks_still_
     X, y = _regression()
     model, began = _model(X), Began()
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
-    history = fit_epochs(model, X, y, plan_epochs([13], [0], epochs=3, batch_size=5), slotted=False,
+    trained = fit_epochs(model, X, y, plan_epochs([13], [0], epochs=3, batch_size=5), slotted=False,
+                         held_out=HeldOut(X, y, {"loss": (keras.losses.mean_squared_error, False)}),
                          callbacks=[began], initial_epoch=3)
-    assert history == {} and began.began == 1 and began.epochs == 0
+    assert trained.history == {} and began.began == 1 and began.epochs == 0
+    assert trained.predictions is None  # nothing scored: the caller asks the model
     for old, new in zip(before, model.weights):
         np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
 

@@ -111,10 +111,10 @@ def test_the_stateful_loop_starts_every_epoch_from_a_zero_state(bundled_data):
             self.at_end.append(self._state())
 
     probe = StateProbe()
-    model, history = fit_model(spec, fold.X_train, fold.y_train, callbacks=[probe], target_scale=fold.target_scale)
+    model, trained = fit_model(spec, fold.X_train, fold.y_train, callbacks=[probe], target_scale=fold.target_scale)
     assert probe.at_begin == [0.0, 0.0, 0.0]
     assert all(state > 0 for state in probe.at_end)
-    assert len(history["loss"]) == 3
+    assert len(trained.history["loss"]) == 3
     # The state carries from one row to the next: the same row gives another forecast until the state is reset.
     row = fold.X_test[:1]
     reset_states(model)
@@ -214,9 +214,10 @@ def test_stacked_lstms_pass_the_whole_sequence_from_one_to_the_next(bundled_data
                          {"type": "dense", "units": 1}],
         "train.epochs": 3})
     (fold,) = _folds(spec)
-    model, history = fit_model(spec, fold.X_train, fold.y_train, target_scale=fold.target_scale)
+    model, trained = fit_model(spec, fold.X_train, fold.y_train, target_scale=fold.target_scale)
     first, second = (layer for layer in model.layers if isinstance(layer, keras.layers.LSTM))
     assert first.output.shape[1:] == (3, 6) and second.output.shape[1:] == (4,)
-    assert len(history["loss"]) == 3 and np.isfinite(history["loss"][-1])
+    loss = trained.history["loss"]
+    assert len(loss) == 3 and np.isfinite(loss[-1])
     result = cross_validate(spec, [fold]).summary()
     assert result["metric"] == "rmse" and 0 < result["mean"] < 3 * result["baseline"]["mean"]
