@@ -48,7 +48,7 @@ import sys
 import time
 import traceback
 
-from tasks.backend import set_tensorflow_defaults, tensorflow_settings
+from tasks.backend import backend_settings, set_backend_defaults
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("mlp", "cnn")
@@ -60,7 +60,7 @@ ROW_MARK = "BACKENDS_ROW "
 
 def child(backend: str, models: list[str], epochs: int) -> None:
     """Train every path of every model under the backend this process was started with; print one JSON row each."""
-    set_tensorflow_defaults()  # as `kerasflow run` sets TensorFlow up
+    set_backend_defaults()  # as `kerasflow run` sets the backends up
 
     import keras
 
@@ -276,7 +276,7 @@ def main() -> None:
                 results.setdefault((backend, model, path), {"status": "failed", "error": tail or "no row printed"})
 
     print(f"per-step training time, {args.epochs} epochs per row (first = warm-up), {os.cpu_count()} cores, "
-          + " ".join(f"{name}={value}" for name, value in tensorflow_settings().items()))
+          + " ".join(f"{name}={value}" for name, value in backend_settings().items()))
     print(f"{'backend':<11} {'model':<5} {'path':<18} {'ms/step':>8} {'steps':>5} {'epoch s':>8} {'1st ep s':>8} "
           f"{'acc':>7} {'vs tensorflow':>13}")
     failures = []

@@ -15,9 +15,9 @@ import argparse
 import os
 import time
 
-from tasks.backend import set_tensorflow_defaults, tensorflow_settings
+from tasks.backend import backend_settings, set_backend_defaults
 
-set_tensorflow_defaults()  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
+set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/backend.py)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import numpy as np  # noqa: E402
@@ -36,7 +36,7 @@ def ray_tasks(spec, folds) -> list[float]:
     import ray
 
     ray.init(include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": tensorflow_settings()})
+             runtime_env={"env_vars": backend_settings()})
     try:
         remote_fit = ray.remote(num_cpus=1)(lambda s, f, i: fit_fold(s, f, i).score)
         spec_ref = ray.put(spec)

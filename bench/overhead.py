@@ -11,15 +11,15 @@ Run from the repository root (after `make install` and `kerasflow data`):
     .venv/bin/python bench/overhead.py --dvc                    # only `dvc repro` with nothing changed (see below)
 
 The tiny job is params.yaml's `iris_mlp` (150 rows, 10-fold repeated 3×: 30 folds, 4-4-6-3 MLP, batch 5) with
-`--epochs` epochs: cross-validation, the refit on all rows, the results written. Every measurement is a fresh process,
-as a user's command is, timed from outside (wall seconds); the processes of one repeat run one after another
-and the repeats are interleaved, so drift on a noisy machine hits them all alike; each row is the median over
-the repeats. All run with `KERAS_BACKEND` set to `--backend` (default tensorflow), TensorFlow set up as `kerasflow
-run` sets it (`tasks/backend.py`: deterministic kernels, no oneDNN custom ops) and no `PREFECT_API_URL` (so
-`kerasflow run` and the trivial flow start Prefect's temporary local server, as with a default set-up; a
-`PREFECT_API_URL` set in a Prefect profile instead of the environment would defeat this). The first process to
-start Prefect's server on a new `PREFECT_HOME` also creates its database; with 3 or more repeats the median leaves
-that out.
+`--epochs` epochs: cross-validation, the refit on all rows, the results written. Every measurement is a fresh
+process, as a user's command is, timed from outside (wall seconds); the processes of one repeat run one after
+another and the repeats are interleaved, so drift on a noisy machine hits them all alike; each row is the median
+over the repeats. All run with `KERAS_BACKEND` set to `--backend` (default tensorflow), the backends set up as
+`kerasflow run` sets them (`tasks/backend.py`: deterministic kernels, no oneDNN custom ops, JAX's compilation cache)
+and no `PREFECT_API_URL` (so `kerasflow run` and the trivial flow start Prefect's temporary local server, as with a
+default set-up; a `PREFECT_API_URL` set in a Prefect profile instead of the environment would defeat this). The
+first process to start Prefect's server on a new `PREFECT_HOME` also creates its database; with 3 or more repeats
+the median leaves that out.
 
 - python:              `python -c pass`: the interpreter alone;
 - import keras:        `python -c "import keras"`;
@@ -66,7 +66,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from tasks.backend import tensorflow_settings
+from tasks.backend import backend_settings
 
 EXPERIMENT = "iris_mlp"
 JOB_SECONDS = 180.0
@@ -164,7 +164,7 @@ def child_bare(params_file: Path) -> None:
 # --- the parent: fresh processes, timed from outside --------------------------------------------------------------
 
 def child_env(backend: str) -> dict[str, str]:
-    env = {**os.environ, "KERAS_BACKEND": backend, **tensorflow_settings(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "KERAS_BACKEND": backend, **backend_settings(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     env.pop("RAY_ADDRESS", None)  # a local Ray, as `kerasflow tune` starts on one machine
     return env

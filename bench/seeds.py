@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from tasks.backend import set_tensorflow_defaults
+from tasks.backend import set_backend_defaults
 
-set_tensorflow_defaults()  # TensorFlow set up as `kerasflow` sets it (tasks/backend.py)
+set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/backend.py)
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402

@@ -17,9 +17,9 @@ import argparse
 import os
 import time
 
-from tasks.backend import set_tensorflow_defaults
+from tasks.backend import set_backend_defaults
 
-set_tensorflow_defaults()  # TensorFlow set up as `kerasflow` sets it, unless the environment says otherwise
+set_backend_defaults()  # the backends set up as `kerasflow` sets them, unless the environment says otherwise
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

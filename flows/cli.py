@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from flows.temporary_server import TemporaryServer
-from tasks.backend import choose_backend, set_tensorflow_defaults
+from tasks.backend import choose_backend, set_backend_defaults
 from tasks.data import DataError
 from tasks.spec import ExperimentSpec, ParamsError, load_params
 
@@ -96,8 +96,9 @@ server runs no scheduler, which Prefect warns about when it starts its own for `
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # Before anything imports TensorFlow: quiet, deterministic, the same kernels on every CPU (tasks/backend.py).
-    set_tensorflow_defaults()
+    # Before anything imports TensorFlow or JAX: TensorFlow quiet, deterministic, the same kernels on every CPU; JAX's
+    # compiled programs kept for the next run (tasks/backend.py).
+    set_backend_defaults()
     # Nothing leaves the machine: the local server's telemetry would only fail without a network anyway.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # No server in the environment: start Prefect's temporary one now, to boot during the imports (used only if

@@ -25,7 +25,7 @@ from flows.pipeline import load_data, write_report
 from flows.trial import run_trial_process
 from tasks import evaluate
 from tasks.atomic import write_json
-from tasks.backend import tensorflow_settings
+from tasks.backend import backend_settings
 from tasks.data import DataError, Table
 from tasks.models import build_model, make_optimizer
 from tasks.progress import ProgressLine
@@ -35,8 +35,8 @@ from tasks.spec import ExperimentSpec, SearchSpec
 from tasks.tune import GROUP, restore_state, scoring_spec, stacked_groups, trial_configs, write_trials
 
 RUN_NAME = "sweep"
-# Every trial process gets these, and the driver's TensorFlow settings (tasks/backend.py): GPU memory taken as
-# needed so that trials can share a GPU.
+# Every trial process gets these, and the driver's backend settings (tasks/backend.py: TensorFlow's switches, JAX's
+# compilation cache folder, which trials of a shape share): GPU memory taken as needed so that trials can share a GPU.
 TRIAL_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
              "RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
@@ -84,7 +84,7 @@ def connect() -> None:
         return
     # Checkpointing every few epochs is by design here; Ray's warning about it would flood the log.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    runtime_env = {"env_vars": {**TRIAL_ENV, **tensorflow_settings(),
+    runtime_env = {"env_vars": {**TRIAL_ENV, **backend_settings(),
                                 "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}}
     if os.environ.get("RAY_ADDRESS"):
         import flows

@@ -162,8 +162,9 @@ def one_batch(n_rows: int) -> int:
 
 
 def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
-              validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
-              initial_epoch: int = 0, target_scale: TargetScale | None = None) -> tuple[keras.Model, Trained]:
+              validation: tuple[np.ndarray, np.ndarray] | None = None,
+              callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0,
+              target_scale: TargetScale | None = None) -> tuple[keras.Model, Trained]:
     """Build, compile and train one model on `X`, `y`; return it, its per-epoch history and its last predictions
     for the `validation` rows (:class:`~tasks.epochs.Trained`).
 

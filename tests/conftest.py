@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.backend import set_tensorflow_defaults
+from tasks.backend import set_backend_defaults
 
-# TensorFlow in this process as `kerasflow` sets it up (quiet, deterministic, no oneDNN custom ops).
-set_tensorflow_defaults()
+# The backends in this process as `kerasflow` sets them up (TensorFlow quiet, deterministic, no oneDNN custom ops).
+set_backend_defaults()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import pytest
 import yaml
 
 from conftest import run_cli, tiny_params
-from tasks.backend import choose_backend
+from tasks.backend import JAX_DEFAULTS, choose_backend
 from tasks.spec import ParamsError
 
 
@@ -69,3 +72,46 @@ def test_a_run_trains_on_the_backend_the_params_file_names(project, prefect_serv
     curves = sorted((project / "results/iris/history/plots/metrics").glob("fold_*/*.tsv"))
     assert sorted({curve.name for curve in curves}) == ["accuracy.tsv", "loss.tsv", "val_accuracy.tsv", "val_loss.tsv"]
     assert len(curves) == 3 * 4 and all(len(curve.read_text().splitlines()) == 1 + 15 for curve in curves)
+
+
+# Two folds' models of one shape trained by kerasflow on JAX; prints the compilation cache's hits after each.
+TWO_FOLDS_ON_JAX = """
+import json, sys
+from tasks.backend import set_backend_defaults
+set_backend_defaults()
+import jax, numpy as np
+from tasks.spec import parse_params
+from tasks.train import fit_model
+
+hits = []
+jax.monitoring.register_event_listener(lambda event, **_: hits.append(event == "/jax/compilation_cache/cache_hits"))
+spec = parse_params(json.loads(sys.argv[1])).experiments["diabetes"]
+rows = np.random.default_rng(0)
+X, y = rows.normal(size=(40, 10)).astype("float32"), rows.normal(size=(40, 1)).astype("float32")
+after = []
+for fold in range(2):
+    fit_model(spec, X[fold::2], y[fold::2], validation=(X[1 - fold::2], y[1 - fold::2]))
+    after.append(sum(hits))
+print(json.dumps(after))
+"""
+
+
+@pytest.mark.slow
+def test_jax_programs_compiled_once_are_loaded_from_kerasflows_cache(tmp_path):
+    """JAX keeps a compiled program per model object, in memory; kerasflow's default cache (under the user's cache
+    folder) loads a shape's programs instead of compiling them again: for the next fold, and in the next run."""
+    env = {name: value for name, value in os.environ.items() if name not in JAX_DEFAULTS}
+    env.update(KERAS_BACKEND="jax", XDG_CACHE_HOME=str(tmp_path))
+    runs = []
+    for _ in ("first", "second"):
+        child = subprocess.run([sys.executable, "-c", TWO_FOLDS_ON_JAX, json.dumps(tiny_params())], env=env,
+                               capture_output=True, text=True, timeout=300)
+        assert child.returncode == 0, child.stderr[-3000:]
+        if "Target machine feature" in child.stderr:
+            pytest.skip("this CPU refuses XLA's cached programs (openxla/xla#44565)")
+        runs.append(json.loads(child.stdout.splitlines()[-1]))
+    assert any((tmp_path / "kerasflow" / "jax").iterdir())
+    (first_fold, second_fold), (next_run_first_fold, _) = runs
+    assert first_fold == 0  # an empty cache: everything compiled
+    assert second_fold > 0  # the second fold's model loaded the first's programs
+    assert next_run_first_fold >= second_fold - first_fold  # a new process loads them all
