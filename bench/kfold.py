@@ -119,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3, help="timings of one fold and of kerasflow, interleaved")
+    parser.add_argument("--repeats", type=int, default=5, help="timings of one fold and of kerasflow, interleaved")
     parser.add_argument("--jax", action="store_true", help="also time kerasflow on JAX, in a child process")
     parser.add_argument("--only-kerasflow", action="store_true",
                         help="time kerasflow's cross-validation and one fold only, as JSON (what --jax runs)")
