@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,12 @@ def connect() -> None:
         runtime_env["py_modules"] = [tasks, flows]
         ray.init(runtime_env=runtime_env, log_to_driver=False)
     else:
-        ray.init(runtime_env=runtime_env, include_dashboard=False, dashboard_host="127.0.0.1",
-                 log_to_driver=False)
+        with warnings.catch_warnings():
+            # Ray starts its servers with subprocess, whose fork is followed by exec at once; JAX's at-fork hook
+            # warns of a deadlock only a child that goes on running Python could meet.
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            ray.init(runtime_env=runtime_env, include_dashboard=False, dashboard_host="127.0.0.1",
+                     log_to_driver=False)
 
 
 def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:

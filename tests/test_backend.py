@@ -115,3 +115,19 @@ def test_jax_programs_compiled_once_are_loaded_from_kerasflows_cache(tmp_path):
     assert first_fold == 0  # an empty cache: everything compiled
     assert second_fold > 0  # the second fold's model loaded the first's programs
     assert next_run_first_fold >= second_fold - first_fold  # a new process loads them all
+
+
+@pytest.mark.slow
+def test_a_local_ray_started_after_jax_prints_no_fork_warning(tmp_path):
+    """Ray starts its servers by fork then exec; JAX's at-fork hook would warn a JAX user of `kerasflow tune` of a
+    deadlock only a child that goes on running Python can meet. Any other fork still warns."""
+    # Python runs its at-fork hooks for a subprocess with a preexec_fn, as Ray's are.
+    code = ("import subprocess, keras, ray; keras.ops.ones(2) + 1; from flows.sweep import connect; connect(); "
+            "ray.shutdown(); print('RAY STARTED', flush=True); subprocess.run(['true'], preexec_fn=lambda: None)")
+    env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    env["KERAS_BACKEND"] = "jax"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "RAY STARTED" in result.stdout
+    assert result.stderr.count("os.fork() was called") == 1  # the plain subprocess after Ray's start
