@@ -107,7 +107,7 @@ def on_jax(epochs: int, n_splits: int, repeats: int, cache: bool) -> dict:
     """kerasflow's cross-validation and one fold timed in a child process on the JAX backend, with JAX's compilation
     cache in a new empty folder or off: their median seconds and the cross-validation's scores."""
     with tempfile.TemporaryDirectory(prefix="kerasflow-jax-cache-") as folder:
-        setting = {"JAX_COMPILATION_CACHE_DIR": folder} if cache else {"JAX_ENABLE_COMPILATION_CACHE": "false"}
+        setting = {"JAX_ENABLE_COMPILATION_CACHE": "true" if cache else "false", "JAX_COMPILATION_CACHE_DIR": folder}
         child = subprocess.run([sys.executable, __file__, "--epochs", str(epochs), "--folds", str(n_splits),
                                 "--repeats", str(repeats), "--only-kerasflow"],
                                env={**os.environ, "KERAS_BACKEND": "jax", **setting},

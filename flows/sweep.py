@@ -37,7 +37,8 @@ from tasks.tune import GROUP, restore_state, scoring_spec, stacked_groups, trial
 
 RUN_NAME = "sweep"
 # Every trial process gets these, and the driver's backend settings (tasks/backend.py: TensorFlow's switches, JAX's
-# compilation cache folder, which trials of a shape share): GPU memory taken as needed so that trials can share a GPU.
+# compilation cache, whose folder trials on this machine share): GPU memory taken as needed so that trials can share
+# a GPU.
 TRIAL_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
              "RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
@@ -85,9 +86,10 @@ def connect() -> None:
         return
     # Checkpointing every few epochs is by design here; Ray's warning about it would flood the log.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    runtime_env = {"env_vars": {**TRIAL_ENV, **backend_settings(),
+    remote = bool(os.environ.get("RAY_ADDRESS"))
+    runtime_env = {"env_vars": {**TRIAL_ENV, **backend_settings(portable=remote),
                                 "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}}
-    if os.environ.get("RAY_ADDRESS"):
+    if remote:
         import flows
         import tasks
 

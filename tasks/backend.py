@@ -8,7 +8,9 @@ itself; either way ``metrics.json`` records the backend a result was computed wi
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import sys
 from pathlib import Path
 from typing import Literal, get_args
@@ -27,26 +29,55 @@ them, every MLP and LSTM 20-40% less, though the digits CNN took 1.8x as long (B
 loads)."""
 
 
-def _cache_home() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-
-
-JAX_DEFAULTS = {"JAX_COMPILATION_CACHE_DIR": str(_cache_home() / "kerasflow" / "jax"),
-                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                "JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30)}
-"""JAX's persistent compilation cache, which kerasflow turns on where the environment does not set it: compiled programs
-are kept on disk (at most 1 GiB, least recently used first out), keyed by the program, JAX's version and the device,
-so a model of a shape compiled before is loaded, not compiled again. That is any later run of an experiment, every
-trial of a sweep but the first of each shape, and in one run every fold of a per-fold model after the first: JAX
+JAX_DEFAULTS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30)}
+"""JAX's persistent compilation cache, which kerasflow turns on where the environment does not set it, in
+:func:`jax_cache_folder`: compiled programs are kept on disk (at most 1 GiB, least recently used first out), keyed by
+the program, JAX's version and the device, so a model of a shape compiled before is loaded, not compiled again. That
+is any later run of an experiment (a new learning rate or epoch count is the same programs), a sweep's trials that
+start after another trial compiled their shape, and in one run every fold of a per-fold model after the first: JAX
 keeps compiled programs per model in memory only. JAX caches only programs that took over 1 s to compile by default;
 a small model's take 0.05-0.4 s each, a third of the time one fold of the books' 12-8-1 MLP trains for 150 epochs.
 With the programs cached, that fold took 0.94 s against 1.31 s, its 10 folds stacked 1.07 s against 1.62 s, and the
-default pipeline run again on JAX 60 s against 69 s (BENCHMARKS.md). ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it
-off. Some CPUs refuse XLA's cached programs (openxla/xla#44565: XLA then logs a "Target machine feature" error per
-program, and compiles as if uncached)."""
+default pipeline run again on JAX 60 s against 69 s (BENCHMARKS.md). Programs that compile in milliseconds (single
+ops, initializers) are kept too: leaving out those under 0.02 s halved the entries (27 against 46 for a sweep) but
+made the sweep run again 16.7 s against 14.9 s, as each new trial process compiled them again; a run adds a few dozen
+entries of ~10 kB. ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off. Some CPUs refuse XLA's cached programs
+(openxla/xla#44565: XLA then logs a "Target machine feature" error per program, and compiles as if uncached); delete
+the folder if JAX warns that an entry cannot be read."""
 
-BACKEND_DEFAULTS = {**TENSORFLOW_DEFAULTS, **JAX_DEFAULTS}
-"""Every setting kerasflow gives the backends where the environment does not (:func:`set_backend_defaults`)."""
+JAX_CACHE_FOLDER = "JAX_COMPILATION_CACHE_DIR"
+JAX_CACHE_SWITCH = "JAX_ENABLE_COMPILATION_CACHE"
+
+
+def jax_cache_folder() -> str | None:
+    """kerasflow's JAX cache folder: ``kerasflow/jax/<this CPU>`` in the user's cache folder (``$XDG_CACHE_HOME``,
+    else ``~/.cache``); None for a user with no home folder (a container's arbitrary user id).
+
+    One folder per kind of CPU: XLA compiles for the host's instruction set, and JAX's key names the device only as
+    "cpu", so machines sharing a home folder would otherwise load each other's programs.
+    """
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # no HOME, and no passwd entry to find it from
+        return None
+    return str(base / "kerasflow" / "jax" / _cpu_kind())
+
+
+def _cpu_kind() -> str:
+    """The machine type and a short hash of the CPU's feature flags (Linux), or of its processor name."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next(line for line in cpuinfo if line.startswith(("flags", "Features")))
+    except (OSError, StopIteration):
+        flags = platform.processor()
+    return f"{platform.machine()}-{hashlib.sha256(flags.encode()).hexdigest()[:12]}"
+
+
+def backend_defaults() -> dict[str, str]:
+    """Every setting kerasflow gives the backends where the environment does not: :data:`TENSORFLOW_DEFAULTS`,
+    :data:`JAX_DEFAULTS` and the JAX cache folder."""
+    folder = jax_cache_folder()
+    return {**TENSORFLOW_DEFAULTS, **JAX_DEFAULTS, **({JAX_CACHE_FOLDER: folder} if folder else {})}
 
 
 Backend = Literal["tensorflow", "jax", "torch"]
@@ -85,12 +116,23 @@ def _read(params_file: Path) -> str:
     return raw.get("backend", DEFAULT) if isinstance(raw, dict) else DEFAULT
 
 
-def backend_settings() -> dict[str, str]:
-    """:data:`BACKEND_DEFAULTS` as this process has them: the environment's value wherever it sets one."""
-    return {name: os.environ.get(name, value) for name, value in BACKEND_DEFAULTS.items()}
+def backend_settings(*, portable: bool = False) -> dict[str, str]:
+    """The backends' settings in effect in this process, for processes it starts: each of :func:`backend_defaults`
+    as the environment has it, and JAX's cache switch where the environment sets it.
+
+    `portable` leaves out kerasflow's own JAX cache folder, a path in this machine's user's home, for processes on
+    other machines: there it is only sent where the user chose it.
+    """
+    defaults = backend_defaults()
+    settings = {name: os.environ.get(name, value) for name, value in defaults.items()}
+    if portable and settings.get(JAX_CACHE_FOLDER) == defaults.get(JAX_CACHE_FOLDER):
+        del settings[JAX_CACHE_FOLDER]
+    if JAX_CACHE_SWITCH in os.environ:
+        settings[JAX_CACHE_SWITCH] = os.environ[JAX_CACHE_SWITCH]
+    return settings
 
 
 def set_backend_defaults() -> None:
-    """Set each of :data:`BACKEND_DEFAULTS` the environment does not set; before TensorFlow or JAX is imported."""
-    for name, value in BACKEND_DEFAULTS.items():
+    """Set each of :func:`backend_defaults` the environment does not set; before TensorFlow or JAX is imported."""
+    for name, value in backend_defaults().items():
         os.environ.setdefault(name, value)

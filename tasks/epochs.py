@@ -238,8 +238,9 @@ class HeldOutScores(keras.callbacks.Callback):
 @dataclass(frozen=True)
 class Trained:
     """What :func:`fit_epochs` gives back: the per-epoch history, and the held-out rows' predictions as the last
-    epoch's end scored them: the trained model's, as no callback of kerasflow changes weights after that. None
-    when no epoch was trained, or Keras' own `validation_data` scored the rows; then ask the model."""
+    epoch's end scored them: the trained model's, as nothing changes weights after that (no callback of kerasflow,
+    and no optimizer of its with a moving average to swap in). None when there were no held-out rows, no epoch was
+    trained, or Keras' own `validation_data` scored the rows; then ask the model."""
 
     history: dict[str, list[float]]
     predictions: np.ndarray | None = None

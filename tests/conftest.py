@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -17,7 +19,11 @@ import yaml
 
 from tasks.backend import set_backend_defaults
 
-# The backends in this process as `kerasflow` sets them up (TensorFlow quiet, deterministic, no oneDNN custom ops).
+# The backends in this process as `kerasflow` sets them up (TensorFlow quiet, deterministic, no oneDNN custom ops),
+# JAX's compiled programs kept in a folder of this session's, not the user's: no test loads an earlier session's.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="kerasflow-tests-jax-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 set_backend_defaults()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")

@@ -76,7 +76,7 @@ def test_held_out_scores_are_keras_evaluate_at_each_epochs_end():
     assert np.isclose(history["val_rmse"][-1], np.sqrt(final), rtol=1e-5)
     # The last epoch's scoring kept its predictions: the trained model's, with no prediction of their own.
     assert trained.predictions.shape == predictions.shape
-    np.testing.assert_allclose(trained.predictions, predictions, rtol=1e-6)
+    np.testing.assert_array_equal(trained.predictions, predictions)
 
 
 def test_a_long_training_fed_in_several_fits_is_the_training_fed_in_one(monkeypatch):

@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 
 from conftest import BIN
-from tasks.backend import BACKEND_DEFAULTS
+from tasks.backend import backend_defaults
 
 # What the suite sets for its own process (tests/conftest.py), and what kerasflow must set itself.
-SUITE_ONLY = tuple(BACKEND_DEFAULTS)
+SUITE_ONLY = tuple(backend_defaults())
 
 
 def _user_env(prefect_server: str) -> dict[str, str]:
