@@ -45,6 +45,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -222,13 +223,18 @@ def installed(backend: str) -> bool:
 
 
 def run_backend(backend: str, models: list[str], epochs: int) -> tuple[list[dict], float, str]:
-    """The rows of one backend's subprocess, its wall seconds (imports included) and its stderr's tail."""
-    env = {**os.environ, "KERAS_BACKEND": backend}
+    """The rows of one backend's subprocess, its wall seconds (imports included) and its stderr's tail.
+
+    JAX's compilation cache (on in kerasflow) starts empty, in a folder of this run's: what a first epoch costs
+    does not depend on what an earlier run left in the user's cache.
+    """
     command = [sys.executable, os.path.abspath(__file__), "--child", backend, "--models", ",".join(models),
                "--epochs", str(epochs)]
-    start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="kerasflow-bench-jax-") as cache:
+        env = {**os.environ, "KERAS_BACKEND": backend, "JAX_COMPILATION_CACHE_DIR": cache}
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
     rows = [json.loads(line[len(ROW_MARK):]) for line in done.stdout.splitlines() if line.startswith(ROW_MARK)]
     tail = "" if done.returncode == 0 else "\n".join(done.stderr.strip().splitlines()[-25:])
     return rows, seconds, tail
@@ -275,8 +281,10 @@ def main() -> None:
             for path in PATHS[model]:
                 results.setdefault((backend, model, path), {"status": "failed", "error": tail or "no row printed"})
 
+    settings = {name: value for name, value in backend_settings().items() if name != "JAX_COMPILATION_CACHE_DIR"}
     print(f"per-step training time, {args.epochs} epochs per row (first = warm-up), {os.cpu_count()} cores, "
-          + " ".join(f"{name}={value}" for name, value in backend_settings().items()))
+          + " ".join(f"{name}={value}" for name, value in settings.items())
+          + " (JAX's compilation cache: a new empty folder)")
     print(f"{'backend':<11} {'model':<5} {'path':<18} {'ms/step':>8} {'steps':>5} {'epoch s':>8} {'1st ep s':>8} "
           f"{'acc':>7} {'vs tensorflow':>13}")
     failures = []
