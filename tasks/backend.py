@@ -4,6 +4,9 @@ Keras fixes its backend when it is first imported, and validating params.yaml im
 optimizer names are checked against it). So the one key is read, and the backend chosen, before the file is
 validated and before anything else imports Keras. An explicit ``KERAS_BACKEND`` wins, as it does for Keras
 itself; either way ``metrics.json`` records the backend a result was computed with (``environment.backend``).
+
+It also holds what kerasflow sets up for the backends before they are imported (:func:`set_backend_defaults`):
+TensorFlow's switches and JAX's compilation cache, each only where the environment does not set it.
 """
 
 from __future__ import annotations
@@ -32,18 +35,18 @@ loads)."""
 JAX_DEFAULTS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30)}
 """JAX's persistent compilation cache, which kerasflow turns on where the environment does not set it, in
 :func:`jax_cache_folder`: compiled programs are kept on disk (at most 1 GiB, least recently used first out), keyed by
-the program, JAX's version and the device, so a model of a shape compiled before is loaded, not compiled again. That
-is any later run of an experiment (a new learning rate or epoch count is the same programs), a sweep's trials that
-start after another trial compiled their shape, and in one run every fold of a per-fold model after the first: JAX
-keeps compiled programs per model in memory only. JAX caches only programs that took over 1 s to compile by default;
-a small model's take 0.05-0.4 s each, a third of the time one fold of the books' 12-8-1 MLP trains for 150 epochs.
-With the programs cached, that fold took 0.94 s against 1.31 s, its 10 folds stacked 1.07 s against 1.62 s, and the
-default pipeline run again on JAX 60 s against 69 s (BENCHMARKS.md). Programs that compile in milliseconds (single
-ops, initializers) are kept too: leaving out those under 0.02 s halved the entries (27 against 46 for a sweep) but
-made the sweep run again 16.7 s against 14.9 s, as each new trial process compiled them again; a run adds a few dozen
-entries of ~10 kB. ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off. Some CPUs refuse XLA's cached programs
-(openxla/xla#44565: XLA then logs a "Target machine feature" error per program, and compiles as if uncached); delete
-the folder if JAX warns that an entry cannot be read."""
+the program, JAX's version and the kind of device, so a model of a shape compiled before is loaded, not compiled
+again. That is any later run of an experiment (a new learning rate or epoch count is the same programs), a sweep's
+trials that start after another trial compiled their shape, and in one run every fold of a per-fold model after the
+first: JAX keeps compiled programs per model in memory only. JAX caches only programs that took over 1 s to compile
+by default; a small model's take 0.05-0.4 s each, a third of the time one fold of the books' 12-8-1 MLP trains for
+150 epochs. With the programs cached, that fold took 0.94 s against 1.31 s, its 10 folds stacked 1.07 s against 1.62
+s, and the default pipeline run again on JAX 60 s against 69 s (BENCHMARKS.md). Programs that compile in milliseconds
+(single ops, initializers) are kept too: leaving out those under 0.02 s halved the entries (27 against 46 for a
+sweep) but made the sweep run again 16.7 s against 14.9 s, as each new trial process compiled them again; a run adds
+a few dozen entries of ~10 kB. ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off. Some CPUs refuse XLA's cached
+programs (openxla/xla#44565: XLA then logs a "Target machine feature" error per program, and compiles as if
+uncached); delete the folder if JAX warns that an entry cannot be read."""
 
 JAX_CACHE_FOLDER = "JAX_COMPILATION_CACHE_DIR"
 JAX_CACHE_SWITCH = "JAX_ENABLE_COMPILATION_CACHE"
