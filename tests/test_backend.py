@@ -103,7 +103,8 @@ def test_a_user_with_no_home_folder_gets_no_jax_cache_folder(monkeypatch):
     assert "JAX_COMPILATION_CACHE_DIR" not in backend_defaults()
     assert backend_defaults()["TF_DETERMINISTIC_OPS"] == "1"
 
-# Two folds' models of one shape trained by kerasflow on JAX; prints the compilation cache's hits and misses in each.
+# Two folds' models of one shape trained by kerasflow on JAX; prints the compilation cache's hits and misses in each,
+# and each fold's history.
 TWO_FOLDS_ON_JAX = """
 import json, sys
 from tasks.backend import set_backend_defaults
@@ -117,12 +118,13 @@ jax.monitoring.register_event_listener(lambda event, **_: events.append(event))
 spec = parse_params(json.loads(sys.argv[1])).experiments["diabetes"]
 rows = np.random.default_rng(0)
 X, y = rows.normal(size=(40, 10)).astype("float32"), rows.normal(size=(40, 1)).astype("float32")
-folds = []
+folds, histories = [], []
 for fold in range(2):
     events.clear()
-    fit_model(spec, X[fold::2], y[fold::2], validation=(X[1 - fold::2], y[1 - fold::2]))
+    _, trained = fit_model(spec, X[fold::2], y[fold::2], validation=(X[1 - fold::2], y[1 - fold::2]))
     folds.append([events.count(f"/jax/compilation_cache/cache_{outcome}") for outcome in ("hits", "misses")])
-print(json.dumps(folds))
+    histories.append(trained.history)
+print(json.dumps([folds, histories]))
 """
 
 
@@ -142,7 +144,9 @@ def test_jax_programs_compiled_once_are_loaded_from_kerasflows_cache(tmp_path):
         runs.append(json.loads(child.stdout.splitlines()[-1]))
     (folder,) = (tmp_path / "kerasflow" / "jax").iterdir()  # one folder for this kind of CPU
     assert any(folder.iterdir())
-    (first_fold, second_fold), (next_first_fold, next_second_fold) = runs  # each [hits, misses]
+    (first, first_histories), (second, second_histories) = runs
+    assert second_histories == first_histories  # programs loaded from the cache train bit for bit as compiled ones
+    (first_fold, second_fold), (next_first_fold, next_second_fold) = first, second  # each [hits, misses]
     assert first_fold[0] == 0 and first_fold[1] > 0  # an empty cache: every program compiled
     assert second_fold[0] > 0 and second_fold[1] == 0  # the second fold's model loaded the first's: none compiled
     assert next_first_fold[0] >= first_fold[1] and next_first_fold[1] == 0  # a new process loads them all
