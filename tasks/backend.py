@@ -11,6 +11,7 @@ TensorFlow's switches and JAX's compilation cache, each only where the environme
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -66,8 +67,10 @@ def jax_cache_folder() -> str | None:
     return str(base / "kerasflow" / "jax" / _cpu_kind())
 
 
+@functools.cache
 def _cpu_kind() -> str:
-    """The machine type and a short hash of the CPU's feature flags (Linux), or of its processor name."""
+    """The machine type and a short hash of the CPU's feature flags (Linux), or of its processor name; read once
+    per process, as the CPU does not change under it."""
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
         flags = next(line for line in cpuinfo if line.startswith(("flags", "Features")))
@@ -128,7 +131,7 @@ def backend_settings(*, portable: bool = False) -> dict[str, str]:
     """
     defaults = backend_defaults()
     settings = {name: os.environ.get(name, value) for name, value in defaults.items()}
-    if portable and settings.get(JAX_CACHE_FOLDER) == defaults.get(JAX_CACHE_FOLDER):
+    if portable and JAX_CACHE_FOLDER in defaults and settings[JAX_CACHE_FOLDER] == defaults[JAX_CACHE_FOLDER]:
         del settings[JAX_CACHE_FOLDER]
     if JAX_CACHE_SWITCH in os.environ:
         settings[JAX_CACHE_SWITCH] = os.environ[JAX_CACHE_SWITCH]

@@ -102,6 +102,8 @@ def test_a_user_with_no_home_folder_gets_no_jax_cache_folder(monkeypatch):
     assert jax_cache_folder() is None
     assert "JAX_COMPILATION_CACHE_DIR" not in backend_defaults()
     assert backend_defaults()["TF_DETERMINISTIC_OPS"] == "1"
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    assert "JAX_COMPILATION_CACHE_DIR" not in backend_settings(portable=True)  # what a remote cluster is sent
 
 # Two folds' models of one shape trained by kerasflow on JAX; prints the compilation cache's hits and misses in each,
 # and each fold's history.
