@@ -40,14 +40,14 @@ the program, JAX's version and the kind of device, so a model of a shape compile
 again. That is any later run of an experiment (a new learning rate or epoch count is the same programs), a sweep's
 trials that start after another trial compiled their shape, and in one run every fold of a per-fold model after the
 first: JAX keeps compiled programs per model in memory only. JAX caches only programs that took over 1 s to compile
-by default; a small model's take 0.05-0.4 s each, a third of the time one fold of the books' 12-8-1 MLP trains for
-150 epochs. With the programs cached, that fold took 0.94 s against 1.31 s, its 10 folds stacked 1.07 s against 1.62
-s, and the default pipeline run again on JAX 60 s against 69 s (BENCHMARKS.md). Programs that compile in milliseconds
-(single ops, initializers) are kept too: leaving out those under 0.02 s halved the entries (27 against 46 for a
-sweep) but made the sweep run again 16.7 s against 14.9 s, as each new trial process compiled them again; a run adds
-a few dozen entries of ~10 kB. ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off. Some CPUs refuse XLA's cached
-programs (openxla/xla#44565: XLA then logs a "Target machine feature" error per program, and compiles as if
-uncached); delete the folder if JAX warns that an entry cannot be read."""
+by default; a small model's take about a third of the time one fold of the books' 12-8-1 MLP trains for 150 epochs.
+With the programs cached, that fold took 0.94 s against 1.31 s, its 10 folds stacked 1.07 s against 1.62 s, and the
+default pipeline run again on JAX 60 s against 69 s (BENCHMARKS.md). Programs that compile in milliseconds (single
+ops, initializers) are kept too: leaving out those under 0.02 s halved the entries (27 against 46 for a sweep) but
+made the sweep run again 16.7 s against 14.9 s, as each new trial process compiled them again; a run adds a few dozen
+entries of ~10 kB. ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off. Some CPUs refuse XLA's cached programs
+(openxla/xla#44565: XLA then logs a "Target machine feature" error per program, and compiles as if uncached); delete
+the folder if JAX warns that an entry cannot be read."""
 
 JAX_CACHE_FOLDER = "JAX_COMPILATION_CACHE_DIR"
 JAX_CACHE_SWITCH = "JAX_ENABLE_COMPILATION_CACHE"

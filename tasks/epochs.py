@@ -210,7 +210,7 @@ class HeldOutScores(keras.callbacks.Callback):
     prediction and the means per slot are taken in NumPy: 1.2 ms and 1.9 ms an epoch.
 
     The last epoch's predictions are kept (`predictions`): the trained model's held-out predictions, with no
-    prediction program of its own to compile (on JAX 0.06-0.08 s a model, on TensorFlow 0.05 s).
+    prediction program of its own to compile: one compile less a model.
     """
 
     def __init__(self, held_out: HeldOut, slots: int | None = None) -> None:

@@ -106,10 +106,10 @@ class StackedModel(keras.Sequential):
     """The stacked model: a `Sequential` whose compiled JAX steps (training and evaluation) return no per-batch logs.
 
     On JAX each output of a compiled step costs a dispatch, and a stacked step's logs are one vector per metric:
-    returning them cost 8 µs of a 0.11 ms step for 10 stacked 12-8-1 MLPs. Nothing in kerasflow reads per-batch
-    logs; each epoch's logs are read from the metrics' state when the epoch ends, as Keras does whenever the names
-    a step returns match the model's metrics (here with no values; `Trainer._get_metrics_result_or_logs`, checked by
-    the JAX run test in tests/test_backend.py).
+    returning them, 10 stacked folds of the 12-8-1 MLP took 1.31x one fold, 1.22-1.25x without (BENCHMARKS.md).
+    Nothing in kerasflow reads per-batch logs; each epoch's logs are read from the metrics' state when the epoch
+    ends, as Keras does whenever the names a step returns match the model's metrics (here with no values;
+    `Trainer._get_metrics_result_or_logs`, checked by the JAX run test in tests/test_backend.py).
     """
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
