@@ -10,7 +10,7 @@ initializers (:func:`stack_key`); config ``c``'s fold ``f`` is slot ``c * k + f`
 - its own rows: slot ``j`` of input row ``i`` is a training row of fold ``j``, dealt in the order the per-fold
   path deals them to fold ``j``'s own model, a new one each epoch (`tasks/epochs.py`);
 - its own gradient: the loss is the *sum* over slots of each slot's batch mean, so no slot's learning rate is
-  scaled by k.
+  scaled by k (:class:`StackedModel`).
 
 Folds whose training sets are shorter than the longest are padded with zero-weight rows.
 """
@@ -30,6 +30,7 @@ from tasks.train import (
     FoldData,
     FoldResult,
     SlotMean,
+    metric_fn,
     predict,
     row_scores,
     score,
@@ -84,26 +85,19 @@ class StackedDense(keras.layers.Layer):
     def build(self, input_shape) -> None:
         self.kernel = self.add_weight(shape=(self.k, input_shape[-1], self.units), name="kernel",
                                       initializer=PerSlotInitializer(self.initializers, self.seeds))
-        self.bias = self.add_weight(shape=(self.k, self.units), name="bias", initializer="zeros")
+        self.bias = self.add_weight(shape=(self.k, 1, self.units), name="bias", initializer="zeros")
 
     def call(self, inputs):
-        return self.activation(ops.matmul(inputs, self.kernel) + self.bias[:, None, :])
-
-
-class SlotSumLoss(keras.losses.Loss):
-    """Sum over slots of each slot's mean loss, so each slot's gradient is what separate training gives."""
-
-    def __init__(self, loss: str, k: int, **kwargs) -> None:
-        super().__init__(name=f"stacked_{loss}", **kwargs)
-        self.fn, self.k = keras.losses.get(loss), k
-
-    def call(self, y_true, y_pred):
-        # Keras divides the weighted sum by batch * k elements; multiplying by k leaves the per-slot batch mean.
-        return self.fn(y_true, y_pred) * self.k
+        return self.activation(ops.matmul(inputs, self.kernel) + self.bias)
 
 
 class StackedModel(keras.Sequential):
-    """The stacked model: a `Sequential` whose compiled JAX steps (training and evaluation) return no per-batch logs.
+    """The stacked model: a `Sequential` that computes its loss itself, tracks each slot's loss from the same per-row
+    values, and whose compiled JAX steps (training and evaluation) return no per-batch logs.
+
+    The loss (:meth:`compute_loss`) is the sum over slots of each slot's batch mean of `loss`, so each slot's
+    gradient is what separate training gives. Each slot's running loss, logged as ``f<j>_loss``, is kept from the
+    per-row losses that sum is made of (`slot_loss`): as a compiled metric it computed them a second time each step.
 
     On JAX each output of a compiled step costs a dispatch, and a stacked step's logs are one vector per metric:
     returning them, 10 stacked folds of the 12-8-1 MLP took 1.31x one fold, 1.22-1.25x without (BENCHMARKS.md).
@@ -111,6 +105,23 @@ class StackedModel(keras.Sequential):
     ends, as Keras does whenever the names a step returns match the model's metrics (here with no values;
     `Trainer._get_metrics_result_or_logs`, checked by the JAX run test in tests/test_backend.py).
     """
+
+    def __init__(self, layers: list, loss: str, slots: int, **kwargs) -> None:
+        super().__init__(layers, **kwargs)
+        self.slots, self.row_loss = slots, keras.losses.get(loss)
+        self.slot_loss = SlotMean(self.row_loss, slots=slots, name="loss")  # Keras tracks it as one of `metrics`
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The weighted sum of every slot's per-row losses over the batch's rows: each slot's weighted batch mean,
+        summed over slots, as Keras' ``sum_over_batch_size`` reduction of the per-row losses times the slots.
+
+        Compile the model with no loss. The stacked layers add no losses of their own (no regularizers).
+        """
+        rows = self.row_loss(y, y_pred)  # (batch, slots)
+        self.slot_loss.update_rows(rows, sample_weight)
+        weighted = rows * self.slots if sample_weight is None else rows * self.slots * sample_weight
+        size = ops.cast(ops.prod(ops.convert_to_tensor(ops.shape(weighted), dtype="int32")), weighted.dtype)
+        return ops.divide_no_nan(ops.sum(weighted), size)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
@@ -128,10 +139,10 @@ def stack_key(spec: ExperimentSpec) -> str:
     return spec.model_copy(update={"model": spec.model.model_copy(update={"layers": layers})}).model_dump_json()
 
 
-def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[int],
-                  target_scales: list[TargetScale] | None = None) -> keras.Model:
+def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[int], loss: str,
+                  target_scales: list[TargetScale] | None = None) -> StackedModel:
     """The stacked twin of :func:`tasks.models.build_model`: slot j is `models[j]` seeded with `seeds[j]`,
-    rescaled by `target_scales[j]`.
+    rescaled by `target_scales[j]`, and trained to minimise `loss` (:class:`StackedModel`).
 
     Slot j starts from the weights `build_model(models[j], n_features, seeds[j])` gives: that model's own.
     The models must differ only in their Dense layers' initializers (see :func:`stack_key`).
@@ -153,7 +164,16 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
         scale, offset = (np.array(values, dtype="float32")[:, None] for values in zip(*target_scales))
         stack.append(keras.layers.Rescaling(scale, offset, name="target_scale"))
     # All layers at once: a Sequential with an Input rebuilds itself, every layer so far, at each `add`.
-    return StackedModel(stack, name="kerasflow_stacked")
+    return StackedModel(stack, loss, k, name="kerasflow_stacked")
+
+
+def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1) -> None:
+    """Compile `model` to train as `spec` says, `steps` steps per compiled call, its slots scored by the spec's
+    primary metric besides the loss the model tracks itself."""
+    name, (fn, root) = spec.metric, metric_fn(spec)
+    # Weighted: Keras hands sample weights to `weighted_metrics` only, and padding rows weigh 0.
+    model.compile(optimizer=make_optimizer(spec.train), loss=None, steps_per_execution=steps,
+                  weighted_metrics=[SlotMean(fn, slots=model.slots, root=root, name=name)])
 
 
 def stack_slots(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -190,12 +210,9 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
 
     scales = None if folds[0].target_scale is None else [f.target_scale for f in folds] * n_configs
     fold_seeds = [spec.train.seed + f for f in range(n_folds)] * n_configs
-    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, scales)
+    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, spec.loss, scales)
     scores = row_scores(spec)
-    metrics = [SlotMean(fn, slots=k, root=root, name=name) for name, (fn, root) in scores.items()]
-    # Weighted: Keras hands sample weights to `weighted_metrics` only, and padding rows weigh 0.
-    model.compile(optimizer=make_optimizer(spec.train), loss=SlotSumLoss(spec.loss, k), weighted_metrics=metrics,
-                  steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
+    compile_stacked(model, spec, steps_per_execution(len(X), spec.train.batch_size))
     plan = plan_epochs([len(f.X_train) for f in folds] * n_configs, fold_seeds, spec.train.epochs,
                        spec.train.batch_size)
     trained = fit_epochs(model, X, y, plan, slotted=True, held_out=HeldOut(X_val, y_val, scores, w_val),

@@ -99,8 +99,12 @@ class SlotMean(keras.metrics.Metric):
         self.count = self.add_variable(shape=(width,), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        self.update_rows(self.fn(y_true, y_pred), sample_weight)
+
+    def update_rows(self, values, sample_weight=None):
+        """Add per-sample `values` already computed (the stacked model's per-row losses, `tasks/stacked.py`)."""
         width = self.slots or 1
-        values = ops.reshape(ops.cast(self.fn(y_true, y_pred), "float32"), (-1, width))
+        values = ops.reshape(ops.cast(values, "float32"), (-1, width))
         if sample_weight is None:
             counts = ops.ones_like(values, dtype="bool")
         else:

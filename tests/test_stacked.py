@@ -11,7 +11,7 @@ from tasks.epochs import HeldOut, HeldOutScores, expand_slots
 from tasks.evaluate import cross_validate, cross_validate_configs, encode_labels, prepare_folds
 from tasks.spec import LOSSES_BY_TASK, SearchSpec, parse_params
 from tasks.models import build_model
-from tasks.stacked import SlotSumLoss, StackedDense, SwapBatchAndSlots, build_stacked, stack_slots
+from tasks.stacked import StackedDense, SwapBatchAndSlots, build_stacked, compile_stacked, stack_slots
 from tasks.train import SlotMean, row_scores
 from tasks.tune import stacked_groups
 
@@ -53,13 +53,14 @@ def test_a_slot_with_no_rows_is_not_changed_by_the_other_slots_training():
 
 
 def test_slot_j_starts_from_the_weights_of_fold_js_own_model():
-    spec = _iris_spec().model
-    stacked = build_stacked([spec] * 3, 4, seeds=[7, 8, 9])
+    spec = _iris_spec()
+    stacked = build_stacked([spec.model] * 3, 4, seeds=[7, 8, 9], loss=spec.loss)
     for j in range(3):
-        own = build_model(spec, 4, seed=7 + j)
+        own = build_model(spec.model, 4, seed=7 + j)
         for stacked_weight, own_weight in zip(stacked.weights, own.weights):
-            np.testing.assert_array_equal(keras.ops.convert_to_numpy(stacked_weight)[j],
-                                          keras.ops.convert_to_numpy(own_weight))
+            own_weight = keras.ops.convert_to_numpy(own_weight)
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(stacked_weight)[j].reshape(own_weight.shape),
+                                          own_weight)
 
 
 def test_stack_slots_pads_shorter_parts_with_zero_weight_rows():
@@ -138,10 +139,9 @@ def test_each_slots_held_out_scores_are_keras_evaluate_of_its_rows(task, loss):
     X, weight = stack_slots([part[0] for part in parts])
     y, _ = stack_slots([part[1] for part in parts])
     scales = [(20.0, 50.0)] * 3 if task == "regression" else None
-    model = build_stacked([spec.model] * 3, 4, seeds=[1, 2, 3], target_scales=scales)
+    model = build_stacked([spec.model] * 3, 4, seeds=[1, 2, 3], loss=spec.loss, target_scales=scales)
     scores = row_scores(spec)
-    model.compile(optimizer="adam", loss=SlotSumLoss(spec.loss, 3),
-                  weighted_metrics=[SlotMean(fn, slots=3, root=root, name=name) for name, (fn, root) in scores.items()])
+    compile_stacked(model, spec)
     expected = model.evaluate(X, y, sample_weight=weight, batch_size=len(X), verbose=0, return_dict=True)
     callback, logs = HeldOutScores(HeldOut(X, y, scores, weight), slots=3), {}
     callback.set_model(model)
@@ -156,11 +156,12 @@ def test_each_slots_held_out_scores_are_keras_evaluate_of_its_rows(task, loss):
 def test_slots_of_configs_with_other_initializers_start_from_each_configs_own_weights():
     glorot = _iris_spec().model
     normal = _iris_spec().with_overrides({"model.initializer": "random_normal"}).model
-    stacked = build_stacked([glorot, normal], 4, seeds=[7, 7])
+    stacked = build_stacked([glorot, normal], 4, seeds=[7, 7], loss=_iris_spec().loss)
     for j, spec in enumerate([glorot, normal]):
         for stacked_weight, own_weight in zip(stacked.weights, build_model(spec, 4, seed=7).weights):
-            np.testing.assert_array_equal(keras.ops.convert_to_numpy(stacked_weight)[j],
-                                          keras.ops.convert_to_numpy(own_weight))
+            own_weight = keras.ops.convert_to_numpy(own_weight)
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(stacked_weight)[j].reshape(own_weight.shape),
+                                          own_weight)
 
 
 def test_a_grid_group_trained_as_one_program_scores_as_each_config_trained_alone(project):
@@ -211,13 +212,12 @@ def test_grids_that_cannot_stack_their_configs_run_one_config_per_trial():
 def test_a_stacked_step_returns_one_vector_per_metric_not_one_value_per_slot():
     """Each output of a compiled step is a dispatch on JAX: the step's logs must not grow with the slots."""
     spec = _iris_spec()
-    model = build_stacked([spec.model] * 5, 4, seeds=[1, 2, 3, 4, 5])
-    scores = row_scores(spec)
-    model.compile(optimizer="adam", loss=SlotSumLoss(spec.loss, 5),
-                  weighted_metrics=[SlotMean(fn, slots=5, root=root, name=name) for name, (fn, root) in scores.items()])
+    model = build_stacked([spec.model] * 5, 4, seeds=[1, 2, 3, 4, 5], loss=spec.loss)
+    compile_stacked(model, spec)
     X, y = np.zeros((4, 5, 4), "float32"), np.tile(np.array([0, 1, 2, 0])[:, None, None], (1, 5, 1))
-    outputs = keras.tree.flatten(model.train_on_batch(X, y, return_dict=True))
-    assert [np.shape(output) for output in outputs] == [(5,), (5,)]  # each slot's loss, each slot's accuracy
+    logs = model.train_on_batch(X, y, return_dict=True)
+    # Each slot's loss and accuracy as one vector each, and the loss of the whole step.
+    assert {name: np.shape(value) for name, value in logs.items()} == {"f*_loss": (5,), "f*_accuracy": (5,), "loss": ()}
 
 
 class _TrainEndLogs(keras.callbacks.Callback):
