@@ -268,6 +268,28 @@ class Layout:
         return np.take(self.table, flat, axis=0, out=self.buffer[:len(index)], mode="clip")
 
 
+def in_batches(X: np.ndarray, y: np.ndarray, weight: np.ndarray, batch_size: int) -> dict:
+    """The arguments that hand ``fit`` laid-out rows (their number a multiple of `batch_size`) in batches of
+    `batch_size`, in order.
+
+    On TensorFlow: a ``tf.data`` dataset of whole batches, its autotuning off. Keras' own pipeline for arrays
+    (each batch gathered by an autotuned parallel map, then an autotuned prefetch) costs more per step than a small
+    model's step saves, and when its iterator is deleted at the end of a ``fit`` call, tf.data's autotuning thread
+    held it up by 0.65 s in about one call of three on this project's machines (`bench/feed.py`, BENCHMARKS.md).
+    This is kerasflow's one use of TensorFlow's own API, for feeding only: the models are Keras alone. On the other
+    backends Keras feeds the arrays itself, without tf.data.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return {"x": X, "y": y, "sample_weight": weight, "batch_size": batch_size}
+    import tensorflow as tf  # the backend in use, so installed
+
+    batches = tuple(array.reshape((-1, batch_size) + array.shape[1:]) for array in (X, y, weight))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.experimental_optimization.apply_default_optimizations = False  # nothing here for them to do
+    return {"x": tf.data.Dataset.from_tensor_slices(batches).with_options(options)}
+
+
 def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan, *, slotted: bool,
                held_out: HeldOut | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
                initial_epoch: int = 0) -> Trained:
@@ -302,10 +324,11 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
         dealt = slice(start, stop) if stop > start else slice(-1, None)
         index = plan.index[dealt].reshape(-1, n_slots)
         weight = plan.weight[dealt].reshape(-1, n_slots)
-        fitted = model.fit(X_laid.take(index), y_laid.take(index), sample_weight=weight if slotted else weight[:, 0],
-                           batch_size=plan.batch_size, epochs=stop, initial_epoch=start,
-                           steps_per_epoch=plan.steps, shuffle=False, callbacks=callbacks, verbose=0,
-                           validation_data=validation, validation_batch_size=fixed_batch or ONE_BATCH)
+        batches = in_batches(X_laid.take(index), y_laid.take(index), weight if slotted else weight[:, 0],
+                             plan.batch_size)
+        fitted = model.fit(**batches, epochs=stop, initial_epoch=start, steps_per_epoch=plan.steps, shuffle=False,
+                           callbacks=callbacks, verbose=0, validation_data=validation,
+                           validation_batch_size=fixed_batch or ONE_BATCH)
         for key, values in fitted.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         if model.stop_training:

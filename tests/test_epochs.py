@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tasks.epochs import HeldOut, Layout, fit_epochs, plan_epochs
+from tasks.epochs import HeldOut, Layout, fit_epochs, in_batches, plan_epochs
 
 
 def test_every_epoch_deals_each_row_once_in_a_new_order():
@@ -126,3 +126,32 @@ def test_a_layout_lays_out_each_slots_rows_in_its_reused_buffer():
         assert np.shares_memory(laid, layout.buffer)
     single = Layout(table[:, 0], rows=4, slots=None)
     np.testing.assert_array_equal(single.take(np.array([[5], [0], [5]])), table[[5, 0, 5], 0])
+
+
+def test_kerasflows_feed_trains_as_keras_own_pipeline_fed_the_same_arrays(monkeypatch):
+    """On TensorFlow `fit` is fed a dataset of whole batches (`in_batches`), not the arrays Keras would build its own
+    pipeline from: the same batches in the same order, so the same training, bit for bit."""
+    X, y = _regression()
+    plan = plan_epochs([13], [0], epochs=4, batch_size=5)
+    ours, keras_own = _model(X), _model(X)
+    history = fit_epochs(ours, X, y, plan, slotted=False).history
+    monkeypatch.setattr("tasks.epochs.in_batches", lambda X, y, weight, batch_size: {
+        "x": X, "y": y, "sample_weight": weight, "batch_size": batch_size})
+    assert fit_epochs(keras_own, X, y, plan, slotted=False).history == history
+    for mine, theirs in zip(ours.weights, keras_own.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))
+
+
+def test_on_tensorflow_the_feed_is_a_dataset_of_the_laid_out_batches_in_order():
+    X = np.arange(12, dtype="float32").reshape(6, 2)
+    y, weight = X[:, :1] * 10, np.ones(6, dtype="float32")
+    fed = in_batches(X, y, weight, batch_size=3)
+    if keras.backend.backend() != "tensorflow":
+        assert fed["x"] is X and fed["y"] is y and fed["sample_weight"] is weight and fed["batch_size"] == 3
+        return
+    batches = [tuple(np.asarray(part) for part in batch) for batch in fed["x"]]
+    assert len(batches) == 2
+    for b, (X_b, y_b, w_b) in enumerate(batches):
+        np.testing.assert_array_equal(X_b, X[3 * b:3 * b + 3])
+        np.testing.assert_array_equal(y_b, y[3 * b:3 * b + 3])
+        np.testing.assert_array_equal(w_b, weight[3 * b:3 * b + 3])
