@@ -32,11 +32,12 @@ import numpy as np
 ONE_BATCH = 4096
 """The most held-out rows scored in one step."""
 
-LAYOUT_BYTES = 32 * 2**20
+LAYOUT_BYTES = 16 * 2**20
 """The most bytes of laid-out epochs handed to one ``fit`` call (one epoch at least); longer trainings are fed in
 several. Small, as memory first written costs page faults: the reused layout buffer (:class:`Layout`), and on
-TensorFlow whatever Keras' adapter allocates for it in each call. 10 stacked folds of 150 epochs (94 MB laid out)
-trained faster in 32 MB calls than in one call, on both backends (`bench/layout.py`, BENCHMARKS.md)."""
+TensorFlow the tensors each call's dataset copies it into. 10 stacked folds of 150 epochs (94 MB laid out) took
+1.20x one fold on TensorFlow in 16 MiB calls, 1.25x in 32 MiB calls and 1.37x in one call; on JAX 1.13x in 16 or
+32 MiB calls (`bench/layout.py`, BENCHMARKS.md)."""
 
 
 @dataclass(frozen=True)
