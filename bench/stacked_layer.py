@@ -65,7 +65,7 @@ class SlotFirst(StackedDense):
             y = ops.einsum("kbi,kio->kbo", x, self.kernel)
         else:  # one matmul per slot
             y = ops.stack([ops.matmul(x[j], self.kernel[j]) for j in range(self.k)])
-        return self.activation(y + self.bias[:, None, :])
+        return self.activation(y + self.bias)
 
 
 def model(name: str, k: int) -> keras.Model:
