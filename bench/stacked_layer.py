@@ -8,7 +8,9 @@ Run from the repository root (after `make install`), once per setting to compare
     KERAS_BACKEND=jax .venv/bin/python bench/stacked_layer.py
 
 Each formulation trains on random data, 2,600 steps in one `fit` after a warm-up `fit`; rows take turns
-`--repeats` times. `batched` is kerasflow's own (`tasks/stacked.py`: slot-first, one batched matmul per layer).
+`--repeats` times. `batched` is kerasflow's own (`tasks/stacked.py`: the data slot-first, one batched matmul per
+layer); `batched-swapped` is the same layers fed batch-first data, swapping the batch and slot axes in and out (as
+kerasflow did before 2026-12-01's late session). `broadcast`, `einsum` and `per-slot` take slot-first data too.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from tasks.stacked import StackedDense, SwapBatchAndSlots  # noqa: E402
+from tasks.stacked import StackedDense  # noqa: E402
 
 FEATURES, BATCH, STEPS, WIDTHS = 30, 10, 2600, (12, 8, 1)
 
@@ -68,6 +70,16 @@ class SlotFirst(StackedDense):
         return self.activation(y + self.bias)
 
 
+SLOT_FIRST = ("batched", "broadcast", "einsum", "per-slot")
+
+
+class SwapBatchAndSlots(keras.layers.Layer):
+    """`(batch, k, ...)` to `(k, batch, ...)` and back."""
+
+    def call(self, inputs):
+        return ops.swapaxes(inputs, 0, 1)
+
+
 def model(name: str, k: int) -> keras.Model:
     inputs = keras.Input((k, FEATURES))
     if name == "one model":
@@ -81,21 +93,26 @@ def model(name: str, k: int) -> keras.Model:
                                 + [keras.layers.Conv1D(k * w, 1, groups=k, activation=activation(w)) for w in WIDTHS]
                                 + [keras.layers.Reshape((k, 1))])
     seeds = list(range(k))
-    layers = [StackedDense(w, seeds, activation(w)) if name == "batched" else SlotFirst(w, seeds, name)
+    layers = [StackedDense(w, seeds, activation(w)) if name.startswith("batched") else SlotFirst(w, seeds, name)
               for w in WIDTHS]
+    if name in SLOT_FIRST:
+        return keras.Sequential([keras.Input((BATCH, FEATURES)), *layers])
     return keras.Sequential([inputs, SwapBatchAndSlots(), *layers, SwapBatchAndSlots()])
 
 
 def ms_per_step(name: str, k: int) -> float:
-    shape = (STEPS * BATCH, FEATURES) if name == "one model" else (STEPS * BATCH, k, FEATURES)
+    # Slot-first, each of Keras' samples is one slot's batch, and a batch of Keras' holds every slot's.
+    batch = k if name in SLOT_FIRST else BATCH
+    shape = {"one model": (STEPS * BATCH, FEATURES)}.get(name, (STEPS * k, BATCH, FEATURES) if name in SLOT_FIRST
+                                                        else (STEPS * BATCH, k, FEATURES))
     rng = np.random.default_rng(0)
     X = rng.random(shape, dtype=np.float32)
     y = (rng.random(shape[:-1] + (1,)) > 0.5).astype("float32")
     net = model(name, k)
     net.compile("adam", "binary_crossentropy", steps_per_execution=520)
-    net.fit(X[:BATCH * 520], y[:BATCH * 520], batch_size=BATCH, epochs=1, verbose=0)  # tracing, compiling
+    net.fit(X[:batch * 520], y[:batch * 520], batch_size=batch, epochs=1, verbose=0)  # tracing, compiling
     start = time.perf_counter()
-    net.fit(X, y, batch_size=BATCH, epochs=1, verbose=0)
+    net.fit(X, y, batch_size=batch, epochs=1, verbose=0)
     return (time.perf_counter() - start) / STEPS * 1e3
 
 
@@ -103,7 +120,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slots", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ways", default="one model,batched,block-diagonal,broadcast,einsum,per-slot,grouped conv")
+    parser.add_argument("--ways", default="one model,batched,batched-swapped,block-diagonal,broadcast,einsum,per-slot,"
+                                          "grouped conv")
     args = parser.parse_args()
     ways = args.ways.split(",")
     keras.utils.set_random_seed(0)  # deterministic kernels (kerasflow's default) need seeded random ops

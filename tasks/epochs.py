@@ -148,14 +148,19 @@ logged value is the root of the rows' mean (RMSE)."""
 class HeldOut:
     """Rows a model is scored on at each epoch's end, and the functions it is scored by.
 
-    For a stacked model the tables are shaped ``(rows, slots, ...)`` and `weight` is 0 where a slot's rows are
-    padding (see `tasks/stacked.py`).
+    For a stacked model the tables are slot-first, ``(slots, rows, ...)``, and `weight` is 0 where a slot's rows
+    are padding (see `tasks/stacked.py`).
     """
 
     X: np.ndarray
     y: np.ndarray
     scores: RowScores
     weight: np.ndarray | None = None
+
+    @property
+    def rows(self) -> int:
+        """Rows per model: a stacked table's rows per slot."""
+        return self.X.shape[0] if self.weight is None else self.X.shape[1]
 
     @property
     def validation_data(self) -> tuple[np.ndarray, ...]:
@@ -168,13 +173,13 @@ def slot_means(values: np.ndarray, weight: np.ndarray | None, slots: int) -> np.
 
     Examples
     --------
-    >>> slot_means(np.array([[1.0, 5.0], [3.0, np.inf]]), np.array([[1.0, 1.0], [1.0, 0.0]]), slots=2).tolist()
+    >>> slot_means(np.array([[1.0, 3.0], [5.0, np.inf]]), np.array([[1.0, 1.0], [1.0, 0.0]]), slots=2).tolist()
     [2.0, 5.0]
     """
-    values = np.asarray(values, dtype=np.float64).reshape(-1, slots)
-    counts = np.ones(values.shape, dtype=bool) if weight is None else np.asarray(weight).reshape(-1, slots) > 0
+    values = np.asarray(values, dtype=np.float64).reshape(slots, -1)
+    counts = np.ones(values.shape, dtype=bool) if weight is None else np.asarray(weight).reshape(slots, -1) > 0
     # `where`, not a product: a padding row's value may be inf (inf * 0 is nan).
-    return np.where(counts, values, 0.0).sum(axis=0) / np.maximum(counts.sum(axis=0), 1)
+    return np.where(counts, values, 0.0).sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
 
 
 class RowScorer(keras.Model):
@@ -201,9 +206,12 @@ class RowScorer(keras.Model):
 
 
 class HeldOutScores(keras.callbacks.Callback):
-    """Score held-out rows that fit one batch at each epoch's end in one compiled call, and add the scores to the
-    epoch's logs as ``val_<name>``, or for `slots` stacked models as one vector ``val_f*_<name>`` (expanded by
-    :class:`SlotLogs`). List it before any callback that reads them.
+    """Score held-out rows at each epoch's end in one compiled call, and add the scores to the epoch's logs as
+    ``val_<name>``, or for `slots` stacked models as one vector ``val_f*_<name>`` (expanded by :class:`SlotLogs`).
+    List it before any callback that reads them.
+
+    One model's rows must fit one batch (`ONE_BATCH`); a stacked model's are scored in chunks of at most
+    `ONE_BATCH` rows a slot, every slot at once, as the stacked model takes no fewer slots than it has.
 
     Why not ``test_on_batch``: it resets and reads the compiled metrics eagerly each time, and on JAX syncs the
     whole training state: inside ``fit`` it cost 3.4 ms an epoch on TensorFlow and 4.6 ms on JAX for 10 stacked
@@ -226,7 +234,12 @@ class HeldOutScores(keras.callbacks.Callback):
         held_out = self.held_out
         if self.scorer is None:
             self.scorer = RowScorer(self.model, [fn for fn, _ in held_out.scores.values()])
-        *rows, self.predictions = self.scorer.predict_on_batch([held_out.X, held_out.y])
+        chunks = [(held_out.X, held_out.y)] if self.slots is None else [
+            (held_out.X[:, start:start + ONE_BATCH], held_out.y[:, start:start + ONE_BATCH])
+            for start in range(0, held_out.rows, ONE_BATCH)]
+        scored = [self.scorer.predict_on_batch(list(chunk)) for chunk in chunks]
+        # Each output of every chunk, joined along the rows (a stacked model's second axis).
+        *rows, self.predictions = [np.concatenate(parts, axis=0 if self.slots is None else 1) for parts in zip(*scored)]
         for (name, (_, root)), values in zip(held_out.scores.items(), rows):
             means = slot_means(values, held_out.weight, self.slots or 1)
             means = np.sqrt(means) if root else means
@@ -247,26 +260,46 @@ class Trained:
     predictions: np.ndarray | None = None
 
 
+def slot_first(places: np.ndarray, batch_size: int) -> np.ndarray:
+    """Per-place values of every slot, shaped ``(places, slots, ...)``, as a stacked model takes them: each batch
+    of `batch_size` places as `slots` runs, run j slot j's, shaped ``(batches * slots, batch_size, ...)``.
+
+    Examples
+    --------
+    >>> slot_first(np.array([[0, 10], [1, 11], [2, 12], [3, 13]]), batch_size=2).tolist()
+    [[0, 1], [10, 11], [2, 3], [12, 13]]
+    """
+    batches = places.reshape((-1, batch_size) + places.shape[1:])
+    return np.swapaxes(batches, 1, 2).reshape((-1, batch_size) + places.shape[2:])
+
+
 class Layout:
-    """A reused buffer that a table's rows are laid out in, one chunk of epochs after another.
+    """A reused buffer that a table's rows are laid out in, one chunk of epochs after another: one model's rows in
+    the order dealt, a stacked model's slot-first (:func:`slot_first`).
 
     Why reused: a fresh array of ~100 MB costs a few tenths of a second in page faults each time it is first
     written (on these virtual machines), more than the copy itself; a buffer of `LAYOUT_BYTES` (or one epoch, if
     larger) is faulted in once per training.
     """
 
-    def __init__(self, table: np.ndarray, rows: int, slots: int | None) -> None:
-        self.slots = slots
-        # Slotted, slot j of row r is row r * slots + j of the flattened table: one `take` lays out every slot.
+    def __init__(self, table: np.ndarray, places: int, slots: int | None, batch_size: int) -> None:
+        self.slots, self.batch_size = slots, batch_size
+        # Slotted, slot j's row r is row j * rows + r of the flattened table: one `take` lays out every slot.
         self.table = table if slots is None else table.reshape((-1,) + table.shape[2:])
-        self.buffer = np.empty((rows,) + table.shape[1:], dtype=table.dtype)
+        self.rows = len(table) if slots is None else table.shape[1]
+        self.buffer = np.empty((places * (slots or 1),) + self.table.shape[1:], dtype=table.dtype)
 
     def take(self, index: np.ndarray) -> np.ndarray:
-        """The rows at `index` (shaped ``(rows, slots)``), laid out in the buffer's first rows."""
-        flat = index[:, 0] if self.slots is None else index * self.slots + np.arange(self.slots)
+        """The rows at `index` (shaped ``(places, slots)``), laid out in the buffer's first rows: shaped
+        ``(places, ...)`` for one model, ``(batches * slots, batch_size, ...)`` for a stacked one."""
+        if self.slots is None:
+            flat = index[:, 0]
+        else:
+            flat = slot_first(index + np.arange(self.slots) * self.rows, self.batch_size)
+        out = self.buffer[:flat.size].reshape(flat.shape + self.table.shape[1:])
         # mode="clip" writes straight into `out` (the default checks bounds through a temporary copy); every index
         # comes from the plan, within the table.
-        return np.take(self.table, flat, axis=0, out=self.buffer[:len(index)], mode="clip")
+        return np.take(self.table, flat, axis=0, out=out, mode="clip")
 
 
 def in_batches(X: np.ndarray, y: np.ndarray, weight: np.ndarray, batch_size: int) -> dict:
@@ -298,27 +331,29 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
     """Train a compiled `model` on the batches `plan` deals from the tables `X`, `y`; return the per-epoch history
     and the held-out rows' last predictions (:class:`Trained`).
 
-    With `slotted`, the tables are shaped ``(rows, slots, ...)`` and slot j's rows are taken from column j;
-    otherwise they are one model's ``(rows, ...)``. Slotted, `callbacks` see each slot's scores as
-    ``f<j>_<name>`` and ``val_f<j>_<name>`` (:class:`SlotLogs`). `held_out` is scored at each epoch's end: by
-    :class:`HeldOutScores` when the rows fit one batch, else (more rows, or a stateful model, which takes them in
-    order a fixed number at a time) by Keras' own `validation_data`, whose iterator Keras keeps for the whole `fit`
-    call; its scores come from the compiled loss and metrics, which must log the names `held_out.scores` gives.
-    Training starts at epoch `initial_epoch` of the plan; a run resumed at its last epoch trains nothing, though its
-    callbacks still see the training begin and end.
+    With `slotted`, the tables are slot-first, ``(slots, rows, ...)``, and each step hands the model a
+    ``(slots, batch, ...)`` block (:func:`slot_first`); otherwise they are one model's ``(rows, ...)``. Slotted,
+    `callbacks` see each slot's scores as ``f<j>_<name>`` and ``val_f<j>_<name>`` (:class:`SlotLogs`). `held_out`
+    is scored at each epoch's end: by :class:`HeldOutScores` when the model is stacked or the rows fit one batch,
+    else (more rows, or a stateful model, which takes them in order a fixed number at a time) by Keras' own
+    `validation_data`, whose iterator Keras keeps for the whole `fit` call; its scores come from the compiled loss
+    and metrics, which must log the names `held_out.scores` gives. Training starts at epoch `initial_epoch` of the
+    plan; a run resumed at its last epoch trains nothing, though its callbacks still see the training begin and end.
 
     A training longer than `LAYOUT_BYTES` is fed in several `fit` calls, and `callbacks` see
     ``on_train_begin``/``on_train_end`` once per call: they must not reset what they track there.
     """
     n_slots = plan.index.shape[-1]
-    epoch_bytes = plan.index.shape[1] * (X[:1].nbytes + y[:1].nbytes + 4 * n_slots)
+    rows = X.shape[1] if slotted else len(X)
+    epoch_bytes = plan.index.shape[1] * ((X.nbytes + y.nbytes) // rows + 4 * n_slots)
     per_fit = max(1, min(LAYOUT_BYTES // epoch_bytes, plan.epochs - initial_epoch))
-    X_laid, y_laid = (Layout(table, per_fit * plan.index.shape[1], n_slots if slotted else None) for table in (X, y))
+    X_laid, y_laid = (Layout(table, per_fit * plan.index.shape[1], n_slots if slotted else None, plan.batch_size)
+                      for table in (X, y))
     fixed_batch = fixed_batch_size(model)
-    one_call = held_out is not None and fixed_batch is None and len(held_out.X) <= ONE_BATCH
-    scoring = [HeldOutScores(held_out, n_slots if slotted else None)] if one_call else []
+    scored_here = held_out is not None and fixed_batch is None and (slotted or held_out.rows <= ONE_BATCH)
+    scoring = [HeldOutScores(held_out, n_slots if slotted else None)] if scored_here else []
     callbacks = [*scoring, *([SlotLogs()] if slotted else []), *callbacks]
-    validation = None if one_call or held_out is None else held_out.validation_data
+    validation = None if scored_here or held_out is None else held_out.validation_data
     history: dict[str, list[float]] = {}
     for start in range(initial_epoch, plan.epochs, per_fit) or [initial_epoch]:
         stop = max(start, min(start + per_fit, plan.epochs))
@@ -326,8 +361,9 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
         dealt = slice(start, stop) if stop > start else slice(-1, None)
         index = plan.index[dealt].reshape(-1, n_slots)
         weight = plan.weight[dealt].reshape(-1, n_slots)
-        batches = in_batches(X_laid.take(index), y_laid.take(index), weight if slotted else weight[:, 0],
-                             plan.batch_size)
+        # Slotted, each of Keras' samples is one slot's rows of a batch, and a batch of Keras' is every slot's.
+        batches = (in_batches(X_laid.take(index), y_laid.take(index), slot_first(weight, plan.batch_size), n_slots)
+                   if slotted else in_batches(X_laid.take(index), y_laid.take(index), weight[:, 0], plan.batch_size))
         fitted = model.fit(**batches, epochs=stop, initial_epoch=start, steps_per_epoch=plan.steps, shuffle=False,
                            callbacks=callbacks, verbose=0, validation_data=validation,
                            validation_batch_size=fixed_batch or ONE_BATCH)

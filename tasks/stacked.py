@@ -7,8 +7,11 @@ step instead of once per model. Configs of a grid stack when they differ only in
 initializers (:func:`stack_key`); config ``c``'s fold ``f`` is slot ``c * k + f``. Each slot gets
 
 - its own weights, initialised exactly as a separate ``Dense`` layer would be;
-- its own rows: slot ``j`` of input row ``i`` is a training row of fold ``j``, dealt in the order the per-fold
-  path deals them to fold ``j``'s own model, a new one each epoch (`tasks/epochs.py`);
+- its own rows: the model takes its data slot-first, each step a ``(slots, batch, features)`` block whose slot
+  ``j`` holds training rows of fold ``j``, dealt in the order the per-fold path deals them to fold ``j``'s own
+  model, a new one each epoch (`tasks/epochs.py`). Slot-first, no layer transposes anything: swapping the batch
+  and slot axes in and out of a batch-first model cost 10 stacked folds of the 12-8-1 MLP on TensorFlow ~4% of
+  their time (`bench/stacked_layer.py`, BENCHMARKS.md);
 - its own gradient: the loss is the *sum* over slots of each slot's batch mean, so no slot's learning rate is
   scaled by k (:class:`StackedModel`).
 
@@ -59,21 +62,10 @@ class PerSlotInitializer(keras.initializers.Initializer):
         return {"names": self.names, "seeds": self.seeds}
 
 
-class SwapBatchAndSlots(keras.layers.Layer):
-    """`(batch, k, ...)` to `(k, batch, ...)` and back: the stacked Dense layers work slot-first.
-
-    Slot-first, each layer is one batched matmul. The batch-first `einsum("bki,kio->bko")` transposes in and out
-    at every layer: on TensorFlow a 12-8-1 step of 10 slots took 1.34-1.44 ms that way against 0.96-1.07 ms
-    (BENCHMARKS.md).
-    """
-
-    def call(self, inputs):
-        return ops.swapaxes(inputs, 0, 1)
-
-
 class StackedDense(keras.layers.Layer):
-    """k independent `Dense` layers applied slot-wise to slot-first inputs of shape `(k, batch, in)`; slot j's
-    kernel is drawn by `initializers[j]` (all `glorot_uniform` by default) seeded with `seeds[j]`."""
+    """k independent `Dense` layers applied slot-wise to slot-first inputs of shape `(k, rows, in)`, one batched
+    matmul for all; slot j's kernel is drawn by `initializers[j]` (all `glorot_uniform` by default) seeded with
+    `seeds[j]`."""
 
     def __init__(self, units: int, seeds: list[int], activation: str = "linear",
                  initializers: list[str] | None = None, **kwargs) -> None:
@@ -89,6 +81,10 @@ class StackedDense(keras.layers.Layer):
 
     def call(self, inputs):
         return self.activation(ops.matmul(inputs, self.kernel) + self.bias)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        # Given, not inferred: JAX cannot match the unknown slots of a symbolic input with the kernel's k.
+        return (*input_shape[:-1], self.units)
 
 
 class StackedModel(keras.Sequential):
@@ -117,7 +113,7 @@ class StackedModel(keras.Sequential):
 
         Compile the model with no loss. The stacked layers add no losses of their own (no regularizers).
         """
-        rows = self.row_loss(y, y_pred)  # (batch, slots)
+        rows = self.row_loss(y, y_pred)  # (slots, batch)
         self.slot_loss.update_rows(rows, sample_weight)
         weighted = rows * self.slots if sample_weight is None else rows * self.slots * sample_weight
         size = ops.cast(ops.prod(ops.convert_to_tensor(ops.shape(weighted), dtype="int32")), weighted.dtype)
@@ -148,7 +144,8 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
     The models must differ only in their Dense layers' initializers (see :func:`stack_key`).
     """
     k = len(seeds)
-    stack: list[keras.layers.Layer] = [keras.Input(shape=(k, n_features)), SwapBatchAndSlots()]
+    # Keras' batch axis is the slots' axis: each slot's rows are one "sample", of any number of rows.
+    stack: list[keras.layers.Layer] = [keras.Input(shape=(None, n_features))]
     layers = models[0].layers
     slot_seeds = [layer_seeds(seed, len(layers)) for seed in seeds]
     for i, layer in enumerate(layers):
@@ -159,9 +156,8 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
             stack.append(keras.layers.Dropout(layer.rate, seed=slot_seeds[0][i]))
         else:
             raise TypeError(f"layer {layer.type!r} cannot be stacked; use the per-fold path")
-    stack.append(SwapBatchAndSlots())  # batch-first outputs, as the stacked targets and sample weights are
     if target_scales is not None:
-        scale, offset = (np.array(values, dtype="float32")[:, None] for values in zip(*target_scales))
+        scale, offset = (np.array(values, dtype="float32")[:, None, None] for values in zip(*target_scales))
         stack.append(keras.layers.Rescaling(scale, offset, name="target_scale"))
     # All layers at once: a Sequential with an Input rebuilds itself, every layer so far, at each `add`.
     return StackedModel(stack, loss, k, name="kerasflow_stacked")
@@ -177,14 +173,14 @@ def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1) -
 
 
 def stack_slots(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-slot rows as one `(L, k, ...)` table, L being the longest part, plus `(L, k)` weights: 1 for a slot's
-    rows, 0 for the zero rows padding a shorter one."""
+    """Per-slot rows as one slot-first `(k, L, ...)` table, L being the longest part, plus `(k, L)` weights: 1 for
+    a slot's rows, 0 for the zero rows padding a shorter one."""
     length = max(len(part) for part in parts)
-    table = np.zeros((length, len(parts)) + parts[0].shape[1:], dtype=parts[0].dtype)
-    weight = np.zeros((length, len(parts)), dtype=np.float32)
+    table = np.zeros((len(parts), length) + parts[0].shape[1:], dtype=parts[0].dtype)
+    weight = np.zeros((len(parts), length), dtype=np.float32)
     for j, part in enumerate(parts):
-        table[: len(part), j] = part
-        weight[: len(part), j] = 1.0
+        table[j, : len(part)] = part
+        weight[j, : len(part)] = 1.0
     return table, weight
 
 
@@ -212,7 +208,7 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     fold_seeds = [spec.train.seed + f for f in range(n_folds)] * n_configs
     model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, spec.loss, scales)
     scores = row_scores(spec)
-    compile_stacked(model, spec, steps_per_execution(len(X), spec.train.batch_size))
+    compile_stacked(model, spec, steps_per_execution(X.shape[1], spec.train.batch_size))
     plan = plan_epochs([len(f.X_train) for f in folds] * n_configs, fold_seeds, spec.train.epochs,
                        spec.train.batch_size)
     trained = fit_epochs(model, X, y, plan, slotted=True, held_out=HeldOut(X_val, y_val, scores, w_val),
@@ -223,7 +219,7 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     for j in range(k):
         fold = folds[j % n_folds]
         n_test = len(fold.X_test)
-        outputs = predictions[:n_test, j]  # slot j's first n_test rows are its fold's held-out rows, in order
+        outputs = predictions[j, :n_test]  # slot j's first n_test rows are its fold's held-out rows, in order
         # Empty when a resumed run had no epoch left to train.
         fold_history = {f"{prefix}{metric}": trained.history.get(f"{prefix}f{j}_{metric}", [])
                         for metric in ("loss", spec.metric) for prefix in ("", "val_")}

@@ -84,8 +84,8 @@ class SlotMean(keras.metrics.Metric):
 
     A row counts when its sample weight is above 0: weights here only mark padding (0) and a partial batch's
     rows (scaled so the batch's loss is their mean, see `tasks/epochs.py`), and each real row counts once.
-    Stacked targets, predictions and sample weights are shaped `(batch, k, ...)`; the per-sample function
-    reduces the last axis, giving `(batch, k)` values. One metric object keeps all k totals in one vector, so the
+    Stacked targets, predictions and sample weights are slot-first, `(k, batch, ...)`; the per-sample function
+    reduces the last axis, giving `(k, batch)` values. One metric object keeps all k totals in one vector, so the
     cost per step does not grow with k, and reports them as one vector, `f*_<name>`, which `fit_epochs` logs as
     `f0_<name>` ... `f{k-1}_<name>`.
     """
@@ -104,14 +104,14 @@ class SlotMean(keras.metrics.Metric):
     def update_rows(self, values, sample_weight=None):
         """Add per-sample `values` already computed (the stacked model's per-row losses, `tasks/stacked.py`)."""
         width = self.slots or 1
-        values = ops.reshape(ops.cast(values, "float32"), (-1, width))
+        values = ops.reshape(ops.cast(values, "float32"), (width, -1))
         if sample_weight is None:
             counts = ops.ones_like(values, dtype="bool")
         else:
-            counts = ops.reshape(ops.greater(sample_weight, 0), (-1, width))
+            counts = ops.reshape(ops.greater(sample_weight, 0), (width, -1))
         # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan.
-        self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=0))
-        self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=0))
+        self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=1))
+        self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=1))
 
     def result(self):
         mean = ops.divide_no_nan(self.total, self.count)

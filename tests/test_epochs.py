@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tasks.epochs import HeldOut, Layout, fit_epochs, in_batches, plan_epochs
+from tasks.epochs import HeldOut, Layout, fit_epochs, in_batches, plan_epochs, slot_first
 
 
 def test_every_epoch_deals_each_row_once_in_a_new_order():
@@ -115,17 +115,19 @@ def test_a_run_resumed_at_its_last_epoch_trains_nothing_but_its_callbacks_still_
         np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
 
 
-def test_a_layout_lays_out_each_slots_rows_in_its_reused_buffer():
+def test_a_layout_lays_out_each_slots_rows_slot_first_in_its_reused_buffer():
     rng = np.random.default_rng(0)
-    table = rng.normal(size=(6, 3, 2)).astype("float32")  # 6 rows of 3 slots
-    layout = Layout(table, rows=5, slots=3)
-    for n_rows in (5, 2):  # a shorter last chunk reuses the buffer's first rows
-        index = rng.integers(0, 6, size=(n_rows, 3))
+    table = rng.normal(size=(3, 6, 2)).astype("float32")  # 3 slots of 6 rows
+    layout = Layout(table, places=4, slots=3, batch_size=2)
+    for n_places in (4, 2):  # a shorter last chunk reuses the buffer's first rows
+        index = rng.integers(0, 6, size=(n_places, 3))
         laid = layout.take(index)
-        np.testing.assert_array_equal(laid, table[index, np.arange(3)])
+        dealt = table[np.arange(3), index]  # place p of slot j: slot j's row index[p, j]
+        assert laid.shape == (n_places // 2 * 3, 2, 2)  # each batch of 2 places as 3 runs, one per slot
+        np.testing.assert_array_equal(laid, slot_first(dealt, batch_size=2))
         assert np.shares_memory(laid, layout.buffer)
-    single = Layout(table[:, 0], rows=4, slots=None)
-    np.testing.assert_array_equal(single.take(np.array([[5], [0], [5]])), table[[5, 0, 5], 0])
+    single = Layout(table[0], places=4, slots=None, batch_size=2)
+    np.testing.assert_array_equal(single.take(np.array([[5], [0], [5]])), table[0, [5, 0, 5]])
 
 
 def test_kerasflows_feed_trains_as_keras_own_pipeline_fed_the_same_arrays(monkeypatch):

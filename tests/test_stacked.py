@@ -11,7 +11,7 @@ from tasks.epochs import HeldOut, HeldOutScores, expand_slots
 from tasks.evaluate import cross_validate, cross_validate_configs, encode_labels, prepare_folds
 from tasks.spec import LOSSES_BY_TASK, SearchSpec, parse_params
 from tasks.models import build_model
-from tasks.stacked import StackedDense, SwapBatchAndSlots, build_stacked, compile_stacked, stack_slots
+from tasks.stacked import StackedDense, build_stacked, compile_stacked, stack_slots
 from tasks.train import SlotMean, row_scores
 from tasks.tune import stacked_groups
 
@@ -36,16 +36,14 @@ def test_each_slot_is_initialised_like_its_own_dense_layer():
 
 def test_a_slot_with_no_rows_is_not_changed_by_the_other_slots_training():
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(32, 3, 4)).astype("float32")
-    y = rng.normal(size=(32, 3, 1)).astype("float32")
-    weight = np.ones((32, 3), dtype="float32")
-    weight[:, 1] = 0.0
-    model = keras.Sequential([keras.Input((3, 4)), SwapBatchAndSlots(), StackedDense(5, [0, 1, 2], "relu"),
-                              StackedDense(1, [3, 4, 5]), SwapBatchAndSlots()])
+    X = rng.normal(size=(3, 32, 4)).astype("float32")  # slot-first: 3 slots of 32 rows
+    y = rng.normal(size=(3, 32, 1)).astype("float32")
+    weight = np.ones((3, 32), dtype="float32")
+    weight[1] = 0.0
+    model = keras.Sequential([keras.Input((None, 4)), StackedDense(5, [0, 1, 2], "relu"), StackedDense(1, [3, 4, 5])])
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
     model.compile(optimizer="adam", loss="mean_squared_error")
-    keras.utils.set_random_seed(0)  # Keras' own shuffle draws from the global seed (required under TF determinism)
-    model.fit(X, y, sample_weight=weight, epochs=3, batch_size=8, verbose=0)
+    model.fit(X, y, sample_weight=weight, epochs=3, batch_size=3, shuffle=False, verbose=0)
     after = [keras.ops.convert_to_numpy(w) for w in model.weights]
     for old, new in zip(before, after):
         np.testing.assert_array_equal(old[1], new[1])  # slot 1 untouched
@@ -66,8 +64,8 @@ def test_slot_j_starts_from_the_weights_of_fold_js_own_model():
 def test_stack_slots_pads_shorter_parts_with_zero_weight_rows():
     parts = [np.arange(5.0)[:, None], np.arange(10.0, 14.0)[:, None]]
     X, w = stack_slots(parts)
-    assert X.shape == (5, 2, 1) and w.tolist() == [[1, 1]] * 4 + [[1, 0]]
-    assert X[:, 0, 0].tolist() == [0, 1, 2, 3, 4] and X[:, 1, 0].tolist() == [10, 11, 12, 13, 0]
+    assert X.shape == (2, 5, 1) and w.tolist() == [[1] * 5, [1, 1, 1, 1, 0]]
+    assert X[0, :, 0].tolist() == [0, 1, 2, 3, 4] and X[1, :, 0].tolist() == [10, 11, 12, 13, 0]
 
 
 def test_stacked_folds_score_as_separately_trained_folds(project):
@@ -91,17 +89,18 @@ def test_stacked_folds_score_as_separately_trained_folds(project):
         assert fold.history["loss"][-1] < fold.history["loss"][0]
 
 
-def test_held_out_scores_of_every_slot_are_what_keras_own_validation_gives(project, monkeypatch):
-    """The per-epoch held-out scores kerasflow takes from one prediction equal Keras' `validation_data` pass
-    through the compiled metrics, which it falls back to for more rows than one batch."""
+def test_held_out_rows_of_more_than_one_batch_are_scored_in_chunks_as_in_one(project, monkeypatch):
+    """A stacked model takes every slot in each call, so held-out sets larger than one batch are scored in chunks of
+    rows (all slots each): the same per-epoch scores and predictions as one call."""
     spec = _iris_spec(n_splits=3)
     table = load_table(spec.dataset, root=project)
     folds = prepare_folds(spec, table, encode_labels(spec, table))
-    ours = cross_validate(spec, folds)
-    monkeypatch.setattr("tasks.epochs.ONE_BATCH", 1)  # every held-out set is now "too large": Keras scores it
-    keras_own = cross_validate(spec, folds)
-    assert ours.stacked and keras_own.stacked and ours.scores == keras_own.scores
-    for fold, theirs in zip(ours.folds, keras_own.folds):
+    whole = cross_validate(spec, folds)
+    monkeypatch.setattr("tasks.epochs.ONE_BATCH", 7)  # 50 held-out rows a fold: 8 chunks, the last of 1 row
+    chunked = cross_validate(spec, folds)
+    assert whole.stacked and chunked.stacked and whole.scores == chunked.scores
+    for fold, theirs in zip(whole.folds, chunked.folds):
+        np.testing.assert_allclose(fold.y_pred, theirs.y_pred)
         for key in ("val_loss", "val_accuracy"):
             assert len(fold.history[key]) == spec.train.epochs
             np.testing.assert_allclose(fold.history[key], theirs.history[key], rtol=1e-5, atol=1e-6)
@@ -214,7 +213,7 @@ def test_a_stacked_step_returns_one_vector_per_metric_not_one_value_per_slot():
     spec = _iris_spec()
     model = build_stacked([spec.model] * 5, 4, seeds=[1, 2, 3, 4, 5], loss=spec.loss)
     compile_stacked(model, spec)
-    X, y = np.zeros((4, 5, 4), "float32"), np.tile(np.array([0, 1, 2, 0])[:, None, None], (1, 5, 1))
+    X, y = np.zeros((5, 4, 4), "float32"), np.tile(np.array([0, 1, 2, 0])[None, :, None], (5, 1, 1))  # slot-first
     logs = model.train_on_batch(X, y, return_dict=True)
     # Each slot's loss and accuracy as one vector each, and the loss of the whole step.
     assert {name: np.shape(value) for name, value in logs.items()} == {"f*_loss": (5,), "f*_accuracy": (5,), "loss": ()}
@@ -253,7 +252,7 @@ def test_slot_means_skip_padding_rows_even_where_their_value_is_infinite():
         return -keras.ops.log(y_pred[..., 0])
 
     metric = SlotMean(log_of_prediction, slots=2, name="score")
-    y_pred = np.array([[[1.0], [np.e]], [[0.0], [1.0]]], dtype="float32")  # (batch 2, slots 2, 1); row 1 of slot 0 pads
-    metric.update_state(np.zeros_like(y_pred), y_pred, sample_weight=np.array([[1.0, 1.0], [0.0, 2.0]]))
+    y_pred = np.array([[[1.0], [0.0]], [[np.e], [1.0]]], dtype="float32")  # (slots 2, batch 2, 1); row 1 of slot 0 pads
+    metric.update_state(np.zeros_like(y_pred), y_pred, sample_weight=np.array([[1.0, 0.0], [1.0, 2.0]]))
     means = keras.ops.convert_to_numpy(metric.result()["f*_score"])
     np.testing.assert_allclose(means, [0.0, -0.5], atol=1e-6)
