@@ -9,9 +9,7 @@ initializers (:func:`stack_key`); config ``c``'s fold ``f`` is slot ``c * k + f`
 - its own weights, initialised exactly as a separate ``Dense`` layer would be;
 - its own rows: the model takes its data slot-first, each step a ``(slots, batch, features)`` block whose slot
   ``j`` holds training rows of fold ``j``, dealt in the order the per-fold path deals them to fold ``j``'s own
-  model, a new one each epoch (`tasks/epochs.py`). Slot-first, no layer transposes anything: swapping the batch
-  and slot axes in and out of a batch-first model cost 10 stacked folds of the 12-8-1 MLP on TensorFlow ~4% of
-  their time (`bench/stacked_layer.py`, BENCHMARKS.md);
+  model, a new one each epoch (`tasks/epochs.py`). Slot-first, no layer swaps the batch and slot axes in or out;
 - its own gradient: the loss is the *sum* over slots of each slot's batch mean, so no slot's learning rate is
   scaled by k (:class:`StackedModel`).
 
