@@ -11,8 +11,8 @@ Why not ``model.fit(X, y, shuffle=True, validation_data=...)``:
 - On TensorFlow, Keras builds a ``tf.data`` iterator twice per epoch for training and twice more for validation,
   ~12 ms each on a 2-core machine: more than the 50-odd steps of a small model's epoch (BENCHMARKS.md). Here the
   epochs are laid out one after another in one array (in chunks of at most `LAYOUT_BYTES`), so one ``fit`` call
-  streams a whole chunk of epochs through one iterator, and held-out rows that fit one batch are scored from one
-  compiled prediction (:class:`HeldOutScores`).
+  streams a whole chunk of epochs through one iterator, and held-out rows are scored from one compiled prediction
+  a chunk of rows (:class:`HeldOutScores`).
 
 Each epoch is padded to whole batches with zero-weight rows, so no batch straddles two epochs. The real rows
 of a partial last batch weigh ``batch_size / rows``: Keras divides a batch's weighted loss sum by the batch size,
@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 ONE_BATCH = 4096
-"""The most held-out rows scored in one step."""
+"""The most held-out rows of a model scored in one step (a stacked model's: of each slot)."""
 
 LAYOUT_BYTES = 16 * 2**20
 """The most bytes of laid-out epochs handed to one ``fit`` call (one epoch at least); longer trainings are fed in
@@ -211,7 +211,7 @@ class HeldOutScores(keras.callbacks.Callback):
     Why not ``test_on_batch``: it resets and reads the compiled metrics eagerly each time, and on JAX syncs the
     whole training state: inside ``fit`` it cost 3.4 ms an epoch on TensorFlow and 4.6 ms on JAX for 10 stacked
     folds, and compiled a test step of its own. Here a :class:`RowScorer` gives every row's loss and metric in one
-    prediction and the means per slot are taken in NumPy: 1.2 ms and 1.9 ms an epoch.
+    prediction a chunk, and the means per slot are taken in NumPy: 1.2 ms and 1.9 ms an epoch.
 
     The last epoch's predictions are kept (`predictions`): the trained model's held-out predictions, with no
     prediction program of its own to compile: one compile less a model.

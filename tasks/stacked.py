@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tasks.epochs import HeldOut, fit_epochs, plan_epochs
+from tasks.epochs import ONE_BATCH, HeldOut, fit_epochs, plan_epochs
 from tasks.models import TargetScale, layer_seeds, make_optimizer, seeded_initializer
 from tasks.spec import DenseLayer, DropoutLayer, ExperimentSpec, ModelSpec
 from tasks.train import (
@@ -32,7 +32,6 @@ from tasks.train import (
     FoldResult,
     SlotMean,
     metric_fn,
-    predict,
     row_scores,
     score,
     steps_per_execution,
@@ -170,6 +169,13 @@ def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1) -
                   weighted_metrics=[SlotMean(fn, slots=model.slots, root=root, name=name)])
 
 
+def predict_slots(model: StackedModel, X: np.ndarray) -> np.ndarray:
+    """A stacked model's predictions for slot-first rows `X`: every slot in each call (the model takes no fewer),
+    at most `ONE_BATCH` rows of each at a time."""
+    return np.concatenate([np.asarray(model.predict_on_batch(X[:, start:start + ONE_BATCH]))
+                           for start in range(0, X.shape[1], ONE_BATCH)], axis=1)
+
+
 def stack_slots(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-slot rows as one slot-first `(k, L, ...)` table, L being the longest part, plus `(k, L)` weights: 1 for
     a slot's rows, 0 for the zero rows padding a shorter one."""
@@ -212,7 +218,7 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     trained = fit_epochs(model, X, y, plan, slotted=True, held_out=HeldOut(X_val, y_val, scores, w_val),
                          callbacks=callbacks, initial_epoch=initial_epoch)
 
-    predictions = predict(model, X_val) if trained.predictions is None else trained.predictions
+    predictions = predict_slots(model, X_val) if trained.predictions is None else trained.predictions
     results: list[list[FoldResult]] = [[] for _ in specs]
     for j in range(k):
         fold = folds[j % n_folds]

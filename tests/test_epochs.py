@@ -6,7 +6,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tasks.epochs import HeldOut, Layout, fit_epochs, in_batches, plan_epochs, slot_first
+from tasks.epochs import ONE_BATCH, HeldOut, Layout, fit_epochs, in_batches, plan_epochs, slot_first
+from tasks.train import SlotMean
 
 
 def test_every_epoch_deals_each_row_once_in_a_new_order():
@@ -77,6 +78,27 @@ def test_held_out_scores_are_keras_evaluate_at_each_epochs_end():
     # The last epoch's scoring kept its predictions: the trained model's, with no prediction of their own.
     assert trained.predictions.shape == predictions.shape
     np.testing.assert_array_equal(trained.predictions, predictions)
+
+
+def test_held_out_rows_of_more_than_one_batch_are_scored_by_keras_own_validation_alike(monkeypatch):
+    """One model's held-out rows too many for one call go through Keras' `validation_data` instead: the same
+    per-epoch scores under the same names, from the compiled loss and metrics."""
+    X, y = _regression()
+    X_test, y_test = _regression(seed=1)
+    scores = {"loss": (keras.losses.mean_squared_error, False), "mae": (keras.metrics.mean_absolute_error, False)}
+    plan = plan_epochs([13], [0], epochs=4, batch_size=5)
+    histories = []
+    for one_batch in (ONE_BATCH, 1):  # 1: every held-out set is "too large", Keras scores it
+        monkeypatch.setattr("tasks.epochs.ONE_BATCH", one_batch)
+        model = _model(X)
+        model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mean_squared_error",
+                      weighted_metrics=[SlotMean(keras.metrics.mean_absolute_error, name="mae")])
+        histories.append(fit_epochs(model, X, y, plan, slotted=False,
+                                    held_out=HeldOut(X_test, y_test, scores)).history)
+    ours, keras_own = histories
+    for key in ("val_loss", "val_mae"):
+        assert len(ours[key]) == 4
+        np.testing.assert_allclose(ours[key], keras_own[key], rtol=1e-5)
 
 
 def test_a_long_training_fed_in_several_fits_is_the_training_fed_in_one(monkeypatch):

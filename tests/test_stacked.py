@@ -11,7 +11,7 @@ from tasks.epochs import HeldOut, HeldOutScores, expand_slots
 from tasks.evaluate import cross_validate, cross_validate_configs, encode_labels, prepare_folds
 from tasks.spec import LOSSES_BY_TASK, SearchSpec, parse_params
 from tasks.models import build_model
-from tasks.stacked import StackedDense, build_stacked, compile_stacked, stack_slots
+from tasks.stacked import StackedDense, build_stacked, compile_stacked, predict_slots, stack_slots
 from tasks.train import SlotMean, row_scores
 from tasks.tune import stacked_groups
 
@@ -256,3 +256,15 @@ def test_slot_means_skip_padding_rows_even_where_their_value_is_infinite():
     metric.update_state(np.zeros_like(y_pred), y_pred, sample_weight=np.array([[1.0, 0.0], [1.0, 2.0]]))
     means = keras.ops.convert_to_numpy(metric.result()["f*_score"])
     np.testing.assert_allclose(means, [0.0, -0.5], atol=1e-6)
+
+
+def test_a_stacked_models_predictions_in_chunks_of_rows_are_its_predictions_in_one_call(monkeypatch):
+    """What a run resumed at its last epoch predicts with: every slot in each call, a few rows of each at a time."""
+    spec = _iris_spec()
+    model = build_stacked([spec.model] * 3, 4, seeds=[1, 2, 3], loss=spec.loss)
+    X = np.random.default_rng(0).normal(size=(3, 8, 4)).astype("float32")
+    whole = np.asarray(model.predict_on_batch(X))
+    monkeypatch.setattr("tasks.stacked.ONE_BATCH", 3)  # chunks of 3, 3 and 2 rows
+    chunked = predict_slots(model, X)
+    assert chunked.shape == whole.shape == (3, 8, 3)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6)
