@@ -27,11 +27,6 @@ from tasks.evaluate import cross_validate  # noqa: E402
 from tasks.train import fit_fold  # noqa: E402
 
 
-def keras_feed(X: np.ndarray, y: np.ndarray, weight: np.ndarray, batch_size: int) -> dict:
-    """The arrays as they are: Keras builds its own pipeline from them."""
-    return {"x": X, "y": y, "sample_weight": weight, "batch_size": batch_size}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -41,7 +36,7 @@ def main() -> None:
     spec, _, folds = prepared(150, 10)
     kerasflow_feed = tasks.epochs.in_batches
     work = {"one fold": lambda: fit_fold(spec, folds[0], 0), "10 folds": lambda: cross_validate(spec, folds)}
-    feeds = {"keras": keras_feed, "kerasflow": kerasflow_feed}
+    feeds = {"keras": tasks.epochs.as_arrays, "kerasflow": kerasflow_feed}
     seconds: dict = {(w, f): [] for w in work for f in feeds}
     histories: dict = {}
     for _ in range(args.repeats):

@@ -200,6 +200,23 @@ class RowScorer(keras.Model):
         return [*(keras.ops.cast(fn(y, predictions), "float32") for fn in self.functions), predictions]
 
 
+def by_chunks_of_rows(call: Callable, tables: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """`call`'s outputs for slot-first `tables`, called on at most `ONE_BATCH` rows of every slot at a time (a stacked
+    model takes no fewer slots than it has), each output joined back along the rows.
+
+    Examples
+    --------
+    >>> table = np.arange(2 * ONE_BATCH + 2).reshape(2, -1)  # 2 slots of ONE_BATCH + 1 rows: 2 chunks
+    >>> calls = []
+    >>> (joined,) = by_chunks_of_rows(lambda chunk: calls.append(chunk[0].shape) or chunk[0] * 10, [table])
+    >>> calls == [(2, ONE_BATCH), (2, 1)] and bool((joined == table * 10).all())
+    True
+    """
+    scored = [keras.tree.flatten(call([table[:, start:start + ONE_BATCH] for table in tables]))
+              for start in range(0, tables[0].shape[1], ONE_BATCH)]
+    return [np.concatenate(parts, axis=1) for parts in zip(*scored)]
+
+
 class HeldOutScores(keras.callbacks.Callback):
     """Score held-out rows at each epoch's end, one compiled call per chunk of rows, and add the scores to the
     epoch's logs as ``val_<name>``, or for `slots` stacked models as one vector ``val_f*_<name>`` (expanded by
@@ -229,12 +246,11 @@ class HeldOutScores(keras.callbacks.Callback):
         held_out = self.held_out
         if self.scorer is None:
             self.scorer = RowScorer(self.model, [fn for fn, _ in held_out.scores.values()])
-        chunks = [(held_out.X, held_out.y)] if self.slots is None else [
-            (held_out.X[:, start:start + ONE_BATCH], held_out.y[:, start:start + ONE_BATCH])
-            for start in range(0, held_out.X.shape[1], ONE_BATCH)]
-        scored = [self.scorer.predict_on_batch(list(chunk)) for chunk in chunks]
-        # Each output of every chunk, joined along the rows (a stacked model's second axis).
-        *rows, self.predictions = [np.concatenate(parts, axis=0 if self.slots is None else 1) for parts in zip(*scored)]
+        tables = [held_out.X, held_out.y]
+        if self.slots is None:
+            *rows, self.predictions = self.scorer.predict_on_batch(tables)
+        else:
+            *rows, self.predictions = by_chunks_of_rows(self.scorer.predict_on_batch, tables)
         for (name, (_, root)), values in zip(held_out.scores.items(), rows):
             means = slot_means(values, held_out.weight, self.slots or 1)
             means = np.sqrt(means) if root else means
@@ -297,6 +313,12 @@ class Layout:
         return np.take(self.table, flat, axis=0, out=out, mode="clip")
 
 
+def as_arrays(X: np.ndarray, y: np.ndarray, weight: np.ndarray, batch_size: int) -> dict:
+    """The arguments that hand ``fit`` the arrays themselves, for Keras to batch with its own pipeline: how the
+    backends other than TensorFlow are fed (:func:`in_batches`)."""
+    return {"x": X, "y": y, "sample_weight": weight, "batch_size": batch_size}
+
+
 def in_batches(X: np.ndarray, y: np.ndarray, weight: np.ndarray, batch_size: int) -> dict:
     """The arguments that hand ``fit`` laid-out rows (their number a multiple of `batch_size`) in batches of
     `batch_size`, in order.
@@ -310,7 +332,7 @@ def in_batches(X: np.ndarray, y: np.ndarray, weight: np.ndarray, batch_size: int
     arrays itself, without tf.data.
     """
     if keras.backend.backend() != "tensorflow":
-        return {"x": X, "y": y, "sample_weight": weight, "batch_size": batch_size}
+        return as_arrays(X, y, weight, batch_size)
     import tensorflow as tf  # the backend in use, so installed
 
     batches = tuple(array.reshape((-1, batch_size) + array.shape[1:]) for array in (X, y, weight))
@@ -357,11 +379,10 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
         index = plan.index[dealt].reshape(-1, n_slots)
         weight = plan.weight[dealt].reshape(-1, n_slots)
         # Slotted, each of Keras' samples is one slot's rows of a batch, and a batch of Keras' is every slot's.
-        batches = (in_batches(X_laid.take(index), y_laid.take(index), slot_first(weight, plan.batch_size), n_slots)
-                   if slotted else in_batches(X_laid.take(index), y_laid.take(index), weight[:, 0], plan.batch_size))
-        fitted = model.fit(**batches, epochs=stop, initial_epoch=start, steps_per_epoch=plan.steps, shuffle=False,
-                           callbacks=callbacks, verbose=0, validation_data=validation,
-                           validation_batch_size=fixed_batch or ONE_BATCH)
+        weight, batch = (slot_first(weight, plan.batch_size), n_slots) if slotted else (weight[:, 0], plan.batch_size)
+        fitted = model.fit(**in_batches(X_laid.take(index), y_laid.take(index), weight, batch), epochs=stop,
+                           initial_epoch=start, steps_per_epoch=plan.steps, shuffle=False, callbacks=callbacks,
+                           verbose=0, validation_data=validation, validation_batch_size=fixed_batch or ONE_BATCH)
         for key, values in fitted.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         if model.stop_training:

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tasks.epochs import ONE_BATCH, HeldOut, fit_epochs, plan_epochs
+from tasks.epochs import HeldOut, by_chunks_of_rows, fit_epochs, plan_epochs
 from tasks.models import TargetScale, layer_seeds, make_optimizer, seeded_initializer
 from tasks.spec import DenseLayer, DropoutLayer, ExperimentSpec, ModelSpec
 from tasks.train import (
@@ -172,8 +172,7 @@ def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1) -
 def predict_slots(model: StackedModel, X: np.ndarray) -> np.ndarray:
     """A stacked model's predictions for slot-first rows `X`: every slot in each call (the model takes no fewer),
     at most `ONE_BATCH` rows of each at a time."""
-    return np.concatenate([np.asarray(model.predict_on_batch(X[:, start:start + ONE_BATCH]))
-                           for start in range(0, X.shape[1], ONE_BATCH)], axis=1)
+    return by_chunks_of_rows(lambda chunk: model.predict_on_batch(chunk[0]), [X])[0]
 
 
 def stack_slots(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

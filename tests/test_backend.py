@@ -75,7 +75,6 @@ def test_a_run_trains_on_the_backend_the_params_file_names(project, prefect_serv
     assert len(curves) == 3 * 4 and all(len(curve.read_text().splitlines()) == 1 + 15 for curve in curves)
 
 
-
 def test_the_jax_cache_folder_is_the_users_per_cpu_and_stays_on_this_machine(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE"):
@@ -104,6 +103,7 @@ def test_a_user_with_no_home_folder_gets_no_jax_cache_folder(monkeypatch):
     assert backend_defaults()["TF_DETERMINISTIC_OPS"] == "1"
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     assert "JAX_COMPILATION_CACHE_DIR" not in backend_settings(portable=True)  # what a remote cluster is sent
+
 
 # Two folds' models of one shape trained by kerasflow on JAX; prints the compilation cache's hits and misses in each,
 # and each fold's history.

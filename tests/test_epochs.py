@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tasks.epochs import ONE_BATCH, HeldOut, Layout, fit_epochs, in_batches, plan_epochs, slot_first
+from tasks.epochs import ONE_BATCH, HeldOut, Layout, as_arrays, fit_epochs, in_batches, plan_epochs, slot_first
 from tasks.train import SlotMean
 
 
@@ -159,8 +159,7 @@ def test_kerasflows_feed_trains_as_keras_own_pipeline_fed_the_same_arrays(monkey
     plan = plan_epochs([13], [0], epochs=4, batch_size=5)
     ours, keras_own = _model(X), _model(X)
     history = fit_epochs(ours, X, y, plan, slotted=False).history
-    monkeypatch.setattr("tasks.epochs.in_batches", lambda X, y, weight, batch_size: {
-        "x": X, "y": y, "sample_weight": weight, "batch_size": batch_size})
+    monkeypatch.setattr("tasks.epochs.in_batches", as_arrays)
     assert fit_epochs(keras_own, X, y, plan, slotted=False).history == history
     for mine, theirs in zip(ours.weights, keras_own.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))

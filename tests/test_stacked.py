@@ -264,7 +264,7 @@ def test_a_stacked_models_predictions_in_chunks_of_rows_are_its_predictions_in_o
     model = build_stacked([spec.model] * 3, 4, seeds=[1, 2, 3], loss=spec.loss)
     X = np.random.default_rng(0).normal(size=(3, 8, 4)).astype("float32")
     whole = np.asarray(model.predict_on_batch(X))
-    monkeypatch.setattr("tasks.stacked.ONE_BATCH", 3)  # chunks of 3, 3 and 2 rows
+    monkeypatch.setattr("tasks.epochs.ONE_BATCH", 3)  # chunks of 3, 3 and 2 rows
     chunked = predict_slots(model, X)
     assert chunked.shape == whole.shape == (3, 8, 3)
     np.testing.assert_allclose(chunked, whole, rtol=1e-6)
