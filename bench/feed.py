@@ -1,11 +1,14 @@
 """How `fit` is fed on TensorFlow: Keras' own pipeline for NumPy arrays against kerasflow's dataset of whole batches
 (`tasks.epochs.in_batches`), for one fold and for 10 stacked folds of the k-fold benchmark's 12-8-1 MLP (150 epochs).
+kerasflow's dataset either reads the laid-out batches in place (`tasks.epochs.in_place`, from a buffer aligned for
+TensorFlow), or TensorFlow copies them from a buffer NumPy allocated ("copied": kerasflow's feed before it read
+them in place).
 
 Run from the repository root (after `make install` and `kerasflow data`):
 
     .venv/bin/python bench/feed.py
 
-Both feeds run in this one process, taking turns `--repeats` times; the same batches reach the model either way, so
+The feeds run in this one process, taking turns `--repeats` times; the same batches reach the model every way, so
 the histories are equal (checked here). Means are printed beside medians: Keras' pipeline sometimes stalls for a
 fraction of a second as a `fit` call ends, and a median hides how often.
 """
@@ -34,24 +37,28 @@ def main() -> None:
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("bench/feed.py compares TensorFlow's feeds: run it with the TensorFlow backend")
     spec, _, folds = prepared(150, 10)
-    kerasflow_feed = tasks.epochs.in_batches
+    names = ("in_batches", "aligned_empty", "in_place")  # how fit is fed; the layout's buffer; whether it is copied
+    kerasflow = tuple(getattr(tasks.epochs, name) for name in names)
+    copied = (kerasflow[0], lambda shape, dtype: np.empty(shape, dtype), lambda array: array)
+    feeds = {"keras": (tasks.epochs.as_arrays, *kerasflow[1:]), "kerasflow, copied": copied, "kerasflow": kerasflow}
     work = {"one fold": lambda: fit_fold(spec, folds[0], 0), "10 folds": lambda: cross_validate(spec, folds)}
-    feeds = {"keras": tasks.epochs.as_arrays, "kerasflow": kerasflow_feed}
     seconds: dict = {(w, f): [] for w in work for f in feeds}
     histories: dict = {}
     for _ in range(args.repeats):
         for w, run in work.items():
-            for f, feed in feeds.items():
-                tasks.epochs.in_batches = feed
+            for f, functions in feeds.items():
+                for name, function in zip(names, functions):
+                    setattr(tasks.epochs, name, function)
                 took, result = timed(run)
                 seconds[w, f].append(took)
                 histories[w, f] = [fold.history for fold in getattr(result, "folds", [result])]
-    tasks.epochs.in_batches = kerasflow_feed
+    for name, function in zip(names, kerasflow):
+        setattr(tasks.epochs, name, function)
     print(f"backend={keras.backend.backend()} {args.repeats} runs each, taking turns")
-    print(f"{'work':<10} {'feed':<10} {'median s':>9} {'mean s':>7} {'max s':>6}   same histories")
+    print(f"{'work':<10} {'feed':<18} {'median s':>9} {'mean s':>7} {'max s':>6}   same histories")
     for (w, f), values in seconds.items():
         same = histories[w, f] == histories[w, "keras"]
-        print(f"{w:<10} {f:<10} {np.median(values):9.2f} {np.mean(values):7.2f} {max(values):6.2f}   {same}")
+        print(f"{w:<10} {f:<18} {np.median(values):9.2f} {np.mean(values):7.2f} {max(values):6.2f}   {same}")
     for f in feeds:
         ratio = np.median(seconds["10 folds", f]) / np.median(seconds["one fold", f])
         print(f"{f} feed: 10 folds / one fold (medians) {ratio:.2f}x")

@@ -5,8 +5,21 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
-from tasks.epochs import ONE_BATCH, HeldOut, Layout, as_arrays, fit_epochs, in_batches, plan_epochs, slot_first
+from tasks.epochs import (
+    ALIGNMENT,
+    ONE_BATCH,
+    HeldOut,
+    Layout,
+    aligned_empty,
+    as_arrays,
+    fit_epochs,
+    in_batches,
+    in_place,
+    plan_epochs,
+    slot_first,
+)
 from tasks.train import SlotMean
 
 
@@ -162,6 +175,39 @@ def test_kerasflows_feed_trains_as_keras_own_pipeline_fed_the_same_arrays(monkey
     monkeypatch.setattr("tasks.epochs.in_batches", as_arrays)
     assert fit_epochs(keras_own, X, y, plan, slotted=False).history == history
     for mine, theirs in zip(ours.weights, keras_own.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))
+
+
+on_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's feed")
+
+
+@on_tensorflow
+def test_tensorflow_reads_an_aligned_buffer_in_place_and_copies_other_arrays():
+    laid = aligned_empty((4, 3), np.float32)
+    laid[:] = 1.0
+    shared = in_place(laid)
+    laid[0, 0] = 5.0  # a Layout rewrites its buffer between fit calls: the tensor sees it
+    assert float(shared[0, 0]) == 5.0
+    assert laid.ctypes.data % ALIGNMENT == 0
+    unaligned = np.zeros(13, dtype=np.float32)[1:]  # 4 bytes past an aligned start: never a multiple of 64
+    assert in_place(unaligned) is unaligned  # TensorFlow would abort on it, not raise
+    words = np.array(["a", "b"], dtype=object)
+    assert in_place(words) is words
+
+
+@on_tensorflow
+def test_batches_read_in_place_train_as_copied_ones_across_fit_calls(monkeypatch):
+    """One epoch per `fit` call, the layout buffer rewritten between them while earlier calls' datasets still
+    exist: training reads each call's own batches, as from copies."""
+    X, y = _regression()
+    plan = plan_epochs([13], [0], epochs=4, batch_size=5)
+    monkeypatch.setattr("tasks.epochs.LAYOUT_BYTES", 1)
+    in_place_model, copied_model = _model(X), _model(X)
+    history = fit_epochs(in_place_model, X, y, plan, slotted=False).history
+    monkeypatch.setattr("tasks.epochs.in_place", lambda array: array)
+    assert fit_epochs(copied_model, X, y, plan, slotted=False).history == history
+    assert len(history["loss"]) == 4
+    for mine, theirs in zip(in_place_model.weights, copied_model.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))
 
 
