@@ -84,9 +84,21 @@ class StackedDense(keras.layers.Layer):
         return (*input_shape[:-1], self.units)
 
 
+class NoRunningLoss(keras.metrics.Metric):
+    """Stands in for Keras' running loss in a stacked model (see :meth:`StackedModel.compile`): tracks nothing,
+    logs nothing."""
+
+    def update_state(self, *args, **kwargs) -> None:
+        pass
+
+    def result(self) -> dict:
+        return {}
+
+
 class StackedModel(keras.Sequential):
     """The stacked model: a `Sequential` that computes its loss itself, tracks each slot's loss from the same per-row
-    values, and whose compiled JAX steps (training and evaluation) return no per-batch logs.
+    values and no running loss of them all, and whose compiled JAX steps (training and evaluation) return no
+    per-batch logs.
 
     The loss (:meth:`compute_loss`) is the sum over slots of each slot's batch mean of `loss`, so each slot's
     gradient is what separate training gives. Each slot's running loss, logged as ``f<j>_loss``, is kept from the
@@ -115,6 +127,18 @@ class StackedModel(keras.Sequential):
         weighted = rows * self.slots if sample_weight is None else rows * self.slots * sample_weight
         size = ops.cast(ops.prod(ops.convert_to_tensor(ops.shape(weighted), dtype="int32")), weighted.dtype)
         return ops.divide_no_nan(ops.sum(weighted), size)
+
+    def compile(self, *args, **kwargs) -> None:
+        """Compile as `keras.Model.compile` does, then drop Keras' running loss.
+
+        Keras' train step updates a running mean of the loss it minimises (`Trainer._loss_tracker`), here the sum
+        over slots, which nothing reads: each slot's own loss is logged (``f<j>_loss``). Updating it was a good part
+        of what 10 stacked folds of the 12-8-1 MLP add to one fold's time on TensorFlow (BENCHMARKS.md): its
+        assignments are stateful ops, which run in program order.
+        """
+        super().compile(*args, **kwargs)
+        # Set past Keras' attribute tracking, which would also list it among the model's own metrics.
+        object.__setattr__(self, "_loss_tracker", NoRunningLoss(name="loss"))
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
