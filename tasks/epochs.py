@@ -34,10 +34,10 @@ ONE_BATCH = 4096
 
 LAYOUT_BYTES = 16 * 2**20
 """The most bytes of laid-out epochs handed to one ``fit`` call (one epoch at least); longer trainings are fed in
-several. Small, as memory first written costs page faults: the reused layout buffer (:class:`Layout`), and on
-TensorFlow the tensors each call's dataset copies it into. 10 stacked folds of 150 epochs (94 MB laid out) took
-1.20x one fold on TensorFlow in 16 MiB calls, 1.25x in 32 MiB calls and 1.37x in one call; on JAX 1.13x in 16 or
-32 MiB calls (`bench/layout.py`, BENCHMARKS.md)."""
+several. Small, as memory first written costs page faults: the reused layout buffer (:class:`Layout`) is faulted
+in once per training. 10 stacked folds of 150 epochs (94 MB laid out) took 1.07x one fold on TensorFlow in 16 MiB
+calls, 1.09x in 32 MiB calls and 1.20x in 96 MiB calls; on JAX 1.13x in 16 or 32 MiB calls (`bench/layout.py`,
+BENCHMARKS.md)."""
 
 
 @dataclass(frozen=True)
@@ -370,8 +370,9 @@ def in_place(array: np.ndarray):
     """`array` as a TensorFlow tensor sharing its memory (by DLPack) where TensorFlow can read it there: numbers,
     C-ordered, `ALIGNMENT`-aligned (a :class:`Layout`'s batches); else `array` itself, for TensorFlow to copy.
 
-    Why: 10 stacked folds of the 12-8-1 MLP lay out 94 MB, and TensorFlow copying them was a measurable part of
-    what they add to one fold's time (`bench/feed.py`, BENCHMARKS.md).
+    Why: 10 stacked folds of the 12-8-1 MLP lay out 94 MB. Read in place, they took 2.32 s against 2.46 s copied,
+    each timed in its own process (`bench/kfold.py --only-kerasflow` at each commit); in one process taking turns,
+    2.15 s against 2.17 s (`bench/feed.py`; BENCHMARKS.md).
     """
     import tensorflow as tf  # only called on the TensorFlow backend
 
