@@ -368,7 +368,8 @@ def in_batches(X: np.ndarray, y: np.ndarray, weight: np.ndarray, batch_size: int
 
 def in_place(array: np.ndarray):
     """`array` as a TensorFlow tensor sharing its memory (by DLPack) where TensorFlow can read it there: numbers,
-    C-ordered, `ALIGNMENT`-aligned (a :class:`Layout`'s batches); else `array` itself, for TensorFlow to copy.
+    C-ordered, `ALIGNMENT`-aligned and writeable (NumPy exports no read-only array by DLPack), as a :class:`Layout`'s
+    batches are; else `array` itself, for TensorFlow to copy.
 
     Why: 10 stacked folds of the 12-8-1 MLP lay out 94 MB. Read in place, they took 2.32 s against 2.46 s copied,
     each timed in its own process (`bench/kfold.py --only-kerasflow` at each commit); in one process taking turns,
@@ -376,7 +377,9 @@ def in_place(array: np.ndarray):
     """
     import tensorflow as tf  # only called on the TensorFlow backend
 
-    readable = array.dtype.kind in "iuf" and array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0
+    flags = array.flags
+    readable = (array.dtype.kind in "iuf" and flags.c_contiguous and flags.writeable
+                and array.ctypes.data % ALIGNMENT == 0)
     return tf.experimental.dlpack.from_dlpack(array.__dlpack__()) if readable else array
 
 

@@ -193,6 +193,9 @@ def test_tensorflow_reads_an_aligned_buffer_in_place_and_copies_other_arrays():
     assert in_place(unaligned) is unaligned  # TensorFlow would abort on it, not raise
     words = np.array(["a", "b"], dtype=object)
     assert in_place(words) is words
+    frozen = aligned_empty((4, 3), np.float32)
+    frozen.flags.writeable = False  # NumPy exports no read-only array by DLPack
+    assert in_place(frozen) is frozen
 
 
 @on_tensorflow
