@@ -291,7 +291,7 @@ AVX-512): it aborts the process, not raises, on a less aligned buffer handed to 
 
 def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """An uninitialised C-ordered array whose data starts at a multiple of `ALIGNMENT` bytes (NumPy's own start
-    at multiples of 16).
+    at multiples of 16). An empty one may start anywhere: NumPy places no empty slice at its offset.
 
     Examples
     --------
@@ -311,9 +311,10 @@ class Layout:
 
     Why reused: a fresh array of ~100 MB costs a few tenths of a second in page faults each time it is first
     written (on these virtual machines), more than the copy itself; a buffer of `LAYOUT_BYTES` (or one epoch, if
-    larger) is faulted in once per training. Aligned (:func:`aligned_empty`), so that on TensorFlow the batches
-    ``fit`` reads are this buffer, not a copy of it (:func:`in_batches`): it is rewritten only between ``fit``
-    calls.
+    larger) is faulted in once per training. On TensorFlow it is aligned (:func:`aligned_empty`), so that the
+    batches ``fit`` reads are this buffer, not a copy of it (:func:`in_batches`): it is rewritten only between
+    ``fit`` calls. Not on JAX: JAX reads an aligned NumPy argument in place too, but its steps run asynchronously,
+    so only a wait for every step before the next chunk is laid out would keep them from reading that chunk's rows.
     """
 
     def __init__(self, table: np.ndarray, places: int, slots: int | None, batch_size: int) -> None:
@@ -321,7 +322,8 @@ class Layout:
         # Slotted, slot j's row r is row j * rows + r of the flattened table: one `take` lays out every slot.
         self.table = table if slots is None else table.reshape((-1,) + table.shape[2:])
         self.rows = len(table) if slots is None else table.shape[1]
-        self.buffer = aligned_empty((places * (slots or 1),) + self.table.shape[1:], table.dtype)
+        allocate = aligned_empty if keras.backend.backend() == "tensorflow" else np.empty
+        self.buffer = allocate((places * (slots or 1),) + self.table.shape[1:], table.dtype)
 
     def take(self, index: np.ndarray) -> np.ndarray:
         """The rows at `index` (shaped ``(places, slots)``), laid out in the buffer's first rows: shaped
@@ -349,8 +351,8 @@ def in_batches(X: np.ndarray, y: np.ndarray, weight: np.ndarray, batch_size: int
     On TensorFlow: a ``tf.data`` dataset of whole batches, its autotuning off. Keras' own pipeline for arrays
     gathers each batch in an autotuned parallel map, then prefetches it, which costs a small model more than its
     step; and deleting its iterator as a ``fit`` call ends sometimes waits a fraction of a second on tf.data's
-    autotuning thread. Fed this way, one fold of the 12-8-1 MLP took 2.04 s against 2.40 s, its 10 stacked folds
-    2.59 s against 3.36 s, the same training bit for bit (`bench/feed.py`, BENCHMARKS.md). An array TensorFlow can
+    autotuning thread. Fed this way, one fold of the 12-8-1 MLP took 1.98 s against 2.43 s, its 10 stacked folds
+    2.15 s against 3.19 s, the same training bit for bit (`bench/feed.py`, BENCHMARKS.md). An array TensorFlow can
     read in place (:func:`in_place`) is not copied: the dataset reads it, so it must not change until ``fit`` is
     done with it. This is kerasflow's one use of TensorFlow's own API, for feeding only: the models are Keras alone.
     On the other backends Keras feeds the arrays itself, without tf.data.
@@ -367,9 +369,9 @@ def in_batches(X: np.ndarray, y: np.ndarray, weight: np.ndarray, batch_size: int
 
 
 def in_place(array: np.ndarray):
-    """`array` as a TensorFlow tensor sharing its memory (by DLPack) where TensorFlow can read it there: numbers,
-    C-ordered, `ALIGNMENT`-aligned and writeable (NumPy exports no read-only array by DLPack), as a :class:`Layout`'s
-    batches are; else `array` itself, for TensorFlow to copy.
+    """`array` as a TensorFlow tensor sharing its memory (by DLPack) where TensorFlow can read it there: native
+    integers or floats of at most 8 bytes, C-ordered, `ALIGNMENT`-aligned and writeable (NumPy exports no read-only
+    array by DLPack), as a :class:`Layout`'s batches are; else `array` itself, for TensorFlow to copy.
 
     Why: 10 stacked folds of the 12-8-1 MLP lay out 94 MB. Read in place, they took 2.32 s against 2.46 s copied,
     each timed in its own process (`bench/kfold.py --only-kerasflow` at each commit); in one process taking turns,
@@ -377,9 +379,9 @@ def in_place(array: np.ndarray):
     """
     import tensorflow as tf  # only called on the TensorFlow backend
 
-    flags = array.flags
-    readable = (array.dtype.kind in "iuf" and flags.c_contiguous and flags.writeable
-                and array.ctypes.data % ALIGNMENT == 0)
+    dtype, flags = array.dtype, array.flags
+    readable = (dtype.kind in "iuf" and dtype.isnative and dtype.itemsize <= 8 and flags.c_contiguous
+                and flags.writeable and array.ctypes.data % ALIGNMENT == 0)
     return tf.experimental.dlpack.from_dlpack(array.__dlpack__()) if readable else array
 
 

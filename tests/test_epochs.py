@@ -161,6 +161,8 @@ def test_a_layout_lays_out_each_slots_rows_slot_first_in_its_reused_buffer():
         assert laid.shape == (n_places // 2 * 3, 2, 2)  # each batch of 2 places as 3 runs, one per slot
         np.testing.assert_array_equal(laid, slot_first(dealt, batch_size=2))
         assert np.shares_memory(laid, layout.buffer)
+    if keras.backend.backend() == "tensorflow":  # for TensorFlow to read it in place (`in_place`)
+        assert layout.buffer.ctypes.data % ALIGNMENT == 0
     single = Layout(table[0], places=4, slots=None, batch_size=2)
     np.testing.assert_array_equal(single.take(np.array([[5], [0], [5]])), table[0, [5, 0, 5]])
 
@@ -196,6 +198,9 @@ def test_tensorflow_reads_an_aligned_buffer_in_place_and_copies_other_arrays():
     frozen = aligned_empty((4, 3), np.float32)
     frozen.flags.writeable = False  # NumPy exports no read-only array by DLPack
     assert in_place(frozen) is frozen
+    for dtype in (">f4", np.longdouble):  # nor one of another byte order, nor over 8 bytes an item
+        other = aligned_empty((4, 3), dtype)
+        assert in_place(other) is other
 
 
 @on_tensorflow
