@@ -194,10 +194,16 @@ class RowScorer(keras.Model):
 
         Keras' own ``val_loss`` also adds the model's ``losses`` (weight penalties); kerasflow's layers have no
         regularizers, so the loss function alone is the same value.
+
+        Each function reduces the predictions' last axis, so its values are shaped as the predictions less that
+        axis: reshaped so, as Keras' functions squeeze a known axis of 1 (on JAX, a stacked model's chunk of one
+        row per slot came back as one value per slot).
         """
         X, y = inputs
         predictions = self.scored(X, training=False)
-        return [*(keras.ops.cast(fn(y, predictions), "float32") for fn in self.functions), predictions]
+        rows = keras.ops.shape(predictions)[:-1]
+        return [*(keras.ops.reshape(keras.ops.cast(fn(y, predictions), "float32"), rows) for fn in self.functions),
+                predictions]
 
 
 def by_chunks_of_rows(call: Callable, tables: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tasks.data import load_table
-from tasks.epochs import HeldOut, HeldOutScores, expand_slots
+from tasks.epochs import HeldOut, HeldOutScores, RowScorer, expand_slots
 from tasks.evaluate import cross_validate, cross_validate_configs, encode_labels, prepare_folds
 from tasks.spec import LOSSES_BY_TASK, SearchSpec, parse_params
 from tasks.models import build_model
@@ -104,6 +104,17 @@ def test_held_out_rows_of_more_than_one_batch_are_scored_in_chunks_as_in_one(pro
         for key in ("val_loss", "val_accuracy"):
             assert len(fold.history[key]) == spec.train.epochs
             np.testing.assert_allclose(fold.history[key], theirs.history[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_chunk_of_one_held_out_row_a_slot_is_scored_one_value_a_row():
+    """Keras' sparse accuracy squeezes a known rows axis of 1 (one value per slot, not per row); the last chunk of a
+    held-out set `ONE_BATCH * n + 1` rows long, or a leave-one-out fold, must still give one value per row."""
+    spec = _iris_spec()
+    model = build_stacked([spec.model] * 2, 4, seeds=[1, 2], loss=spec.loss)
+    scorer = RowScorer(model, [fn for fn, _ in row_scores(spec).values()])
+    X, y = np.zeros((2, 1, 4), "float32"), np.zeros((2, 1), "int64")  # sparse class codes, one row a slot
+    *rows, predictions = scorer.predict_on_batch([X, y])
+    assert [np.shape(values) for values in rows] == [(2, 1), (2, 1)] and np.shape(predictions) == (2, 1, 3)
 
 
 def _spec_for(task: str, loss: str):
@@ -216,8 +227,12 @@ def test_a_stacked_step_returns_one_vector_per_metric_not_one_value_per_slot():
     compile_stacked(model, spec)
     X, y = np.zeros((5, 4, 4), "float32"), np.tile(np.array([0, 1, 2, 0])[None, :, None], (5, 1, 1))  # slot-first
     logs = model.train_on_batch(X, y, return_dict=True)
+    assert len(logs) == 2 and "loss" not in logs  # one output per metric (on JAX, names without values)
+    results: dict = {}
+    for name, value in model.get_metrics_result().items():  # a compiled metric's own dict comes nested in its name
+        results.update(value if isinstance(value, dict) else {name: value})
     # Each slot's loss and accuracy, as one vector each.
-    assert {name: np.shape(value) for name, value in logs.items()} == {"f*_loss": (5,), "f*_accuracy": (5,)}
+    assert {name: np.shape(value) for name, value in results.items()} == {"f*_loss": (5,), "f*_accuracy": (5,)}
 
 
 class _TrainEndLogs(keras.callbacks.Callback):
