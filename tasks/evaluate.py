@@ -13,7 +13,7 @@ import numpy as np
 from tasks.data import DataError, Table
 from tasks.models import TargetScale, fit_target_scale, output_units
 from tasks.preprocess import LabelCodec, Preprocessor
-from tasks.spec import ExperimentSpec
+from tasks.spec import ExperimentSpec, ParamsError
 from tasks.split import Split, make_splits
 from tasks.stacked import fit_stacked
 from tasks.train import FoldData, FoldResult, encode_target, fit_fold, fit_model, score
@@ -63,7 +63,9 @@ class CVResult:
 
 
 def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment") -> Encoded:
-    """Encode the target and check that the model's last layer fits it (and that a text column exists)."""
+    """Encode the target and check that the model's last layer fits it (and that a text column exists, and that
+    the backend in use can train the model: :func:`check_backend`)."""
+    check_backend(spec, name)
     text = spec.preprocess.text
     if text is not None and str(text.column) not in table.X.columns:
         raise DataError(f"{table.source}: experiments.{name}.preprocess.text.column {text.column!r} not found. "
@@ -82,6 +84,17 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment") 
                         f"({encoded.n_classes or 'a numeric'} target{'s' if encoded.n_classes else ''}). "
                         f"Received: {units} (layers[{last}])")
     return encoded
+
+
+def check_backend(spec: ExperimentSpec, name: str = "experiment") -> None:
+    """Refuse a stateful LSTM on the JAX backend: Keras (3.15) leaves an RNN's state variables out of JAX's compiled
+    steps, so the state is carried from no batch to the next, in `fit` or `predict`, and the model would train and
+    forecast as a stateless one without a word."""
+    if spec.model.stateful and keras.backend.backend() == "jax":
+        i = next(i for i, layer in enumerate(spec.model.layers) if getattr(layer, "stateful", False))
+        raise ParamsError(f"experiments.{name}.model.layers[{i}].stateful: a stateful LSTM keeps no state between "
+                          "batches on the JAX backend (Keras leaves an RNN's state out of JAX's steps). Train this "
+                          "experiment on tensorflow: `backend: tensorflow` in params.yaml, or KERAS_BACKEND=tensorflow")
 
 
 def supervised(spec: ExperimentSpec, table: Table, labels: Encoded) -> tuple[Table, Encoded]:

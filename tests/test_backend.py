@@ -14,7 +14,8 @@ import yaml
 
 from conftest import run_cli, tiny_params
 from tasks.backend import backend_defaults, backend_settings, choose_backend, jax_cache_folder
-from tasks.spec import ParamsError
+from tasks.evaluate import check_backend
+from tasks.spec import ParamsError, load_params
 
 
 def write_params(folder, **top) -> object:
@@ -29,6 +30,7 @@ def no_backend_set(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "")
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="needs a process that imported TensorFlow")
 def test_the_params_file_chooses_and_tensorflow_is_the_default(tmp_path, no_backend_set):
     assert keras.backend.backend() == "tensorflow"  # what this test process imported
     assert choose_backend(write_params(tmp_path, backend="tensorflow")) == "tensorflow"
@@ -45,13 +47,17 @@ def test_an_unknown_backend_names_the_key(tmp_path, no_backend_set):
 
 
 def test_a_backend_chosen_after_keras_was_imported_is_refused(tmp_path, no_backend_set):
-    with pytest.raises(RuntimeError, match="Keras was imported with backend 'tensorflow'"):
-        choose_backend(write_params(tmp_path, backend="jax"))
+    imported = keras.backend.backend()
+    other = "jax" if imported == "tensorflow" else "tensorflow"
+    with pytest.raises(RuntimeError, match=f"Keras was imported with backend '{imported}'"):
+        choose_backend(write_params(tmp_path, backend=other))
 
 
 def test_the_environment_wins_over_the_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
-    assert choose_backend(write_params(tmp_path, backend="jax")) == "tensorflow"
+    imported = keras.backend.backend()  # the one backend this process can choose
+    monkeypatch.setenv("KERAS_BACKEND", imported)
+    other = "jax" if imported == "tensorflow" else "tensorflow"
+    assert choose_backend(write_params(tmp_path, backend=other)) == imported
 
 
 @pytest.mark.slow
@@ -169,3 +175,25 @@ def test_a_local_ray_started_after_jax_prints_no_fork_warning(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "RAY STARTED" in result.stdout
     assert result.stderr.count("os.fork() was called") == 1  # the plain subprocess after Ray's start
+
+
+# The shipped stateful LSTM experiment checked on JAX, in a child process (a process has one backend).
+STATEFUL_ON_JAX = """
+from tasks.backend import set_backend_defaults
+set_backend_defaults()
+from tasks.evaluate import check_backend
+from tasks.spec import load_params
+check_backend(load_params("params.yaml").experiments["sunspots_lstm_stateful"], "sunspots_lstm_stateful")
+"""
+
+
+def test_a_stateful_lstm_is_refused_on_jax_where_it_would_keep_no_state():
+    """Keras' JAX steps carry no RNN state from one batch to the next: the experiment would train as a stateless
+    one without a word. On TensorFlow it trains."""
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.run([sys.executable, "-c", STATEFUL_ON_JAX], cwd=root, capture_output=True, text=True,
+                           env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=300)
+    assert child.returncode != 0
+    assert "experiments.sunspots_lstm_stateful.model.layers[1].stateful: a stateful LSTM keeps no state" in child.stderr
+    if keras.backend.backend() == "tensorflow":
+        check_backend(load_params(root / "params.yaml").experiments["sunspots_lstm_stateful"], "x")  # no error
