@@ -68,6 +68,10 @@ def child(backend: str, models: list[str], epochs: int) -> None:
     if keras.backend.backend() != backend:
         raise SystemExit(f"KERAS_BACKEND={backend} asked, keras runs {keras.backend.backend()}")
     versions = {"keras": keras.__version__, backend: _version(backend)}
+    if backend == "jax":
+        import jax
+
+        versions["device"] = jax.default_backend()  # "gpu" where JAX found one, unless JAX_PLATFORMS says "cpu"
 
     for model in models:
         for path in PATHS[model]:
@@ -222,8 +226,10 @@ def installed(backend: str) -> bool:
     return importlib.util.find_spec(backend) is not None
 
 
-def run_backend(backend: str, models: list[str], epochs: int) -> tuple[list[dict], float, str]:
-    """The rows of one backend's subprocess, its wall seconds (imports included) and its stderr's tail.
+def run_backend(backend: str, models: list[str], epochs: int,
+                env: dict[str, str] | None = None) -> tuple[list[dict], float, str]:
+    """The rows of one backend's subprocess, its wall seconds (imports included) and its stderr's tail; `env`
+    adds to the subprocess's environment (bench/gpu.py: `JAX_PLATFORMS=cpu`).
 
     JAX's compilation cache (on in kerasflow) starts empty, in a folder of this run's: what a first epoch costs
     does not depend on what an earlier run left in the user's cache.
@@ -231,9 +237,9 @@ def run_backend(backend: str, models: list[str], epochs: int) -> tuple[list[dict
     command = [sys.executable, os.path.abspath(__file__), "--child", backend, "--models", ",".join(models),
                "--epochs", str(epochs)]
     with tempfile.TemporaryDirectory(prefix="kerasflow-bench-jax-") as cache:
-        env = {**os.environ, "KERAS_BACKEND": backend, "JAX_COMPILATION_CACHE_DIR": cache}
+        child_env = {**os.environ, **(env or {}), "KERAS_BACKEND": backend, "JAX_COMPILATION_CACHE_DIR": cache}
         start = time.perf_counter()
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        done = subprocess.run(command, env=child_env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
     rows = [json.loads(line[len(ROW_MARK):]) for line in done.stdout.splitlines() if line.startswith(ROW_MARK)]
     tail = "" if done.returncode == 0 else "\n".join(done.stderr.strip().splitlines()[-25:])

@@ -25,7 +25,7 @@ the median leaves that out.
 - import keras:        `python -c "import keras"`;
 - import prefect:      `python -c "from prefect import flow"`;
 - prefect flow:        the same, then one trivial `@flow` run: the temporary server's start and one flow run;
-- ray:                 `flows.sweep.connect()` (kerasflow's `ray.init`) and `ray.shutdown()`, timed inside
+- ray:                 `flows.tuner.connect()` (kerasflow's `ray.init`) and `ray.shutdown()`, timed inside
                        (`inner`), as `kerasflow tune` pays it;
 - bare keras:          this script (`--child bare`): the books' loop, a fresh `Sequential` compiled and fitted
                        per fold on kerasflow's folds and scalers, then one fit on all rows; `inner` = training;
@@ -87,7 +87,7 @@ noop()
 RAY_START = f"""
 import time
 import ray
-from flows.sweep import connect
+from flows.tuner import connect
 
 start = time.perf_counter()
 connect()
@@ -243,7 +243,7 @@ LABELS = {
     "import keras": 'python -c "import keras"',
     "import prefect": 'python -c "from prefect import flow"',
     "prefect flow": "the same + a trivial @flow run (temporary server)",
-    "ray": "ray: flows.sweep.connect() + ray.shutdown()",
+    "ray": "ray: flows.tuner.connect() + ray.shutdown()",
     "bare keras": "bare keras: books' loop, 30 folds + refit",
     "kerasflow functions": "kerasflow functions (the flow's steps, no Prefect)",
     "kerasflow run": "kerasflow run (Prefect flow, temporary server)",

@@ -1,4 +1,4 @@
-"""What a Ray Tune trial's process runs: one trial of a sweep (see `flows/sweep.py`).
+"""What a Ray Tune trial's process runs: one trial of a sweep (see `flows/tuner.py`).
 
 Ray pickles the trainable by reference, so every fresh trial process imports the module that defines it. This
 one imports Ray and kerasflow's tasks only, not Prefect and the flows' reporting: that saves each new worker

@@ -1,6 +1,6 @@
 """The plain half of a sweep: what one trial trains and reports, its checkpoints, and the results tables.
 
-Nothing here imports Ray: `flows/sweep.py` hands these functions a `report` callable (Ray Tune's) and the
+Nothing here imports Ray: `flows/trial.py` hands these functions a `report` callable (Ray Tune's) and the
 tests hand them a list's `append`.
 """
 

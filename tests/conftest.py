@@ -201,7 +201,7 @@ def local_ray():
     """One embedded Ray cluster (2 CPUs) for a module's in-process sweeps."""
     import ray
 
-    from flows.sweep import connect
+    from flows.tuner import connect
 
     ray.shutdown()
     connect()

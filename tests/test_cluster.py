@@ -1,4 +1,4 @@
-"""Sweeps on multi-node Ray clusters started on this machine with Ray's own `cluster_utils`."""
+"""Sweeps on multi-node Ray clusters started on this machine with Ray's own `cluster_utils`, and on logical GPUs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from conftest import read_trials, sweep_and_export, sweep_params
-from flows.sweep import SweepError
+from flows.tuner import SweepError, connect
 
 
 @pytest.fixture
@@ -42,3 +42,17 @@ def test_quarter_gpu_trials_pack_four_at_a_time_on_one_logical_gpu(cancer_projec
     intervals = [(float(r["started_at"]), float(r["started_at"]) + float(r["seconds"])) for r in rows]
     latest_start = max(start for start, _ in intervals)
     assert all(end > latest_start for _, end in intervals)
+
+
+def test_a_local_cluster_offering_logical_gpus_runs_half_gpu_trials(cancer_project):
+    """`connect(num_gpus=...)`, as bench/gpu.py --fake-gpus checks its fractional-GPU sweeps on a machine without a
+    GPU: trials that ask half a GPU run on the one it was told of (without it, the sweep is refused: no GPU)."""
+    ray.shutdown()
+    connect(num_gpus=1)
+    try:
+        assert ray.cluster_resources()["GPU"] == 1
+        sweep_and_export(sweep_params(epochs=2, gpu=0.5), cancer_project / "tune")
+    finally:
+        ray.shutdown()
+    rows = read_trials(cancer_project / "tune")
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)

@@ -60,7 +60,8 @@ def test_a_sweep_counts_its_finished_trials(tmp_path, bundled_data, monkeypatch)
     import ray
 
     from flows.pipeline import load_data
-    from flows.sweep import connect, run_sweep
+    from flows.sweep import run_sweep
+    from flows.tuner import connect
     from tasks.spec import parse_params
 
     (tmp_path / "data").mkdir()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import read_trials, sweep_and_export, sweep_params
-from flows.sweep import SweepError
+from flows.tuner import SweepError
 from tasks.data import load_table
 from tasks.evaluate import cross_validate, encode_labels, fit_split, prepare_folds
 from tasks.results import load_model

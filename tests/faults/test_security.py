@@ -61,7 +61,7 @@ def test_the_temporary_prefect_server_listens_on_127_0_0_1_only_and_dies_with_th
 
 RAY_PROBE = """
 import json, psutil, ray, urllib.request
-from flows.sweep import connect
+from flows.tuner import connect
 connect()
 context = ray.init(ignore_reinit_error=True)
 pages = []
@@ -85,7 +85,7 @@ print(json.dumps({"dashboard_url": context.dashboard_url, "pages": pages}))
 
 @pytest.mark.slow
 def test_rays_dashboard_is_off_and_no_web_page_is_served_beyond_localhost(tmp_path):
-    """`flows.sweep.connect()` as `kerasflow tune` calls it, in a fresh process with a fresh local Ray."""
+    """`flows.tuner.connect()` as `kerasflow tune` calls it, in a fresh process with a fresh local Ray."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     result = subprocess.run([sys.executable, "-c", RAY_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300)

@@ -1,0 +1,202 @@
+"""Issue 7's GPU checks, ready for the GPU machine (Keras on JAX and Ray; no TensorFlow, Prefect or DVC there).
+
+Three parts, each measured side by side in this one run:
+
+- epoch:     the digits CNN (params.yaml's `digits_cnn`) and the books' 12-8-1 MLP trained by kerasflow on the
+             GPU and on the CPU: bench/backends.py's JAX rows, once as JAX chooses (the GPU where there is one)
+             and once with `JAX_PLATFORMS=cpu`, each in its own process; seconds an epoch (median after the
+             first) and the CPU's over the GPU's;
+- fractions: a sweep of the digits CNN, `--trials` configs of one shape (seeds), at each of `--fractions` of a GPU
+             per trial, on one Ray cluster, one Tuner after another (`flows.tuner`, as `kerasflow tune` runs
+             it, Prefect left out); trials a minute, each fraction's over 1 GPU's, and the share of the sweep's
+             wall time its trials spent inside their own code (the rest: Ray, process start, imports). An
+             untimed one-trial sweep first puts the CNN's programs into JAX's compilation cache, as any earlier
+             run on the machine would have;
+- stacked:   bench/sweep.py's grid (optimizer x initializer x batch size: 12 configs of the 12-8-1 MLP, 3-fold
+             CV each) at the smallest fraction, stacked (4 trials of 9 models) and one trial per config (12
+             trials of 3 stacked folds), side by side.
+
+On the GPU machine (../shared/gpu/README.md), having filled `.whl/` here with `../shared/gpu/prepare-wheels.sh`
+and added the two data files:
+
+    gzip -c data/mnist_5k.csv > .whl/mnist_5k.csv.gz && cp data/breast_cancer.csv .whl/
+
+then, there, after the README's install lines (PYTHONPATH=/tmp/site, KERAS_BACKEND=jax, no preallocation):
+
+    export PYTHONPATH=$PYTHONPATH:$PWD && mkdir -p data && gunzip -c .whl/mnist_5k.csv.gz > data/mnist_5k.csv \
+        && cp .whl/breast_cancer.csv data/ && python3 bench/gpu.py
+
+Here, a check of the whole script on the CPU with logical GPUs (Ray schedules the fractions; JAX trains on
+the CPU): `KERAS_BACKEND=jax .venv/bin/python bench/gpu.py --fake-gpus 1 --trials 4`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import yaml
+
+from tasks.backend import set_backend_defaults
+
+set_backend_defaults()  # as `kerasflow tune` sets the backends up (tasks/backend.py)
+
+import ray  # noqa: E402
+
+from backends import run_backend  # noqa: E402
+from flows.tuner import check_cluster, connect, make_tuner  # noqa: E402
+from kfold import experiment_params  # noqa: E402
+from tasks.data import load_table  # noqa: E402
+from tasks.evaluate import encode_labels  # noqa: E402
+from tasks.spec import parse_params  # noqa: E402
+
+PARTS = ("epoch", "fractions", "stacked")
+BOOKS_GRID = {"train.optimizer": {"grid": ["rmsprop", "adam"]},
+              "model.initializer": {"grid": ["glorot_uniform", "random_normal", "random_uniform"]},
+              "train.batch_size": {"grid": [10, 20]}}
+"""bench/sweep.py's grid (that script imports scikeras and Keras Tuner, which the GPU machine lacks)."""
+
+
+def epoch_part(epochs: int) -> None:
+    """bench/backends.py's JAX rows on the default device and on the CPU, and the CPU's time over the GPU's."""
+    measured = {}
+    for device, env in (("default", {}), ("cpu", {"JAX_PLATFORMS": "cpu"})):
+        rows, seconds, tail = run_backend("jax", ["mlp", "cnn"], epochs, env=env)
+        if tail:
+            raise SystemExit(f"bench/backends.py's JAX child on the {device} device failed:\n{tail}")
+        platform = rows[0]["versions"].get("device", "?")
+        measured[device] = (platform, {(row["model"], row["path"]): row for row in rows})
+        print(f"jax on {device} ({platform}): subprocess {seconds:.1f} s")
+    (gpu_name, gpu), (cpu_name, cpu) = measured["default"], measured["cpu"]
+    print(f"\nseconds an epoch, median of epochs 2-{epochs} (1st: tracing and compilation), "
+          f"{os.cpu_count()} CPU cores")
+    print(f"{'model':<5} {'path':<18} {'models':>6} {cpu_name + ' s':>9} {gpu_name + ' s':>9} {'1st ' + cpu_name:>9} "
+          f"{'1st ' + gpu_name:>9} {'cpu/gpu':>8} {'acc cpu':>8} {'acc gpu':>8}")
+    for key, row in gpu.items():
+        other = cpu[key]
+        print(f"{key[0]:<5} {key[1]:<18} {row['models_per_step']:6d} {other['epoch_s']:9.4f} {row['epoch_s']:9.4f} "
+              f"{other['first_epoch_s']:9.2f} {row['first_epoch_s']:9.2f} {other['epoch_s'] / row['epoch_s']:7.2f}x "
+              f"{other['accuracy']:8.4f} {row['accuracy']:8.4f}")
+
+
+def parsed(name: str, experiment: dict, sweep: dict):
+    """The experiment's spec and its sweep's, validated as params.yaml's would be."""
+    params = parse_params({"experiments": {name: experiment}, "sweeps": {name: sweep}})
+    return params.experiments[name], params.sweeps[name]
+
+
+def timed_sweep(name: str, spec, sweep, table, labels) -> dict:
+    """One sweep on the connected cluster: its wall time (Ray Tune's, the cluster already up) and what its trials
+    report."""
+    with TemporaryDirectory(prefix="kerasflow-bench-gpu-") as out:
+        storage = Path(out).resolve()
+        check_cluster(name, sweep, storage)
+        start = time.perf_counter()
+        grid = make_tuner(name, spec, sweep, table, labels, storage, resume=False).fit()
+        wall = time.perf_counter() - start
+    results = [result.metrics or {} for result in grid]
+    scores = [score for metrics in results for score in metrics.get("scores") or []]
+    resources = ray.cluster_resources()
+    if sweep.gpu:
+        at_once = min(int(resources.get("GPU", 0) / sweep.gpu), int(resources.get("CPU", 0) / sweep.cpu))
+    else:
+        at_once = int(resources.get("CPU", 0) / sweep.cpu)
+    at_once = max(1, min(at_once, len(results)))
+    inside = sum(metrics.get("trial_seconds", 0.0) for metrics in results)
+    return {"wall": wall, "trials": len(results), "configs": len(scores), "errors": len(grid.errors),
+            "at_once": at_once, "inside": inside / (wall * at_once),
+            "best": max(scores) if scores else math.nan,
+            "trial_s": statistics.median(m["trial_seconds"] for m in results if "trial_seconds" in m)}
+
+
+def fractions_part(fractions: list[float], n_trials: int, epochs: int, cpu: float) -> None:
+    """The digits CNN swept over `n_trials` seeds at each fraction of a GPU per trial."""
+    experiment = yaml.safe_load(Path("params.yaml").read_text())["experiments"]["digits_cnn"]
+    experiment["train"]["epochs"] = epochs
+    spec, warm_up = parsed("digits_cnn", experiment, {"space": {"train.seed": {"grid": [0]}}, "gpu": max(fractions),
+                                                      "cpu": cpu, "keep_checkpoints": 1})
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    timed_sweep("digits_cnn", spec, warm_up, table, labels)
+    rows = []
+    for fraction in fractions:
+        _, sweep = parsed("digits_cnn", experiment, {"space": {"train.seed": {"grid": list(range(1, n_trials + 1))}},
+                                                     "gpu": fraction, "cpu": cpu, "keep_checkpoints": 1})
+        rows.append((fraction, timed_sweep("digits_cnn", spec, sweep, table, labels)))
+    print(f"\ndigits CNN ({len(table.y)} images), {n_trials} trials of {epochs} epochs (seeds 1-{n_trials}), "
+          f"{cpu:g} CPU a trial, JAX's cache warm")
+    print(f"{'GPU/trial':>9} {'at once':>7} {'wall s':>7} {'trials/min':>10} {'vs 1st':>7} {'trial s':>8} "
+          f"{'in trials':>9} {'errors':>6} {'best acc':>8}")
+    base = rows[0][1]["trials"] / rows[0][1]["wall"]
+    for fraction, row in rows:
+        rate = row["trials"] / row["wall"]
+        print(f"{fraction:9g} {row['at_once']:7d} {row['wall']:7.1f} {60 * rate:10.1f} {rate / base:6.2f}x "
+              f"{row['trial_s']:8.2f} {row['inside']:8.0%} {row['errors']:6d} {row['best']:8.4f}")
+
+
+def stacked_part(fraction: float, epochs: int, cpu: float) -> None:
+    """bench/sweep.py's grid of 12 MLP configs at `fraction` of a GPU a trial, stacked and one trial per config."""
+    experiment = experiment_params(epochs, n_splits=3)["experiments"]["cancer"]
+    rows = {}
+    for stack in (True, False):
+        spec, sweep = parsed("cancer", experiment, {"space": BOOKS_GRID, "scoring": "kfold", "gpu": fraction,
+                                                    "cpu": cpu, "keep_checkpoints": 1, "stack_configs": stack})
+        table = load_table(spec.dataset)
+        rows[stack] = timed_sweep("cancer", spec, sweep, table, encode_labels(spec, table))
+    print(f"\nbench/sweep.py's grid: 12 configs x 3 folds x {epochs} epochs, {fraction:g} GPU and {cpu:g} CPU a trial")
+    print(f"{'configs':<16} {'trials':>6} {'at once':>7} {'wall s':>7} {'configs/min':>11} {'trial s':>8} "
+          f"{'in trials':>9} {'errors':>6} {'best acc':>8}")
+    for stack, row in rows.items():
+        label = "stacked" if stack else "one per trial"
+        print(f"{label:<16} {row['trials']:6d} {row['at_once']:7d} {row['wall']:7.1f} "
+              f"{60 * row['configs'] / row['wall']:11.1f} {row['trial_s']:8.2f} {row['inside']:8.0%} "
+              f"{row['errors']:6d} {row['best']:8.4f}")
+    print(f"stacked: {rows[False]['wall'] / rows[True]['wall']:.2f}x the configs a minute of one config per trial")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--epochs", type=int, default=10, help="epoch part: epochs a row, the first a warm-up")
+    parser.add_argument("--sweep-epochs", type=int, default=3, help="fractions part: epochs a trial (default: 3)")
+    parser.add_argument("--grid-epochs", type=int, default=30, help="stacked part: epochs a trial (default: 30, "
+                                                                     "bench/sweep.py's)")
+    parser.add_argument("--trials", type=int, default=8, help="fractions part: digits CNN trials (default: 8)")
+    parser.add_argument("--fractions", default="1,0.5,0.25", help="GPU a trial, comma-separated (default: 1,0.5,0.25)")
+    parser.add_argument("--cpu", type=float, default=1.0, help="CPUs a trial (default: 1)")
+    parser.add_argument("--fake-gpus", type=int, default=None,
+                        help="logical GPUs for the local Ray cluster, to check the script where there is none")
+    args = parser.parse_args()
+    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        parser.error(f"`--parts`: unknown or empty: {', '.join(unknown)}. Allowed: {', '.join(PARTS)}")
+    fractions = [float(value) for value in args.fractions.split(",")]
+    if not fractions or not all(0 < value <= 1 for value in fractions):
+        parser.error(f"`--fractions` must be in (0, 1]. Received: {args.fractions}")
+
+    import keras
+
+    print(f"keras {keras.__version__} on {keras.backend.backend()}, ray {ray.__version__}, {os.cpu_count()} CPU cores")
+    if "epoch" in parts:
+        epoch_part(args.epochs)
+    if "fractions" in parts or "stacked" in parts:
+        started = time.perf_counter()
+        connect(num_gpus=args.fake_gpus)
+        resources = ray.cluster_resources()
+        print(f"\nray.init {time.perf_counter() - started:.1f} s: {resources.get('CPU', 0):g} CPU, "
+              f"{resources.get('GPU', 0):g} GPU" + (" (logical)" if args.fake_gpus else ""))
+        if "fractions" in parts:
+            fractions_part(fractions, args.trials, args.sweep_epochs, args.cpu)
+        if "stacked" in parts:
+            stacked_part(min(fractions), args.grid_epochs, args.cpu)
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

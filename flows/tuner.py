@@ -1,0 +1,177 @@
+"""The Ray side of a sweep, without Prefect: joining or starting Ray, the Tuner over an experiment's space, and
+its results as rows.
+
+`flows/sweep.py` wraps these in Prefect tasks; a machine without Prefect (bench/gpu.py on the GPU machine) runs
+them as they are. Locally `ray.init()` starts an embedded cluster; with `RAY_ADDRESS` set the same sweep runs on
+that cluster. The table goes to the object store once (`tune.with_parameters`); each trial reports per epoch and
+keeps its best checkpoints; a crashed driver resumes with `Tuner.restore`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from flows.trial import run_trial_process
+from tasks import evaluate
+from tasks.backend import backend_settings
+from tasks.data import DataError, Table
+from tasks.progress import ProgressLine
+from tasks.spec import ExperimentSpec, SearchSpec
+from tasks.tune import GROUP, stacked_groups, trial_configs
+
+RUN_NAME = "sweep"
+# Every trial process gets these, and the driver's backend settings (tasks/backend.py: TensorFlow's switches, JAX's
+# compilation cache, whose folder trials on this machine share): GPU memory taken as needed so that trials can share
+# a GPU.
+TRIAL_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+             "RAY_CHDIR_TO_TRIAL_DIR": "0"}
+
+
+class SweepError(DataError):
+    """A sweep that cannot run as asked (resources, storage); reported like bad data, exit status 2."""
+
+
+def tune_space(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
+    """The `space:` section as Ray Tune's sampling objects: a grid over the stacked groups where configs group
+    (one trial per group, see `tasks.tune.stacked_groups`), else one trial per config."""
+    groups = stacked_groups(spec, sweep)
+    if groups is not None:
+        return {GROUP: tune.grid_search(groups)}
+    make = {"grid": tune.grid_search, "choice": tune.choice,
+            "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v),
+            "randint": lambda v: tune.randint(*v)}
+    return {key: make[kind](values) for key, dist in sweep.space.items() for kind, values in dist.items()}
+
+
+class TrialProgress(tune.Callback):
+    """Finished trials of the sweep's total on the terminal line (see `tasks/progress.py`); errors count too.
+
+    The line is made in `setup`, where Ray gives the total; the callback itself stays picklable for Ray.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.line: ProgressLine | None = None
+
+    def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
+        self.line = ProgressLine(self.label, total_num_samples or num_samples or 0, "trials")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.line.advance()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.line.advance()
+
+
+def connect(num_gpus: int | None = None) -> None:
+    """Join `RAY_ADDRESS`'s cluster if set, else start one here; the dashboard listens on 127.0.0.1 only.
+
+    `num_gpus` sets the GPUs a cluster started here offers (logical ones, for a check of fractional-GPU
+    scheduling on a machine without any); by default Ray counts the machine's own.
+    """
+    if ray.is_initialized():
+        return
+    # Checkpointing every few epochs is by design here; Ray's warning about it would flood the log.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    remote = bool(os.environ.get("RAY_ADDRESS"))
+    runtime_env = {"env_vars": {**TRIAL_ENV, **backend_settings(portable=remote),
+                                "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}}
+    if remote:
+        import flows
+        import tasks
+
+        # A remote cluster's workers get kerasflow's code from the driver, not from a shared folder.
+        runtime_env["py_modules"] = [tasks, flows]
+        ray.init(runtime_env=runtime_env, log_to_driver=False)
+    else:
+        with warnings.catch_warnings():
+            # Ray starts its servers with subprocess, whose fork is followed by exec at once; JAX's at-fork hook
+            # warns of a deadlock only a child that goes on running Python could meet.
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            ray.init(runtime_env=runtime_env, include_dashboard=False, dashboard_host="127.0.0.1",
+                     log_to_driver=False, num_gpus=num_gpus)
+
+
+def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
+    """Refuse what Ray Tune would otherwise wait on forever or fail at late: no node fits a trial, or
+    checkpoints written to a folder other nodes cannot read."""
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    fits = [n for n in nodes if n["Resources"].get("CPU", 0) >= sweep.cpu and n["Resources"].get("GPU", 0) >= sweep.gpu]
+    if not fits:
+        have = "; ".join(f"{n['NodeManagerAddress']}: {n['Resources'].get('CPU', 0):g} CPU, "
+                         f"{n['Resources'].get('GPU', 0):g} GPU" for n in nodes)
+        raise SweepError(f"sweeps.{name}: each trial asks for cpu={sweep.cpu:g}, gpu={sweep.gpu:g} but no node "
+                         f"of the cluster has that much ({have})")
+    if len(nodes) > 1 and "://" not in str(storage) and not sweep.shared_storage:
+        raise SweepError(f"sweeps.{name}: the cluster has {len(nodes)} nodes but the sweep's storage {storage} is "
+                         f"a local folder that other nodes cannot read; use an object-store URI, or a folder "
+                         f"every node mounts and set sweeps.{name}.shared_storage: true")
+
+
+def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
+               storage: Path, resume: bool) -> tune.Tuner:
+    """The sweep's Tuner, its run kept in `storage`/sweep: a new one (what was there removed), or with `resume`
+    the one there, its unfinished and errored trials run again."""
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial_process, spec_json=spec.model_dump_json(), sweep_json=sweep.model_dump_json(),
+                             table=table, labels=labels),
+        {"cpu": sweep.cpu, "gpu": sweep.gpu})
+    path = storage / RUN_NAME
+    if resume:
+        if not tune.Tuner.can_restore(str(path)):
+            raise SweepError(f"sweeps.{name}: nothing to resume at {path}; run without --resume first")
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    shutil.rmtree(path, ignore_errors=True)
+    mode = "max" if spec.higher_is_better else "min"
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=sweep.grace_period)
+                 if sweep.scheduler == "asha" else FIFOScheduler())
+    if sweep.algorithm == "optuna":
+        # TPE, seeded: its first points are seeded random draws, later ones model the scores so far.
+        searcher = OptunaSearch(seed=sweep.seed)
+    else:
+        searcher = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.max_concurrent_trials or 0)
+    return tune.Tuner(
+        trainable, param_space=tune_space(spec, sweep),
+        tune_config=tune.TuneConfig(metric="score", mode=mode, num_samples=sweep.num_samples, search_alg=searcher,
+                                    scheduler=scheduler, max_concurrent_trials=sweep.max_concurrent_trials,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=RUN_NAME, storage_path=str(storage), verbose=0,
+            callbacks=[TrialProgress(f"{name}: sweep")],
+            failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.keep_checkpoints,
+                                                    checkpoint_score_attribute="score",
+                                                    checkpoint_score_order=mode)))
+
+
+def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, Any]]:
+    """One row per config, best first: params, score mean/std, epochs, seconds, node, status, and the Ray Tune
+    trial that trained it (the configs of a stacked group share their trial, its seconds and node)."""
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        configs = trial_configs(result.config or {})
+        unscored = [None] * len(configs)  # a trial that failed before its first report
+        scores, stds = metrics.get("scores") or unscored, metrics.get("score_stds") or unscored
+        for config, score, score_std in zip(configs, scores, stds):
+            rows.append({**{f"param:{k}": v for k, v in config.items()},
+                         "score": score, "score_std": score_std,
+                         "epochs": metrics.get("epoch"), "seconds": metrics.get("trial_seconds"),
+                         "node": metrics.get("node"), "started_at": metrics.get("started_at"),
+                         "trial_id": metrics.get("trial_id"), "configs_in_trial": len(configs),
+                         "status": "error" if result.error else "ok"})
+    # Best first; among equal scores, the steadier across folds.
+    sign = -1 if higher_is_better else 1
+    ok = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
+    return ok + [r for r in rows if r["score"] is None]
