@@ -107,11 +107,11 @@ def timed_sweep(name: str, spec, sweep, table, labels) -> dict:
     else:
         at_once = int(resources.get("CPU", 0) / sweep.cpu)
     at_once = max(1, min(at_once, len(results)))
-    inside = sum(metrics.get("trial_seconds", 0.0) for metrics in results)
+    trial_seconds = [metrics["trial_seconds"] for metrics in results if "trial_seconds" in metrics]
     return {"wall": wall, "trials": len(results), "configs": len(scores), "errors": len(grid.errors),
-            "at_once": at_once, "inside": inside / (wall * at_once),
-            "best": max(scores) if scores else math.nan,
-            "trial_s": statistics.median(m["trial_seconds"] for m in results if "trial_seconds" in m)}
+            "at_once": at_once, "inside": sum(trial_seconds) / (wall * at_once),
+            "best": max(scores) if scores else math.nan,  # accuracy, both experiments
+            "trial_s": statistics.median(trial_seconds) if trial_seconds else math.nan}
 
 
 def fractions_part(fractions: list[float], n_trials: int, epochs: int, cpu: float) -> None:
