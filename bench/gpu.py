@@ -73,6 +73,8 @@ def epoch_part(epochs: int) -> None:
         measured[device] = (platform, {(row["model"], row["path"]): row for row in rows})
         print(f"jax on {device} ({platform}): subprocess {seconds:.1f} s")
     (gpu_name, gpu), (cpu_name, cpu) = measured["default"], measured["cpu"]
+    if gpu_name != "gpu":
+        print(f"warning: JAX found no GPU (its default device is {gpu_name}): both columns are the CPU's")
     print(f"\nseconds an epoch, median of epochs 2-{epochs} (1st: tracing and compilation), "
           f"{os.cpu_count()} CPU cores")
     print(f"{'model':<5} {'path':<18} {'models':>6} {cpu_name + ' s':>9} {gpu_name + ' s':>9} {'1st ' + cpu_name:>9} "
