@@ -58,7 +58,8 @@ def refit(name: str, spec: ExperimentSpec, table: Table, labels: evaluate.Encode
 def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final: evaluate.FinalModel | None,
                   codec: LabelCodec | None, results_dir: Path, timing: dict[str, float],
                   started: float) -> dict[str, Any]:
-    """Write per-epoch history, held-out predictions, the model and metrics under `results_dir/name`.
+    """Write per-epoch history, held-out predictions, the model, the data's fingerprint and metrics under
+    `results_dir/name`.
 
     `timing` holds the seconds of the steps so far; this step's and the total since `started` (a
     `time.perf_counter()` value) are added to it in `metrics.json`.
@@ -69,6 +70,7 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
         results.write_predictions(out_dir, cv, codec)
         if final is not None:
             results.write_model(out_dir / "model", spec, final)
+        results.write_dataset(out_dir, spec)
     timing["total"] = time.perf_counter() - started
     # Metrics last: their presence says the experiment's outputs are complete.
     return results.write_metrics(out_dir, cv, timing, results.environment())

@@ -7,7 +7,6 @@ the Markdown and :func:`summary_rows` as Prefect artifacts. An experiment not ru
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from tasks.data import DataError, load_table
+from tasks.data import DataError, file_md5, load_table
 from tasks.spec import ExperimentSpec
 
 TIMING_STEPS = ("load", "preprocess", "cross_validate", "refit", "write", "total")
@@ -117,15 +116,6 @@ class Report:
 
 def _environment_order(key: str) -> tuple[int, str]:
     return (ENVIRONMENT_KEYS.index(key) if key in ENVIRONMENT_KEYS else len(ENVIRONMENT_KEYS), key)
-
-
-def file_md5(path: str | Path) -> str:
-    """The md5 of a file's bytes, read in blocks; DVC 3 records exactly this for a file."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dvc_tracking(path: Path) -> tuple[Path, str, str | None] | None:

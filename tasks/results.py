@@ -6,7 +6,8 @@
   ``plots/metrics/fold_XX/<name>.tsv`` (dvclive's per-step logs) and ``plots/custom/folds.json`` (all folds in
   one table, which DVC draws with one line per fold);
 - ``predictions.csv``: every fold's held-out rows (``fold``, ``row`` in the data file, ``true``, ``predicted``);
-- ``model/model.keras`` + ``model/preprocessing.json``: the model refitted on all rows, with its preprocessing.
+- ``model/model.keras`` + ``model/preprocessing.json``: the model refitted on all rows, with its preprocessing;
+- ``dataset.json``: the data file and the md5 of its bytes, which the experiment's sweep depends on (dvc.yaml).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import keras
 from dvclive import Live
 
 from tasks.atomic import atomic_path, write_json
+from tasks.data import file_md5
 from tasks.evaluate import CVResult, FinalModel
 from tasks.models import build_model
 from tasks.preprocess import LabelCodec, Preprocessor
@@ -43,6 +45,18 @@ def write_metrics(out_dir: Path, result: CVResult, timing: dict[str, float],
                "environment": environment}
     write_json(out_dir / "metrics.json", summary)
     return summary
+
+
+def write_dataset(out_dir: Path, spec: ExperimentSpec) -> None:
+    """Write `dataset.json`: the experiment's data file and the md5 of its bytes, which change exactly when the
+    file's do.
+
+    dvc.yaml's tune stage depends on this rather than on the file: DVC cannot look up the experiment's
+    `dataset.file` from a sweep's key (it has no nested interpolation), and depending on the whole `data` folder
+    would rerun every sweep whenever any CSV is added or changed.
+    """
+    write_json(out_dir / "dataset.json",
+               {"file": Path(spec.dataset.file).as_posix(), "md5": file_md5(spec.dataset.file)})
 
 
 def write_history(out_dir: Path, result: CVResult) -> Path:

@@ -1,18 +1,22 @@
 """Real DVC in a temporary git repo: repro, nothing-to-do, a changed param reruns only its stage, experiments
-compared with `dvc metrics diff`, `dvc exp show` and `dvc plots show` (one line per fold)."""
+compared with `dvc metrics diff`, `dvc exp show` and `dvc plots show` (one line per fold), a sweep rerun by its
+own data only."""
 
 from __future__ import annotations
 
 import ast
 import hashlib
 import json
+import re
+import shutil
 
 import pytest
 import yaml
 
 from tasks import report
+from tasks.data import file_md5
 
-from conftest import ROOT, git_dvc_repo, run_checked as _run
+from conftest import ROOT, git_dvc_repo, run_checked as _run, tiny_params
 
 
 @pytest.fixture
@@ -32,7 +36,7 @@ def test_repro_then_nothing_then_only_the_changed_experiment(repo):
     # DVC 3 records a file's plain md5: the report's hash of the bytes is the one in data.dvc's manifest.
     tracked = report.dvc_tracking(path / "data/iris.csv")
     assert tracked is not None and tracked[0] == path / "data.dvc"
-    assert tracked[2] == report.file_md5(path / "data/iris.csv") == hashlib.md5(
+    assert tracked[2] == file_md5(path / "data/iris.csv") == hashlib.md5(
         (path / "data/iris.csv").read_bytes()).hexdigest()
     assert f"{tracked[2]} (as recorded in data.dvc {tracked[1]})" in summary
     assert (path / "reports/report.html").read_text().count("data:image/png;base64,") == 6
@@ -74,6 +78,39 @@ def test_repro_then_nothing_then_only_the_changed_experiment(repo):
     (curves,) = compared["data"]["results/diabetes/history/plots/custom/folds.json"]
     assert {(row["rev"], row["fold"]) for row in curves["content"]["data"]["values"]} == {
         (rev, fold) for rev in ("HEAD", "one-epoch") for fold in (0, 1)}
+
+
+def _stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def test_a_sweep_reruns_when_its_own_data_changes_not_when_another_csv_is_added(project, bundled_data,
+                                                                                prefect_server):
+    """The tune stage depends on its experiment's data file (through evaluate's dataset.json), not on the whole
+    `data` folder: bringing a new CSV runs only its own experiment, as README's "Bring your own CSV" says."""
+    params = tiny_params()
+    params["experiments"]["iris"]["train"]["epochs"] = 2
+    params["sweeps"] = {"iris": {"space": {"train.optimizer": {"grid": ["adam", "sgd"]}}, "keep_checkpoints": 1}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = git_dvc_repo(project, prefect_server)
+    first = _run(["dvc", "repro"], project, env)
+    assert _stages_run(first.stdout) == {"evaluate@iris", "evaluate@diabetes", "tune@iris", "report"}
+    recorded = json.loads((project / "results/iris/dataset.json").read_text())
+    assert recorded == {"file": "data/iris.csv", "md5": file_md5(project / "data/iris.csv")}
+
+    shutil.copy(bundled_data / "wine.csv", project / "data/wine.csv")
+    params["experiments"]["wine"] = {**params["experiments"]["iris"],
+                                     "dataset": {"file": "data/wine.csv", "target": "cultivar", "task": "multiclass"}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["dvc", "add", "-q", "data"], project, env)
+    added = _run(["dvc", "repro"], project, env)
+    assert _stages_run(added.stdout) == {"evaluate@wine", "report"}
+
+    rows = (project / "data/iris.csv").read_text().splitlines(keepends=True)
+    (project / "data/iris.csv").write_text("".join(rows[:-1]))  # one row fewer
+    _run(["dvc", "add", "-q", "data"], project, env)
+    changed = _run(["dvc", "repro"], project, env)
+    assert _stages_run(changed.stdout) == {"evaluate@iris", "tune@iris", "report"}
 
 
 def _imported_modules(path: str, top_level_only: bool = False) -> set[str]:

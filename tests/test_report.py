@@ -18,7 +18,7 @@ import pytest
 from flows.pipeline import write_results
 from tasks import report
 from tasks.atomic import write_json
-from tasks.data import load_table
+from tasks.data import file_md5, load_table
 from tasks.evaluate import cross_validate, encode_labels, prepare_folds
 from tasks.html_report import render_html
 from tasks.results import write_history
@@ -186,7 +186,7 @@ def test_report_from_a_real_run_renders_in_headless_chromium(project, monkeypatc
     markdown = report.render_markdown(content)
     assert "| iris | accuracy |" in markdown and "| diabetes | mse |" in markdown
     assert "| iris_later | not run yet |" in markdown
-    iris_md5 = report.file_md5(project / "data/iris.csv")
+    iris_md5 = file_md5(project / "data/iris.csv")
     assert f"setosa 50, versicolor 50, virginica 50 | {iris_md5} (not tracked by DVC)" in markdown
     assert "| evaluate@iris |" in markdown and "| iris | 4 | 4 | 0 | accuracy 0.9500 ± 0.0200 |" in markdown
 
