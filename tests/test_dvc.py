@@ -84,10 +84,16 @@ def _stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def test_a_sweep_reruns_when_its_own_data_changes_not_when_another_csv_is_added(project, bundled_data,
-                                                                                prefect_server):
+def _out_of_date(output: str) -> set[str]:
+    """The stages `dvc status` lists (its unindented `<stage>:` lines)."""
+    return set(re.findall(r"^(\S+):$", output, flags=re.MULTILINE))
+
+
+def test_a_sweep_is_out_of_date_when_its_own_data_changes_not_when_another_csv_is_added(project, bundled_data,
+                                                                                        prefect_server):
     """The tune stage depends on its experiment's data file (through evaluate's dataset.json), not on the whole
-    `data` folder: bringing a new CSV runs only its own experiment, as README's "Bring your own CSV" says."""
+    `data` folder: bringing a new CSV puts only its own experiment out of date, as README's "Bring your own CSV"
+    says."""
     params = tiny_params()
     params["experiments"]["iris"]["train"]["epochs"] = 2
     params["sweeps"] = {"iris": {"space": {"train.optimizer": {"grid": ["adam", "sgd"]}}, "keep_checkpoints": 1}}
@@ -103,15 +109,16 @@ def test_a_sweep_reruns_when_its_own_data_changes_not_when_another_csv_is_added(
                                      "dataset": {"file": "data/wine.csv", "target": "cultivar", "task": "multiclass"}}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["dvc", "add", "-q", "data"], project, env)
-    added = _run(["dvc", "repro"], project, env)
-    assert _stages_run(added.stdout) == {"evaluate@wine", "report"}
+    assert _out_of_date(_run(["dvc", "status"], project, env).stdout) == {"evaluate@wine", "report"}
 
+    # One row fewer in iris.csv: its evaluation reruns, after which its sweep is out of date for its data.
     rows = (project / "data/iris.csv").read_text().splitlines(keepends=True)
-    (project / "data/iris.csv").write_text("".join(rows[:-1]))  # one row fewer
+    (project / "data/iris.csv").write_text("".join(rows[:-1]))
     _run(["dvc", "add", "-q", "data"], project, env)
-    changed = _run(["dvc", "repro"], project, env)
-    assert _stages_run(changed.stdout) == {"evaluate@iris", "tune@iris", "report"}
-
+    assert "evaluate@iris" in _out_of_date(_run(["dvc", "status"], project, env).stdout)
+    _run(["dvc", "repro", "--single-item", "evaluate@iris"], project, env)
+    status = _run(["dvc", "status", "tune@iris"], project, env).stdout
+    assert _out_of_date(status) == {"tune@iris"} and re.search(r"modified:\s+results/iris/dataset.json", status)
 
 def _imported_modules(path: str, top_level_only: bool = False) -> set[str]:
     """The kerasflow modules (tasks/*.py, flows/*.py) a source file imports, as repository paths."""
