@@ -16,15 +16,8 @@ Three parts, each measured side by side in this one run:
              CV each) at the smallest fraction, stacked (4 trials of 9 models) and one trial per config (12
              trials of 3 stacked folds), side by side.
 
-On the GPU machine (../shared/gpu/README.md), having filled `.whl/` here with `../shared/gpu/prepare-wheels.sh`
-and added the two data files:
-
-    gzip -c data/mnist_5k.csv > .whl/mnist_5k.csv.gz && cp data/breast_cancer.csv .whl/
-
-then, there, after the README's install lines (PYTHONPATH=/tmp/site, KERAS_BACKEND=jax, no preallocation):
-
-    export PYTHONPATH=$PYTHONPATH:$PWD && mkdir -p data && gunzip -c .whl/mnist_5k.csv.gz > data/mnist_5k.csv \
-        && cp .whl/breast_cancer.csv data/ && python3 bench/gpu.py
+On the GPU machine: `bash bench/gpu.sh prepare` here, then `bash bench/gpu.sh run` there (see that script: it
+brings Keras, Ray and the data, which the machine lacks, as wheels and files in `.whl/`).
 
 Here, a check of the whole script on the CPU with logical GPUs (Ray schedules the fractions; JAX trains on
 the CPU): `KERAS_BACKEND=jax .venv/bin/python bench/gpu.py --fake-gpus 1 --trials 4`.
@@ -63,12 +56,16 @@ BOOKS_GRID = {"train.optimizer": {"grid": ["rmsprop", "adam"]},
 
 
 def epoch_part(epochs: int) -> None:
-    """bench/backends.py's JAX rows on the default device and on the CPU, and the CPU's time over the GPU's."""
+    """bench/backends.py's JAX rows on the default device and on the CPU, and the CPU's time over the GPU's.
+
+    A child or a row that fails is reported and left out, so that the sweeps after it still run.
+    """
     measured = {}
     for device, env in (("default", {}), ("cpu", {"JAX_PLATFORMS": "cpu"})):
         rows, seconds, tail = run_backend("jax", ["mlp", "cnn"], epochs, env=env)
-        if tail:
-            raise SystemExit(f"bench/backends.py's JAX child on the {device} device failed:\n{tail}")
+        if tail or not rows:
+            print(f"bench/backends.py's JAX child on the {device} device failed:\n{tail or 'no row printed'}")
+            return
         platform = rows[0]["versions"].get("device", "?")
         measured[device] = (platform, {(row["model"], row["path"]): row for row in rows})
         print(f"jax on {device} ({platform}): subprocess {seconds:.1f} s")
@@ -81,6 +78,11 @@ def epoch_part(epochs: int) -> None:
           f"{'1st ' + gpu_name:>9} {'cpu/gpu':>8} {'acc cpu':>8} {'acc gpu':>8}")
     for key, row in gpu.items():
         other = cpu[key]
+        failed = [(name, r["error"]) for name, r in ((gpu_name, row), (cpu_name, other)) if "error" in r]
+        if failed:
+            for name, error in failed:
+                print(f"{key[0]:<5} {key[1]:<18} failed on {name}: {error.strip().splitlines()[-1]}")
+            continue
         print(f"{key[0]:<5} {key[1]:<18} {row['models_per_step']:6d} {other['epoch_s']:9.4f} {row['epoch_s']:9.4f} "
               f"{other['first_epoch_s']:9.2f} {row['first_epoch_s']:9.2f} {other['epoch_s'] / row['epoch_s']:7.2f}x "
               f"{other['accuracy']:8.4f} {row['accuracy']:8.4f}")
@@ -138,7 +140,7 @@ def fractions_part(fractions: list[float], n_trials: int, epochs: int, cpu: floa
     for fraction, row in rows:
         rate = row["trials"] / row["wall"]
         print(f"{fraction:9g} {row['at_once']:7d} {row['wall']:7.1f} {60 * rate:10.1f} {rate / base:6.2f}x "
-              f"{row['trial_s']:8.2f} {row['inside']:8.0%} {row['errors']:6d} {row['best']:8.4f}")
+              f"{row['trial_s']:8.2f} {row['inside']:9.0%} {row['errors']:6d} {row['best']:8.4f}")
 
 
 def stacked_part(fraction: float, epochs: int, cpu: float) -> None:
@@ -156,7 +158,7 @@ def stacked_part(fraction: float, epochs: int, cpu: float) -> None:
     for stack, row in rows.items():
         label = "stacked" if stack else "one per trial"
         print(f"{label:<16} {row['trials']:6d} {row['at_once']:7d} {row['wall']:7.1f} "
-              f"{60 * row['configs'] / row['wall']:11.1f} {row['trial_s']:8.2f} {row['inside']:8.0%} "
+              f"{60 * row['configs'] / row['wall']:11.1f} {row['trial_s']:8.2f} {row['inside']:9.0%} "
               f"{row['errors']:6d} {row['best']:8.4f}")
     print(f"stacked: {rows[False]['wall'] / rows[True]['wall']:.2f}x the configs a minute of one config per trial")
 

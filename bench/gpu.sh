@@ -7,7 +7,7 @@
 #   bash bench/gpu.sh run [ARGS]    # there, from the repository root, .whl/ carried: installs them under
 #                                   # /tmp/site and runs bench/gpu.py ARGS on Keras' JAX backend
 #
-# The device tool's call: command "bash bench/gpu.sh run 2>&1 | tee $OUT/gpu.log", carry [".whl"].
+# The device tool's call: command "set -o pipefail; bash bench/gpu.sh run 2>&1 | tee $OUT/gpu.log", carry [".whl"].
 set -euo pipefail
 case "${1:-}" in
 prepare)
@@ -21,7 +21,7 @@ prepare)
         python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
             --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_27_x86_64 \
             --platform manylinux_2_28_x86_64 -d "$([ "$name" = ray ] && echo "$tmp" || echo .whl)" "$pin" \
-            2>&1 | grep -v "WARNING: Location" || true
+            2>&1 | { grep -v "WARNING: Location" || true; }  # pip's own failure still stops the script
     done
     # Ray's wheel is 79 MB; without its jars it is 46 MB, under the 64 MiB a call may carry.
     python3 - "$tmp"/ray-*.whl .whl/ray-nojar.zip <<'EOF'

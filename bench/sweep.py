@@ -23,8 +23,9 @@ and the same epochs, so the ratios are measured side by side.
                 bookkeeping goes to a temporary directory.
 
 `rel. time` is a contender's seconds over kerasflow's: kerasflow's speed-up over it (issue 7's target: >= 5x).
-`kerasflow's seconds` splits kerasflow's time: Ray's start, the Tuner until its first trial began (trial processes
-starting and importing kerasflow), the trials, the Tuner after the last one, the refit and the files.
+`kerasflow's seconds` splits kerasflow's time after loading the data: Ray's start, the Tuner until its first trial
+began (trial processes starting and importing kerasflow), the trials, the Tuner after the last one, the refit and
+the files.
 """
 
 from __future__ import annotations
@@ -142,9 +143,9 @@ def keras_tuner_search(X: np.ndarray, y: np.ndarray, epochs: int) -> tuple[float
 
 
 def kerasflow_sweep(epochs: int) -> tuple[dict, dict[str, float]]:
-    """The sweep's best.json, and where its time went: Ray's start, the Tuner until its first trial began (trial
-    processes starting and importing kerasflow), from then until the last trial ended, and the rest (the refit of
-    the best config on all rows, the files)."""
+    """The sweep's best.json, and where its time after loading the data went: Ray's start, the Tuner until its
+    first trial began (trial processes starting and importing kerasflow), from then until the last trial ended
+    (trials that reported nothing left out), and the rest (the refit of the best config on all rows, the files)."""
     raw = params(epochs)
     parsed = parse_params(raw)
     spec, sweep = parsed.experiments["cancer"], parsed.sweeps["cancer"]
@@ -157,7 +158,7 @@ def kerasflow_sweep(epochs: int) -> tuple[dict, dict[str, float]]:
         tuner_end = time.perf_counter()
         best = export_best.fn("cancer", spec, sweep, grid, table, labels, Path(out))
         end = time.perf_counter()
-    trials = [result.metrics for result in grid]
+    trials = [result.metrics for result in grid if (result.metrics or {}).get("started_at") is not None]
     first = min(m["started_at"] for m in trials) - tuner_start_wall
     last = max(m["started_at"] + m["trial_seconds"] for m in trials) - tuner_start_wall
     return best, {"ray.init": tuner_start - start, "to first trial": first, "trials": last - first,

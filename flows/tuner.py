@@ -131,7 +131,12 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
     if resume:
         if not tune.Tuner.can_restore(str(path)):
             raise SweepError(f"sweeps.{name}: nothing to resume at {path}; run without --resume first")
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        try:
+            return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        except (AttributeError, ImportError) as exc:
+            # Ray pickles the sweep's objects by module and name: a sweep saved by other code names what is gone.
+            raise SweepError(f"sweeps.{name}: the sweep at {path} was saved by another version of kerasflow and "
+                             f"cannot be resumed by this one ({exc}); run without --resume") from None
     shutil.rmtree(path, ignore_errors=True)
     mode = "max" if spec.higher_is_better else "min"
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=sweep.grace_period)

@@ -44,9 +44,10 @@ def test_quarter_gpu_trials_pack_four_at_a_time_on_one_logical_gpu(cancer_projec
     assert all(end > latest_start for _, end in intervals)
 
 
-def test_a_local_cluster_offering_logical_gpus_runs_half_gpu_trials(cancer_project):
+def test_a_local_cluster_offering_logical_gpus_runs_half_gpu_trials(cancer_project, monkeypatch):
     """`connect(num_gpus=...)`, as bench/gpu.py --fake-gpus checks its fractional-GPU sweeps on a machine without a
     GPU: trials that ask half a GPU run on the one it was told of (without it, the sweep is refused: no GPU)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a cluster started here, not one the environment names
     ray.shutdown()
     connect(num_gpus=1)
     try:

@@ -120,6 +120,7 @@ def test_a_sweep_is_out_of_date_when_its_own_data_changes_not_when_another_csv_i
     status = _run(["dvc", "status", "tune@iris"], project, env).stdout
     assert _out_of_date(status) == {"tune@iris"} and re.search(r"modified:\s+results/iris/dataset.json", status)
 
+
 def _imported_modules(path: str, top_level_only: bool = False) -> set[str]:
     """The kerasflow modules (tasks/*.py, flows/*.py) a source file imports, as repository paths."""
     tree = ast.parse((ROOT / path).read_text())

@@ -109,3 +109,13 @@ def test_infeasible_resources_fail_in_seconds(cancer_project, local_ray):
     with pytest.raises(SweepError, match="asks for cpu=1, gpu=1 but no node of the cluster has that much"):
         sweep_and_export(sweep_params(gpu=1), cancer_project / "tune")
     assert time.monotonic() - start < 30
+
+
+def test_a_sweep_saved_by_other_code_is_refused_on_resume(cancer_project, local_ray):
+    """Ray's tuner.pkl names the sweep's objects by module and name; one naming what this code lacks (the progress
+    callback was `flows.sweep.TrialProgress` before flows/tuner.py) gets a clear error, not a traceback."""
+    saved = cancer_project / "tune/ray/sweep"
+    saved.mkdir(parents=True)
+    (saved / "tuner.pkl").write_bytes(b"cflows.sweep\nTrialProgress\n.")  # a pickle of that one name
+    with pytest.raises(SweepError, match="saved by another version of kerasflow .* run without --resume"):
+        sweep_and_export(sweep_params(), cancer_project / "tune", resume=True)
