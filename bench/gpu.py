@@ -43,16 +43,12 @@ import ray  # noqa: E402
 
 from backends import run_backend  # noqa: E402
 from flows.tuner import check_cluster, connect, make_tuner  # noqa: E402
-from kfold import experiment_params  # noqa: E402
+from kfold import BOOKS_GRID, experiment_params  # noqa: E402
 from tasks.data import load_table  # noqa: E402
 from tasks.evaluate import encode_labels  # noqa: E402
 from tasks.spec import parse_params  # noqa: E402
 
 PARTS = ("epoch", "fractions", "stacked")
-BOOKS_GRID = {"train.optimizer": {"grid": ["rmsprop", "adam"]},
-              "model.initializer": {"grid": ["glorot_uniform", "random_normal", "random_uniform"]},
-              "train.batch_size": {"grid": [10, 20]}}
-"""bench/sweep.py's grid (that script imports scikeras and Keras Tuner, which the GPU machine lacks)."""
 
 
 def epoch_part(epochs: int) -> None:
@@ -106,11 +102,8 @@ def timed_sweep(name: str, spec, sweep, table, labels) -> dict:
     results = [result.metrics or {} for result in grid]
     scores = [score for metrics in results for score in metrics.get("scores") or []]
     resources = ray.cluster_resources()
-    if sweep.gpu:
-        at_once = min(int(resources.get("GPU", 0) / sweep.gpu), int(resources.get("CPU", 0) / sweep.cpu))
-    else:
-        at_once = int(resources.get("CPU", 0) / sweep.cpu)
-    at_once = max(1, min(at_once, len(results)))
+    fits = [resources.get("CPU", 0) / sweep.cpu] + ([resources.get("GPU", 0) / sweep.gpu] if sweep.gpu else [])
+    at_once = max(1, min(int(min(fits)), len(results)))
     trial_seconds = [metrics["trial_seconds"] for metrics in results if "trial_seconds" in metrics]
     return {"wall": wall, "trials": len(results), "configs": len(scores), "errors": len(grid.errors),
             "at_once": at_once, "inside": sum(trial_seconds) / (wall * at_once),
@@ -146,12 +139,13 @@ def fractions_part(fractions: list[float], n_trials: int, epochs: int, cpu: floa
 def stacked_part(fraction: float, epochs: int, cpu: float) -> None:
     """bench/sweep.py's grid of 12 MLP configs at `fraction` of a GPU a trial, stacked and one trial per config."""
     experiment = experiment_params(epochs, n_splits=3)["experiments"]["cancer"]
-    rows = {}
-    for stack in (True, False):
-        spec, sweep = parsed("cancer", experiment, {"space": BOOKS_GRID, "scoring": "kfold", "gpu": fraction,
-                                                    "cpu": cpu, "keep_checkpoints": 1, "stack_configs": stack})
-        table = load_table(spec.dataset)
-        rows[stack] = timed_sweep("cancer", spec, sweep, table, encode_labels(spec, table))
+    sweeps = {stack: parsed("cancer", experiment, {"space": BOOKS_GRID, "scoring": "kfold", "gpu": fraction,
+                                                   "cpu": cpu, "keep_checkpoints": 1, "stack_configs": stack})[1]
+              for stack in (True, False)}
+    spec, _ = parsed("cancer", experiment, {"space": BOOKS_GRID})
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    rows = {stack: timed_sweep("cancer", spec, sweep, table, labels) for stack, sweep in sweeps.items()}
     print(f"\nbench/sweep.py's grid: 12 configs x 3 folds x {epochs} epochs, {fraction:g} GPU and {cpu:g} CPU a trial")
     print(f"{'configs':<16} {'trials':>6} {'at once':>7} {'wall s':>7} {'configs/min':>11} {'trial s':>8} "
           f"{'in trials':>9} {'errors':>6} {'best acc':>8}")

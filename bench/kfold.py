@@ -45,6 +45,15 @@ from tasks.spec import parse_params  # noqa: E402
 from tasks.train import fit_fold  # noqa: E402
 
 
+# The books' grid over this experiment (bench/sweep.py, bench/gpu.py): optimizer x initializer x batch size.
+OPTIMIZERS = ["rmsprop", "adam"]
+INITIALIZERS = ["glorot_uniform", "random_normal", "random_uniform"]
+BATCH_SIZES = [10, 20]
+BOOKS_GRID = {"train.optimizer": {"grid": OPTIMIZERS}, "model.initializer": {"grid": INITIALIZERS},
+              "train.batch_size": {"grid": BATCH_SIZES}}
+"""The grid as a sweep's `space:`."""
+
+
 def experiment_params(epochs: int, n_splits: int) -> dict:
     """The books' 12-8-1 MLP on the breast-cancer data, stratified k-fold, as a params.yaml mapping."""
     return {"experiments": {"cancer": {

@@ -54,20 +54,13 @@ from flows.tuner import connect  # noqa: E402
 from tasks.data import load_table  # noqa: E402
 from tasks.spec import parse_params  # noqa: E402
 
-from kfold import experiment_params  # noqa: E402
-
-OPTIMIZERS = ["rmsprop", "adam"]
-INITIALIZERS = ["glorot_uniform", "random_normal", "random_uniform"]
-BATCH_SIZES = [10, 20]
+from kfold import BATCH_SIZES, BOOKS_GRID, INITIALIZERS, OPTIMIZERS, experiment_params  # noqa: E402
 
 
 def params(epochs: int) -> dict:
     """bench/kfold.py's experiment, 3-fold, with the grid as its sweep."""
     raw = experiment_params(epochs, n_splits=3)
-    raw["sweeps"] = {"cancer": {"space": {"train.optimizer": {"grid": OPTIMIZERS},
-                                          "model.initializer": {"grid": INITIALIZERS},
-                                          "train.batch_size": {"grid": BATCH_SIZES}},
-                                "scoring": "kfold", "cpu": 1, "keep_checkpoints": 1}}
+    raw["sweeps"] = {"cancer": {"space": BOOKS_GRID, "scoring": "kfold", "cpu": 1, "keep_checkpoints": 1}}
     return raw
 
 
