@@ -10,7 +10,7 @@ Keras fixes its backend at `import keras`, so each backend trains in a fresh sub
 (`KERAS_BACKEND=<backend>`), one backend after another, and this process prints one table. Every row trains on
 the same preprocessed data; the first epoch (tracing, compilation) is a warm-up, and `ms/step` is the median
 of the other epochs' training time (the validation pass of each epoch excluded) over the steps per epoch.
-TensorFlow is set up as `kerasflow run` sets it (`tasks/backend.py`): deterministic kernels on
+TensorFlow is set up as `kerasflow run` sets it (`tasks/config/backend.py`): deterministic kernels on
 (`TF_DETERMINISTIC_OPS=1`), oneDNN's custom ops off (`TF_ENABLE_ONEDNN_OPTS=0`); set either in the environment to
 measure otherwise.
 
@@ -23,10 +23,10 @@ Models:
 
 Paths (rows), per model:
 
-- kerasflow:         `tasks.train.fit_fold` on the first fold (kerasflow's per-model path: one compiled call per
+- kerasflow:         `kerasflow.tasks.training.train.fit_fold` on the first fold (kerasflow's per-model path: one compiled call per
                      epoch through `steps_per_execution`, validation in one step);
-- kerasflow_stacked: (mlp only) `tasks.evaluate.cross_validate` on all 10 folds, stacked into one program
-                     (`tasks/stacked.py`); one step trains the 10 models; `acc` is the mean over the folds;
+- kerasflow_stacked: (mlp only) `kerasflow.tasks.training.evaluate.cross_validate` on all 10 folds, stacked into one program
+                     (`tasks/training/stacked.py`); one step trains the 10 models; `acc` is the mean over the folds;
 - bare_keras:        the same network written directly in Keras, `model.fit` with Keras' defaults
                      (steps_per_execution=1), on the same fold.
 
@@ -49,7 +49,7 @@ import tempfile
 import time
 import traceback
 
-from tasks.backend import backend_settings, set_backend_defaults
+from kerasflow.tasks.config.backend import backend_settings, set_backend_defaults
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("mlp", "cnn")
@@ -125,10 +125,10 @@ def per_step(timer, steps: int, accuracy: float, models_per_step: int = 1) -> di
 
 
 def mlp_folds(epochs: int):
-    from tasks.data import load_table
-    from tasks.evaluate import encode_labels, prepare_folds
-
     from kfold import experiment
+
+    from kerasflow.tasks.data.table import load_table
+    from kerasflow.tasks.training.evaluate import encode_labels, prepare_folds
 
     spec = experiment(epochs, n_splits=10)
     table = load_table(spec.dataset)
@@ -136,9 +136,9 @@ def mlp_folds(epochs: int):
 
 
 def cnn_fold(epochs: int):
-    from tasks.data import load_table
-    from tasks.evaluate import encode_labels, prepare_folds
-    from tasks.spec import load_params
+    from kerasflow.tasks.config.schema import load_params
+    from kerasflow.tasks.data.table import load_table
+    from kerasflow.tasks.training.evaluate import encode_labels, prepare_folds
 
     spec = load_params("params.yaml").experiments["digits_cnn"]
     spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": epochs})})
@@ -147,7 +147,7 @@ def cnn_fold(epochs: int):
 
 
 def kerasflow_fold(spec, fold) -> dict:
-    from tasks.train import fit_fold
+    from kerasflow.tasks.training.train import fit_fold
 
     timer = epoch_timer()
     result = fit_fold(spec, fold, 0, callbacks=[timer])
@@ -160,7 +160,7 @@ def mlp_kerasflow(epochs: int) -> dict:
 
 
 def mlp_kerasflow_stacked(epochs: int) -> dict:
-    from tasks.evaluate import cross_validate
+    from kerasflow.tasks.training.evaluate import cross_validate
 
     spec, folds = mlp_folds(epochs)
     timer = epoch_timer()

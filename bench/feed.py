@@ -1,6 +1,6 @@
 """How `fit` is fed on TensorFlow: Keras' own pipeline for NumPy arrays against kerasflow's dataset of whole batches
-(`tasks.epochs.in_batches`), for one fold and for 10 stacked folds of the k-fold benchmark's 12-8-1 MLP (150 epochs).
-kerasflow's dataset either reads the laid-out batches in place (`tasks.epochs.in_place`, from a buffer aligned for
+(`kerasflow.tasks.training.feed.in_batches`), for one fold and for 10 stacked folds of the k-fold benchmark's 12-8-1 MLP (150 epochs).
+kerasflow's dataset either reads the laid-out batches in place (`kerasflow.tasks.training.feed.in_place`, from a buffer aligned for
 TensorFlow), or TensorFlow copies them from a buffer NumPy allocated ("copied": kerasflow's feed before it read
 them in place).
 
@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import argparse
 
-from tasks.backend import set_backend_defaults
+from kerasflow.tasks.config.backend import set_backend_defaults
 
-set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/backend.py)
+set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
 import tasks.epochs  # noqa: E402
-from kfold import timed, prepared  # noqa: E402
-from tasks.evaluate import cross_validate  # noqa: E402
-from tasks.train import fit_fold  # noqa: E402
+from kfold import prepared, timed  # noqa: E402
+
+from kerasflow.tasks.training.evaluate import cross_validate  # noqa: E402
+from kerasflow.tasks.training.train import fit_fold  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     names = ("in_batches", "aligned_empty", "in_place")  # how fit is fed; the layout's buffer; whether it is copied
     kerasflow = tuple(getattr(tasks.epochs, name) for name in names)
     copied = (kerasflow[0], lambda shape, dtype: np.empty(shape, dtype), lambda array: array)
-    feeds = {"keras": (tasks.epochs.as_arrays, *kerasflow[1:]), "kerasflow, copied": copied, "kerasflow": kerasflow}
+    feeds = {"keras": (kerasflow.tasks.training.feed.as_arrays, *kerasflow[1:]), "kerasflow, copied": copied, "kerasflow": kerasflow}
     work = {"one fold": lambda: fit_fold(spec, folds[0], 0), "10 folds": lambda: cross_validate(spec, folds)}
     seconds: dict = {(w, f): [] for w in work for f in feeds}
     histories: dict = {}

@@ -15,17 +15,16 @@ import argparse
 import os
 import time
 
-from tasks.backend import backend_settings, set_backend_defaults
+from kerasflow.tasks.config.backend import backend_settings, set_backend_defaults
 
-set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/backend.py)
+set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import numpy as np  # noqa: E402
-
-from tasks.evaluate import cross_validate  # noqa: E402
-from tasks.train import fit_fold  # noqa: E402
-
 from kfold import prepared  # noqa: E402
+
+from kerasflow.tasks.training.evaluate import cross_validate  # noqa: E402
+from kerasflow.tasks.training.train import fit_fold  # noqa: E402
 
 
 def sequential(spec, folds) -> list[float]:

@@ -7,7 +7,7 @@ Three parts, each measured side by side in this one run:
              and once with `JAX_PLATFORMS=cpu`, each in its own process; seconds an epoch (median after the
              first) and the CPU's over the GPU's;
 - fractions: a sweep of the digits CNN, `--trials` configs of one shape (seeds), at each of `--fractions` of a GPU
-             per trial, on one Ray cluster, one Tuner after another (`flows.tuner`, as `kerasflow tune` runs
+             per trial, on one Ray cluster, one Tuner after another (`kerasflow.flows.ray_driver`, as `kerasflow tune` runs
              it, Prefect left out); trials a minute, each fraction's over 1 GPU's, and the share of the sweep's
              wall time its trials spent inside their own code (the rest: Ray, process start, imports). An
              untimed one-trial sweep first puts the CNN's programs into JAX's compilation cache, as any earlier
@@ -35,18 +35,18 @@ from tempfile import TemporaryDirectory
 
 import yaml
 
-from tasks.backend import set_backend_defaults
+from kerasflow.tasks.config.backend import set_backend_defaults
 
-set_backend_defaults()  # as `kerasflow tune` sets the backends up (tasks/backend.py)
+set_backend_defaults()  # as `kerasflow tune` sets the backends up (tasks/config/backend.py)
 
 import ray  # noqa: E402
-
 from backends import run_backend  # noqa: E402
-from flows.tuner import check_cluster, connect, make_tuner  # noqa: E402
 from kfold import BOOKS_GRID, experiment_params  # noqa: E402
-from tasks.data import load_table  # noqa: E402
-from tasks.evaluate import encode_labels  # noqa: E402
-from tasks.spec import parse_params  # noqa: E402
+
+from kerasflow.flows.ray_driver import check_cluster, connect, make_tuner  # noqa: E402
+from kerasflow.tasks.config.schema import parse_params  # noqa: E402
+from kerasflow.tasks.data.table import load_table  # noqa: E402
+from kerasflow.tasks.training.evaluate import encode_labels  # noqa: E402
 
 PARTS = ("epoch", "fractions", "stacked")
 

@@ -18,7 +18,7 @@ seconds moves by a second or more here.
   there after the same warm-up, with one fold on JAX beside it; compared with this run's books' loop on
   TensorFlow, as a user who switches `backend: jax` compares (issue 7's 40x target). Twice: with JAX's
   compilation cache off, so every new model compiles its programs, and with kerasflow's default cache
-  (`tasks/backend.py`) in a new empty folder, which the warm-up and the first timings fill: then every later
+  (`tasks/config/backend.py`) in a new empty folder, which the warm-up and the first timings fill: then every later
   model of a shape loads its programs, as in any later run of an experiment.
 """
 
@@ -32,18 +32,21 @@ import sys
 import tempfile
 import time
 
-from tasks.backend import set_backend_defaults
+from kerasflow.tasks.config.backend import set_backend_defaults
 
-set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/backend.py)
+set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tasks.data import load_table  # noqa: E402
-from tasks.evaluate import cross_validate, encode_labels, prepare_folds  # noqa: E402
-from tasks.spec import parse_params  # noqa: E402
-from tasks.train import fit_fold  # noqa: E402
-
+from kerasflow.tasks.config.schema import parse_params  # noqa: E402
+from kerasflow.tasks.data.table import load_table  # noqa: E402
+from kerasflow.tasks.training.evaluate import (  # noqa: E402
+    cross_validate,
+    encode_labels,
+    prepare_folds,
+)
+from kerasflow.tasks.training.train import fit_fold  # noqa: E402
 
 # The books' grid over this experiment (bench/sweep.py, bench/gpu.py): optimizer x initializer x batch size.
 OPTIMIZERS = ["rmsprop", "adam"]

@@ -1,5 +1,5 @@
 """How many bytes of laid-out epochs to hand Keras per `fit` call: 10 stacked folds of the k-fold benchmark's
-12-8-1 MLP (150 epochs: 94 MB laid out) timed with `tasks.epochs.LAYOUT_BYTES` at several sizes, beside one fold.
+12-8-1 MLP (150 epochs: 94 MB laid out) timed with `kerasflow.tasks.training.fit.LAYOUT_BYTES` at several sizes, beside one fold.
 
 Run from the repository root (after `make install` and `kerasflow data`):
 
@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import argparse
 
-from tasks.backend import set_backend_defaults
+from kerasflow.tasks.config.backend import set_backend_defaults
 
-set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/backend.py)
+set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
 
 import keras  # noqa: E402
-
-import tasks.epochs  # noqa: E402
+from kerasflow.tasks.training import fit  # noqa: E402
 from kfold import interleaved, prepared  # noqa: E402
-from tasks.evaluate import cross_validate  # noqa: E402
-from tasks.train import fit_fold  # noqa: E402
+
+from kerasflow.tasks.training.evaluate import cross_validate  # noqa: E402
+from kerasflow.tasks.training.train import fit_fold  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
 
     def stacked_in(mib: int):
         def run():
-            tasks.epochs.LAYOUT_BYTES = mib * 2**20
+            fit.LAYOUT_BYTES = mib * 2**20
             return cross_validate(spec, folds)
         return run
 

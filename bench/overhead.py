@@ -15,7 +15,7 @@ The tiny job is params.yaml's `iris_mlp` (150 rows, 10-fold repeated 3×: 30 fol
 process, as a user's command is, timed from outside (wall seconds); the processes of one repeat run one after
 another and the repeats are interleaved, so drift on a noisy machine hits them all alike; each row is the median
 over the repeats. All run with `KERAS_BACKEND` set to `--backend` (default tensorflow), the backends set up as
-`kerasflow run` sets them (`tasks/backend.py`: deterministic kernels, no oneDNN custom ops, JAX's compilation cache)
+`kerasflow run` sets them (`tasks/config/backend.py`: deterministic kernels, no oneDNN custom ops, JAX's compilation cache)
 and no `PREFECT_API_URL` (so `kerasflow run` and the trivial flow start Prefect's temporary local server, as with a
 default set-up; a `PREFECT_API_URL` set in a Prefect profile instead of the environment would defeat this). The
 first process to start Prefect's server on a new `PREFECT_HOME` also creates its database; with 3 or more repeats
@@ -25,7 +25,7 @@ the median leaves that out.
 - import keras:        `python -c "import keras"`;
 - import prefect:      `python -c "from prefect import flow"`;
 - prefect flow:        the same, then one trivial `@flow` run: the temporary server's start and one flow run;
-- ray:                 `flows.tuner.connect()` (kerasflow's `ray.init`) and `ray.shutdown()`, timed inside
+- ray:                 `kerasflow.flows.ray_driver.connect()` (kerasflow's `ray.init`) and `ray.shutdown()`, timed inside
                        (`inner`), as `kerasflow tune` pays it;
 - bare keras:          this script (`--child bare`): the books' loop, a fresh `Sequential` compiled and fitted
                        per fold on kerasflow's folds and scalers, then one fit on all rows; `inner` = training;
@@ -66,7 +66,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from tasks.backend import backend_settings
+from kerasflow.tasks.config.backend import backend_settings
 
 EXPERIMENT = "iris_mlp"
 JOB_SECONDS = 180.0
@@ -87,7 +87,7 @@ noop()
 RAY_START = f"""
 import time
 import ray
-from flows.tuner import connect
+from kerasflow.flows.ray_driver import connect
 
 start = time.perf_counter()
 connect()
@@ -110,9 +110,11 @@ def tiny_params(epochs: int) -> dict:
 
 def child_functions(params_file: Path, results_dir: Path) -> None:
     """The Prefect flow's steps as plain functions: what `kerasflow run` does, without Prefect running."""
-    from flows import pipeline  # the imports `kerasflow run` pays, Prefect's included
-    from tasks import report
-    from tasks.spec import load_params
+    from kerasflow.flows import (
+        pipeline,  # the imports `kerasflow run` pays, Prefect's included
+    )
+    from kerasflow.tasks.config.schema import load_params
+    from kerasflow.tasks.report import collect as report
 
     start = time.perf_counter()
     spec = load_params(params_file).experiments[EXPERIMENT]
@@ -131,9 +133,9 @@ def child_bare(params_file: Path) -> None:
     import keras
     from sklearn.preprocessing import StandardScaler
 
-    from tasks.data import load_table
-    from tasks.evaluate import encode_labels, prepare_folds
-    from tasks.spec import DenseLayer, load_params
+    from kerasflow.tasks.config.schema import DenseLayer, load_params
+    from kerasflow.tasks.data.table import load_table
+    from kerasflow.tasks.training.evaluate import encode_labels, prepare_folds
 
     spec = load_params(params_file).experiments[EXPERIMENT]
     if not all(isinstance(layer, DenseLayer) for layer in spec.model.layers):
@@ -243,7 +245,7 @@ LABELS = {
     "import keras": 'python -c "import keras"',
     "import prefect": 'python -c "from prefect import flow"',
     "prefect flow": "the same + a trivial @flow run (temporary server)",
-    "ray": "ray: flows.tuner.connect() + ray.shutdown()",
+    "ray": "ray: kerasflow.flows.ray_driver.connect() + ray.shutdown()",
     "bare keras": "bare keras: books' loop, 30 folds + refit",
     "kerasflow functions": "kerasflow functions (the flow's steps, no Prefect)",
     "kerasflow run": "kerasflow run (Prefect flow, temporary server)",

@@ -17,16 +17,20 @@ from __future__ import annotations
 import argparse
 import time
 
-from tasks.backend import set_backend_defaults
+from kerasflow.tasks.config.backend import set_backend_defaults
 
-set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/backend.py)
+set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from tasks.data import load_table  # noqa: E402
-from tasks.evaluate import cross_validate, encode_labels, prepare_folds  # noqa: E402
-from tasks.spec import load_params  # noqa: E402
+from kerasflow.tasks.config.schema import load_params  # noqa: E402
+from kerasflow.tasks.data.table import load_table  # noqa: E402
+from kerasflow.tasks.training.evaluate import (  # noqa: E402
+    cross_validate,
+    encode_labels,
+    prepare_folds,
+)
 
 
 def main() -> None:

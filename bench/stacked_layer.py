@@ -1,5 +1,5 @@
 """How to write k stacked Dense layers: ms per training step of k 30-12-8-1 MLPs (batch 10) as one Keras model,
-for several formulations, beside one model alone. Why kerasflow turns oneDNN's custom ops off (tasks/backend.py).
+for several formulations, beside one model alone. Why kerasflow turns oneDNN's custom ops off (tasks/config/backend.py).
 
 Run from the repository root (after `make install`), once per setting to compare:
 
@@ -8,7 +8,7 @@ Run from the repository root (after `make install`), once per setting to compare
     KERAS_BACKEND=jax .venv/bin/python bench/stacked_layer.py
 
 Each formulation trains on random data, 2,600 steps in one `fit` after a warm-up `fit`; rows take turns
-`--repeats` times. `batched` is kerasflow's own (`tasks/stacked.py`: the data slot-first, one batched matmul per
+`--repeats` times. `batched` is kerasflow's own (`tasks/training/stacked.py`: the data slot-first, one batched matmul per
 layer); `batched-swapped` is the same layers fed batch-first data, swapping the batch and slot axes in and out (as
 kerasflow did before 2026-12-01's late session). `broadcast`, `einsum` and `per-slot` take slot-first data too.
 """
@@ -19,7 +19,7 @@ import argparse
 import os
 import time
 
-from tasks.backend import set_backend_defaults
+from kerasflow.tasks.config.backend import set_backend_defaults
 
 set_backend_defaults()  # the backends set up as `kerasflow` sets them, unless the environment says otherwise
 
@@ -27,7 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from tasks.stacked import StackedDense  # noqa: E402
+from kerasflow.tasks.training.stacked import StackedDense  # noqa: E402
 
 FEATURES, BATCH, STEPS, WIDTHS = 30, 10, 2600, (12, 8, 1)
 

@@ -36,25 +36,24 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from tasks.backend import set_backend_defaults
+from kerasflow.tasks.config.backend import set_backend_defaults
 
-set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/backend.py)
+set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
 
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
 import numpy as np  # noqa: E402
+from kfold import BATCH_SIZES, BOOKS_GRID, INITIALIZERS, OPTIMIZERS, experiment_params  # noqa: E402
 from scikeras.wrappers import KerasClassifier  # noqa: E402
 from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from flows.pipeline import load_data  # noqa: E402
-from flows.sweep import export_best, run_sweep  # noqa: E402
-from flows.tuner import connect  # noqa: E402
-from tasks.data import load_table  # noqa: E402
-from tasks.spec import parse_params  # noqa: E402
-
-from kfold import BATCH_SIZES, BOOKS_GRID, INITIALIZERS, OPTIMIZERS, experiment_params  # noqa: E402
+from kerasflow.flows.pipeline import load_data  # noqa: E402
+from kerasflow.flows.ray_driver import connect  # noqa: E402
+from kerasflow.flows.sweep import export_best, run_sweep  # noqa: E402
+from kerasflow.tasks.config.schema import parse_params  # noqa: E402
+from kerasflow.tasks.data.table import load_table  # noqa: E402
 
 
 def params(epochs: int) -> dict:

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from flows.temporary_server import TemporaryServer
-from tasks.backend import choose_backend, set_backend_defaults
-from tasks.data import DataError
-from tasks.spec import ExperimentSpec, ParamsError, load_params
+from kerasflow.flows.prefect_server import TemporaryServer
+from kerasflow.tasks.config.backend import choose_backend, set_backend_defaults
+from kerasflow.tasks.config.errors import KerasflowError, ParamsError
+from kerasflow.tasks.config.schema import ExperimentSpec, load_params
 
 DEFAULT_REPORT = Path("reports/summary.md")
 
@@ -81,8 +81,8 @@ def smoke(spec: ExperimentSpec) -> ExperimentSpec:
 def check_data(experiments: dict[str, ExperimentSpec]) -> None:
     """Load, encode and split every experiment's data (no training) before any flow starts: bad data then stops
     the command with one message, before Prefect starts and before any experiment writes a result."""
-    from tasks import evaluate
-    from tasks.data import load_table
+    from kerasflow.tasks.data.table import load_table
+    from kerasflow.tasks.training import evaluate
 
     for name, spec in experiments.items():
         table = load_table(spec.dataset)
@@ -97,18 +97,18 @@ server runs no scheduler, which Prefect warns about when it starts its own for `
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Before anything imports TensorFlow or JAX: TensorFlow quiet, deterministic, the same kernels on every CPU; JAX's
-    # compiled programs kept for the next run (tasks/backend.py).
+    # compiled programs kept for the next run (tasks/config/backend.py).
     set_backend_defaults()
     # Nothing leaves the machine: the local server's telemetry would only fail without a network anyway.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # No server in the environment: start Prefect's temporary one now, to boot during the imports (used only if
-    # Prefect's settings name no server either; see flows/temporary_server.py).
+    # Prefect's settings name no server either; see flows/prefect_server.py).
     early = args.command in EARLY_SERVER_COMMANDS and not os.environ.get("PREFECT_API_URL")
     server = TemporaryServer.launch() if early else None
     try:
         choose_backend(args.params)
         return _dispatch(args, server)
-    except (ParamsError, DataError) as exc:
+    except KerasflowError as exc:
         print(f"kerasflow: error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -124,14 +124,14 @@ def _prefect_ready(server: TemporaryServer | None) -> None:
 
 def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     if args.command == "data":
-        from tasks.bundled import write_bundled
+        from kerasflow.tasks.data.bundled import write_bundled
 
         for path in write_bundled(args.out):
             print(path)
         return 0
 
     if args.command == "predict":
-        from tasks.predict import predict_csv
+        from kerasflow.tasks.outputs.predict import predict_csv
 
         # Needs no params file: the model folder records everything the prediction depends on.
         print(predict_csv(args.model, args.input, args.output))
@@ -143,7 +143,7 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
             print(f"{name}\t{spec.dataset.file}\t{spec.dataset.task}\t{spec.evaluate.method}")
         return 0
 
-    from flows.pipeline import pipeline_flow, report_flow
+    from kerasflow.flows.pipeline import pipeline_flow, report_flow
 
     if args.command == "report":
         html = args.html or args.out.with_name("report.html")
@@ -154,13 +154,13 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         return 0
 
     if args.command == "tune":
-        from flows.sweep import sweep_flow
+        from kerasflow.flows.sweep import sweep_flow
 
         (name, spec), = params.select([args.experiment], source=str(args.params)).items()
         if name not in params.sweeps:
             raise ParamsError(f"{args.params}: experiment {name!r} has no sweeps.{name} section; "
                               f"sweeps are defined for: {', '.join(params.sweeps) or 'none'}")
-        from tasks.tune import scoring_spec
+        from kerasflow.tasks.sweep.groups import scoring_spec
 
         check_data({name: scoring_spec(spec, params.sweeps[name])})
         _prefect_ready(server)
@@ -171,7 +171,7 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
 
     selected = params.select(args.experiments, source=str(args.params))
     if args.command == "schedule":
-        from flows.schedule import serve_schedule
+        from kerasflow.flows.schedule import serve_schedule
 
         check_data(selected)
         serve_schedule(list(selected), args.cron, args.params, args.results, args.report)

@@ -17,12 +17,16 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks import evaluate, faults, html_report, report, results
-from tasks.atomic import atomic_path
-from tasks.data import Table, load_table
-from tasks.preprocess import LabelCodec
-from tasks.progress import EpochProgress, ProgressLine
-from tasks.spec import ExperimentSpec
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.data.preprocess import LabelCodec
+from kerasflow.tasks.data.table import Table, load_table
+from kerasflow.tasks.outputs import results
+from kerasflow.tasks.outputs.atomic import atomic_path
+from kerasflow.tasks.report import collect as report
+from kerasflow.tasks.report import html as html_report
+from kerasflow.tasks.runtime import faults
+from kerasflow.tasks.runtime.progress import EpochProgress, ProgressLine
+from kerasflow.tasks.training import evaluate
 
 
 @task(name="load-data", cache_policy=NO_CACHE)

@@ -15,8 +15,9 @@ from prefect import flow
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import EntrypointType
 
-from flows.pipeline import pipeline_flow
-from tasks.spec import ParamsError, load_params
+from kerasflow.flows.pipeline import pipeline_flow
+from kerasflow.tasks.config.errors import ParamsError
+from kerasflow.tasks.config.schema import load_params
 
 
 @flow(name="kerasflow-scheduled")

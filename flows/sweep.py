@@ -1,5 +1,5 @@
 """Ray Tune sweeps over one experiment, wrapped in a Prefect flow: the sweep, the best model's export and the
-report as tasks. What runs Ray Tune is in `flows/tuner.py`.
+report as tasks. What runs Ray Tune is in `flows/ray_driver.py`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,19 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from ray import tune
 
-from flows.pipeline import load_data, write_report
-from flows.tuner import SweepError, check_cluster, connect, make_tuner, trial_rows
-from tasks import evaluate
-from tasks.atomic import write_json
-from tasks.data import Table
-from tasks.models import build_model, make_optimizer
-from tasks.results import write_model
-from tasks.split import make_splits
-from tasks.spec import ExperimentSpec, SearchSpec
-from tasks.tune import restore_state, scoring_spec, write_trials
+from kerasflow.flows.pipeline import load_data, write_report
+from kerasflow.flows.ray_driver import check_cluster, connect, make_tuner
+from kerasflow.tasks.config.errors import SweepError
+from kerasflow.tasks.config.schema import ExperimentSpec, SearchSpec
+from kerasflow.tasks.data.split import make_splits
+from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.outputs.atomic import write_json
+from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.sweep.checkpoint import restore_state
+from kerasflow.tasks.sweep.export import trial_rows, write_trials
+from kerasflow.tasks.sweep.groups import scoring_spec
+from kerasflow.tasks.training import evaluate
+from kerasflow.tasks.training.models import build_model, make_optimizer
 
 
 @task(name="sweep", cache_policy=NO_CACHE)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.backend import set_backend_defaults
+from kerasflow.tasks.config.backend import set_backend_defaults
 
 # The backends in this process as `kerasflow` sets them up (TensorFlow quiet, deterministic, no oneDNN custom ops),
 # JAX's compiled programs kept in a folder of this session's, not the user's: no test loads an earlier session's.
@@ -33,7 +33,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # TensorFlow closes pytest's own capture.
 import prefect.main  # noqa: E402,F401
 
-from flows.temporary_server import free_port  # noqa: E402
+from kerasflow.flows.prefect_server import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -63,7 +63,7 @@ def tiny_params() -> dict:
 @pytest.fixture(scope="session")
 def bundled_data(tmp_path_factory) -> Path:
     """The bundled CSVs, written once per session by the same code `kerasflow data` runs."""
-    from tasks.bundled import write_bundled
+    from kerasflow.tasks.data.bundled import write_bundled
 
     out = tmp_path_factory.mktemp("bundled") / "data"
     write_bundled(out)
@@ -201,7 +201,7 @@ def local_ray():
     """One embedded Ray cluster (2 CPUs) for a module's in-process sweeps."""
     import ray
 
-    from flows.tuner import connect
+    from kerasflow.flows.ray_driver import connect
 
     ray.shutdown()
     connect()
@@ -211,9 +211,9 @@ def local_ray():
 
 def sweep_and_export(raw: dict, out: Path, resume: bool = False) -> dict:
     """Sweep `raw`'s `cancer` experiment into `out` (on whatever Ray is connected) and export the best model."""
-    from flows.pipeline import load_data
-    from flows.sweep import export_best, run_sweep
-    from tasks.spec import parse_params
+    from kerasflow.flows.pipeline import load_data
+    from kerasflow.flows.sweep import export_best, run_sweep
+    from kerasflow.tasks.config.schema import parse_params
 
     params = parse_params(raw)
     spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]

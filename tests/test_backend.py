@@ -11,11 +11,17 @@ from pathlib import Path
 import keras
 import pytest
 import yaml
-
 from conftest import run_cli, tiny_params
-from tasks.backend import backend_defaults, backend_settings, choose_backend, jax_cache_folder
-from tasks.evaluate import check_backend
-from tasks.spec import ParamsError, load_params
+
+from kerasflow.tasks.config.backend import (
+    backend_defaults,
+    backend_settings,
+    choose_backend,
+    jax_cache_folder,
+)
+from kerasflow.tasks.config.errors import ParamsError
+from kerasflow.tasks.config.schema import load_params
+from kerasflow.tasks.training.evaluate import check_backend
 
 
 def write_params(folder, **top) -> object:
@@ -115,11 +121,11 @@ def test_a_user_with_no_home_folder_gets_no_jax_cache_folder(monkeypatch):
 # and each fold's history.
 TWO_FOLDS_ON_JAX = """
 import json, sys
-from tasks.backend import set_backend_defaults
+from kerasflow.tasks.config.backend import set_backend_defaults
 set_backend_defaults()
 import jax, numpy as np
-from tasks.spec import parse_params
-from tasks.train import fit_model
+from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.training.train import fit_model
 
 events = []
 jax.monitoring.register_event_listener(lambda event, **_: events.append(event))
@@ -166,7 +172,7 @@ def test_a_local_ray_started_after_jax_prints_no_fork_warning(tmp_path):
     """Ray starts its servers by fork then exec; JAX's at-fork hook would warn a JAX user of `kerasflow tune` of a
     deadlock only a child that goes on running Python can meet. Any other fork still warns."""
     # Python runs its at-fork hooks for a subprocess with a preexec_fn, as Ray's are.
-    code = ("import subprocess, keras, ray; keras.ops.ones(2) + 1; from flows.tuner import connect; connect(); "
+    code = ("import subprocess, keras, ray; keras.ops.ones(2) + 1; from kerasflow.flows.ray_driver import connect; connect(); "
             "ray.shutdown(); print('RAY STARTED', flush=True); subprocess.run(['true'], preexec_fn=lambda: None)")
     env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
     env["KERAS_BACKEND"] = "jax"
@@ -179,10 +185,10 @@ def test_a_local_ray_started_after_jax_prints_no_fork_warning(tmp_path):
 
 # The shipped stateful LSTM experiment checked on JAX, in a child process (a process has one backend).
 STATEFUL_ON_JAX = """
-from tasks.backend import set_backend_defaults
+from kerasflow.tasks.config.backend import set_backend_defaults
 set_backend_defaults()
-from tasks.evaluate import check_backend
-from tasks.spec import load_params
+from kerasflow.tasks.training.evaluate import check_backend
+from kerasflow.tasks.config.schema import load_params
 check_backend(load_params("params.yaml").experiments["sunspots_lstm_stateful"], "sunspots_lstm_stateful")
 """
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import psutil
 import yaml
-
 from conftest import prefect_api, run_cli, tiny_params
 
 
@@ -137,9 +136,13 @@ def test_a_server_named_in_prefect_toml_is_used_and_no_temporary_one(project, pr
 def test_a_temporary_server_in_use_has_prefect_point_at_it_without_heartbeats_until_it_stops(monkeypatch):
     """In this process: while in use, Prefect's settings name the server and send no heartbeats, even inside an
     outer settings context; once stopped, the settings and the environment are as before."""
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        get_current_settings,
+        temporary_settings,
+    )
 
-    from flows.temporary_server import TemporaryServer
+    from kerasflow.flows.prefect_server import TemporaryServer
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with temporary_settings(restore_defaults={PREFECT_API_URL}):  # whatever an earlier test set: no server named
@@ -162,7 +165,7 @@ def test_an_early_server_that_did_not_come_up_leaves_the_start_to_prefect(monkey
     """Its process gone before the first flow: one note, Prefect's settings untouched (Prefect starts its own)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.temporary_server import TemporaryServer
+    from kerasflow.flows.prefect_server import TemporaryServer
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     server = TemporaryServer.launch()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import ray
+from conftest import read_trials, sweep_and_export, sweep_params
 from ray.cluster_utils import Cluster
 
-from conftest import read_trials, sweep_and_export, sweep_params
-from flows.tuner import SweepError, connect
+from kerasflow.flows.ray_driver import connect
+from kerasflow.tasks.config.errors import SweepError
 
 
 @pytest.fixture

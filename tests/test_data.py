@@ -9,13 +9,14 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import BIN, ROOT
-from tasks.bundled import BUNDLED, write_bundled
-from tasks.data import DataError, load_table, read_csv
-from tasks.preprocess import Preprocessor
-from tasks.spec import DatasetSpec, parse_params
-from tasks.split import make_splits
+
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.schema import DatasetSpec, parse_params
+from kerasflow.tasks.data.bundled import BUNDLED, write_bundled
+from kerasflow.tasks.data.preprocess import Preprocessor
+from kerasflow.tasks.data.split import make_splits
+from kerasflow.tasks.data.table import load_table, read_csv
 
 
 def test_fresh_data_matches_the_committed_data_dvc(tmp_path):

@@ -7,20 +7,17 @@ import keras
 import numpy as np
 import pytest
 
-from tasks.epochs import (
+from kerasflow.tasks.training.epoch_plan import plan_epochs, slot_first
+from kerasflow.tasks.training.feed import (
     ALIGNMENT,
-    ONE_BATCH,
-    HeldOut,
     Layout,
     aligned_empty,
     as_arrays,
-    fit_epochs,
     in_batches,
     in_place,
-    plan_epochs,
-    slot_first,
 )
-from tasks.train import SlotMean
+from kerasflow.tasks.training.fit import fit_epochs
+from kerasflow.tasks.training.scoring import ONE_BATCH, HeldOut, SlotMean
 
 
 def test_every_epoch_deals_each_row_once_in_a_new_order():
@@ -102,7 +99,7 @@ def test_held_out_rows_of_more_than_one_batch_are_scored_by_keras_own_validation
     plan = plan_epochs([13], [0], epochs=4, batch_size=5)
     histories = []
     for one_batch in (ONE_BATCH, 1):  # 1: every held-out set is "too large", Keras scores it
-        monkeypatch.setattr("tasks.epochs.ONE_BATCH", one_batch)
+        monkeypatch.setattr("kerasflow.tasks.training.fit.ONE_BATCH", one_batch)
         model = _model(X)
         model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mean_squared_error",
                       weighted_metrics=[SlotMean(keras.metrics.mean_absolute_error, name="mae")])
@@ -119,7 +116,7 @@ def test_a_long_training_fed_in_several_fits_is_the_training_fed_in_one(monkeypa
     plan = plan_epochs([13], [0], epochs=4, batch_size=5)
     whole, chunked = _model(X), _model(X)
     history = fit_epochs(whole, X, y, plan, slotted=False).history
-    monkeypatch.setattr("tasks.epochs.LAYOUT_BYTES", 1)  # one epoch per `fit` call
+    monkeypatch.setattr("kerasflow.tasks.training.fit.LAYOUT_BYTES", 1)  # one epoch per `fit` call
     chunked_history = fit_epochs(chunked, X, y, plan, slotted=False).history
     np.testing.assert_allclose(chunked_history["loss"], history["loss"], rtol=1e-6)
     for mine, theirs in zip(chunked.weights, whole.weights):
@@ -174,7 +171,7 @@ def test_kerasflows_feed_trains_as_keras_own_pipeline_fed_the_same_arrays(monkey
     plan = plan_epochs([13], [0], epochs=4, batch_size=5)
     ours, keras_own = _model(X), _model(X)
     history = fit_epochs(ours, X, y, plan, slotted=False).history
-    monkeypatch.setattr("tasks.epochs.in_batches", as_arrays)
+    monkeypatch.setattr("kerasflow.tasks.training.fit.in_batches", as_arrays)
     assert fit_epochs(keras_own, X, y, plan, slotted=False).history == history
     for mine, theirs in zip(ours.weights, keras_own.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))
@@ -209,10 +206,10 @@ def test_batches_read_in_place_train_as_copied_ones_across_fit_calls(monkeypatch
     exist: training reads each call's own batches, as from copies."""
     X, y = _regression()
     plan = plan_epochs([13], [0], epochs=4, batch_size=5)
-    monkeypatch.setattr("tasks.epochs.LAYOUT_BYTES", 1)
+    monkeypatch.setattr("kerasflow.tasks.training.fit.LAYOUT_BYTES", 1)
     in_place_model, copied_model = _model(X), _model(X)
     history = fit_epochs(in_place_model, X, y, plan, slotted=False).history
-    monkeypatch.setattr("tasks.epochs.in_place", lambda array: array)
+    monkeypatch.setattr("kerasflow.tasks.training.feed.in_place", lambda array: array)
     assert fit_epochs(copied_model, X, y, plan, slotted=False).history == history
     assert len(history["loss"]) == 4
     for mine, theirs in zip(in_place_model.weights, copied_model.weights):

@@ -8,16 +8,20 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-
-from flows.cli import smoke
-from flows.pipeline import experiment_flow, pipeline_flow
-from tasks.data import load_table
-from tasks.evaluate import cross_validate, encode_labels, prepare_folds
-from tasks.results import load_model
-from tasks.spec import parse_params
-from tasks.train import predict, score
-
 from conftest import tiny_params
+
+from kerasflow.flows.cli import smoke
+from kerasflow.flows.pipeline import experiment_flow, pipeline_flow
+from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.outputs.results import load_model
+from kerasflow.tasks.training.evaluate import (
+    cross_validate,
+    encode_labels,
+    prepare_folds,
+)
+from kerasflow.tasks.training.scoring import score
+from kerasflow.tasks.training.train import predict
 
 
 def test_flow_under_prefect_harness_matches_the_plain_functions(project, prefect_harness, monkeypatch):

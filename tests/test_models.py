@@ -8,8 +8,8 @@ import threading
 import keras
 import numpy as np
 
-from tasks.models import build_model, layer_seeds, seeded_initializer
-from tasks.spec import ModelSpec
+from kerasflow.tasks.config.schema import ModelSpec
+from kerasflow.tasks.training.models import build_model, layer_seeds, seeded_initializer
 
 
 def _weights(model: keras.Model) -> list[np.ndarray]:

@@ -7,15 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from tasks.data import DataError, load_table
-from tasks.evaluate import encode_labels, refit
-from tasks.predict import predict_csv, predict_table
-from tasks.results import load_model, write_model
-from tasks.spec import ExperimentSpec, parse_params
-from tasks.train import encode_target, predict, score
-
 from conftest import run_cli, tiny_params
+
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.schema import ExperimentSpec, parse_params
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.outputs.predict import predict_csv, predict_table
+from kerasflow.tasks.outputs.results import load_model, write_model
+from kerasflow.tasks.training.evaluate import encode_labels, refit
+from kerasflow.tasks.training.scoring import score
+from kerasflow.tasks.training.train import encode_target, predict
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -61,7 +62,7 @@ def models(tmp_path_factory, bundled_data) -> dict:
 
 
 def _model_score(spec: ExperimentSpec, model_dir: Path, root: Path) -> float:
-    """The score `tasks.train.score` gives the saved model on its own training rows."""
+    """The score `kerasflow.tasks.training.scoring.score` gives the saved model on its own training rows."""
     table = load_table(spec.dataset, root)
     model, preprocessor, codec = load_model(model_dir)
     codes = codec.transform(table.y) if codec is not None else table.y.to_numpy(dtype=np.float64)

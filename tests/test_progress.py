@@ -6,10 +6,14 @@ import io
 
 import pytest
 
-from tasks.data import load_table
-from tasks.evaluate import cross_validate, encode_labels, prepare_folds
-from tasks.progress import EpochProgress, ProgressLine, interactive
-from tasks.spec import ExperimentSpec
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.runtime.progress import EpochProgress, ProgressLine, interactive
+from kerasflow.tasks.training.evaluate import (
+    cross_validate,
+    encode_labels,
+    prepare_folds,
+)
 
 
 class FakeTerminal(io.StringIO):
@@ -59,10 +63,10 @@ def test_a_kfold_job_counts_every_fold_models_epochs(project, monkeypatch, stack
 def test_a_sweep_counts_its_finished_trials(tmp_path, bundled_data, monkeypatch):
     import ray
 
-    from flows.pipeline import load_data
-    from flows.sweep import run_sweep
-    from flows.tuner import connect
-    from tasks.spec import parse_params
+    from kerasflow.flows.pipeline import load_data
+    from kerasflow.flows.ray_driver import connect
+    from kerasflow.flows.sweep import run_sweep
+    from kerasflow.tasks.config.schema import parse_params
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data/iris.csv").write_bytes((bundled_data / "iris.csv").read_bytes())

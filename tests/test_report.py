@@ -14,18 +14,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from flows.pipeline import write_results
-from tasks import report
-from tasks.atomic import write_json
-from tasks.data import file_md5, load_table
-from tasks.evaluate import cross_validate, encode_labels, prepare_folds
-from tasks.html_report import render_html
-from tasks.results import write_history
-from tasks.spec import parse_params
-from tasks.tune import write_trials
-
 from conftest import tiny_params
+
+from kerasflow.flows.pipeline import write_results
+from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.data.table import file_md5, load_table
+from kerasflow.tasks.outputs.atomic import write_json
+from kerasflow.tasks.outputs.results import write_history
+from kerasflow.tasks.report import collect as report
+from kerasflow.tasks.report.html import render_html
+from kerasflow.tasks.sweep.export import write_trials
+from kerasflow.tasks.training.evaluate import (
+    cross_validate,
+    encode_labels,
+    prepare_folds,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +54,7 @@ def _run(name: str, spec, results_dir: Path) -> dict:
 
 
 def _sweep(tune_dir: Path) -> None:
-    """A finished sweep's files, in the shape `flows.sweep.export_best` writes them."""
+    """A finished sweep's files, in the shape `kerasflow.tasks.sweep.export.export_best` writes them."""
     rows = [{"param:train.optimizer": optimizer, "param:train.learning_rate": rate, "param:train.epochs": 6,
              "score": score, "score_std": 0.02, "epochs": 6, "seconds": 1.5, "node": "n", "started_at": 0.0,
              "trial_id": f"t{i}", "status": "ok"}

@@ -10,12 +10,12 @@ import subprocess
 import time
 
 import pytest
+from conftest import BIN
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from conftest import BIN
-from flows.cli import main
+from kerasflow.flows.cli import main
 
 DEPLOYMENT = "kerasflow-scheduled/iris"
 
@@ -64,7 +64,7 @@ def test_a_scheduled_deployment_runs_to_completed_on_a_real_server(project, pref
 
 @pytest.mark.timeout(120)  # were the check ever lost, serving would block here
 def test_a_bad_cron_or_experiment_exits_2_before_serving(project, monkeypatch, capsys):
-    """Refused before anything is served. In this process: `flows.cli.main`, what the console script runs (the
+    """Refused before anything is served. In this process: `kerasflow.flows.cli.main`, what the console script runs (the
     console script's exit status and one-line message are tested in tests/faults/test_bad_input.py)."""
     monkeypatch.chdir(project)
     assert main(["schedule", "iris", "--cron", "every night"]) == 2

@@ -7,16 +7,23 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT
-from tasks.data import Table, load_table
-from tasks.evaluate import cross_validate, encode_labels, fit_split, prepare_folds, supervised
-from tasks.spec import load_params, parse_params
-from tasks.split import make_splits
-from tasks.train import fit_model, reset_states, score
+
+from kerasflow.tasks.config.schema import load_params, parse_params
+from kerasflow.tasks.data.split import make_splits
+from kerasflow.tasks.data.table import Table, load_table
+from kerasflow.tasks.training.evaluate import (
+    cross_validate,
+    encode_labels,
+    fit_split,
+    prepare_folds,
+    supervised,
+)
+from kerasflow.tasks.training.scoring import score
+from kerasflow.tasks.training.train import fit_model, reset_states
 
 stateful_trains_here = pytest.mark.skipif(keras.backend.backend() == "jax",
-                                          reason="a stateful LSTM is refused on JAX (tasks.evaluate.check_backend)")
+                                          reason="a stateful LSTM is refused on JAX (kerasflow.tasks.training.evaluate.check_backend)")
 SERIES = ("sunspots_mlp", "sunspots_lstm", pytest.param("sunspots_lstm_stateful", marks=stateful_trains_here))
 
 
@@ -140,8 +147,8 @@ def test_each_shipped_series_model_beats_the_naive_last_value_forecast(bundled_d
 
 
 def test_a_sweep_can_search_the_lookback(bundled_data):
-    from tasks.tune import run_trial
-    from tasks.spec import SearchSpec
+    from kerasflow.tasks.config.schema import SearchSpec
+    from kerasflow.tasks.sweep.trial import run_trial
 
     spec = _shipped("sunspots_mlp", bundled_data).with_overrides({"train.epochs": 2})
     sweep = SearchSpec.model_validate({"space": {"preprocess.lookback": {"grid": [2, 5]}}, "scoring": "holdout"})

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from conftest import ROOT, tiny_params
-from tasks.spec import ExperimentSpec, ParamsError, load_params, parse_params
+
+from kerasflow.tasks.config.errors import ParamsError
+from kerasflow.tasks.config.schema import ExperimentSpec, load_params, parse_params
 
 
 def test_shipped_params_load_with_the_books_experiments():

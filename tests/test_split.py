@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from tasks.data import DataError, load_table
-from tasks.evaluate import encode_labels, prepare_folds
-from tasks.preprocess import Preprocessor
-from tasks.spec import EvaluateSpec, parse_params
-from tasks.split import make_splits
-
 from conftest import tiny_params
+
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.schema import EvaluateSpec, parse_params
+from kerasflow.tasks.data.preprocess import Preprocessor
+from kerasflow.tasks.data.split import make_splits
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.training.evaluate import encode_labels, prepare_folds
 
 
 @pytest.mark.parametrize("stratify", [False, True])

@@ -5,17 +5,33 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-
-from tasks.data import load_table
-from tasks.epochs import HeldOut, HeldOutScores, RowScorer, expand_slots
-from tasks.evaluate import cross_validate, cross_validate_configs, encode_labels, prepare_folds
-from tasks.spec import LOSSES_BY_TASK, SearchSpec, parse_params
-from tasks.models import build_model
-from tasks.stacked import StackedDense, build_stacked, compile_stacked, predict_slots, stack_slots
-from tasks.train import SlotMean, row_scores
-from tasks.tune import stacked_groups
-
 from conftest import tiny_params
+
+from kerasflow.tasks.config.schema import LOSSES_BY_TASK, SearchSpec, parse_params
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.sweep.groups import stacked_groups
+from kerasflow.tasks.training.evaluate import (
+    cross_validate,
+    cross_validate_configs,
+    encode_labels,
+    prepare_folds,
+)
+from kerasflow.tasks.training.models import build_model
+from kerasflow.tasks.training.scoring import (
+    HeldOut,
+    HeldOutScores,
+    RowScorer,
+    SlotMean,
+    expand_slots,
+    row_scores,
+)
+from kerasflow.tasks.training.stacked import (
+    StackedDense,
+    build_stacked,
+    compile_stacked,
+    predict_slots,
+    stack_slots,
+)
 
 
 def _iris_spec(**evaluate):
@@ -96,7 +112,7 @@ def test_held_out_rows_of_more_than_one_batch_are_scored_in_chunks_as_in_one(pro
     table = load_table(spec.dataset, root=project)
     folds = prepare_folds(spec, table, encode_labels(spec, table))
     whole = cross_validate(spec, folds)
-    monkeypatch.setattr("tasks.epochs.ONE_BATCH", 7)  # 50 held-out rows a fold: 8 chunks, the last of 1 row
+    monkeypatch.setattr("kerasflow.tasks.training.scoring.ONE_BATCH", 7)  # 50 held-out rows a fold: 8 chunks, the last of 1 row
     chunked = cross_validate(spec, folds)
     assert whole.stacked and chunked.stacked and whole.scores == chunked.scores
     for fold, theirs in zip(whole.folds, chunked.folds):
@@ -250,7 +266,7 @@ def test_stacked_folds_fed_in_several_fits_train_as_in_one(project, monkeypatch)
     table = load_table(spec.dataset, root=project)
     folds = prepare_folds(spec, table, encode_labels(spec, table))
     whole = cross_validate(spec, folds)
-    monkeypatch.setattr("tasks.epochs.LAYOUT_BYTES", 1)  # one epoch per `fit` call
+    monkeypatch.setattr("kerasflow.tasks.training.fit.LAYOUT_BYTES", 1)  # one epoch per `fit` call
     probe = _TrainEndLogs()
     chunked = cross_validate(spec, folds, callbacks=[probe])
     assert whole.stacked and chunked.stacked and whole.scores == chunked.scores
@@ -280,7 +296,7 @@ def test_a_stacked_models_predictions_in_chunks_of_rows_are_its_predictions_in_o
     model = build_stacked([spec.model] * 3, 4, seeds=[1, 2, 3], loss=spec.loss)
     X = np.random.default_rng(0).normal(size=(3, 8, 4)).astype("float32")
     whole = np.asarray(model.predict_on_batch(X))
-    monkeypatch.setattr("tasks.epochs.ONE_BATCH", 3)  # chunks of 3, 3 and 2 rows
+    monkeypatch.setattr("kerasflow.tasks.training.scoring.ONE_BATCH", 3)  # chunks of 3, 3 and 2 rows
     chunked = predict_slots(model, X)
     assert chunked.shape == whole.shape == (3, 8, 3)
     np.testing.assert_allclose(chunked, whole, rtol=1e-6)

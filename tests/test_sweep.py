@@ -10,16 +10,22 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import read_trials, sweep_and_export, sweep_params
-from flows.tuner import SweepError
-from tasks.data import load_table
-from tasks.evaluate import cross_validate, encode_labels, fit_split, prepare_folds
-from tasks.results import load_model
-from tasks.spec import parse_params
-from tasks.split import make_splits
-from tasks.train import predict, score
-from tasks.tune import scoring_spec
+
+from kerasflow.tasks.config.errors import SweepError
+from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.data.split import make_splits
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.outputs.results import load_model
+from kerasflow.tasks.sweep.groups import scoring_spec
+from kerasflow.tasks.training.evaluate import (
+    cross_validate,
+    encode_labels,
+    fit_split,
+    prepare_folds,
+)
+from kerasflow.tasks.training.scoring import score
+from kerasflow.tasks.training.train import predict
 
 
 def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_project, local_ray):
@@ -113,7 +119,7 @@ def test_infeasible_resources_fail_in_seconds(cancer_project, local_ray):
 
 def test_a_sweep_saved_by_other_code_is_refused_on_resume(cancer_project, local_ray):
     """Ray's tuner.pkl names the sweep's objects by module and name; one naming what this code lacks (the progress
-    callback was `flows.sweep.TrialProgress` before flows/tuner.py) gets a clear error, not a traceback."""
+    callback was `flows.sweep.TrialProgress` before flows/ray_driver.py) gets a clear error, not a traceback."""
     saved = cancer_project / "tune/ray/sweep"
     saved.mkdir(parents=True)
     (saved / "tuner.pkl").write_bytes(b"cflows.sweep\nTrialProgress\n.")  # a pickle of that one name

@@ -11,17 +11,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.data import DataError, load_table
-from tasks.evaluate import cross_validate, encode_labels, fit_split, prepare_folds, refit
-from tasks.models import build_model
-from tasks.predict import predict_csv
-from tasks.preprocess import Preprocessor
-from tasks.results import load_model, write_model
-from tasks.saved import PREPROCESSING_FILE
-from tasks.spec import ExperimentSpec, TextSpec, parse_params
-from tasks.split import Split
-from tasks.text import OOV, PADDING
-from tasks.train import predict
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.schema import ExperimentSpec, TextSpec, parse_params
+from kerasflow.tasks.data.preprocess import Preprocessor
+from kerasflow.tasks.data.split import Split
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.data.text import OOV, PADDING
+from kerasflow.tasks.outputs.predict import predict_csv
+from kerasflow.tasks.outputs.results import load_model, write_model
+from kerasflow.tasks.outputs.saved_model import PREPROCESSING_FILE
+from kerasflow.tasks.training.evaluate import (
+    cross_validate,
+    encode_labels,
+    fit_split,
+    prepare_folds,
+    refit,
+)
+from kerasflow.tasks.training.models import build_model
+from kerasflow.tasks.training.train import predict
 
 POSITIVE = ["good", "great", "excellent", "wonderful", "superb", "enjoyable", "brilliant", "lovely"]
 NEGATIVE = ["bad", "awful", "terrible", "boring", "dreadful", "dull", "poor", "horrible"]

@@ -1,4 +1,4 @@
-"""tasks/atomic.py on its own, with real processes killed mid-write: the previous file or folder stays whole, and
+"""tasks/outputs/atomic.py on its own, with real processes killed mid-write: the previous file or folder stays whole, and
 the dead writer's temporary folder is cleared by the next write (never one of a live writer)."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.atomic import _exchange, atomic_path, remove_stale
+from kerasflow.tasks.outputs.atomic import _exchange, atomic_path, remove_stale
 
 WRITER = """
 import sys, time
 from pathlib import Path
-from tasks.atomic import atomic_path
+from kerasflow.tasks.outputs.atomic import atomic_path
 target, kind = Path(sys.argv[1]), sys.argv[2]
 with atomic_path(target) as tmp:
     if kind == "dir":

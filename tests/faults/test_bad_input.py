@@ -11,7 +11,7 @@ user would, and checks that
 
 Every kind of bad input (params, search space, data, predict) goes through the installed console script in a
 fresh process (`THROUGH_THE_COMMAND`: exit status, stderr, no Prefect server touched); the other cases call
-`flows.cli.main` in this process, which is what the console script runs (then it exits), without paying
+`kerasflow.flows.cli.main` in this process, which is what the console script runs (then it exits), without paying
 ~9 s of imports each. The in-process checks of the validators, finer, are in tests/test_spec.py and
 tests/test_data.py.
 """
@@ -29,10 +29,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import run_cli, tiny_params
-from flows.cli import main
+
 from faults.support import changes, snapshot
+from kerasflow.flows.cli import main
 
 IRIS_COLUMNS = "sepal_length, sepal_width, petal_length, petal_width, species"
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -217,12 +217,12 @@ CASES = [
 @pytest.fixture(scope="module")
 def saved_iris_model(tmp_path_factory, bundled_data) -> Path:
     """An (untrained) iris model folder, written as `kerasflow run` writes one: what `predict` is given."""
-    from tasks.data import load_table
-    from tasks.evaluate import FinalModel, encode_labels
-    from tasks.models import build_model
-    from tasks.preprocess import Preprocessor
-    from tasks.results import write_model
-    from tasks.spec import parse_params
+    from kerasflow.tasks.config.schema import parse_params
+    from kerasflow.tasks.data.preprocess import Preprocessor
+    from kerasflow.tasks.data.table import load_table
+    from kerasflow.tasks.outputs.results import write_model
+    from kerasflow.tasks.training.evaluate import FinalModel, encode_labels
+    from kerasflow.tasks.training.models import build_model
 
     root = tmp_path_factory.mktemp("saved")
     spec = parse_params(tiny_params()).experiments["iris"]
@@ -257,7 +257,7 @@ def test_the_table_has_at_least_25_distinct_bad_inputs():
 
 
 def run_in_process(argv: list[str], project: Path, monkeypatch) -> tuple[int, str, str]:
-    """`flows.cli.main(argv)` from `project`, as the console script runs it: (exit status, stdout, stderr)."""
+    """`kerasflow.flows.cli.main(argv)` from `project`, as the console script runs it: (exit status, stdout, stderr)."""
     monkeypatch.chdir(project)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

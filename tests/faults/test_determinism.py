@@ -16,9 +16,9 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import BIN
-from tasks.backend import backend_defaults
+
+from kerasflow.tasks.config.backend import backend_defaults
 
 # What the suite sets for its own process (tests/conftest.py), and what kerasflow must set itself.
 SUITE_ONLY = tuple(backend_defaults())
@@ -33,7 +33,7 @@ def _user_env(prefect_server: str) -> dict[str, str]:
 def test_kerasflow_enables_deterministic_ops_and_disables_onednn_at_start(project):
     """`kerasflow` turns on TensorFlow's deterministic kernels and off oneDNN's custom ops (which TensorFlow turns on
     for some CPUs only) itself; users need not know the variables."""
-    code = ("import sys; from flows.cli import main; main(['list']); "
+    code = ("import sys; from kerasflow.flows.cli import main; main(['list']); "
             "from tensorflow.python.framework.config import is_op_determinism_enabled; "
             "from tensorflow.python.util._pywrap_util_port import IsMklEnabled; "
             "import os; print('deterministic', is_op_determinism_enabled(), 'onednn', IsMklEnabled(), "

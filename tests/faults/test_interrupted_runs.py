@@ -2,7 +2,7 @@
 replaces its results leaves the previous ones intact; the next run, and `dvc repro`, recover.
 
 The faults are real: an exception raised inside the real Prefect task, and `os.kill(pid, SIGKILL)` on the real
-`kerasflow` process. `KERASFLOW_FAULT` (tasks/faults.py) only chooses the moment, so the kill lands while a
+`kerasflow` process. `KERASFLOW_FAULT` (tasks/runtime/faults.py) only chooses the moment, so the kill lands while a
 result is being replaced rather than wherever a timer happens to fall.
 """
 
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import BIN, git_dvc_repo, make_project, prefect_api, run_cli, tiny_params
+from conftest import run_checked as _run
 
-from conftest import BIN, git_dvc_repo, make_project, prefect_api, run_checked as _run, run_cli, tiny_params
 from faults.support import kill_group, snapshot, start_cli, wait_for
-from tasks.saved import read_saved
+from kerasflow.tasks.outputs.saved_model import read_saved
 
 RESULT_FILES = ("metrics.json", "model/model.keras", "model/preprocessing.json")
 NEW_EACH_RUN = ("metrics.json", "model/model.keras")
@@ -36,7 +37,7 @@ def _set_epochs(project: Path, epochs: int) -> None:
 
 
 def _leftovers(folder: Path) -> list[str]:
-    """The temporary folders of interrupted writes, `.<name>.<pid>.<random>` (see tasks/atomic.py)."""
+    """The temporary folders of interrupted writes, `.<name>.<pid>.<random>` (see tasks/outputs/atomic.py)."""
     return sorted(path.name for path in folder.iterdir() if re.fullmatch(r"\..+\.\d+\.[a-z0-9_]{8}", path.name))
 
 

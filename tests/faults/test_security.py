@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-
 from conftest import ROOT, run_cli
+
 from faults.support import kill_group, start_cli, wait_for
 
 LOOPBACK = {"127.0.0.1", "::1"}
@@ -61,7 +61,7 @@ def test_the_temporary_prefect_server_listens_on_127_0_0_1_only_and_dies_with_th
 
 RAY_PROBE = """
 import json, psutil, ray, urllib.request
-from flows.tuner import connect
+from kerasflow.flows.ray_driver import connect
 connect()
 context = ray.init(ignore_reinit_error=True)
 pages = []
@@ -85,7 +85,7 @@ print(json.dumps({"dashboard_url": context.dashboard_url, "pages": pages}))
 
 @pytest.mark.slow
 def test_rays_dashboard_is_off_and_no_web_page_is_served_beyond_localhost(tmp_path):
-    """`flows.tuner.connect()` as `kerasflow tune` calls it, in a fresh process with a fresh local Ray."""
+    """`kerasflow.flows.ray_driver.connect()` as `kerasflow tune` calls it, in a fresh process with a fresh local Ray."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     result = subprocess.run([sys.executable, "-c", RAY_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300)
@@ -101,7 +101,7 @@ def _model_folder(folder: Path, layer_factory) -> Path:
     """A model folder as `kerasflow run` leaves one, but with a model made by `layer_factory` (unsafe on purpose)."""
     import keras
 
-    from tasks.preprocess import Preprocessor
+    from kerasflow.tasks.data.preprocess import Preprocessor
 
     folder.mkdir(parents=True)
     X = pd.DataFrame({"a": [0.0, 1.0, 2.0], "b": [1.0, 0.0, 1.0]})

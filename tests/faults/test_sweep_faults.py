@@ -18,7 +18,6 @@ from pathlib import Path
 import psutil
 import ray
 import yaml
-
 from conftest import BIN, read_trials, run_cli, sweep_and_export, sweep_params
 
 

@@ -9,7 +9,7 @@ initializers (:func:`stack_key`); config ``c``'s fold ``f`` is slot ``c * k + f`
 - its own weights, initialised exactly as a separate ``Dense`` layer would be;
 - its own rows: the model takes its data slot-first, each step a ``(slots, batch, features)`` block whose slot
   ``j`` holds training rows of fold ``j``, dealt in the order the per-fold path deals them to fold ``j``'s own
-  model, a new one each epoch (`tasks/epochs.py`). Slot-first, no layer swaps the batch and slot axes in or out;
+  model, a new one each epoch (`tasks/training/fit.py`). Slot-first, no layer swaps the batch and slot axes in or out;
 - its own gradient: the loss is the *sum* over slots of each slot's batch mean, so no slot's learning rate is
   scaled by k (:class:`StackedModel`).
 
@@ -24,16 +24,31 @@ import keras
 import numpy as np
 from keras import ops
 
-from tasks.epochs import HeldOut, by_chunks_of_rows, fit_epochs, plan_epochs
-from tasks.models import TargetScale, layer_seeds, make_optimizer, seeded_initializer
-from tasks.spec import DenseLayer, DropoutLayer, ExperimentSpec, ModelSpec
-from tasks.train import (
-    FoldData,
-    FoldResult,
+from kerasflow.tasks.config.schema import (
+    DenseLayer,
+    DropoutLayer,
+    ExperimentSpec,
+    ModelSpec,
+)
+from kerasflow.tasks.training.epoch_plan import plan_epochs
+from kerasflow.tasks.training.fit import fit_epochs
+from kerasflow.tasks.training.models import (
+    TargetScale,
+    layer_seeds,
+    make_optimizer,
+    seeded_initializer,
+)
+from kerasflow.tasks.training.scoring import (
+    HeldOut,
     SlotMean,
+    by_chunks_of_rows,
     metric_fn,
     row_scores,
     score,
+)
+from kerasflow.tasks.training.train import (
+    FoldData,
+    FoldResult,
     steps_per_execution,
     with_predictions,
 )
@@ -159,7 +174,7 @@ def stack_key(spec: ExperimentSpec) -> str:
 
 def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[int], loss: str,
                   target_scales: list[TargetScale] | None = None) -> StackedModel:
-    """The stacked twin of :func:`tasks.models.build_model`: slot j is `models[j]` seeded with `seeds[j]`,
+    """The stacked twin of :func:`kerasflow.tasks.training.models.build_model`: slot j is `models[j]` seeded with `seeds[j]`,
     rescaled by `target_scales[j]`, and trained to minimise `loss` (:class:`StackedModel`).
 
     Slot j starts from the weights `build_model(models[j], n_features, seeds[j])` gives: that model's own.

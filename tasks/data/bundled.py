@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.atomic import atomic_path
+from kerasflow.tasks.outputs.atomic import atomic_path
 
 
 def _sklearn(loader_name: str, target_name: str, class_names: bool = False) -> Callable[[], pd.DataFrame]:

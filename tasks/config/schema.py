@@ -24,7 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from tasks.backend import Backend
+from kerasflow.tasks.config.backend import Backend
+from kerasflow.tasks.config.errors import ParamsError
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -43,9 +44,6 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "regression": ("mse", "rmse", "mae"),
 }
 
-
-class ParamsError(ValueError):
-    """A ``params.yaml`` that cannot be used; the message names the file and key."""
 
 
 class _At(ValueError):
@@ -162,7 +160,7 @@ class TextSpec(_Strict):
     """A text column as integer token sequences: Keras' `Tokenizer(num_words, oov_token)` then `pad_sequences`.
 
     Words are what TextVectorization's default standardisation leaves (punctuation stripped, split on
-    whitespace); the vocabulary is fitted on each fold's training rows only (see ``tasks/text.py``).
+    whitespace); the vocabulary is fitted on each fold's training rows only (see ``tasks/data/text.py``).
     """
 
     column: str | int = Field(description="the text column: its name, or its 0-based index when header is false")
@@ -324,7 +322,7 @@ class ModelSpec(_Strict):
 
     @property
     def stackable(self) -> bool:
-        """Whether k copies of this model can train as one stacked program (see ``tasks/stacked.py``)."""
+        """Whether k copies of this model can train as one stacked program (see ``tasks/training/stacked.py``)."""
         return all(isinstance(layer, STACKABLE_LAYERS) for layer in self.layers)
 
     @property
@@ -563,7 +561,7 @@ class Params(_Strict):
     """The whole of ``params.yaml``."""
 
     backend: Backend = Field(default="tensorflow", description="the Keras backend every experiment trains on; "
-                                                                "an explicit KERAS_BACKEND wins (tasks/backend.py)")
+                                                                "an explicit KERAS_BACKEND wins (tasks/config/backend.py)")
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
     sweeps: dict[str, SearchSpec] = Field(description="keyed by experiment name; {} for none")
 

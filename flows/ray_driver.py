@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,29 +23,27 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from flows.trial import run_trial_process
-from tasks import evaluate
-from tasks.backend import backend_settings
-from tasks.data import DataError, Table
-from tasks.progress import ProgressLine
-from tasks.spec import ExperimentSpec, SearchSpec
-from tasks.tune import GROUP, stacked_groups, trial_configs
+from kerasflow.tasks.config.backend import backend_settings
+from kerasflow.tasks.config.errors import SweepError
+from kerasflow.tasks.config.schema import ExperimentSpec, SearchSpec
+from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.runtime.progress import ProgressLine
+from kerasflow.tasks.sweep.groups import GROUP, stacked_groups, trial_configs
+from kerasflow.tasks.sweep.trial import run_trial
+from kerasflow.tasks.training import evaluate
 
 RUN_NAME = "sweep"
-# Every trial process gets these, and the driver's backend settings (tasks/backend.py: TensorFlow's switches, JAX's
+# Every trial process gets these, and the driver's backend settings (tasks/config/backend.py: TensorFlow's switches, JAX's
 # compilation cache, whose folder trials on this machine share): GPU memory taken as needed so that trials can share
 # a GPU.
 TRIAL_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
              "RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
 
-class SweepError(DataError):
-    """A sweep that cannot run as asked (resources, storage); reported like bad data, exit status 2."""
-
 
 def tune_space(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
     """The `space:` section as Ray Tune's sampling objects: a grid over the stacked groups where configs group
-    (one trial per group, see `tasks.tune.stacked_groups`), else one trial per config."""
+    (one trial per group, see `kerasflow.tasks.sweep.groups.stacked_groups`), else one trial per config."""
     groups = stacked_groups(spec, sweep)
     if groups is not None:
         return {GROUP: tune.grid_search(groups)}
@@ -54,7 +54,7 @@ def tune_space(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
 
 
 class TrialProgress(tune.Callback):
-    """Finished trials of the sweep's total on the terminal line (see `tasks/progress.py`); errors count too.
+    """Finished trials of the sweep's total on the terminal line (see `tasks/runtime/progress.py`); errors count too.
 
     The line is made in `setup`, where Ray gives the total; the callback itself stays picklable for Ray.
     """
@@ -88,12 +88,11 @@ def connect(num_gpus: int | None = None) -> None:
     runtime_env = {"env_vars": {**TRIAL_ENV, **backend_settings(portable=remote),
                                 "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}}
     if remote:
-        import flows
-        import tasks
-
-        # A remote cluster's workers get kerasflow's code from the driver, not from a shared folder.
-        runtime_env["py_modules"] = [tasks, flows]
-        ray.init(runtime_env=runtime_env, log_to_driver=False)
+        # A remote cluster's workers get kerasflow's code from the driver, not from a shared folder; Ray uploads
+        # it as `ray.init` connects.
+        with tempfile.TemporaryDirectory(prefix="kerasflow-code-") as folder:
+            runtime_env["py_modules"] = [str(code_package(Path(folder)))]
+            ray.init(runtime_env=runtime_env, log_to_driver=False)
     else:
         with warnings.catch_warnings():
             # Ray starts its servers with subprocess, whose fork is followed by exec at once; JAX's at-fork hook
@@ -101,6 +100,19 @@ def connect(num_gpus: int | None = None) -> None:
             warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
             ray.init(runtime_env=runtime_env, include_dashboard=False, dashboard_host="127.0.0.1",
                      log_to_driver=False, num_gpus=num_gpus)
+
+
+def code_package(into: Path) -> Path:
+    """kerasflow's code as a folder `into`/kerasflow holding its `tasks` and `flows`: a package Ray can ship to a
+    cluster's workers, importable there as `kerasflow.tasks` and `kerasflow.flows`."""
+    import kerasflow.flows
+    import kerasflow.tasks
+
+    root = into / "kerasflow"
+    for package in (kerasflow.tasks, kerasflow.flows):
+        shutil.copytree(package.__path__[0], root / package.__name__.rpartition(".")[2],
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return root
 
 
 def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
@@ -160,23 +172,29 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
                                                     checkpoint_score_order=mode)))
 
 
-def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, Any]]:
-    """One row per config, best first: params, score mean/std, epochs, seconds, node, status, and the Ray Tune
-    trial that trained it (the configs of a stacked group share their trial, its seconds and node)."""
-    rows = []
-    for result in grid:
-        metrics = result.metrics or {}
-        configs = trial_configs(result.config or {})
-        unscored = [None] * len(configs)  # a trial that failed before its first report
-        scores, stds = metrics.get("scores") or unscored, metrics.get("score_stds") or unscored
-        for config, score, score_std in zip(configs, scores, stds):
-            rows.append({**{f"param:{k}": v for k, v in config.items()},
-                         "score": score, "score_std": score_std,
-                         "epochs": metrics.get("epoch"), "seconds": metrics.get("trial_seconds"),
-                         "node": metrics.get("node"), "started_at": metrics.get("started_at"),
-                         "trial_id": metrics.get("trial_id"), "configs_in_trial": len(configs),
-                         "status": "error" if result.error else "ok"})
-    # Best first; among equal scores, the steadier across folds.
-    sign = -1 if higher_is_better else 1
-    ok = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
-    return ok + [r for r in rows if r["score"] is None]
+def run_trial_process(config: dict[str, Any], spec_json: str, sweep_json: str, table: Table,
+                      labels: evaluate.Encoded) -> None:
+    """One trial: the experiment with this config's overrides (or each of a stacked group's), reporting to Ray
+    Tune every epoch."""
+    base = ExperimentSpec.model_validate_json(spec_json)
+    specs = [base.with_overrides(overrides) for overrides in trial_configs(config)]
+    sweep = SearchSpec.model_validate_json(sweep_json)
+    node = ray.get_runtime_context().get_node_id()
+    started_at, started = time.time(), time.perf_counter()
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        metrics = {**metrics, "node": node, "started_at": started_at,
+                   "trial_seconds": round(time.perf_counter() - started, 2)}
+        if checkpoint_dir is None:
+            tune.report(metrics)
+            return
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Ray has copied it into the sweep's storage
+
+    checkpoint = tune.get_checkpoint()
+    with tempfile.TemporaryDirectory(prefix="kerasflow-trial-") as work_dir:
+        if checkpoint is None:
+            run_trial(specs, sweep, table, labels, report, Path(work_dir))
+        else:
+            with checkpoint.as_directory() as resume_from:
+                run_trial(specs, sweep, table, labels, report, Path(work_dir), resume_from=Path(resume_from))

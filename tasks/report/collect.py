@@ -1,7 +1,7 @@
 """The cross-experiment report's content: everything ``results/`` and the data files say about each experiment,
 gathered once into plain objects, and its Markdown summary.
 
-`tasks/html_report.py` renders the same :class:`Report` as one self-contained HTML page, and the flows publish
+`tasks/report/html.py` renders the same :class:`Report` as one self-contained HTML page, and the flows publish
 the Markdown and :func:`summary_rows` as Prefect artifacts. An experiment not run yet is listed as such.
 """
 
@@ -15,14 +15,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from tasks.data import DataError, file_md5, load_table
-from tasks.spec import ExperimentSpec
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.data.table import file_md5, load_table
 
 TIMING_STEPS = ("load", "preprocess", "cross_validate", "refit", "write", "total")
 """The steps `metrics.json` times (seconds), in the order they run."""
 ENVIRONMENT_KEYS = ("python", "keras", "backend", "backend_version", "device", "devices", "prefect", "ray", "dvc",
                     "dvclive")
-"""The order the report shows `metrics.json`'s environment in (see :func:`tasks.results.environment`)."""
+"""The order the report shows `metrics.json`'s environment in (see :func:`kerasflow.tasks.outputs.results.environment`)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ def _read_csv(path: Path, dtype: dict[str, type] | None = None) -> pd.DataFrame 
 
 
 def _read_history(history_dir: Path) -> pd.DataFrame | None:
-    """The dvclive custom plot of all folds' epochs (see :func:`tasks.results.write_history`)."""
+    """The dvclive custom plot of all folds' epochs (see :func:`kerasflow.tasks.outputs.results.write_history`)."""
     path = history_dir / "plots" / "custom" / "folds.json"
     return pd.DataFrame(json.loads(path.read_text())) if path.is_file() else None
 

@@ -21,6 +21,8 @@ from typing import Literal, get_args
 
 import yaml
 
+from kerasflow.tasks.config.errors import ParamsError
+
 TENSORFLOW_DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_DETERMINISTIC_OPS": "1", "TF_ENABLE_ONEDNN_OPTS": "0"}
 """TensorFlow's switches kerasflow sets where the environment does not (TensorFlow reads them as it loads or first
 runs an op, so they are set before it is imported): its C++ logs quiet; its deterministic kernels, so that the same
@@ -94,10 +96,9 @@ DEFAULT: Backend = "tensorflow"
 def choose_backend(params_file: str | Path) -> str:
     """Set ``KERAS_BACKEND`` from `params_file`'s ``backend:`` key (default tensorflow) and return it.
 
-    A file that cannot be read is left for :func:`tasks.spec.load_params` to report; a backend Keras does not
-    have is a :class:`tasks.spec.ParamsError` naming the key.
+    A file that cannot be read is left for :func:`kerasflow.tasks.config.schema.load_params` to report; a backend Keras does not
+    have is a :class:`kerasflow.tasks.config.errors.ParamsError` naming the key.
     """
-    from tasks.spec import ParamsError
 
     if os.environ.get("KERAS_BACKEND"):
         chosen = os.environ["KERAS_BACKEND"]

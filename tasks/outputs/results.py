@@ -24,14 +24,17 @@ from typing import Any
 import keras
 from dvclive import Live
 
-from tasks.atomic import atomic_path, write_json
-from tasks.data import file_md5
-from tasks.evaluate import CVResult, FinalModel
-from tasks.models import build_model
-from tasks.preprocess import LabelCodec, Preprocessor
-from tasks.saved import MODEL_FILE, PREPROCESSING_FILE, read_saved
-from tasks.spec import ExperimentSpec
-
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
+from kerasflow.tasks.data.table import file_md5
+from kerasflow.tasks.outputs.atomic import atomic_path, write_json
+from kerasflow.tasks.outputs.saved_model import (
+    MODEL_FILE,
+    PREPROCESSING_FILE,
+    read_saved,
+)
+from kerasflow.tasks.training.evaluate import CVResult, FinalModel
+from kerasflow.tasks.training.models import build_model
 
 HISTORY_PLOT = "folds"
 """The dvclive custom plot holding every fold's history: ``history/plots/custom/folds.json``."""

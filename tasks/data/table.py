@@ -9,14 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from pydantic import BaseModel
 
-from tasks.spec import DatasetSpec
-
-
-class DataError(ValueError):
-    """A data file that cannot be used as the spec describes; the message names the file and column."""
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.schema import DatasetSpec
 
 
 @dataclass(frozen=True)

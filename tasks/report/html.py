@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
-from tasks import plots
-from tasks.report import (
+from kerasflow.tasks.report import plots
+from kerasflow.tasks.report.collect import (
     TIMING_STEPS,
     ExperimentReport,
     Report,

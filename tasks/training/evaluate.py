@@ -10,14 +10,22 @@ from typing import Any
 import keras
 import numpy as np
 
-from tasks.data import DataError, Table
-from tasks.models import TargetScale, fit_target_scale, output_units
-from tasks.preprocess import LabelCodec, Preprocessor
-from tasks.spec import ExperimentSpec, ParamsError
-from tasks.split import Split, make_splits
-from tasks.stacked import fit_stacked
-from tasks.train import FoldData, FoldResult, encode_target, fit_fold, fit_model, score
-from tasks.window import LAST_VALUE, window_table
+from kerasflow.tasks.config.errors import DataError, ParamsError
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
+from kerasflow.tasks.data.split import Split, make_splits
+from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.data.window import LAST_VALUE, window_table
+from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
+from kerasflow.tasks.training.scoring import score
+from kerasflow.tasks.training.stacked import fit_stacked
+from kerasflow.tasks.training.train import (
+    FoldData,
+    FoldResult,
+    encode_target,
+    fit_fold,
+    fit_model,
+)
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,7 @@ def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Seque
 def cross_validate_configs(specs: Sequence[ExperimentSpec], folds: list[FoldData],
                            callbacks: Sequence[keras.callbacks.Callback] = (),
                            initial_epoch: int = 0) -> list[CVResult]:
-    """:func:`cross_validate` for configs that share a stack key (a grid's group, see `tasks/stacked.py`): every
+    """:func:`cross_validate` for configs that share a stack key (a grid's group, see `tasks/training/stacked.py`): every
     config's folds train in one stacked program, config c's fold f in slot `c * len(folds) + f`.
 
     Configs that cannot stack are cross-validated one at a time, each timed on its own; stacked configs share
@@ -175,7 +183,7 @@ def _baseline(spec: ExperimentSpec, folds: list[FoldData]) -> list[float] | None
 
 def uses_stacking(spec: ExperimentSpec, n_models: int) -> bool:
     """Whether `n_models` models of `spec` (its folds, or a stacked grid's configs x folds) train as one stacked
-    program (see `tasks/stacked.py`)."""
+    program (see `tasks/training/stacked.py`)."""
     return spec.evaluate.stack_folds and spec.model.stackable and n_models > 1
 
 

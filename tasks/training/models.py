@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tasks.spec import (
+from kerasflow.tasks.config.schema import (
     Conv1DLayer,
     Conv2DLayer,
     DenseLayer,

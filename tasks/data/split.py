@@ -14,8 +14,8 @@ from sklearn.model_selection import (
     train_test_split,
 )
 
-from tasks.data import DataError
-from tasks.spec import EvaluateSpec
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.schema import EvaluateSpec
 
 
 class Split(NamedTuple):
@@ -28,7 +28,7 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
 
     Examples
     --------
-    >>> from tasks.spec import EvaluateSpec
+    >>> from kerasflow.tasks.config.schema import EvaluateSpec
     >>> splits = make_splits(EvaluateSpec(n_splits=3, shuffle=False), np.zeros(6))
     >>> [s.test_index.tolist() for s in splits]
     [[0, 1], [2, 3], [4, 5]]

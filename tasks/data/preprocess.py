@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.data import DataError, named
-from tasks.spec import PreprocessSpec, TextSpec
-from tasks.text import Tokenizer
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.schema import PreprocessSpec, TextSpec
+from kerasflow.tasks.data.table import named
+from kerasflow.tasks.data.text import Tokenizer
 
 
 class Preprocessor:
@@ -27,7 +28,7 @@ class Preprocessor:
     impute : {"none", "mean", "median", "most_frequent"}
         How missing values are filled; "none" refuses them.
     text : TextSpec, optional
-        The rows are one text column, turned into `maxlen` token ids by a :class:`tasks.text.Tokenizer` whose
+        The rows are one text column, turned into `maxlen` token ids by a :class:`kerasflow.tasks.data.text.Tokenizer` whose
         vocabulary comes from the rows `fit` sees (the other settings must then be "none"). Any other column
         is refused rather than silently left out of the model; a missing text is an empty one (all padding).
     spec : PreprocessSpec, optional

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tasks import faults
+from kerasflow.tasks.runtime import faults
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100

@@ -1,7 +1,7 @@
 """Applying a saved model folder to new rows: the training-time preprocessing, then the labels decoded back.
 
-The folder is the one :func:`tasks.results.write_model` leaves (``results/<experiment>/model``), read by
-:mod:`tasks.saved`; a new CSV is read with the training file's layout, so a user needs no ``params.yaml``.
+The folder is the one :func:`kerasflow.tasks.outputs.results.write_model` leaves (``results/<experiment>/model``), read by
+:mod:`kerasflow.tasks.outputs.saved_model`; a new CSV is read with the training file's layout, so a user needs no ``params.yaml``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.atomic import atomic_path
-from tasks.data import DataError, read_csv
-from tasks.saved import SavedModel, read_saved
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.data.table import read_csv
+from kerasflow.tasks.outputs.atomic import atomic_path
+from kerasflow.tasks.outputs.saved_model import SavedModel, read_saved
 
 PREDICTION = "prediction"
 PROBA_PREFIX = "proba_"
@@ -22,8 +23,8 @@ PROBA_PREFIX = "proba_"
 
 def _predict_rows(saved: SavedModel, X: np.ndarray) -> np.ndarray:
     """Load the Keras model in safe mode and predict; the only step that needs Keras, so it imports it."""
-    from tasks.results import load_keras_model
-    from tasks.train import predict
+    from kerasflow.tasks.outputs.results import load_keras_model
+    from kerasflow.tasks.training.train import predict
 
     try:
         model = load_keras_model(saved.path)
@@ -89,7 +90,7 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
         return pd.DataFrame({PREDICTION: output.reshape(-1)}, index=frame.index)
     classes = saved.codec.classes_
     if saved.task == "binary":
-        # One sigmoid unit: the probability of the second class, thresholded as `tasks.train.score` does.
+        # One sigmoid unit: the probability of the second class, thresholded as `kerasflow.tasks.training.scoring.score` does.
         positive = output.reshape(-1)
         proba, codes = np.column_stack([1.0 - positive, positive]), (positive > 0.5).astype(int)
     else:

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
-from keras import ops
 
-from tasks.epochs import ONE_BATCH, HeldOut, RowScores, Trained, every_slot, fit_epochs, fixed_batch_size, plan_epochs
-from tasks.models import TargetScale, build_model, make_optimizer
-from tasks.spec import ExperimentSpec
-
-CATEGORICAL_LOSSES = ("categorical_crossentropy", "categorical_focal_crossentropy")
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.training.epoch_plan import plan_epochs
+from kerasflow.tasks.training.fit import Trained, fit_epochs, fixed_batch_size
+from kerasflow.tasks.training.models import TargetScale, build_model, make_optimizer
+from kerasflow.tasks.training.scoring import (
+    CATEGORICAL_LOSSES,
+    ONE_BATCH,
+    HeldOut,
+    SlotMean,
+    point_values,
+    row_scores,
+    score,
+)
 
 
 @dataclass(frozen=True)
@@ -59,97 +66,6 @@ def encode_target(spec: ExperimentSpec, codes: np.ndarray, n_classes: int) -> np
     return codes.astype(np.int32)
 
 
-def metric_fn(spec: ExperimentSpec) -> tuple[Callable, bool]:
-    """The per-sample Keras function behind the primary metric, and whether to take the root of its mean."""
-    metric = spec.metric
-    if metric == "accuracy":
-        if spec.dataset.task == "binary":
-            return keras.metrics.binary_accuracy, False
-        if spec.loss in CATEGORICAL_LOSSES:
-            return keras.metrics.categorical_accuracy, False
-        return keras.metrics.sparse_categorical_accuracy, False
-    if metric == "mae":
-        return keras.metrics.mean_absolute_error, False
-    return keras.metrics.mean_squared_error, metric == "rmse"
-
-
-def row_scores(spec: ExperimentSpec) -> RowScores:
-    """What a model is scored by at each epoch, by log name: its loss and its primary metric, as per-row functions."""
-    return {"loss": (keras.losses.get(spec.loss), False), spec.metric: metric_fn(spec)}
-
-
-class SlotMean(keras.metrics.Metric):
-    """Mean of a per-sample function over the rows that count; with `slots=k`, one mean per slot of a stacked
-    output.
-
-    A row counts when its sample weight is above 0: weights here only mark padding (0) and a partial batch's
-    rows (scaled so the batch's loss is their mean, see `tasks/epochs.py`), and each real row counts once.
-    Stacked targets, predictions and sample weights are slot-first, `(k, batch, ...)`; the per-sample function
-    reduces the last axis, giving `(k, batch)` values. One metric object keeps all k totals in one vector, so the
-    cost per step does not grow with k, and reports them as one vector, `f*_<name>`, which `fit_epochs` logs as
-    `f0_<name>` ... `f{k-1}_<name>`.
-    """
-
-    def __init__(self, fn: Callable, slots: int | None = None, root: bool = False, name: str = "metric",
-                 **kwargs) -> None:
-        super().__init__(name=name, **kwargs)
-        self.fn, self.slots, self.root = fn, slots, root
-        width = slots or 1
-        self.total = self.add_variable(shape=(width,), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(width,), initializer="zeros", name="count")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        self.update_rows(self.fn(y_true, y_pred), sample_weight)
-
-    def update_rows(self, values, sample_weight=None):
-        """Add per-sample `values` already computed (the stacked model's per-row losses, `tasks/stacked.py`)."""
-        width = self.slots or 1
-        values = ops.reshape(ops.cast(values, "float32"), (width, -1))
-        if sample_weight is None:
-            counts = ops.ones_like(values, dtype="bool")
-        else:
-            counts = ops.reshape(ops.greater(sample_weight, 0), (width, -1))
-        # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan.
-        self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=1))
-        self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=1))
-
-    def result(self):
-        mean = ops.divide_no_nan(self.total, self.count)
-        mean = ops.sqrt(mean) if self.root else mean
-        # Stacked: one vector, not k scalars, so a compiled step has one output per metric (see `EVERY_SLOT`).
-        return mean[0] if self.slots is None else {every_slot(self.name): mean}
-
-
-def point_values(task: str, y: np.ndarray) -> np.ndarray:
-    """Encoded targets or model outputs of a `task` as one value per row: the class code, or the value.
-
-    Examples
-    --------
-    >>> point_values("multiclass", np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1]])).tolist()
-    [1, 0]
-    >>> point_values("binary", np.array([[0.3], [0.9]])).tolist()
-    [0, 1]
-    """
-    if task == "regression":
-        return y.reshape(-1).astype(np.float64)
-    if task == "binary":
-        return (y.reshape(-1) > 0.5).astype(np.int64)
-    return (y.argmax(axis=-1) if y.ndim == 2 else y).astype(np.int64)
-
-
-def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """The primary metric of predictions `y_pred` against encoded targets `y_true`, computed in NumPy."""
-    metric = spec.metric
-    if metric == "accuracy":
-        task = spec.dataset.task
-        return float(np.mean(point_values(task, y_pred) == point_values(task, y_true)))
-    error = y_pred.reshape(-1) - y_true.reshape(-1)
-    if metric == "mae":
-        return float(np.mean(np.abs(error)))
-    mse = float(np.mean(error**2))
-    return math.sqrt(mse) if metric == "rmse" else mse
-
-
 def steps_per_execution(n_rows: int, batch_size: int) -> int:
     """Run a whole epoch per compiled call: for small models the per-call overhead, not the maths, is the cost.
 
@@ -170,9 +86,9 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
               callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0,
               target_scale: TargetScale | None = None) -> tuple[keras.Model, Trained]:
     """Build, compile and train one model on `X`, `y`; return it, its per-epoch history and its last predictions
-    for the `validation` rows (:class:`~tasks.epochs.Trained`).
+    for the `validation` rows (:class:`~kerasflow.tasks.training.fit.Trained`).
 
-    Each epoch deals the rows in a new order drawn from the spec's seed (`tasks/epochs.py`). `callbacks` and
+    Each epoch deals the rows in a new order drawn from the spec's seed (`tasks/training/fit.py`). `callbacks` and
     `initial_epoch` let a sweep trial report each epoch and resume from a checkpoint. A stateful model sees the
     rows in time order, its state reset at the start of every epoch.
     """

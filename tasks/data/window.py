@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tasks.data import DataError, Table
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.data.table import Table
 
 LAST_VALUE = "lag_1"
 """The column holding the value just before each target: the naive last-value forecast."""

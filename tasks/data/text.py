@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from tasks.spec import TextSpec
+from kerasflow.tasks.config.schema import TextSpec
 
 PADDING = 0
 """The id that fills a short text up to `maxlen`."""

@@ -1,0 +1,1 @@
+"""Results written atomically, the saved-model folder, and predictions from it."""

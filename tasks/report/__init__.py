@@ -1,0 +1,1 @@
+"""Results read back into tables and plots, rendered as Markdown and HTML."""

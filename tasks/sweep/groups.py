@@ -1,0 +1,56 @@
+"""Which configs of a sweep train together, and how a trial scores them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from kerasflow.tasks.config.schema import ExperimentSpec, SearchSpec
+from kerasflow.tasks.training.evaluate import (
+    uses_stacking,
+)
+from kerasflow.tasks.training.stacked import stack_key
+
+GROUP = "configs"
+"""The key of a trial's config that holds a stacked group's configs (see :func:`stacked_groups`)."""
+
+
+def scoring_spec(spec: ExperimentSpec, sweep: SearchSpec) -> ExperimentSpec:
+    """The experiment as a trial scores it: its own folds, or one hold-out split (no refit either way)."""
+    if sweep.scoring == "kfold":
+        evaluate = spec.evaluate.model_copy(update={"refit": False})
+    else:
+        evaluate = spec.evaluate.model_copy(update={
+            "method": "holdout", "test_size": sweep.test_size, "n_repeats": 1, "refit": False,
+            "shuffle": spec.evaluate.shuffle,
+            "stratify": spec.dataset.task != "regression" and spec.evaluate.shuffle})
+    return spec.model_copy(update={"evaluate": evaluate})
+
+
+def stacked_groups(spec: ExperimentSpec, sweep: SearchSpec) -> list[list[dict[str, Any]]] | None:
+    """The grid's configs in groups that each train as one stacked program, or None where they cannot.
+
+    Configs group when they differ only in their Dense layers' initializers (:func:`kerasflow.tasks.training.stacked.stack_key`):
+    the books' optimizer x initializer x batch-size grid of 12 is 4 programs of 3 configs. Only a whole grid
+    (every value `grid`, the `grid` algorithm) with no early stopping and k-fold scoring groups: a scheduler
+    stops trials, and hold-out scoring exports the best trial's own checkpoint, both one config at a time.
+    """
+    kinds = {kind for dist in sweep.space.values() for kind in dist}
+    if not sweep.stack_configs or sweep.algorithm != "grid" or kinds != {"grid"} or sweep.scheduler != "fifo" \
+            or sweep.scoring != "kfold":
+        return None
+    keys = list(sweep.space)
+    configs = [dict(zip(keys, values)) for values in itertools.product(*(sweep.space[k]["grid"] for k in keys))]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for config in configs:
+        trial = scoring_spec(spec.with_overrides(config), sweep)
+        # A config that cannot stack (or whose folds do not) keeps a program of its own.
+        key = stack_key(trial) if uses_stacking(trial, n_models=2) else json.dumps(config, sort_keys=True)
+        groups.setdefault(key, []).append(config)
+    return list(groups.values())
+
+
+def trial_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The configs one Ray Tune trial trains: a stacked group's, or the trial's own."""
+    return config[GROUP] if GROUP in config else [config]

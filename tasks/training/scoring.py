@@ -1,0 +1,277 @@
+"""Scoring: the primary metric, per-row loss and metric functions, and held-out rows scored at each epoch's end."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import ops
+
+from kerasflow.tasks.config.schema import ExperimentSpec
+
+CATEGORICAL_LOSSES = ("categorical_crossentropy", "categorical_focal_crossentropy")
+
+ONE_BATCH = 4096
+"""The most held-out rows of a model scored in one step (a stacked model's: of each slot)."""
+
+
+EVERY_SLOT = "f*_"
+"""Marks a log entry that holds one value per slot of a stacked model, as a vector: ``val_f*_loss`` stands for
+``val_f0_loss``, ``val_f1_loss``... A compiled step returns one such vector per metric, not k scalars: on JAX each
+output of a step costs a dispatch, and 40 per-slot scalars made a 10-slot epoch 14.5 ms against 8.9 ms
+(BENCHMARKS.md). :class:`SlotLogs` expands them before any other callback reads the epoch's logs."""
+
+
+def every_slot(name: str) -> str:
+    """The log name of `name`'s per-slot vector (see `EVERY_SLOT`)."""
+    return EVERY_SLOT + name
+
+
+def expand_slots(logs: dict) -> None:
+    """Replace, in place, each `EVERY_SLOT` entry of `logs` by one float per slot.
+
+    Examples
+    --------
+    >>> logs = {"loss": 0.5, "val_f*_accuracy": np.array([0.25, 1.0])}
+    >>> expand_slots(logs)
+    >>> logs
+    {'loss': 0.5, 'val_f0_accuracy': 0.25, 'val_f1_accuracy': 1.0}
+    """
+    for key in [key for key in logs if EVERY_SLOT in key]:
+        values = np.asarray(logs.pop(key)).reshape(-1)
+        logs.update({key.replace(EVERY_SLOT, f"f{j}_"): float(value) for j, value in enumerate(values)})
+
+
+class SlotLogs(keras.callbacks.Callback):
+    """Expands the per-slot vectors of each epoch's logs, and of the training's last, into ``f<j>_<name>``
+    entries (:func:`expand_slots`): what History, the sweep's reports and any later callback read. (Per-batch logs
+    keep the vectors: nothing reads them, and expanding them would cost every batch.)"""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            expand_slots(logs)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if logs is not None:
+            expand_slots(logs)
+
+
+RowScores = Mapping[str, tuple[Callable, bool]]
+"""Per-row functions of (targets, predictions) by log name (``loss``, ``accuracy``...), each with whether the
+logged value is the root of the rows' mean (RMSE)."""
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Rows a model is scored on at each epoch's end, and the functions it is scored by.
+
+    For a stacked model the tables are slot-first, ``(slots, rows, ...)``, and `weight` is 0 where a slot's rows
+    are padding (see `tasks/training/stacked.py`).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    scores: RowScores
+    weight: np.ndarray | None = None
+
+    @property
+    def validation_data(self) -> tuple[np.ndarray, ...]:
+        """The rows as Keras' ``validation_data``."""
+        return (self.X, self.y) if self.weight is None else (self.X, self.y, self.weight)
+
+
+def slot_means(values: np.ndarray, weight: np.ndarray | None, slots: int) -> np.ndarray:
+    """Each slot's mean of per-row `values` over its rows with weight above 0: one value per slot.
+
+    Examples
+    --------
+    >>> slot_means(np.array([[1.0, 3.0], [5.0, np.inf]]), np.array([[1.0, 1.0], [1.0, 0.0]]), slots=2).tolist()
+    [2.0, 5.0]
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(slots, -1)
+    counts = np.ones(values.shape, dtype=bool) if weight is None else np.asarray(weight).reshape(slots, -1) > 0
+    # `where`, not a product: a padding row's value may be inf (inf * 0 is nan).
+    return np.where(counts, values, 0.0).sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
+
+
+class RowScorer(keras.Model):
+    """Held-out rows scored in one compiled prediction: called on ``(X, y)``, it returns each of `functions` of
+    (targets, `scored`'s predictions), one value per row (and slot), then the predictions themselves. It shares
+    `scored`'s weights."""
+
+    def __init__(self, scored: keras.Model, functions: Sequence[Callable]) -> None:
+        super().__init__()
+        self.scored, self.functions = scored, tuple(functions)
+        # No weights of its own: built already. Keras would otherwise build it by an eager call, which on JAX
+        # compiles each op of the model and the functions one by one (0.8 s for a 10-slot MLP).
+        self.built = True
+
+    def call(self, inputs: tuple) -> list:
+        """Each function's per-row values for held-out rows ``X`` with targets ``y``, and the predictions.
+
+        Keras' own ``val_loss`` also adds the model's ``losses`` (weight penalties); kerasflow's layers have no
+        regularizers, so the loss function alone is the same value.
+
+        Each function reduces the predictions' last axis, so its values are shaped as the predictions less that
+        axis: reshaped so, as Keras' functions squeeze a known axis of 1 (on JAX, a stacked model's chunk of one
+        row per slot came back as one value per slot).
+        """
+        X, y = inputs
+        predictions = self.scored(X, training=False)
+        rows = keras.ops.shape(predictions)[:-1]
+        return [*(keras.ops.reshape(keras.ops.cast(fn(y, predictions), "float32"), rows) for fn in self.functions),
+                predictions]
+
+
+def by_chunks_of_rows(call: Callable, tables: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """`call`'s outputs for slot-first `tables`, called on at most `ONE_BATCH` rows of every slot at a time (a stacked
+    model takes no fewer slots than it has), each output joined back along the rows.
+
+    Examples
+    --------
+    >>> table = np.arange(2 * ONE_BATCH + 2).reshape(2, -1)  # 2 slots of ONE_BATCH + 1 rows: 2 chunks
+    >>> calls = []
+    >>> (joined,) = by_chunks_of_rows(lambda chunk: calls.append(chunk[0].shape) or chunk[0] * 10, [table])
+    >>> calls == [(2, ONE_BATCH), (2, 1)] and bool((joined == table * 10).all())
+    True
+    """
+    scored = [keras.tree.flatten(call([table[:, start:start + ONE_BATCH] for table in tables]))
+              for start in range(0, tables[0].shape[1], ONE_BATCH)]
+    return [np.concatenate(parts, axis=1) for parts in zip(*scored)]
+
+
+class HeldOutScores(keras.callbacks.Callback):
+    """Score held-out rows at each epoch's end, one compiled call per chunk of rows, and add the scores to the
+    epoch's logs as ``val_<name>``, or for `slots` stacked models as one vector ``val_f*_<name>`` (expanded by
+    :class:`SlotLogs`). List it before any callback that reads them.
+
+    One model's rows must fit one chunk (`ONE_BATCH` rows); a stacked model's chunks hold at most `ONE_BATCH` rows
+    of every slot, as the stacked model takes no fewer slots than it has.
+
+    Why not ``test_on_batch``: it resets and reads the compiled metrics eagerly each time, and on JAX syncs the
+    whole training state: inside ``fit`` it cost 3.4 ms an epoch on TensorFlow and 4.6 ms on JAX for 10 stacked
+    folds, and compiled a test step of its own. Here a :class:`RowScorer` gives every row's loss and metric in one
+    prediction a chunk, and the means per slot are taken in NumPy: 1.2 ms and 1.9 ms an epoch.
+
+    The last epoch's predictions are kept (`predictions`): the trained model's held-out predictions, with no
+    prediction program of its own to compile: one compile less a model.
+    """
+
+    def __init__(self, held_out: HeldOut, slots: int | None = None) -> None:
+        super().__init__()
+        self.held_out, self.slots = held_out, slots
+        self.scorer: RowScorer | None = None
+        self.predictions: np.ndarray | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        held_out = self.held_out
+        if self.scorer is None:
+            self.scorer = RowScorer(self.model, [fn for fn, _ in held_out.scores.values()])
+        tables = [held_out.X, held_out.y]
+        if self.slots is None:
+            *rows, self.predictions = self.scorer.predict_on_batch(tables)
+        else:
+            *rows, self.predictions = by_chunks_of_rows(self.scorer.predict_on_batch, tables)
+        for (name, (_, root)), values in zip(held_out.scores.items(), rows):
+            means = slot_means(values, held_out.weight, self.slots or 1)
+            means = np.sqrt(means) if root else means
+            if self.slots is None:
+                logs[f"val_{name}"] = float(means[0])
+            else:
+                logs[f"val_{every_slot(name)}"] = means
+
+
+def metric_fn(spec: ExperimentSpec) -> tuple[Callable, bool]:
+    """The per-sample Keras function behind the primary metric, and whether to take the root of its mean."""
+    metric = spec.metric
+    if metric == "accuracy":
+        if spec.dataset.task == "binary":
+            return keras.metrics.binary_accuracy, False
+        if spec.loss in CATEGORICAL_LOSSES:
+            return keras.metrics.categorical_accuracy, False
+        return keras.metrics.sparse_categorical_accuracy, False
+    if metric == "mae":
+        return keras.metrics.mean_absolute_error, False
+    return keras.metrics.mean_squared_error, metric == "rmse"
+
+
+def row_scores(spec: ExperimentSpec) -> RowScores:
+    """What a model is scored by at each epoch, by log name: its loss and its primary metric, as per-row functions."""
+    return {"loss": (keras.losses.get(spec.loss), False), spec.metric: metric_fn(spec)}
+
+
+class SlotMean(keras.metrics.Metric):
+    """Mean of a per-sample function over the rows that count; with `slots=k`, one mean per slot of a stacked
+    output.
+
+    A row counts when its sample weight is above 0: weights here only mark padding (0) and a partial batch's
+    rows (scaled so the batch's loss is their mean, see `tasks/training/fit.py`), and each real row counts once.
+    Stacked targets, predictions and sample weights are slot-first, `(k, batch, ...)`; the per-sample function
+    reduces the last axis, giving `(k, batch)` values. One metric object keeps all k totals in one vector, so the
+    cost per step does not grow with k, and reports them as one vector, `f*_<name>`, which `fit_epochs` logs as
+    `f0_<name>` ... `f{k-1}_<name>`.
+    """
+
+    def __init__(self, fn: Callable, slots: int | None = None, root: bool = False, name: str = "metric",
+                 **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.fn, self.slots, self.root = fn, slots, root
+        width = slots or 1
+        self.total = self.add_variable(shape=(width,), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(width,), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.update_rows(self.fn(y_true, y_pred), sample_weight)
+
+    def update_rows(self, values, sample_weight=None):
+        """Add per-sample `values` already computed (the stacked model's per-row losses, `tasks/training/stacked.py`)."""
+        width = self.slots or 1
+        values = ops.reshape(ops.cast(values, "float32"), (width, -1))
+        if sample_weight is None:
+            counts = ops.ones_like(values, dtype="bool")
+        else:
+            counts = ops.reshape(ops.greater(sample_weight, 0), (width, -1))
+        # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan.
+        self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=1))
+        self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=1))
+
+    def result(self):
+        mean = ops.divide_no_nan(self.total, self.count)
+        mean = ops.sqrt(mean) if self.root else mean
+        # Stacked: one vector, not k scalars, so a compiled step has one output per metric (see `EVERY_SLOT`).
+        return mean[0] if self.slots is None else {every_slot(self.name): mean}
+
+
+def point_values(task: str, y: np.ndarray) -> np.ndarray:
+    """Encoded targets or model outputs of a `task` as one value per row: the class code, or the value.
+
+    Examples
+    --------
+    >>> point_values("multiclass", np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1]])).tolist()
+    [1, 0]
+    >>> point_values("binary", np.array([[0.3], [0.9]])).tolist()
+    [0, 1]
+    """
+    if task == "regression":
+        return y.reshape(-1).astype(np.float64)
+    if task == "binary":
+        return (y.reshape(-1) > 0.5).astype(np.int64)
+    return (y.argmax(axis=-1) if y.ndim == 2 else y).astype(np.int64)
+
+
+def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The primary metric of predictions `y_pred` against encoded targets `y_true`, computed in NumPy."""
+    metric = spec.metric
+    if metric == "accuracy":
+        task = spec.dataset.task
+        return float(np.mean(point_values(task, y_pred) == point_values(task, y_true)))
+    error = y_pred.reshape(-1) - y_true.reshape(-1)
+    if metric == "mae":
+        return float(np.mean(np.abs(error)))
+    mse = float(np.mean(error**2))
+    return math.sqrt(mse) if metric == "rmse" else mse
