@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import pytest
 import yaml
-from conftest import run_cli, tiny_params
+from helpers import run_cli, tiny_params
 
 from kerasflow.tasks.config.backend import (
     backend_defaults,

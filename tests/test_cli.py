@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import yaml
-from conftest import prefect_api, run_cli, tiny_params
+from helpers import prefect_api, run_cli, tiny_params
 
 
 def test_help_lists_the_commands(tmp_path):

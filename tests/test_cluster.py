@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import ray
-from conftest import read_trials, sweep_and_export, sweep_params
+from helpers import read_trials, sweep_and_export, sweep_params
 from ray.cluster_utils import Cluster
 
 from kerasflow.flows.ray_driver import connect

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BIN, ROOT
+from helpers import BIN, ROOT
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import DatasetSpec, parse_params

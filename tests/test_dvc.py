@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 import yaml
-from conftest import ROOT, git_dvc_repo, tiny_params
-from conftest import run_checked as _run
+from helpers import ROOT, git_dvc_repo, tiny_params
+from helpers import run_checked as _run
 
 from kerasflow.tasks.data.table import file_md5
 from kerasflow.tasks.report import collect as report

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_params
+from helpers import tiny_params
 
 from kerasflow.flows.cli import smoke
 from kerasflow.flows.pipeline import experiment_flow, pipeline_flow

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli, tiny_params
+from helpers import run_cli, tiny_params
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import ExperimentSpec, parse_params

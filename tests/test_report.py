@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_params
+from helpers import tiny_params
 
 from kerasflow.flows.pipeline import write_results
 from kerasflow.tasks.config.schema import parse_params

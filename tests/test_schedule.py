@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import BIN
+from helpers import BIN
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings

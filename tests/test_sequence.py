@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from kerasflow.tasks.config.schema import load_params, parse_params
 from kerasflow.tasks.data.split import make_splits

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import ROOT, tiny_params
+from helpers import ROOT, tiny_params
 
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec, load_params, parse_params

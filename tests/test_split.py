@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_params
+from helpers import tiny_params
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import EvaluateSpec, parse_params

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_params
+from helpers import tiny_params
 
 from kerasflow.tasks.config.schema import LOSSES_BY_TASK, SearchSpec, parse_params
 from kerasflow.tasks.data.table import load_table

@@ -1,7 +1,7 @@
 """Ray Tune sweeps on a real local Ray cluster: grid, random, ASHA, Optuna, the best checkpoint, resources.
 
 Faults (a trial's process killed, the sweep's driver killed and resumed, checkpoint retention) are tested in
-tests/faults/test_sweep_faults.py; the sweep fixtures and helpers are tests/conftest.py's.
+tests/faults/test_sweep_faults.py; the sweep fixtures are tests/conftest.py's, its helpers tests/helpers.py's.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import read_trials, sweep_and_export, sweep_params
+from helpers import read_trials, sweep_and_export, sweep_params
 
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params

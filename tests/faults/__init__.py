@@ -2,5 +2,5 @@
 
 Real processes and real signals throughout: the `kerasflow` console script, `os.kill`, `dvc repro`. A package
 (this file) so that pytest imports these modules as `faults.<name>`, beside the root `tests/conftest.py`, whose
-fixtures and helpers (`project`, `prefect_server`, `run_cli`) they use.
+fixtures (`project`, `prefect_server`) they use, and `tests/helpers.py` (`run_cli`).
 """

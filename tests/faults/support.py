@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import BIN
+from helpers import BIN
 
 Snapshot = dict[str, str]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_cli, tiny_params
+from helpers import run_cli, tiny_params
 
 from faults.support import changes, snapshot
 from kerasflow.flows.cli import main

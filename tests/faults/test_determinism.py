@@ -16,7 +16,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import BIN
+from helpers import BIN
 
 from kerasflow.tasks.config.backend import backend_defaults
 

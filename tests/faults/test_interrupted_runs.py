@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, git_dvc_repo, make_project, prefect_api, run_cli, tiny_params
-from conftest import run_checked as _run
+from helpers import BIN, git_dvc_repo, make_project, prefect_api, run_cli, tiny_params
+from helpers import run_checked as _run
 
 from faults.support import kill_group, snapshot, start_cli, wait_for
 from kerasflow.tasks.outputs.saved_model import read_saved

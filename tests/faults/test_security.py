@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 from faults.support import kill_group, start_cli, wait_for
 

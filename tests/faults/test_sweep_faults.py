@@ -2,7 +2,7 @@
 checkpoints kept to `keep_checkpoints` per trial so a long sweep cannot fill the disk.
 
 Real Ray (an embedded local cluster), real processes, real SIGKILLs (`os.kill`, `os.killpg`). The sweep helpers
-and fixtures are tests/conftest.py's.
+and fixtures are in tests/helpers.py and tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import ray
 import yaml
-from conftest import BIN, read_trials, run_cli, sweep_and_export, sweep_params
+from helpers import BIN, read_trials, run_cli, sweep_and_export, sweep_params
 
 
 def test_checkpoints_beyond_keep_checkpoints_are_deleted(cancer_project, local_ray):

@@ -1,0 +1,125 @@
+"""Helpers the tests import: small params files, a project folder, the command line, git + DVC, sweeps.
+
+Fixtures live in conftest.py; plain functions and constants live here, imported as `from helpers import ...`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def tiny_params() -> dict:
+    """Two fast experiments on bundled data: a stacked MLP (classification) and a regression."""
+    dense = [{"type": "dense", "units": 6, "activation": "relu"}]
+    return {"backend": "tensorflow", "experiments": {
+        "iris": {
+            "dataset": {"file": "data/iris.csv", "target": "species", "task": "multiclass"},
+            "preprocess": {"scale": "standard"},
+            "model": {"layers": dense + [{"type": "dense", "units": 3, "activation": "softmax"}]},
+            "train": {"optimizer": "adam", "learning_rate": 0.05, "epochs": 15, "batch_size": 16, "seed": 1},
+            "evaluate": {"n_splits": 3, "stratify": True, "seed": 1},
+        },
+        "diabetes": {
+            "dataset": {"file": "data/diabetes.csv", "target": "progression", "task": "regression"},
+            "preprocess": {"scale": "standard"},
+            "model": {"layers": dense + [{"type": "dense", "units": 1}]},
+            "train": {"optimizer": "adam", "learning_rate": 0.05, "epochs": 5, "batch_size": 32, "seed": 1},
+            "evaluate": {"n_splits": 2, "seed": 1},
+        },
+    }, "sweeps": {}}
+
+
+def make_project(folder: Path, bundled_data: Path) -> Path:
+    """`folder` made a working folder with data/ (iris and diabetes) and the tiny params.yaml."""
+    (folder / "data").mkdir(parents=True)
+    for name in ("iris.csv", "diabetes.csv"):
+        shutil.copy(bundled_data / name, folder / "data" / name)
+    (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    return folder
+
+
+def prefect_api(url: str, body: dict) -> dict | list:
+    """POST `body` as JSON to a Prefect server's API endpoint `url` (a `/filter`, say); its decoded answer."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the installed `kerasflow` console script as a user would."""
+    return subprocess.run([str(BIN / "kerasflow"), *args], cwd=cwd, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_checked(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a command (git, dvc) that must succeed; its output is in the failure message."""
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def git_dvc_repo(project: Path, prefect_server: str) -> dict[str, str]:
+    """Make `project` a git + DVC repo holding this checkout's pipeline (dvc.yaml, tasks/, flows/), its data
+    `dvc add`ed, everything committed; return the environment to run `dvc` and `git` in it."""
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, project / name)
+    for package in ("tasks", "flows"):
+        shutil.copytree(ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_API_URL": prefect_server,
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    for args in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        run_checked(args, project, env)
+    # The pipeline's own plot template (one line per fold), beside what `dvc init` creates.
+    shutil.copytree(ROOT / ".dvc/plots", project / ".dvc/plots", dirs_exist_ok=True)
+    for args in (["dvc", "add", "-q", "data"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        run_checked(args, project, env)
+    return env
+
+
+def sweep_params(epochs: int = 3, **sweep) -> dict:
+    """A 2-fold 8-1 MLP on the breast-cancer data with a 4-config grid (optimizer x hidden widths)."""
+    return {
+        "experiments": {"cancer": {
+            "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
+            "preprocess": {"scale": "standard"},
+            "model": {"layers": [{"type": "dense", "units": 8, "activation": "relu"},
+                                 {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+            "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": epochs, "batch_size": 32, "seed": 1},
+            "evaluate": {"n_splits": 2, "stratify": True, "seed": 1},
+        }},
+        "sweeps": {"cancer": {"space": {"train.optimizer": {"grid": ["adam", "sgd"]},
+                                        "model.widths": {"grid": [[4], [8, 4]]}}, **sweep}},
+    }
+
+
+def sweep_and_export(raw: dict, out: Path, resume: bool = False) -> dict:
+    """Sweep `raw`'s `cancer` experiment into `out` (on whatever Ray is connected) and export the best model."""
+    from kerasflow.flows.pipeline import load_data
+    from kerasflow.flows.sweep import export_best, run_sweep
+    from kerasflow.tasks.config.schema import parse_params
+
+    params = parse_params(raw)
+    spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
+    table, labels = load_data.fn("cancer", spec)
+    grid = run_sweep.fn("cancer", spec, sweep, table, labels, out, resume)
+    return export_best.fn("cancer", spec, sweep, grid, table, labels, out)
+
+
+def read_trials(out: Path) -> list[dict]:
+    """The rows of a sweep's trials.csv, best first."""
+    with open(out / "trials.csv") as handle:
+        return list(csv.DictReader(handle))
