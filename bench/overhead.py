@@ -133,7 +133,8 @@ def child_bare(params_file: Path) -> None:
     import keras
     from sklearn.preprocessing import StandardScaler
 
-    from kerasflow.tasks.config.schema import DenseLayer, load_params
+    from kerasflow.tasks.config.layers import DenseLayer
+    from kerasflow.tasks.config.schema import load_params
     from kerasflow.tasks.data.table import load_table
     from kerasflow.tasks.training.evaluate import encode_labels, prepare_folds
 

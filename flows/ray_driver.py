@@ -25,7 +25,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from kerasflow.tasks.config.backend import backend_settings
 from kerasflow.tasks.config.errors import SweepError
-from kerasflow.tasks.config.schema import ExperimentSpec, SearchSpec
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.runtime.progress import ProgressLine
 from kerasflow.tasks.sweep.groups import GROUP, stacked_groups, trial_configs

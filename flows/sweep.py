@@ -15,7 +15,8 @@ from ray import tune
 from kerasflow.flows.pipeline import load_data, write_report
 from kerasflow.flows.ray_driver import check_cluster, connect, make_tuner
 from kerasflow.tasks.config.errors import SweepError
-from kerasflow.tasks.config.schema import ExperimentSpec, SearchSpec
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.split import make_splits
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.atomic import write_json

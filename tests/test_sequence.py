@@ -147,7 +147,7 @@ def test_each_shipped_series_model_beats_the_naive_last_value_forecast(bundled_d
 
 
 def test_a_sweep_can_search_the_lookback(bundled_data):
-    from kerasflow.tasks.config.schema import SearchSpec
+    from kerasflow.tasks.config.search import SearchSpec
     from kerasflow.tasks.sweep.trial import run_trial
 
     spec = _shipped("sunspots_mlp", bundled_data).with_overrides({"train.epochs": 2})

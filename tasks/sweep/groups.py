@@ -6,7 +6,8 @@ import itertools
 import json
 from typing import Any
 
-from kerasflow.tasks.config.schema import ExperimentSpec, SearchSpec
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.training.evaluate import (
     uses_stacking,
 )

@@ -14,7 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasflow.tasks.config.schema import ExperimentSpec, SearchSpec
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.sweep.checkpoint import RestoreState, checkpoint_epoch, save_state
 from kerasflow.tasks.sweep.groups import scoring_spec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kerasflow.tasks.config.schema import (
+from kerasflow.tasks.config.layers import (
     Conv1DLayer,
     Conv2DLayer,
     DenseLayer,
@@ -18,11 +18,9 @@ from kerasflow.tasks.config.schema import (
     LSTMLayer,
     MaxPooling1DLayer,
     MaxPooling2DLayer,
-    ModelSpec,
-    PreprocessSpec,
     ReshapeLayer,
-    TrainSpec,
 )
+from kerasflow.tasks.config.schema import ModelSpec, PreprocessSpec, TrainSpec
 
 TargetScale = tuple[float, float]
 """`(scale, offset)` of a model's output: `prediction = output * scale + offset`."""

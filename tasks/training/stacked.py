@@ -24,12 +24,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasflow.tasks.config.schema import (
-    DenseLayer,
-    DropoutLayer,
-    ExperimentSpec,
-    ModelSpec,
-)
+from kerasflow.tasks.config.layers import DenseLayer, DropoutLayer
+from kerasflow.tasks.config.schema import ExperimentSpec, ModelSpec
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import fit_epochs
 from kerasflow.tasks.training.models import (

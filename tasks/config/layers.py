@@ -1,0 +1,92 @@
+"""The layers a model in params.yaml is made of, one section each, told apart by their `type:`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, PositiveInt, field_validator
+
+from kerasflow.tasks.config.keras_names import activation_name, initializer_name
+from kerasflow.tasks.config.section import Section
+
+
+class DenseLayer(Section):
+    type: Literal["dense"]
+    units: PositiveInt
+    activation: str = "linear"
+    initializer: str = "glorot_uniform"
+
+    _check_activation = field_validator("activation")(activation_name)
+    _check_initializer = field_validator("initializer")(initializer_name)
+
+class DropoutLayer(Section):
+    type: Literal["dropout"]
+    rate: float = Field(ge=0.0, lt=1.0)
+
+class Conv2DLayer(Section):
+    type: Literal["conv2d"]
+    filters: PositiveInt
+    kernel_size: PositiveInt | tuple[PositiveInt, PositiveInt]
+    activation: str = "relu"
+    initializer: str = "glorot_uniform"
+    padding: Literal["valid", "same"] = "valid"
+
+    _check_activation = field_validator("activation")(activation_name)
+    _check_initializer = field_validator("initializer")(initializer_name)
+
+class MaxPooling2DLayer(Section):
+    type: Literal["max_pooling2d"]
+    pool_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 2
+
+class FlattenLayer(Section):
+    type: Literal["flatten"]
+
+class ReshapeLayer(Section):
+    type: Literal["reshape"]
+    target_shape: tuple[PositiveInt, ...] = Field(min_length=1)
+
+class Conv1DLayer(Section):
+    type: Literal["conv1d"]
+    filters: PositiveInt
+    kernel_size: PositiveInt
+    activation: str = "relu"
+    initializer: str = "glorot_uniform"
+    padding: Literal["valid", "same", "causal"] = "valid"
+
+    _check_activation = field_validator("activation")(activation_name)
+    _check_initializer = field_validator("initializer")(initializer_name)
+
+class MaxPooling1DLayer(Section):
+    type: Literal["max_pooling1d"]
+    pool_size: PositiveInt = 2
+
+class GlobalMaxPooling1DLayer(Section):
+    type: Literal["global_max_pooling1d"]
+
+class GlobalAveragePooling1DLayer(Section):
+    type: Literal["global_average_pooling1d"]
+
+class LSTMLayer(Section):
+    type: Literal["lstm"]
+    units: PositiveInt
+    return_sequences: bool = False
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    recurrent_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    stateful: bool = Field(default=False, description="carry the state from one row to the next; reset each epoch")
+
+class EmbeddingLayer(Section):
+    type: Literal["embedding"]
+    input_dim: PositiveInt | None = Field(default=None, description="the number of token ids; None takes "
+                                                                     "preprocess.text.num_words")
+    output_dim: PositiveInt
+
+LayerSpec = Annotated[
+    Union[DenseLayer, DropoutLayer, Conv2DLayer, MaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer,
+          EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer],
+    Field(discriminator="type"),
+]
+
+STACKABLE_LAYERS = (DenseLayer, DropoutLayer)
+
+SEQUENCE_LAYERS = (LSTMLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer)
+"""Layers that take a sequence, `(batch, steps, features)`: what an LSTM before them must return."""

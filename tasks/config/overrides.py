@@ -1,0 +1,77 @@
+"""Dotted keys that change an experiment (`train.epochs`, `model.layers[0].units`, `model.widths`): what a sweep's
+configs are made of."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def extremes(kind: str, values: list) -> list:
+    """The values a distribution can give that are worth validating: all of a list, the ends of a range.
+
+    Ray Tune's ranges exclude their upper end, so the largest value that can be drawn is tried instead.
+
+    Examples
+    --------
+    >>> extremes("randint", [1, 5]), extremes("uniform", [0.0, 1.0])[1] < 1.0
+    ([1, 4], True)
+    """
+    if kind in ("grid", "choice"):
+        return list(values)
+    low, high = values
+    if kind == "randint":
+        return [int(low), int(high) - 1]
+    return [float(low), math.nextafter(float(high), float(low))]
+
+def split_key(key: str) -> list[str | int]:
+    """`'model.layers[0].units'` -> `['model', 'layers', 0, 'units']`."""
+    parts: list[str | int] = []
+    for piece in key.split("."):
+        name, _, rest = piece.partition("[")
+        if name:
+            parts.append(name)
+        while rest:
+            index, _, rest = rest.partition("]")
+            parts.append(int(index))
+            rest = rest.removeprefix("[")
+    return parts
+
+def with_widths(layers: list[dict], widths: list[int]) -> list[dict]:
+    """Replace the hidden Dense layers (all but the last Dense) with one Dense per width."""
+    dense = [i for i, layer in enumerate(layers) if layer["type"] == "dense"]
+    if len(dense) < 2:
+        raise ValueError("model.widths needs a model with a hidden Dense layer and an output Dense layer")
+    if not isinstance(widths, list) or not all(isinstance(w, int) and w > 0 for w in widths):
+        raise ValueError(f"model.widths must be a list of positive integers. Received: {widths!r}")
+    template = layers[dense[0]]
+    hidden = [{**template, "units": width} for width in widths]
+    return layers[: dense[0]] + hidden + layers[dense[-2] + 1:]
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`raw` (an experiment as a mapping) with the dotted keys of `overrides` replaced, in place; see
+    :meth:`kerasflow.tasks.config.schema.ExperimentSpec.with_overrides`.
+
+    Examples
+    --------
+    >>> apply_overrides({"train": {"epochs": 10}}, {"train.epochs": 5})
+    {'train': {'epochs': 5}}
+    """
+    for key, value in overrides.items():
+        if key == "model.widths":
+            raw["model"]["layers"] = with_widths(raw["model"]["layers"], value)
+            continue
+        if key == "model.initializer":
+            for layer in raw["model"]["layers"]:
+                if "initializer" in layer:
+                    layer["initializer"] = value
+            continue
+        *parents, last = split_key(key)
+        node: Any = raw
+        for part in parents:
+            node = node[part]
+        if isinstance(node, dict) and last not in node:
+            raise KeyError(f"no key {key!r} in the experiment")
+        node[last] = value
+    return raw

@@ -1,0 +1,70 @@
+"""The `sweeps:` section: a Ray Tune search over one experiment's keys, its algorithm and each trial's resources."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from kerasflow.tasks.config.section import AtKey, Section
+
+Distribution = Literal["grid", "choice", "uniform", "loguniform", "randint"]
+
+
+class SearchSpec(Section):
+    """A Ray Tune sweep over one experiment: the space, the algorithm, and what each trial may use.
+
+    Each key of `space` is a path into the experiment (`train.optimizer`, `model.layers[0].units`) or
+    `model.widths`, which rewrites the hidden Dense layers' widths (`[[16], [30], [16, 8]]`); each value is
+    one distribution, `{grid: [...]}`, `{choice: [...]}`, `{uniform: [low, high]}`, `{loguniform: [low, high]}`
+    or `{randint: [low, high]}`.
+    """
+
+    space: dict[str, dict[Distribution, list]] = Field(min_length=1)
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    num_samples: PositiveInt = Field(default=1, description="trials drawn (random, optuna); grid: repeats")
+    seed: int = 0
+    scheduler: Literal["fifo", "asha"] = "fifo"
+    grace_period: PositiveInt = Field(default=5, description="asha: epochs before a trial may be stopped")
+    scoring: Literal["holdout", "kfold"] = Field(default="kfold", description="kfold: the experiment's folds")
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0, description="holdout scoring's held-out share")
+    max_concurrent_trials: PositiveInt | None = None
+    cpu: float = Field(default=1.0, gt=0.0)
+    gpu: float = Field(default=0.0, ge=0.0)
+    keep_checkpoints: PositiveInt = 2
+    checkpoint_every: PositiveInt | None = Field(default=None, description="epochs; None: at the end only")
+    max_failures: int = Field(default=2, ge=0, description="retries of a trial whose process dies")
+    shared_storage: bool = Field(default=False, description="the storage path is shared by every node")
+    stack_configs: bool = Field(default=True, description="grid configs that differ only in initializers train as "
+                                                          "one stacked program per group (tasks/tune.stacked_groups)")
+
+    @field_validator("space")
+    @classmethod
+    def _one_distribution_each(cls, space: dict) -> dict:
+        for key, dist in space.items():
+            if len(dist) != 1:
+                raise AtKey(key, f"must have exactly one distribution, one of {', '.join(get_args(Distribution))}. "
+                          f"Received: {sorted(dist) or 'none'}")
+            (kind, values), = dist.items()
+            if not values:
+                raise AtKey(f"{key}.{kind}", f"is empty: it needs at least one value. "
+                          f"Received: {values!r}")
+            if kind in ("uniform", "loguniform", "randint"):
+                if len(values) != 2 or not all(isinstance(v, (int, float)) for v in values) or values[0] >= values[1]:
+                    raise AtKey(f"{key}.{kind}", f"must be [low, high] with low < high. Received: {values}")
+                if kind == "loguniform" and values[0] <= 0:
+                    raise AtKey(f"{key}.{kind}", f"needs low > 0. Received: {values}")
+        return space
+
+    @model_validator(mode="after")
+    def _grid_only_with_grid(self) -> "SearchSpec":
+        kinds = {kind for dist in self.space.values() for kind in dist}
+        if self.algorithm == "grid" and kinds - {"grid", "choice"}:
+            raise AtKey("algorithm", f"'grid' takes only grid/choice values; use algorithm 'random' for "
+                      f"{sorted(kinds - {'grid', 'choice'})}. Received: 'grid'")
+        if self.algorithm == "optuna" and "grid" in kinds:
+            raise AtKey("algorithm", "'optuna' samples its own points: use choice instead of grid. "
+                      "Received: 'optuna'")
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise AtKey("gpu", f"above 1 must be a whole number. Received: {self.gpu}")
+        return self

@@ -1,0 +1,60 @@
+"""The base of every section of params.yaml: unknown keys refused, and each section knowing its own key.
+
+A section validated from a file records where it sits (`params.yaml:experiments.iris.evaluate`), so a check made
+later against the data (a split, a preprocessing step) still names the exact key the user edits.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+
+class AtKey(ValueError):
+    """A validator's complaint about one key below the section it checks (`train.loss` from the experiment).
+
+    Pydantic places a model validator's error on the whole section; :func:`kerasflow.tasks.config.messages.describe` appends `key`, so the
+    message still names the exact key as DVC spells it.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+class Section(BaseModel):
+    # Unknown keys are errors: a misspelt `epoch:` must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Where the section sits in the params file and which data file its experiment reads, set once the file is
+    # validated: checks made later against the data (splits, preprocessing) still name the key the user edits.
+    _where: str = PrivateAttr(default="")
+    _data: str = PrivateAttr(default="")
+
+    def key(self, name: str) -> str:
+        """`name`'s full key, `params.yaml:experiments.iris.evaluate.n_splits`, or `name` for a spec built in code.
+
+        Examples
+        --------
+        >>> from kerasflow.tasks.config.schema import EvaluateSpec
+        >>> EvaluateSpec().key("n_splits")
+        'n_splits'
+        """
+        return f"{self._where}.{name}" if self._where else name
+
+    @property
+    def located(self) -> bool:
+        """Whether the section came from a params file (and :meth:`key` gives its full key)."""
+        return bool(self._where)
+
+    @property
+    def data_file(self) -> str:
+        """The data file of the experiment this section belongs to ("" for a spec built in code)."""
+        return self._data
+
+    def locate(self, where: str, data: str) -> None:
+        """Record this section's key prefix and data file, and its subsections' (layers included)."""
+        self._where, self._data = where, data
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            items = enumerate(value) if isinstance(value, list) else [(None, value)]
+            for index, item in items:
+                if isinstance(item, Section):
+                    item.locate(f"{where}.{name}" + ("" if index is None else f"[{index}]"), data)
