@@ -1,8 +1,9 @@
-"""The Ray side of a sweep, without Prefect: joining or starting Ray, the Tuner over an experiment's space, and
-its results as rows.
+"""The Ray side of a sweep, without Prefect: joining or starting Ray, the Tuner over an experiment's space, and the
+trainable each trial's process runs (:func:`run_trial_process`).
 
 `flows/sweep.py` wraps these in Prefect tasks; a machine without Prefect (bench/gpu.py on the GPU machine) runs
-them as they are. Locally `ray.init()` starts an embedded cluster; with `RAY_ADDRESS` set the same sweep runs on
+them as they are. Ray pickles the trainable by reference, so every trial process imports this module: it imports
+no Prefect. Locally `ray.init()` starts an embedded cluster; with `RAY_ADDRESS` set the same sweep runs on
 that cluster. The table goes to the object store once (`tune.with_parameters`); each trial reports per epoch and
 keeps its best checkpoints; a crashed driver resumes with `Tuner.restore`.
 """
@@ -21,7 +22,6 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
-from ray.tune.search.optuna import OptunaSearch
 
 from kerasflow.tasks.config.backend import backend_settings
 from kerasflow.tasks.config.errors import SweepError
@@ -34,9 +34,9 @@ from kerasflow.tasks.sweep.trial import run_trial
 from kerasflow.tasks.training import evaluate
 
 RUN_NAME = "sweep"
-# Every trial process gets these, and the driver's backend settings (tasks/config/backend.py: TensorFlow's switches, JAX's
-# compilation cache, whose folder trials on this machine share): GPU memory taken as needed so that trials can share
-# a GPU.
+# Every trial process gets these, and the driver's backend settings (tasks/config/backend.py: TensorFlow's
+# switches, JAX's compilation cache, whose folder trials on this machine share): GPU memory taken as needed so
+# that trials can share a GPU.
 TRIAL_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
              "RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
@@ -156,6 +156,8 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
                  if sweep.scheduler == "asha" else FIFOScheduler())
     if sweep.algorithm == "optuna":
         # TPE, seeded: its first points are seeded random draws, later ones model the scores so far.
+        from ray.tune.search.optuna import OptunaSearch  # imports Optuna: only the sweeps that use it pay
+
         searcher = OptunaSearch(seed=sweep.seed)
     else:
         searcher = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.max_concurrent_trials or 0)

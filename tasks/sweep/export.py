@@ -5,12 +5,22 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ray import tune
+from kerasflow.tasks.config.errors import SweepError
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.config.search import SearchSpec
+from kerasflow.tasks.data.split import make_splits
+from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.outputs.atomic import atomic_path, write_json
+from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.sweep.checkpoint import restore_state
+from kerasflow.tasks.sweep.groups import scoring_spec, trial_configs
+from kerasflow.tasks.training import evaluate
+from kerasflow.tasks.training.models import build_model, make_optimizer
 
-from kerasflow.tasks.outputs.atomic import atomic_path
-from kerasflow.tasks.sweep.groups import trial_configs
+if TYPE_CHECKING:  # the results are read through their attributes: this module runs without Ray
+    from ray import tune
 
 
 def write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -44,3 +54,61 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, 
     sign = -1 if higher_is_better else 1
     ok = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
     return ok + [r for r in rows if r["score"] is None]
+
+
+def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
+                labels: evaluate.Encoded, out_dir: Path, seconds: float | None = None) -> dict[str, Any]:
+    """Write trials.csv, best.json and the best model (with its preprocessing) under `out_dir`; return best.json.
+
+    k-fold scoring trains k models per config: the best config is refitted on all rows, as GridSearchCV's
+    `refit=True` does. Hold-out scoring trains one: the best trial's best checkpoint is the model kept.
+    `seconds` is the sweep's wall time, recorded in best.json.
+    """
+    mode = "max" if spec.higher_is_better else "min"
+    rows = trial_rows(grid, spec.higher_is_better)
+    if not rows or rows[0]["score"] is None:
+        raise SweepError(f"sweeps.{name}: no trial finished; first error: {grid.errors[:1]}")
+    best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])
+    best_params = {key.removeprefix("param:"): value for key, value in rows[0].items() if key.startswith("param:")}
+    best_spec = spec.with_overrides(best_params)
+    # The trial's best checkpoint by score, and the metrics it was reported with.
+    ranked = sorted(best.best_checkpoints or [], key=lambda pair: pair[1]["score"], reverse=spec.higher_is_better)
+    checkpoint, at_checkpoint = ranked[0] if ranked else (None, {})
+    score, score_std = rows[0]["score"], rows[0]["score_std"]
+    if sweep.scoring == "holdout" and checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            final = holdout_model(best_spec, sweep, table, labels, Path(directory))
+        score, score_std = at_checkpoint["score"], at_checkpoint["score_std"]
+    else:
+        final = evaluate.refit(best_spec, table, labels)
+    write_model(out_dir / "best_model", best_spec, final)
+    summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": best_params,
+               "score": score, "score_std": score_std, "scoring": sweep.scoring,
+               "checkpoint": _portable(checkpoint.path) if checkpoint is not None else None,
+               "checkpoint_epoch": at_checkpoint.get("epoch"),
+               "n_configs": len(rows), "n_trials": len(grid),
+               "n_errors": sum(r["status"] == "error" for r in rows),
+               "seconds": seconds}
+    write_trials(out_dir / "trials.csv", rows)
+    write_json(out_dir / "best.json", summary)
+    return summary
+
+
+def holdout_model(spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
+                  checkpoint_dir: Path) -> evaluate.FinalModel:
+    """The hold-out-scored model a trial saved in `checkpoint_dir`, with the preprocessing of its split: the same
+    split and the same fitted preprocessing as the trial's, so it reproduces the checkpoint's score."""
+    rows_table, rows_labels = evaluate.supervised(spec, table, labels)
+    (split,) = make_splits(scoring_spec(spec, sweep).evaluate, rows_labels.codes)
+    fold, preprocessor = evaluate.fit_split(spec, rows_table, rows_labels, split)
+    model = build_model(spec.model, fold.X_train.shape[1], spec.train.seed, fold.target_scale)
+    model.compile(optimizer=make_optimizer(spec.train), loss=spec.loss)
+    restore_state(model, checkpoint_dir)
+    return evaluate.FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec,
+                               target_scale=fold.target_scale)
+
+
+def _portable(path: str) -> str:
+    """A checkpoint path as committed files should hold it: relative to the project when inside it."""
+    local = Path(path)
+    return str(local.relative_to(Path.cwd())) if local.is_relative_to(Path.cwd()) else path
