@@ -15,7 +15,8 @@ The tiny job is params.yaml's `iris_mlp` (150 rows, 10-fold repeated 3×: 30 fol
 process, as a user's command is, timed from outside (wall seconds); the processes of one repeat run one after
 another and the repeats are interleaved, so drift on a noisy machine hits them all alike; each row is the median
 over the repeats. All run with `KERAS_BACKEND` set to `--backend` (default tensorflow), the backends set up as
-`kerasflow run` sets them (`tasks/config/backend.py`: deterministic kernels, no oneDNN custom ops, JAX's compilation cache)
+`kerasflow run` sets them (`tasks/config/backend.py`: deterministic kernels, no oneDNN custom ops, JAX's
+compilation cache)
 and no `PREFECT_API_URL` (so `kerasflow run` and the trivial flow start Prefect's temporary local server, as with a
 default set-up; a `PREFECT_API_URL` set in a Prefect profile instead of the environment would defeat this). The
 first process to start Prefect's server on a new `PREFECT_HOME` also creates its database; with 3 or more repeats

@@ -23,7 +23,7 @@ from kerasflow.tasks.training.scoring import score
 from kerasflow.tasks.training.train import fit_model, reset_states
 
 stateful_trains_here = pytest.mark.skipif(keras.backend.backend() == "jax",
-                                          reason="a stateful LSTM is refused on JAX (kerasflow.tasks.training.evaluate.check_backend)")
+                                          reason="a stateful LSTM is refused on JAX (evaluate.check_backend)")
 SERIES = ("sunspots_mlp", "sunspots_lstm", pytest.param("sunspots_lstm_stateful", marks=stateful_trains_here))
 
 

@@ -24,32 +24,22 @@ import yaml
 from kerasflow.tasks.config.errors import ParamsError
 
 TENSORFLOW_DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_DETERMINISTIC_OPS": "1", "TF_ENABLE_ONEDNN_OPTS": "0"}
-"""TensorFlow's switches kerasflow sets where the environment does not (TensorFlow reads them as it loads or first
-runs an op, so they are set before it is imported): its C++ logs quiet; its deterministic kernels, so that the same
-seed gives the same numbers; and oneDNN's custom ops off. TensorFlow turns those on by itself only on CPUs with
-VNNI, BF16 or AMX instructions (recent Xeons, some desktop CPUs), so with them results depend on the CPU: off, a
-machine that has them reproduced 7 of the 8 committed results computed on one that does not bit for bit (5 of 8
-with them on). They also slow the small models kerasflow is for: the default pipeline took 15% less time without
-them, every MLP and LSTM 20-40% less, though the digits CNN took 1.8x as long (BENCHMARKS.md); set
-``TF_ENABLE_ONEDNN_OPTS=1`` for a CNN-heavy run on such a CPU (TensorFlow then prints its oneDNN notice as it
-loads)."""
+"""TensorFlow's switches kerasflow sets where the environment does not, before TensorFlow is imported (it reads them
+as it loads or first runs an op): its C++ logs quiet; its deterministic kernels, so that the same seed gives the same
+numbers; and oneDNN's custom ops off. TensorFlow turns those on by itself only on CPUs with VNNI, BF16 or AMX
+instructions, so with them on, results depend on the CPU; they also slow the small models kerasflow is for (the
+figures are in BENCHMARKS.md). Set ``TF_ENABLE_ONEDNN_OPTS=1`` for a CNN-heavy run on such a CPU."""
 
 
 JAX_DEFAULTS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30)}
 """JAX's persistent compilation cache, which kerasflow turns on where the environment does not set it, in
 :func:`jax_cache_folder`: compiled programs are kept on disk (at most 1 GiB, least recently used first out), keyed by
 the program, JAX's version and the kind of device, so a model of a shape compiled before is loaded, not compiled
-again. That is any later run of an experiment (a new learning rate or epoch count is the same programs), a sweep's
-trials that start after another trial compiled their shape, and in one run every fold of a per-fold model after the
-first: JAX keeps compiled programs per model in memory only. JAX caches only programs that took over 1 s to compile
-by default; a small model's take about a third of the time one fold of the books' 12-8-1 MLP trains for 150 epochs.
-With the programs cached, that fold took 0.94 s against 1.31 s, its 10 folds stacked 1.07 s against 1.62 s, and the
-default pipeline run again on JAX 60 s against 69 s (BENCHMARKS.md). Programs that compile in milliseconds (single
-ops, initializers) are kept too: leaving out those under 0.02 s halved the entries (27 against 46 for a sweep) but
-made the sweep run again 16.7 s against 14.9 s, as each new trial process compiled them again; a run adds a few dozen
-entries of ~10 kB. ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off. Some CPUs refuse XLA's cached programs
-(openxla/xla#44565: XLA then logs a "Target machine feature" error per program, and compiles as if uncached); delete
-the folder if JAX warns that an entry cannot be read."""
+again: any later run of an experiment, a sweep's trials after the first of a shape, and every fold of a per-fold
+model after the first (JAX keeps compiled programs per model in memory only). Programs that compile in milliseconds
+are kept too, as each new trial process would otherwise compile them again. ``JAX_ENABLE_COMPILATION_CACHE=false``
+turns it off. Some CPUs refuse XLA's cached programs (openxla/xla#44565: XLA then logs a "Target machine feature"
+error per program, and compiles as if uncached); delete the folder if JAX warns that an entry cannot be read."""
 
 JAX_CACHE_FOLDER = "JAX_COMPILATION_CACHE_DIR"
 JAX_CACHE_SWITCH = "JAX_ENABLE_COMPILATION_CACHE"
@@ -96,10 +86,9 @@ DEFAULT: Backend = "tensorflow"
 def choose_backend(params_file: str | Path) -> str:
     """Set ``KERAS_BACKEND`` from `params_file`'s ``backend:`` key (default tensorflow) and return it.
 
-    A file that cannot be read is left for :func:`kerasflow.tasks.config.schema.load_params` to report; a backend Keras does not
-    have is a :class:`kerasflow.tasks.config.errors.ParamsError` naming the key.
+    A file that cannot be read is left for :func:`kerasflow.tasks.config.schema.load_params` to report; a
+    backend Keras does not have is a :class:`ParamsError` naming the key.
     """
-
     if os.environ.get("KERAS_BACKEND"):
         chosen = os.environ["KERAS_BACKEND"]
         where = "the environment's KERAS_BACKEND"

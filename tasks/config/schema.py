@@ -298,7 +298,7 @@ class Params(Section):
     """The whole of ``params.yaml``."""
 
     backend: Backend = Field(default="tensorflow", description="the Keras backend every experiment trains on; "
-                                                                "an explicit KERAS_BACKEND wins (tasks/config/backend.py)")
+                                                                "an explicit KERAS_BACKEND wins")
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
     sweeps: dict[str, SearchSpec] = Field(description="keyed by experiment name; {} for none")
 

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 class AtKey(ValueError):
     """A validator's complaint about one key below the section it checks (`train.loss` from the experiment).
 
-    Pydantic places a model validator's error on the whole section; :func:`kerasflow.tasks.config.messages.describe` appends `key`, so the
+    Pydantic places a model validator's error on the whole section;
+    :func:`kerasflow.tasks.config.messages.describe` appends `key`, so the
     message still names the exact key as DVC spells it.
     """
 

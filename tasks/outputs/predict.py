@@ -1,7 +1,8 @@
 """Applying a saved model folder to new rows: the training-time preprocessing, then the labels decoded back.
 
-The folder is the one :func:`kerasflow.tasks.outputs.results.write_model` leaves (``results/<experiment>/model``), read by
-:mod:`kerasflow.tasks.outputs.saved_model`; a new CSV is read with the training file's layout, so a user needs no ``params.yaml``.
+The folder is the one :func:`kerasflow.tasks.outputs.results.write_model` leaves (``results/<experiment>/model``),
+read by :mod:`kerasflow.tasks.outputs.saved_model`; a new CSV is read with the training file's layout, so a user
+needs no ``params.yaml``.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
         return pd.DataFrame({PREDICTION: output.reshape(-1)}, index=frame.index)
     classes = saved.codec.classes_
     if saved.task == "binary":
-        # One sigmoid unit: the probability of the second class, thresholded as `kerasflow.tasks.training.scoring.score` does.
+        # One sigmoid unit: the probability of the second class, thresholded as `scoring.score` does.
         positive = output.reshape(-1)
         proba, codes = np.column_stack([1.0 - positive, positive]), (positive > 0.5).astype(int)
     else:

@@ -10,7 +10,8 @@ items:
 - ``stall:<point>``: stop at `point` until the process is killed (at most an hour), so that a test can send a
   real signal at exactly that moment.
 
-Points: ``write:<name>`` in :func:`kerasflow.tasks.outputs.atomic.atomic_path`, once the temporary copy of `name` (``metrics.json``,
+Points: ``write:<name>`` in :func:`kerasflow.tasks.outputs.atomic.atomic_path`, once the temporary copy of `name`
+(``metrics.json``,
 ``model``...) is complete and before it replaces the previous one; and whatever the flows name with
 :func:`inject` (``cross-validate``: the start of that Prefect task). Every injection is logged as a warning.
 """

@@ -27,7 +27,7 @@ class RestoreState(keras.callbacks.Callback):
         self.checkpoint_dir, self.restored = checkpoint_dir, False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        # A long training is fed to Keras in several `fit` calls (`tasks/training/fit.py`): restore before the first only.
+        # A long training is fed to Keras in several `fit` calls (tasks/training/fit.py): restore before the first.
         if not self.restored:
             restore_state(self.model, self.checkpoint_dir)
             self.restored = True

@@ -21,8 +21,8 @@ ONE_BATCH = 4096
 EVERY_SLOT = "f*_"
 """Marks a log entry that holds one value per slot of a stacked model, as a vector: ``val_f*_loss`` stands for
 ``val_f0_loss``, ``val_f1_loss``... A compiled step returns one such vector per metric, not k scalars: on JAX each
-output of a step costs a dispatch, and 40 per-slot scalars made a 10-slot epoch 14.5 ms against 8.9 ms
-(BENCHMARKS.md). :class:`SlotLogs` expands them before any other callback reads the epoch's logs."""
+output of a step costs a dispatch. :class:`SlotLogs` expands them before any other callback reads the epoch's
+logs."""
 
 
 def every_slot(name: str) -> str:
@@ -106,7 +106,7 @@ class RowScorer(keras.Model):
         super().__init__()
         self.scored, self.functions = scored, tuple(functions)
         # No weights of its own: built already. Keras would otherwise build it by an eager call, which on JAX
-        # compiles each op of the model and the functions one by one (0.8 s for a 10-slot MLP).
+        # compiles each op of the model and the functions one by one.
         self.built = True
 
     def call(self, inputs: tuple) -> list:
@@ -151,10 +151,9 @@ class HeldOutScores(keras.callbacks.Callback):
     One model's rows must fit one chunk (`ONE_BATCH` rows); a stacked model's chunks hold at most `ONE_BATCH` rows
     of every slot, as the stacked model takes no fewer slots than it has.
 
-    Why not ``test_on_batch``: it resets and reads the compiled metrics eagerly each time, and on JAX syncs the
-    whole training state: inside ``fit`` it cost 3.4 ms an epoch on TensorFlow and 4.6 ms on JAX for 10 stacked
-    folds, and compiled a test step of its own. Here a :class:`RowScorer` gives every row's loss and metric in one
-    prediction a chunk, and the means per slot are taken in NumPy: 1.2 ms and 1.9 ms an epoch.
+    Why not ``test_on_batch``: it resets and reads the compiled metrics eagerly each time, on JAX syncs the whole
+    training state, and compiles a test step of its own. Here a :class:`RowScorer` gives every row's loss and
+    metric in one prediction a chunk, and the means per slot are taken in NumPy.
 
     The last epoch's predictions are kept (`predictions`): the trained model's held-out predictions, with no
     prediction program of its own to compile: one compile less a model.
@@ -229,7 +228,7 @@ class SlotMean(keras.metrics.Metric):
         self.update_rows(self.fn(y_true, y_pred), sample_weight)
 
     def update_rows(self, values, sample_weight=None):
-        """Add per-sample `values` already computed (the stacked model's per-row losses, `tasks/training/stacked.py`)."""
+        """Add per-sample `values` already computed (the stacked model's per-row losses)."""
         width = self.slots or 1
         values = ops.reshape(ops.cast(values, "float32"), (width, -1))
         if sample_weight is None:
