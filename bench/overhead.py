@@ -111,11 +111,10 @@ def tiny_params(epochs: int) -> dict:
 
 def child_functions(params_file: Path, results_dir: Path) -> None:
     """The Prefect flow's steps as plain functions: what `kerasflow run` does, without Prefect running."""
-    from kerasflow.flows import (
-        pipeline,  # the imports `kerasflow run` pays, Prefect's included
-    )
+    from kerasflow.flows import pipeline  # the imports `kerasflow run` pays, Prefect's included
     from kerasflow.tasks.config.schema import load_params
-    from kerasflow.tasks.report import collect as report
+    from kerasflow.tasks.report.collect import collect
+    from kerasflow.tasks.report.markdown import render_markdown
 
     start = time.perf_counter()
     spec = load_params(params_file).experiments[EXPERIMENT]
@@ -125,7 +124,7 @@ def child_functions(params_file: Path, results_dir: Path) -> None:
     cv = pipeline.cross_validate.fn(EXPERIMENT, spec, folds)
     final = pipeline.refit.fn(EXPERIMENT, spec, table, labels)
     pipeline.write_results.fn(EXPERIMENT, spec, cv, final, labels.codec, results_dir, timing, start)
-    report.render_markdown(report.collect(results_dir, {EXPERIMENT: spec}))
+    render_markdown(collect(results_dir, {EXPERIMENT: spec}))
     print(INNER_MARK + str(time.perf_counter() - start), flush=True)
 
 

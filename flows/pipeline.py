@@ -22,8 +22,10 @@ from kerasflow.tasks.data.preprocess import LabelCodec
 from kerasflow.tasks.data.table import Table, load_table
 from kerasflow.tasks.outputs import results
 from kerasflow.tasks.outputs.atomic import atomic_path
-from kerasflow.tasks.report import collect as report
-from kerasflow.tasks.report import html as html_report
+from kerasflow.tasks.report import tables
+from kerasflow.tasks.report.collect import collect
+from kerasflow.tasks.report.html import render_html
+from kerasflow.tasks.report.markdown import render_markdown
 from kerasflow.tasks.runtime import faults
 from kerasflow.tasks.runtime.progress import EpochProgress, ProgressLine
 from kerasflow.tasks.training import evaluate
@@ -108,20 +110,21 @@ def write_report(results_dir: Path, experiments: dict[str, ExperimentSpec], out:
                  html: Path | None = None) -> str:
     """Summarise every experiment as Markdown (and the full HTML report), on disk when asked and always as
     Prefect artifacts."""
-    content = report.collect(results_dir, experiments)
-    markdown = report.render_markdown(content)
+    content = collect(results_dir, experiments)
+    markdown = render_markdown(content)
     if out is not None:
         with atomic_path(out) as tmp:
             tmp.write_text(markdown)
     if html is not None:
         with atomic_path(html) as tmp:
-            tmp.write_text(html_report.render_html(content))
+            tmp.write_text(render_html(content))
     create_markdown_artifact(markdown=markdown, key="kerasflow-summary", description="kerasflow results")
-    create_table_artifact(table=report.summary_rows(content), key="kerasflow-scores",
+    create_table_artifact(table=tables.scores(content).to_dict("records"), key="kerasflow-scores",
                           description="Cross-validated scores")
-    sweeps = report.sweep_rows(content)
-    if sweeps:
-        create_table_artifact(table=sweeps, key="kerasflow-sweeps", description="Best trial of each sweep")
+    sweeps = tables.sweeps(content)
+    if not sweeps.empty:
+        create_table_artifact(table=sweeps.to_dict("records"), key="kerasflow-sweeps",
+                              description="Best trial of each sweep")
     return markdown
 
 

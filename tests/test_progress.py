@@ -21,13 +21,42 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_the_line_counts_done_of_total_with_time_left():
-    line = ProgressLine("iris_mlp", total=4, unit="epochs", stream=io.StringIO(), enabled=True, min_interval=0)
-    assert line.text(0.0) == "iris_mlp: 0/4 epochs (0%), starting"
-    line.done = 1
-    assert line.text(30.0) == "iris_mlp: 1/4 epochs (25%), 1:30 left"
-    line.done = 4
-    assert line.text(3725.0) == "iris_mlp: 4/4 epochs (100%), done in 1:02:05"
+def _lines(stream: io.StringIO) -> list[str]:
+    """Each state of the line as drawn: tqdm rewrites it after a carriage return."""
+    return [text for text in stream.getvalue().split("\r") if text]
+
+
+def test_the_line_shows_done_of_total_in_its_unit_and_ends_when_all_are_done():
+    stream = io.StringIO()
+    line = ProgressLine("iris_mlp", total=4, unit="epochs", stream=stream, enabled=True, min_interval=0)
+    assert _lines(stream)[0].startswith("iris_mlp: 0/4 epochs   0%|")
+    line.advance()
+    assert _lines(stream)[-1].startswith("iris_mlp: 1/4 epochs  25%|")
+    line.advance(3)
+    assert line.done == 4
+    assert _lines(stream)[-1].startswith("iris_mlp: 4/4 epochs 100%|") and stream.getvalue().endswith("\n")
+    written = stream.getvalue()
+    line.advance()  # a unit past the total (a retried trial) draws nothing more
+    assert stream.getvalue() == written
+
+
+def test_an_unknown_total_shows_the_count_without_a_percentage():
+    stream = io.StringIO()
+    line = ProgressLine("iris: sweep", total=0, unit="trials", stream=stream, enabled=True, min_interval=0)
+    line.advance(2)
+    assert _lines(stream)[-1].startswith("iris: sweep: 2 trials [") and "%" not in stream.getvalue()
+
+
+def test_a_disabled_line_writes_nothing_but_still_counts(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    stream = io.StringIO()  # not a terminal: disabled by default
+    line = ProgressLine("iris_mlp", total=3, unit="epochs", stream=stream, min_interval=0)
+    line.advance(3)
+    assert stream.getvalue() == "" and line.done == 3
+    terminal = FakeTerminal()
+    monkeypatch.setenv("CI", "true")
+    ProgressLine("iris_mlp", total=3, unit="epochs", stream=terminal, min_interval=0).advance(3)
+    assert terminal.getvalue() == ""
 
 
 def test_shown_on_a_terminal_only_and_never_in_ci(monkeypatch):
@@ -54,10 +83,11 @@ def test_a_kfold_job_counts_every_fold_models_epochs(project, monkeypatch, stack
     line = ProgressLine("iris", total=total, unit="epochs", stream=terminal, min_interval=0)
     cross_validate(spec, folds, callbacks=[EpochProgress(line)])
 
-    shown = terminal.getvalue().split("\r")[1:]
-    assert len(shown) == total
-    assert shown[0].startswith(f"iris: 1/{total} epochs")
-    assert shown[-1].startswith(f"iris: {total}/{total} epochs (100%), done in ") and shown[-1].endswith("\n")
+    shown = _lines(terminal)
+    assert shown[0].startswith(f"iris: 0/{total} epochs   0%|")
+    counts = [int(text.removeprefix("iris: ").split("/")[0]) for text in shown]
+    assert sorted(set(counts)) == list(range(total + 1))  # every epoch of every fold model counted once
+    assert shown[-1].startswith(f"iris: {total}/{total} epochs 100%|") and shown[-1].endswith("\n")
 
 
 def test_a_sweep_counts_its_finished_trials(tmp_path, bundled_data, monkeypatch):
@@ -87,5 +117,5 @@ def test_a_sweep_counts_its_finished_trials(tmp_path, bundled_data, monkeypatch)
         run_sweep.fn("iris", spec, sweep, *load_data.fn("iris", spec), tmp_path / "tune", False)
     finally:
         ray.shutdown()
-    shown = [line for line in terminal.getvalue().split("\r") if line.startswith("iris: sweep")]
-    assert shown[-1].startswith("iris: sweep: 3/3 trials (100%), done in ")
+    shown = [line for line in _lines(terminal) if line.startswith("iris: sweep")]
+    assert shown[-1].startswith("iris: sweep: 3/3 trials 100%|") and shown[-1].endswith("\n")

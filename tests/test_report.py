@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import time
 import urllib.request
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,10 @@ from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import file_md5, load_table
 from kerasflow.tasks.outputs.atomic import write_json
 from kerasflow.tasks.outputs.results import write_history
-from kerasflow.tasks.report import collect as report
+from kerasflow.tasks.report import plots, tables
+from kerasflow.tasks.report.collect import DataFacts, ExperimentReport, Report, collect
 from kerasflow.tasks.report.html import render_html
+from kerasflow.tasks.report.markdown import render_markdown
 from kerasflow.tasks.sweep.export import write_trials
 from kerasflow.tasks.training.evaluate import (
     cross_validate,
@@ -185,8 +189,8 @@ def test_report_from_a_real_run_renders_in_headless_chromium(project, monkeypatc
         _run(name, experiments[name], project / "results")
     _sweep(project / "results/iris/tune")
 
-    content = report.collect(project / "results", experiments)
-    markdown = report.render_markdown(content)
+    content = collect(project / "results", experiments)
+    markdown = render_markdown(content)
     assert "| iris | accuracy |" in markdown and "| diabetes | mse |" in markdown
     assert "| iris_later | not run yet |" in markdown
     iris_md5 = file_md5(project / "data/iris.csv")
@@ -245,15 +249,84 @@ def test_a_stacked_groups_configs_share_one_trial_and_older_sweeps_still_report(
             "score_std": 0.01, "params": {"model.initializer": "glorot_uniform"}, "checkpoint": None,
             "checkpoint_epoch": None, "n_configs": 2, "n_trials": 1, "n_errors": 0, "seconds": 5.0}
     write_json(tune_dir / "best.json", best)
-    (row,) = report.sweep_rows(report.collect(project / "results", experiments))
-    assert (row["configs"], row["trials"], row["trial_seconds"]) == (2, 1, 4.0)
+    (row,) = tables.sweeps(collect(project / "results", experiments)).to_dict("records")
+    assert (row["configs"], row["Ray trials"], row["trials' seconds"]) == (2, 1, 4.0)
 
     del best["n_configs"]
     best["n_trials"] = 2
     write_json(tune_dir / "best.json", best)
     write_trials(tune_dir / "trials.csv", [{k: v for k, v in r.items() if k not in ("trial_id", "configs_in_trial")}
                                            for r in rows])
-    content = report.collect(project / "results", experiments)
-    (row,) = report.sweep_rows(content)
-    assert (row["configs"], row["trials"], row["trial_seconds"]) == (2, 2, 8.0)
+    content = collect(project / "results", experiments)
+    (row,) = tables.sweeps(content).to_dict("records")
+    assert (row["configs"], row["Ray trials"], row["trials' seconds"]) == (2, 2, 8.0)
     assert "2 configs in 2 Ray trials" in render_html(content)
+
+
+def _small_report() -> Report:
+    """A report of one run experiment and one not run, whose data file could not be read: no training."""
+    experiments = parse_params(_params()).experiments
+    iris = ExperimentReport(
+        name="iris", spec=experiments["iris"],
+        metrics={"metric": "accuracy", "mean": 0.95, "std": 0.02, "n_folds": 3, "folds": [0.93, 0.95, 0.97],
+                 "seconds": 1.5, "timing": {"load": 0.1, "cross_validate": 1.5, "total": 1.7},
+                 "environment": {"keras": "3", "python": "3.11"}},
+        data=DataFacts(file="data/iris.csv", rows=150, columns=5, target="species", task="multiclass", md5="abc",
+                       classes={"setosa": 50, "versicolor": 50, "virginica": 50}))
+    later = ExperimentReport(name="iris_later", spec=experiments["iris_later"],
+                             data_error="data/iris.csv: not found <here>")
+    return Report(experiments=[iris, later])
+
+
+def test_each_table_is_one_frame_that_markdown_and_html_both_render():
+    content = _small_report()
+    scores = tables.scores(content)
+    assert list(scores.columns) == ["experiment", "metric", "mean ± std", "folds", "naive last value", "seconds"]
+    assert scores.to_dict("records")[0] == {"experiment": "iris", "metric": "accuracy", "mean ± std": "0.9500 ± 0.0200",
+                                            "folds": 3, "naive last value": "", "seconds": 1.5}
+    assert [title for title, _ in tables.overview(content)] == [
+        "Cross-validated scores", "Data", "Wall time per stage (seconds)", "Environment"]  # no sweep: no table
+
+    markdown = render_markdown(content)
+    assert "| iris | accuracy | 0.9500 ± 0.0200 | 3 |  | 1.5 |" in markdown
+    assert "| iris_later | not run yet |  |  |  |  |" in markdown
+    assert "| evaluate@iris | 0.1 |  | 1.5 |  |  | 1.7 |" in markdown  # steps not timed stay empty
+    assert "| iris | python | keras |" not in markdown and "| iris | 3.11 | 3 |" in markdown  # environment order
+    page = render_html(content)
+    for title, table in tables.overview(content):
+        assert f"## {title}" in markdown and f"<h2>{title}</h2>" in page
+        assert all(f"<th class=\"col_heading level0 col{i}\" >{escape(column)}</th>" in page
+                   for i, column in enumerate(table.columns))
+    # Numbers aligned, absent results marked, paths in monospace, text escaped.
+    assert re.search(r'<td class="data row0 col3 num" >3</td>', page)
+    assert re.search(r'<td class="data row1 col1 missing" >not run yet</td>', page)
+    assert re.search(r'<td class="data row0 col1 code" >data/iris.csv</td>', page)
+    assert "not found &lt;here&gt;" in page and "<here>" not in page
+    assert render_html(content) == page  # the same report, the same bytes (no random ids)
+
+
+def test_learning_curves_show_the_mean_with_a_clipped_band_and_every_fold_faint():
+    history = pd.DataFrame([{"fold": fold, "epoch": epoch, "loss": loss, "val_loss": loss, "accuracy": accuracy,
+                             "val_accuracy": accuracy}
+                            for fold, loss, accuracy in [(0, 0.0, 0.7), (1, 0.0, 1.0), (2, 0.3, 1.0)]
+                            for epoch in (1, 2, 3)])
+    figure = plots.learning_curves(history, "accuracy")
+    for ax, (low, high) in zip(figure.axes, [(0.0, 0.24), (0.76, 1.0)]):
+        (training_band, validation_band) = ax.collections
+        for band in (training_band, validation_band):
+            y = band.get_paths()[0].vertices[:, 1]
+            # mean ± std (ddof=0) is 0.1 ± 0.141 and 0.9 ± 0.141: cut at 0 and at 1, where no value can go.
+            assert y.min() == pytest.approx(low, abs=0.01) and y.max() == pytest.approx(high, abs=0.01)
+        folds = [line for line in ax.get_lines() if line.get_alpha() is not None]
+        means = [line for line in ax.get_lines() if line.get_alpha() is None]
+        assert len(folds) == 6 and all(line.get_alpha() < 0.5 for line in folds)  # 3 folds, training and validation
+        assert [line.get_label() for line in means] == ["training, mean ± std", "validation, mean ± std"]
+
+
+def test_the_confusion_matrix_is_scikit_learns_count_of_held_out_rows():
+    predictions = pd.DataFrame({"fold": [0, 0, 1, 1, 1], "true": ["a", "a", "b", "b", "c"],
+                                "predicted": ["a", "b", "b", "b", "a"]})
+    ax = plots.confusion_matrix(predictions, ["a", "b", "c"]).axes[0]
+    assert [text.get_text() for text in ax.texts] == ["1", "1", "0", "0", "2", "0", "1", "0", "0"]
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert ax.get_title() == "held-out rows of every fold: 5, 60.0% on the diagonal"

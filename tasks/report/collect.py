@@ -1,8 +1,8 @@
 """The cross-experiment report's content: everything ``results/`` and the data files say about each experiment,
-gathered once into plain objects, and its Markdown summary.
+gathered once into plain objects.
 
-`tasks/report/html.py` renders the same :class:`Report` as one self-contained HTML page, and the flows publish
-the Markdown and :func:`summary_rows` as Prefect artifacts. An experiment not run yet is listed as such.
+`tables.py` turns a :class:`Report` into DataFrames, which `markdown.py` and `html.py` render and the flows
+publish as Prefect artifacts. An experiment not run yet is kept, with empty metrics, and listed as such.
 """
 
 from __future__ import annotations
@@ -224,108 +224,3 @@ def _read_history(history_dir: Path) -> pd.DataFrame | None:
 def _read_sweep(tune_dir: Path) -> Sweep | None:
     best, trials = _read_json(tune_dir / "best.json"), _read_csv(tune_dir / "trials.csv")
     return Sweep(best=best, trials=trials) if best is not None and trials is not None else None
-
-
-def summary_rows(report: Report) -> list[dict[str, Any]]:
-    """One row per experiment, in a shape both Markdown and Prefect's table artifact take."""
-    rows = []
-    for experiment in report.experiments:
-        m = experiment.metrics
-        if not m:
-            rows.append({"experiment": experiment.name, "metric": "", "mean": "", "std": "", "folds": 0,
-                         "baseline": "", "seconds": ""})
-            continue
-        baseline = m.get("baseline")
-        rows.append({"experiment": experiment.name, "metric": m["metric"], "mean": round(m["mean"], 4),
-                     "std": round(m["std"], 4), "folds": m["n_folds"],
-                     "baseline": round(baseline["mean"], 4) if baseline else "", "seconds": m["seconds"]})
-    return rows
-
-
-def timing_rows(report: Report) -> list[dict[str, Any]]:
-    """Wall time (seconds) of each evaluate stage that has run, step by step."""
-    return [{"stage": f"evaluate@{e.name}", **{step: e.metrics["timing"].get(step, "") for step in TIMING_STEPS}}
-            for e in report.experiments if e.metrics.get("timing")]
-
-
-def sweep_rows(report: Report) -> list[dict[str, Any]]:
-    """One row per sweep that has run: its best trial and its wall time."""
-    rows = []
-    for e in report.experiments:
-        if e.sweep is None:
-            continue
-        best = e.sweep.best
-        # The configs of a stacked group share their Ray trial, and its seconds: count each trial once.
-        trials = e.sweep.trials.drop_duplicates("trial_id") if "trial_id" in e.sweep.trials else e.sweep.trials
-        trial_seconds = pd.to_numeric(trials["seconds"], errors="coerce")
-        rows.append({"experiment": e.name, "configs": e.sweep.n_configs, "trials": best["n_trials"],
-                     "errors": best["n_errors"],
-                     "metric": best["metric"], "score": best["score"], "score_std": best["score_std"],
-                     "params": ", ".join(f"{key}={value}" for key, value in sorted(best["params"].items())),
-                     "seconds": best.get("seconds", ""), "trial_seconds": round(float(trial_seconds.sum()), 2)})
-    return rows
-
-
-def render_markdown(report: Report) -> str:
-    """The summary: scores, sweeps, data, wall time and environment, one table each."""
-    lines = ["# kerasflow results", "",
-             "| experiment | metric | mean ± std | folds | naive last value | seconds |", "|---|---|---|---|---|---|"]
-    for row in summary_rows(report):
-        if not row["metric"]:
-            lines.append(f"| {row['experiment']} | not run yet | | | | |")
-            continue
-        lines.append(f"| {row['experiment']} | {row['metric']} | {row['mean']:.4f} ± {row['std']:.4f} "
-                     f"| {row['folds']} | {row['baseline']} | {row['seconds']} |")
-
-    sweeps = sweep_rows(report)
-    if sweeps:
-        lines += ["", "## Sweeps", "",
-                  "| experiment | configs | Ray trials | errors | best score ± std | best params | seconds "
-                  "| trials' seconds |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for row in sweeps:
-            lines.append(f"| {row['experiment']} | {row['configs']} | {row['trials']} | {row['errors']} "
-                         f"| {row['metric']} "
-                         f"{row['score']:.4f} ± {row['score_std']:.4f} | {row['params']} | {row['seconds']} "
-                         f"| {row['trial_seconds']} |")
-
-    lines += ["", "## Data", "",
-              "| experiment | file | rows × columns | target | classes / target range | md5 (DVC) |",
-              "|---|---|---|---|---|---|"]
-    for e in report.experiments:
-        if e.data is None:
-            lines.append(f"| {e.name} | {e.spec.dataset.file} | {e.data_error} | | | |")
-            continue
-        lines.append(f"| {e.name} | {e.data.file} | {e.data.rows} × {e.data.columns} | {e.data.target} "
-                     f"| {balance_text(e.data)} | {hash_text(e.data)} |")
-
-    timing = timing_rows(report)
-    if timing:
-        lines += ["", "## Wall time (seconds)", "", "| stage | " + " | ".join(TIMING_STEPS) + " |",
-                  "|---|" + "---|" * len(TIMING_STEPS)]
-        lines += [f"| {row['stage']} | " + " | ".join(str(row[step]) for step in TIMING_STEPS) + " |" for row in timing]
-
-    environments = report.environments()
-    if environments:
-        keys = list(dict.fromkeys(key for environment, _ in environments for key in environment))
-        lines += ["", "## Environment", "", "| experiments | " + " | ".join(keys) + " |",
-                  "|---|" + "---|" * len(keys)]
-        for environment, names in environments:
-            lines.append(f"| {', '.join(names)} | " + " | ".join(str(environment.get(k, "")) for k in keys) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def balance_text(data: DataFacts) -> str:
-    """Class counts (`setosa 50, versicolor 50`) or the target's range (`mean 22.5, std 9.2, 5 to 50`)."""
-    if data.classes is not None:
-        return ", ".join(f"{label} {count}" for label, count in data.classes.items())
-    s = data.target_stats or {}
-    return f"mean {s['mean']:.4g}, std {s['std']:.4g}, {s['min']:.4g} to {s['max']:.4g}"
-
-
-def hash_text(data: DataFacts) -> str:
-    """The file's md5 and whether it is what DVC tracks."""
-    if data.dvc_file is None:
-        return f"{data.md5} (not tracked by DVC)"
-    verdict = {True: "as recorded in", False: "differs from", None: "tracked by"}[data.matches_dvc]
-    return f"{data.md5} ({verdict} {data.dvc_file} {data.dvc_md5})"

@@ -1,4 +1,5 @@
-"""The report's figures, each drawn with matplotlib and returned as PNG bytes.
+"""The report's figures, each drawn by matplotlib (the confusion matrix by scikit-learn's display on a matplotlib
+axes) and returned as a `Figure`; :func:`to_png` encodes one for the HTML page.
 
 Figures are built with `matplotlib.figure.Figure` rather than pyplot: no global state, no GUI backend, safe in
 Prefect's worker threads. PNGs carry no software version or date, so the same numbers give the same bytes.
@@ -14,18 +15,22 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay
 
 WIDTH = 7.0
 """Figure width in inches (100 dpi): the report's column."""
+UNIT_INTERVAL = ("accuracy",)
+"""Metrics that are shares, whose bands are clipped to [0, 1]; losses and errors are clipped below at 0."""
 
 
 def to_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes, at 100 dpi, cropped to what is drawn."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
 
 
-def fold_scores(metrics: dict[str, Any]) -> bytes:
+def fold_scores(metrics: dict[str, Any]) -> Figure:
     """Each fold's score as a point, the mean ± std as a line and band, and the naive forecast's if any."""
     scores = np.asarray(metrics["folds"], dtype=float)
     mean, std = float(metrics["mean"]), float(metrics["std"])
@@ -44,89 +49,85 @@ def fold_scores(metrics: dict[str, Any]) -> bytes:
     ax.set_ylabel(metrics["metric"])
     ax.legend(fontsize="small", ncols=2)
     ax.set_title(f"{metrics['metric']} of each fold's held-out rows", fontsize="small")
-    return to_png(figure)
+    return figure
 
 
-def learning_curves(history: pd.DataFrame, metric: str) -> bytes:
-    """Loss and metric per epoch, training dashed and validation solid, one colour per fold."""
+def learning_curves(history: pd.DataFrame, metric: str) -> Figure:
+    """Loss and metric per epoch, training dashed and validation solid: the mean over folds with a ± std band,
+    and each fold as a faint line, so that many folds stay readable."""
     figure = Figure(figsize=(WIDTH, 3.0), layout="constrained")
     axes = figure.subplots(1, 2)
-    colours = _fold_colours(history["fold"].unique())
+    n_folds = history["fold"].nunique()
+    # Faint enough that 30 folds blur into a cloud behind the mean, yet one fold of 3 stays visible.
+    fold_alpha = min(0.35, 3 / max(n_folds, 1))
     for ax, name in zip(axes, ("loss", metric)):
-        for fold, rows in history.groupby("fold", sort=True):
-            if name in rows:
-                ax.plot(rows["epoch"], rows[name], ls="--", lw=1, color=colours[fold])
-            if f"val_{name}" in rows:
-                ax.plot(rows["epoch"], rows[f"val_{name}"], lw=1.3, color=colours[fold], label=f"fold {fold}")
+        upper = 1.0 if name in UNIT_INTERVAL else None
+        for column, label, colour, style in ((name, "training", "tab:blue", "--"),
+                                             (f"val_{name}", "validation", "tab:orange", "-")):
+            if column not in history:
+                continue
+            # One column per fold; a fold that stopped early leaves NaN, which the mean and std skip.
+            folds = history.pivot(index="epoch", columns="fold", values=column)
+            mean, std = folds.mean(axis=1), folds.std(axis=1, ddof=0)
+            if n_folds > 1:
+                ax.plot(folds.index, folds.to_numpy(), color=colour, ls=style, lw=0.6, alpha=fold_alpha)
+                ax.fill_between(folds.index, (mean - std).clip(0, upper), (mean + std).clip(0, upper),
+                                color=colour, alpha=0.2, lw=0)
+            ax.plot(folds.index, mean, color=colour, ls=style, lw=1.8,
+                    label=f"{label}, mean ± std" if n_folds > 1 else label)
         ax.set_xlabel("epoch")
-        ax.set_title(f"{name} (dashed: training, solid: validation)", fontsize="small")
-    handles, labels = axes[0].get_legend_handles_labels()
-    if len(handles) <= 10:
-        axes[1].legend(handles, labels, fontsize="x-small", ncols=2)
-    return to_png(figure)
+        ax.set_title(name if n_folds == 1 else f"{name}: mean of {n_folds} folds ± std, each fold faint",
+                     fontsize="small")
+        ax.legend(fontsize="x-small")
+    return figure
 
 
-def _fold_colours(folds: Sequence[int]) -> dict[int, Any]:
-    """Up to 10 folds in tab10's distinct colours, more along a colour map."""
-    folds = sorted(folds)
-    cmap = colormaps["tab10"] if len(folds) <= 10 else colormaps["viridis"].resampled(len(folds))
-    return {fold: cmap(i) for i, fold in enumerate(folds)}
-
-
-def confusion_matrix(predictions: pd.DataFrame, classes: Sequence[str]) -> bytes:
-    """Held-out rows of all folds counted by true class (rows) and predicted class (columns)."""
-    index = {label: i for i, label in enumerate(classes)}
-    counts = np.zeros((len(classes), len(classes)), dtype=int)
-    np.add.at(counts, (predictions["true"].map(index).to_numpy(), predictions["predicted"].map(index).to_numpy()), 1)
+def confusion_matrix(predictions: pd.DataFrame, classes: Sequence[str]) -> Figure:
+    """Held-out rows of all folds counted by true class (rows) and predicted class (columns), drawn by
+    scikit-learn's `ConfusionMatrixDisplay`."""
     size = min(WIDTH, 1.6 + 0.5 * len(classes))
     figure = Figure(figsize=(size + 1.0, size))
     ax = figure.subplots()
-    image = ax.imshow(counts, cmap="Blues")
-    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ticks = np.arange(len(classes))
-    slanted = len(classes) > 4
-    ax.set_xticks(ticks, labels=classes, rotation=45 if slanted else 0, ha="right" if slanted else "center")
-    ax.set_yticks(ticks, labels=classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    threshold = counts.max() / 2
-    for i in ticks:
-        for j in ticks:
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize="small",
-                    color="white" if counts[i, j] > threshold else "black")
+    display = ConfusionMatrixDisplay.from_predictions(
+        predictions["true"], predictions["predicted"], labels=list(classes), ax=ax, cmap="Blues", values_format="d",
+        xticks_rotation=45 if len(classes) > 4 else "horizontal", text_kw={"fontsize": "small"})
+    counts = display.confusion_matrix
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     ax.set_title(f"held-out rows of every fold: {counts.sum()}, {accuracy:.1%} on the diagonal", fontsize="small")
-    return to_png(figure)
+    return figure
 
 
-def residuals(predictions: pd.DataFrame) -> bytes:
-    """Held-out predictions of all folds: residual against prediction, and prediction against truth."""
+def residuals(predictions: pd.DataFrame) -> Figure:
+    """Held-out predictions of all folds, coloured by fold: residual against prediction, and prediction against
+    truth."""
     true = predictions["true"].to_numpy(dtype=float)
     predicted = predictions["predicted"].to_numpy(dtype=float)
     residual = predicted - true
+    folds = predictions["fold"].to_numpy()
+    n_folds = len(np.unique(folds))
+    # Up to 10 folds in tab10's distinct colours, named in a legend; more along a colour map, with a colour bar.
+    cmap = colormaps["tab10"].resampled(n_folds) if n_folds <= 10 else colormaps["viridis"]
     figure = Figure(figsize=(WIDTH, 3.0), layout="constrained")
     left, right = figure.subplots(1, 2)
-    folds = predictions["fold"].to_numpy()
-    colours = _fold_colours(np.unique(folds))
-    for fold, colour in colours.items():
-        mask = folds == fold
-        left.scatter(predicted[mask], residual[mask], s=8, alpha=0.7, color=colour, label=f"fold {fold}")
-        right.scatter(true[mask], predicted[mask], s=8, alpha=0.7, color=colour)
+    points = left.scatter(predicted, residual, c=folds, cmap=cmap, s=8, alpha=0.7)
+    right.scatter(true, predicted, c=folds, cmap=cmap, s=8, alpha=0.7)
     left.axhline(0, color="black", lw=0.8)
     left.set_xlabel("predicted")
     left.set_ylabel("predicted − true")
     left.set_title(f"residuals (RMSE {np.sqrt(np.mean(residual ** 2)):.4g})", fontsize="small")
-    low, high = min(true.min(), predicted.min()), max(true.max(), predicted.max())
-    right.plot([low, high], [low, high], color="black", lw=0.8)
+    right.axline((float(true.min()), float(true.min())), slope=1, color="black", lw=0.8)
     right.set_xlabel("true")
     right.set_ylabel("predicted")
     right.set_title("predicted against true", fontsize="small")
-    if len(colours) <= 10:
-        left.legend(fontsize="x-small", ncols=2)
-    return to_png(figure)
+    if n_folds <= 10:
+        handles, _ = points.legend_elements(num=None)
+        left.legend(handles, [f"fold {fold}" for fold in np.unique(folds)], fontsize="x-small", ncols=2)
+    else:
+        figure.colorbar(points, ax=right, label="fold")
+    return figure
 
 
-def sweep_scores(trials: pd.DataFrame, params: Sequence[str], metric: str) -> bytes:
+def sweep_scores(trials: pd.DataFrame, params: Sequence[str], metric: str) -> Figure:
     """Each trial's score against each searched parameter that took more than one value."""
     varied = [p for p in params if trials[f"param:{p}"].nunique() > 1] or list(params)[:1]
     figure = Figure(figsize=(WIDTH, 2.6 * ((len(varied) + 1) // 2)), layout="constrained")
@@ -152,7 +153,7 @@ def sweep_scores(trials: pd.DataFrame, params: Sequence[str], metric: str) -> by
     for ax in axes[len(varied):]:
         ax.set_visible(False)
     figure.suptitle(f"{len(finished)} trials: score against each searched parameter", fontsize="small")
-    return to_png(figure)
+    return figure
 
 
 def _category_order(value: str) -> tuple:

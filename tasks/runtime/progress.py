@@ -1,18 +1,24 @@
-"""Progress of long work on one terminal line: units done of the total, and the time left at the pace so far.
+"""Progress of long work on one terminal line, drawn by tqdm: units done of the total, a bar, and the time
+left at the pace so far.
 
-Shown only when the stream is a terminal and ``CI`` is unset, as pip's and tqdm's bars behave: logs and CI
-output stay free of carriage returns. Keras' own progress bar is per ``fit`` call; a k-fold evaluation is
-k calls (or one stacked call), so the line here counts the whole job.
+Shown only when the stream is a terminal and ``CI`` is unset, so logs and CI output stay free of carriage
+returns. Keras' own progress bar is per ``fit`` call; a k-fold evaluation is k calls (or one stacked call), so
+the line here counts the whole job.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import TextIO
 
 import keras
+from tqdm import tqdm
+
+BAR_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
+"""The line with a known total: `iris_mlp: 7/20 epochs  35%|###5      | 00:04<00:08`."""
+OPEN_FORMAT = "{desc}: {n_fmt} {unit} [{elapsed}]"
+"""The line when the total is not known: no percentage or time left to claim."""
 
 
 def interactive(stream: TextIO) -> bool:
@@ -21,35 +27,50 @@ def interactive(stream: TextIO) -> bool:
 
 
 class ProgressLine:
-    """`label: 7/20 epochs (35%), 0:12 left`, rewritten in place at most every `min_interval` seconds."""
+    """`total` units of work counted on one line of `stream` (stderr by default), closed when all are done.
+
+    Parameters
+    ----------
+    label : str
+        What the work is, at the start of the line (`iris_mlp: 10 folds`).
+    total : int
+        Units the work takes; 0 when not known, then only the count and the time so far are shown.
+    unit : str
+        The units' name, plural (`epochs`, `trials`).
+    stream : text stream, optional
+        Where the line is drawn; stderr by default.
+    min_interval : float
+        Seconds between redraws at least, so that fast units cost no terminal writes.
+    enabled : bool, optional
+        Draw the line; by default only when `stream` is :func:`interactive`.
+
+    Examples
+    --------
+    >>> import io
+    >>> stream = io.StringIO()
+    >>> line = ProgressLine("iris", total=2, unit="epochs", stream=stream, enabled=True, min_interval=0)
+    >>> line.advance(); line.advance()
+    >>> stream.getvalue().rstrip().rsplit("\\r", 1)[-1].startswith("iris: 2/2 epochs 100%")
+    True
+    """
 
     def __init__(self, label: str, total: int, unit: str, stream: TextIO | None = None,
                  min_interval: float = 0.5, enabled: bool | None = None) -> None:
+        stream = stream if stream is not None else sys.stderr
         self.label, self.total, self.unit = label, total, unit
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = interactive(self.stream) if enabled is None else enabled
-        self.min_interval = min_interval
+        self.enabled = interactive(stream) if enabled is None else enabled
         self.done = 0
-        self._start = time.monotonic()
-        self._shown = float("-inf")
+        """Units done so far (counted even when the line is not drawn)."""
+        self.bar = tqdm(total=total or None, desc=label, unit=unit, file=stream, mininterval=min_interval,
+                        bar_format=BAR_FORMAT if total else OPEN_FORMAT, disable=not self.enabled, leave=True,
+                        dynamic_ncols=True)
 
     def advance(self, n: int = 1) -> None:
+        """Count `n` more units done; the last one draws the final line and ends it."""
         self.done += n
-        now = time.monotonic()
-        if self.enabled and (now - self._shown >= self.min_interval or self.done >= self.total):
-            self._shown = now
-            end = "\n" if self.done >= self.total else ""
-            self.stream.write(f"\r{self.text(now - self._start)}\033[K{end}")
-            self.stream.flush()
-
-    def text(self, elapsed: float) -> str:
-        """The line for `elapsed` seconds into the work."""
-        percent = 100 * self.done / self.total if self.total else 100.0
-        if self.done >= self.total:
-            when = f"done in {_clock(elapsed)}"
-        else:
-            when = f"{_clock(elapsed / self.done * (self.total - self.done))} left" if self.done else "starting"
-        return f"{self.label}: {self.done}/{self.total} {self.unit} ({percent:.0f}%), {when}"
+        self.bar.update(n)
+        if self.total and self.done >= self.total:
+            self.bar.close()
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -61,8 +82,3 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.line.advance()
-
-
-def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"

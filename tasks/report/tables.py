@@ -1,0 +1,148 @@
+"""The report's tables, each built once as a pandas DataFrame of the cells it shows.
+
+`markdown.py` and `html.py` render these same frames, and the flows publish them as Prefect table artifacts,
+so a column or a number's format is decided here only. Cells are what a reader sees: numbers stay numbers (HTML
+aligns them right), combined values (`0.9533 ± 0.0600`) are text, an absent value is an empty string. The
+frames hold Python objects (`dtype=object`) so that the :class:`Missing` and :class:`Code` marks survive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from kerasflow.tasks.report.collect import TIMING_STEPS, DataFacts, ExperimentReport, Report, Sweep
+
+NOT_RUN = "not run yet"
+
+
+class Missing(str):
+    """Text standing in for a result that is absent (not run yet, data not read); HTML marks it."""
+
+
+class Code(str):
+    """A path as typed in `params.yaml`; HTML sets it in monospace."""
+
+
+def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """A table of `rows` with exactly `columns`, in that order; cells kept as the objects given."""
+    return pd.DataFrame(rows, columns=columns, dtype=object)
+
+
+def scores(report: Report) -> pd.DataFrame:
+    """One row per experiment: its cross-validated score, folds, the naive forecast's score, wall time."""
+    rows = []
+    for e in report.experiments:
+        m = e.metrics
+        if not m:
+            rows.append({"experiment": e.name, "metric": Missing(NOT_RUN), "mean ± std": "", "folds": "",
+                         "naive last value": "", "seconds": ""})
+            continue
+        baseline = m.get("baseline")
+        rows.append({"experiment": e.name, "metric": m["metric"], "mean ± std": f"{m['mean']:.4f} ± {m['std']:.4f}",
+                     "folds": m["n_folds"], "naive last value": round(baseline["mean"], 4) if baseline else "",
+                     "seconds": m["seconds"]})
+    return frame(rows, ["experiment", "metric", "mean ± std", "folds", "naive last value", "seconds"])
+
+
+def sweeps(report: Report) -> pd.DataFrame:
+    """One row per sweep that has run: its size, its best trial, and its wall time."""
+    rows = []
+    for e in report.experiments:
+        if e.sweep is None:
+            continue
+        best = e.sweep.best
+        # The configs of a stacked group share their Ray trial, and its seconds: count each trial once.
+        trials = e.sweep.trials.drop_duplicates("trial_id") if "trial_id" in e.sweep.trials else e.sweep.trials
+        trial_seconds = pd.to_numeric(trials["seconds"], errors="coerce")
+        rows.append({"experiment": e.name, "configs": e.sweep.n_configs, "Ray trials": best["n_trials"],
+                     "errors": best["n_errors"],
+                     "best score ± std": f"{best['metric']} {best['score']:.4f} ± {best['score_std']:.4f}",
+                     "best params": ", ".join(f"{key}={value}" for key, value in sorted(best["params"].items())),
+                     "seconds": best.get("seconds", ""), "trials' seconds": round(float(trial_seconds.sum()), 2)})
+    return frame(rows, ["experiment", "configs", "Ray trials", "errors", "best score ± std", "best params", "seconds",
+                        "trials' seconds"])
+
+
+def data(report: Report) -> pd.DataFrame:
+    """One row per experiment: its data file's shape, target, class balance or range, and DVC hash."""
+    rows = []
+    for e in report.experiments:
+        d = e.data
+        if d is None:
+            rows.append({"experiment": e.name, "file": Code(e.spec.dataset.file),
+                         "rows × columns": Missing(e.data_error or "data not read")})
+            continue
+        rows.append({"experiment": e.name, "file": Code(d.file), "rows × columns": f"{d.rows} × {d.columns}",
+                     "target": d.target, "classes / target range": balance_text(d), "md5 (DVC)": hash_text(d)})
+    return frame(rows, ["experiment", "file", "rows × columns", "target", "classes / target range",
+                        "md5 (DVC)"]).fillna("")
+
+
+def timing(report: Report) -> pd.DataFrame:
+    """Wall time (seconds) of each evaluate stage that has run, step by step."""
+    rows = [{"stage": f"evaluate@{e.name}", **{step: e.metrics["timing"].get(step, "") for step in TIMING_STEPS}}
+            for e in report.experiments if e.metrics.get("timing")]
+    return frame(rows, ["stage", *TIMING_STEPS])
+
+
+def environment(report: Report) -> pd.DataFrame:
+    """One row per distinct environment the experiments ran in, naming those experiments."""
+    environments = report.environments()
+    keys = list(dict.fromkeys(key for found, _ in environments for key in found))
+    rows = [{"experiments": ", ".join(names), **found} for found, names in environments]
+    return frame(rows, ["experiments", *keys]).fillna("")
+
+
+def overview(report: Report) -> list[tuple[str, pd.DataFrame]]:
+    """The report's cross-experiment tables with their titles, in order; a table with no rows is left out
+    (no sweep, nothing run yet), except the scores and data, which list every experiment."""
+    titled = [("Cross-validated scores", scores(report)), ("Sweeps", sweeps(report)), ("Data", data(report)),
+              ("Wall time per stage (seconds)", timing(report)), ("Environment", environment(report))]
+    return [(title, table) for title, table in titled if not table.empty]
+
+
+def data_facts(e: ExperimentReport) -> pd.DataFrame:
+    """An experiment's data file as `name | value` rows (shown without a header)."""
+    d = e.data
+    if d is None:
+        return frame([{"name": "file", "value": Code(e.spec.dataset.file)},
+                      {"name": "error", "value": Missing(e.data_error or "data not read")}], ["name", "value"])
+    return frame([{"name": "file", "value": Code(d.file)}, {"name": "rows × columns", "value": f"{d.rows} × {d.columns}"},
+                  {"name": "target", "value": f"{d.target} ({d.task})"}, {"name": "md5 (DVC)", "value": hash_text(d)}],
+                 ["name", "value"])
+
+
+def target_summary(d: DataFacts) -> pd.DataFrame:
+    """Rows and share of each class, or the regression target's mean, std, min and max."""
+    if d.classes is None:
+        return frame([{"target": key, "value": f"{value:.4g}"} for key, value in (d.target_stats or {}).items()],
+                     ["target", "value"])
+    total = sum(d.classes.values())
+    return frame([{"class": label, "rows": count, "share": f"{count / total:.1%}"}
+                  for label, count in d.classes.items()], ["class", "rows", "share"])
+
+
+def trials(sweep: Sweep) -> pd.DataFrame:
+    """A sweep's trials, best first: the searched parameters (dotted keys), score, epochs, seconds, status."""
+    shown = [c for c in sweep.trials.columns if c.startswith("param:")] + [
+        c for c in ("score", "score_std", "epochs", "seconds", "status") if c in sweep.trials.columns]
+    table = sweep.trials[shown].astype(object).rename(columns=lambda c: c.removeprefix("param:"))
+    return table.map(lambda value: f"{value:.4f}" if isinstance(value, float) and pd.notna(value) else value).fillna("")
+
+
+def balance_text(d: DataFacts) -> str:
+    """Class counts (`setosa 50, versicolor 50`) or the target's range (`mean 22.5, std 9.2, 5 to 50`)."""
+    if d.classes is not None:
+        return ", ".join(f"{label} {count}" for label, count in d.classes.items())
+    s = d.target_stats or {}
+    return f"mean {s['mean']:.4g}, std {s['std']:.4g}, {s['min']:.4g} to {s['max']:.4g}"
+
+
+def hash_text(d: DataFacts) -> str:
+    """The file's md5 and whether it is what DVC tracks."""
+    if d.dvc_file is None:
+        return f"{d.md5} (not tracked by DVC)"
+    verdict = {True: "as recorded in", False: "differs from", None: "tracked by"}[d.matches_dvc]
+    return f"{d.md5} ({verdict} {d.dvc_file} {d.dvc_md5})"
