@@ -2,9 +2,10 @@
 imported rather than after.
 
 With no Prefect server configured, Prefect starts a temporary one (uvicorn in a subprocess) when a flow first needs
-the API and waits for it: ~5 s on 2 cores, after kerasflow's ~6 s of imports. Started here first, the same server
-(Prefect's own uvicorn command and settings, from `prefect.server.api.server.SubprocessASGIServer`) boots on the
-other core meanwhile (BENCHMARKS.md). kerasflow owns the process rather than borrowing Prefect's start-up:
+the API and waits for it, after kerasflow's imports. Started here first, the same server boots on the other core
+meanwhile (BENCHMARKS.md): Prefect's own uvicorn command, serving the app Prefect's public
+`prefect.server.api.server.create_app` makes for a temporary server (:func:`temporary_app`). kerasflow owns the
+process rather than borrowing Prefect's start-up:
 
 - it is used only if Prefect's settings (environment, profile, ``prefect.toml``) name no server and allow a
   temporary one, checked once Prefect is imported; otherwise it is stopped unused and Prefect goes on as
@@ -15,14 +16,13 @@ other core meanwhile (BENCHMARKS.md). kerasflow owns the process rather than bor
   command killed outright (SIGTERM, SIGKILL) takes it along;
 - the flows it serves send no heartbeats. A heartbeat lets a server that outlives a run notice that the run's
   process died; this one dies with the process. Prefect's heartbeat thread sleeps in 1 s steps and each flow run
-  waits for it to wake as it ends: ~0.5 s a flow run, for nothing (BENCHMARKS.md). Against a configured server
-  heartbeats are sent as Prefect's settings say.
+  waits for it to wake as it ends, for nothing (BENCHMARKS.md). Against a configured server heartbeats are sent as
+  Prefect's settings say.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import socket
 import subprocess
@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from pathlib import Path
 from typing import IO
 
 # Runs in the server's process before it becomes uvicorn: ties it to the command (PR_SET_PDEATHSIG = 1), then
@@ -44,8 +43,17 @@ if sys.platform == "linux":
 os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
 """
 
-SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-"""What Prefect sets for its temporary server: no UI, and the ephemeral server's reduced set of services."""
+SERVER_ENV = {"PREFECT_UI_ENABLED": "0"}
+"""What Prefect sets in its temporary server's environment besides the app's arguments: no UI."""
+
+
+def temporary_app():
+    """The server's app (a uvicorn factory, called in the server's process): Prefect's API as Prefect's temporary
+    server serves it, with the ephemeral server's reduced set of services and no UI, and `final` (the only app
+    that process creates)."""
+    from prefect.server.api.server import create_app
+
+    return create_app(ephemeral=True, final=True)
 
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -80,8 +88,7 @@ class TemporaryServer:
     def launch(cls) -> TemporaryServer:
         """Start the server's process; it boots while the caller goes on."""
         server = cls()
-        app_dir = Path(importlib.util.find_spec("prefect").origin).parent.parent  # as Prefect passes it
-        command = ["-m", "uvicorn", "--app-dir", str(app_dir), "--factory", "prefect.server.api.server:create_app",
+        command = ["-m", "uvicorn", "--factory", f"{__name__}:{temporary_app.__name__}",
                    "--host", "127.0.0.1", "--port", str(server.port), "--log-level", "error", "--lifespan", "on"]
         server.log = tempfile.TemporaryFile(prefix="kerasflow-prefect-server-")
         server.process = subprocess.Popen([sys.executable, "-c", _TIE_TO_PARENT, str(os.getpid()), *command],
