@@ -1,8 +1,6 @@
-"""How `fit` is fed on TensorFlow: Keras' own pipeline for NumPy arrays against kerasflow's dataset of whole batches
-(`kerasflow.tasks.training.feed.in_batches`), for one fold and for 10 stacked folds of the k-fold benchmark's 12-8-1 MLP (150 epochs).
-kerasflow's dataset either reads the laid-out batches in place (`kerasflow.tasks.training.feed.in_place`, from a buffer aligned for
-TensorFlow), or TensorFlow copies them from a buffer NumPy allocated ("copied": kerasflow's feed before it read
-them in place).
+"""How `fit` is fed on TensorFlow: Keras' own pipeline for NumPy arrays (`kerasflow.tasks.training.feed.as_arrays`)
+against kerasflow's dataset of whole batches (`kerasflow.tasks.training.feed.in_batches`), for one fold and for
+10 stacked folds of the k-fold benchmark's 12-8-1 MLP (150 epochs).
 
 Run from the repository root (after `make install` and `kerasflow data`):
 
@@ -21,13 +19,13 @@ from kerasflow.tasks.config.backend import set_backend_defaults
 
 set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tasks.epochs  # noqa: E402
-from kfold import prepared, timed  # noqa: E402
+import keras
+import numpy as np
+from kfold import prepared, timed
 
-from kerasflow.tasks.training.evaluate import cross_validate  # noqa: E402
-from kerasflow.tasks.training.train import fit_fold  # noqa: E402
+from kerasflow.tasks.training import feed, fit
+from kerasflow.tasks.training.evaluate import cross_validate
+from kerasflow.tasks.training.train import fit_fold
 
 
 def main() -> None:
@@ -37,23 +35,18 @@ def main() -> None:
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("bench/feed.py compares TensorFlow's feeds: run it with the TensorFlow backend")
     spec, _, folds = prepared(150, 10)
-    names = ("in_batches", "aligned_empty", "in_place")  # how fit is fed; the layout's buffer; whether it is copied
-    kerasflow = tuple(getattr(tasks.epochs, name) for name in names)
-    copied = (kerasflow[0], lambda shape, dtype: np.empty(shape, dtype), lambda array: array)
-    feeds = {"keras": (kerasflow.tasks.training.feed.as_arrays, *kerasflow[1:]), "kerasflow, copied": copied, "kerasflow": kerasflow}
+    feeds = {"keras": feed.as_arrays, "kerasflow": feed.in_batches}  # what `fit_epochs` hands `fit`
     work = {"one fold": lambda: fit_fold(spec, folds[0], 0), "10 folds": lambda: cross_validate(spec, folds)}
     seconds: dict = {(w, f): [] for w in work for f in feeds}
     histories: dict = {}
     for _ in range(args.repeats):
         for w, run in work.items():
-            for f, functions in feeds.items():
-                for name, function in zip(names, functions):
-                    setattr(tasks.epochs, name, function)
+            for f, function in feeds.items():
+                fit.in_batches = function
                 took, result = timed(run)
                 seconds[w, f].append(took)
                 histories[w, f] = [fold.history for fold in getattr(result, "folds", [result])]
-    for name, function in zip(names, kerasflow):
-        setattr(tasks.epochs, name, function)
+    fit.in_batches = feed.in_batches
     print(f"backend={keras.backend.backend()} {args.repeats} runs each, taking turns")
     print(f"{'work':<10} {'feed':<18} {'median s':>9} {'mean s':>7} {'max s':>6}   same histories")
     for (w, f), values in seconds.items():

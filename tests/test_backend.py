@@ -80,7 +80,7 @@ def test_a_run_trains_on_the_backend_the_params_file_names(project, prefect_serv
     metrics = json.loads((project / "results/iris/metrics.json").read_text())
     assert metrics["environment"]["backend"] == "jax"
     assert metrics["n_folds"] == 3 and metrics["mean"] > 0.8
-    # The folds trained stacked, whose JAX steps return no per-batch logs: every epoch's logs still reach history.
+    # The folds trained stacked: every slot's epoch logs reach its fold's history.
     assert metrics["stacked"] is True
     curves = sorted((project / "results/iris/history/plots/metrics").glob("fold_*/*.tsv"))
     assert sorted({curve.name for curve in curves}) == ["accuracy.tsv", "loss.tsv", "val_accuracy.tsv", "val_loss.tsv"]

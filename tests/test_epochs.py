@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import pytest
 
 from kerasflow.tasks.training.epoch_plan import plan_epochs, slot_first
-from kerasflow.tasks.training.feed import (
-    ALIGNMENT,
-    Layout,
-    aligned_empty,
-    as_arrays,
-    in_batches,
-    in_place,
-)
+from kerasflow.tasks.training.feed import Layout, as_arrays, in_batches
 from kerasflow.tasks.training.fit import fit_epochs
 from kerasflow.tasks.training.scoring import ONE_BATCH, HeldOut, SlotMean
 
@@ -158,8 +150,6 @@ def test_a_layout_lays_out_each_slots_rows_slot_first_in_its_reused_buffer():
         assert laid.shape == (n_places // 2 * 3, 2, 2)  # each batch of 2 places as 3 runs, one per slot
         np.testing.assert_array_equal(laid, slot_first(dealt, batch_size=2))
         assert np.shares_memory(laid, layout.buffer)
-    if keras.backend.backend() == "tensorflow":  # for TensorFlow to read it in place (`in_place`)
-        assert layout.buffer.ctypes.data % ALIGNMENT == 0
     single = Layout(table[0], places=4, slots=None, batch_size=2)
     np.testing.assert_array_equal(single.take(np.array([[5], [0], [5]])), table[0, [5, 0, 5]])
 
@@ -177,52 +167,16 @@ def test_kerasflows_feed_trains_as_keras_own_pipeline_fed_the_same_arrays(monkey
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))
 
 
-on_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's feed")
-
-
-@on_tensorflow
-def test_tensorflow_reads_an_aligned_buffer_in_place_and_copies_other_arrays():
-    laid = aligned_empty((4, 3), np.float32)
-    laid[:] = 1.0
-    shared = in_place(laid)
-    laid[0, 0] = 5.0  # a Layout rewrites its buffer between fit calls: the tensor sees it
-    assert float(shared[0, 0]) == 5.0
-    assert laid.ctypes.data % ALIGNMENT == 0
-    unaligned = np.zeros(13, dtype=np.float32)[1:]  # 4 bytes past an aligned start: never a multiple of 64
-    assert in_place(unaligned) is unaligned  # TensorFlow would abort on it, not raise
-    words = np.array(["a", "b"], dtype=object)
-    assert in_place(words) is words
-    frozen = aligned_empty((4, 3), np.float32)
-    frozen.flags.writeable = False  # NumPy exports no read-only array by DLPack
-    assert in_place(frozen) is frozen
-    for dtype in (">f4", np.longdouble):  # nor one of another byte order, nor over 8 bytes an item
-        other = aligned_empty((4, 3), dtype)
-        assert in_place(other) is other
-
-
-@on_tensorflow
-def test_batches_read_in_place_train_as_copied_ones_across_fit_calls(monkeypatch):
-    """One epoch per `fit` call, the layout buffer rewritten between them while earlier calls' datasets still
-    exist: training reads each call's own batches, as from copies."""
-    X, y = _regression()
-    plan = plan_epochs([13], [0], epochs=4, batch_size=5)
-    monkeypatch.setattr("kerasflow.tasks.training.fit.LAYOUT_BYTES", 1)
-    in_place_model, copied_model = _model(X), _model(X)
-    history = fit_epochs(in_place_model, X, y, plan, slotted=False).history
-    monkeypatch.setattr("kerasflow.tasks.training.feed.in_place", lambda array: array)
-    assert fit_epochs(copied_model, X, y, plan, slotted=False).history == history
-    assert len(history["loss"]) == 4
-    for mine, theirs in zip(in_place_model.weights, copied_model.weights):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))
-
-
 def test_on_tensorflow_the_feed_is_a_dataset_of_the_laid_out_batches_in_order():
+    """A copy of them: a `Layout` rewrites its buffer for the next `fit` call while this call's dataset exists."""
     X = np.arange(12, dtype="float32").reshape(6, 2)
     y, weight = X[:, :1] * 10, np.ones(6, dtype="float32")
-    fed = in_batches(X, y, weight, batch_size=3)
+    laid = X.copy()
+    fed = in_batches(laid, y, weight, batch_size=3)
     if keras.backend.backend() != "tensorflow":
-        assert fed["x"] is X and fed["y"] is y and fed["sample_weight"] is weight and fed["batch_size"] == 3
+        assert fed["x"] is laid and fed["y"] is y and fed["sample_weight"] is weight and fed["batch_size"] == 3
         return
+    laid[:] = -1.0
     batches = [tuple(np.asarray(part) for part in batch) for batch in fed["x"]]
     assert len(batches) == 2
     for b, (X_b, y_b, w_b) in enumerate(batches):

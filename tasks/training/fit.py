@@ -9,7 +9,7 @@ Why not ``model.fit(X, y, shuffle=True, validation_data=...)``:
   seed, the same on every backend, and a run resumed at epoch e deals epochs e, e+1, ... exactly as the
   uninterrupted run did.
 - On TensorFlow, Keras builds a ``tf.data`` iterator twice per epoch for training and twice more for validation,
-  ~12 ms each on a 2-core machine: more than the 50-odd steps of a small model's epoch (BENCHMARKS.md). Here the
+  which costs more than the 50-odd steps of a small model's epoch. Here the
   epochs are laid out one after another in one array (in chunks of at most `LAYOUT_BYTES`), so one ``fit`` call
   streams a whole chunk of epochs through one iterator, and held-out rows are scored from one compiled prediction
   a chunk of rows (:class:`HeldOutScores`).
@@ -35,9 +35,7 @@ from kerasflow.tasks.training.scoring import ONE_BATCH, HeldOut, HeldOutScores, 
 LAYOUT_BYTES = 16 * 2**20
 """The most bytes of laid-out epochs handed to one ``fit`` call (one epoch at least); longer trainings are fed in
 several. Small, as memory first written costs page faults: the reused layout buffer (:class:`Layout`) is faulted
-in once per training. 10 stacked folds of 150 epochs (94 MB laid out) took 1.07x one fold on TensorFlow in 16 MiB
-calls, 1.09x in 32 MiB calls and 1.20x in 96 MiB calls; on JAX 1.13x in 16 or 32 MiB calls (`bench/layout.py`,
-BENCHMARKS.md)."""
+in once per training; larger chunks measured slower (`bench/layout.py`)."""
 
 
 def fixed_batch_size(model: keras.Model) -> int | None:

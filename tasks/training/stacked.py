@@ -95,31 +95,15 @@ class StackedDense(keras.layers.Layer):
         return (*input_shape[:-1], self.units)
 
 
-class NoRunningLoss(keras.metrics.Metric):
-    """Stands in for Keras' running loss in a stacked model (see :meth:`StackedModel.compile`): tracks nothing,
-    logs nothing."""
-
-    def update_state(self, *args, **kwargs) -> None:
-        pass
-
-    def result(self) -> dict:
-        return {}
-
-
 class StackedModel(keras.Sequential):
-    """The stacked model: a `Sequential` that computes its loss itself, tracks each slot's loss from the same per-row
-    values and no running loss of them all, and whose compiled JAX steps (training and evaluation) return no
-    per-batch logs.
+    """The stacked model: a `Sequential` that computes its loss itself and tracks each slot's loss from the same
+    per-row values.
 
     The loss (:meth:`compute_loss`) is the sum over slots of each slot's batch mean of `loss`, so each slot's
     gradient is what separate training gives. Each slot's running loss, logged as ``f<j>_loss``, is kept from the
-    per-row losses that sum is made of (`slot_loss`): as a compiled metric it computed them a second time each step.
-
-    On JAX each output of a compiled step costs a dispatch, and a stacked step's logs are one vector per metric:
-    returning them, 10 stacked folds of the 12-8-1 MLP took 1.31x one fold, 1.22-1.25x without (BENCHMARKS.md).
-    Nothing in kerasflow reads per-batch logs; each epoch's logs are read from the metrics' state when the epoch
-    ends, as Keras does whenever the names a step returns match the model's metrics (here with no values;
-    `Trainer._get_metrics_result_or_logs`, checked by the JAX run test in tests/test_backend.py).
+    per-row losses that sum is made of (`slot_loss`), rather than by a compiled metric that would compute them a
+    second time each step. Keras' own running ``loss`` is that sum over slots: it is logged too, and read by
+    nothing in kerasflow (each slot's results come from its ``f<j>_`` entries).
     """
 
     def __init__(self, layers: list, loss: str, slots: int, **kwargs) -> None:
@@ -138,23 +122,6 @@ class StackedModel(keras.Sequential):
         weighted = rows * self.slots if sample_weight is None else rows * self.slots * sample_weight
         size = ops.cast(ops.prod(ops.convert_to_tensor(ops.shape(weighted), dtype="int32")), weighted.dtype)
         return ops.divide_no_nan(ops.sum(weighted), size)
-
-    def compile(self, *args, **kwargs) -> None:
-        """Compile as `keras.Model.compile` does, then drop Keras' running loss.
-
-        Keras' train step updates a running mean of the loss it minimises (`Trainer._loss_tracker`), here the sum
-        over slots, which nothing reads: each slot's own loss is logged (``f<j>_loss``). Updating it every step (a
-        handful of ops and two variable assignments, stateful ops running in program order) cost 10 stacked folds
-        of the 12-8-1 MLP on TensorFlow 2.32 s against 2.17 s without (`bench/kfold.py --only-kerasflow` at each
-        commit, BENCHMARKS.md).
-        """
-        super().compile(*args, **kwargs)
-        # Set past Keras' attribute tracking, which would also list it among the model's own metrics.
-        object.__setattr__(self, "_loss_tracker", NoRunningLoss(name="loss"))
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        logs = super().compute_metrics(x, y, y_pred, sample_weight)
-        return {name: None for name in logs} if keras.backend.backend() == "jax" else logs
 
 
 def stack_key(spec: ExperimentSpec) -> str:
