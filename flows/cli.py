@@ -190,8 +190,8 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
 def console() -> NoReturn:
     """The console script: `main`, then exit without the interpreter's final garbage collections.
 
-    Those walk every object TensorFlow and Prefect created, to free memory the OS takes back anyway: ~0.7 s of each
-    command's wall time (BENCHMARKS.md). Frozen, the objects are left as they are; exit handlers (logging's flush,
+    Those walk every object TensorFlow and Prefect created, to free memory the OS takes back anyway, a noticeable
+    part of a short command's wall time. Frozen, the objects are left as they are; exit handlers (logging's flush,
     Prefect's, Ray's shutdown) still run, and every output was written and closed before `main` returned.
     """
     status = main()
