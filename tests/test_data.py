@@ -115,3 +115,20 @@ def test_a_value_missing_only_from_held_out_rows_is_refused_not_turned_into_nan(
     # With an imputation chosen, every column can be filled, even one complete in the training rows.
     filled = Preprocessor(impute="median").fit(train).transform(held_out)
     assert filled.tolist() == [[4.0, 2.0], [2.0, 1.0]]
+
+
+PLAIN = "a,b,y\n1.5,2,0\n3.5,4,1\n"
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param("\ufeff" + PLAIN, id="utf-8 byte-order mark"),
+    pytest.param(PLAIN.replace("a,b,y", "a , b,y "), id="spaces around header names"),
+    pytest.param(PLAIN.replace(",", ";"), id="semicolons"),
+    pytest.param(PLAIN.replace(",", "\t"), id="tabs"),
+    pytest.param(PLAIN.replace("\n", "\r\n"), id="windows line endings"),
+])
+def test_common_csv_variants_read_as_the_plain_file(tmp_path, content):
+    (tmp_path / "plain.csv").write_text(PLAIN)
+    (tmp_path / "variant.csv").write_bytes(content.encode())
+    pd.testing.assert_frame_equal(read_csv(tmp_path / "variant.csv"), read_csv(tmp_path / "plain.csv"))
+    assert list(read_csv(tmp_path / "variant.csv").columns) == ["a", "b", "y"]

@@ -7,6 +7,7 @@ so that the message can be pasted into ``dvc exp run -S`` or found in the file.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -294,6 +295,10 @@ class ExperimentSpec(Section):
         self.model._num_words = text.num_words
 
 
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""What an experiment's name may be: it becomes a folder (`results/<name>`) and a DVC stage (`evaluate@<name>`)."""
+
+
 class Params(Section):
     """The whole of ``params.yaml``."""
 
@@ -301,6 +306,16 @@ class Params(Section):
                                                                 "an explicit KERAS_BACKEND wins")
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
     sweeps: dict[str, SearchSpec] = Field(description="keyed by experiment name; {} for none")
+
+    @field_validator("experiments")
+    @classmethod
+    def _names_stay_inside_the_project(cls, experiments: dict[str, ExperimentSpec]) -> dict[str, ExperimentSpec]:
+        for name in experiments:
+            if not EXPERIMENT_NAME.fullmatch(name) or ".." in name:
+                raise AtKey(name, "an experiment's name becomes a folder (results/<name>) and a DVC stage "
+                            "(evaluate@<name>): use letters, digits, '_', '-' and '.', starting with a letter or "
+                            f"digit, without '..'. Received: {name!r}")
+        return experiments
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import DatasetSpec
+from kerasflow.tasks.data import checks
 
 
 @dataclass(frozen=True)
@@ -37,26 +38,35 @@ def named(spec: BaseModel, name: str) -> str:
 def read_csv(path: str | Path, header: bool = True, key: str | None = None) -> pd.DataFrame:
     """Read a CSV, header row or not; column names of a header-less file are their 0-based indices.
 
-    `key` is the params key that named the file (`params.yaml:experiments.iris.dataset.file`), for the message
-    when it cannot be read.
+    The separator is a comma, a tab or a semicolon, found in the first line (:func:`checks.separator`); a UTF-8
+    byte-order mark and spaces around header names are dropped; Windows line endings are read as any. A file that
+    could mean two things is refused (:mod:`kerasflow.tasks.data.checks`). `key` is the params key that named the
+    file (`params.yaml:experiments.iris.dataset.file`), for the message when it cannot be read.
     """
     path = Path(path)
     where = f" ({key})" if key else ""
     if not path.is_file():
         raise DataError(f"{path}: file not found{where}")
     try:
-        frame = pd.read_csv(path, header=0 if header else None)
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            first_line = handle.readline().rstrip("\r\n")
+        sep = checks.separator(first_line)
+        frame = pd.read_csv(path, header=0 if header else None, sep=sep, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty{where}; expected CSV rows"
                         + (" under a header row" if header else "")) from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: rows have different numbers of fields ({' '.join(str(exc).split())}); every row "
-                        f"needs one value per column") from None
+                        f"needs one value per column (separator: {checks.SEPARATORS[sep]})") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); expected a CSV") from None
     if frame.empty:
         raise DataError(f"{path}: the file has no data rows" + (", only a header row" if header else "") + where)
-    frame.columns = [str(c) for c in frame.columns]
+    if header:
+        frame.columns = checks.header_names(first_line, sep, path, where)
+    else:
+        frame.columns = [str(c) for c in frame.columns]
+    checks.check_cells(frame, path, header, where)
     return frame
 
 

@@ -189,13 +189,42 @@ CASES = [
     Bad("ragged-csv", ("data/mine.csv: rows have different numbers of fields", "Expected 3 fields in line 3, saw 4"),
         mine(), files={"data/mine.csv": "a,b,y\n1,2,0\n3,4,1,9\n5,6,0\n"}, argv=("run", "mine")),
     Bad("non-numeric-regression-target", ("data/mine.csv: task 'regression' (params.yaml:experiments.mine.dataset.task) "
-                                          "needs a numeric target; column 'y' holds 'high' (file line 3)",),
-        mine({"task": "regression"}), files={"data/mine.csv": "a,b,y\n1,2,0.5\n3,4,high\n5,6,0.7\n"},
+                                          "needs a numeric target; column 'y' holds 'low' (file line 2)",),
+        mine({"task": "regression"}), files={"data/mine.csv": "a,b,y\n1,2,low\n3,4,high\n5,6,low\n"},
         argv=("run", "mine")),
     Bad("target-index-out-of-range", ("data/mine.csv: target index 7 (params.yaml:experiments.mine.dataset.target) "
                                       "is out of range; the file has 3 columns: use 0 to 2",),
         mine({"header": False, "target": 7}), files={"data/mine.csv": "1,2,0\n3,4,1\n5,6,0\n7,8,1\n"},
         argv=("run", "mine")),
+    # --- ambiguous or non-finite tables: refused, never read one way silently ----------------------------------
+    Bad("duplicate-column-name", ("data/mine.csv: column name 'a' appears 2 times in the header row (0-based "
+                                  "columns [0, 1]); every column needs its own name "
+                                  "(params.yaml:experiments.mine.dataset.file)",),
+        mine(), files={"data/mine.csv": rows("01" * 4).replace("a,b,y", "a,a,y")}, argv=("run", "mine")),
+    Bad("empty-column-name", ("data/mine.csv: the header row has an empty column name (0-based column 1 of 3)",),
+        mine(), files={"data/mine.csv": rows("01" * 4).replace("a,b,y", "a,,y")}, argv=("run", "mine")),
+    Bad("header-repeated-in-data", ("data/mine.csv: file line(s) [5] repeat the header row inside the data",),
+        mine(), files={"data/mine.csv": rows("01" * 4).replace("2.5,2.0,0\n", "2.5,2.0,0\na,b,y\n")},
+        argv=("run", "mine")),
+    Bad("numbers-mixed-with-text", ("data/mine.csv: column 'a' mixes numbers (such as '0.5') with text: 'three' at "
+                                    "file line(s) [4]; a numeric column holds numbers only",),
+        mine(), files={"data/mine.csv": rows("01" * 4).replace("2.5,2.0,0", "three,2.0,0")}, argv=("run", "mine")),
+    Bad("infinite-feature", ("data/mine.csv: column 'b' holds inf at file line(s) [4]: infinite or beyond "
+                             "±3.403e+38, the float32 range Keras trains in",),
+        mine(), files={"data/mine.csv": rows("01" * 4).replace("2.5,2.0,0", "2.5,inf,0")}, argv=("run", "mine")),
+    Bad("feature-beyond-float32", ("data/mine.csv: column 'a' holds 1e+39 at file line(s) [5]: infinite or beyond "
+                                   "±3.403e+38",),
+        mine(), files={"data/mine.csv": rows("01" * 4).replace("3.5,0.0,1", "1e39,0.0,1")}, argv=("run", "mine")),
+    Bad("infinite-series-value", ("data/mine.csv: column 'y' holds -inf at file line(s) [3]",),
+        mine({"task": "regression"}, preprocess={"lookback": 2},
+             evaluate={"method": "holdout", "shuffle": False, "test_size": 0.3}),
+        files={"data/mine.csv": "y\n1.0\n-inf\n3.0\n4.0\n5.0\n6.0\n7.0\n8.0\n"}, argv=("run", "mine")),
+    Bad("decimal-commas", ("data/mine.csv: column 'a' holds numbers with a decimal comma ('0,5' at file line 2); "
+                           "kerasflow reads '.' as the decimal point",),
+        mine(), files={"data/mine.csv": "a;b;y\n0,5;1;0\n1,5;2;1\n2,5;3;0\n3,5;4;1\n"}, argv=("run", "mine")),
+    Bad("experiment-name-leaves-the-project", ("params.yaml:experiments.../escape: an experiment's name becomes a "
+                                               "folder (results/<name>)", "Received: '../escape'"),
+        lambda raw: raw["experiments"].update({"../escape": raw["experiments"]["iris"]}), argv=("run", "iris")),
     # --- predict: new rows for a saved model (issue item 2) -------------------------------------------------------
     Bad("predict-missing-column", ("data/new.csv: missing column(s) ['petal_width']",
                                    f"expected the feature columns {IRIS_FEATURES}"),
@@ -207,6 +236,9 @@ CASES = [
     Bad("predict-non-numeric-value", ("data/new.csv: column 'petal_width' must be numeric, as in training; found "
                                       "'wide' (file line 3)",),
         files={"data/new.csv": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n5,3,1,wide\n"},
+        argv=PREDICT),
+    Bad("predict-infinite-value", ("data/new.csv: column 'petal_length' holds inf at file line(s) [3]",),
+        files={"data/new.csv": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n5,3,inf,1\n"},
         argv=PREDICT),
     Bad("predict-missing-model", ("results/nowhere: model folder not found",),
         files={"data/new.csv": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n"},

@@ -1,0 +1,110 @@
+"""Checks that a CSV means one thing: its separator, its header's names, and cells a numeric column can hold.
+
+pandas reads many ambiguous files without a word: it renames a repeated column `a` to `a.1`, reads a header
+repeated inside the data as one more row (and the whole column as text), and parses `inf` or `1e400` as numbers
+that Keras, training in float32, turns into NaN losses. Each check here refuses such a file with one line naming
+the file, the column and the first offending file lines, before anything is trained or written.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kerasflow.tasks.config.errors import DataError
+
+SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons"}
+"""The separators read, in the order they are looked for in a file's first line."""
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest magnitude Keras' float32 tensors hold: larger values become infinite as they are fed."""
+
+DECIMAL_COMMA = re.compile(r"\s*[-+]?\d+,\d+\s*")
+SHOWN_LINES = 5
+
+
+def separator(first_line: str) -> str:
+    """The separator of a CSV whose first line is `first_line`: a comma where it has one, else a tab, else a
+    semicolon (a single column has none: comma).
+
+    Examples
+    --------
+    >>> separator("a,b,y"), separator("a;b;y"), separator("a\\tb\\ty"), separator("value")
+    (',', ';', '\\t', ',')
+    """
+    return next((sep for sep in SEPARATORS if sep in first_line), ",")
+
+
+def header_names(first_line: str, sep: str, path: Path, where: str) -> list[str]:
+    """The header's column names, stripped of surrounding spaces; refused when one is empty or repeated."""
+    names = [name.strip() for name in next(csv.reader([first_line], delimiter=sep), [])]
+    empty = [i for i, name in enumerate(names) if not name]
+    if empty:
+        raise DataError(f"{path}: the header row has an empty column name (0-based column {empty[0]} of "
+                        f"{len(names)}); every column needs a name{where}")
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        seen.setdefault(name, []).append(i)
+    repeated = {name: columns for name, columns in seen.items() if len(columns) > 1}
+    if repeated:
+        name, columns = next(iter(repeated.items()))
+        raise DataError(f"{path}: column name {name!r} appears {len(columns)} times in the header row (0-based "
+                        f"columns {columns}); every column needs its own name{where}")
+    return names
+
+
+def file_lines(rows: np.ndarray, header: bool) -> list[int]:
+    """The 1-based file lines of 0-based data rows `rows` (the first few)."""
+    return (np.asarray(rows)[:SHOWN_LINES] + 1 + int(header)).tolist()
+
+
+def check_cells(frame: pd.DataFrame, path: Path, header: bool, where: str) -> None:
+    """Refuse a header repeated inside the data, numbers mixed with text in a column, decimal commas, and numbers
+    that are infinite or beyond float32's range. A missing value (empty cell, NaN) is none of these."""
+    # A header repeated inside the data turns every column it crosses into text: no numeric column, no repeat.
+    if header and not any(pd.api.types.is_numeric_dtype(frame[column]) for column in frame.columns):
+        repeats = np.ones(len(frame), dtype=bool)
+        for column in frame.columns:
+            repeats &= frame[column].astype(str).str.strip().to_numpy() == str(column)
+        if repeats.any():
+            raise DataError(f"{path}: file line(s) {file_lines(np.flatnonzero(repeats), header)} repeat the header "
+                            f"row inside the data; remove them{where}")
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values):
+            _check_range(values, column, path, header, where)
+        elif pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+            _check_text(values, column, path, header, where)
+
+
+def _check_range(values: pd.Series, column: str, path: Path, header: bool, where: str) -> None:
+    numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.flatnonzero(np.abs(numbers) > FLOAT32_MAX)  # inf included; NaN compares false
+    if bad.size:
+        raise DataError(f"{path}: column {column!r} holds {numbers[bad[0]]:g} at file line(s) "
+                        f"{file_lines(bad, header)}: infinite or beyond ±{FLOAT32_MAX:.4g}, the float32 range Keras "
+                        f"trains in; use finite values (an empty cell for a missing one){where}")
+
+
+def _check_text(values: pd.Series, column: str, path: Path, header: bool, where: str) -> None:
+    present = values.notna().to_numpy()
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    numeric = ~np.isnan(numbers)
+    text = present & ~numeric
+    if numeric.sum() > text.sum() and text.any():
+        bad = np.flatnonzero(text)
+        example = values.iloc[int(np.flatnonzero(numeric)[0])]
+        raise DataError(f"{path}: column {column!r} mixes numbers (such as {example!r}) with text: "
+                        f"{values.iloc[bad[0]]!r} at file line(s) {file_lines(bad, header)}; a numeric column "
+                        f"holds numbers only (an empty cell for a missing one){where}")
+    if numeric.any() and not text.any():
+        _check_range(pd.Series(numbers), column, path, header, where)
+    commas = np.flatnonzero(present & values.astype(str).str.fullmatch(DECIMAL_COMMA.pattern).to_numpy())
+    if text.any() and commas.size == text.sum():
+        raise DataError(f"{path}: column {column!r} holds numbers with a decimal comma ({values.iloc[commas[0]]!r} "
+                        f"at file line {file_lines(commas, header)[0]}); kerasflow reads '.' as the decimal point: "
+                        f"save the file with '.' decimals{where}")
