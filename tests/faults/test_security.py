@@ -168,7 +168,7 @@ def _unsafe_uses(path: Path) -> list[str]:
 
 
 def test_no_module_unpickles_or_evaluates_what_it_reads():
-    sources = sorted((ROOT / "tasks").glob("*.py")) + sorted((ROOT / "flows").glob("*.py"))
+    sources = sorted((ROOT / "tasks").rglob("*.py")) + sorted((ROOT / "flows").rglob("*.py"))
     assert len(sources) > 10
     assert [line for path in sources for line in _unsafe_uses(path)] == []
 
