@@ -163,6 +163,11 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         from kerasflow.tasks.sweep.groups import scoring_spec
 
         check_data({name: scoring_spec(spec, params.sweeps[name])})
+        from kerasflow.flows.ray_driver import check_cluster, connect, storage_folder
+
+        # Resources no node has are refused here, in one line, not inside the flow's task with its tracebacks.
+        connect()
+        check_cluster(name, params.sweeps[name], storage_folder(args.results / name / "tune"))
         _prefect_ready(server)
         best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume)
         print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "

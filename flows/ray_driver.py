@@ -10,6 +10,7 @@ keeps its best checkpoints; a crashed driver resumes with `Tuner.restore`.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -99,8 +100,9 @@ def connect(num_gpus: int | None = None) -> None:
             # Ray starts its servers with subprocess, whose fork is followed by exec at once; JAX's at-fork hook
             # warns of a deadlock only a child that goes on running Python could meet.
             warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            # Ray's start-up notes (the local instance started, its token) are not the user's business: errors only.
             ray.init(runtime_env=runtime_env, include_dashboard=False, dashboard_host="127.0.0.1",
-                     log_to_driver=False, num_gpus=num_gpus)
+                     log_to_driver=False, num_gpus=num_gpus, logging_level=logging.ERROR)
 
 
 def code_package(into: Path) -> Path:
@@ -114,6 +116,11 @@ def code_package(into: Path) -> Path:
         shutil.copytree(package.__path__[0], root / package.__name__.rpartition(".")[2],
                         ignore=shutil.ignore_patterns("__pycache__"))
     return root
+
+
+def storage_folder(out_dir: Path) -> Path:
+    """Where a sweep writing to `out_dir` keeps Ray Tune's run: trials, checkpoints, what `--resume` reads."""
+    return (out_dir / "ray").resolve()
 
 
 def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from ray import tune
 
 from kerasflow.flows.pipeline import load_data, write_report
-from kerasflow.flows.ray_driver import check_cluster, connect, make_tuner
+from kerasflow.flows.ray_driver import check_cluster, connect, make_tuner, storage_folder
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
@@ -25,7 +25,7 @@ def run_sweep(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, 
               out_dir: Path, resume: bool) -> tune.ResultGrid:
     """Run (or resume) the Ray Tune sweep; trial failures are retried by Ray, not Prefect."""
     connect()
-    storage = (out_dir / "ray").resolve()
+    storage = storage_folder(out_dir)
     check_cluster(name, sweep, storage)
     return make_tuner(name, spec, sweep, table, labels, storage, resume).fit()
 

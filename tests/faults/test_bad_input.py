@@ -147,6 +147,9 @@ CASES = [
     Bad("search-value-invalid", ("params.yaml:sweeps.iris.space.train.optimizer: unknown optimizer 'sgdd'",
                                  "Did you mean 'sgd'?", "Tried: 'sgdd'"),
         sweep(space={"train.optimizer": {"grid": ["adam", "sgdd"]}}), argv=("tune", "iris")),
+    Bad("sweep-asks-for-more-than-any-node", ("sweeps.iris: each trial asks for cpu=1, gpu=1 but no node of the "
+                                              "cluster has that much",),
+        sweep(space={"train.epochs": {"grid": [1, 2]}}, gpu=1), argv=("tune", "iris")),
     Bad("params-not-yaml", ("params.yaml: not valid YAML: while parsing a flow sequence expected ',' or ']', but got "
                             "'<stream end>' at line 2, column 1",), files={"params.yaml": "experiments: [unclosed\n"}),
     Bad("params-file-missing", ("nowhere.yaml: file not found",), argv=("--params", "nowhere.yaml", "run")),
@@ -280,7 +283,7 @@ def previous_results(project, saved_iris_model) -> Path:
 # One case of each kind, run as a user runs them: the console script in its own process (a missing data file
 # and a bad second experiment go through it too: tests/test_cli.py and the test at the end of this file).
 THROUGH_THE_COMMAND = {"unknown-key-suggests-closest", "search-value-invalid", "ragged-csv",
-                       "predict-missing-column"}
+                       "predict-missing-column", "sweep-asks-for-more-than-any-node"}
 
 
 def test_the_table_has_at_least_25_distinct_bad_inputs():
