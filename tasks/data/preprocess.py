@@ -29,9 +29,9 @@ class Preprocessor:
         How missing values are filled; "none" refuses them.
     text : TextSpec, optional
         The rows are one text column, turned into `maxlen` token ids by a
-        :class:`kerasflow.tasks.data.text.Tokenizer` whose
-        vocabulary comes from the rows `fit` sees (the other settings must then be "none"). Any other column
-        is refused rather than silently left out of the model; a missing text is an empty one (all padding).
+        :class:`kerasflow.tasks.data.text.Tokenizer` whose vocabulary comes from the rows `fit` sees (the other
+        settings must then be "none"). Any other column is refused rather than silently left out of the model;
+        a missing text is an empty one (all padding).
     spec : PreprocessSpec, optional
         The params section these settings came from: errors then name its keys and the experiment's data file.
 

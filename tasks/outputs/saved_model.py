@@ -1,10 +1,9 @@
 """A saved model folder (``results/<experiment>/model``): its file names, and reading it without Keras.
 
 :func:`kerasflow.tasks.outputs.results.write_model` writes the folder; ``preprocessing.json`` holds the fitted
-preprocessing and
-how the training CSV was laid out (header row or not, which column was the target), so new rows are read the
-same way and a user needs no ``params.yaml`` to predict. Nothing here imports Keras: a wrong folder or a wrong
-input file is refused in about a second instead of after TensorFlow's import.
+preprocessing and how the training CSV was laid out (header row or not, which column was the target), so new rows
+are read the same way and a user needs no ``params.yaml`` to predict. Nothing here imports Keras: a wrong folder or
+a wrong input file is refused in about a second instead of after TensorFlow's import.
 """
 
 from __future__ import annotations

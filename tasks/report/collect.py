@@ -23,7 +23,8 @@ TIMING_STEPS = ("load", "preprocess", "cross_validate", "refit", "write", "total
 """The steps `metrics.json` times (seconds), in the order they run."""
 ENVIRONMENT_KEYS = ("python", "keras", "backend", "backend_version", "device", "devices", "prefect", "ray", "dvc",
                     "dvclive")
-"""The order the report shows `metrics.json`'s environment in (see :func:`kerasflow.tasks.outputs.results.environment`)."""
+"""The order the report shows `metrics.json`'s environment in (see
+:func:`kerasflow.tasks.outputs.results.environment`)."""
 
 
 @dataclass(frozen=True)

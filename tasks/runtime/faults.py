@@ -11,8 +11,7 @@ items:
   real signal at exactly that moment.
 
 Points: ``write:<name>`` in :func:`kerasflow.tasks.outputs.atomic.atomic_path`, once the temporary copy of `name`
-(``metrics.json``,
-``model``...) is complete and before it replaces the previous one; and whatever the flows name with
+(``metrics.json``, ``model``...) is complete and before it replaces the previous one; and whatever the flows name with
 :func:`inject` (``cross-validate``: the start of that Prefect task). Every injection is logged as a warning.
 """
 

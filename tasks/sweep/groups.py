@@ -33,10 +33,10 @@ def stacked_groups(spec: ExperimentSpec, sweep: SearchSpec) -> list[list[dict[st
     """The grid's configs in groups that each train as one stacked program, or None where they cannot.
 
     Configs group when they differ only in their Dense layers' initializers
-    (:func:`kerasflow.tasks.training.stacked.stack_key`):
-    the books' optimizer x initializer x batch-size grid of 12 is 4 programs of 3 configs. Only a whole grid
-    (every value `grid`, the `grid` algorithm) with no early stopping and k-fold scoring groups: a scheduler
-    stops trials, and hold-out scoring exports the best trial's own checkpoint, both one config at a time.
+    (:func:`kerasflow.tasks.training.stacked.stack_key`): the books' optimizer x initializer x batch-size grid of 12
+    is 4 programs of 3 configs. Only a whole grid (every value `grid`, the `grid` algorithm) with no early stopping
+    and k-fold scoring groups: a scheduler stops trials, and hold-out scoring exports the best trial's own
+    checkpoint, both one config at a time.
     """
     kinds = {kind for dist in sweep.space.values() for kind in dist}
     if not sweep.stack_configs or sweep.algorithm != "grid" or kinds != {"grid"} or sweep.scheduler != "fifo" \

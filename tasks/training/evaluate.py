@@ -153,8 +153,7 @@ def cross_validate_configs(specs: Sequence[ExperimentSpec], folds: list[FoldData
                            callbacks: Sequence[keras.callbacks.Callback] = (),
                            initial_epoch: int = 0) -> list[CVResult]:
     """:func:`cross_validate` for configs that share a stack key (a grid's group, see tasks/training/stacked.py):
-    every
-    config's folds train in one stacked program, config c's fold f in slot `c * len(folds) + f`.
+    every config's folds train in one stacked program, config c's fold f in slot `c * len(folds) + f`.
 
     Configs that cannot stack are cross-validated one at a time, each timed on its own; stacked configs share
     one program, and each result's `seconds` is that program's.

@@ -137,8 +137,8 @@ def stack_key(spec: ExperimentSpec) -> str:
 
 def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[int], loss: str,
                   target_scales: list[TargetScale] | None = None) -> StackedModel:
-    """The stacked twin of :func:`kerasflow.tasks.training.models.build_model`: slot j is `models[j]` seeded with `seeds[j]`,
-    rescaled by `target_scales[j]`, and trained to minimise `loss` (:class:`StackedModel`).
+    """The stacked twin of :func:`kerasflow.tasks.training.models.build_model`: slot j is `models[j]` seeded with
+    `seeds[j]`, rescaled by `target_scales[j]`, and trained to minimise `loss` (:class:`StackedModel`).
 
     Slot j starts from the weights `build_model(models[j], n_features, seeds[j])` gives: that model's own.
     The models must differ only in their Dense layers' initializers (see :func:`stack_key`).
