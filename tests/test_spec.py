@@ -247,3 +247,15 @@ def test_sections_remember_their_key_for_errors_found_later_against_the_data():
     smoke = iris.model_copy(update={"evaluate": iris.evaluate.model_copy(update={"n_splits": 2})})
     assert smoke.evaluate.key("n_splits") == "p.yaml:experiments.iris.evaluate.n_splits"
     assert not ExperimentSpec.model_validate(tiny_params()["experiments"]["iris"]).train.located
+
+
+def test_a_huge_value_is_echoed_cut_short():
+    """Whatever the input, the message stays one short line: the value echoed back is cut."""
+    raw = tiny_params()
+    raw["experiments"]["iris"]["train"]["epochs"] = "many" * 5000
+    raw["experiments"]["iris"]["train"]["x" * 5000] = 1
+    with pytest.raises(ParamsError) as caught:
+        parse_params(raw)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2 and all(len(line) < 600 for line in lines)
+    assert "Received: 'manymany" in lines[0] and lines[0].endswith("…")

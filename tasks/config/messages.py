@@ -20,6 +20,26 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return " ".join(problem.split()) + where
 
+SHOWN_CHARACTERS = 200
+"""The most characters of a received value echoed in a message: the line stays short whatever the input."""
+
+
+def shown(value: object) -> str:
+    """`value`'s repr, cut to :data:`SHOWN_CHARACTERS` characters.
+
+    Examples
+    --------
+    >>> shown("epochs"), len(shown("x" * 5000))
+    ("'epochs'", 201)
+    """
+    return cut(repr(value))
+
+
+def cut(text: str) -> str:
+    """`text` cut to :data:`SHOWN_CHARACTERS` characters, an ellipsis marking the cut."""
+    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "…"
+
+
 def describe(error: dict, raw: dict, source: str, root: type[BaseModel]) -> str:
     """One line per problem: `params.yaml:experiments.x.train.epochs: <what is wrong>. Received: <value>`."""
     loc = _key_path(error["loc"], raw)
@@ -30,22 +50,22 @@ def describe(error: dict, raw: dict, source: str, root: type[BaseModel]) -> str:
     if error["type"] == "union_tag_invalid":
         # The layer's `type:` is what is wrong, not the whole layer.
         received = (error.get("ctx") or {}).get("tag")
-        return f"{source}:{loc}.type: {message}. Received: {received!r}"
+        return f"{source}:{loc}.type: {message}. Received: {shown(received)}"
     if not loc:
         return f"{source}: {message}"
     if error["type"] == "extra_forbidden":
         parent, _, bad = loc.rpartition(".")
         allowed = _allowed_keys(root, error["loc"][:-1])
         hint = difflib.get_close_matches(bad, allowed, n=1)
-        message = f"unknown key {bad!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        message = f"unknown key {shown(bad)}" + (f"; did you mean {hint[0]!r}?" if hint else "")
         if allowed:
             message += f" Allowed here: {', '.join(allowed)}"
         return f"{source}:{loc}: {message}"
     received = error.get("input")
     # A whole section echoed back would bury the problem; an empty one is the problem.
     hidden = error["type"] == "missing" or (isinstance(received, dict) and received)
-    shown = "" if hidden else f". Received: {received!r}"
-    return f"{source}:{loc}: {message}{shown}"
+    echoed = "" if hidden else f". Received: {shown(received)}"
+    return f"{source}:{loc}: {message}{echoed}"
 
 def _key_path(loc: tuple, raw: dict) -> str:
     """Render pydantic's location as the YAML key path, dropping union tags like `dense`."""
@@ -58,12 +78,12 @@ def _key_path(loc: tuple, raw: dict) -> str:
         elif item == "[key]":
             continue  # pydantic's marker for "the key itself is wrong", already named by the previous part
         elif isinstance(node, dict) and item in node:
-            parts.append(str(item))
+            parts.append(cut(str(item)))
             node = node[item]
         elif isinstance(node, dict) and node.get("type") == item:
             continue  # the discriminator's tag, not a key of the file
         else:
-            parts.append(str(item))
+            parts.append(cut(str(item)))
             node = None
     return ".".join(parts)
 
