@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[test]"
 	touch $@
 
-# The quick default: every experiment's `evaluate` stage, then the report (about 8 minutes on 2 cores).
+# The quick default: every experiment's `evaluate` stage, then the report.
 # `make run FULL=1`: every stage of dvc.yaml, the Ray Tune sweeps included.
 REPRO := $(if $(FULL),dvc repro,dvc repro evaluate && dvc repro --single-item report)
 
