@@ -18,6 +18,7 @@ import time
 from kerasflow.tasks.config.backend import backend_settings, set_backend_defaults
 
 set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only, as in the tests
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import numpy as np  # noqa: E402

@@ -38,6 +38,7 @@ import yaml
 from kerasflow.tasks.config.backend import set_backend_defaults
 
 set_backend_defaults()  # as `kerasflow tune` sets the backends up (tasks/config/backend.py)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only, as in the tests
 
 import ray  # noqa: E402
 from backends import run_backend  # noqa: E402

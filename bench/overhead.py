@@ -86,7 +86,9 @@ noop()
 """
 
 RAY_START = f"""
+import os
 import time
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only, as in the tests
 import ray
 from kerasflow.flows.ray_driver import connect
 

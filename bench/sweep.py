@@ -39,6 +39,7 @@ from tempfile import TemporaryDirectory
 from kerasflow.tasks.config.backend import set_backend_defaults
 
 set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only, as in the tests
 
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402

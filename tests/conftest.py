@@ -25,6 +25,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 set_backend_defaults()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# Every Ray node the suite starts (embedded `ray.init()`, `cluster_utils`, the `kerasflow` processes it runs)
+# listens and is reached on 127.0.0.1 only: Ray then takes the machine for a single-node, loopback cluster, as on
+# macOS. Set before anything imports Ray, which reads it once.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 # Prefect configures logging when it is first imported, closing every handler already there; TensorFlow's absl
 # handler holds the stderr pytest captures, so Prefect must come first or a test that imports it after

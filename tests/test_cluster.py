@@ -23,6 +23,13 @@ def cluster():
     cluster.shutdown()
 
 
+def test_the_suites_ray_nodes_listen_on_loopback_only(cluster):
+    """tests/conftest.py makes every Ray node of the suite a loopback one: no test reaches another address."""
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    assert len(nodes) == 2 and {node["NodeManagerAddress"] for node in nodes} == {"127.0.0.1"}
+    assert cluster.address.split(":")[0] == "127.0.0.1"
+
+
 def test_trials_run_on_both_nodes_and_local_storage_is_refused_unless_shared(cancer_project, cluster):
     with pytest.raises(SweepError, match="the cluster has 2 nodes but the sweep's storage .* is a local folder"):
         sweep_and_export(sweep_params(epochs=2), cancer_project / "tune")
