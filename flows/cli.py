@@ -18,6 +18,8 @@ from kerasflow.tasks.config.errors import KerasflowError, ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec, load_params
 
 DEFAULT_REPORT = Path("reports/summary.md")
+DIVERGED = 3
+"""The exit status of a run that finished but whose training diverged in some fold: a result, not a crash."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -186,10 +188,28 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     check_data(selected)
     _prefect_ready(server)
     summaries = pipeline_flow(selected, args.results, args.report)
+    diverged = []
     for name, summary in summaries.items():
-        print(f"{name}: {summary['metric']} {summary['mean']:.4f} ± {summary['std']:.4f} "
-              f"over {summary['n_folds']} folds -> {args.results / name}")
-    return 0
+        if summary["mean"] is not None:
+            print(f"{name}: {summary['metric']} {summary['mean']:.4f} ± {summary['std']:.4f} "
+                  f"over {summary['n_folds']} folds -> {args.results / name}")
+        if message := divergence(name, summary):
+            diverged.append(message)
+    for message in diverged:
+        print(f"kerasflow: diverged: {message}", file=sys.stderr)
+    return DIVERGED if diverged else 0
+
+
+def divergence(name: str, summary: dict) -> str:
+    """One line saying which folds (and refit) of experiment `name` diverged, and at which epoch; "" if none."""
+    parts = [f"fold {fold} at epoch {epoch}"
+             for fold, epoch in zip(summary.get("diverged", []), summary.get("diverged_at_epoch", []))]
+    if "refit_diverged_at_epoch" in summary:
+        parts.append(f"the refit at epoch {summary['refit_diverged_at_epoch']} (no model saved)")
+    if not parts:
+        return ""
+    return (f"{name}: the loss became NaN or infinite in {', '.join(parts)}; metrics.json records null scores "
+            f"for them (lower train.learning_rate, or scale the data with preprocess.scale)")
 
 
 def console() -> NoReturn:

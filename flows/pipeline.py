@@ -74,12 +74,13 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
     with _timed(timing, "write"):
         results.write_history(out_dir, cv)
         results.write_predictions(out_dir, cv, codec)
-        if final is not None:
+        if final is not None and final.diverged_at is None:  # a diverged refit's weights are not a model
             results.write_model(out_dir / "model", spec, final)
         results.write_dataset(out_dir, spec)
     timing["total"] = time.perf_counter() - started
     # Metrics last: their presence says the experiment's outputs are complete.
-    return results.write_metrics(out_dir, cv, timing, results.environment())
+    return results.write_metrics(out_dir, cv, timing, results.environment(),
+                                 refit_diverged_at=final.diverged_at if final is not None else None)
 
 
 @contextmanager

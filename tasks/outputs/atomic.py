@@ -130,6 +130,8 @@ def _running(pid: int) -> bool:
 
 
 def write_json(target: str | Path, payload: Any) -> None:
-    """Write `payload` as indented, key-sorted JSON, atomically."""
+    """Write `payload` as indented, key-sorted JSON, atomically. Strict JSON: a NaN or infinite number is an
+    error here rather than a file that strict parsers refuse (a missing value is written as null)."""
+    text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(text)

@@ -16,6 +16,7 @@ import csv
 import importlib
 import io
 import json
+import math
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -41,11 +42,12 @@ HISTORY_PLOT = "folds"
 
 
 def write_metrics(out_dir: Path, result: CVResult, timing: dict[str, float],
-                  environment: dict[str, str]) -> dict[str, Any]:
+                  environment: dict[str, str], refit_diverged_at: int | None = None) -> dict[str, Any]:
     """Write `metrics.json`: the scores, each step's wall time in seconds, and what computed them (see
-    :func:`environment`); return its content."""
+    :func:`environment`), and the epoch at which the refit diverged if it did; return its content."""
     summary = {**result.summary(), "timing": {step: round(seconds, 2) for step, seconds in timing.items()},
-               "environment": environment}
+               "environment": environment,
+               **({"refit_diverged_at_epoch": refit_diverged_at} if refit_diverged_at is not None else {})}
     write_json(out_dir / "metrics.json", summary)
     return summary
 
@@ -80,9 +82,11 @@ def write_history(out_dir: Path, result: CVResult) -> Path:
             names = list(fold.history)
             for epoch, values in enumerate(zip(*fold.history.values()), start=1):
                 live.step = epoch
-                rounded = [float(f"{value:.6g}") for value in values]
+                # A diverged fold's NaN or infinite values: no step in its log, null in the plot's (strict) JSON.
+                rounded = [float(f"{value:.6g}") if math.isfinite(value) else None for value in values]
                 for name, value in zip(names, rounded):
-                    live.log_metric(f"fold_{index:02d}/{name}", value)
+                    if value is not None:
+                        live.log_metric(f"fold_{index:02d}/{name}", value)
                 rows.append({"fold": index, "epoch": epoch, **dict(zip(names, rounded))})
         live.log_plot(HISTORY_PLOT, rows, x="epoch", y="val_loss")
     return history_dir

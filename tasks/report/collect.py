@@ -219,7 +219,10 @@ def _read_csv(path: Path, dtype: dict[str, type] | None = None) -> pd.DataFrame 
 def _read_history(history_dir: Path) -> pd.DataFrame | None:
     """The dvclive custom plot of all folds' epochs (see :func:`kerasflow.tasks.outputs.results.write_history`)."""
     path = history_dir / "plots" / "custom" / "folds.json"
-    return pd.DataFrame(json.loads(path.read_text())) if path.is_file() else None
+    if not path.is_file():
+        return None
+    # A diverged fold's values are null: numbers throughout, NaN where null.
+    return pd.DataFrame(json.loads(path.read_text())).apply(pd.to_numeric, errors="coerce")
 
 
 def _read_sweep(tune_dir: Path) -> Sweep | None:

@@ -77,14 +77,15 @@ def _experiment_section(e: ExperimentReport) -> str:
     else:
         m = e.metrics
         parts += ["<h3>Cross-validation</h3>",
-                  (f"<p>{escape(m['metric'])}: <strong>{m['mean']:.4f} ± {m['std']:.4f}</strong> over "
-                   f"{m['n_folds']} fold(s){' (trained as one stacked model)' if m.get('stacked') else ''}.</p>"),
-                  _image(plots.fold_scores(m), f"{e.name}: {m['metric']} per fold")]
+                  (f"<p>{escape(m['metric'])}: <strong>{escape(tables.score_text(m))}</strong> over "
+                   f"{m['n_folds']} fold(s){' (trained as one stacked model)' if m.get('stacked') else ''}.</p>")]
+        if m["mean"] is not None:
+            parts.append(_image(plots.fold_scores(m), f"{e.name}: {m['metric']} per fold"))
         if e.history is not None:
             parts += ["<h3>Learning curves</h3>",
                       _image(plots.learning_curves(e.history, m["metric"]), f"{e.name}: loss and {m['metric']} "
                              "per epoch, training and validation: mean over folds ± std, single folds faint")]
-        if e.predictions is not None:
+        if e.predictions is not None and m["mean"] is not None:  # a diverged fold's predictions are NaN
             if e.is_classification:
                 classes = list(e.data.classes) if e.data is not None and e.data.classes else sorted(
                     set(e.predictions["true"]) | set(e.predictions["predicted"]))

@@ -30,6 +30,13 @@ def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
+def score_text(metrics: dict[str, Any]) -> str:
+    """`0.9533 ± 0.0600`, or which folds diverged when the experiment has no mean."""
+    if metrics["mean"] is None:
+        return f"diverged in fold(s) {metrics.get('diverged', [])}"
+    return f"{metrics['mean']:.4f} ± {metrics['std']:.4f}"
+
+
 def scores(report: Report) -> pd.DataFrame:
     """One row per experiment: its cross-validated score, folds, the naive forecast's score, wall time."""
     rows = []
@@ -40,7 +47,7 @@ def scores(report: Report) -> pd.DataFrame:
                          "naive last value": "", "seconds": ""})
             continue
         baseline = m.get("baseline")
-        rows.append({"experiment": e.name, "metric": m["metric"], "mean ± std": f"{m['mean']:.4f} ± {m['std']:.4f}",
+        rows.append({"experiment": e.name, "metric": m["metric"], "mean ± std": score_text(m),
                      "folds": m["n_folds"], "naive last value": round(baseline["mean"], 4) if baseline else "",
                      "seconds": m["seconds"]})
     return frame(rows, ["experiment", "metric", "mean ± std", "folds", "naive last value", "seconds"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,8 @@ def write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, Any]]:
     """One row per config, best first: params, score mean/std, epochs, seconds, node, status, and the Ray Tune
-    trial that trained it (the configs of a stacked group share their trial, its seconds and node)."""
+    trial that trained it (the configs of a stacked group share their trial, its seconds and node). A config that
+    diverged has status "diverged" and no score: it comes last, with the errors."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
@@ -44,12 +46,15 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, 
         unscored = [None] * len(configs)  # a trial that failed before its first report
         scores, stds = metrics.get("scores") or unscored, metrics.get("score_stds") or unscored
         for config, score, score_std in zip(configs, scores, stds):
+            diverged = score is not None and not math.isfinite(score)  # a fold's loss became NaN or infinite
+            if diverged:
+                score, score_std = None, None
             rows.append({**{f"param:{k}": v for k, v in config.items()},
                          "score": score, "score_std": score_std,
                          "epochs": metrics.get("epoch"), "seconds": metrics.get("trial_seconds"),
                          "node": metrics.get("node"), "started_at": metrics.get("started_at"),
                          "trial_id": metrics.get("trial_id"), "configs_in_trial": len(configs),
-                         "status": "error" if result.error else "ok"})
+                         "status": "error" if result.error else "diverged" if diverged else "ok"})
     # Best first; among equal scores, the steadier across folds.
     sign = -1 if higher_is_better else 1
     ok = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
@@ -67,7 +72,8 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     mode = "max" if spec.higher_is_better else "min"
     rows = trial_rows(grid, spec.higher_is_better)
     if not rows or rows[0]["score"] is None:
-        raise SweepError(f"sweeps.{name}: no trial finished; first error: {grid.errors[:1]}")
+        raise SweepError(f"sweeps.{name}: no config finished with a finite score ({len(rows)} configs, "
+                         f"{sum(r['status'] == 'diverged' for r in rows)} diverged); first error: {grid.errors[:1]}")
     best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])
     best_params = {key.removeprefix("param:"): value for key, value in rows[0].items() if key.startswith("param:")}
     best_spec = spec.with_overrides(best_params)

@@ -6,6 +6,7 @@ tests hand them a list's `append`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -35,19 +36,45 @@ trials and checkpoints by), `scores`/`score_stds` (every config's, in the order 
 `epoch`."""
 
 
-def slot_scores(logs: dict[str, float], metric: str) -> list[float]:
+def slot_scores(logs: dict[str, float], metric: str, prefix: str = "val_") -> list[float]:
     """Every model's validation score in one epoch's Keras logs, in slot order: `val_f0_<metric>`,
-    `val_f1_<metric>`... of a stacked model, or the one `val_<metric>`."""
-    pattern = re.compile(rf"^val_(?:f(\d+)_)?{re.escape(metric)}$")
-    found = [(int(match[1] or 0), float(value)) for key, value in logs.items() if (match := pattern.match(key))]
-    return [value for _, value in sorted(found)]
+    `val_f1_<metric>`... of a stacked model, or the one `val_<metric>`; with `prefix` "", the training ones.
+
+    Examples
+    --------
+    >>> slot_scores({"loss": 3.0, "f0_loss": 1.0, "f1_loss": 2.0, "val_f1_mse": 5.0, "val_f0_mse": 4.0}, "loss", "")
+    [1.0, 2.0]
+    >>> slot_scores({"loss": 3.0, "val_f1_mse": 5.0, "val_f0_mse": 4.0}, "mse")
+    [4.0, 5.0]
+    """
+    pattern = re.compile(rf"^{prefix}(?:f(\d+)_)?{re.escape(metric)}$")
+    matches = [(match[1], float(value)) for key, value in logs.items() if (match := pattern.match(key))]
+    # A stacked model also logs Keras' own `loss`, the sum over its slots: the slots' own entries are the scores.
+    slotted = [(int(slot), value) for slot, value in matches if slot is not None]
+    return [value for _, value in sorted(slotted)] if slotted else [value for _, value in matches]
 
 
-def config_summaries(slot_values: list[float], n_configs: int, higher_is_better: bool) -> dict[str, Any]:
-    """The report of one epoch from every slot's score: config c's folds are its slice of `n_configs` equal ones."""
+def config_summaries(slot_values: list[float], n_configs: int, higher_is_better: bool,
+                     slot_diverged: list[bool] | None = None) -> dict[str, Any]:
+    """The report of one epoch from every slot's score: config c's folds are its slice of `n_configs` equal ones.
+
+    A config any of whose folds diverged (`slot_diverged`: its training loss became NaN or infinite) has a NaN
+    mean, as has one with a NaN score: it is never its trial's best, and its trial reports NaN only when every
+    config diverged.
+
+    Examples
+    --------
+    >>> config_summaries([0.9, 0.8, 0.7, 0.9], 2, True, slot_diverged=[False, True, False, False])["scores"]
+    [nan, 0.8]
+    """
     per_config = np.asarray(slot_values, dtype=float).reshape(n_configs, -1)
+    if slot_diverged is not None:
+        diverged = np.asarray(slot_diverged, dtype=bool).reshape(n_configs, -1).any(axis=1, keepdims=True)
+        per_config = np.where(diverged, np.nan, per_config)
     means, stds = per_config.mean(axis=1), per_config.std(axis=1)
-    best = int(np.argmax(means) if higher_is_better else np.argmin(means))
+    finite = np.flatnonzero(np.isfinite(means))
+    ranked = finite[np.argsort(-means[finite] if higher_is_better else means[finite], kind="stable")]
+    best = int(ranked[0]) if ranked.size else 0
     return {"score": float(means[best]), "score_std": float(stds[best]),
             "scores": [float(m) for m in means], "score_stds": [float(s) for s in stds]}
 
@@ -63,7 +90,9 @@ class EpochReporter(keras.callbacks.Callback):
         self.checkpoint_every, self.checkpoint_root = checkpoint_every, checkpoint_root
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        summary = config_summaries(slot_scores(logs or {}, self.metric), self.n_configs, self.higher_is_better)
+        logs = logs or {}
+        summary = config_summaries(slot_scores(logs, self.metric), self.n_configs, self.higher_is_better,
+                                   slot_diverged=[not math.isfinite(loss) for loss in slot_scores(logs, "loss", "")])
         done = epoch + 1
         due = done == self.epochs or (self.checkpoint_every is not None and done % self.checkpoint_every == 0)
         checkpoint = save_state(self.model, self.checkpoint_root / f"epoch_{done:05d}", done) if due else None
@@ -91,8 +120,10 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
         callbacks.append(EpochReporter(spec, len(specs), report, sweep.checkpoint_every, work_dir))
     results = cross_validate_configs(specs, folds, callbacks, initial_epoch)
     if not per_epoch:
-        slots = [score for result in results for score in result.scores]
-        report({**config_summaries(slots, len(specs), spec.higher_is_better), "epoch": spec.train.epochs}, None)
+        trained = [fold for result in results for fold in result.folds]
+        summaries = config_summaries([fold.score for fold in trained], len(specs), spec.higher_is_better,
+                                     slot_diverged=[fold.diverged_at is not None for fold in trained])
+        report({**summaries, "epoch": spec.train.epochs}, None)
     return results
 
 

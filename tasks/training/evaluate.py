@@ -17,7 +17,7 @@ from kerasflow.tasks.data.split import Split, make_splits
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.data.window import LAST_VALUE, window_table
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
-from kerasflow.tasks.training.scoring import score
+from kerasflow.tasks.training.scoring import first_non_finite, score
 from kerasflow.tasks.training.stacked import fit_stacked
 from kerasflow.tasks.training.train import (
     FoldData,
@@ -56,12 +56,22 @@ class CVResult:
     def scores(self) -> list[float]:
         return [fold.score for fold in self.folds]
 
+    @property
+    def diverged(self) -> dict[int, int]:
+        """The folds whose training diverged (loss NaN or infinite), each with the epoch it did, from 1."""
+        return {i: fold.diverged_at for i, fold in enumerate(self.folds) if fold.diverged_at is not None}
+
     def summary(self) -> dict[str, Any]:
-        scores = np.asarray(self.scores)
-        return {"metric": self.metric, "mean": float(scores.mean()), "std": float(scores.std()),
-                "folds": [float(s) for s in scores], "n_folds": len(scores),
+        """The scores as `metrics.json` holds them. A diverged fold has no score (null), and the experiment no
+        mean or std: a mean over the folds that did not diverge would flatter it."""
+        diverged = self.diverged
+        scores = np.asarray(self.scores, dtype=np.float64)
+        folds = [None if i in diverged else float(s) for i, s in enumerate(scores)]
+        mean, std = (None, None) if diverged else (float(scores.mean()), float(scores.std()))
+        return {"metric": self.metric, "mean": mean, "std": std, "folds": folds, "n_folds": len(scores),
                 "higher_is_better": self.higher_is_better, "stacked": self.stacked,
-                "seconds": round(self.seconds, 2), **self._baseline_summary()}
+                "seconds": round(self.seconds, 2), **self._baseline_summary(),
+                **({"diverged": list(diverged), "diverged_at_epoch": list(diverged.values())} if diverged else {})}
 
     def _baseline_summary(self) -> dict[str, Any]:
         if self.baseline is None:
@@ -195,6 +205,8 @@ class FinalModel:
     preprocessor: Preprocessor
     codec: LabelCodec | None
     target_scale: TargetScale | None = None
+    diverged_at: int | None = None
+    """The epoch (from 1) at which the refit's loss became NaN or infinite: then the model is not kept."""
 
 
 def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
@@ -205,5 +217,6 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
     X = preprocessor.transform(table.X)
     y = encode_target(spec, labels.codes, labels.n_classes)
     target_scale = fit_target_scale(spec.preprocess, y)
-    model, _ = fit_model(spec, X, y, callbacks=callbacks, target_scale=target_scale)
-    return FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec, target_scale=target_scale)
+    model, trained = fit_model(spec, X, y, callbacks=callbacks, target_scale=target_scale)
+    return FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec, target_scale=target_scale,
+                      diverged_at=first_non_finite(trained.history.get("loss", [])))

@@ -246,6 +246,18 @@ class SlotMean(keras.metrics.Metric):
         return mean[0] if self.slots is None else {every_slot(self.name): mean}
 
 
+def first_non_finite(values: Sequence[float]) -> int | None:
+    """The 1-based position of the first NaN or infinite value in `values`, or None when all are finite.
+
+    Examples
+    --------
+    >>> first_non_finite([0.5, 0.4, float("nan"), 0.3]), first_non_finite([0.5, 0.4])
+    (3, None)
+    """
+    bad = np.flatnonzero(~np.isfinite(np.asarray(values, dtype=np.float64)))
+    return int(bad[0]) + 1 if bad.size else None
+
+
 def point_values(task: str, y: np.ndarray) -> np.ndarray:
     """Encoded targets or model outputs of a `task` as one value per row: the class code, or the value.
 

@@ -18,6 +18,7 @@ from kerasflow.tasks.training.scoring import (
     ONE_BATCH,
     HeldOut,
     SlotMean,
+    first_non_finite,
     point_values,
     row_scores,
     score,
@@ -54,6 +55,16 @@ class FoldResult:
     """The held-out rows' targets as class codes or values (see :func:`point_values`)."""
     y_pred: np.ndarray | None = None
     """The model's predictions for the same rows, in the same form as `y_true`."""
+
+    @property
+    def diverged_at(self) -> int | None:
+        """The first epoch (from 1) whose training loss was NaN or infinite, or the last epoch when only the
+        held-out score is not finite; None for a fold whose training stayed finite."""
+        losses = self.history.get("loss", [])
+        first = first_non_finite(losses)
+        if first is None and not math.isfinite(self.score):
+            return max(1, len(losses))
+        return first
 
 
 def encode_target(spec: ExperimentSpec, codes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -101,6 +112,7 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
                                     if name != "loss"],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     stateful = spec.model.stateful
+    callbacks = [*callbacks, StopWhenDiverged()]
     if stateful:
         callbacks = [ResetStatesEachEpoch(), *callbacks]
     plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful)
@@ -108,6 +120,16 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     trained = fit_epochs(model, X, y, plan, slotted=False, held_out=held_out, callbacks=callbacks,
                          initial_epoch=initial_epoch)
     return model, trained
+
+
+class StopWhenDiverged(keras.callbacks.Callback):
+    """Stop training once the loss is NaN or infinite: it stays so, and the epoch it happened in is recorded in the
+    history (Keras' TerminateOnNaN, without its message on stdout)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
 
 
 class ResetStatesEachEpoch(keras.callbacks.Callback):

@@ -1,0 +1,74 @@
+"""Divergence is a result, stated: a fold whose loss becomes NaN or infinite stops, has no score, and says so.
+
+Issue 25, item 3: before, such a run exited 0 with "mse nan ± nan" and wrote `NaN` into metrics.json, which
+strict JSON parsers refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from helpers import run_cli, tiny_params
+
+from kerasflow.tasks.outputs.atomic import write_json
+from kerasflow.tasks.sweep.export import trial_rows
+
+
+def _strict(path: Path) -> dict:
+    """`path`'s JSON, refusing NaN and infinities as a strict parser does."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{path}: {constant} is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.mark.slow
+def test_a_diverging_run_exits_3_naming_the_folds_and_writes_strict_json(project, prefect_server):
+    raw = tiny_params()
+    del raw["experiments"]["iris"]
+    diverging = raw["experiments"]["diabetes"]
+    diverging["train"].update(optimizer="sgd", learning_rate=1e6)
+    # The same experiment trained fold by fold (Keras' loop stops at once) and stacked (each slot on its own).
+    raw["experiments"]["diabetes_each"] = json.loads(json.dumps(diverging))
+    raw["experiments"]["diabetes_each"]["evaluate"]["stack_folds"] = False
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    result = run_cli(["run", "--report", "reports/summary.md"], cwd=project, env={"PREFECT_API_URL": prefect_server})
+
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "Invalid loss" not in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("kerasflow: ")]
+    assert [line.split(":")[2].strip() for line in lines] == ["diabetes", "diabetes_each"]
+    for line in lines:
+        assert line.startswith("kerasflow: diverged: ")
+        assert "the loss became NaN or infinite in fold 0 at epoch 1, fold 1 at epoch 1" in line
+    for name in ("diabetes", "diabetes_each"):
+        out = project / "results" / name
+        metrics = _strict(out / "metrics.json")
+        assert metrics["mean"] is None and metrics["std"] is None and metrics["folds"] == [None, None]
+        assert metrics["diverged"] == [0, 1] and metrics["diverged_at_epoch"] == [1, 1]
+        assert metrics["refit_diverged_at_epoch"] >= 1 and not (out / "model").exists()
+        _strict(out / "history/plots/custom/folds.json")
+    assert "diverged in fold(s) [0, 1]" in (project / "reports/summary.md").read_text()
+
+
+def test_json_outputs_refuse_nan_rather_than_write_invalid_json(tmp_path):
+    with pytest.raises(ValueError):
+        write_json(tmp_path / "metrics.json", {"mean": math.nan})
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_diverged_config_is_marked_and_never_ranked_best():
+    """trial_rows reads Ray Tune's results; a config whose folds diverged reports a NaN score."""
+    results = [SimpleNamespace(config={"configs": [{"train.learning_rate": 1e6}, {"train.learning_rate": 0.01}]},
+                               error=None, metrics={"scores": [math.nan, 0.8], "score_stds": [math.nan, 0.05],
+                                                    "epoch": 5, "trial_id": "a"}),
+               SimpleNamespace(config={"train.learning_rate": 0.1}, error=None,
+                               metrics={"scores": [0.7], "score_stds": [0.1], "epoch": 5, "trial_id": "b"})]
+    rows = trial_rows(results, higher_is_better=True)
+    assert [(r["param:train.learning_rate"], r["score"], r["status"]) for r in rows] == [
+        (0.01, 0.8, "ok"), (0.1, 0.7, "ok"), (1e6, None, "diverged")]
