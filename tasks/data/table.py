@@ -86,7 +86,7 @@ def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
     target = _target_column(spec, frame, path)
     y = frame[target]
     if y.isna().any():
-        rows = (np.flatnonzero(y.isna().to_numpy()) + 1 + int(spec.header))[:5].tolist()
+        rows = checks.file_lines(np.flatnonzero(y.isna().to_numpy()), spec.header)
         raise DataError(f"{path}: target column {target!r} has missing values (file lines {rows}); every row needs "
                         f"a target{named(spec, 'target')}")
     if spec.task != "regression":

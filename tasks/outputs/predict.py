@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.data import checks
 from kerasflow.tasks.data.table import read_csv
 from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.saved_model import SavedModel, read_saved
@@ -132,6 +133,6 @@ def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> Non
             raise DataError(f"{source}: column {column!r} must be numeric, as in training; found "
                             f"{values.iloc[bad]!r} (file line {bad + first_line}){hint}")
         if column not in pre.fill_ and values.isna().any():
-            lines = (np.flatnonzero(values.isna().to_numpy()) + first_line)[:5].tolist()
+            lines = checks.file_lines(np.flatnonzero(values.isna().to_numpy()), saved.header)
             raise DataError(f"{source}: column {column!r} has missing values (file lines {lines}) and the model "
                             f"has no value to fill them with (it saw none in training)")
