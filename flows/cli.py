@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from kerasflow.flows.local_server import LocalServer
 from kerasflow.flows.prefect_server import TemporaryServer
 from kerasflow.tasks.config.backend import choose_backend, set_backend_defaults
 from kerasflow.tasks.config.errors import KerasflowError, ParamsError
@@ -55,13 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", type=Path, required=True, metavar="CSV",
                          help="where to write `prediction` (and `proba_<class>` columns for classification)")
 
-    schedule = commands.add_parser("schedule", help="serve experiments through Prefect on a cron schedule "
-                                                    "(blocks; Ctrl-C stops)")
+    schedule = commands.add_parser("schedule", help="deploy experiments to a Prefect work pool on a cron schedule")
     schedule.add_argument("experiments", nargs="+", metavar="EXPERIMENT")
-    schedule.add_argument("--cron", required=True, help='when to run, e.g. "0 3 * * *" (03:00 every day)')
+    schedule.add_argument("--cron", required=True, help='when to run, e.g. "0 3 * * *" (03:00 every day, UTC)')
     schedule.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     schedule.add_argument("--report", type=Path, default=DEFAULT_REPORT,
                           help=f"the summary report each run writes (default: {DEFAULT_REPORT})")
+    schedule.add_argument("--serve", action="store_true",
+                          help="serve the schedule from this command instead (blocks; Ctrl-C stops)")
+
+    server = commands.add_parser("server", help="the local Prefect server (with its scheduler and workers) that "
+                                                "kerasflow runs when no PREFECT_API_URL is set")
+    server.add_argument("action", choices=["start", "stop", "status"])
+    server.add_argument("--port", type=int, default=None, help="start: the port (default: 4200 if free)")
 
     rep = commands.add_parser("report", help="every experiment as one HTML page (plots embedded) and a Markdown "
                                              "summary")
@@ -91,9 +98,10 @@ def check_data(experiments: dict[str, ExperimentSpec]) -> None:
         evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name))
 
 
-EARLY_SERVER_COMMANDS = ("run", "tune", "report")
-"""The commands whose flows a temporary server started early serves (see `main`). Not `schedule`: a temporary
-server runs no scheduler, which Prefect warns about when it starts its own for `serve`; it does so still."""
+FLOW_COMMANDS = ("run", "tune", "report")
+"""The commands that run flows and need a Prefect server only while they run: the local server if one is running
+(flows/local_server.py), else a temporary server started early (see `main`). Not `schedule`, which needs a server
+with a scheduler that outlives it."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,10 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     set_backend_defaults()
     # Nothing leaves the machine: the local server's telemetry would only fail without a network anyway.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # No server in the environment: start Prefect's temporary one now, to boot during the imports (used only if
-    # Prefect's settings name no server either; see flows/prefect_server.py).
-    early = args.command in EARLY_SERVER_COMMANDS and not os.environ.get("PREFECT_API_URL")
-    server = TemporaryServer.launch() if early else None
+    # No server in the environment: the local server kerasflow keeps if it is running, else Prefect's temporary one,
+    # started now to boot during the imports (used only if Prefect's settings name no server either; see
+    # flows/prefect_server.py).
+    server = None
+    if args.command in FLOW_COMMANDS and not os.environ.get("PREFECT_API_URL"):
+        if (local := LocalServer.running()) is not None:
+            os.environ["PREFECT_API_URL"] = local.url
+        else:
+            server = TemporaryServer.launch()
     try:
         choose_backend(args.params)
         return _dispatch(args, server)
@@ -138,6 +151,9 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         # Needs no params file: the model folder records everything the prediction depends on.
         print(predict_csv(args.model, args.input, args.output))
         return 0
+
+    if args.command == "server":
+        return server_command(args.action, args.port)
 
     params = load_params(args.params)
     if args.command == "list":
@@ -178,10 +194,11 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
 
     selected = params.select(args.experiments, source=str(args.params))
     if args.command == "schedule":
-        from kerasflow.flows.schedule import serve_schedule
+        from kerasflow.flows.schedule import check_cron
 
+        check_cron(args.cron)
         check_data(selected)
-        serve_schedule(list(selected), args.cron, args.params, args.results, args.report)
+        schedule(args, list(selected))
         return 0
     if args.smoke_test:
         selected = {name: smoke(spec) for name, spec in selected.items()}
@@ -198,6 +215,54 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     for message in diverged:
         print(f"kerasflow: diverged: {message}", file=sys.stderr)
     return DIVERGED if diverged else 0
+
+
+def schedule(args: argparse.Namespace, experiments: list[str]) -> None:
+    """Deploy `experiments` on the cron from prefect.yaml (or serve them, with --serve), against the configured
+    Prefect server, else the local one, started with a worker for the deployment's pool if need be."""
+    from prefect.settings import get_current_settings
+
+    from kerasflow.flows import schedule as scheduling
+
+    local = None
+    api_url = get_current_settings().api.url
+    if not api_url:
+        local = LocalServer.start()
+        api_url = local.url
+        local.use()
+    if args.serve:
+        scheduling.serve_schedule(experiments, args.cron, args.params, args.results, args.report)
+        return
+    prefect_file = Path("prefect.yaml")
+    name, pool = scheduling.deploy_schedule(prefect_file, experiments, args.cron, args.params, args.results,
+                                            args.report, api_url)
+    print(f"{scheduling.FLOW_NAME}/{name}: deployed on cron {args.cron!r} to work pool {pool!r} ({prefect_file})")
+    if local is None:
+        print(f"runs on {api_url}; a worker runs them: prefect worker start --pool {pool}")
+    else:
+        local.ensure_worker(pool)
+        print(f"runs on kerasflow's local Prefect server, {local.url.removesuffix('/api')}, with its worker for "
+              f"{pool!r}; both keep running (kerasflow server stop)")
+
+
+def server_command(action: str, port: int | None) -> int:
+    """`kerasflow server start|stop|status`: the local Prefect server and its workers."""
+    if action == "start":
+        print(LocalServer.start(port).url)
+    elif action == "stop":
+        local = LocalServer.recorded()
+        if local is not None:
+            local.stop()
+        print("stopped" if local is not None else "no local server recorded")
+    else:
+        local = LocalServer.running()
+        if local is None:
+            print("not running")
+            return 1
+        print(local.url)
+        for pool, pid in local.workers.items():
+            print(f"worker for {pool!r}: process {pid}")
+    return 0
 
 
 def divergence(name: str, summary: dict) -> str:

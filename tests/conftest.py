@@ -24,6 +24,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 set_backend_defaults()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect's home (its profiles, the local server kerasflow may keep there) is the session's own: no test talks to a
+# server the user keeps running.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="kerasflow-tests-prefect-home-")
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # Every Ray node the suite starts (embedded `ray.init()`, `cluster_utils`, the `kerasflow` processes it runs)
 # listens and is reached on 127.0.0.1 only: Ray then takes the machine for a single-node, loopback cluster, as on

@@ -1,4 +1,11 @@
-"""`kerasflow schedule`: the pipeline served by Prefect on a cron, against a real `prefect server start`."""
+"""`kerasflow schedule`: deployments in a Prefect work pool, run by real workers on real servers on 127.0.0.1.
+
+- With no server configured, the command starts kerasflow's local server (with its scheduler) and a worker, both
+  kept running: a one-minute cron fires and its run writes results; a triggered run does too; a later `kerasflow
+  run` uses the same server; `kerasflow server stop` ends both.
+- With a server configured, it deploys there and a worker the user starts (here, the test) runs the deployment.
+- `--serve` serves the schedule from the command itself.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,21 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
+import psutil
 import pytest
-from helpers import BIN
+import yaml
+from helpers import BIN, run_cli
 from prefect.client.orchestration import get_client
+from prefect.client.schemas import filters
+from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from kerasflow.flows.cli import main
+from kerasflow.flows.local_server import LocalServer
+from kerasflow.flows.schedule import record_deployment
 
 DEPLOYMENT = "kerasflow-scheduled/iris"
 
@@ -25,48 +39,190 @@ async def _deployment(name: str):
         return await client.read_deployment_by_name(name)
 
 
-def _wait_for_deployment(server: subprocess.Popen, log_path, timeout: float = 180):
+async def _completed_runs(deployment_id) -> list:
+    async with get_client() as client:
+        return await client.read_flow_runs(
+            deployment_filter=filters.DeploymentFilter(id=filters.DeploymentFilterId(any_=[deployment_id])),
+            flow_run_filter=filters.FlowRunFilter(state=filters.FlowRunFilterState(
+                type=filters.FlowRunFilterStateType(any_=[StateType.COMPLETED]))))
+
+
+def _wait_for(condition, what: str, log: Path, timeout: float):
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return asyncio.run(_deployment(DEPLOYMENT))
-        except Exception:  # not registered yet: the serving process is still importing
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no deployment {DEPLOYMENT}; serve log:\n{log_path.read_text()}")
-            time.sleep(1)
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} in {timeout:g} s; log:\n{log.read_text()[-5000:]}")
+        time.sleep(2)
+    return result
 
 
-def test_a_scheduled_deployment_runs_to_completed_on_a_real_server(project, prefect_server):
+def _iris_metrics(results: Path) -> dict:
+    metrics = json.loads((results / "iris/metrics.json").read_text())
+    assert metrics["metric"] == "accuracy" and len(metrics["folds"]) == 3
+    return metrics
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_with_no_server_configured_the_cron_fires_on_a_local_server_and_worker_that_outlive_the_command(
+        project, tmp_path):
+    home = tmp_path / "prefect-home"
+    env = {**{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}, "PREFECT_HOME": str(home)}
+
+    def kerasflow(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "kerasflow"), *args], cwd=project, env=env, capture_output=True, text=True,
+                              timeout=600)
+
+    try:
+        scheduled = kerasflow("schedule", "iris", "--cron", "* * * * *")
+        assert scheduled.returncode == 0, scheduled.stderr[-3000:]
+        assert f"{DEPLOYMENT}: deployed on cron '* * * * *' to work pool '{project.name}'" in scheduled.stdout
+        assert "kerasflow server stop" in scheduled.stdout
+        state = json.loads((home / "kerasflow-server.json").read_text())
+        assert state["url"].startswith("http://127.0.0.1:") and list(state["workers"]) == [project.name]
+        deployments = yaml.safe_load((project / "prefect.yaml").read_text())["deployments"]
+        assert [(d["name"], d["schedules"], d["work_pool"]["name"]) for d in deployments] == [
+            ("iris", [{"cron": "* * * * *"}], project.name)]
+
+        with temporary_settings(updates={PREFECT_API_URL: state["url"]}):
+            deployment = asyncio.run(_deployment(DEPLOYMENT))
+            assert deployment.work_pool_name == project.name
+            triggered = run_deployment(DEPLOYMENT, parameters={"results_dir": "triggered"}, timeout=300,
+                                       poll_interval=2)
+            assert triggered.state.is_completed(), triggered.state
+            _iris_metrics(project / "triggered")
+            # The scheduler's run, at the top of a minute: made by the server, not by this test.
+            runs = _wait_for(lambda: [r for r in asyncio.run(_completed_runs(deployment.id)) if r.auto_scheduled],
+                             "completed scheduled run", home / f"kerasflow-worker-{project.name}.log", timeout=200)
+        assert runs[0].parameters["results_dir"] == "results"
+        _iris_metrics(project / "results")
+        assert "| iris | accuracy |" in (project / "reports/summary.md").read_text()
+
+        listening = {conn.laddr.ip for proc in psutil.process_iter() if _group(proc.pid) in _groups(state)
+                     for conn in _connections(proc) if conn.status == psutil.CONN_LISTEN}
+        assert listening == {"127.0.0.1"}
+
+        # A later command with no server configured uses the same server: its run is listed there.
+        with temporary_settings(updates={PREFECT_API_URL: state["url"]}):
+            before = asyncio.run(_experiment_runs())
+        ran = kerasflow("run", "diabetes", "--smoke-test")
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        assert "Starting temporary server" not in ran.stderr
+        with temporary_settings(updates={PREFECT_API_URL: state["url"]}):
+            assert asyncio.run(_experiment_runs()) - before == {"diabetes"}
+    finally:
+        stopped = kerasflow("server", "stop")
+    assert stopped.returncode == 0 and stopped.stdout.strip() == "stopped", stopped.stderr
+    assert not (home / "kerasflow-server.json").exists()
+    assert [p.info for p in psutil.process_iter(["pid", "name", "status"])
+            if _group(p.pid) in _groups(state) and p.info["status"] != psutil.STATUS_ZOMBIE] == []
+    status = kerasflow("server", "status")
+    assert (status.returncode, status.stdout.strip()) == (1, "not running")
+
+
+def _groups(state: dict) -> set[int]:
+    """The process groups of the local server and its workers, as kerasflow-server.json records them."""
+    return {state["pid"], *state["workers"].values()}
+
+
+def _connections(process: psutil.Process) -> list:
+    try:
+        return process.net_connections(kind="inet")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+async def _experiment_runs() -> set[str]:
+    """The `name` parameter of every experiment flow run on the server: the experiments run there."""
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_filter=filters.FlowFilter(
+            name=filters.FlowFilterName(any_=["kerasflow-experiment"])))
+    return {run.parameters["name"] for run in runs}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_on_a_configured_server_a_worker_the_user_starts_runs_the_deployment(project, prefect_server, tmp_path):
+    env = {"PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    scheduled = run_cli(["schedule", "iris", "--cron", "0 3 * * *"], cwd=project, env=env)
+    assert scheduled.returncode == 0, scheduled.stderr[-3000:]
+    assert f"a worker runs them: prefect worker start --pool {project.name}" in scheduled.stdout
+    assert not (tmp_path / "prefect-home/kerasflow-server.json").exists()  # no local server of kerasflow's
+
+    log = tmp_path / "worker.log"
+    with open(log, "w") as out:
+        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", project.name],
+                                  env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+            run = run_deployment(DEPLOYMENT, timeout=300, poll_interval=2)
+        assert run.state.is_completed(), f"{run.state}; worker log:\n{log.read_text()[-5000:]}"
+        _iris_metrics(project / "results")
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+
+
+def test_a_deployment_is_named_by_its_experiments_in_any_order_and_recorded_once(tmp_path):
+    prefect_file = tmp_path / "prefect.yaml"
+    args = (Path("params.yaml"), Path("results"), Path("reports/summary.md"))
+    assert record_deployment(prefect_file, ["iris", "diabetes"], "0 3 * * *", *args) == ("diabetes+iris",
+                                                                                          tmp_path.name)
+    assert record_deployment(prefect_file, ["diabetes", "iris"], "0 4 * * *", *args) == ("diabetes+iris",
+                                                                                          tmp_path.name)
+    record_deployment(prefect_file, ["iris"], "0 5 * * *", *args)
+    project = yaml.safe_load(prefect_file.read_text())
+    assert [(d["name"], d["schedules"][0]["cron"], d["parameters"]["experiments"])
+            for d in project["deployments"]] == [("diabetes+iris", "0 4 * * *", ["diabetes", "iris"]),
+                                                  ("iris", "0 5 * * *", ["iris"])]
+
+
+async def _deployment_or_none(name: str):
+    try:
+        return await _deployment(name)
+    except Exception:  # not registered yet: the serving process is still importing
+        return None
+
+
+@pytest.mark.slow
+def test_serve_runs_the_deployment_from_the_command_itself(project, prefect_server):
     env = {**os.environ, "PREFECT_API_URL": prefect_server}
     log_path = project / "serve.log"
     with open(log_path, "w") as log:
-        served = subprocess.Popen([str(BIN / "kerasflow"), "schedule", "iris", "--cron", "0 3 * * *"],
+        served = subprocess.Popen([str(BIN / "kerasflow"), "schedule", "iris", "--cron", "0 3 * * *", "--serve"],
                                   cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+            deployment = _wait_for(lambda: served.poll() is None and asyncio.run(_deployment_or_none(DEPLOYMENT)),
+                                   "deployment", log_path, timeout=180)
+            assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * *"]
+            run = run_deployment(DEPLOYMENT, timeout=400, poll_interval=2)
+        assert run.state.is_completed(), f"{run.state}; serve log:\n{log_path.read_text()}"
+        _iris_metrics(project / "results")
+        assert not (project / "prefect.yaml").exists()  # served, not deployed
+    finally:
+        os.killpg(served.pid, signal.SIGINT)
         try:
-            with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
-                deployment = _wait_for_deployment(served, log_path)
-                assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * *"]
-                assert deployment.parameters["experiments"] == ["iris"]
-
-                run = run_deployment(DEPLOYMENT, timeout=400, poll_interval=2)
-            assert run.state.is_completed(), f"{run.state}; serve log:\n{log_path.read_text()}"
-            metrics = json.loads((project / "results/iris/metrics.json").read_text())
-            assert metrics["metric"] == "accuracy" and len(metrics["folds"]) == 3
-            assert "| iris | accuracy |" in (project / "reports/summary.md").read_text()
-        finally:
-            os.killpg(served.pid, signal.SIGINT)
-            try:
-                served.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(served.pid, signal.SIGKILL)
+            served.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(served.pid, signal.SIGKILL)
 
 
 @pytest.mark.timeout(120)  # were the check ever lost, serving would block here
-def test_a_bad_cron_or_experiment_exits_2_before_serving(project, monkeypatch, capsys):
-    """Refused before anything is served. In this process: `kerasflow.flows.cli.main`, what the console script runs (the
-    console script's exit status and one-line message are tested in tests/faults/test_bad_input.py)."""
+def test_a_bad_cron_or_experiment_exits_2_before_anything_starts(project, monkeypatch, capsys, tmp_path):
+    """Refused before any server starts. In this process: `kerasflow.flows.cli.main`, what the console script runs
+    (the console script's exit status and one-line message are tested in tests/faults/test_bad_input.py)."""
     monkeypatch.chdir(project)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     assert main(["schedule", "iris", "--cron", "every night"]) == 2
     assert capsys.readouterr().err == ("kerasflow: error: `--cron` must be a cron expression such as '0 3 * * *'. "
                                        "Received: 'every night'\n")
@@ -74,3 +230,4 @@ def test_a_bad_cron_or_experiment_exits_2_before_serving(project, monkeypatch, c
     assert main(["schedule", "irsi", "--cron", "0 3 * * *"]) == 2
     unknown = capsys.readouterr().err
     assert "irsi" in unknown and "iris" in unknown
+    assert LocalServer.recorded() is None and not (project / "prefect.yaml").exists()

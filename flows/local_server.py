@@ -1,0 +1,200 @@
+"""kerasflow's local Prefect server: a real `prefect server start` on 127.0.0.1 that outlives the command, with its
+scheduler, and the process workers that run its deployments.
+
+With no Prefect server configured, a flow run needs only an API for its lifetime, and `kerasflow run` serves it
+from a temporary server (flows/prefect_server.py). A schedule needs more: a server whose scheduler creates the runs
+while no command is running, and a worker that starts them. `kerasflow schedule` (or `kerasflow server start`)
+starts both here, detached from the terminal, and every later `kerasflow` command with no server configured sends
+its flows to this server instead of a temporary one, so runs and schedules share one database and one UI.
+`kerasflow server stop` ends it and its workers.
+
+The server is Prefect's own command, run as it is documented (`prefect server start --host 127.0.0.1`), in its own
+session with its output in a log file, not `prefect server start --background`, which leaves the server writing to
+pipes nobody reads. What is running is recorded in ``$PREFECT_HOME/kerasflow-server.json`` (Prefect's home: its
+database lives there too), which is all a later command reads to find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kerasflow.flows.prefect_server import free_port
+from kerasflow.tasks.config.errors import KerasflowError
+from kerasflow.tasks.outputs.atomic import write_json
+
+DEFAULT_PORT = 4200
+"""Prefect's own default port, used when it is free; another free port otherwise."""
+STARTUP_TIMEOUT = 120.0
+"""Seconds a new server has to answer: a first start creates and migrates its database."""
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Health checks go straight to 127.0.0.1, never through an `http_proxy` the environment may name."""
+
+
+class ServerError(KerasflowError):
+    """The local Prefect server or a worker could not be started."""
+
+
+def prefect_home() -> Path:
+    """Prefect's home folder, as Prefect resolves it from the environment (``PREFECT_HOME``, else ``~/.prefect``)."""
+    return Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+
+
+def state_file() -> Path:
+    return prefect_home() / "kerasflow-server.json"
+
+
+@dataclass
+class LocalServer:
+    """The server's API URL, its process (a session leader: its group holds uvicorn and Prefect's services) and
+    one worker process per work pool."""
+
+    url: str
+    pid: int
+    workers: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def recorded(cls) -> LocalServer | None:
+        """The server the state file records, running or not; None if there is none."""
+        try:
+            return cls(**json.loads(state_file().read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    @classmethod
+    def running(cls) -> LocalServer | None:
+        """The recorded server if it is alive and answers; None otherwise (nothing recorded, or it died)."""
+        server = cls.recorded()
+        return server if server is not None and _alive(server.pid) and _healthy(server.url) else None
+
+    @classmethod
+    def start(cls, port: int | None = None) -> LocalServer:
+        """The running server, or a new one on 127.0.0.1 (`port`, else 4200 if free, else any free port), up and
+        answering when this returns."""
+        if (server := cls.running()) is not None:
+            return server
+        port = port or (DEFAULT_PORT if _free(DEFAULT_PORT) else free_port())
+        home = prefect_home()
+        home.mkdir(parents=True, exist_ok=True)
+        log = home / "kerasflow-server.log"
+        env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env.pop("PREFECT_API_URL", None)
+        process = _detached([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env, log)
+        server = cls(url=f"http://127.0.0.1:{port}/api", pid=process.pid)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not _healthy(server.url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                _stop_group(process.pid)
+                last = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise ServerError(f"the local Prefect server did not start on 127.0.0.1:{port} ({last[0][:200]}); "
+                                  f"its log: {log}")
+            time.sleep(0.2)
+        server._save()
+        return server
+
+    def use(self) -> None:
+        """Point this process's Prefect at this server (Prefect must be importable: it is imported here)."""
+        from prefect.context import refresh_global_settings_context
+
+        os.environ["PREFECT_API_URL"] = self.url
+        refresh_global_settings_context()
+
+    def ensure_worker(self, pool: str) -> bool:
+        """Start a process worker for `pool` against this server unless one is running; True if started."""
+        if _alive(self.workers.get(pool, 0)):
+            return False
+        log = prefect_home() / f"kerasflow-worker-{pool}.log"
+        env = {**os.environ, "PREFECT_API_URL": self.url}
+        process = _detached([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
+                            env, log)
+        self.workers[pool] = process.pid
+        self._save()
+        return True
+
+    def stop(self) -> None:
+        """Stop the workers (and the runs they started), then the server; forget them."""
+        for pid in [*self.workers.values(), self.pid]:
+            _stop_group(pid)
+        state_file().unlink(missing_ok=True)
+
+    def _save(self) -> None:
+        write_json(state_file(), asdict(self))
+
+
+def _detached(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start `command` in a session of its own (no terminal's hang-up reaches it), output appended to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _alive(pid: int) -> bool:
+    """True if `pid` is a live session leader (as the processes started here are), not a zombie or a stranger."""
+    if pid <= 0:
+        return False
+    try:
+        return os.getsid(pid) == pid and "Z" not in _state(pid)
+    except OSError:
+        return False
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (Linux); "" where there is no /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def _stop_group(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM the process group led by `pid`, then SIGKILL what is left after `grace` seconds."""
+    if not _alive(pid):
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not _alive(pid):
+                return
+            time.sleep(0.1)
+
+
+def _reap(pid: int) -> None:
+    """Collect `pid`'s exit status if it is this process's child (a server started by this command)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with _DIRECT.open(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _free(port: int) -> bool:
+    """True if a server could listen on 127.0.0.1:`port` now (as uvicorn does, reusing an address in TIME_WAIT)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
