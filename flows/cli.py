@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("experiment", metavar="EXPERIMENT")
     tune.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     tune.add_argument("--resume", action="store_true", help="finish an interrupted sweep; finished trials stay")
+    tune.add_argument("--verbose", action="store_true", help="show the trials' own output (Keras, Ray's workers)")
 
     predict = commands.add_parser("predict", help="apply a saved model folder to new rows of a CSV")
     predict.add_argument("--model", type=Path, required=True, metavar="DIR",
@@ -184,7 +185,7 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         from kerasflow.flows.ray_driver import check_cluster, connect, storage_folder
 
         # Resources no node has are refused here, in one line, not inside the flow's task with its tracebacks.
-        connect()
+        connect(verbose=args.verbose)
         check_cluster(name, params.sweeps[name], storage_folder(args.results / name / "tune"))
         _prefect_ready(server)
         best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume)

@@ -1,0 +1,136 @@
+"""Sweeps on an existing cluster, as a user starts one: a real `ray start --head` on 127.0.0.1 with Ray's token
+authentication on and its dashboard (Ray Jobs) bound to 127.0.0.1, stopped at the end.
+
+- joined through `RAY_ADDRESS` with `RAY_AUTH_MODE=token` and the token, the sweep runs there;
+- with no token, the wrong one, or no head at the address, `kerasflow tune` exits 2 in seconds with one line saying
+  which (Ray's own connect retries for ~20 s, then raises a traceback);
+- `ray job submit --working-dir . -- kerasflow tune <experiment>` runs the sweep as a Ray job and its results come
+  back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import BIN, read_trials, sweep_params
+
+from kerasflow.flows.prefect_server import free_port
+from kerasflow.flows.ray_driver import check_head
+from kerasflow.tasks.config.errors import SweepError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A one-node cluster started as `ray start --head --block`, token authentication on; yields its GCS address,
+    dashboard URL and token. The suite's conftest makes it a loopback node (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0)."""
+    folder = tmp_path_factory.mktemp("ray-head")
+    token = secrets.token_hex(16)
+    port, dashboard = free_port(), free_port()
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": token, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    log = folder / "head.log"
+    with open(log, "w") as out:
+        head = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--num-cpus", "2", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+             "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+             "--disable-usage-stats"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text():
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start --head did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield address, f"http://127.0.0.1:{dashboard}", token
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # the head's servers, should any outlive `ray start`
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def sweep_project(tmp_path, bundled_data) -> Path:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/breast_cancer.csv").write_bytes((bundled_data / "breast_cancer.csv").read_bytes())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(sweep_params(epochs=2), sort_keys=False))
+    return tmp_path
+
+
+def _tune(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+    return subprocess.run([str(BIN / "kerasflow"), "tune", "cancer", *args], cwd=project, env={**clean, **env},
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_driver_without_the_token_is_refused_in_seconds_with_one_line(ray_head, sweep_project):
+    address, _, _ = ray_head
+    started = time.monotonic()
+    result = _tune(sweep_project, {"RAY_ADDRESS": address})
+    seconds = time.monotonic() - started
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        f"kerasflow: error: RAY_ADDRESS={address}: the cluster uses Ray's token authentication and this driver "
+        "sends no token: set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH, "
+        "or ~/.ray/auth_token); `ray get-auth-token` on the head prints it"]
+    assert seconds < 20, f"{seconds:.0f} s: the check should answer before Ray's own ~20 s of retries"
+    assert not (sweep_project / "results").exists()
+
+
+def test_a_wrong_or_missing_token_or_no_head_is_named(ray_head, tmp_path, monkeypatch):
+    """The same check in this process (the command's one-line report of it is tested above)."""
+    address, _, _ = ray_head
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
+    with pytest.raises(SweepError, match="the cluster refused the token from RAY_AUTH_TOKEN"):
+        check_head(address)
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "none"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(SweepError, match="RAY_AUTH_MODE=token but no token found"):
+        check_head(address)
+    nobody = f"127.0.0.1:{free_port()}"
+    with pytest.raises(SweepError, match=f"RAY_ADDRESS={nobody}: no Ray head answers there"):
+        check_head(nobody)
+
+
+def test_with_the_token_the_sweep_runs_on_the_cluster_and_verbose_shows_the_trials(ray_head, sweep_project):
+    address, _, token = ray_head
+    result = _tune(sweep_project, {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token},
+                   "--verbose")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cancer: best accuracy" in result.stdout
+    assert len(read_trials(sweep_project / "results/cancer/tune")) == 4
+    assert "(run_trial_process pid=" in result.stdout + result.stderr  # the trials' own output, sent by Ray
+
+
+def test_ray_job_submit_runs_the_sweep_and_its_results_come_back(ray_head, sweep_project, tmp_path):
+    _, dashboard, token = ray_head
+    results = tmp_path / "job-results"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}, "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": token}
+    job = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", dashboard, "--working-dir", ".", "--",
+                          "kerasflow", "tune", "cancer", "--results", str(results)],
+                         cwd=sweep_project, env=env, capture_output=True, text=True, timeout=600)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-5000:]
+    assert "cancer: best accuracy" in job.stdout and "succeeded" in job.stdout + job.stderr
+    best = json.loads((results / "cancer/tune/best.json").read_text())
+    assert best["n_configs"] == 4 and best["metric"] == "accuracy"
+    assert (results / "cancer/tune/best_model/model.keras").is_file()
