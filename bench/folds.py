@@ -35,7 +35,7 @@ def sequential(spec, folds) -> list[float]:
 def ray_tasks(spec, folds) -> list[float]:
     import ray
 
-    ray.init(include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": backend_settings()})
     try:
         remote_fit = ray.remote(num_cpus=1)(lambda s, f, i: fit_fold(s, f, i).score)

@@ -3,8 +3,8 @@ trainable each trial's process runs (:func:`run_trial_process`).
 
 `flows/sweep.py` wraps these in Prefect tasks; a machine without Prefect (bench/gpu.py on the GPU machine) runs
 them as they are. Ray pickles the trainable by reference, so every trial process imports this module: it imports
-no Prefect. Locally `ray.init()` starts an embedded cluster; with `RAY_ADDRESS` set the same sweep runs on
-that cluster. The table goes to the object store once (`tune.with_parameters`); each trial reports per epoch and
+no Prefect. Locally `ray.init(address="local")` starts an embedded cluster; with `RAY_ADDRESS` set the same sweep
+runs on that cluster. The table goes to the object store once (`tune.with_parameters`); each trial reports per epoch and
 keeps its best checkpoints; a crashed driver resumes with `Tuner.restore`.
 """
 
@@ -106,7 +106,9 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
             # warns of a deadlock only a child that goes on running Python could meet.
             warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
             # Ray's start-up notes (the local instance started, its token) are not the user's business: errors only.
-            ray.init(runtime_env=runtime_env, include_dashboard=False, dashboard_host="127.0.0.1",
+            # "local": a new cluster, never one `ray start` left recorded on this machine (Ray's default would
+            # join it, or wait on it forever if it died without `ray stop`): RAY_ADDRESS names a cluster to join.
+            ray.init(address="local", runtime_env=runtime_env, include_dashboard=False, dashboard_host="127.0.0.1",
                      log_to_driver=verbose, num_gpus=num_gpus, logging_level=logging.INFO if verbose else logging.ERROR)
 
 

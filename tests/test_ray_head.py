@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +33,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """A one-node cluster started as `ray start --head --block`, token authentication on; yields its GCS address,
-    dashboard URL and token. The suite's conftest makes it a loopback node (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0)."""
+    dashboard URL and token. The suite's conftest makes it a loopback node (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0);
+    its session files (and the `ray_current_cluster` record a killed head leaves) are in a folder of its own, a
+    short path for Ray's sockets."""
     folder = tmp_path_factory.mktemp("ray-head")
     token = secrets.token_hex(16)
     port, dashboard = free_port(), free_port()
@@ -44,7 +47,7 @@ def ray_head(tmp_path_factory):
             [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
              "--num-cpus", "2", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
              "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-             "--disable-usage-stats"],
+             "--disable-usage-stats", "--temp-dir", tempfile.mkdtemp(prefix="kf-ray-", dir="/tmp")],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"127.0.0.1:{port}"
     try:
