@@ -189,8 +189,15 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         check_cluster(name, params.sweeps[name], storage_folder(args.results / name / "tune"))
         _prefect_ready(server)
         best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume)
+        out = args.results / name / "tune"
+        if best["diverged"]:
+            print(f"kerasflow: diverged: sweeps.{name}: the loss became NaN or infinite in every one of its "
+                  f"{best['n_configs']} configs; {out / 'trials.csv'} lists them and no model is saved (lower "
+                  f"train.learning_rate, or scale the data with preprocess.scale)", file=sys.stderr)
+            return DIVERGED
         print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
-              f"({best['n_configs']} configs in {best['n_trials']} Ray trials) -> {args.results / name / 'tune'}")
+              f"({best['n_configs']} configs in {best['n_trials']} Ray trials"
+              f"{f', {n} diverged' if (n := best['n_diverged']) else ''}) -> {out}")
         return 0
 
     selected = params.select(args.experiments, source=str(args.params))

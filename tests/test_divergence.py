@@ -72,3 +72,35 @@ def test_a_diverged_config_is_marked_and_never_ranked_best():
     rows = trial_rows(results, higher_is_better=True)
     assert [(r["param:train.learning_rate"], r["score"], r["status"]) for r in rows] == [
         (0.01, 0.8, "ok"), (0.1, 0.7, "ok"), (1e6, None, "diverged")]
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_every_config_diverges_exits_3_and_says_so(project, prefect_server):
+    raw = tiny_params()
+    del raw["experiments"]["iris"]
+    raw["experiments"]["diabetes"]["train"].update(optimizer="sgd", epochs=2)
+    raw["sweeps"] = {"diabetes": {"space": {"train.learning_rate": {"grid": [1e6, 1e7]}}, "cpu": 1}}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    result = run_cli(["tune", "diabetes"], cwd=project, env={"PREFECT_API_URL": prefect_server})
+
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("kerasflow: ")] == [
+        "kerasflow: diverged: sweeps.diabetes: the loss became NaN or infinite in every one of its 2 configs; "
+        "results/diabetes/tune/trials.csv lists them and no model is saved (lower train.learning_rate, or scale "
+        "the data with preprocess.scale)"]
+    out = project / "results/diabetes/tune"
+    best = _strict(out / "best.json")
+    assert (best["diverged"], best["score"], best["params"], best["n_diverged"]) == (True, None, None, 2)
+    assert not (out / "best_model").exists()
+    assert (out / "trials.csv").read_text().count(",diverged") == 2
+    from kerasflow.tasks.config.schema import load_params
+    from kerasflow.tasks.report.collect import collect
+    from kerasflow.tasks.report.html import render_html
+    from kerasflow.tasks.report.markdown import render_markdown
+
+    report = collect(project / "results", load_params(project / "params.yaml").experiments)
+    assert "accuracy none: every config diverged (2)" not in render_markdown(report)  # the metric is mse
+    assert "mse none: every config diverged (2)" in render_markdown(report)
+    assert "every config diverged (2)" in render_html(report)

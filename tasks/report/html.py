@@ -109,8 +109,9 @@ def _sweep_parts(e: ExperimentReport) -> list[str]:
     return ["<h3>Sweep</h3>",
             f"<p>{sweep.n_configs} configs in {best['n_trials']} Ray trials ({best['n_errors']} failed), scored by "
             f"{escape(str(best['scoring']))}; "
-            f"best {escape(best['metric'])} {best['score']:.4f} ± {best['score_std']:.4f} with "
-            + ", ".join(f"<code>{escape(k)}={escape(str(v))}</code>" for k, v in sorted(best["params"].items()))
+            f"best {escape(best['metric'])} {escape(tables.best_score_text(best))}"
+            + "".join(f"{' with ' if i == 0 else ', '}<code>{escape(k)}={escape(str(v))}</code>"
+                      for i, (k, v) in enumerate(sorted((best["params"] or {}).items())))
             + ". Trials best first:</p>",
             html_table(tables.trials(sweep), f"{_anchor(e.name)}-trials", best_first=True),
             _image(plots.sweep_scores(sweep.trials, sweep.params, best["metric"]),

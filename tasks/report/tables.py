@@ -37,6 +37,13 @@ def score_text(metrics: dict[str, Any]) -> str:
     return f"{metrics['mean']:.4f} ± {metrics['std']:.4f}"
 
 
+def best_score_text(best: dict[str, Any]) -> str:
+    """A sweep's best score, `0.9420 ± 0.0017`, or that every config diverged (best.json then has no best)."""
+    if best["score"] is None:
+        return f"none: every config diverged ({best['n_configs']})"
+    return f"{best['score']:.4f} ± {best['score_std']:.4f}"
+
+
 def scores(report: Report) -> pd.DataFrame:
     """One row per experiment: its cross-validated score, folds, the naive forecast's score, wall time."""
     rows = []
@@ -65,8 +72,8 @@ def sweeps(report: Report) -> pd.DataFrame:
         trial_seconds = pd.to_numeric(trials["seconds"], errors="coerce")
         rows.append({"experiment": e.name, "configs": e.sweep.n_configs, "Ray trials": best["n_trials"],
                      "errors": best["n_errors"],
-                     "best score ± std": f"{best['metric']} {best['score']:.4f} ± {best['score_std']:.4f}",
-                     "best params": ", ".join(f"{key}={value}" for key, value in sorted(best["params"].items())),
+                     "best score ± std": f"{best['metric']} {best_score_text(best)}",
+                     "best params": ", ".join(f"{k}={v}" for k, v in sorted((best["params"] or {}).items())),
                      "seconds": best.get("seconds", ""), "trials' seconds": round(float(trial_seconds.sum()), 2)})
     return frame(rows, ["experiment", "configs", "Ray trials", "errors", "best score ± std", "best params", "seconds",
                         "trials' seconds"])

@@ -71,9 +71,21 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     """
     mode = "max" if spec.higher_is_better else "min"
     rows = trial_rows(grid, spec.higher_is_better)
+    n_diverged = sum(r["status"] == "diverged" for r in rows)
+    counts = {"n_configs": len(rows), "n_trials": len(grid), "n_errors": sum(r["status"] == "error" for r in rows),
+              "n_diverged": n_diverged, "seconds": seconds}
+    if rows and n_diverged == len(rows):
+        # Every config's training diverged: a result, stated (best.json has no best and says so); no model is
+        # written, as for a diverged refit.
+        summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": None, "score": None,
+                   "score_std": None, "scoring": sweep.scoring, "checkpoint": None, "checkpoint_epoch": None,
+                   "diverged": True, **counts}
+        write_trials(out_dir / "trials.csv", rows)
+        write_json(out_dir / "best.json", summary)
+        return summary
     if not rows or rows[0]["score"] is None:
         raise SweepError(f"sweeps.{name}: no config finished with a finite score ({len(rows)} configs, "
-                         f"{sum(r['status'] == 'diverged' for r in rows)} diverged); first error: {grid.errors[:1]}")
+                         f"{n_diverged} diverged); first error: {grid.errors[:1]}")
     best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])
     best_params = {key.removeprefix("param:"): value for key, value in rows[0].items() if key.startswith("param:")}
     best_spec = spec.with_overrides(best_params)
@@ -91,10 +103,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": best_params,
                "score": score, "score_std": score_std, "scoring": sweep.scoring,
                "checkpoint": _portable(checkpoint.path) if checkpoint is not None else None,
-               "checkpoint_epoch": at_checkpoint.get("epoch"),
-               "n_configs": len(rows), "n_trials": len(grid),
-               "n_errors": sum(r["status"] == "error" for r in rows),
-               "seconds": seconds}
+               "checkpoint_epoch": at_checkpoint.get("epoch"), "diverged": False, **counts}
     write_trials(out_dir / "trials.csv", rows)
     write_json(out_dir / "best.json", summary)
     return summary
