@@ -16,6 +16,7 @@ from kerasflow.flows.local_server import LocalServer
 from kerasflow.flows.prefect_server import TemporaryServer
 from kerasflow.tasks.config.backend import choose_backend, set_backend_defaults
 from kerasflow.tasks.config.errors import KerasflowError, ParamsError
+from kerasflow.tasks.config.messages import one_line
 from kerasflow.tasks.config.schema import ExperimentSpec, load_params
 
 DEFAULT_REPORT = Path("reports/summary.md")
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         choose_backend(args.params)
         return _dispatch(args, server)
     except KerasflowError as exc:
-        print(f"kerasflow: error: {exc}", file=sys.stderr)
+        print(f"kerasflow: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     finally:
         if server is not None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, field_validator
 
 from kerasflow.tasks.config.keras_names import activation_name, initializer_name
-from kerasflow.tasks.config.section import Section
+from kerasflow.tasks.config.section import Count, Section
 
 
 class DenseLayer(Section):
     type: Literal["dense"]
-    units: PositiveInt
+    units: Count
     activation: str = "linear"
     initializer: str = "glorot_uniform"
 
@@ -25,8 +25,8 @@ class DropoutLayer(Section):
 
 class Conv2DLayer(Section):
     type: Literal["conv2d"]
-    filters: PositiveInt
-    kernel_size: PositiveInt | tuple[PositiveInt, PositiveInt]
+    filters: Count
+    kernel_size: Count | tuple[Count, Count]
     activation: str = "relu"
     initializer: str = "glorot_uniform"
     padding: Literal["valid", "same"] = "valid"
@@ -36,19 +36,19 @@ class Conv2DLayer(Section):
 
 class MaxPooling2DLayer(Section):
     type: Literal["max_pooling2d"]
-    pool_size: PositiveInt | tuple[PositiveInt, PositiveInt] = 2
+    pool_size: Count | tuple[Count, Count] = 2
 
 class FlattenLayer(Section):
     type: Literal["flatten"]
 
 class ReshapeLayer(Section):
     type: Literal["reshape"]
-    target_shape: tuple[PositiveInt, ...] = Field(min_length=1)
+    target_shape: tuple[Count, ...] = Field(min_length=1)
 
 class Conv1DLayer(Section):
     type: Literal["conv1d"]
-    filters: PositiveInt
-    kernel_size: PositiveInt
+    filters: Count
+    kernel_size: Count
     activation: str = "relu"
     initializer: str = "glorot_uniform"
     padding: Literal["valid", "same", "causal"] = "valid"
@@ -58,7 +58,7 @@ class Conv1DLayer(Section):
 
 class MaxPooling1DLayer(Section):
     type: Literal["max_pooling1d"]
-    pool_size: PositiveInt = 2
+    pool_size: Count = 2
 
 class GlobalMaxPooling1DLayer(Section):
     type: Literal["global_max_pooling1d"]
@@ -68,7 +68,7 @@ class GlobalAveragePooling1DLayer(Section):
 
 class LSTMLayer(Section):
     type: Literal["lstm"]
-    units: PositiveInt
+    units: Count
     return_sequences: bool = False
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     recurrent_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -76,9 +76,9 @@ class LSTMLayer(Section):
 
 class EmbeddingLayer(Section):
     type: Literal["embedding"]
-    input_dim: PositiveInt | None = Field(default=None, description="the number of token ids; None takes "
+    input_dim: Count | None = Field(default=None, description="the number of token ids; None takes "
                                                                      "preprocess.text.num_words")
-    output_dim: PositiveInt
+    output_dim: Count
 
 LayerSpec = Annotated[
     Union[DenseLayer, DropoutLayer, Conv2DLayer, MaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer,

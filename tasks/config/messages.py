@@ -40,10 +40,22 @@ def cut(text: str) -> str:
     return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "…"
 
 
+def one_line(text: str) -> str:
+    r"""`text` with its line breaks and other unprintable characters written as escapes, so that a message
+    naming a key or a value the user wrote stays one line.
+
+    Examples
+    --------
+    >>> one_line("params.yaml:experiments.a\nb: unknown key")
+    'params.yaml:experiments.a\\nb: unknown key'
+    """
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def describe(error: dict, raw: dict, source: str, root: type[BaseModel]) -> str:
     """One line per problem: `params.yaml:experiments.x.train.epochs: <what is wrong>. Received: <value>`."""
     loc = _key_path(error["loc"], raw)
-    message = error["msg"].removeprefix("Value error, ")
+    message = cut(error["msg"].removeprefix("Value error, "))  # pydantic's may repeat the whole value
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, AtKey):
         return f"{source}:{'.'.join(filter(None, (loc, cause.key)))}: {cause}"
@@ -78,12 +90,12 @@ def _key_path(loc: tuple, raw: dict) -> str:
         elif item == "[key]":
             continue  # pydantic's marker for "the key itself is wrong", already named by the previous part
         elif isinstance(node, dict) and item in node:
-            parts.append(cut(str(item)))
+            parts.append(cut(one_line(str(item))))
             node = node[item]
         elif isinstance(node, dict) and node.get("type") == item:
             continue  # the discriminator's tag, not a key of the file
         else:
-            parts.append(cut(str(item)))
+            parts.append(cut(one_line(str(item))))
             node = None
     return ".".join(parts)
 

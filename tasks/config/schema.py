@@ -14,7 +14,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import (
     Field,
-    PositiveInt,
     PrivateAttr,
     ValidationError,
     field_validator,
@@ -35,7 +34,7 @@ from kerasflow.tasks.config.layers import (
 from kerasflow.tasks.config.messages import describe, yaml_problem
 from kerasflow.tasks.config.overrides import apply_overrides, extremes
 from kerasflow.tasks.config.search import SearchSpec
-from kerasflow.tasks.config.section import AtKey, Section
+from kerasflow.tasks.config.section import AtKey, Count, Section, Seed
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -75,7 +74,7 @@ class TextSpec(Section):
     num_words: int = Field(ge=3, description="token ids run from 0 to num_words - 1: 0 pads, 1 stands for any word "
                                              "outside the vocabulary, and the num_words - 2 most frequent words of the "
                                              "training rows get 2, 3, ... (an embedding's input_dim)")
-    maxlen: PositiveInt = Field(description="every text becomes exactly `maxlen` token ids")
+    maxlen: Count = Field(description="every text becomes exactly `maxlen` token ids")
     padding: Literal["pre", "post"] = Field(default="pre", description="pad short texts before or after their words")
     truncating: Literal["pre", "post"] = Field(default="pre", description="cut long texts' first or last words")
     lowercase: bool = True
@@ -87,7 +86,7 @@ class PreprocessSpec(Section):
     scale: Literal["none", "standard", "minmax"] = "none"
     categorical: Literal["none", "onehot", "ordinal"] = "none"
     impute: Literal["none", "mean", "median", "most_frequent"] = "none"
-    lookback: PositiveInt | None = Field(
+    lookback: Count | None = Field(
         default=None, description="forecast the target series from its `lookback` previous values (the rows "
                                   "become windows; the file's other columns are not used)")
     scale_target: bool = Field(
@@ -150,9 +149,9 @@ class TrainSpec(Section):
     optimizer: str = "adam"
     learning_rate: float | None = Field(default=None, gt=0, description="None keeps the optimizer's default")
     loss: str | None = Field(default=None, description="None picks the task's usual loss")
-    epochs: PositiveInt
-    batch_size: PositiveInt
-    seed: int = 0
+    epochs: Count
+    batch_size: Count
+    seed: Seed = 0
 
     @field_validator("optimizer")
     @classmethod
@@ -173,11 +172,11 @@ class EvaluateSpec(Section):
 
     method: Literal["kfold", "holdout", "timeseries"] = "kfold"
     n_splits: int = Field(default=10, ge=2)
-    n_repeats: PositiveInt = 1
+    n_repeats: Count = 1
     shuffle: bool = True
     stratify: bool = False
     test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
-    seed: int = 0
+    seed: Seed = 0
     metric: str | None = Field(default=None, description="None picks accuracy (classification) or mse")
     stack_folds: bool = Field(default=True, description="train the folds of a Dense model as one program")
     refit: bool = Field(default=True, description="retrain on all rows and save the model")
@@ -384,7 +383,7 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
-        raise ParamsError("\n".join(describe(error, raw, source, Params) for error in exc.errors())) from None
+        raise ParamsError("; ".join(describe(error, raw, source, Params) for error in exc.errors())) from None
     for name, experiment in params.experiments.items():
         experiment.locate(f"{source}:experiments.{name}", str(experiment.dataset.file))
     for name, sweep in params.sweeps.items():

@@ -6,7 +6,7 @@ from typing import Literal, get_args
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from kerasflow.tasks.config.section import AtKey, Section
+from kerasflow.tasks.config.section import AtKey, Section, Seed
 
 Distribution = Literal["grid", "choice", "uniform", "loguniform", "randint"]
 
@@ -23,7 +23,7 @@ class SearchSpec(Section):
     space: dict[str, dict[Distribution, list]] = Field(min_length=1)
     algorithm: Literal["grid", "random", "optuna"] = "grid"
     num_samples: PositiveInt = Field(default=1, description="trials drawn (random, optuna); grid: repeats")
-    seed: int = 0
+    seed: Seed = 0
     scheduler: Literal["fifo", "asha"] = "fifo"
     grace_period: PositiveInt = Field(default=5, description="asha: epochs before a trial may be stopped")
     scoring: Literal["holdout", "kfold"] = Field(default="kfold", description="kfold: the experiment's folds")

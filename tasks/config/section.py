@@ -6,7 +6,16 @@ later against the data (a split, a preprocessing step) still names the exact key
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+Count = Annotated[int, Field(gt=0, lt=2**31)]
+"""A positive size (units, filters, batch size, epochs...): below 2**31, as TensorFlow holds such sizes in 32 bits; a
+larger one is refused by name here instead of failing deep inside TensorFlow or NumPy."""
+
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+"""A random seed, 0 to 2**32 - 1: the range NumPy's and scikit-learn's generators take."""
 
 
 class AtKey(ValueError):

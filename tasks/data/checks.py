@@ -39,9 +39,14 @@ def separator(first_line: str) -> str:
     return next((sep for sep in SEPARATORS if sep in first_line), ",")
 
 
-def header_names(first_line: str, sep: str, path: Path, where: str) -> list[str]:
-    """The header's column names, stripped of surrounding spaces; refused when one is empty or repeated."""
+def header_names(first_line: str, sep: str, path: Path, where: str, columns: int) -> list[str]:
+    """The header's column names, stripped of surrounding spaces; refused when one is empty or repeated, or when
+    the first line does not hold one name per column of the rows (a blank first line, a name with a line break)."""
     names = [name.strip() for name in next(csv.reader([first_line], delimiter=sep), [])]
+    if len(names) != columns:
+        raise DataError(f"{path}: line 1 holds {len(names)} column name(s) but the rows have {columns} columns; the "
+                        f"header row must be the first line, one name per column, with no line break in a "
+                        f"name{where}")
     empty = [i for i, name in enumerate(names) if not name]
     if empty:
         raise DataError(f"{path}: the header row has an empty column name (0-based column {empty[0]} of "

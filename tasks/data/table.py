@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.messages import cut
 from kerasflow.tasks.config.schema import DatasetSpec
 from kerasflow.tasks.data import checks
 
@@ -45,8 +46,12 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None) -> p
     """
     path = Path(path)
     where = f" ({key})" if key else ""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found{where}")
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a name the system refuses (too long, say)
+        raise DataError(f"{cut(str(path))}: cannot be opened ({exc.strerror}){where}") from None
+    if not found:
+        raise DataError(f"{cut(str(path))}: file not found{where}")
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             first_line = handle.readline().rstrip("\r\n")
@@ -63,7 +68,7 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None) -> p
     if frame.empty:
         raise DataError(f"{path}: the file has no data rows" + (", only a header row" if header else "") + where)
     if header:
-        frame.columns = checks.header_names(first_line, sep, path, where)
+        frame.columns = checks.header_names(first_line, sep, path, where, frame.shape[1])
     else:
         frame.columns = [str(c) for c in frame.columns]
     checks.check_cells(frame, path, header, where)

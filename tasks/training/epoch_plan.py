@@ -49,7 +49,12 @@ def plan_epochs(sizes: Sequence[int], seeds: Sequence[int], epochs: int, batch_s
     [1.0, 1.0, 1.0, 1.0, 2.0, 0.0]
     >>> sorted(plan.index[1, :5, 0].tolist())
     [0, 1, 2, 3, 4]
+    >>> plan_epochs([5], [0], epochs=1, batch_size=10**12).batch_size  # one batch of all rows
+    5
     """
+    # A batch larger than the longest slot is all of it, as in Keras: one batch an epoch, not a plan of batch_size
+    # places (a huge batch_size would allocate it).
+    batch_size = min(batch_size, max(sizes))
     places = math.ceil(max(sizes) / batch_size) * batch_size
     index = np.zeros((epochs, places, len(sizes)), dtype=np.int64)
     weight = np.zeros((epochs, places, len(sizes)), dtype=np.float32)

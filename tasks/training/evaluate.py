@@ -97,7 +97,8 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment") 
         expected = 1 if spec.dataset.task == "binary" else encoded.n_classes
     if units != expected:
         last = len(spec.model.layers) - 1
-        raise DataError(f"experiments.{name}.model.layers: the last Dense layer must have {expected} unit(s) for "
+        raise DataError(f"{spec.model.key('layers') if spec.model.located else f'experiments.{name}.model.layers'}: "
+                        f"the last Dense layer must have {expected} unit(s) for "
                         f"task {spec.dataset.task!r} on {table.source} "
                         f"({encoded.n_classes or 'a numeric'} target{'s' if encoded.n_classes else ''}). "
                         f"Received: {units} (layers[{last}])")
