@@ -158,6 +158,8 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         return server_command(args.action, args.port)
 
     params = load_params(args.params)
+    for note in params.notes:
+        print(f"kerasflow: note: {note}", file=sys.stderr)
     if args.command == "list":
         for name, spec in params.experiments.items():
             print(f"{name}\t{spec.dataset.file}\t{spec.dataset.task}\t{spec.evaluate.method}")

@@ -101,8 +101,8 @@ def sweep_params(epochs: int = 3, **sweep) -> dict:
             "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": epochs, "batch_size": 32, "seed": 1},
             "evaluate": {"n_splits": 2, "stratify": True, "seed": 1},
         }},
-        "sweeps": {"cancer": {"space": {"train.optimizer": {"grid": ["adam", "sgd"]},
-                                        "model.widths": {"grid": [[4], [8, 4]]}}, **sweep}},
+        "sweeps": {"cancer": {"space": {"train": {"optimizer": {"grid": ["adam", "sgd"]}},
+                                        "model": {"widths": {"grid": [[4], [8, 4]]}}}, **sweep}},
     }
 
 

@@ -79,7 +79,7 @@ def test_a_sweep_whose_every_config_diverges_exits_3_and_says_so(project, prefec
     raw = tiny_params()
     del raw["experiments"]["iris"]
     raw["experiments"]["diabetes"]["train"].update(optimizer="sgd", epochs=2)
-    raw["sweeps"] = {"diabetes": {"space": {"train.learning_rate": {"grid": [1e6, 1e7]}}, "cpu": 1}}
+    raw["sweeps"] = {"diabetes": {"space": {"train": {"learning_rate": {"grid": [1e6, 1e7]}}}, "cpu": 1}}
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
     result = run_cli(["tune", "diabetes"], cwd=project, env={"PREFECT_API_URL": prefect_server})

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 import yaml
-from helpers import ROOT, git_dvc_repo, tiny_params
+from helpers import ROOT, git_dvc_repo, read_trials, tiny_params
 from helpers import run_checked as _run
 
 from kerasflow.tasks.data.table import file_md5
@@ -96,7 +96,7 @@ def test_a_sweep_is_out_of_date_when_its_own_data_changes_not_when_another_csv_i
     says."""
     params = tiny_params()
     params["experiments"]["iris"]["train"]["epochs"] = 2
-    params["sweeps"] = {"iris": {"space": {"train.optimizer": {"grid": ["adam", "sgd"]}}, "keep_checkpoints": 1}}
+    params["sweeps"] = {"iris": {"space": {"train": {"optimizer": {"grid": ["adam", "sgd"]}}}, "keep_checkpoints": 1}}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = git_dvc_repo(project, prefect_server)
     first = _run(["dvc", "repro"], project, env)
@@ -119,6 +119,13 @@ def test_a_sweep_is_out_of_date_when_its_own_data_changes_not_when_another_csv_i
     _run(["dvc", "repro", "--single-item", "evaluate@iris"], project, env)
     status = _run(["dvc", "status", "tune@iris"], project, env).stdout
     assert _out_of_date(status) == {"tune@iris"} and re.search(r"modified:\s+results/iris/dataset.json", status)
+
+    # The space nests as params.yaml does, so DVC's own override syntax reaches into it (dotted keys could not be).
+    tried = _run(["dvc", "exp", "run", "-S", "sweeps.iris.space.train.optimizer.grid=[sgd]", "tune@iris"], project, env)
+    assert _stages_run(tried.stdout) == {"tune@iris"}
+    space = yaml.safe_load((project / "params.yaml").read_text())["sweeps"]["iris"]["space"]
+    assert space == {"train": {"optimizer": {"grid": ["sgd"]}}}
+    assert [row["param:train.optimizer"] for row in read_trials(project / "results/iris/tune")] == ["sgd"]
 
 
 def _imported_modules(path: str, top_level_only: bool = False) -> set[str]:

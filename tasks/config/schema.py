@@ -305,6 +305,12 @@ class Params(Section):
                                                                 "an explicit KERAS_BACKEND wins")
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
     sweeps: dict[str, SearchSpec] = Field(description="keyed by experiment name; {} for none")
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """What the file still says in a deprecated form, one line each (the command prints them)."""
+        return self._notes
 
     @field_validator("experiments")
     @classmethod
@@ -388,6 +394,11 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
         experiment.locate(f"{source}:experiments.{name}", str(experiment.dataset.file))
     for name, sweep in params.sweeps.items():
         sweep.locate(f"{source}:sweeps.{name}", str(params.experiments[name].dataset.file))
+        dotted = [key for key in raw["sweeps"][name]["space"] if "." in str(key)]
+        if dotted:
+            params.notes.append(f"{source}:sweeps.{name}.space: dotted keys ({', '.join(map(str, dotted))}) are "
+                                f"deprecated; nest them as params.yaml nests its sections (space: {{train: "
+                                f"{{batch_size: {{grid: [10, 20]}}}}}}), which `dvc exp run -S` can address")
     return params
 
 

@@ -14,10 +14,10 @@ Distribution = Literal["grid", "choice", "uniform", "loguniform", "randint"]
 class SearchSpec(Section):
     """A Ray Tune sweep over one experiment: the space, the algorithm, and what each trial may use.
 
-    Each key of `space` is a path into the experiment (`train.optimizer`, `model.layers[0].units`) or
-    `model.widths`, which rewrites the hidden Dense layers' widths (`[[16], [30], [16, 8]]`); each value is
-    one distribution, `{grid: [...]}`, `{choice: [...]}`, `{uniform: [low, high]}`, `{loguniform: [low, high]}`
-    or `{randint: [low, high]}`.
+    `space` nests like the experiment (`train: {optimizer: ...}`, `model: {layers[0]: {units: ...}}`), down to
+    one distribution per key; `model: {widths: ...}` rewrites the hidden Dense layers' widths (`[[16], [30], [16,
+    8]]`). It is held as dotted paths (`train.optimizer`). A distribution is `{grid: [...]}`, `{choice: [...]}`,
+    `{uniform: [low, high]}`, `{loguniform: [low, high]}` or `{randint: [low, high]}`.
     """
 
     space: dict[str, dict[Distribution, list]] = Field(min_length=1)
@@ -37,6 +37,37 @@ class SearchSpec(Section):
     shared_storage: bool = Field(default=False, description="the storage path is shared by every node")
     stack_configs: bool = Field(default=True, description="grid configs that differ only in initializers train as "
                                                           "one stacked program per group (tasks/tune.stacked_groups)")
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _nested_to_dotted(cls, space: object) -> object:
+        """`space` nests as params.yaml does, `{train: {batch_size: {grid: [10, 20]}}}`, so that `dvc exp run -S
+        sweeps.<name>.space.train.batch_size.grid=[10,40]` can address it; here it becomes the dotted paths the
+        rest of kerasflow uses, `{"train.batch_size": {"grid": [10, 20]}}`. A mapping of mappings nests further,
+        unless it names a distribution; any other value is a key's distribution (checked below). Dotted keys (the
+        older form) read the same.
+
+        Examples
+        --------
+        >>> SearchSpec.model_validate({"space": {"train": {"batch_size": {"grid": [10, 20]}},
+        ...                                      "model.widths": {"grid": [[4]]}}}).space
+        {'train.batch_size': {'grid': [10, 20]}, 'model.widths': {'grid': [[4]]}}
+        """
+        if not isinstance(space, dict):
+            return space
+        flat: dict[str, object] = {}
+
+        def walk(prefix: str, node: dict) -> None:
+            for key, value in node.items():
+                path = f"{prefix}.{key}" if prefix else str(key)
+                if (isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values())
+                        and not set(value) & set(get_args(Distribution))):
+                    walk(path, value)
+                else:
+                    flat[path] = value
+
+        walk("", space)
+        return flat
 
     @field_validator("space")
     @classmethod

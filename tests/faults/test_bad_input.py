@@ -137,19 +137,20 @@ CASES = [
         sweep(space={}), argv=("tune", "iris")),
     Bad("unknown-distribution", ("params.yaml:sweeps.iris.space.train.epochs.gridd: Input should be 'grid', "
                                  "'choice', 'uniform', 'loguniform' or 'randint'", "Received: 'gridd'"),
-        sweep(space={"train.epochs": {"gridd": [1, 2]}}), argv=("tune", "iris")),
+        sweep(space={"train": {"epochs": {"gridd": [1, 2]}}}), argv=("tune", "iris")),
     Bad("inverted-range", ("params.yaml:sweeps.iris.space.train.learning_rate.loguniform: must be [low, high] with "
                            "low < high. Received: [0.1, 0.001]",),
-        sweep(space={"train.learning_rate": {"loguniform": [0.1, 0.001]}}, algorithm="random"), argv=("tune", "iris")),
+        sweep(space={"train": {"learning_rate": {"loguniform": [0.1, 0.001]}}}, algorithm="random"),
+        argv=("tune", "iris")),
     Bad("search-key-not-in-experiment", ("params.yaml:sweeps.iris.space.train.epochz: no key 'train.epochz' in the "
                                          "experiment. Tried: 1",),
-        sweep(space={"train.epochz": {"grid": [1, 2]}}), argv=("tune", "iris")),
+        sweep(space={"train": {"epochz": {"grid": [1, 2]}}}), argv=("tune", "iris")),
     Bad("search-value-invalid", ("params.yaml:sweeps.iris.space.train.optimizer: unknown optimizer 'sgdd'",
                                  "Did you mean 'sgd'?", "Tried: 'sgdd'"),
-        sweep(space={"train.optimizer": {"grid": ["adam", "sgdd"]}}), argv=("tune", "iris")),
+        sweep(space={"train": {"optimizer": {"grid": ["adam", "sgdd"]}}}), argv=("tune", "iris")),
     Bad("sweep-asks-for-more-than-any-node", ("sweeps.iris: each trial asks for cpu=1, gpu=1 but no node of the "
                                               "cluster has that much",),
-        sweep(space={"train.epochs": {"grid": [1, 2]}}, gpu=1), argv=("tune", "iris")),
+        sweep(space={"train": {"epochs": {"grid": [1, 2]}}}, gpu=1), argv=("tune", "iris")),
     Bad("params-not-yaml", ("params.yaml: not valid YAML: while parsing a flow sequence expected ',' or ']', but got "
                             "'<stream end>' at line 2, column 1",), files={"params.yaml": "experiments: [unclosed\n"}),
     Bad("params-file-missing", ("nowhere.yaml: file not found",), argv=("--params", "nowhere.yaml", "run")),
