@@ -9,11 +9,11 @@ user would, and checks that
 - nothing under the project changed: no file created, changed or deleted, the previous results and report
   included (a snapshot of every file, hidden ones too, before and after).
 
-Every kind of bad input (params, search space, data, predict) goes through the installed console script in a
-fresh process (`THROUGH_THE_COMMAND`: exit status, stderr, no Prefect server touched); the other cases call
-`kerasflow.flows.cli.main` in this process, which is what the console script runs (then it exits), without paying
-~9 s of imports each. The in-process checks of the validators, finer, are in tests/test_spec.py and
-tests/test_data.py.
+One case of each kind (params, search space, data, predict, cluster resources) runs the installed console script in
+a fresh process, as a user runs it (stderr as the terminal gets it, so a traceback Prefect or Ray printed would be
+seen); the others call `kerasflow.flows.cli.main` in this process, which is what the console script runs, without
+~5 s of imports each. `KERASFLOW_BAD_INPUT_ALL=1` runs every case through the command. The in-process checks of
+the validators, finer, are in tests/test_spec.py and tests/test_data.py.
 """
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from helpers import run_cli, tiny_params
+from helpers import make_project, run_cli, tiny_params
 
-from faults.support import changes, snapshot
+from faults.support import Snapshot, changes, snapshot
 from kerasflow.flows.cli import main
 
 IRIS_COLUMNS = "sepal_length, sepal_width, petal_length, petal_width, species"
@@ -270,9 +272,8 @@ def saved_iris_model(tmp_path_factory, bundled_data) -> Path:
     return write_model(root / "model", spec, final)
 
 
-@pytest.fixture
-def previous_results(project, saved_iris_model) -> Path:
-    """The tiny project after an earlier successful run: results, a model and a report that must survive."""
+def with_previous_results(project: Path, saved_iris_model: Path) -> Path:
+    """`project` after an earlier successful run: results, a model and a report that must survive."""
     out = project / "results" / "iris"
     shutil.copytree(saved_iris_model, out / "model")
     (out / "metrics.json").write_text(json.dumps({"metric": "accuracy", "mean": 0.9}) + "\n")
@@ -281,10 +282,9 @@ def previous_results(project, saved_iris_model) -> Path:
     return project
 
 
-# One case of each kind, run as a user runs them: the console script in its own process (a missing data file
-# and a bad second experiment go through it too: tests/test_cli.py and the test at the end of this file).
-THROUGH_THE_COMMAND = {"unknown-key-suggests-closest", "search-value-invalid", "ragged-csv",
-                       "predict-missing-column", "sweep-asks-for-more-than-any-node"}
+@pytest.fixture
+def previous_results(project, saved_iris_model) -> Path:
+    return with_previous_results(project, saved_iris_model)
 
 
 def test_the_table_has_at_least_25_distinct_bad_inputs():
@@ -292,33 +292,65 @@ def test_the_table_has_at_least_25_distinct_bad_inputs():
     assert THROUGH_THE_COMMAND <= {case.id for case in CASES}
 
 
-def run_in_process(argv: list[str], project: Path, monkeypatch) -> tuple[int, str, str]:
-    """`kerasflow.flows.cli.main(argv)` from `project`, as the console script runs it: (exit status, stdout, stderr)."""
-    monkeypatch.chdir(project)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main(argv)
-    return status, out.getvalue(), err.getvalue()
+@dataclass(frozen=True)
+class Refused:
+    """What the command did with one case: exit status, its output, and the project before and after."""
+
+    status: int
+    out: str
+    err: str
+    before: Snapshot
+    after: Snapshot
+
+
+# One case of each kind runs the installed command in every run of the suite, the others `main` in this process;
+# KERASFLOW_BAD_INPUT_ALL=1 (the longer run, docs/reliability.md) runs every case through the command: ~4.5 s each
+# with the imports, about 3 minutes on CI's two cores.
+THROUGH_THE_COMMAND = ({case.id for case in CASES} if os.environ.get("KERASFLOW_BAD_INPUT_ALL") == "1" else
+                       {"unknown-key-suggests-closest", "search-value-invalid", "ragged-csv", "predict-missing-column",
+                        "sweep-asks-for-more-than-any-node"})
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory, bundled_data, saved_iris_model, prefect_server) -> dict[str, Refused]:
+    """Every case, each in a project of its own with earlier results: through the installed console script in a
+    fresh process (side by side, one per core), or through `kerasflow.flows.cli.main`, what that script runs, in
+    this process (one at a time: it works in the current directory)."""
+    def prepare(case: Bad) -> tuple[Path, Snapshot]:
+        project = with_previous_results(make_project(tmp_path_factory.mktemp(case.id), bundled_data),
+                                        saved_iris_model)
+        raw = json.loads(json.dumps(tiny_params()))  # no layer shared between the experiments: one edit, one error
+        case.edit(raw)
+        (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        for name, content in case.files.items():
+            (project / name).write_text(content)
+        return project, snapshot(project)
+
+    def command(case: Bad) -> Refused:
+        project, before = prepare(case)
+        result = run_cli(list(case.argv), cwd=project, env={"PREFECT_API_URL": prefect_server})
+        return Refused(result.returncode, result.stdout, result.stderr, before, snapshot(project))
+
+    def in_process(case: Bad) -> Refused:
+        project, before = prepare(case)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.chdir(project), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(list(case.argv))
+        return Refused(status, out.getvalue(), err.getvalue(), before, snapshot(project))
+
+    found = {case.id: in_process(case) for case in CASES if case.id not in THROUGH_THE_COMMAND}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        through = [case for case in CASES if case.id in THROUGH_THE_COMMAND]
+        found |= dict(zip((case.id for case in through), pool.map(command, through)))
+    return found
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_bad_input_exits_2_with_one_clear_message_and_writes_nothing(case, previous_results, request, monkeypatch):
-    project = previous_results
-    raw = json.loads(json.dumps(tiny_params()))  # no layer shared between the two experiments: one edit, one error
-    case.edit(raw)
-    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    for name, content in case.files.items():
-        (project / name).write_text(content)
-    before = snapshot(project)
-
-    if case.id in THROUGH_THE_COMMAND:
-        result = run_cli(list(case.argv), cwd=project,
-                         env={"PREFECT_API_URL": request.getfixturevalue("prefect_server")})
-        status, out, err = result.returncode, result.stdout, result.stderr
-    else:
-        status, out, err = run_in_process(list(case.argv), project, monkeypatch)
-
+def test_bad_input_exits_2_with_one_clear_message_and_writes_nothing(case, refusals):
+    refused = refusals[case.id]
+    status, out, err = refused.status, refused.out, refused.err
+    assert "Traceback" not in err + out, err[-3000:]
     assert status == 2, err[-3000:]
     assert out == ""
     # One message, not a traceback or a failed flow run's log: the check happens before anything starts.
@@ -328,7 +360,7 @@ def test_bad_input_exits_2_with_one_clear_message_and_writes_nothing(case, previ
         f"failed task's traceback; flows/cli.py must check the data before the flow starts):\n{err[-3000:]}")
     for fragment in case.expected:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    assert changes(before, snapshot(project)) == {"created": [], "deleted": [], "changed": []}
+    assert changes(refused.before, refused.after) == {"created": [], "deleted": [], "changed": []}
 
 
 @pytest.mark.slow
