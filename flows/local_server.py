@@ -23,11 +23,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kerasflow.flows.prefect_server import free_port
+from kerasflow.flows.prefect_server import answers, free_port
 from kerasflow.tasks.config.errors import KerasflowError
 from kerasflow.tasks.outputs.atomic import write_json
 
@@ -35,9 +34,6 @@ DEFAULT_PORT = 4200
 """Prefect's own default port, used when it is free; another free port otherwise."""
 STARTUP_TIMEOUT = 120.0
 """Seconds a new server has to answer: a first start creates and migrates its database."""
-
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""Health checks go straight to 127.0.0.1, never through an `http_proxy` the environment may name."""
 
 
 class ServerError(KerasflowError):
@@ -74,7 +70,7 @@ class LocalServer:
     def running(cls) -> LocalServer | None:
         """The recorded server if it is alive and answers; None otherwise (nothing recorded, or it died)."""
         server = cls.recorded()
-        return server if server is not None and _alive(server.pid) and _healthy(server.url) else None
+        return server if server is not None and _alive(server.pid) and answers(server.url) else None
 
     @classmethod
     def start(cls, port: int | None = None) -> LocalServer:
@@ -92,7 +88,7 @@ class LocalServer:
                              "--port", str(port)], env, log)
         server = cls(url=f"http://127.0.0.1:{port}/api", pid=process.pid)
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not _healthy(server.url):
+        while not answers(server.url):
             if process.poll() is not None or time.monotonic() > deadline:
                 _stop_group(process.pid)
                 last = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
@@ -179,14 +175,6 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with _DIRECT.open(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def _free(port: int) -> bool:

@@ -60,6 +60,15 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 """Health checks go straight to 127.0.0.1, never through an `http_proxy` the environment may name."""
 
 
+def answers(url: str) -> bool:
+    """Whether the Prefect server at `url` (its API, `.../api`) says it is healthy, as Prefect's own client asks."""
+    try:
+        with _DIRECT.open(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (the OS's pick)."""
     with socket.socket() as sock:
@@ -134,12 +143,8 @@ class TemporaryServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 return f"exit status {self.process.returncode}"
-            try:
-                with _DIRECT.open(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return ""
-            except OSError:
-                pass
+            if answers(self.url):
+                return ""
             time.sleep(0.1)
         return f"no answer in {timeout:g} s"
 

@@ -97,12 +97,12 @@ def record_deployment(prefect_file: Path, experiments: list[str], cron: str, par
     processes (tasks/config/backend.py), as the deployment's job variables.
     """
     project = read_prefect_file(prefect_file)
-    name = deployment_name(experiments)
+    name, names = deployment_name(experiments), sorted(set(experiments))
     pool = project["name"]
     env = {**TENSORFLOW_DEFAULTS, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}
     entry = {"name": name, "entrypoint": f"{__name__}.{scheduled_pipeline.fn.__name__}",
-             "description": f"kerasflow run {' '.join(sorted(set(experiments)))} on cron {cron!r}",
-             "parameters": {"experiments": sorted(set(experiments)), "params_file": str(params_file),
+             "description": f"kerasflow run {' '.join(names)} on cron {cron!r}",
+             "parameters": {"experiments": names, "params_file": str(params_file),
                             "results_dir": str(results_dir), "report": str(report)},
              "schedules": [{"cron": cron}],
              "work_pool": {"name": pool, "job_variables": {"env": env}}}
