@@ -68,7 +68,7 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
     `results_dir/name`.
 
     `timing` holds the seconds of the steps so far; this step's and the total since `started` (a
-    `time.perf_counter()` value) are added to it in `metrics.json`.
+    `time.perf_counter()` value) are added to it in `run.json`.
     """
     out_dir = results_dir / name
     with _timed(timing, "write"):
@@ -93,7 +93,7 @@ def _timed(timing: dict[str, float], step: str) -> Iterator[None]:
 
 @flow(name="kerasflow-experiment")
 def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("results")) -> dict[str, Any]:
-    """One experiment end to end; returns its `metrics.json` content."""
+    """One experiment end to end; returns its record (`metrics.json` and `run.json`: tasks/outputs/metrics.py)."""
     started, timing = time.perf_counter(), {}
     with _timed(timing, "load"):
         table, labels = load_data(name, spec)

@@ -33,8 +33,8 @@ def run_sweep(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, 
 @task(name="export-best", cache_policy=NO_CACHE)
 def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
                 labels: evaluate.Encoded, out_dir: Path, started: float | None = None) -> dict[str, Any]:
-    """Write trials.csv, best.json and the best model; with `started` (a `time.perf_counter()` value), best.json
-    records the sweep's wall time since then."""
+    """Write trials.csv, best.json with sweep.json, and the best model; with `started` (a `time.perf_counter()`
+    value), sweep.json records the sweep's wall time since then."""
     seconds = None if started is None else round(time.perf_counter() - started, 2)
     return export.export_best(name, spec, sweep, grid, table, labels, out_dir, seconds)
 

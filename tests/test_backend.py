@@ -21,6 +21,7 @@ from kerasflow.tasks.config.backend import (
 )
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import load_params
+from kerasflow.tasks.outputs.metrics import read_experiment
 from kerasflow.tasks.training.evaluate import check_backend
 
 
@@ -77,7 +78,7 @@ def test_a_run_trains_on_the_backend_the_params_file_names(project, prefect_serv
     result = run_cli(["run", "iris"], cwd=project, env={"PREFECT_API_URL": prefect_server, "KERAS_BACKEND": ""})
 
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((project / "results/iris/metrics.json").read_text())
+    metrics = read_experiment(project / "results/iris")
     assert metrics["environment"]["backend"] == "jax"
     assert metrics["n_folds"] == 3 and metrics["mean"] > 0.8
     # The folds trained stacked: every slot's epoch logs reach its fold's history.

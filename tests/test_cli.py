@@ -20,6 +20,8 @@ import psutil
 import yaml
 from helpers import prefect_api, run_cli, tiny_params
 
+from kerasflow.tasks.outputs.metrics import read_experiment
+
 
 def test_help_lists_the_commands(tmp_path):
     result = run_cli(["--help"], cwd=tmp_path)
@@ -41,7 +43,7 @@ def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_se
     assert listed.stdout.startswith("mine\tdata/mine.csv\tmulticlass\tkfold")
     result = run_cli(["run", "mine"], cwd=project, env={"PREFECT_API_URL": prefect_server})
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((project / "results/mine/metrics.json").read_text())
+    metrics = read_experiment(project / "results/mine")
     assert metrics["metric"] == "accuracy" and metrics["n_folds"] == 3 and metrics["mean"] > 0.6
     saved = json.loads((project / "results/mine/model/preprocessing.json").read_text())
     assert saved["features"]["columns"] == ["0", "1", "2", "3"]

@@ -16,6 +16,7 @@ import yaml
 from helpers import run_cli, tiny_params
 
 from kerasflow.tasks.outputs.atomic import write_json
+from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
 from kerasflow.tasks.sweep.export import trial_rows
 
 
@@ -48,7 +49,8 @@ def test_a_diverging_run_exits_3_naming_the_folds_and_writes_strict_json(project
         assert "the loss became NaN or infinite in fold 0 at epoch 1, fold 1 at epoch 1" in line
     for name in ("diabetes", "diabetes_each"):
         out = project / "results" / name
-        metrics = _strict(out / "metrics.json")
+        _strict(out / "metrics.json"), _strict(out / "run.json")
+        metrics = read_experiment(out)
         assert metrics["mean"] is None and metrics["std"] is None and metrics["folds"] == [None, None]
         assert metrics["diverged"] == [0, 1] and metrics["diverged_at_epoch"] == [1, 1]
         assert metrics["refit_diverged_at_epoch"] >= 1 and not (out / "model").exists()
@@ -91,7 +93,8 @@ def test_a_sweep_whose_every_config_diverges_exits_3_and_says_so(project, prefec
         "results/diabetes/tune/trials.csv lists them and no model is saved (lower train.learning_rate, or scale "
         "the data with preprocess.scale)"]
     out = project / "results/diabetes/tune"
-    best = _strict(out / "best.json")
+    _strict(out / "best.json"), _strict(out / "sweep.json")
+    best = read_sweep_best(out)
     assert (best["diverged"], best["score"], best["params"], best["n_diverged"]) == (True, None, None, 2)
     assert not (out / "best_model").exists()
     assert (out / "trials.csv").read_text().count(",diverged") == 2

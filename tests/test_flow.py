@@ -14,6 +14,7 @@ from kerasflow.flows.cli import smoke
 from kerasflow.flows.pipeline import experiment_flow, pipeline_flow
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.outputs.metrics import read_experiment
 from kerasflow.tasks.outputs.results import load_model
 from kerasflow.tasks.training.evaluate import (
     cross_validate,
@@ -37,7 +38,10 @@ def test_flow_under_prefect_harness_matches_the_plain_functions(project, prefect
     np.testing.assert_allclose(from_flow["folds"], plain["folds"], rtol=0, atol=1e-6)
     assert from_flow["metric"] == "accuracy" and from_flow["mean"] == pytest.approx(plain["mean"], abs=1e-6)
 
-    written = json.loads((project / "results/iris/metrics.json").read_text())
+    # metrics.json holds the scores only, keyed by the metric (what `dvc metrics diff` compares); run.json the rest.
+    scores = json.loads((project / "results/iris/metrics.json").read_text())
+    assert scores == {"accuracy": {key: from_flow[key] for key in ("mean", "std", "folds")}}
+    written = read_experiment(project / "results/iris")
     assert written == from_flow
     assert set(written["timing"]) == {"load", "preprocess", "cross_validate", "refit", "write", "total"}
     assert written["environment"]["backend"] == keras.backend.backend()

@@ -10,7 +10,6 @@ authentication on and its dashboard (Ray Jobs) bound to 127.0.0.1, stopped at th
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -26,6 +25,7 @@ from helpers import BIN, read_trials, sweep_params
 from kerasflow.flows.prefect_server import free_port
 from kerasflow.flows.ray_driver import check_head
 from kerasflow.tasks.config.errors import SweepError
+from kerasflow.tasks.outputs.metrics import read_sweep_best
 
 pytestmark = pytest.mark.slow
 
@@ -134,6 +134,6 @@ def test_ray_job_submit_runs_the_sweep_and_its_results_come_back(ray_head, sweep
                          cwd=sweep_project, env=env, capture_output=True, text=True, timeout=600)
     assert job.returncode == 0, (job.stdout + job.stderr)[-5000:]
     assert "cancer: best accuracy" in job.stdout and "succeeded" in job.stdout + job.stderr
-    best = json.loads((results / "cancer/tune/best.json").read_text())
+    best = read_sweep_best(results / "cancer/tune")
     assert best["n_configs"] == 4 and best["metric"] == "accuracy"
     assert (results / "cancer/tune/best_model/model.keras").is_file()

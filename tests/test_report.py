@@ -21,7 +21,7 @@ from helpers import tiny_params
 from kerasflow.flows.pipeline import write_results
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import file_md5, load_table
-from kerasflow.tasks.outputs.atomic import write_json
+from kerasflow.tasks.outputs.metrics import write_sweep_best
 from kerasflow.tasks.outputs.results import write_history
 from kerasflow.tasks.report import plots, tables
 from kerasflow.tasks.report.collect import DataFacts, ExperimentReport, Report, collect
@@ -65,7 +65,7 @@ def _sweep(tune_dir: Path) -> None:
             for i, (optimizer, rate, score) in enumerate([("adam", 0.05, 0.95), ("rmsprop", 0.01, 0.9),
                                                           ("adam", 0.01, 0.85), ("rmsprop", 0.05, 0.8)])]
     write_trials(tune_dir / "trials.csv", rows)
-    write_json(tune_dir / "best.json", {
+    write_sweep_best(tune_dir, {
         "experiment": "iris", "metric": "accuracy", "mode": "max", "scoring": "kfold", "score": 0.95,
         "score_std": 0.02, "params": {"train.optimizer": "adam", "train.learning_rate": 0.05, "train.epochs": 6},
         "checkpoint": None, "checkpoint_epoch": None, "n_configs": 4, "n_trials": 4, "n_errors": 0, "seconds": 7.5})
@@ -237,8 +237,7 @@ def test_the_chromium_check_sees_console_errors_broken_images_and_requests(tmp_p
 
 
 def test_a_stacked_groups_configs_share_one_trial_and_older_sweeps_still_report(project):
-    """Configs trained as one stacked program share their Ray trial's seconds, counted once; a best.json from
-    before grids stacked (`n_trials` only, one trial per config) still reports its configs."""
+    """Configs trained as one stacked program share their Ray trial's seconds, counted once."""
     experiments = parse_params(_params()).experiments
     tune_dir = project / "results/iris/tune"
     rows = [{"param:model.initializer": init, "score": score, "score_std": 0.01, "epochs": 6, "seconds": 4.0,
@@ -248,19 +247,11 @@ def test_a_stacked_groups_configs_share_one_trial_and_older_sweeps_still_report(
     best = {"experiment": "iris", "metric": "accuracy", "mode": "max", "scoring": "kfold", "score": 0.95,
             "score_std": 0.01, "params": {"model.initializer": "glorot_uniform"}, "checkpoint": None,
             "checkpoint_epoch": None, "n_configs": 2, "n_trials": 1, "n_errors": 0, "seconds": 5.0}
-    write_json(tune_dir / "best.json", best)
-    (row,) = tables.sweeps(collect(project / "results", experiments)).to_dict("records")
-    assert (row["configs"], row["Ray trials"], row["trials' seconds"]) == (2, 1, 4.0)
-
-    del best["n_configs"]
-    best["n_trials"] = 2
-    write_json(tune_dir / "best.json", best)
-    write_trials(tune_dir / "trials.csv", [{k: v for k, v in r.items() if k not in ("trial_id", "configs_in_trial")}
-                                           for r in rows])
+    write_sweep_best(tune_dir, best)
     content = collect(project / "results", experiments)
     (row,) = tables.sweeps(content).to_dict("records")
-    assert (row["configs"], row["Ray trials"], row["trials' seconds"]) == (2, 2, 8.0)
-    assert "2 configs in 2 Ray trials" in render_html(content)
+    assert (row["configs"], row["Ray trials"], row["trials' seconds"]) == (2, 1, 4.0)
+    assert "2 configs in 1 Ray trials" in render_html(content)
 
 
 def _small_report() -> Report:

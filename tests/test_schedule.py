@@ -30,6 +30,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from kerasflow.flows.cli import main
 from kerasflow.flows.local_server import LocalServer
 from kerasflow.flows.schedule import record_deployment
+from kerasflow.tasks.outputs.metrics import read_experiment
 
 DEPLOYMENT = "kerasflow-scheduled/iris"
 
@@ -57,7 +58,7 @@ def _wait_for(condition, what: str, log: Path, timeout: float):
 
 
 def _iris_metrics(results: Path) -> dict:
-    metrics = json.loads((results / "iris/metrics.json").read_text())
+    metrics = read_experiment(results / "iris")
     assert metrics["metric"] == "accuracy" and len(metrics["folds"]) == 3
     return metrics
 

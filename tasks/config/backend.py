@@ -3,7 +3,7 @@
 Keras fixes its backend when it is first imported, and validating params.yaml imports Keras (layer, loss and
 optimizer names are checked against it). So the one key is read, and the backend chosen, before the file is
 validated and before anything else imports Keras. An explicit ``KERAS_BACKEND`` wins, as it does for Keras
-itself; either way ``metrics.json`` records the backend a result was computed with (``environment.backend``).
+itself; either way ``run.json`` records the backend a result was computed with (``environment.backend``).
 
 It also holds what kerasflow sets up for the backends before they are imported (:func:`set_backend_defaults`):
 TensorFlow's switches and JAX's compilation cache, each only where the environment does not set it.

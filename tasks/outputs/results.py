@@ -1,7 +1,7 @@
 """What an experiment leaves under ``results/<experiment>/``, each file replaced atomically.
 
-- ``metrics.json``: the primary metric's name, ``mean``, ``std`` and per-fold ``folds`` (DVC metrics), the wall
-  time of each step, and the versions and device that computed them;
+- ``metrics.json``: the scores, keyed by the metric's name (DVC metrics), and ``run.json``: the wall time of each
+  step and the versions and device that computed them (:mod:`kerasflow.tasks.outputs.metrics`);
 - ``history/``: a dvclive folder of per-epoch loss and metric, train and validation, every fold:
   ``plots/metrics/fold_XX/<name>.tsv`` (dvclive's per-step logs) and ``plots/custom/folds.json`` (all folds in
   one table, which DVC draws with one line per fold);
@@ -28,6 +28,7 @@ from dvclive import Live
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.table import file_md5
+from kerasflow.tasks.outputs import metrics
 from kerasflow.tasks.outputs.atomic import atomic_path, write_json
 from kerasflow.tasks.outputs.saved_model import (
     MODEL_FILE,
@@ -43,13 +44,13 @@ HISTORY_PLOT = "folds"
 
 def write_metrics(out_dir: Path, result: CVResult, timing: dict[str, float],
                   environment: dict[str, str], refit_diverged_at: int | None = None) -> dict[str, Any]:
-    """Write `metrics.json`: the scores, each step's wall time in seconds, and what computed them (see
-    :func:`environment`), and the epoch at which the refit diverged if it did; return its content."""
-    summary = {**result.summary(), "timing": {step: round(seconds, 2) for step, seconds in timing.items()},
-               "environment": environment,
-               **({"refit_diverged_at_epoch": refit_diverged_at} if refit_diverged_at is not None else {})}
-    write_json(out_dir / "metrics.json", summary)
-    return summary
+    """Write `run.json` and `metrics.json`: the scores, each step's wall time in seconds, and what computed them
+    (see :func:`environment`), and the epoch at which the refit diverged if it did; return the record."""
+    record = {**result.summary(), "timing": {step: round(seconds, 2) for step, seconds in timing.items()},
+              "environment": environment,
+              **({"refit_diverged_at_epoch": refit_diverged_at} if refit_diverged_at is not None else {})}
+    metrics.write_experiment(out_dir, record)
+    return record
 
 
 def write_dataset(out_dir: Path, spec: ExperimentSpec) -> None:

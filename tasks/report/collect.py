@@ -18,12 +18,13 @@ import yaml
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.table import file_md5, load_table
+from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
 
 TIMING_STEPS = ("load", "preprocess", "cross_validate", "refit", "write", "total")
-"""The steps `metrics.json` times (seconds), in the order they run."""
+"""The steps `run.json` times (seconds), in the order they run."""
 ENVIRONMENT_KEYS = ("python", "keras", "backend", "backend_version", "device", "devices", "prefect", "ray", "dvc",
                     "dvclive")
-"""The order the report shows `metrics.json`'s environment in (see
+"""The order the report shows `run.json`'s environment in (see
 :func:`kerasflow.tasks.outputs.results.environment`)."""
 
 
@@ -57,7 +58,8 @@ class DataFacts:
 
 @dataclass(frozen=True)
 class Sweep:
-    """A Ray Tune sweep's results: `best.json` and the trials, best first (`trials.csv`)."""
+    """A Ray Tune sweep's results: its best (`best.json` with `sweep.json`) and the trials, best first
+    (`trials.csv`)."""
 
     best: dict[str, Any]
     trials: pd.DataFrame
@@ -69,9 +71,8 @@ class Sweep:
 
     @property
     def n_configs(self) -> int:
-        """Configs tried. A best.json written before grids stacked their configs has `n_trials` only: one Ray
-        trial per config then."""
-        return int(self.best.get("n_configs", self.best["n_trials"]))
+        """Configs tried (a stacked group's configs share one Ray trial)."""
+        return int(self.best["n_configs"])
 
 
 @dataclass
@@ -188,7 +189,7 @@ def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> 
         out = results_dir / name
         # Class labels stay text (as the confusion matrix shows them), even when they look like numbers.
         labels = None if spec.dataset.task == "regression" else {"true": str, "predicted": str}
-        report = ExperimentReport(name=name, spec=spec, metrics=_read_json(out / "metrics.json") or {},
+        report = ExperimentReport(name=name, spec=spec, metrics=read_experiment(out) or {},
                                   history=_read_history(out / "history"),
                                   predictions=_read_csv(out / "predictions.csv", dtype=labels),
                                   sweep=_read_sweep(out / "tune"))
@@ -208,10 +209,6 @@ def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> 
     return Report(experiments=reports)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def _read_csv(path: Path, dtype: dict[str, type] | None = None) -> pd.DataFrame | None:
     return pd.read_csv(path, dtype=dtype) if path.is_file() else None
 
@@ -226,5 +223,5 @@ def _read_history(history_dir: Path) -> pd.DataFrame | None:
 
 
 def _read_sweep(tune_dir: Path) -> Sweep | None:
-    best, trials = _read_json(tune_dir / "best.json"), _read_csv(tune_dir / "trials.csv")
+    best, trials = read_sweep_best(tune_dir), _read_csv(tune_dir / "trials.csv")
     return Sweep(best=best, trials=trials) if best is not None and trials is not None else None

@@ -1,4 +1,4 @@
-"""A finished sweep's outputs: trials.csv (best first), best.json and the best model."""
+"""A finished sweep's outputs: trials.csv (best first), best.json with sweep.json, and the best model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.split import make_splits
 from kerasflow.tasks.data.table import Table
-from kerasflow.tasks.outputs.atomic import atomic_path, write_json
+from kerasflow.tasks.outputs.atomic import atomic_path
+from kerasflow.tasks.outputs.metrics import write_sweep_best
 from kerasflow.tasks.outputs.results import write_model
 from kerasflow.tasks.sweep.checkpoint import restore_state
 from kerasflow.tasks.sweep.groups import scoring_spec, trial_configs
@@ -63,11 +64,12 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, 
 
 def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
                 labels: evaluate.Encoded, out_dir: Path, seconds: float | None = None) -> dict[str, Any]:
-    """Write trials.csv, best.json and the best model (with its preprocessing) under `out_dir`; return best.json.
+    """Write trials.csv, best.json with sweep.json (:mod:`kerasflow.tasks.outputs.metrics`) and the best model
+    (with its preprocessing) under `out_dir`; return the best's record.
 
     k-fold scoring trains k models per config: the best config is refitted on all rows, as GridSearchCV's
     `refit=True` does. Hold-out scoring trains one: the best trial's best checkpoint is the model kept.
-    `seconds` is the sweep's wall time, recorded in best.json.
+    `seconds` is the sweep's wall time, recorded in sweep.json.
     """
     mode = "max" if spec.higher_is_better else "min"
     rows = trial_rows(grid, spec.higher_is_better)
@@ -75,13 +77,13 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     counts = {"n_configs": len(rows), "n_trials": len(grid), "n_errors": sum(r["status"] == "error" for r in rows),
               "n_diverged": n_diverged, "seconds": seconds}
     if rows and n_diverged == len(rows):
-        # Every config's training diverged: a result, stated (best.json has no best and says so); no model is
+        # Every config's training diverged: a result, stated (no best score, and sweep.json says so); no model is
         # written, as for a diverged refit.
         summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": None, "score": None,
                    "score_std": None, "scoring": sweep.scoring, "checkpoint": None, "checkpoint_epoch": None,
                    "diverged": True, **counts}
         write_trials(out_dir / "trials.csv", rows)
-        write_json(out_dir / "best.json", summary)
+        write_sweep_best(out_dir, summary)
         return summary
     if not rows or rows[0]["score"] is None:
         raise SweepError(f"sweeps.{name}: no config finished with a finite score ({len(rows)} configs, "
@@ -105,7 +107,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
                "checkpoint": _portable(checkpoint.path) if checkpoint is not None else None,
                "checkpoint_epoch": at_checkpoint.get("epoch"), "diverged": False, **counts}
     write_trials(out_dir / "trials.csv", rows)
-    write_json(out_dir / "best.json", summary)
+    write_sweep_best(out_dir, summary)
     return summary
 
 

@@ -42,7 +42,7 @@ class Encoded:
 
 @dataclass
 class CVResult:
-    """Scores of every fold, in the shape `metrics.json` stores them."""
+    """Scores of every fold."""
 
     metric: str
     higher_is_better: bool
@@ -62,8 +62,9 @@ class CVResult:
         return {i: fold.diverged_at for i, fold in enumerate(self.folds) if fold.diverged_at is not None}
 
     def summary(self) -> dict[str, Any]:
-        """The scores as `metrics.json` holds them. A diverged fold has no score (null), and the experiment no
-        mean or std: a mean over the folds that did not diverge would flatter it."""
+        """The scores, as `metrics.json` and `run.json` hold them (:mod:`kerasflow.tasks.outputs.metrics`). A
+        diverged fold has no score (null), and the experiment no mean or std: a mean over the folds that did not
+        diverge would flatter it."""
         diverged = self.diverged
         scores = np.asarray(self.scores, dtype=np.float64)
         folds = [None if i in diverged else float(s) for i, s in enumerate(scores)]
@@ -76,8 +77,7 @@ class CVResult:
     def _baseline_summary(self) -> dict[str, Any]:
         if self.baseline is None:
             return {}
-        return {"baseline": {"forecast": "last value", "mean": float(np.mean(self.baseline)),
-                             "folds": [float(s) for s in self.baseline]}}
+        return {"baseline": {"mean": float(np.mean(self.baseline)), "folds": [float(s) for s in self.baseline]}}
 
 
 def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment") -> Encoded:

@@ -276,7 +276,7 @@ def with_previous_results(project: Path, saved_iris_model: Path) -> Path:
     """`project` after an earlier successful run: results, a model and a report that must survive."""
     out = project / "results" / "iris"
     shutil.copytree(saved_iris_model, out / "model")
-    (out / "metrics.json").write_text(json.dumps({"metric": "accuracy", "mean": 0.9}) + "\n")
+    (out / "metrics.json").write_text(json.dumps({"accuracy": {"mean": 0.9}}) + "\n")
     (project / "reports").mkdir()
     (project / "reports" / "summary.md").write_text("# the previous report\n")
     return project

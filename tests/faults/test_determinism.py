@@ -8,7 +8,6 @@ another CPU, BLAS or TensorFlow version may round differently (TensorFlow itself
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 from helpers import BIN
 
 from kerasflow.tasks.config.backend import backend_defaults
+from kerasflow.tasks.outputs.metrics import read_experiment
 
 # What the suite sets for its own process (tests/conftest.py), and what kerasflow must set itself.
 SUITE_ONLY = tuple(backend_defaults())
@@ -66,7 +66,7 @@ def test_the_same_seed_gives_the_same_folds_and_scores_in_two_processes(project,
         pd.testing.assert_frame_equal(folds[0], folds[1], check_exact=True)
         assert sorted(folds[0]["row"]) == list(range(len(folds[0])))
         # The same score in every fold, to the last bit (diabetes' MSE shows any difference in the arithmetic).
-        metrics = [json.loads((run / name / "metrics.json").read_text()) for run in runs]
+        metrics = [read_experiment(run / name) for run in runs]
         assert metrics[0]["folds"] == metrics[1]["folds"] and metrics[0]["mean"] == metrics[1]["mean"]
         # And the same training curves, epoch by epoch.
         history = [(run / name / "history/plots/custom/folds.json").read_text() for run in runs]

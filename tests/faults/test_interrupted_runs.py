@@ -8,7 +8,6 @@ result is being replaced rather than wherever a timer happens to fall.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from helpers import BIN, git_dvc_repo, make_project, prefect_api, run_cli, tiny_
 from helpers import run_checked as _run
 
 from faults.support import kill_group, snapshot, start_cli, wait_for
+from kerasflow.tasks.outputs.metrics import read_experiment
 from kerasflow.tasks.outputs.saved_model import read_saved
 
 RESULT_FILES = ("metrics.json", "model/model.keras", "model/preprocessing.json")
@@ -51,7 +51,7 @@ def test_a_transient_failure_in_training_is_retried_by_prefect_and_the_run_compl
     # The first attempt really failed, inside the task, and Prefect said it would retry.
     assert "InjectedFault" in result.stderr and "injected failure at 'cross-validate'" in result.stderr
     assert "Retry" in result.stderr, result.stderr[-3000:]
-    metrics = json.loads((project / "results/iris/metrics.json").read_text())
+    metrics = read_experiment(project / "results/iris")
     assert metrics["n_folds"] == 3 and len(metrics["folds"]) == 3
     # The server recorded one cross-validate task run that ran twice and completed.
     runs = prefect_api(f"{prefect_server}/task_runs/filter",
@@ -109,7 +109,7 @@ def test_a_run_killed_while_replacing_a_result_leaves_the_previous_one_intact(af
     again = run_cli(RUN_WITH_REPORT, cwd=project, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert _leftovers(folder) == []
-    assert json.loads((project / "results/iris/metrics.json").read_text())["n_folds"] == 3
+    assert read_experiment(project / "results/iris")["n_folds"] == 3
     final = snapshot(project)
     assert all(final[f"results/iris/{name}"] != before[f"results/iris/{name}"] for name in NEW_EACH_RUN)
 

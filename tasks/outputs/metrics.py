@@ -1,0 +1,71 @@
+"""The scores DVC diffs, and the record of each run beside them.
+
+An experiment's result and a sweep's best are each one record (a flat dict, as the flows return it), stored as
+two files so that `dvc metrics diff` and `dvc exp show` see scores and nothing else:
+
+- ``metrics.json`` (DVC metrics): the scores keyed by the metric's name, ``{"accuracy": {"mean", "std",
+  "folds"}}``, and for a series the naive last-value forecast's, ``{"baseline": {"rmse": {...}}}``;
+- ``run.json`` (a plain output): what changes from run to run or describes the run rather than scores it: the
+  metric's name and direction, fold count, wall times, versions and device, which folds diverged;
+- for a sweep, ``best.json`` (DVC metrics): the best config's score, ``{"accuracy": {"mean", "std"}}``, and
+  ``sweep.json``: its params, the counts of configs, trials and errors, the checkpoint and the wall time.
+
+Two runs with nothing changed write the same scores (training is seeded), so their `dvc metrics diff` is empty.
+The scores file is written last: its presence says the rest is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kerasflow.tasks.outputs.atomic import write_json
+
+METRICS_FILE = "metrics.json"
+RUN_FILE = "run.json"
+BEST_FILE = "best.json"
+SWEEP_FILE = "sweep.json"
+
+_FOLD_SCORES = ("mean", "std", "folds")
+
+
+def write_experiment(out_dir: Path, record: dict[str, Any]) -> None:
+    """Store an experiment's record (:meth:`CVResult.summary` and the run's facts) as `run.json` and
+    `metrics.json`."""
+    metric = record["metric"]
+    scores = {metric: {key: record[key] for key in _FOLD_SCORES}}
+    if "baseline" in record:
+        scores["baseline"] = {metric: record["baseline"]}
+    write_json(out_dir / RUN_FILE, {k: v for k, v in record.items() if k not in (*_FOLD_SCORES, "baseline")})
+    write_json(out_dir / METRICS_FILE, scores)
+
+
+def read_experiment(out_dir: Path) -> dict[str, Any] | None:
+    """The record :func:`write_experiment` stored in `out_dir`; None when its scores are not there."""
+    scores, run = _read(out_dir / METRICS_FILE), _read(out_dir / RUN_FILE)
+    if scores is None or run is None:
+        return None
+    metric = run["metric"]
+    baseline = scores.get("baseline", {}).get(metric)
+    return {**run, **scores[metric], **({"baseline": baseline} if baseline is not None else {})}
+
+
+def write_sweep_best(out_dir: Path, record: dict[str, Any]) -> None:
+    """Store a sweep's best (`score`, `score_std` and the rest: :func:`export_best`) as `sweep.json` and
+    `best.json`."""
+    write_json(out_dir / SWEEP_FILE, {k: v for k, v in record.items() if k not in ("score", "score_std")})
+    write_json(out_dir / BEST_FILE, {record["metric"]: {"mean": record["score"], "std": record["score_std"]}})
+
+
+def read_sweep_best(out_dir: Path) -> dict[str, Any] | None:
+    """The record :func:`write_sweep_best` stored in `out_dir`; None when its score is not there."""
+    scores, sweep = _read(out_dir / BEST_FILE), _read(out_dir / SWEEP_FILE)
+    if scores is None or sweep is None:
+        return None
+    best = scores[sweep["metric"]]
+    return {**sweep, "score": best["mean"], "score_std": best["std"]}
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
