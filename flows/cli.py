@@ -50,9 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--resume", action="store_true", help="finish an interrupted sweep; finished trials stay")
     tune.add_argument("--verbose", action="store_true", help="show the trials' own output (Keras, Ray's workers)")
 
-    predict = commands.add_parser("predict", help="apply a saved model folder to new rows of a CSV")
-    predict.add_argument("--model", type=Path, required=True, metavar="DIR",
-                         help="the saved model folder, e.g. results/<experiment>/model")
+    predict = commands.add_parser("predict", help="apply a saved or registered model to new rows of a CSV")
+    predict.add_argument("--model", required=True, metavar="MODEL",
+                         help="a saved model folder (results/<experiment>/model), or a model dvc.yaml registers: "
+                              "NAME (its latest version), NAME@vX.Y.Z or NAME#STAGE")
     predict.add_argument("--input", type=Path, required=True, metavar="CSV",
                          help="rows with the training feature columns (the target column may be present)")
     predict.add_argument("--output", type=Path, required=True, metavar="CSV",
@@ -149,9 +150,11 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
 
     if args.command == "predict":
         from kerasflow.tasks.outputs.predict import predict_csv
+        from kerasflow.tasks.outputs.registry import model_folder
 
         # Needs no params file: the model folder records everything the prediction depends on.
-        print(predict_csv(args.model, args.input, args.output))
+        with model_folder(args.model) as folder:
+            print(predict_csv(folder, args.input, args.output))
         return 0
 
     if args.command == "server":
