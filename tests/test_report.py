@@ -236,7 +236,7 @@ def test_the_chromium_check_sees_console_errors_broken_images_and_requests(tmp_p
     assert any(url.endswith("missing.png") for url in rendered["requests"])
 
 
-def test_a_stacked_groups_configs_share_one_trial_and_older_sweeps_still_report(project):
+def test_a_stacked_groups_configs_share_one_trial(project):
     """Configs trained as one stacked program share their Ray trial's seconds, counted once."""
     experiments = parse_params(_params()).experiments
     tune_dir = project / "results/iris/tune"
@@ -312,6 +312,15 @@ def test_learning_curves_show_the_mean_with_a_clipped_band_and_every_fold_faint(
         means = [line for line in ax.get_lines() if line.get_alpha() is None]
         assert len(folds) == 6 and all(line.get_alpha() < 0.5 for line in folds)  # 3 folds, training and validation
         assert [line.get_label() for line in means] == ["training, mean ± std", "validation, mean ± std"]
+
+
+def test_a_series_fold_plot_marks_the_naive_forecast_of_each_fold():
+    """A series' record holds the naive last-value forecast's scores (`baseline`, from metrics.json)."""
+    record = {"metric": "rmse", "mean": 20.0, "std": 2.0, "folds": [18.0, 22.0],
+              "baseline": {"mean": 25.0, "folds": [24.0, 26.0]}}
+    lines = plots.fold_scores(record).axes[0].get_lines()
+    (naive,) = [line for line in lines if line.get_label() == "naive last value"]
+    assert list(naive.get_ydata()) == [24.0, 26.0]
 
 
 def test_the_confusion_matrix_is_scikit_learns_count_of_held_out_rows():

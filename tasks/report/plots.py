@@ -42,7 +42,7 @@ def fold_scores(metrics: dict[str, Any]) -> Figure:
     ax.plot(positions, scores, "o", color="tab:blue", label="fold")
     baseline = metrics.get("baseline")
     if baseline:
-        ax.plot(positions, baseline["folds"], "k_", markersize=16, mew=2, label=f"naive {baseline['forecast']}")
+        ax.plot(positions, baseline["folds"], "k_", markersize=16, mew=2, label="naive last value")
     ax.set_xticks(positions)
     ax.set_xlim(-0.5, len(scores) - 0.5)
     ax.set_xlabel("fold")
