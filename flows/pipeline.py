@@ -22,6 +22,7 @@ from kerasflow.tasks.data.preprocess import LabelCodec
 from kerasflow.tasks.data.table import Table, load_table
 from kerasflow.tasks.outputs import results
 from kerasflow.tasks.outputs.atomic import atomic_path
+from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.html import render_html
@@ -45,12 +46,14 @@ def preprocess_folds(spec: ExperimentSpec, table: Table, labels: evaluate.Encode
 
 
 @task(name="cross-validate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def cross_validate(name: str, spec: ExperimentSpec, folds: list) -> evaluate.CVResult:
-    """Train and score every fold (stacked into one program when the model allows)."""
+def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Path) -> evaluate.CVResult:
+    """Train and score every fold (stacked into one program when the model allows), logging each fold's epochs
+    into `results_dir/name/history` as they end."""
     faults.inject("cross-validate")
     models = 1 if evaluate.uses_stacking(spec, len(folds)) else len(folds)
     line = ProgressLine(f"{name}: {len(folds)} folds", models * spec.train.epochs, "epochs")
-    return evaluate.cross_validate(spec, folds, callbacks=[EpochProgress(line)])
+    history = HistoryFolder(results_dir / name / "history", fold_folders(len(folds)), history_names(spec.metric))
+    return evaluate.cross_validate(spec, folds, callbacks=[EpochProgress(line), LiveHistory(history)])
 
 
 @task(name="refit", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -100,7 +103,7 @@ def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("r
     with _timed(timing, "preprocess"):
         folds = preprocess_folds(spec, table, labels)
     with _timed(timing, "cross_validate"):
-        cv = cross_validate(name, spec, folds)
+        cv = cross_validate(name, spec, folds, Path(results_dir))
     with _timed(timing, "refit"):
         final = refit(name, spec, table, labels) if spec.evaluate.refit else None
     return write_results(name, spec, cv, final, labels.codec, Path(results_dir), timing, started)

@@ -32,7 +32,7 @@ from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.runtime.progress import ProgressLine
-from kerasflow.tasks.sweep.groups import GROUP, stacked_groups, trial_configs
+from kerasflow.tasks.sweep.groups import GROUP, config_id, stacked_groups, trial_configs
 from kerasflow.tasks.sweep.trial import run_trial
 from kerasflow.tasks.training import evaluate
 
@@ -202,6 +202,12 @@ def storage_folder(out_dir: Path) -> Path:
     return (out_dir / "ray").resolve()
 
 
+def history_folder(storage: Path) -> Path:
+    """Where a sweep's configs log their folds' epochs, one dvclive folder per config (its :func:`config_id`):
+    beside Ray Tune's run, so on a cluster it is as shared as the checkpoints are."""
+    return storage.parent / "history"
+
+
 def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
     """Refuse what Ray Tune would otherwise wait on forever or fail at late: no node fits a trial, or
     checkpoints written to a folder other nodes cannot read."""
@@ -224,7 +230,7 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
     the one there, its unfinished and errored trials run again."""
     trainable = tune.with_resources(
         tune.with_parameters(run_trial_process, spec_json=spec.model_dump_json(), sweep_json=sweep.model_dump_json(),
-                             table=table, labels=labels),
+                             table=table, labels=labels, history_root=str(history_folder(storage))),
         {"cpu": sweep.cpu, "gpu": sweep.gpu})
     path = storage / RUN_NAME
     if resume:
@@ -237,6 +243,7 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
             raise SweepError(f"sweeps.{name}: the sweep at {path} was saved by another version of kerasflow and "
                              f"cannot be resumed by this one ({exc}); run without --resume") from None
     shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(history_folder(storage), ignore_errors=True)
     mode = "max" if spec.higher_is_better else "min"
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=sweep.grace_period)
                  if sweep.scheduler == "asha" else FIFOScheduler())
@@ -262,11 +269,13 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
 
 
 def run_trial_process(config: dict[str, Any], spec_json: str, sweep_json: str, table: Table,
-                      labels: evaluate.Encoded) -> None:
+                      labels: evaluate.Encoded, history_root: str) -> None:
     """One trial: the experiment with this config's overrides (or each of a stacked group's), reporting to Ray
-    Tune every epoch."""
+    Tune every epoch and logging each config's folds under `history_root`."""
     base = ExperimentSpec.model_validate_json(spec_json)
-    specs = [base.with_overrides(overrides) for overrides in trial_configs(config)]
+    configs = trial_configs(config)
+    specs = [base.with_overrides(overrides) for overrides in configs]
+    history = [Path(history_root) / config_id(overrides) for overrides in configs]
     sweep = SearchSpec.model_validate_json(sweep_json)
     node = ray.get_runtime_context().get_node_id()
     started_at, started = time.time(), time.perf_counter()
@@ -283,7 +292,8 @@ def run_trial_process(config: dict[str, Any], spec_json: str, sweep_json: str, t
     checkpoint = tune.get_checkpoint()
     with tempfile.TemporaryDirectory(prefix="kerasflow-trial-") as work_dir:
         if checkpoint is None:
-            run_trial(specs, sweep, table, labels, report, Path(work_dir))
+            run_trial(specs, sweep, table, labels, report, Path(work_dir), history_dirs=history)
         else:
             with checkpoint.as_directory() as resume_from:
-                run_trial(specs, sweep, table, labels, report, Path(work_dir), resume_from=Path(resume_from))
+                run_trial(specs, sweep, table, labels, report, Path(work_dir), resume_from=Path(resume_from),
+                          history_dirs=history)

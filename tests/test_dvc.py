@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import shutil
+import time
 
 import pytest
 import yaml
@@ -196,3 +197,31 @@ def test_each_stage_depends_on_the_code_folders_it_runs():
         assert [dep for dep in deps[name] if dep.startswith(ignored)] == [], name
 
 
+
+def test_dvc_reads_a_runs_history_while_it_trains(project, prefect_server):
+    """The history is on disk as the folds train: DVC's own `metrics show` and `plots show` read the epochs so far
+    in the middle of a run (what `dvc exp show`, DVC's VS Code extension and Studio read)."""
+    from faults.support import kill_group, start_cli
+
+    params = tiny_params()
+    params["experiments"]["iris"]["train"]["epochs"] = 5000  # minutes: stopped once DVC has seen it under way
+    del params["experiments"]["diabetes"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = git_dvc_repo(project, prefect_server)
+    run = start_cli(["run", "iris"], project, env, project.parent / "run.log")
+    try:
+        history = project / "results/iris/history/metrics.json"
+        deadline = time.monotonic() + 300
+        while not history.is_file() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        shown = json.loads(_run(["dvc", "metrics", "show", "--json"], project, env).stdout)
+        live = shown[""]["data"]["results/iris/history/metrics.json"]["data"]
+        plotted = json.loads(_run(["dvc", "plots", "show", "--json"], project, env).stdout)["data"]
+        (table,) = plotted["results/iris/history/plots/custom/folds.json"]
+        assert run.poll() is None, "the run ended before DVC read its history"
+    finally:
+        kill_group(run)
+    assert 0 < live["epoch"] < 5000 and set(live) == {"epoch", "loss", "val_loss", "accuracy", "val_accuracy"}
+    rows = table["content"]["data"]["values"]
+    assert {row["fold"] for row in rows} == {0, 1, 2} and 0 < max(row["epoch"] for row in rows) < 5000
+    assert not (project / "results/iris/metrics.json").exists()  # the scores come when the run ends

@@ -13,6 +13,7 @@ import urllib.request
 from html import escape
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from helpers import tiny_params
 from kerasflow.flows.pipeline import write_results
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import file_md5, load_table
+from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
 from kerasflow.tasks.outputs.metrics import write_sweep_best
 from kerasflow.tasks.outputs.results import write_history
 from kerasflow.tasks.report import plots, tables
@@ -88,11 +90,30 @@ def test_held_out_predictions_are_the_scored_ones_with_their_file_rows(project, 
         np.testing.assert_array_equal(fold.y_true, codes[fold.rows])
 
 
-def test_history_is_logged_by_dvclive_deterministically_and_nothing_else(project, monkeypatch):
+class _ReadsLiveFiles(keras.callbacks.Callback):
+    """Counts, at each epoch's end, the rows a reader of fold 1's live step file sees."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path, self.seen = path, []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seen.append(len(self.path.read_text().splitlines()) - 1 if self.path.exists() else 0)
+
+
+@pytest.mark.parametrize("stack_folds", [True, False], ids=["stacked", "one-by-one"])
+def test_history_is_on_disk_while_training_and_the_final_one_is_the_same(project, monkeypatch, stack_folds):
     monkeypatch.chdir(project)
-    spec = parse_params(_params()).experiments["iris"]
+    spec = parse_params(_params(stack_folds=stack_folds)).experiments["iris"]
     table = load_table(spec.dataset)
-    cv = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
+    live_dir = project / "live"
+    folder = HistoryFolder(live_dir, fold_folders(3), history_names("accuracy"))
+    probe = _ReadsLiveFiles(live_dir / "plots/metrics/fold_01/val_loss.tsv")
+    cv = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)),
+                        callbacks=[LiveHistory(folder, every=None), probe])
+    # Each epoch's row is on disk when the epoch ends (fold 1 trains second when the folds train one by one).
+    assert probe.seen == (list(range(1, 7)) if stack_folds else [0] * 6 + list(range(1, 7)) + [6] * 6)
+
     first = write_history(project / "a", cv)
     second = write_history(project / "b", cv)
 
@@ -101,14 +122,24 @@ def test_history_is_logged_by_dvclive_deterministically_and_nothing_else(project
 
     assert files(first) == files(second)  # same numbers, same bytes: no timestamp anywhere
     names = set(files(first))
-    assert names == {f"plots/metrics/fold_{j:02d}/{key}.tsv" for j in range(3)
-                     for key in ("loss", "val_loss", "accuracy", "val_accuracy")} | {"plots/custom/folds.json"}
+    steps = {f"plots/metrics/fold_{j:02d}/{key}.tsv" for j in range(3)
+             for key in ("loss", "val_loss", "accuracy", "val_accuracy")}
+    assert names == steps | {"plots/custom/folds.json", "metrics.json"}
+    # What was written live is what the run keeps (the table's rows come epoch by epoch when stacked).
+    live = files(live_dir)
+    assert {name: live[name] for name in steps} == {name: files(first)[name] for name in steps}
+    table_rows = [pd.DataFrame(json.loads((root / "plots/custom/folds.json").read_text()))
+                  for root in (live_dir, first)]
+    pd.testing.assert_frame_equal(*(t.sort_values(["fold", "epoch"], ignore_index=True) for t in table_rows))
+    assert live["metrics.json"] == files(first)["metrics.json"]
+    summary = json.loads((first / "metrics.json").read_text())
+    assert set(summary) == {"epoch", "loss", "val_loss", "accuracy", "val_accuracy"} and summary["epoch"] == 6
+    assert summary["val_loss"] == pytest.approx(np.mean([fold.history["val_loss"][-1] for fold in cv.folds]),
+                                                rel=1e-5)
     assert (first / "plots/metrics/fold_01/val_loss.tsv").read_text().splitlines()[:2][0] == "step\tval_loss"
-    rows = pd.DataFrame(json.loads((first / "plots/custom/folds.json").read_text()))
+    rows = table_rows[1]
     assert rows.groupby("fold")["epoch"].apply(list).tolist() == [list(range(1, 7))] * 3
     np.testing.assert_allclose(rows[rows.fold == 2]["val_loss"], cv.folds[2].history["val_loss"], rtol=1e-5)
-    # dvclive's own side effects stay off: no dvc.yaml, report, summary or default folder.
-    assert not (project / "dvc.yaml").exists() and not (project / "dvclive").exists()
 
 
 def _chromium_render(page: Path, screenshot: Path) -> dict:

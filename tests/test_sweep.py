@@ -6,6 +6,7 @@ tests/faults/test_sweep_faults.py; the sweep fixtures are tests/conftest.py's, i
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -53,6 +54,13 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     assert best["params"] == {"train.optimizer": rows[0]["param:train.optimizer"],
                               "model.initializer": rows[0]["param:model.initializer"]}
     assert best["score"] == pytest.approx(float(rows[0]["score"]))
+    # Each config logged its own folds' epochs, in a history folder named by its id (two configs a Ray trial).
+    for row in rows:
+        history = cancer_project / "tune_stacked/history" / row["config_id"]
+        assert sorted(p.name for p in (history / "plots/metrics").iterdir()) == ["fold_00", "fold_01"]
+        val_scores = (history / "plots/metrics/fold_01/val_accuracy.tsv").read_text().splitlines()
+        assert val_scores[0] == "step\tval_accuracy" and len(val_scores) == 1 + 3
+        assert json.loads((history / "metrics.json").read_text())["epoch"] == 3
     # Each config's score is that of its own cross-validation (the plain function, no Ray).
     params = parse_params(raw)
     spec = params.experiments["cancer"].with_overrides(best["params"])

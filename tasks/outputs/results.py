@@ -2,9 +2,8 @@
 
 - ``metrics.json``: the scores, keyed by the metric's name (DVC metrics), and ``run.json``: the wall time of each
   step and the versions and device that computed them (:mod:`kerasflow.tasks.outputs.metrics`);
-- ``history/``: a dvclive folder of per-epoch loss and metric, train and validation, every fold:
-  ``plots/metrics/fold_XX/<name>.tsv`` (dvclive's per-step logs) and ``plots/custom/folds.json`` (all folds in
-  one table, which DVC draws with one line per fold);
+- ``history/``: a dvclive folder of per-epoch loss and metric, train and validation, every fold, written while
+  the folds train (:mod:`kerasflow.tasks.outputs.live`);
 - ``predictions.csv``: every fold's held-out rows (``fold``, ``row`` in the data file, ``true``, ``predicted``);
 - ``model/model.keras`` + ``model/preprocessing.json``: the model refitted on all rows, with its preprocessing;
 - ``dataset.json``: the data file and the md5 of its bytes, which the experiment's sweep depends on (dvc.yaml).
@@ -16,19 +15,17 @@ import csv
 import importlib
 import io
 import json
-import math
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import keras
-from dvclive import Live
 
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.table import file_md5
-from kerasflow.tasks.outputs import metrics
+from kerasflow.tasks.outputs import live, metrics
 from kerasflow.tasks.outputs.atomic import atomic_path, write_json
 from kerasflow.tasks.outputs.saved_model import (
     MODEL_FILE,
@@ -37,9 +34,6 @@ from kerasflow.tasks.outputs.saved_model import (
 )
 from kerasflow.tasks.training.evaluate import CVResult, FinalModel
 from kerasflow.tasks.training.models import build_model
-
-HISTORY_PLOT = "folds"
-"""The dvclive custom plot holding every fold's history: ``history/plots/custom/folds.json``."""
 
 
 def write_metrics(out_dir: Path, result: CVResult, timing: dict[str, float],
@@ -66,30 +60,20 @@ def write_dataset(out_dir: Path, spec: ExperimentSpec) -> None:
 
 
 def write_history(out_dir: Path, result: CVResult) -> Path:
-    """Log every fold's per-epoch history with dvclive, after training (stacked folds train as one model).
+    """Write every fold's per-epoch history, whole, as the dvclive folder ``history/`` (:mod:`live`), replacing
+    what :class:`~kerasflow.tasks.outputs.live.LiveHistory` wrote while the folds trained.
 
-    Each value goes to dvclive's per-step log of its fold (`fold_XX/<name>`, step = epoch, from 1), and every
-    row to one custom plot with a `fold` column: DVC draws a plot per file, so only a table of all folds gives
-    one line per fold. Values keep six significant digits (float32 holds about seven); nothing else (no
-    timestamp, no summary) is written, so the same numbers give the same bytes and DVC sees no change.
+    Nothing but the values goes in (no timestamp), so the same numbers give the same bytes and DVC sees no change.
     """
     history_dir = out_dir / "history"
     with atomic_path(history_dir) as tmp:
-        # Only the logs: no dvc.yaml, report or experiment commit of dvclive's own (the pipeline's dvc.yaml
-        # declares these files), and no `next_step`/`end`, which would write a summary and sync it.
-        live = Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None)
-        rows = []
+        folder = live.HistoryFolder(tmp, live.fold_folders(len(result.folds)), live.history_names(result.metric))
         for index, fold in enumerate(result.folds):
-            names = list(fold.history)
-            for epoch, values in enumerate(zip(*fold.history.values()), start=1):
-                live.step = epoch
-                # A diverged fold's NaN or infinite values: no step in its log, null in the plot's (strict) JSON.
-                rounded = [float(f"{value:.6g}") if math.isfinite(value) else None for value in values]
-                for name, value in zip(names, rounded):
-                    if value is not None:
-                        live.log_metric(f"fold_{index:02d}/{name}", value)
-                rows.append({"fold": index, "epoch": epoch, **dict(zip(names, rounded))})
-        live.log_plot(HISTORY_PLOT, rows, x="epoch", y="val_loss")
+            epochs = max(map(len, fold.history.values()), default=0)
+            columns = [fold.history.get(name, [None] * epochs) for name in folder.names]
+            for epoch, values in enumerate(zip(*columns), start=1):
+                folder.add(index, epoch, values)
+        folder.flush()
     return history_dir
 
 

@@ -17,7 +17,7 @@ from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.metrics import write_sweep_best
 from kerasflow.tasks.outputs.results import write_model
 from kerasflow.tasks.sweep.checkpoint import restore_state
-from kerasflow.tasks.sweep.groups import scoring_spec, trial_configs
+from kerasflow.tasks.sweep.groups import config_id, scoring_spec, trial_configs
 from kerasflow.tasks.training import evaluate
 from kerasflow.tasks.training.models import build_model, make_optimizer
 
@@ -37,9 +37,9 @@ def write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, Any]]:
-    """One row per config, best first: params, score mean/std, epochs, seconds, node, status, and the Ray Tune
-    trial that trained it (the configs of a stacked group share their trial, its seconds and node). A config that
-    diverged has status "diverged" and no score: it comes last, with the errors."""
+    """One row per config, best first: its id (its history folder's name), params, score mean/std, epochs, seconds,
+    node, status, and the Ray Tune trial that trained it (the configs of a stacked group share their trial, its
+    seconds and node). A config that diverged has status "diverged" and no score: it comes last, with the errors."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
@@ -50,7 +50,7 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, 
             diverged = score is not None and not math.isfinite(score)  # a fold's loss became NaN or infinite
             if diverged:
                 score, score_std = None, None
-            rows.append({**{f"param:{k}": v for k, v in config.items()},
+            rows.append({"config_id": config_id(config), **{f"param:{k}": v for k, v in config.items()},
                          "score": score, "score_std": score_std,
                          "epochs": metrics.get("epoch"), "seconds": metrics.get("trial_seconds"),
                          "node": metrics.get("node"), "started_at": metrics.get("started_at"),

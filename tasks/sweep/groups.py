@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from typing import Any
@@ -51,6 +52,19 @@ def stacked_groups(spec: ExperimentSpec, sweep: SearchSpec) -> list[list[dict[st
         key = stack_key(trial) if uses_stacking(trial, n_models=2) else json.dumps(config, sort_keys=True)
         groups.setdefault(key, []).append(config)
     return list(groups.values())
+
+
+def config_id(config: dict[str, Any]) -> str:
+    """A config's short name, the same wherever and whenever it is tried: the first 8 hex digits of the SHA-1 of
+    its params as sorted JSON. It names the config's history folder and its row in trials.csv.
+
+    Examples
+    --------
+    >>> config_id({"train.optimizer": "adam", "train.batch_size": 10}) == config_id({"train.batch_size": 10,
+    ...                                                                              "train.optimizer": "adam"})
+    True
+    """
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def trial_configs(config: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
 from kerasflow.tasks.sweep.checkpoint import RestoreState, checkpoint_epoch, save_state
 from kerasflow.tasks.sweep.groups import scoring_spec
 from kerasflow.tasks.training.evaluate import (
@@ -100,9 +101,10 @@ class EpochReporter(keras.callbacks.Callback):
 
 
 def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labels: Encoded, report: Report,
-              work_dir: Path, resume_from: Path | None = None) -> list[CVResult]:
+              work_dir: Path, resume_from: Path | None = None, history_dirs: Sequence[Path] = ()) -> list[CVResult]:
     """Train and score one trial's configs (one, or a stacked group), reporting every epoch when all the models
-    train as one program.
+    train as one program; with `history_dirs` (one per config), each config's folds log their epochs there as they
+    end (:mod:`kerasflow.tasks.outputs.live`).
 
     Folds that train one after another (models that cannot stack) report once, at the end: their epochs
     interleave, so there is no single per-epoch score for a scheduler to act on.
@@ -118,6 +120,9 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
             callbacks.append(RestoreState(resume_from))
             initial_epoch = checkpoint_epoch(resume_from)
         callbacks.append(EpochReporter(spec, len(specs), report, sweep.checkpoint_every, work_dir))
+    if history_dirs:
+        callbacks.append(LiveHistory([HistoryFolder(directory, fold_folders(len(folds)), history_names(spec.metric),
+                                                    fresh=initial_epoch == 0) for directory in history_dirs]))
     results = cross_validate_configs(specs, folds, callbacks, initial_epoch)
     if not per_epoch:
         trained = [fold for result in results for fold in result.folds]
