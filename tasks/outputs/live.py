@@ -49,7 +49,11 @@ def history_names(metric: str) -> list[str]:
 
 
 def _replace(path: Path, text: str) -> None:
-    """Replace `path` in one rename: a reader sees the previous content or the new, never half of it."""
+    """Replace `path` in one rename: a reader sees the previous content or the new, never half of it.
+
+    Not :func:`kerasflow.tasks.outputs.atomic.atomic_path`: that one makes a temporary folder per write and is the
+    fault-injection point of a result's write (``write:metrics.json``), which this summary, rewritten each second
+    while training, must not be taken for."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
