@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     tune.add_argument("--resume", action="store_true", help="finish an interrupted sweep; finished trials stay")
     tune.add_argument("--verbose", action="store_true", help="show the trials' own output (Keras, Ray's workers)")
+    tune.add_argument("--dvc-exp", action="store_true",
+                      help="also save each config as a DVC experiment (dvc exp show lists them, dvc exp apply one)")
 
     predict = commands.add_parser("predict", help="apply a saved or registered model to new rows of a CSV")
     predict.add_argument("--model", required=True, metavar="MODEL",
@@ -188,13 +190,18 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         from kerasflow.tasks.sweep.groups import scoring_spec
 
         check_data({name: scoring_spec(spec, params.sweeps[name])})
+        if args.dvc_exp:
+            from kerasflow.tasks.sweep.dvc_experiments import check_repository
+
+            check_repository(Path.cwd(), args.params)
         from kerasflow.flows.ray_driver import check_cluster, connect, storage_folder
 
         # Resources no node has are refused here, in one line, not inside the flow's task with its tracebacks.
         connect(verbose=args.verbose)
         check_cluster(name, params.sweeps[name], storage_folder(args.results / name / "tune"))
         _prefect_ready(server)
-        best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume)
+        best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume,
+                          args.params if args.dvc_exp else None)
         out = args.results / name / "tune"
         if best["diverged"]:
             print(f"kerasflow: diverged: sweeps.{name}: the loss became NaN or infinite in every one of its "
@@ -204,6 +211,9 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
               f"({best['n_configs']} configs in {best['n_trials']} Ray trials"
               f"{f', {n} diverged' if (n := best['n_diverged']) else ''}) -> {out}")
+        if "dvc_experiments" in best:
+            print(f"{name}: {len(best['dvc_experiments'])} configs saved as DVC experiments (dvc exp show): "
+                  f"{', '.join(best['dvc_experiments'])}")
         return 0
 
     selected = params.select(args.experiments, source=str(args.params))

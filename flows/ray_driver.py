@@ -32,6 +32,7 @@ from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.runtime.progress import ProgressLine
+from kerasflow.tasks.sweep.dvc_experiments import RECORD
 from kerasflow.tasks.sweep.groups import GROUP, config_id, stacked_groups, trial_configs
 from kerasflow.tasks.sweep.trial import run_trial
 from kerasflow.tasks.training import evaluate
@@ -244,6 +245,8 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
                              f"cannot be resumed by this one ({exc}); run without --resume") from None
     shutil.rmtree(path, ignore_errors=True)
     shutil.rmtree(history_folder(storage), ignore_errors=True)
+    # A config's record that `dvc exp apply` brought in (tasks/sweep/dvc_experiments.py) describes the old sweep.
+    shutil.rmtree(storage.parent / RECORD, ignore_errors=True)
     mode = "max" if spec.higher_is_better else "min"
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=sweep.grace_period)
                  if sweep.scheduler == "asha" else FIFOScheduler())

@@ -12,11 +12,11 @@ from prefect.cache_policies import NO_CACHE
 from ray import tune
 
 from kerasflow.flows.pipeline import load_data, write_report
-from kerasflow.flows.ray_driver import check_cluster, connect, make_tuner, storage_folder
+from kerasflow.flows.ray_driver import check_cluster, connect, history_folder, make_tuner, storage_folder
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
-from kerasflow.tasks.sweep import export
+from kerasflow.tasks.sweep import dvc_experiments, export
 from kerasflow.tasks.training import evaluate
 
 
@@ -39,14 +39,27 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     return export.export_best(name, spec, sweep, grid, table, labels, out_dir, seconds)
 
 
+@task(name="dvc-experiments", cache_policy=NO_CACHE)
+def save_dvc_experiments(name: str, spec: ExperimentSpec, grid: tune.ResultGrid, out_dir: Path,
+                         params_file: Path) -> list[str]:
+    """Save each scored config as a DVC experiment of the project in the working folder."""
+    rows = export.trial_rows(grid, spec.higher_is_better)
+    history = history_folder(storage_folder(out_dir))
+    return dvc_experiments.save_experiments(Path.cwd(), params_file, name, spec.metric, rows, history)
+
+
 @flow(name="kerasflow-sweep")
 def sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, results_dir: Path = Path("results"),
-               resume: bool = False) -> dict[str, Any]:
-    """Sweep one experiment's search space, keep the best model, and publish the experiment's summary."""
+               resume: bool = False, dvc_exp_params: Path | None = None) -> dict[str, Any]:
+    """Sweep one experiment's search space, keep the best model, and publish the experiment's summary. With
+    `dvc_exp_params` (the params file the sweep read), each scored config is also saved as a DVC experiment; their
+    names are the result's ``dvc_experiments``."""
     started = time.perf_counter()
     out_dir = Path(results_dir) / name / "tune"
     table, labels = load_data(name, spec)
     grid = run_sweep(name, spec, sweep, table, labels, out_dir, resume)
     best = export_best(name, spec, sweep, grid, table, labels, out_dir, started)
     write_report(Path(results_dir), {name: spec})
+    if dvc_exp_params is not None:
+        best["dvc_experiments"] = save_dvc_experiments(name, spec, grid, out_dir, dvc_exp_params)
     return best

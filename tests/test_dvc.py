@@ -141,6 +141,40 @@ def test_a_sweep_is_out_of_date_when_its_own_data_changes_not_when_another_csv_i
     assert set(metrics["results/iris/metrics.json"]["data"]) == {"accuracy"}
     assert set(metrics["results/iris/tune/best.json"]["data"]) == {"accuracy"}
 
+    # `--dvc-exp`: each config becomes a DVC experiment holding the workspace's params (a grid of two, not
+    # committed) with the config applied, and the config's score; applying the best one and reproducing the
+    # experiment's evaluation gives that score again (the sweep scores with the experiment's own folds).
+    edited = yaml.safe_load((project / "params.yaml").read_text())
+    edited["sweeps"]["iris"]["space"]["train"]["optimizer"]["grid"] = ["sgd", "adam"]
+    del edited["experiments"]["wine"]  # never run: `dvc exp apply` would find no model of it to check out
+    (project / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    before = _run(["git", "status", "--porcelain", "--", ":!results"], project, env).stdout
+    tuned = _run(["kerasflow", "tune", "iris", "--dvc-exp"], project, env)
+    trials = {row["config_id"]: row for row in read_trials(project / "results/iris/tune")}
+    saved = {f"iris-{config}" for config in trials}
+    assert "2 configs saved as DVC experiments (dvc exp show): " in tuned.stdout
+    assert _run(["git", "worktree", "list"], project, env).stdout.count("\n") == 1  # the temporary one is gone
+    assert _run(["git", "status", "--porcelain", "--", ":!results"], project, env).stdout == before
+    experiments = {rev["name"]: rev["data"]
+                   for baseline in json.loads(_run(["dvc", "exp", "show", "--json"], project, env).stdout)
+                   for experiment in baseline.get("experiments") or [] for rev in experiment["revs"]}
+    assert saved <= set(experiments)
+    for name in saved:
+        row = trials[name.removeprefix("iris-")]
+        data = experiments[name]
+        assert data["params"]["params.yaml"]["data"]["experiments"]["iris"]["train"]["optimizer"] == \
+            row["param:train.optimizer"]
+        score = data["metrics"]["results/iris/tune/config/metrics.json"]["data"]["accuracy"]
+        assert score == {"mean": float(row["score"]), "std": float(row["score_std"])}
+    best = next(iter(trials.values()))
+    _run(["git", "add", "-A"], project, env)
+    _run(["git", "commit", "-qm", "a grid of two"], project, env)
+    _run(["dvc", "exp", "apply", f"iris-{best['config_id']}"], project, env)
+    applied = yaml.safe_load((project / "params.yaml").read_text())
+    assert applied["experiments"]["iris"]["train"]["optimizer"] == best["param:train.optimizer"]
+    _run(["dvc", "repro", "--single-item", "evaluate@iris"], project, env)
+    assert read_experiment(project / "results/iris")["mean"] == pytest.approx(float(best["score"]), rel=1e-6)
+
 
 def _imported_modules(path: str, top_level_only: bool = False) -> set[str]:
     """The kerasflow modules (tasks/**.py, flows/*.py) a source file imports, as repository paths."""
