@@ -7,10 +7,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import subprocess
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,7 +35,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # handler holds the stderr pytest captures, so Prefect must come first or a test that imports it after
 # TensorFlow closes pytest's own capture.
 import prefect.main  # noqa: E402,F401
-from helpers import BIN, make_project  # noqa: E402
+from helpers import BIN, make_project, served  # noqa: E402
 
 from kerasflow.flows.prefect_server import free_port  # noqa: E402
 
@@ -75,31 +72,10 @@ def prefect_server(tmp_path_factory) -> str:
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise RuntimeError(f"prefect server did not start; see {home / 'server.log'}")
-        time.sleep(0.5)
-    try:
+    with served([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
+                home / "server.log", f"{url}/health"):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 # Sweeps (tests/test_sweep.py, tests/test_cluster.py, tests/faults/test_sweep_faults.py): a small grid on the

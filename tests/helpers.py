@@ -11,7 +11,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -123,3 +126,34 @@ def read_trials(out: Path) -> list[dict]:
     """The rows of a sweep's trials.csv, best first."""
     with open(out / "trials.csv") as handle:
         return list(csv.DictReader(handle))
+
+
+@contextmanager
+def served(command: list[str], env: dict[str, str], log: Path, health: str, start_s: float = 120) -> Iterator[None]:
+    """Run a server (`command`, its output in `log`) until the block ends: first until `health` answers, failing
+    after `start_s` seconds or when the server exits; then it is terminated (killed after 20 s)."""
+    with open(log, "w") as out:
+        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + start_s
+        while True:
+            try:
+                with urllib.request.urlopen(health, timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    raise RuntimeError(f"{Path(command[0]).name} did not start; see {log}") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            stop(server)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate `process`, and kill it if it has not exited 20 s later."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import tiny_params
+from helpers import stop, tiny_params
 
 from kerasflow.flows.pipeline import write_results
 from kerasflow.tasks.config.schema import parse_params
@@ -206,11 +206,7 @@ def _chromium_render(page: Path, screenshot: Path) -> dict:
             screenshot.write_bytes(base64.b64decode(shot["data"]))
         return {**json.loads(state["result"]["value"]), **seen}
     finally:
-        browser.terminate()
-        try:
-            browser.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            browser.kill()
+        stop(browser)
 
 
 def test_report_from_a_real_run_renders_in_headless_chromium(project, monkeypatch, tmp_path):
