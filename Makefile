@@ -1,4 +1,5 @@
 # The two set-up commands: `make run` (install + the default pipeline) and `make test` (install + tests).
+# Both install the optional MLflow extra too: the tests run a real MLflow server.
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-stamp
@@ -13,7 +14,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[test,mlflow]"
 	touch $@
 
 # The quick default: every experiment's `evaluate` stage, then the report.

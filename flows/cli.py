@@ -171,6 +171,7 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         return 0
 
     from kerasflow.flows.pipeline import pipeline_flow, report_flow
+    from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
 
     if args.command == "report":
         html = args.html or args.out.with_name("report.html")
@@ -190,6 +191,7 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         from kerasflow.tasks.sweep.groups import scoring_spec
 
         check_data({name: scoring_spec(spec, params.sweeps[name])})
+        mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
         if args.dvc_exp:
             from kerasflow.tasks.sweep.dvc_experiments import check_repository
 
@@ -201,7 +203,7 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         check_cluster(name, params.sweeps[name], storage_folder(args.results / name / "tune"))
         _prefect_ready(server)
         best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume,
-                          args.params if args.dvc_exp else None)
+                          args.params if args.dvc_exp else None, mlflow_uri)
         out = args.results / name / "tune"
         if best["diverged"]:
             print(f"kerasflow: diverged: sweeps.{name}: the loss became NaN or infinite in every one of its "
@@ -222,13 +224,15 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
 
         check_cron(args.cron)
         check_data(selected)
+        tracking_uri(params.tracking.mlflow, str(args.params))  # each scheduled run logs there: refused now if not
         schedule(args, list(selected))
         return 0
     if args.smoke_test:
         selected = {name: smoke(spec) for name, spec in selected.items()}
     check_data(selected)
+    mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
     _prefect_ready(server)
-    summaries = pipeline_flow(selected, args.results, args.report)
+    summaries = pipeline_flow(selected, args.results, args.report, mlflow_uri)
     diverged = []
     for name, summary in summaries.items():
         if summary["mean"] is not None:

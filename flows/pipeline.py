@@ -23,6 +23,7 @@ from kerasflow.tasks.data.table import Table, load_table
 from kerasflow.tasks.outputs import results
 from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
+from kerasflow.tasks.outputs.mlflow_runs import log_experiment
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.html import render_html
@@ -86,6 +87,12 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
                                  refit_diverged_at=final.diverged_at if final is not None else None)
 
 
+@task(name="mlflow-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def log_to_mlflow(name: str, spec: ExperimentSpec, results_dir: Path, uri: str) -> str:
+    """Log the experiment's written results as an MLflow run; returns the run's id."""
+    return log_experiment(uri, name, spec, results_dir / name)
+
+
 @contextmanager
 def _timed(timing: dict[str, float], step: str) -> Iterator[None]:
     """Record the wall time of the block as `timing[step]`, in seconds."""
@@ -95,8 +102,10 @@ def _timed(timing: dict[str, float], step: str) -> Iterator[None]:
 
 
 @flow(name="kerasflow-experiment")
-def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("results")) -> dict[str, Any]:
-    """One experiment end to end; returns its record (`metrics.json` and `run.json`: tasks/outputs/metrics.py)."""
+def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("results"),
+                    mlflow_uri: str | None = None) -> dict[str, Any]:
+    """One experiment end to end; returns its record (`metrics.json` and `run.json`: tasks/outputs/metrics.py).
+    With `mlflow_uri`, the written results are also an MLflow run there."""
     started, timing = time.perf_counter(), {}
     with _timed(timing, "load"):
         table, labels = load_data(name, spec)
@@ -106,7 +115,10 @@ def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("r
         cv = cross_validate(name, spec, folds, Path(results_dir))
     with _timed(timing, "refit"):
         final = refit(name, spec, table, labels) if spec.evaluate.refit else None
-    return write_results(name, spec, cv, final, labels.codec, Path(results_dir), timing, started)
+    record = write_results(name, spec, cv, final, labels.codec, Path(results_dir), timing, started)
+    if mlflow_uri is not None:
+        log_to_mlflow(name, spec, Path(results_dir), mlflow_uri)
+    return record
 
 
 @task(name="report", cache_policy=NO_CACHE)
@@ -141,10 +153,10 @@ def report_flow(experiments: dict[str, ExperimentSpec], results_dir: Path = Path
 
 @flow(name="kerasflow-pipeline")
 def pipeline_flow(experiments: dict[str, ExperimentSpec], results_dir: Path = Path("results"),
-                  report_path: Path | None = None) -> dict[str, dict[str, Any]]:
+                  report_path: Path | None = None, mlflow_uri: str | None = None) -> dict[str, dict[str, Any]]:
     """Run the given experiments one after another, then publish their summary; with `report_path`, also
-    write it there and the HTML report beside it."""
-    summaries = {name: experiment_flow(name, spec, results_dir) for name, spec in experiments.items()}
+    write it there and the HTML report beside it; with `mlflow_uri`, each experiment is an MLflow run there."""
+    summaries = {name: experiment_flow(name, spec, results_dir, mlflow_uri) for name, spec in experiments.items()}
     report_path = Path(report_path) if report_path is not None else None
     write_report(Path(results_dir), experiments, report_path,
                  report_path.with_name("report.html") if report_path is not None else None)

@@ -36,6 +36,7 @@ from kerasflow.tasks.config.backend import TENSORFLOW_DEFAULTS
 from kerasflow.tasks.config.errors import KerasflowError, ParamsError
 from kerasflow.tasks.config.schema import load_params
 from kerasflow.tasks.outputs.atomic import atomic_path
+from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
 
 FLOW_NAME = "kerasflow-scheduled"
 PREFECT_FILE_HEADER = """\
@@ -50,10 +51,11 @@ PREFECT_FILE_HEADER = """\
 @flow(name=FLOW_NAME)
 def scheduled_pipeline(experiments: list[str], params_file: str, results_dir: str,
                        report: str) -> dict[str, dict[str, Any]]:
-    """Load the params file as it is now and run the named experiments, then the report."""
+    """Load the params file as it is now and run the named experiments, then the report (and MLflow's runs, where
+    the params or the worker's environment name a tracking server)."""
     params = load_params(params_file)
     selected = params.select(experiments, source=params_file)
-    return pipeline_flow(selected, Path(results_dir), Path(report))
+    return pipeline_flow(selected, Path(results_dir), Path(report), tracking_uri(params.tracking.mlflow, params_file))
 
 
 def deployment_name(experiments: list[str]) -> str:

@@ -16,6 +16,7 @@ from kerasflow.flows.ray_driver import check_cluster, connect, history_folder, m
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.outputs.mlflow_runs import log_sweep
 from kerasflow.tasks.sweep import dvc_experiments, export
 from kerasflow.tasks.training import evaluate
 
@@ -48,18 +49,27 @@ def save_dvc_experiments(name: str, spec: ExperimentSpec, grid: tune.ResultGrid,
     return dvc_experiments.save_experiments(Path.cwd(), params_file, name, spec.metric, rows, history)
 
 
+@task(name="mlflow-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def log_to_mlflow(name: str, spec: ExperimentSpec, out_dir: Path, uri: str) -> str:
+    """Log the written sweep as a parent MLflow run with a nested run per config; returns the parent's id."""
+    return log_sweep(uri, name, spec, out_dir)
+
+
 @flow(name="kerasflow-sweep")
 def sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, results_dir: Path = Path("results"),
-               resume: bool = False, dvc_exp_params: Path | None = None) -> dict[str, Any]:
+               resume: bool = False, dvc_exp_params: Path | None = None,
+               mlflow_uri: str | None = None) -> dict[str, Any]:
     """Sweep one experiment's search space, keep the best model, and publish the experiment's summary. With
     `dvc_exp_params` (the params file the sweep read), each scored config is also saved as a DVC experiment; their
-    names are the result's ``dvc_experiments``."""
+    names are the result's ``dvc_experiments``. With `mlflow_uri`, the sweep is MLflow runs there."""
     started = time.perf_counter()
     out_dir = Path(results_dir) / name / "tune"
     table, labels = load_data(name, spec)
     grid = run_sweep(name, spec, sweep, table, labels, out_dir, resume)
     best = export_best(name, spec, sweep, grid, table, labels, out_dir, started)
     write_report(Path(results_dir), {name: spec})
+    if mlflow_uri is not None and not best["diverged"]:
+        log_to_mlflow(name, spec, out_dir, mlflow_uri)
     if dvc_exp_params is not None:
         best["dvc_experiments"] = save_dvc_experiments(name, spec, grid, out_dir, dvc_exp_params)
     return best

@@ -298,11 +298,19 @@ EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 """What an experiment's name may be: it becomes a folder (`results/<name>`) and a DVC stage (`evaluate@<name>`)."""
 
 
+class TrackingSpec(Section):
+    """Where runs are tracked besides ``results/`` (tasks/outputs/mlflow_runs.py)."""
+
+    mlflow: str | None = Field(default=None, description="an MLflow tracking URI (http://host:5000, sqlite:///...); "
+                                                         "an explicit MLFLOW_TRACKING_URI wins")
+
+
 class Params(Section):
     """The whole of ``params.yaml``."""
 
     backend: Backend = Field(default="tensorflow", description="the Keras backend every experiment trains on; "
                                                                 "an explicit KERAS_BACKEND wins")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
     sweeps: dict[str, SearchSpec] = Field(description="keyed by experiment name; {} for none")
     _notes: list[str] = PrivateAttr(default_factory=list)
