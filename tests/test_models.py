@@ -8,8 +8,8 @@ import threading
 import keras
 import numpy as np
 
-from kerasflow.tasks.config.schema import ModelSpec
-from kerasflow.tasks.training.models import build_model, layer_seeds, seeded_initializer
+from kerasflow.tasks.config.schema import ModelSpec, TrainSpec
+from kerasflow.tasks.training.models import build_model, layer_seeds, make_optimizer, seeded_initializer
 
 
 def _weights(model: keras.Model) -> list[np.ndarray]:
@@ -56,3 +56,27 @@ def test_seeded_initializer_keeps_the_initializers_own_settings():
     initializer = seeded_initializer("random_uniform", 5)
     assert initializer.get_config()["seed"] == 5 and initializer.get_config()["maxval"] == 0.05
     assert seeded_initializer("zeros", 5).get_config() == {}
+
+
+def test_an_optimizer_takes_its_keras_arguments_and_the_books_decay_decays_per_step():
+    spec = TrainSpec.model_validate({"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.8, "nesterov": True,
+                                                   "decay": 0.01}, "epochs": 1, "batch_size": 1})
+    optimizer = make_optimizer(spec)
+    assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.momentum == 0.8 and optimizer.nesterov
+    weight = keras.Variable(np.ones(3, dtype="float32"))
+    for _ in range(10):
+        optimizer.apply_gradients([(keras.ops.ones(3), weight)])
+    # Keras 1/2: lr_t = lr / (1 + decay * iterations), counted in batches.
+    assert float(optimizer.learning_rate) == np.float32(0.1 / (1 + 0.01 * 10))
+    plain = make_optimizer(TrainSpec.model_validate({"optimizer": "rmsprop", "learning_rate": 0.002, "epochs": 1,
+                                                     "batch_size": 1}))
+    assert isinstance(plain, keras.optimizers.RMSprop) and float(plain.learning_rate) == np.float32(0.002)
+
+
+def test_gradient_clipping_by_norm_is_not_stacked():
+    """A stacked kernel's norm would mix the slots: clipnorm trains the folds one by one; clipvalue stacks."""
+    def train(**arguments):
+        return TrainSpec.model_validate({"optimizer": {"name": "adam", **arguments}, "epochs": 1, "batch_size": 1})
+
+    assert not train(clipnorm=1.0).stackable and not train(global_clipnorm=1.0).stackable
+    assert train(clipvalue=0.5).stackable and train(weight_decay=0.01).stackable

@@ -34,9 +34,10 @@ from kerasflow.tasks.training.stacked import (
 )
 
 
-def _iris_spec(**evaluate):
+def _iris_spec(train: dict | None = None, **evaluate):
     raw = tiny_params()
     raw["experiments"]["iris"]["evaluate"].update(evaluate)
+    raw["experiments"]["iris"]["train"].update(train or {})
     return parse_params(raw).experiments["iris"]
 
 
@@ -84,10 +85,17 @@ def test_stack_slots_pads_shorter_parts_with_zero_weight_rows():
     assert X[0, :, 0].tolist() == [0, 1, 2, 3, 4] and X[1, :, 0].tolist() == [10, 11, 12, 13, 0]
 
 
-def test_stacked_folds_score_as_separately_trained_folds(project):
+# The books' SGD: momentum, Nesterov and Keras 1's per-step decay (an inverse-time schedule), without
+# `learning_rate` in train: every optimizer argument is per weight, so slots stay apart.
+BOOKS_SGD = {"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.8, "nesterov": True, "decay": 0.005},
+             "learning_rate": None}
+
+
+@pytest.mark.parametrize("train", [None, BOOKS_SGD], ids=["adam", "sgd-momentum-decay"])
+def test_stacked_folds_score_as_separately_trained_folds(project, train):
     """Same folds, initial weights and batches: the stacked and the one-by-one paths give the same models."""
-    stacked_spec = _iris_spec(n_splits=5, stack_folds=True)
-    separate_spec = _iris_spec(n_splits=5, stack_folds=False)
+    stacked_spec = _iris_spec(train, n_splits=5, stack_folds=True)
+    separate_spec = _iris_spec(train, n_splits=5, stack_folds=False)
     table = load_table(stacked_spec.dataset, root=project)
     labels = encode_labels(stacked_spec, table)
     folds = prepare_folds(stacked_spec, table, labels)

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
+    BaseModel,
+    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -22,7 +24,7 @@ from pydantic import (
 
 from kerasflow.tasks.config.backend import Backend
 from kerasflow.tasks.config.errors import ParamsError
-from kerasflow.tasks.config.keras_names import check_name
+from kerasflow.tasks.config.keras_names import LEGACY_OPTIMIZER_ARGUMENTS, check_name, check_optimizer
 from kerasflow.tasks.config.layers import (
     SEQUENCE_LAYERS,
     STACKABLE_LAYERS,
@@ -145,18 +147,69 @@ class ModelSpec(Section):
         return any(isinstance(layer, LSTMLayer) and layer.stateful for layer in self.layers)
 
 
+class OptimizerSpec(BaseModel):
+    """An optimizer with arguments, as the books construct one: ``{name: sgd, learning_rate: 0.1, momentum: 0.8,
+    nesterov: true}``. Any argument of that Keras optimizer is allowed (checked by :func:`check_optimizer`), and the
+    books' Keras 1/2 ``lr`` and ``decay`` are read as they meant (:data:`LEGACY_OPTIMIZER_ARGUMENTS`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The Keras 3 arguments: ``lr`` named ``learning_rate``, without ``decay`` (a schedule: see `decay`)."""
+        extra = self.model_extra or {}
+        return {("learning_rate" if key == "lr" else key): value for key, value in extra.items() if key != "decay"}
+
+    @property
+    def decay(self) -> float:
+        """Keras 1/2's per-step decay of the learning rate; 0 for none."""
+        return float((self.model_extra or {}).get("decay", 0.0))
+
+
+COUPLING_ARGUMENTS = ("clipnorm", "global_clipnorm")
+"""Optimizer arguments that scale a variable's gradient by its norm: over a stacked kernel that norm would mix the
+slots, so a model trained with them is not stacked."""
+
+
 class TrainSpec(Section):
-    optimizer: str = "adam"
+    optimizer: str | OptimizerSpec = Field(default="adam", description="a Keras optimizer's name, or {name: ..., "
+                                                                         "<argument>: ...}")
     learning_rate: float | None = Field(default=None, gt=0, description="None keeps the optimizer's default")
     loss: str | None = Field(default=None, description="None picks the task's usual loss")
     epochs: Count
     batch_size: Count
     seed: Seed = 0
 
-    @field_validator("optimizer")
+    @field_validator("optimizer", mode="before")
     @classmethod
-    def _known_optimizer(cls, value: str) -> str:
-        return check_name("optimizers", value)
+    def _known_optimizer(cls, value: object) -> object:
+        return check_optimizer(value)
+
+    @model_validator(mode="after")
+    def _one_learning_rate(self) -> "TrainSpec":
+        given = {} if isinstance(self.optimizer, str) else self.optimizer.arguments
+        if self.learning_rate is not None and "learning_rate" in given:
+            raise AtKey("learning_rate", "is given twice, here and in train.optimizer; keep one. Received: "
+                        f"{self.learning_rate} and {given['learning_rate']}")
+        return self
+
+    @property
+    def optimizer_name(self) -> str:
+        return self.optimizer if isinstance(self.optimizer, str) else self.optimizer.name
+
+    @property
+    def optimizer_arguments(self) -> dict[str, Any]:
+        """The optimizer's Keras 3 arguments, `train.learning_rate` included (not the books' `decay`)."""
+        arguments = {} if isinstance(self.optimizer, str) else self.optimizer.arguments
+        if self.learning_rate is not None:
+            arguments["learning_rate"] = self.learning_rate
+        return arguments
+
+    @property
+    def stackable(self) -> bool:
+        """Whether models trained this way can be stacked: no gradient clipping by norm (:data:`COUPLING_ARGUMENTS`)."""
+        return not any(arg in self.optimizer_arguments for arg in COUPLING_ARGUMENTS)
 
     @field_validator("loss")
     @classmethod
@@ -400,6 +453,12 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
         raise ParamsError("; ".join(describe(error, raw, source, Params) for error in exc.errors())) from None
     for name, experiment in params.experiments.items():
         experiment.locate(f"{source}:experiments.{name}", str(experiment.dataset.file))
+    for name, experiment in params.experiments.items():
+        optimizer = experiment.train.optimizer
+        for legacy in LEGACY_OPTIMIZER_ARGUMENTS.keys() & set(optimizer.model_extra or {}) \
+                if isinstance(optimizer, OptimizerSpec) else ():
+            params.notes.append(f"{source}:experiments.{name}.train.optimizer.{legacy}: "
+                                f"{LEGACY_OPTIMIZER_ARGUMENTS[legacy]}")
     for name, sweep in params.sweeps.items():
         sweep.locate(f"{source}:sweeps.{name}", str(params.experiments[name].dataset.file))
         dotted = [key for key in raw["sweeps"][name]["space"] if "." in str(key)]

@@ -71,7 +71,7 @@ def _experiment_section(e: ExperimentReport) -> str:
     parts = [f'<section id="{_anchor(e.name)}">', f"<h2>{escape(e.name)}</h2>",
              (f"<p>{escape(spec.dataset.task)} on <code>{escape(str(spec.dataset.file))}</code>, "
               f"{escape(spec.evaluate.method)} evaluation, {len(spec.model.layers)} layers, "
-              f"{spec.train.epochs} epochs of {escape(spec.train.optimizer)}.</p>")]
+              f"{spec.train.epochs} epochs of {escape(spec.train.optimizer_name)}.</p>")]
     if not e.has_run:
         parts.append('<p class="missing">Not run yet: no <code>metrics.json</code> for this experiment.</p>')
     else:

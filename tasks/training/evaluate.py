@@ -195,7 +195,7 @@ def _baseline(spec: ExperimentSpec, folds: list[FoldData]) -> list[float] | None
 def uses_stacking(spec: ExperimentSpec, n_models: int) -> bool:
     """Whether `n_models` models of `spec` (its folds, or a stacked grid's configs x folds) train as one stacked
     program (see `tasks/training/stacked.py`)."""
-    return spec.evaluate.stack_folds and spec.model.stackable and n_models > 1
+    return spec.evaluate.stack_folds and spec.model.stackable and spec.train.stackable and n_models > 1
 
 
 @dataclass

@@ -20,7 +20,7 @@ from kerasflow.tasks.config.layers import (
     MaxPooling2DLayer,
     ReshapeLayer,
 )
-from kerasflow.tasks.config.schema import ModelSpec, PreprocessSpec, TrainSpec
+from kerasflow.tasks.config.schema import ModelSpec, OptimizerSpec, PreprocessSpec, TrainSpec
 
 TargetScale = tuple[float, float]
 """`(scale, offset)` of a model's output: `prediction = output * scale + offset`."""
@@ -123,10 +123,16 @@ def fit_target_scale(spec: PreprocessSpec, y: np.ndarray) -> TargetScale | None:
 
 
 def make_optimizer(spec: TrainSpec) -> keras.optimizers.Optimizer:
-    optimizer = keras.optimizers.get(spec.optimizer)
-    if spec.learning_rate is not None:
-        optimizer.learning_rate = spec.learning_rate
-    return optimizer
+    """The optimizer `spec` names, with its arguments; the books' `decay` becomes the inverse-time schedule it
+    meant in Keras 1/2: `learning_rate / (1 + decay * step)`, step counted in batches."""
+    optimizer_class = type(keras.optimizers.get(spec.optimizer_name))
+    arguments = spec.optimizer_arguments
+    decay = spec.optimizer.decay if isinstance(spec.optimizer, OptimizerSpec) else 0.0
+    if decay:
+        initial = arguments.get("learning_rate", optimizer_class().learning_rate)
+        arguments["learning_rate"] = keras.optimizers.schedules.InverseTimeDecay(
+            float(keras.ops.convert_to_numpy(initial)), decay_steps=1, decay_rate=decay)
+    return optimizer_class(**arguments)
 
 
 def output_units(spec: ModelSpec) -> int | None:

@@ -109,6 +109,13 @@ CASES = [
     Bad("unknown-optimizer", ("params.yaml:experiments.iris.train.optimizer: unknown optimizer 'adamm'",
                               "Did you mean 'adam'?", "Allowed: adadelta", "rmsprop", "Received: 'adamm'"),
         iris("train", optimizer="adamm")),
+    Bad("unknown-optimizer-argument", (
+        "params.yaml:experiments.iris.train.optimizer.momentun: sgd takes no argument 'momentun'; did you mean "
+        "'momentum'? Allowed: learning_rate, momentum, nesterov"),
+        iris("train", optimizer={"name": "sgd", "momentun": 0.9})),
+    Bad("optimizer-argument-keras-refuses", (
+        "params.yaml:experiments.iris.train.optimizer: Keras' sgd refuses the arguments {'momentum': 1.5}",
+        "`momentum` must be a float between [0, 1]"), iris("train", optimizer={"name": "sgd", "momentum": 1.5})),
     Bad("unknown-activation", ("params.yaml:experiments.iris.model.layers[0].activation: unknown activation 'relux'",
                                "Did you mean 'relu'?", "Allowed: celu", "Received: 'relux'"),
         iris_layer(0, activation="relux")),
