@@ -80,3 +80,22 @@ def test_gradient_clipping_by_norm_is_not_stacked():
 
     assert not train(clipnorm=1.0).stackable and not train(global_clipnorm=1.0).stackable
     assert train(clipvalue=0.5).stackable and train(weight_decay=0.01).stackable
+
+
+def test_layers_take_the_books_constraints_penalties_and_bias_option():
+    spec = ModelSpec.model_validate({"layers": [
+        {"type": "dense", "units": 4, "kernel_constraint": {"name": "max_norm", "max_value": 0.1},
+         "kernel_regularizer": {"name": "l1_l2", "l1": 0.01, "l2": 0.02}, "use_bias": False},
+        {"type": "reshape", "target_shape": [4, 1]},
+        {"type": "lstm", "units": 2, "recurrent_constraint": "unit_norm", "bias_regularizer": "l2"},
+        {"type": "dense", "units": 1, "kernel_constraint": "non_neg"}]})
+    model = build_model(spec, n_features=3, seed=1)
+    dense, lstm, out = model.layers[0], model.layers[2], model.layers[3]
+    assert dense.bias is None and dense.kernel_regularizer.get_config() == {"l1": 0.01, "l2": 0.02}
+    assert isinstance(lstm.cell.recurrent_constraint, keras.constraints.UnitNorm)
+    assert isinstance(out.kernel_constraint, keras.constraints.NonNeg)
+    # The constraint binds after each update; the penalties are in the model's loss.
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    model.train_on_batch(np.ones((8, 3), dtype="float32") * 10, np.ones((8, 1), dtype="float32") * 100)
+    norms = np.linalg.norm(keras.ops.convert_to_numpy(dense.kernel), axis=0)
+    assert np.all(norms <= 0.1 + 1e-6) and len(model.losses) == 2

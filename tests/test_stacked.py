@@ -30,14 +30,17 @@ from kerasflow.tasks.training.stacked import (
     build_stacked,
     compile_stacked,
     predict_slots,
+    slotwise_constraint,
     stack_slots,
 )
 
 
-def _iris_spec(train: dict | None = None, **evaluate):
+def _iris_spec(changes: dict | None = None, **evaluate):
+    """The tiny iris experiment; `changes` updates its `train` section and its first layer (key `layer0`)."""
     raw = tiny_params()
     raw["experiments"]["iris"]["evaluate"].update(evaluate)
-    raw["experiments"]["iris"]["train"].update(train or {})
+    raw["experiments"]["iris"]["train"].update((changes or {}).get("train", {}))
+    raw["experiments"]["iris"]["model"]["layers"][0].update((changes or {}).get("layer0", {}))
     return parse_params(raw).experiments["iris"]
 
 
@@ -87,15 +90,19 @@ def test_stack_slots_pads_shorter_parts_with_zero_weight_rows():
 
 # The books' SGD: momentum, Nesterov and Keras 1's per-step decay (an inverse-time schedule), without
 # `learning_rate` in train: every optimizer argument is per weight, so slots stay apart.
-BOOKS_SGD = {"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.8, "nesterov": True, "decay": 0.005},
-             "learning_rate": None}
+BOOKS_SGD = {"train": {"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.8, "nesterov": True, "decay": 0.005},
+                       "learning_rate": None}}
+# The overfitting chapters' hidden layer: a max-norm constraint (tight enough to bind) and L2 and L1 penalties,
+# which each slot pays on its own weights.
+CONSTRAINED = {"layer0": {"kernel_constraint": {"name": "max_norm", "max_value": 0.5},
+                          "kernel_regularizer": {"name": "l2", "l2": 0.01}, "bias_regularizer": "l1"}}
 
 
-@pytest.mark.parametrize("train", [None, BOOKS_SGD], ids=["adam", "sgd-momentum-decay"])
-def test_stacked_folds_score_as_separately_trained_folds(project, train):
+@pytest.mark.parametrize("changes", [None, BOOKS_SGD, CONSTRAINED], ids=["adam", "sgd-momentum-decay", "maxnorm-l2"])
+def test_stacked_folds_score_as_separately_trained_folds(project, changes):
     """Same folds, initial weights and batches: the stacked and the one-by-one paths give the same models."""
-    stacked_spec = _iris_spec(train, n_splits=5, stack_folds=True)
-    separate_spec = _iris_spec(train, n_splits=5, stack_folds=False)
+    stacked_spec = _iris_spec(changes, n_splits=5, stack_folds=True)
+    separate_spec = _iris_spec(changes, n_splits=5, stack_folds=False)
     table = load_table(stacked_spec.dataset, root=project)
     labels = encode_labels(stacked_spec, table)
     folds = prepare_folds(stacked_spec, table, labels)
@@ -309,3 +316,18 @@ def test_a_stacked_models_predictions_in_chunks_of_rows_are_its_predictions_in_o
     chunked = predict_slots(model, X)
     assert chunked.shape == whole.shape == (3, 8, 3)
     np.testing.assert_allclose(chunked, whole, rtol=1e-6)
+
+
+def test_a_stacked_constraint_holds_slot_by_slot_along_each_slots_own_axis():
+    kernel = np.random.default_rng(0).normal(size=(3, 4, 5)).astype("float32") * 3
+    for constraint in (keras.constraints.MaxNorm(1.0, axis=0), keras.constraints.UnitNorm(axis=1),
+                       keras.constraints.MinMaxNorm(0.5, 1.0, axis=0), keras.constraints.NonNeg()):
+        stacked = keras.ops.convert_to_numpy(slotwise_constraint(constraint, 1)(keras.ops.convert_to_tensor(kernel)))
+        for j in range(3):
+            np.testing.assert_allclose(stacked[j], keras.ops.convert_to_numpy(constraint(kernel[j])), rtol=1e-6)
+
+
+def test_an_activity_penalty_trains_fold_by_fold():
+    """Its penalty is on the layer's outputs, which in a stacked program include the rows padding a shorter slot."""
+    assert _iris_spec({"layer0": {"kernel_regularizer": "l2"}}).model.stackable
+    assert not _iris_spec({"layer0": {"activity_regularizer": "l2"}}).model.stackable

@@ -52,6 +52,7 @@ def initializer_name(value: str) -> str:
     return check_name("initializers", value)
 
 
+
 LEGACY_OPTIMIZER_ARGUMENTS = {
     "lr": "Keras 1/2's name of learning_rate, read as learning_rate",
     "decay": "Keras 1/2's per-step learning-rate decay, run as Keras 3's inverse-time decay: "
@@ -59,51 +60,74 @@ LEGACY_OPTIMIZER_ARGUMENTS = {
 }
 """Arguments the books' listings give an optimizer that Keras 3 no longer takes, and what kerasflow makes of them."""
 
+CONSTRAINTS = ("max_norm", "non_neg", "unit_norm", "min_max_norm")
+"""The weight constraints a layer takes (`kernel_constraint: {name: max_norm, max_value: 3}`)."""
 
-def optimizer_arguments(name: str) -> list[str]:
-    """The arguments Keras' optimizer `name` takes (its constructor's, less `name` and `**kwargs`)."""
-    import inspect
+REGULARIZERS = {"l1": "L1", "l2": "L2", "l1_l2": "L1L2"}
+"""The weight penalties a layer takes (`kernel_regularizer: {name: l2, l2: 0.001}`), by name: their Keras class."""
 
+
+def keras_class(kind: str, name: str) -> type:
+    """The Keras class of optimizer, constraint or regularizer `name` (a checked name)."""
     import keras
 
-    signature = inspect.signature(type(keras.optimizers.get(name)).__init__)
+    if kind == "regularizers":
+        return getattr(keras.regularizers, REGULARIZERS[name])
+    return type(getattr(keras, kind).get(name))
+
+
+def arguments_of(cls: type) -> list[str]:
+    """The arguments a Keras class takes (its constructor's, less `name` and `**kwargs`)."""
+    import inspect
+
+    signature = inspect.signature(cls.__init__)
     return [arg for arg, param in signature.parameters.items()
             if arg not in ("self", "name") and param.kind is not param.VAR_KEYWORD]
 
 
-def check_optimizer(value: object) -> object:
-    """A `train.optimizer`: a Keras optimizer's name, or a mapping of its name and arguments (`{name: sgd,
-    learning_rate: 0.1, momentum: 0.8}`); each argument is checked against the optimizer's own signature and tried,
-    so a bad one fails before anything runs. Raises :class:`AtKey` naming the argument."""
+def check_configured(kind: str, value: object, legacy: dict[str, str] | None = None) -> object:
+    """An optimizer, constraint or regularizer as params.yaml gives it (`kind`: "optimizers", "constraints" or
+    "regularizers"): its name, or a mapping of its name and arguments (`{name: sgd, learning_rate: 0.1, momentum:
+    0.8}`). Each argument is checked against the class's own signature and the object is built, so a bad one fails
+    before anything runs. `legacy` names extra arguments accepted (and translated by the caller). Raises
+    :class:`AtKey` naming the argument."""
     from kerasflow.tasks.config.section import AtKey
 
-    if isinstance(value, str):
-        return check_name("optimizers", value)
-    if not isinstance(value, dict):
-        raise ValueError("must be an optimizer's name or a mapping {name: ..., <argument>: ...}")
-    if "name" not in value:
-        raise AtKey("name", "is required: the optimizer's name (sgd, adam, rmsprop...). Received: none")
+    legacy = legacy or {}
+    singular = kind[:-1]
+    if not isinstance(value, (str, dict)):
+        raise ValueError(f"must be a {singular}'s name or a mapping {{name: ..., <argument>: ...}}")
+    name = value if isinstance(value, str) else value.get("name")
+    if name is None:
+        raise AtKey("name", f"is required: the {singular}'s name. Received: none")
+    allowed_names = {"optimizers": None, "constraints": CONSTRAINTS, "regularizers": tuple(REGULARIZERS)}[kind]
     try:
-        name = check_name("optimizers", value["name"])
+        if allowed_names is None:
+            check_name(kind, name)
+        elif name not in allowed_names:
+            hint = difflib.get_close_matches(str(name), allowed_names, n=1)
+            raise ValueError(f"unknown {singular} {name!r}." + (f" Did you mean {hint[0]!r}?" if hint else "")
+                             + f" Allowed: {', '.join(allowed_names)}")
     except ValueError as exc:
-        raise AtKey("name", str(exc)) from None
-    allowed = optimizer_arguments(name)
+        raise (AtKey("name", str(exc)) if isinstance(value, dict) else exc) from None
+    if isinstance(value, str):
+        return value
+    cls = keras_class(kind, name)
+    allowed = arguments_of(cls)
     args = {key: item for key, item in value.items() if key != "name"}
     for key in args:
-        if key not in allowed and key not in LEGACY_OPTIMIZER_ARGUMENTS:
+        if key not in allowed and key not in legacy:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             raise AtKey(str(key), f"{name} takes no argument {key!r}" + (f"; did you mean {hint[0]!r}?" if hint
-                                                                         else "") + f" Allowed: {', '.join(allowed)}")
-    if "lr" in args and "learning_rate" in args:
+                                                                         else ".") + f" Allowed: {', '.join(allowed)}")
+    if "lr" in legacy and "lr" in args and "learning_rate" in args:
         raise AtKey("lr", "and learning_rate both given: lr is Keras 1/2's name of learning_rate; keep one")
-    if "decay" in args and (not isinstance(args["decay"], (int, float)) or isinstance(args["decay"], bool)
-                            or args["decay"] < 0):
+    if "decay" in legacy and "decay" in args and (not isinstance(args["decay"], (int, float))
+                                                  or isinstance(args["decay"], bool) or args["decay"] < 0):
         raise AtKey("decay", f"must be a number >= 0. Received: {args['decay']!r}")
-    import keras
-
     modern = {("learning_rate" if key == "lr" else key): item for key, item in args.items() if key != "decay"}
     try:
-        type(keras.optimizers.get(name))(**modern)
+        cls(**modern)
     except (ValueError, TypeError) as exc:
         raise AtKey("", f"Keras' {name} refuses the arguments {modern}: {exc}") from None
     return value

@@ -4,13 +4,36 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
-from kerasflow.tasks.config.keras_names import activation_name, initializer_name
-from kerasflow.tasks.config.section import Count, Section
+from kerasflow.tasks.config.keras_names import activation_name, check_configured, initializer_name
+from kerasflow.tasks.config.section import Configured, Count, Section
+
+Constraint = Annotated[Union[str, Configured, None],
+                       BeforeValidator(lambda value: value if value is None
+                                       else check_configured("constraints", value))]
+"""A weight constraint: max_norm, non_neg, unit_norm or min_max_norm, by name or with arguments
+(`{name: max_norm, max_value: 3, axis: 0}`)."""
+
+Regularizer = Annotated[Union[str, Configured, None],
+                        BeforeValidator(lambda value: value if value is None
+                                        else check_configured("regularizers", value))]
+"""A penalty added to the loss: l1, l2 or l1_l2, by name or with arguments (`{name: l2, l2: 0.001}`)."""
 
 
-class DenseLayer(Section):
+class Weights(Section):
+    """What the books set on a layer's weights: constraints applied after each update, penalties added to the
+    loss, and whether the layer has a bias. Keras' own argument names."""
+
+    kernel_constraint: Constraint = None
+    bias_constraint: Constraint = None
+    kernel_regularizer: Regularizer = None
+    bias_regularizer: Regularizer = None
+    activity_regularizer: Regularizer = None
+    use_bias: bool = True
+
+
+class DenseLayer(Weights):
     type: Literal["dense"]
     units: Count
     activation: str = "linear"
@@ -23,7 +46,7 @@ class DropoutLayer(Section):
     type: Literal["dropout"]
     rate: float = Field(ge=0.0, lt=1.0)
 
-class Conv2DLayer(Section):
+class Conv2DLayer(Weights):
     type: Literal["conv2d"]
     filters: Count
     kernel_size: Count | tuple[Count, Count]
@@ -45,7 +68,7 @@ class ReshapeLayer(Section):
     type: Literal["reshape"]
     target_shape: tuple[Count, ...] = Field(min_length=1)
 
-class Conv1DLayer(Section):
+class Conv1DLayer(Weights):
     type: Literal["conv1d"]
     filters: Count
     kernel_size: Count
@@ -66,9 +89,11 @@ class GlobalMaxPooling1DLayer(Section):
 class GlobalAveragePooling1DLayer(Section):
     type: Literal["global_average_pooling1d"]
 
-class LSTMLayer(Section):
+class LSTMLayer(Weights):
     type: Literal["lstm"]
     units: Count
+    recurrent_constraint: Constraint = None
+    recurrent_regularizer: Regularizer = None
     return_sequences: bool = False
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     recurrent_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -79,6 +104,9 @@ class EmbeddingLayer(Section):
     input_dim: Count | None = Field(default=None, description="the number of token ids; None takes "
                                                                      "preprocess.text.num_words")
     output_dim: Count
+    embeddings_constraint: Constraint = None
+    embeddings_regularizer: Regularizer = None
+    activity_regularizer: Regularizer = None
 
 LayerSpec = Annotated[
     Union[DenseLayer, DropoutLayer, Conv2DLayer, MaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer,

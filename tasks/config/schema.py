@@ -13,8 +13,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -24,7 +22,7 @@ from pydantic import (
 
 from kerasflow.tasks.config.backend import Backend
 from kerasflow.tasks.config.errors import ParamsError
-from kerasflow.tasks.config.keras_names import LEGACY_OPTIMIZER_ARGUMENTS, check_name, check_optimizer
+from kerasflow.tasks.config.keras_names import LEGACY_OPTIMIZER_ARGUMENTS, check_configured, check_name
 from kerasflow.tasks.config.layers import (
     SEQUENCE_LAYERS,
     STACKABLE_LAYERS,
@@ -36,7 +34,7 @@ from kerasflow.tasks.config.layers import (
 from kerasflow.tasks.config.messages import describe, yaml_problem
 from kerasflow.tasks.config.overrides import apply_overrides, extremes
 from kerasflow.tasks.config.search import SearchSpec
-from kerasflow.tasks.config.section import AtKey, Count, Section, Seed
+from kerasflow.tasks.config.section import AtKey, Configured, Count, Section, Seed
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -139,21 +137,20 @@ class ModelSpec(Section):
 
     @property
     def stackable(self) -> bool:
-        """Whether k copies of this model can train as one stacked program (see ``tasks/training/stacked.py``)."""
-        return all(isinstance(layer, STACKABLE_LAYERS) for layer in self.layers)
+        """Whether k copies of this model can train as one stacked program (see ``tasks/training/stacked.py``): Dense
+        and Dropout layers, without an activity penalty (the zero rows padding a shorter slot would add to it)."""
+        return all(isinstance(layer, STACKABLE_LAYERS) and getattr(layer, "activity_regularizer", None) is None
+                   for layer in self.layers)
 
     @property
     def stateful(self) -> bool:
         return any(isinstance(layer, LSTMLayer) and layer.stateful for layer in self.layers)
 
 
-class OptimizerSpec(BaseModel):
+class OptimizerSpec(Configured):
     """An optimizer with arguments, as the books construct one: ``{name: sgd, learning_rate: 0.1, momentum: 0.8,
-    nesterov: true}``. Any argument of that Keras optimizer is allowed (checked by :func:`check_optimizer`), and the
-    books' Keras 1/2 ``lr`` and ``decay`` are read as they meant (:data:`LEGACY_OPTIMIZER_ARGUMENTS`)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    name: str
+    nesterov: true}``. Any argument of that Keras optimizer is allowed, and the books' Keras 1/2 ``lr`` and
+    ``decay`` are read as they meant (:data:`LEGACY_OPTIMIZER_ARGUMENTS`)."""
 
     @property
     def arguments(self) -> dict[str, Any]:
@@ -184,7 +181,7 @@ class TrainSpec(Section):
     @field_validator("optimizer", mode="before")
     @classmethod
     def _known_optimizer(cls, value: object) -> object:
-        return check_optimizer(value)
+        return check_configured("optimizers", value, LEGACY_OPTIMIZER_ARGUMENTS)
 
     @model_validator(mode="after")
     def _one_learning_rate(self) -> "TrainSpec":

@@ -6,7 +6,7 @@ later against the data (a split, a preprocessing step) still names the exact key
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -68,3 +68,16 @@ class Section(BaseModel):
             for index, item in items:
                 if isinstance(item, Section):
                     item.locate(f"{where}.{name}" + ("" if index is None else f"[{index}]"), data)
+
+
+class Configured(BaseModel):
+    """A Keras object with arguments, as params.yaml gives one, ``{name: max_norm, max_value: 3}``: the arguments
+    are the Keras class's own, checked against its signature (:func:`kerasflow.tasks.config.keras_names.
+    check_configured`) rather than listed here."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})

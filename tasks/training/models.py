@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from kerasflow.tasks.config.keras_names import keras_class
 from kerasflow.tasks.config.layers import (
     Conv1DLayer,
     Conv2DLayer,
@@ -21,6 +22,7 @@ from kerasflow.tasks.config.layers import (
     ReshapeLayer,
 )
 from kerasflow.tasks.config.schema import ModelSpec, OptimizerSpec, PreprocessSpec, TrainSpec
+from kerasflow.tasks.config.section import Configured, Section
 
 TargetScale = tuple[float, float]
 """`(scale, offset)` of a model's output: `prediction = output * scale + offset`."""
@@ -43,6 +45,27 @@ def seeded_initializer(name: str, seed: int) -> keras.initializers.Initializer:
     return type(initializer).from_config({**config, "seed": seed}) if "seed" in config else initializer
 
 
+def keras_object(kind: str, value: str | Configured | None) -> object | None:
+    """The Keras constraint or regularizer (`kind`: "constraints", "regularizers") a layer spec names, or None."""
+    if value is None:
+        return None
+    name, arguments = (value, {}) if isinstance(value, str) else (value.name, value.arguments)
+    return keras_class(kind, name)(**arguments)
+
+
+def weight_arguments(spec: Section) -> dict[str, object]:
+    """A layer spec's constraints, penalties and `use_bias` (:class:`Weights`), as Keras layer arguments."""
+    arguments: dict[str, object] = {}
+    for field, value in spec:
+        if field.endswith("_constraint"):
+            arguments[field] = keras_object("constraints", value)
+        elif field.endswith("_regularizer"):
+            arguments[field] = keras_object("regularizers", value)
+        elif field == "use_bias":
+            arguments[field] = value
+    return arguments
+
+
 def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> keras.layers.Layer:
     """One Keras layer from its spec; `seed` fixes its initial weights and dropout masks.
 
@@ -50,17 +73,20 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
     """
     if isinstance(spec, DenseLayer):
         return keras.layers.Dense(spec.units, activation=spec.activation,
-                                  kernel_initializer=seeded_initializer(spec.initializer, seed))
+                                  kernel_initializer=seeded_initializer(spec.initializer, seed),
+                                  **weight_arguments(spec))
     if isinstance(spec, DropoutLayer):
         return keras.layers.Dropout(spec.rate, seed=seed)
     if isinstance(spec, Conv2DLayer):
         return keras.layers.Conv2D(spec.filters, spec.kernel_size, activation=spec.activation,
-                                   kernel_initializer=seeded_initializer(spec.initializer, seed), padding=spec.padding)
+                                   kernel_initializer=seeded_initializer(spec.initializer, seed), padding=spec.padding,
+                                   **weight_arguments(spec))
     if isinstance(spec, MaxPooling2DLayer):
         return keras.layers.MaxPooling2D(spec.pool_size)
     if isinstance(spec, Conv1DLayer):
         return keras.layers.Conv1D(spec.filters, spec.kernel_size, activation=spec.activation,
-                                   kernel_initializer=seeded_initializer(spec.initializer, seed), padding=spec.padding)
+                                   kernel_initializer=seeded_initializer(spec.initializer, seed), padding=spec.padding,
+                                   **weight_arguments(spec))
     if isinstance(spec, MaxPooling1DLayer):
         return keras.layers.MaxPooling1D(spec.pool_size)
     if isinstance(spec, GlobalMaxPooling1DLayer):
@@ -75,14 +101,16 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
         return keras.layers.LSTM(spec.units, return_sequences=spec.return_sequences, dropout=spec.dropout,
                                  recurrent_dropout=spec.recurrent_dropout, stateful=spec.stateful, seed=seed,
                                  kernel_initializer=seeded_initializer("glorot_uniform", seed),
-                                 recurrent_initializer=seeded_initializer("orthogonal", seed + 1))
+                                 recurrent_initializer=seeded_initializer("orthogonal", seed + 1),
+                                 **weight_arguments(spec))
     if isinstance(spec, EmbeddingLayer):
         input_dim = spec.input_dim or num_words
         if input_dim is None:
             raise ValueError("an embedding layer needs `input_dim`, or an experiment whose preprocess.text sets "
                              "num_words. Received: neither")
         return keras.layers.Embedding(input_dim, spec.output_dim,
-                                      embeddings_initializer=seeded_initializer("uniform", seed))
+                                      embeddings_initializer=seeded_initializer("uniform", seed),
+                                      **weight_arguments(spec))
     raise TypeError(f"no Keras layer for spec {type(spec).__name__}")
 
 

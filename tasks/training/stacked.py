@@ -33,6 +33,7 @@ from kerasflow.tasks.training.models import (
     layer_seeds,
     make_optimizer,
     seeded_initializer,
+    weight_arguments,
 )
 from kerasflow.tasks.training.scoring import (
     HeldOut,
@@ -70,25 +71,72 @@ class PerSlotInitializer(keras.initializers.Initializer):
         return {"names": self.names, "seeds": self.seeds}
 
 
+def slotwise_constraint(constraint: keras.constraints.Constraint | None,
+                        leading: int) -> keras.constraints.Constraint | None:
+    """`constraint` for a weight stacked behind `leading` axes (the slots', and the bias's row axis): one that acts
+    along an axis (max_norm, unit_norm, min_max_norm) acts along that same axis of each slot's weight."""
+    if constraint is None:
+        return None
+    config = constraint.get_config()
+    if "axis" in config:
+        axes = config["axis"]
+        shifted = [axis + leading if axis >= 0 else axis for axis in (axes if isinstance(axes, list) else [axes])]
+        config["axis"] = shifted if isinstance(axes, list) else shifted[0]
+    return type(constraint).from_config(config)
+
+
+def slot_penalty(regularizer: keras.regularizers.Regularizer | None, weight) -> object:
+    """Each slot's penalty for a stacked `weight`, a `(slots,)` tensor: what `regularizer` (l1, l2 or l1_l2) gives
+    that slot's weight alone; 0 without one."""
+    if regularizer is None:
+        return 0.0
+    config, axes = regularizer.get_config(), tuple(range(1, len(weight.shape)))
+    penalty = 0.0
+    if config.get("l1"):
+        penalty = penalty + config["l1"] * ops.sum(ops.absolute(weight), axis=axes)
+    if config.get("l2"):
+        penalty = penalty + config["l2"] * ops.sum(ops.square(weight), axis=axes)
+    return penalty
+
+
 class StackedDense(keras.layers.Layer):
     """k independent `Dense` layers applied slot-wise to slot-first inputs of shape `(k, rows, in)`, one batched
     matmul for all; slot j's kernel is drawn by `initializers[j]` (all `glorot_uniform` by default) seeded with
-    `seeds[j]`."""
+    `seeds[j]`.
+
+    `options` are the Dense layer's constraints, penalties and `use_bias` (as Keras objects): a constraint holds
+    slot by slot, and each slot's penalty (:meth:`slot_penalties`) is its Dense layer's, added to its own loss by
+    :class:`StackedModel`. An activity penalty is not taken (see `ModelSpec.stackable`)."""
 
     def __init__(self, units: int, seeds: list[int], activation: str = "linear",
-                 initializers: list[str] | None = None, **kwargs) -> None:
+                 initializers: list[str] | None = None, options: dict | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.k, self.units, self.seeds = len(seeds), units, list(seeds)
         self.initializers = list(initializers or ["glorot_uniform"] * self.k)
         self.activation = keras.activations.get(activation)
+        self.options = {"use_bias": True, **(options or {})}
+        if self.options.get("activity_regularizer") is not None:
+            raise ValueError("an activity penalty cannot be stacked: the zero rows padding a slot would add to it")
 
     def build(self, input_shape) -> None:
         self.kernel = self.add_weight(shape=(self.k, input_shape[-1], self.units), name="kernel",
-                                      initializer=PerSlotInitializer(self.initializers, self.seeds))
-        self.bias = self.add_weight(shape=(self.k, 1, self.units), name="bias", initializer="zeros")
+                                      initializer=PerSlotInitializer(self.initializers, self.seeds),
+                                      constraint=slotwise_constraint(self.options.get("kernel_constraint"), 1))
+        self.bias = None
+        if self.options["use_bias"]:
+            self.bias = self.add_weight(shape=(self.k, 1, self.units), name="bias", initializer="zeros",
+                                        constraint=slotwise_constraint(self.options.get("bias_constraint"), 2))
+
+    def slot_penalties(self) -> object:
+        """Each slot's weight penalties, a `(slots,)` tensor, or 0.0 when the layer has none."""
+        penalty = slot_penalty(self.options.get("kernel_regularizer"), self.kernel)
+        if self.bias is not None:
+            penalty = penalty + slot_penalty(self.options.get("bias_regularizer"), self.bias)
+        return penalty
 
     def call(self, inputs):
-        return self.activation(ops.matmul(inputs, self.kernel) + self.bias)
+        outputs = ops.matmul(inputs, self.kernel)
+        return self.activation(outputs + self.bias if self.bias is not None else outputs)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         # Given, not inferred: JAX cannot match the unknown slots of a symbolic input with the kernel's k.
@@ -113,15 +161,19 @@ class StackedModel(keras.Sequential):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The weighted sum of every slot's per-row losses over the batch's rows: each slot's weighted batch mean,
-        summed over slots, as Keras' ``sum_over_batch_size`` reduction of the per-row losses times the slots.
+        summed over slots, as Keras' ``sum_over_batch_size`` reduction of the per-row losses times the slots; plus
+        each slot's weight penalties, as Keras adds a layer's to its model's loss.
 
-        Compile the model with no loss. The stacked layers add no losses of their own (no regularizers).
+        Compile the model with no loss. Each slot's tracked loss includes its penalties, as Keras' ``loss`` does.
         """
         rows = self.row_loss(y, y_pred)  # (slots, batch)
-        self.slot_loss.update_rows(rows, sample_weight)
+        penalties = sum((layer.slot_penalties() for layer in self.layers if isinstance(layer, StackedDense)), 0.0)
+        penalized = not isinstance(penalties, float)  # a (slots,) tensor; 0.0 when no layer has a penalty
+        self.slot_loss.update_rows(rows + ops.expand_dims(penalties, -1) if penalized else rows, sample_weight)
         weighted = rows * self.slots if sample_weight is None else rows * self.slots * sample_weight
         size = ops.cast(ops.prod(ops.convert_to_tensor(ops.shape(weighted), dtype="int32")), weighted.dtype)
-        return ops.divide_no_nan(ops.sum(weighted), size)
+        loss = ops.divide_no_nan(ops.sum(weighted), size)
+        return loss + ops.sum(penalties) if penalized else loss
 
 
 def stack_key(spec: ExperimentSpec) -> str:
@@ -151,7 +203,7 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
     for i, layer in enumerate(layers):
         if isinstance(layer, DenseLayer):
             stack.append(StackedDense(layer.units, [s[i] for s in slot_seeds], layer.activation,
-                                      [m.layers[i].initializer for m in models]))
+                                      [m.layers[i].initializer for m in models], weight_arguments(layer)))
         elif isinstance(layer, DropoutLayer):
             stack.append(keras.layers.Dropout(layer.rate, seed=slot_seeds[0][i]))
         else:

@@ -111,11 +111,21 @@ CASES = [
         iris("train", optimizer="adamm")),
     Bad("unknown-optimizer-argument", (
         "params.yaml:experiments.iris.train.optimizer.momentun: sgd takes no argument 'momentun'; did you mean "
-        "'momentum'? Allowed: learning_rate, momentum, nesterov"),
+        "'momentum'? Allowed: learning_rate, momentum, nesterov",),
         iris("train", optimizer={"name": "sgd", "momentun": 0.9})),
     Bad("optimizer-argument-keras-refuses", (
         "params.yaml:experiments.iris.train.optimizer: Keras' sgd refuses the arguments {'momentum': 1.5}",
         "`momentum` must be a float between [0, 1]"), iris("train", optimizer={"name": "sgd", "momentum": 1.5})),
+    Bad("constraint-on-a-layer-without-weights", (
+        "params.yaml:experiments.iris.model.layers[1].kernel_constraint: unknown key 'kernel_constraint'",
+        "Allowed here: rate, type"), lambda raw: raw["experiments"]["iris"]["model"]["layers"].insert(
+            1, {"type": "dropout", "rate": 0.2, "kernel_constraint": "max_norm"})),
+    Bad("unknown-constraint", ("params.yaml:experiments.iris.model.layers[0].kernel_constraint.name: unknown "
+                               "constraint 'maxnorm'. Did you mean 'max_norm'? Allowed: max_norm, non_neg",),
+        iris_layer(0, kernel_constraint={"name": "maxnorm", "max_value": 3})),
+    Bad("unknown-regularizer-argument", (
+        "params.yaml:experiments.iris.model.layers[0].kernel_regularizer.l3: l2 takes no argument 'l3'. Allowed: "
+        "l2",), iris_layer(0, kernel_regularizer={"name": "l2", "l3": 0.01})),
     Bad("unknown-activation", ("params.yaml:experiments.iris.model.layers[0].activation: unknown activation 'relux'",
                                "Did you mean 'relu'?", "Allowed: celu", "Received: 'relux'"),
         iris_layer(0, activation="relux")),
