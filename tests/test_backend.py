@@ -69,10 +69,17 @@ def test_the_environment_wins_over_the_file(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_run_trains_on_the_backend_the_params_file_names(project, prefect_server):
-    """The whole command on JAX, chosen by params.yaml alone: the result records the backend it ran on."""
+    """The whole command on JAX, chosen by params.yaml alone: the result records the backend it ran on. The model
+    uses the books' toolbox, stacked: SGD with momentum and Keras 1's decay, a max-norm hidden layer with an L2
+    penalty, and a separate activation layer."""
     raw = tiny_params()
     raw["backend"] = "jax"
     raw["experiments"] = {"iris": raw["experiments"]["iris"]}
+    raw["experiments"]["iris"]["train"].update(optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9, "decay": 0.001},
+                                               learning_rate=None)
+    raw["experiments"]["iris"]["model"]["layers"][:1] = [
+        {"type": "dense", "units": 6, "kernel_constraint": {"name": "max_norm", "max_value": 3},
+         "kernel_regularizer": {"name": "l2", "l2": 0.001}}, {"type": "activation", "activation": "relu"}]
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
     result = run_cli(["run", "iris"], cwd=project, env={"PREFECT_API_URL": prefect_server, "KERAS_BACKEND": ""})
@@ -204,3 +211,29 @@ def test_a_stateful_lstm_is_refused_on_jax_where_it_would_keep_no_state():
     assert "experiments.sunspots_lstm_stateful.model.layers[1].stateful: a stateful LSTM keeps no state" in child.stderr
     if keras.backend.backend() == "tensorflow":
         check_backend(load_params(root / "params.yaml").experiments["sunspots_lstm_stateful"], "x")  # no error
+
+
+BOOKS_LAYERS_ON_JAX = """
+import numpy as np
+from kerasflow.tasks.config.schema import ModelSpec
+from kerasflow.tasks.training.models import build_model
+spec = ModelSpec.model_validate({"layers": [
+    {"type": "reshape", "target_shape": [4, 2]},
+    {"type": "bidirectional", "layer": {"type": "gru", "units": 3, "return_sequences": True}},
+    {"type": "simple_rnn", "units": 2, "recurrent_constraint": "unit_norm"},
+    {"type": "reshape", "target_shape": [1, 1, 2]}, {"type": "batch_normalization"},
+    {"type": "conv2d", "filters": 2, "kernel_size": 1, "strides": 1, "padding": "same"},
+    {"type": "average_pooling2d", "pool_size": 1}, {"type": "global_average_pooling2d"},
+    {"type": "dense", "units": 1}]})
+model = build_model(spec, n_features=8, seed=1)
+model.compile(optimizer="adam", loss="mse")
+print(float(model.train_on_batch(np.ones((6, 8), dtype="float32"), np.ones(6))))
+"""
+
+
+def test_the_books_other_layers_train_on_jax():
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.run([sys.executable, "-c", BOOKS_LAYERS_ON_JAX], cwd=root, capture_output=True, text=True,
+                           env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert float(child.stdout.split()[-1]) >= 0

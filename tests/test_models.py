@@ -99,3 +99,29 @@ def test_layers_take_the_books_constraints_penalties_and_bias_option():
     model.train_on_batch(np.ones((8, 3), dtype="float32") * 10, np.ones((8, 1), dtype="float32") * 100)
     norms = np.linalg.norm(keras.ops.convert_to_numpy(dense.kernel), axis=0)
     assert np.all(norms <= 0.1 + 1e-6) and len(model.losses) == 2
+
+
+def test_the_books_other_layers_build_and_train():
+    """An image path (strided same-padded convolution, batch normalization, a separate activation, average and
+    global pooling) and a sequence path (a bidirectional GRU feeding a SimpleRNN), each one training step."""
+    image = ModelSpec.model_validate({"layers": [
+        {"type": "reshape", "target_shape": [8, 8, 1]},
+        {"type": "conv2d", "filters": 4, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "linear"},
+        {"type": "batch_normalization"}, {"type": "activation", "activation": "relu"},
+        {"type": "average_pooling2d", "pool_size": 2}, {"type": "global_average_pooling2d"},
+        {"type": "dense", "units": 3, "activation": "softmax"}]})
+    sequence = ModelSpec.model_validate({"layers": [
+        {"type": "reshape", "target_shape": [4, 2]},
+        {"type": "bidirectional", "layer": {"type": "gru", "units": 3, "return_sequences": True}},
+        {"type": "simple_rnn", "units": 2}, {"type": "dense", "units": 1}]})
+    for spec, n_features, shape, y in ((image, 64, (None, 3), np.zeros(6)), (sequence, 8, (None, 1), np.ones(6))):
+        model = build_model(spec, n_features=n_features, seed=1)
+        assert model.output_shape == shape
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy" if shape[1] == 3 else "mse")
+        assert np.isfinite(model.train_on_batch(np.ones((6, n_features), dtype="float32"), y))
+    conv = build_model(image, n_features=64, seed=1).layers[1]
+    assert conv.strides == (2, 2) and conv.padding == "same"
+    bidirectional = build_model(sequence, n_features=8, seed=1).layers[1]
+    # Each direction starts from weights of its own.
+    assert not np.array_equal(keras.ops.convert_to_numpy(bidirectional.forward_layer.cell.kernel),
+                              keras.ops.convert_to_numpy(bidirectional.backward_layer.cell.kernel))

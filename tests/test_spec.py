@@ -63,7 +63,8 @@ def _bad(mutate) -> str:
     (lambda e: e["preprocess"].update(lookback=0), ["experiments.iris.preprocess.lookback", "greater than 0"]),
     (lambda e: e["preprocess"].update(scale_target=True),
      ["params.yaml:experiments.iris.preprocess.scale_target: needs task 'regression'"]),
-    (lambda e: e["model"]["layers"].insert(0, {"type": "lstm", "units": 2, "stateful": True}),
+    (lambda e: e["model"]["layers"].__setitem__(slice(0, 0), [{"type": "reshape", "target_shape": [4, 1]},
+                                                              {"type": "lstm", "units": 2, "stateful": True}]),
      ["params.yaml:experiments.iris.train.batch_size: a stateful LSTM needs batch_size 1", "Received: 16"]),
 ])
 def test_bad_params_name_the_key(mutate, expected):
@@ -234,6 +235,34 @@ def test_an_lstm_feeding_a_sequence_layer_must_return_sequences():
         parse_params(raw)
     raw["experiments"]["diabetes"]["model"]["layers"][1]["return_sequences"] = True
     assert parse_params(raw).experiments["diabetes"].model.layers[1].return_sequences
+
+
+@pytest.mark.parametrize("layers, expected", [
+    ([{"type": "max_pooling2d"}, {"type": "dense", "units": 1}],
+     r"model.layers\[0\].type: layers\[0\] \(max_pooling2d\) takes an image per row \(height, width, channels\), "
+     r"but its input is a vector of features per row; put a reshape with target_shape \[height, width, channels\]"),
+    ([{"type": "reshape", "target_shape": [5, 2]}, {"type": "global_average_pooling2d"}, {"type": "dense", "units": 1}],
+     r"model.layers\[1\].type: layers\[1\] \(global_average_pooling2d\) takes an image per row .* but its input is a "
+     r"sequence per row \(steps, features\)"),
+    ([{"type": "gru", "units": 2}, {"type": "dense", "units": 1}],
+     r"model.layers\[0\].type: layers\[0\] \(gru\) takes a sequence per row .*; put an embedding, a reshape"),
+    ([{"type": "reshape", "target_shape": [5, 2]},
+      {"type": "bidirectional", "layer": {"type": "simple_rnn", "units": 2}},
+      {"type": "batch_normalization"}, {"type": "lstm", "units": 2}, {"type": "dense", "units": 1}],
+     r"model.layers\[1\].return_sequences: layers\[1\] \(bidirectional\) feeds layers\[3\] \(lstm\), which takes a "
+     r"sequence"),
+    ([{"type": "reshape", "target_shape": [5, 2]},
+      {"type": "bidirectional", "layer": {"type": "lstm", "units": 2, "stateful": True}},
+      {"type": "dense", "units": 1}],
+     r"model.layers\[1\].layer: Value error, a bidirectional layer cannot be stateful|model.layers\[1\].layer: a "
+     r"bidirectional layer cannot be stateful"),
+], ids=["pooling-a-vector", "2d-pooling-a-sequence", "rnn-on-a-vector", "bidirectional-must-return-sequences",
+        "stateful-bidirectional"])
+def test_each_layer_gets_the_input_it_takes_or_the_message_names_it(layers, expected):
+    raw = copy.deepcopy(tiny_params())
+    raw["experiments"]["diabetes"]["model"]["layers"] = layers
+    with pytest.raises(ParamsError, match=expected):
+        parse_params(raw)
 
 
 def test_sections_remember_their_key_for_errors_found_later_against_the_data():

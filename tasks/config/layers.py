@@ -46,10 +46,26 @@ class DropoutLayer(Section):
     type: Literal["dropout"]
     rate: float = Field(ge=0.0, lt=1.0)
 
+class ActivationLayer(Section):
+    """An activation as a layer of its own, as many listings write it after a Dense or Conv2D layer."""
+
+    type: Literal["activation"]
+    activation: str
+
+    _check_activation = field_validator("activation")(activation_name)
+
+class BatchNormalizationLayer(Section):
+    type: Literal["batch_normalization"]
+    momentum: float = Field(default=0.99, ge=0.0, lt=1.0)
+    epsilon: float = Field(default=0.001, gt=0.0)
+    center: bool = True
+    scale: bool = True
+
 class Conv2DLayer(Weights):
     type: Literal["conv2d"]
     filters: Count
     kernel_size: Count | tuple[Count, Count]
+    strides: Count | tuple[Count, Count] = 1
     activation: str = "relu"
     initializer: str = "glorot_uniform"
     padding: Literal["valid", "same"] = "valid"
@@ -60,6 +76,20 @@ class Conv2DLayer(Weights):
 class MaxPooling2DLayer(Section):
     type: Literal["max_pooling2d"]
     pool_size: Count | tuple[Count, Count] = 2
+    strides: Count | tuple[Count, Count] | None = Field(default=None, description="None: the pool size")
+    padding: Literal["valid", "same"] = "valid"
+
+class AveragePooling2DLayer(Section):
+    type: Literal["average_pooling2d"]
+    pool_size: Count | tuple[Count, Count] = 2
+    strides: Count | tuple[Count, Count] | None = Field(default=None, description="None: the pool size")
+    padding: Literal["valid", "same"] = "valid"
+
+class GlobalAveragePooling2DLayer(Section):
+    type: Literal["global_average_pooling2d"]
+
+class GlobalMaxPooling2DLayer(Section):
+    type: Literal["global_max_pooling2d"]
 
 class FlattenLayer(Section):
     type: Literal["flatten"]
@@ -89,15 +119,55 @@ class GlobalMaxPooling1DLayer(Section):
 class GlobalAveragePooling1DLayer(Section):
     type: Literal["global_average_pooling1d"]
 
-class LSTMLayer(Weights):
-    type: Literal["lstm"]
+class Recurrent(Weights):
+    """What the recurrent layers share: units, whether every step's output is returned, dropout of the inputs and of
+    the recurrent state, and the recurrent kernel's constraint and penalty."""
+
     units: Count
-    recurrent_constraint: Constraint = None
-    recurrent_regularizer: Regularizer = None
     return_sequences: bool = False
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     recurrent_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    recurrent_constraint: Constraint = None
+    recurrent_regularizer: Regularizer = None
+
+class LSTMLayer(Recurrent):
+    type: Literal["lstm"]
     stateful: bool = Field(default=False, description="carry the state from one row to the next; reset each epoch")
+
+class GRULayer(Recurrent):
+    type: Literal["gru"]
+
+class SimpleRNNLayer(Recurrent):
+    type: Literal["simple_rnn"]
+    activation: str = "tanh"
+
+    _check_activation = field_validator("activation")(activation_name)
+
+RecurrentSpec = Annotated[Union[LSTMLayer, GRULayer, SimpleRNNLayer], Field(discriminator="type")]
+
+class BidirectionalLayer(Section):
+    """A recurrent layer run over the sequence both ways, its two outputs merged (`merge_mode`)."""
+
+    type: Literal["bidirectional"]
+    layer: RecurrentSpec
+    merge_mode: Literal["concat", "sum", "mul", "ave"] = "concat"
+
+    @field_validator("layer")
+    @classmethod
+    def _not_stateful(cls, layer: LSTMLayer | GRULayer | SimpleRNNLayer) -> LSTMLayer | GRULayer | SimpleRNNLayer:
+        if getattr(layer, "stateful", False):
+            raise ValueError("a bidirectional layer cannot be stateful: its backward pass reads the sequence's end "
+                             "first. Received: stateful true")
+        return layer
+
+    @property
+    def return_sequences(self) -> bool:
+        return self.layer.return_sequences
+
+    @property
+    def units(self) -> int:
+        """Units per step of its output: both directions' when concatenated."""
+        return self.layer.units * (2 if self.merge_mode == "concat" else 1)
 
 class EmbeddingLayer(Section):
     type: Literal["embedding"]
@@ -109,12 +179,35 @@ class EmbeddingLayer(Section):
     activity_regularizer: Regularizer = None
 
 LayerSpec = Annotated[
-    Union[DenseLayer, DropoutLayer, Conv2DLayer, MaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer,
-          EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer],
+    Union[DenseLayer, DropoutLayer, ActivationLayer, BatchNormalizationLayer, Conv2DLayer, MaxPooling2DLayer,
+          AveragePooling2DLayer, GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, FlattenLayer, ReshapeLayer,
+          LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer, EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer,
+          GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer],
     Field(discriminator="type"),
 ]
 
-STACKABLE_LAYERS = (DenseLayer, DropoutLayer)
+STACKABLE_LAYERS = (DenseLayer, DropoutLayer, ActivationLayer)
 
-SEQUENCE_LAYERS = (LSTMLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer)
-"""Layers that take a sequence, `(batch, steps, features)`: what an LSTM before them must return."""
+RECURRENT_LAYERS = (LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer)
+"""Layers that read a sequence step by step, and return its last step's output or (`return_sequences`) every
+step's."""
+
+PASS_THROUGH_LAYERS = (DropoutLayer, ActivationLayer, BatchNormalizationLayer)
+"""Layers whose output has their input's shape."""
+
+INPUT_RANK: dict[type, int] = {
+    **{layer: 3 for layer in (Conv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer, GlobalAveragePooling2DLayer,
+                              GlobalMaxPooling2DLayer)},
+    **{layer: 2 for layer in (*RECURRENT_LAYERS, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer,
+                              GlobalAveragePooling1DLayer)},
+}
+"""The axes (besides the batch's) a layer's input must have: an image's 3 (height, width, channels), a sequence's 2
+(steps, features)."""
+
+OUTPUT_RANK: dict[type, int] = {
+    FlattenLayer: 1, GlobalAveragePooling2DLayer: 1, GlobalMaxPooling2DLayer: 1, GlobalMaxPooling1DLayer: 1,
+    GlobalAveragePooling1DLayer: 1, EmbeddingLayer: 2,
+    **{layer: 3 for layer in (Conv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer)},
+    **{layer: 2 for layer in (Conv1DLayer, MaxPooling1DLayer)},
+}
+"""The axes of a layer's output where they do not depend on its settings (see `ModelSpec`'s shape check)."""

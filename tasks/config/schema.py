@@ -24,12 +24,16 @@ from kerasflow.tasks.config.backend import Backend
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.keras_names import LEGACY_OPTIMIZER_ARGUMENTS, check_configured, check_name
 from kerasflow.tasks.config.layers import (
-    SEQUENCE_LAYERS,
+    INPUT_RANK,
+    OUTPUT_RANK,
+    PASS_THROUGH_LAYERS,
+    RECURRENT_LAYERS,
     STACKABLE_LAYERS,
-    DropoutLayer,
+    DenseLayer,
     EmbeddingLayer,
     LayerSpec,
     LSTMLayer,
+    ReshapeLayer,
 )
 from kerasflow.tasks.config.messages import describe, yaml_problem
 from kerasflow.tasks.config.overrides import apply_overrides, extremes
@@ -108,6 +112,14 @@ class PreprocessSpec(Section):
         return self
 
 
+RANK_NAMES = {1: "a vector of features per row", 2: "a sequence per row (steps, features)",
+              3: "an image per row (height, width, channels)"}
+RANK_HINTS = {1: "; flatten it first (a flatten layer)",
+              2: "; put an embedding, a reshape with target_shape [steps, features], or a recurrent layer with "
+                 "return_sequences true before it",
+              3: "; put a reshape with target_shape [height, width, channels] (or a conv2d) before it"}
+
+
 class ModelSpec(Section):
     """A Keras ``Sequential`` model, layer by layer; the input shape comes from the data."""
 
@@ -121,19 +133,29 @@ class ModelSpec(Section):
         """The token ids' range when the experiment reads text: an embedding's default `input_dim`."""
         return self._num_words
 
-    @model_validator(mode="after")
-    def _lstm_feeds_sequences(self) -> "ModelSpec":
-        # Keras would only fail when the model is built, after the data is loaded, with a message about ndim.
+    def check_shapes(self) -> None:
+        """Refuse a layer that cannot take its input: Keras would only fail when the model is built, after the data
+        is loaded, with a message about ndim. `rank` counts the axes besides the batch's: a row of features (the
+        model's input) has 1, a sequence 2, an image 3. Raises :class:`AtKey` below the model's key."""
+        rank, source = 1, None  # source: the last layer that set the rank
         for i, layer in enumerate(self.layers):
-            if not isinstance(layer, LSTMLayer) or layer.return_sequences:
-                continue
-            j, following = next(((j, later) for j, later in enumerate(self.layers[i + 1:], start=i + 1)
-                                 if not isinstance(later, DropoutLayer)), (None, None))
-            if isinstance(following, SEQUENCE_LAYERS):
-                raise AtKey(f"layers[{i}].return_sequences", f"layers[{i}] (lstm) feeds layers[{j}] "
-                          f"({following.type}), which takes a sequence: set `return_sequences: true` on "
-                          f"layers[{i}]. Received: false")
-        return self
+            needed = INPUT_RANK.get(type(layer))
+            if needed is not None and rank != needed:
+                if needed == 2 and isinstance(source, tuple) and isinstance(source[1], RECURRENT_LAYERS):
+                    j, recurrent = source
+                    raise AtKey(f"layers[{j}].return_sequences", f"layers[{j}] ({recurrent.type}) feeds layers[{i}] "
+                                f"({layer.type}), which takes a sequence: set `return_sequences: true` on "
+                                f"layers[{j}]. Received: false")
+                raise AtKey(f"layers[{i}].type", f"layers[{i}] ({layer.type}) takes {RANK_NAMES[needed]}, but its "
+                            f"input is {RANK_NAMES.get(rank, f'{rank}-D')}{RANK_HINTS[needed]}")
+            if isinstance(layer, ReshapeLayer):
+                rank = len(layer.target_shape)
+            elif isinstance(layer, RECURRENT_LAYERS):
+                rank = 2 if layer.return_sequences else 1
+            elif not isinstance(layer, (DenseLayer, *PASS_THROUGH_LAYERS)):
+                rank = OUTPUT_RANK[type(layer)]
+            if not isinstance(layer, PASS_THROUGH_LAYERS):
+                source = (i, layer)
 
     @property
     def stackable(self) -> bool:
@@ -304,6 +326,10 @@ class ExperimentSpec(Section):
             raise AtKey("preprocess.scale_target", "needs task 'regression' and a `scale` (standard or minmax) "
                       f"to apply to the target. Received: task {task!r}, scale {self.preprocess.scale!r}")
         self._check_text()
+        try:
+            self.model.check_shapes()
+        except AtKey as problem:  # named from the experiment: after the text check, which knows why
+            raise AtKey(f"model.{problem.key}", str(problem)) from None
         if self.model.stateful:
             # State flows from each row to the next: rows must come one at a time and in time order.
             if self.train.batch_size != 1:

@@ -123,7 +123,7 @@ def log_experiment(uri: str, name: str, spec: ExperimentSpec, out_dir: Path) -> 
     scores += [(f"{metric}_fold", score, fold) for fold, score in enumerate(record["folds"])]
     if "baseline" in record:
         scores.append((f"baseline_{metric}", record["baseline"]["mean"], 0))
-    _log(client, run_id, flat_params(spec.model_dump(mode="json")), scores + _history(out_dir / "history"))
+    _log(client, run_id, flat_params(spec.model_dump(mode="json", exclude_none=True)), scores + _history(out_dir / "history"))
     if (out_dir / "model").is_dir():
         client.log_artifacts(run_id, str(out_dir / "model"), "model")
     client.set_terminated(run_id)
@@ -141,7 +141,7 @@ def log_sweep(uri: str, name: str, spec: ExperimentSpec, out_dir: Path) -> str:
     parent = client.create_run(experiment_id, run_name=f"{name}-sweep", tags={"kerasflow.kind": "sweep"}).info.run_id
     metric = best["metric"]
     best_spec = spec.with_overrides(best["params"]) if best["params"] else spec
-    _log(client, parent, flat_params(best_spec.model_dump(mode="json")),
+    _log(client, parent, flat_params(best_spec.model_dump(mode="json", exclude_none=True)),
          [(metric, best["score"], 0), (f"{metric}_std", best["score_std"], 0)])
     with open(out_dir / "trials.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -7,6 +7,11 @@ import numpy as np
 
 from kerasflow.tasks.config.keras_names import keras_class
 from kerasflow.tasks.config.layers import (
+    RECURRENT_LAYERS,
+    ActivationLayer,
+    AveragePooling2DLayer,
+    BatchNormalizationLayer,
+    BidirectionalLayer,
     Conv1DLayer,
     Conv2DLayer,
     DenseLayer,
@@ -14,12 +19,16 @@ from kerasflow.tasks.config.layers import (
     EmbeddingLayer,
     FlattenLayer,
     GlobalAveragePooling1DLayer,
+    GlobalAveragePooling2DLayer,
     GlobalMaxPooling1DLayer,
+    GlobalMaxPooling2DLayer,
+    GRULayer,
     LayerSpec,
     LSTMLayer,
     MaxPooling1DLayer,
     MaxPooling2DLayer,
     ReshapeLayer,
+    SimpleRNNLayer,
 )
 from kerasflow.tasks.config.schema import ModelSpec, OptimizerSpec, PreprocessSpec, TrainSpec
 from kerasflow.tasks.config.section import Configured, Section
@@ -77,12 +86,23 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
                                   **weight_arguments(spec))
     if isinstance(spec, DropoutLayer):
         return keras.layers.Dropout(spec.rate, seed=seed)
+    if isinstance(spec, ActivationLayer):
+        return keras.layers.Activation(spec.activation)
+    if isinstance(spec, BatchNormalizationLayer):
+        return keras.layers.BatchNormalization(momentum=spec.momentum, epsilon=spec.epsilon, center=spec.center,
+                                               scale=spec.scale)
     if isinstance(spec, Conv2DLayer):
-        return keras.layers.Conv2D(spec.filters, spec.kernel_size, activation=spec.activation,
+        return keras.layers.Conv2D(spec.filters, spec.kernel_size, strides=spec.strides, activation=spec.activation,
                                    kernel_initializer=seeded_initializer(spec.initializer, seed), padding=spec.padding,
                                    **weight_arguments(spec))
     if isinstance(spec, MaxPooling2DLayer):
-        return keras.layers.MaxPooling2D(spec.pool_size)
+        return keras.layers.MaxPooling2D(spec.pool_size, strides=spec.strides, padding=spec.padding)
+    if isinstance(spec, AveragePooling2DLayer):
+        return keras.layers.AveragePooling2D(spec.pool_size, strides=spec.strides, padding=spec.padding)
+    if isinstance(spec, GlobalAveragePooling2DLayer):
+        return keras.layers.GlobalAveragePooling2D()
+    if isinstance(spec, GlobalMaxPooling2DLayer):
+        return keras.layers.GlobalMaxPooling2D()
     if isinstance(spec, Conv1DLayer):
         return keras.layers.Conv1D(spec.filters, spec.kernel_size, activation=spec.activation,
                                    kernel_initializer=seeded_initializer(spec.initializer, seed), padding=spec.padding,
@@ -97,12 +117,12 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
         return keras.layers.Flatten()
     if isinstance(spec, ReshapeLayer):
         return keras.layers.Reshape(spec.target_shape)
-    if isinstance(spec, LSTMLayer):
-        return keras.layers.LSTM(spec.units, return_sequences=spec.return_sequences, dropout=spec.dropout,
-                                 recurrent_dropout=spec.recurrent_dropout, stateful=spec.stateful, seed=seed,
-                                 kernel_initializer=seeded_initializer("glorot_uniform", seed),
-                                 recurrent_initializer=seeded_initializer("orthogonal", seed + 1),
-                                 **weight_arguments(spec))
+    if isinstance(spec, (LSTMLayer, GRULayer, SimpleRNNLayer)):
+        return recurrent_layer(spec, seed)
+    if isinstance(spec, BidirectionalLayer):
+        # The backward layer drawn from seeds of its own: a copy of the forward one would start from its weights.
+        return keras.layers.Bidirectional(recurrent_layer(spec.layer, seed), merge_mode=spec.merge_mode,
+                                          backward_layer=recurrent_layer(spec.layer, seed + 2, go_backwards=True))
     if isinstance(spec, EmbeddingLayer):
         input_dim = spec.input_dim or num_words
         if input_dim is None:
@@ -112,6 +132,20 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
                                       embeddings_initializer=seeded_initializer("uniform", seed),
                                       **weight_arguments(spec))
     raise TypeError(f"no Keras layer for spec {type(spec).__name__}")
+
+
+def recurrent_layer(spec: LSTMLayer | GRULayer | SimpleRNNLayer, seed: int,
+                    go_backwards: bool = False) -> keras.layers.Layer:
+    """An LSTM, GRU or SimpleRNN layer, its kernels and dropout masks seeded from `seed` (and `seed + 1`)."""
+    options = {"return_sequences": spec.return_sequences, "dropout": spec.dropout,
+               "recurrent_dropout": spec.recurrent_dropout, "seed": seed, "go_backwards": go_backwards,
+               "kernel_initializer": seeded_initializer("glorot_uniform", seed),
+               "recurrent_initializer": seeded_initializer("orthogonal", seed + 1), **weight_arguments(spec)}
+    if isinstance(spec, LSTMLayer):
+        return keras.layers.LSTM(spec.units, stateful=spec.stateful, **options)
+    if isinstance(spec, GRULayer):
+        return keras.layers.GRU(spec.units, **options)
+    return keras.layers.SimpleRNN(spec.units, activation=spec.activation, **options)
 
 
 def build_model(spec: ModelSpec, n_features: int, seed: int,
@@ -164,8 +198,8 @@ def make_optimizer(spec: TrainSpec) -> keras.optimizers.Optimizer:
 
 
 def output_units(spec: ModelSpec) -> int | None:
-    """Units of the last Dense/LSTM layer: what the model predicts per row."""
+    """Units of the last Dense or recurrent layer: what the model predicts per row."""
     for layer in reversed(spec.layers):
-        if isinstance(layer, (DenseLayer, LSTMLayer)):
+        if isinstance(layer, (DenseLayer, *RECURRENT_LAYERS)):
             return layer.units
     return None

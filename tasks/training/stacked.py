@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasflow.tasks.config.layers import DenseLayer, DropoutLayer
+from kerasflow.tasks.config.layers import ActivationLayer, DenseLayer, DropoutLayer
 from kerasflow.tasks.config.schema import ExperimentSpec, ModelSpec
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import fit_epochs
@@ -206,6 +206,8 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
                                       [m.layers[i].initializer for m in models], weight_arguments(layer)))
         elif isinstance(layer, DropoutLayer):
             stack.append(keras.layers.Dropout(layer.rate, seed=slot_seeds[0][i]))
+        elif isinstance(layer, ActivationLayer):
+            stack.append(keras.layers.Activation(layer.activation))
         else:
             raise TypeError(f"layer {layer.type!r} cannot be stacked; use the per-fold path")
     if target_scales is not None:

@@ -126,6 +126,10 @@ CASES = [
     Bad("unknown-regularizer-argument", (
         "params.yaml:experiments.iris.model.layers[0].kernel_regularizer.l3: l2 takes no argument 'l3'. Allowed: "
         "l2",), iris_layer(0, kernel_regularizer={"name": "l2", "l3": 0.01})),
+    Bad("pooling-without-an-image", (
+        "params.yaml:experiments.iris.model.layers[0].type: layers[0] (average_pooling2d) takes an image per row",
+        "put a reshape with target_shape [height, width, channels]"),
+        lambda raw: raw["experiments"]["iris"]["model"]["layers"].insert(0, {"type": "average_pooling2d"})),
     Bad("unknown-activation", ("params.yaml:experiments.iris.model.layers[0].activation: unknown activation 'relux'",
                                "Did you mean 'relu'?", "Allowed: celu", "Received: 'relux'"),
         iris_layer(0, activation="relux")),
