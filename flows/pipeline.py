@@ -53,7 +53,8 @@ def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Pa
     faults.inject("cross-validate")
     models = 1 if evaluate.uses_stacking(spec, len(folds)) else len(folds)
     line = ProgressLine(f"{name}: {len(folds)} folds", models * spec.train.epochs, "epochs")
-    history = HistoryFolder(results_dir / name / "history", fold_folders(len(folds)), history_names(spec.metric))
+    history = HistoryFolder(results_dir / name / "history", fold_folders(len(folds)),
+                            history_names(spec.metric, spec.train.scheduled))
     return evaluate.cross_validate(spec, folds, callbacks=[EpochProgress(line), LiveHistory(history)])
 
 

@@ -7,9 +7,16 @@ import threading
 
 import keras
 import numpy as np
+import pytest
 
 from kerasflow.tasks.config.schema import ModelSpec, TrainSpec
-from kerasflow.tasks.training.models import build_model, layer_seeds, make_optimizer, seeded_initializer
+from kerasflow.tasks.training.models import (
+    build_model,
+    layer_seeds,
+    learning_rate,
+    make_optimizer,
+    seeded_initializer,
+)
 
 
 def _weights(model: keras.Model) -> list[np.ndarray]:
@@ -125,3 +132,21 @@ def test_the_books_other_layers_build_and_train():
     # Each direction starts from weights of its own.
     assert not np.array_equal(keras.ops.convert_to_numpy(bidirectional.forward_layer.cell.kernel),
                               keras.ops.convert_to_numpy(bidirectional.backward_layer.cell.kernel))
+
+
+def _rates(schedule: dict, steps: list[int], steps_per_epoch: int = 3, epochs: int = 10) -> list[float]:
+    spec = TrainSpec.model_validate({"lr_schedule": schedule, "epochs": epochs, "batch_size": 1})
+    rate = learning_rate(spec, 0.1, steps_per_epoch)
+    return [float(keras.ops.convert_to_numpy(rate(step))) for step in steps]
+
+
+def test_learning_rate_schedules_count_steps_or_epochs_as_asked():
+    # 3 batches an epoch: epoch e (from 1) trains steps 3(e-1) .. 3e-1.
+    assert _rates({"type": "step", "factor": 0.5, "every": 2}, [0, 5, 6, 11, 12]) == pytest.approx(
+        [0.1, 0.1, 0.05, 0.05, 0.025])
+    assert _rates({"type": "inverse_time", "decay_rate": 1.0, "per": "epoch"}, [0, 2, 3, 6]) == pytest.approx(
+        [0.1, 0.1, 0.05, 0.1 / 3])
+    assert _rates({"type": "inverse_time", "decay_rate": 0.5, "every": 2}, [0, 1, 4]) == pytest.approx(
+        [0.1, 0.1 / 1.25, 0.1 / 2])
+    assert _rates({"type": "exponential", "decay_rate": 0.5}, [0, 3, 6]) == pytest.approx([0.1, 0.05, 0.025])
+    assert _rates({"type": "cosine", "alpha": 0.1}, [0, 15, 30]) == pytest.approx([0.1, 0.055, 0.01])

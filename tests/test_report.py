@@ -101,13 +101,19 @@ class _ReadsLiveFiles(keras.callbacks.Callback):
         self.seen.append(len(self.path.read_text().splitlines()) - 1 if self.path.exists() else 0)
 
 
-@pytest.mark.parametrize("stack_folds", [True, False], ids=["stacked", "one-by-one"])
-def test_history_is_on_disk_while_training_and_the_final_one_is_the_same(project, monkeypatch, stack_folds):
+@pytest.mark.parametrize("stack_folds, scheduled", [(True, False), (False, False), (True, True)],
+                         ids=["stacked", "one-by-one", "stacked-with-a-schedule"])
+def test_history_is_on_disk_while_training_and_the_final_one_is_the_same(project, monkeypatch, stack_folds,
+                                                                         scheduled):
+    """With a learning-rate schedule, each epoch's rate is in every fold's history too."""
     monkeypatch.chdir(project)
-    spec = parse_params(_params(stack_folds=stack_folds)).experiments["iris"]
+    raw = _params(stack_folds=stack_folds)
+    if scheduled:
+        raw["experiments"]["iris"]["train"]["lr_schedule"] = {"type": "step", "factor": 0.5, "every": 2}
+    spec = parse_params(raw).experiments["iris"]
     table = load_table(spec.dataset)
     live_dir = project / "live"
-    folder = HistoryFolder(live_dir, fold_folders(3), history_names("accuracy"))
+    folder = HistoryFolder(live_dir, fold_folders(3), history_names("accuracy", scheduled))
     probe = _ReadsLiveFiles(live_dir / "plots/metrics/fold_01/val_loss.tsv")
     cv = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)),
                         callbacks=[LiveHistory(folder, every=None), probe])
@@ -123,7 +129,7 @@ def test_history_is_on_disk_while_training_and_the_final_one_is_the_same(project
     assert files(first) == files(second)  # same numbers, same bytes: no timestamp anywhere
     names = set(files(first))
     steps = {f"plots/metrics/fold_{j:02d}/{key}.tsv" for j in range(3)
-             for key in ("loss", "val_loss", "accuracy", "val_accuracy")}
+             for key in ("loss", "val_loss", "accuracy", "val_accuracy", *(["learning_rate"] if scheduled else []))}
     assert names == steps | {"plots/custom/folds.json", "metrics.json"}
     # What was written live is what the run keeps (the table's rows come epoch by epoch when stacked).
     live = files(live_dir)
@@ -133,7 +139,13 @@ def test_history_is_on_disk_while_training_and_the_final_one_is_the_same(project
     pd.testing.assert_frame_equal(*(t.sort_values(["fold", "epoch"], ignore_index=True) for t in table_rows))
     assert live["metrics.json"] == files(first)["metrics.json"]
     summary = json.loads((first / "metrics.json").read_text())
-    assert set(summary) == {"epoch", "loss", "val_loss", "accuracy", "val_accuracy"} and summary["epoch"] == 6
+    assert set(summary) == {"epoch", "loss", "val_loss", "accuracy", "val_accuracy"} | (
+        {"learning_rate"} if scheduled else set()) and summary["epoch"] == 6
+    if scheduled:
+        rates = (first / "plots/metrics/fold_02/learning_rate.tsv").read_text().splitlines()[1:]
+        assert [float(line.split("\t")[1]) for line in rates] == pytest.approx([0.05] * 2 + [0.025] * 2 + [0.0125] * 2)
+        history = pd.DataFrame(json.loads((first / "plots/custom/folds.json").read_text()))
+        assert len(plots.learning_curves(history, "accuracy").axes) == 3  # the report draws the rate beside
     assert summary["val_loss"] == pytest.approx(np.mean([fold.history["val_loss"][-1] for fold in cv.folds]),
                                                 rel=1e-5)
     assert (first / "plots/metrics/fold_01/val_loss.tsv").read_text().splitlines()[:2][0] == "step\tval_loss"

@@ -98,7 +98,12 @@ CONSTRAINED = {"layer0": {"kernel_constraint": {"name": "max_norm", "max_value":
                           "kernel_regularizer": {"name": "l2", "l2": 0.01}, "bias_regularizer": "l1"}}
 
 
-@pytest.mark.parametrize("changes", [None, BOOKS_SGD, CONSTRAINED], ids=["adam", "sgd-momentum-decay", "maxnorm-l2"])
+# The books' step decay: the rate halved after every 5 epochs, recorded per epoch in each fold's history.
+STEP_DECAY = {"train": {"lr_schedule": {"type": "step", "factor": 0.5, "every": 5}}}
+
+
+@pytest.mark.parametrize("changes", [None, BOOKS_SGD, CONSTRAINED, STEP_DECAY],
+                         ids=["adam", "sgd-momentum-decay", "maxnorm-l2", "step-decay"])
 def test_stacked_folds_score_as_separately_trained_folds(project, changes):
     """Same folds, initial weights and batches: the stacked and the one-by-one paths give the same models."""
     stacked_spec = _iris_spec(changes, n_splits=5, stack_folds=True)
@@ -115,7 +120,11 @@ def test_stacked_folds_score_as_separately_trained_folds(project, changes):
     for fold, alone in zip(stacked.folds, separate.folds):
         np.testing.assert_allclose(fold.history["val_loss"], alone.history["val_loss"], rtol=1e-3)
         np.testing.assert_array_equal(fold.y_pred, alone.y_pred)
-        assert set(fold.history) == {"loss", "val_loss", "accuracy", "val_accuracy"}
+        assert set(fold.history) == {"loss", "val_loss", "accuracy", "val_accuracy"} | (
+            {"learning_rate"} if stacked_spec.train.scheduled else set())
+        if changes is STEP_DECAY:
+            assert fold.history["learning_rate"] == alone.history["learning_rate"] == pytest.approx(
+                [0.05] * 5 + [0.025] * 5 + [0.0125] * 5)
         assert len(fold.history["loss"]) == stacked_spec.train.epochs
         assert fold.history["loss"][-1] < fold.history["loss"][0]
 
@@ -331,3 +340,15 @@ def test_an_activity_penalty_trains_fold_by_fold():
     """Its penalty is on the layer's outputs, which in a stacked program include the rows padding a shorter slot."""
     assert _iris_spec({"layer0": {"kernel_regularizer": "l2"}}).model.stackable
     assert not _iris_spec({"layer0": {"activity_regularizer": "l2"}}).model.stackable
+
+
+def test_reduce_on_plateau_trains_each_fold_on_its_own_rate(project):
+    """The rate follows each fold's own held-out loss, so the folds cannot share one optimizer: no stacking."""
+    spec = _iris_spec({"train": {"lr_schedule": {"type": "reduce_on_plateau", "patience": 0, "factor": 0.5,
+                                                 "min_delta": 0.05}}})
+    table = load_table(spec.dataset, root=project)
+    result = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
+    assert not result.stacked
+    for fold in result.folds:
+        rates = fold.history["learning_rate"]
+        assert rates[0] == pytest.approx(0.05) and rates == sorted(rates, reverse=True) and rates[-1] < rates[0]

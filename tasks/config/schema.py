@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -186,6 +186,58 @@ class OptimizerSpec(Configured):
         return float((self.model_extra or {}).get("decay", 0.0))
 
 
+class InverseTimeSchedule(Section):
+    """``learning_rate / (1 + decay_rate * t)`` (Keras' InverseTimeDecay): `t` is the batches trained over `every`
+    (per: step), or the whole multiples of `every` epochs trained (per: epoch, the rate changing at epoch ends)."""
+
+    type: Literal["inverse_time"]
+    decay_rate: float = Field(gt=0)
+    every: Count = Field(default=1, description="the batches or epochs `t` counts as one")
+    per: Literal["step", "epoch"] = "step"
+
+
+class ExponentialSchedule(Section):
+    """``learning_rate * decay_rate ** t`` (Keras' ExponentialDecay), `t` as for :class:`InverseTimeSchedule`."""
+
+    type: Literal["exponential"]
+    decay_rate: float = Field(gt=0, lt=1)
+    every: Count = 1
+    per: Literal["step", "epoch"] = "epoch"
+
+
+class StepSchedule(Section):
+    """The books' step decay: the rate times `factor` after every `every` epochs (epochs 1..every at the first
+    rate, the next `every` at rate * factor, ...)."""
+
+    type: Literal["step"]
+    factor: float = Field(gt=0, lt=1)
+    every: Count
+
+
+class CosineSchedule(Section):
+    """Cosine decay over the whole training, from the rate to ``alpha`` times it (Keras' CosineDecay)."""
+
+    type: Literal["cosine"]
+    alpha: float = Field(default=0.0, ge=0, lt=1)
+
+
+class ReduceOnPlateauSchedule(Section):
+    """The rate times `factor` when `monitor` has not improved by `min_delta` for `patience` epochs (Keras'
+    ReduceLROnPlateau); `monitor` is ``loss``, ``val_loss``, the metric, or ``val_`` + the metric (a fold's
+    held-out rows)."""
+
+    type: Literal["reduce_on_plateau"]
+    monitor: str = "val_loss"
+    factor: float = Field(default=0.1, gt=0, lt=1)
+    patience: int = Field(default=10, ge=0)
+    min_delta: float = Field(default=0.0001, ge=0)
+    min_lr: float = Field(default=0.0, ge=0)
+
+
+LRScheduleSpec = Annotated[Union[InverseTimeSchedule, ExponentialSchedule, StepSchedule, CosineSchedule,
+                                 ReduceOnPlateauSchedule], Field(discriminator="type")]
+
+
 COUPLING_ARGUMENTS = ("clipnorm", "global_clipnorm")
 """Optimizer arguments that scale a variable's gradient by its norm: over a stacked kernel that norm would mix the
 slots, so a model trained with them is not stacked."""
@@ -196,6 +248,7 @@ class TrainSpec(Section):
                                                                          "<argument>: ...}")
     learning_rate: float | None = Field(default=None, gt=0, description="None keeps the optimizer's default")
     loss: str | None = Field(default=None, description="None picks the task's usual loss")
+    lr_schedule: LRScheduleSpec | None = Field(default=None, description="how the learning rate changes as it trains")
     epochs: Count
     batch_size: Count
     seed: Seed = 0
@@ -211,7 +264,20 @@ class TrainSpec(Section):
         if self.learning_rate is not None and "learning_rate" in given:
             raise AtKey("learning_rate", "is given twice, here and in train.optimizer; keep one. Received: "
                         f"{self.learning_rate} and {given['learning_rate']}")
+        if self.lr_schedule is not None and self.decay:
+            raise AtKey("lr_schedule", "and train.optimizer.decay both change the learning rate: decay is Keras "
+                        "1/2's inverse-time schedule (lr_schedule: {type: inverse_time, decay_rate: ...}); keep one")
         return self
+
+    @property
+    def decay(self) -> float:
+        """The books' Keras 1/2 `decay` of the optimizer; 0 for none."""
+        return 0.0 if isinstance(self.optimizer, str) else self.optimizer.decay
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the learning rate changes as it trains: then each epoch's rate is recorded in the history."""
+        return self.lr_schedule is not None or self.decay > 0
 
     @property
     def optimizer_name(self) -> str:
@@ -227,8 +293,10 @@ class TrainSpec(Section):
 
     @property
     def stackable(self) -> bool:
-        """Whether models trained this way can be stacked: no gradient clipping by norm (:data:`COUPLING_ARGUMENTS`)."""
-        return not any(arg in self.optimizer_arguments for arg in COUPLING_ARGUMENTS)
+        """Whether models trained this way can be stacked: no gradient clipping by norm (:data:`COUPLING_ARGUMENTS`)
+        and no rate that follows a fold's own scores (reduce_on_plateau): the slots share one optimizer."""
+        return not any(arg in self.optimizer_arguments for arg in COUPLING_ARGUMENTS) and not isinstance(
+            self.lr_schedule, ReduceOnPlateauSchedule)
 
     @field_validator("loss")
     @classmethod
@@ -325,6 +393,14 @@ class ExperimentSpec(Section):
         if self.preprocess.scale_target and (task != "regression" or self.preprocess.scale == "none"):
             raise AtKey("preprocess.scale_target", "needs task 'regression' and a `scale` (standard or minmax) "
                       f"to apply to the target. Received: task {task!r}, scale {self.preprocess.scale!r}")
+        schedule = self.train.lr_schedule
+        if isinstance(schedule, ReduceOnPlateauSchedule):
+            monitored = ("loss", "val_loss", self.metric, f"val_{self.metric}")
+            if schedule.monitor not in monitored:
+                hint = difflib.get_close_matches(schedule.monitor, monitored, n=1)
+                raise AtKey("train.lr_schedule.monitor", "names no score this experiment logs" + (
+                    f"; did you mean {hint[0]!r}?" if hint else "") + f" Allowed: {', '.join(monitored)}. "
+                    f"Received: {schedule.monitor!r}")
         self._check_text()
         try:
             self.model.check_shapes()

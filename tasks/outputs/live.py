@@ -43,9 +43,10 @@ def fold_folders(n_folds: int) -> list[str]:
     return [f"fold_{index:02d}" for index in range(n_folds)]
 
 
-def history_names(metric: str) -> list[str]:
-    """What a history logs each epoch: the training loss, the held-out loss, and the same for the metric."""
-    return ["loss", "val_loss", metric, f"val_{metric}"]
+def history_names(metric: str, learning_rate: bool = False) -> list[str]:
+    """What a history logs each epoch: the training loss, the held-out loss, and the same for the metric; with
+    `learning_rate` (a rate that changes as it trains), the epoch's rate too."""
+    return ["loss", "val_loss", metric, f"val_{metric}", *(["learning_rate"] if learning_rate else [])]
 
 
 def _replace(path: Path, text: str) -> None:
@@ -144,8 +145,10 @@ class LiveHistory(keras.callbacks.Callback):
         self.next_flush = time.monotonic() + (every or 0.0)
         self.kept: list[tuple[int, int, dict]] = []  # (model, epoch, logs) since the last write
         # A stacked model's log entry of each slot's values: `loss` -> `f3_loss`, `val_loss` -> `val_f3_loss`.
-        self.slot_keys = [[f"val_f{slot}_{name[4:]}" if name.startswith("val_") else f"f{slot}_{name}"
-                           for name in self.folders[0].names] for slot in range(len(self.folders) * self.n_folds)]
+        # The learning rate is one for all slots: logged under its own name.
+        self.slot_keys = [[name if name == "learning_rate" else f"val_f{slot}_{name[4:]}" if name.startswith("val_")
+                           else f"f{slot}_{name}" for name in self.folders[0].names]
+                          for slot in range(len(self.folders) * self.n_folds)]
         self._model_seen: keras.Model | None = None
         self._model_index = -1
 

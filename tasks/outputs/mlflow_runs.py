@@ -123,7 +123,8 @@ def log_experiment(uri: str, name: str, spec: ExperimentSpec, out_dir: Path) -> 
     scores += [(f"{metric}_fold", score, fold) for fold, score in enumerate(record["folds"])]
     if "baseline" in record:
         scores.append((f"baseline_{metric}", record["baseline"]["mean"], 0))
-    _log(client, run_id, flat_params(spec.model_dump(mode="json", exclude_none=True)), scores + _history(out_dir / "history"))
+    params = flat_params(spec.model_dump(mode="json", exclude_none=True))
+    _log(client, run_id, params, scores + _history(out_dir / "history"))
     if (out_dir / "model").is_dir():
         client.log_artifacts(run_id, str(out_dir / "model"), "model")
     client.set_terminated(run_id)

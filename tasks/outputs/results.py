@@ -67,7 +67,9 @@ def write_history(out_dir: Path, result: CVResult) -> Path:
     """
     history_dir = out_dir / "history"
     with atomic_path(history_dir) as tmp:
-        folder = live.HistoryFolder(tmp, live.fold_folders(len(result.folds)), live.history_names(result.metric))
+        scheduled = any("learning_rate" in fold.history for fold in result.folds)
+        folder = live.HistoryFolder(tmp, live.fold_folders(len(result.folds)),
+                                    live.history_names(result.metric, scheduled))
         for index, fold in enumerate(result.folds):
             epochs = max(map(len, fold.history.values()), default=0)
             columns = [fold.history.get(name, [None] * epochs) for name in folder.names]

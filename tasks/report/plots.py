@@ -54,13 +54,22 @@ def fold_scores(metrics: dict[str, Any]) -> Figure:
 
 def learning_curves(history: pd.DataFrame, metric: str) -> Figure:
     """Loss and metric per epoch, training dashed and validation solid: the mean over folds with a ± std band,
-    and each fold as a faint line, so that many folds stay readable."""
+    and each fold as a faint line, so that many folds stay readable; and the learning rate per epoch where it
+    changed as it trained (a history with a ``learning_rate`` column)."""
+    scheduled = "learning_rate" in history
     figure = Figure(figsize=(WIDTH, 3.0), layout="constrained")
-    axes = figure.subplots(1, 2)
+    axes = figure.subplots(1, 3 if scheduled else 2)
     n_folds = history["fold"].nunique()
+    if scheduled:
+        rates = history.pivot(index="epoch", columns="fold", values="learning_rate")
+        axes[2].plot(rates.index, rates.to_numpy(), color="tab:green", lw=1.2, alpha=min(1.0, 3 / max(n_folds, 1)))
+        axes[2].set_yscale("log")
+        axes[2].set_xlabel("epoch")
+        axes[2].set_title("learning rate at each epoch's start" + (", each fold" if n_folds > 1 else ""),
+                          fontsize="small")
     # Faint enough that 30 folds blur into a cloud behind the mean, yet one fold of 3 stays visible.
     fold_alpha = min(0.35, 3 / max(n_folds, 1))
-    for ax, name in zip(axes, ("loss", metric)):
+    for ax, name in zip(axes[:2], ("loss", metric)):
         upper = 1.0 if name in UNIT_INTERVAL else None
         for column, label, colour, style in ((name, "training", "tab:blue", "--"),
                                              (f"val_{name}", "validation", "tab:orange", "-")):

@@ -121,7 +121,8 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
             initial_epoch = checkpoint_epoch(resume_from)
         callbacks.append(EpochReporter(spec, len(specs), report, sweep.checkpoint_every, work_dir))
     if history_dirs:
-        callbacks.append(LiveHistory([HistoryFolder(directory, fold_folders(len(folds)), history_names(spec.metric),
+        names = history_names(spec.metric, spec.train.scheduled)
+        callbacks.append(LiveHistory([HistoryFolder(directory, fold_folders(len(folds)), names,
                                                     fresh=initial_epoch == 0) for directory in history_dirs]))
     results = cross_validate_configs(specs, folds, callbacks, initial_epoch)
     if not per_epoch:

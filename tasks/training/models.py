@@ -30,7 +30,16 @@ from kerasflow.tasks.config.layers import (
     ReshapeLayer,
     SimpleRNNLayer,
 )
-from kerasflow.tasks.config.schema import ModelSpec, OptimizerSpec, PreprocessSpec, TrainSpec
+from kerasflow.tasks.config.schema import (
+    CosineSchedule,
+    ExponentialSchedule,
+    InverseTimeSchedule,
+    ModelSpec,
+    PreprocessSpec,
+    ReduceOnPlateauSchedule,
+    StepSchedule,
+    TrainSpec,
+)
 from kerasflow.tasks.config.section import Configured, Section
 
 TargetScale = tuple[float, float]
@@ -184,17 +193,61 @@ def fit_target_scale(spec: PreprocessSpec, y: np.ndarray) -> TargetScale | None:
     return float(np.std(y)) or 1.0, float(np.mean(y))
 
 
-def make_optimizer(spec: TrainSpec) -> keras.optimizers.Optimizer:
-    """The optimizer `spec` names, with its arguments; the books' `decay` becomes the inverse-time schedule it
-    meant in Keras 1/2: `learning_rate / (1 + decay * step)`, step counted in batches."""
+def make_optimizer(spec: TrainSpec, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
+    """The optimizer `spec` names, with its arguments and its learning rate's schedule (:func:`learning_rate`);
+    `steps_per_epoch` (batches an epoch) turns a schedule's epochs into the optimizer's steps."""
     optimizer_class = type(keras.optimizers.get(spec.optimizer_name))
     arguments = spec.optimizer_arguments
-    decay = spec.optimizer.decay if isinstance(spec.optimizer, OptimizerSpec) else 0.0
-    if decay:
-        initial = arguments.get("learning_rate", optimizer_class().learning_rate)
-        arguments["learning_rate"] = keras.optimizers.schedules.InverseTimeDecay(
-            float(keras.ops.convert_to_numpy(initial)), decay_steps=1, decay_rate=decay)
+    rate = arguments.get("learning_rate", float(keras.ops.convert_to_numpy(optimizer_class().learning_rate)))
+    arguments["learning_rate"] = learning_rate(spec, float(rate), steps_per_epoch)
     return optimizer_class(**arguments)
+
+
+def learning_rate(spec: TrainSpec, rate: float,
+                  steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """`rate`, or the schedule `spec` gives it, in optimizer steps. The books' `decay` is the inverse-time schedule
+    it meant in Keras 1/2: `rate / (1 + decay * step)`. reduce_on_plateau is a callback (:func:`schedule_callbacks`),
+    not a schedule."""
+    schedules, schedule = keras.optimizers.schedules, spec.lr_schedule
+    if spec.decay:
+        return schedules.InverseTimeDecay(rate, decay_steps=1, decay_rate=spec.decay)
+    if isinstance(schedule, (InverseTimeSchedule, ExponentialSchedule)):
+        per_epoch = schedule.per == "epoch"
+        decay = schedules.InverseTimeDecay if isinstance(schedule, InverseTimeSchedule) else schedules.ExponentialDecay
+        return decay(rate, decay_steps=schedule.every * (steps_per_epoch if per_epoch else 1),
+                     decay_rate=schedule.decay_rate, staircase=per_epoch)
+    if isinstance(schedule, StepSchedule):
+        return schedules.ExponentialDecay(rate, decay_steps=schedule.every * steps_per_epoch,
+                                          decay_rate=schedule.factor, staircase=True)
+    if isinstance(schedule, CosineSchedule):
+        return schedules.CosineDecay(rate, decay_steps=spec.epochs * steps_per_epoch, alpha=schedule.alpha)
+    return rate
+
+
+class RecordLearningRate(keras.callbacks.Callback):
+    """Logs each epoch's learning rate as ``learning_rate``: the rate the epoch started with (a per-step schedule
+    moves on within the epoch). Last among the callbacks, so that its value is the one logged."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = self.rate
+
+
+def schedule_callbacks(spec: TrainSpec) -> list[keras.callbacks.Callback]:
+    """The callbacks a training needs for its learning rate: reduce_on_plateau's, and the rate's record when it
+    changes as it trains; put them after the callbacks that log the scores they read."""
+    schedule = spec.lr_schedule
+    callbacks: list[keras.callbacks.Callback] = []
+    if isinstance(schedule, ReduceOnPlateauSchedule):
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=schedule.monitor, factor=schedule.factor,
+                                                           patience=schedule.patience, min_delta=schedule.min_delta,
+                                                           min_lr=schedule.min_lr, verbose=0))
+    if spec.scheduled:
+        callbacks.append(RecordLearningRate())
+    return callbacks
 
 
 def output_units(spec: ModelSpec) -> int | None:

@@ -32,6 +32,7 @@ from kerasflow.tasks.training.models import (
     TargetScale,
     layer_seeds,
     make_optimizer,
+    schedule_callbacks,
     seeded_initializer,
     weight_arguments,
 )
@@ -217,12 +218,13 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
     return StackedModel(stack, loss, k, name="kerasflow_stacked")
 
 
-def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1) -> None:
-    """Compile `model` to train as `spec` says, `steps` steps per compiled call, its slots scored by the spec's
-    primary metric besides the loss the model tracks itself."""
+def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1, steps_per_epoch: int = 1) -> None:
+    """Compile `model` to train as `spec` says, `steps` steps per compiled call and `steps_per_epoch` an epoch (for
+    the learning rate's schedule), its slots scored by the spec's primary metric besides the loss the model tracks
+    itself."""
     name, (fn, root) = spec.metric, metric_fn(spec)
     # Weighted: Keras hands sample weights to `weighted_metrics` only, and padding rows weigh 0.
-    model.compile(optimizer=make_optimizer(spec.train), loss=None, steps_per_execution=steps,
+    model.compile(optimizer=make_optimizer(spec.train, steps_per_epoch), loss=None, steps_per_execution=steps,
                   weighted_metrics=[SlotMean(fn, slots=model.slots, root=root, name=name)])
 
 
@@ -268,11 +270,11 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     fold_seeds = [spec.train.seed + f for f in range(n_folds)] * n_configs
     model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, spec.loss, scales)
     scores = row_scores(spec)
-    compile_stacked(model, spec, steps_per_execution(X.shape[1], spec.train.batch_size))
     plan = plan_epochs([len(f.X_train) for f in folds] * n_configs, fold_seeds, spec.train.epochs,
                        spec.train.batch_size)
+    compile_stacked(model, spec, steps_per_execution(X.shape[1], spec.train.batch_size), plan.steps)
     trained = fit_epochs(model, X, y, plan, slotted=True, held_out=HeldOut(X_val, y_val, scores, w_val),
-                         callbacks=callbacks, initial_epoch=initial_epoch)
+                         callbacks=[*schedule_callbacks(spec.train), *callbacks], initial_epoch=initial_epoch)
 
     predictions = predict_slots(model, X_val) if trained.predictions is None else trained.predictions
     results: list[list[FoldResult]] = [[] for _ in specs]
@@ -283,6 +285,8 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
         # Empty when a resumed run had no epoch left to train.
         fold_history = {f"{prefix}{metric}": trained.history.get(f"{prefix}f{j}_{metric}", [])
                         for metric in ("loss", spec.metric) for prefix in ("", "val_")}
+        if "learning_rate" in trained.history:  # one rate for every slot
+            fold_history["learning_rate"] = trained.history["learning_rate"]
         result = FoldResult(score=score(spec, fold.y_test, outputs), history=fold_history,
                             n_train=len(fold.X_train), n_test=n_test)
         results[j // n_folds].append(with_predictions(specs[j // n_folds], result, fold, outputs))

@@ -12,7 +12,7 @@ import numpy as np
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import Trained, fit_epochs, fixed_batch_size
-from kerasflow.tasks.training.models import TargetScale, build_model, make_optimizer
+from kerasflow.tasks.training.models import TargetScale, build_model, make_optimizer, schedule_callbacks
 from kerasflow.tasks.training.scoring import (
     CATEGORICAL_LOSSES,
     ONE_BATCH,
@@ -107,15 +107,16 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     scores = row_scores(spec)
     # Weighted: Keras hands sample weights (here, the epochs' padding) to `weighted_metrics` only. The loss is
     # Keras' own; the other scores are metrics, logged under the names `HeldOutScores` gives them.
-    model.compile(optimizer=make_optimizer(spec.train), loss=spec.loss,
+    stateful = spec.model.stateful
+    plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful)
+    model.compile(optimizer=make_optimizer(spec.train, plan.steps), loss=spec.loss,
                   weighted_metrics=[SlotMean(fn, root=root, name=name) for name, (fn, root) in scores.items()
                                     if name != "loss"],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
-    stateful = spec.model.stateful
-    callbacks = [*callbacks, StopWhenDiverged()]
+    # The learning rate's callbacks first: the epoch's logs hold its rate by the time the caller's see them.
+    callbacks = [*schedule_callbacks(spec.train), *callbacks, StopWhenDiverged()]
     if stateful:
         callbacks = [ResetStatesEachEpoch(), *callbacks]
-    plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful)
     held_out = None if validation is None else HeldOut(*validation, scores=scores)
     trained = fit_epochs(model, X, y, plan, slotted=False, held_out=held_out, callbacks=callbacks,
                          initial_epoch=initial_epoch)

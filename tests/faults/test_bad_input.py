@@ -130,6 +130,15 @@ CASES = [
         "params.yaml:experiments.iris.model.layers[0].type: layers[0] (average_pooling2d) takes an image per row",
         "put a reshape with target_shape [height, width, channels]"),
         lambda raw: raw["experiments"]["iris"]["model"]["layers"].insert(0, {"type": "average_pooling2d"})),
+    Bad("schedule-every-zero-epochs", (
+        "params.yaml:experiments.iris.train.lr_schedule.every: Input should be greater than 0", "Received: 0"),
+        iris("train", lr_schedule={"type": "step", "factor": 0.5, "every": 0})),
+    Bad("plateau-monitors-an-unlogged-score", (
+        "params.yaml:experiments.iris.train.lr_schedule.monitor: names no score this experiment logs; did you mean "
+        "'val_accuracy'? Allowed: loss, val_loss, accuracy, val_accuracy. Received: 'val_acc'",),
+        iris("train", lr_schedule={"type": "reduce_on_plateau", "monitor": "val_acc"})),
+    Bad("decay-and-a-schedule", ("params.yaml:experiments.iris.train.lr_schedule: and train.optimizer.decay both",),
+        iris("train", optimizer={"name": "sgd", "decay": 0.01}, lr_schedule={"type": "cosine"})),
     Bad("unknown-activation", ("params.yaml:experiments.iris.model.layers[0].activation: unknown activation 'relux'",
                                "Did you mean 'relu'?", "Allowed: celu", "Received: 'relux'"),
         iris_layer(0, activation="relux")),
