@@ -554,10 +554,10 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
         experiment.locate(f"{source}:experiments.{name}", str(experiment.dataset.file))
     for name, experiment in params.experiments.items():
         optimizer = experiment.train.optimizer
-        for legacy in LEGACY_OPTIMIZER_ARGUMENTS.keys() & set(optimizer.model_extra or {}) \
-                if isinstance(optimizer, OptimizerSpec) else ():
-            params.notes.append(f"{source}:experiments.{name}.train.optimizer.{legacy}: "
-                                f"{LEGACY_OPTIMIZER_ARGUMENTS[legacy]}")
+        given = (optimizer.model_extra or {}) if isinstance(optimizer, OptimizerSpec) else {}
+        for legacy, meaning in LEGACY_OPTIMIZER_ARGUMENTS.items():
+            if given.get(legacy):  # a decay of 0 is none: nothing to translate
+                params.notes.append(f"{source}:experiments.{name}.train.optimizer.{legacy}: {meaning}")
     for name, sweep in params.sweeps.items():
         sweep.locate(f"{source}:sweeps.{name}", str(params.experiments[name].dataset.file))
         dotted = [key for key in raw["sweeps"][name]["space"] if "." in str(key)]
