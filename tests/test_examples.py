@@ -32,8 +32,8 @@ def _write(path: Path, header: list[str], rows: list[list]) -> None:
 
 def write_stand_ins(data: Path, bundled: Path) -> None:
     """Stand-ins of the books' datasets that ship nowhere, in their shapes: sonar (60 numeric columns, R/M),
-    ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1); and every 16th
-    of the bundled MNIST digits."""
+    ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1); every 16th of the
+    bundled MNIST digits, and the bundled breast-cancer table."""
     rng = np.random.default_rng(0)
     for name, width, classes in (("sonar", 60, "RM"), ("ionosphere", 34, "gb")):
         _write(data / f"{name}.csv", [f"f{i}" for i in range(width)] + ["class"],
@@ -43,6 +43,7 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
     words = [f"word{i}" for i in range(300)]
     _write(data / "imdb.csv", ["review", "sentiment"],
            [[" ".join(rng.choice(words, size=int(rng.integers(5, 60)))), i % 2] for i in range(60)])
+    shutil.copy(bundled / "breast_cancer.csv", data / "breast_cancer.csv")
     header, *digits = (bundled / "mnist_5k.csv").read_text().splitlines(keepends=True)
     (data / "mnist_5k.csv").write_text(header + "".join(digits[::16]))  # the file is in label order
 

@@ -9,6 +9,8 @@ from helpers import tiny_params
 
 from kerasflow.tasks.config.schema import LOSSES_BY_TASK, SearchSpec, parse_params
 from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.report import tables
+from kerasflow.tasks.report.collect import ExperimentReport, Report
 from kerasflow.tasks.sweep.groups import stacked_groups
 from kerasflow.tasks.training.evaluate import (
     cross_validate,
@@ -33,6 +35,7 @@ from kerasflow.tasks.training.stacked import (
     slotwise_constraint,
     stack_slots,
 )
+from kerasflow.tasks.training.train import fit_fold
 
 
 def _iris_spec(changes: dict | None = None, **evaluate):
@@ -345,10 +348,38 @@ def test_an_activity_penalty_trains_fold_by_fold():
 def test_reduce_on_plateau_trains_each_fold_on_its_own_rate(project):
     """The rate follows each fold's own held-out loss, so the folds cannot share one optimizer: no stacking."""
     spec = _iris_spec({"train": {"lr_schedule": {"type": "reduce_on_plateau", "patience": 0, "factor": 0.5,
-                                                 "min_delta": 0.05}}})
+                                                 "min_delta": 0.05}}}, refit=False)
     table = load_table(spec.dataset, root=project)
     result = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
     assert not result.stacked
     for fold in result.folds:
         rates = fold.history["learning_rate"]
         assert rates[0] == pytest.approx(0.05) and rates == sorted(rates, reverse=True) and rates[-1] < rates[0]
+
+
+def test_early_stopping_ends_each_fold_when_its_own_patience_is_spent(project):
+    """Each fold stops on its own epoch, so the folds train one by one; with restore_best_weights each is scored
+    with its best epoch's weights. The refit monitors the validation split it keeps back."""
+    spec = _iris_spec({"train": {"epochs": 60, "validation_split": 0.2, "early_stopping": {
+        "monitor": "val_accuracy", "patience": 3, "restore_best_weights": True}}})
+    table = load_table(spec.dataset, root=project)
+    result = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
+    assert not result.stacked
+    assert result.epochs_run == [len(fold.history["loss"]) for fold in result.folds] and max(result.epochs_run) < 60
+    assert result.summary()["epochs_run"] == result.epochs_run
+    shown = tables.scores(Report([ExperimentReport(name="iris", spec=spec, metrics=result.summary())]))
+    assert shown["folds"][0] == f"3, trained {min(result.epochs_run)}–{max(result.epochs_run)} epochs"
+    for fold in result.folds:
+        assert fold.score == max(fold.history["val_accuracy"])  # the best epoch's weights were put back
+
+
+def test_a_folds_early_stop_is_keras_own_early_stopping(project):
+    stopping = {"monitor": "val_loss", "patience": 2, "min_delta": 0.001}
+    spec = _iris_spec({"train": {"epochs": 60, "early_stopping": stopping}}, refit=False)
+    plain = _iris_spec({"train": {"epochs": 60}}, refit=False)
+    table = load_table(spec.dataset, root=project)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    ours = fit_fold(spec, folds[1], 1)
+    keras_own = fit_fold(plain, folds[1], 1, callbacks=[keras.callbacks.EarlyStopping(**stopping)])
+    assert len(ours.history["loss"]) < 60
+    assert ours.history == keras_own.history and ours.score == keras_own.score

@@ -234,6 +234,29 @@ class ReduceOnPlateauSchedule(Section):
     min_lr: float = Field(default=0.0, ge=0)
 
 
+def monitor_mode(monitor: str) -> Literal["min", "max"]:
+    """Whether a logged score (`loss`, `val_accuracy`...) improves as it falls or as it rises: only accuracy rises.
+
+    Examples
+    --------
+    >>> monitor_mode("val_accuracy"), monitor_mode("val_loss"), monitor_mode("rmse")
+    ('max', 'min', 'min')
+    """
+    return "max" if monitor.removeprefix("val_") == "accuracy" else "min"
+
+
+class EarlyStoppingSpec(Section):
+    """Keras' EarlyStopping: a model stops training once `monitor` has not improved by `min_delta` for `patience`
+    epochs (counted from `start_from_epoch`); with `restore_best_weights` it ends with its best epoch's weights.
+    `monitor` is as reduce_on_plateau's: in k-fold and hold-out a ``val_`` score is the fold's held-out rows'."""
+
+    monitor: str = "val_loss"
+    patience: int = Field(default=0, ge=0)
+    min_delta: float = Field(default=0.0, ge=0)
+    restore_best_weights: bool = False
+    start_from_epoch: int = Field(default=0, ge=0)
+
+
 LRScheduleSpec = Annotated[Union[InverseTimeSchedule, ExponentialSchedule, StepSchedule, CosineSchedule,
                                  ReduceOnPlateauSchedule], Field(discriminator="type")]
 
@@ -249,6 +272,10 @@ class TrainSpec(Section):
     learning_rate: float | None = Field(default=None, gt=0, description="None keeps the optimizer's default")
     loss: str | None = Field(default=None, description="None picks the task's usual loss")
     lr_schedule: LRScheduleSpec | None = Field(default=None, description="how the learning rate changes as it trains")
+    early_stopping: EarlyStoppingSpec | None = None
+    validation_split: float | None = Field(default=None, gt=0, lt=1, description=(
+        "the refit's last rows held out, as Keras' validation_split: what its val_ scores (early stopping, "
+        "reduce_on_plateau) are measured on"))
     epochs: Count
     batch_size: Count
     seed: Seed = 0
@@ -296,7 +323,17 @@ class TrainSpec(Section):
         """Whether models trained this way can be stacked: no gradient clipping by norm (:data:`COUPLING_ARGUMENTS`)
         and no rate that follows a fold's own scores (reduce_on_plateau): the slots share one optimizer."""
         return not any(arg in self.optimizer_arguments for arg in COUPLING_ARGUMENTS) and not isinstance(
-            self.lr_schedule, ReduceOnPlateauSchedule)
+            self.lr_schedule, ReduceOnPlateauSchedule) and self.early_stopping is None
+
+    @property
+    def monitors(self) -> dict[str, str]:
+        """The scores the training's callbacks follow, by the key that names each (`train.early_stopping.monitor`)."""
+        found = {}
+        if isinstance(self.lr_schedule, ReduceOnPlateauSchedule):
+            found["train.lr_schedule.monitor"] = self.lr_schedule.monitor
+        if self.early_stopping is not None:
+            found["train.early_stopping.monitor"] = self.early_stopping.monitor
+        return found
 
     @field_validator("loss")
     @classmethod
@@ -354,7 +391,7 @@ class ExperimentSpec(Section):
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric == "accuracy"
+        return monitor_mode(self.metric) == "max"
 
     def with_overrides(self, overrides: dict[str, Any]) -> "ExperimentSpec":
         """A validated copy with dotted keys replaced: `{"train.epochs": 5, "model.layers[0].units": 8}`.
@@ -393,14 +430,17 @@ class ExperimentSpec(Section):
         if self.preprocess.scale_target and (task != "regression" or self.preprocess.scale == "none"):
             raise AtKey("preprocess.scale_target", "needs task 'regression' and a `scale` (standard or minmax) "
                       f"to apply to the target. Received: task {task!r}, scale {self.preprocess.scale!r}")
-        schedule = self.train.lr_schedule
-        if isinstance(schedule, ReduceOnPlateauSchedule):
-            monitored = ("loss", "val_loss", self.metric, f"val_{self.metric}")
-            if schedule.monitor not in monitored:
-                hint = difflib.get_close_matches(schedule.monitor, monitored, n=1)
-                raise AtKey("train.lr_schedule.monitor", "names no score this experiment logs" + (
-                    f"; did you mean {hint[0]!r}?" if hint else "") + f" Allowed: {', '.join(monitored)}. "
-                    f"Received: {schedule.monitor!r}")
+        logged = ("loss", "val_loss", self.metric, f"val_{self.metric}")
+        for key, monitor in self.train.monitors.items():
+            if monitor not in logged:
+                hint = difflib.get_close_matches(monitor, logged, n=1)
+                raise AtKey(key, "names no score this experiment logs" + (
+                    f"; did you mean {hint[0]!r}?" if hint else "") + f" Allowed: {', '.join(logged)}. "
+                    f"Received: {monitor!r}")
+            if monitor.startswith("val_") and self.evaluate.refit and self.train.validation_split is None:
+                raise AtKey("train.validation_split", f"is required: {key} follows {monitor!r}, and the refit on "
+                            f"all rows has held-out rows only if it keeps some back (e.g. 0.2), or set "
+                            f"evaluate.refit false. Received: none")
         self._check_text()
         try:
             self.model.check_shapes()

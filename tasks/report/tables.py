@@ -54,8 +54,11 @@ def scores(report: Report) -> pd.DataFrame:
                          "naive last value": "", "seconds": ""})
             continue
         baseline = m.get("baseline")
+        # Early stopping: the range of the folds' trained epochs beside their count.
+        epochs = m.get("epochs_run")
+        folds = f"{m['n_folds']}, trained {min(epochs)}–{max(epochs)} epochs" if epochs else m["n_folds"]
         rows.append({"experiment": e.name, "metric": m["metric"], "mean ± std": score_text(m),
-                     "folds": m["n_folds"], "naive last value": round(baseline["mean"], 4) if baseline else "",
+                     "folds": folds, "naive last value": round(baseline["mean"], 4) if baseline else "",
                      "seconds": m["seconds"]})
     return frame(rows, ["experiment", "metric", "mean ± std", "folds", "naive last value", "seconds"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ class CVResult:
     seconds: float
     baseline: list[float] | None = None
     """Per fold, the score of the naive last-value forecast (series only)."""
+    epochs_run: list[int] | None = None
+    """Per fold, the epochs it trained, where early stopping may have ended it before `train.epochs`."""
 
     @property
     def scores(self) -> list[float]:
@@ -72,6 +75,7 @@ class CVResult:
         return {"metric": self.metric, "mean": mean, "std": std, "folds": folds, "n_folds": len(scores),
                 "higher_is_better": self.higher_is_better, "stacked": self.stacked,
                 "seconds": round(self.seconds, 2), **self._baseline_summary(),
+                **({"epochs_run": self.epochs_run} if self.epochs_run is not None else {}),
                 **({"diverged": list(diverged), "diverged_at_epoch": list(diverged.values())} if diverged else {})}
 
     def _baseline_summary(self) -> dict[str, Any]:
@@ -183,8 +187,9 @@ def _cross_validate_each(spec: ExperimentSpec, folds: list[FoldData], callbacks:
                          initial_epoch: int) -> CVResult:
     start = time.perf_counter()
     results = [fit_fold(spec, fold, i, callbacks, initial_epoch) for i, fold in enumerate(folds)]
+    epochs_run = None if spec.train.early_stopping is None else [len(fold.history.get("loss", [])) for fold in results]
     return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=False,
-                    seconds=time.perf_counter() - start, baseline=_baseline(spec, folds))
+                    seconds=time.perf_counter() - start, baseline=_baseline(spec, folds), epochs_run=epochs_run)
 
 
 def _baseline(spec: ExperimentSpec, folds: list[FoldData]) -> list[float] | None:
@@ -218,6 +223,11 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
     X = preprocessor.transform(table.X)
     y = encode_target(spec, labels.codes, labels.n_classes)
     target_scale = fit_target_scale(spec.preprocess, y)
-    model, trained = fit_model(spec, X, y, callbacks=callbacks, target_scale=target_scale)
+    validation = None
+    if spec.train.validation_split is not None:
+        # As Keras' validation_split: the last rows, before any shuffling, are held out.
+        split = math.ceil(len(X) * (1 - spec.train.validation_split))
+        X, y, validation = X[:split], y[:split], (X[split:], y[split:])
+    model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale)
     return FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec, target_scale=target_scale,
                       diverged_at=first_non_finite(trained.history.get("loss", [])))

@@ -39,6 +39,7 @@ from kerasflow.tasks.config.schema import (
     ReduceOnPlateauSchedule,
     StepSchedule,
     TrainSpec,
+    monitor_mode,
 )
 from kerasflow.tasks.config.section import Configured, Section
 
@@ -242,7 +243,8 @@ def schedule_callbacks(spec: TrainSpec) -> list[keras.callbacks.Callback]:
     schedule = spec.lr_schedule
     callbacks: list[keras.callbacks.Callback] = []
     if isinstance(schedule, ReduceOnPlateauSchedule):
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=schedule.monitor, factor=schedule.factor,
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=schedule.monitor,
+                                                           mode=monitor_mode(schedule.monitor), factor=schedule.factor,
                                                            patience=schedule.patience, min_delta=schedule.min_delta,
                                                            min_lr=schedule.min_lr, verbose=0))
     if spec.scheduled:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 import keras
 import numpy as np
 
-from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.config.schema import ExperimentSpec, TrainSpec, monitor_mode
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import Trained, fit_epochs, fixed_batch_size
 from kerasflow.tasks.training.models import TargetScale, build_model, make_optimizer, schedule_callbacks
@@ -114,13 +114,49 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
                                     if name != "loss"],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     # The learning rate's callbacks first: the epoch's logs hold its rate by the time the caller's see them.
-    callbacks = [*schedule_callbacks(spec.train), *callbacks, StopWhenDiverged()]
+    stopper = EarlyStoppingAcrossFits.from_spec(spec.train)
+    callbacks = [*schedule_callbacks(spec.train), *callbacks, *([stopper] if stopper else []), StopWhenDiverged()]
     if stateful:
         callbacks = [ResetStatesEachEpoch(), *callbacks]
     held_out = None if validation is None else HeldOut(*validation, scores=scores)
     trained = fit_epochs(model, X, y, plan, slotted=False, held_out=held_out, callbacks=callbacks,
                          initial_epoch=initial_epoch)
+    if stopper is not None and stopper.restore():
+        trained = replace(trained, predictions=None)  # the last epoch's are not the restored model's
     return model, trained
+
+
+class EarlyStoppingAcrossFits(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping for a training fed in several `fit` calls (`fit_epochs`): its state is reset at the first
+    call's start only, and the best weights restored by :meth:`restore` once the training is over, not at each
+    call's end."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.started = False
+
+    @classmethod
+    def from_spec(cls, spec: TrainSpec) -> "EarlyStoppingAcrossFits | None":
+        stopping = spec.early_stopping
+        if stopping is None:
+            return None
+        return cls(monitor=stopping.monitor, mode=monitor_mode(stopping.monitor), patience=stopping.patience,
+                   min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights,
+                   start_from_epoch=stopping.start_from_epoch)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not self.started:
+            super().on_train_begin(logs)
+            self.started = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        pass
+
+    def restore(self) -> bool:
+        """Put the best epoch's weights back, as Keras' callback does at the end of training; whether it did."""
+        restored = self.restore_best_weights and self.best_weights is not None
+        super().on_train_end()
+        return restored
 
 
 class StopWhenDiverged(keras.callbacks.Callback):

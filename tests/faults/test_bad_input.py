@@ -95,7 +95,8 @@ CASES = [
     # --- params.yaml (issue item 1) -------------------------------------------------------------------------------
     Bad("unknown-key-suggests-closest", (
         "params.yaml:experiments.iris.train.epoch: unknown key 'epoch'; did you mean 'epochs'?",
-        "Allowed here: batch_size, epochs, learning_rate, loss, optimizer, seed"), iris("train", epoch=3)),
+        "Allowed here: batch_size, early_stopping, epochs, learning_rate, loss, lr_schedule, optimizer, seed, "
+        "validation_split"), iris("train", epoch=3)),
     Bad("wrong-type", ("params.yaml:experiments.iris.train.epochs: Input should be a valid integer",
                        "Received: 'many'"), iris("train", epochs="many")),
     Bad("zero-epochs", ("params.yaml:experiments.iris.train.epochs: Input should be greater than 0", "Received: 0"),
@@ -139,6 +140,12 @@ CASES = [
         iris("train", lr_schedule={"type": "reduce_on_plateau", "monitor": "val_acc"})),
     Bad("decay-and-a-schedule", ("params.yaml:experiments.iris.train.lr_schedule: and train.optimizer.decay both",),
         iris("train", optimizer={"name": "sgd", "decay": 0.01}, lr_schedule={"type": "cosine"})),
+    Bad("negative-patience", ("params.yaml:experiments.iris.train.early_stopping.patience: Input should be greater "
+                              "than or equal to 0", "Received: -1"),
+        iris("train", early_stopping={"patience": -1})),
+    Bad("early-stopping-on-val-without-a-validation-split", (
+        "params.yaml:experiments.iris.train.validation_split: is required: train.early_stopping.monitor follows "
+        "'val_loss'",), iris("train", early_stopping={"monitor": "val_loss", "patience": 2})),
     Bad("unknown-activation", ("params.yaml:experiments.iris.model.layers[0].activation: unknown activation 'relux'",
                                "Did you mean 'relu'?", "Allowed: celu", "Received: 'relux'"),
         iris_layer(0, activation="relux")),
