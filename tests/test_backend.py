@@ -71,12 +71,13 @@ def test_the_environment_wins_over_the_file(tmp_path, monkeypatch):
 def test_a_run_trains_on_the_backend_the_params_file_names(project, prefect_server):
     """The whole command on JAX, chosen by params.yaml alone: the result records the backend it ran on. The model
     uses the books' toolbox, stacked: SGD with momentum and Keras 1's decay, a max-norm hidden layer with an L2
-    penalty, and a separate activation layer."""
+    penalty, a separate activation layer, and early stopping, each fold on its own."""
     raw = tiny_params()
     raw["backend"] = "jax"
     raw["experiments"] = {"iris": raw["experiments"]["iris"]}
-    raw["experiments"]["iris"]["train"].update(optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9, "decay": 0.001},
-                                               learning_rate=None)
+    raw["experiments"]["iris"]["train"].update(
+        optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9, "decay": 0.001}, learning_rate=None, epochs=40,
+        validation_split=0.2, early_stopping={"monitor": "val_loss", "patience": 2, "restore_best_weights": True})
     raw["experiments"]["iris"]["model"]["layers"][:1] = [
         {"type": "dense", "units": 6, "kernel_constraint": {"name": "max_norm", "max_value": 3},
          "kernel_regularizer": {"name": "l2", "l2": 0.001}}, {"type": "activation", "activation": "relu"}]
@@ -91,8 +92,12 @@ def test_a_run_trains_on_the_backend_the_params_file_names(project, prefect_serv
     # The folds trained stacked: every slot's epoch logs reach its fold's history.
     assert metrics["stacked"] is True
     curves = sorted((project / "results/iris/history/plots/metrics").glob("fold_*/*.tsv"))
-    assert sorted({curve.name for curve in curves}) == ["accuracy.tsv", "loss.tsv", "val_accuracy.tsv", "val_loss.tsv"]
-    assert len(curves) == 3 * 4 and all(len(curve.read_text().splitlines()) == 1 + 15 for curve in curves)
+    assert sorted({curve.name for curve in curves}) == ["accuracy.tsv", "learning_rate.tsv", "loss.tsv",
+                                                        "val_accuracy.tsv", "val_loss.tsv"]
+    epochs_run = metrics["epochs_run"]
+    assert len(curves) == 3 * 5 and max(epochs_run) < 40
+    for curve in curves:
+        assert len(curve.read_text().splitlines()) == 1 + epochs_run[int(curve.parent.name.removeprefix("fold_"))]
 
 
 def test_the_jax_cache_folder_is_the_users_per_cpu_and_stays_on_this_machine(tmp_path, monkeypatch):

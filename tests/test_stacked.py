@@ -105,8 +105,14 @@ CONSTRAINED = {"layer0": {"kernel_constraint": {"name": "max_norm", "max_value":
 STEP_DECAY = {"train": {"lr_schedule": {"type": "step", "factor": 0.5, "every": 5}}}
 
 
-@pytest.mark.parametrize("changes", [None, BOOKS_SGD, CONSTRAINED, STEP_DECAY],
-                         ids=["adam", "sgd-momentum-decay", "maxnorm-l2", "step-decay"])
+# Each fold stops on its own epoch (patience spent on its held-out loss) and keeps its best epoch's weights; in the
+# stacked program a stopped slot is no longer updated while the others go on.
+EARLY_STOPPING = {"train": {"epochs": 60, "validation_split": 0.2, "early_stopping": {
+    "monitor": "val_loss", "patience": 2, "min_delta": 0.001, "restore_best_weights": True}}}
+
+
+@pytest.mark.parametrize("changes", [None, BOOKS_SGD, CONSTRAINED, STEP_DECAY, EARLY_STOPPING],
+                         ids=["adam", "sgd-momentum-decay", "maxnorm-l2", "step-decay", "early-stopping"])
 def test_stacked_folds_score_as_separately_trained_folds(project, changes):
     """Same folds, initial weights and batches: the stacked and the one-by-one paths give the same models."""
     stacked_spec = _iris_spec(changes, n_splits=5, stack_folds=True)
@@ -117,6 +123,9 @@ def test_stacked_folds_score_as_separately_trained_folds(project, changes):
     stacked = cross_validate(stacked_spec, folds)
     separate = cross_validate(separate_spec, folds)
     assert stacked.stacked and not separate.stacked
+    if changes is EARLY_STOPPING:  # the folds stop on epochs of their own
+        assert stacked.epochs_run == separate.epochs_run and len(set(stacked.epochs_run)) > 1 and max(
+            stacked.epochs_run) < 60
     assert len(stacked.folds) == len(separate.folds) == 5
     assert np.mean(stacked.scores) > 0.8
     assert stacked.scores == separate.scores
@@ -128,7 +137,8 @@ def test_stacked_folds_score_as_separately_trained_folds(project, changes):
         if changes is STEP_DECAY:
             assert fold.history["learning_rate"] == alone.history["learning_rate"] == pytest.approx(
                 [0.05] * 5 + [0.025] * 5 + [0.0125] * 5)
-        assert len(fold.history["loss"]) == stacked_spec.train.epochs
+        assert len(fold.history["loss"]) == len(alone.history["loss"])
+        assert len(fold.history["loss"]) == stacked_spec.train.epochs or changes is EARLY_STOPPING
         assert fold.history["loss"][-1] < fold.history["loss"][0]
 
 
@@ -358,13 +368,13 @@ def test_reduce_on_plateau_trains_each_fold_on_its_own_rate(project):
 
 
 def test_early_stopping_ends_each_fold_when_its_own_patience_is_spent(project):
-    """Each fold stops on its own epoch, so the folds train one by one; with restore_best_weights each is scored
-    with its best epoch's weights. The refit monitors the validation split it keeps back."""
+    """Each fold stops on its own epoch, still in one stacked program; with restore_best_weights each is scored
+    with its best epoch's weights."""
     spec = _iris_spec({"train": {"epochs": 60, "validation_split": 0.2, "early_stopping": {
         "monitor": "val_accuracy", "patience": 3, "restore_best_weights": True}}})
     table = load_table(spec.dataset, root=project)
     result = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
-    assert not result.stacked
+    assert result.stacked
     assert result.epochs_run == [len(fold.history["loss"]) for fold in result.folds] and max(result.epochs_run) < 60
     assert result.summary()["epochs_run"] == result.epochs_run
     shown = tables.scores(Report([ExperimentReport(name="iris", spec=spec, metrics=result.summary())]))

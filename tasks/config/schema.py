@@ -323,7 +323,7 @@ class TrainSpec(Section):
         """Whether models trained this way can be stacked: no gradient clipping by norm (:data:`COUPLING_ARGUMENTS`)
         and no rate that follows a fold's own scores (reduce_on_plateau): the slots share one optimizer."""
         return not any(arg in self.optimizer_arguments for arg in COUPLING_ARGUMENTS) and not isinstance(
-            self.lr_schedule, ReduceOnPlateauSchedule) and self.early_stopping is None
+            self.lr_schedule, ReduceOnPlateauSchedule)
 
     @property
     def monitors(self) -> dict[str, str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import time
 from collections import defaultdict
@@ -33,6 +34,8 @@ import keras
 import numpy as np
 
 FOLDS_PLOT = Path("plots/custom/folds.json")
+STACKED_LOSS = re.compile(r"f\d+_loss")
+"""A stacked model's slot's training loss in an epoch's logs (`f3_loss`)."""
 """All folds' rows in one table: what dvc.yaml declares as each experiment's plot."""
 SUMMARY = Path("metrics.json")
 STEP_FILES = Path("plots/metrics")
@@ -162,9 +165,10 @@ class LiveHistory(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         start = time.monotonic()
         for model_index, epoch, kept in self.kept:
-            if "f0_loss" in kept:  # a stacked model's: every slot's values
+            if any(STACKED_LOSS.fullmatch(key) for key in kept):  # a stacked model's: each slot's values
                 for slot, keys in enumerate(self.slot_keys):
-                    self._add(slot, epoch, [kept.get(key) for key in keys])
+                    if keys[0] in kept:  # a slot that stopped early has no values past its last epoch
+                        self._add(slot, epoch, [kept.get(key) for key in keys])
             else:
                 self._add(model_index, epoch, [kept.get(name) for name in self.folders[0].names])
         self.kept.clear()

@@ -112,7 +112,9 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
     specs = [scoring_spec(spec, sweep) for spec in specs]
     spec = specs[0]
     folds = prepare_folds(spec, table, labels)  # the configs of a group share their preprocessing and folds
-    per_epoch = uses_stacking(spec, len(specs) * len(folds)) or len(specs) * len(folds) == 1
+    # Stacked slots that stop early leave the program one by one: no per-epoch score for every config either.
+    per_epoch = (uses_stacking(spec, len(specs) * len(folds)) and spec.train.early_stopping is None) \
+        or len(specs) * len(folds) == 1
     callbacks: list[keras.callbacks.Callback] = []
     initial_epoch = 0
     if per_epoch:

@@ -179,7 +179,7 @@ def cross_validate_configs(specs: Sequence[ExperimentSpec], folds: list[FoldData
     per_config = fit_stacked(specs, folds, callbacks, initial_epoch)
     seconds = time.perf_counter() - start
     return [CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, stacked=True, seconds=seconds,
-                     folds=results, baseline=_baseline(spec, folds))
+                     folds=results, baseline=_baseline(spec, folds), epochs_run=_epochs_run(spec, results))
             for spec, results in zip(specs, per_config)]
 
 
@@ -187,9 +187,14 @@ def _cross_validate_each(spec: ExperimentSpec, folds: list[FoldData], callbacks:
                          initial_epoch: int) -> CVResult:
     start = time.perf_counter()
     results = [fit_fold(spec, fold, i, callbacks, initial_epoch) for i, fold in enumerate(folds)]
-    epochs_run = None if spec.train.early_stopping is None else [len(fold.history.get("loss", [])) for fold in results]
     return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=False,
-                    seconds=time.perf_counter() - start, baseline=_baseline(spec, folds), epochs_run=epochs_run)
+                    seconds=time.perf_counter() - start, baseline=_baseline(spec, folds),
+                    epochs_run=_epochs_run(spec, results))
+
+
+def _epochs_run(spec: ExperimentSpec, results: list[FoldResult]) -> list[int] | None:
+    """Per fold, the epochs it trained, when early stopping may have ended it before `train.epochs`."""
+    return None if spec.train.early_stopping is None else [len(fold.history.get("loss", [])) for fold in results]
 
 
 def _baseline(spec: ExperimentSpec, folds: list[FoldData]) -> list[float] | None:

@@ -13,19 +13,21 @@ initializers (:func:`stack_key`); config ``c``'s fold ``f`` is slot ``c * k + f`
 - its own gradient: the loss is the *sum* over slots of each slot's batch mean, so no slot's learning rate is
   scaled by k (:class:`StackedModel`).
 
-Folds whose training sets are shorter than the longest are padded with zero-weight rows.
+Folds whose training sets are shorter than the longest are padded with zero-weight rows. With early stopping each
+slot stops on its own (:class:`StopSlots`), keeping the weights its model alone would stop with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 from keras import ops
 
 from kerasflow.tasks.config.layers import ActivationLayer, DenseLayer, DropoutLayer
-from kerasflow.tasks.config.schema import ExperimentSpec, ModelSpec
+from kerasflow.tasks.config.schema import ExperimentSpec, ModelSpec, monitor_mode
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import fit_epochs
 from kerasflow.tasks.training.models import (
@@ -246,6 +248,105 @@ def stack_slots(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return table, weight
 
 
+class SlotView:
+    """One slot of a stacked model, as Keras' EarlyStopping sees a model: its weights are the slot's slices of the
+    stacked model's trainable weights (`snapshot`, taken once per epoch), and weights it restores are kept in
+    `restored`."""
+
+    def __init__(self, snapshot: Callable[[], list[np.ndarray]], index: int) -> None:
+        self.snapshot, self.index = snapshot, index
+        self.stop_training = False
+        self.restored: list[np.ndarray] | None = None
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [weight[self.index].copy() for weight in self.snapshot()]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        self.restored = weights
+
+
+def trainable_values(model: keras.Model) -> list[np.ndarray]:
+    """A stacked model's trainable weights (each slot-first) as arrays."""
+    return [np.asarray(keras.ops.convert_to_numpy(weight)) for weight in model.trainable_weights]
+
+
+class StopSlots(keras.callbacks.Callback):
+    """Keras' EarlyStopping for every slot of a stacked program, each following its own ``f<j>_`` score
+    (`spec.train.early_stopping`), as each slot's model alone would stop.
+
+    A slot that stops keeps, in `final`, its weights at that epoch (its best epoch's with `restore_best_weights`).
+    The program trains on until every slot has stopped: the slots are independent, so what later steps do to a
+    stopped slot's weights changes no other slot, and its kept weights are the ones it ends with. From the epoch
+    after its stop, its entries are taken out of the logs, so its history (and every callback after this one) ends
+    where it stopped. List it first among the callbacks.
+    """
+
+    def __init__(self, spec: ExperimentSpec, slots: int) -> None:
+        super().__init__()
+        stopping = spec.train.early_stopping
+        self.monitor = stopping.monitor
+        self.stoppers = [keras.callbacks.EarlyStopping(
+            monitor=stopping.monitor, mode=monitor_mode(stopping.monitor), patience=stopping.patience,
+            min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights,
+            start_from_epoch=stopping.start_from_epoch) for _ in range(slots)]
+        for stopper in self.stoppers:
+            stopper.on_train_begin()
+        self.active = list(range(slots))
+        self.final: dict[int, list[np.ndarray]] = {}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        stopped = [slot for slot in range(len(self.stoppers)) if slot not in self.active]
+        for key in [key for key in logs if slot_of(key) in stopped]:
+            del logs[key]
+        model, cache = self.model, []
+
+        def snapshot() -> list[np.ndarray]:
+            if not cache:
+                cache.append(trainable_values(model))
+            return cache[0]
+
+        name = self.monitor.removeprefix("val_")
+        prefix = "val_" if self.monitor.startswith("val_") else ""
+        for slot in list(self.active):
+            view = SlotView(snapshot, slot)
+            self.stoppers[slot].set_model(view)
+            self.stoppers[slot].on_epoch_end(epoch, {self.monitor: logs.get(f"{prefix}f{slot}_{name}")})
+            if view.stop_training:
+                self.end(slot, view)
+        if not self.active:
+            model.stop_training = True
+
+    def end(self, slot: int, view: SlotView) -> None:
+        """Slot `slot` stops: keep its weights as Keras' EarlyStopping leaves them at the end of training."""
+        self.stoppers[slot].set_model(view)
+        self.stoppers[slot].on_train_end()  # with restore_best_weights: hands the best epoch's weights to `view`
+        self.final[slot] = view.restored if view.restored is not None else view.get_weights()
+        self.active.remove(slot)
+
+    def finish(self, model: keras.Model) -> list[np.ndarray]:
+        """After training: end the slots still training, and return every slot's kept weights, slot-first."""
+        weights = trainable_values(model)
+        for slot in list(self.active):
+            self.end(slot, SlotView(lambda: weights, slot))
+        return [np.stack([self.final[slot][v] for slot in range(len(self.stoppers))]) for v in range(len(weights))]
+
+
+def slot_of(key: str) -> int | None:
+    """The slot a stacked model's log entry belongs to: `f3_loss` and `val_f3_loss` to slot 3; None for others.
+
+    Examples
+    --------
+    >>> slot_of("val_f3_loss"), slot_of("f12_accuracy"), slot_of("loss"), slot_of("learning_rate")
+    (3, 12, None, None)
+    """
+    match = SLOT_KEY.fullmatch(key)
+    return int(match.group(1)) if match else None
+
+
+SLOT_KEY = re.compile(r"(?:val_)?f(\d+)_.+")
+
+
 def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
                 callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0) -> list[list[FoldResult]]:
     """Train one model per config and fold, all as one stacked program; score and predict each on its fold's
@@ -273,10 +374,19 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     plan = plan_epochs([len(f.X_train) for f in folds] * n_configs, fold_seeds, spec.train.epochs,
                        spec.train.batch_size)
     compile_stacked(model, spec, steps_per_execution(X.shape[1], spec.train.batch_size), plan.steps)
+    # Early stopping first: a stopped slot's entries leave the logs before any other callback reads them.
+    stopping = [StopSlots(spec, k)] if spec.train.early_stopping is not None else []
     trained = fit_epochs(model, X, y, plan, slotted=True, held_out=HeldOut(X_val, y_val, scores, w_val),
-                         callbacks=[*schedule_callbacks(spec.train), *callbacks], initial_epoch=initial_epoch)
+                         callbacks=[*stopping, *schedule_callbacks(spec.train), *callbacks],
+                         initial_epoch=initial_epoch)
+    predictions = trained.predictions
+    if stopping:  # each slot ends with the weights it stopped with
+        for variable, value in zip(model.trainable_weights, stopping[0].finish(model)):
+            variable.assign(value)
+        predictions = None
+    if predictions is None:
+        predictions = predict_slots(model, X_val)
 
-    predictions = predict_slots(model, X_val) if trained.predictions is None else trained.predictions
     results: list[list[FoldResult]] = [[] for _ in specs]
     for j in range(k):
         fold = folds[j % n_folds]
