@@ -5,6 +5,7 @@ Run from the repository root (after `make install` and `kerasflow data`):
     .venv/bin/python bench/kfold.py                 # 150 epochs, as the books train it
     .venv/bin/python bench/kfold.py --epochs 30     # a quicker look
     .venv/bin/python bench/kfold.py --jax           # also kerasflow on JAX, against this run's TensorFlow loop
+    .venv/bin/python bench/kfold.py --toolbox --only-kerasflow   # SGD+momentum, max-norm, early stopping
 
 All contenders run in this one process, one after another, on the same folds and epochs, so the ratios are
 measured side by side; absolute seconds drift between runs on a shared machine. One fold and kerasflow's
@@ -57,29 +58,36 @@ BOOKS_GRID = {"train.optimizer": {"grid": OPTIMIZERS}, "model.initializer": {"gr
 """The grid as a sweep's `space:`."""
 
 
-def experiment_params(epochs: int, n_splits: int) -> dict:
-    """The books' 12-8-1 MLP on the breast-cancer data, stratified k-fold, as a params.yaml mapping."""
+def experiment_params(epochs: int, n_splits: int, toolbox: bool = False) -> dict:
+    """The books' 12-8-1 MLP on the breast-cancer data, stratified k-fold, as a params.yaml mapping; with `toolbox`,
+    trained with the books' toolbox: SGD with momentum, max-norm hidden layers, and early stopping on each fold's
+    held-out loss (patience 10, best weights kept), so that folds stop on epochs of their own."""
+    constraint = {"kernel_constraint": {"name": "max_norm", "max_value": 3}} if toolbox else {}
+    train = {"optimizer": "adam", "epochs": epochs, "batch_size": 10, "seed": 7}
+    if toolbox:
+        train.update(optimizer={"name": "sgd", "learning_rate": 0.01, "momentum": 0.9}, validation_split=0.2,
+                     early_stopping={"monitor": "val_loss", "patience": 10, "restore_best_weights": True})
     return {"experiments": {"cancer": {
         "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
         "preprocess": {"scale": "standard"},
-        "model": {"layers": [{"type": "dense", "units": 12, "activation": "relu"},
-                             {"type": "dense", "units": 8, "activation": "relu"},
+        "model": {"layers": [{"type": "dense", "units": 12, "activation": "relu", **constraint},
+                             {"type": "dense", "units": 8, "activation": "relu", **constraint},
                              {"type": "dense", "units": 1, "activation": "sigmoid"}]},
-        "train": {"optimizer": "adam", "epochs": epochs, "batch_size": 10, "seed": 7},
+        "train": train,
         "evaluate": {"n_splits": n_splits, "stratify": True, "seed": 7},
     }}, "sweeps": {}}
 
 
-def experiment(epochs: int, n_splits: int):
-    return parse_params(experiment_params(epochs, n_splits)).experiments["cancer"]
+def experiment(epochs: int, n_splits: int, toolbox: bool = False):
+    return parse_params(experiment_params(epochs, n_splits, toolbox)).experiments["cancer"]
 
 
-def prepared(epochs: int, n_splits: int):
+def prepared(epochs: int, n_splits: int, toolbox: bool = False):
     """The spec, table and preprocessed folds every contender shares, after a warm-up fit."""
-    spec = experiment(epochs, n_splits)
+    spec = experiment(epochs, n_splits, toolbox)
     table = load_table(spec.dataset)
     folds = prepare_folds(spec, table, encode_labels(spec, table))
-    fit_fold(experiment(1, n_splits), folds[0], 0)  # warm-up: first-call tracing is not what we compare
+    fit_fold(experiment(1, n_splits, toolbox), folds[0], 0)  # warm-up: first-call tracing is not what we compare
     return spec, table, folds
 
 
@@ -133,18 +141,21 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5, help="timings of one fold and of kerasflow, interleaved")
     parser.add_argument("--jax", action="store_true", help="also time kerasflow on JAX, in a child process")
+    parser.add_argument("--toolbox", action="store_true",
+                        help="SGD with momentum, max-norm layers and early stopping (each fold stops on its own)")
     parser.add_argument("--only-kerasflow", action="store_true",
                         help="time kerasflow's cross-validation and one fold only, as JSON (what --jax runs)")
     args = parser.parse_args()
 
-    spec, table, folds = prepared(args.epochs, args.folds)  # the same folds and scalers for every contender
+    spec, table, folds = prepared(args.epochs, args.folds, args.toolbox)  # the same folds for every contender
     ours_and_one_fold = {"one_fold": lambda: fit_fold(spec, folds[0], 0),
                          "kerasflow": lambda: cross_validate(spec, folds)}
     if args.only_kerasflow:
         medians = interleaved(ours_and_one_fold, args.repeats)
         (one_s, _), (seconds, result) = medians["one_fold"], medians["kerasflow"]
         print(json.dumps({"backend": keras.backend.backend(), "seconds": seconds, "scores": result.scores,
-                          "one_fold_seconds": one_s}))
+                          "one_fold_seconds": one_s, "stacked": result.stacked, "epochs_run": result.epochs_run,
+                          "ratio": round(seconds / one_s, 2)}))
         return
 
     books_s, books_scores = timed(lambda: books_loop(folds, args.epochs))
