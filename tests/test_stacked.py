@@ -35,7 +35,7 @@ from kerasflow.tasks.training.stacked import (
     slotwise_constraint,
     stack_slots,
 )
-from kerasflow.tasks.training.train import fit_fold
+from kerasflow.tasks.training.train import fit_fold, fit_model
 
 
 def _iris_spec(changes: dict | None = None, **evaluate):
@@ -393,3 +393,17 @@ def test_a_folds_early_stop_is_keras_own_early_stopping(project):
     keras_own = fit_fold(plain, folds[1], 1, callbacks=[keras.callbacks.EarlyStopping(**stopping)])
     assert len(ours.history["loss"]) < 60
     assert ours.history == keras_own.history and ours.score == keras_own.score
+
+
+def test_checkpoint_best_ends_the_refit_with_its_best_epochs_weights(project):
+    """The books' ModelCheckpoint(save_best_only=True): the refit keeps the weights of its epoch with the lowest
+    validation loss, never stopping early."""
+    spec = _iris_spec({"train": {"epochs": 30, "learning_rate": 1.0, "checkpoint": "best", "validation_split": 0.3}})
+    table = load_table(spec.dataset, root=project)
+    fold = prepare_folds(spec, table, encode_labels(spec, table))[0]
+    model, trained = fit_model(spec, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test),
+                               keep_best=True)
+    losses = trained.history["val_loss"]
+    assert len(losses) == 30 and losses.index(min(losses)) < 29  # a best epoch before the last, to go back to
+    kept = model.evaluate(fold.X_test, fold.y_test, verbose=0, return_dict=True)["loss"]
+    assert kept == pytest.approx(min(losses), rel=1e-4)

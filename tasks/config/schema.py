@@ -273,6 +273,9 @@ class TrainSpec(Section):
     loss: str | None = Field(default=None, description="None picks the task's usual loss")
     lr_schedule: LRScheduleSpec | None = Field(default=None, description="how the learning rate changes as it trains")
     early_stopping: EarlyStoppingSpec | None = None
+    checkpoint: Literal["last", "best"] = Field(default="last", description=(
+        "best: the refit keeps its best epoch's weights, by early_stopping's monitor (else val_loss) on its "
+        "validation split, as the books' ModelCheckpoint(save_best_only=True); last: its last epoch's"))
     validation_split: float | None = Field(default=None, gt=0, lt=1, description=(
         "the refit's last rows held out, as Keras' validation_split: what its val_ scores (early stopping, "
         "reduce_on_plateau) are measured on"))
@@ -333,7 +336,14 @@ class TrainSpec(Section):
             found["train.lr_schedule.monitor"] = self.lr_schedule.monitor
         if self.early_stopping is not None:
             found["train.early_stopping.monitor"] = self.early_stopping.monitor
+        if self.checkpoint == "best":
+            found["train.checkpoint"] = self.best_monitor
         return found
+
+    @property
+    def best_monitor(self) -> str:
+        """What `checkpoint: best` keeps the best epoch by."""
+        return self.early_stopping.monitor if self.early_stopping is not None else "val_loss"
 
     @field_validator("loss")
     @classmethod

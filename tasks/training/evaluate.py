@@ -233,6 +233,7 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
         # As Keras' validation_split: the last rows, before any shuffling, are held out.
         split = math.ceil(len(X) * (1 - spec.train.validation_split))
         X, y, validation = X[:split], y[:split], (X[split:], y[split:])
-    model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale)
+    model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale,
+                               keep_best=spec.train.checkpoint == "best")
     return FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec, target_scale=target_scale,
                       diverged_at=first_non_finite(trained.history.get("loss", [])))

@@ -95,9 +95,10 @@ def one_batch(n_rows: int) -> int:
 def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
               validation: tuple[np.ndarray, np.ndarray] | None = None,
               callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0,
-              target_scale: TargetScale | None = None) -> tuple[keras.Model, Trained]:
+              target_scale: TargetScale | None = None, keep_best: bool = False) -> tuple[keras.Model, Trained]:
     """Build, compile and train one model on `X`, `y`; return it, its per-epoch history and its last predictions
-    for the `validation` rows (:class:`~kerasflow.tasks.training.fit.Trained`).
+    for the `validation` rows (:class:`~kerasflow.tasks.training.fit.Trained`). With `keep_best` (the refit of
+    `checkpoint: best`), the model ends with its best epoch's weights by the `validation` rows.
 
     Each epoch deals the rows in a new order drawn from the spec's seed (`tasks/training/fit.py`). `callbacks` and
     `initial_epoch` let a sweep trial report each epoch and resume from a checkpoint. A stateful model sees the
@@ -114,7 +115,7 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
                                     if name != "loss"],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     # The learning rate's callbacks first: the epoch's logs hold its rate by the time the caller's see them.
-    stopper = EarlyStoppingAcrossFits.from_spec(spec.train)
+    stopper = EarlyStoppingAcrossFits.from_spec(spec.train, keep_best)
     callbacks = [*schedule_callbacks(spec.train), *callbacks, *([stopper] if stopper else []), StopWhenDiverged()]
     if stateful:
         callbacks = [ResetStatesEachEpoch(), *callbacks]
@@ -136,12 +137,17 @@ class EarlyStoppingAcrossFits(keras.callbacks.EarlyStopping):
         self.started = False
 
     @classmethod
-    def from_spec(cls, spec: TrainSpec) -> "EarlyStoppingAcrossFits | None":
+    def from_spec(cls, spec: TrainSpec, keep_best: bool = False) -> "EarlyStoppingAcrossFits | None":
+        """`spec`'s early stopping; with `keep_best`, one that also (or only: it never stops then) puts the best
+        epoch's weights back, by `spec.best_monitor`."""
         stopping = spec.early_stopping
-        if stopping is None:
+        if stopping is None and not keep_best:
             return None
+        if stopping is None:
+            return cls(monitor=spec.best_monitor, mode=monitor_mode(spec.best_monitor), patience=spec.epochs,
+                       restore_best_weights=True)
         return cls(monitor=stopping.monitor, mode=monitor_mode(stopping.monitor), patience=stopping.patience,
-                   min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights,
+                   min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights or keep_best,
                    start_from_epoch=stopping.start_from_epoch)
 
     def on_train_begin(self, logs: dict | None = None) -> None:

@@ -95,8 +95,8 @@ CASES = [
     # --- params.yaml (issue item 1) -------------------------------------------------------------------------------
     Bad("unknown-key-suggests-closest", (
         "params.yaml:experiments.iris.train.epoch: unknown key 'epoch'; did you mean 'epochs'?",
-        "Allowed here: batch_size, early_stopping, epochs, learning_rate, loss, lr_schedule, optimizer, seed, "
-        "validation_split"), iris("train", epoch=3)),
+        "Allowed here: batch_size, checkpoint, early_stopping, epochs, learning_rate, loss, lr_schedule, optimizer, "
+        "seed, validation_split"), iris("train", epoch=3)),
     Bad("wrong-type", ("params.yaml:experiments.iris.train.epochs: Input should be a valid integer",
                        "Received: 'many'"), iris("train", epochs="many")),
     Bad("zero-epochs", ("params.yaml:experiments.iris.train.epochs: Input should be greater than 0", "Received: 0"),
@@ -146,6 +146,9 @@ CASES = [
     Bad("early-stopping-on-val-without-a-validation-split", (
         "params.yaml:experiments.iris.train.validation_split: is required: train.early_stopping.monitor follows "
         "'val_loss'",), iris("train", early_stopping={"monitor": "val_loss", "patience": 2})),
+    Bad("checkpoint-best-without-a-validation-split", (
+        "params.yaml:experiments.iris.train.validation_split: is required: train.checkpoint follows 'val_loss'",),
+        iris("train", checkpoint="best")),
     Bad("unknown-activation", ("params.yaml:experiments.iris.model.layers[0].activation: unknown activation 'relux'",
                                "Did you mean 'relu'?", "Allowed: celu", "Received: 'relux'"),
         iris_layer(0, activation="relux")),
