@@ -27,7 +27,7 @@ import numpy as np
 from keras import ops
 
 from kerasflow.tasks.config.layers import ActivationLayer, DenseLayer, DropoutLayer
-from kerasflow.tasks.config.schema import ExperimentSpec, ModelSpec, monitor_mode
+from kerasflow.tasks.config.schema import ExperimentSpec, ModelSpec
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import fit_epochs
 from kerasflow.tasks.training.models import (
@@ -47,6 +47,7 @@ from kerasflow.tasks.training.scoring import (
     score,
 )
 from kerasflow.tasks.training.train import (
+    EarlyStoppingAcrossFits,
     FoldData,
     FoldResult,
     steps_per_execution,
@@ -283,12 +284,8 @@ class StopSlots(keras.callbacks.Callback):
 
     def __init__(self, spec: ExperimentSpec, slots: int) -> None:
         super().__init__()
-        stopping = spec.train.early_stopping
-        self.monitor = stopping.monitor
-        self.stoppers = [keras.callbacks.EarlyStopping(
-            monitor=stopping.monitor, mode=monitor_mode(stopping.monitor), patience=stopping.patience,
-            min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights,
-            start_from_epoch=stopping.start_from_epoch) for _ in range(slots)]
+        self.monitor = spec.train.early_stopping.monitor
+        self.stoppers = [EarlyStoppingAcrossFits.from_spec(spec.train) for _ in range(slots)]
         for stopper in self.stoppers:
             stopper.on_train_begin()
         self.active = list(range(slots))
@@ -320,7 +317,7 @@ class StopSlots(keras.callbacks.Callback):
     def end(self, slot: int, view: SlotView) -> None:
         """Slot `slot` stops: keep its weights as Keras' EarlyStopping leaves them at the end of training."""
         self.stoppers[slot].set_model(view)
-        self.stoppers[slot].on_train_end()  # with restore_best_weights: hands the best epoch's weights to `view`
+        self.stoppers[slot].restore()  # with restore_best_weights: hands the best epoch's weights to `view`
         self.final[slot] = view.restored if view.restored is not None else view.get_weights()
         self.active.remove(slot)
 
