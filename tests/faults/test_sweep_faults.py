@@ -46,11 +46,12 @@ def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cancer_projec
     def kill_one_trial():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            for proc in psutil.process_iter(["pid", "cmdline"]):
-                if "ImplicitFunc" in " ".join(proc.info["cmdline"] or []) and any(
+            # This test's Ray workers only (descendants of this process): another test may run a sweep beside it.
+            for proc in psutil.Process().children(recursive=True):
+                if "ImplicitFunc" in " ".join(_cmdline(proc)) and any(
                         (cancer_project / "tune/ray/sweep").glob("*trial*/checkpoint_*")):
-                    os.kill(proc.info["pid"], signal.SIGKILL)
-                    killed.append(proc.info["pid"])
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed.append(proc.pid)
                     return
             time.sleep(0.2)
 
@@ -94,6 +95,13 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     for path, mtime in finished.items():
         assert path.stat().st_mtime == mtime, f"finished trial {path.parent.name} was run again"
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
 
 
 def _terminated_trials(sweep_dir: Path) -> list[Path]:
