@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[test,mlflow]"
 	touch $@
 
-# The quick default: every experiment's `evaluate` stage, then the report.
+# The quick default: every experiment's `evaluate` stage (and each continued one's `continue`), then the report.
 # `make run FULL=1`: every stage of dvc.yaml, the Ray Tune sweeps included.
-REPRO := $(if $(FULL),dvc repro,dvc repro evaluate && dvc repro --single-item report)
+REPRO := $(if $(FULL),dvc repro,dvc repro evaluate continue && dvc repro --single-item report)
 
 run: $(STAMP)
 	kerasflow data

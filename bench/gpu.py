@@ -87,7 +87,7 @@ def epoch_part(epochs: int) -> None:
 
 def parsed(name: str, experiment: dict, sweep: dict):
     """The experiment's spec and its sweep's, validated as params.yaml's would be."""
-    params = parse_params({"experiments": {name: experiment}, "sweeps": {name: sweep}})
+    params = parse_params({"experiments": {name: experiment}, "continued": {}, "sweeps": {name: sweep}})
     return params.experiments[name], params.sweeps[name]
 
 

@@ -75,7 +75,7 @@ def experiment_params(epochs: int, n_splits: int, toolbox: bool = False) -> dict
                              {"type": "dense", "units": 1, "activation": "sigmoid"}]},
         "train": train,
         "evaluate": {"n_splits": n_splits, "stratify": True, "seed": 7},
-    }}, "sweeps": {}}
+    }}, "continued": {}, "sweeps": {}}
 
 
 def experiment(epochs: int, n_splits: int, toolbox: bool = False):

@@ -106,7 +106,7 @@ def tiny_params(epochs: int) -> dict:
     raw = yaml.safe_load(Path("params.yaml").read_text())
     experiment = raw["experiments"][EXPERIMENT]
     experiment["train"]["epochs"] = epochs
-    return {"experiments": {EXPERIMENT: experiment}, "sweeps": {}}
+    return {"experiments": {EXPERIMENT: experiment}, "continued": {}, "sweeps": {}}
 
 
 # --- children: the work itself, in a fresh process ---------------------------------------------------------------

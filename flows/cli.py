@@ -92,15 +92,26 @@ def smoke(spec: ExperimentSpec) -> ExperimentSpec:
     return spec.model_copy(update={"evaluate": evaluate, "train": train})
 
 
-def check_data(experiments: dict[str, ExperimentSpec]) -> None:
+def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None = None) -> None:
     """Load, encode and split every experiment's data (no training) before any flow starts: bad data then stops
-    the command with one message, before Prefect starts and before any experiment writes a result."""
+    the command with one message, before Prefect starts and before any experiment writes a result.
+
+    A continued experiment is checked against the saved model it starts from, unless that is the model an earlier
+    experiment of the same command writes (`results_dir/<name>/model`): then it is checked once that one is written.
+    """
     from kerasflow.tasks.data.table import load_table
     from kerasflow.tasks.training import evaluate
+    from kerasflow.tasks.training.start import load_start
 
+    written: set[Path] = set()  # the model folders the command's earlier experiments write
     for name, spec in experiments.items():
-        table = load_table(spec.dataset)
-        evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name))
+        init_from = spec.train.init_from
+        if init_from is None or Path(init_from).resolve() not in written:
+            start = load_start(spec, name)
+            table = load_table(spec.dataset)
+            evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name, start), start)
+        if results_dir is not None:
+            written.add((results_dir / name / "model").resolve())
 
 
 FLOW_COMMANDS = ("run", "tune", "report")
@@ -166,7 +177,7 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     for note in params.notes:
         print(f"kerasflow: note: {note}", file=sys.stderr)
     if args.command == "list":
-        for name, spec in params.experiments.items():
+        for name, spec in params.every_experiment.items():
             print(f"{name}\t{spec.dataset.file}\t{spec.dataset.task}\t{spec.evaluate.method}")
         return 0
 
@@ -176,7 +187,7 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     if args.command == "report":
         html = args.html or args.out.with_name("report.html")
         _prefect_ready(server)
-        report_flow(params.experiments, args.results, args.out, html)
+        report_flow(params.every_experiment, args.results, args.out, html)
         print(args.out)
         print(html)
         return 0
@@ -223,13 +234,13 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         from kerasflow.flows.schedule import check_cron
 
         check_cron(args.cron)
-        check_data(selected)
+        check_data(selected, args.results)
         tracking_uri(params.tracking.mlflow, str(args.params))  # each scheduled run logs there: refused now if not
         schedule(args, list(selected))
         return 0
     if args.smoke_test:
         selected = {name: smoke(spec) for name, spec in selected.items()}
-    check_data(selected)
+    check_data(selected, args.results)
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
     _prefect_ready(server)
     summaries = pipeline_flow(selected, args.results, args.report, mlflow_uri)

@@ -31,19 +31,26 @@ from kerasflow.tasks.report.markdown import render_markdown
 from kerasflow.tasks.runtime import faults
 from kerasflow.tasks.runtime.progress import EpochProgress, ProgressLine
 from kerasflow.tasks.training import evaluate
+from kerasflow.tasks.training.start import Start, load_start
 
 
 @task(name="load-data", cache_policy=NO_CACHE)
-def load_data(name: str, spec: ExperimentSpec) -> tuple[Table, evaluate.Encoded]:
-    """Read the experiment's CSV and encode its target."""
+def load_data(name: str, spec: ExperimentSpec, start: Start | None = None) -> tuple[Table, evaluate.Encoded]:
+    """Read the experiment's CSV and encode its target (a continued experiment's with its saved model's classes)."""
     table = load_table(spec.dataset)
-    return table, evaluate.encode_labels(spec, table, name)
+    return table, evaluate.encode_labels(spec, table, name, start)
+
+
+@task(name="load-start", cache_policy=NO_CACHE)
+def read_start(name: str, spec: ExperimentSpec) -> Start | None:
+    """The saved model a continued experiment starts from (`train.init_from`), checked against the spec."""
+    return load_start(spec, name)
 
 
 @task(name="preprocess-folds", cache_policy=NO_CACHE)
-def preprocess_folds(spec: ExperimentSpec, table: Table, labels: evaluate.Encoded) -> list:
-    """Split and fit the preprocessing inside each fold."""
-    return evaluate.prepare_folds(spec, table, labels)
+def preprocess_folds(spec: ExperimentSpec, table: Table, labels: evaluate.Encoded, start: Start | None) -> list:
+    """Split and fit the preprocessing inside each fold (a continued experiment reuses its saved one)."""
+    return evaluate.prepare_folds(spec, table, labels, start)
 
 
 @task(name="cross-validate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -59,21 +66,23 @@ def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Pa
 
 
 @task(name="refit", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def refit(name: str, spec: ExperimentSpec, table: Table, labels: evaluate.Encoded) -> evaluate.FinalModel:
+def refit(name: str, spec: ExperimentSpec, table: Table, labels: evaluate.Encoded,
+          start: Start | None) -> evaluate.FinalModel:
     """Retrain on all rows for the model to keep."""
     line = ProgressLine(f"{name}: refit on all rows", spec.train.epochs, "epochs")
-    return evaluate.refit(spec, table, labels, callbacks=[EpochProgress(line)])
+    return evaluate.refit(spec, table, labels, callbacks=[EpochProgress(line)], start=start)
 
 
 @task(name="write-results", cache_policy=NO_CACHE)
 def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final: evaluate.FinalModel | None,
                   codec: LabelCodec | None, results_dir: Path, timing: dict[str, float],
-                  started: float) -> dict[str, Any]:
+                  started: float, start: Start | None = None) -> dict[str, Any]:
     """Write per-epoch history, held-out predictions, the model, the data's fingerprint and metrics under
     `results_dir/name`.
 
     `timing` holds the seconds of the steps so far; this step's and the total since `started` (a
-    `time.perf_counter()` value) are added to it in `run.json`.
+    `time.perf_counter()` value) are added to it in `run.json`, with the saved model a continued experiment
+    started from (`start`).
     """
     out_dir = results_dir / name
     with _timed(timing, "write"):
@@ -85,7 +94,8 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
     timing["total"] = time.perf_counter() - started
     # Metrics last: their presence says the experiment's outputs are complete.
     return results.write_metrics(out_dir, cv, timing, results.environment(),
-                                 refit_diverged_at=final.diverged_at if final is not None else None)
+                                 refit_diverged_at=final.diverged_at if final is not None else None,
+                                 init_from=start.record() if start is not None else None)
 
 
 @task(name="mlflow-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -109,14 +119,15 @@ def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("r
     With `mlflow_uri`, the written results are also an MLflow run there."""
     started, timing = time.perf_counter(), {}
     with _timed(timing, "load"):
-        table, labels = load_data(name, spec)
+        start = read_start(name, spec) if spec.train.init_from is not None else None
+        table, labels = load_data(name, spec, start)
     with _timed(timing, "preprocess"):
-        folds = preprocess_folds(spec, table, labels)
+        folds = preprocess_folds(spec, table, labels, start)
     with _timed(timing, "cross_validate"):
         cv = cross_validate(name, spec, folds, Path(results_dir))
     with _timed(timing, "refit"):
-        final = refit(name, spec, table, labels) if spec.evaluate.refit else None
-    record = write_results(name, spec, cv, final, labels.codec, Path(results_dir), timing, started)
+        final = refit(name, spec, table, labels, start) if spec.evaluate.refit else None
+    record = write_results(name, spec, cv, final, labels.codec, Path(results_dir), timing, started, start)
     if mlflow_uri is not None:
         log_to_mlflow(name, spec, Path(results_dir), mlflow_uri)
     return record

@@ -41,7 +41,7 @@ def tiny_params() -> dict:
             "train": {"optimizer": "adam", "learning_rate": 0.05, "epochs": 5, "batch_size": 32, "seed": 1},
             "evaluate": {"n_splits": 2, "seed": 1},
         },
-    }, "sweeps": {}}
+    }, "continued": {}, "sweeps": {}}
 
 
 def make_project(folder: Path, bundled_data: Path) -> Path:
@@ -104,6 +104,7 @@ def sweep_params(epochs: int = 3, **sweep) -> dict:
             "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": epochs, "batch_size": 32, "seed": 1},
             "evaluate": {"n_splits": 2, "stratify": True, "seed": 1},
         }},
+        "continued": {},
         "sweeps": {"cancer": {"space": {"train": {"optimizer": {"grid": ["adam", "sgd"]}},
                                         "model": {"widths": {"grid": [[4], [8, 4]]}}}, **sweep}},
     }

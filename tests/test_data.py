@@ -73,7 +73,7 @@ def test_errors_from_a_params_file_name_its_keys(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b,label\n1,2,0\n3,4,1\n")
     raw = {"experiments": {"mine": {"dataset": {"file": "bad.csv", "target": "lable", "task": "binary"},
                                     "model": {"layers": [{"type": "dense", "units": 1}]},
-                                    "train": {"epochs": 1, "batch_size": 1}}}, "sweeps": {}}
+                                    "train": {"epochs": 1, "batch_size": 1}}}, "continued": {}, "sweeps": {}}
     spec = parse_params(raw, source="my.yaml").experiments["mine"]
     with pytest.raises(DataError) as info:
         load_table(spec.dataset, root=tmp_path)
@@ -96,7 +96,8 @@ def test_errors_from_a_params_file_name_its_keys(tmp_path):
 def test_splits_the_data_cannot_support_name_the_evaluate_key(evaluate, rows, message):
     raw = {"experiments": {"mine": {"dataset": {"file": "d.csv", "target": "y", "task": "binary"},
                                     "model": {"layers": [{"type": "dense", "units": 1}]},
-                                    "train": {"epochs": 1, "batch_size": 1}, "evaluate": evaluate}}, "sweeps": {}}
+                                    "train": {"epochs": 1, "batch_size": 1}, "evaluate": evaluate}},
+           "continued": {}, "sweeps": {}}
     spec = parse_params(raw, source="my.yaml").experiments["mine"]
     y = np.array([0] * (rows - 2) + [1] * (2 if evaluate.get("method") != "holdout" else 1)
                  + ([0] if evaluate.get("method") == "holdout" else []))

@@ -16,7 +16,9 @@ from helpers import ROOT
 from kerasflow.flows.cli import smoke
 from kerasflow.tasks.config.schema import load_params
 from kerasflow.tasks.data.table import load_table
-from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds
+from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds, refit
+from kerasflow.tasks.training.start import load_start
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +35,7 @@ def _write(path: Path, header: list[str], rows: list[list]) -> None:
 def write_stand_ins(data: Path, bundled: Path) -> None:
     """Stand-ins of the books' datasets that ship nowhere, in their shapes: sonar (60 numeric columns, R/M),
     ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1); every 16th of the
-    bundled MNIST digits, and the bundled breast-cancer table."""
+    bundled MNIST digits, and the bundled breast-cancer table (every other row of it as its "new rows")."""
     rng = np.random.default_rng(0)
     for name, width, classes in (("sonar", 60, "RM"), ("ionosphere", 34, "gb")):
         _write(data / f"{name}.csv", [f"f{i}" for i in range(width)] + ["class"],
@@ -44,6 +46,8 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
     _write(data / "imdb.csv", ["review", "sentiment"],
            [[" ".join(rng.choice(words, size=int(rng.integers(5, 60)))), i % 2] for i in range(60)])
     shutil.copy(bundled / "breast_cancer.csv", data / "breast_cancer.csv")
+    header, *rows = (bundled / "breast_cancer.csv").read_text().splitlines(keepends=True)
+    (data / "breast_cancer_new.csv").write_text(header + "".join(rows[1::2]))
     header, *digits = (bundled / "mnist_5k.csv").read_text().splitlines(keepends=True)
     (data / "mnist_5k.csv").write_text(header + "".join(digits[::16]))  # the file is in label order
 
@@ -65,10 +69,17 @@ def test_at_least_twelve_book_listings_each_headed_by_its_chapter():
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
 def test_each_listing_validates_and_runs_in_smoke_mode(path, stand_ins, monkeypatch):
+    """Every experiment, continued ones last, each from the model its file's earlier experiment saves."""
     monkeypatch.chdir(stand_ins)
     shutil.copy(path, stand_ins / path.name)
-    for name, spec in load_params(stand_ins / path.name).experiments.items():
+    params = load_params(stand_ins / path.name)
+    starts = {spec.train.init_from for spec in params.continued.values()}
+    for name, spec in params.every_experiment.items():
         quick = smoke(spec)
+        start = load_start(quick, name)
         table = load_table(quick.dataset)
-        result = cross_validate(quick, prepare_folds(quick, table, encode_labels(quick, table, name)))
+        labels = encode_labels(quick, table, name, start)
+        result = cross_validate(quick, prepare_folds(quick, table, labels, start))
         assert result.folds and all(math.isfinite(fold.score) for fold in result.folds), name
+        if f"results/{name}/model" in starts:
+            write_model(Path(f"results/{name}/model"), quick, refit(quick, table, labels, start=start))

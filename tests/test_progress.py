@@ -109,7 +109,7 @@ def test_a_sweep_counts_its_finished_trials(tmp_path, bundled_data, monkeypatch)
         "model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
         "train": {"epochs": 1, "batch_size": 32, "seed": 1},
         "evaluate": {"n_splits": 2, "stratify": True, "seed": 1}}},
-        "sweeps": {"iris": {"space": {"train": {"batch_size": {"grid": [16, 32, 64]}}}}}})
+        "continued": {}, "sweeps": {"iris": {"space": {"train": {"batch_size": {"grid": [16, 32, 64]}}}}}})
     spec, sweep = params.experiments["iris"], params.sweeps["iris"]
     ray.shutdown()
     connect()

@@ -24,7 +24,7 @@ from kerasflow.tasks.outputs.registry import model_folder
 def test_every_experiment_and_sweep_of_params_yaml_is_a_registered_model():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     artifacts = yaml.safe_load((ROOT / "dvc.yaml").read_text())["artifacts"]
-    expected = {name: f"results/{name}/model" for name in params["experiments"]}
+    expected = {name: f"results/{name}/model" for name in [*params["experiments"], *params["continued"]]}
     expected |= {f"{name}-best": f"results/{name}/tune/best_model" for name in params["sweeps"]}
     assert {name: artifact["path"] for name, artifact in artifacts.items()} == expected
     assert {artifact["type"] for artifact in artifacts.values()} == {"model"}

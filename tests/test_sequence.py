@@ -34,7 +34,7 @@ def _shipped(name: str, bundled_data, **evaluate):
     experiment = raw["experiments"][name]
     experiment["dataset"]["file"] = str(bundled_data / "sunspots.csv")
     experiment["evaluate"].update(refit=False, **evaluate)
-    return parse_params({"experiments": {name: experiment}, "sweeps": {}}).experiments[name]
+    return parse_params({"experiments": {name: experiment}, "continued": {}, "sweeps": {}}).experiments[name]
 
 
 def _rows(spec):
@@ -177,7 +177,7 @@ def _series_spec(dataset: dict, **evaluate):
            "model": {"layers": [{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dense", "units": 1}]},
            "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": 3, "batch_size": 8, "seed": 7},
            "evaluate": {"method": "holdout", "test_size": 0.25, "shuffle": False, "refit": False, **evaluate}}
-    return parse_params({"experiments": {"series": raw}, "sweeps": {}}).experiments["series"]
+    return parse_params({"experiments": {"series": raw}, "continued": {}, "sweeps": {}}).experiments["series"]
 
 
 def test_a_single_column_csv_with_or_without_a_header_gives_the_same_windows(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from helpers import ROOT, tiny_params
@@ -141,11 +142,45 @@ def test_bad_sweeps_are_refused_before_any_trial(sweep, expected):
     assert expected in str(info.value)
 
 
-def test_the_sweeps_key_is_required_because_dvc_iterates_over_it():
+@pytest.mark.parametrize("key", ["sweeps", "continued"])
+def test_the_sweeps_and_continued_keys_are_required_because_dvc_iterates_over_them(key):
     raw = tiny_params()
-    del raw["sweeps"]
-    with pytest.raises(ParamsError, match="^params.yaml: `sweeps:` is required .* write `sweeps: {}`"):
+    del raw[key]
+    with pytest.raises(ParamsError, match=f"^params.yaml: `{key}:` is required .* write `{key}: {{}}`"):
         parse_params(raw)
+
+
+def _continued(**train) -> dict:
+    raw = tiny_params()
+    more = json.loads(json.dumps(raw["experiments"]["iris"]))
+    more["train"].update(train)
+    raw["continued"] = {"more": more}
+    return raw
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda raw: raw["experiments"]["iris"]["train"].update(init_from="results/x/model"),
+     "params.yaml:experiments.iris.train.init_from: an experiment that starts from a saved model goes under "
+     "`continued:`"),
+    (lambda raw: raw["continued"]["more"]["train"].pop("init_from"),
+     "params.yaml:continued.more.train.init_from: is required"),
+    (lambda raw: raw["continued"].update(iris=raw["continued"]["more"]),
+     "params.yaml:continued.iris: names an experiment of `experiments:` too"),
+    (lambda raw: raw["sweeps"].update(more={"space": {"train": {"epochs": {"grid": [1, 2]}}}}),
+     "params.yaml:sweeps.more: names a continued experiment; sweeps tune the experiments of `experiments:` only"),
+], ids=["init-from-in-experiments", "continued-without-init-from", "name-in-both", "sweep-of-a-continued"])
+def test_init_from_belongs_to_continued_experiments_only(edit, expected):
+    raw = _continued(init_from="results/iris/model")
+    edit(raw)
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    assert expected in str(info.value)
+
+
+def test_a_continued_experiment_is_selected_and_located_under_its_own_section():
+    params = parse_params(_continued(init_from="results/iris/model"))
+    assert list(params.select(None)) == ["iris", "diabetes", "more"]
+    assert params.select(["more"])["more"].train.key("init_from") == "params.yaml:continued.more.train.init_from"
 
 
 def test_a_sweep_must_name_an_experiment():

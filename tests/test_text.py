@@ -69,7 +69,7 @@ def text_experiment(file: str, layers: list[dict], header: bool = True) -> Exper
         "model": {"layers": layers},
         "train": {"optimizer": "adam", "learning_rate": 0.02, "epochs": 5, "batch_size": 16, "seed": 3},
         "evaluate": {"n_splits": 3, "stratify": True, "seed": 3},
-    }}, "sweeps": {}}
+    }}, "continued": {}, "sweeps": {}}
     return parse_params(raw).experiments["reviews"]
 
 

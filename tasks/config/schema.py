@@ -279,6 +279,9 @@ class TrainSpec(Section):
     validation_split: float | None = Field(default=None, gt=0, lt=1, description=(
         "the refit's last rows held out, as Keras' validation_split: what its val_ scores (early stopping, "
         "reduce_on_plateau) are measured on"))
+    init_from: str | None = Field(default=None, min_length=1, description=(
+        "a saved model folder (results/<experiment>/model): the model starts from its weights and reuses its fitted "
+        "preprocessing; only experiments under `continued:` take it"))
     epochs: Count
     batch_size: Count
     seed: Seed = 0
@@ -496,6 +499,12 @@ class ExperimentSpec(Section):
         self.model._num_words = text.num_words
 
 
+def experiment_key(spec: ExperimentSpec, name: str, key: str) -> str:
+    """`key` of experiment `name` as errors name it: where params.yaml holds it, or under `experiments.<name>` for a
+    spec built in code."""
+    return spec.key(key) if spec.located else f"experiments.{name}.{key}"
+
+
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 """What an experiment's name may be: it becomes a folder (`results/<name>`) and a DVC stage (`evaluate@<name>`)."""
 
@@ -514,6 +523,9 @@ class Params(Section):
                                                                 "an explicit KERAS_BACKEND wins")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
+    continued: dict[str, ExperimentSpec] = Field(description=(
+        "experiments that start from a saved model (train.init_from), each its own DVC stage (continue@<name>) "
+        "depending on that folder; {} for none"))
     sweeps: dict[str, SearchSpec] = Field(description="keyed by experiment name; {} for none")
     _notes: list[str] = PrivateAttr(default_factory=list)
 
@@ -522,7 +534,13 @@ class Params(Section):
         """What the file still says in a deprecated form, one line each (the command prints them)."""
         return self._notes
 
-    @field_validator("experiments")
+    @property
+    def every_experiment(self) -> dict[str, ExperimentSpec]:
+        """`experiments`, then `continued`: the order they run in when a command names none, so that a continued
+        experiment can start from a model an experiment of the same command writes."""
+        return {**self.experiments, **self.continued}
+
+    @field_validator("experiments", "continued")
     @classmethod
     def _names_stay_inside_the_project(cls, experiments: dict[str, ExperimentSpec]) -> dict[str, ExperimentSpec]:
         for name in experiments:
@@ -534,15 +552,40 @@ class Params(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _sweeps_present(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "sweeps" not in data:
-            # dvc.yaml's tune stage iterates over this key: without it DVC cannot even read the pipeline.
-            raise ValueError("`sweeps:` is required (dvc.yaml's tune stage iterates over it); "
-                             "write `sweeps: {}` when no experiment is swept")
+    def _sections_present(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            # dvc.yaml's tune and continue stages iterate over these keys: without them DVC cannot read the pipeline.
+            for key, stage in (("sweeps", "tune"), ("continued", "continue")):
+                if key not in data:
+                    raise ValueError(f"`{key}:` is required (dvc.yaml's {stage} stage iterates over it); "
+                                     f"write `{key}: {{}}` when there is none")
         return data
 
     @model_validator(mode="after")
+    def _init_from_only_where_dvc_tracks_it(self) -> "Params":
+        twice = [name for name in self.continued if name in self.experiments]
+        if twice:
+            raise AtKey(f"continued.{twice[0]}", "names an experiment of `experiments:` too; each name is one "
+                        "folder results/<name>: rename one")
+        for name, experiment in self.experiments.items():
+            if experiment.train.init_from is not None:
+                raise AtKey(f"experiments.{name}.train.init_from", "an experiment that starts from a saved model "
+                            "goes under `continued:`, whose DVC stage (continue@<name>) depends on the model folder "
+                            "(DVC cannot give only some items of evaluate's foreach a dependency). Received: "
+                            f"{experiment.train.init_from!r}")
+        for name, experiment in self.continued.items():
+            if experiment.train.init_from is None:
+                raise AtKey(f"continued.{name}.train.init_from", "is required: a continued experiment starts from "
+                            "a saved model folder, e.g. results/<experiment>/model (else put it under "
+                            "`experiments:`). Received: none")
+        return self
+
+    @model_validator(mode="after")
     def _sweeps_name_experiments(self) -> "Params":
+        continued = [name for name in self.sweeps if name in self.continued]
+        if continued:
+            raise AtKey(f"sweeps.{continued[0]}", "names a continued experiment; sweeps tune the experiments of "
+                        f"`experiments:` only. Defined: {', '.join(self.experiments)}")
         unknown = [name for name in self.sweeps if name not in self.experiments]
         if unknown:
             hint = difflib.get_close_matches(unknown[0], self.experiments, n=1)
@@ -568,16 +611,17 @@ class Params(Section):
         return self
 
     def select(self, names: list[str] | None, source: str = "params.yaml") -> dict[str, ExperimentSpec]:
-        """The named experiments (all of them when `names` is empty), refusing unknown names."""
+        """The named experiments, of `experiments:` or `continued:` (all of them, in :attr:`every_experiment`'s
+        order, when `names` is empty), refusing unknown names."""
+        every = self.every_experiment
         if not names:
-            return dict(self.experiments)
-        unknown = [n for n in names if n not in self.experiments]
+            return every
+        unknown = [n for n in names if n not in every]
         if unknown:
-            hints = [difflib.get_close_matches(n, self.experiments, n=1) for n in unknown]
+            hints = [difflib.get_close_matches(n, every, n=1) for n in unknown]
             said = "; ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in zip(unknown, hints))
-            raise ParamsError(f"{source}:experiments: unknown experiment {said}. "
-                              f"Defined: {', '.join(self.experiments)}")
-        return {n: self.experiments[n] for n in names}
+            raise ParamsError(f"{source}:experiments: unknown experiment {said}. Defined: {', '.join(every)}")
+        return {n: every[n] for n in names}
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -600,14 +644,15 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
         params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError("; ".join(describe(error, raw, source, Params) for error in exc.errors())) from None
-    for name, experiment in params.experiments.items():
-        experiment.locate(f"{source}:experiments.{name}", str(experiment.dataset.file))
-    for name, experiment in params.experiments.items():
+    for section in ("experiments", "continued"):
+        for name, experiment in getattr(params, section).items():
+            experiment.locate(f"{source}:{section}.{name}", str(experiment.dataset.file))
+    for name, experiment in params.every_experiment.items():
         optimizer = experiment.train.optimizer
         given = (optimizer.model_extra or {}) if isinstance(optimizer, OptimizerSpec) else {}
         for legacy, meaning in LEGACY_OPTIMIZER_ARGUMENTS.items():
             if given.get(legacy):  # a decay of 0 is none: nothing to translate
-                params.notes.append(f"{source}:experiments.{name}.train.optimizer.{legacy}: {meaning}")
+                params.notes.append(f"{experiment.key('train.optimizer')}.{legacy}: {meaning}")
     for name, sweep in params.sweeps.items():
         sweep.locate(f"{source}:sweeps.{name}", str(params.experiments[name].dataset.file))
         dotted = [key for key in raw["sweeps"][name]["space"] if "." in str(key)]

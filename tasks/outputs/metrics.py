@@ -6,7 +6,8 @@ two files so that `dvc metrics diff` and `dvc exp show` see scores and nothing e
 - ``metrics.json`` (DVC metrics): the scores keyed by the metric's name, ``{"accuracy": {"mean", "std",
   "folds"}}``, and for a series the naive last-value forecast's, ``{"baseline": {"rmse": {...}}}``;
 - ``run.json`` (a plain output): what changes from run to run or describes the run rather than scores it: the
-  metric's name and direction, fold count, wall times, versions and device, which folds diverged;
+  metric's name and direction, fold count, wall times, versions and device, which folds diverged, and the saved
+  model a continued experiment started from (its folder and files' md5);
 - for a sweep, ``best.json`` (DVC metrics): the best config's score, ``{"accuracy": {"mean", "std"}}``, and
   ``sweep.json``: its params, the counts of configs, trials and errors, the checkpoint and the wall time.
 

@@ -37,12 +37,15 @@ from kerasflow.tasks.training.models import build_model
 
 
 def write_metrics(out_dir: Path, result: CVResult, timing: dict[str, float],
-                  environment: dict[str, str], refit_diverged_at: int | None = None) -> dict[str, Any]:
+                  environment: dict[str, str], refit_diverged_at: int | None = None,
+                  init_from: dict[str, str] | None = None) -> dict[str, Any]:
     """Write `run.json` and `metrics.json`: the scores, each step's wall time in seconds, and what computed them
-    (see :func:`environment`), and the epoch at which the refit diverged if it did; return the record."""
+    (see :func:`environment`), the epoch at which the refit diverged if it did, and the saved model a continued
+    experiment started from (:meth:`kerasflow.tasks.training.start.Start.record`); return the record."""
     record = {**result.summary(), "timing": {step: round(seconds, 2) for step, seconds in timing.items()},
               "environment": environment,
-              **({"refit_diverged_at_epoch": refit_diverged_at} if refit_diverged_at is not None else {})}
+              **({"refit_diverged_at_epoch": refit_diverged_at} if refit_diverged_at is not None else {}),
+              **({"init_from": init_from} if init_from is not None else {})}
     metrics.write_experiment(out_dir, record)
     return record
 

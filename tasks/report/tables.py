@@ -126,9 +126,11 @@ def data_facts(e: ExperimentReport) -> pd.DataFrame:
     if d is None:
         return frame([{"name": "file", "value": Code(e.spec.dataset.file)},
                       {"name": "error", "value": Missing(e.data_error or "data not read")}], ["name", "value"])
-    return frame([{"name": "file", "value": Code(d.file)}, {"name": "rows × columns", "value": f"{d.rows} × {d.columns}"},
-                  {"name": "target", "value": f"{d.target} ({d.task})"}, {"name": "md5 (DVC)", "value": hash_text(d)}],
-                 ["name", "value"])
+    facts = [{"name": "file", "value": Code(d.file)}, {"name": "rows × columns", "value": f"{d.rows} × {d.columns}"},
+             {"name": "target", "value": f"{d.target} ({d.task})"}, {"name": "md5 (DVC)", "value": hash_text(d)}]
+    if e.spec.train.init_from is not None:  # a continued experiment: its start, and the preprocessing it reuses
+        facts.append({"name": "continues from", "value": Code(e.spec.train.init_from)})
+    return frame(facts, ["name", "value"])
 
 
 def target_summary(d: DataFacts) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
-from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits
 from kerasflow.tasks.data.table import Table
@@ -20,6 +20,7 @@ from kerasflow.tasks.data.window import LAST_VALUE, window_table
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
 from kerasflow.tasks.training.scoring import first_non_finite, score
 from kerasflow.tasks.training.stacked import fit_stacked
+from kerasflow.tasks.training.start import Start, check_fits
 from kerasflow.tasks.training.train import (
     FoldData,
     FoldResult,
@@ -84,24 +85,28 @@ class CVResult:
         return {"baseline": {"mean": float(np.mean(self.baseline)), "folds": [float(s) for s in self.baseline]}}
 
 
-def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment") -> Encoded:
+def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", start: Start | None = None) -> Encoded:
     """Encode the target and check that the model's last layer fits it (and that a text column exists, and that
-    the backend in use can train the model: :func:`check_backend`)."""
+    the backend in use can train the model: :func:`check_backend`). A continued experiment (`start`) keeps its
+    saved model's classes, and its data must fit the saved preprocessing (:func:`check_fits`)."""
     check_backend(spec, name)
     text = spec.preprocess.text
     if text is not None and str(text.column) not in table.X.columns:
-        raise DataError(f"{table.source}: experiments.{name}.preprocess.text.column {text.column!r} not found. "
+        key = experiment_key(spec, name, "preprocess.text.column")
+        raise DataError(f"{table.source}: {key} {text.column!r} not found. "
                         f"Columns found: {', '.join(map(str, table.X.columns))} (besides the target)")
+    if start is not None:
+        check_fits(start, spec, name, table)
     units = output_units(spec.model)
     if spec.dataset.task == "regression":
         expected, encoded = 1, Encoded(table.y.to_numpy(dtype=np.float64), None)
     else:
-        codec = LabelCodec().fit(table.y)
+        codec = start.codec if start is not None else LabelCodec().fit(table.y)
         encoded = Encoded(codec.transform(table.y), codec)
         expected = 1 if spec.dataset.task == "binary" else encoded.n_classes
     if units != expected:
         last = len(spec.model.layers) - 1
-        raise DataError(f"{spec.model.key('layers') if spec.model.located else f'experiments.{name}.model.layers'}: "
+        raise DataError(f"{experiment_key(spec, name, 'model.layers')}: "
                         f"the last Dense layer must have {expected} unit(s) for "
                         f"task {spec.dataset.task!r} on {table.source} "
                         f"({encoded.n_classes or 'a numeric'} target{'s' if encoded.n_classes else ''}). "
@@ -115,7 +120,8 @@ def check_backend(spec: ExperimentSpec, name: str = "experiment") -> None:
     forecast as a stateless one without a word."""
     if spec.model.stateful and keras.backend.backend() == "jax":
         i = next(i for i, layer in enumerate(spec.model.layers) if getattr(layer, "stateful", False))
-        raise ParamsError(f"experiments.{name}.model.layers[{i}].stateful: a stateful LSTM keeps no state between "
+        key = experiment_key(spec, name, f"model.layers[{i}].stateful")
+        raise ParamsError(f"{key}: a stateful LSTM keeps no state between "
                           "batches on the JAX backend (Keras leaves an RNN's state out of JAX's steps). Train this "
                           "experiment on tensorflow: `backend: tensorflow` in params.yaml, or KERAS_BACKEND=tensorflow")
 
@@ -128,31 +134,36 @@ def supervised(spec: ExperimentSpec, table: Table, labels: Encoded) -> tuple[Tab
     return window_table(table, lookback), Encoded(labels.codes[lookback:], None)
 
 
-def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split) -> tuple[FoldData, Preprocessor]:
-    """Fit the preprocessing on the split's training rows only, and transform both sides with it.
+def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
+              start: Start | None = None) -> tuple[FoldData, Preprocessor]:
+    """Fit the preprocessing on the split's training rows only, and transform both sides with it; a continued
+    experiment (`start`) reuses its saved preprocessing and target scale instead, and its models start from the
+    saved weights.
 
     `table` and `labels` are the supervised rows (see :func:`supervised`).
     """
     X_train, X_test = table.X.iloc[split.train_index], table.X.iloc[split.test_index]
-    preprocessor = Preprocessor.from_spec(spec.preprocess).fit(X_train)
+    preprocessor = start.preprocessor if start is not None else Preprocessor.from_spec(spec.preprocess).fit(X_train)
     y_train = encode_target(spec, labels.codes[split.train_index], labels.n_classes)
     fold = FoldData(
         X_train=preprocessor.transform(X_train),
         y_train=y_train,
         X_test=preprocessor.transform(X_test),
         y_test=encode_target(spec, labels.codes[split.test_index], labels.n_classes),
-        target_scale=fit_target_scale(spec.preprocess, y_train),
+        target_scale=start.target_scale if start is not None else fit_target_scale(spec.preprocess, y_train),
         naive_test=(X_test[LAST_VALUE].to_numpy(dtype=np.float32).reshape(-1, 1)
                     if spec.preprocess.lookback is not None else None),
         test_rows=X_test.index.to_numpy(),
+        initial_weights=start.weights if start is not None else None,
     )
     return fold, preprocessor
 
 
-def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded) -> list[FoldData]:
-    """Every split of the evaluation, each with preprocessing fitted inside the fold."""
+def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded, start: Start | None = None) -> list[FoldData]:
+    """Every split of the evaluation, each with preprocessing fitted inside the fold (or a continued experiment's
+    saved one: `start`)."""
     table, labels = supervised(spec, table, labels)
-    return [fit_split(spec, table, labels, split)[0] for split in make_splits(spec.evaluate, labels.codes)]
+    return [fit_split(spec, table, labels, split, start)[0] for split in make_splits(spec.evaluate, labels.codes)]
 
 
 def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -221,19 +232,21 @@ class FinalModel:
 
 
 def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
-          callbacks: Sequence[keras.callbacks.Callback] = ()) -> FinalModel:
-    """Retrain on all rows: the model to keep once cross-validation has said how good it is."""
+          callbacks: Sequence[keras.callbacks.Callback] = (), start: Start | None = None) -> FinalModel:
+    """Retrain on all rows: the model to keep once cross-validation has said how good it is. A continued
+    experiment's (`start`) starts from the saved weights, with the saved preprocessing and target scale."""
     table, labels = supervised(spec, table, labels)
-    preprocessor = Preprocessor.from_spec(spec.preprocess).fit(table.X)
+    preprocessor = start.preprocessor if start is not None else Preprocessor.from_spec(spec.preprocess).fit(table.X)
     X = preprocessor.transform(table.X)
     y = encode_target(spec, labels.codes, labels.n_classes)
-    target_scale = fit_target_scale(spec.preprocess, y)
+    target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y)
     validation = None
     if spec.train.validation_split is not None:
         # As Keras' validation_split: the last rows, before any shuffling, are held out.
         split = math.ceil(len(X) * (1 - spec.train.validation_split))
         X, y, validation = X[:split], y[:split], (X[split:], y[split:])
     model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale,
-                               keep_best=spec.train.checkpoint == "best")
+                               keep_best=spec.train.checkpoint == "best",
+                               initial_weights=start.weights if start is not None else None)
     return FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec, target_scale=target_scale,
                       diverged_at=first_non_finite(trained.history.get("loss", [])))

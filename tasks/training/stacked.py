@@ -367,6 +367,9 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     scales = None if folds[0].target_scale is None else [f.target_scale for f in folds] * n_configs
     fold_seeds = [spec.train.seed + f for f in range(n_folds)] * n_configs
     model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, spec.loss, scales)
+    if folds[0].initial_weights is not None:  # a continued experiment: every slot starts from the saved model's
+        for variable, value in zip(model.weights, folds[0].initial_weights):
+            variable.assign(np.broadcast_to(value.reshape(variable.shape[1:]), variable.shape))
     scores = row_scores(spec)
     plan = plan_epochs([len(f.X_train) for f in folds] * n_configs, fold_seeds, spec.train.epochs,
                        spec.train.batch_size)

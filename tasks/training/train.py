@@ -39,6 +39,8 @@ class FoldData:
     test_rows: np.ndarray | None = None
     """Each held-out row's index in the data file (0-based data rows, header excluded): where a prediction
     came from, once folds have shuffled the rows."""
+    initial_weights: list[np.ndarray] | None = None
+    """The weights the fold's model starts from (a continued experiment's saved model's); None: fresh ones."""
 
 
 @dataclass
@@ -95,16 +97,20 @@ def one_batch(n_rows: int) -> int:
 def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
               validation: tuple[np.ndarray, np.ndarray] | None = None,
               callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0,
-              target_scale: TargetScale | None = None, keep_best: bool = False) -> tuple[keras.Model, Trained]:
+              target_scale: TargetScale | None = None, keep_best: bool = False,
+              initial_weights: list[np.ndarray] | None = None) -> tuple[keras.Model, Trained]:
     """Build, compile and train one model on `X`, `y`; return it, its per-epoch history and its last predictions
     for the `validation` rows (:class:`~kerasflow.tasks.training.fit.Trained`). With `keep_best` (the refit of
     `checkpoint: best`), the model ends with its best epoch's weights by the `validation` rows.
 
     Each epoch deals the rows in a new order drawn from the spec's seed (`tasks/training/fit.py`). `callbacks` and
     `initial_epoch` let a sweep trial report each epoch and resume from a checkpoint. A stateful model sees the
-    rows in time order, its state reset at the start of every epoch.
+    rows in time order, its state reset at the start of every epoch. With `initial_weights` (a continued
+    experiment's) the model starts from them instead of its seeded initial weights.
     """
     model = build_model(spec.model, X.shape[1], spec.train.seed, target_scale)
+    if initial_weights is not None:
+        model.set_weights(initial_weights)
     scores = row_scores(spec)
     # Weighted: Keras hands sample weights (here, the epochs' padding) to `weighted_metrics` only. The loss is
     # Keras' own; the other scores are metrics, logged under the names `HeldOutScores` gives them.
@@ -212,7 +218,8 @@ def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequen
     """Train on one fold's training rows, score on its held-out rows."""
     seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": spec.train.seed + index})})
     model, trained = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test),
-                               callbacks=callbacks, initial_epoch=initial_epoch, target_scale=fold.target_scale)
+                               callbacks=callbacks, initial_epoch=initial_epoch, target_scale=fold.target_scale,
+                               initial_weights=fold.initial_weights)
     outputs = predict_held_out(model, fold) if trained.predictions is None else trained.predictions
     result = FoldResult(score=score(spec, fold.y_test, outputs), history=trained.history,
                         n_train=len(fold.X_train), n_test=len(fold.X_test))

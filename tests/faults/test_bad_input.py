@@ -82,6 +82,19 @@ def mine(dataset: dict | None = None, units: int = 1, **sections) -> Callable[[d
     return edit
 
 
+def more(layers: list | None = None, **dataset) -> Callable[[dict], None]:
+    """A continued experiment `more`: the iris experiment, trained on from the saved iris model (with `layers` and
+    `dataset` changes)."""
+    def edit(raw: dict) -> None:
+        experiment = json.loads(json.dumps(raw["experiments"]["iris"]))
+        experiment["train"]["init_from"] = "results/iris/model"
+        experiment["dataset"].update(dataset)
+        if layers is not None:
+            experiment["model"]["layers"] = layers
+        raw["continued"]["more"] = experiment
+    return edit
+
+
 def rows(labels: str, extra: str = "") -> str:
     """A small numeric CSV `a,b,y`, one row per character of `labels` (the class of that row); with `extra`, a
     text column of that name holding 'red'."""
@@ -95,7 +108,8 @@ CASES = [
     # --- params.yaml (issue item 1) -------------------------------------------------------------------------------
     Bad("unknown-key-suggests-closest", (
         "params.yaml:experiments.iris.train.epoch: unknown key 'epoch'; did you mean 'epochs'?",
-        "Allowed here: batch_size, checkpoint, early_stopping, epochs, learning_rate, loss, lr_schedule, optimizer, "
+        "Allowed here: batch_size, checkpoint, early_stopping, epochs, init_from, learning_rate, loss, lr_schedule, "
+        "optimizer, "
         "seed, validation_split"), iris("train", epoch=3)),
     Bad("wrong-type", ("params.yaml:experiments.iris.train.epochs: Input should be a valid integer",
                        "Received: 'many'"), iris("train", epochs="many")),
@@ -272,6 +286,25 @@ CASES = [
                                                "folder (results/<name>)", "Received: '../escape'"),
         lambda raw: raw["experiments"].update({"../escape": raw["experiments"]["iris"]}), argv=("run", "iris")),
     # --- predict: new rows for a saved model (issue item 2) -------------------------------------------------------
+    # --- continued training (train.init_from) ---------------------------------------------------------------------
+    Bad("init-from-outside-continued", ("params.yaml:experiments.iris.train.init_from: an experiment that starts from "
+                                        "a saved model goes under `continued:`",), iris("train", init_from="x/model")),
+    Bad("init-from-missing-folder", ("params.yaml:continued.more.train.init_from: results/nowhere: model folder "
+                                     "not found",),
+        lambda raw: (more()(raw), raw["continued"]["more"]["train"].update(init_from="results/nowhere")),
+        argv=("run", "more")),
+    Bad("init-from-other-layer-shapes", (
+        "params.yaml:continued.more.model.layers and the model in results/iris/model differ at layers[0] (Dense): "
+        "weights of shapes [(4, 5), (5,)] here, [(4, 6), (6,)] there",),
+        more([{"type": "dense", "units": 5, "activation": "relu"},
+              {"type": "dense", "units": 3, "activation": "softmax"}]), argv=("run", "more")),
+    Bad("init-from-other-columns", (
+        "data/more.csv: its feature columns differ from those the preprocessing of results/iris/model "
+        "(params.yaml:continued.more.train.init_from) was fitted on: missing ['petal_width'], extra ['petal_w']",),
+        more(file="data/more.csv"), argv=("run", "more"),
+        files={"data/more.csv": "sepal_length,sepal_width,petal_length,petal_w,species\n"
+                                + "".join(f"5.{i},3.5,1.4,0.2,{s}\n" for i, s in
+                                          enumerate(["setosa", "versicolor", "virginica"] * 3))}),
     Bad("predict-missing-column", ("data/new.csv: missing column(s) ['petal_width']",
                                    f"expected the feature columns {IRIS_FEATURES}"),
         files={"data/new.csv": "sepal_length,sepal_width,petal_length\n5.1,3.5,1.4\n"}, argv=PREDICT),
