@@ -96,11 +96,13 @@ def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None 
     """Load, encode and split every experiment's data (no training) before any flow starts: bad data then stops
     the command with one message, before Prefect starts and before any experiment writes a result.
 
-    A continued experiment is checked against the saved model it starts from, unless that is the model an earlier
-    experiment of the same command writes (`results_dir/<name>/model`): then it is checked once that one is written.
+    A model with a pretrained base is built, which reads its weights file. A continued experiment is checked
+    against the saved model it starts from, unless that is the model an earlier experiment of the same command
+    writes (`results_dir/<name>/model`): then it is checked once that one is written.
     """
     from kerasflow.tasks.data.table import load_table
     from kerasflow.tasks.training import evaluate
+    from kerasflow.tasks.training.models import build_model
     from kerasflow.tasks.training.start import load_start
 
     written: set[Path] = set()  # the model folders the command's earlier experiments write
@@ -109,7 +111,9 @@ def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None 
         if init_from is None or Path(init_from).resolve() not in written:
             start = load_start(spec, name)
             table = load_table(spec.dataset)
-            evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name, start), start)
+            folds = evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name, start), start)
+            if spec.model.pretrained:  # a keras.applications base: its input size and weights file, checked now
+                build_model(spec.model, folds[0].X_train.shape[1], spec.train.seed)
         if results_dir is not None:
             written.add((results_dir / name / "model").resolve())
 

@@ -35,7 +35,8 @@ def _write(path: Path, header: list[str], rows: list[list]) -> None:
 def write_stand_ins(data: Path, bundled: Path) -> None:
     """Stand-ins of the books' datasets that ship nowhere, in their shapes: sonar (60 numeric columns, R/M),
     ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1); every 16th of the
-    bundled MNIST digits, and the bundled breast-cancer table (every other row of it as its "new rows")."""
+    bundled MNIST digits, and the bundled breast-cancer table (every other row of it as its "new rows"); beside
+    data/, a seeded VGG16 base's weights file where the transfer-learning listing expects ImageNet's."""
     rng = np.random.default_rng(0)
     for name, width, classes in (("sonar", 60, "RM"), ("ionosphere", 34, "gb")):
         _write(data / f"{name}.csv", [f"f{i}" for i in range(width)] + ["class"],
@@ -48,6 +49,11 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
     shutil.copy(bundled / "breast_cancer.csv", data / "breast_cancer.csv")
     header, *rows = (bundled / "breast_cancer.csv").read_text().splitlines(keepends=True)
     (data / "breast_cancer_new.csv").write_text(header + "".join(rows[1::2]))
+    import keras
+
+    (data.parent / "weights").mkdir()
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(
+        data.parent / "weights/vgg16_notop.weights.h5")
     header, *digits = (bundled / "mnist_5k.csv").read_text().splitlines(keepends=True)
     (data / "mnist_5k.csv").write_text(header + "".join(digits[::16]))  # the file is in label order
 

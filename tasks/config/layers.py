@@ -178,11 +178,41 @@ class EmbeddingLayer(Section):
     embeddings_regularizer: Regularizer = None
     activity_regularizer: Regularizer = None
 
+PRETRAINED_BASES = {"vgg16": "VGG16", "vgg19": "VGG19", "resnet50": "ResNet50", "mobilenet": "MobileNet",
+                    "mobilenet_v2": "MobileNetV2", "inception_v3": "InceptionV3", "xception": "Xception",
+                    "densenet121": "DenseNet121", "efficientnet_b0": "EfficientNetB0"}
+"""The convolutional bases a `pretrained` layer can be, and their classes in `keras.applications`."""
+
+
+class PretrainedLayer(Section):
+    """A convolutional base of `keras.applications` without its classifier (`include_top=False`), as the books'
+    transfer learning uses VGG16: frozen, a feature extractor (`trainable: false`); fine-tuned from one of its
+    layers on (`trainable_from: block5_conv1`, the earlier layers frozen); or trained whole (`trainable: true`)."""
+
+    type: Literal["pretrained"]
+    name: Literal[tuple(PRETRAINED_BASES)]  # type: ignore[valid-type]
+    weights: str | None = Field(description=(
+        "a local weights file of the base without its top (e.g. saved once by `keras.applications.VGG16("
+        "include_top=False).save_weights('vgg16_notop.weights.h5')` where it can download them); null: seeded "
+        "random weights, trained from scratch"))
+    trainable: bool = False
+    trainable_from: str | None = Field(default=None, description="the base's layer from which on it trains")
+    pooling: Literal["avg", "max"] | None = Field(default=None, description="None: the last block's feature maps")
+
+    @field_validator("weights")
+    @classmethod
+    def _local_file(cls, value: str | None) -> str | None:
+        if value == "imagenet":
+            raise ValueError("'imagenet' would download the weights at run time, and nothing may; give the path of "
+                             "the file saved where they can be downloaded (include_top=False). Received: 'imagenet'")
+        return value
+
+
 LayerSpec = Annotated[
     Union[DenseLayer, DropoutLayer, ActivationLayer, BatchNormalizationLayer, Conv2DLayer, MaxPooling2DLayer,
           AveragePooling2DLayer, GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, FlattenLayer, ReshapeLayer,
           LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer, EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer,
-          GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer],
+          GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer, PretrainedLayer],
     Field(discriminator="type"),
 ]
 
@@ -197,7 +227,7 @@ PASS_THROUGH_LAYERS = (DropoutLayer, ActivationLayer, BatchNormalizationLayer)
 
 INPUT_RANK: dict[type, int] = {
     **{layer: 3 for layer in (Conv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer, GlobalAveragePooling2DLayer,
-                              GlobalMaxPooling2DLayer)},
+                              GlobalMaxPooling2DLayer, PretrainedLayer)},
     **{layer: 2 for layer in (*RECURRENT_LAYERS, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer,
                               GlobalAveragePooling1DLayer)},
 }

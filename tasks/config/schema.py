@@ -33,6 +33,7 @@ from kerasflow.tasks.config.layers import (
     EmbeddingLayer,
     LayerSpec,
     LSTMLayer,
+    PretrainedLayer,
     ReshapeLayer,
 )
 from kerasflow.tasks.config.messages import describe, yaml_problem
@@ -150,6 +151,8 @@ class ModelSpec(Section):
                             f"input is {RANK_NAMES.get(rank, f'{rank}-D')}{RANK_HINTS[needed]}")
             if isinstance(layer, ReshapeLayer):
                 rank = len(layer.target_shape)
+            elif isinstance(layer, PretrainedLayer):
+                rank = 1 if layer.pooling else 3
             elif isinstance(layer, RECURRENT_LAYERS):
                 rank = 2 if layer.return_sequences else 1
             elif not isinstance(layer, (DenseLayer, *PASS_THROUGH_LAYERS)):
@@ -167,6 +170,12 @@ class ModelSpec(Section):
     @property
     def stateful(self) -> bool:
         return any(isinstance(layer, LSTMLayer) and layer.stateful for layer in self.layers)
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether a layer is a `keras.applications` base, which only Keras can check against its input and weights
+        file: the command builds such a model before any flow starts."""
+        return any(isinstance(layer, PretrainedLayer) for layer in self.layers)
 
 
 class OptimizerSpec(Configured):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+import warnings
+from pathlib import Path
+
 import keras
 import numpy as np
 
+from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.keras_names import keras_class
 from kerasflow.tasks.config.layers import (
+    PRETRAINED_BASES,
     RECURRENT_LAYERS,
     ActivationLayer,
     AveragePooling2DLayer,
@@ -27,6 +33,7 @@ from kerasflow.tasks.config.layers import (
     LSTMLayer,
     MaxPooling1DLayer,
     MaxPooling2DLayer,
+    PretrainedLayer,
     ReshapeLayer,
     SimpleRNNLayer,
 )
@@ -144,6 +151,67 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
     raise TypeError(f"no Keras layer for spec {type(spec).__name__}")
 
 
+def pretrained_base(spec: PretrainedLayer, input_shape: tuple[int, ...], seed: int) -> keras.Model:
+    """The `keras.applications` base `spec` names, without its top, taking `input_shape`: its weights read from
+    `spec.weights` (else drawn from `seed`, every initializer seeded), frozen up to `spec.trainable_from`.
+
+    Raises :class:`ParamsError` naming the layer's key for an input the base cannot take (too small, not 3-D), a
+    missing weights file or one of another architecture, and an unknown `trainable_from`.
+    """
+    name = PRETRAINED_BASES[spec.name]
+    try:
+        base = getattr(keras.applications, name)(include_top=False, weights=None, input_shape=tuple(input_shape),
+                                                 pooling=spec.pooling)
+    except ValueError as exc:
+        raise ParamsError(f"{spec.key('name')}: {spec.name} cannot take the images the layers before it give, of "
+                          f"shape {tuple(input_shape)}: {exc}") from None
+    if spec.weights is None:
+        base = keras.models.clone_model(base, clone_function=lambda layer: seeded_copy(layer, seed))
+    else:
+        load_base_weights(base, spec)
+    if spec.trainable_from is not None:
+        names = [layer.name for layer in base.layers]
+        if spec.trainable_from not in names:
+            hint = difflib.get_close_matches(spec.trainable_from, names, n=1)
+            raise ParamsError(f"{spec.key('trainable_from')}: {spec.name} has no layer {spec.trainable_from!r}"
+                              + (f"; did you mean {hint[0]!r}?" if hint else "") + f" Its layers: {names[1]} ... "
+                              f"{names[-1]}. Received: {spec.trainable_from!r}")
+        for layer in base.layers[:names.index(spec.trainable_from)]:
+            layer.trainable = False
+    else:
+        base.trainable = spec.trainable
+    return base
+
+
+def seeded_copy(layer: keras.layers.Layer, seed: int) -> keras.layers.Layer:
+    """A fresh copy of `layer` whose initializers draw from seeds derived from `seed` and the layer's name (Keras'
+    applications leave them unseeded: drawn from the process's global random state)."""
+    config = layer.get_config()
+    for key, value in config.items():
+        if key.endswith("_initializer") and isinstance(value, dict) and "seed" in value.get("config", {}):
+            derived = np.random.SeedSequence([seed, *layer.name.encode()]).generate_state(1)[0] % 2**31
+            config[key] = {**value, "config": {**value["config"], "seed": int(derived)}}
+    return type(layer).from_config(config)
+
+
+def load_base_weights(base: keras.Model, spec: PretrainedLayer) -> None:
+    """Read `spec.weights` into `base`, refusing a missing file or one saved from another architecture."""
+    path = Path(spec.weights)
+    if not path.is_file():
+        raise ParamsError(f"{spec.key('weights')}: {path}: file not found; save the base's weights once where "
+                          f"they can be downloaded: keras.applications.{PRETRAINED_BASES[spec.name]}(include_top="
+                          f"False).save_weights('{path.name}'), and copy the file here (or `weights: null` to train "
+                          f"it from scratch)")
+    try:
+        with warnings.catch_warnings():  # Keras warns once per layer it cannot fill before it raises
+            warnings.simplefilter("ignore")
+            base.load_weights(path)
+    except (ValueError, OSError) as exc:
+        problem = " ".join(str(exc).split())[:300]
+        raise ParamsError(f"{spec.key('weights')}: {path} does not hold the weights of {spec.name} without its top "
+                          f"for this input: {problem}") from None
+
+
 def recurrent_layer(spec: LSTMLayer | GRULayer | SimpleRNNLayer, seed: int,
                     go_backwards: bool = False) -> keras.layers.Layer:
     """An LSTM, GRU or SimpleRNN layer, its kernels and dropout masks seeded from `seed` (and `seed + 1`)."""
@@ -171,7 +239,10 @@ def build_model(spec: ModelSpec, n_features: int, seed: int,
     model = keras.Sequential([keras.Input(shape=(n_features,), batch_size=batch_size, dtype=dtype)],
                              name="kerasflow_model")
     for layer, layer_seed in zip(spec.layers, layer_seeds(seed, len(spec.layers))):
-        model.add(make_layer(layer, layer_seed, spec.num_words))
+        if isinstance(layer, PretrainedLayer):  # built for the shape it takes
+            model.add(pretrained_base(layer, model.output_shape[1:], layer_seed))
+        else:
+            model.add(make_layer(layer, layer_seed, spec.num_words))
     if target_scale is not None:
         model.add(keras.layers.Rescaling(*target_scale, name="target_scale"))
     return model

@@ -52,6 +52,8 @@ class Bad:
     files: dict[str, str] = field(default_factory=dict)
     """Files to write into the project first (path -> content)."""
     argv: tuple[str, ...] = ("run", "iris")
+    prepare: Callable[[Path], object] = lambda project: None
+    """Anything else the project needs first (a binary file), given the project's folder."""
 
 
 def iris(section: str, **values) -> Callable[[dict], None]:
@@ -93,6 +95,38 @@ def more(layers: list | None = None, **dataset) -> Callable[[dict], None]:
             experiment["model"]["layers"] = layers
         raw["continued"]["more"] = experiment
     return edit
+
+
+def image(pretrained: dict, side: int = 32) -> Callable[[dict], None]:
+    """An experiment `img` on `data/img.csv` (:func:`images`): its rows reshaped to side x side x 3, a
+    `pretrained` base, a sigmoid unit."""
+    def edit(raw: dict) -> None:
+        raw["experiments"]["img"] = {
+            "dataset": {"file": "data/img.csv", "target": "y", "task": "binary"},
+            "model": {"layers": [{"type": "reshape", "target_shape": [side, side, 3]},
+                                 {"type": "pretrained", "name": "vgg16", **pretrained},
+                                 {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+            "train": {"epochs": 1, "batch_size": 4, "seed": 1},
+            "evaluate": {"n_splits": 2, "seed": 1},
+        }
+    return edit
+
+
+def images(side: int = 32, rows: int = 6) -> str:
+    """A CSV of `rows` side x side x 3 images, one pixel a column, then the class `y` (0/1)."""
+    pixels = side * side * 3
+    lines = [",".join([f"p{i}" for i in range(pixels)] + ["y"])]
+    lines += [",".join([str((r * 7 + i) % 256) for i in range(pixels)] + [str(r % 2)]) for r in range(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def other_base_weights(project: Path) -> None:
+    """weights/mobilenet.weights.h5: a MobileNetV2 base's weights, the wrong file for a VGG16 base."""
+    import keras
+
+    (project / "weights").mkdir()
+    keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(
+        project / "weights/mobilenet.weights.h5")
 
 
 def rows(labels: str, extra: str = "") -> str:
@@ -305,6 +339,28 @@ CASES = [
         files={"data/more.csv": "sepal_length,sepal_width,petal_length,petal_w,species\n"
                                 + "".join(f"5.{i},3.5,1.4,0.2,{s}\n" for i, s in
                                           enumerate(["setosa", "versicolor", "virginica"] * 3))}),
+    # --- pretrained bases --------------------------------------------------------------------------------------------
+    Bad("pretrained-imagenet-downloads", ("params.yaml:experiments.img.model.layers[1].weights: 'imagenet' would "
+                                          "download the weights at run time",),
+        image({"weights": "imagenet"}), files={"data/img.csv": images()}, argv=("run", "img")),
+    Bad("pretrained-input-too-small", (
+        "params.yaml:experiments.img.model.layers[1].name: vgg16 cannot take the images the layers before it give, "
+        "of shape (28, 28, 3): Input size must be at least 32x32",),
+        image({"weights": None}, side=28), files={"data/img.csv": images(28)}, argv=("run", "img")),
+    Bad("pretrained-weights-file-missing", (
+        "params.yaml:experiments.img.model.layers[1].weights: weights/vgg16_notop.weights.h5: file not found; save "
+        "the base's weights once where they can be downloaded",),
+        image({"weights": "weights/vgg16_notop.weights.h5"}), files={"data/img.csv": images()}, argv=("run", "img")),
+    Bad("pretrained-weights-of-another-architecture", (
+        "params.yaml:experiments.img.model.layers[1].weights: weights/mobilenet.weights.h5 does not hold the weights "
+        "of vgg16 without its top",),
+        image({"weights": "weights/mobilenet.weights.h5"}), files={"data/img.csv": images()}, argv=("run", "img"),
+        prepare=other_base_weights),
+    Bad("pretrained-unknown-trainable-from", (
+        "params.yaml:experiments.img.model.layers[1].trainable_from: vgg16 has no layer 'block5_conv9'; did you "
+        "mean 'block5_conv3'?", "Its layers: block1_conv1 ... block5_pool"),
+        image({"weights": None, "trainable_from": "block5_conv9"}), files={"data/img.csv": images()},
+        argv=("run", "img")),
     Bad("predict-missing-column", ("data/new.csv: missing column(s) ['petal_width']",
                                    f"expected the feature columns {IRIS_FEATURES}"),
         files={"data/new.csv": "sepal_length,sepal_width,petal_length\n5.1,3.5,1.4\n"}, argv=PREDICT),
@@ -397,6 +453,7 @@ def refusals(tmp_path_factory, bundled_data, saved_iris_model, prefect_server) -
         (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         for name, content in case.files.items():
             (project / name).write_text(content)
+        case.prepare(project)
         return project, snapshot(project)
 
     def command(case: Bad) -> Refused:
