@@ -85,6 +85,39 @@ class TextSpec(Section):
     lowercase: bool = True
 
 
+class AugmentSpec(Section):
+    """An image experiment's training images, transformed as the books' ImageDataGenerator does, by Keras' layers.
+
+    The random transformations (Keras' RandomFlip, RandomRotation, RandomTranslation, RandomZoom, seeded from
+    train.seed) change every training batch and leave held-out scoring and predictions alone. The featurewise
+    statistics (per channel) and ZCA whitening are fitted on each fold's training images only and kept in the
+    model's weights.
+    """
+
+    rotation: float = Field(default=0.0, ge=0.0, le=1.0, description="the largest turn, as a fraction of a full "
+                                                                     "turn, either way (RandomRotation's factor)")
+    shift: float = Field(default=0.0, ge=0.0, lt=1.0, description="the largest shift, as a fraction of the height "
+                                                                 "and of the width, either way")
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
+    zoom: float = Field(default=0.0, ge=0.0, lt=1.0, description="the largest zoom in or out, as a fraction")
+    featurewise_center: bool = Field(default=False, description="subtract each channel's mean over the fold's "
+                                                                "training images")
+    featurewise_std_normalization: bool = Field(default=False, description="divide by each channel's standard "
+                                                                           "deviation over them")
+    zca_whitening: bool = Field(default=False, description="decorrelate the pixels (after centring them) with the "
+                                                           "training images' ZCA matrix")
+    zca_epsilon: float = Field(default=1e-6, gt=0.0)
+
+    @property
+    def random(self) -> bool:
+        """Whether any transformation draws at random (the report then shows some augmented images)."""
+        return bool(self.rotation or self.shift or self.zoom or self.flip != "none")
+
+    @property
+    def featurewise(self) -> bool:
+        return self.featurewise_center or self.featurewise_std_normalization or self.zca_whitening
+
+
 class PreprocessSpec(Section):
     """Transformations fitted on each fold's training rows only."""
 
@@ -99,6 +132,9 @@ class PreprocessSpec(Section):
                                    "are scaled back inside the model, so every score is in the data's units")
     text: TextSpec | None = Field(
         default=None, description="the rows are one text column (and the target): its words become token ids")
+    augment: AugmentSpec | None = Field(
+        default=None, description="image experiments: random transformations of the training images, and "
+                                  "featurewise standardisation; inside the model, after its reshape to an image")
 
     @model_validator(mode="after")
     def _text_alone(self) -> "PreprocessSpec":
@@ -128,11 +164,25 @@ class ModelSpec(Section):
     # Set by the experiment holding this model from its preprocess.text, not read from the file: a sweep over
     # `preprocess.text.num_words` then resizes an embedding that gives no input_dim of its own.
     _num_words: int | None = PrivateAttr(default=None)
+    # Likewise from its preprocess.augment: the model holds the augmentation layers.
+    _augment: AugmentSpec | None = PrivateAttr(default=None)
 
     @property
     def num_words(self) -> int | None:
         """The token ids' range when the experiment reads text: an embedding's default `input_dim`."""
         return self._num_words
+
+    @property
+    def augment(self) -> AugmentSpec | None:
+        """The experiment's preprocess.augment: layers the model holds right after its first image layer
+        (:attr:`image_at`)."""
+        return self._augment
+
+    @property
+    def image_at(self) -> int | None:
+        """The index of the first layer that makes each row an image (a reshape to height, width, channels)."""
+        return next((i for i, layer in enumerate(self.layers)
+                     if isinstance(layer, ReshapeLayer) and len(layer.target_shape) == 3), None)
 
     def check_shapes(self) -> None:
         """Refuse a layer that cannot take its input: Keras would only fail when the model is built, after the data
@@ -464,6 +514,16 @@ class ExperimentSpec(Section):
                             f"all rows has held-out rows only if it keeps some back (e.g. 0.2), or set "
                             f"evaluate.refit false. Received: none")
         self._check_text()
+        if self.preprocess.augment is not None:
+            if self.model.image_at is None:
+                raise AtKey("preprocess.augment", "transforms images: the model must make each row one with a "
+                            "reshape to [height, width, channels] (e.g. {type: reshape, target_shape: [32, 32, 3]}) "
+                            "as its first image layer. Received: no such reshape in model.layers")
+            if self.preprocess.augment.featurewise and self.model.image_at != 0:
+                raise AtKey("preprocess.augment", "featurewise statistics are the input images': the reshape to "
+                            "[height, width, channels] must be model.layers[0]. Received: it is "
+                            f"model.layers[{self.model.image_at}]")
+            self.model._augment = self.preprocess.augment
         try:
             self.model.check_shapes()
         except AtKey as problem:  # named from the experiment: after the text check, which knows why

@@ -33,7 +33,7 @@ from kerasflow.tasks.outputs.saved_model import (
     read_saved,
 )
 from kerasflow.tasks.training.evaluate import CVResult, FinalModel
-from kerasflow.tasks.training.models import build_model
+from kerasflow.tasks.training.models import build_model, set_model_weights
 
 
 def write_metrics(out_dir: Path, result: CVResult, timing: dict[str, float],
@@ -124,7 +124,7 @@ def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Pat
     """Save the inference model (no optimizer state) and its preprocessing beside it, in `model_dir`."""
     # A fresh, uncompiled twin: the saved file then needs none of kerasflow's training-time objects to load.
     inference = build_model(spec.model, final.model.input_shape[-1], spec.train.seed, final.target_scale)
-    inference.set_weights(final.model.get_weights())
+    set_model_weights(inference, final.model.get_weights())
     with atomic_path(model_dir) as tmp:
         tmp.mkdir()
         inference.save(tmp / MODEL_FILE)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -89,6 +90,9 @@ class ExperimentReport:
     sweep: Sweep | None = None
     data: DataFacts | None = None
     data_error: str | None = None
+    augmented: np.ndarray | None = None
+    """An image experiment's first training images, each beside a few augmented copies, (images, 1 + copies,
+    height, width, channels) in [0, 1] (:func:`augmented_images`)."""
 
     @property
     def has_run(self) -> bool:
@@ -205,8 +209,25 @@ def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> 
             report.data_error = found
         else:
             report.data = found
+            augment = spec.preprocess.augment
+            if augment is not None and augment.random:
+                report.augmented = augmented_images(spec)
         reports.append(report)
     return Report(experiments=reports)
+
+
+def augmented_images(spec: ExperimentSpec, count: int = 3, copies: int = 5) -> np.ndarray:
+    """The data file's first `count` images (as its reshape lays them out), each followed by `copies` augmented
+    versions drawn as the training draws them, scaled together to [0, 1] for display."""
+    from kerasflow.tasks.training.models import augmented_examples  # Keras, for image experiments only
+
+    shape = spec.model.layers[spec.model.image_at].target_shape
+    table = load_table(spec.dataset)
+    images = table.X.iloc[:count].to_numpy(dtype=np.float32).reshape((-1, *shape))
+    shown = np.concatenate([images[:, None], augmented_examples(spec.preprocess.augment, images, copies,
+                                                                spec.train.seed)], axis=1)
+    low, high = float(shown.min()), float(shown.max())
+    return (shown - low) / ((high - low) or 1.0)
 
 
 def _read_csv(path: Path, dtype: dict[str, type] | None = None) -> pd.DataFrame | None:

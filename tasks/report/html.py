@@ -94,6 +94,10 @@ def _experiment_section(e: ExperimentReport) -> str:
             else:
                 parts += ["<h3>Residuals</h3>",
                           _image(plots.residuals(e.predictions), f"{e.name}: residuals of held-out predictions")]
+    if e.augmented is not None:
+        parts += ["<h3>Augmented training images</h3>",
+                  _image(plots.augmented_grid(e.augmented), f"{e.name}: training images, each then augmented as "
+                         "the training draws them")]
     parts += ["<h3>Data</h3>", html_table(tables.data_facts(e), f"{_anchor(e.name)}-data", header=False)]
     if e.data is not None:
         parts.append(html_table(tables.target_summary(e.data), f"{_anchor(e.name)}-target"))

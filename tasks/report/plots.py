@@ -30,6 +30,23 @@ def to_png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def augmented_grid(images: np.ndarray) -> Figure:
+    """One row per image: the training image as the data file has it, then its augmented versions
+    (`images`: (rows, 1 + versions, height, width, channels) in [0, 1])."""
+    rows, columns = images.shape[:2]
+    figure = Figure(figsize=(min(WIDTH, 1.2 * columns), 1.2 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for r in range(rows):
+        for c in range(columns):
+            image = images[r, c]
+            axes[r, c].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            axes[r, c].set_axis_off()
+        axes[r, 0].set_title("as read" if r == 0 else "", fontsize="small")
+    if columns > 1:
+        axes[0, 1].set_title("augmented", fontsize="small")
+    return figure
+
+
 def fold_scores(metrics: dict[str, Any]) -> Figure:
     """Each fold's score as a point, the mean ± std as a line and band, and the naive forecast's if any."""
     scores = np.asarray(metrics["folds"], dtype=float)

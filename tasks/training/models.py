@@ -38,6 +38,7 @@ from kerasflow.tasks.config.layers import (
     SimpleRNNLayer,
 )
 from kerasflow.tasks.config.schema import (
+    AugmentSpec,
     CosineSchedule,
     ExponentialSchedule,
     InverseTimeSchedule,
@@ -231,21 +232,97 @@ def build_model(spec: ModelSpec, n_features: int, seed: int,
     """A `Sequential` model taking rows of `n_features` values; the same `seed` gives the same initial weights.
 
     With `target_scale` the model ends in a fixed `Rescaling(scale, offset)`: it learns the target in scaled
-    units but predicts (and is scored and saved) in the data's units. A stateful model takes one row per batch;
+    units but predicts (and is scored and saved) in the data's units. An experiment's preprocess.augment adds its
+    layers right after the model's first image layer (:func:`image_layers`). A stateful model takes one row per batch;
     a model that starts with an embedding takes rows of integer ids (a text's `maxlen` token ids).
     """
     batch_size = 1 if spec.stateful else None
     dtype = "int32" if isinstance(spec.layers[0], EmbeddingLayer) else "float32"
     model = keras.Sequential([keras.Input(shape=(n_features,), batch_size=batch_size, dtype=dtype)],
                              name="kerasflow_model")
-    for layer, layer_seed in zip(spec.layers, layer_seeds(seed, len(spec.layers))):
+    for i, (layer, layer_seed) in enumerate(zip(spec.layers, layer_seeds(seed, len(spec.layers)))):
         if isinstance(layer, PretrainedLayer):  # built for the shape it takes
             model.add(pretrained_base(layer, model.output_shape[1:], layer_seed))
         else:
             model.add(make_layer(layer, layer_seed, spec.num_words))
+        if i == spec.image_at and spec.augment is not None:
+            for augmentation in image_layers(spec.augment, model.output_shape[1:], seed):
+                model.add(augmentation)
     if target_scale is not None:
         model.add(keras.layers.Rescaling(*target_scale, name="target_scale"))
     return model
+
+
+FEATUREWISE = "featurewise_standardization"
+ZCA = "zca_whitening"
+
+
+def image_layers(spec: AugmentSpec, image_shape: tuple[int, ...], seed: int) -> list[keras.layers.Layer]:
+    """The layers of an image experiment's preprocess.augment, in ImageDataGenerator's order: the random
+    transformations (Keras' random layers, identity outside training, each seeded from `seed`), then the featurewise
+    standardisation and ZCA whitening, whose statistics :func:`fit_image_statistics` sets from training images."""
+    layers = random_image_layers(spec, seed)
+    if spec.featurewise_center or spec.featurewise_std_normalization or spec.zca_whitening:
+        layers.append(keras.layers.Normalization(axis=-1, name=FEATUREWISE))
+    if spec.zca_whitening:
+        size = int(np.prod(image_shape))
+        layers += [keras.layers.Reshape((size,)), keras.layers.Dense(size, use_bias=False, trainable=False, name=ZCA),
+                   keras.layers.Reshape(tuple(image_shape))]
+    return layers
+
+
+def random_image_layers(spec: AugmentSpec, seed: int) -> list[keras.layers.Layer]:
+    """Keras' random layers for the augmentation's flip, rotation, shift and zoom, each seeded from `seed` (so the
+    same params give the same augmented batches); identity outside training."""
+    flip, rotation, shift, zoom = layer_seeds(seed + 1, 4)  # not the model layers' own seeds
+    layers: list[keras.layers.Layer] = []
+    if spec.flip != "none":
+        layers.append(keras.layers.RandomFlip(spec.flip, seed=flip))
+    if spec.rotation:
+        layers.append(keras.layers.RandomRotation(spec.rotation, seed=rotation))
+    if spec.shift:
+        layers.append(keras.layers.RandomTranslation(spec.shift, spec.shift, seed=shift))
+    if spec.zoom:
+        layers.append(keras.layers.RandomZoom(spec.zoom, seed=zoom))
+    return layers
+
+
+def augmented_examples(spec: AugmentSpec, images: np.ndarray, versions: int, seed: int) -> np.ndarray:
+    """`versions` augmented copies of each of `images` (n, height, width, channels), as training batches draw them
+    from `seed`: an array (n, versions, height, width, channels), for the report to show."""
+    augment = keras.Sequential(random_image_layers(spec, seed))
+    batch = images.astype(np.float32)
+    return np.stack([np.asarray(augment(batch, training=True)) for _ in range(versions)], axis=1)
+
+
+def fit_image_statistics(model: keras.Model, spec: AugmentSpec, images: np.ndarray) -> None:
+    """Set `model`'s featurewise statistics from `images` (a fold's training images, before any augmentation), as
+    ImageDataGenerator.fit computes them: each channel's mean (centring; always with ZCA whitening) and standard
+    deviation, then the ZCA matrix of the standardised, flattened images."""
+    normalization = model.get_layer(FEATUREWISE)
+    images = images.astype(np.float64)
+    axes = tuple(range(images.ndim - 1))
+    centre = spec.featurewise_center or spec.zca_whitening
+    mean = images.mean(axis=axes) if centre else np.zeros(images.shape[-1])
+    variance = images.var(axis=axes) if spec.featurewise_std_normalization else np.ones(images.shape[-1])
+    count = normalization.get_weights()[2]
+    normalization.set_weights([mean.reshape(normalization.mean.shape[-1:]),
+                               variance.reshape(normalization.variance.shape[-1:]), count])
+    normalization.finalize_state()
+    if spec.zca_whitening:
+        flat = ((images - mean) / np.sqrt(np.maximum(variance, 1e-7) if spec.featurewise_std_normalization
+                                          else 1.0)).reshape(len(images), -1)
+        u, s, _ = np.linalg.svd(flat.T @ flat / len(flat))
+        model.get_layer(ZCA).kernel.assign((u / np.sqrt(s + spec.zca_epsilon)) @ u.T)
+
+
+def set_model_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
+    """`model.set_weights(weights)`, then its featurewise Normalization layer's state finalised from its weights, as
+    loading a saved model does: that layer computes with tensors derived from them."""
+    model.set_weights(weights)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()
 
 
 def fit_target_scale(spec: PreprocessSpec, y: np.ndarray) -> TargetScale | None:

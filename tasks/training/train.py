@@ -12,7 +12,14 @@ import numpy as np
 from kerasflow.tasks.config.schema import ExperimentSpec, TrainSpec, monitor_mode
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import Trained, fit_epochs, fixed_batch_size
-from kerasflow.tasks.training.models import TargetScale, build_model, make_optimizer, schedule_callbacks
+from kerasflow.tasks.training.models import (
+    TargetScale,
+    build_model,
+    fit_image_statistics,
+    make_optimizer,
+    schedule_callbacks,
+    set_model_weights,
+)
 from kerasflow.tasks.training.scoring import (
     CATEGORICAL_LOSSES,
     ONE_BATCH,
@@ -106,11 +113,15 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     Each epoch deals the rows in a new order drawn from the spec's seed (`tasks/training/fit.py`). `callbacks` and
     `initial_epoch` let a sweep trial report each epoch and resume from a checkpoint. A stateful model sees the
     rows in time order, its state reset at the start of every epoch. With `initial_weights` (a continued
-    experiment's) the model starts from them instead of its seeded initial weights.
+    experiment's) the model starts from them instead of its seeded initial weights. An image experiment's featurewise
+    statistics are fitted on `X`, the training rows (:func:`fit_image_statistics`).
     """
     model = build_model(spec.model, X.shape[1], spec.train.seed, target_scale)
+    augment = spec.model.augment
     if initial_weights is not None:
-        model.set_weights(initial_weights)
+        set_model_weights(model, initial_weights)  # a continued experiment keeps its saved image statistics too
+    elif augment is not None and augment.featurewise:
+        fit_image_statistics(model, augment, X.reshape((len(X), *spec.model.layers[0].target_shape)))
     scores = row_scores(spec)
     # Weighted: Keras hands sample weights (here, the epochs' padding) to `weighted_metrics` only. The loss is
     # Keras' own; the other scores are metrics, logged under the names `HeldOutScores` gives them.

@@ -339,6 +339,8 @@ CASES = [
         files={"data/more.csv": "sepal_length,sepal_width,petal_length,petal_w,species\n"
                                 + "".join(f"5.{i},3.5,1.4,0.2,{s}\n" for i, s in
                                           enumerate(["setosa", "versicolor", "virginica"] * 3))}),
+    Bad("augment-without-images", ("params.yaml:experiments.iris.preprocess.augment: transforms images: the model "
+                                   "must make each row one with a reshape",), iris("preprocess", augment={"zoom": 0.1})),
     # --- pretrained bases --------------------------------------------------------------------------------------------
     Bad("pretrained-imagenet-downloads", ("params.yaml:experiments.img.model.layers[1].weights: 'imagenet' would "
                                           "download the weights at run time",),
