@@ -60,6 +60,16 @@ def _sunspots() -> pd.DataFrame:
     return pd.DataFrame({"year": frame["YEAR"].astype(np.int64), "sunactivity": frame["SUNACTIVITY"]})
 
 
+def _airline() -> pd.DataFrame:
+    """Box & Jenkins' monthly international airline passengers, 1949-1960, in thousands: the books' series (pmdarima
+    ships its 144 values in its source, not as a data file)."""
+    from pmdarima.datasets import load_airpassengers
+
+    passengers = load_airpassengers()
+    months = pd.period_range("1949-01", periods=len(passengers), freq="M").strftime("%Y-%m")
+    return pd.DataFrame({"month": months, "passengers": passengers.astype(np.int64)})
+
+
 # file name -> loader. Adding a dataset changes data.dvc: run `kerasflow data && dvc add data` and commit both.
 BUNDLED: dict[str, Callable[[], pd.DataFrame]] = {
     "iris.csv": _sklearn("load_iris", "species", class_names=True),
@@ -70,6 +80,7 @@ BUNDLED: dict[str, Callable[[], pd.DataFrame]] = {
     "boston_housing.csv": _boston,
     "mnist_5k.csv": _mnist,
     "sunspots.csv": _sunspots,
+    "airline_passengers.csv": _airline,
 }
 
 
