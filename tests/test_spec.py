@@ -150,6 +150,15 @@ def test_the_sweeps_and_continued_keys_are_required_because_dvc_iterates_over_th
         parse_params(raw)
 
 
+@pytest.mark.parametrize("key, value", [("lookback_columns", ["bmi"]), ("horizon", 3)])
+def test_window_settings_need_a_lookback(key, value):
+    raw = tiny_params()
+    raw["experiments"]["diabetes"]["preprocess"][key] = value
+    with pytest.raises(ParamsError, match=f"params.yaml:experiments.diabetes.preprocess.{key}: shapes a series' "
+                                          "look-back windows: it needs preprocess.lookback"):
+        parse_params(raw)
+
+
 def _continued(**train) -> dict:
     raw = tiny_params()
     more = json.loads(json.dumps(raw["experiments"]["iris"]))

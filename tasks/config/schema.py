@@ -125,8 +125,12 @@ class PreprocessSpec(Section):
     categorical: Literal["none", "onehot", "ordinal"] = "none"
     impute: Literal["none", "mean", "median", "most_frequent"] = "none"
     lookback: Count | None = Field(
-        default=None, description="forecast the target series from its `lookback` previous values (the rows "
-                                  "become windows; the file's other columns are not used)")
+        default=None, description="forecast the target series from its `lookback` previous steps (the rows become "
+                                  "windows; the file's other columns are not used unless lookback_columns names them)")
+    lookback_columns: list[str] | Literal["all"] = Field(
+        default_factory=list, description="a multivariate series: the other columns whose values at the window's "
+                                          "steps are inputs too (\"all\": every column besides the target)")
+    horizon: Count = Field(default=1, description="forecast the target this many steps after the window's last")
     scale_target: bool = Field(
         default=False, description="regression: train on the target scaled like the features; predictions "
                                    "are scaled back inside the model, so every score is in the data's units")
@@ -140,13 +144,22 @@ class PreprocessSpec(Section):
     def _text_alone(self) -> "PreprocessSpec":
         # Token ids are categories, not magnitudes: scaling or imputing them would silently corrupt them.
         if self.text is not None:
-            others = ("scale", "categorical", "impute", "lookback", "scale_target")
-            clashing = {key: getattr(self, key) for key in others
-                        if getattr(self, key) != type(self).model_fields[key].default}
+            others = ("scale", "categorical", "impute", "lookback", "scale_target", "lookback_columns", "horizon")
+            clashing = {key: getattr(self, key) for key in others if getattr(self, key) != _default(self, key)}
             if clashing:
                 raise AtKey(next(iter(clashing)), f"`text` is the rows' only input and makes token ids: "
                           f"{', '.join(clashing)} cannot be used with it. Received: {clashing}")
+        if self.lookback is None:
+            given = [key for key in ("lookback_columns", "horizon") if getattr(self, key) != _default(self, key)]
+            if given:
+                raise AtKey(given[0], f"shapes a series' look-back windows: it needs preprocess.lookback. Received: "
+                            f"{getattr(self, given[0])!r} without a lookback")
         return self
+
+
+def _default(section: Section, key: str) -> Any:
+    """What `key` of `section` is when params.yaml leaves it out."""
+    return type(section).model_fields[key].get_default(call_default_factory=True)
 
 
 RANK_NAMES = {1: "a vector of features per row", 2: "a sequence per row (steps, features)",

@@ -1,42 +1,115 @@
-"""Look-back windows: a series as supervised rows, its previous `lookback` values predicting the next one.
+"""Look-back windows: a series as supervised rows, the previous `lookback` steps predicting a later value.
 
-Windowing only re-indexes values (nothing is fitted), so it can run before the split; the split is then made
-over the windows in time order, and each window keeps its target's row number in the file as its index.
+A window holds the target's own previous values and, for a multivariate series (`preprocess.lookback_columns`),
+the other columns' values at the same steps, time-major (every column of the oldest step first), so a reshape to
+[lookback, columns] makes them time steps. With `horizon` h the target is h steps after the window's last step.
+
+Windowing only re-indexes values (nothing is fitted), so it can run before the split; the split is then made over
+the windows in time order, and each window keeps its target's row number in the file as its index: a training
+window holds values of steps before its target only, and the preprocessing is fitted on training windows alone.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
+
 import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.schema import PreprocessSpec
 from kerasflow.tasks.data.table import Table
 
-LAST_VALUE = "lag_1"
-"""The column holding the value just before each target: the naive last-value forecast."""
+
+def lag_columns(lookback: int, horizon: int = 1, columns: Sequence[str] = ()) -> list[str]:
+    """The window's column names, oldest step first: `lag_<k>` for a univariate series (k steps before the
+    target), `<column>_lag_<k>` per column (the target first) for a multivariate one.
+
+    Examples
+    --------
+    >>> lag_columns(3)
+    ['lag_3', 'lag_2', 'lag_1']
+    >>> lag_columns(2, horizon=2, columns=["y", "temp"])
+    ['y_lag_3', 'temp_lag_3', 'y_lag_2', 'temp_lag_2']
+    """
+    steps = range(lookback + horizon - 1, horizon - 1, -1)
+    if not columns:
+        return [f"lag_{k}" for k in steps]
+    return [f"{column}_lag_{k}" for k in steps for column in columns]
 
 
-def lag_columns(lookback: int) -> list[str]:
-    """`lag_<lookback>` ... `lag_1`: oldest first, as the values come in time."""
-    return [f"lag_{k}" for k in range(lookback, 0, -1)]
+def last_value_column(spec: PreprocessSpec, target: str) -> str:
+    """The window column holding the target's value at the window's last step: the naive forecast."""
+    return lag_columns(1, spec.horizon, [target] if spec.lookback_columns else [])[0]
 
 
-def window_table(table: Table, lookback: int) -> Table:
-    """The target series of `table` as rows of its `lookback` previous values (the other columns are dropped).
+def window_columns(spec: PreprocessSpec, table: Table) -> list[str]:
+    """The file's columns a window reads besides the target, in the file's order (`lookback_columns`)."""
+    if not spec.lookback_columns:
+        return []
+    found = [str(c) for c in table.X.columns]
+    if spec.lookback_columns == "all":
+        return found
+    missing = [c for c in spec.lookback_columns if c not in found]
+    if missing:
+        raise DataError(f"{table.source}: {spec.key('lookback_columns')} names column(s) {missing} the file does "
+                        f"not have besides the target. Columns found: {', '.join(found)}")
+    return [c for c in found if c in spec.lookback_columns]
+
+
+def window_table(table: Table, spec: PreprocessSpec) -> Table:
+    """`table` as rows of its previous `spec.lookback` steps (:func:`lag_columns`), each predicting the target
+    `spec.horizon` steps after; the columns a window does not read are dropped.
 
     Examples
     --------
     >>> from pathlib import Path
     >>> series = Table(X=pd.DataFrame(index=range(5)), y=pd.Series([1.0, 2.0, 3.0, 4.0, 5.0]), source=Path("s.csv"))
-    >>> rows = window_table(series, 2)
+    >>> rows = window_table(series, PreprocessSpec(lookback=2))
     >>> rows.X.to_numpy().tolist(), rows.y.tolist(), rows.y.index.tolist()
     ([[1.0, 2.0], [2.0, 3.0], [3.0, 4.0]], [3.0, 4.0, 5.0], [2, 3, 4])
     """
-    values = table.y.to_numpy(dtype=np.float64)
-    if len(values) < lookback + 2:
-        raise DataError(f"{table.source}: preprocess.lookback={lookback} needs at least {lookback + 2} values "
-                        f"in the series; it has {len(values)}")
-    windows = np.lib.stride_tricks.sliding_window_view(values[:-1], lookback)
-    index = table.y.index[lookback:]
-    return Table(X=pd.DataFrame(windows, columns=lag_columns(lookback), index=index),
-                 y=table.y.iloc[lookback:], source=table.source)
+    lookback, horizon = spec.lookback, spec.horizon
+    columns = window_columns(spec, table)
+    target = str(table.y.name)
+    n = len(table.y)
+    if n < lookback + horizon + 1:
+        raise DataError(f"{table.source}: {spec.key('lookback')}={lookback} with horizon {horizon} needs at least "
+                        f"{lookback + horizon + 1} rows in the series; it has {n}")
+    if columns:
+        steps = pd.concat([table.y.rename(target), table.X[columns]], axis=1)
+        names = lag_columns(lookback, horizon, [target, *columns])
+    else:
+        steps, names = table.y.to_frame(), lag_columns(lookback, horizon)
+    rows = n - lookback - horizon + 1
+    # Window i reads steps i .. i + lookback - 1 and predicts step i + lookback + horizon - 1.
+    blocks = [steps.iloc[i:i + rows].reset_index(drop=True) for i in range(lookback)]
+    windows = pd.concat(blocks, axis=1).set_axis(names, axis=1)
+    index = table.y.index[lookback + horizon - 1:]
+    return Table(X=windows.set_axis(index, axis=0), y=table.y.iloc[lookback + horizon - 1:], source=table.source)
+
+
+def named_columns(names: Sequence[str], target: str, horizon: int) -> list[str]:
+    """The other columns a window reads, from its column names (:func:`lag_columns`): those of its last step.
+
+    Examples
+    --------
+    >>> named_columns(['y_lag_2', 'temp_lag_2', 'y_lag_1', 'temp_lag_1'], "y", 1)
+    ['temp']
+    >>> named_columns(['lag_2', 'lag_1'], "y", 1)
+    []
+    """
+    suffix = f"_lag_{horizon}"
+    return [name.removesuffix(suffix) for name in names if name.endswith(suffix) and name != f"{target}{suffix}"]
+
+
+def window_rows(frame: pd.DataFrame, lookback: int, horizon: int, target: str,
+                columns: Sequence[str]) -> pd.DataFrame:
+    """A file's consecutive rows (a saved series model's input, with the target's column) as windows of
+    `lookback` rows, each predicting the target `horizon` steps after its last row: `kerasflow predict`'s input."""
+    table = Table(X=frame[list(columns)], y=frame[target], source="input")
+    spec = PreprocessSpec(lookback=lookback, horizon=horizon, lookback_columns=list(columns))
+    # Rows past the end, never read, give the last windows a target to stand against.
+    filler = [0] * (horizon + 1)
+    padded = Table(X=pd.concat([table.X, table.X.iloc[filler]], ignore_index=True),
+                   y=pd.concat([table.y, table.y.iloc[filler]], ignore_index=True), source=table.source)
+    return window_table(padded, spec).X.iloc[:len(frame) - lookback + 1].reset_index(drop=True)

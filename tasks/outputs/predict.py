@@ -16,6 +16,7 @@ import pandas as pd
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.data import checks
 from kerasflow.tasks.data.table import read_csv
+from kerasflow.tasks.data.window import window_rows
 from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.saved_model import SavedModel, read_saved
 
@@ -75,16 +76,37 @@ def feature_frame(saved: SavedModel, frame: pd.DataFrame, source: str | Path = "
     return features_only.set_axis(features, axis=1)
 
 
+def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """A series model's input given as the file's consecutive rows (the target's column and the columns its
+    windows read, a header row naming them): one window per run of `lookback` rows, indexed by its last row, whose
+    prediction is the target `horizon` steps after that row."""
+    window = saved.window
+    lookback, horizon, columns = window["lookback"], window["horizon"], window["columns"]
+    needed = [saved.target, *columns]
+    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    missing = [c for c in needed if c not in frame.columns]
+    if missing or not saved.header:
+        raise DataError(f"{source}: a series model takes its window columns {saved.features}, or the file's "
+                        f"consecutive rows with a header naming the columns {needed}; missing {missing}")
+    if len(frame) < lookback:
+        raise DataError(f"{source}: a window is {lookback} consecutive rows; the file has {len(frame)}")
+    windows = window_rows(frame, lookback, horizon, saved.target, columns)
+    return windows.set_axis(frame.index[lookback - 1:], axis=0)
+
+
 def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
                   source: str | Path = "input") -> pd.DataFrame:
     """Predictions for `frame`'s rows, in its row order and with its index, in the target's own terms.
 
     Classification gives `prediction` (the original class labels) and one `proba_<class>` column per class;
-    regression gives `prediction` in the target's units. `source` names the rows in error messages.
+    regression gives `prediction` in the target's units. `source` names the rows in error messages. A series
+    model also takes the file's consecutive rows (:func:`series_windows`): one prediction per window.
     """
     saved = model if isinstance(model, SavedModel) else read_saved(model)
     if len(frame) == 0:
         raise DataError(f"{source}: no rows to predict")
+    if saved.window is not None and not set(saved.features) <= {str(c) for c in frame.columns}:
+        frame = series_windows(saved, frame, source)
     X = feature_frame(saved, frame, source)
     _check_values(saved, X, source)
     output = _predict_rows(saved, saved.preprocessor.transform(X))

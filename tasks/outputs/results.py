@@ -25,6 +25,7 @@ import keras
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.table import file_md5
+from kerasflow.tasks.data.window import named_columns
 from kerasflow.tasks.outputs import live, metrics
 from kerasflow.tasks.outputs.atomic import atomic_path, write_json
 from kerasflow.tasks.outputs.saved_model import (
@@ -131,6 +132,11 @@ def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Pat
         state: dict[str, Any] = {"task": spec.dataset.task, "target": str(spec.dataset.target),
                                  "header": spec.dataset.header, "features": final.preprocessor.to_dict(),
                                  "labels": final.codec.to_dict() if final.codec is not None else None}
+        preprocess = spec.preprocess
+        if preprocess.lookback is not None:  # `kerasflow predict` then also takes a file's consecutive rows
+            state["window"] = {"lookback": preprocess.lookback, "horizon": preprocess.horizon,
+                               "columns": named_columns(final.preprocessor.columns_, str(spec.dataset.target),
+                                                        preprocess.horizon)}
         (tmp / PREPROCESSING_FILE).write_text(json.dumps(state, indent=2) + "\n")
     return model_dir
 

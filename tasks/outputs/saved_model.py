@@ -29,6 +29,8 @@ class SavedModel:
     task: str
     target: str
     header: bool
+    window: dict | None = None
+    """A series model's windows: `lookback`, `horizon` and the other `columns` each window reads (None otherwise)."""
 
     @property
     def features(self) -> list[str]:
@@ -52,7 +54,8 @@ def read_saved(model_dir: str | Path) -> SavedModel:
         state = json.loads((model_dir / PREPROCESSING_FILE).read_text())
         codec = LabelCodec.from_dict(state["labels"]) if state["labels"] is not None else None
         return SavedModel(path=model_dir, preprocessor=Preprocessor.from_dict(state["features"]), codec=codec,
-                          task=state["task"], target=str(state["target"]), header=bool(state["header"]))
+                          task=state["task"], target=str(state["target"]), header=bool(state["header"]),
+                          window=state.get("window"))
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{model_dir / PREPROCESSING_FILE}: not a kerasflow preprocessing file "
                         f"({type(exc).__name__}: {exc})") from None

@@ -16,7 +16,7 @@ from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits
 from kerasflow.tasks.data.table import Table
-from kerasflow.tasks.data.window import LAST_VALUE, window_table
+from kerasflow.tasks.data.window import last_value_column, window_table
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
 from kerasflow.tasks.training.scoring import first_non_finite, score
 from kerasflow.tasks.training.stacked import fit_stacked
@@ -128,10 +128,10 @@ def check_backend(spec: ExperimentSpec, name: str = "experiment") -> None:
 
 def supervised(spec: ExperimentSpec, table: Table, labels: Encoded) -> tuple[Table, Encoded]:
     """The rows the model learns from: the table itself, or a series' look-back windows."""
-    lookback = spec.preprocess.lookback
-    if lookback is None:
+    preprocess = spec.preprocess
+    if preprocess.lookback is None:
         return table, labels
-    return window_table(table, lookback), Encoded(labels.codes[lookback:], None)
+    return window_table(table, preprocess), Encoded(labels.codes[preprocess.lookback + preprocess.horizon - 1:], None)
 
 
 def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
@@ -151,8 +151,8 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
         X_test=preprocessor.transform(X_test),
         y_test=encode_target(spec, labels.codes[split.test_index], labels.n_classes),
         target_scale=start.target_scale if start is not None else fit_target_scale(spec.preprocess, y_train),
-        naive_test=(X_test[LAST_VALUE].to_numpy(dtype=np.float32).reshape(-1, 1)
-                    if spec.preprocess.lookback is not None else None),
+        naive_test=(X_test[last_value_column(spec.preprocess, str(table.y.name))].to_numpy(dtype=np.float32)
+                    .reshape(-1, 1) if spec.preprocess.lookback is not None else None),
         test_rows=X_test.index.to_numpy(),
         initial_weights=start.weights if start is not None else None,
     )
@@ -163,7 +163,14 @@ def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded, start: St
     """Every split of the evaluation, each with preprocessing fitted inside the fold (or a continued experiment's
     saved one: `start`)."""
     table, labels = supervised(spec, table, labels)
-    return [fit_split(spec, table, labels, split, start)[0] for split in make_splits(spec.evaluate, labels.codes)]
+    splits = make_splits(spec.evaluate, labels.codes)
+    horizon = spec.preprocess.horizon
+    if horizon > 1 and any(len(split.test_index) <= horizon for split in splits):
+        held_out = min(len(split.test_index) for split in splits)
+        raise DataError(f"{table.source}: {spec.preprocess.key('horizon')}={horizon} steps reach past a held-out "
+                        f"part of {held_out} rows: every forecast of it would start before it. Use a shorter horizon "
+                        f"or a larger evaluate.test_size (or fewer evaluate.n_splits)")
+    return [fit_split(spec, table, labels, split, start)[0] for split in splits]
 
 
 def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence[keras.callbacks.Callback] = (),

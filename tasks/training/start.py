@@ -75,8 +75,7 @@ def check_fits(start: Start, spec: ExperimentSpec, name: str, table: Table) -> N
     """Refuse a data file whose columns (a series' look-back windows' columns) or target classes the saved
     preprocessing and label classes do not hold, naming the file and the folder."""
     where = f"{start.saved.path} ({experiment_key(spec, name, 'train.init_from')})"
-    lookback = spec.preprocess.lookback
-    rows = table if lookback is None else window_table(table, lookback)
+    rows = table if spec.preprocess.lookback is None else window_table(table, spec.preprocess)
     received = [str(c) for c in rows.X.columns]
     expected = start.saved.features
     if received != expected:

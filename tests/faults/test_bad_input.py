@@ -320,6 +320,19 @@ CASES = [
                                                "folder (results/<name>)", "Received: '../escape'"),
         lambda raw: raw["experiments"].update({"../escape": raw["experiments"]["iris"]}), argv=("run", "iris")),
     # --- predict: new rows for a saved model (issue item 2) -------------------------------------------------------
+    # --- series --------------------------------------------------------------------------------------------------
+    Bad("horizon-beyond-the-held-out-part", (
+        "data/diabetes.csv: params.yaml:experiments.diabetes.preprocess.horizon=200 steps reach past a held-out part "
+        "of 80 rows",), lambda raw: (raw["experiments"]["diabetes"]["preprocess"].update(lookback=3, horizon=200),
+                                     raw["experiments"]["diabetes"]["evaluate"].update(method="holdout", shuffle=False,
+                                                                                       test_size=0.33)),
+        argv=("run", "diabetes")),
+    Bad("lookback-column-not-in-the-file", (
+        "data/diabetes.csv: params.yaml:experiments.diabetes.preprocess.lookback_columns names column(s) "
+        "['temperature'] the file does not have besides the target",),
+        lambda raw: (raw["experiments"]["diabetes"]["preprocess"].update(lookback=3, lookback_columns=["temperature"]),
+                     raw["experiments"]["diabetes"]["evaluate"].update(method="timeseries", shuffle=False)),
+        argv=("run", "diabetes")),
     # --- continued training (train.init_from) ---------------------------------------------------------------------
     Bad("init-from-outside-continued", ("params.yaml:experiments.iris.train.init_from: an experiment that starts from "
                                         "a saved model goes under `continued:`",), iris("train", init_from="x/model")),

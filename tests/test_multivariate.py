@@ -1,0 +1,94 @@
+"""Multivariate series (`preprocess.lookback_columns`, `preprocess.horizon`): windows of several columns, a target
+some steps ahead, encodings and scalers fitted on the training part only, and predictions from a file's rows.
+
+The generated series stands in for the books' PM2.5 file (README: "Series"): a seasonal target whose next value
+depends on two other columns' last values, a categorical column and a few missing values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.data.split import make_splits
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.outputs.predict import PREDICTION, predict_table
+from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, fit_split, prepare_folds, refit, supervised
+from kerasflow.tasks.training.train import predict
+
+pytestmark = pytest.mark.slow
+ROWS = 400
+
+
+@pytest.fixture
+def series(tmp_path, monkeypatch):
+    """data/weather.csv: `step` (the row number, so a window's values say which rows they came from), `wind` (four
+    directions), `dew` and `temp` (noise the target follows one step later), `pollution` (the target)."""
+    rng = np.random.default_rng(3)
+    step = np.arange(ROWS)
+    dew, temp = rng.normal(size=ROWS), rng.normal(size=ROWS)
+    pollution = 10 + 3 * np.sin(2 * np.pi * step / 24) + np.r_[0, 2 * dew[:-1] - 1.5 * temp[:-1]]
+    pollution += rng.normal(scale=0.1, size=ROWS)
+    frame = pd.DataFrame({"step": step.astype(float), "wind": np.array(["N", "E", "S", "W"])[step % 4],
+                          "dew": dew, "temp": temp, "pollution": pollution})
+    frame.loc[[50, 51, 120], "dew"] = np.nan
+    (tmp_path / "data").mkdir()
+    frame.to_csv(tmp_path / "data/weather.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    return frame
+
+
+def _spec(**preprocess):
+    raw = {"experiments": {"weather": {
+        "dataset": {"file": "data/weather.csv", "target": "pollution", "task": "regression"},
+        "preprocess": {"scale": "minmax", "categorical": "onehot", "impute": "mean", "lookback": 3, **preprocess},
+        "model": {"layers": [{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dense", "units": 1}]},
+        "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": 60, "batch_size": 16, "seed": 2},
+        "evaluate": {"method": "holdout", "test_size": 0.25, "shuffle": False, "metric": "rmse"}}},
+        "continued": {}, "sweeps": {}}
+    return parse_params(raw).experiments["weather"]
+
+
+@pytest.mark.parametrize("method", ["holdout", "timeseries"])
+def test_no_value_of_a_held_out_step_enters_a_training_window_or_a_scaler(series, method):
+    spec = _spec(lookback_columns="all", horizon=2)
+    spec = spec.model_copy(update={"evaluate": spec.evaluate.model_copy(update={"method": method, "n_splits": 3})})
+    table = load_table(spec.dataset)
+    rows, labels = supervised(spec, table, encode_labels(spec, table))
+    # Each window's `step` values are its rows: the 3 steps ending 2 before its target.
+    for lag in (4, 3, 2):
+        np.testing.assert_array_equal(rows.X[f"step_lag_{lag}"].to_numpy(), rows.y.index.to_numpy() - lag)
+    assert list(rows.X.columns[:5]) == ["pollution_lag_4", "step_lag_4", "wind_lag_4", "dew_lag_4", "temp_lag_4"]
+    for split in make_splits(spec.evaluate, labels.codes):
+        fold, preprocessor = fit_split(spec, rows, labels, split)
+        first_held_out = rows.y.index[split.test_index].min()
+        assert rows.X["step_lag_2"].iloc[split.train_index].max() < first_held_out
+        # The min-max scaler saw training windows only: the largest row number it knows is before the held-out part.
+        columns = preprocessor.columns_
+        for lag in (4, 3, 2):
+            j = columns.index(f"step_lag_{lag}")
+            assert preprocessor.center_[j] + preprocessor.scale_[j] < first_held_out
+        assert not np.isnan(fold.X_train).any() and not np.isnan(fold.X_test).any()  # dew's gaps imputed
+
+
+def test_the_other_columns_make_the_forecast_and_predict_reads_a_files_rows(series, tmp_path):
+    multivariate, univariate = _spec(lookback_columns=["dew", "temp"]), _spec()
+    table = load_table(multivariate.dataset)
+    scores = {}
+    for name, spec in (("multivariate", multivariate), ("univariate", univariate)):
+        scores[name] = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table))).summary()["mean"]
+    assert scores["multivariate"] < 0.5 * scores["univariate"], scores
+
+    labels = encode_labels(multivariate, table)
+    final = refit(multivariate, table, labels)
+    folder = write_model(tmp_path / "model", multivariate, final)
+    rows, _ = supervised(multivariate, table, labels)
+    expected = predict(final.model, final.preprocessor.transform(rows.X)).reshape(-1)
+    recent = series.iloc[-10:].drop(columns=["step", "wind"])  # the columns the windows read, target included
+    got = predict_table(folder, recent)
+    # One forecast per window of 3 rows, indexed by its last row, for the step after it.
+    assert got.index.tolist() == list(range(ROWS - 8, ROWS))
+    np.testing.assert_allclose(got[PREDICTION].to_numpy()[:-1], expected[-7:], rtol=1e-5)
