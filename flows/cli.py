@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 from pathlib import Path
@@ -74,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
                                                 "kerasflow runs when no PREFECT_API_URL is set")
     server.add_argument("action", choices=["start", "stop", "status"])
     server.add_argument("--port", type=int, default=None, help="start: the port (default: 4200 if free)")
+
+    comp = commands.add_parser("compare", help="two experiments' scores on the same folds: the difference, its "
+                                               "95%% interval and p-value (corrected resampled t-test)")
+    comp.add_argument("experiments", nargs=2, metavar="EXPERIMENT")
+    comp.add_argument("--metric", default=None, help="the metric both were scored on (default: theirs)")
+    comp.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    comp.add_argument("--json", action="store_true", help="print the comparison as JSON, for scripts")
 
     rep = commands.add_parser("report", help="every experiment as one HTML page (plots embedded) and a Markdown "
                                              "summary")
@@ -183,6 +191,13 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     if args.command == "list":
         for name, spec in params.every_experiment.items():
             print(f"{name}\t{spec.dataset.file}\t{spec.dataset.task}\t{spec.evaluate.method}")
+        return 0
+    if args.command == "compare":
+        from kerasflow.tasks.report.compare import compare
+
+        first, second = params.select(args.experiments, source=str(args.params)).items()
+        comparison = compare(first, second, args.results, args.metric)
+        print(json.dumps(comparison.as_dict(), indent=2) if args.json else comparison.table())
         return 0
 
     from kerasflow.flows.pipeline import pipeline_flow, report_flow

@@ -1,0 +1,86 @@
+"""Honest comparisons: the corrected resampled t-test and `kerasflow compare` on two experiments' folds.
+
+The statistic is checked against SciPy's paired t-test with the correction off, and against hand-computed values
+with it on; the command pairs two real runs' fold scores and refuses pairs that were not scored on the same folds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+from helpers import run_cli, tiny_params
+from scipy import stats
+
+from kerasflow.flows.cli import main
+from kerasflow.tasks.report.statistics import corrected_t
+
+
+def test_uncorrected_it_is_scipys_paired_t_test():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.80, 0.03, size=10), rng.normal(0.82, 0.03, size=10)
+    ours = corrected_t(b - a, test_train_ratio=1 / 9, corrected=False)
+    theirs = stats.ttest_rel(b, a)
+    assert math.isclose(ours.t, theirs.statistic, rel_tol=1e-12)
+    assert math.isclose(ours.p, theirs.pvalue, rel_tol=1e-9)
+    low, high = theirs.confidence_interval(0.95)
+    assert math.isclose(ours.low, low, rel_tol=1e-9) and math.isclose(ours.high, high, rel_tol=1e-9)
+
+
+def test_corrected_it_matches_the_hand_computed_statistic_and_is_more_cautious():
+    # 10-fold CV: each fold holds out 1/9 as many rows as it trains on. Differences with mean 0.01, sample sd 0.02:
+    # plain t = 0.01 / (0.02 / sqrt(10)) = 1.5811; corrected t = 0.01 / (0.02 * sqrt(1/10 + 1/9)) = 1.0882.
+    differences = 0.01 + 0.02 * np.array([1, -1, 1, -1, 1, -1, 1, -1, 1, -1]) * math.sqrt(9 / 10)
+    assert math.isclose(np.std(differences, ddof=1), 0.02, rel_tol=1e-12)
+    plain, corrected = corrected_t(differences, 1 / 9, corrected=False), corrected_t(differences, 1 / 9)
+    assert round(plain.t, 4) == 1.5811 and round(corrected.t, 4) == 1.0882
+    assert math.isclose(corrected.p, 2 * stats.t.sf(1.08821, 9), rel_tol=1e-4)
+    assert corrected.p > plain.p and corrected.high - corrected.low > plain.high - plain.low
+
+
+def _run(project, *argv: str) -> tuple[int, str, str]:
+    """`kerasflow ARGV` in this process (compare starts no Prefect server): status, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(project), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.slow
+def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, prefect_server):
+    raw = tiny_params()
+    iris = raw["experiments"]["iris"]
+    iris["evaluate"] = {"n_splits": 5, "stratify": True, "seed": 1, "refit": False}
+    raw["experiments"]["wider"] = json.loads(json.dumps(iris))
+    raw["experiments"]["wider"]["model"]["layers"][0]["units"] = 12
+    raw["experiments"]["other_seed"] = {**json.loads(json.dumps(iris)), "evaluate": {**iris["evaluate"], "seed": 2}}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    ran = run_cli(["run", "iris", "wider"], cwd=project, env={"PREFECT_API_URL": prefect_server})
+    assert ran.returncode == 0, ran.stderr[-3000:]
+
+    status, out, _ = _run(project, "compare", "iris", "wider", "--json")
+    assert status == 0
+    result = json.loads(out)
+    scores = {name: json.loads((project / f"results/{name}/metrics.json").read_text())["accuracy"]["folds"]
+              for name in ("iris", "wider")}
+    expected = corrected_t(np.subtract(scores["wider"], scores["iris"]), test_train_ratio=30 / 120)
+    assert result["difference"]["of"] == "wider - iris" and result["difference"]["folds"] == 5
+    assert math.isclose(result["difference"]["p"], expected.p) and result["test_train_ratio"] == 0.25
+    assert result["means"]["iris"]["mean"] == pytest.approx(np.mean(scores["iris"]))
+    status, out, _ = _run(project, "compare", "iris", "wider")
+    assert status == 0 and "difference" in out and "(wider - iris)" in out and "paired folds" in out
+
+    status, _, err = _run(project, "compare", "iris", "other_seed")
+    assert status == 2 and err.strip() == (
+        "kerasflow: error: iris and other_seed are not scored on the same folds, so their fold scores do not pair: "
+        "params.yaml:experiments.iris.evaluate.seed is 1, params.yaml:experiments.other_seed.evaluate.seed 2")
+    raw["experiments"]["other_seed"]["evaluate"]["seed"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    status, _, err = _run(project, "compare", "iris", "other_seed")
+    assert status == 2 and err.strip() == ("kerasflow: error: results/other_seed/metrics.json: not found; run the "
+                                           "experiment first (kerasflow run other_seed)")
