@@ -18,6 +18,10 @@ from helpers import run_cli, tiny_params
 from scipy import stats
 
 from kerasflow.flows.cli import main
+from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.report import tables
+from kerasflow.tasks.report.collect import collect
+from kerasflow.tasks.report.markdown import render_markdown
 from kerasflow.tasks.report.statistics import corrected_t
 
 
@@ -74,6 +78,17 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, pr
     assert result["means"]["iris"]["mean"] == pytest.approx(np.mean(scores["iris"]))
     status, out, _ = _run(project, "compare", "iris", "wider")
     assert status == 0 and "difference" in out and "(wider - iris)" in out and "paired folds" in out
+
+    # The report pairs every two runs on the same folds, and gives each run its interval; diabetes (other data,
+    # not run) and other_seed (not run) are in neither.
+    with contextlib.chdir(project):
+        report = collect(project / "results", parse_params(raw).experiments)
+    (comparison,) = report.comparisons
+    assert comparison.names == ("iris", "wider") and math.isclose(comparison.difference.p, expected.p)
+    assert set(report.intervals) == {"iris", "wider"}
+    (row,) = tables.differences(report).to_dict("records")
+    assert row["experiments"] == "wider − iris" and row["folds"] == 5
+    assert "## Differences on the same folds (corrected resampled t-test)" in render_markdown(report)
 
     status, _, err = _run(project, "compare", "iris", "other_seed")
     assert status == 2 and err.strip() == (

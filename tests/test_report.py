@@ -311,15 +311,16 @@ def _small_report() -> Report:
 def test_each_table_is_one_frame_that_markdown_and_html_both_render():
     content = _small_report()
     scores = tables.scores(content)
-    assert list(scores.columns) == ["experiment", "metric", "mean ± std", "folds", "naive last value", "seconds"]
+    assert list(scores.columns) == ["experiment", "metric", "mean ± std", "95% interval", "folds",
+                                    "naive last value", "seconds"]
     assert scores.to_dict("records")[0] == {"experiment": "iris", "metric": "accuracy", "mean ± std": "0.9500 ± 0.0200",
-                                            "folds": 3, "naive last value": "", "seconds": 1.5}
+                                            "95% interval": "", "folds": 3, "naive last value": "", "seconds": 1.5}
     assert [title for title, _ in tables.overview(content)] == [
         "Cross-validated scores", "Data", "Wall time per stage (seconds)", "Environment"]  # no sweep: no table
 
     markdown = render_markdown(content)
-    assert "| iris | accuracy | 0.9500 ± 0.0200 | 3 |  | 1.5 |" in markdown
-    assert "| iris_later | not run yet |  |  |  |  |" in markdown
+    assert "| iris | accuracy | 0.9500 ± 0.0200 |  | 3 |  | 1.5 |" in markdown
+    assert "| iris_later | not run yet |  |  |  |  |  |" in markdown
     assert "| evaluate@iris | 0.1 |  | 1.5 |  |  | 1.7 |" in markdown  # steps not timed stay empty
     assert "| iris | python | keras |" not in markdown and "| iris | 3.11 | 3 |" in markdown  # environment order
     page = render_html(content)
@@ -328,7 +329,7 @@ def test_each_table_is_one_frame_that_markdown_and_html_both_render():
         assert all(f"<th class=\"col_heading level0 col{i}\" >{escape(column)}</th>" in page
                    for i, column in enumerate(table.columns))
     # Numbers aligned, absent results marked, paths in monospace, text escaped.
-    assert re.search(r'<td class="data row0 col3 num" >3</td>', page)
+    assert re.search(r'<td class="data row0 col4 num" >3</td>', page)
     assert re.search(r'<td class="data row1 col1 missing" >not run yet</td>', page)
     assert re.search(r'<td class="data row0 col1 code" >data/iris.csv</td>', page)
     assert "not found &lt;here&gt;" in page and "<here>" not in page

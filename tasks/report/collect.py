@@ -20,6 +20,8 @@ from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.table import file_md5, load_table
 from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
+from kerasflow.tasks.report.compare import Comparison, data_md5, fold_key, pair, test_train_ratio
+from kerasflow.tasks.report.statistics import Interval, corrected_t
 
 TIMING_STEPS = ("load", "preprocess", "cross_validate", "refit", "write", "total")
 """The steps `run.json` times (seconds), in the order they run."""
@@ -105,9 +107,12 @@ class ExperimentReport:
 
 @dataclass
 class Report:
-    """Every experiment of the params file, in its order."""
+    """Every experiment of the params file, in its order, with each one's mean and 95% interval and the pairwise
+    comparisons of those scored on the same folds (:func:`same_fold_comparisons`)."""
 
     experiments: list[ExperimentReport]
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    comparisons: list[Comparison] = field(default_factory=list)
 
     def environments(self) -> list[tuple[dict[str, str], list[str]]]:
         """Each distinct environment the experiments ran in (keys in `ENVIRONMENT_KEYS` order), with the
@@ -213,7 +218,38 @@ def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> 
             if augment is not None and augment.random:
                 report.augmented = augmented_images(spec)
         reports.append(report)
-    return Report(experiments=reports)
+    intervals, comparisons = same_fold_comparisons(reports, results_dir)
+    return Report(experiments=reports, intervals=intervals, comparisons=comparisons)
+
+
+def same_fold_comparisons(reports: list[ExperimentReport],
+                          results_dir: Path) -> tuple[dict[str, Interval], list[Comparison]]:
+    """Each run's mean with its 95% interval, and every pair of runs scored on the same folds (same data md5,
+    rows and splits: :func:`fold_key`) compared by the corrected resampled t-test, in params order. Runs with one
+    fold (a hold-out) or a diverged fold have no interval."""
+    groups: dict[tuple, list[ExperimentReport]] = {}
+    for e in reports:
+        m = e.metrics
+        if not m or m["mean"] is None or m["n_folds"] < 2:
+            continue
+        try:
+            md5 = data_md5(results_dir / e.name)
+        except DataError:
+            continue
+        groups.setdefault((fold_key(e.spec), m["metric"], md5), []).append(e)
+    intervals: dict[str, Interval] = {}
+    comparisons: list[Comparison] = []
+    for members in groups.values():
+        try:
+            ratio = test_train_ratio(members[0].spec)
+        except DataError:  # the data file is gone or changed shape since: nothing to measure the folds by
+            continue
+        for e in members:
+            intervals[e.name] = corrected_t(e.metrics["folds"], ratio)
+        for i, first in enumerate(members):
+            for second in members[i + 1:]:
+                comparisons.append(pair((first.name, second.name), [first.metrics, second.metrics], ratio))
+    return intervals, comparisons
 
 
 def augmented_images(spec: ExperimentSpec, count: int = 3, copies: int = 5) -> np.ndarray:

@@ -90,17 +90,33 @@ def compare(first: tuple[str, ExperimentSpec], second: tuple[str, ExperimentSpec
         if record["metric"] != metric:
             raise ParamsError(f"{results_dir / name / 'metrics.json'}: holds {record['metric']!r} per fold, not "
                               f"{metric!r}; compare by the metric both experiments were scored on (evaluate.metric)")
-    _check_same_data(name_a, name_b, results_dir)
-    scores = [np.asarray(record["folds"], dtype=np.float64) for record in records]
-    if len(scores[0]) != len(scores[1]):
-        raise DataError(f"{name_a} has {len(scores[0])} fold scores and {name_b} {len(scores[1])}: not the same folds")
-    if len(scores[0]) < 2:
+    md5 = [data_md5(results_dir / name) for name in (name_a, name_b)]
+    if md5[0] != md5[1]:
+        raise DataError(f"{results_dir / name_a / 'dataset.json'} and {results_dir / name_b / 'dataset.json'}: the "
+                        f"two runs read different data (md5 {md5[0]} vs {md5[1]}): rerun the older one")
+    if len(records[0]["folds"]) < 2:
         raise ParamsError(f"{spec_a.evaluate.key('method')}: {spec_a.evaluate.method!r} gives one score per "
                           f"experiment: there is no spread to test a difference against; use method 'kfold'")
-    ratio = test_train_ratio(spec_a)
-    return Comparison(names=(name_a, name_b), metric=metric, higher_is_better=bool(records[0]["higher_is_better"]),
+    return pair((name_a, name_b), records, test_train_ratio(spec_a))
+
+
+def pair(names: tuple[str, str], records: list[dict[str, Any]], ratio: float) -> Comparison:
+    """The comparison of two runs' records (`metrics.json` with `run.json`) scored on the same folds, whose
+    held-out part is `ratio` times their training part."""
+    scores = [np.asarray(record["folds"], dtype=np.float64) for record in records]
+    if len(scores[0]) != len(scores[1]):
+        raise DataError(f"{names[0]} has {len(scores[0])} fold scores and {names[1]} {len(scores[1])}: not the "
+                        f"same folds")
+    return Comparison(names=names, metric=records[0]["metric"], higher_is_better=bool(records[0]["higher_is_better"]),
                       means=(corrected_t(scores[0], ratio), corrected_t(scores[1], ratio)),
                       difference=corrected_t(scores[1] - scores[0], ratio), test_train_ratio=ratio)
+
+
+def fold_key(spec: ExperimentSpec) -> tuple:
+    """What decides an experiment's rows and folds: experiments with equal keys (and data md5) pair fold by fold."""
+    return (str(spec.dataset.file), str(spec.dataset.target), spec.dataset.task,
+            *(getattr(spec.evaluate, key) for key in SAME_FOLDS),
+            *(json.dumps(getattr(spec.preprocess, key)) for key in SAME_ROWS))
 
 
 def test_train_ratio(spec: ExperimentSpec) -> float:
@@ -128,17 +144,12 @@ def _check_same_folds(name_a: str, spec_a: ExperimentSpec, name_b: str, spec_b: 
                           f"pair: {shown}")
 
 
-def _check_same_data(name_a: str, name_b: str, results_dir: Path) -> None:
-    """Both runs read the same bytes: the md5 each recorded in its dataset.json."""
-    recorded = []
-    for name in (name_a, name_b):
-        path = results_dir / name / "dataset.json"
-        if not path.is_file():
-            raise DataError(f"{path}: not found; run the experiment first (kerasflow run {name})")
-        recorded.append(json.loads(path.read_text())["md5"])
-    if recorded[0] != recorded[1]:
-        raise DataError(f"{results_dir / name_a / 'dataset.json'} and {results_dir / name_b / 'dataset.json'}: the "
-                        f"two runs read different data (md5 {recorded[0]} vs {recorded[1]}): rerun the older one")
+def data_md5(out_dir: Path) -> str:
+    """The md5 of the data a run read, as its dataset.json records it."""
+    path = out_dir / "dataset.json"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the experiment first (kerasflow run {out_dir.name})")
+    return json.loads(path.read_text())["md5"]
 
 
 def _record(name: str, results_dir: Path) -> dict[str, Any]:

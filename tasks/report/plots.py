@@ -19,6 +19,8 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 WIDTH = 7.0
 """Figure width in inches (100 dpi): the report's column."""
+FOLD_COLOURS = colormaps["tab10"]
+"""Fold i's colour wherever folds are drawn one by one."""
 UNIT_INTERVAL = ("accuracy",)
 """Metrics that are shares, whose bands are clipped to [0, 1]; losses and errors are clipped below at 0."""
 
@@ -56,7 +58,8 @@ def fold_scores(metrics: dict[str, Any]) -> Figure:
     positions = np.arange(len(scores))
     ax.axhspan(mean - std, mean + std, color="tab:red", alpha=0.12, label=f"± std {std:.4g}")
     ax.axhline(mean, color="tab:red", label=f"mean {mean:.4g}")
-    ax.plot(positions, scores, "o", color="tab:blue", label="fold")
+    # Each fold keeps its colour in every experiment's plot: experiments on the same folds pair point by point.
+    ax.scatter(positions, scores, c=[FOLD_COLOURS(i % FOLD_COLOURS.N) for i in positions], zorder=3, label="fold")
     baseline = metrics.get("baseline")
     if baseline:
         ax.plot(positions, baseline["folds"], "k_", markersize=16, mew=2, label="naive last value")

@@ -50,17 +50,32 @@ def scores(report: Report) -> pd.DataFrame:
     for e in report.experiments:
         m = e.metrics
         if not m:
-            rows.append({"experiment": e.name, "metric": Missing(NOT_RUN), "mean ± std": "", "folds": "",
-                         "naive last value": "", "seconds": ""})
+            rows.append({"experiment": e.name, "metric": Missing(NOT_RUN), "mean ± std": "", "95% interval": "",
+                         "folds": "", "naive last value": "", "seconds": ""})
             continue
         baseline = m.get("baseline")
         # Early stopping: the range of the folds' trained epochs beside their count.
         epochs = m.get("epochs_run")
         folds = f"{m['n_folds']}, trained {min(epochs)}–{max(epochs)} epochs" if epochs else m["n_folds"]
+        interval = report.intervals.get(e.name)
         rows.append({"experiment": e.name, "metric": m["metric"], "mean ± std": score_text(m),
+                     "95% interval": f"[{interval.low:.4f}, {interval.high:.4f}]" if interval else "",
                      "folds": folds, "naive last value": round(baseline["mean"], 4) if baseline else "",
                      "seconds": m["seconds"]})
-    return frame(rows, ["experiment", "metric", "mean ± std", "folds", "naive last value", "seconds"])
+    return frame(rows, ["experiment", "metric", "mean ± std", "95% interval", "folds", "naive last value",
+                        "seconds"])
+
+
+def differences(report: Report) -> pd.DataFrame:
+    """Every pair of experiments scored on the same folds: the second's score minus the first's, its 95% interval
+    and p-value (corrected resampled t-test, as `kerasflow compare`), and what that says."""
+    rows = [{"experiments": f"{c.names[1]} − {c.names[0]}", "metric": c.metric,
+             "difference": round(c.difference.mean, 4),
+             "95% interval": f"[{c.difference.low:.4f}, {c.difference.high:.4f}]",
+             "p": float(f"{c.difference.p:.3g}"), "folds": c.difference.folds,
+             "verdict": c.verdict + (" (few folds: little power)" if c.low_power else "")}
+            for c in report.comparisons]
+    return frame(rows, ["experiments", "metric", "difference", "95% interval", "p", "folds", "verdict"])
 
 
 def sweeps(report: Report) -> pd.DataFrame:
@@ -115,7 +130,9 @@ def environment(report: Report) -> pd.DataFrame:
 def overview(report: Report) -> list[tuple[str, pd.DataFrame]]:
     """The report's cross-experiment tables with their titles, in order; a table with no rows is left out
     (no sweep, nothing run yet), except the scores and data, which list every experiment."""
-    titled = [("Cross-validated scores", scores(report)), ("Sweeps", sweeps(report)), ("Data", data(report)),
+    titled = [("Cross-validated scores", scores(report)),
+              ("Differences on the same folds (corrected resampled t-test)", differences(report)),
+              ("Sweeps", sweeps(report)), ("Data", data(report)),
               ("Wall time per stage (seconds)", timing(report)), ("Environment", environment(report))]
     return [(title, table) for title, table in titled if not table.empty]
 
