@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("action", choices=["start", "stop", "status"])
     server.add_argument("--port", type=int, default=None, help="start: the port (default: 4200 if free)")
 
+    gen = commands.add_parser("generate", help="text from a saved next_token model, after a prompt")
+    gen.add_argument("--model", required=True, metavar="DIR", help="a model folder (results/<experiment>/model)")
+    gen.add_argument("--prompt", required=True, help="the text the generated text follows")
+    gen.add_argument("--length", type=int, required=True, help="tokens to generate (characters or words)")
+    gen.add_argument("--temperature", type=float, default=1.0, help="below 1 safer, above 1 more varied (default 1)")
+    gen.add_argument("--seed", type=int, default=0, help="the same seed gives the same text (default 0)")
+    gen.add_argument("--output", type=Path, default=None, metavar="FILE", help="write the text here (default: stdout)")
+
     comp = commands.add_parser("compare", help="two experiments' scores on the same folds: the difference, its "
                                                "95%% interval and p-value (corrected resampled t-test)")
     comp.add_argument("experiments", nargs=2, metavar="EXPERIMENT")
@@ -108,7 +116,7 @@ def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None 
     against the saved model it starts from, unless that is the model an earlier experiment of the same command
     writes (`results_dir/<name>/model`): then it is checked once that one is written.
     """
-    from kerasflow.tasks.data.table import load_table
+    from kerasflow.tasks.data.tokens import load_rows
     from kerasflow.tasks.training import evaluate
     from kerasflow.tasks.training.models import build_model
     from kerasflow.tasks.training.start import load_start
@@ -118,7 +126,7 @@ def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None 
         init_from = spec.train.init_from
         if init_from is None or Path(init_from).resolve() not in written:
             start = load_start(spec, name)
-            table = load_table(spec.dataset)
+            table = load_rows(spec)
             folds = evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name, start), start)
             if spec.model.pretrained:  # a keras.applications base: its input size and weights file, checked now
                 build_model(spec.model, folds[0].X_train.shape[1], spec.train.seed)
@@ -180,6 +188,19 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         # Needs no params file: the model folder records everything the prediction depends on.
         with model_folder(args.model) as folder:
             print(predict_csv(folder, args.input, args.output))
+        return 0
+
+    if args.command == "generate":
+        from kerasflow.tasks.outputs.atomic import atomic_path
+        from kerasflow.tasks.outputs.generate import generate_text
+
+        text = generate_text(args.model, args.prompt, args.length, args.temperature, args.seed)
+        if args.output is None:
+            print(text)
+        else:
+            with atomic_path(args.output) as tmp:
+                tmp.write_text(text)
+            print(args.output)
         return 0
 
     if args.command == "server":

@@ -19,7 +19,8 @@ from prefect.cache_policies import NO_CACHE
 
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec
-from kerasflow.tasks.data.table import Table, load_table
+from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs import results
 from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
@@ -37,7 +38,7 @@ from kerasflow.tasks.training.start import Start, load_start
 @task(name="load-data", cache_policy=NO_CACHE)
 def load_data(name: str, spec: ExperimentSpec, start: Start | None = None) -> tuple[Table, evaluate.Encoded]:
     """Read the experiment's CSV and encode its target (a continued experiment's with its saved model's classes)."""
-    table = load_table(spec.dataset)
+    table = load_rows(spec)
     return table, evaluate.encode_labels(spec, table, name, start)
 
 

@@ -65,8 +65,8 @@ def test_held_out_scores_are_keras_evaluate_at_each_epochs_end():
     X, y = _regression()
     X_test, y_test = _regression(seed=1)
     model = _model(X)
-    scores = {"loss": (keras.losses.mean_squared_error, False), "mae": (keras.metrics.mean_absolute_error, False),
-              "rmse": (keras.metrics.mean_squared_error, True)}
+    scores = {"loss": (keras.losses.mean_squared_error, None), "mae": (keras.metrics.mean_absolute_error, None),
+              "rmse": (keras.metrics.mean_squared_error, "sqrt")}
     trained = fit_epochs(model, X, y, plan_epochs([13], [0], epochs=4, batch_size=5), slotted=False,
                          held_out=HeldOut(X_test, y_test, scores))
     history = trained.history
@@ -87,7 +87,7 @@ def test_held_out_rows_of_more_than_one_batch_are_scored_by_keras_own_validation
     per-epoch scores under the same names, from the compiled loss and metrics."""
     X, y = _regression()
     X_test, y_test = _regression(seed=1)
-    scores = {"loss": (keras.losses.mean_squared_error, False), "mae": (keras.metrics.mean_absolute_error, False)}
+    scores = {"loss": (keras.losses.mean_squared_error, None), "mae": (keras.metrics.mean_absolute_error, None)}
     plan = plan_epochs([13], [0], epochs=4, batch_size=5)
     histories = []
     for one_batch in (ONE_BATCH, 1):  # 1: every held-out set is "too large", Keras scores it
@@ -131,7 +131,7 @@ def test_a_run_resumed_at_its_last_epoch_trains_nothing_but_its_callbacks_still_
     model, began = _model(X), Began()
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
     trained = fit_epochs(model, X, y, plan_epochs([13], [0], epochs=3, batch_size=5), slotted=False,
-                         held_out=HeldOut(X, y, {"loss": (keras.losses.mean_squared_error, False)}),
+                         held_out=HeldOut(X, y, {"loss": (keras.losses.mean_squared_error, None)}),
                          callbacks=[began], initial_epoch=3)
     assert trained.history == {} and began.began == 1 and began.epochs == 0
     assert trained.predictions is None  # nothing scored: the caller asks the model

@@ -15,7 +15,7 @@ from helpers import ROOT
 
 from kerasflow.flows.cli import smoke
 from kerasflow.tasks.config.schema import load_params
-from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs.results import write_model
 from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds, refit
 from kerasflow.tasks.training.start import load_start
@@ -34,7 +34,8 @@ def _write(path: Path, header: list[str], rows: list[list]) -> None:
 
 def write_stand_ins(data: Path, bundled: Path) -> None:
     """Stand-ins of the books' datasets that ship nowhere, in their shapes: sonar (60 numeric columns, R/M),
-    ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1); every 16th of the
+    ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1), Alice (a text of
+    random words); every 16th of the
     bundled MNIST digits, and the bundled breast-cancer table (every other row of it as its "new rows"); beside
     data/, a seeded VGG16 base's weights file where the transfer-learning listing expects ImageNet's."""
     rng = np.random.default_rng(0)
@@ -46,6 +47,7 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
     words = [f"word{i}" for i in range(300)]
     _write(data / "imdb.csv", ["review", "sentiment"],
            [[" ".join(rng.choice(words, size=int(rng.integers(5, 60)))), i % 2] for i in range(60)])
+    (data / "alice.txt").write_text(" ".join(" ".join(rng.choice(words[:40], size=12)) + "." for _ in range(40)))
     shutil.copy(bundled / "breast_cancer.csv", data / "breast_cancer.csv")
     header, *rows = (bundled / "breast_cancer.csv").read_text().splitlines(keepends=True)
     (data / "breast_cancer_new.csv").write_text(header + "".join(rows[1::2]))
@@ -83,7 +85,7 @@ def test_each_listing_validates_and_runs_in_smoke_mode(path, stand_ins, monkeypa
     for name, spec in params.every_experiment.items():
         quick = smoke(spec)
         start = load_start(quick, name)
-        table = load_table(quick.dataset)
+        table = load_rows(quick)
         labels = encode_labels(quick, table, name, start)
         result = cross_validate(quick, prepare_folds(quick, table, labels, start))
         assert result.folds and all(math.isfinite(fold.score) for fold in result.folds), name

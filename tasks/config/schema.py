@@ -41,21 +41,23 @@ from kerasflow.tasks.config.overrides import apply_overrides, extremes
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.config.section import AtKey, Configured, Count, Section, Seed
 
-Task = Literal["binary", "multiclass", "regression"]
+Task = Literal["binary", "multiclass", "regression", "next_token"]
 
 # Which losses make sense for which task: a loss that does not fit the task trains silently to nonsense.
 LOSSES_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary": ("binary_crossentropy", "binary_focal_crossentropy", "hinge", "squared_hinge"),
     "multiclass": ("sparse_categorical_crossentropy", "categorical_crossentropy", "categorical_focal_crossentropy"),
     "regression": ("mean_squared_error", "mean_absolute_error", "huber", "log_cosh", "mean_squared_logarithmic_error"),
+    "next_token": ("sparse_categorical_crossentropy",),
 }
 LOSS_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "msle": "mean_squared_logarithmic_error"}
 DEFAULT_LOSS = {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy",
-                "regression": "mean_squared_error"}
+                "regression": "mean_squared_error", "next_token": "sparse_categorical_crossentropy"}
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary": ("accuracy",),
     "multiclass": ("accuracy",),
     "regression": ("mse", "rmse", "mae"),
+    "next_token": ("accuracy", "perplexity"),
 }
 
 
@@ -63,9 +65,34 @@ class DatasetSpec(Section):
     """Where the rows come from and what is predicted."""
 
     file: Path
-    target: str | int = Field(description="target column: its name, or its 0-based index when header is false")
+    target: str | int | None = Field(default=None, description="target column: its name, or its 0-based index when "
+                                                               "header is false (none for next_token: a text file)")
     header: bool = True
     task: Task
+
+    @model_validator(mode="after")
+    def _target_unless_text(self) -> "DatasetSpec":
+        if self.task == "next_token" and self.target is not None:
+            raise AtKey("target", "a next_token task predicts each token of the text file from those before it: "
+                        f"leave target out. Received: {self.target!r}")
+        if self.task != "next_token" and self.target is None:
+            raise AtKey("target", f"is required: the column task {self.task!r} predicts. Received: none")
+        return self
+
+
+class TokensSpec(Section):
+    """A text file as a sequence of tokens, each predicted from the `window` before it (the books' text generation).
+
+    The vocabulary is fitted on the training part of the text only (the held-out tail is scored with it).
+    """
+
+    level: Literal["char", "word"] = Field(default="char", description="characters, or words and punctuation marks")
+    window: Count = Field(default=40, description="tokens a prediction reads")
+    num_words: int = Field(ge=2, description="token ids run from 0 to num_words - 1: 0 stands for any token outside "
+                                            "the vocabulary, the num_words - 1 most frequent tokens of the training "
+                                            "part get 1, 2, ... (the last Dense layer's units; an embedding's "
+                                            "input_dim)")
+    lowercase: bool = True
 
 
 class TextSpec(Section):
@@ -139,6 +166,8 @@ class PreprocessSpec(Section):
     augment: AugmentSpec | None = Field(
         default=None, description="image experiments: random transformations of the training images, and "
                                   "featurewise standardisation; inside the model, after its reshape to an image")
+    tokens: TokensSpec | None = Field(
+        default=None, description="task next_token: how the text file becomes tokens and windows of them")
 
     @model_validator(mode="after")
     def _text_alone(self) -> "PreprocessSpec":
@@ -526,6 +555,7 @@ class ExperimentSpec(Section):
                 raise AtKey("train.validation_split", f"is required: {key} follows {monitor!r}, and the refit on "
                             f"all rows has held-out rows only if it keeps some back (e.g. 0.2), or set "
                             f"evaluate.refit false. Received: none")
+        self._check_tokens()
         self._check_text()
         if self.preprocess.augment is not None:
             if self.model.image_at is None:
@@ -551,10 +581,29 @@ class ExperimentSpec(Section):
                           "(method 'timeseries', or 'holdout' for a chronological split). Received: true")
         return self
 
+    def _check_tokens(self) -> None:
+        """Next-token prediction reads windows of token ids from a text file and scores the held-out tail."""
+        tokens, evaluate = self.preprocess.tokens, self.evaluate
+        if (tokens is None) != (self.dataset.task != "next_token"):
+            raise AtKey("preprocess.tokens", "goes with task next_token, and next_token needs it (e.g. {level: char, "
+                        f"window: 40, num_words: 60}}). Received: task {self.dataset.task!r}, tokens "
+                        f"{'none' if tokens is None else 'given'}")
+        if tokens is None:
+            return
+        if evaluate.method != "holdout" or evaluate.shuffle:
+            raise AtKey("evaluate.method", "next_token scores the held-out tail of the text: method 'holdout' with "
+                        f"shuffle false. Received: method {evaluate.method!r}, shuffle {evaluate.shuffle}")
+        if not isinstance(self.model.layers[0], EmbeddingLayer):
+            raise AtKey("model.layers[0].type", "next_token reads token ids, which are categories, not magnitudes: "
+                        f"model.layers[0] must be an embedding. Received: {self.model.layers[0].type!r}")
+        self.model._num_words = tokens.num_words
+
     def _check_text(self) -> None:
         """A text column needs a layout that names it and a model that starts from its token ids."""
         text = self.preprocess.text
         embeddings = [(i, layer) for i, layer in enumerate(self.model.layers) if isinstance(layer, EmbeddingLayer)]
+        if text is None and self.preprocess.tokens is not None:
+            return
         if text is None:
             unsized = [i for i, layer in embeddings if layer.input_dim is None]
             if unsized:

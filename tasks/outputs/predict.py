@@ -103,6 +103,9 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
     model also takes the file's consecutive rows (:func:`series_windows`): one prediction per window.
     """
     saved = model if isinstance(model, SavedModel) else read_saved(model)
+    if saved.task == "next_token":
+        raise DataError(f"{saved.path}: a next_token model writes text from a prompt: kerasflow generate --model "
+                        f"{saved.path} --prompt TEXT --length N")
     if len(frame) == 0:
         raise DataError(f"{source}: no rows to predict")
     if saved.window is not None and not set(saved.features) <= {str(c) for c in frame.columns}:

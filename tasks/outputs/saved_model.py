@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
+from kerasflow.tasks.data.tokens import TokenVocabulary
 
 MODEL_FILE = "model.keras"
 PREPROCESSING_FILE = "preprocessing.json"
@@ -24,7 +25,8 @@ class SavedModel:
     """A model folder's preprocessing and the training CSV's layout: all that checking new rows needs."""
 
     path: Path
-    preprocessor: Preprocessor
+    preprocessor: Preprocessor | TokenVocabulary
+    """The fitted preprocessing; a next_token model's vocabulary and tokenization."""
     codec: LabelCodec | None
     task: str
     target: str
@@ -53,7 +55,8 @@ def read_saved(model_dir: str | Path) -> SavedModel:
     try:
         state = json.loads((model_dir / PREPROCESSING_FILE).read_text())
         codec = LabelCodec.from_dict(state["labels"]) if state["labels"] is not None else None
-        return SavedModel(path=model_dir, preprocessor=Preprocessor.from_dict(state["features"]), codec=codec,
+        reads = TokenVocabulary if state["task"] == "next_token" else Preprocessor
+        return SavedModel(path=model_dir, preprocessor=reads.from_dict(state["features"]), codec=codec,
                           task=state["task"], target=str(state["target"]), header=bool(state["header"]),
                           window=state.get("window"))
     except (ValueError, KeyError, TypeError) as exc:

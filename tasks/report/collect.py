@@ -18,11 +18,14 @@ import yaml
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import ExperimentSpec
-from kerasflow.tasks.data.table import file_md5, load_table
+from kerasflow.tasks.data.table import file_md5
+from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
 from kerasflow.tasks.report.compare import Comparison, data_md5, fold_key, pair, test_train_ratio
 from kerasflow.tasks.report.statistics import Interval, corrected_t
 
+MOST_FREQUENT_TOKENS = 10
+"""How many of a text's tokens the report's data table lists, most frequent first."""
 TIMING_STEPS = ("load", "preprocess", "cross_validate", "refit", "write", "total")
 """The steps `run.json` times (seconds), in the order they run."""
 ENVIRONMENT_KEYS = ("python", "keras", "backend", "backend_version", "device", "devices", "prefect", "ray", "dvc",
@@ -164,14 +167,18 @@ def _cached_manifest(start: Path, dir_md5: str) -> list[dict[str, str]]:
 
 
 def data_facts(spec: ExperimentSpec) -> DataFacts:
-    """Shape, class balance (or target summary) and DVC hash of the experiment's data file."""
-    table = load_table(spec.dataset)
+    """Shape, class balance (or target summary; a text's most frequent tokens) and DVC hash of the experiment's
+    data file."""
+    table = load_rows(spec)
     path = table.source
     classes = target_stats = None
     if spec.dataset.task == "regression":
         y = table.y.astype(float)
         target_stats = {"mean": float(y.mean()), "std": float(y.std(ddof=0)), "min": float(y.min()),
                         "max": float(y.max())}
+    elif spec.dataset.task == "next_token":
+        counts = table.y.value_counts().head(MOST_FREQUENT_TOKENS)
+        classes = {repr(token)[1:-1]: int(count) for token, count in counts.items()}  # "\n" shown as such
     else:
         counts = table.y.value_counts()
         classes = {str(label): int(counts[label]) for label in sorted(counts.index, key=_label_order)}
@@ -258,7 +265,7 @@ def augmented_images(spec: ExperimentSpec, count: int = 3, copies: int = 5) -> n
     from kerasflow.tasks.training.models import augmented_examples  # Keras, for image experiments only
 
     shape = spec.model.layers[spec.model.image_at].target_shape
-    table = load_table(spec.dataset)
+    table = load_rows(spec)
     images = table.X.iloc[:count].to_numpy(dtype=np.float32).reshape((-1, *shape))
     shown = np.concatenate([images[:, None], augmented_examples(spec.preprocess.augment, images, copies,
                                                                 spec.train.seed)], axis=1)

@@ -19,7 +19,7 @@ import pandas as pd
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
 from kerasflow.tasks.data.split import make_splits
-from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.data.window import window_table
 from kerasflow.tasks.outputs.metrics import read_experiment
 from kerasflow.tasks.report.statistics import LOW_POWER_FOLDS, Interval, corrected_t
@@ -122,7 +122,7 @@ def fold_key(spec: ExperimentSpec) -> tuple:
 def test_train_ratio(spec: ExperimentSpec) -> float:
     """Held-out rows per training row of the experiment's folds, on average: the variance correction's
     n_test / n_train."""
-    table = load_table(spec.dataset)
+    table = load_rows(spec)
     if spec.preprocess.lookback is not None:
         table = window_table(table, spec.preprocess)
     y = table.y.to_numpy() if spec.dataset.task == "regression" else pd.factorize(table.y)[0]

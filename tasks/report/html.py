@@ -85,7 +85,8 @@ def _experiment_section(e: ExperimentReport) -> str:
             parts += ["<h3>Learning curves</h3>",
                       _image(plots.learning_curves(e.history, m["metric"]), f"{e.name}: loss and {m['metric']} "
                              "per epoch, training and validation: mean over folds ± std, single folds faint")]
-        if e.predictions is not None and m["mean"] is not None:  # a diverged fold's predictions are NaN
+        # A diverged fold's predictions are NaN; a text's tokens are too many classes for a readable matrix.
+        if e.predictions is not None and m["mean"] is not None and spec.dataset.task != "next_token":
             if e.is_classification:
                 classes = list(e.data.classes) if e.data is not None and e.data.classes else sorted(
                     set(e.predictions["true"]) | set(e.predictions["predicted"]))

@@ -16,6 +16,7 @@ from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits
 from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.data.tokens import TokenVocabulary, windows
 from kerasflow.tasks.data.window import last_value_column, window_table
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
 from kerasflow.tasks.training.scoring import first_non_finite, score
@@ -90,6 +91,8 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", 
     the backend in use can train the model: :func:`check_backend`). A continued experiment (`start`) keeps its
     saved model's classes, and its data must fit the saved preprocessing (:func:`check_fits`)."""
     check_backend(spec, name)
+    if spec.dataset.task == "next_token":
+        return encode_tokens(spec, table, name)
     text = spec.preprocess.text
     if text is not None and str(text.column) not in table.X.columns:
         key = experiment_key(spec, name, "preprocess.text.column")
@@ -112,6 +115,27 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", 
                         f"({encoded.n_classes or 'a numeric'} target{'s' if encoded.n_classes else ''}). "
                         f"Received: {units} (layers[{last}])")
     return encoded
+
+
+def encode_tokens(spec: ExperimentSpec, table: Table, name: str = "experiment") -> Encoded:
+    """A next_token experiment's tokens as ids of the vocabulary of its training part (the tokens its training
+    windows read and predict), whose `num_words` ids the model's last layer must give a probability each."""
+    tokens, settings = table.y.tolist(), spec.preprocess.tokens
+    split = make_splits(spec.evaluate, np.zeros(len(tokens) - settings.window))[0]
+    vocabulary = TokenVocabulary(settings).fit(tokens[:settings.window + int(split.train_index.max()) + 1])
+    units = output_units(spec.model)
+    if units != settings.num_words:
+        raise DataError(f"{experiment_key(spec, name, 'model.layers')}: the last Dense layer must have "
+                        f"{settings.num_words} units, one per token id (preprocess.tokens.num_words). Received: "
+                        f"{units} (layers[{len(spec.model.layers) - 1}])")
+    return Encoded(vocabulary.transform(tokens), _codec(vocabulary))
+
+
+def _codec(vocabulary: TokenVocabulary) -> LabelCodec:
+    """Token ids <-> tokens, as predictions.csv shows a class."""
+    codec = LabelCodec()
+    codec.classes_ = list(vocabulary.tokens_)
+    return codec
 
 
 def check_backend(spec: ExperimentSpec, name: str = "experiment") -> None:
@@ -162,6 +186,11 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
 def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded, start: Start | None = None) -> list[FoldData]:
     """Every split of the evaluation, each with preprocessing fitted inside the fold (or a continued experiment's
     saved one: `start`)."""
+    if spec.dataset.task == "next_token":
+        X, y = windows(labels.codes, spec.preprocess.tokens.window)
+        split = make_splits(spec.evaluate, y)[0]
+        return [FoldData(X_train=X[split.train_index], y_train=y[split.train_index], X_test=X[split.test_index],
+                         y_test=y[split.test_index], test_rows=split.test_index + spec.preprocess.tokens.window)]
     table, labels = supervised(spec, table, labels)
     splits = make_splits(spec.evaluate, labels.codes)
     horizon = spec.preprocess.horizon
@@ -231,7 +260,7 @@ class FinalModel:
     """The model retrained on every row, with the preprocessing fitted on those rows."""
 
     model: keras.Model
-    preprocessor: Preprocessor
+    preprocessor: Preprocessor | TokenVocabulary
     codec: LabelCodec | None
     target_scale: TargetScale | None = None
     diverged_at: int | None = None
@@ -242,11 +271,18 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
           callbacks: Sequence[keras.callbacks.Callback] = (), start: Start | None = None) -> FinalModel:
     """Retrain on all rows: the model to keep once cross-validation has said how good it is. A continued
     experiment's (`start`) starts from the saved weights, with the saved preprocessing and target scale."""
-    table, labels = supervised(spec, table, labels)
-    preprocessor = start.preprocessor if start is not None else Preprocessor.from_spec(spec.preprocess).fit(table.X)
-    X = preprocessor.transform(table.X)
-    y = encode_target(spec, labels.codes, labels.n_classes)
-    target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y)
+    codec = labels.codec
+    if spec.dataset.task == "next_token":  # the vocabulary of the whole text
+        preprocessor = TokenVocabulary(spec.preprocess.tokens).fit(table.y.tolist())
+        X, y = windows(preprocessor.transform(table.y.tolist()), spec.preprocess.tokens.window)
+        codec, target_scale = _codec(preprocessor), None
+    else:
+        table, labels = supervised(spec, table, labels)
+        preprocessor = start.preprocessor if start is not None else Preprocessor.from_spec(spec.preprocess).fit(
+            table.X)
+        X = preprocessor.transform(table.X)
+        y = encode_target(spec, labels.codes, labels.n_classes)
+        target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y)
     validation = None
     if spec.train.validation_split is not None:
         # As Keras' validation_split: the last rows, before any shuffling, are held out.
@@ -255,5 +291,5 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
     model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale,
                                keep_best=spec.train.checkpoint == "best",
                                initial_weights=start.weights if start is not None else None)
-    return FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec, target_scale=target_scale,
+    return FinalModel(model=model, preprocessor=preprocessor, codec=codec, target_scale=target_scale,
                       diverged_at=first_non_finite(trained.history.get("loss", [])))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import keras
 import numpy as np
@@ -59,9 +60,13 @@ class SlotLogs(keras.callbacks.Callback):
             expand_slots(logs)
 
 
-RowScores = Mapping[str, tuple[Callable, bool]]
-"""Per-row functions of (targets, predictions) by log name (``loss``, ``accuracy``...), each with whether the
-logged value is the root of the rows' mean (RMSE)."""
+Finish = Literal["sqrt", "exp"] | None
+"""What the logged value is of the rows' mean: itself (None), its root (RMSE), or its exponential (perplexity, of
+the mean cross-entropy)."""
+
+RowScores = Mapping[str, tuple[Callable, Finish]]
+"""Per-row functions of (targets, predictions) by log name (``loss``, ``accuracy``...), each with what the logged
+value is of the rows' mean (:data:`Finish`)."""
 
 
 @dataclass(frozen=True)
@@ -176,32 +181,34 @@ class HeldOutScores(keras.callbacks.Callback):
             *rows, self.predictions = self.scorer.predict_on_batch(tables)
         else:
             *rows, self.predictions = by_chunks_of_rows(self.scorer.predict_on_batch, tables)
-        for (name, (_, root)), values in zip(held_out.scores.items(), rows):
+        for (name, (_, finish)), values in zip(held_out.scores.items(), rows):
             means = slot_means(values, held_out.weight, self.slots or 1)
-            means = np.sqrt(means) if root else means
+            means = getattr(np, finish)(means) if finish else means
             if self.slots is None:
                 logs[f"val_{name}"] = float(means[0])
             else:
                 logs[f"val_{every_slot(name)}"] = means
 
 
-def metric_fn(spec: ExperimentSpec) -> tuple[Callable, bool]:
-    """The per-sample Keras function behind the primary metric, and whether to take the root of its mean."""
+def metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
+    """The per-sample Keras function behind the primary metric, and what the metric is of its mean."""
     metric = spec.metric
     if metric == "accuracy":
         if spec.dataset.task == "binary":
-            return keras.metrics.binary_accuracy, False
+            return keras.metrics.binary_accuracy, None
         if spec.loss in CATEGORICAL_LOSSES:
-            return keras.metrics.categorical_accuracy, False
-        return keras.metrics.sparse_categorical_accuracy, False
+            return keras.metrics.categorical_accuracy, None
+        return keras.metrics.sparse_categorical_accuracy, None
+    if metric == "perplexity":
+        return keras.losses.sparse_categorical_crossentropy, "exp"
     if metric == "mae":
-        return keras.metrics.mean_absolute_error, False
-    return keras.metrics.mean_squared_error, metric == "rmse"
+        return keras.metrics.mean_absolute_error, None
+    return keras.metrics.mean_squared_error, "sqrt" if metric == "rmse" else None
 
 
 def row_scores(spec: ExperimentSpec) -> RowScores:
     """What a model is scored by at each epoch, by log name: its loss and its primary metric, as per-row functions."""
-    return {"loss": (keras.losses.get(spec.loss), False), spec.metric: metric_fn(spec)}
+    return {"loss": (keras.losses.get(spec.loss), None), spec.metric: metric_fn(spec)}
 
 
 class SlotMean(keras.metrics.Metric):
@@ -216,10 +223,10 @@ class SlotMean(keras.metrics.Metric):
     `f0_<name>` ... `f{k-1}_<name>`.
     """
 
-    def __init__(self, fn: Callable, slots: int | None = None, root: bool = False, name: str = "metric",
+    def __init__(self, fn: Callable, slots: int | None = None, finish: Finish = None, name: str = "metric",
                  **kwargs) -> None:
         super().__init__(name=name, **kwargs)
-        self.fn, self.slots, self.root = fn, slots, root
+        self.fn, self.slots, self.finish = fn, slots, finish
         width = slots or 1
         self.total = self.add_variable(shape=(width,), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(width,), initializer="zeros", name="count")
@@ -241,7 +248,7 @@ class SlotMean(keras.metrics.Metric):
 
     def result(self):
         mean = ops.divide_no_nan(self.total, self.count)
-        mean = ops.sqrt(mean) if self.root else mean
+        mean = getattr(ops, self.finish)(mean) if self.finish else mean
         # Stacked: one vector, not k scalars, so a compiled step has one output per metric (see `EVERY_SLOT`).
         return mean[0] if self.slots is None else {every_slot(self.name): mean}
 
@@ -281,6 +288,9 @@ def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float
     if metric == "accuracy":
         task = spec.dataset.task
         return float(np.mean(point_values(task, y_pred) == point_values(task, y_true)))
+    if metric == "perplexity":  # exp of the mean cross-entropy of the true tokens' probabilities
+        probabilities = y_pred[np.arange(len(y_pred)), y_true.reshape(-1).astype(np.int64)]
+        return float(np.exp(-np.mean(np.log(np.clip(probabilities, 1e-12, 1.0)))))
     error = y_pred.reshape(-1) - y_true.reshape(-1)
     if metric == "mae":
         return float(np.mean(np.abs(error)))

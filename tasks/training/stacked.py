@@ -225,10 +225,10 @@ def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1, s
     """Compile `model` to train as `spec` says, `steps` steps per compiled call and `steps_per_epoch` an epoch (for
     the learning rate's schedule), its slots scored by the spec's primary metric besides the loss the model tracks
     itself."""
-    name, (fn, root) = spec.metric, metric_fn(spec)
+    name, (fn, finish) = spec.metric, metric_fn(spec)
     # Weighted: Keras hands sample weights to `weighted_metrics` only, and padding rows weigh 0.
     model.compile(optimizer=make_optimizer(spec.train, steps_per_epoch), loss=None, steps_per_execution=steps,
-                  weighted_metrics=[SlotMean(fn, slots=model.slots, root=root, name=name)])
+                  weighted_metrics=[SlotMean(fn, slots=model.slots, finish=finish, name=name)])
 
 
 def predict_slots(model: StackedModel, X: np.ndarray) -> np.ndarray:

@@ -61,6 +61,9 @@ def load_start(spec: ExperimentSpec, name: str = "experiment") -> Start | None:
         saved = read_saved(spec.train.init_from)
     except DataError as problem:
         raise DataError(f"{key}: {problem}") from None
+    if saved.task == "next_token" or spec.dataset.task == "next_token":
+        raise ParamsError(f"{key}: continued training of a next_token model is not supported; train it as an "
+                          "experiment")
     _check_settings(spec, name, saved)
     model = keras.saving.load_model(saved.model_file, compile=False, safe_mode=True)
     scale = next((layer for layer in model.layers if layer.name == "target_scale"), None)

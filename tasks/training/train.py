@@ -128,7 +128,7 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     stateful = spec.model.stateful
     plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful)
     model.compile(optimizer=make_optimizer(spec.train, plan.steps), loss=spec.loss,
-                  weighted_metrics=[SlotMean(fn, root=root, name=name) for name, (fn, root) in scores.items()
+                  weighted_metrics=[SlotMean(fn, finish=finish, name=name) for name, (fn, finish) in scores.items()
                                     if name != "loss"],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     # The learning rate's callbacks first: the epoch's logs hold its rate by the time the caller's see them.

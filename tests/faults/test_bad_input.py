@@ -337,6 +337,21 @@ CASES = [
         lambda raw: (raw["experiments"]["diabetes"]["preprocess"].update(lookback=3, lookback_columns=["temperature"]),
                      raw["experiments"]["diabetes"]["evaluate"].update(method="timeseries", shuffle=False)),
         argv=("run", "diabetes")),
+    # --- text generation ---------------------------------------------------------------------------------------
+    Bad("text-shorter-than-two-windows", (
+        "data/story.txt: 16 char tokens; a window of 40 (params.yaml:experiments.story.preprocess.tokens.window) and "
+        "its next token are 41, needed in the training part and in the held-out tail: at least 82",),
+        lambda raw: raw["experiments"].update(story={
+            "dataset": {"file": "data/story.txt", "task": "next_token"},
+            "preprocess": {"tokens": {"level": "char", "window": 40, "num_words": 20}},
+            "model": {"layers": [{"type": "embedding", "output_dim": 8}, {"type": "lstm", "units": 8},
+                                 {"type": "dense", "units": 20, "activation": "softmax"}]},
+            "train": {"epochs": 1, "batch_size": 8},
+            "evaluate": {"method": "holdout", "shuffle": False}}),
+        files={"data/story.txt": "once upon a time"}, argv=("run", "story")),
+    Bad("generate-from-a-tabular-model", (
+        "results/iris/model: a 'multiclass' model; generate needs one trained with task next_token",),
+        argv=("generate", "--model", "results/iris/model", "--prompt", "hello", "--length", "5")),
     # --- continued training (train.init_from) ---------------------------------------------------------------------
     Bad("init-from-outside-continued", ("params.yaml:experiments.iris.train.init_from: an experiment that starts from "
                                         "a saved model goes under `continued:`",), iris("train", init_from="x/model")),

@@ -1,0 +1,47 @@
+"""`kerasflow generate`: text from a saved next_token model, token after token, as the books' text-generation
+chapter does.
+
+Each step feeds the model the last `window` token ids (the prompt's, left-padded with id 0 while it is shorter)
+and draws the next token from its probabilities sharpened or flattened by `temperature` (p^(1/T), renormalised;
+never the out-of-vocabulary id 0). Draws come from a generator seeded with `seed`, so the same model, prompt and seed
+give the same text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.data.tokens import TokenVocabulary, join
+from kerasflow.tasks.outputs.saved_model import read_saved
+
+
+def generate_text(model_dir: str | Path, prompt: str, length: int, temperature: float = 1.0, seed: int = 0) -> str:
+    """`length` tokens following `prompt`, drawn from the next_token model in `model_dir`; the generated text only."""
+    saved = read_saved(model_dir)
+    if saved.task != "next_token":
+        raise DataError(f"{model_dir}: a {saved.task!r} model; generate needs one trained with task next_token "
+                        f"(dataset.task: next_token)")
+    if length < 1 or not temperature > 0:
+        raise DataError(f"--length must be at least 1 and --temperature above 0. Received: length {length}, "
+                        f"temperature {temperature}")
+    vocabulary: TokenVocabulary = saved.preprocessor
+    window = vocabulary.spec.window
+    context = [0] * window + vocabulary.encode_text(prompt).tolist()
+    from kerasflow.tasks.outputs.results import load_keras_model  # Keras, once the inputs are known to be good
+
+    model = load_keras_model(saved.path)
+    rng = np.random.default_rng(seed)
+    drawn: list[int] = []
+    for _ in range(length):
+        probabilities = np.asarray(model.predict_on_batch(np.array([context[-window:]], dtype=np.int32)),
+                                   dtype=np.float64)[0]
+        weights = np.power(np.clip(probabilities, 0.0, None), 1.0 / temperature)
+        weights[0] = 0.0  # the out-of-vocabulary id stands for no token in particular
+        total = weights.sum()
+        token = int(rng.choice(len(weights), p=weights / total)) if total > 0 else int(np.argmax(probabilities[1:]) + 1)
+        drawn.append(token)
+        context.append(token)
+    return join([vocabulary.tokens_[i] for i in drawn], vocabulary.spec.level)
