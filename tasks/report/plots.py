@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -74,7 +75,8 @@ def fold_scores(metrics: dict[str, Any]) -> Figure:
 
 def learning_curves(history: pd.DataFrame, metric: str) -> Figure:
     """Loss and metric per epoch, training dashed and validation solid: the mean over folds with a ± std band,
-    and each fold as a faint line, so that many folds stay readable; and the learning rate per epoch where it
+    and each fold as a faint line in its fold colour, so that many folds stay readable and experiments on the same
+    folds pair line by line; and the learning rate per epoch where it
     changed as it trained (a history with a ``learning_rate`` column)."""
     scheduled = "learning_rate" in history
     figure = Figure(figsize=(WIDTH, 3.0), layout="constrained")
@@ -98,8 +100,10 @@ def learning_curves(history: pd.DataFrame, metric: str) -> Figure:
             # One column per fold; a fold that stopped early leaves NaN, which the mean and std skip.
             folds = history.pivot(index="epoch", columns="fold", values=column)
             mean, std = folds.mean(axis=1), folds.std(axis=1, ddof=0)
-            if n_folds > 1:
-                ax.plot(folds.index, folds.to_numpy(), color=colour, ls=style, lw=0.6, alpha=fold_alpha)
+            if n_folds > 1:  # each fold in its own colour (FOLD_COLOURS), as in every per-fold plot
+                for fold in folds.columns:
+                    ax.plot(folds.index, folds[fold].to_numpy(), color=FOLD_COLOURS(int(fold) % FOLD_COLOURS.N),
+                            ls=style, lw=0.6, alpha=fold_alpha)
                 ax.fill_between(folds.index, (mean - std).clip(0, upper), (mean + std).clip(0, upper),
                                 color=colour, alpha=0.2, lw=0)
             ax.plot(folds.index, mean, color=colour, ls=style, lw=1.8,
@@ -134,8 +138,8 @@ def residuals(predictions: pd.DataFrame) -> Figure:
     residual = predicted - true
     folds = predictions["fold"].to_numpy()
     n_folds = len(np.unique(folds))
-    # Up to 10 folds in tab10's distinct colours, named in a legend; more along a colour map, with a colour bar.
-    cmap = colormaps["tab10"].resampled(n_folds) if n_folds <= 10 else colormaps["viridis"]
+    # Up to 10 folds in their fold colours, named in a legend; more along a colour map, with a colour bar.
+    cmap = ListedColormap(FOLD_COLOURS.colors[:n_folds]) if n_folds <= FOLD_COLOURS.N else colormaps["viridis"]
     figure = Figure(figsize=(WIDTH, 3.0), layout="constrained")
     left, right = figure.subplots(1, 2)
     points = left.scatter(predicted, residual, c=folds, cmap=cmap, s=8, alpha=0.7)
