@@ -14,7 +14,8 @@ import pytest
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
-from kerasflow.tasks.outputs.results import load_keras_model, write_model
+from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.outputs.saved_model import load_keras_model
 from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.html import render_html
 from kerasflow.tasks.training.evaluate import encode_labels, refit

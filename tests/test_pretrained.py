@@ -14,7 +14,8 @@ import pytest
 
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.preprocess import Preprocessor
-from kerasflow.tasks.outputs.results import load_keras_model, write_model
+from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.outputs.saved_model import load_keras_model
 from kerasflow.tasks.training.evaluate import FinalModel
 from kerasflow.tasks.training.models import build_model
 from kerasflow.tasks.training.train import fit_model, predict

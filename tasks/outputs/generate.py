@@ -15,7 +15,7 @@ import numpy as np
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.data.tokens import TokenVocabulary, join
-from kerasflow.tasks.outputs.saved_model import read_saved
+from kerasflow.tasks.outputs.saved_model import load_keras_model, read_saved
 
 
 def generate_text(model_dir: str | Path, prompt: str, length: int, temperature: float = 1.0, seed: int = 0) -> str:
@@ -30,9 +30,7 @@ def generate_text(model_dir: str | Path, prompt: str, length: int, temperature: 
     vocabulary: TokenVocabulary = saved.preprocessor
     window = vocabulary.spec.window
     context = [0] * window + vocabulary.encode_text(prompt).tolist()
-    from kerasflow.tasks.outputs.results import load_keras_model  # Keras, once the inputs are known to be good
-
-    model = load_keras_model(saved.path)
+    model = load_keras_model(saved.path)  # Keras is imported now, once the inputs are known to be good
     rng = np.random.default_rng(seed)
     drawn: list[int] = []
     for _ in range(length):

@@ -18,7 +18,7 @@ from kerasflow.tasks.data import checks
 from kerasflow.tasks.data.table import read_csv
 from kerasflow.tasks.data.window import window_rows
 from kerasflow.tasks.outputs.atomic import atomic_path
-from kerasflow.tasks.outputs.saved_model import SavedModel, read_saved
+from kerasflow.tasks.outputs.saved_model import SavedModel, load_keras_model, read_saved
 
 PREDICTION = "prediction"
 PROBA_PREFIX = "proba_"
@@ -26,7 +26,6 @@ PROBA_PREFIX = "proba_"
 
 def _predict_rows(saved: SavedModel, X: np.ndarray) -> np.ndarray:
     """Load the Keras model in safe mode and predict; the only step that needs Keras, so it imports it."""
-    from kerasflow.tasks.outputs.results import load_keras_model
     from kerasflow.tasks.training.train import predict
 
     try:

@@ -31,6 +31,7 @@ from kerasflow.tasks.outputs.atomic import atomic_path, write_json
 from kerasflow.tasks.outputs.saved_model import (
     MODEL_FILE,
     PREPROCESSING_FILE,
+    load_keras_model,
     read_saved,
 )
 from kerasflow.tasks.training.evaluate import CVResult, FinalModel
@@ -145,8 +146,3 @@ def load_model(model_dir: str | Path) -> tuple[keras.Model, Preprocessor, LabelC
     """A saved model folder's Keras model, preprocessing and label codec."""
     saved = read_saved(model_dir)
     return load_keras_model(saved.path), saved.preprocessor, saved.codec
-
-
-def load_keras_model(model_dir: str | Path) -> keras.Model:
-    """The folder's Keras model, loaded with Keras' `safe_mode`: no code from the file is run."""
-    return keras.saving.load_model(Path(model_dir) / MODEL_FILE, compile=False, safe_mode=True)

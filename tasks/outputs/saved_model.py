@@ -2,8 +2,9 @@
 
 :func:`kerasflow.tasks.outputs.results.write_model` writes the folder; ``preprocessing.json`` holds the fitted
 preprocessing and how the training CSV was laid out (header row or not, which column was the target), so new rows
-are read the same way and a user needs no ``params.yaml`` to predict. Nothing here imports Keras: a wrong folder or
-a wrong input file is refused in about a second instead of after TensorFlow's import.
+are read the same way and a user needs no ``params.yaml`` to predict. Nothing here imports Keras until a model is
+loaded (:func:`load_keras_model`): a wrong folder or a wrong input file is refused in about a second instead of after
+TensorFlow's import.
 """
 
 from __future__ import annotations
@@ -62,3 +63,11 @@ def read_saved(model_dir: str | Path) -> SavedModel:
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{model_dir / PREPROCESSING_FILE}: not a kerasflow preprocessing file "
                         f"({type(exc).__name__}: {exc})") from None
+
+
+def load_keras_model(model_dir: str | Path):
+    """The folder's Keras model (`keras.Model`), uncompiled, loaded with Keras' `safe_mode`: no code from the file
+    is run. Keras is imported here, on the first load."""
+    import keras
+
+    return keras.saving.load_model(Path(model_dir) / MODEL_FILE, compile=False, safe_mode=True)

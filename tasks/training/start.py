@@ -20,7 +20,13 @@ from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.table import Table, file_md5
 from kerasflow.tasks.data.window import window_table
-from kerasflow.tasks.outputs.saved_model import MODEL_FILE, PREPROCESSING_FILE, SavedModel, read_saved
+from kerasflow.tasks.outputs.saved_model import (
+    MODEL_FILE,
+    PREPROCESSING_FILE,
+    SavedModel,
+    load_keras_model,
+    read_saved,
+)
 from kerasflow.tasks.training.models import TargetScale, build_model
 
 COMPARED_SETTINGS = ("scale", "categorical", "impute", "text")
@@ -65,7 +71,7 @@ def load_start(spec: ExperimentSpec, name: str = "experiment") -> Start | None:
         raise ParamsError(f"{key}: continued training of a next_token model is not supported; train it as an "
                           "experiment")
     _check_settings(spec, name, saved)
-    model = keras.saving.load_model(saved.model_file, compile=False, safe_mode=True)
+    model = load_keras_model(saved.path)
     scale = next((layer for layer in model.layers if layer.name == "target_scale"), None)
     target_scale = None if scale is None else (float(scale.scale), float(scale.offset))
     start = Start(saved=saved, weights=model.get_weights(), target_scale=target_scale,
@@ -85,8 +91,8 @@ def check_fits(start: Start, spec: ExperimentSpec, name: str, table: Table) -> N
         missing = [c for c in expected if c not in received]
         extra = [c for c in received if c not in expected]
         raise DataError(f"{table.source}: its feature columns differ from those the preprocessing of {where} was "
-                        f"fitted on: missing "
-                        f"{missing}, extra {extra}" + ("" if missing or extra else " (same names, other order)"))
+                        f"fitted on: missing {missing}, extra {extra}"
+                        + ("" if missing or extra else " (same names, other order)"))
     if start.codec is not None:
         known = set(start.codec.classes_)
         unseen = sorted({str(v) for v in table.y if v not in known})
