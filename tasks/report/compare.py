@@ -24,10 +24,11 @@ from kerasflow.tasks.data.window import window_table
 from kerasflow.tasks.outputs.metrics import read_experiment
 from kerasflow.tasks.report.statistics import LOW_POWER_FOLDS, Interval, corrected_t
 
-SAME_FOLDS = ("method", "n_splits", "n_repeats", "shuffle", "stratify", "test_size", "seed")
-"""The evaluate settings that decide which rows each fold holds out."""
-SAME_ROWS = ("lookback", "horizon", "lookback_columns")
-"""The preprocess settings that decide what a row is (a series' windows)."""
+SAME_FOLDS = ("dataset.file", "dataset.target", "dataset.task",
+              *(f"evaluate.{key}" for key in ("method", "n_splits", "n_repeats", "shuffle", "stratify", "test_size",
+                                              "seed")),
+              *(f"preprocess.{key}" for key in ("lookback", "horizon", "lookback_columns")))
+"""The settings that decide an experiment's rows (a series' windows) and which of them each fold holds out."""
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,10 @@ def pair(names: tuple[str, str], records: list[dict[str, Any]], ratio: float) ->
                       difference=corrected_t(scores[1] - scores[0], ratio), test_train_ratio=ratio)
 
 
-def fold_key(spec: ExperimentSpec) -> tuple:
-    """What decides an experiment's rows and folds: experiments with equal keys (and data md5) pair fold by fold."""
-    return (str(spec.dataset.file), str(spec.dataset.target), spec.dataset.task,
-            *(getattr(spec.evaluate, key) for key in SAME_FOLDS),
-            *(json.dumps(getattr(spec.preprocess, key)) for key in SAME_ROWS))
+def fold_key(spec: ExperimentSpec) -> str:
+    """What decides an experiment's rows and folds (:data:`SAME_FOLDS`): experiments with equal keys (and data md5)
+    pair fold by fold."""
+    return json.dumps([_value(spec, key) for key in SAME_FOLDS])
 
 
 def test_train_ratio(spec: ExperimentSpec) -> float:
@@ -131,12 +131,7 @@ def test_train_ratio(spec: ExperimentSpec) -> float:
 
 
 def _check_same_folds(name_a: str, spec_a: ExperimentSpec, name_b: str, spec_b: ExperimentSpec) -> None:
-    differ = [f"dataset.{key}" for key in ("file", "target", "task")
-              if getattr(spec_a.dataset, key) != getattr(spec_b.dataset, key)]
-    differ += [f"evaluate.{key}" for key in SAME_FOLDS
-               if getattr(spec_a.evaluate, key) != getattr(spec_b.evaluate, key)]
-    differ += [f"preprocess.{key}" for key in SAME_ROWS
-               if getattr(spec_a.preprocess, key) != getattr(spec_b.preprocess, key)]
+    differ = [key for key in SAME_FOLDS if _value(spec_a, key) != _value(spec_b, key)]
     if differ:
         shown = "; ".join(f"{experiment_key(spec_a, name_a, key)} is {_value(spec_a, key)!r}, "
                           f"{experiment_key(spec_b, name_b, key)} {_value(spec_b, key)!r}" for key in differ)
@@ -164,6 +159,7 @@ def _record(name: str, results_dir: Path) -> dict[str, Any]:
 
 
 def _value(spec: ExperimentSpec, dotted: str) -> object:
+    """The setting `dotted` (`evaluate.seed`) of `spec`; a path as the text params.yaml gives."""
     section, key = dotted.split(".")
     value = getattr(getattr(spec, section), key)
     return str(value) if isinstance(value, Path) else value
