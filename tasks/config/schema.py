@@ -142,6 +142,7 @@ class AugmentSpec(Section):
 
     @property
     def featurewise(self) -> bool:
+        """Whether statistics of the training images are fitted (the model then holds its standardisation)."""
         return self.featurewise_center or self.featurewise_std_normalization or self.zca_whitening
 
 

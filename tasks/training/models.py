@@ -262,7 +262,7 @@ def image_layers(spec: AugmentSpec, image_shape: tuple[int, ...], seed: int) -> 
     transformations (Keras' random layers, identity outside training, each seeded from `seed`), then the featurewise
     standardisation and ZCA whitening, whose statistics :func:`fit_image_statistics` sets from training images."""
     layers = random_image_layers(spec, seed)
-    if spec.featurewise_center or spec.featurewise_std_normalization or spec.zca_whitening:
+    if spec.featurewise:
         layers.append(keras.layers.Normalization(axis=-1, name=FEATUREWISE))
     if spec.zca_whitening:
         size = int(np.prod(image_shape))
