@@ -55,10 +55,8 @@ class TokenVocabulary:
         self.spec = spec
 
     def fit(self, tokens: Sequence[str]) -> "TokenVocabulary":
-        counts = Counter(tokens)
-        first = {token: i for i, token in reversed(list(enumerate(tokens)))}
-        ranked = sorted(counts, key=lambda token: (-counts[token], first[token]))
-        self.tokens_ = [UNKNOWN, *ranked[:self.spec.num_words - 1]]
+        # most_common keeps equal counts in the order they were first met.
+        self.tokens_ = [UNKNOWN, *(token for token, _ in Counter(tokens).most_common(self.spec.num_words - 1))]
         return self
 
     def transform(self, tokens: Sequence[str]) -> np.ndarray:
