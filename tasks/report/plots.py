@@ -76,8 +76,8 @@ def fold_scores(metrics: dict[str, Any]) -> Figure:
 def learning_curves(history: pd.DataFrame, metric: str) -> Figure:
     """Loss and metric per epoch, training dashed and validation solid: the mean over folds with a ± std band,
     and each fold as a faint line in its fold colour, so that many folds stay readable and experiments on the same
-    folds pair line by line; and the learning rate per epoch where it
-    changed as it trained (a history with a ``learning_rate`` column)."""
+    folds pair line by line; and the learning rate per epoch where it changed as it trained (a history with a
+    ``learning_rate`` column)."""
     scheduled = "learning_rate" in history
     figure = Figure(figsize=(WIDTH, 3.0), layout="constrained")
     axes = figure.subplots(1, 3 if scheduled else 2)
