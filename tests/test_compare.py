@@ -22,7 +22,7 @@ from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.markdown import render_markdown
-from kerasflow.tasks.report.statistics import corrected_t
+from kerasflow.tasks.training.statistics import corrected_t
 
 
 def test_uncorrected_it_is_scipys_paired_t_test():

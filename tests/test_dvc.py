@@ -224,9 +224,10 @@ def test_each_stage_depends_on_the_code_folders_it_runs():
         ignored = NEUTRAL if name == "report" else (*NEUTRAL, REPORT)
         needed = {module for module in closure if not module.startswith(ignored)}
         if name == "report":  # the report reads results and data; the training code that wrote them is not its own,
-            # but the model code that draws its augmented images is
+            # but the model code that draws its augmented images is, and the statistics of its intervals
             needed = {module for module in needed if module.startswith(("tasks/config/", "tasks/data/", REPORT))
-                      or module in ("flows/pipeline.py", "tasks/outputs/metrics.py", "tasks/training/models.py")}
+                      or module in ("flows/pipeline.py", "tasks/outputs/metrics.py", "tasks/training/models.py",
+                                    "tasks/training/statistics.py")}
         assert {module for module in needed if not _covered(module, deps[name])} == set(), name
         assert [dep for dep in deps[name] if not any(_covered(module, [dep]) for module in needed)] == [], name
         assert [dep for dep in deps[name] if dep.startswith(ignored)] == [], name

@@ -29,7 +29,7 @@ from kerasflow.tasks.report import plots, tables
 from kerasflow.tasks.report.collect import DataFacts, ExperimentReport, Report, collect
 from kerasflow.tasks.report.html import render_html
 from kerasflow.tasks.report.markdown import render_markdown
-from kerasflow.tasks.sweep.export import write_trials
+from kerasflow.tasks.sweep.export import with_ties, write_trials
 from kerasflow.tasks.training.evaluate import (
     cross_validate,
     encode_labels,
@@ -61,15 +61,19 @@ def _run(name: str, spec, results_dir: Path) -> dict:
 
 def _sweep(tune_dir: Path) -> None:
     """A finished sweep's files, in the shape `kerasflow.tasks.sweep.export.export_best` writes them."""
-    rows = [{"param:train.optimizer": optimizer, "param:train.learning_rate": rate, "param:train.epochs": 6,
-             "score": score, "score_std": 0.02, "epochs": 6, "seconds": 1.5, "node": "n", "started_at": 0.0,
-             "trial_id": f"t{i}", "status": "ok"}
-            for i, (optimizer, rate, score) in enumerate([("adam", 0.05, 0.95), ("rmsprop", 0.01, 0.9),
-                                                          ("adam", 0.01, 0.85), ("rmsprop", 0.05, 0.8)])]
+    rows = with_ties([{"config_id": f"c{i}", "param:train.optimizer": optimizer, "param:train.learning_rate": rate,
+                       "param:train.epochs": 6, "score": float(np.mean(folds)), "score_std": float(np.std(folds)),
+                       "fold_scores": folds, "epochs": 6, "seconds": 1.5, "node": "n", "started_at": 0.0,
+                       "trial_id": f"t{i}", "status": "ok"}
+                      for i, (optimizer, rate, folds) in enumerate([
+                          ("adam", 0.05, [0.93, 0.95, 0.97]), ("rmsprop", 0.01, [0.92, 0.88, 0.9]),
+                          ("adam", 0.01, [0.8, 0.9, 0.85]), ("rmsprop", 0.05, [0.78, 0.8, 0.82])])], ratio=0.5)
     write_trials(tune_dir / "trials.csv", rows)
     write_sweep_best(tune_dir, {
-        "experiment": "iris", "metric": "accuracy", "mode": "max", "scoring": "kfold", "score": 0.95,
-        "score_std": 0.02, "params": {"train.optimizer": "adam", "train.learning_rate": 0.05, "train.epochs": 6},
+        "experiment": "iris", "metric": "accuracy", "mode": "max", "scoring": "kfold", "score": rows[0]["score"],
+        "score_std": rows[0]["score_std"], "score_low": rows[0]["score_low"], "score_high": rows[0]["score_high"],
+        "tied": [row["config_id"] for row in rows if row["tied_with_best"]],
+        "params": {"train.optimizer": "adam", "train.learning_rate": 0.05, "train.epochs": 6},
         "checkpoint": None, "checkpoint_epoch": None, "n_configs": 4, "n_trials": 4, "n_errors": 0, "seconds": 7.5})
 
 
@@ -234,7 +238,12 @@ def test_report_from_a_real_run_renders_in_headless_chromium(project, monkeypatc
     assert "| iris_later | not run yet |" in markdown
     iris_md5 = file_md5(project / "data/iris.csv")
     assert f"setosa 50, versicolor 50, virginica 50 | {iris_md5} (not tracked by DVC)" in markdown
-    assert "| evaluate@iris |" in markdown and "| iris | 4 | 4 | 0 | accuracy 0.9500 ± 0.0200 |" in markdown
+    assert "| evaluate@iris |" in markdown
+    # The sweep's best with its 95% interval, and the 3 configs its folds cannot tell from it (the 4th is worse on
+    # every fold).
+    assert "| iris | 4 | 4 | 0 | accuracy 0.9500 ± 0.0163 | [0.8714, 1.0286] | 3 |" in markdown
+    assert "These 3 configs are statistically tied: the folds cannot tell them from the best at 5% (corrected " \
+           "resampled t-test on the same folds): c0, c1, c2." in render_html(content)
 
     page = tmp_path / "report.html"
     page.write_text(render_html(content))

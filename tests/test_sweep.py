@@ -26,6 +26,7 @@ from kerasflow.tasks.training.evaluate import (
     prepare_folds,
 )
 from kerasflow.tasks.training.scoring import score
+from kerasflow.tasks.training.statistics import corrected_t, split_ratio
 from kerasflow.tasks.training.train import predict
 
 
@@ -68,6 +69,19 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     labels = encode_labels(spec, table)
     alone = cross_validate(scoring_spec(spec, params.sweeps["cancer"]), prepare_folds(spec, table, labels))
     assert np.mean(alone.scores) == pytest.approx(best["score"], abs=1e-6)
+    # Every config's fold scores, paired fold by fold with the best's: its interval, the p-value of its difference
+    # from the best, and whether the folds tell it from the best.
+    folds = {row["config_id"]: json.loads(row["fold_scores"]) for row in rows}
+    best_folds = folds[rows[0]["config_id"]]
+    assert best_folds == pytest.approx(alone.scores, abs=1e-6)
+    ratio = split_ratio(make_splits(scoring_spec(spec, params.sweeps["cancer"]).evaluate, labels.codes))
+    interval = corrected_t(best_folds, ratio)
+    assert (best["score_low"], best["score_high"]) == pytest.approx((interval.low, interval.high))
+    assert rows[0]["p_vs_best"] == "" and rows[0]["tied_with_best"] == "True"
+    for row in rows[1:]:
+        p = corrected_t(np.subtract(best_folds, folds[row["config_id"]]), ratio).p
+        assert float(row["p_vs_best"]) == pytest.approx(p) and row["tied_with_best"] == str(p >= 0.05)
+    assert best["tied"] == [row["config_id"] for row in rows if row["tied_with_best"] == "True"]
 
     # Hold-out scoring: the exported model is the best trial's checkpoint and reproduces its score.
     holdout = sweep_params(epochs=4, scoring="holdout", keep_checkpoints=1, checkpoint_every=2)
@@ -133,3 +147,4 @@ def test_a_sweep_saved_by_other_code_is_refused_on_resume(cancer_project, local_
     (saved / "tuner.pkl").write_bytes(b"cflows.sweep\nTrialProgress\n.")  # a pickle of that one name
     with pytest.raises(SweepError, match="saved by another version of kerasflow .* run without --resume"):
         sweep_and_export(sweep_params(), cancer_project / "tune", resume=True)
+

@@ -52,11 +52,18 @@ def read_experiment(out_dir: Path) -> dict[str, Any] | None:
     return {**run, **scores[metric], **({"baseline": baseline} if baseline is not None else {})}
 
 
+BEST_SCORES = {"score": "mean", "score_std": "std", "score_low": "low", "score_high": "high"}
+"""A sweep record's keys that `best.json` holds (a DVC metrics file), and their names there."""
+
+
 def write_sweep_best(out_dir: Path, record: dict[str, Any]) -> None:
-    """Store a sweep's best (`score`, `score_std` and the rest: :func:`export_best`) as `sweep.json` and
-    `best.json`."""
-    write_json(out_dir / SWEEP_FILE, {k: v for k, v in record.items() if k not in ("score", "score_std")})
-    write_json(out_dir / BEST_FILE, {record["metric"]: {"mean": record["score"], "std": record["score_std"]}})
+    """Store a sweep's best (`score`, `score_std`, its 95% interval `score_low`/`score_high` where the configs pair
+    fold by fold, and the rest: :func:`export_best`) as `sweep.json` and `best.json`."""
+    write_json(out_dir / SWEEP_FILE, {k: v for k, v in record.items() if k not in BEST_SCORES})
+    # The interval only where there is one: `dvc metrics diff` then shows no empty columns for hold-out sweeps.
+    scores = {name: record.get(key) for key, name in BEST_SCORES.items()}
+    write_json(out_dir / BEST_FILE, {record["metric"]: {name: value for name, value in scores.items()
+                                                         if value is not None or name in ("mean", "std")}})
 
 
 def read_sweep_best(out_dir: Path) -> dict[str, Any] | None:
@@ -65,7 +72,7 @@ def read_sweep_best(out_dir: Path) -> dict[str, Any] | None:
     if scores is None or sweep is None:
         return None
     best = scores[sweep["metric"]]
-    return {**sweep, "score": best["mean"], "score_std": best["std"]}
+    return {**sweep, **{key: best.get(name) for key, name in BEST_SCORES.items()}}
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from kerasflow.tasks.data.table import file_md5
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
 from kerasflow.tasks.report.compare import Comparison, data_md5, fold_key, pair, test_train_ratio
-from kerasflow.tasks.report.statistics import Interval, corrected_t
+from kerasflow.tasks.training.statistics import Interval, corrected_t
 
 MOST_FREQUENT_TOKENS = 10
 """How many of a text's tokens the report's data table lists, most frequent first."""

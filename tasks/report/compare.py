@@ -1,5 +1,5 @@
 """`kerasflow compare A B`: two experiments' per-fold scores, paired fold by fold, and the corrected t-test of their
-difference (:mod:`kerasflow.tasks.report.statistics`).
+difference (:mod:`kerasflow.tasks.training.statistics`).
 
 Pairing is only honest when both were scored on the very same folds: the same data file (by the md5 each run
 recorded in its dataset.json), the same rows (a series' windows), and the same split settings and seed. Anything
@@ -18,17 +18,11 @@ import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
-from kerasflow.tasks.data.split import make_splits
+from kerasflow.tasks.data.split import SAME_FOLDS, make_splits
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.data.window import window_table
 from kerasflow.tasks.outputs.metrics import read_experiment
-from kerasflow.tasks.report.statistics import LOW_POWER_FOLDS, Interval, corrected_t
-
-SAME_FOLDS = ("dataset.file", "dataset.target", "dataset.task",
-              *(f"evaluate.{key}" for key in ("method", "n_splits", "n_repeats", "shuffle", "stratify", "test_size",
-                                              "seed")),
-              *(f"preprocess.{key}" for key in ("lookback", "horizon", "lookback_columns")))
-"""The settings that decide an experiment's rows (a series' windows) and which of them each fold holds out."""
+from kerasflow.tasks.training.statistics import LOW_POWER_FOLDS, Interval, corrected_t, split_ratio
 
 
 @dataclass(frozen=True)
@@ -126,8 +120,7 @@ def test_train_ratio(spec: ExperimentSpec) -> float:
     if spec.preprocess.lookback is not None:
         table = window_table(table, spec.preprocess)
     y = table.y.to_numpy() if spec.dataset.task == "regression" else pd.factorize(table.y)[0]
-    splits = make_splits(spec.evaluate, y)
-    return float(np.mean([len(s.test_index) for s in splits]) / np.mean([len(s.train_index) for s in splits]))
+    return split_ratio(make_splits(spec.evaluate, y))
 
 
 def _check_same_folds(name_a: str, spec_a: ExperimentSpec, name_b: str, spec_b: ExperimentSpec) -> None:

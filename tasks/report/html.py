@@ -115,9 +115,10 @@ def _sweep_parts(e: ExperimentReport) -> list[str]:
             f"<p>{sweep.n_configs} configs in {best['n_trials']} Ray trials ({best['n_errors']} failed), scored by "
             f"{escape(str(best['scoring']))}; "
             f"best {escape(best['metric'])} {escape(tables.best_score_text(best))}"
+            + (f" (95% interval {escape(tables.best_interval_text(best))})" if tables.best_interval_text(best) else "")
             + "".join(f"{' with ' if i == 0 else ', '}<code>{escape(k)}={escape(str(v))}</code>"
                       for i, (k, v) in enumerate(sorted((best["params"] or {}).items())))
-            + ". Trials best first:</p>",
+            + f". {escape(tables.tie_text(best))} Trials best first:</p>",
             html_table(tables.trials(sweep), f"{_anchor(e.name)}-trials", best_first=True),
             _image(plots.sweep_scores(sweep.trials, sweep.params, best["metric"]),
                    f"{e.name}: sweep score against each searched parameter")]

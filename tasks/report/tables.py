@@ -78,8 +78,34 @@ def differences(report: Report) -> pd.DataFrame:
     return frame(rows, ["experiments", "metric", "difference", "95% interval", "p", "folds", "verdict"])
 
 
+def best_interval_text(best: dict[str, Any]) -> str:
+    """The best config's 95% interval over its folds, `[0.9310, 0.9530]`; empty where the sweep has none."""
+    if best.get("score_low") is None:
+        return ""
+    return f"[{best['score_low']:.4f}, {best['score_high']:.4f}]"
+
+
+def tie_text(best: dict[str, Any]) -> str:
+    """Which configs the folds cannot tell from the best (`sweep.json`'s `tied`), as one sentence."""
+    tied = best.get("tied") or []
+    if best["score"] is None:
+        return ""
+    if not tied:
+        return ("Configs are not paired fold by fold here (one hold-out split, or a space that changes the folds): "
+                "no test tells them apart.")
+    test = "corrected resampled t-test on the same folds"
+    if len(tied) == 1:
+        return f"Every other config is worse than the best at 5% ({test})."
+    if len(tied) == best["n_configs"]:
+        return (f"All {len(tied)} configs are statistically tied: the folds cannot tell any from the best at 5% "
+                f"({test}).")
+    return (f"These {len(tied)} configs are statistically tied: the folds cannot tell them from the best at 5% "
+            f"({test}): {', '.join(tied)}.")
+
+
 def sweeps(report: Report) -> pd.DataFrame:
-    """One row per sweep that has run: its size, its best trial, and its wall time."""
+    """One row per sweep that has run: its size, its best trial with its interval, the configs tied with it, and
+    its wall time."""
     rows = []
     for e in report.experiments:
         if e.sweep is None:
@@ -91,10 +117,12 @@ def sweeps(report: Report) -> pd.DataFrame:
         rows.append({"experiment": e.name, "configs": e.sweep.n_configs, "Ray trials": best["n_trials"],
                      "errors": best["n_errors"],
                      "best score ± std": f"{best['metric']} {best_score_text(best)}",
+                     "95% interval": best_interval_text(best),
+                     "tied with best": len(best["tied"]) if best.get("tied") else "",
                      "best params": ", ".join(f"{k}={v}" for k, v in sorted((best["params"] or {}).items())),
                      "seconds": best.get("seconds", ""), "trials' seconds": round(float(trial_seconds.sum()), 2)})
-    return frame(rows, ["experiment", "configs", "Ray trials", "errors", "best score ± std", "best params", "seconds",
-                        "trials' seconds"])
+    return frame(rows, ["experiment", "configs", "Ray trials", "errors", "best score ± std", "95% interval",
+                        "tied with best", "best params", "seconds", "trials' seconds"])
 
 
 def data(report: Report) -> pd.DataFrame:
@@ -132,7 +160,8 @@ def overview(report: Report) -> list[tuple[str, pd.DataFrame]]:
     (no sweep, nothing run yet), except the scores and data, which list every experiment."""
     titled = [("Cross-validated scores", scores(report)),
               ("Differences on the same folds (corrected resampled t-test)", differences(report)),
-              ("Sweeps", sweeps(report)), ("Data", data(report)),
+              ("Sweeps", sweeps(report)),
+              ("Data", data(report)),
               ("Wall time per stage (seconds)", timing(report)), ("Environment", environment(report))]
     return [(title, table) for title, table in titled if not table.empty]
 
@@ -161,10 +190,21 @@ def target_summary(d: DataFacts) -> pd.DataFrame:
 
 
 def trials(sweep: Sweep) -> pd.DataFrame:
-    """A sweep's trials, best first: the searched parameters (dotted keys), score, epochs, seconds, status."""
-    shown = [c for c in sweep.trials.columns if c.startswith("param:")] + [
-        c for c in ("score", "score_std", "epochs", "seconds", "status") if c in sweep.trials.columns]
-    table = sweep.trials[shown].astype(object).rename(columns=lambda c: c.removeprefix("param:"))
+    """A sweep's trials, best first: the searched parameters (dotted keys), score, its 95% interval, the p-value
+    of its difference from the best and whether the folds tell it from the best (where configs pair fold by fold),
+    epochs, seconds, status."""
+    found = sweep.trials
+    table = found[[c for c in found.columns if c.startswith("param:")] + [
+        c for c in ("score", "score_std") if c in found.columns]].astype(object)
+    if "score_low" in found and found["score_low"].notna().any():
+        table["95% interval"] = [f"[{low:.4f}, {high:.4f}]" if pd.notna(low) else ""
+                                 for low, high in zip(found["score_low"], found["score_high"])]
+        table["p vs best"] = [f"{p:.3g}" if pd.notna(p) else "" for p in found["p_vs_best"]]
+        table["tied with best"] = [{True: "yes", False: "no"}.get(tied, "") for tied in found["tied_with_best"]]
+    for column in ("epochs", "seconds", "status"):
+        if column in found:
+            table[column] = found[column].astype(object)
+    table = table.rename(columns=lambda c: c.removeprefix("param:"))
     return table.map(lambda value: f"{value:.4f}" if isinstance(value, float) and pd.notna(value) else value).fillna("")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
-from kerasflow.tasks.data.split import make_splits
+from kerasflow.tasks.data.split import SAME_FOLDS, make_splits
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.metrics import write_sweep_best
@@ -20,38 +21,45 @@ from kerasflow.tasks.sweep.checkpoint import restore_state
 from kerasflow.tasks.sweep.groups import config_id, scoring_spec, trial_configs
 from kerasflow.tasks.training import evaluate
 from kerasflow.tasks.training.models import build_model, make_optimizer
+from kerasflow.tasks.training.statistics import corrected_t, split_ratio
 
 if TYPE_CHECKING:  # the results are read through their attributes: this module runs without Ray
     from ray import tune
 
 
+TIE_LEVEL = 0.05
+"""A config whose difference from the best has a p-value at least this is "statistically tied" with it."""
+
+
 def write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
-    """The sweep's `cv_results_`: one row per trial, best first."""
+    """The sweep's `cv_results_`: one row per trial, best first; a list (a config's fold scores) as JSON."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: json.dumps(value) if isinstance(value, list) else value for key, value in row.items()}
+                     for row in rows)
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
 
 
 def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, Any]]:
-    """One row per config, best first: its id (its history folder's name), params, score mean/std, epochs, seconds,
-    node, status, and the Ray Tune trial that trained it (the configs of a stacked group share their trial, its
-    seconds and node). A config that diverged has status "diverged" and no score: it comes last, with the errors."""
+    """One row per config, best first: its id (its history folder's name), params, score mean/std and fold scores,
+    epochs, seconds, node, status, and the Ray Tune trial that trained it (the configs of a stacked group share
+    their trial, its seconds and node). A config that diverged has status "diverged" and no score: it comes last,
+    with the errors."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
         configs = trial_configs(result.config or {})
         unscored = [None] * len(configs)  # a trial that failed before its first report
         scores, stds = metrics.get("scores") or unscored, metrics.get("score_stds") or unscored
-        for config, score, score_std in zip(configs, scores, stds):
+        for config, score, score_std, folds in zip(configs, scores, stds, metrics.get("fold_scores") or unscored):
             diverged = score is not None and not math.isfinite(score)  # a fold's loss became NaN or infinite
             if diverged:
-                score, score_std = None, None
+                score, score_std, folds = None, None, None
             rows.append({"config_id": config_id(config), **{f"param:{k}": v for k, v in config.items()},
-                         "score": score, "score_std": score_std,
+                         "score": score, "score_std": score_std, "fold_scores": folds,
                          "epochs": metrics.get("epoch"), "seconds": metrics.get("trial_seconds"),
                          "node": metrics.get("node"), "started_at": metrics.get("started_at"),
                          "trial_id": metrics.get("trial_id"), "configs_in_trial": len(configs),
@@ -60,6 +68,50 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, 
     sign = -1 if higher_is_better else 1
     ok = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
     return ok + [r for r in rows if r["score"] is None]
+
+
+def with_ties(rows: list[dict[str, Any]], ratio: float | None) -> list[dict[str, Any]]:
+    """`rows` (best first) with each scored config's 95% interval (`score_low`, `score_high`) and the p-value of
+    its difference from the best, paired fold by fold (`p_vs_best`): the corrected resampled t-test of
+    :mod:`kerasflow.tasks.training.statistics`, `ratio` being the folds' held-out rows per training row. A config
+    with p ≥ :data:`TIE_LEVEL` is `tied_with_best`: the folds cannot tell it from the best, the best included.
+
+    `ratio` None (one hold-out split, or configs scored on different folds) leaves the four columns empty, as
+    does a config without two finite fold scores.
+
+    Examples
+    --------
+    Three folds of 3-fold CV (held-out rows half the training rows): the second config is 0.1 below the best on
+    every fold, the third 0.05 below on average but by 0, 0.1 and 0.05.
+
+    >>> rows = [{"score": 0.9, "fold_scores": [0.9, 0.8, 1.0]}, {"score": 0.8, "fold_scores": [0.8, 0.7, 0.9]},
+    ...         {"score": 0.85, "fold_scores": [0.9, 0.7, 0.95]}]
+    >>> [(row["p_vs_best"] and round(row["p_vs_best"], 3), row["tied_with_best"]) for row in with_ties(rows, 0.5)]
+    [(None, True), (0.0, False), (0.388, True)]
+    """
+    best = rows[0]["fold_scores"] if rows else None
+    pairs = ratio is not None and best is not None and len(best) > 1 and all(map(math.isfinite, best))
+    marked = []
+    for i, row in enumerate(rows):
+        folds = row.get("fold_scores")
+        if not pairs or folds is None or len(folds) != len(best) or not all(map(math.isfinite, folds)):
+            marked.append({**row, "score_low": None, "score_high": None, "p_vs_best": None, "tied_with_best": None})
+            continue
+        interval = corrected_t(folds, ratio)
+        p = None if i == 0 else corrected_t([b - f for b, f in zip(best, folds)], ratio).p
+        marked.append({**row, "score_low": interval.low, "score_high": interval.high, "p_vs_best": p,
+                       "tied_with_best": p is None or p >= TIE_LEVEL})
+    return marked
+
+
+def fold_ratio(spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded) -> float | None:
+    """Held-out rows per training row of the folds every config was scored on; None where configs are not paired
+    fold by fold: hold-out scoring (one score each), or a space that changes which rows the folds hold
+    (:data:`kerasflow.tasks.data.split.SAME_FOLDS`)."""
+    if sweep.scoring != "kfold" or any(key in SAME_FOLDS for key in sweep.space):
+        return None
+    _, rows_labels = evaluate.supervised(spec, table, labels)
+    return split_ratio(make_splits(scoring_spec(spec, sweep).evaluate, rows_labels.codes))
 
 
 def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
@@ -72,7 +124,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     `seconds` is the sweep's wall time, recorded in sweep.json.
     """
     mode = "max" if spec.higher_is_better else "min"
-    rows = trial_rows(grid, spec.higher_is_better)
+    rows = with_ties(trial_rows(grid, spec.higher_is_better), fold_ratio(spec, sweep, table, labels))
     n_diverged = sum(r["status"] == "diverged" for r in rows)
     counts = {"n_configs": len(rows), "n_trials": len(grid), "n_errors": sum(r["status"] == "error" for r in rows),
               "n_diverged": n_diverged, "seconds": seconds}
@@ -80,7 +132,8 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         # Every config's training diverged: a result, stated (no best score, and sweep.json says so); no model is
         # written, as for a diverged refit.
         summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": None, "score": None,
-                   "score_std": None, "scoring": sweep.scoring, "checkpoint": None, "checkpoint_epoch": None,
+                   "score_std": None, "score_low": None, "score_high": None, "tied": [],
+                   "scoring": sweep.scoring, "checkpoint": None, "checkpoint_epoch": None,
                    "diverged": True, **counts}
         write_trials(out_dir / "trials.csv", rows)
         write_sweep_best(out_dir, summary)
@@ -89,12 +142,12 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         raise SweepError(f"sweeps.{name}: no config finished with a finite score ({len(rows)} configs, "
                          f"{n_diverged} diverged); first error: {grid.errors[:1]}")
     best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])
-    best_params = {key.removeprefix("param:"): value for key, value in rows[0].items() if key.startswith("param:")}
-    best_spec = spec.with_overrides(best_params)
+    params = {key.removeprefix("param:"): value for key, value in rows[0].items() if key.startswith("param:")}
+    best_spec = spec.with_overrides(params)
     # The trial's best checkpoint by score, and the metrics it was reported with.
     ranked = sorted(best.best_checkpoints or [], key=lambda pair: pair[1]["score"], reverse=spec.higher_is_better)
     checkpoint, at_checkpoint = ranked[0] if ranked else (None, {})
-    score, score_std = rows[0]["score"], rows[0]["score_std"]
+    score, score_std, low, high = (rows[0][key] for key in ("score", "score_std", "score_low", "score_high"))
     if sweep.scoring == "holdout" and checkpoint is not None:
         with checkpoint.as_directory() as directory:
             final = holdout_model(best_spec, sweep, table, labels, Path(directory))
@@ -102,8 +155,9 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     else:
         final = evaluate.refit(best_spec, table, labels)
     write_model(out_dir / "best_model", best_spec, final)
-    summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": best_params,
-               "score": score, "score_std": score_std, "scoring": sweep.scoring,
+    summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": params,
+               "score": score, "score_std": score_std, "score_low": low, "score_high": high,
+               "tied": [row["config_id"] for row in rows if row["tied_with_best"]], "scoring": sweep.scoring,
                "checkpoint": _portable(checkpoint.path) if checkpoint is not None else None,
                "checkpoint_epoch": at_checkpoint.get("epoch"), "diverged": False, **counts}
     write_trials(out_dir / "trials.csv", rows)

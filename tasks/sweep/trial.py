@@ -33,8 +33,8 @@ Report = Callable[[dict[str, Any], Path | None], None]
 """`report(metrics, checkpoint_dir)`: Ray Tune's `tune.report` in a trial; a list's append in tests.
 
 A trial reports `score`/`score_std` (its best config's mean and spread over the folds: what Ray Tune ranks
-trials and checkpoints by), `scores`/`score_stds` (every config's, in the order of :func:`trial_configs`) and
-`epoch`."""
+trials and checkpoints by), `scores`/`score_stds` (every config's, in the order of :func:`trial_configs`),
+`fold_scores` (every config's list of fold scores, in the same order: what pairs configs fold by fold) and `epoch`."""
 
 
 def slot_scores(logs: dict[str, float], metric: str, prefix: str = "val_") -> list[float]:
@@ -65,8 +65,9 @@ def config_summaries(slot_values: list[float], n_configs: int, higher_is_better:
 
     Examples
     --------
-    >>> config_summaries([0.9, 0.8, 0.7, 0.9], 2, True, slot_diverged=[False, True, False, False])["scores"]
-    [nan, 0.8]
+    >>> summary = config_summaries([0.9, 0.8, 0.7, 0.9], 2, True, slot_diverged=[False, True, False, False])
+    >>> summary["scores"], summary["fold_scores"]
+    ([nan, 0.8], [[nan, nan], [0.7, 0.9]])
     """
     per_config = np.asarray(slot_values, dtype=float).reshape(n_configs, -1)
     if slot_diverged is not None:
@@ -77,7 +78,8 @@ def config_summaries(slot_values: list[float], n_configs: int, higher_is_better:
     ranked = finite[np.argsort(-means[finite] if higher_is_better else means[finite], kind="stable")]
     best = int(ranked[0]) if ranked.size else 0
     return {"score": float(means[best]), "score_std": float(stds[best]),
-            "scores": [float(m) for m in means], "score_stds": [float(s) for s in stds]}
+            "scores": [float(m) for m in means], "score_stds": [float(s) for s in stds],
+            "fold_scores": per_config.tolist()}
 
 
 class EpochReporter(keras.callbacks.Callback):

@@ -18,8 +18,21 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from kerasflow.tasks.data.split import Split
+
 LOW_POWER_FOLDS = 5
 """Below this many folds, a test of the difference has little power: the report and `compare` say so."""
+
+
+def split_ratio(splits: Sequence[Split]) -> float:
+    """Held-out rows per training row of `splits`, on average: the variance correction's n_test / n_train.
+
+    Examples
+    --------
+    >>> split_ratio([Split(np.arange(8), np.arange(8, 10)), Split(np.arange(2, 10), np.arange(2))])
+    0.25
+    """
+    return float(np.mean([len(s.test_index) for s in splits]) / np.mean([len(s.train_index) for s in splits]))
 
 
 @dataclass(frozen=True)
