@@ -19,6 +19,7 @@ from kerasflow.tasks.config.backend import choose_backend, set_backend_defaults
 from kerasflow.tasks.config.errors import KerasflowError, ParamsError
 from kerasflow.tasks.config.messages import one_line
 from kerasflow.tasks.config.schema import ExperimentSpec, load_params
+from kerasflow.tasks.config.search import SearchSpec
 
 DEFAULT_REPORT = Path("reports/summary.md")
 DIVERGED = 3
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--verbose", action="store_true", help="show the trials' own output (Keras, Ray's workers)")
     tune.add_argument("--dvc-exp", action="store_true",
                       help="also save each config as a DVC experiment (dvc exp show lists them, dvc exp apply one)")
+    tune.add_argument("--nested", type=int, default=None, metavar="K",
+                      help="nested cross-validation instead: the sweep in each of K outer folds, its best scored on "
+                           "the held-out rows (the tuned model's honest estimate, in tune/nested.json)")
 
     predict = commands.add_parser("predict", help="apply a saved or registered model to new rows of a CSV")
     predict.add_argument("--model", required=True, metavar="MODEL",
@@ -241,6 +245,8 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
                               f"sweeps are defined for: {', '.join(params.sweeps) or 'none'}")
         from kerasflow.tasks.sweep.groups import scoring_spec
 
+        if args.nested is not None:
+            return nested(args, name, spec, params.sweeps[name], server)
         check_data({name: scoring_spec(spec, params.sweeps[name])})
         mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
         if args.dvc_exp:
@@ -294,6 +300,34 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     for message in diverged:
         print(f"kerasflow: diverged: {message}", file=sys.stderr)
     return DIVERGED if diverged else 0
+
+
+def nested(args: argparse.Namespace, name: str, spec: ExperimentSpec, sweep: SearchSpec,
+           server: TemporaryServer | None) -> int:
+    """`kerasflow tune NAME --nested K`: nested cross-validation of the sweep, its estimate printed."""
+    from kerasflow.flows.ray_driver import check_cluster, connect, storage_folder
+    from kerasflow.flows.sweep import nested_sweep_flow
+    from kerasflow.tasks.outputs.metrics import NESTED_FILE
+    from kerasflow.tasks.sweep.groups import scoring_spec
+    from kerasflow.tasks.sweep.nested import check_nested
+
+    for flag, given in (("--resume", args.resume), ("--dvc-exp", args.dvc_exp)):
+        if given:
+            raise ParamsError(f"--nested and {flag}: a nested sweep runs whole and keeps no configs as experiments; "
+                              f"give one or the other")
+    check_nested(name, spec, args.nested)
+    check_data({name: scoring_spec(spec, sweep)})
+    connect(verbose=args.verbose)
+    check_cluster(name, sweep, storage_folder(args.results / name / "tune" / "nested"))
+    _prefect_ready(server)
+    summary = nested_sweep_flow(name, spec, sweep, args.nested, args.results)
+    outer, metric = summary["outer"], summary["metric"]
+    estimate = "none: a refit diverged" if outer["mean"] is None else \
+        f"{outer['mean']:.4f} (95% interval [{outer['low']:.4f}, {outer['high']:.4f}])"
+    print(f"{name}: tuned model's {metric}, nested over {args.nested} outer folds: {estimate}; the inner best "
+          f"scores average {summary['inner_best_mean']:.4f} ({summary['configs_chosen']} different configs won) "
+          f"-> {args.results / name / 'tune' / NESTED_FILE}")
+    return 0
 
 
 def schedule(args: argparse.Namespace, experiments: list[str]) -> None:

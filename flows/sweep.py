@@ -1,5 +1,6 @@
 """A Ray Tune sweep over one experiment as a Prefect flow: the sweep (flows/ray_driver.py), the best model's
-export (tasks/sweep/export.py) and the report, as tasks."""
+export (tasks/sweep/export.py) and the report, as tasks; and its nested cross-validation (tasks/sweep/nested.py),
+a sweep per outer fold on one Ray."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from kerasflow.flows.pipeline import load_data, write_report
 from kerasflow.flows.ray_driver import check_cluster, connect, history_folder, make_tuner, storage_folder
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
+from kerasflow.tasks.data.split import Split
 from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.outputs.atomic import write_json
+from kerasflow.tasks.outputs.metrics import NESTED_FILE
 from kerasflow.tasks.outputs.mlflow_runs import log_sweep
-from kerasflow.tasks.sweep import dvc_experiments, export
+from kerasflow.tasks.sweep import dvc_experiments, export, nested
 from kerasflow.tasks.training import evaluate
 
 
@@ -73,3 +77,36 @@ def sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, results_dir: 
     if dvc_exp_params is not None:
         best["dvc_experiments"] = save_dvc_experiments(name, spec, grid, out_dir, dvc_exp_params)
     return best
+
+
+@task(name="outer-fold", cache_policy=NO_CACHE)
+def score_outer_fold(index: int, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
+                     labels: evaluate.Encoded, split: Split, fold_dir: Path) -> dict[str, Any]:
+    """Write outer fold `index`'s trials.csv (its sweep's configs, best first, paired with its best) and score the
+    best config once on the outer held-out rows."""
+    rows = export.with_ties(export.trial_rows(grid, spec.higher_is_better),
+                            export.fold_ratio(spec, sweep, *nested.rows_of(table, labels, split.train_index)))
+    export.write_trials(fold_dir / "trials.csv", rows)
+    return nested.outer_fold(index, spec, rows, table, labels, split)
+
+
+@flow(name="kerasflow-nested-sweep")
+def nested_sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, outer_folds: int,
+                      results_dir: Path = Path("results")) -> dict[str, Any]:
+    """Nested cross-validation of the sweep: in each outer fold the whole sweep on the outer training rows, its
+    best config retrained there and scored on the held-out rows. Writes `tune/nested.json`
+    (:func:`kerasflow.tasks.sweep.nested.summarize`), each outer fold's sweep under `tune/nested/outer_<i>/`,
+    and the report; the sweep's own outputs (best model, trials.csv) stay as they are."""
+    started = time.perf_counter()
+    tune_dir = Path(results_dir) / name / "tune"
+    table, labels = load_data(name, spec)
+    splits = nested.outer_splits(spec, labels, outer_folds)
+    folds = []
+    for index, split in enumerate(splits):
+        fold_dir = tune_dir / "nested" / f"outer_{index}"
+        grid = run_sweep(name, spec, sweep, *nested.rows_of(table, labels, split.train_index), fold_dir, False)
+        folds.append(score_outer_fold(index, spec, sweep, grid, table, labels, split, fold_dir))
+    summary = nested.summarize(name, spec, sweep, folds, splits, round(time.perf_counter() - started, 2))
+    write_json(tune_dir / NESTED_FILE, summary)
+    write_report(Path(results_dir), {name: spec})
+    return summary

@@ -18,7 +18,11 @@ from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.split import make_splits
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.outputs.results import load_model
+from kerasflow.tasks.report import tables
+from kerasflow.tasks.report.collect import collect
+from kerasflow.tasks.report.html import render_html
 from kerasflow.tasks.sweep.groups import scoring_spec
+from kerasflow.tasks.sweep.nested import outer_score, outer_splits, rows_of
 from kerasflow.tasks.training.evaluate import (
     cross_validate,
     encode_labels,
@@ -148,3 +152,45 @@ def test_a_sweep_saved_by_other_code_is_refused_on_resume(cancer_project, local_
     with pytest.raises(SweepError, match="saved by another version of kerasflow .* run without --resume"):
         sweep_and_export(sweep_params(), cancer_project / "tune", resume=True)
 
+
+def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw(cancer_project, local_ray,
+                                                                                 prefect_harness):
+    """`kerasflow tune --nested 3`'s flow: in each outer fold the whole 4-config sweep runs on the outer training
+    rows alone, and its best config, retrained there, is scored once on the held-out rows."""
+    from kerasflow.flows.sweep import nested_sweep_flow
+
+    params = parse_params(sweep_params())
+    spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
+    results = cancer_project / "results"
+    summary = nested_sweep_flow("cancer", spec, sweep, 3, results)
+    tune_dir = results / "cancer/tune"
+    assert json.loads((tune_dir / "nested.json").read_text()) == summary
+    assert not (tune_dir / "best.json").exists() and not (tune_dir / "best_model").exists()  # the sweep's own
+
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    splits = outer_splits(spec, labels, 3)
+    assert sorted(np.concatenate([split.test_index for split in splits]).tolist()) == list(range(table.n_rows))
+    assert [fold["outer_fold"] for fold in summary["folds"]] == [0, 1, 2]
+    for fold, split in zip(summary["folds"], splits):
+        rows = read_trials(tune_dir / f"nested/outer_{fold['outer_fold']}")
+        assert len(rows) == 4 and fold["config_id"] == rows[0]["config_id"]
+        assert fold["n_train"] == len(split.train_index) and fold["n_test"] == len(split.test_index)
+        chosen = spec.with_overrides(fold["params"])
+        # Its inner best is the chosen config's cross-validation on the outer training rows only...
+        inner_table, inner_labels = rows_of(table, labels, split.train_index)
+        inner = cross_validate(scoring_spec(chosen, sweep), prepare_folds(chosen, inner_table, inner_labels))
+        assert np.mean(inner.scores) == pytest.approx(fold["inner_score"], abs=1e-6)
+        # ...and its outer score that of the config retrained on those rows and scored on the held-out ones.
+        assert outer_score(chosen, table, labels, split) == pytest.approx(fold["outer_score"], abs=1e-6)
+    outer = [fold["outer_score"] for fold in summary["folds"]]
+    interval = corrected_t(outer, split_ratio(splits))
+    assert (summary["outer"]["mean"], summary["outer"]["low"], summary["outer"]["high"]) == pytest.approx(
+        (interval.mean, interval.low, interval.high))
+    assert summary["inner_best_mean"] == pytest.approx(np.mean([fold["inner_score"] for fold in summary["folds"]]))
+    assert summary["optimism"] == pytest.approx(summary["inner_best_mean"] - interval.mean)
+
+    content = collect(results, {"cancer": spec})
+    (row,) = tables.nested(content).to_dict("records")
+    assert row["tuned model (outer mean)"] == f"{interval.mean:.4f}" and row["outer folds"] == 3
+    assert "Nested cross-validation" in render_html(content)

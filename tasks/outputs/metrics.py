@@ -27,6 +27,8 @@ METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 BEST_FILE = "best.json"
 SWEEP_FILE = "sweep.json"
+NESTED_FILE = "nested.json"
+"""Where `kerasflow tune --nested K` writes its estimate, in the sweep's folder (`results/<experiment>/tune/`)."""
 
 _FOLD_SCORES = ("mean", "std", "folds")
 
@@ -73,6 +75,11 @@ def read_sweep_best(out_dir: Path) -> dict[str, Any] | None:
         return None
     best = scores[sweep["metric"]]
     return {**sweep, **{key: best.get(name) for key, name in BEST_SCORES.items()}}
+
+
+def read_nested(tune_dir: Path) -> dict[str, Any] | None:
+    """The nested cross-validation record `kerasflow tune --nested` wrote in `tune_dir`, if any."""
+    return _read(tune_dir / NESTED_FILE)
 
 
 def _read(path: Path) -> dict[str, Any] | None:

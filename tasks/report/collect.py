@@ -20,7 +20,7 @@ from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.table import file_md5
 from kerasflow.tasks.data.tokens import load_rows
-from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
+from kerasflow.tasks.outputs.metrics import read_experiment, read_nested, read_sweep_best
 from kerasflow.tasks.report.compare import Comparison, data_md5, fold_key, pair, test_train_ratio
 from kerasflow.tasks.training.statistics import Interval, corrected_t
 
@@ -93,6 +93,8 @@ class ExperimentReport:
     predictions: pd.DataFrame | None = None
     """Held-out rows of every fold (`fold`, `row`, `true`, `predicted`)."""
     sweep: Sweep | None = None
+    nested: dict[str, Any] | None = None
+    """The sweep's nested cross-validation (`tune/nested.json`), when `kerasflow tune --nested` has run."""
     data: DataFacts | None = None
     data_error: str | None = None
     augmented: np.ndarray | None = None
@@ -208,7 +210,7 @@ def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> 
         report = ExperimentReport(name=name, spec=spec, metrics=read_experiment(out) or {},
                                   history=_read_history(out / "history"),
                                   predictions=_read_csv(out / "predictions.csv", dtype=labels),
-                                  sweep=_read_sweep(out / "tune"))
+                                  sweep=_read_sweep(out / "tune"), nested=read_nested(out / "tune"))
         # Several experiments often share a file: read and hash it once.
         key = (str(spec.dataset.file), str(spec.dataset.target), spec.dataset.task)
         if key not in facts:

@@ -104,6 +104,8 @@ def _experiment_section(e: ExperimentReport) -> str:
         parts.append(html_table(tables.target_summary(e.data), f"{_anchor(e.name)}-target"))
     if e.sweep is not None:
         parts += _sweep_parts(e)
+    if e.nested is not None:
+        parts += _nested_parts(e)
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -122,6 +124,20 @@ def _sweep_parts(e: ExperimentReport) -> list[str]:
             html_table(tables.trials(sweep), f"{_anchor(e.name)}-trials", best_first=True),
             _image(plots.sweep_scores(sweep.trials, sweep.params, best["metric"]),
                    f"{e.name}: sweep score against each searched parameter")]
+
+
+def _nested_parts(e: ExperimentReport) -> list[str]:
+    n = e.nested
+    outer = n["outer"]
+    estimate = "none (a refit diverged)" if outer["mean"] is None else \
+        f"{outer['mean']:.4f}, 95% interval [{outer['low']:.4f}, {outer['high']:.4f}]"
+    return ["<h3>Nested cross-validation</h3>",
+            f"<p>The whole sweep ran in each of {n['outer_folds']} outer folds on its training rows; its best config, "
+            f"retrained there, was scored once on the held-out rows. Tuned model's {escape(n['metric'])}: "
+            f"<strong>{escape(estimate)}</strong>, against {n['inner_best_mean']:.4f} for the inner best scores "
+            f"(the best of many configs on the same folds flatters itself). {n['configs_chosen']} different "
+            f"config(s) won the outer folds:</p>",
+            html_table(tables.nested_folds(n), f"{_anchor(e.name)}-nested")]
 
 
 def _image(figure: Figure, alt: str) -> str:

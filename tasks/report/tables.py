@@ -155,12 +155,42 @@ def environment(report: Report) -> pd.DataFrame:
     return frame(rows, ["experiments", *keys]).fillna("")
 
 
+def nested(report: Report) -> pd.DataFrame:
+    """One row per sweep cross-validated with nesting (`kerasflow tune --nested K`): the tuned model's estimate,
+    the outer scores' mean with its 95% interval, beside the inner best scores' mean and the sweep's own best."""
+    rows = []
+    for e in report.experiments:
+        if e.nested is None:
+            continue
+        n, outer = e.nested, e.nested["outer"]
+        rows.append({"experiment": e.name, "metric": n["metric"], "outer folds": n["outer_folds"],
+                     "tuned model (outer mean)": "" if outer["mean"] is None else f"{outer['mean']:.4f}",
+                     "95% interval": "" if outer["low"] is None else f"[{outer['low']:.4f}, {outer['high']:.4f}]",
+                     "inner best (mean)": f"{n['inner_best_mean']:.4f}",
+                     "sweep's best": "" if e.sweep is None or e.sweep.best["score"] is None
+                     else f"{e.sweep.best['score']:.4f}",
+                     "configs chosen": n["configs_chosen"]})
+    return frame(rows, ["experiment", "metric", "outer folds", "tuned model (outer mean)", "95% interval",
+                        "inner best (mean)", "sweep's best", "configs chosen"])
+
+
+def nested_folds(record: dict[str, Any]) -> pd.DataFrame:
+    """A nested sweep's outer folds: the config each one's sweep chose, its inner best score, and its score on
+    the outer held-out rows."""
+    return frame([{"outer fold": fold["outer_fold"], "config": fold["config_id"],
+                   "params": ", ".join(f"{k}={v}" for k, v in sorted(fold["params"].items())),
+                   "inner best": f"{fold['inner_score']:.4f}",
+                   "outer score": "" if fold["outer_score"] is None else f"{fold['outer_score']:.4f}",
+                   "rows (train / held out)": f"{fold['n_train']} / {fold['n_test']}"} for fold in record["folds"]],
+                 ["outer fold", "config", "params", "inner best", "outer score", "rows (train / held out)"])
+
+
 def overview(report: Report) -> list[tuple[str, pd.DataFrame]]:
     """The report's cross-experiment tables with their titles, in order; a table with no rows is left out
     (no sweep, nothing run yet), except the scores and data, which list every experiment."""
     titled = [("Cross-validated scores", scores(report)),
               ("Differences on the same folds (corrected resampled t-test)", differences(report)),
-              ("Sweeps", sweeps(report)),
+              ("Sweeps", sweeps(report)), ("Tuned models: nested cross-validation", nested(report)),
               ("Data", data(report)),
               ("Wall time per stage (seconds)", timing(report)), ("Environment", environment(report))]
     return [(title, table) for title, table in titled if not table.empty]

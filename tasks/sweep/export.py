@@ -70,6 +70,11 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, 
     return ok + [r for r in rows if r["score"] is None]
 
 
+def row_params(row: dict[str, Any]) -> dict[str, Any]:
+    """A trials row's config, as dotted keys and values (`{"train.optimizer": "adam"}`)."""
+    return {key.removeprefix("param:"): value for key, value in row.items() if key.startswith("param:")}
+
+
 def with_ties(rows: list[dict[str, Any]], ratio: float | None) -> list[dict[str, Any]]:
     """`rows` (best first) with each scored config's 95% interval (`score_low`, `score_high`) and the p-value of
     its difference from the best, paired fold by fold (`p_vs_best`): the corrected resampled t-test of
@@ -142,7 +147,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         raise SweepError(f"sweeps.{name}: no config finished with a finite score ({len(rows)} configs, "
                          f"{n_diverged} diverged); first error: {grid.errors[:1]}")
     best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])
-    params = {key.removeprefix("param:"): value for key, value in rows[0].items() if key.startswith("param:")}
+    params = row_params(rows[0])
     best_spec = spec.with_overrides(params)
     # The trial's best checkpoint by score, and the metrics it was reported with.
     ranked = sorted(best.best_checkpoints or [], key=lambda pair: pair[1]["score"], reverse=spec.higher_is_better)

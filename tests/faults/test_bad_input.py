@@ -241,6 +241,16 @@ CASES = [
     Bad("sweep-asks-for-more-than-any-node", ("sweeps.iris: each trial asks for cpu=1, gpu=1 but no node of the "
                                               "cluster has that much",),
         sweep(space={"train": {"epochs": {"grid": [1, 2]}}}, gpu=1), argv=("tune", "iris")),
+    Bad("nested-below-2-outer-folds", ("--nested 1: expected at least 2 outer folds",),
+        sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--nested", "1")),
+    Bad("nested-with-resume", ("--nested and --resume: a nested sweep runs whole",),
+        sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--nested", "3", "--resume")),
+    Bad("nested-on-series-windows", ("experiments.diabetes: --nested needs independent rows, and a series' windows "
+                                     "overlap their neighbours",),
+        lambda raw: (raw["experiments"]["diabetes"]["preprocess"].update(lookback=3),
+                     raw["experiments"]["diabetes"]["evaluate"].update(method="timeseries", shuffle=False),
+                     raw["sweeps"].update(diabetes={"space": {"train": {"epochs": {"grid": [1, 2]}}}})),
+        argv=("tune", "diabetes", "--nested", "3")),
     Bad("params-not-yaml", ("params.yaml: not valid YAML: while parsing a flow sequence expected ',' or ']', but got "
                             "'<stream end>' at line 2, column 1",), files={"params.yaml": "experiments: [unclosed\n"}),
     Bad("params-file-missing", ("nowhere.yaml: file not found",), argv=("--params", "nowhere.yaml", "run")),

@@ -1,0 +1,96 @@
+"""Nested cross-validation of a sweep: an honest estimate of the tuned model.
+
+The best of N configs scored on the same folds is optimistic: it is the maximum of N noisy means. Nested
+cross-validation (Varma & Simon 2006; Cawley & Talbot 2010) keeps the choice of config inside the estimate: in
+each of K outer folds the whole sweep runs on the outer training rows only (its own inner folds, as configured),
+its best config is retrained on those rows as the sweep's refit would be, and scored once on the outer held-out
+rows, which neither the sweep nor the refit saw. The K outer scores estimate what tuning, then training, gives
+on new rows; beside them, the inner best scores show how much the sweep's own best flattered itself.
+
+Nothing here imports Ray: `flows/sweep.py` runs each outer fold's sweep and hands this module its rows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from kerasflow.tasks.config.errors import ParamsError, SweepError
+from kerasflow.tasks.config.schema import EvaluateSpec, ExperimentSpec
+from kerasflow.tasks.config.search import SearchSpec
+from kerasflow.tasks.data.split import Split, make_splits
+from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.sweep.export import row_params
+from kerasflow.tasks.training.evaluate import Encoded, refit
+from kerasflow.tasks.training.scoring import score
+from kerasflow.tasks.training.statistics import corrected_t, split_ratio
+from kerasflow.tasks.training.train import encode_target, predict
+
+
+def check_nested(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
+    """Refuse, in one line, a nested sweep that cannot run: fewer than 2 outer folds, or rows that are not
+    independent (a series' windows, a text's tokens), which shuffled outer folds would leak across."""
+    if outer_folds < 2:
+        raise ParamsError(f"--nested {outer_folds}: expected at least 2 outer folds")
+    if spec.preprocess.lookback is not None or spec.dataset.task == "next_token":
+        what = "a series' windows" if spec.preprocess.lookback is not None else "a text's next tokens"
+        raise ParamsError(f"experiments.{name}: --nested needs independent rows, and {what} overlap their "
+                          f"neighbours: shuffled outer folds would score the tuned model on rows it trained on")
+
+
+def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> list[Split]:
+    """The K outer folds: shuffled k-fold from the experiment's `evaluate.seed`, stratified for classification."""
+    outer = EvaluateSpec(method="kfold", n_splits=outer_folds, shuffle=True, seed=spec.evaluate.seed,
+                         stratify=spec.dataset.task != "regression")
+    return make_splits(outer, labels.codes)
+
+
+def rows_of(table: Table, labels: Encoded, index: np.ndarray) -> tuple[Table, Encoded]:
+    """The table and its encoded target restricted to rows `index`, renumbered from 0."""
+    return (Table(X=table.X.iloc[index].reset_index(drop=True), y=table.y.iloc[index].reset_index(drop=True),
+                  source=table.source),
+            Encoded(labels.codes[index], labels.codec))
+
+
+def outer_score(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split) -> float:
+    """Train `spec` on the split's training rows as a refit would (its preprocessing fitted there, its
+    validation split taken from them) and score it once on the held-out rows."""
+    final = refit(spec, *rows_of(table, labels, split.train_index))
+    held_out, held_out_labels = rows_of(table, labels, split.test_index)
+    outputs = predict(final.model, final.preprocessor.transform(held_out.X))
+    return score(spec, encode_target(spec, held_out_labels.codes, labels.n_classes), outputs)
+
+
+def outer_fold(index: int, spec: ExperimentSpec, rows: list[dict[str, Any]], table: Table, labels: Encoded,
+               split: Split) -> dict[str, Any]:
+    """Outer fold `index`'s record: the config its sweep chose (`rows`, trials.csv's, best first), the inner best
+    score, and that config's score on the outer held-out rows."""
+    if not rows or rows[0]["score"] is None:
+        raise SweepError(f"outer fold {index}: no config of its sweep finished with a finite score")
+    params = row_params(rows[0])
+    outer = outer_score(spec.with_overrides(params), table, labels, split)
+    return {"outer_fold": index, "config_id": rows[0]["config_id"], "params": params,
+            "inner_score": rows[0]["score"], "inner_score_std": rows[0]["score_std"],
+            "outer_score": outer if math.isfinite(outer) else None,
+            "n_train": len(split.train_index), "n_test": len(split.test_index)}
+
+
+def summarize(name: str, spec: ExperimentSpec, sweep: SearchSpec, folds: list[dict[str, Any]], splits: list[Split],
+              seconds: float | None = None) -> dict[str, Any]:
+    """`nested.json`: every outer fold's record, and the tuned model's estimate, the outer scores' mean with its
+    95% interval (the corrected resampled t-interval: the outer training sets overlap), beside the inner best
+    scores' mean. `optimism` is how far the inner best scores lie on the flattering side of the outer ones."""
+    outer = [fold["outer_score"] for fold in folds]
+    inner = float(np.mean([fold["inner_score"] for fold in folds]))
+    estimate: dict[str, Any] = {"mean": None, "std": None, "low": None, "high": None}
+    if all(value is not None for value in outer):
+        interval = corrected_t(outer, split_ratio(splits))
+        estimate = {"mean": interval.mean, "std": float(np.std(outer)), "low": interval.low, "high": interval.high}
+    optimism = None if estimate["mean"] is None else \
+        (inner - estimate["mean"]) * (1 if spec.higher_is_better else -1)
+    return {"experiment": name, "metric": spec.metric, "mode": "max" if spec.higher_is_better else "min",
+            "outer_folds": len(folds), "inner_scoring": sweep.scoring, "outer": estimate, "inner_best_mean": inner,
+            "optimism": optimism, "configs_chosen": len({fold["config_id"] for fold in folds}), "folds": folds,
+            "seconds": seconds}
