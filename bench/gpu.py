@@ -44,7 +44,8 @@ import ray  # noqa: E402
 from backends import run_backend  # noqa: E402
 from kfold import BOOKS_GRID, experiment_params  # noqa: E402
 
-from kerasflow.flows.ray_driver import check_cluster, connect, make_tuner  # noqa: E402
+from kerasflow.flows.ray_cluster import connect  # noqa: E402
+from kerasflow.flows.ray_driver import check_cluster, make_tuner  # noqa: E402
 from kerasflow.tasks.config.schema import parse_params  # noqa: E402
 from kerasflow.tasks.data.table import load_table  # noqa: E402
 from kerasflow.tasks.training.evaluate import encode_labels  # noqa: E402

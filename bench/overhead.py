@@ -26,7 +26,7 @@ the median leaves that out.
 - import keras:        `python -c "import keras"`;
 - import prefect:      `python -c "from prefect import flow"`;
 - prefect flow:        the same, then one trivial `@flow` run: the temporary server's start and one flow run;
-- ray:                 `kerasflow.flows.ray_driver.connect()` (kerasflow's `ray.init`) and `ray.shutdown()`, timed inside
+- ray:                 `kerasflow.flows.ray_cluster.connect()` (kerasflow's `ray.init`) and `ray.shutdown()`, timed inside
                        (`inner`), as `kerasflow tune` pays it;
 - bare keras:          this script (`--child bare`): the books' loop, a fresh `Sequential` compiled and fitted
                        per fold on kerasflow's folds and scalers, then one fit on all rows; `inner` = training;
@@ -90,7 +90,7 @@ import os
 import time
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only, as in the tests
 import ray
-from kerasflow.flows.ray_driver import connect
+from kerasflow.flows.ray_cluster import connect
 
 start = time.perf_counter()
 connect()
@@ -248,7 +248,7 @@ LABELS = {
     "import keras": 'python -c "import keras"',
     "import prefect": 'python -c "from prefect import flow"',
     "prefect flow": "the same + a trivial @flow run (temporary server)",
-    "ray": "ray: kerasflow.flows.ray_driver.connect() + ray.shutdown()",
+    "ray": "ray: kerasflow.flows.ray_cluster.connect() + ray.shutdown()",
     "bare keras": "bare keras: books' loop, 30 folds + refit",
     "kerasflow functions": "kerasflow functions (the flow's steps, no Prefect)",
     "kerasflow run": "kerasflow run (Prefect flow, temporary server)",

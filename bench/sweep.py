@@ -51,7 +51,7 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from kerasflow.flows.pipeline import load_data  # noqa: E402
-from kerasflow.flows.ray_driver import connect  # noqa: E402
+from kerasflow.flows.ray_cluster import connect  # noqa: E402
 from kerasflow.flows.sweep import export_best, run_sweep  # noqa: E402
 from kerasflow.tasks.config.schema import parse_params  # noqa: E402
 from kerasflow.tasks.data.table import load_table  # noqa: E402

@@ -253,7 +253,8 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
             from kerasflow.tasks.sweep.dvc_experiments import check_repository
 
             check_repository(Path.cwd(), args.params)
-        from kerasflow.flows.ray_driver import check_cluster, connect, storage_folder
+        from kerasflow.flows.ray_cluster import connect
+        from kerasflow.flows.ray_driver import check_cluster, storage_folder
 
         # Resources no node has are refused here, in one line, not inside the flow's task with its tracebacks.
         connect(verbose=args.verbose)
@@ -305,7 +306,8 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
 def nested(args: argparse.Namespace, name: str, spec: ExperimentSpec, sweep: SearchSpec,
            server: TemporaryServer | None) -> int:
     """`kerasflow tune NAME --nested K`: nested cross-validation of the sweep, its estimate printed."""
-    from kerasflow.flows.ray_driver import check_cluster, connect, storage_folder
+    from kerasflow.flows.ray_cluster import connect
+    from kerasflow.flows.ray_driver import check_cluster, storage_folder
     from kerasflow.flows.sweep import nested_sweep_flow
     from kerasflow.tasks.outputs.metrics import NESTED_FILE
     from kerasflow.tasks.sweep.groups import scoring_spec

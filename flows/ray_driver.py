@@ -1,32 +1,26 @@
-"""The Ray side of a sweep, without Prefect: joining or starting Ray, the Tuner over an experiment's space, and the
-trainable each trial's process runs (:func:`run_trial_process`).
+"""The Ray side of a sweep, without Prefect: the Tuner over an experiment's space, and the trainable each trial's
+process runs (:func:`run_trial_process`); joining or starting Ray is flows/ray_cluster.py's.
 
 `flows/sweep.py` wraps these in Prefect tasks; a machine without Prefect (bench/gpu.py on the GPU machine) runs
 them as they are. Ray pickles the trainable by reference, so every trial process imports this module: it imports
-no Prefect. Locally `ray.init(address="local")` starts an embedded cluster; with `RAY_ADDRESS` set the same sweep
-runs on that cluster. The table goes to the object store once (`tune.with_parameters`); each trial reports per epoch and
-keeps its best checkpoints; a crashed driver resumes with `Tuner.restore`.
+no Prefect. Locally Ray runs embedded; with `RAY_ADDRESS` set the same sweep runs on that cluster. The table goes
+to the object store once (`tune.with_parameters`); each trial reports per epoch and keeps its best checkpoints; a
+crashed driver resumes with `Tuner.restore`.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import shutil
-import socket
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-import grpc
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from kerasflow.tasks.config.backend import backend_settings
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
@@ -38,14 +32,6 @@ from kerasflow.tasks.sweep.trial import run_trial
 from kerasflow.tasks.training import evaluate
 
 RUN_NAME = "sweep"
-# Every trial process gets these, and the driver's backend settings (tasks/config/backend.py: TensorFlow's
-# switches, JAX's compilation cache, whose folder trials on this machine share): GPU memory taken as needed so
-# that trials can share a GPU.
-TRIAL_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-             "RAY_CHDIR_TO_TRIAL_DIR": "0"}
-
-
-
 def tune_space(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
     """The `space:` section as Ray Tune's sampling objects: a grid over the stacked groups where configs group
     (one trial per group, see `kerasflow.tasks.sweep.groups.stacked_groups`), else one trial per config."""
@@ -77,125 +63,6 @@ class TrialProgress(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.line.advance()
-
-
-def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
-    """Join `RAY_ADDRESS`'s cluster if set (checked first: :func:`check_head`), else start one here, its dashboard
-    off.
-
-    `num_gpus` sets the GPUs a cluster started here offers (logical ones, for a check of fractional-GPU
-    scheduling on a machine without any); by default Ray counts the machine's own. `verbose`: the trials' own
-    output (Keras, TensorFlow, Ray's workers) reaches this process's terminal.
-    """
-    if ray.is_initialized():
-        return
-    # Checkpointing every few epochs is by design here; Ray's warning about it would flood the log.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    remote = bool(os.environ.get("RAY_ADDRESS"))
-    runtime_env = {"env_vars": {**TRIAL_ENV, **backend_settings(portable=remote),
-                                "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}}
-    if remote:
-        check_head(os.environ["RAY_ADDRESS"])
-        # A remote cluster's workers get kerasflow's code from the driver, not from a shared folder; Ray uploads
-        # it as `ray.init` connects.
-        with tempfile.TemporaryDirectory(prefix="kerasflow-code-") as folder:
-            runtime_env["py_modules"] = [str(code_package(Path(folder)))]
-            ray.init(runtime_env=runtime_env, log_to_driver=verbose)
-    else:
-        with warnings.catch_warnings():
-            # Ray starts its servers with subprocess, whose fork is followed by exec at once; JAX's at-fork hook
-            # warns of a deadlock only a child that goes on running Python could meet.
-            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-            # Ray's start-up notes (the local instance started, its token) are not the user's business: errors only.
-            # "local": a new cluster, never one `ray start` left recorded on this machine (Ray's default would
-            # join it, or wait on it forever if it died without `ray stop`): RAY_ADDRESS names a cluster to join.
-            ray.init(address="local", runtime_env=runtime_env, include_dashboard=False, dashboard_host="127.0.0.1",
-                     log_to_driver=verbose, num_gpus=num_gpus, logging_level=logging.INFO if verbose else logging.ERROR)
-
-
-GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
-"""The first call Ray's own client makes to a head's GCS (an empty request), made here with a deadline."""
-
-
-def check_head(address: str, timeout: float = 3.0) -> None:
-    """Refuse in seconds, in one line, what `ray.init(address)` would retry for ~20 s and then raise as a
-    `ConnectionError` traceback: no head at `address`, or a head whose token authentication this driver fails
-    (no token sent, the wrong one, or a token sent to a cluster that runs without: Ray's tasks then fail).
-
-    Ray offers no public way to shorten its retries, so the head's GCS is asked once here, over gRPC, the way Ray's
-    client asks it (the token as Ray sends it, from where Ray reads it: :func:`auth_token`). Any other answer is
-    left to `ray.init`; `ray://` (Ray Client) and ``auto`` addresses are Ray's to check.
-    """
-    if "://" in address or address in ("auto", "local"):
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise SweepError(f"RAY_ADDRESS={address!r}: expected the head's <address>:<port>, as `ray start --head` "
-                         f"prints it (e.g. 10.0.0.5:6379)")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise SweepError(f"RAY_ADDRESS={address}: no Ray head answers there ({exc.strerror or exc}); start one "
-                         f"with `ray start --head`, or fix the address") from None
-    token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
-    token, source = auth_token() if token_mode else (None, "")
-    if token_mode and token is None:
-        raise SweepError(f"RAY_ADDRESS={address}: RAY_AUTH_MODE=token but no token found: set RAY_AUTH_TOKEN, or "
-                         f"RAY_AUTH_TOKEN_PATH, or put it in {DEFAULT_TOKEN_FILE} (`ray get-auth-token` on the head "
-                         f"prints it)")
-    status = _gcs_status(address, token, timeout)
-    if status == grpc.StatusCode.UNAUTHENTICATED and not token_mode:
-        raise SweepError(f"RAY_ADDRESS={address}: the cluster uses Ray's token authentication and this driver sends "
-                         f"no token: set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN (or "
-                         f"RAY_AUTH_TOKEN_PATH, or {DEFAULT_TOKEN_FILE}); `ray get-auth-token` on the head prints it")
-    if status == grpc.StatusCode.UNAUTHENTICATED:
-        raise SweepError(f"RAY_ADDRESS={address}: the cluster refused the token from {source}: it is not the "
-                         f"cluster's (`ray get-auth-token` on the head prints the right one)")
-    if token_mode and status == grpc.StatusCode.OK and _gcs_status(address, None, timeout) == grpc.StatusCode.OK:
-        raise SweepError(f"RAY_ADDRESS={address}: RAY_AUTH_MODE=token but the cluster runs without token "
-                         f"authentication, and Ray's trials fail when the two differ: unset RAY_AUTH_MODE")
-
-
-DEFAULT_TOKEN_FILE = "~/.ray/auth_token"
-
-
-def auth_token() -> tuple[str | None, str]:
-    """The token Ray's driver sends in token mode, and where it came from: ``RAY_AUTH_TOKEN``, else the file
-    ``RAY_AUTH_TOKEN_PATH`` names, else ``~/.ray/auth_token`` (Ray's order); (None, "") if there is none."""
-    if token := os.environ.get("RAY_AUTH_TOKEN", "").strip():
-        return token, "RAY_AUTH_TOKEN"
-    for where in (os.environ.get("RAY_AUTH_TOKEN_PATH"), DEFAULT_TOKEN_FILE):
-        if where:
-            try:
-                if token := Path(where).expanduser().read_text().strip():
-                    return token, where
-            except OSError:
-                continue
-    return None, ""
-
-
-def _gcs_status(address: str, token: str | None, timeout: float) -> grpc.StatusCode:
-    metadata = [("authorization", f"Bearer {token}")] if token else None
-    with grpc.insecure_channel(address) as channel:
-        probe = channel.unary_unary(GCS_PROBE)
-        try:
-            probe(b"", timeout=timeout, metadata=metadata)
-        except grpc.RpcError as exc:
-            return exc.code()
-    return grpc.StatusCode.OK
-
-
-def code_package(into: Path) -> Path:
-    """kerasflow's code as a folder `into`/kerasflow holding its `tasks` and `flows`: a package Ray can ship to a
-    cluster's workers, importable there as `kerasflow.tasks` and `kerasflow.flows`."""
-    import kerasflow.flows
-    import kerasflow.tasks
-
-    root = into / "kerasflow"
-    for package in (kerasflow.tasks, kerasflow.flows):
-        shutil.copytree(package.__path__[0], root / package.__name__.rpartition(".")[2],
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    return root
 
 
 def storage_folder(out_dir: Path) -> Path:

@@ -96,7 +96,7 @@ def local_ray():
     """One embedded Ray cluster (2 CPUs) for a module's in-process sweeps."""
     import ray
 
-    from kerasflow.flows.ray_driver import connect
+    from kerasflow.flows.ray_cluster import connect
 
     ray.shutdown()
     connect()

@@ -7,7 +7,7 @@ import ray
 from helpers import read_trials, sweep_and_export, sweep_params
 from ray.cluster_utils import Cluster
 
-from kerasflow.flows.ray_driver import connect
+from kerasflow.flows.ray_cluster import connect
 from kerasflow.tasks.config.errors import SweepError
 
 
@@ -65,3 +65,4 @@ def test_a_local_cluster_offering_logical_gpus_runs_half_gpu_trials(cancer_proje
         ray.shutdown()
     rows = read_trials(cancer_project / "tune")
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+

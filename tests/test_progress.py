@@ -94,7 +94,7 @@ def test_a_sweep_counts_its_finished_trials(tmp_path, bundled_data, monkeypatch)
     import ray
 
     from kerasflow.flows.pipeline import load_data
-    from kerasflow.flows.ray_driver import connect
+    from kerasflow.flows.ray_cluster import connect
     from kerasflow.flows.sweep import run_sweep
     from kerasflow.tasks.config.schema import parse_params
 

@@ -23,7 +23,7 @@ import yaml
 from helpers import BIN, read_trials, sweep_params
 
 from kerasflow.flows.prefect_server import free_port
-from kerasflow.flows.ray_driver import check_head
+from kerasflow.flows.ray_cluster import check_head
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.outputs.metrics import read_sweep_best
 

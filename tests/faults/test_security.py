@@ -61,7 +61,7 @@ def test_the_temporary_prefect_server_listens_on_127_0_0_1_only_and_dies_with_th
 
 RAY_PROBE = """
 import json, psutil, ray, urllib.request
-from kerasflow.flows.ray_driver import connect
+from kerasflow.flows.ray_cluster import connect
 connect()
 context = ray.init(ignore_reinit_error=True)
 pages = []
