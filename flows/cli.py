@@ -289,6 +289,7 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         selected = {name: smoke(spec) for name, spec in selected.items()}
     check_data(selected, args.results)
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
+    check_fold_tasks(selected)
     _prefect_ready(server)
     summaries = pipeline_flow(selected, args.results, args.report, mlflow_uri)
     diverged = []
@@ -301,6 +302,21 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     for message in diverged:
         print(f"kerasflow: diverged: {message}", file=sys.stderr)
     return DIVERGED if diverged else 0
+
+
+def check_fold_tasks(selected: dict[str, ExperimentSpec]) -> None:
+    """Join or start Ray for experiments whose folds train as Ray tasks, and refuse here, in one line, tasks no
+    node can run: inside the flow they would wait forever."""
+    from kerasflow.tasks.training.evaluate import folds_on_ray
+
+    on_ray = [spec for spec in selected.values() if folds_on_ray(spec)]
+    if on_ray:
+        from kerasflow.flows.ray_cluster import connect
+        from kerasflow.flows.ray_folds import check_resources
+
+        connect()
+        for spec in on_ray:
+            check_resources(spec)
 
 
 def nested(args: argparse.Namespace, name: str, spec: ExperimentSpec, sweep: SearchSpec,

@@ -57,8 +57,16 @@ def preprocess_folds(spec: ExperimentSpec, table: Table, labels: evaluate.Encode
 @task(name="cross-validate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Path) -> evaluate.CVResult:
     """Train and score every fold (stacked into one program when the model allows), logging each fold's epochs
-    into `results_dir/name/history` as they end."""
+    into `results_dir/name/history` as they end; folds that cannot stack train as Ray tasks where
+    `evaluate.parallel` says so (flows/ray_folds.py), their histories written whole at the end."""
     faults.inject("cross-validate")
+    if evaluate.folds_on_ray(spec):
+        from kerasflow.flows.ray_folds import train_folds
+
+        line = ProgressLine(f"{name}: {len(folds)} folds as Ray tasks", len(folds), "folds")
+        started = time.perf_counter()
+        trained = train_folds(spec, folds, on_done=lambda index: line.advance())
+        return evaluate.each_fold_result(spec, folds, [result for result, _ in trained], time.perf_counter() - started)
     models = 1 if evaluate.uses_stacking(spec, len(folds)) else len(folds)
     line = ProgressLine(f"{name}: {len(folds)} folds", models * spec.train.epochs, "epochs")
     history = HistoryFolder(results_dir / name / "history", fold_folders(len(folds)),

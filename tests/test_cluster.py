@@ -1,14 +1,21 @@
-"""Sweeps on multi-node Ray clusters started on this machine with Ray's own `cluster_utils`, and on logical GPUs."""
+"""Sweeps and folds on multi-node Ray clusters started on this machine with Ray's own `cluster_utils`, and on logical
+GPUs."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import ray
 from helpers import read_trials, sweep_and_export, sweep_params
 from ray.cluster_utils import Cluster
 
+from kerasflow.flows.pipeline import pipeline_flow
 from kerasflow.flows.ray_cluster import connect
+from kerasflow.flows.ray_folds import train_folds
 from kerasflow.tasks.config.errors import SweepError
+from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, folds_on_ray, prepare_folds
 
 
 @pytest.fixture
@@ -66,3 +73,43 @@ def test_a_local_cluster_offering_logical_gpus_runs_half_gpu_trials(cancer_proje
     rows = read_trials(cancer_project / "tune")
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
 
+
+def _digits_cnn(parallel: str) -> dict:
+    """The bundled 8x8 digits through a small CNN (which cannot stack), 4 folds as Ray tasks or in turn."""
+    return {"experiments": {"digits": {
+        "dataset": {"file": "data/digits.csv", "target": "digit", "task": "multiclass"},
+        "preprocess": {"scale": "minmax"},
+        "model": {"layers": [{"type": "reshape", "target_shape": [8, 8, 1]},
+                             {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},
+                             {"type": "flatten"},
+                             {"type": "dense", "units": 10, "activation": "softmax"}]},
+        "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": 2, "batch_size": 32, "seed": 4},
+        "evaluate": {"n_splits": 4, "stratify": True, "seed": 4, "parallel": parallel, "cpu": 1}}},
+        "continued": {}, "sweeps": {}}
+
+
+def test_a_cnns_folds_spread_over_both_nodes_with_the_scores_of_folds_trained_in_turn(bundled_data, tmp_path,
+                                                                                      monkeypatch, cluster,
+                                                                                      prefect_harness):
+    """`evaluate.parallel: ray`: the folds of a model that cannot stack train as Ray tasks, one per fold; on a
+    two-node cluster both nodes train folds, and the run's scores and histories are those of the folds trained one
+    after another in this process."""
+    monkeypatch.chdir(bundled_data.parent)
+    spec = parse_params(_digits_cnn("ray")).experiments["digits"]
+    table = load_table(spec.dataset)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    assert folds_on_ray(spec) and not folds_on_ray(spec.with_overrides({"evaluate.parallel": "auto"}))
+    done = []
+    trained = train_folds(spec, folds, on_done=done.append)
+    assert sorted(done) == [0, 1, 2, 3] and len({node for _, node in trained}) == 2  # both nodes trained a fold
+    in_turn = cross_validate(spec, folds)  # the sequential path, in this process
+    assert [result.score for result, _ in trained] == in_turn.scores
+    for (result, _), alone in zip(trained, in_turn.folds):
+        np.testing.assert_allclose(result.history["loss"], alone.history["loss"], rtol=1e-4)
+        np.testing.assert_array_equal(result.y_pred, alone.y_pred)
+
+    # The pipeline sends them to Ray, and writes what they return as it writes folds trained here.
+    summaries = pipeline_flow({"digits": spec.with_overrides({"evaluate.refit": False})}, tmp_path / "results")
+    assert summaries["digits"]["folds"] == in_turn.scores and not summaries["digits"]["stacked"]
+    assert sorted(p.name for p in (tmp_path / "results/digits/history/plots/metrics").iterdir()) == [
+        "fold_00", "fold_01", "fold_02", "fold_03"]

@@ -472,6 +472,11 @@ class EvaluateSpec(Section):
     metric: str | None = Field(default=None, description="None picks accuracy (classification) or mse")
     stack_folds: bool = Field(default=True, description="train the folds of a Dense model as one program")
     refit: bool = Field(default=True, description="retrain on all rows and save the model")
+    parallel: Literal["auto", "none", "ray"] = Field(
+        default="auto", description="folds of a model that cannot stack as Ray tasks: 'ray' always, 'auto' when "
+                                    "RAY_ADDRESS names a cluster, 'none' one after another here")
+    cpu: float = Field(default=1.0, gt=0.0, description="CPUs each fold's Ray task asks for")
+    gpu: float = Field(default=0.0, ge=0.0, description="GPUs each fold's Ray task asks for (fractions share one)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "EvaluateSpec":
@@ -484,7 +489,14 @@ class EvaluateSpec(Section):
                       f"Received: n_repeats={self.n_repeats}, shuffle=false")
         if self.method == "timeseries" and self.stratify:
             raise AtKey("stratify", "cannot be used with method 'timeseries'. Received: true")
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise AtKey("gpu", f"above 1 must be a whole number. Received: {self.gpu}")
         return self
+
+    @property
+    def n_folds(self) -> int:
+        """The models this evaluation trains and scores: one per fold of every repeat, one for a hold-out split."""
+        return 1 if self.method == "holdout" else self.n_splits * self.n_repeats
 
 
 class ExperimentSpec(Section):

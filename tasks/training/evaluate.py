@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -234,9 +235,26 @@ def _cross_validate_each(spec: ExperimentSpec, folds: list[FoldData], callbacks:
                          initial_epoch: int) -> CVResult:
     start = time.perf_counter()
     results = [fit_fold(spec, fold, i, callbacks, initial_epoch) for i, fold in enumerate(folds)]
+    return each_fold_result(spec, folds, results, time.perf_counter() - start)
+
+
+def each_fold_result(spec: ExperimentSpec, folds: list[FoldData], results: list[FoldResult],
+                     seconds: float) -> CVResult:
+    """The result of folds trained one model each (here one after another, or as Ray tasks)."""
     return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=False,
-                    seconds=time.perf_counter() - start, baseline=_baseline(spec, folds),
-                    epochs_run=_epochs_run(spec, results))
+                    seconds=seconds, baseline=_baseline(spec, folds), epochs_run=_epochs_run(spec, results))
+
+
+def folds_on_ray(spec: ExperimentSpec) -> bool:
+    """Whether the folds train as Ray tasks (`evaluate.parallel`): folds that stack into one program never do;
+    the others with 'ray', and with 'auto' when `RAY_ADDRESS` names a cluster to spread them over. On one machine
+    without a cluster they train one after another by default: each task imports Keras and builds its model anew,
+    which two cores do not win back (BENCHMARKS.md)."""
+    n_folds = spec.evaluate.n_folds
+    if n_folds < 2 or uses_stacking(spec, n_folds):
+        return False
+    parallel = spec.evaluate.parallel
+    return parallel == "ray" or (parallel == "auto" and bool(os.environ.get("RAY_ADDRESS")))
 
 
 def _epochs_run(spec: ExperimentSpec, results: list[FoldResult]) -> list[int] | None:

@@ -241,6 +241,10 @@ CASES = [
     Bad("sweep-asks-for-more-than-any-node", ("sweeps.iris: each trial asks for cpu=1, gpu=1 but no node of the "
                                               "cluster has that much",),
         sweep(space={"train": {"epochs": {"grid": [1, 2]}}}, gpu=1), argv=("tune", "iris")),
+    Bad("fold-tasks-ask-for-more-than-any-node", ("params.yaml:experiments.iris.evaluate.cpu=1, "
+                                                  "params.yaml:experiments.iris.evaluate.gpu=1: each fold's Ray task "
+                                                  "asks for that much but no node of the cluster has it",),
+        iris("evaluate", stack_folds=False, parallel="ray", gpu=1)),
     Bad("nested-below-2-outer-folds", ("--nested 1: expected at least 2 outer folds",),
         sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--nested", "1")),
     Bad("nested-with-resume", ("--nested and --resume: a nested sweep runs whole",),

@@ -1,0 +1,57 @@
+"""Folds of a model that cannot stack into one program (a CNN, an LSTM), trained as Ray tasks: each on a node of
+the cluster Ray is connected to, with the resources `evaluate.cpu` and `evaluate.gpu` ask for (fractions share a
+GPU). `flows/pipeline.py` sends them here when `evaluate.parallel` says so
+(:func:`kerasflow.tasks.training.evaluate.folds_on_ray`).
+
+Each task trains its fold exactly as the sequential path does (:func:`kerasflow.tasks.training.train.fit_fold`,
+seeded by the fold's index), so the scores are the same; what a fold returns (history, held-out predictions)
+comes back to the driver, which writes the results, so no node needs the driver's folders. Imports no Prefect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ray
+
+from kerasflow.flows.ray_cluster import connect
+from kerasflow.tasks.config.errors import ParamsError
+from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.training.train import FoldData, FoldResult, fit_fold
+
+
+def train_folds(spec: ExperimentSpec, folds: list[FoldData],
+                on_done: Callable[[int], None] = lambda index: None) -> list[tuple[FoldResult, str]]:
+    """Every fold's result and the id of the node that trained it, in fold order; `on_done(index)` as each ends.
+
+    A task that asks for more than any node has would wait forever: :func:`check_resources` refuses it first."""
+    connect()
+    check_resources(spec)
+    train = ray.remote(_train_fold).options(num_cpus=spec.evaluate.cpu, num_gpus=spec.evaluate.gpu,
+                                             max_retries=2)
+    spec_json = spec.model_dump_json()
+    pending = {train.remote(spec_json, fold, index): index for index, fold in enumerate(folds)}
+    done: dict[int, tuple[FoldResult, str]] = {}
+    while pending:
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        index = pending.pop(ready)
+        done[index] = ray.get(ready)
+        on_done(index)
+    return [done[index] for index in range(len(folds))]
+
+
+def _train_fold(spec_json: str, fold: FoldData, index: int) -> tuple[FoldResult, str]:
+    return (fit_fold(ExperimentSpec.model_validate_json(spec_json), fold, index),
+            ray.get_runtime_context().get_node_id())
+
+
+def check_resources(spec: ExperimentSpec) -> None:
+    """Refuse, in one line naming the nodes, fold tasks that ask for more CPU or GPU than any node of the cluster
+    Ray is connected to has (they would wait forever)."""
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    cpu, gpu = spec.evaluate.cpu, spec.evaluate.gpu
+    if not any(n["Resources"].get("CPU", 0) >= cpu and n["Resources"].get("GPU", 0) >= gpu for n in nodes):
+        have = "; ".join(f"{n['NodeManagerAddress']}: {n['Resources'].get('CPU', 0):g} CPU, "
+                         f"{n['Resources'].get('GPU', 0):g} GPU" for n in nodes)
+        raise ParamsError(f"{spec.evaluate.key('cpu')}={cpu:g}, {spec.evaluate.key('gpu')}={gpu:g}: each fold's "
+                          f"Ray task asks for that much but no node of the cluster has it ({have})")
