@@ -210,7 +210,8 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     if args.command == "server":
         return server_command(args.action, args.port)
 
-    params = load_params(args.params)
+    # `list` builds no model: Keras' own names are not checked, so it answers without importing Keras.
+    params = load_params(args.params, check_keras_names=args.command != "list")
     for note in params.notes:
         print(f"kerasflow: note: {note}", file=sys.stderr)
     if args.command == "list":

@@ -30,6 +30,31 @@ def test_help_lists_the_commands(tmp_path):
         assert command in result.stdout
 
 
+def test_commands_that_train_nothing_import_no_keras(project):
+    """Keras' import takes seconds: `kerasflow list` and a params file with a bad key answer without it, and a bad
+    Keras name is still found (the second pass)."""
+    import subprocess
+    import sys
+
+    def imports_keras(argv: list[str]) -> tuple[int, bool]:
+        code = ("import sys; from kerasflow.flows.cli import main; status = main(" + repr(argv) + "); "
+                "print(status, 'keras' in sys.modules)")
+        done = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True)
+        status, keras = done.stdout.split()[-2:]
+        return int(status), keras == "True"
+
+    assert imports_keras(["list"]) == (0, False)
+    raw = tiny_params()
+    raw["experiments"]["iris"]["train"]["epoch"] = raw["experiments"]["iris"]["train"].pop("epochs")
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    assert imports_keras(["run", "iris"]) == (2, False)
+    raw["experiments"]["iris"]["train"]["epochs"] = raw["experiments"]["iris"]["train"].pop("epoch")
+    raw["experiments"]["iris"]["model"]["layers"][0]["activation"] = "relux"
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    assert imports_keras(["list"]) == (0, False)
+    assert imports_keras(["run", "iris"]) == (2, True)
+
+
 def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_server):
     rows = (project / "data/iris.csv").read_text().splitlines()[1:]
     (project / "data/mine.csv").write_text("\n".join(rows) + "\n")

@@ -1,9 +1,34 @@
 """Names of Keras objects in params.yaml (optimizers, losses, activations, initializers), checked against Keras
-itself so that a typo fails before anything runs, with the allowed names listed."""
+itself so that a typo fails before anything runs, with the allowed names listed.
+
+Importing Keras takes seconds (TensorFlow's import): inside :func:`without_keras` these checks are skipped, so
+that a command that trains nothing (`kerasflow list`), and a first pass that finds every other bad key, answer
+at once (:func:`kerasflow.tasks.config.schema.load_params`).
+"""
 
 from __future__ import annotations
 
+import contextvars
 import difflib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_WITH_KERAS = contextvars.ContextVar("check_with_keras", default=True)
+
+
+def checking() -> bool:
+    """Whether names are being checked against Keras (False inside :func:`without_keras`)."""
+    return _WITH_KERAS.get()
+
+
+@contextmanager
+def without_keras() -> Iterator[None]:
+    """Within the block, names and arguments are taken as given: nothing imports Keras."""
+    token = _WITH_KERAS.set(False)
+    try:
+        yield
+    finally:
+        _WITH_KERAS.reset(token)
 
 
 def known_names(kind: str) -> list[str]:
@@ -32,6 +57,8 @@ def _snake(name: str) -> str:
 
 def check_name(kind: str, value: str) -> str:
     """Resolve `value` the way Keras will at build time, so a typo fails before anything runs."""
+    if not _WITH_KERAS.get():
+        return value
     import keras
 
     getter = getattr(keras, kind).get
@@ -110,7 +137,7 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
                              + f" Allowed: {', '.join(allowed_names)}")
     except ValueError as exc:
         raise (AtKey("name", str(exc)) if isinstance(value, dict) else exc) from None
-    if isinstance(value, str):
+    if isinstance(value, str) or not _WITH_KERAS.get():
         return value
     cls = keras_class(kind, name)
     allowed = arguments_of(cls)
