@@ -155,26 +155,28 @@ def test_a_sweep_saved_by_other_code_is_refused_on_resume(cancer_project, local_
 
 def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw(cancer_project, local_ray,
                                                                                  prefect_harness):
-    """`kerasflow tune --nested 3`'s flow: in each outer fold the whole 4-config sweep runs on the outer training
+    """`kerasflow tune --nested 2`'s flow: in each outer fold the whole 2-config sweep runs on the outer training
     rows alone, and its best config, retrained there, is scored once on the held-out rows."""
     from kerasflow.flows.sweep import nested_sweep_flow
 
-    params = parse_params(sweep_params())
+    raw = sweep_params()
+    raw["sweeps"]["cancer"]["space"] = {"train": {"optimizer": {"grid": ["adam", "sgd"]}}}
+    params = parse_params(raw)
     spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
     results = cancer_project / "results"
-    summary = nested_sweep_flow("cancer", spec, sweep, 3, results)
+    summary = nested_sweep_flow("cancer", spec, sweep, 2, results)
     tune_dir = results / "cancer/tune"
     assert json.loads((tune_dir / "nested.json").read_text()) == summary
     assert not (tune_dir / "best.json").exists() and not (tune_dir / "best_model").exists()  # the sweep's own
 
     table = load_table(spec.dataset)
     labels = encode_labels(spec, table)
-    splits = outer_splits(spec, labels, 3)
+    splits = outer_splits(spec, labels, 2)
     assert sorted(np.concatenate([split.test_index for split in splits]).tolist()) == list(range(table.n_rows))
-    assert [fold["outer_fold"] for fold in summary["folds"]] == [0, 1, 2]
+    assert [fold["outer_fold"] for fold in summary["folds"]] == [0, 1]
     for fold, split in zip(summary["folds"], splits):
         rows = read_trials(tune_dir / f"nested/outer_{fold['outer_fold']}")
-        assert len(rows) == 4 and fold["config_id"] == rows[0]["config_id"]
+        assert len(rows) == 2 and fold["config_id"] == rows[0]["config_id"]
         assert fold["n_train"] == len(split.train_index) and fold["n_test"] == len(split.test_index)
         chosen = spec.with_overrides(fold["params"])
         # Its inner best is the chosen config's cross-validation on the outer training rows only...
@@ -192,5 +194,5 @@ def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw
 
     content = collect(results, {"cancer": spec})
     (row,) = tables.nested(content).to_dict("records")
-    assert row["tuned model (outer mean)"] == f"{interval.mean:.4f}" and row["outer folds"] == 3
+    assert row["tuned model (outer mean)"] == f"{interval.mean:.4f}" and row["outer folds"] == 2
     assert "Nested cross-validation" in render_html(content)
