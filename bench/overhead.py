@@ -9,6 +9,9 @@ Run from the repository root (after `make install` and `kerasflow data`):
     .venv/bin/python bench/overhead.py --repeats 1 --epochs 1   # a quick look
     .venv/bin/python bench/overhead.py --backend jax            # every process on Keras' JAX backend
     .venv/bin/python bench/overhead.py --dvc                    # only `dvc repro` with nothing changed (see below)
+    .venv/bin/python bench/overhead.py --experiment cancer_mlp --epochs 150   # the books' 12-8-1, 10 folds
+
+With `--experiment`, another of params.yaml's experiments (dense layers only, for the bare Keras loop) is the job.
 
 The tiny job is params.yaml's `iris_mlp` (150 rows, 10-fold repeated 3×: 30 folds, 4-4-6-3 MLP, batch 5) with
 `--epochs` epochs: cross-validation, the refit on all rows, the results written. Every measurement is a fresh
@@ -26,8 +29,8 @@ the median leaves that out.
 - import keras:        `python -c "import keras"`;
 - import prefect:      `python -c "from prefect import flow"`;
 - prefect flow:        the same, then one trivial `@flow` run: the temporary server's start and one flow run;
-- ray:                 `kerasflow.flows.ray_cluster.connect()` (kerasflow's `ray.init`) and `ray.shutdown()`, timed inside
-                       (`inner`), as `kerasflow tune` pays it;
+- ray:                 `kerasflow.flows.ray_cluster.connect()` (kerasflow's `ray.init`) and `ray.shutdown()`, timed
+                       inside (`inner`), as `kerasflow tune` pays it;
 - bare keras:          this script (`--child bare`): the books' loop, a fresh `Sequential` compiled and fitted
                        per fold on kerasflow's folds and scalers, then one fit on all rows; `inner` = training;
 - kerasflow functions: this script (`--child functions`): the steps of the Prefect flow called as plain
@@ -69,7 +72,6 @@ from pathlib import Path
 
 from kerasflow.tasks.config.backend import backend_settings
 
-EXPERIMENT = "iris_mlp"
 JOB_SECONDS = 180.0
 TARGET_SHARE = 0.05
 BIN = Path(sys.executable).parent
@@ -99,19 +101,19 @@ print({INNER_MARK!r} + str(time.perf_counter() - start))
 """
 
 
-def tiny_params(epochs: int) -> dict:
-    """params.yaml's `iris_mlp` section, `epochs` epochs, as a params file of its own."""
+def tiny_params(name: str, epochs: int) -> dict:
+    """params.yaml's experiment `name`, `epochs` epochs, as a params file of its own."""
     import yaml
 
     raw = yaml.safe_load(Path("params.yaml").read_text())
-    experiment = raw["experiments"][EXPERIMENT]
+    experiment = raw["experiments"][name]
     experiment["train"]["epochs"] = epochs
-    return {"experiments": {EXPERIMENT: experiment}, "continued": {}, "sweeps": {}}
+    return {"experiments": {name: experiment}, "continued": {}, "sweeps": {}}
 
 
 # --- children: the work itself, in a fresh process ---------------------------------------------------------------
 
-def child_functions(params_file: Path, results_dir: Path) -> None:
+def child_functions(name: str, params_file: Path, results_dir: Path) -> None:
     """The Prefect flow's steps as plain functions: what `kerasflow run` does, without Prefect running."""
     from kerasflow.flows import pipeline  # the imports `kerasflow run` pays, Prefect's included
     from kerasflow.tasks.config.schema import load_params
@@ -119,18 +121,18 @@ def child_functions(params_file: Path, results_dir: Path) -> None:
     from kerasflow.tasks.report.markdown import render_markdown
 
     start = time.perf_counter()
-    spec = load_params(params_file).experiments[EXPERIMENT]
+    spec = load_params(params_file).experiments[name]
     timing: dict[str, float] = {}
-    table, labels = pipeline.load_data.fn(EXPERIMENT, spec)
-    folds = pipeline.preprocess_folds.fn(spec, table, labels)
-    cv = pipeline.cross_validate.fn(EXPERIMENT, spec, folds)
-    final = pipeline.refit.fn(EXPERIMENT, spec, table, labels)
-    pipeline.write_results.fn(EXPERIMENT, spec, cv, final, labels.codec, results_dir, timing, start)
-    render_markdown(collect(results_dir, {EXPERIMENT: spec}))
+    table, labels = pipeline.load_data.fn(name, spec)
+    folds = pipeline.preprocess_folds.fn(spec, table, labels, None)
+    cv = pipeline.cross_validate.fn(name, spec, folds, results_dir)
+    final = pipeline.refit.fn(name, spec, table, labels, None)
+    pipeline.write_results.fn(name, spec, cv, final, labels.codec, results_dir, timing, start)
+    render_markdown(collect(results_dir, {name: spec}))
     print(INNER_MARK + str(time.perf_counter() - start), flush=True)
 
 
-def child_bare(params_file: Path) -> None:
+def child_bare(name: str, params_file: Path) -> None:
     """The books' loop on kerasflow's folds: a fresh model compiled and fitted per fold, then on all rows."""
     import keras
     from sklearn.preprocessing import StandardScaler
@@ -140,9 +142,9 @@ def child_bare(params_file: Path) -> None:
     from kerasflow.tasks.data.table import load_table
     from kerasflow.tasks.training.evaluate import encode_labels, prepare_folds
 
-    spec = load_params(params_file).experiments[EXPERIMENT]
+    spec = load_params(params_file).experiments[name]
     if not all(isinstance(layer, DenseLayer) for layer in spec.model.layers):
-        raise SystemExit(f"bare keras: {EXPERIMENT} must be made of dense layers")
+        raise SystemExit(f"bare keras: {name} must be made of dense layers")
     table = load_table(spec.dataset)
     labels = encode_labels(spec, table)
     folds = prepare_folds(spec, table, labels)
@@ -220,13 +222,13 @@ def timed_process(command: list[str], what: str, backend: str,
     return wall, (inner[-1] if inner else None)
 
 
-def measurements(work: Path, epochs: int) -> dict[str, list[str]]:
+def measurements(name: str, work: Path, epochs: int) -> dict[str, list[str]]:
     """Each measured process's command line; `{results}` is replaced by a fresh folder per run."""
     params_file = work / "params.yaml"
     python, me = str(sys.executable), str(Path(__file__).resolve())
-    child = [python, me, "--child", "{child}", "--epochs", str(epochs), "--params-file", str(params_file),
-             "--results", "{results}"]
-    run = [str(BIN / "kerasflow"), "--params", str(params_file), "run", EXPERIMENT, "--results", "{results}"]
+    child = [python, me, "--child", "{child}", "--experiment", name, "--epochs", str(epochs), "--params-file",
+             str(params_file), "--results", "{results}"]
+    run = [str(BIN / "kerasflow"), "--params", str(params_file), "run", name, "--results", "{results}"]
     return {
         "python": [python, "-c", "pass"],
         "import keras": [python, "-c", "import keras"],
@@ -249,22 +251,22 @@ LABELS = {
     "import prefect": 'python -c "from prefect import flow"',
     "prefect flow": "the same + a trivial @flow run (temporary server)",
     "ray": "ray: kerasflow.flows.ray_cluster.connect() + ray.shutdown()",
-    "bare keras": "bare keras: books' loop, 30 folds + refit",
+    "bare keras": "bare keras: books' loop, folds + refit",
     "kerasflow functions": "kerasflow functions (the flow's steps, no Prefect)",
     "kerasflow run": "kerasflow run (Prefect flow, temporary server)",
     "kerasflow run, server": "kerasflow run, PREFECT_API_URL: a running server",
 }
 
 
-def overhead(epochs: int, repeats: int, backend: str) -> None:
+def overhead(experiment: str, epochs: int, repeats: int, backend: str) -> None:
     import yaml
 
     walls: dict[str, list[float]] = {}
     inners: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="kerasflow-overhead-") as tmp:
         work = Path(tmp)
-        (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(epochs), sort_keys=False))
-        commands = measurements(work, epochs)
+        (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(experiment, epochs), sort_keys=False))
+        commands = measurements(experiment, work, epochs)
         with prefect_server(work / "prefect-home", backend) as api_url:
             for repeat in range(repeats):
                 for name, command in commands.items():
@@ -279,7 +281,7 @@ def overhead(epochs: int, repeats: int, backend: str) -> None:
 
     wall = {name: statistics.median(values) for name, values in walls.items()}
     inner = {name: statistics.median(values) for name, values in inners.items()}
-    print(f"tiny job: {EXPERIMENT}, {epochs} epochs, 30 folds + refit; fresh processes, median of {repeats}; "
+    print(f"job: {experiment}, {epochs} epochs, its folds + refit; fresh processes, median of {repeats}; "
           f"{os.cpu_count()} cores; backend={backend}")
     print(f"{'process':<52} {'wall s':>7} {'inner s':>8}  all walls")
     for name, label in LABELS.items():
@@ -320,6 +322,8 @@ def overhead(epochs: int, repeats: int, backend: str) -> None:
           f"{wall['bare keras']:.2f} s ({wall['kerasflow run'] / wall['bare keras']:.2f}x); training alone: kerasflow "
           f"functions {work_s:.2f} s, bare keras {inner['bare keras']:.2f} s "
           f"({inner['bare keras'] / work_s:.2f}x faster)")
+    print(f"kerasflow run wall / its work (functions inner): {wall['kerasflow run'] / work_s:.2f}x; against a running "
+          f"Prefect server {wall['kerasflow run, server'] / work_s:.2f}x (target <= 2x)")
 
 
 # --- --dvc: this project's `dvc repro` with nothing changed -----------------------------------------------------
@@ -379,7 +383,8 @@ def dvc_part() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="epochs of the tiny job (default: 5)")
+    parser.add_argument("--experiment", default="iris_mlp", help="params.yaml's experiment (default: iris_mlp)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of the job (default: 5)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each process; the median is shown")
     parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow",
                         help="Keras backend of every measured process (default: tensorflow)")
@@ -393,13 +398,13 @@ def main() -> None:
         parser.error(f"`--epochs` and `--repeats` must be >= 1. Received: {args.epochs}, {args.repeats}")
 
     if args.child == "functions":
-        child_functions(args.params_file, args.results)
+        child_functions(args.experiment, args.params_file, args.results)
     elif args.child == "bare":
-        child_bare(args.params_file)
+        child_bare(args.experiment, args.params_file)
     elif args.dvc:
         sys.exit(dvc_part())
     else:
-        overhead(args.epochs, args.repeats, args.backend)
+        overhead(args.experiment, args.epochs, args.repeats, args.backend)
 
 
 if __name__ == "__main__":
