@@ -312,12 +312,11 @@ def check_fold_tasks(selected: dict[str, ExperimentSpec]) -> None:
 
     on_ray = [spec for spec in selected.values() if folds_on_ray(spec)]
     if on_ray:
-        from kerasflow.flows.ray_cluster import connect
-        from kerasflow.flows.ray_folds import check_resources
+        from kerasflow.flows.ray_folds import check_resources, spreads
 
-        connect()
         for spec in on_ray:
-            check_resources(spec)
+            if spreads(spec):
+                check_resources(spec)
 
 
 def nested(args: argparse.Namespace, name: str, spec: ExperimentSpec, sweep: SearchSpec,

@@ -61,12 +61,14 @@ def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Pa
     `evaluate.parallel` says so (flows/ray_folds.py), their histories written whole at the end."""
     faults.inject("cross-validate")
     if evaluate.folds_on_ray(spec):
-        from kerasflow.flows.ray_folds import train_folds
+        from kerasflow.flows.ray_folds import spreads, train_folds
 
-        line = ProgressLine(f"{name}: {len(folds)} folds as Ray tasks", len(folds), "folds")
-        started = time.perf_counter()
-        trained = train_folds(spec, folds, on_done=lambda index: line.advance())
-        return evaluate.each_fold_result(spec, folds, [result for result, _ in trained], time.perf_counter() - started)
+        if spreads(spec):
+            line = ProgressLine(f"{name}: {len(folds)} folds as Ray tasks", len(folds), "folds")
+            started = time.perf_counter()
+            trained = train_folds(spec, folds, on_done=lambda index: line.advance())
+            return evaluate.each_fold_result(spec, folds, [result for result, _ in trained],
+                                             time.perf_counter() - started)
     models = 1 if evaluate.uses_stacking(spec, len(folds)) else len(folds)
     line = ProgressLine(f"{name}: {len(folds)} folds", models * spec.train.epochs, "epochs")
     history = HistoryFolder(results_dir / name / "history", fold_folders(len(folds)),

@@ -1,7 +1,7 @@
 """Folds of a model that cannot stack into one program (a CNN, an LSTM), trained as Ray tasks: each on a node of
 the cluster Ray is connected to, with the resources `evaluate.cpu` and `evaluate.gpu` ask for (fractions share a
 GPU). `flows/pipeline.py` sends them here when `evaluate.parallel` says so
-(:func:`kerasflow.tasks.training.evaluate.folds_on_ray`).
+(:func:`kerasflow.tasks.training.evaluate.folds_on_ray`) and :func:`spreads` finds the cluster worth it.
 
 Each task trains its fold exactly as the sequential path does (:func:`kerasflow.tasks.training.train.fit_fold`,
 seeded by the fold's index), so the scores are the same; what a fold returns (history, held-out predictions)
@@ -18,6 +18,18 @@ from kerasflow.flows.ray_cluster import connect
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.training.train import FoldData, FoldResult, fit_fold
+
+
+def spreads(spec: ExperimentSpec) -> bool:
+    """Whether the folds go to Ray: always with `evaluate.parallel: ray`; with 'auto' only when the cluster
+    `RAY_ADDRESS` names has more than one node or a GPU. One node without a GPU (a Ray started on this machine
+    to reuse between commands) gains nothing from tasks: they share the cores one process already uses
+    (bench/fold_tasks.py)."""
+    if spec.evaluate.parallel == "ray":
+        return True
+    connect()
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    return len(nodes) > 1 or ray.cluster_resources().get("GPU", 0) > 0
 
 
 def train_folds(spec: ExperimentSpec, folds: list[FoldData],

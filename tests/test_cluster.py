@@ -11,7 +11,7 @@ from ray.cluster_utils import Cluster
 
 from kerasflow.flows.pipeline import pipeline_flow
 from kerasflow.flows.ray_cluster import connect
-from kerasflow.flows.ray_folds import train_folds
+from kerasflow.flows.ray_folds import spreads, train_folds
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
@@ -98,7 +98,11 @@ def test_a_cnns_folds_spread_over_both_nodes_with_the_scores_of_folds_trained_in
     spec = parse_params(_digits_cnn("ray")).experiments["digits"]
     table = load_table(spec.dataset)
     folds = prepare_folds(spec, table, encode_labels(spec, table))
-    assert folds_on_ray(spec) and not folds_on_ray(spec.with_overrides({"evaluate.parallel": "auto"}))
+    auto = spec.with_overrides({"evaluate.parallel": "auto"})
+    assert folds_on_ray(spec) and not folds_on_ray(auto)  # 'auto' spreads only over the cluster RAY_ADDRESS names
+    monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+    assert folds_on_ray(auto) and spreads(auto)  # two nodes: worth it
+    monkeypatch.delenv("RAY_ADDRESS")
     done = []
     trained = train_folds(spec, folds, on_done=done.append)
     assert sorted(done) == [0, 1, 2, 3] and len({node for _, node in trained}) == 2  # both nodes trained a fold

@@ -196,3 +196,17 @@ def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw
     (row,) = tables.nested(content).to_dict("records")
     assert row["tuned model (outer mean)"] == f"{interval.mean:.4f}" and row["outer folds"] == 2
     assert "Nested cross-validation" in render_html(content)
+
+
+def test_auto_keeps_folds_in_turn_on_a_one_node_ray_without_a_gpu(local_ray):
+    """A Ray started on this machine (reused between commands through RAY_ADDRESS) has one node: with
+    `evaluate.parallel: auto`, folds that cannot stack stay in the command's process, where Ray tasks would only
+    share its cores; `ray` sends them anyway."""
+    import ray
+
+    from kerasflow.flows.ray_folds import spreads
+
+    spec = parse_params(sweep_params()).experiments["cancer"]
+    auto, forced = (spec.with_overrides({"evaluate.parallel": value}) for value in ("auto", "ray"))
+    assert len([node for node in ray.nodes() if node["Alive"]]) == 1
+    assert spreads(auto) == (ray.cluster_resources().get("GPU", 0) > 0) and spreads(forced)

@@ -246,10 +246,10 @@ def each_fold_result(spec: ExperimentSpec, folds: list[FoldData], results: list[
 
 
 def folds_on_ray(spec: ExperimentSpec) -> bool:
-    """Whether the folds train as Ray tasks (`evaluate.parallel`): folds that stack into one program never do;
-    the others with 'ray', and with 'auto' when `RAY_ADDRESS` names a cluster to spread them over. On one machine
-    without a cluster they train one after another by default: each task imports Keras and builds its model anew,
-    which two cores do not win back (BENCHMARKS.md)."""
+    """Whether the folds may train as Ray tasks (`evaluate.parallel`): folds that stack into one program never do;
+    the others with 'ray', and with 'auto' when `RAY_ADDRESS` names a cluster, if it has more than one node or a
+    GPU (:func:`kerasflow.flows.ray_folds.spreads` asks it). On one machine they train one after another by
+    default: each task imports Keras and builds its model anew, which two cores do not win back (BENCHMARKS.md)."""
     n_folds = spec.evaluate.n_folds
     if n_folds < 2 or uses_stacking(spec, n_folds):
         return False
