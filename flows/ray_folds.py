@@ -37,7 +37,6 @@ def train_folds(spec: ExperimentSpec, folds: list[FoldData],
     """Every fold's result and the id of the node that trained it, in fold order; `on_done(index)` as each ends.
 
     A task that asks for more than any node has would wait forever: :func:`check_resources` refuses it first."""
-    connect()
     check_resources(spec)
     train = ray.remote(_train_fold).options(num_cpus=spec.evaluate.cpu, num_gpus=spec.evaluate.gpu,
                                              max_retries=2)
@@ -59,7 +58,8 @@ def _train_fold(spec_json: str, fold: FoldData, index: int) -> tuple[FoldResult,
 
 def check_resources(spec: ExperimentSpec) -> None:
     """Refuse, in one line naming the nodes, fold tasks that ask for more CPU or GPU than any node of the cluster
-    Ray is connected to has (they would wait forever)."""
+    Ray is connected to has (they would wait forever); joins or starts Ray first."""
+    connect()
     nodes = [node for node in ray.nodes() if node["Alive"]]
     cpu, gpu = spec.evaluate.cpu, spec.evaluate.gpu
     if not any(n["Resources"].get("CPU", 0) >= cpu and n["Resources"].get("GPU", 0) >= gpu for n in nodes):
