@@ -40,7 +40,9 @@ def test_the_suites_ray_nodes_listen_on_loopback_only(cluster):
 def test_trials_run_on_both_nodes_and_local_storage_is_refused_unless_shared(cancer_project, cluster):
     with pytest.raises(SweepError, match="the cluster has 2 nodes but the sweep's storage .* is a local folder"):
         sweep_and_export(sweep_params(epochs=2), cancer_project / "tune")
-    sweep_and_export(sweep_params(epochs=2, shared_storage=True), cancer_project / "tune")
+    # Long enough that one node's reused trial actor cannot run all four trials while the other node's first
+    # actor is still starting (a loaded machine once took that long: every trial ran on one node).
+    sweep_and_export(sweep_params(epochs=150, shared_storage=True), cancer_project / "tune")
     rows = read_trials(cancer_project / "tune")
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     assert len({r["node"] for r in rows}) == 2
