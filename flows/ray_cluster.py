@@ -143,3 +143,18 @@ def code_package(into: Path) -> Path:
         shutil.copytree(package.__path__[0], root / package.__name__.rpartition(".")[2],
                         ignore=shutil.ignore_patterns("__pycache__"))
     return root
+
+
+def alive_nodes() -> list[dict]:
+    """The nodes of the cluster Ray is connected to that are up, as `ray.nodes()` describes them."""
+    return [node for node in ray.nodes() if node["Alive"]]
+
+
+def unfit_nodes(cpu: float, gpu: float) -> str | None:
+    """None when some live node has `cpu` CPUs and `gpu` GPUs for one task; else every live node's resources, as
+    one line for the error that refuses the request (a task no node can run would wait forever)."""
+    nodes = alive_nodes()
+    if any(n["Resources"].get("CPU", 0) >= cpu and n["Resources"].get("GPU", 0) >= gpu for n in nodes):
+        return None
+    return "; ".join(f"{n['NodeManagerAddress']}: {n['Resources'].get('CPU', 0):g} CPU, "
+                     f"{n['Resources'].get('GPU', 0):g} GPU" for n in nodes)

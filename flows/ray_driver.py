@@ -21,6 +21,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from kerasflow.flows.ray_cluster import alive_nodes, unfit_nodes
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
@@ -79,13 +80,10 @@ def history_folder(storage: Path) -> Path:
 def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
     """Refuse what Ray Tune would otherwise wait on forever or fail at late: no node fits a trial, or
     checkpoints written to a folder other nodes cannot read."""
-    nodes = [node for node in ray.nodes() if node["Alive"]]
-    fits = [n for n in nodes if n["Resources"].get("CPU", 0) >= sweep.cpu and n["Resources"].get("GPU", 0) >= sweep.gpu]
-    if not fits:
-        have = "; ".join(f"{n['NodeManagerAddress']}: {n['Resources'].get('CPU', 0):g} CPU, "
-                         f"{n['Resources'].get('GPU', 0):g} GPU" for n in nodes)
+    if (have := unfit_nodes(sweep.cpu, sweep.gpu)) is not None:
         raise SweepError(f"sweeps.{name}: each trial asks for cpu={sweep.cpu:g}, gpu={sweep.gpu:g} but no node "
                          f"of the cluster has that much ({have})")
+    nodes = alive_nodes()
     if len(nodes) > 1 and "://" not in str(storage) and not sweep.shared_storage:
         raise SweepError(f"sweeps.{name}: the cluster has {len(nodes)} nodes but the sweep's storage {storage} is "
                          f"a local folder that other nodes cannot read; use an object-store URI, or a folder "

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import ray
 
-from kerasflow.flows.ray_cluster import connect
+from kerasflow.flows.ray_cluster import alive_nodes, connect, unfit_nodes
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.training.train import FoldData, FoldResult, fit_fold
@@ -28,8 +28,7 @@ def spreads(spec: ExperimentSpec) -> bool:
     if spec.evaluate.parallel == "ray":
         return True
     connect()
-    nodes = [node for node in ray.nodes() if node["Alive"]]
-    return len(nodes) > 1 or ray.cluster_resources().get("GPU", 0) > 0
+    return len(alive_nodes()) > 1 or ray.cluster_resources().get("GPU", 0) > 0
 
 
 def train_folds(spec: ExperimentSpec, folds: list[FoldData],
@@ -60,10 +59,7 @@ def check_resources(spec: ExperimentSpec) -> None:
     """Refuse, in one line naming the nodes, fold tasks that ask for more CPU or GPU than any node of the cluster
     Ray is connected to has (they would wait forever); joins or starts Ray first."""
     connect()
-    nodes = [node for node in ray.nodes() if node["Alive"]]
     cpu, gpu = spec.evaluate.cpu, spec.evaluate.gpu
-    if not any(n["Resources"].get("CPU", 0) >= cpu and n["Resources"].get("GPU", 0) >= gpu for n in nodes):
-        have = "; ".join(f"{n['NodeManagerAddress']}: {n['Resources'].get('CPU', 0):g} CPU, "
-                         f"{n['Resources'].get('GPU', 0):g} GPU" for n in nodes)
+    if (have := unfit_nodes(cpu, gpu)) is not None:
         raise ParamsError(f"{spec.evaluate.key('cpu')}={cpu:g}, {spec.evaluate.key('gpu')}={gpu:g}: each fold's "
                           f"Ray task asks for that much but no node of the cluster has it ({have})")
