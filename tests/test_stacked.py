@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -9,9 +11,11 @@ from helpers import tiny_params
 
 from kerasflow.tasks.config.schema import LOSSES_BY_TASK, SearchSpec, parse_params
 from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.outputs.live import FOLDS_PLOT
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import ExperimentReport, Report
-from kerasflow.tasks.sweep.groups import stacked_groups
+from kerasflow.tasks.sweep.groups import SharedEpochs, config_id, stacked_groups
+from kerasflow.tasks.sweep.trial import run_trial
 from kerasflow.tasks.training.evaluate import (
     cross_validate,
     cross_validate_configs,
@@ -257,6 +261,43 @@ def test_the_books_grid_of_twelve_trains_as_four_stacked_programs():
     for group in groups:
         assert len({(c["train.optimizer"], c["train.batch_size"]) for c in group}) == 1
         assert {c["model.initializer"] for c in group} == {"glorot_uniform", "random_normal", "random_uniform"}
+
+
+def test_configs_that_differ_only_in_epochs_share_one_training_scored_at_each_count(project, tmp_path):
+    """Epochs {3, 5} x 2 initializers is one trial training 2 models (not 4) for 5 epochs: each config reports the
+    fold scores, and logs the history, of that config trained alone."""
+    spec = _iris_spec()
+    sweep = SearchSpec.model_validate({"space": {"model.initializer": {"grid": ["glorot_uniform", "he_normal"]},
+                                                 "train.epochs": {"grid": [3, 5]}}})
+    (group,) = stacked_groups(spec, sweep)
+    specs = [spec.with_overrides(config) for config in group]
+    assert len(SharedEpochs.of(specs).models) == 2
+    table = load_table(spec.dataset, root=project)
+    labels = encode_labels(spec, table)
+    together: list[dict] = []
+    run_trial(specs, sweep, table, labels, lambda metrics, _: together.append(metrics), tmp_path,
+              history_dirs=[tmp_path / config_id(config) for config in group])
+    assert [report["epoch"] for report in together] == [1, 2, 3, 4, 5]
+    assert together[-1]["epochs"] == [config["train.epochs"] for config in group]
+    for c, (config, config_spec) in enumerate(zip(group, specs)):
+        alone: list[dict] = []
+        run_trial([config_spec], sweep, table, labels, lambda metrics, _: alone.append(metrics), tmp_path)
+        assert len(alone) == config["train.epochs"]
+        assert together[-1]["fold_scores"][c] == alone[-1]["fold_scores"][0]
+        assert together[-1]["scores"][c] == alone[-1]["score"]
+        rows = json.loads((tmp_path / config_id(config) / FOLDS_PLOT).read_text())
+        assert max(row["epoch"] for row in rows) == config["train.epochs"]
+        assert len(rows) == 3 * config["train.epochs"]  # every fold, each epoch once
+
+
+def test_the_books_grid_of_54_with_epochs_trains_as_few_programs():
+    sweep = _books_grid()
+    space = {**sweep.space, "train.epochs": {"grid": [10, 20, 30]}, "train.batch_size": {"grid": [5, 10, 20]}}
+    groups = stacked_groups(_iris_spec(), sweep.model_copy(update={"space": space}))
+    assert sum(map(len, groups)) == 54
+    assert sorted(map(len, groups)) == [9] * 6  # optimizer x batch size; initializers and epochs share a program
+    cosine = _iris_spec({"train": {"lr_schedule": {"type": "cosine"}}})
+    assert sorted(map(len, stacked_groups(cosine, sweep.model_copy(update={"space": space})))) == [3] * 18
 
 
 def test_grids_that_cannot_stack_their_configs_run_one_config_per_trial():

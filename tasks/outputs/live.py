@@ -136,14 +136,19 @@ class LiveHistory(keras.callbacks.Callback):
     each epoch). An epoch's end only keeps its logs; the rows are made and written then.
 
     `folders` hold the folds of one config each (a run's one, or a sweep trial's stacked group's), in training
-    order: model j (slot j of a stacked model, else the j-th model trained) is fold ``j % n`` of folder ``j // n``,
-    `n` folds to a folder. A stacked model's logs hold every slot's values (``f<j>_<name>``, ``val_f<j>_<name>``);
+    order: model j (slot j of a stacked model, else the j-th model trained) is fold ``j % n`` of config ``j // n``,
+    `n` folds to a folder. With `models`, folder i logs the folds of config `models[i]` instead (configs that
+    share one training, see :class:`kerasflow.tasks.sweep.groups.SharedEpochs`), and with `until`, its epochs up to
+    `until[i]` only. A stacked model's logs hold every slot's values (``f<j>_<name>``, ``val_f<j>_<name>``);
     models trained one after another log plain names, and each new model Keras hands the callback is the next.
     """
 
-    def __init__(self, folders: HistoryFolder | Sequence[HistoryFolder], every: float | None = 1.0) -> None:
+    def __init__(self, folders: HistoryFolder | Sequence[HistoryFolder], every: float | None = 1.0,
+                 models: Sequence[int] | None = None, until: Sequence[int] | None = None) -> None:
         super().__init__()
         self.folders = [folders] if isinstance(folders, HistoryFolder) else list(folders)
+        self.models = list(models) if models is not None else list(range(len(self.folders)))
+        self.until = list(until) if until is not None else [None] * len(self.folders)
         self.n_folds, self.every = len(self.folders[0].folds), every
         self.next_flush = time.monotonic() + (every or 0.0)
         self.kept: list[tuple[int, int, dict]] = []  # (model, epoch, logs) since the last write
@@ -151,7 +156,7 @@ class LiveHistory(keras.callbacks.Callback):
         # The learning rate is one for all slots: logged under its own name.
         self.slot_keys = [[name if name == "learning_rate" else f"val_f{slot}_{name[4:]}" if name.startswith("val_")
                            else f"f{slot}_{name}" for name in self.folders[0].names]
-                          for slot in range(len(self.folders) * self.n_folds)]
+                          for slot in range((max(self.models) + 1) * self.n_folds)]
         self._model_seen: keras.Model | None = None
         self._model_index = -1
 
@@ -178,4 +183,7 @@ class LiveHistory(keras.callbacks.Callback):
         self.next_flush = end + max(self.every or 0.0, 100 * (end - start))
 
     def _add(self, model_index: int, epoch: int, values: list[float | None]) -> None:
-        self.folders[model_index // self.n_folds].add(model_index % self.n_folds, epoch, values)
+        config, fold = divmod(model_index, self.n_folds)
+        for folder, model, until in zip(self.folders, self.models, self.until):
+            if model == config and (until is None or epoch <= until):
+                folder.add(fold, epoch, values)

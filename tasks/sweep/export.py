@@ -45,22 +45,24 @@ def write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, Any]]:
     """One row per config, best first: its id (its history folder's name), params, score mean/std and fold scores,
-    epochs, seconds, node, status, and the Ray Tune trial that trained it (the configs of a stacked group share
-    their trial, its seconds and node). A config that diverged has status "diverged" and no score: it comes last,
-    with the errors."""
+    the epochs it trained (so far, in an unfinished trial), seconds, node, status, and the Ray Tune trial that
+    trained it (the configs of a stacked group share their trial, its seconds and node). A config that diverged has
+    status "diverged" and no score: it comes last, with the errors."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
         configs = trial_configs(result.config or {})
         unscored = [None] * len(configs)  # a trial that failed before its first report
         scores, stds = metrics.get("scores") or unscored, metrics.get("score_stds") or unscored
-        for config, score, score_std, folds in zip(configs, scores, stds, metrics.get("fold_scores") or unscored):
+        epochs = metrics.get("epochs") or [metrics.get("epoch")] * len(configs)
+        for config, score, score_std, folds, config_epochs in zip(configs, scores, stds,
+                                                                  metrics.get("fold_scores") or unscored, epochs):
             diverged = score is not None and not math.isfinite(score)  # a fold's loss became NaN or infinite
             if diverged:
                 score, score_std, folds = None, None, None
             rows.append({"config_id": config_id(config), **{f"param:{k}": v for k, v in config.items()},
                          "score": score, "score_std": score_std, "fold_scores": folds,
-                         "epochs": metrics.get("epoch"), "seconds": metrics.get("trial_seconds"),
+                         "epochs": config_epochs, "seconds": metrics.get("trial_seconds"),
                          "node": metrics.get("node"), "started_at": metrics.get("started_at"),
                          "trial_id": metrics.get("trial_id"), "configs_in_trial": len(configs),
                          "status": "error" if result.error else "diverged" if diverged else "ok"})

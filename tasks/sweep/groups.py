@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.config.schema import CosineSchedule, ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.training.evaluate import (
     uses_stacking,
@@ -34,10 +35,11 @@ def stacked_groups(spec: ExperimentSpec, sweep: SearchSpec) -> list[list[dict[st
     """The grid's configs in groups that each train as one stacked program, or None where they cannot.
 
     Configs group when they differ only in their Dense layers' initializers
-    (:func:`kerasflow.tasks.training.stacked.stack_key`): the books' optimizer x initializer x batch-size grid of 12
-    is 4 programs of 3 configs. Only a whole grid (every value `grid`, the `grid` algorithm) with no early stopping
-    and k-fold scoring groups: a scheduler stops trials, and hold-out scoring exports the best trial's own
-    checkpoint, both one config at a time.
+    (:func:`kerasflow.tasks.training.stacked.stack_key`), and in `train.epochs` where a training's first epochs do
+    not depend on how many follow (:func:`shares_epochs`): the books' optimizer x initializer x batch-size grid of
+    12 is 4 programs of 3 configs, and with epochs {50, 100, 150} too, 4 programs of 9. Only a whole grid (every
+    value `grid`, the `grid` algorithm) with no scheduler stopping trials and k-fold scoring groups: a scheduler
+    stops trials, and hold-out scoring exports the best trial's own checkpoint, both one config at a time.
     """
     kinds = {kind for dist in sweep.space.values() for kind in dist}
     if not sweep.stack_configs or sweep.algorithm != "grid" or kinds != {"grid"} or sweep.scheduler != "fifo" \
@@ -49,9 +51,56 @@ def stacked_groups(spec: ExperimentSpec, sweep: SearchSpec) -> list[list[dict[st
     for config in configs:
         trial = scoring_spec(spec.with_overrides(config), sweep)
         # A config that cannot stack (or whose folds do not) keeps a program of its own.
-        key = stack_key(trial) if uses_stacking(trial, n_models=2) else json.dumps(config, sort_keys=True)
+        if not uses_stacking(trial, n_models=2):
+            key = json.dumps(config, sort_keys=True)
+        elif shares_epochs(trial):
+            key = stack_key(trial.with_overrides({"train.epochs": 1}))
+        else:
+            key = stack_key(trial)
         groups.setdefault(key, []).append(config)
     return list(groups.values())
+
+
+def shares_epochs(spec: ExperimentSpec) -> bool:
+    """Whether the first E epochs of a longer training of `spec` are its E-epoch training, so that configs differing
+    only in `train.epochs` can be one training scored at each epoch count: batches are dealt per epoch index
+    (`tasks/training/epoch_plan.py`), and learning-rate schedules count steps; early stopping (it may end the
+    shorter run otherwise than the longer) and a cosine schedule (its length is the training's) keep them apart."""
+    return spec.train.early_stopping is None and not isinstance(spec.train.lr_schedule, CosineSchedule)
+
+
+@dataclass(frozen=True)
+class SharedEpochs:
+    """A trial's configs as the models it trains: configs that differ only in `train.epochs` are one model trained
+    for the longest of them, config c being model `model_of[c]` scored after `epochs[c]` epochs."""
+
+    models: list[ExperimentSpec]
+    model_of: list[int]
+    epochs: list[int]
+
+    @classmethod
+    def of(cls, specs: list[ExperimentSpec]) -> SharedEpochs:
+        """The models of `specs`, a trial's configs (a group of :func:`stacked_groups`, or one config).
+
+        Examples
+        --------
+        >>> spec = ExperimentSpec.model_validate({"dataset": {"file": "x.csv", "target": "y", "task": "regression"},
+        ...     "model": {"layers": [{"type": "dense", "units": 1}]}, "train": {"epochs": 5, "batch_size": 4}})
+        >>> shared = SharedEpochs.of([spec.with_overrides({"train.epochs": e}) for e in (10, 30, 20)])
+        >>> [model.train.epochs for model in shared.models], shared.model_of, shared.epochs
+        ([30], [0, 0, 0], [10, 30, 20])
+        """
+        longest = max(spec.train.epochs for spec in specs)
+        index: dict[str, int] = {}
+        models, model_of = [], []
+        for spec in specs:
+            trained = spec.with_overrides({"train.epochs": longest})
+            key = trained.model_dump_json()
+            if key not in index:
+                index[key] = len(models)
+                models.append(trained)
+            model_of.append(index[key])
+        return cls(models, model_of, [spec.train.epochs for spec in specs])
 
 
 def config_id(config: dict[str, Any]) -> str:

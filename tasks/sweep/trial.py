@@ -20,9 +20,8 @@ from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
 from kerasflow.tasks.sweep.checkpoint import RestoreState, checkpoint_epoch, save_state
-from kerasflow.tasks.sweep.groups import scoring_spec
+from kerasflow.tasks.sweep.groups import SharedEpochs, scoring_spec
 from kerasflow.tasks.training.evaluate import (
-    CVResult,
     Encoded,
     cross_validate_configs,
     prepare_folds,
@@ -34,7 +33,8 @@ Report = Callable[[dict[str, Any], Path | None], None]
 
 A trial reports `score`/`score_std` (its best config's mean and spread over the folds: what Ray Tune ranks
 trials and checkpoints by), `scores`/`score_stds` (every config's, in the order of :func:`trial_configs`),
-`fold_scores` (every config's list of fold scores, in the same order: what pairs configs fold by fold) and `epoch`."""
+`fold_scores` (every config's list of fold scores, in the same order: what pairs configs fold by fold), `epoch`
+(the trial's) and `epochs` (every config's: fewer than the trial's for a config that ended sooner)."""
 
 
 def slot_scores(logs: dict[str, float], metric: str, prefix: str = "val_") -> list[float]:
@@ -83,57 +83,68 @@ def config_summaries(slot_values: list[float], n_configs: int, higher_is_better:
 
 
 class EpochReporter(keras.callbacks.Callback):
-    """Reports every config's mean validation score over its folds each epoch, with a checkpoint when one is due."""
+    """Reports every config's mean validation score over its folds each epoch, with a checkpoint when one is due.
 
-    def __init__(self, spec: ExperimentSpec, n_configs: int, report: Report, checkpoint_every: int | None,
+    A config shorter than the trial's training (:class:`SharedEpochs`) keeps, from its last epoch on, the scores it
+    had there: its model's scores after `epochs[c]` epochs, as that config trained alone would end."""
+
+    def __init__(self, spec: ExperimentSpec, configs: SharedEpochs, report: Report, checkpoint_every: int | None,
                  checkpoint_root: Path) -> None:
         super().__init__()
         self.metric, self.higher_is_better, self.epochs = spec.metric, spec.higher_is_better, spec.train.epochs
-        self.n_configs, self.report = n_configs, report
+        self.configs, self.report = configs, report
         self.checkpoint_every, self.checkpoint_root = checkpoint_every, checkpoint_root
+        self.kept: dict[int, tuple[list[float], list[bool]]] = {}  # config -> fold scores and divergence, last kept
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        summary = config_summaries(slot_scores(logs, self.metric), self.n_configs, self.higher_is_better,
-                                   slot_diverged=[not math.isfinite(loss) for loss in slot_scores(logs, "loss", "")])
-        done = epoch + 1
+        done, configs = epoch + 1, self.configs
+        scores = np.reshape(slot_scores(logs, self.metric), (len(configs.models), -1))
+        diverged = np.reshape([not math.isfinite(loss) for loss in slot_scores(logs, "loss", "")], scores.shape)
+        for c, (model, epochs) in enumerate(zip(configs.model_of, configs.epochs)):
+            if done <= epochs or c not in self.kept:  # a resumed trial past a config's end has kept nothing yet
+                self.kept[c] = (scores[model].tolist(), diverged[model].tolist())
+        order = range(len(configs.epochs))
+        summary = config_summaries([v for c in order for v in self.kept[c][0]], len(configs.epochs),
+                                   self.higher_is_better, slot_diverged=[d for c in order for d in self.kept[c][1]])
         due = done == self.epochs or (self.checkpoint_every is not None and done % self.checkpoint_every == 0)
         checkpoint = save_state(self.model, self.checkpoint_root / f"epoch_{done:05d}", done) if due else None
-        self.report({**summary, "epoch": done}, checkpoint)
+        self.report({**summary, "epoch": done, "epochs": [min(done, epochs) for epochs in configs.epochs]},
+                    checkpoint)
 
 
 def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labels: Encoded, report: Report,
-              work_dir: Path, resume_from: Path | None = None, history_dirs: Sequence[Path] = ()) -> list[CVResult]:
+              work_dir: Path, resume_from: Path | None = None, history_dirs: Sequence[Path] = ()) -> None:
     """Train and score one trial's configs (one, or a stacked group), reporting every epoch when all the models
     train as one program; with `history_dirs` (one per config), each config's folds log their epochs there as they
-    end (:mod:`kerasflow.tasks.outputs.live`).
+    end (:mod:`kerasflow.tasks.outputs.live`). Configs that differ only in `train.epochs` are one model trained for
+    the longest (:class:`SharedEpochs`), each scored, and its history ended, at its own epoch count.
 
     Folds that train one after another (models that cannot stack) report once, at the end: their epochs
     interleave, so there is no single per-epoch score for a scheduler to act on.
     """
-    specs = [scoring_spec(spec, sweep) for spec in specs]
-    spec = specs[0]
+    configs = SharedEpochs.of([scoring_spec(spec, sweep) for spec in specs])
+    models, spec = configs.models, configs.models[0]
     folds = prepare_folds(spec, table, labels)  # the configs of a group share their preprocessing and folds
     # Stacked slots that stop early leave the program one by one: no per-epoch score for every config either.
-    per_epoch = (uses_stacking(spec, len(specs) * len(folds)) and spec.train.early_stopping is None) \
-        or len(specs) * len(folds) == 1
+    per_epoch = (uses_stacking(spec, len(models) * len(folds)) and spec.train.early_stopping is None) \
+        or len(models) * len(folds) == 1
     callbacks: list[keras.callbacks.Callback] = []
     initial_epoch = 0
     if per_epoch:
         if resume_from is not None:
             callbacks.append(RestoreState(resume_from))
             initial_epoch = checkpoint_epoch(resume_from)
-        callbacks.append(EpochReporter(spec, len(specs), report, sweep.checkpoint_every, work_dir))
+        callbacks.append(EpochReporter(spec, configs, report, sweep.checkpoint_every, work_dir))
     if history_dirs:
         names = history_names(spec.metric, spec.train.scheduled)
         callbacks.append(LiveHistory([HistoryFolder(directory, fold_folders(len(folds)), names,
-                                                    fresh=initial_epoch == 0) for directory in history_dirs]))
-    results = cross_validate_configs(specs, folds, callbacks, initial_epoch)
-    if not per_epoch:
-        trained = [fold for result in results for fold in result.folds]
-        summaries = config_summaries([fold.score for fold in trained], len(specs), spec.higher_is_better,
-                                     slot_diverged=[fold.diverged_at is not None for fold in trained])
-        report({**summaries, "epoch": spec.train.epochs}, None)
-    return results
-
-
+                                                    fresh=initial_epoch == 0) for directory in history_dirs],
+                                     models=configs.model_of, until=configs.epochs))
+    results = cross_validate_configs(models, folds, callbacks, initial_epoch)
+    if not per_epoch:  # then no config ends sooner than the others: each is its model's whole training
+        trained = [results[model].folds for model in configs.model_of]
+        every = [fold for folds in trained for fold in folds]
+        summaries = config_summaries([fold.score for fold in every], len(trained), spec.higher_is_better,
+                                     slot_diverged=[fold.diverged_at is not None for fold in every])
+        report({**summaries, "epoch": spec.train.epochs, "epochs": configs.epochs}, None)
