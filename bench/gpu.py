@@ -13,7 +13,7 @@ Three parts, each measured side by side in this one run:
              untimed one-trial sweep first puts the CNN's programs into JAX's compilation cache, as any earlier
              run on the machine would have;
 - stacked:   bench/sweep.py's grid (optimizer x initializer x batch size: 12 configs of the 12-8-1 MLP, 3-fold
-             CV each) at the smallest fraction, stacked (4 trials of 9 models) and one trial per config (12
+             CV each) at the smallest fraction, stacked (2 trials of 18 models) and one trial per config (12
              trials of 3 stacked folds), side by side.
 
 On the GPU machine: `bash bench/gpu.sh prepare` here, then `bash bench/gpu.sh run` there (see that script: it

@@ -37,6 +37,7 @@ from kerasflow.tasks.training.stacked import (
     compile_stacked,
     predict_slots,
     slotwise_constraint,
+    stack_key,
     stack_slots,
 )
 from kerasflow.tasks.training.train import fit_fold, fit_model
@@ -255,12 +256,37 @@ def _books_grid(**sweep) -> SearchSpec:
         "train.batch_size": {"grid": [10, 20]}}, **sweep})
 
 
-def test_the_books_grid_of_twelve_trains_as_four_stacked_programs():
+def test_the_books_grid_of_twelve_trains_as_two_stacked_programs():
     groups = stacked_groups(_iris_spec(), _books_grid())
-    assert sorted(len(group) for group in groups) == [3, 3, 3, 3]
+    assert sorted(len(group) for group in groups) == [6, 6]
     for group in groups:
-        assert len({(c["train.optimizer"], c["train.batch_size"]) for c in group}) == 1
-        assert {c["model.initializer"] for c in group} == {"glorot_uniform", "random_normal", "random_uniform"}
+        assert len({c["train.batch_size"] for c in group}) == 1
+        assert {(c["train.optimizer"], c["model.initializer"]) for c in group} == {
+            (optimizer, initializer) for optimizer in ("rmsprop", "adam")
+            for initializer in ("glorot_uniform", "random_normal", "random_uniform")}
+    scheduled = _iris_spec({"train": {"lr_schedule": {"type": "step", "every": 2, "factor": 0.5}}})
+    assert sorted(map(len, stacked_groups(scheduled, _books_grid()))) == [3] * 4  # one logged rate per program
+
+
+def test_configs_with_other_optimizers_train_in_one_program_each_as_alone(project):
+    """Three optimizers (with their own arguments and rates), stacked with their folds in one program of three
+    slot groups: each config's fold scores and learning curves are those of its own cross-validation."""
+    optimizers = [{"train.optimizer": "adam", "train.learning_rate": 0.05},
+                  {"train.optimizer": {"name": "sgd", "momentum": 0.9}, "train.learning_rate": 0.1},
+                  {"train.optimizer": "rmsprop", "train.learning_rate": 0.01}]
+    specs = [_iris_spec().with_overrides(overrides) for overrides in optimizers]
+    assert len({stack_key(spec) for spec in specs}) == 1
+    table = load_table(specs[0].dataset, root=project)
+    folds = prepare_folds(specs[0], table, encode_labels(specs[0], table))
+    together = cross_validate_configs(specs, folds)
+    for spec, grouped in zip(specs, together):
+        alone = cross_validate(spec, folds)
+        assert grouped.stacked and alone.stacked
+        assert grouped.scores == alone.scores
+        for fold_grouped, fold_alone in zip(grouped.folds, alone.folds):
+            np.testing.assert_allclose(fold_grouped.history["loss"], fold_alone.history["loss"], rtol=1e-4)
+            np.testing.assert_allclose(fold_grouped.y_pred, fold_alone.y_pred, rtol=1e-4, atol=1e-6)
+    assert len({tuple(result.folds[0].history["loss"]) for result in together}) == 3
 
 
 def test_configs_that_differ_only_in_epochs_share_one_training_scored_at_each_count(project, tmp_path):
@@ -295,8 +321,8 @@ def test_the_books_grid_of_54_with_epochs_trains_as_few_programs():
     space = {**sweep.space, "train.epochs": {"grid": [10, 20, 30]}, "train.batch_size": {"grid": [5, 10, 20]}}
     groups = stacked_groups(_iris_spec(), sweep.model_copy(update={"space": space}))
     assert sum(map(len, groups)) == 54
-    assert sorted(map(len, groups)) == [9] * 6  # optimizer x batch size; initializers and epochs share a program
-    cosine = _iris_spec({"train": {"lr_schedule": {"type": "cosine"}}})
+    assert sorted(map(len, groups)) == [18] * 3  # a program per batch size
+    cosine = _iris_spec({"train": {"lr_schedule": {"type": "cosine"}}})  # its length is the training's
     assert sorted(map(len, stacked_groups(cosine, sweep.model_copy(update={"space": space})))) == [3] * 18
 
 

@@ -42,24 +42,30 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     assert {(r["param:train.optimizer"], r["param:model.widths"]) for r in rows} == {
         ("adam", "[4]"), ("adam", "[8, 4]"), ("sgd", "[4]"), ("sgd", "[8, 4]")}
     assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
-    assert best["n_configs"] == best["n_trials"] == 4 and best["score"] == pytest.approx(float(rows[0]["score"]))
+    assert best["n_configs"] == 4 and best["score"] == pytest.approx(float(rows[0]["score"]))
+    # The two optimizers of each shape stack (a slot group each); the shapes are a program each.
+    assert best["n_trials"] == 2
+    trials = {r["param:model.widths"]: r["trial_id"] for r in rows}
+    assert all(r["trial_id"] == trials[r["param:model.widths"]] and r["configs_in_trial"] == "2" for r in rows)
     assert (out / "best_model/model.keras").is_file()
 
-    # Configs that differ only in initializers: one Ray trial (one stacked program) per optimizer.
+    # Configs that differ only in initializers and optimizers: one Ray trial (one stacked program) per batch size.
     raw = sweep_params()
     raw["sweeps"]["cancer"]["space"] = {"train.optimizer": {"grid": ["adam", "sgd"]},
-                                       "model.initializer": {"grid": ["glorot_uniform", "random_normal"]}}
+                                       "model.initializer": {"grid": ["glorot_uniform", "random_normal"]},
+                                       "train.batch_size": {"grid": [16, 32]}}
     best = sweep_and_export(raw, cancer_project / "tune_stacked")
     rows = read_trials(cancer_project / "tune_stacked")
-    assert best["n_configs"] == 4 and best["n_trials"] == 2
+    assert best["n_configs"] == 8 and best["n_trials"] == 2
     assert {(r["param:train.optimizer"], r["param:model.initializer"]) for r in rows} == {
         ("adam", "glorot_uniform"), ("adam", "random_normal"), ("sgd", "glorot_uniform"), ("sgd", "random_normal")}
-    trials = {r["param:train.optimizer"]: r["trial_id"] for r in rows}
-    assert all(r["trial_id"] == trials[r["param:train.optimizer"]] and r["configs_in_trial"] == "2" for r in rows)
+    trials = {r["param:train.batch_size"]: r["trial_id"] for r in rows}
+    assert all(r["trial_id"] == trials[r["param:train.batch_size"]] and r["configs_in_trial"] == "4" for r in rows)
     assert best["params"] == {"train.optimizer": rows[0]["param:train.optimizer"],
-                              "model.initializer": rows[0]["param:model.initializer"]}
+                              "model.initializer": rows[0]["param:model.initializer"],
+                              "train.batch_size": int(rows[0]["param:train.batch_size"])}
     assert best["score"] == pytest.approx(float(rows[0]["score"]))
-    # Each config logged its own folds' epochs, in a history folder named by its id (two configs a Ray trial).
+    # Each config logged its own folds' epochs, in a history folder named by its id (four configs a Ray trial).
     for row in rows:
         history = cancer_project / "tune_stacked/history" / row["config_id"]
         assert sorted(p.name for p in (history / "plots/metrics").iterdir()) == ["fold_00", "fold_01"]

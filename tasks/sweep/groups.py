@@ -13,6 +13,7 @@ from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.training.evaluate import (
     uses_stacking,
 )
+from kerasflow.tasks.training.slot_optimizers import optimizer_key
 from kerasflow.tasks.training.stacked import stack_key
 
 GROUP = "configs"
@@ -34,12 +35,13 @@ def scoring_spec(spec: ExperimentSpec, sweep: SearchSpec) -> ExperimentSpec:
 def stacked_groups(spec: ExperimentSpec, sweep: SearchSpec) -> list[list[dict[str, Any]]] | None:
     """The grid's configs in groups that each train as one stacked program, or None where they cannot.
 
-    Configs group when they differ only in their Dense layers' initializers
+    Configs group when they differ only in their Dense layers' initializers and optimizers
     (:func:`kerasflow.tasks.training.stacked.stack_key`), and in `train.epochs` where a training's first epochs do
     not depend on how many follow (:func:`shares_epochs`): the books' optimizer x initializer x batch-size grid of
-    12 is 4 programs of 3 configs, and with epochs {50, 100, 150} too, 4 programs of 9. Only a whole grid (every
-    value `grid`, the `grid` algorithm) with no scheduler stopping trials and k-fold scoring groups: a scheduler
-    stops trials, and hold-out scoring exports the best trial's own checkpoint, both one config at a time.
+    12 is 2 programs (one per batch size) of 6 configs, and with epochs {50, 100, 150} too, 2 programs of 18.
+    Only a whole grid (every value `grid`, the `grid` algorithm) with no scheduler stopping trials and k-fold
+    scoring groups: a scheduler stops trials, and hold-out scoring exports the best trial's own checkpoint, both
+    one config at a time.
     """
     kinds = {kind for dist in sweep.space.values() for kind in dist}
     if not sweep.stack_configs or sweep.algorithm != "grid" or kinds != {"grid"} or sweep.scheduler != "fifo" \
@@ -72,7 +74,8 @@ def shares_epochs(spec: ExperimentSpec) -> bool:
 @dataclass(frozen=True)
 class SharedEpochs:
     """A trial's configs as the models it trains: configs that differ only in `train.epochs` are one model trained
-    for the longest of them, config c being model `model_of[c]` scored after `epochs[c]` epochs."""
+    for the longest of them, config c being model `model_of[c]` scored after `epochs[c]` epochs. Models of one
+    optimizer come one after another, so that they are one slot group (`tasks/training/slot_optimizers.py`)."""
 
     models: list[ExperimentSpec]
     model_of: list[int]
@@ -100,7 +103,13 @@ class SharedEpochs:
                 index[key] = len(models)
                 models.append(trained)
             model_of.append(index[key])
-        return cls(models, model_of, [spec.train.epochs for spec in specs])
+        # Models of one optimizer side by side: each run of them is one slot group with its optimizer.
+        first: dict[str, int] = {}
+        for model in models:
+            first.setdefault(optimizer_key(model.train), len(first))
+        order = sorted(range(len(models)), key=lambda i: first[optimizer_key(models[i].train)])
+        position = {old: new for new, old in enumerate(order)}
+        return cls([models[i] for i in order], [position[m] for m in model_of], [spec.train.epochs for spec in specs])
 
 
 def config_id(config: dict[str, Any]) -> str:

@@ -4,7 +4,8 @@ trained by one stacked model.
 Slot ``j`` of every tensor belongs to one model: weights are shaped ``(slots, in, out)`` and one batched matmul
 per layer computes all of them, so Keras' per-step overhead (which dominates for models this small) is paid once per
 step instead of once per model. Configs of a grid stack when they differ only in their Dense layers'
-initializers (:func:`stack_key`); config ``c``'s fold ``f`` is slot ``c * k + f``. Each slot gets
+initializers and optimizers (:func:`stack_key`; an optimizer per slot group, `tasks/training/slot_optimizers.py`);
+config ``c``'s fold ``f`` is slot ``c * k + f``. Each slot gets
 
 - its own weights, initialised exactly as a separate ``Dense`` layer would be;
 - its own rows: the model takes its data slot-first, each step a ``(slots, batch, features)`` block whose slot
@@ -27,7 +28,7 @@ import numpy as np
 from keras import ops
 
 from kerasflow.tasks.config.layers import ActivationLayer, DenseLayer, DropoutLayer
-from kerasflow.tasks.config.schema import ExperimentSpec, ModelSpec
+from kerasflow.tasks.config.schema import ExperimentSpec, ModelSpec, TrainSpec
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import fit_epochs
 from kerasflow.tasks.training.models import (
@@ -46,6 +47,7 @@ from kerasflow.tasks.training.scoring import (
     row_scores,
     score,
 )
+from kerasflow.tasks.training.slot_optimizers import SlotGroupOptimizer, own_optimizers, slot_groups
 from kerasflow.tasks.training.train import (
     EarlyStoppingAcrossFits,
     FoldData,
@@ -110,12 +112,18 @@ class StackedDense(keras.layers.Layer):
 
     `options` are the Dense layer's constraints, penalties and `use_bias` (as Keras objects): a constraint holds
     slot by slot, and each slot's penalty (:meth:`slot_penalties`) is its Dense layer's, added to its own loss by
-    :class:`StackedModel`. An activity penalty is not taken (see `ModelSpec.stackable`)."""
+    :class:`StackedModel`. An activity penalty is not taken (see `ModelSpec.stackable`). `groups` splits the slots,
+    in order, into groups with a kernel and bias each (`group_weights`), for an optimizer per group
+    (`tasks/training/slot_optimizers.py`); by default all k share one."""
 
     def __init__(self, units: int, seeds: list[int], activation: str = "linear",
-                 initializers: list[str] | None = None, options: dict | None = None, **kwargs) -> None:
+                 initializers: list[str] | None = None, options: dict | None = None,
+                 groups: Sequence[int] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.k, self.units, self.seeds = len(seeds), units, list(seeds)
+        self.groups = list(groups or [self.k])
+        if sum(self.groups) != self.k:
+            raise ValueError(f"slot groups {self.groups} do not add up to the {self.k} slots")
         self.initializers = list(initializers or ["glorot_uniform"] * self.k)
         self.activation = keras.activations.get(activation)
         self.options = {"use_bias": True, **(options or {})}
@@ -123,24 +131,44 @@ class StackedDense(keras.layers.Layer):
             raise ValueError("an activity penalty cannot be stacked: the zero rows padding a slot would add to it")
 
     def build(self, input_shape) -> None:
-        self.kernel = self.add_weight(shape=(self.k, input_shape[-1], self.units), name="kernel",
-                                      initializer=PerSlotInitializer(self.initializers, self.seeds),
-                                      constraint=slotwise_constraint(self.options.get("kernel_constraint"), 1))
-        self.bias = None
-        if self.options["use_bias"]:
-            self.bias = self.add_weight(shape=(self.k, 1, self.units), name="bias", initializer="zeros",
-                                        constraint=slotwise_constraint(self.options.get("bias_constraint"), 2))
+        starts = np.cumsum([0, *self.groups])
+        named = (lambda name, g: name) if len(self.groups) == 1 else (lambda name, g: f"{name}_{g}")
+        self.kernels = [self.add_weight(shape=(size, input_shape[-1], self.units), name=named("kernel", g),
+                                        initializer=PerSlotInitializer(self.initializers[start:start + size],
+                                                                       self.seeds[start:start + size]),
+                                        constraint=slotwise_constraint(self.options.get("kernel_constraint"), 1))
+                        for g, (start, size) in enumerate(zip(starts, self.groups))]
+        self.biases = [self.add_weight(shape=(size, 1, self.units), name=named("bias", g), initializer="zeros",
+                                       constraint=slotwise_constraint(self.options.get("bias_constraint"), 2))
+                       for g, size in enumerate(self.groups)] if self.options["use_bias"] else []
+
+    @property
+    def kernel(self):
+        """Every slot's kernel, `(k, in, out)`."""
+        return self.kernels[0] if len(self.kernels) == 1 else ops.concatenate(self.kernels, axis=0)
+
+    @property
+    def bias(self):
+        """Every slot's bias, `(k, 1, out)`, or None without one."""
+        if not self.biases:
+            return None
+        return self.biases[0] if len(self.biases) == 1 else ops.concatenate(self.biases, axis=0)
+
+    @property
+    def group_weights(self) -> list[list]:
+        """Each slot group's variables: its kernel, and its bias."""
+        return [[kernel, *self.biases[g:g + 1]] for g, kernel in enumerate(self.kernels)]
 
     def slot_penalties(self) -> object:
         """Each slot's weight penalties, a `(slots,)` tensor, or 0.0 when the layer has none."""
         penalty = slot_penalty(self.options.get("kernel_regularizer"), self.kernel)
-        if self.bias is not None:
+        if self.biases:
             penalty = penalty + slot_penalty(self.options.get("bias_regularizer"), self.bias)
         return penalty
 
     def call(self, inputs):
         outputs = ops.matmul(inputs, self.kernel)
-        return self.activation(outputs + self.bias if self.bias is not None else outputs)
+        return self.activation(outputs + self.bias if self.biases else outputs)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         # Given, not inferred: JAX cannot match the unknown slots of a symbolic input with the kernel's k.
@@ -163,6 +191,11 @@ class StackedModel(keras.Sequential):
         self.slots, self.row_loss = slots, keras.losses.get(loss)
         self.slot_loss = SlotMean(self.row_loss, slots=slots, name="loss")  # Keras tracks it as one of `metrics`
 
+    def variable_groups(self) -> dict[str, int]:
+        """Each stacked layer's variables by path, mapped to their slot group."""
+        return {variable.path: g for layer in self.layers if isinstance(layer, StackedDense)
+                for g, variables in enumerate(layer.group_weights) for variable in variables}
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The weighted sum of every slot's per-row losses over the batch's rows: each slot's weighted batch mean,
         summed over slots, as Keras' ``sum_over_batch_size`` reduction of the per-row losses times the slots; plus
@@ -181,20 +214,25 @@ class StackedModel(keras.Sequential):
 
 
 def stack_key(spec: ExperimentSpec) -> str:
-    """What configs must share to train as one stacked program: everything but their Dense layers' initializers.
+    """What configs must share to train as one stacked program: everything but their Dense layers' initializers,
+    and their optimizer and learning rate where each slot group may have its own (:func:`own_optimizers`).
 
-    Two configs with equal keys have the same shapes, activations, preprocessing, folds, optimizer, batch size,
-    epochs and seed, so one stacked program reproduces each config's own training.
+    Two configs with equal keys have the same shapes, activations, preprocessing, folds, batch size, epochs and
+    seed, so one stacked program reproduces each config's own training.
     """
     layers = [layer.model_copy(update={"initializer": ""}) if isinstance(layer, DenseLayer) else layer
               for layer in spec.model.layers]
-    return spec.model_copy(update={"model": spec.model.model_copy(update={"layers": layers})}).model_dump_json()
+    update: dict = {"model": spec.model.model_copy(update={"layers": layers})}
+    if own_optimizers(spec):
+        update["train"] = spec.train.model_copy(update={"optimizer": "", "learning_rate": None})
+    return spec.model_copy(update=update).model_dump_json()
 
 
 def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[int], loss: str,
-                  target_scales: list[TargetScale] | None = None) -> StackedModel:
+                  target_scales: list[TargetScale] | None = None, groups: Sequence[int] | None = None) -> StackedModel:
     """The stacked twin of :func:`kerasflow.tasks.training.models.build_model`: slot j is `models[j]` seeded with
-    `seeds[j]`, rescaled by `target_scales[j]`, and trained to minimise `loss` (:class:`StackedModel`).
+    `seeds[j]`, rescaled by `target_scales[j]`, and trained to minimise `loss` (:class:`StackedModel`); `groups`
+    splits the slots into optimizer groups (:class:`StackedDense`).
 
     Slot j starts from the weights `build_model(models[j], n_features, seeds[j])` gives: that model's own.
     The models must differ only in their Dense layers' initializers (see :func:`stack_key`).
@@ -207,7 +245,7 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
     for i, layer in enumerate(layers):
         if isinstance(layer, DenseLayer):
             stack.append(StackedDense(layer.units, [s[i] for s in slot_seeds], layer.activation,
-                                      [m.layers[i].initializer for m in models], weight_arguments(layer)))
+                                      [m.layers[i].initializer for m in models], weight_arguments(layer), groups))
         elif isinstance(layer, DropoutLayer):
             stack.append(keras.layers.Dropout(layer.rate, seed=slot_seeds[0][i]))
         elif isinstance(layer, ActivationLayer):
@@ -221,13 +259,17 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
     return StackedModel(stack, loss, k, name="kerasflow_stacked")
 
 
-def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1, steps_per_epoch: int = 1) -> None:
+def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1, steps_per_epoch: int = 1,
+                    groups: Sequence[TrainSpec] = ()) -> None:
     """Compile `model` to train as `spec` says, `steps` steps per compiled call and `steps_per_epoch` an epoch (for
     the learning rate's schedule), its slots scored by the spec's primary metric besides the loss the model tracks
-    itself."""
+    itself. With `groups` (a train section per slot group, :func:`build_stacked`), each group's slots are trained
+    by that section's optimizer (:class:`SlotGroupOptimizer`)."""
     name, (fn, finish) = spec.metric, metric_fn(spec)
+    optimizers = [make_optimizer(train, steps_per_epoch) for train in groups or [spec.train]]
+    optimizer = optimizers[0] if len(optimizers) == 1 else SlotGroupOptimizer(optimizers, model.variable_groups())
     # Weighted: Keras hands sample weights to `weighted_metrics` only, and padding rows weigh 0.
-    model.compile(optimizer=make_optimizer(spec.train, steps_per_epoch), loss=None, steps_per_execution=steps,
+    model.compile(optimizer=optimizer, loss=None, steps_per_execution=steps,
                   weighted_metrics=[SlotMean(fn, slots=model.slots, finish=finish, name=name)])
 
 
@@ -356,7 +398,9 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     spec, n_configs, n_folds = specs[0], len(specs), len(folds)
     key = stack_key(spec)
     if any(stack_key(other) != key for other in specs[1:]):
-        raise ValueError("configs stacked into one program may differ only in their Dense layers' initializers")
+        raise ValueError("configs stacked into one program may differ only in their Dense layers' initializers "
+                         "and optimizers")
+    groups = slot_groups(specs, n_folds)
     k = n_configs * n_folds
     # One table per config, repeated: slot c * n_folds + f holds fold f's rows.
     X, _ = stack_slots([f.X_train for f in folds] * n_configs)
@@ -366,14 +410,16 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
 
     scales = None if folds[0].target_scale is None else [f.target_scale for f in folds] * n_configs
     fold_seeds = [spec.train.seed + f for f in range(n_folds)] * n_configs
-    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, spec.loss, scales)
+    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, spec.loss, scales,
+                          [slots for _, slots in groups])
     if folds[0].initial_weights is not None:  # a continued experiment: every slot starts from the saved model's
         for variable, value in zip(model.weights, folds[0].initial_weights):
             variable.assign(np.broadcast_to(value.reshape(variable.shape[1:]), variable.shape))
     scores = row_scores(spec)
     plan = plan_epochs([len(f.X_train) for f in folds] * n_configs, fold_seeds, spec.train.epochs,
                        spec.train.batch_size)
-    compile_stacked(model, spec, steps_per_execution(X.shape[1], spec.train.batch_size), plan.steps)
+    compile_stacked(model, spec, steps_per_execution(X.shape[1], spec.train.batch_size), plan.steps,
+                    [train for train, _ in groups])
     # Early stopping first: a stopped slot's entries leave the logs before any other callback reads them.
     stopping = [StopSlots(spec, k)] if spec.train.early_stopping is not None else []
     trained = fit_epochs(model, X, y, plan, slotted=True, held_out=HeldOut(X_val, y_val, scores, w_val),

@@ -24,7 +24,7 @@ from helpers import BIN, read_trials, run_cli, sweep_and_export, sweep_params
 def test_checkpoints_beyond_keep_checkpoints_are_deleted(cancer_project, local_ray):
     """A checkpoint every epoch for 6 epochs, keep 2: each trial's folder ends with its 2 best, not 6."""
     raw = sweep_params(epochs=6, keep_checkpoints=2, checkpoint_every=1)
-    raw["sweeps"]["cancer"]["space"] = {"train.optimizer": {"grid": ["adam", "sgd"]}}
+    raw["sweeps"]["cancer"]["space"] = {"train.batch_size": {"grid": [16, 32]}}  # two programs, so two trials
     sweep_and_export(raw, cancer_project / "tune")
     trial_dirs = [path for path in (cancer_project / "tune/ray/sweep").iterdir() if (path / "result.json").is_file()]
     assert len(trial_dirs) == 2

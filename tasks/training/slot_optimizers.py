@@ -1,0 +1,89 @@
+"""One optimizer per group of slots of a stacked model, so that configs of a grid that differ in their optimizer
+(its name, arguments or learning rate) still train as one program (`tasks/training/stacked.py`).
+
+A stacked Dense layer keeps one kernel and one bias per group of consecutive slots that share an optimizer
+(`StackedDense(groups=...)`); :class:`SlotGroupOptimizer` hands each group's gradients to that group's own
+optimizer, whose state (moments, accumulators, step count) is then the state that config's own optimizer has
+when it trains alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import keras
+
+from kerasflow.tasks.config.schema import ExperimentSpec, TrainSpec
+
+
+def optimizer_key(train: TrainSpec) -> str:
+    """What configs in one slot group share: the optimizer with its arguments and learning rate."""
+    return json.dumps([train.optimizer if isinstance(train.optimizer, str) else train.optimizer.model_dump(),
+                       train.learning_rate], sort_keys=True, default=str)
+
+
+def own_optimizers(spec: ExperimentSpec) -> bool:
+    """Whether `spec`'s configs may stack with others of another optimizer, each slot group on its own: not with a
+    schedule (one learning rate is logged for every slot), early stopping (it reads every slot's weights from one
+    variable a layer) or a continued model (its weights are put into one variable a layer)."""
+    return not spec.train.scheduled and spec.train.early_stopping is None and spec.train.init_from is None
+
+
+def slot_groups(specs: Sequence[ExperimentSpec], n_folds: int) -> list[tuple[TrainSpec, int]]:
+    """The optimizer groups of a stacked program whose config c's fold f is slot `c * n_folds + f`: each run of
+    consecutive configs with one :func:`optimizer_key`, as (its train section, its slots).
+
+    Examples
+    --------
+    >>> from kerasflow.tasks.config.schema import ExperimentSpec
+    >>> spec = ExperimentSpec.model_validate({"dataset": {"file": "x.csv", "target": "y", "task": "regression"},
+    ...     "model": {"layers": [{"type": "dense", "units": 1}]}, "train": {"epochs": 5, "batch_size": 4}})
+    >>> configs = [spec.with_overrides({"train.optimizer": name}) for name in ("adam", "adam", "sgd")]
+    >>> [(train.optimizer_name, slots) for train, slots in slot_groups(configs, n_folds=3)]
+    [('adam', 6), ('sgd', 3)]
+    """
+    groups: list[tuple[TrainSpec, int]] = []
+    for spec in specs:
+        if groups and optimizer_key(groups[-1][0]) == optimizer_key(spec.train):
+            groups[-1] = (groups[-1][0], groups[-1][1] + n_folds)
+        else:
+            groups.append((spec.train, n_folds))
+    return groups
+
+
+class SlotGroupOptimizer(keras.optimizers.Optimizer):
+    """Applies `optimizers[g]` to the variables `group_of` maps to g (by `variable.path`): every slot group is
+    updated by its own optimizer, with its own state. Its own learning rate is unused (0); its step count is the
+    program's.
+
+    Written as Keras' own `LossScaleOptimizer` wraps an optimizer: `variables` lists the inner optimizers' too, so
+    checkpoints (`tasks/sweep/checkpoint.py`) and JAX's stateless step carry their state.
+    """
+
+    def __init__(self, optimizers: Sequence[keras.optimizers.Optimizer], group_of: dict[str, int],
+                 name: str = "slot_groups") -> None:
+        super().__init__(learning_rate=0.0, name=name)
+        self.optimizers, self.group_of = list(optimizers), dict(group_of)
+
+    def build(self, variables: list) -> None:
+        if self.built:
+            return
+        for g, optimizer in enumerate(self.optimizers):
+            optimizer.build([variable for variable in variables if self.group_of[variable.path] == g])
+        # Kept outside Keras' tracking, which would count the model's variables as this optimizer's own.
+        object.__setattr__(self, "slot_variables", list(variables))
+        super().build(variables)
+
+    @property
+    def variables(self) -> list:
+        return [*super().variables, *(variable for optimizer in self.optimizers for variable in optimizer.variables)]
+
+    def apply(self, grads: Sequence, trainable_variables: Sequence | None = None) -> None:
+        if not self.built:
+            self.build(list(trainable_variables))
+        variables = list(trainable_variables) if trainable_variables is not None else self.slot_variables
+        for g, optimizer in enumerate(self.optimizers):
+            pairs = [(grad, variable) for grad, variable in zip(grads, variables) if self.group_of[variable.path] == g]
+            optimizer.apply([grad for grad, _ in pairs], [variable for _, variable in pairs])
+        self.iterations.assign_add(1)
