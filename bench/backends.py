@@ -23,10 +23,11 @@ Models:
 
 Paths (rows), per model:
 
-- kerasflow:         `kerasflow.tasks.training.train.fit_fold` on the first fold (kerasflow's per-model path: one compiled call per
-                     epoch through `steps_per_execution`, validation in one step);
-- kerasflow_stacked: (mlp only) `kerasflow.tasks.training.evaluate.cross_validate` on all 10 folds, stacked into one program
-                     (`tasks/training/stacked.py`); one step trains the 10 models; `acc` is the mean over the folds;
+- kerasflow:         `kerasflow.tasks.training.train.fit_fold` on the first fold (kerasflow's per-model path: one
+                     compiled call per epoch through `steps_per_execution`, validation in one step);
+- kerasflow_stacked: (mlp only) `kerasflow.tasks.training.evaluate.cross_validate` on all 10 folds, stacked into one
+                     program (`tasks/training/stacked.py`); one step trains the 10 models; `acc` is the mean over the
+                     folds;
 - bare_keras:        the same network written directly in Keras, `model.fit` with Keras' defaults
                      (steps_per_execution=1), on the same fold.
 

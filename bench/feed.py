@@ -19,13 +19,13 @@ from kerasflow.tasks.config.backend import set_backend_defaults
 
 set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
 
-import keras
-import numpy as np
-from kfold import prepared, timed
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from kfold import prepared, timed  # noqa: E402
 
-from kerasflow.tasks.training import feed, fit
-from kerasflow.tasks.training.evaluate import cross_validate
-from kerasflow.tasks.training.train import fit_fold
+from kerasflow.tasks.training import feed, fit  # noqa: E402
+from kerasflow.tasks.training.evaluate import cross_validate  # noqa: E402
+from kerasflow.tasks.training.train import fit_fold  # noqa: E402
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ Three parts, each measured side by side in this one run:
              and once with `JAX_PLATFORMS=cpu`, each in its own process; seconds an epoch (median after the
              first) and the CPU's over the GPU's;
 - fractions: a sweep of the digits CNN, `--trials` configs of one shape (seeds), at each of `--fractions` of a GPU
-             per trial, on one Ray cluster, one Tuner after another (`kerasflow.flows.ray_driver`, as `kerasflow tune` runs
-             it, Prefect left out); trials a minute, each fraction's over 1 GPU's, and the share of the sweep's
+             per trial, on one Ray cluster, one Tuner after another (`kerasflow.flows.ray_driver`, as `kerasflow tune`
+             runs it, Prefect left out); trials a minute, each fraction's over 1 GPU's, and the share of the sweep's
              wall time its trials spent inside their own code (the rest: Ray, process start, imports). An
              untimed one-trial sweep first puts the CNN's programs into JAX's compilation cache, as any earlier
              run on the machine would have;

@@ -1,5 +1,6 @@
 """How many bytes of laid-out epochs to hand Keras per `fit` call: 10 stacked folds of the k-fold benchmark's
-12-8-1 MLP (150 epochs: 94 MB laid out) timed with `kerasflow.tasks.training.fit.LAYOUT_BYTES` at several sizes, beside one fold.
+12-8-1 MLP (150 epochs: 94 MB laid out) timed with `kerasflow.tasks.training.fit.LAYOUT_BYTES` at several sizes,
+beside one fold.
 
 Run from the repository root (after `make install` and `kerasflow data`):
 
@@ -18,9 +19,9 @@ from kerasflow.tasks.config.backend import set_backend_defaults
 set_backend_defaults()  # the backends set up as `kerasflow` sets them (tasks/config/backend.py)
 
 import keras  # noqa: E402
-from kerasflow.tasks.training import fit  # noqa: E402
 from kfold import interleaved, prepared  # noqa: E402
 
+from kerasflow.tasks.training import fit  # noqa: E402
 from kerasflow.tasks.training.evaluate import cross_validate  # noqa: E402
 from kerasflow.tasks.training.train import fit_fold  # noqa: E402
 

@@ -8,8 +8,8 @@ Run from the repository root (after `make install`), once per setting to compare
     KERAS_BACKEND=jax .venv/bin/python bench/stacked_layer.py
 
 Each formulation trains on random data, 2,600 steps in one `fit` after a warm-up `fit`; rows take turns
-`--repeats` times. `batched` is kerasflow's own (`tasks/training/stacked.py`: the data slot-first, one batched matmul per
-layer); `batched-swapped` is the same layers fed batch-first data, swapping the batch and slot axes in and out (as
+`--repeats` times. `batched` is kerasflow's own (`tasks/training/stacked.py`: the data slot-first, one batched matmul
+per layer); `batched-swapped` is the same layers fed batch-first data, swapping the batch and slot axes in and out (as
 kerasflow did before 2026-12-01's late session). `broadcast`, `einsum` and `per-slot` take slot-first data too.
 """
 

@@ -185,7 +185,8 @@ def test_a_local_ray_started_after_jax_prints_no_fork_warning(tmp_path):
     """Ray starts its servers by fork then exec; JAX's at-fork hook would warn a JAX user of `kerasflow tune` of a
     deadlock only a child that goes on running Python can meet. Any other fork still warns."""
     # Python runs its at-fork hooks for a subprocess with a preexec_fn, as Ray's are.
-    code = ("import subprocess, keras, ray; keras.ops.ones(2) + 1; from kerasflow.flows.ray_cluster import connect; connect(); "
+    code = ("import subprocess, keras, ray; keras.ops.ones(2) + 1; "
+            "from kerasflow.flows.ray_cluster import connect; connect(); "
             "ray.shutdown(); print('RAY STARTED', flush=True); subprocess.run(['true'], preexec_fn=lambda: None)")
     env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
     env["KERAS_BACKEND"] = "jax"

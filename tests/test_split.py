@@ -55,7 +55,8 @@ def test_holdout_and_time_ordered_splits():
 
 
 def test_too_many_folds_and_too_small_classes_are_refused():
-    with pytest.raises(DataError, match="n_splits: must be between 2 and 4 for method 'kfold' on the data's 4 rows. Received: 5"):
+    with pytest.raises(DataError, match=r"n_splits: must be between 2 and 4 for method 'kfold' on the data's 4 rows. "
+                                        r"Received: 5"):
         make_splits(EvaluateSpec(n_splits=5), np.zeros(4))
     y = np.array([0] * 20 + [1] * 3)
     with pytest.raises(DataError, match="needs at least 5 rows of every class.*'1': 3"):

@@ -220,7 +220,8 @@ def test_a_headerless_text_file_trains_and_predicts_by_position(saved, reviews, 
 def test_a_missing_or_extra_column_is_refused_naming_it(reviews, tmp_path):
     spec = text_experiment(str(reviews), CNN).with_overrides({"preprocess.text.column": "comment"})
     # Refused as the data is loaded, naming the file.
-    with pytest.raises(DataError, match=r"reviews.csv: params.yaml:experiments.reviews.preprocess.text.column 'comment' not "
+    with pytest.raises(DataError, match=r"reviews.csv: params.yaml:experiments.reviews.preprocess.text.column "
+                                        r"'comment' not "
                                         r"found\. Columns found: review \(besides the target\)"):
         _rows(spec)
 

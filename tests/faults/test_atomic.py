@@ -1,5 +1,5 @@
-"""tasks/outputs/atomic.py on its own, with real processes killed mid-write: the previous file or folder stays whole, and
-the dead writer's temporary folder is cleared by the next write (never one of a live writer)."""
+"""tasks/outputs/atomic.py on its own, with real processes killed mid-write: the previous file or folder stays whole,
+and the dead writer's temporary folder is cleared by the next write (never one of a live writer)."""
 
 from __future__ import annotations
 

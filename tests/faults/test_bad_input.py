@@ -296,7 +296,8 @@ CASES = [
         argv=("run", "mine")),
     Bad("ragged-csv", ("data/mine.csv: rows have different numbers of fields", "Expected 3 fields in line 3, saw 4"),
         mine(), files={"data/mine.csv": "a,b,y\n1,2,0\n3,4,1,9\n5,6,0\n"}, argv=("run", "mine")),
-    Bad("non-numeric-regression-target", ("data/mine.csv: task 'regression' (params.yaml:experiments.mine.dataset.task) "
+    Bad("non-numeric-regression-target", ("data/mine.csv: task 'regression' "
+                                          "(params.yaml:experiments.mine.dataset.task) "
                                           "needs a numeric target; column 'y' holds 'low' (file line 2)",),
         mine({"task": "regression"}), files={"data/mine.csv": "a,b,y\n1,2,low\n3,4,high\n5,6,low\n"},
         argv=("run", "mine")),
@@ -386,7 +387,8 @@ CASES = [
                                 + "".join(f"5.{i},3.5,1.4,0.2,{s}\n" for i, s in
                                           enumerate(["setosa", "versicolor", "virginica"] * 3))}),
     Bad("augment-without-images", ("params.yaml:experiments.iris.preprocess.augment: transforms images: the model "
-                                   "must make each row one with a reshape",), iris("preprocess", augment={"zoom": 0.1})),
+                                   "must make each row one with a reshape",),
+        iris("preprocess", augment={"zoom": 0.1})),
     # --- pretrained bases --------------------------------------------------------------------------------------------
     Bad("pretrained-imagenet-downloads", ("params.yaml:experiments.img.model.layers[1].weights: 'imagenet' would "
                                           "download the weights at run time",),

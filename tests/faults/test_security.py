@@ -85,7 +85,8 @@ print(json.dumps({"dashboard_url": context.dashboard_url, "pages": pages}))
 
 @pytest.mark.slow
 def test_rays_dashboard_is_off_and_no_web_page_is_served_beyond_localhost(tmp_path):
-    """`kerasflow.flows.ray_driver.connect()` as `kerasflow tune` calls it, in a fresh process with a fresh local Ray."""
+    """`kerasflow.flows.ray_cluster.connect()` as `kerasflow tune` calls it, in a fresh process with a fresh local
+    Ray."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     result = subprocess.run([sys.executable, "-c", RAY_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300)

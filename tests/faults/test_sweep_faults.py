@@ -57,7 +57,8 @@ def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cancer_projec
 
     killer = threading.Thread(target=kill_one_trial)
     killer.start()
-    best = sweep_and_export(sweep_params(epochs=60, checkpoint_every=5, max_concurrent_trials=1), cancer_project / "tune")
+    best = sweep_and_export(sweep_params(epochs=60, checkpoint_every=5, max_concurrent_trials=1),
+                            cancer_project / "tune")
     killer.join()
     assert killed, "no trial process was found to kill"
     rows = read_trials(cancer_project / "tune")
