@@ -257,6 +257,23 @@ def _each_trains_as_alone(specs: list, project, predictions_rtol: float = 1e-4) 
     return together
 
 
+def test_configs_with_other_hidden_widths_train_in_one_program_each_as_alone(project):
+    """Hidden widths 3, 6 and 9 padded to 9 in one program: each config's fold scores and learning curves are those
+    of its own cross-validation, and each slot starts from its own model's weights, zeros around them."""
+    specs = [_iris_spec().with_overrides({"model.widths": [width]}) for width in (3, 9, 6)]
+    assert len({stack_key(spec) for spec in specs}) == 1
+    stacked = build_stacked([spec.model for spec in specs], 4, seeds=[7, 7, 7], loss=specs[0].loss)
+    for j, spec in enumerate(specs):
+        for stacked_weight, own_weight in zip(stacked.weights, build_model(spec.model, 4, seed=7).weights):
+            own = keras.ops.convert_to_numpy(own_weight)
+            slot = keras.ops.convert_to_numpy(stacked_weight)[j].reshape(-1, stacked_weight.shape[-1])
+            rows, columns = own.reshape(-1, own.shape[-1]).shape
+            np.testing.assert_array_equal(slot[:rows, :columns], own.reshape(rows, columns))
+            assert not slot[rows:].any() and not slot[:, columns:].any()
+    together = _each_trains_as_alone(specs, project)
+    assert len({tuple(result.folds[0].history["loss"]) for result in together}) == 3
+
+
 def _books_grid(**sweep) -> SearchSpec:
     return SearchSpec.model_validate({"space": {
         "train.optimizer": {"grid": ["rmsprop", "adam"]},
@@ -332,8 +349,8 @@ def test_grids_that_cannot_stack_their_configs_run_one_config_per_trial():
     assert stacked_groups(spec, _books_grid(scoring="holdout")) is None  # exports one config's own checkpoint
     sampled = SearchSpec.model_validate({"space": {"train.learning_rate": {"choice": [0.01, 0.1]}}})
     assert stacked_groups(spec, sampled) is None
-    widths = SearchSpec.model_validate({"space": {"model.widths": {"grid": [[4], [8]]}}})
-    assert sorted(map(len, stacked_groups(spec, widths))) == [1, 1]  # other shapes: a program each
+    widths = SearchSpec.model_validate({"space": {"model.widths": {"grid": [[4], [8, 4]]}}})
+    assert sorted(map(len, stacked_groups(spec, widths))) == [1, 1]  # other layers: a program each
     unstacked = _iris_spec(stack_folds=False)
     assert sorted(map(len, stacked_groups(unstacked, _books_grid()))) == [1] * 12
 

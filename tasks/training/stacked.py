@@ -4,7 +4,8 @@ trained by one stacked model.
 Slot ``j`` of every tensor belongs to one model: weights are shaped ``(slots, in, out)`` and one batched matmul
 per layer computes all of them, so Keras' per-step overhead (which dominates for models this small) is paid once per
 step instead of once per model. Configs of a grid stack when they differ only in their Dense layers'
-initializers and optimizers (:func:`stack_key`; an optimizer per slot group, `tasks/training/slot_optimizers.py`);
+initializers, hidden widths (narrower slots padded and masked, :class:`StackedDense`) and optimizers
+(:func:`stack_key`; an optimizer per slot group, `tasks/training/slot_optimizers.py`);
 config ``c``'s fold ``f`` is slot ``c * k + f``. Each slot gets
 
 - its own weights, initialised exactly as a separate ``Dense`` layer would be;
@@ -58,23 +59,28 @@ from kerasflow.tasks.training.train import (
 
 
 class PerSlotInitializer(keras.initializers.Initializer):
-    """Initialise a `(k, in, out)` kernel as k independent `(in, out)` kernels, slot j drawn by the initializer
-    `names[j]` seeded with `seeds[j]`.
+    """Initialise a `(k, in, out)` kernel as k independent kernels, slot j drawn by the initializer `names[j]`
+    seeded with `seeds[j]`, for its own `(in, out)` shape `shapes[j]` (by default the whole `(in, out)`) and padded
+    with zeros to the whole.
 
     Calling the base initializer on the 3-D shape would count k into its fan-in and shrink every weight.
     """
 
-    def __init__(self, names: list[str], seeds: list[int]) -> None:
+    def __init__(self, names: list[str], seeds: list[int], shapes: list[tuple[int, int]] | None = None) -> None:
         if len(names) != len(seeds):
             raise ValueError(f"one initializer per slot: {len(names)} names for {len(seeds)} seeds")
         self.names, self.seeds = list(names), list(seeds)
+        self.shapes = [tuple(shape) for shape in shapes] if shapes is not None else None
 
     def __call__(self, shape, dtype=None):
-        return ops.stack([seeded_initializer(name, seed)(shape[1:], dtype=dtype)
-                          for name, seed in zip(self.names, self.seeds)])
+        whole = tuple(shape[1:])
+        own = self.shapes or [whole] * len(self.seeds)
+        return ops.stack([ops.pad(seeded_initializer(name, seed)(size, dtype=dtype),
+                                  [[0, whole[0] - size[0]], [0, whole[1] - size[1]]])
+                          for name, seed, size in zip(self.names, self.seeds, own)])
 
     def get_config(self) -> dict:
-        return {"names": self.names, "seeds": self.seeds}
+        return {"names": self.names, "seeds": self.seeds, "shapes": self.shapes}
 
 
 def slotwise_constraint(constraint: keras.constraints.Constraint | None,
@@ -114,13 +120,22 @@ class StackedDense(keras.layers.Layer):
     slot by slot, and each slot's penalty (:meth:`slot_penalties`) is its Dense layer's, added to its own loss by
     :class:`StackedModel`. An activity penalty is not taken (see `ModelSpec.stackable`). `groups` splits the slots,
     in order, into groups with a kernel and bias each (`group_weights`), for an optimizer per group
-    (`tasks/training/slot_optimizers.py`); by default all k share one."""
+    (`tasks/training/slot_optimizers.py`); by default all k share one.
+
+    Slots may be narrower than the layer: slot j has `widths[j]` units of `units` and takes the first
+    `input_widths[j]` inputs. Its kernel is drawn for its own shape and padded with zeros, and its inputs past its
+    own are multiplied by 0, so the padding units neither reach its outputs nor get a gradient: it trains as the
+    narrower Dense layer alone (the zero weights add nothing to a penalty, and no optimizer or constraint moves a
+    weight whose gradient is always 0)."""
 
     def __init__(self, units: int, seeds: list[int], activation: str = "linear",
                  initializers: list[str] | None = None, options: dict | None = None,
-                 groups: Sequence[int] | None = None, **kwargs) -> None:
+                 groups: Sequence[int] | None = None, widths: Sequence[int] | None = None,
+                 input_widths: Sequence[int] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.k, self.units, self.seeds = len(seeds), units, list(seeds)
+        self.widths = list(widths or [units] * self.k)
+        self.input_widths = list(input_widths) if input_widths is not None else None
         self.groups = list(groups or [self.k])
         if sum(self.groups) != self.k:
             raise ValueError(f"slot groups {self.groups} do not add up to the {self.k} slots")
@@ -131,11 +146,18 @@ class StackedDense(keras.layers.Layer):
             raise ValueError("an activity penalty cannot be stacked: the zero rows padding a slot would add to it")
 
     def build(self, input_shape) -> None:
+        n_inputs = input_shape[-1]
+        inputs = self.input_widths or [n_inputs] * self.k
+        shapes = list(zip(inputs, self.widths))
+        # A slot's inputs past its own width are a narrower previous layer's padding units: multiplied by 0.
+        self.input_mask = None if min(inputs) == n_inputs else \
+            (np.arange(n_inputs)[None, None, :] < np.array(inputs)[:, None, None]).astype("float32")
         starts = np.cumsum([0, *self.groups])
         named = (lambda name, g: name) if len(self.groups) == 1 else (lambda name, g: f"{name}_{g}")
-        self.kernels = [self.add_weight(shape=(size, input_shape[-1], self.units), name=named("kernel", g),
+        self.kernels = [self.add_weight(shape=(size, n_inputs, self.units), name=named("kernel", g),
                                         initializer=PerSlotInitializer(self.initializers[start:start + size],
-                                                                       self.seeds[start:start + size]),
+                                                                       self.seeds[start:start + size],
+                                                                       shapes[start:start + size]),
                                         constraint=slotwise_constraint(self.options.get("kernel_constraint"), 1))
                         for g, (start, size) in enumerate(zip(starts, self.groups))]
         self.biases = [self.add_weight(shape=(size, 1, self.units), name=named("bias", g), initializer="zeros",
@@ -167,6 +189,8 @@ class StackedDense(keras.layers.Layer):
         return penalty
 
     def call(self, inputs):
+        if self.input_mask is not None:
+            inputs = ops.multiply(inputs, self.input_mask)
         outputs = ops.matmul(inputs, self.kernel)
         return self.activation(outputs + self.bias if self.biases else outputs)
 
@@ -215,13 +239,16 @@ class StackedModel(keras.Sequential):
 
 def stack_key(spec: ExperimentSpec) -> str:
     """What configs must share to train as one stacked program: everything but their Dense layers' initializers,
-    and their optimizer and learning rate where each slot group may have its own (:func:`own_optimizers`).
+    their hidden Dense layers' widths (:class:`StackedDense` pads narrower slots), and their optimizer and learning
+    rate where each slot group may have its own (:func:`own_optimizers`).
 
-    Two configs with equal keys have the same shapes, activations, preprocessing, folds, batch size, epochs and
+    Two configs with equal keys have the same layers, activations, preprocessing, folds, batch size, epochs and
     seed, so one stacked program reproduces each config's own training.
     """
-    layers = [layer.model_copy(update={"initializer": ""}) if isinstance(layer, DenseLayer) else layer
-              for layer in spec.model.layers]
+    dense = [i for i, layer in enumerate(spec.model.layers) if isinstance(layer, DenseLayer)]
+    hidden = dense[:-1]  # the output layer's units are the task's
+    layers = [layer.model_copy(update={"initializer": "", **({"units": 0} if i in hidden else {})})
+              if isinstance(layer, DenseLayer) else layer for i, layer in enumerate(spec.model.layers)]
     update: dict = {"model": spec.model.model_copy(update={"layers": layers})}
     if own_optimizers(spec):
         update["train"] = spec.train.model_copy(update={"optimizer": "", "learning_rate": None})
@@ -235,17 +262,21 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
     splits the slots into optimizer groups (:class:`StackedDense`).
 
     Slot j starts from the weights `build_model(models[j], n_features, seeds[j])` gives: that model's own.
-    The models must differ only in their Dense layers' initializers (see :func:`stack_key`).
+    The models must differ only in their Dense layers' initializers and hidden widths (see :func:`stack_key`).
     """
     k = len(seeds)
     # Keras' batch axis is the slots' axis: each slot's rows are one "sample", of any number of rows.
     stack: list[keras.layers.Layer] = [keras.Input(shape=(None, n_features))]
     layers = models[0].layers
     slot_seeds = [layer_seeds(seed, len(layers)) for seed in seeds]
+    widths = [n_features] * k  # each slot's own width of the activations so far
     for i, layer in enumerate(layers):
         if isinstance(layer, DenseLayer):
-            stack.append(StackedDense(layer.units, [s[i] for s in slot_seeds], layer.activation,
-                                      [m.layers[i].initializer for m in models], weight_arguments(layer), groups))
+            units = [m.layers[i].units for m in models]
+            stack.append(StackedDense(max(units), [s[i] for s in slot_seeds], layer.activation,
+                                      [m.layers[i].initializer for m in models], weight_arguments(layer), groups,
+                                      widths=units, input_widths=widths))
+            widths = units
         elif isinstance(layer, DropoutLayer):
             stack.append(keras.layers.Dropout(layer.rate, seed=slot_seeds[0][i]))
         elif isinstance(layer, ActivationLayer):
@@ -399,7 +430,7 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     key = stack_key(spec)
     if any(stack_key(other) != key for other in specs[1:]):
         raise ValueError("configs stacked into one program may differ only in their Dense layers' initializers "
-                         "and optimizers")
+                         "and hidden widths, and their optimizers")
     groups = slot_groups(specs, n_folds)
     k = n_configs * n_folds
     # One table per config, repeated: slot c * n_folds + f holds fold f's rows.
