@@ -154,7 +154,8 @@ def test_held_out_rows_of_more_than_one_batch_are_scored_in_chunks_as_in_one(pro
     table = load_table(spec.dataset, root=project)
     folds = prepare_folds(spec, table, encode_labels(spec, table))
     whole = cross_validate(spec, folds)
-    monkeypatch.setattr("kerasflow.tasks.training.scoring.ONE_BATCH", 7)  # 50 held-out rows a fold: 8 chunks, the last of 1 row
+    # 50 held-out rows a fold: 8 chunks, the last of 1 row.
+    monkeypatch.setattr("kerasflow.tasks.training.scoring.ONE_BATCH", 7)
     chunked = cross_validate(spec, folds)
     assert whole.stacked and chunked.stacked and whole.scores == chunked.scores
     for fold, theirs in zip(whole.folds, chunked.folds):
