@@ -60,15 +60,14 @@ def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Pa
     into `results_dir/name/history` as they end; folds that cannot stack train as Ray tasks where
     `evaluate.parallel` says so (flows/ray_folds.py), their histories written whole at the end."""
     faults.inject("cross-validate")
-    if evaluate.folds_on_ray(spec):
-        from kerasflow.flows.ray_folds import spreads, train_folds
+    if on_cluster(spec):
+        from kerasflow.flows.ray_folds import train_folds
 
-        if spreads(spec):
-            line = ProgressLine(f"{name}: {len(folds)} folds as Ray tasks", len(folds), "folds")
-            started = time.perf_counter()
-            trained = train_folds(spec, folds, on_done=lambda index: line.advance())
-            return evaluate.each_fold_result(spec, folds, [result for result, _ in trained],
-                                             time.perf_counter() - started)
+        line = ProgressLine(f"{name}: {len(folds)} folds as Ray tasks", len(folds), "folds")
+        started = time.perf_counter()
+        trained = train_folds(spec, folds, on_done=lambda index: line.advance())
+        return evaluate.each_fold_result(spec, folds, [result for result, _ in trained],
+                                         time.perf_counter() - started)
     models = 1 if evaluate.uses_stacking(spec, len(folds)) else len(folds)
     line = ProgressLine(f"{name}: {len(folds)} folds", models * spec.train.epochs, "epochs")
     history = HistoryFolder(results_dir / name / "history", fold_folders(len(folds)),
@@ -79,9 +78,24 @@ def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Pa
 @task(name="refit", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def refit(name: str, spec: ExperimentSpec, table: Table, labels: evaluate.Encoded,
           start: Start | None) -> evaluate.FinalModel:
-    """Retrain on all rows for the model to keep."""
+    """Retrain on all rows for the model to keep: as a Ray task where the folds train as Ray tasks."""
+    if on_cluster(spec):
+        from kerasflow.flows.ray_folds import refit_on_ray
+
+        return refit_on_ray(spec, table, labels, start)
     line = ProgressLine(f"{name}: refit on all rows", spec.train.epochs, "epochs")
     return evaluate.refit(spec, table, labels, callbacks=[EpochProgress(line)], start=start)
+
+
+def on_cluster(spec: ExperimentSpec) -> bool:
+    """Whether the experiment's folds and refit train as Ray tasks: `evaluate.parallel` allows it
+    (:func:`kerasflow.tasks.training.evaluate.folds_on_ray`) and the cluster is worth it
+    (:func:`kerasflow.flows.ray_folds.spreads`)."""
+    if not evaluate.folds_on_ray(spec):
+        return False
+    from kerasflow.flows.ray_folds import spreads
+
+    return spreads(spec)
 
 
 @task(name="write-results", cache_policy=NO_CACHE)
@@ -174,12 +188,26 @@ def report_flow(experiments: dict[str, ExperimentSpec], results_dir: Path = Path
     return write_report(Path(results_dir), experiments, Path(out), Path(html))
 
 
+@task(name="experiment-on-cluster", cache_policy=NO_CACHE)
+def experiment_on_cluster(name: str, spec: ExperimentSpec, results_dir: Path, mlflow_uri: str | None) -> dict[str, Any]:
+    """:func:`experiment_flow` of an experiment that trains as Ray tasks (:func:`on_cluster`), in a thread of
+    Prefect's task runner beside the others': this process only loads, waits and writes."""
+    return experiment_flow(name, spec, results_dir, mlflow_uri)
+
+
 @flow(name="kerasflow-pipeline")
 def pipeline_flow(experiments: dict[str, ExperimentSpec], results_dir: Path = Path("results"),
                   report_path: Path | None = None, mlflow_uri: str | None = None) -> dict[str, dict[str, Any]]:
-    """Run the given experiments one after another, then publish their summary; with `report_path`, also
-    write it there and the HTML report beside it; with `mlflow_uri`, each experiment is an MLflow run there."""
-    summaries = {name: experiment_flow(name, spec, results_dir, mlflow_uri) for name, spec in experiments.items()}
+    """Run the given experiments, then publish their summary; with `report_path`, also write it there and the HTML
+    report beside it; with `mlflow_uri`, each experiment is an MLflow run there.
+
+    Experiments that train as Ray tasks (:func:`on_cluster`) run side by side, when there are several, so the
+    cluster trains all their folds at once; the others train here, one after another."""
+    spread = [name for name, spec in experiments.items() if on_cluster(spec)] if len(experiments) > 1 else []
+    running = {name: experiment_on_cluster.submit(name, experiments[name], results_dir, mlflow_uri)
+               for name in spread}
+    summaries = {name: running[name].result() if name in running
+                 else experiment_flow(name, spec, results_dir, mlflow_uri) for name, spec in experiments.items()}
     report_path = Path(report_path) if report_path is not None else None
     write_report(Path(results_dir), experiments, report_path,
                  report_path.with_name("report.html") if report_path is not None else None)

@@ -1,15 +1,18 @@
-"""Folds of a model that cannot stack into one program (a CNN, an LSTM), trained as Ray tasks: each on a node of
-the cluster Ray is connected to, with the resources `evaluate.cpu` and `evaluate.gpu` ask for (fractions share a
-GPU). `flows/pipeline.py` sends them here when `evaluate.parallel` says so
-(:func:`kerasflow.tasks.training.evaluate.folds_on_ray`) and :func:`spreads` finds the cluster worth it.
+"""Folds of a model that cannot stack into one program (a CNN, an LSTM), and its refit on all rows, trained as Ray
+tasks: each on a node of the cluster Ray is connected to, with the resources `evaluate.cpu` and `evaluate.gpu` ask
+for (fractions share a GPU). `flows/pipeline.py` sends them here when `evaluate.parallel` says so
+(:func:`kerasflow.tasks.training.evaluate.folds_on_ray`) and :func:`spreads` finds the cluster worth it; several
+such experiments of one `kerasflow run` then train side by side.
 
-Each task trains its fold exactly as the sequential path does (:func:`kerasflow.tasks.training.train.fit_fold`,
-seeded by the fold's index), so the scores are the same; what a fold returns (history, held-out predictions)
-comes back to the driver, which writes the results, so no node needs the driver's folders. Imports no Prefect.
+Each task trains as the sequential path does (:func:`kerasflow.tasks.training.train.fit_fold`, seeded by the fold's
+index; :func:`kerasflow.tasks.training.evaluate.refit`), so the scores and the model are the same; what a task
+returns (history, held-out predictions, the refitted model) comes back to the driver, which writes the results,
+so no node needs the driver's folders. Imports no Prefect.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import ray
@@ -17,6 +20,10 @@ import ray
 from kerasflow.flows.ray_cluster import alive_nodes, connect, unfit_nodes
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.outputs.results import inference_model
+from kerasflow.tasks.training.evaluate import Encoded, FinalModel, refit
+from kerasflow.tasks.training.start import Start
 from kerasflow.tasks.training.train import FoldData, FoldResult, fit_fold
 
 
@@ -53,6 +60,22 @@ def train_folds(spec: ExperimentSpec, folds: list[FoldData],
 def _train_fold(spec_json: str, fold: FoldData, index: int) -> tuple[FoldResult, str]:
     return (fit_fold(ExperimentSpec.model_validate_json(spec_json), fold, index),
             ray.get_runtime_context().get_node_id())
+
+
+def refit_on_ray(spec: ExperimentSpec, table: Table, labels: Encoded, start: Start | None = None) -> FinalModel:
+    """The refit on all rows (:func:`kerasflow.tasks.training.evaluate.refit`) as one Ray task with the folds'
+    resources; the model comes back to the driver as its uncompiled inference twin
+    (:func:`kerasflow.tasks.outputs.results.inference_model`: Keras pickles a model whole, compiled metrics
+    included, and kerasflow's are not Keras' to load)."""
+    check_resources(spec)
+    task = ray.remote(_refit).options(num_cpus=spec.evaluate.cpu, num_gpus=spec.evaluate.gpu, max_retries=2)
+    return ray.get(task.remote(spec.model_dump_json(), table, labels, start))
+
+
+def _refit(spec_json: str, table: Table, labels: Encoded, start: Start | None) -> FinalModel:
+    spec = ExperimentSpec.model_validate_json(spec_json)
+    final = refit(spec, table, labels, start=start)
+    return dataclasses.replace(final, model=inference_model(spec, final))
 
 
 def check_resources(spec: ExperimentSpec) -> None:

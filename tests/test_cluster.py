@@ -1,12 +1,15 @@
-"""Sweeps and folds on multi-node Ray clusters started on this machine with Ray's own `cluster_utils`, and on logical
-GPUs."""
+"""Sweeps, folds and whole experiments on multi-node Ray clusters started on this machine with Ray's own
+`cluster_utils`, and on logical GPUs."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 import ray
 from helpers import read_trials, sweep_and_export, sweep_params
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter
 from ray.cluster_utils import Cluster
 
 from kerasflow.flows.pipeline import pipeline_flow
@@ -15,7 +18,7 @@ from kerasflow.flows.ray_folds import spreads, train_folds
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
-from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, folds_on_ray, prepare_folds
+from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, folds_on_ray, prepare_folds, refit
 
 
 @pytest.fixture
@@ -119,3 +122,28 @@ def test_a_cnns_folds_spread_over_both_nodes_with_the_scores_of_folds_trained_in
     assert summaries["digits"]["folds"] == in_turn.scores and not summaries["digits"]["stacked"]
     assert sorted(p.name for p in (tmp_path / "results/digits/history/plots/metrics").iterdir()) == [
         "fold_00", "fold_01", "fold_02", "fold_03"]
+
+
+def test_experiments_that_train_on_the_cluster_run_side_by_side_each_as_alone(bundled_data, tmp_path, monkeypatch,
+                                                                              cluster, prefect_harness):
+    """`kerasflow run A B` where both train as Ray tasks: the two experiments' flows run at the same time (the
+    cluster trains both experiments' folds at once), and each writes the fold scores and the refitted model it
+    gets trained alone, in turn, in this process."""
+    monkeypatch.chdir(bundled_data.parent)
+    digits = parse_params(_digits_cnn("ray")).experiments["digits"]
+    experiments = {"digits": digits,
+                   "digits_wider": digits.with_overrides({"model.layers[1].filters": 6, "train.seed": 5})}
+    state = pipeline_flow(experiments, tmp_path / "results", return_state=True)
+    summaries = state.result()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]}))
+    spans = [(run.start_time, run.end_time) for run in runs if run.task_key.startswith("experiment_on_cluster")]
+    assert len(spans) == 2 and max(start for start, _ in spans) < min(end for _, end in spans)  # side by side
+    for name, spec in experiments.items():
+        table = load_table(spec.dataset)
+        labels = encode_labels(spec, table)
+        assert summaries[name]["folds"] == cross_validate(spec, prepare_folds(spec, table, labels)).scores
+        alone = refit(spec, table, labels).model.get_weights()
+        saved = keras.saving.load_model(tmp_path / "results" / name / "model" / "model.keras").get_weights()
+        for here, there in zip(alone, saved, strict=True):
+            np.testing.assert_allclose(there, here, rtol=1e-5, atol=1e-7)

@@ -479,10 +479,12 @@ class EvaluateSpec(Section):
     stack_folds: bool = Field(default=True, description="train the folds of a Dense model as one program")
     refit: bool = Field(default=True, description="retrain on all rows and save the model")
     parallel: Literal["auto", "none", "ray"] = Field(
-        default="auto", description="folds of a model that cannot stack as Ray tasks: 'ray' always, 'auto' when "
-                                    "RAY_ADDRESS names a cluster, 'none' one after another here")
-    cpu: float = Field(default=1.0, gt=0.0, description="CPUs each fold's Ray task asks for")
-    gpu: float = Field(default=0.0, ge=0.0, description="GPUs each fold's Ray task asks for (fractions share one)")
+        default="auto", description="folds (and refit) of a model that cannot stack as Ray tasks: 'ray' always, "
+                                    "'auto' when RAY_ADDRESS names a cluster of several nodes or a GPU, 'none' one "
+                                    "after another here")
+    cpu: float = Field(default=1.0, gt=0.0, description="CPUs each fold's (and the refit's) Ray task asks for")
+    gpu: float = Field(default=0.0, ge=0.0, description="GPUs each fold's (and the refit's) Ray task asks for "
+                                                        "(fractions share one)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "EvaluateSpec":

@@ -123,13 +123,10 @@ def environment() -> dict[str, str]:
 
 
 def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Path:
-    """Save the inference model (no optimizer state) and its preprocessing beside it, in `model_dir`."""
-    # A fresh, uncompiled twin: the saved file then needs none of kerasflow's training-time objects to load.
-    inference = build_model(spec.model, final.model.input_shape[-1], spec.train.seed, final.target_scale)
-    set_model_weights(inference, final.model.get_weights())
+    """Save the inference model (:func:`inference_model`) and its preprocessing beside it, in `model_dir`."""
     with atomic_path(model_dir) as tmp:
         tmp.mkdir()
-        inference.save(tmp / MODEL_FILE)
+        inference_model(spec, final).save(tmp / MODEL_FILE)
         state: dict[str, Any] = {"task": spec.dataset.task, "target": str(spec.dataset.target),
                                  "header": spec.dataset.header, "features": final.preprocessor.to_dict(),
                                  "labels": final.codec.to_dict() if final.codec is not None else None}
@@ -140,6 +137,14 @@ def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Pat
                                                         preprocess.horizon)}
         (tmp / PREPROCESSING_FILE).write_text(json.dumps(state, indent=2) + "\n")
     return model_dir
+
+
+def inference_model(spec: ExperimentSpec, final: FinalModel) -> keras.Model:
+    """A fresh, uncompiled twin of the refitted model with its weights, no optimizer state: saved, or sent from a
+    Ray task, it needs none of kerasflow's training-time objects (its compiled metrics) to load."""
+    inference = build_model(spec.model, final.model.input_shape[-1], spec.train.seed, final.target_scale)
+    set_model_weights(inference, final.model.get_weights())
+    return inference
 
 
 def load_model(model_dir: str | Path) -> tuple[keras.Model, Preprocessor, LabelCodec | None]:
