@@ -82,11 +82,11 @@ def sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, results_dir: 
 
 @task(name="outer-fold", cache_policy=NO_CACHE)
 def score_outer_fold(index: int, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
-                     labels: evaluate.Encoded, split: Split, fold_dir: Path) -> dict[str, Any]:
-    """Write outer fold `index`'s trials.csv (its sweep's configs, best first, paired with its best) and score the
-    best config once on the outer held-out rows."""
-    rows = export.with_ties(export.trial_rows(grid, spec.higher_is_better),
-                            export.fold_ratio(spec, sweep, *nested.rows_of(table, labels, split.train_index)))
+                     labels: evaluate.Encoded, split: Split, inner: tuple[Table, evaluate.Encoded],
+                     fold_dir: Path) -> dict[str, Any]:
+    """Write outer fold `index`'s trials.csv (its sweep's configs on the outer training rows `inner`, best first,
+    paired with its best) and score the best config once on the outer held-out rows."""
+    rows = export.with_ties(export.trial_rows(grid, spec.higher_is_better), export.fold_ratio(spec, sweep, *inner))
     export.write_trials(fold_dir / "trials.csv", rows)
     return nested.outer_fold(index, spec, rows, table, labels, split)
 
@@ -105,8 +105,9 @@ def nested_sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, outer_
     folds = []
     for index, split in enumerate(splits):
         fold_dir = tune_dir / "nested" / f"outer_{index}"
-        grid = run_sweep(name, spec, sweep, *nested.rows_of(table, labels, split.train_index), fold_dir, False)
-        folds.append(score_outer_fold(index, spec, sweep, grid, table, labels, split, fold_dir))
+        inner = nested.rows_of(table, labels, split.train_index)
+        grid = run_sweep(name, spec, sweep, *inner, fold_dir, False)
+        folds.append(score_outer_fold(index, spec, sweep, grid, table, labels, split, inner, fold_dir))
     summary = nested.summarize(name, spec, sweep, folds, splits, round(time.perf_counter() - started, 2))
     write_json(tune_dir / NESTED_FILE, summary)
     write_report(Path(results_dir), {name: spec})

@@ -113,11 +113,12 @@ def _experiment_section(e: ExperimentReport) -> str:
 def _sweep_parts(e: ExperimentReport) -> list[str]:
     sweep = e.sweep
     best = sweep.best
+    interval = tables.best_interval_text(best)
     return ["<h3>Sweep</h3>",
             f"<p>{sweep.n_configs} configs in {best['n_trials']} Ray trials ({best['n_errors']} failed), scored by "
             f"{escape(str(best['scoring']))}; "
             f"best {escape(best['metric'])} {escape(tables.best_score_text(best))}"
-            + (f" (95% interval {escape(tables.best_interval_text(best))})" if tables.best_interval_text(best) else "")
+            + (f" (95% interval {escape(interval)})" if interval else "")
             + "".join(f"{' with ' if i == 0 else ', '}<code>{escape(k)}={escape(str(v))}</code>"
                       for i, (k, v) in enumerate(sorted((best["params"] or {}).items())))
             + f". {escape(tables.tie_text(best))} Trials best first:</p>",
