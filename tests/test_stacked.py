@@ -306,10 +306,13 @@ def test_configs_with_other_optimizers_train_in_one_program_each_as_alone(projec
     assert len({tuple(result.folds[0].history["loss"]) for result in together}) == 3
 
 
-def test_configs_that_differ_only_in_epochs_share_one_training_scored_at_each_count(project, tmp_path):
+@pytest.mark.parametrize("train", [{}, {"lr_schedule": {"type": "step", "every": 2, "factor": 0.5}}],
+                         ids=["constant-rate", "step-schedule"])
+def test_configs_that_differ_only_in_epochs_share_one_training_scored_at_each_count(project, tmp_path, train):
     """Epochs {3, 5} x 2 initializers is one trial training 2 models (not 4) for 5 epochs: each config reports the
-    fold scores, and logs the history, of that config trained alone."""
-    spec = _iris_spec()
+    fold scores, and logs the history, of that config trained alone (a schedule counts steps, so the first 3
+    epochs of 5 are the 3-epoch training with it too)."""
+    spec = _iris_spec({"train": train})
     sweep = SearchSpec.model_validate({"space": {"model.initializer": {"grid": ["glorot_uniform", "he_normal"]},
                                                  "train.epochs": {"grid": [3, 5]}}})
     (group,) = stacked_groups(spec, sweep)
