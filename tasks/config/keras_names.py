@@ -47,7 +47,16 @@ def known_names(kind: str) -> list[str]:
             names.add(_snake(name))
         elif kind in ("activations", "losses") and name[0].islower():
             names.add(name)
-    return sorted(names)
+    # Only what `get` takes: keras.optimizers also exports classes it does not look up by name (Lamb, MultiOptimizer).
+    return sorted(name for name in names if _gets(module.get, name))
+
+
+def _gets(getter, name: str) -> bool:
+    try:
+        getter(name)
+    except (ValueError, TypeError, KeyError):
+        return False
+    return True
 
 def _snake(name: str) -> str:
     out = [name[0].lower()]
@@ -64,7 +73,7 @@ def check_name(kind: str, value: str) -> str:
     getter = getattr(keras, kind).get
     try:
         getter(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, KeyError):  # KeyError: a class that needs arguments (`constant`: its value)
         allowed = known_names(kind)
         hint = difflib.get_close_matches(value, allowed, n=1)
         suggestion = f" Did you mean {hint[0]!r}?" if hint else ""

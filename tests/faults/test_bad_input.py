@@ -201,8 +201,11 @@ CASES = [
                                "Did you mean 'relu'?", "Allowed: celu", "Received: 'relux'"),
         iris_layer(0, activation="relux")),
     Bad("unknown-initializer", ("params.yaml:experiments.iris.model.layers[1].initializer: unknown initializer "
-                                "'glorot_unifrom'", "Did you mean 'glorot_uniform'?", "Allowed: constant"),
+                                "'glorot_unifrom'", "Did you mean 'glorot_uniform'?", "Allowed: glorot_normal"),
         iris_layer(1, initializer="glorot_unifrom")),
+    Bad("initializer-that-needs-arguments", ("params.yaml:experiments.iris.model.layers[1].initializer: unknown "
+                                             "initializer 'constant'", "Allowed: glorot_normal"),
+        iris_layer(1, initializer="constant")),
     Bad("unknown-loss", ("params.yaml:experiments.iris.train.loss: unknown loss 'sparse_categorical_crossentropi'",
                          "Did you mean 'sparse_categorical_crossentropy'?", "Allowed: binary_crossentropy"),
         iris("train", loss="sparse_categorical_crossentropi")),
