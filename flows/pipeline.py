@@ -204,6 +204,10 @@ def pipeline_flow(experiments: dict[str, ExperimentSpec], results_dir: Path = Pa
     Experiments that train as Ray tasks (:func:`on_cluster`) run side by side, when there are several, so the
     cluster trains all their folds at once; the others train here, one after another."""
     spread = [name for name, spec in experiments.items() if on_cluster(spec)] if len(experiments) > 1 else []
+    if spread:  # here, before the threads that would each join or start it
+        from kerasflow.flows.ray_cluster import connect
+
+        connect()
     running = {name: experiment_on_cluster.submit(name, experiments[name], results_dir, mlflow_uri)
                for name in spread}
     summaries = {name: running[name].result() if name in running

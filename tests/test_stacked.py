@@ -254,7 +254,7 @@ def _each_trains_as_alone(specs: list, project, predictions_rtol: float = 1e-4) 
         for fold_grouped, fold_alone in zip(grouped.folds, alone.folds):
             np.testing.assert_allclose(fold_grouped.history["loss"], fold_alone.history["loss"], rtol=1e-4)
             np.testing.assert_allclose(fold_grouped.y_pred, fold_alone.y_pred, rtol=predictions_rtol,
-                                       atol=predictions_rtol and 1e-6)
+                                       atol=1e-6 if predictions_rtol else 0.0)
     return together
 
 
@@ -336,6 +336,27 @@ def test_configs_that_differ_only_in_epochs_share_one_training_scored_at_each_co
         assert len(rows) == 3 * config["train.epochs"]  # every fold, each epoch once
 
 
+def test_a_trial_resumed_past_a_configs_end_reports_that_configs_own_scores(project, tmp_path):
+    """Epochs {3, 5}, a checkpoint every 2 epochs: resumed from epoch 4, the 3-epoch config still reports its
+    scores after 3 epochs (carried by the checkpoint), and every config ends as in the uninterrupted trial."""
+    spec = _iris_spec()
+    sweep = SearchSpec.model_validate({"space": {"train.epochs": {"grid": [3, 5]}}, "checkpoint_every": 2})
+    (group,) = stacked_groups(spec, sweep)
+    specs = [spec.with_overrides(config) for config in group]
+    table = load_table(spec.dataset, root=project)
+    labels = encode_labels(spec, table)
+    whole: list[tuple[dict, object]] = []
+    run_trial(specs, sweep, table, labels, lambda metrics, checkpoint: whole.append((metrics, checkpoint)),
+              tmp_path / "whole")
+    at_4 = next(checkpoint for metrics, checkpoint in whole if metrics["epoch"] == 4)
+    resumed: list[dict] = []
+    run_trial(specs, sweep, table, labels, lambda metrics, _: resumed.append(metrics), tmp_path / "resumed",
+              resume_from=at_4)
+    assert [metrics["epoch"] for metrics in resumed] == [5]
+    assert resumed[-1]["fold_scores"] == whole[-1][0]["fold_scores"]
+    assert resumed[-1]["fold_scores"][0] == whole[2][0]["fold_scores"][0]  # epochs=3: its scores after epoch 3
+
+
 def test_the_books_grid_of_54_with_epochs_trains_as_few_programs():
     sweep = _books_grid()
     space = {**sweep.space, "train.epochs": {"grid": [10, 20, 30]}, "train.batch_size": {"grid": [5, 10, 20]}}
@@ -355,6 +376,11 @@ def test_grids_that_cannot_stack_their_configs_run_one_config_per_trial():
     assert stacked_groups(spec, sampled) is None
     widths = SearchSpec.model_validate({"space": {"model.widths": {"grid": [[4], [8, 4]]}}})
     assert sorted(map(len, stacked_groups(spec, widths))) == [1, 1]  # other layers: a program each
+    softmax = _iris_spec({"layer0": {"activation": "softmax"}})  # a padding unit would join a hidden softmax
+    widths = SearchSpec.model_validate({"space": {"model.widths": {"grid": [[4], [8]]}}})
+    assert sorted(map(len, stacked_groups(spec, widths))) == [2]
+    assert sorted(map(len, stacked_groups(softmax, widths))) == [1, 1]
+    assert not _iris_spec({"train": {"optimizer": "adafactor"}}).train.stackable  # its RMS takes a whole kernel
     unstacked = _iris_spec(stack_folds=False)
     assert sorted(map(len, stacked_groups(unstacked, _books_grid()))) == [1] * 12
 

@@ -373,6 +373,11 @@ COUPLING_ARGUMENTS = ("clipnorm", "global_clipnorm")
 """Optimizer arguments that scale a variable's gradient by its norm: over a stacked kernel that norm would mix the
 slots, so a model trained with them is not stacked."""
 
+COUPLING_OPTIMIZERS = ("adafactor", "muon")
+"""Optimizers whose update of a variable depends on the whole variable (Adafactor's RMS clipping and relative step
+take its RMS, Muon orthogonalises it): over a stacked kernel they would mix the slots, so a model trained with them
+is not stacked."""
+
 
 class TrainSpec(Section):
     optimizer: str | OptimizerSpec = Field(default="adam", description="a Keras optimizer's name, or {name: ..., "
@@ -434,10 +439,12 @@ class TrainSpec(Section):
 
     @property
     def stackable(self) -> bool:
-        """Whether models trained this way can be stacked: no gradient clipping by norm (:data:`COUPLING_ARGUMENTS`)
-        and no rate that follows a fold's own scores (reduce_on_plateau): the slots share one optimizer."""
-        return not any(arg in self.optimizer_arguments for arg in COUPLING_ARGUMENTS) and not isinstance(
-            self.lr_schedule, ReduceOnPlateauSchedule)
+        """Whether models trained this way can be stacked: no gradient clipping by norm (:data:`COUPLING_ARGUMENTS`),
+        no optimizer that updates a variable from all of it (:data:`COUPLING_OPTIMIZERS`) and no rate that follows a
+        fold's own scores (reduce_on_plateau): the slots share their optimizer's variables."""
+        return not any(arg in self.optimizer_arguments for arg in COUPLING_ARGUMENTS) \
+            and self.optimizer_name.lower() not in COUPLING_OPTIMIZERS \
+            and not isinstance(self.lr_schedule, ReduceOnPlateauSchedule)
 
     @property
     def monitors(self) -> dict[str, str]:

@@ -35,9 +35,9 @@ class SearchSpec(Section):
     checkpoint_every: PositiveInt | None = Field(default=None, description="epochs; None: at the end only")
     max_failures: int = Field(default=2, ge=0, description="retries of a trial whose process dies")
     shared_storage: bool = Field(default=False, description="the storage path is shared by every node")
-    stack_configs: bool = Field(default=True, description="grid configs that differ only in initializers (and "
-                                                          "epochs) train as one stacked program per group "
-                                                          "(tasks/sweep/groups.py)")
+    stack_configs: bool = Field(default=True, description="grid configs that differ only in initializers, hidden "
+                                                          "widths, optimizers (and epochs) train as one stacked "
+                                                          "program per group (tasks/sweep/groups.py)")
 
     @field_validator("space", mode="before")
     @classmethod

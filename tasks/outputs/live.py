@@ -137,9 +137,9 @@ class LiveHistory(keras.callbacks.Callback):
 
     `folders` hold the folds of one config each (a run's one, or a sweep trial's stacked group's), in training
     order: model j (slot j of a stacked model, else the j-th model trained) is fold ``j % n`` of config ``j // n``,
-    `n` folds to a folder. With `models`, folder i logs the folds of config `models[i]` instead (configs that
-    share one training, see :class:`kerasflow.tasks.sweep.groups.SharedEpochs`), and with `until`, its epochs up to
-    `until[i]` only. A stacked model's logs hold every slot's values (``f<j>_<name>``, ``val_f<j>_<name>``);
+    `n` folds to a folder. With `models`, folder i logs the folds of model `models[i]` instead (the model trained
+    for several configs, see :class:`kerasflow.tasks.sweep.groups.SharedEpochs`), and with `until`, its epochs up
+    to `until[i]` only. A stacked model's logs hold every slot's values (``f<j>_<name>``, ``val_f<j>_<name>``);
     models trained one after another log plain names, and each new model Keras hands the callback is the next.
     """
 

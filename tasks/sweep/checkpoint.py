@@ -33,14 +33,15 @@ class RestoreState(keras.callbacks.Callback):
             self.restored = True
 
 
-def save_state(model: keras.Model, directory: Path, epoch: int) -> Path:
-    """Weights, optimizer variables and the epoch reached: enough to go on exactly where training stopped."""
+def save_state(model: keras.Model, directory: Path, epoch: int, extra: dict | None = None) -> Path:
+    """Weights, optimizer variables and the epoch reached: enough to go on exactly where training stopped; with
+    `extra`, what else the trial must carry on from (in the state file, beside the epoch: :func:`saved_state`)."""
     with atomic_path(directory) as tmp:
         tmp.mkdir()
         model.save_weights(tmp / WEIGHTS_FILE)
         optimizer = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)}
         np.savez(tmp / OPTIMIZER_FILE, **optimizer)
-        (tmp / STATE_FILE).write_text(json.dumps({"epoch": epoch}))
+        (tmp / STATE_FILE).write_text(json.dumps({**(extra or {}), "epoch": epoch}))
     return directory
 
 
@@ -54,5 +55,10 @@ def restore_state(model: keras.Model, directory: Path) -> int:
     return checkpoint_epoch(directory)
 
 
+def saved_state(directory: Path) -> dict:
+    """The state file of a checkpoint :func:`save_state` wrote: the epoch, and its `extra`."""
+    return json.loads((directory / STATE_FILE).read_text())
+
+
 def checkpoint_epoch(directory: Path) -> int:
-    return int(json.loads((directory / STATE_FILE).read_text())["epoch"])
+    return int(saved_state(directory)["epoch"])

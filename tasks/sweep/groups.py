@@ -35,10 +35,10 @@ def scoring_spec(spec: ExperimentSpec, sweep: SearchSpec) -> ExperimentSpec:
 def stacked_groups(spec: ExperimentSpec, sweep: SearchSpec) -> list[list[dict[str, Any]]] | None:
     """The grid's configs in groups that each train as one stacked program, or None where they cannot.
 
-    Configs group when they differ only in their Dense layers' initializers and optimizers
-    (:func:`kerasflow.tasks.training.stacked.stack_key`), and in `train.epochs` where a training's first epochs do
-    not depend on how many follow (:func:`shares_epochs`): the books' optimizer x initializer x batch-size grid of
-    12 is 2 programs (one per batch size) of 6 configs, and with epochs {50, 100, 150} too, 2 programs of 18.
+    Configs group when they differ only in their Dense layers' initializers and hidden widths and in their
+    optimizers (:func:`kerasflow.tasks.training.stacked.stack_key`), and in `train.epochs` where a training's first
+    epochs do not depend on how many follow (:func:`shares_epochs`): the books' optimizer x initializer x batch-size
+    grid of 12 is 2 programs (one per batch size) of 6 configs, and with epochs {50, 100, 150} too, 2 of 18.
     Only a whole grid (every value `grid`, the `grid` algorithm) with no scheduler stopping trials and k-fold
     scoring groups: a scheduler stops trials, and hold-out scoring exports the best trial's own checkpoint, both
     one config at a time.
@@ -92,6 +92,14 @@ class SharedEpochs:
         >>> shared = SharedEpochs.of([spec.with_overrides({"train.epochs": e}) for e in (10, 30, 20)])
         >>> [model.train.epochs for model in shared.models], shared.model_of, shared.epochs
         ([30], [0, 0, 0], [10, 30, 20])
+
+        Models of one optimizer are put side by side:
+
+        >>> configs = [{"train.optimizer": optimizer, "model.initializer": initializer} for optimizer, initializer
+        ...            in [("adam", "glorot_uniform"), ("sgd", "glorot_uniform"), ("adam", "he_normal")]]
+        >>> shared = SharedEpochs.of([spec.with_overrides(config) for config in configs])
+        >>> [model.train.optimizer for model in shared.models], shared.model_of
+        (['adam', 'adam', 'sgd'], [0, 2, 1])
         """
         longest = max(spec.train.epochs for spec in specs)
         index: dict[str, int] = {}

@@ -19,7 +19,7 @@ from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
-from kerasflow.tasks.sweep.checkpoint import RestoreState, checkpoint_epoch, save_state
+from kerasflow.tasks.sweep.checkpoint import RestoreState, checkpoint_epoch, save_state, saved_state
 from kerasflow.tasks.sweep.groups import SharedEpochs, scoring_spec
 from kerasflow.tasks.training.evaluate import (
     Encoded,
@@ -82,19 +82,27 @@ def config_summaries(slot_values: list[float], n_configs: int, higher_is_better:
             "fold_scores": per_config.tolist()}
 
 
+KEPT = "kept_scores"
+"""The key of a trial's checkpoint state that holds each ended config's kept scores (:class:`EpochReporter`)."""
+
+
 class EpochReporter(keras.callbacks.Callback):
     """Reports every config's mean validation score over its folds each epoch, with a checkpoint when one is due.
 
     A config shorter than the trial's training (:class:`SharedEpochs`) keeps, from its last epoch on, the scores it
-    had there: its model's scores after `epochs[c]` epochs, as that config trained alone would end."""
+    had there: its model's scores after `epochs[c]` epochs, as that config trained alone would end. Checkpoints
+    carry them, so a trial resumed from `resume_from` past a config's end reports that config's own scores."""
 
     def __init__(self, spec: ExperimentSpec, configs: SharedEpochs, report: Report, checkpoint_every: int | None,
-                 checkpoint_root: Path) -> None:
+                 checkpoint_root: Path, resume_from: Path | None = None) -> None:
         super().__init__()
         self.metric, self.higher_is_better, self.epochs = spec.metric, spec.higher_is_better, spec.train.epochs
         self.configs, self.report = configs, report
         self.checkpoint_every, self.checkpoint_root = checkpoint_every, checkpoint_root
-        self.kept: dict[int, tuple[list[float], list[bool]]] = {}  # config -> fold scores and divergence, last kept
+        # config -> its fold scores and divergence, as last kept
+        kept = saved_state(resume_from).get(KEPT, {}) if resume_from is not None else {}
+        self.kept: dict[int, tuple[list[float], list[bool]]] = {int(c): (scores, diverged)
+                                                                for c, (scores, diverged) in kept.items()}
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -102,13 +110,14 @@ class EpochReporter(keras.callbacks.Callback):
         scores = np.reshape(slot_scores(logs, self.metric), (len(configs.models), -1))
         diverged = np.reshape([not math.isfinite(loss) for loss in slot_scores(logs, "loss", "")], scores.shape)
         for c, (model, epochs) in enumerate(zip(configs.model_of, configs.epochs)):
-            if done <= epochs or c not in self.kept:  # a resumed trial past a config's end has kept nothing yet
+            if done <= epochs:
                 self.kept[c] = (scores[model].tolist(), diverged[model].tolist())
         order = range(len(configs.epochs))
         summary = config_summaries([v for c in order for v in self.kept[c][0]], len(configs.epochs),
                                    self.higher_is_better, slot_diverged=[d for c in order for d in self.kept[c][1]])
         due = done == self.epochs or (self.checkpoint_every is not None and done % self.checkpoint_every == 0)
-        checkpoint = save_state(self.model, self.checkpoint_root / f"epoch_{done:05d}", done) if due else None
+        checkpoint = save_state(self.model, self.checkpoint_root / f"epoch_{done:05d}", done,
+                                {KEPT: self.kept}) if due else None
         self.report({**summary, "epoch": done, "epochs": [min(done, epochs) for epochs in configs.epochs]},
                     checkpoint)
 
@@ -135,7 +144,7 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
         if resume_from is not None:
             callbacks.append(RestoreState(resume_from))
             initial_epoch = checkpoint_epoch(resume_from)
-        callbacks.append(EpochReporter(spec, configs, report, sweep.checkpoint_every, work_dir))
+        callbacks.append(EpochReporter(spec, configs, report, sweep.checkpoint_every, work_dir, resume_from))
     if history_dirs:
         names = history_names(spec.metric, spec.train.scheduled)
         callbacks.append(LiveHistory([HistoryFolder(directory, fold_folders(len(folds)), names,

@@ -2,17 +2,15 @@
 (its name, arguments or learning rate) still train as one program (`tasks/training/stacked.py`).
 
 A stacked Dense layer keeps one kernel and one bias per group of consecutive slots that share an optimizer
-(`StackedDense(groups=...)`); :class:`SlotGroupOptimizer` hands each group's gradients to that group's own
-optimizer, whose state (moments, accumulators, step count) is then the state that config's own optimizer has
-when it trains alone.
+(`StackedDense(groups=...)`); Keras' `MultiOptimizer` hands each group's gradients to that group's own optimizer
+(`compile_stacked`), whose state (moments, accumulators, step count) is then the state that config's own
+optimizer has when it trains alone.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-
-import keras
 
 from kerasflow.tasks.config.schema import ExperimentSpec, TrainSpec
 
@@ -50,40 +48,3 @@ def slot_groups(specs: Sequence[ExperimentSpec], n_folds: int) -> list[tuple[Tra
         else:
             groups.append((spec.train, n_folds))
     return groups
-
-
-class SlotGroupOptimizer(keras.optimizers.Optimizer):
-    """Applies `optimizers[g]` to the variables `group_of` maps to g (by `variable.path`): every slot group is
-    updated by its own optimizer, with its own state. Its own learning rate is unused (0); its step count is the
-    program's.
-
-    Written as Keras' own `LossScaleOptimizer` wraps an optimizer: `variables` lists the inner optimizers' too, so
-    checkpoints (`tasks/sweep/checkpoint.py`) and JAX's stateless step carry their state.
-    """
-
-    def __init__(self, optimizers: Sequence[keras.optimizers.Optimizer], group_of: dict[str, int],
-                 name: str = "slot_groups") -> None:
-        super().__init__(learning_rate=0.0, name=name)
-        self.optimizers, self.group_of = list(optimizers), dict(group_of)
-
-    def build(self, variables: list) -> None:
-        if self.built:
-            return
-        for g, optimizer in enumerate(self.optimizers):
-            optimizer.build([variable for variable in variables if self.group_of[variable.path] == g])
-        # Kept outside Keras' tracking, which would count the model's variables as this optimizer's own.
-        object.__setattr__(self, "slot_variables", list(variables))
-        super().build(variables)
-
-    @property
-    def variables(self) -> list:
-        return [*super().variables, *(variable for optimizer in self.optimizers for variable in optimizer.variables)]
-
-    def apply(self, grads: Sequence, trainable_variables: Sequence | None = None) -> None:
-        if not self.built:
-            self.build(list(trainable_variables))
-        variables = list(trainable_variables) if trainable_variables is not None else self.slot_variables
-        for g, optimizer in enumerate(self.optimizers):
-            pairs = [(grad, variable) for grad, variable in zip(grads, variables) if self.group_of[variable.path] == g]
-            optimizer.apply([grad for grad, _ in pairs], [variable for _, variable in pairs])
-        self.iterations.assign_add(1)

@@ -48,7 +48,7 @@ from kerasflow.tasks.training.scoring import (
     row_scores,
     score,
 )
-from kerasflow.tasks.training.slot_optimizers import SlotGroupOptimizer, own_optimizers, slot_groups
+from kerasflow.tasks.training.slot_optimizers import own_optimizers, slot_groups
 from kerasflow.tasks.training.train import (
     EarlyStoppingAcrossFits,
     FoldData,
@@ -125,8 +125,8 @@ class StackedDense(keras.layers.Layer):
     Slots may be narrower than the layer: slot j has `widths[j]` units of `units` and takes the first
     `input_widths[j]` inputs. Its kernel is drawn for its own shape and padded with zeros, and its inputs past its
     own are multiplied by 0, so the padding units neither reach its outputs nor get a gradient: it trains as the
-    narrower Dense layer alone (the zero weights add nothing to a penalty, and no optimizer or constraint moves a
-    weight whose gradient is always 0)."""
+    narrower Dense layer alone (the zero weights add nothing to a penalty, and no stackable optimizer or constraint
+    moves a weight whose gradient is always 0: see `TrainSpec.stackable`)."""
 
     def __init__(self, units: int, seeds: list[int], activation: str = "linear",
                  initializers: list[str] | None = None, options: dict | None = None,
@@ -237,16 +237,24 @@ class StackedModel(keras.Sequential):
         return loss + ops.sum(penalties) if penalized else loss
 
 
+ACROSS_UNITS = ("softmax", "log_softmax", "sparsemax", "glu")
+"""Activations whose value at a unit depends on the layer's other units: a padding unit would change a narrower
+slot's outputs, so configs with other hidden widths do not stack where one of these is hidden."""
+
+
 def stack_key(spec: ExperimentSpec) -> str:
     """What configs must share to train as one stacked program: everything but their Dense layers' initializers,
-    their hidden Dense layers' widths (:class:`StackedDense` pads narrower slots), and their optimizer and learning
-    rate where each slot group may have its own (:func:`own_optimizers`).
+    their hidden Dense layers' widths (:class:`StackedDense` pads narrower slots; not where a hidden activation
+    spans the units, :data:`ACROSS_UNITS`), and their optimizer and learning rate where each slot group may have its
+    own (:func:`own_optimizers`).
 
     Two configs with equal keys have the same layers, activations, preprocessing, folds, batch size, epochs and
     seed, so one stacked program reproduces each config's own training.
     """
     dense = [i for i, layer in enumerate(spec.model.layers) if isinstance(layer, DenseLayer)]
     hidden = dense[:-1]  # the output layer's units are the task's
+    if any(str(getattr(layer, "activation", "")).lower() in ACROSS_UNITS for layer in spec.model.layers[:dense[-1]]):
+        hidden = []
     layers = [layer.model_copy(update={"initializer": "", **({"units": 0} if i in hidden else {})})
               if isinstance(layer, DenseLayer) else layer for i, layer in enumerate(spec.model.layers)]
     update: dict = {"model": spec.model.model_copy(update={"layers": layers})}
@@ -295,10 +303,12 @@ def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1, s
     """Compile `model` to train as `spec` says, `steps` steps per compiled call and `steps_per_epoch` an epoch (for
     the learning rate's schedule), its slots scored by the spec's primary metric besides the loss the model tracks
     itself. With `groups` (a train section per slot group, :func:`build_stacked`), each group's slots are trained
-    by that section's optimizer (:class:`SlotGroupOptimizer`)."""
+    by that section's optimizer (Keras' `MultiOptimizer`, each variable to its group's)."""
     name, (fn, finish) = spec.metric, metric_fn(spec)
     optimizers = [make_optimizer(train, steps_per_epoch) for train in groups or [spec.train]]
-    optimizer = optimizers[0] if len(optimizers) == 1 else SlotGroupOptimizer(optimizers, model.variable_groups())
+    group_of = model.variable_groups()
+    optimizer = optimizers[0] if len(optimizers) == 1 else \
+        keras.optimizers.MultiOptimizer(lambda variable: optimizers[group_of[variable.path]])
     # Weighted: Keras hands sample weights to `weighted_metrics` only, and padding rows weigh 0.
     model.compile(optimizer=optimizer, loss=None, steps_per_execution=steps,
                   weighted_metrics=[SlotMean(fn, slots=model.slots, finish=finish, name=name)])
