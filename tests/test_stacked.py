@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -273,6 +276,38 @@ def test_configs_with_other_hidden_widths_train_in_one_program_each_as_alone(pro
             assert not slot[rows:].any() and not slot[:, columns:].any()
     together = _each_trains_as_alone(specs, project)
     assert len({tuple(result.folds[0].history["loss"]) for result in together}) == 3
+
+
+# Two configs of other optimizers and hidden widths, cross-validated as one stacked program and each alone, on JAX
+# (Keras' MultiOptimizer there runs through its stateless step); prints each config's fold scores and losses.
+GROUP_ON_JAX = """
+import json, sys
+from kerasflow.tasks.config.backend import set_backend_defaults
+set_backend_defaults()
+from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.training.evaluate import cross_validate, cross_validate_configs, encode_labels, prepare_folds
+
+raw = json.loads(sys.argv[1])
+raw["backend"] = "jax"
+spec = parse_params(raw).experiments["iris"]
+configs = [spec.with_overrides({"train.optimizer": "adam", "model.widths": [3]}),
+           spec.with_overrides({"train.optimizer": "rmsprop", "train.learning_rate": 0.01, "model.widths": [8]})]
+table = load_table(spec.dataset)
+folds = prepare_folds(spec, table, encode_labels(spec, table))
+together = cross_validate_configs(configs, folds)
+runs = [(grouped, cross_validate(config, folds)) for config, grouped in zip(configs, together)]
+print(json.dumps([[[run.scores, [fold.history["loss"] for fold in run.folds]] for run in pair] for pair in runs]))
+"""
+
+
+def test_a_group_of_other_optimizers_and_widths_trains_as_each_alone_on_jax(project):
+    child = subprocess.run([sys.executable, "-c", GROUP_ON_JAX, json.dumps(tiny_params())], cwd=project,
+                           capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    for (grouped_scores, grouped_losses), (alone_scores, alone_losses) in json.loads(child.stdout.splitlines()[-1]):
+        assert grouped_scores == alone_scores
+        np.testing.assert_allclose(grouped_losses, alone_losses, rtol=1e-4)
 
 
 def _books_grid(**sweep) -> SearchSpec:
