@@ -125,8 +125,9 @@ def child_functions(name: str, params_file: Path, results_dir: Path) -> None:
     timing: dict[str, float] = {}
     table, labels = pipeline.load_data.fn(name, spec)
     folds = pipeline.preprocess_folds.fn(spec, table, labels, None)
-    cv = pipeline.cross_validate.fn(name, spec, folds, results_dir)
-    final = pipeline.refit.fn(name, spec, table, labels, None)
+    on_ray = pipeline.on_cluster(spec)
+    cv = pipeline.cross_validate.fn(name, spec, folds, results_dir, on_ray)
+    final = pipeline.refit.fn(name, spec, table, labels, None, on_ray)
     pipeline.write_results.fn(name, spec, cv, final, labels.codec, results_dir, timing, start)
     render_markdown(collect(results_dir, {name: spec}))
     print(INNER_MARK + str(time.perf_counter() - start), flush=True)

@@ -55,12 +55,13 @@ def preprocess_folds(spec: ExperimentSpec, table: Table, labels: evaluate.Encode
 
 
 @task(name="cross-validate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Path) -> evaluate.CVResult:
+def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Path,
+                   on_ray: bool) -> evaluate.CVResult:
     """Train and score every fold (stacked into one program when the model allows), logging each fold's epochs
-    into `results_dir/name/history` as they end; folds that cannot stack train as Ray tasks where
-    `evaluate.parallel` says so (flows/ray_folds.py), their histories written whole at the end."""
+    into `results_dir/name/history` as they end; with `on_ray` (:func:`on_cluster`), folds that cannot stack train
+    as Ray tasks (flows/ray_folds.py), their histories written whole at the end."""
     faults.inject("cross-validate")
-    if on_cluster(spec):
+    if on_ray:
         from kerasflow.flows.ray_folds import train_folds
 
         line = ProgressLine(f"{name}: {len(folds)} folds as Ray tasks", len(folds), "folds")
@@ -77,9 +78,9 @@ def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Pa
 
 @task(name="refit", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def refit(name: str, spec: ExperimentSpec, table: Table, labels: evaluate.Encoded,
-          start: Start | None) -> evaluate.FinalModel:
-    """Retrain on all rows for the model to keep: as a Ray task where the folds train as Ray tasks."""
-    if on_cluster(spec):
+          start: Start | None, on_ray: bool) -> evaluate.FinalModel:
+    """Retrain on all rows for the model to keep: as a Ray task with `on_ray`, as the folds were."""
+    if on_ray:
         from kerasflow.flows.ray_folds import refit_on_ray
 
         return refit_on_ray(spec, table, labels, start)
@@ -141,17 +142,19 @@ def _timed(timing: dict[str, float], step: str) -> Iterator[None]:
 def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("results"),
                     mlflow_uri: str | None = None) -> dict[str, Any]:
     """One experiment end to end; returns its record (`metrics.json` and `run.json`: tasks/outputs/metrics.py).
-    With `mlflow_uri`, the written results are also an MLflow run there."""
+    With `mlflow_uri`, the written results are also an MLflow run there. Whether it trains on a Ray cluster
+    (:func:`on_cluster`) is asked once, so its folds and its refit go the same way."""
     started, timing = time.perf_counter(), {}
+    on_ray = on_cluster(spec)
     with _timed(timing, "load"):
         start = read_start(name, spec) if spec.train.init_from is not None else None
         table, labels = load_data(name, spec, start)
     with _timed(timing, "preprocess"):
         folds = preprocess_folds(spec, table, labels, start)
     with _timed(timing, "cross_validate"):
-        cv = cross_validate(name, spec, folds, Path(results_dir))
+        cv = cross_validate(name, spec, folds, Path(results_dir), on_ray)
     with _timed(timing, "refit"):
-        final = refit(name, spec, table, labels, start) if spec.evaluate.refit else None
+        final = refit(name, spec, table, labels, start, on_ray) if spec.evaluate.refit else None
     record = write_results(name, spec, cv, final, labels.codec, Path(results_dir), timing, started, start)
     if mlflow_uri is not None:
         log_to_mlflow(name, spec, Path(results_dir), mlflow_uri)
