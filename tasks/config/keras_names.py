@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 _WITH_KERAS = contextvars.ContextVar("check_with_keras", default=True)
@@ -51,7 +51,7 @@ def known_names(kind: str) -> list[str]:
     return sorted(name for name in names if _gets(module.get, name))
 
 
-def _gets(getter, name: str) -> bool:
+def _gets(getter: Callable[[str], object], name: str) -> bool:
     try:
         getter(name)
     except (ValueError, TypeError, KeyError):

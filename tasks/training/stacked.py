@@ -306,9 +306,10 @@ def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1, s
     by that section's optimizer (Keras' `MultiOptimizer`, each variable to its group's)."""
     name, (fn, finish) = spec.metric, metric_fn(spec)
     optimizers = [make_optimizer(train, steps_per_epoch) for train in groups or [spec.train]]
-    group_of = model.variable_groups()
-    optimizer = optimizers[0] if len(optimizers) == 1 else \
-        keras.optimizers.MultiOptimizer(lambda variable: optimizers[group_of[variable.path]])
+    optimizer = optimizers[0]
+    if len(optimizers) > 1:
+        group_of = model.variable_groups()
+        optimizer = keras.optimizers.MultiOptimizer(lambda variable: optimizers[group_of[variable.path]])
     # Weighted: Keras hands sample weights to `weighted_metrics` only, and padding rows weigh 0.
     model.compile(optimizer=optimizer, loss=None, steps_per_execution=steps,
                   weighted_metrics=[SlotMean(fn, slots=model.slots, finish=finish, name=name)])
