@@ -83,7 +83,10 @@ def refit(name: str, spec: ExperimentSpec, table: Table, labels: evaluate.Encode
     if on_ray:
         from kerasflow.flows.ray_folds import refit_on_ray
 
-        return refit_on_ray(spec, table, labels, start)
+        line = ProgressLine(f"{name}: refit on all rows as a Ray task", 1, "tasks")
+        final = refit_on_ray(spec, table, labels, start)
+        line.advance()
+        return final
     line = ProgressLine(f"{name}: refit on all rows", spec.train.epochs, "epochs")
     return evaluate.refit(spec, table, labels, callbacks=[EpochProgress(line)], start=start)
 

@@ -141,7 +141,10 @@ def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Pat
 
 def inference_model(spec: ExperimentSpec, final: FinalModel) -> keras.Model:
     """A fresh, uncompiled twin of the refitted model with its weights, no optimizer state: saved, or sent from a
-    Ray task, it needs none of kerasflow's training-time objects (its compiled metrics) to load."""
+    Ray task, it needs none of kerasflow's training-time objects (its compiled metrics) to load. A model that is
+    not compiled is such a twin already (a refit on a Ray task sends one): it is returned as it is."""
+    if not final.model.compiled:
+        return final.model
     inference = build_model(spec.model, final.model.input_shape[-1], spec.train.seed, final.target_scale)
     set_model_weights(inference, final.model.get_weights())
     return inference
