@@ -146,7 +146,8 @@ def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("r
                     mlflow_uri: str | None = None) -> dict[str, Any]:
     """One experiment end to end; returns its record (`metrics.json` and `run.json`: tasks/outputs/metrics.py).
     With `mlflow_uri`, the written results are also an MLflow run there. Whether it trains on a Ray cluster
-    (:func:`on_cluster`) is asked once, so its folds and its refit go the same way."""
+    (:func:`on_cluster`) is asked once, so its folds and its refit go the same way. The refit trains while the
+    folds do: `run.json`'s seconds of the two overlap."""
     started, timing = time.perf_counter(), {}
     on_ray = on_cluster(spec)
     with _timed(timing, "load"):
@@ -154,10 +155,19 @@ def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("r
         table, labels = load_data(name, spec, start)
     with _timed(timing, "preprocess"):
         folds = preprocess_folds(spec, table, labels, start)
-    with _timed(timing, "cross_validate"):
-        cv = cross_validate(name, spec, folds, Path(results_dir), on_ray)
-    with _timed(timing, "refit"):
-        final = refit(name, spec, table, labels, start, on_ray) if spec.evaluate.refit else None
+    # The refit needs nothing cross-validation computes: it trains beside the folds, in a thread of Prefect's task
+    # runner, on the cores (or the cluster's nodes) they leave idle. Every model is seeded on its own
+    # (tasks/training/models.py), so the two give what each gives alone.
+    refitting = refit.submit(name, spec, table, labels, start, on_ray) if spec.evaluate.refit else None
+    try:
+        with _timed(timing, "cross_validate"):
+            cv = cross_validate(name, spec, folds, Path(results_dir), on_ray)
+    finally:
+        if refitting is not None:
+            refitting.wait()  # a failed cross-validation leaves no refit running after the flow
+    final = refitting.result() if refitting is not None else None
+    if final is not None:
+        timing["refit"] = final.seconds
     record = write_results(name, spec, cv, final, labels.codec, Path(results_dir), timing, started, start)
     if mlflow_uri is not None:
         log_to_mlflow(name, spec, Path(results_dir), mlflow_uri)

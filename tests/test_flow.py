@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import tiny_params
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter
 
 from kerasflow.flows.cli import smoke
 from kerasflow.flows.pipeline import experiment_flow, pipeline_flow
@@ -20,6 +22,7 @@ from kerasflow.tasks.training.evaluate import (
     cross_validate,
     encode_labels,
     prepare_folds,
+    refit,
 )
 from kerasflow.tasks.training.scoring import score
 from kerasflow.tasks.training.train import predict
@@ -67,6 +70,28 @@ def test_flow_under_prefect_harness_matches_the_plain_functions(project, prefect
     assert codec.classes_ == ["setosa", "versicolor", "virginica"]
     accuracy = score(spec, codec.transform(table.y), predict(model, preprocessor.transform(table.X)))
     assert accuracy > 0.8
+
+
+def test_the_refit_trains_beside_the_folds_and_keeps_the_model_it_trains_alone(project, prefect_harness,
+                                                                               monkeypatch):
+    """The flow's refit and cross-validation run at the same time (read back from Prefect), and the saved model's
+    weights are, bit for bit, those of the refit trained alone in turn."""
+    monkeypatch.chdir(project)
+    spec = parse_params(tiny_params()).experiments["iris"].with_overrides({"train.epochs": 40})
+    state = experiment_flow("iris", spec, project / "results", return_state=True)
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]}))
+    spans = {run.task_key.split("-")[0]: (run.start_time, run.end_time) for run in runs
+             if run.task_key.split("-")[0] in ("cross_validate", "refit")}
+    assert set(spans) == {"cross_validate", "refit"}
+    assert max(start for start, _ in spans.values()) < min(end for _, end in spans.values())  # side by side
+
+    table = load_table(spec.dataset)
+    alone = refit(spec, table, encode_labels(spec, table)).model.get_weights()
+    saved = keras.saving.load_model(project / "results/iris/model/model.keras").get_weights()
+    for here, there in zip(alone, saved, strict=True):
+        np.testing.assert_array_equal(there, here)
+    assert state.result()["timing"]["refit"] > 0
 
 
 def test_pipeline_flow_runs_every_experiment_and_publishes_the_report(project, prefect_harness, monkeypatch):

@@ -283,12 +283,15 @@ class FinalModel:
     target_scale: TargetScale | None = None
     diverged_at: int | None = None
     """The epoch (from 1) at which the refit's loss became NaN or infinite: then the model is not kept."""
+    seconds: float = 0.0
+    """Wall seconds the refit took, preprocessing included."""
 
 
 def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
           callbacks: Sequence[keras.callbacks.Callback] = (), start: Start | None = None) -> FinalModel:
     """Retrain on all rows: the model to keep once cross-validation has said how good it is. A continued
     experiment's (`start`) starts from the saved weights, with the saved preprocessing and target scale."""
+    started = time.perf_counter()
     codec = labels.codec
     if spec.dataset.task == "next_token":  # the vocabulary of the whole text
         preprocessor = TokenVocabulary(spec.preprocess.tokens).fit(table.y.tolist())
@@ -310,4 +313,5 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
                                keep_best=spec.train.checkpoint == "best",
                                initial_weights=start.weights if start is not None else None)
     return FinalModel(model=model, preprocessor=preprocessor, codec=codec, target_scale=target_scale,
-                      diverged_at=first_non_finite(trained.history.get("loss", [])))
+                      diverged_at=first_non_finite(trained.history.get("loss", [])),
+                      seconds=time.perf_counter() - started)
