@@ -42,8 +42,10 @@ the median leaves that out.
                        how a team with a long-running server runs the pipeline. The server's own start is not
                        counted; it is printed.
 
-The fixed cost of `kerasflow run` is its wall time less the work it does (`kerasflow functions`' inner time):
-interpreter, imports, the data check before the flow, Prefect's server and task runs. Its share of a 3-minute
+The fixed cost of `kerasflow run` is its wall time less the work it does (`kerasflow functions`' inner time, its
+steps one after another): interpreter, imports, the data check before the flow, Prefect's server and task runs,
+less what the flow saves by training the refit beside the folds (flows/pipeline.py) where the functions train
+them in turn. Its share of a 3-minute
 job is fixed / 180 s (issue 7's target: <= 5%), with the temporary server and against a running one. A bare
 Keras script pays some of it too (interpreter, `import keras`, reading the data: its wall less its inner time);
 what `kerasflow run` adds beyond that is printed as well.
