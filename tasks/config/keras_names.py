@@ -52,6 +52,7 @@ def known_names(kind: str) -> list[str]:
 
 
 def _gets(getter: Callable[[str], object], name: str) -> bool:
+    """Whether Keras' `getter` resolves `name` (KeyError: a class that needs arguments, `constant` its value)."""
     try:
         getter(name)
     except (ValueError, TypeError, KeyError):
@@ -70,15 +71,12 @@ def check_name(kind: str, value: str) -> str:
         return value
     import keras
 
-    getter = getattr(keras, kind).get
-    try:
-        getter(value)
-    except (ValueError, TypeError, KeyError):  # KeyError: a class that needs arguments (`constant`: its value)
+    if not _gets(getattr(keras, kind).get, value):
         allowed = known_names(kind)
         hint = difflib.get_close_matches(value, allowed, n=1)
         suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
         singular = {"losses": "loss"}.get(kind, kind[:-1])
-        raise ValueError(f"unknown {singular} {value!r}.{suggestion} Allowed: {', '.join(allowed)}") from None
+        raise ValueError(f"unknown {singular} {value!r}.{suggestion} Allowed: {', '.join(allowed)}")
     return value
 
 def activation_name(value: str) -> str:
