@@ -84,16 +84,15 @@ def _tune(project: Path, env: dict[str, str], *args: str) -> subprocess.Complete
 
 
 def test_a_driver_without_the_token_is_refused_in_seconds_with_one_line(ray_head, sweep_project):
+    """The one line is :func:`check_head`'s, asked before `ray.init`, whose ~20 s of retries would end in a
+    traceback."""
     address, _, _ = ray_head
-    started = time.monotonic()
     result = _tune(sweep_project, {"RAY_ADDRESS": address})
-    seconds = time.monotonic() - started
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines() == [
         f"kerasflow: error: RAY_ADDRESS={address}: the cluster uses Ray's token authentication and this driver "
         "sends no token: set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH, "
         "or ~/.ray/auth_token); `ray get-auth-token` on the head prints it"]
-    assert seconds < 20, f"{seconds:.0f} s: the check should answer before Ray's own ~20 s of retries"
     assert not (sweep_project / "results").exists()
 
 
