@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("experiment", metavar="EXPERIMENT")
     tune.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
     tune.add_argument("--resume", action="store_true", help="finish an interrupted sweep; finished trials stay")
-    tune.add_argument("--verbose", action="store_true", help="show the trials' own output (Keras, Ray's workers)")
+    tune.add_argument("--verbose", action="store_true",
+                      help="show the trials' own output (Keras, Ray's workers); they then train in their own "
+                           "processes, not in a kept-running Ray's warm trainers")
     tune.add_argument("--dvc-exp", action="store_true",
                       help="also save each config as a DVC experiment (dvc exp show lists them, dvc exp apply one)")
     tune.add_argument("--nested", type=int, default=None, metavar="K",

@@ -1,18 +1,17 @@
-"""The Ray side of a sweep, without Prefect: the Tuner over an experiment's space, and the trainable each trial's
-process runs (:func:`run_trial_process`); joining or starting Ray is flows/ray_cluster.py's.
+"""The Ray side of a sweep, without Prefect: the Tuner over an experiment's space, and what a trial trains
+(:func:`train_trial`, in the trial's process or a warm trainer: flows/ray_trial.py, flows/warm_trainers.py);
+joining or starting Ray is flows/ray_cluster.py's.
 
 `flows/sweep.py` wraps these in Prefect tasks; a machine without Prefect (bench/gpu.py on the GPU machine) runs
-them as they are. Ray pickles the trainable by reference, so every trial process imports this module: it imports
-no Prefect. Locally Ray runs embedded; with `RAY_ADDRESS` set the same sweep runs on that cluster. The table goes
-to the object store once (`tune.with_parameters`); each trial reports per epoch and keeps its best checkpoints; a
-crashed driver resumes with `Tuner.restore`.
+them as they are. Trial processes and warm trainers import this module: it imports no Prefect. Locally Ray runs
+embedded; with `RAY_ADDRESS` set the same sweep runs on that cluster, its CPU trials in warm trainers. The table
+goes to the object store once; each trial reports per epoch and keeps its best checkpoints; a crashed driver
+resumes with `Tuner.restore`.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from kerasflow.flows.ray_cluster import alive_nodes, unfit_nodes
+from kerasflow.flows.ray_cluster import alive_nodes, unfit_nodes, warm_prefix
+from kerasflow.flows.ray_trial import run_trial_process
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
@@ -29,7 +29,7 @@ from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.runtime.progress import ProgressLine
 from kerasflow.tasks.sweep.dvc_experiments import RECORD
 from kerasflow.tasks.sweep.groups import GROUP, config_id, stacked_groups, trial_configs
-from kerasflow.tasks.sweep.trial import run_trial
+from kerasflow.tasks.sweep.trial import Report, run_trial
 from kerasflow.tasks.training import evaluate
 
 RUN_NAME = "sweep"
@@ -94,9 +94,12 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
                storage: Path, resume: bool) -> tune.Tuner:
     """The sweep's Tuner, its run kept in `storage`/sweep: a new one (what was there removed), or with `resume`
     the one there, its unfinished and errored trials run again."""
+    # The data goes to the object store once; trials pass its reference on (`run_trial_process`).
+    warm = warm_prefix() if sweep.gpu == 0 else None
     trainable = tune.with_resources(
         tune.with_parameters(run_trial_process, spec_json=spec.model_dump_json(), sweep_json=sweep.model_dump_json(),
-                             table=table, labels=labels, history_root=str(history_folder(storage))),
+                             data=[ray.put((table, labels))], history_root=str(history_folder(storage)),
+                             warm_prefix=warm),
         {"cpu": sweep.cpu, "gpu": sweep.gpu})
     path = storage / RUN_NAME
     if resume:
@@ -136,32 +139,14 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
                                                     checkpoint_score_order=mode)))
 
 
-def run_trial_process(config: dict[str, Any], spec_json: str, sweep_json: str, table: Table,
-                      labels: evaluate.Encoded, history_root: str) -> None:
-    """One trial: the experiment with this config's overrides (or each of a stacked group's), reporting to Ray
-    Tune every epoch and logging each config's folds under `history_root`."""
+def train_trial(config: dict[str, Any], spec_json: str, sweep_json: str, table: Table, labels: evaluate.Encoded,
+                history_root: str, work_dir: Path, resume_from: Path | None, report: Report) -> None:
+    """Train one trial's config (or each of a stacked group's), in a trial's process or a warm trainer: the
+    experiment with its overrides, each config's folds logged under `history_root`, its reports passed to `report`
+    and its checkpoints written under `work_dir`; resumed from the checkpoint folder `resume_from` if given."""
     base = ExperimentSpec.model_validate_json(spec_json)
     configs = trial_configs(config)
     specs = [base.with_overrides(overrides) for overrides in configs]
     history = [Path(history_root) / config_id(overrides) for overrides in configs]
-    sweep = SearchSpec.model_validate_json(sweep_json)
-    node = ray.get_runtime_context().get_node_id()
-    started_at, started = time.time(), time.perf_counter()
-
-    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-        metrics = {**metrics, "node": node, "started_at": started_at,
-                   "trial_seconds": round(time.perf_counter() - started, 2)}
-        if checkpoint_dir is None:
-            tune.report(metrics)
-            return
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # Ray has copied it into the sweep's storage
-
-    checkpoint = tune.get_checkpoint()
-    with tempfile.TemporaryDirectory(prefix="kerasflow-trial-") as work_dir:
-        if checkpoint is None:
-            run_trial(specs, sweep, table, labels, report, Path(work_dir), history_dirs=history)
-        else:
-            with checkpoint.as_directory() as resume_from:
-                run_trial(specs, sweep, table, labels, report, Path(work_dir), resume_from=Path(resume_from),
-                          history_dirs=history)
+    run_trial(specs, SearchSpec.model_validate_json(sweep_json), table, labels, report, work_dir,
+              resume_from=resume_from, history_dirs=history)

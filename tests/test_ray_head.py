@@ -1,7 +1,8 @@
 """Sweeps on an existing cluster, as a user starts one: a real `ray start --head` on 127.0.0.1 with Ray's token
 authentication on and its dashboard (Ray Jobs) bound to 127.0.0.1, stopped at the end.
 
-- joined through `RAY_ADDRESS` with `RAY_AUTH_MODE=token` and the token, the sweep runs there;
+- joined through `RAY_ADDRESS` with `RAY_AUTH_MODE=token` and the token, the sweep runs there, in warm trainers
+  (flows/warm_trainers.py) that the next sweep reuses, with the same scores as in the trials' own processes;
 - with no token, the wrong one, or no head at the address, `kerasflow tune` exits 2 in seconds with one line saying
   which (Ray's own connect retries for ~20 s, then raises a traceback);
 - `ray job submit --working-dir . -- kerasflow tune <experiment>` runs the sweep as a Ray job and its results come
@@ -10,6 +11,7 @@ authentication on and its dashboard (Ray Jobs) bound to 127.0.0.1, stopped at th
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -113,14 +115,33 @@ def test_a_wrong_or_missing_token_or_no_head_is_named(ray_head, tmp_path, monkey
         check_head(nobody)
 
 
-def test_with_the_token_the_sweep_runs_on_the_cluster_and_verbose_shows_the_trials(ray_head, sweep_project):
+def _trainer_pids(tune_dir: Path) -> set[int]:
+    """The warm trainers' processes that trained a sweep's trials (from Ray Tune's results); none if none did."""
+    reports = [json.loads(line) for results in (tune_dir / "ray/sweep").glob("*/result.json")
+               for line in results.read_text().splitlines()]
+    return {report["trainer_pid"] for report in reports if "trainer_pid" in report}
+
+
+def test_sweeps_on_the_cluster_train_in_warm_trainers_that_later_sweeps_reuse(ray_head, sweep_project):
+    """With the token the sweep runs on the cluster: quietly in warm trainers it leaves there, which the next sweep
+    trains in; with `--verbose` in the trials' own processes, whose output it shows. All three score alike."""
     address, _, token = ray_head
-    result = _tune(sweep_project, {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token},
-                   "--verbose")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "cancer: best accuracy" in result.stdout
-    assert len(read_trials(sweep_project / "results/cancer/tune")) == 4
-    assert "(run_trial_process pid=" in result.stdout + result.stderr  # the trials' own output, sent by Ray
+    env = {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    output = {}
+    for run, flags in (("first", ()), ("second", ()), ("verbose", ("--verbose",))):
+        result = _tune(sweep_project, env, "--results", run, *flags)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "cancer: best accuracy" in result.stdout
+        output[run] = result.stdout + result.stderr
+    tune_dirs = {run: sweep_project / run / "cancer/tune" for run in output}
+    first, second = _trainer_pids(tune_dirs["first"]), _trainer_pids(tune_dirs["second"])
+    assert first and second and second <= first, (first, second)
+    assert not _trainer_pids(tune_dirs["verbose"])
+    assert "(run_trial_process pid=" in output["verbose"]  # the trials' own output, sent by Ray
+    scores = {run: sorted((row["config_id"], row["fold_scores"]) for row in read_trials(tune_dir))
+              for run, tune_dir in tune_dirs.items()}
+    assert len(scores["first"]) == 4
+    assert scores["first"] == scores["second"] == scores["verbose"]
 
 
 def test_ray_job_submit_runs_the_sweep_and_its_results_come_back(ray_head, sweep_project, tmp_path):
