@@ -16,7 +16,6 @@ from pathlib import Path
 import grpc
 import ray
 
-from kerasflow.flows.warm_trainers import pool_prefix
 from kerasflow.tasks.config.backend import backend_settings
 from kerasflow.tasks.config.errors import SweepError
 
@@ -27,8 +26,8 @@ WORKER_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCAT
               "RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
 
-_warm_prefix: str | None = None
-"""Set by :func:`connect` when this driver joined an existing cluster quietly (see :func:`warm_prefix`)."""
+_kept_running_env: dict[str, str] | None = None
+"""Set by :func:`connect` when this driver joined an existing cluster quietly (see :func:`kept_running_env`)."""
 
 
 def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
@@ -39,10 +38,10 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
     scheduling on a machine without any); by default Ray counts the machine's own. `verbose`: the workers' own
     output (Keras, TensorFlow, Ray's) reaches this process's terminal.
     """
-    global _warm_prefix
+    global _kept_running_env
     if ray.is_initialized():
         return
-    _warm_prefix = None
+    _kept_running_env = None
     # Checkpointing every few epochs is by design here; Ray's warning about it would flood the log.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     remote = bool(os.environ.get("RAY_ADDRESS"))
@@ -57,7 +56,7 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
             ray.init(runtime_env=runtime_env, log_to_driver=verbose)
         # Trainers started by earlier commands send their output to those commands' drivers: `verbose` trains in
         # the trials' own processes, whose output comes here.
-        _warm_prefix = None if verbose else pool_prefix(runtime_env["env_vars"])
+        _kept_running_env = None if verbose else runtime_env["env_vars"]
     else:
         with warnings.catch_warnings():
             # Ray starts its servers with subprocess, whose fork is followed by exec at once; JAX's at-fork hook
@@ -70,11 +69,11 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
                      log_to_driver=verbose, num_gpus=num_gpus, logging_level=logging.INFO if verbose else logging.ERROR)
 
 
-def warm_prefix() -> str | None:
-    """The name prefix of the warm trainers (flows/warm_trainers.py) a sweep's CPU trials train in: set when
-    :func:`connect` joined a cluster that outlives the command (`RAY_ADDRESS`) without `verbose`; None when it
-    started Ray here, whose trainers would die with it, or was not called."""
-    return _warm_prefix
+def kept_running_env() -> dict[str, str] | None:
+    """The settings every worker gets, when :func:`connect` joined a cluster that outlives the command
+    (`RAY_ADDRESS`) without `verbose`: a sweep's CPU trials then train in its warm trainers
+    (flows/warm_trainers.py). None when it started Ray here, whose trainers would die with it, or was not called."""
+    return _kept_running_env
 
 
 GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"

@@ -20,8 +20,9 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from kerasflow.flows.ray_cluster import alive_nodes, unfit_nodes, warm_prefix
+from kerasflow.flows.ray_cluster import alive_nodes, kept_running_env, unfit_nodes
 from kerasflow.flows.ray_trial import run_trial_process
+from kerasflow.flows.warm_trainers import pool_prefix
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
@@ -95,7 +96,8 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
     """The sweep's Tuner, its run kept in `storage`/sweep: a new one (what was there removed), or with `resume`
     the one there, its unfinished and errored trials run again."""
     # The data goes to the object store once; trials pass its reference on (`run_trial_process`).
-    warm = warm_prefix() if sweep.gpu == 0 else None
+    env = kept_running_env()
+    warm = pool_prefix(env) if env is not None and sweep.gpu == 0 else None
     trainable = tune.with_resources(
         tune.with_parameters(run_trial_process, spec_json=spec.model_dump_json(), sweep_json=sweep.model_dump_json(),
                              data=[ray.put((table, labels))], history_root=str(history_folder(storage)),
