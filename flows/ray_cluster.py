@@ -148,16 +148,24 @@ def _gcs_status(address: str, token: str | None, timeout: float) -> grpc.StatusC
     return grpc.StatusCode.OK
 
 
-def code_package(into: Path) -> Path:
-    """kerasflow's code as a folder `into`/kerasflow holding its `tasks` and `flows`: a package Ray can ship to a
-    cluster's workers, importable there as `kerasflow.tasks` and `kerasflow.flows`."""
+def code_files() -> list[tuple[str, Path]]:
+    """kerasflow's code that Ray's workers run, its `tasks` and `flows` modules: each file's path within the
+    `kerasflow` package (e.g. `tasks/sweep/trial.py`) and where it is here, in order."""
     import kerasflow.flows
     import kerasflow.tasks
 
+    return [(str(path.relative_to(root.parent)), path)
+            for package in (kerasflow.tasks, kerasflow.flows)
+            for root in [Path(package.__path__[0])] for path in sorted(root.rglob("*.py"))]
+
+
+def code_package(into: Path) -> Path:
+    """kerasflow's code (:func:`code_files`) as a folder `into`/kerasflow: a package Ray can ship to a cluster's
+    workers, importable there as `kerasflow.tasks` and `kerasflow.flows`."""
     root = into / "kerasflow"
-    for package in (kerasflow.tasks, kerasflow.flows):
-        shutil.copytree(package.__path__[0], root / package.__name__.rpartition(".")[2],
-                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name, path in code_files():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, root / name)
     return root
 
 

@@ -95,9 +95,9 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
                storage: Path, resume: bool) -> tune.Tuner:
     """The sweep's Tuner, its run kept in `storage`/sweep: a new one (what was there removed), or with `resume`
     the one there, its unfinished and errored trials run again."""
-    # The data goes to the object store once; trials pass its reference on (`run_trial_process`).
     env = kept_running_env()
     warm = pool_prefix(env) if env is not None and sweep.gpu == 0 else None
+    # The data goes to the object store once; trials pass its reference on (`run_trial_process`).
     trainable = tune.with_resources(
         tune.with_parameters(run_trial_process, spec_json=spec.model_dump_json(), sweep_json=sweep.model_dump_json(),
                              data=[ray.put((table, labels))], history_root=str(history_folder(storage)),

@@ -26,6 +26,8 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from kerasflow.flows.ray_cluster import code_files
+
 NAMESPACE = "kerasflow"
 LEASE_SECONDS = 30.0
 """A lease not renewed for this long has ended: its trial's process is gone."""
@@ -34,6 +36,8 @@ IDLE_SECONDS = 600.0
 MAX_TRAINERS = 64
 """Per node and prefix; more than a node's concurrent trials is never needed."""
 
+# tasks/sweep/trial.py's `Report`, named again here: that module imports Keras, which a trial's process and this
+# module's importers must not.
 Report = Callable[[dict[str, Any], Path | None], None]
 
 
@@ -128,16 +132,11 @@ class WarmTrainer:
 
 
 def pool_prefix(worker_env: dict[str, str]) -> str:
-    """The name prefix of the trainers that may train for this driver: kerasflow's code (its `tasks` and `flows`
-    files) and the settings every worker gets (`worker_env`), hashed."""
-    import kerasflow.flows
-    import kerasflow.tasks
-
+    """The name prefix of the trainers that may train for this driver: kerasflow's code (:func:`code_files`, what
+    a cluster's workers are sent) and the settings every worker gets (`worker_env`), hashed."""
     digest = hashlib.sha256()
-    for package in (kerasflow.tasks, kerasflow.flows):
-        root = Path(package.__path__[0])
-        for path in sorted(root.rglob("*.py")):
-            digest.update(str(path.relative_to(root.parent)).encode() + b"\0" + path.read_bytes())
+    for name, path in code_files():
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     digest.update(repr(sorted(worker_env.items())).encode())
     return f"trainer-{digest.hexdigest()[:16]}"
 
