@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -373,7 +374,9 @@ def test_configs_that_differ_only_in_epochs_share_one_training_scored_at_each_co
 
 def test_a_trial_resumed_past_a_configs_end_reports_that_configs_own_scores(project, tmp_path):
     """Epochs {3, 5}, a checkpoint every 2 epochs: resumed from epoch 4, the 3-epoch config still reports its
-    scores after 3 epochs (carried by the checkpoint), and every config ends as in the uninterrupted trial."""
+    scores after 3 epochs (carried by the checkpoint), and every config ends as in the uninterrupted trial. Its
+    histories, where the trial that died had logged epoch 5 after its checkpoint, end as the uninterrupted
+    trial's: each epoch once."""
     spec = _iris_spec()
     sweep = SearchSpec.model_validate({"space": {"train.epochs": {"grid": [3, 5]}}, "checkpoint_every": 2})
     (group,) = stacked_groups(spec, sweep)
@@ -382,14 +385,25 @@ def test_a_trial_resumed_past_a_configs_end_reports_that_configs_own_scores(proj
     labels = encode_labels(spec, table)
     whole: list[tuple[dict, object]] = []
     run_trial(specs, sweep, table, labels, lambda metrics, checkpoint: whole.append((metrics, checkpoint)),
-              tmp_path / "whole")
+              tmp_path / "whole", history_dirs=[tmp_path / "history" / config_id(config) for config in group])
     at_4 = next(checkpoint for metrics, checkpoint in whole if metrics["epoch"] == 4)
+    shutil.copytree(tmp_path / "history", tmp_path / "resumed_history")
     resumed: list[dict] = []
     run_trial(specs, sweep, table, labels, lambda metrics, _: resumed.append(metrics), tmp_path / "resumed",
-              resume_from=at_4)
+              resume_from=at_4, history_dirs=[tmp_path / "resumed_history" / config_id(config) for config in group])
     assert [metrics["epoch"] for metrics in resumed] == [5]
     assert resumed[-1]["fold_scores"] == whole[-1][0]["fold_scores"]
     assert resumed[-1]["fold_scores"][0] == whole[2][0]["fold_scores"][0]  # epochs=3: its scores after epoch 3
+    files = sorted(path.relative_to(tmp_path / "history") for path in (tmp_path / "history").rglob("*.*"))
+    assert files == sorted(path.relative_to(tmp_path / "resumed_history")
+                           for path in (tmp_path / "resumed_history").rglob("*.*"))
+    assert any(path.suffix == ".tsv" for path in files)
+    for path in files:
+        again, first = ((root / path).read_text() for root in (tmp_path / "resumed_history", tmp_path / "history"))
+        if path.name == "metrics.json":  # means of the last values, which the resumed trial read back as logged
+            assert json.loads(again) == pytest.approx(json.loads(first), rel=1e-5), path
+        else:
+            assert again == first, path
 
 
 def test_the_books_grid_of_54_with_epochs_trains_as_few_programs():

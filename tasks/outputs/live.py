@@ -68,26 +68,28 @@ class HistoryFolder:
     added since the last flush on disk.
 
     `folds` names each fold's folder (``fold_00``...), by fold index; `names` are the logged names (``loss``,
-    ``val_loss``, the metric and ``val_`` + metric). `fresh` starts the folder anew; otherwise (a resumed training)
-    rows are appended to what it holds.
+    ``val_loss``, the metric and ``val_`` + metric). A training resumed from a checkpoint taken after epoch
+    `resume_epoch` keeps the folder's rows up to that epoch and drops the later ones, which the process that died
+    logged after its checkpoint and the resumed training logs again; 0 starts the folder anew.
     """
 
-    def __init__(self, directory: Path, folds: Sequence[str], names: Sequence[str], fresh: bool = True) -> None:
+    def __init__(self, directory: Path, folds: Sequence[str], names: Sequence[str], resume_epoch: int = 0) -> None:
         self.directory, self.folds, self.names = Path(directory), list(folds), list(names)
-        if fresh:
-            shutil.rmtree(self.directory, ignore_errors=True)
-        (self.directory / FOLDS_PLOT).parent.mkdir(parents=True, exist_ok=True)
+        plot = self.directory / FOLDS_PLOT
+        kept = [row for row in json.loads(plot.read_text()) if row["epoch"] <= resume_epoch] \
+            if resume_epoch and plot.is_file() else []
+        shutil.rmtree(self.directory, ignore_errors=True)
+        plot.parent.mkdir(parents=True, exist_ok=True)
         # The table is rewritten whole at each flush: each row is made into JSON text once, by this format.
         self.row_format = "{{" + ", ".join(f"{json.dumps(key)}: {{}}" for key in ["fold", "epoch", *self.names]) + "}}"
         self.table: list[str] = []
         self.last: dict[int, list[float | None]] = {}  # each fold's values at its last epoch
         self.epoch = 0
         self.pending: dict[tuple[int, str], list[str]] = defaultdict(list)
-        plot = self.directory / FOLDS_PLOT
-        for row in json.loads(plot.read_text()) if plot.is_file() else []:  # a resumed training's rows so far
-            self.table.append(json.dumps(row))
-            self.last[row["fold"]] = [row.get(name) for name in self.names]
-            self.epoch = max(self.epoch, row["epoch"])
+        for row in kept:
+            self.add(row["fold"], row["epoch"], [row.get(name) for name in self.names])
+        if kept:
+            self.flush()
 
     def add(self, fold: int, epoch: int, values: Sequence[float | None]) -> None:
         """Fold `fold`'s values at `epoch` (from 1), in `names`' order, kept to six significant digits (float32

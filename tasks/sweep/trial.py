@@ -148,7 +148,7 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
     if history_dirs:
         names = history_names(spec.metric, spec.train.scheduled)
         callbacks.append(LiveHistory([HistoryFolder(directory, fold_folders(len(folds)), names,
-                                                    fresh=initial_epoch == 0) for directory in history_dirs],
+                                                    resume_epoch=initial_epoch) for directory in history_dirs],
                                      models=configs.model_of, until=configs.epochs))
     results = cross_validate_configs(models, folds, callbacks, initial_epoch)
     if not per_epoch:  # then no config ends sooner than the others: each is its model's whole training
