@@ -143,15 +143,20 @@ class LiveHistory(keras.callbacks.Callback):
     for several configs, see :class:`kerasflow.tasks.sweep.groups.SharedEpochs`), and with `until`, its epochs up
     to `until[i]` only. A stacked model's logs hold every slot's values (``f<j>_<name>``, ``val_f<j>_<name>``);
     models trained one after another log plain names, and each new model Keras hands the callback is the next.
+
+    With `checkpoint_every`, it also writes at every such epoch: placed before the callback that checkpoints a
+    sweep's trial at those epochs, the rows up to a checkpoint are on disk before the checkpoint is, so a trial
+    resumed from it finds them (:class:`HistoryFolder`'s `resume_epoch`).
     """
 
     def __init__(self, folders: HistoryFolder | Sequence[HistoryFolder], every: float | None = 1.0,
-                 models: Sequence[int] | None = None, until: Sequence[int] | None = None) -> None:
+                 models: Sequence[int] | None = None, until: Sequence[int] | None = None,
+                 checkpoint_every: int | None = None) -> None:
         super().__init__()
         self.folders = [folders] if isinstance(folders, HistoryFolder) else list(folders)
         self.models = list(models) if models is not None else list(range(len(self.folders)))
         self.until = list(until) if until is not None else [None] * len(self.folders)
-        self.n_folds, self.every = len(self.folders[0].folds), every
+        self.n_folds, self.every, self.checkpoint_every = len(self.folders[0].folds), every, checkpoint_every
         self.next_flush = time.monotonic() + (every or 0.0)
         self.kept: list[tuple[int, int, dict]] = []  # (model, epoch, logs) since the last write
         # A stacked model's log entry of each slot's values: `loss` -> `f3_loss`, `val_loss` -> `val_f3_loss`.
@@ -166,7 +171,8 @@ class LiveHistory(keras.callbacks.Callback):
         if self.model is not self._model_seen:  # a new model: the next one trained on its own (or the stack)
             self._model_seen, self._model_index = self.model, self._model_index + 1
         self.kept.append((self._model_index, epoch + 1, dict(logs or {})))
-        if self.every is None or time.monotonic() >= self.next_flush:
+        if self.every is None or time.monotonic() >= self.next_flush or \
+                (self.checkpoint_every is not None and (epoch + 1) % self.checkpoint_every == 0):
             self.on_train_end()
 
     def on_train_end(self, logs: dict | None = None) -> None:

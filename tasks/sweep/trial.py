@@ -140,16 +140,17 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
         or len(models) * len(folds) == 1
     callbacks: list[keras.callbacks.Callback] = []
     initial_epoch = 0
-    if per_epoch:
-        if resume_from is not None:
-            callbacks.append(RestoreState(resume_from))
-            initial_epoch = checkpoint_epoch(resume_from)
-        callbacks.append(EpochReporter(spec, configs, report, sweep.checkpoint_every, work_dir, resume_from))
-    if history_dirs:
+    if per_epoch and resume_from is not None:
+        callbacks.append(RestoreState(resume_from))
+        initial_epoch = checkpoint_epoch(resume_from)
+    if history_dirs:  # before the reporter: a checkpoint's epochs are in the history before the checkpoint is
         names = history_names(spec.metric, spec.train.scheduled)
         callbacks.append(LiveHistory([HistoryFolder(directory, fold_folders(len(folds)), names,
                                                     resume_epoch=initial_epoch) for directory in history_dirs],
-                                     models=configs.model_of, until=configs.epochs))
+                                     models=configs.model_of, until=configs.epochs,
+                                     checkpoint_every=sweep.checkpoint_every if per_epoch else None))
+    if per_epoch:
+        callbacks.append(EpochReporter(spec, configs, report, sweep.checkpoint_every, work_dir, resume_from))
     results = cross_validate_configs(models, folds, callbacks, initial_epoch)
     if not per_epoch:  # then no config ends sooner than the others: each is its model's whole training
         trained = [results[model].folds for model in configs.model_of]

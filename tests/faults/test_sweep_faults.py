@@ -20,6 +20,8 @@ import ray
 import yaml
 from helpers import BIN, read_trials, run_cli, sweep_and_export, sweep_params
 
+from kerasflow.tasks.outputs.live import FOLDS_PLOT
+
 
 def test_checkpoints_beyond_keep_checkpoints_are_deleted(cancer_project, local_ray):
     """A checkpoint every epoch for 6 epochs, keep 2: each trial's folder ends with its 2 best, not 6."""
@@ -40,7 +42,8 @@ def test_checkpoints_beyond_keep_checkpoints_are_deleted(cancer_project, local_r
 
 
 def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cancer_project, local_ray):
-    """SIGKILL a trial's worker mid-training: Ray restarts the trial and every trial ends with a result."""
+    """SIGKILL a trial's worker mid-training: Ray restarts the trial from its checkpoint and every trial ends with
+    a result and a whole history."""
     killed: list[int] = []
 
     def kill_one_trial():
@@ -64,6 +67,9 @@ def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cancer_projec
     rows = read_trials(cancer_project / "tune")
     assert len(rows) == 4 and all(r["status"] == "ok" and r["epochs"] == "60" for r in rows)
     assert best["n_errors"] == 0
+    for row in rows:  # the retried trial's history: every fold's epochs once, none lost or logged twice
+        table = json.loads((cancer_project / "tune/history" / row["config_id"] / FOLDS_PLOT).read_text())
+        assert sorted((r["fold"], r["epoch"]) for r in table) == [(f, e) for f in (0, 1) for e in range(1, 61)]
 
 
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project, prefect_server):
