@@ -5,10 +5,15 @@ A trial (flows/ray_trial.py) leases an idle trainer on its own node, creating on
 its reports to Ray Tune (a Ray streaming generator), renewing the lease every few seconds while it does. The
 trainers of one set-up share a name prefix (:func:`pool_prefix`: kerasflow's code and the workers' settings), so a
 sweep never trains in a trainer of other code or another backend. A trainer asks for no CPU: the trial that leases
-it holds the trial's CPUs, so Ray's count of the node stays right. Its training stops at its next report once the
-lease has ended: released by the trial (done, stopped by Tune's scheduler, failed) or expired because the trial's
-process died. A trainer idle for :data:`IDLE_SECONDS` ends itself; `ray stop` ends them all. Trials that ask for a
-GPU keep their own processes (a trainer holds none).
+it holds the trial's CPUs, so Ray's count of the node stays right.
+
+The lease ends when the trial releases it (done, failed), when the trial's process ends without releasing it
+(stopped by Tune's scheduler, killed: the trainer watches it every second, on the same node), or when it renews
+nothing for :data:`LEASE_SECONDS`. The training then stops at its next report and the trainer waits for the next
+lease; a training that reports too seldom to stop within :data:`ABANDONED_SECONDS` ends with its trainer. So no
+CPU is used and no history written for a trial that is gone, and its retry trains from its checkpoint. A trainer
+idle for :data:`IDLE_SECONDS` ends itself; `ray stop` ends them all. Trials that ask for a GPU keep their own
+processes (a trainer holds none).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -30,8 +36,12 @@ from kerasflow.flows.ray_cluster import code_files
 
 NAMESPACE = "kerasflow"
 LEASE_SECONDS = 30.0
-"""A lease not renewed for this long has ended: its trial's process is gone."""
+"""A lease not renewed for this long has ended: its trial hangs, or is gone without the trainer seeing it end."""
 RENEW_SECONDS = 2.0
+WATCH_SECONDS = 1.0
+"""How often a trainer checks its lease's trial and its own idle time."""
+ABANDONED_SECONDS = 10.0
+"""A training still running this long after its lease ended ends with its trainer."""
 IDLE_SECONDS = 600.0
 MAX_TRAINERS = 64
 """Per node and prefix; more than a node's concurrent trials is never needed."""
@@ -42,7 +52,19 @@ Report = Callable[[dict[str, Any], Path | None], None]
 
 
 class TrainingEnded(Exception):
-    """Raised in a trainer's training thread, at a report, once the lease it trains for has ended."""
+    """Raised in a trainer's training thread, at a report, once the trial it trains for has released it."""
+
+
+class LeaseLapsed(RuntimeError):
+    """Raised to a trial (should it still be there to hear it) whose lease the trainer ended: its process had ended,
+    or it had renewed nothing for :data:`LEASE_SECONDS`. The trial fails and Ray Tune retries it."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @ray.remote(num_cpus=0, concurrency_groups={"lease": 1})
@@ -52,24 +74,20 @@ class WarmTrainer:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.holder: str | None = None
+        self.holder_pid = 0
+        self.lapsed: str | None = None  # the holder whose lease :meth:`_watch` ended last
         self.renewed = self.used = time.monotonic()
-        self.closing = False
-        threading.Thread(target=self._end_when_idle, name="kerasflow-idle", daemon=True).start()
-
-    def _held(self) -> bool:
-        return self.holder is not None and time.monotonic() - self.renewed < LEASE_SECONDS
-
-    def _holds(self, holder: str) -> bool:
-        with self.lock:
-            return self.holder == holder and self._held()
+        self.training = self.ending = False
+        threading.Thread(target=self._watch, name="kerasflow-watch", daemon=True).start()
 
     @ray.method(concurrency_group="lease")
-    def lease(self, holder: str) -> bool:
-        """Lease the trainer to `holder` if no lease holds it; False if one does, or it is ending."""
+    def lease(self, holder: str, pid: int) -> bool:
+        """Lease the trainer to `holder`, the trial whose process is `pid` on this node, if it is idle; False if a
+        trial holds it, an ended lease's training has not stopped yet, or it is ending."""
         with self.lock:
-            if self.closing or self._held():
+            if self.holder is not None or self.training or self.ending:
                 return False
-            self.holder, self.renewed = holder, time.monotonic()
+            self.holder, self.holder_pid, self.renewed = holder, pid, time.monotonic()
             return True
 
     @ray.method(concurrency_group="lease")
@@ -95,8 +113,11 @@ class WarmTrainer:
         reports: queue.Queue = queue.Queue()
 
         def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-            if not self._holds(holder):
-                raise TrainingEnded
+            with self.lock:
+                if self.holder != holder:
+                    raise LeaseLapsed(f"the lease of warm trainer {os.getpid()} lapsed: its trial's process ended, "
+                                      f"or it renewed nothing for {LEASE_SECONDS:g} s") \
+                        if self.lapsed == holder else TrainingEnded
             folder = None if checkpoint_dir is None else str(checkpoint_dir)
             reports.put(({**metrics, "trainer_pid": os.getpid()}, folder))
 
@@ -109,6 +130,8 @@ class WarmTrainer:
                 reports.put(exc)
 
         # Keras' callbacks call `report` from inside `fit`: training runs in a thread and the reports come out here.
+        with self.lock:
+            self.training = True
         thread = threading.Thread(target=work, name="kerasflow-training")
         thread.start()
         try:
@@ -120,13 +143,27 @@ class WarmTrainer:
                 yield item
         finally:
             thread.join()
-
-    def _end_when_idle(self) -> None:
-        while True:
-            time.sleep(min(30.0, IDLE_SECONDS))
             with self.lock:
-                if not self._held() and time.monotonic() - max(self.used, self.renewed) > IDLE_SECONDS:
-                    self.closing = True
+                self.training, self.used = False, time.monotonic()
+
+    def _watch(self) -> None:
+        """End the lease of a trial whose process has ended or that stopped renewing; end this trainer when a
+        training outlives its lease by :data:`ABANDONED_SECONDS`, or when it has been idle for
+        :data:`IDLE_SECONDS`."""
+        abandoned_since: float | None = None  # when the training now running lost its lease
+        while True:
+            time.sleep(WATCH_SECONDS)
+            with self.lock:
+                now = time.monotonic()
+                if self.holder is not None and (not _alive(self.holder_pid) or now - self.renewed > LEASE_SECONDS):
+                    self.holder, self.lapsed, self.used = None, self.holder, now  # training stops at its next report
+                if self.holder is None and self.training:
+                    abandoned_since = abandoned_since or now
+                else:
+                    abandoned_since = None
+                idle = self.holder is None and not self.training and now - self.used > IDLE_SECONDS
+                if idle or (abandoned_since is not None and now - abandoned_since > ABANDONED_SECONDS):
+                    self.ending = True
                     break
         ray.kill(ray.get_runtime_context().current_actor)
 
@@ -149,9 +186,9 @@ def lease_trainer(prefix: str, holder: str) -> ray.actor.ActorHandle:
             name=f"{prefix}-{node[:16]}-{index}", namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
         try:
-            if ray.get(trainer.lease.remote(holder)):
+            if ray.get(trainer.lease.remote(holder, os.getpid())):
                 return trainer
-        except ray.exceptions.RayActorError:  # it ended itself, idle, as it was asked
+        except ray.exceptions.RayActorError:  # it ended itself (idle, or a training outlived its lease)
             continue
     raise RuntimeError(f"no warm trainer of {prefix} could be leased on node {node} ({MAX_TRAINERS} are busy)")
 

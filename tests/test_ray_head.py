@@ -2,7 +2,8 @@
 authentication on and its dashboard (Ray Jobs) bound to 127.0.0.1, stopped at the end.
 
 - joined through `RAY_ADDRESS` with `RAY_AUTH_MODE=token` and the token, the sweep runs there, in warm trainers
-  (flows/warm_trainers.py) that the next sweep reuses, with the same scores as in the trials' own processes;
+  (flows/warm_trainers.py) that the next sweep reuses, with the same scores as in the trials' own processes; a
+  trial whose process is killed ends its trainer and is retried, its histories whole;
 - with no token, the wrong one, or no head at the address, `kerasflow tune` exits 2 in seconds with one line saying
   which (Ray's own connect retries for ~20 s, then raises a traceback);
 - `ray job submit --working-dir . -- kerasflow tune <experiment>` runs the sweep as a Ray job and its results come
@@ -20,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from helpers import BIN, read_trials, sweep_params
@@ -35,7 +37,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """A one-node cluster started as `ray start --head --block`, token authentication on; yields its GCS address,
-    dashboard URL and token. The suite's conftest makes it a loopback node (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0);
+    dashboard URL, token and the pid of `ray start` (Ray's workers are among its descendants). The suite's conftest
+    makes it a loopback node (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0);
     its session files (and the `ray_current_cluster` record a killed head leaves) are in a folder of its own, a
     short path for Ray's sockets."""
     folder = tmp_path_factory.mktemp("ray-head")
@@ -58,7 +61,7 @@ def ray_head(tmp_path_factory):
             if head.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"ray start --head did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield address, f"http://127.0.0.1:{dashboard}", token
+        yield address, f"http://127.0.0.1:{dashboard}", token, head.pid
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
@@ -88,7 +91,7 @@ def _tune(project: Path, env: dict[str, str], *args: str) -> subprocess.Complete
 def test_a_driver_without_the_token_is_refused_in_seconds_with_one_line(ray_head, sweep_project):
     """The one line is :func:`check_head`'s, asked before `ray.init`, whose ~20 s of retries would end in a
     traceback."""
-    address, _, _ = ray_head
+    address, *_ = ray_head
     result = _tune(sweep_project, {"RAY_ADDRESS": address})
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines() == [
@@ -100,7 +103,7 @@ def test_a_driver_without_the_token_is_refused_in_seconds_with_one_line(ray_head
 
 def test_a_wrong_or_missing_token_or_no_head_is_named(ray_head, tmp_path, monkeypatch):
     """The same check in this process (the command's one-line report of it is tested above)."""
-    address, _, _ = ray_head
+    address, *_ = ray_head
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
     with pytest.raises(SweepError, match="the cluster refused the token from RAY_AUTH_TOKEN"):
@@ -125,7 +128,7 @@ def _trainer_pids(tune_dir: Path) -> set[int]:
 def test_sweeps_on_the_cluster_train_in_warm_trainers_that_later_sweeps_reuse(ray_head, sweep_project):
     """With the token the sweep runs on the cluster: quietly in warm trainers it leaves there, which the next sweep
     trains in; with `--verbose` in the trials' own processes, whose output it shows. All three score alike."""
-    address, _, token = ray_head
+    address, _, token, _ = ray_head
     env = {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     output = {}
     for run, flags in (("first", ()), ("second", ()), ("verbose", ("--verbose",))):
@@ -144,8 +147,66 @@ def test_sweeps_on_the_cluster_train_in_warm_trainers_that_later_sweeps_reuse(ra
     assert scores["first"] == scores["second"] == scores["verbose"]
 
 
+def _titles(head_pid: int) -> dict[int, str]:
+    """The head's processes by pid, each with its title (a Ray worker's says what it runs:
+    `ray::WarmTrainer.train`)."""
+    titles = {}
+    for process in psutil.Process(head_pid).children(recursive=True):
+        try:
+            titles[process.pid] = " ".join(process.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return titles
+
+
+def test_a_trial_killed_in_a_warm_trainer_stops_its_training_and_is_retried_with_whole_histories(ray_head,
+                                                                                                 sweep_project):
+    """SIGKILL a trial's process while a warm trainer trains for it: the trainer sees its trial's process end and
+    stops training within seconds (no training goes on for a trial that is gone, appending to its history) and
+    stays warm for the next trial; Ray Tune retries the trial from its checkpoint, and each config's folds hold
+    every epoch once."""
+    address, _, token, head_pid = ray_head
+    epochs = 300
+    (sweep_project / "params.yaml").write_text(yaml.safe_dump(
+        sweep_params(epochs=epochs, checkpoint_every=50, max_concurrent_trials=1), sort_keys=False))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+    driver = subprocess.Popen([str(BIN / "kerasflow"), "tune", "cancer"], cwd=sweep_project,
+                              env={**clean, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sweep_dir = sweep_project / "results/cancer/tune/ray/sweep"
+    trainer = None
+    deadline = time.monotonic() + 300
+    while trainer is None and time.monotonic() < deadline and driver.poll() is None:
+        titles = _titles(head_pid)
+        trials = [pid for pid, title in titles.items() if "ImplicitFunc" in title]
+        training = [pid for pid, title in titles.items() if "WarmTrainer.train" in title]
+        if len(trials) == len(training) == 1 and any(sweep_dir.glob("*/checkpoint_*")):
+            trainer = training[0]
+            os.kill(trials[0], signal.SIGKILL)
+            killed_at = time.monotonic()
+        time.sleep(0.05)
+    assert trainer is not None, "no trial was seen training in a warm trainer"
+    while "WarmTrainer.train" in _titles(head_pid).get(trainer, "") and time.monotonic() < killed_at + 30:
+        time.sleep(0.05)
+    stopped_after = time.monotonic() - killed_at
+    assert trainer in _titles(head_pid), "the trainer ended instead of stopping its training"
+    output, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, output[-3000:]
+    assert stopped_after < 10, f"the killed trial's trainer trained on for {stopped_after:.0f} s"
+    assert trainer in _trainer_pids(sweep_project / "results/cancer/tune")
+    rows = read_trials(sweep_project / "results/cancer/tune")
+    assert len(rows) == 4 and all(row["status"] == "ok" and row["epochs"] == str(epochs) for row in rows)
+    for row in rows:
+        history = sweep_project / "results/cancer/tune/history" / row["config_id"]
+        table = json.loads((history / "plots/custom/folds.json").read_text())
+        assert sorted((r["fold"], r["epoch"]) for r in table) == \
+            [(fold, epoch) for fold in (0, 1) for epoch in range(1, epochs + 1)]
+        steps = (history / "plots/metrics/fold_01/val_accuracy.tsv").read_text().splitlines()[1:]
+        assert [int(line.split("\t")[0]) for line in steps] == list(range(1, epochs + 1))
+
+
 def test_ray_job_submit_runs_the_sweep_and_its_results_come_back(ray_head, sweep_project, tmp_path):
-    _, dashboard, token = ray_head
+    _, dashboard, token, _ = ray_head
     results = tmp_path / "job-results"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}, "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": token}
