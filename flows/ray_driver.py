@@ -12,6 +12,7 @@ resumes with `Tuner.restore`.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,13 +143,15 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
 
 
 def train_trial(config: dict[str, Any], spec_json: str, sweep_json: str, table: Table, labels: evaluate.Encoded,
-                history_root: str, work_dir: Path, resume_from: Path | None, report: Report) -> None:
+                history_root: str, work_dir: Path, resume_from: Path | None, report: Report,
+                check: Callable[[], None] | None = None) -> None:
     """Train one trial's config (or each of a stacked group's), in a trial's process or a warm trainer: the
     experiment with its overrides, each config's folds logged under `history_root`, its reports passed to `report`
-    and its checkpoints written under `work_dir`; resumed from the checkpoint folder `resume_from` if given."""
+    and its checkpoints written under `work_dir`; resumed from the checkpoint folder `resume_from` if given.
+    `check` raises to stop the training at an epoch's end (:func:`kerasflow.tasks.sweep.trial.run_trial`)."""
     base = ExperimentSpec.model_validate_json(spec_json)
     configs = trial_configs(config)
     specs = [base.with_overrides(overrides) for overrides in configs]
     history = [Path(history_root) / config_id(overrides) for overrides in configs]
     run_trial(specs, SearchSpec.model_validate_json(sweep_json), table, labels, report, work_dir,
-              resume_from=resume_from, history_dirs=history)
+              resume_from=resume_from, history_dirs=history, check=check)

@@ -9,11 +9,11 @@ it holds the trial's CPUs, so Ray's count of the node stays right.
 
 The lease ends when the trial releases it (done, failed), when the trial's process ends without releasing it
 (stopped by Tune's scheduler, killed: the trainer watches it every second, on the same node), or when it renews
-nothing for :data:`LEASE_SECONDS`. The training then stops at its next report and the trainer waits for the next
-lease; a training that reports too seldom to stop within :data:`ABANDONED_SECONDS` ends with its trainer. So no
-CPU is used and no history written for a trial that is gone, and its retry trains from its checkpoint. A trainer
-idle for :data:`IDLE_SECONDS` ends itself; `ray stop` ends them all. Trials that ask for a GPU keep their own
-processes (a trainer holds none).
+nothing for :data:`LEASE_SECONDS`. The training then stops at its next epoch's end, before logging or reporting it,
+and the trainer waits for the next lease; a training whose epochs are too long to stop within
+:data:`ABANDONED_SECONDS` ends with its trainer. So no CPU is used and no history written for a trial gone for more
+than about a second, and its retry trains from its checkpoint. A trainer idle for :data:`IDLE_SECONDS` ends itself;
+`ray stop` ends them all. Trials that ask for a GPU keep their own processes (a trainer holds none).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ Report = Callable[[dict[str, Any], Path | None], None]
 
 
 class TrainingEnded(Exception):
-    """Raised in a trainer's training thread, at a report, once the trial it trains for has released it."""
+    """Raised in a trainer's training thread, at an epoch's end, once the trial it trains for has released it."""
 
 
 class LeaseLapsed(RuntimeError):
@@ -65,6 +65,8 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+    except psutil.AccessDenied:  # /proc hides other users' processes: it is there
+        return True
 
 
 @ray.remote(num_cpus=0, concurrency_groups={"lease": 1})
@@ -112,19 +114,21 @@ class WarmTrainer:
 
         reports: queue.Queue = queue.Queue()
 
-        def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        def check() -> None:  # at every epoch's end, before the epoch is logged or reported
             with self.lock:
                 if self.holder != holder:
                     raise LeaseLapsed(f"the lease of warm trainer {os.getpid()} lapsed: its trial's process ended, "
                                       f"or it renewed nothing for {LEASE_SECONDS:g} s") \
                         if self.lapsed == holder else TrainingEnded
+
+        def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
             folder = None if checkpoint_dir is None else str(checkpoint_dir)
             reports.put(({**metrics, "trainer_pid": os.getpid()}, folder))
 
         def work() -> None:
             try:
                 train_trial(config, spec_json, sweep_json, *data, history_root, Path(work_dir),
-                            None if resume_from is None else Path(resume_from), report)
+                            None if resume_from is None else Path(resume_from), report, check)
                 reports.put(None)
             except BaseException as exc:  # handed to the generator, which raises it to the trial
                 reports.put(exc)
@@ -156,7 +160,7 @@ class WarmTrainer:
             with self.lock:
                 now = time.monotonic()
                 if self.holder is not None and (not _alive(self.holder_pid) or now - self.renewed > LEASE_SECONDS):
-                    self.holder, self.lapsed, self.used = None, self.holder, now  # training stops at its next report
+                    self.holder, self.lapsed, self.used = None, self.holder, now  # training stops at its epoch's end
                 if self.holder is None and self.training:
                     abandoned_since = abandoned_since or now
                 else:

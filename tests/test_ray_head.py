@@ -3,7 +3,8 @@ authentication on and its dashboard (Ray Jobs) bound to 127.0.0.1, stopped at th
 
 - joined through `RAY_ADDRESS` with `RAY_AUTH_MODE=token` and the token, the sweep runs there, in warm trainers
   (flows/warm_trainers.py) that the next sweep reuses, with the same scores as in the trials' own processes; a
-  trial whose process is killed ends its trainer and is retried, its histories whole;
+  trial whose process is killed stops its trainer's training and is retried from its checkpoint, its histories
+  whole;
 - with no token, the wrong one, or no head at the address, `kerasflow tune` exits 2 in seconds with one line saying
   which (Ray's own connect retries for ~20 s, then raises a traceback);
 - `ray job submit --working-dir . -- kerasflow tune <experiment>` runs the sweep as a Ray job and its results come
@@ -147,53 +148,52 @@ def test_sweeps_on_the_cluster_train_in_warm_trainers_that_later_sweeps_reuse(ra
     assert scores["first"] == scores["second"] == scores["verbose"]
 
 
-def _titles(head_pid: int) -> dict[int, str]:
-    """The head's processes by pid, each with its title (a Ray worker's says what it runs:
-    `ray::WarmTrainer.train`)."""
-    titles = {}
-    for process in psutil.Process(head_pid).children(recursive=True):
+def _reports(trial_dir: Path) -> list[dict]:
+    """The reports Ray Tune has logged for a trial so far (a line being written is left out)."""
+    reports = []
+    for line in (trial_dir / "result.json").read_text().splitlines() if (trial_dir / "result.json").is_file() else []:
         try:
-            titles[process.pid] = " ".join(process.cmdline())
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return titles
+            reports.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return reports
 
 
 def test_a_trial_killed_in_a_warm_trainer_stops_its_training_and_is_retried_with_whole_histories(ray_head,
                                                                                                  sweep_project):
-    """SIGKILL a trial's process while a warm trainer trains for it: the trainer sees its trial's process end and
-    stops training within seconds (no training goes on for a trial that is gone, appending to its history) and
-    stays warm for the next trial; Ray Tune retries the trial from its checkpoint, and each config's folds hold
-    every epoch once."""
+    """SIGKILL a trial's process, once it has a checkpoint of its own, while a warm trainer trains for it: the
+    trainer sees its trial's process end and stops that training by itself within seconds (it would end itself
+    after 10 s) and stays warm; Ray Tune retries the trial from its checkpoint, and each config's folds hold every
+    epoch once (none lost, none logged twice)."""
     address, _, token, head_pid = ray_head
-    epochs = 300
+    epochs, every = 1000, 100
     (sweep_project / "params.yaml").write_text(yaml.safe_dump(
-        sweep_params(epochs=epochs, checkpoint_every=50, max_concurrent_trials=1), sort_keys=False))
+        sweep_params(epochs=epochs, checkpoint_every=every, max_concurrent_trials=1), sort_keys=False))
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
     driver = subprocess.Popen([str(BIN / "kerasflow"), "tune", "cancer"], cwd=sweep_project,
                               env={**clean, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sweep_dir = sweep_project / "results/cancer/tune/ray/sweep"
-    trainer = None
+    killed = None
     deadline = time.monotonic() + 300
-    while trainer is None and time.monotonic() < deadline and driver.poll() is None:
-        titles = _titles(head_pid)
-        trials = [pid for pid, title in titles.items() if "ImplicitFunc" in title]
-        training = [pid for pid, title in titles.items() if "WarmTrainer.train" in title]
-        if len(trials) == len(training) == 1 and any(sweep_dir.glob("*/checkpoint_*")):
-            trainer = training[0]
-            os.kill(trials[0], signal.SIGKILL)
-            killed_at = time.monotonic()
+    while killed is None and time.monotonic() < deadline and driver.poll() is None:
+        trials = [p for p in psutil.Process(head_pid).children(recursive=True) if "ImplicitFunc" in _title(p)]
+        for trial_dir in (d for d in sweep_dir.glob("*/") if any(d.glob("checkpoint_*"))):
+            reports = _reports(trial_dir)
+            if len(trials) == 1 and reports and reports[-1]["epoch"] < epochs - every:  # training, well before its end
+                os.kill(trials[0].pid, signal.SIGKILL)
+                killed = trial_dir, reports[-1]["trainer_pid"], reports[-1]["epoch"]
+                break
         time.sleep(0.05)
-    assert trainer is not None, "no trial was seen training in a warm trainer"
-    while "WarmTrainer.train" in _titles(head_pid).get(trainer, "") and time.monotonic() < killed_at + 30:
-        time.sleep(0.05)
-    stopped_after = time.monotonic() - killed_at
-    assert trainer in _titles(head_pid), "the trainer ended instead of stopping its training"
+    assert killed is not None, "no trial was seen training in a warm trainer past a checkpoint"
+    trial_dir, trainer, at = killed
     output, _ = driver.communicate(timeout=600)
     assert driver.returncode == 0, output[-3000:]
-    assert stopped_after < 10, f"the killed trial's trainer trained on for {stopped_after:.0f} s"
-    assert trainer in _trainer_pids(sweep_project / "results/cancer/tune")
+    assert psutil.pid_exists(trainer), "the killed trial's trainer trained on until it ended itself"
+    reports = _reports(trial_dir)
+    retried = next(report["epoch"] for report in reports if report["started_at"] != reports[0]["started_at"])
+    assert (retried - 1) % every == 0 and every <= retried - 1 <= at, \
+        f"the retry's first epoch is {retried}: not one after a checkpoint (the trial was killed after epoch {at})"
     rows = read_trials(sweep_project / "results/cancer/tune")
     assert len(rows) == 4 and all(row["status"] == "ok" and row["epochs"] == str(epochs) for row in rows)
     for row in rows:
@@ -203,6 +203,14 @@ def test_a_trial_killed_in_a_warm_trainer_stops_its_training_and_is_retried_with
             [(fold, epoch) for fold in (0, 1) for epoch in range(1, epochs + 1)]
         steps = (history / "plots/metrics/fold_01/val_accuracy.tsv").read_text().splitlines()[1:]
         assert [int(line.split("\t")[0]) for line in steps] == list(range(1, epochs + 1))
+
+
+def _title(process: psutil.Process) -> str:
+    """A process's title (a Ray worker's names its actor class: `ray::ImplicitFunc`)."""
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return ""
 
 
 def test_ray_job_submit_runs_the_sweep_and_its_results_come_back(ray_head, sweep_project, tmp_path):

@@ -14,8 +14,8 @@ replaces the folder with the same content, whole.
 
 The files are written here rather than through ``dvclive.Live.log_metric``, which opens and appends to a file per
 value: for the 30 folds of ``iris_mlp`` that adds about a quarter to the training's time (BENCHMARKS.md, "live
-history"). Here the rows of all epochs since the last write go to each file in one append, about once a second
-and when training ends.
+history"). Here the rows of all epochs since the last write go to each file in one append, about once a second,
+when training ends and, in a sweep's trial, before each checkpoint.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import re
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -144,19 +144,19 @@ class LiveHistory(keras.callbacks.Callback):
     to `until[i]` only. A stacked model's logs hold every slot's values (``f<j>_<name>``, ``val_f<j>_<name>``);
     models trained one after another log plain names, and each new model Keras hands the callback is the next.
 
-    With `checkpoint_every`, it also writes at every such epoch: placed before the callback that checkpoints a
-    sweep's trial at those epochs, the rows up to a checkpoint are on disk before the checkpoint is, so a trial
-    resumed from it finds them (:class:`HistoryFolder`'s `resume_epoch`).
+    With `write_at`, it also writes at each epoch (from 1) for which that says so: placed before the callback that
+    checkpoints a sweep's trial at those epochs, the rows up to a checkpoint are on disk before the checkpoint is,
+    so a trial resumed from it finds them (:class:`HistoryFolder`'s `resume_epoch`).
     """
 
     def __init__(self, folders: HistoryFolder | Sequence[HistoryFolder], every: float | None = 1.0,
                  models: Sequence[int] | None = None, until: Sequence[int] | None = None,
-                 checkpoint_every: int | None = None) -> None:
+                 write_at: Callable[[int], bool] | None = None) -> None:
         super().__init__()
         self.folders = [folders] if isinstance(folders, HistoryFolder) else list(folders)
         self.models = list(models) if models is not None else list(range(len(self.folders)))
         self.until = list(until) if until is not None else [None] * len(self.folders)
-        self.n_folds, self.every, self.checkpoint_every = len(self.folders[0].folds), every, checkpoint_every
+        self.n_folds, self.every, self.write_at = len(self.folders[0].folds), every, write_at
         self.next_flush = time.monotonic() + (every or 0.0)
         self.kept: list[tuple[int, int, dict]] = []  # (model, epoch, logs) since the last write
         # A stacked model's log entry of each slot's values: `loss` -> `f3_loss`, `val_loss` -> `val_f3_loss`.
@@ -172,7 +172,7 @@ class LiveHistory(keras.callbacks.Callback):
             self._model_seen, self._model_index = self.model, self._model_index + 1
         self.kept.append((self._model_index, epoch + 1, dict(logs or {})))
         if self.every is None or time.monotonic() >= self.next_flush or \
-                (self.checkpoint_every is not None and (epoch + 1) % self.checkpoint_every == 0):
+                (self.write_at is not None and self.write_at(epoch + 1)):
             self.on_train_end()
 
     def on_train_end(self, logs: dict | None = None) -> None:

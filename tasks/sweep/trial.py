@@ -86,6 +86,11 @@ KEPT = "kept_scores"
 """The key of a trial's checkpoint state that holds each ended config's kept scores (:class:`EpochReporter`)."""
 
 
+def checkpoint_due(done: int, epochs: int, every: int | None) -> bool:
+    """Whether a trial of `epochs` epochs checkpoints after epoch `done`: its last, and every `every`-th."""
+    return done == epochs or (every is not None and done % every == 0)
+
+
 class EpochReporter(keras.callbacks.Callback):
     """Reports every config's mean validation score over its folds each epoch, with a checkpoint when one is due.
 
@@ -115,7 +120,7 @@ class EpochReporter(keras.callbacks.Callback):
         order = range(len(configs.epochs))
         summary = config_summaries([v for c in order for v in self.kept[c][0]], len(configs.epochs),
                                    self.higher_is_better, slot_diverged=[d for c in order for d in self.kept[c][1]])
-        due = done == self.epochs or (self.checkpoint_every is not None and done % self.checkpoint_every == 0)
+        due = checkpoint_due(done, self.epochs, self.checkpoint_every)
         checkpoint = save_state(self.model, self.checkpoint_root / f"epoch_{done:05d}", done,
                                 {KEPT: self.kept}) if due else None
         self.report({**summary, "epoch": done, "epochs": [min(done, epochs) for epochs in configs.epochs]},
@@ -123,11 +128,14 @@ class EpochReporter(keras.callbacks.Callback):
 
 
 def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labels: Encoded, report: Report,
-              work_dir: Path, resume_from: Path | None = None, history_dirs: Sequence[Path] = ()) -> None:
+              work_dir: Path, resume_from: Path | None = None, history_dirs: Sequence[Path] = (),
+              check: Callable[[], None] | None = None) -> None:
     """Train and score one trial's configs (one, or a stacked group), reporting every epoch when all the models
     train as one program; with `history_dirs` (one per config), each config's folds log their epochs there as they
     end (:mod:`kerasflow.tasks.outputs.live`). Configs that differ only in `train.epochs` are one model trained for
-    the longest (:class:`SharedEpochs`), each scored, and its history ended, at its own epoch count.
+    the longest (:class:`SharedEpochs`), each scored, and its history ended, at its own epoch count. `check` is
+    called at every epoch's end before the epoch is logged or reported: raising there stops the training (a warm
+    trainer's, whose trial has ended).
 
     Folds that train one after another (models that cannot stack) report once, at the end: their epochs
     interleave, so there is no single per-epoch score for a scheduler to act on.
@@ -143,12 +151,15 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
     if per_epoch and resume_from is not None:
         callbacks.append(RestoreState(resume_from))
         initial_epoch = checkpoint_epoch(resume_from)
+    if check is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: check()))
     if history_dirs:  # before the reporter: a checkpoint's epochs are in the history before the checkpoint is
         names = history_names(spec.metric, spec.train.scheduled)
+        every, epochs = sweep.checkpoint_every, spec.train.epochs
+        write_at = (lambda done: checkpoint_due(done, epochs, every)) if per_epoch else None
         callbacks.append(LiveHistory([HistoryFolder(directory, fold_folders(len(folds)), names,
                                                     resume_epoch=initial_epoch) for directory in history_dirs],
-                                     models=configs.model_of, until=configs.epochs,
-                                     checkpoint_every=sweep.checkpoint_every if per_epoch else None))
+                                     models=configs.model_of, until=configs.epochs, write_at=write_at))
     if per_epoch:
         callbacks.append(EpochReporter(spec, configs, report, sweep.checkpoint_every, work_dir, resume_from))
     results = cross_validate_configs(models, folds, callbacks, initial_epoch)
