@@ -26,7 +26,7 @@ from kerasflow.flows.ray_trial import run_trial_process
 from kerasflow.flows.warm_trainers import pool_prefix
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import ExperimentSpec
-from kerasflow.tasks.config.search import SearchSpec
+from kerasflow.tasks.config.search import ASHA_REDUCTION_FACTOR, SearchSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.runtime.progress import ProgressLine
 from kerasflow.tasks.sweep.dvc_experiments import RECORD
@@ -119,7 +119,8 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
     # A config's record that `dvc exp apply` brought in (tasks/sweep/dvc_experiments.py) describes the old sweep.
     shutil.rmtree(storage.parent / RECORD, ignore_errors=True)
     mode = "max" if spec.higher_is_better else "min"
-    scheduler = (ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=sweep.grace_period)
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=sweep.grace_period,
+                               reduction_factor=ASHA_REDUCTION_FACTOR)
                  if sweep.scheduler == "asha" else FIFOScheduler())
     if sweep.algorithm == "optuna":
         # TPE, seeded: its first points are seeded random draws, later ones model the scores so far.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
@@ -9,6 +10,10 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from kerasflow.tasks.config.section import AtKey, Section, Seed
 
 Distribution = Literal["grid", "choice", "uniform", "loguniform", "randint"]
+
+ASHA_REDUCTION_FACTOR = 4
+"""ASHA keeps the best 1/4 of the trials at each rung (Ray's default, set explicitly: :meth:`SearchSpec.stop_epochs`
+reckons the rungs from it)."""
 
 
 class SearchSpec(Section):
@@ -100,3 +105,12 @@ class SearchSpec(Section):
         if self.gpu > 1 and self.gpu != int(self.gpu):
             raise AtKey("gpu", f"above 1 must be a whole number. Received: {self.gpu}")
         return self
+
+    def stop_epochs(self, epochs: int) -> set[int]:
+        """The epochs (from 1) after which the scheduler may stop a trial of `epochs` epochs: ASHA's rungs, the
+        grace period times powers of :data:`ASHA_REDUCTION_FACTOR` (as Ray's `ASHAScheduler` places them); none
+        with FIFO."""
+        if self.scheduler != "asha" or epochs < self.grace_period:
+            return set()
+        rungs = int(math.log(epochs / self.grace_period) / math.log(ASHA_REDUCTION_FACTOR) + 1)
+        return {self.grace_period * ASHA_REDUCTION_FACTOR ** k for k in range(rungs)}

@@ -15,7 +15,7 @@ replaces the folder with the same content, whole.
 The files are written here rather than through ``dvclive.Live.log_metric``, which opens and appends to a file per
 value: for the 30 folds of ``iris_mlp`` that adds about a quarter to the training's time (BENCHMARKS.md, "live
 history"). Here the rows of all epochs since the last write go to each file in one append, about once a second,
-when training ends and, in a sweep's trial, before each checkpoint.
+when training ends and, in a sweep's trial, before each checkpoint and at each epoch where ASHA may stop it.
 """
 
 from __future__ import annotations

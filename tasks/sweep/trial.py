@@ -153,10 +153,12 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
         initial_epoch = checkpoint_epoch(resume_from)
     if check is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: check()))
-    if history_dirs:  # before the reporter: a checkpoint's epochs are in the history before the checkpoint is
+    if history_dirs:
+        # Before the reporter, and written at every checkpoint and every epoch where the scheduler may stop the
+        # trial: a checkpoint's epochs are on disk before the checkpoint is, and a stopped trial's history is whole.
         names = history_names(spec.metric, spec.train.scheduled)
-        every, epochs = sweep.checkpoint_every, spec.train.epochs
-        write_at = (lambda done: checkpoint_due(done, epochs, every)) if per_epoch else None
+        every, epochs, stops = sweep.checkpoint_every, spec.train.epochs, sweep.stop_epochs(spec.train.epochs)
+        write_at = (lambda done: checkpoint_due(done, epochs, every) or done in stops) if per_epoch else None
         callbacks.append(LiveHistory([HistoryFolder(directory, fold_folders(len(folds)), names,
                                                     resume_epoch=initial_epoch) for directory in history_dirs],
                                      models=configs.model_of, until=configs.epochs, write_at=write_at))
