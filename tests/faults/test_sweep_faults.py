@@ -42,8 +42,9 @@ def test_checkpoints_beyond_keep_checkpoints_are_deleted(cancer_project, local_r
 
 
 def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cancer_project, local_ray):
-    """SIGKILL a trial's worker mid-training: Ray restarts the trial from its checkpoint and every trial ends with
-    a result and a whole history."""
+    """SIGKILL a trial's worker mid-training: Ray restarts the trial (from its last checkpoint when it has one: the
+    killed trial may be one that has none yet; tests/test_ray_head.py kills one after its own) and every trial
+    ends with a result and a whole history."""
     killed: list[int] = []
 
     def kill_one_trial():
