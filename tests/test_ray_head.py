@@ -163,10 +163,10 @@ def test_a_trial_killed_in_a_warm_trainer_stops_its_training_and_is_retried_with
                                                                                                  sweep_project):
     """SIGKILL a trial's process, once it has a checkpoint of its own, while a warm trainer trains for it: the
     trainer sees its trial's process end and stops that training by itself within seconds (it would end itself
-    after 10 s) and stays warm; Ray Tune retries the trial from its checkpoint, and each config's folds hold every
-    epoch once (none lost, none logged twice)."""
+    after 10 s) and stays warm; Ray Tune retries the trial from its latest checkpoint, and each config's folds hold
+    every epoch once (none lost, none logged twice)."""
     address, _, token, head_pid = ray_head
-    epochs, every = 1000, 100
+    epochs, every = 500, 100
     (sweep_project / "params.yaml").write_text(yaml.safe_dump(
         sweep_params(epochs=epochs, checkpoint_every=every, max_concurrent_trials=1), sort_keys=False))
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
@@ -182,18 +182,20 @@ def test_a_trial_killed_in_a_warm_trainer_stops_its_training_and_is_retried_with
             reports = _reports(trial_dir)
             if len(trials) == 1 and reports and reports[-1]["epoch"] < epochs - every:  # training, well before its end
                 os.kill(trials[0].pid, signal.SIGKILL)
-                killed = trial_dir, reports[-1]["trainer_pid"], reports[-1]["epoch"]
+                killed = trial_dir, reports[-1]["trainer_pid"]
                 break
         time.sleep(0.05)
     assert killed is not None, "no trial was seen training in a warm trainer past a checkpoint"
-    trial_dir, trainer, at = killed
+    trial_dir, trainer = killed
+    # The epochs of the checkpoints the killed trial had written (checkpoint_000000 after epoch `every`, one every
+    # `every` epochs after): a trial writes each before the driver logs its report, so the log may lag behind them.
+    written = {every * (1 + int(path.name.removeprefix("checkpoint_"))) for path in trial_dir.glob("checkpoint_*")}
     output, _ = driver.communicate(timeout=600)
     assert driver.returncode == 0, output[-3000:]
     assert psutil.pid_exists(trainer), "the killed trial's trainer trained on until it ended itself"
     reports = _reports(trial_dir)
     retried = next(report["epoch"] for report in reports if report["started_at"] != reports[0]["started_at"])
-    assert (retried - 1) % every == 0 and every <= retried - 1 <= at, \
-        f"the retry's first epoch is {retried}: not one after a checkpoint (the trial was killed after epoch {at})"
+    assert retried - 1 in written, f"the retry's first epoch is {retried}: not one after a checkpoint {sorted(written)}"
     rows = read_trials(sweep_project / "results/cancer/tune")
     assert len(rows) == 4 and all(row["status"] == "ok" and row["epochs"] == str(epochs) for row in rows)
     for row in rows:
