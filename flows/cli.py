@@ -212,8 +212,9 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     if args.command == "server":
         return server_command(args.action, args.port)
 
-    # `list` builds no model: Keras' own names are not checked, so it answers without importing Keras.
-    params = load_params(args.params, check_keras_names=args.command != "list")
+    # `list`, `compare` and `report` build no model: Keras' own names are not checked, so they start without
+    # importing Keras (the report imports it only to draw an image experiment's augmented examples).
+    params = load_params(args.params, check_keras_names=args.command not in ("list", "compare", "report"))
     for note in params.notes:
         print(f"kerasflow: note: {note}", file=sys.stderr)
     if args.command == "list":
@@ -228,16 +229,17 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
         print(json.dumps(comparison.as_dict(), indent=2) if args.json else comparison.table())
         return 0
 
-    from kerasflow.flows.pipeline import pipeline_flow, report_flow
-    from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
-
     if args.command == "report":
+        from kerasflow.flows.report import report_flow  # no training code: the report starts without Keras
+
         html = args.html or args.out.with_name("report.html")
         _prefect_ready(server)
         report_flow(params.every_experiment, args.results, args.out, html)
         print(args.out)
         print(html)
         return 0
+
+    from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
 
     if args.command == "tune":
         from kerasflow.flows.sweep import sweep_flow
@@ -293,6 +295,8 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     check_data(selected, args.results)
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
     check_fold_tasks(selected)
+    from kerasflow.flows.pipeline import pipeline_flow
+
     _prefect_ready(server)
     summaries = pipeline_flow(selected, args.results, args.report, mlflow_uri)
     diverged = []

@@ -14,21 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from kerasflow.flows.report import write_report
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs import results
-from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
 from kerasflow.tasks.outputs.mlflow_runs import log_experiment
-from kerasflow.tasks.report import tables
-from kerasflow.tasks.report.collect import collect
-from kerasflow.tasks.report.html import render_html
-from kerasflow.tasks.report.markdown import render_markdown
 from kerasflow.tasks.runtime import faults
 from kerasflow.tasks.runtime.progress import EpochProgress, ProgressLine
 from kerasflow.tasks.training import evaluate
@@ -172,36 +167,6 @@ def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("r
     if mlflow_uri is not None:
         log_to_mlflow(name, spec, Path(results_dir), mlflow_uri)
     return record
-
-
-@task(name="report", cache_policy=NO_CACHE)
-def write_report(results_dir: Path, experiments: dict[str, ExperimentSpec], out: Path | None = None,
-                 html: Path | None = None) -> str:
-    """Summarise every experiment as Markdown (and the full HTML report), on disk when asked and always as
-    Prefect artifacts."""
-    content = collect(results_dir, experiments)
-    markdown = render_markdown(content)
-    if out is not None:
-        with atomic_path(out) as tmp:
-            tmp.write_text(markdown)
-    if html is not None:
-        with atomic_path(html) as tmp:
-            tmp.write_text(render_html(content))
-    create_markdown_artifact(markdown=markdown, key="kerasflow-summary", description="kerasflow results")
-    create_table_artifact(table=tables.scores(content).to_dict("records"), key="kerasflow-scores",
-                          description="Cross-validated scores")
-    sweeps = tables.sweeps(content)
-    if not sweeps.empty:
-        create_table_artifact(table=sweeps.to_dict("records"), key="kerasflow-sweeps",
-                              description="Best trial of each sweep")
-    return markdown
-
-
-@flow(name="kerasflow-report")
-def report_flow(experiments: dict[str, ExperimentSpec], results_dir: Path = Path("results"),
-                out: Path = Path("reports/summary.md"), html: Path = Path("reports/report.html")) -> str:
-    """The Markdown summary at `out` and the HTML report at `html`."""
-    return write_report(Path(results_dir), experiments, Path(out), Path(html))
 
 
 @task(name="experiment-on-cluster", cache_policy=NO_CACHE)

@@ -12,9 +12,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from ray import tune
 
-from kerasflow.flows.pipeline import load_data, write_report
+from kerasflow.flows.pipeline import load_data
 from kerasflow.flows.ray_cluster import connect
 from kerasflow.flows.ray_driver import check_cluster, history_folder, make_tuner, storage_folder
+from kerasflow.flows.report import write_report
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.split import Split

@@ -30,16 +30,17 @@ def test_help_lists_the_commands(tmp_path):
         assert command in result.stdout
 
 
-def test_commands_that_train_nothing_import_no_keras(project):
-    """Keras' import takes seconds: `kerasflow list` and a params file with a bad key answer without it, and a bad
-    Keras name is still found (the second pass)."""
+def test_commands_that_train_nothing_import_no_keras(project, prefect_server):
+    """Keras' import takes seconds: `kerasflow list`, `report` and a params file with a bad key answer without it,
+    and a bad Keras name is still found (the second pass) by the commands that build models."""
     import subprocess
     import sys
 
     def imports_keras(argv: list[str]) -> tuple[int, bool]:
         code = ("import sys; from kerasflow.flows.cli import main; status = main(" + repr(argv) + "); "
                 "print(status, 'keras' in sys.modules)")
-        done = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True)
+        done = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True,
+                              env={**os.environ, "PREFECT_API_URL": prefect_server})
         status, keras = done.stdout.split()[-2:]
         return int(status), keras == "True"
 
@@ -52,6 +53,8 @@ def test_commands_that_train_nothing_import_no_keras(project):
     raw["experiments"]["iris"]["model"]["layers"][0]["activation"] = "relux"
     (project / "params.yaml").write_text(yaml.safe_dump(raw))
     assert imports_keras(["list"]) == (0, False)
+    assert imports_keras(["report"]) == (0, False)
+    assert "| iris |" in (project / "reports/summary.md").read_text()
     assert imports_keras(["run", "iris"]) == (2, True)
 
 
