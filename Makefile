@@ -33,13 +33,14 @@ run: $(STAMP)
 	@echo "report:  reports/summary.md, reports/report.html"
 
 # The report's test opens the HTML in Debian's headless Chromium: installed here where apt can (as root, in CI).
-# Two pytest-xdist workers, a test file each at a time (its module fixtures set up once): much of the suite
-# waits on servers, subprocesses and the clock, so CI's two cores run it in about 11 minutes instead of 17.
+# Three pytest-xdist workers, a test file each at a time (its module fixtures set up once): a third of the
+# suite's time on two workers left the two cores idle (servers starting, the cron's next minute, subprocesses),
+# which a third worker fills (BENCHMARKS.md, "make test").
 test: $(STAMP)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "note: chromium not found and not installable here: the report's browser test will be skipped" >&2
-	$(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q --durations=15 -n 3 --dist loadfile
 
 clean:
 	rm -rf $(VENV) results .dvc/tmp
