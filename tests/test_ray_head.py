@@ -163,8 +163,8 @@ def test_a_trial_killed_in_a_warm_trainer_stops_its_training_and_is_retried_with
                                                                                                  sweep_project):
     """SIGKILL a trial's process, once it has a checkpoint of its own, while a warm trainer trains for it: the
     trainer sees its trial's process end and stops that training by itself within seconds (it would end itself
-    after 10 s) and stays warm; Ray Tune retries the trial from its latest checkpoint, and each config's folds hold
-    every epoch once (none lost, none logged twice)."""
+    after 10 s) and stays warm; Ray Tune retries the trial from a checkpoint it had written, and each config's
+    folds hold every epoch once (none lost, none logged twice)."""
     address, _, token, head_pid = ray_head
     epochs, every = 500, 100
     (sweep_project / "params.yaml").write_text(yaml.safe_dump(
