@@ -1,10 +1,12 @@
-"""Shared fixtures: small real data, a project folder, Prefect's test harness and a real Prefect server, Ray.
+"""Shared fixtures: small real data, a project folder, one real Prefect server for the whole run, Ray.
 
 Fixtures only; the helpers tests import are in helpers.py."""
 
 from __future__ import annotations
 
 import atexit
+import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -35,7 +37,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # handler holds the stderr pytest captures, so Prefect must come first or a test that imports it after
 # TensorFlow closes pytest's own capture.
 import prefect.main  # noqa: E402,F401
-from helpers import BIN, make_project, served  # noqa: E402
+from helpers import BIN, make_project, start_server, stop_session  # noqa: E402
 
 from kerasflow.flows.prefect_server import free_port  # noqa: E402
 
@@ -56,26 +58,57 @@ def project(tmp_path, bundled_data) -> Path:
     return make_project(tmp_path, bundled_data)
 
 
+SHARED = "KERASFLOW_TESTS_SHARED"
+"""The variable naming a folder the run's processes share (the Prefect server's state): set by pytest-xdist's
+controller, or by the one process of a run without it, and inherited by the workers it starts."""
+_OWNS_SHARED = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if SHARED not in os.environ:
+        os.environ[SHARED] = tempfile.mkdtemp(prefix="kerasflow-tests-shared-")
+        config.stash[_OWNS_SHARED] = True
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run's end (the controller's, after every worker's): the Prefect server stops, the shared folder goes."""
+    if config.stash.get(_OWNS_SHARED, False):
+        shared = Path(os.environ.pop(SHARED))
+        state = shared / "prefect-server.json"
+        if state.is_file():
+            stop_session(json.loads(state.read_text())["pid"])
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """Prefect's own test harness: flows run against a temporary database, once per session."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def prefect_server() -> str:
+    """A real `prefect server start` on 127.0.0.1, its API URL: one for the whole run, started by the first worker
+    that needs it (the others wait on its lock) and stopped at the run's end (pytest_unconfigure): one server, not
+    one a worker, as each takes seconds of CPU to start and some more every minute it runs."""
+    shared = Path(os.environ[SHARED])
+    with open(shared / "prefect-server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = shared / "prefect-server.json"
+        if not state.is_file():
+            home = shared / "prefect-home"
+            home.mkdir()
+            port = free_port()
+            url = f"http://127.0.0.1:{port}/api"
+            env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+            env.pop("PREFECT_API_URL", None)
+            server = start_server([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                  env, home / "server.log", f"{url}/health")
+            state.write_text(json.dumps({"url": url, "pid": server.pid}))
+        return json.loads(state.read_text())["url"]
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory) -> str:
-    """A real `prefect server start` on 127.0.0.1, started and stopped here; yields its API URL."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    url = f"http://127.0.0.1:{port}/api"
-    with served([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
-                home / "server.log", f"{url}/health"):
-        yield url
+def prefect_in_process(prefect_server):
+    """Flows run in this process record their runs on the run's Prefect server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        yield prefect_server
 
 
 # Sweeps (tests/test_sweep.py, tests/test_cluster.py, tests/faults/test_sweep_faults.py): a small grid on the

@@ -8,15 +8,18 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +62,12 @@ def prefect_api(url: str, body: dict) -> dict | list:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def flow_runs_in(output: str) -> list[str]:
+    """The ids of the Prefect flow runs (the pipeline's and its experiments') a command's log links to: what a test
+    filters the run's shared Prefect server by, which other tests' runs reach too."""
+    return re.findall(r"/runs/flow-run/([0-9a-f-]{36})", output)
 
 
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -129,26 +138,32 @@ def read_trials(out: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-@contextmanager
-def served(command: list[str], env: dict[str, str], log: Path, health: str, start_s: float = 120) -> Iterator[None]:
-    """Run a server (`command`, its output in `log`) until the block ends: first until `health` answers, failing
-    after `start_s` seconds or when the server exits; then it is terminated (killed after 20 s)."""
+def start_server(command: list[str], env: dict[str, str], log: Path, health: str,
+                 start_s: float = 120) -> subprocess.Popen:
+    """Start a server (`command`, in a session of its own, its output in `log`) and return once `health` answers;
+    fail after `start_s` seconds or when the server exits."""
     with open(log, "w") as out:
         server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + start_s
-        while True:
-            try:
-                with urllib.request.urlopen(health, timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    server.kill()
-                    raise RuntimeError(f"{Path(command[0]).name} did not start; see {log}") from None
-                time.sleep(0.5)
+    deadline = time.monotonic() + start_s
+    while True:
         try:
-            yield
-        finally:
-            stop(server)
+            with urllib.request.urlopen(health, timeout=2):
+                return server
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"{Path(command[0]).name} did not start; see {log}") from None
+            time.sleep(0.5)
+
+
+@contextmanager
+def served(command: list[str], env: dict[str, str], log: Path, health: str, start_s: float = 120) -> Iterator[None]:
+    """Run a server (:func:`start_server`) until the block ends; then it is terminated (killed after 20 s)."""
+    server = start_server(command, env, log, health, start_s)
+    try:
+        yield
+    finally:
+        stop(server)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -158,3 +173,16 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def stop_session(pid: int) -> None:
+    """Terminate the session (process group) `pid` leads, a process this one may not have started; kill what is
+    left of it 20 s later."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        psutil.Process(pid).wait(timeout=20)
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        return
+    except psutil.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import yaml
-from helpers import prefect_api, run_cli, tiny_params
+from helpers import flow_runs_in, prefect_api, run_cli, tiny_params
 
 from kerasflow.tasks.outputs.metrics import read_experiment
 
@@ -77,10 +77,10 @@ def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_se
     assert saved["features"]["columns"] == ["0", "1", "2", "3"]
 
     # With PREFECT_API_URL set, the runs are recorded on that server (not a temporary one).
-    # The server is the whole session's: the newest experiment runs, this test's among them.
-    runs = prefect_api(f"{prefect_server}/flow_runs/filter", {"flows": {"name": {"any_": ["kerasflow-experiment"]}},
-                                                        "sort": "EXPECTED_START_TIME_DESC", "limit": 20})
-    experiment_run = next(run for run in runs if run["parameters"].get("name") == "mine")
+    (experiment_run,) = prefect_api(f"{prefect_server}/flow_runs/filter", {
+        "flow_runs": {"id": {"any_": flow_runs_in(result.stderr)}},
+        "flows": {"name": {"any_": ["kerasflow-experiment"]}}})
+    assert experiment_run["parameters"]["name"] == "mine"
     assert experiment_run["state_type"] == "COMPLETED"
     assert "Starting temporary server" not in result.stderr
     # There Prefect's settings decide on heartbeats (on by default): they let that server notice a run that died.
@@ -156,9 +156,9 @@ def test_a_server_named_in_prefect_toml_is_used_and_no_temporary_one(project, pr
     result = run_cli(["run", "iris", "--smoke-test"], cwd=project, env={"PREFECT_HOME": str(home)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting temporary server" not in result.stderr
-    flow_run_id = re.search(r"/runs/flow-run/([0-9a-f-]{36})", result.stderr)
-    assert flow_run_id, result.stderr[-3000:]  # the configured server has a UI to link to
-    with urllib.request.urlopen(f"{prefect_server}/flow_runs/{flow_run_id[1]}", timeout=10) as response:
+    flow_run_ids = flow_runs_in(result.stderr)
+    assert flow_run_ids, result.stderr[-3000:]  # the configured server has a UI to link to
+    with urllib.request.urlopen(f"{prefect_server}/flow_runs/{flow_run_ids[0]}", timeout=10) as response:
         assert json.loads(response.read())["state_type"] == "COMPLETED"
     assert _servers_of(home) == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import keras
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 from helpers import tiny_params
 from prefect import get_client
-from prefect.client.schemas.filters import FlowRunFilter
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter
 
 from kerasflow.flows.cli import smoke
 from kerasflow.flows.pipeline import experiment_flow, pipeline_flow
@@ -28,7 +29,7 @@ from kerasflow.tasks.training.scoring import score
 from kerasflow.tasks.training.train import predict
 
 
-def test_flow_under_prefect_harness_matches_the_plain_functions(project, prefect_harness, monkeypatch):
+def test_flow_on_a_prefect_server_matches_the_plain_functions(project, prefect_in_process, monkeypatch):
     monkeypatch.chdir(project)
     spec = parse_params(tiny_params()).experiments["iris"]
 
@@ -72,7 +73,7 @@ def test_flow_under_prefect_harness_matches_the_plain_functions(project, prefect
     assert accuracy > 0.8
 
 
-def test_the_refit_trains_beside_the_folds_and_keeps_the_model_it_trains_alone(project, prefect_harness,
+def test_the_refit_trains_beside_the_folds_and_keeps_the_model_it_trains_alone(project, prefect_in_process,
                                                                                monkeypatch):
     """The flow's refit and cross-validation run at the same time (read back from Prefect), and the saved model's
     weights are, bit for bit, those of the refit trained alone in turn."""
@@ -94,10 +95,24 @@ def test_the_refit_trains_beside_the_folds_and_keeps_the_model_it_trains_alone(p
     assert state.result()["timing"]["refit"] > 0
 
 
-def test_pipeline_flow_runs_every_experiment_and_publishes_the_report(project, prefect_harness, monkeypatch):
+def _artifacts(flow_run_id) -> dict[str, list]:
+    """The artifacts one flow run published on the run's Prefect server (which other tests share), by key."""
+    async def read() -> list:
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+
+    found: dict[str, list] = {}
+    for artifact in asyncio.run(read()):
+        found.setdefault(artifact.key, []).append(artifact.data)
+    return found
+
+
+def test_pipeline_flow_runs_every_experiment_and_publishes_the_report(project, prefect_in_process, monkeypatch):
     monkeypatch.chdir(project)
     experiments = parse_params(tiny_params()).experiments
-    summaries = pipeline_flow(experiments, project / "results", project / "reports/summary.md")
+    state = pipeline_flow(experiments, project / "results", project / "reports/summary.md", return_state=True)
+    summaries = state.result()
     assert set(summaries) == {"iris", "diabetes"}
     assert summaries["diabetes"]["metric"] == "mse" and summaries["diabetes"]["n_folds"] == 2
     report = (project / "reports/summary.md").read_text()
@@ -105,35 +120,16 @@ def test_pipeline_flow_runs_every_experiment_and_publishes_the_report(project, p
     assert "| evaluate@diabetes |" in report  # wall time per stage
     html = (project / "reports/report.html").read_text()
     assert html.count('src="data:image/png;base64,') == 6 and "Confusion matrix" in html and "Residuals" in html
-
-    from prefect.client.orchestration import get_client
-
-    async def artifact_keys():
-        async with get_client() as client:
-            return {a.key for a in await client.read_artifacts()}
-
-    import asyncio
-
-    assert {"kerasflow-summary", "kerasflow-scores"} <= asyncio.run(artifact_keys())
+    published = _artifacts(state.state_details.flow_run_id)
+    assert set(published) == {"kerasflow-summary", "kerasflow-scores"}
+    assert published["kerasflow-summary"] == [report]
 
 
-def test_pipeline_flow_without_a_report_path_still_publishes_the_summary(project, prefect_harness, monkeypatch):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
+def test_pipeline_flow_without_a_report_path_still_publishes_the_summary(project, prefect_in_process, monkeypatch):
     monkeypatch.chdir(project)
     spec = smoke(parse_params(tiny_params()).experiments["diabetes"])
-
-    async def summaries() -> list[str]:
-        async with get_client() as client:
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=["kerasflow-summary"])))
-            return [a.data for a in found]
-
-    import asyncio
-
-    before = len(asyncio.run(summaries()))
-    pipeline_flow({"diabetes": spec}, project / "results")
-    published = asyncio.run(summaries())
-    assert len(published) == before + 1 and any("| diabetes | mse |" in data for data in published)
+    state = pipeline_flow({"diabetes": spec}, project / "results", return_state=True)
+    assert state.is_completed()
+    (summary,) = _artifacts(state.state_details.flow_run_id)["kerasflow-summary"]
+    assert "| diabetes | mse |" in summary
     assert not (project / "reports").exists()  # nothing on disk without a report path

@@ -75,6 +75,13 @@ def ray_head(tmp_path_factory):
             pass
 
 
+@pytest.fixture(autouse=True)
+def on_the_runs_prefect_server(prefect_server, monkeypatch):
+    """The `kerasflow tune` drivers below record their flow runs on the run's Prefect server rather than each
+    starting a temporary one (`ray job submit`'s runs in the head's environment, which names none)."""
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+
+
 @pytest.fixture
 def sweep_project(tmp_path, bundled_data) -> Path:
     (tmp_path / "data").mkdir()
