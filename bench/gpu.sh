@@ -2,18 +2,21 @@
 # bench/gpu.py on the GPU machine, which has JAX but no Keras, Ray, TensorFlow or Prefect, and no registry.
 #
 #   bash bench/gpu.sh prepare       # here, from the repository root: fills .whl/ (~50 MB, git ignores it) with
-#                                   # requirements.lock's keras, pydantic and ray (its Java jar left out) for
-#                                   # Python 3.12, and the two data files bench/gpu.py reads
+#                                   # requirements.lock's keras, pydantic, ruamel.yaml (flows/ray_driver.py's
+#                                   # imports need it) and ray (its Java jar left out) for Python 3.12, and the
+#                                   # two data files bench/gpu.py reads
 #   bash bench/gpu.sh run [ARGS]    # there, from the repository root, .whl/ carried: installs them under
-#                                   # /tmp/site and runs bench/gpu.py ARGS on Keras' JAX backend
+#                                   # /tmp/site, links kerasflow's code there and runs bench/gpu.py ARGS on
+#                                   # Keras' JAX backend (194 s on an H200 with `--trials 4`)
 #
-# The device tool's call: command "set -o pipefail; bash bench/gpu.sh run 2>&1 | tee $OUT/gpu.log", carry [".whl"].
+# The device tool's call: command "set -o pipefail; bash bench/gpu.sh run --trials 4 2>&1 | tee $OUT/gpu.log",
+# carry [".whl"], timeout 450 s.
 set -euo pipefail
 case "${1:-}" in
 prepare)
     # What the GPU machine lacks for Keras 3 and Ray Tune, at the versions the project runs (../shared/gpu/).
     names="keras namex optree pydantic pydantic_core annotated-types typing-inspection jsonschema \
-           jsonschema-specifications referencing rpds-py"
+           jsonschema-specifications referencing rpds-py ruamel.yaml"
     rm -rf .whl && mkdir -p .whl
     tmp=$(mktemp -d)
     for name in $names ray; do
@@ -43,8 +46,12 @@ run)
     python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
     python3 -c "import zipfile; zipfile.ZipFile('.whl/ray-nojar.zip').extractall('/tmp/site')"
     chmod +x /tmp/site/ray/core/src/ray/gcs/gcs_server /tmp/site/ray/core/src/ray/raylet/raylet
+    # kerasflow itself, as pyproject.toml installs it: tasks/ and flows/ as kerasflow.tasks and kerasflow.flows.
+    mkdir -p /tmp/site/kerasflow
+    ln -sfn "$root/tasks" /tmp/site/kerasflow/tasks
+    ln -sfn "$root/flows" /tmp/site/kerasflow/flows
     # Ray's workers are started by the raylet this process starts, and inherit these.
-    export PYTHONPATH=/tmp/site:$root KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+    export PYTHONPATH=/tmp/site KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
     mkdir -p data
     gunzip -c .whl/mnist_5k.csv.gz > data/mnist_5k.csv
     cp .whl/breast_cancer.csv data/
