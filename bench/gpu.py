@@ -14,7 +14,9 @@ Three parts, each measured side by side in this one run:
              run on the machine would have;
 - stacked:   bench/sweep.py's grid (optimizer x initializer x batch size: 12 configs of the 12-8-1 MLP, 3-fold
              CV each) at the smallest fraction, stacked (2 trials of 18 models) and one trial per config (12
-             trials of 3 stacked folds), side by side.
+             trials of 3 stacked folds), side by side; then the books' full grid (`bench/sweep.py --books-grid`:
+             the same x epochs {10, 20, 30} x batch size {5, 10, 20}, 54 configs) stacked: 3 trials, one per
+             batch size, each scoring its configs at every epoch count of one training run.
 
 On the GPU machine: `bash bench/gpu.sh prepare` here, then `bash bench/gpu.sh run` there (see that script: it
 brings Keras, Ray and the data, which the machine lacks, as wheels and files in `.whl/`).
@@ -138,25 +140,35 @@ def fractions_part(fractions: list[float], n_trials: int, epochs: int, cpu: floa
               f"{row['trial_s']:8.2f} {row['inside']:9.0%} {row['errors']:6d} {row['best']:8.4f}")
 
 
+FULL_GRID_EPOCHS = [10, 20, 30]
+FULL_GRID = {**BOOKS_GRID, "train.batch_size": {"grid": [5, 10, 20]}, "train.epochs": {"grid": FULL_GRID_EPOCHS}}
+"""bench/sweep.py's `--books-grid` as a sweep's `space:` (54 configs)."""
+
+
 def stacked_part(fraction: float, epochs: int, cpu: float) -> None:
-    """bench/sweep.py's grid of 12 MLP configs at `fraction` of a GPU a trial, stacked and one trial per config."""
+    """bench/sweep.py's grid of 12 MLP configs at `fraction` of a GPU a trial, stacked and one trial per config;
+    then the books' full grid of 54, stacked."""
+    sweep = {"scoring": "kfold", "gpu": fraction, "cpu": cpu, "keep_checkpoints": 1}
     experiment = experiment_params(epochs, n_splits=3)["experiments"]["cancer"]
-    sweeps = {stack: parsed("cancer", experiment, {"space": BOOKS_GRID, "scoring": "kfold", "gpu": fraction,
-                                                   "cpu": cpu, "keep_checkpoints": 1, "stack_configs": stack})[1]
-              for stack in (True, False)}
+    full = experiment_params(max(FULL_GRID_EPOCHS), n_splits=3)["experiments"]["cancer"]
+    runs = {"stacked": (experiment, {"space": BOOKS_GRID, **sweep, "stack_configs": True}),
+            "one per trial": (experiment, {"space": BOOKS_GRID, **sweep, "stack_configs": False}),
+            "books' 54, stacked": (full, {"space": FULL_GRID, **sweep, "stack_configs": True})}
     spec, _ = parsed("cancer", experiment, {"space": BOOKS_GRID})
     table = load_table(spec.dataset)
     labels = encode_labels(spec, table)
-    rows = {stack: timed_sweep("cancer", spec, sweep, table, labels) for stack, sweep in sweeps.items()}
-    print(f"\nbench/sweep.py's grid: 12 configs x 3 folds x {epochs} epochs, {fraction:g} GPU and {cpu:g} CPU a trial")
-    print(f"{'configs':<16} {'trials':>6} {'at once':>7} {'wall s':>7} {'configs/min':>11} {'trial s':>8} "
+    rows = {label: timed_sweep("cancer", *parsed("cancer", raw, space), table, labels)
+            for label, (raw, space) in runs.items()}
+    print(f"\nbench/sweep.py's grid: 12 configs x 3 folds x {epochs} epochs; the books' 54 (epochs "
+          f"{FULL_GRID_EPOCHS}, batch sizes 5, 10, 20); {fraction:g} GPU and {cpu:g} CPU a trial")
+    print(f"{'configs':<19} {'trials':>6} {'at once':>7} {'wall s':>7} {'configs/min':>11} {'trial s':>8} "
           f"{'in trials':>9} {'errors':>6} {'best acc':>8}")
-    for stack, row in rows.items():
-        label = "stacked" if stack else "one per trial"
-        print(f"{label:<16} {row['trials']:6d} {row['at_once']:7d} {row['wall']:7.1f} "
+    for label, row in rows.items():
+        print(f"{label:<19} {row['trials']:6d} {row['at_once']:7d} {row['wall']:7.1f} "
               f"{60 * row['configs'] / row['wall']:11.1f} {row['trial_s']:8.2f} {row['inside']:9.0%} "
               f"{row['errors']:6d} {row['best']:8.4f}")
-    print(f"stacked: {rows[False]['wall'] / rows[True]['wall']:.2f}x the configs a minute of one config per trial")
+    print(f"stacked: {rows['one per trial']['wall'] / rows['stacked']['wall']:.2f}x the configs a minute of one "
+          f"config per trial")
 
 
 def main() -> None:
