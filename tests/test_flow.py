@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import keras
@@ -97,13 +96,11 @@ def test_the_refit_trains_beside_the_folds_and_keeps_the_model_it_trains_alone(p
 
 def _artifacts(flow_run_id) -> dict[str, list]:
     """The artifacts one flow run published on the run's Prefect server (which other tests share), by key."""
-    async def read() -> list:
-        async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     found: dict[str, list] = {}
-    for artifact in asyncio.run(read()):
+    for artifact in artifacts:
         found.setdefault(artifact.key, []).append(artifact.data)
     return found
 
