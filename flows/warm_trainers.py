@@ -7,13 +7,16 @@ trainers of one set-up share a name prefix (:func:`pool_prefix`: kerasflow's cod
 sweep never trains in a trainer of other code or another backend. A trainer asks for no CPU: the trial that leases
 it holds the trial's CPUs, so Ray's count of the node stays right.
 
-The lease ends when the trial releases it (done, failed), when the trial's process ends without releasing it
-(stopped by Tune's scheduler, killed: the trainer watches it every second, on the same node), or when it renews
-nothing for :data:`LEASE_SECONDS`. The training then stops at its next epoch's end, before logging or reporting it,
-and the trainer waits for the next lease; a training whose epochs are too long to stop within
-:data:`ABANDONED_SECONDS` ends with its trainer. So no CPU is used and no history written for a trial gone for more
-than about a second, and its retry trains from its checkpoint. A trainer idle for :data:`IDLE_SECONDS` ends itself;
-`ray stop` ends them all. Trials that ask for a GPU keep their own processes (a trainer holds none).
+The trainer logs and reports an epoch only once the trial has handed the previous report to Ray Tune and Tune
+has asked for more, as a trial that trains in its own process does (`tune.report` returns only then): so a trial
+Tune's scheduler stops logs no epoch past its last report. The lease ends when the trial releases it (done, failed,
+stopped by Tune's scheduler), when the trial's process ends without releasing it (killed: the trainer watches it
+every second, on the same node), or when it renews nothing for :data:`LEASE_SECONDS`. The training then stops at
+its next epoch's end, before logging or reporting it, and the trainer waits for the next lease; a training whose
+epochs are too long to stop within :data:`ABANDONED_SECONDS` ends with its trainer. So no CPU is used and no
+history written for a trial gone for more than about a second, and its retry trains from its checkpoint. A
+trainer idle for :data:`IDLE_SECONDS` ends itself; `ray stop` ends them all. Trials that ask for a GPU keep their
+own processes (a trainer holds none).
 """
 
 from __future__ import annotations
@@ -75,7 +78,9 @@ class WarmTrainer:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # the lease ended, or its trial took a report
         self.holder: str | None = None
+        self.taken = 0  # the reports of this lease that its trial has handed to Ray Tune, which asked for more
         self.holder_pid = 0
         self.lapsed: str | None = None  # the holder whose lease :meth:`_watch` ended last
         self.renewed = self.used = time.monotonic()
@@ -89,7 +94,7 @@ class WarmTrainer:
         with self.lock:
             if self.holder is not None or self.training or self.ending:
                 return False
-            self.holder, self.holder_pid, self.renewed = holder, pid, time.monotonic()
+            self.holder, self.holder_pid, self.renewed, self.taken = holder, pid, time.monotonic(), 0
             return True
 
     @ray.method(concurrency_group="lease")
@@ -99,10 +104,19 @@ class WarmTrainer:
                 self.renewed = time.monotonic()
 
     @ray.method(concurrency_group="lease")
+    def took(self, holder: str, count: int) -> None:
+        """The trial `holder` has handed its first `count` reports to Ray Tune, and Tune asked for more."""
+        with self.lock:
+            if self.holder == holder and count > self.taken:
+                self.taken = count
+                self.changed.notify_all()
+
+    @ray.method(concurrency_group="lease")
     def release(self, holder: str) -> None:
         with self.lock:
             if self.holder == holder:
                 self.holder, self.used = None, time.monotonic()
+                self.changed.notify_all()
 
     @ray.method(num_returns="streaming")
     def train(self, holder: str, config: dict[str, Any], spec_json: str, sweep_json: str, data: tuple,
@@ -113,15 +127,20 @@ class WarmTrainer:
         from kerasflow.flows.ray_driver import train_trial  # Keras, imported once per trainer
 
         reports: queue.Queue = queue.Queue()
+        sent = 0
 
         def check() -> None:  # at every epoch's end, before the epoch is logged or reported
             with self.lock:
+                while self.holder == holder and self.taken < sent:  # Tune has not asked for more yet
+                    self.changed.wait(WATCH_SECONDS)
                 if self.holder != holder:
                     raise LeaseLapsed(f"the lease of warm trainer {os.getpid()} lapsed: its trial's process ended, "
                                       f"or it renewed nothing for {LEASE_SECONDS:g} s") \
                         if self.lapsed == holder else TrainingEnded
 
         def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+            nonlocal sent
+            sent += 1
             folder = None if checkpoint_dir is None else str(checkpoint_dir)
             reports.put(({**metrics, "trainer_pid": os.getpid()}, folder))
 
@@ -161,6 +180,7 @@ class WarmTrainer:
                 now = time.monotonic()
                 if self.holder is not None and (not _alive(self.holder_pid) or now - self.renewed > LEASE_SECONDS):
                     self.holder, self.lapsed, self.used = None, self.holder, now  # training stops at its epoch's end
+                    self.changed.notify_all()
                 if self.holder is None and self.training:
                     abandoned_since = abandoned_since or now
                 else:
@@ -212,9 +232,10 @@ def train_warm(prefix: str, config: dict[str, Any], spec_json: str, sweep_json: 
     try:
         stream = trainer.train.remote(holder, config, spec_json, sweep_json, data, history_root, str(work_dir),
                                       None if resume_from is None else str(resume_from))
-        for item in stream:
+        for count, item in enumerate(stream, start=1):
             metrics, checkpoint_dir = ray.get(item)
-            report(metrics, None if checkpoint_dir is None else Path(checkpoint_dir))
+            report(metrics, None if checkpoint_dir is None else Path(checkpoint_dir))  # returns once Tune goes on
+            trainer.took.remote(holder, count)
     finally:
         done.set()
         trainer.release.remote(holder)
