@@ -44,7 +44,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.
 
 import ray  # noqa: E402
 from backends import run_backend  # noqa: E402
-from kfold import BOOKS_GRID, experiment_params  # noqa: E402
+from kfold import BOOKS_GRID, FULL_BATCH_SIZES, FULL_EPOCHS, FULL_GRID, experiment_params  # noqa: E402
 
 from kerasflow.flows.ray_cluster import connect  # noqa: E402
 from kerasflow.flows.ray_driver import check_cluster, make_tuner  # noqa: E402
@@ -140,17 +140,12 @@ def fractions_part(fractions: list[float], n_trials: int, epochs: int, cpu: floa
               f"{row['trial_s']:8.2f} {row['inside']:9.0%} {row['errors']:6d} {row['best']:8.4f}")
 
 
-FULL_GRID_EPOCHS = [10, 20, 30]
-FULL_GRID = {**BOOKS_GRID, "train.batch_size": {"grid": [5, 10, 20]}, "train.epochs": {"grid": FULL_GRID_EPOCHS}}
-"""bench/sweep.py's `--books-grid` as a sweep's `space:` (54 configs)."""
-
-
 def stacked_part(fraction: float, epochs: int, cpu: float) -> None:
     """bench/sweep.py's grid of 12 MLP configs at `fraction` of a GPU a trial, stacked and one trial per config;
     then the books' full grid of 54, stacked."""
     sweep = {"scoring": "kfold", "gpu": fraction, "cpu": cpu, "keep_checkpoints": 1}
     experiment = experiment_params(epochs, n_splits=3)["experiments"]["cancer"]
-    full = experiment_params(max(FULL_GRID_EPOCHS), n_splits=3)["experiments"]["cancer"]
+    full = experiment_params(max(FULL_EPOCHS), n_splits=3)["experiments"]["cancer"]
     runs = {"stacked": (experiment, {"space": BOOKS_GRID, **sweep, "stack_configs": True}),
             "one per trial": (experiment, {"space": BOOKS_GRID, **sweep, "stack_configs": False}),
             "books' 54, stacked": (full, {"space": FULL_GRID, **sweep, "stack_configs": True})}
@@ -160,7 +155,7 @@ def stacked_part(fraction: float, epochs: int, cpu: float) -> None:
     rows = {label: timed_sweep("cancer", *parsed("cancer", raw, space), table, labels)
             for label, (raw, space) in runs.items()}
     print(f"\nbench/sweep.py's grid: 12 configs x 3 folds x {epochs} epochs; the books' 54 (epochs "
-          f"{FULL_GRID_EPOCHS}, batch sizes 5, 10, 20); {fraction:g} GPU and {cpu:g} CPU a trial")
+          f"{FULL_EPOCHS}, batch sizes {FULL_BATCH_SIZES}); {fraction:g} GPU and {cpu:g} CPU a trial")
     print(f"{'configs':<19} {'trials':>6} {'at once':>7} {'wall s':>7} {'configs/min':>11} {'trial s':>8} "
           f"{'in trials':>9} {'errors':>6} {'best acc':>8}")
     for label, row in rows.items():

@@ -59,6 +59,11 @@ BATCH_SIZES = [10, 20]
 BOOKS_GRID = {"train.optimizer": {"grid": OPTIMIZERS}, "model.initializer": {"grid": INITIALIZERS},
               "train.batch_size": {"grid": BATCH_SIZES}}
 """The grid as a sweep's `space:`."""
+# The books' full grid (bench/sweep.py --books-grid, bench/gpu.py): the same x batch size x epochs, 54 configs.
+FULL_BATCH_SIZES = [5, 10, 20]
+FULL_EPOCHS = [10, 20, 30]
+FULL_GRID = {**BOOKS_GRID, "train.batch_size": {"grid": FULL_BATCH_SIZES}, "train.epochs": {"grid": FULL_EPOCHS}}
+"""The full grid as a sweep's `space:`."""
 
 
 def experiment_params(epochs: int, n_splits: int, toolbox: bool = False) -> dict:

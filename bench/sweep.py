@@ -71,7 +71,7 @@ import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
 import numpy as np  # noqa: E402
 import ray  # noqa: E402
-from kfold import BATCH_SIZES, INITIALIZERS, OPTIMIZERS, experiment_params  # noqa: E402
+from kfold import BATCH_SIZES, FULL_BATCH_SIZES, FULL_EPOCHS, INITIALIZERS, OPTIMIZERS, experiment_params  # noqa: E402
 from ray import tune  # noqa: E402
 from scikeras.wrappers import KerasClassifier  # noqa: E402
 from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
@@ -136,7 +136,7 @@ def default_grid(epochs: int) -> Grid:
     return Grid(tuple(OPTIMIZERS), tuple(INITIALIZERS), tuple(BATCH_SIZES), (epochs,))
 
 
-BOOKS_GRID = Grid(tuple(OPTIMIZERS), tuple(INITIALIZERS), batch_sizes=(5, 10, 20), epochs=(10, 20, 30))
+BOOKS_GRID = Grid(tuple(OPTIMIZERS), tuple(INITIALIZERS), tuple(FULL_BATCH_SIZES), tuple(FULL_EPOCHS))
 """The books' full grid: 2 optimizers x 3 initializers x 3 batch sizes x 3 epochs, 54 configs."""
 
 
