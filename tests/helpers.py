@@ -119,6 +119,27 @@ def sweep_params(epochs: int = 3, **sweep) -> dict:
     }
 
 
+def asha_params(epochs: int) -> dict:
+    """`sweep_params` as an ASHA sweep of two learning rates, one at a time, the good one (0.05) first: ASHA stops
+    the hopeless one (1e-7) after its grace period of 2 epochs."""
+    raw = sweep_params(epochs=epochs, scheduler="asha", grace_period=2, max_concurrent_trials=1)
+    raw["sweeps"]["cancer"]["space"] = {"train.learning_rate": {"grid": [0.05, 1e-7]}}
+    return raw
+
+
+def whole_histories(out: Path) -> list[dict]:
+    """The trials.csv rows of the sweep in `out`, asserting each config's history holds every fold's epochs up to
+    the epochs its row names, each once (a trial ASHA stopped, or one retried from a checkpoint, too)."""
+    from kerasflow.tasks.outputs.live import FOLDS_PLOT
+
+    rows = read_trials(out)
+    for row in rows:
+        table = json.loads((out / "history" / row["config_id"] / FOLDS_PLOT).read_text())
+        assert sorted((r["fold"], r["epoch"]) for r in table) == \
+            [(fold, epoch) for fold in (0, 1) for epoch in range(1, int(row["epochs"]) + 1)], row["config_id"]
+    return rows
+
+
 def sweep_and_export(raw: dict, out: Path, resume: bool = False) -> dict:
     """Sweep `raw`'s `cancer` experiment into `out` (on whatever Ray is connected) and export the best model."""
     from kerasflow.flows.pipeline import load_data

@@ -11,13 +11,12 @@ import time
 
 import numpy as np
 import pytest
-from helpers import read_trials, sweep_and_export, sweep_params
+from helpers import asha_params, read_trials, sweep_and_export, sweep_params, whole_histories
 
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.split import make_splits
 from kerasflow.tasks.data.table import load_table
-from kerasflow.tasks.outputs.live import FOLDS_PLOT
 from kerasflow.tasks.outputs.results import load_model
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
@@ -125,17 +124,10 @@ def test_random_search_draws_num_samples_reproducibly(cancer_project, local_ray)
 def test_asha_stops_a_hopeless_trial_at_its_grace_epoch(cancer_project, local_ray):
     """Trials run one at a time, the good learning rate first: ASHA must stop the hopeless one early, its history
     written up to the epoch it stopped at."""
-    raw = sweep_params(epochs=12, scheduler="asha", grace_period=2, max_concurrent_trials=1)
-    raw["sweeps"]["cancer"]["space"] = {"train.learning_rate": {"grid": [0.05, 1e-7]}}
-    sweep_and_export(raw, cancer_project / "tune")
-    rows = read_trials(cancer_project / "tune")
-    epochs = {float(r["param:train.learning_rate"]): int(r["epochs"]) for r in rows}
-    assert epochs[0.05] == 12
-    assert epochs[1e-7] < 12
-    for row in rows:  # a stopped trial's history is whole too: every fold's epochs up to its last
-        table = json.loads((cancer_project / "tune/history" / row["config_id"] / FOLDS_PLOT).read_text())
-        assert sorted((r["fold"], r["epoch"]) for r in table) == \
-            [(fold, epoch) for fold in (0, 1) for epoch in range(1, int(row["epochs"]) + 1)]
+    sweep_and_export(asha_params(epochs=12), cancer_project / "tune")
+    rows = whole_histories(cancer_project / "tune")
+    epochs = {float(row["param:train.learning_rate"]): int(row["epochs"]) for row in rows}
+    assert epochs[0.05] == 12 and epochs[1e-7] < 12
 
 
 def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, local_ray):
