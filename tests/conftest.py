@@ -23,6 +23,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 set_backend_defaults()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A temporary Prefect server (kerasflow's early one, or Prefect's own) gets 2 minutes to answer, not Prefect's 20 s:
+# on CI's two cores, loaded by three test workers, one once took longer and the run went on without it.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # Prefect's home (its profiles, the local server kerasflow may keep there) is the session's own: no test talks to a
 # server the user keeps running.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="kerasflow-tests-prefect-home-")
