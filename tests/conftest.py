@@ -114,8 +114,8 @@ def prefect_in_process(prefect_server):
         yield prefect_server
 
 
-# Sweeps (tests/test_sweep.py, tests/test_cluster.py, tests/faults/test_sweep_faults.py): a small grid on the
-# breast-cancer data, swept in this process by the flow's own task functions.
+# Sweeps (tests/test_sweep.py, tests/test_cluster.py, tests/test_logical_gpus.py, tests/faults/test_sweep_faults.py):
+# a small grid on the breast-cancer data, swept in this process by the flow's own task functions.
 
 
 @pytest.fixture

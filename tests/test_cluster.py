@@ -1,5 +1,5 @@
-"""Sweeps, folds and whole experiments on multi-node Ray clusters started on this machine with Ray's own
-`cluster_utils`, and on logical GPUs."""
+"""Sweeps, folds and whole experiments on a two-node Ray cluster started on this machine with Ray's own
+`cluster_utils`, its head offering a logical GPU (a local Ray offering them is tests/test_logical_gpus.py's)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from prefect.client.schemas.filters import FlowRunFilter
 from ray.cluster_utils import Cluster
 
 from kerasflow.flows.pipeline import pipeline_flow
-from kerasflow.flows.ray_cluster import connect
 from kerasflow.flows.ray_folds import spreads, train_folds
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
@@ -21,16 +20,26 @@ from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, folds_on_ray, prepare_folds, refit
 
 
-@pytest.fixture
-def cluster():
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A head with 1 CPU and 1 logical GPU, and a node with 1 CPU: one for the module, as each start takes tens of
+    seconds of the machine's CPU (a sweep or a fold spread leaves nothing running on it)."""
     ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
     cluster.add_node(num_cpus=1)
-    ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+
+
+@pytest.fixture
+def cluster(two_nodes):
+    """This process connected to the two nodes (a test in between may have connected it elsewhere)."""
+    ray.shutdown()
+    ray.init(address=two_nodes.address, log_to_driver=False)
+    yield two_nodes
+    ray.shutdown()
 
 
 def test_the_suites_ray_nodes_listen_on_loopback_only(cluster):
@@ -62,21 +71,6 @@ def test_quarter_gpu_trials_pack_four_at_a_time_on_one_logical_gpu(cancer_projec
     intervals = [(float(r["started_at"]), float(r["started_at"]) + float(r["seconds"])) for r in rows]
     latest_start = max(start for start, _ in intervals)
     assert all(end > latest_start for _, end in intervals)
-
-
-def test_a_local_cluster_offering_logical_gpus_runs_half_gpu_trials(cancer_project, monkeypatch):
-    """`connect(num_gpus=...)`, as bench/gpu.py --fake-gpus checks its fractional-GPU sweeps on a machine without a
-    GPU: trials that ask half a GPU run on the one it was told of (without it, the sweep is refused: no GPU)."""
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a cluster started here, not one the environment names
-    ray.shutdown()
-    connect(num_gpus=1)
-    try:
-        assert ray.cluster_resources()["GPU"] == 1
-        sweep_and_export(sweep_params(epochs=2, gpu=0.5), cancer_project / "tune")
-    finally:
-        ray.shutdown()
-    rows = read_trials(cancer_project / "tune")
-    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
 
 
 def _digits_cnn(parallel: str) -> dict:
