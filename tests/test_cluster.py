@@ -35,7 +35,8 @@ def two_nodes():
 
 @pytest.fixture
 def cluster(two_nodes):
-    """This process connected to the two nodes (a test in between may have connected it elsewhere)."""
+    """This process connected to the two nodes, as a driver of its own for each test (a job on the cluster, as each
+    `kerasflow` command is)."""
     ray.shutdown()
     ray.init(address=two_nodes.address, log_to_driver=False)
     yield two_nodes
