@@ -1,4 +1,5 @@
-"""Shared fixtures: small real data, a project folder, one real Prefect server for the whole run, Ray.
+"""Shared fixtures: small real data, a project folder, one real Prefect server and one kept-running Ray for the
+whole run, embedded Ray.
 
 Fixtures only; the helpers tests import are in helpers.py."""
 
@@ -8,6 +9,7 @@ import atexit
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,12 +37,18 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # listens and is reached on 127.0.0.1 only: Ray then takes the machine for a single-node, loopback cluster, as on
 # macOS. Set before anything imports Ray, which reads it once.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Every Ray the suite starts or joins uses Ray's token authentication, as an embedded `ray.init()` does by default,
+# with one token for the run (made by the first process, inherited by pytest-xdist's workers and the commands they
+# run): Ray reads its mode once a process, so a test process can then join the run's kept-running head
+# (`ray_server`) after starting Ray of its own, and no test writes the user's ~/.ray/auth_token.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
 
 # Prefect configures logging when it is first imported, closing every handler already there; TensorFlow's absl
 # handler holds the stderr pytest captures, so Prefect must come first or a test that imports it after
 # TensorFlow closes pytest's own capture.
 import prefect.main  # noqa: E402,F401
-from helpers import BIN, make_project, start_server, stop_session  # noqa: E402
+from helpers import BIN, make_project, start_ray_head, start_server, stop_session  # noqa: E402
 
 from kerasflow.flows.prefect_server import free_port  # noqa: E402
 
@@ -74,12 +82,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The run's end (the controller's, after every worker's): the Prefect server stops, the shared folder goes."""
+    """The run's end (the controller's, after every worker's): the Prefect server and the Ray head stop, the shared
+    folders go."""
     if config.stash.get(_OWNS_SHARED, False):
         shared = Path(os.environ.pop(SHARED))
-        state = shared / "prefect-server.json"
-        if state.is_file():
-            stop_session(json.loads(state.read_text())["pid"])
+        for state in (shared / "prefect-server.json", shared / "ray-head.json"):
+            if state.is_file():
+                found = json.loads(state.read_text())
+                stop_session(found["pid"])
+                if "temp_dir" in found:
+                    shutil.rmtree(found["temp_dir"], ignore_errors=True)
         shutil.rmtree(shared, ignore_errors=True)
 
 
@@ -125,6 +137,44 @@ def cancer_project(tmp_path, bundled_data, monkeypatch):
     (tmp_path / "data/breast_cancer.csv").write_bytes((bundled_data / "breast_cancer.csv").read_bytes())
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def ray_server() -> dict[str, str]:
+    """A Ray kept running between commands, as README says to start one: a real `ray start --head` on 127.0.0.1
+    with the run's token (helpers.start_ray_head), one for the whole run like the Prefect server (the first worker
+    that needs it starts it, under a lock; pytest_unconfigure stops it). Returns what a driver joins it with:
+    RAY_ADDRESS, RAY_AUTH_MODE and RAY_AUTH_TOKEN.
+
+    Sweeps there train in its warm trainers (flows/warm_trainers.py), which import Keras once for the run, where
+    each sweep on a Ray of its own starts Ray and imports Keras in every trial process. Tests of Ray started by
+    the command itself (`local_ray`, `kerasflow tune` without RAY_ADDRESS) do not use it."""
+    shared = Path(os.environ[SHARED])
+    with open(shared / "ray-head.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = shared / "ray-head.json"
+        if not state.is_file():
+            temp_dir = tempfile.mkdtemp(prefix="kf-ray-", dir="/tmp")
+            head, address = start_ray_head(shared / "ray-head.log", os.environ["RAY_AUTH_TOKEN"], temp_dir)
+            state.write_text(json.dumps({"address": address, "pid": head.pid, "temp_dir": temp_dir}))
+        address = json.loads(state.read_text())["address"]
+    return {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.environ["RAY_AUTH_TOKEN"]}
+
+
+@pytest.fixture(scope="module")
+def kept_ray(ray_server):
+    """This process joined to the run's kept-running Ray (`ray_server`) for a module's in-process sweeps."""
+    import ray
+
+    from kerasflow.flows.ray_cluster import connect
+
+    ray.shutdown()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ray_server.items():
+            patch.setenv(name, value)
+        connect()
+        yield
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

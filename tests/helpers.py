@@ -197,13 +197,41 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def stop_session(pid: int) -> None:
-    """Terminate the session (process group) `pid` leads, a process this one may not have started; kill what is
-    left of it 20 s later."""
+    """Terminate the session (process group) `pid` leads, a process this one may not have started; once it has
+    exited, or 20 s later, kill what is left of the group."""
     try:
         os.killpg(pid, signal.SIGTERM)
         psutil.Process(pid).wait(timeout=20)
-    except (ProcessLookupError, psutil.NoSuchProcess):
-        return
-    except psutil.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def start_ray_head(log: Path, token: str, temp_dir: str, dashboard_port: int | None = None
+                   ) -> tuple[subprocess.Popen, str]:
+    """A one-node cluster as a user keeps one running: `ray start --head --block` with 2 CPUs and Ray's token
+    authentication (`token`), in a session of its own (:func:`stop_session` stops it), its output in `log` and its
+    session files in `temp_dir` (a short path: Ray's sockets are there). With `dashboard_port`, its dashboard (Ray
+    Jobs) listens there on 127.0.0.1; else it has none. The suite's conftest makes it a loopback node
+    (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0). Returns once Ray says it started: the process and the head's address."""
+    from kerasflow.flows.prefect_server import free_port
+
+    port = free_port()
+    dashboard = (["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port)] if dashboard_port else
+                 ["--include-dashboard", "false"])
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": token, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    with open(log, "w") as out:
+        head = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--num-cpus", "2", *dashboard, "--ray-client-server-port", str(free_port()),
+             "--dashboard-agent-listen-port", str(free_port()), "--disable-usage-stats", "--temp-dir", temp_dir],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "Ray runtime started" not in log.read_text():
+        if head.poll() is not None or time.monotonic() > deadline:
+            stop_session(head.pid)
+            raise RuntimeError(f"ray start --head did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    return head, f"127.0.0.1:{port}"

@@ -77,14 +77,15 @@ def test_a_diverged_config_is_marked_and_never_ranked_best():
 
 
 @pytest.mark.slow
-def test_a_sweep_whose_every_config_diverges_exits_3_and_says_so(project, prefect_server):
+def test_a_sweep_whose_every_config_diverges_exits_3_and_says_so(project, prefect_server, ray_server):
+    """On a Ray kept running: the configs diverge in its warm trainers."""
     raw = tiny_params()
     del raw["experiments"]["iris"]
     raw["experiments"]["diabetes"]["train"].update(optimizer="sgd", epochs=2)
     raw["sweeps"] = {"diabetes": {"space": {"train": {"learning_rate": {"grid": [1e6, 1e7]}}}, "cpu": 1}}
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
-    result = run_cli(["tune", "diabetes"], cwd=project, env={"PREFECT_API_URL": prefect_server})
+    result = run_cli(["tune", "diabetes"], cwd=project, env={"PREFECT_API_URL": prefect_server, **ray_server})
 
     assert result.returncode == 3, result.stderr[-3000:]
     assert "Traceback" not in result.stderr

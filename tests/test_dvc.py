@@ -92,7 +92,7 @@ def _out_of_date(output: str) -> set[str]:
 
 
 def test_a_sweep_is_out_of_date_when_its_own_data_changes_not_when_another_csv_is_added(project, bundled_data,
-                                                                                        prefect_server):
+                                                                                        prefect_server, ray_server):
     """The tune stage depends on its experiment's data file (through evaluate's dataset.json), not on the whole
     `data` folder: bringing a new CSV puts only its own experiment out of date, as README's "Bring your own CSV"
     says."""
@@ -101,7 +101,7 @@ def test_a_sweep_is_out_of_date_when_its_own_data_changes_not_when_another_csv_i
     params["experiments"]["iris"]["train"]["epochs"] = 2
     params["sweeps"] = {"iris": {"space": {"train": {"optimizer": {"grid": ["adam", "sgd"]}}}, "keep_checkpoints": 1}}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = git_dvc_repo(project, prefect_server)
+    env = {**git_dvc_repo(project, prefect_server), **ray_server}  # its four sweeps on a Ray kept running
     first = _run(["dvc", "repro"], project, env)
     assert _stages_run(first.stdout) == {"evaluate@iris", "tune@iris", "report"}
     recorded = json.loads((project / "results/iris/dataset.json").read_text())

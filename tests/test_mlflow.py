@@ -31,7 +31,7 @@ def mlflow_server(tmp_path_factory) -> str:
         yield uri
 
 
-def test_an_experiment_and_a_sweep_become_mlflow_runs(project, prefect_server, mlflow_server, tmp_path):
+def test_an_experiment_and_a_sweep_become_mlflow_runs(project, prefect_server, mlflow_server, ray_server, tmp_path):
     from mlflow import MlflowClient
 
     params = tiny_params()
@@ -42,7 +42,7 @@ def test_an_experiment_and_a_sweep_become_mlflow_runs(project, prefect_server, m
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_API_URL": prefect_server}
     env.pop("MLFLOW_TRACKING_URI", None)
     run_checked(["kerasflow", "run", "iris"], project, env)
-    run_checked(["kerasflow", "tune", "iris"], project, env)
+    run_checked(["kerasflow", "tune", "iris"], project, {**env, **ray_server})
 
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("iris")

@@ -90,11 +90,8 @@ def test_a_kfold_job_counts_every_fold_models_epochs(project, monkeypatch, stack
     assert shown[-1].startswith(f"iris: {total}/{total} epochs 100%|") and shown[-1].endswith("\n")
 
 
-def test_a_sweep_counts_its_finished_trials(tmp_path, bundled_data, monkeypatch):
-    import ray
-
+def test_a_sweep_counts_its_finished_trials(tmp_path, bundled_data, monkeypatch, kept_ray):
     from kerasflow.flows.pipeline import load_data
-    from kerasflow.flows.ray_cluster import connect
     from kerasflow.flows.sweep import run_sweep
     from kerasflow.tasks.config.schema import parse_params
 
@@ -111,11 +108,6 @@ def test_a_sweep_counts_its_finished_trials(tmp_path, bundled_data, monkeypatch)
         "evaluate": {"n_splits": 2, "stratify": True, "seed": 1}}},
         "continued": {}, "sweeps": {"iris": {"space": {"train": {"batch_size": {"grid": [16, 32, 64]}}}}}})
     spec, sweep = params.experiments["iris"], params.sweeps["iris"]
-    ray.shutdown()
-    connect()
-    try:
-        run_sweep.fn("iris", spec, sweep, *load_data.fn("iris", spec), tmp_path / "tune", False)
-    finally:
-        ray.shutdown()
+    run_sweep.fn("iris", spec, sweep, *load_data.fn("iris", spec), tmp_path / "tune", False)
     shown = [line for line in _lines(terminal) if line.startswith("iris: sweep")]
     assert shown[-1].startswith("iris: sweep: 3/3 trials 100%|") and shown[-1].endswith("\n")

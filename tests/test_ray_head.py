@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -25,7 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from helpers import BIN, asha_params, read_trials, sweep_params, whole_histories
+from helpers import BIN, asha_params, read_trials, start_ray_head, stop_session, sweep_params, whole_histories
 
 from kerasflow.flows.prefect_server import free_port
 from kerasflow.flows.ray_cluster import check_head
@@ -37,42 +38,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
-    """A one-node cluster started as `ray start --head --block`, token authentication on; yields its GCS address,
-    dashboard URL, token and the pid of `ray start` (Ray's workers are among its descendants). The suite's conftest
-    makes it a loopback node (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0);
-    its session files (and the `ray_current_cluster` record a killed head leaves) are in a folder of its own, a
-    short path for Ray's sockets."""
-    folder = tmp_path_factory.mktemp("ray-head")
-    token = secrets.token_hex(16)
-    port, dashboard = free_port(), free_port()
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": token, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    log = folder / "head.log"
-    with open(log, "w") as out:
-        head = subprocess.Popen(
-            [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-             "--num-cpus", "2", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-             "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-             "--disable-usage-stats", "--temp-dir", tempfile.mkdtemp(prefix="kf-ray-", dir="/tmp")],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"127.0.0.1:{port}"
+    """A head of its own (helpers.start_ray_head), its dashboard on for `ray job submit`: yields its GCS address,
+    dashboard URL, token and the pid of `ray start` (Ray's workers are among its descendants)."""
+    token, dashboard = secrets.token_hex(16), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="kf-ray-", dir="/tmp")
+    head, address = start_ray_head(tmp_path_factory.mktemp("ray-head") / "head.log", token, temp_dir, dashboard)
     try:
-        deadline = time.monotonic() + 120
-        while "Ray runtime started" not in log.read_text():
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray start --head did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
         yield address, f"http://127.0.0.1:{dashboard}", token, head.pid
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(head.pid, signal.SIGKILL)  # the head's servers, should any outlive `ray start`
-        except ProcessLookupError:
-            pass
+        stop_session(head.pid)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""Ray Tune sweeps on a real local Ray cluster: grid, random, ASHA, Optuna, the best checkpoint, resources.
+"""Ray Tune sweeps on a real Ray kept running (the run's `ray start --head`, its trials in warm trainers): grid,
+random, ASHA, Optuna, the best checkpoint, resources.
 
 Faults (a trial's process killed, the sweep's driver killed and resumed, checkpoint retention) are tested in
 tests/faults/test_sweep_faults.py; the sweep fixtures are tests/conftest.py's, its helpers tests/helpers.py's.
@@ -34,7 +35,7 @@ from kerasflow.tasks.training.statistics import corrected_t, split_ratio
 from kerasflow.tasks.training.train import predict
 
 
-def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_project, local_ray):
+def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_project, kept_ray):
     out = cancer_project / "tune"
     best = sweep_and_export(sweep_params(), out)
     rows = read_trials(out)
@@ -107,7 +108,7 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     assert score(spec, fold.y_test, predict(model, X_test)) == pytest.approx(best["score"], abs=1e-6)
 
 
-def test_random_search_draws_num_samples_reproducibly(cancer_project, local_ray):
+def test_random_search_draws_num_samples_reproducibly(cancer_project, kept_ray):
     space = {"train.learning_rate": {"loguniform": [0.001, 0.1]}, "train.batch_size": {"choice": [16, 32, 64]}}
     drawn = []
     for run in range(2):
@@ -121,7 +122,7 @@ def test_random_search_draws_num_samples_reproducibly(cancer_project, local_ray)
     assert all(0.001 <= float(lr) <= 0.1 for lr, _ in drawn[0])
 
 
-def test_asha_stops_a_hopeless_trial_at_its_grace_epoch(cancer_project, local_ray):
+def test_asha_stops_a_hopeless_trial_at_its_grace_epoch(cancer_project, kept_ray):
     """Trials run one at a time, the good learning rate first: ASHA must stop the hopeless one early, its history
     written up to the epoch it stopped at."""
     sweep_and_export(asha_params(epochs=12), cancer_project / "tune")
@@ -130,7 +131,7 @@ def test_asha_stops_a_hopeless_trial_at_its_grace_epoch(cancer_project, local_ra
     assert epochs[0.05] == 12 and epochs[1e-7] < 12
 
 
-def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, local_ray):
+def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, kept_ray):
     raw = sweep_params(epochs=2, algorithm="optuna", num_samples=3, seed=3)
     raw["sweeps"]["cancer"]["space"] = {"train.learning_rate": {"loguniform": [0.001, 0.1]},
                                         "model.widths": {"choice": [[4], [8, 4]]}}
@@ -141,14 +142,14 @@ def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, local_ra
     assert best["params"]["model.widths"] in ([4], [8, 4])
 
 
-def test_infeasible_resources_fail_in_seconds(cancer_project, local_ray):
+def test_infeasible_resources_fail_in_seconds(cancer_project, kept_ray):
     start = time.monotonic()
     with pytest.raises(SweepError, match="asks for cpu=1, gpu=1 but no node of the cluster has that much"):
         sweep_and_export(sweep_params(gpu=1), cancer_project / "tune")
     assert time.monotonic() - start < 30
 
 
-def test_a_sweep_saved_by_other_code_is_refused_on_resume(cancer_project, local_ray):
+def test_a_sweep_saved_by_other_code_is_refused_on_resume(cancer_project, kept_ray):
     """Ray's tuner.pkl names the sweep's objects by module and name; one naming what this code lacks (the progress
     callback was `flows.sweep.TrialProgress` before flows/ray_driver.py) gets a clear error, not a traceback."""
     saved = cancer_project / "tune/ray/sweep"
@@ -158,7 +159,7 @@ def test_a_sweep_saved_by_other_code_is_refused_on_resume(cancer_project, local_
         sweep_and_export(sweep_params(), cancer_project / "tune", resume=True)
 
 
-def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw(cancer_project, local_ray,
+def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw(cancer_project, kept_ray,
                                                                                  prefect_in_process):
     """`kerasflow tune --nested 2`'s flow: in each outer fold the whole 2-config sweep runs on the outer training
     rows alone, and its best config, retrained there, is scored once on the held-out rows."""
@@ -203,7 +204,7 @@ def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw
     assert "Nested cross-validation" in render_html(content)
 
 
-def test_auto_keeps_folds_in_turn_on_a_one_node_ray_without_a_gpu(local_ray):
+def test_auto_keeps_folds_in_turn_on_a_one_node_ray_without_a_gpu(kept_ray):
     """A Ray started on this machine (reused between commands through RAY_ADDRESS) has one node: with
     `evaluate.parallel: auto`, folds that cannot stack stay in the command's process, where Ray tasks would only
     share its cores; `ray` sends them anyway."""
