@@ -10,6 +10,11 @@ Run from the repository root (after `make install` and `kerasflow data`), on an 
 The suite keeps two cores busy for nearly all its run (BENCHMARKS.md, "make test"), so its time follows the CPU it
 spends: this says which kind of process to make cheaper. A process that lives less than a second may be missed;
 the machine's busy time (/proc/stat) is printed beside the sum to show how much was.
+
+`--by-test N` also prints the N test folders whose processes spent most: each process is counted under the pytest
+temporary folder it runs in (its working directory; pytest names the folder after the test, cut to 30
+characters), so a `kerasflow` command, the Prefect server or Ray it starts and Ray's workers count for the test that
+ran it. Work a pytest worker does in its own process is not split by test (`--durations` says that).
 """
 
 from __future__ import annotations
@@ -57,6 +62,20 @@ def kind(process: psutil.Process) -> str | None:
     return name
 
 
+def test_folder(process: psutil.Process) -> str:
+    """The pytest temporary folder (`.../popen-gw0/<test>0/...`, or `.../pytest-N/<test>0/...` without xdist) a
+    process works in, named for its test; "-" for any other working directory."""
+    try:
+        parts = Path(process.cwd()).parts
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return "-"
+    for index, part in enumerate(parts[:-1]):
+        if part.startswith("popen-gw") or (part.startswith("pytest-") and not part.startswith("pytest-of-")
+                                           and not parts[index + 1].startswith("popen-gw")):
+            return parts[index + 1]
+    return "-"
+
+
 def busy_seconds() -> float:
     """The machine's busy CPU seconds so far (every core, /proc/stat)."""
     first = Path("/proc/stat").read_text().splitlines()[0]
@@ -80,30 +99,42 @@ def cpu_seconds() -> Iterator[tuple[tuple[int, float], psutil.Process, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pytest_args", nargs="*", help="pytest's arguments (default: the suite as `make test`)")
+    parser.add_argument("--by-test", type=int, default=0, metavar="N",
+                        help="also print the N test folders whose processes spent the most CPU")
     args = parser.parse_args()
     command = [sys.executable, "-m", "pytest", "-q", "-n", "3", "--dist", "loadfile", "-p", "no:cacheprovider",
                *args.pytest_args]
     before = {key: seconds for key, _, seconds in cpu_seconds()}  # spent before the suite: not its own
-    seen: dict[tuple[int, float], tuple[str, float]] = {}  # (pid, start) -> (kind, CPU seconds last sampled)
+    # (pid, start) -> (kind, test folder, CPU seconds last sampled)
+    seen: dict[tuple[int, float], tuple[str, str, float]] = {}
     started, busy = time.monotonic(), busy_seconds()
     suite = subprocess.Popen(command)
     while suite.poll() is None:
         for key, process, seconds in cpu_seconds():
-            what = seen[key][0] if key in seen else kind(process)
+            what, folder = seen[key][:2] if key in seen else (kind(process), test_folder(process))
             if what is not None:
-                seen[key] = (what, seconds - before.get(key, 0.0))
+                seen[key] = (what, folder, seconds - before.get(key, 0.0))
         time.sleep(1)
     wall, busy = time.monotonic() - started, busy_seconds() - busy
     totals, counts = collections.Counter(), collections.Counter()
-    for what, seconds in seen.values():
+    by_test: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for what, folder, seconds in seen.values():
         if seconds > 0:
             totals[what] += seconds
             counts[what] += 1
+            by_test[folder][what] += seconds
     print(f"\n{' '.join(command[1:])}: exit status {suite.returncode}, {wall:.0f} s wall, "
           f"{busy:.0f} core-seconds busy on the machine ({busy / wall:.2f} cores), {sum(totals.values()):.0f} sampled")
     print(f"{'core-s':>8} {'share':>6} {'procs':>6}  kind")
     for what, seconds in totals.most_common(20):
         print(f"{seconds:8.0f} {seconds / busy:6.1%} {counts[what]:6d}  {what}")
+    if args.by_test:
+        print(f"\n{'core-s':>8}  test folder: its processes' core-seconds by kind")
+        ranked = sorted(((sum(kinds.values()), folder) for folder, kinds in by_test.items() if folder != "-"),
+                        reverse=True)
+        for seconds, folder in ranked[:args.by_test]:
+            split = ", ".join(f"{what} {part:.0f}" for what, part in by_test[folder].most_common(4))
+            print(f"{seconds:8.0f}  {folder}: {split}")
 
 
 if __name__ == "__main__":
