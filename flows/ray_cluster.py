@@ -45,6 +45,9 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
     # Checkpointing every few epochs is by design here; Ray's warning about it would flood the log.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     remote = bool(os.environ.get("RAY_ADDRESS"))
+    # Ray's start-up notes (the cluster started or joined, its token) are not the user's business: errors only, so
+    # that a command refused for its resources prints its one line.
+    logging_level = logging.INFO if verbose else logging.ERROR
     runtime_env = {"env_vars": {**WORKER_ENV, **backend_settings(portable=remote),
                                 "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}}
     if remote:
@@ -53,7 +56,7 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
         # it as `ray.init` connects.
         with tempfile.TemporaryDirectory(prefix="kerasflow-code-") as folder:
             runtime_env["py_modules"] = [str(code_package(Path(folder)))]
-            ray.init(runtime_env=runtime_env, log_to_driver=verbose)
+            ray.init(runtime_env=runtime_env, log_to_driver=verbose, logging_level=logging_level)
         # Trainers started by earlier commands send their output to those commands' drivers: `verbose` trains in
         # the trials' own processes, whose output comes here.
         _kept_running_env = None if verbose else runtime_env["env_vars"]
@@ -62,11 +65,10 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
             # Ray starts its servers with subprocess, whose fork is followed by exec at once; JAX's at-fork hook
             # warns of a deadlock only a child that goes on running Python could meet.
             warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-            # Ray's start-up notes (the local instance started, its token) are not the user's business: errors only.
             # "local": a new cluster, never one `ray start` left recorded on this machine (Ray's default would
             # join it, or wait on it forever if it died without `ray stop`): RAY_ADDRESS names a cluster to join.
             ray.init(address="local", runtime_env=runtime_env, include_dashboard=False, dashboard_host="127.0.0.1",
-                     log_to_driver=verbose, num_gpus=num_gpus, logging_level=logging.INFO if verbose else logging.ERROR)
+                     log_to_driver=verbose, num_gpus=num_gpus, logging_level=logging_level)
 
 
 def kept_running_env() -> dict[str, str] | None:

@@ -494,10 +494,16 @@ THROUGH_THE_COMMAND = ({case.id for case in CASES} if os.environ.get("KERASFLOW_
 
 
 @pytest.fixture(scope="module")
-def refusals(tmp_path_factory, bundled_data, saved_iris_model, prefect_server) -> dict[str, Refused]:
+def refusals(tmp_path_factory, bundled_data, saved_iris_model, prefect_in_process, ray_server) -> dict[str, Refused]:
     """Every case, each in a project of its own with earlier results: through the installed console script in a
     fresh process (side by side, one per core), or through `kerasflow.flows.cli.main`, what that script runs, in
-    this process (one at a time: it works in the current directory)."""
+    this process (one at a time: it works in the current directory).
+
+    Both as for a user who keeps a Prefect server and a Ray running: a case refused inside a flow (a pretrained
+    model's weights) records it on the run's server, and one refused for its Ray resources asks the run's kept Ray
+    (`ray_server`), where a temporary server or a Ray of the case's own would cost more than the rest of the case."""
+    import ray
+
     def prepare(case: Bad) -> tuple[Path, Snapshot]:
         project = with_previous_results(make_project(tmp_path_factory.mktemp(case.id), bundled_data),
                                         saved_iris_model)
@@ -511,17 +517,21 @@ def refusals(tmp_path_factory, bundled_data, saved_iris_model, prefect_server) -
 
     def command(case: Bad) -> Refused:
         project, before = prepare(case)
-        result = run_cli(list(case.argv), cwd=project, env={"PREFECT_API_URL": prefect_server})
+        result = run_cli(list(case.argv), cwd=project, env={"PREFECT_API_URL": prefect_in_process, **ray_server})
         return Refused(result.returncode, result.stdout, result.stderr, before, snapshot(project))
 
     def in_process(case: Bad) -> Refused:
         project, before = prepare(case)
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.chdir(project), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with pytest.MonkeyPatch.context() as patch, contextlib.chdir(project), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            for name, value in ray_server.items():
+                patch.setenv(name, value)
             status = main(list(case.argv))
         return Refused(status, out.getvalue(), err.getvalue(), before, snapshot(project))
 
     found = {case.id: in_process(case) for case in CASES if case.id not in THROUGH_THE_COMMAND}
+    ray.shutdown()  # the kept Ray a case joined: later tests in this process start or join their own
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         through = [case for case in CASES if case.id in THROUGH_THE_COMMAND]
         found |= dict(zip((case.id for case in through), pool.map(command, through)))
