@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from helpers import BIN, run_cli
+from helpers import BIN, run_cli, stop_session
 from prefect.client.orchestration import get_client
 from prefect.client.schemas import filters
 from prefect.client.schemas.objects import StateType
@@ -168,8 +168,8 @@ def test_on_a_configured_server_a_worker_the_user_starts_runs_the_deployment(pro
         assert run.state.is_completed(), f"{run.state}; worker log:\n{log.read_text()[-5000:]}"
         _iris_metrics(project / "results")
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        # Killed for sure: a worker left polling the pool would take the next test's run of the same deployment.
+        stop_session(worker.pid)
 
 
 def test_a_deployment_is_named_by_its_experiments_in_any_order_and_recorded_once(tmp_path):
