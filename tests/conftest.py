@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,28 @@ def prefect_in_process(prefect_server):
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
         yield prefect_server
+
+
+@pytest.fixture(scope="module")
+def configured_server(prefect_server: str) -> Iterator[str]:
+    """The run's Prefect server as a user's `PREFECT_API_URL`, for a module that calls `kerasflow.flows.cli.main` in
+    this process: `main` looks for a server in the environment, so it starts no temporary one (`prefect_in_process`
+    sets Prefect's settings alone), and the flows (this thread and Prefect's workers) report to it. Set for the
+    whole module, in the environment the commands its tests start inherit too."""
+    from prefect.context import refresh_global_settings_context
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import temporary_settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_API_URL", prefect_server)
+        refresh_global_settings_context()
+        with temporary_settings(updates={"api.url": prefect_server}):
+            yield prefect_server
+            # The runs' last logs and events are sent in the background: sent now, before the server stops.
+            APILogWorker.drain_all(timeout=5)
+            EventsWorker.drain_all(timeout=5)
+    refresh_global_settings_context()
 
 
 # Sweeps (tests/test_sweep.py, tests/test_cluster.py, tests/test_logical_gpus.py, tests/faults/test_sweep_faults.py):

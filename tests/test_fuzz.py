@@ -27,7 +27,6 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,26 +301,6 @@ def cases(draw: st.DrawFn, bundled: Bundled) -> Case:
 def bundled(bundled_data: Path) -> Bundled:
     """The runnable experiments' bundled CSVs, as written by `kerasflow data`."""
     return Bundled({name: (bundled_data.parent / name).read_bytes() for name in DATA_FILES})
-
-
-@pytest.fixture(scope="module")
-def configured_server(prefect_server: str) -> Iterator[str]:
-    """The suite's Prefect server as a user's `PREFECT_API_URL`: `main` starts no temporary server, and the flows
-    (this thread and Prefect's workers) report to it."""
-    from prefect.context import refresh_global_settings_context
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.settings import temporary_settings
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_API_URL", prefect_server)
-        refresh_global_settings_context()
-        with temporary_settings(updates={"api.url": prefect_server}):
-            yield prefect_server
-            # The runs' last logs and events are sent in the background: sent now, before the server stops.
-            APILogWorker.drain_all(timeout=5)
-            EventsWorker.drain_all(timeout=5)
-    refresh_global_settings_context()
 
 
 def run_in_process(argv: list[str], project: Path) -> tuple[int, str, str]:

@@ -494,7 +494,7 @@ THROUGH_THE_COMMAND = ({case.id for case in CASES} if os.environ.get("KERASFLOW_
 
 
 @pytest.fixture(scope="module")
-def refusals(tmp_path_factory, bundled_data, saved_iris_model, prefect_in_process, ray_server) -> dict[str, Refused]:
+def refusals(tmp_path_factory, bundled_data, saved_iris_model, configured_server, ray_server) -> dict[str, Refused]:
     """Every case, each in a project of its own with earlier results: through the installed console script in a
     fresh process (side by side, one per core), or through `kerasflow.flows.cli.main`, what that script runs, in
     this process (one at a time: it works in the current directory).
@@ -517,7 +517,7 @@ def refusals(tmp_path_factory, bundled_data, saved_iris_model, prefect_in_proces
 
     def command(case: Bad) -> Refused:
         project, before = prepare(case)
-        result = run_cli(list(case.argv), cwd=project, env={"PREFECT_API_URL": prefect_in_process, **ray_server})
+        result = run_cli(list(case.argv), cwd=project, env={"PREFECT_API_URL": configured_server, **ray_server})
         return Refused(result.returncode, result.stdout, result.stderr, before, snapshot(project))
 
     def in_process(case: Bad) -> Refused:
