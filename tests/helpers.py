@@ -6,6 +6,7 @@ Fixtures live in conftest.py; plain functions and constants live here, imported 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -16,10 +17,11 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
 from pathlib import Path
 
 import psutil
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +76,22 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
     """Run the installed `kerasflow` console script as a user would."""
     return subprocess.run([str(BIN / "kerasflow"), *args], cwd=cwd, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_process(argv: list[str], project: Path) -> tuple[int, str, str]:
+    """`kerasflow.flows.cli.main(argv)` from `project` as a fresh `kerasflow` process would run it, without its
+    seconds of imports: (exit status, stdout, stderr). No `KERAS_BACKEND` in the environment, as a user has none,
+    so that the params file's `backend:` is read; `main` sets it, and it is unset again after. A command that runs
+    flows wants the `configured_server` fixture, else `main` starts a temporary Prefect server."""
+    from kerasflow.flows.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        patch.delenv("KERAS_BACKEND", raising=False)
+        with redirect_stdout(out), redirect_stderr(err):
+            status = main(argv)
+    return status, out.getvalue(), err.getvalue()
 
 
 def run_checked(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:

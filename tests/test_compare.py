@@ -7,17 +7,15 @@ with it on; the command pairs two real runs' fold scores and refuses pairs that 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 
 import numpy as np
 import pytest
 import yaml
-from helpers import run_cli, tiny_params
+from helpers import run_in_process, tiny_params
 from scipy import stats
 
-from kerasflow.flows.cli import main
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
@@ -47,16 +45,8 @@ def test_corrected_it_matches_the_hand_computed_statistic_and_is_more_cautious()
     assert corrected.p > plain.p and corrected.high - corrected.low > plain.high - plain.low
 
 
-def _run(project, *argv: str) -> tuple[int, str, str]:
-    """`kerasflow ARGV` in this process (compare starts no Prefect server): status, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(project), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main(list(argv))
-    return status, out.getvalue(), err.getvalue()
-
-
 @pytest.mark.slow
-def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, prefect_server):
+def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, configured_server):
     raw = tiny_params()
     iris = raw["experiments"]["iris"]
     iris["evaluate"] = {"n_splits": 5, "stratify": True, "seed": 1, "refit": False}
@@ -64,10 +54,10 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, pr
     raw["experiments"]["wider"]["model"]["layers"][0]["units"] = 12
     raw["experiments"]["other_seed"] = {**json.loads(json.dumps(iris)), "evaluate": {**iris["evaluate"], "seed": 2}}
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    ran = run_cli(["run", "iris", "wider"], cwd=project, env={"PREFECT_API_URL": prefect_server})
-    assert ran.returncode == 0, ran.stderr[-3000:]
+    status, _, err = run_in_process(["run", "iris", "wider"], project)
+    assert status == 0, err[-3000:]
 
-    status, out, _ = _run(project, "compare", "iris", "wider", "--json")
+    status, out, _ = run_in_process(["compare", "iris", "wider", "--json"], project)
     assert status == 0
     result = json.loads(out)
     scores = {name: json.loads((project / f"results/{name}/metrics.json").read_text())["accuracy"]["folds"]
@@ -76,7 +66,7 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, pr
     assert result["difference"]["of"] == "wider - iris" and result["difference"]["folds"] == 5
     assert math.isclose(result["difference"]["p"], expected.p) and result["test_train_ratio"] == 0.25
     assert result["means"]["iris"]["mean"] == pytest.approx(np.mean(scores["iris"]))
-    status, out, _ = _run(project, "compare", "iris", "wider")
+    status, out, _ = run_in_process(["compare", "iris", "wider"], project)
     assert status == 0 and "difference" in out and "(wider - iris)" in out and "paired folds" in out
 
     # The report pairs every two runs on the same folds, and gives each run its interval; diabetes (other data,
@@ -90,12 +80,12 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, pr
     assert row["experiments"] == "wider − iris" and row["folds"] == 5
     assert "## Differences on the same folds (corrected resampled t-test)" in render_markdown(report)
 
-    status, _, err = _run(project, "compare", "iris", "other_seed")
+    status, _, err = run_in_process(["compare", "iris", "other_seed"], project)
     assert status == 2 and err.strip() == (
         "kerasflow: error: iris and other_seed are not scored on the same folds, so their fold scores do not pair: "
         "params.yaml:experiments.iris.evaluate.seed is 1, params.yaml:experiments.other_seed.evaluate.seed 2")
     raw["experiments"]["other_seed"]["evaluate"]["seed"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    status, _, err = _run(project, "compare", "iris", "other_seed")
+    status, _, err = run_in_process(["compare", "iris", "other_seed"], project)
     assert status == 2 and err.strip() == ("kerasflow: error: results/other_seed/metrics.json: not found; run the "
                                            "experiment first (kerasflow run other_seed)")

@@ -21,7 +21,6 @@ Prefect flow against the suite's server), so the experiments run are the shipped
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import io
@@ -33,11 +32,9 @@ from pathlib import Path
 import pytest
 import yaml
 from faults.support import changes, snapshot
-from helpers import ROOT
+from helpers import ROOT, run_in_process
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
-
-from kerasflow.flows.cli import main
 
 EXAMPLES = int(os.environ.get("KERASFLOW_FUZZ_EXAMPLES", "150"))
 """How many examples the test runs: 150 in CI (the suite's time is kept under 20 minutes), 3,000 in the documented
@@ -301,19 +298,6 @@ def cases(draw: st.DrawFn, bundled: Bundled) -> Case:
 def bundled(bundled_data: Path) -> Bundled:
     """The runnable experiments' bundled CSVs, as written by `kerasflow data`."""
     return Bundled({name: (bundled_data.parent / name).read_bytes() for name in DATA_FILES})
-
-
-def run_in_process(argv: list[str], project: Path) -> tuple[int, str, str]:
-    """`kerasflow.flows.cli.main(argv)` from `project` as a fresh `kerasflow` process would run it: (exit status,
-    stdout, stderr). No `KERAS_BACKEND` in the environment, as a user has none, so that the params file's `backend:`
-    is read; `main` sets it, and it is unset again after."""
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(project)
-        patch.delenv("KERAS_BACKEND", raising=False)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = main(argv)
-    return status, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.slow

@@ -18,8 +18,6 @@ the validators, finer, are in tests/test_spec.py and tests/test_data.py.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -31,10 +29,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import make_project, run_cli, tiny_params
+from helpers import make_project, run_cli, run_in_process, tiny_params
 
 from faults.support import Snapshot, changes, snapshot
-from kerasflow.flows.cli import main
 
 IRIS_COLUMNS = "sepal_length, sepal_width, petal_length, petal_width, species"
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -522,13 +519,11 @@ def refusals(tmp_path_factory, bundled_data, saved_iris_model, configured_server
 
     def in_process(case: Bad) -> Refused:
         project, before = prepare(case)
-        out, err = io.StringIO(), io.StringIO()
-        with pytest.MonkeyPatch.context() as patch, contextlib.chdir(project), contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(err):
+        with pytest.MonkeyPatch.context() as patch:
             for name, value in ray_server.items():
                 patch.setenv(name, value)
-            status = main(list(case.argv))
-        return Refused(status, out.getvalue(), err.getvalue(), before, snapshot(project))
+            status, out, err = run_in_process(list(case.argv), project)
+        return Refused(status, out, err, before, snapshot(project))
 
     found = {case.id: in_process(case) for case in CASES if case.id not in THROUGH_THE_COMMAND}
     ray.shutdown()  # the kept Ray a case joined: later tests in this process start or join their own

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import BIN, flow_runs_in, git_dvc_repo, make_project, prefect_api, run_cli, tiny_params
+from helpers import BIN, flow_runs_in, git_dvc_repo, make_project, prefect_api, run_cli, run_in_process, tiny_params
 from helpers import run_checked as _run
 
 from faults.support import kill_group, snapshot, start_cli, wait_for
@@ -62,12 +62,12 @@ RUN_WITH_REPORT = ["run", "iris", "--report", "reports/summary.md"]
 
 
 @pytest.fixture(scope="module")
-def after_a_run(tmp_path_factory, bundled_data, prefect_server) -> Path:
+def after_a_run(tmp_path_factory, bundled_data, configured_server) -> Path:
     """The tiny project after one successful run with a report: what each kill below interrupts the next run of
     (each test works on a copy)."""
     project = make_project(tmp_path_factory.mktemp("after-a-run") / "project", bundled_data)
-    first = run_cli(RUN_WITH_REPORT, cwd=project, env={"PREFECT_API_URL": prefect_server})
-    assert first.returncode == 0, first.stderr[-3000:]
+    status, _, err = run_in_process(RUN_WITH_REPORT, project)
+    assert status == 0, err[-3000:]
     return project
 
 
@@ -105,8 +105,8 @@ def test_a_run_killed_while_replacing_a_result_leaves_the_previous_one_intact(af
     assert (folder / leftovers[0] / target).exists()
 
     # The next run succeeds, writes every result anew and removes the dead process's temporary folder.
-    again = run_cli(RUN_WITH_REPORT, cwd=project, env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
+    status, _, err = run_in_process(RUN_WITH_REPORT, project)  # in this process: it needs none of its own
+    assert status == 0, err[-3000:]
     assert _leftovers(folder) == []
     assert read_experiment(project / "results/iris")["n_folds"] == 3
     final = snapshot(project)
