@@ -1,8 +1,9 @@
 """Ray Tune sweeps on a real Ray kept running (the run's `ray start --head`, its trials in warm trainers): grid,
-random, ASHA, Optuna, the best checkpoint, resources.
+random, Optuna, the best checkpoint, resources.
 
-Faults (a trial's process killed, the sweep's driver killed and resumed, checkpoint retention) are tested in
-tests/faults/test_sweep_faults.py; the sweep fixtures are tests/conftest.py's, its helpers tests/helpers.py's.
+Faults (a trial's process killed, the sweep's driver killed and resumed, checkpoint retention) and ASHA stopping a
+trial, in the trials' own processes on an embedded Ray, are tested in tests/faults/test_sweep_faults.py; the sweep
+fixtures are tests/conftest.py's, its helpers tests/helpers.py's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import asha_params, read_trials, sweep_and_export, sweep_params, whole_histories
+from helpers import read_trials, sweep_and_export, sweep_params
 
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
@@ -120,15 +121,6 @@ def test_random_search_draws_num_samples_reproducibly(cancer_project, kept_ray):
     assert len(drawn[0]) == 3
     assert drawn[0] == drawn[1]
     assert all(0.001 <= float(lr) <= 0.1 for lr, _ in drawn[0])
-
-
-def test_asha_stops_a_hopeless_trial_at_its_grace_epoch(cancer_project, kept_ray):
-    """Trials run one at a time, the good learning rate first: ASHA must stop the hopeless one early, its history
-    written up to the epoch it stopped at."""
-    sweep_and_export(asha_params(epochs=12), cancer_project / "tune")
-    rows = whole_histories(cancer_project / "tune")
-    epochs = {float(row["param:train.learning_rate"]): int(row["epochs"]) for row in rows}
-    assert epochs[0.05] == 12 and epochs[1e-7] < 12
 
 
 def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, kept_ray):

@@ -1,5 +1,6 @@
-"""Sweeps survive faults: a trial's process killed mid-training, the sweep's driver killed and resumed, and
-checkpoints kept to `keep_checkpoints` per trial so a long sweep cannot fill the disk.
+"""Sweeps survive faults: a trial's process killed mid-training, the sweep's driver killed and resumed,
+checkpoints kept to `keep_checkpoints` per trial so a long sweep cannot fill the disk, and ASHA stopping a trial
+with its history whole up to the epoch it stopped at.
 
 Real Ray (an embedded local cluster), real processes, real SIGKILLs (`os.kill`, `os.killpg`). The sweep helpers
 and fixtures are in tests/helpers.py and tests/conftest.py.
@@ -18,7 +19,7 @@ from pathlib import Path
 import psutil
 import ray
 import yaml
-from helpers import BIN, read_trials, run_cli, sweep_and_export, sweep_params
+from helpers import BIN, asha_params, read_trials, run_cli, sweep_and_export, sweep_params, whole_histories
 
 from kerasflow.tasks.outputs.live import FOLDS_PLOT
 
@@ -39,6 +40,15 @@ def test_checkpoints_beyond_keep_checkpoints_are_deleted(cancer_project, local_r
         # The kept ones are the best by score (accuracy: higher), as CheckpointConfig's score attribute says.
         score = {row["checkpoint_dir_name"]: row["score"] for row in results if row.get("checkpoint_dir_name")}
         assert min(score[name] for name in kept) >= max(score[name] for name in set(saved) - set(kept))
+
+
+def test_asha_stops_a_hopeless_trial_at_its_grace_epoch(cancer_project, local_ray):
+    """Trials run one at a time, each in its own process, the good learning rate first: ASHA must stop the hopeless
+    one early, its history written up to the epoch it stopped at (the same in warm trainers: tests/test_ray_head.py)."""
+    sweep_and_export(asha_params(epochs=12), cancer_project / "tune")
+    rows = whole_histories(cancer_project / "tune")
+    epochs = {float(row["param:train.learning_rate"]): int(row["epochs"]) for row in rows}
+    assert epochs[0.05] == 12 and epochs[1e-7] < 12
 
 
 def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cancer_project, local_ray):
