@@ -35,7 +35,7 @@ run: $(STAMP)
 # The report's test opens the HTML in Debian's headless Chromium: installed here where apt can (as root, in CI).
 # Three pytest-xdist workers, a test file each at a time (its module fixtures set up once): a third of the
 # suite's time on two workers left the two cores idle (servers starting, the cron's next minute, subprocesses),
-# which a third worker fills (BENCHMARKS.md, "make test").
+# which a third worker fills (BENCHMARKS.md, "`make test`'s suite").
 test: $(STAMP)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
