@@ -26,8 +26,9 @@ WORKER_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCAT
               "RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
 
-_kept_running_env: dict[str, str] | None = None
-"""Set by :func:`connect` when this driver joined an existing cluster quietly (see :func:`kept_running_env`)."""
+_kept_running: tuple[str, dict[str, str]] | None = None
+"""Set by :func:`connect` when this driver joined an existing cluster quietly: that cluster's GCS address and the
+settings its workers get (see :func:`kept_running_env`)."""
 
 
 def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
@@ -38,10 +39,10 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
     scheduling on a machine without any); by default Ray counts the machine's own. `verbose`: the workers' own
     output (Keras, TensorFlow, Ray's) reaches this process's terminal.
     """
-    global _kept_running_env
+    global _kept_running
     if ray.is_initialized():
         return
-    _kept_running_env = None
+    _kept_running = None
     # Checkpointing every few epochs is by design here; Ray's warning about it would flood the log.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     remote = bool(os.environ.get("RAY_ADDRESS"))
@@ -59,7 +60,7 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
             ray.init(runtime_env=runtime_env, log_to_driver=verbose, logging_level=logging_level)
         # Trainers started by earlier commands send their output to those commands' drivers: `verbose` trains in
         # the trials' own processes, whose output comes here.
-        _kept_running_env = None if verbose else runtime_env["env_vars"]
+        _kept_running = None if verbose else (ray.get_runtime_context().gcs_address, runtime_env["env_vars"])
     else:
         with warnings.catch_warnings():
             # Ray starts its servers with subprocess, whose fork is followed by exec at once; JAX's at-fork hook
@@ -74,8 +75,12 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
 def kept_running_env() -> dict[str, str] | None:
     """The settings every worker gets, when :func:`connect` joined a cluster that outlives the command
     (`RAY_ADDRESS`) without `verbose`: a sweep's CPU trials then train in its warm trainers
-    (flows/warm_trainers.py). None when it started Ray here, whose trainers would die with it, or was not called."""
-    return _kept_running_env
+    (flows/warm_trainers.py). None when it started Ray here, whose trainers would die with it, or was not called,
+    and once this process is no longer connected to that cluster (shut down, or connected elsewhere since)."""
+    if _kept_running is None or not ray.is_initialized():
+        return None
+    address, env = _kept_running
+    return env if ray.get_runtime_context().gcs_address == address else None
 
 
 GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
