@@ -101,6 +101,19 @@ def test_a_wrong_or_missing_token_or_no_head_is_named(ray_head, tmp_path, monkey
         check_head(nobody)
 
 
+def test_a_sweep_asking_for_more_than_any_node_is_refused_in_one_line(ray_head, sweep_project):
+    """Joined with the token, the refusal is the command's only line: Ray's notes on joining stay out of it."""
+    address, _, token, _ = ray_head
+    raw = sweep_params(epochs=2, gpu=1)
+    (sweep_project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    result = _tune(sweep_project, {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        "kerasflow: error: sweeps.cancer: each trial asks for cpu=1, gpu=1 but no node of the cluster has that much "
+        "(127.0.0.1: 2 CPU, 0 GPU)"]
+    assert not (sweep_project / "results").exists()
+
+
 def _trainer_pids(tune_dir: Path) -> set[int]:
     """The warm trainers' processes that trained a sweep's trials (from Ray Tune's results); none if none did."""
     reports = [json.loads(line) for results in (tune_dir / "ray/sweep").glob("*/result.json")

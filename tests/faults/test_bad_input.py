@@ -496,9 +496,11 @@ def refusals(tmp_path_factory, bundled_data, saved_iris_model, configured_server
     fresh process (side by side, one per core), or through `kerasflow.flows.cli.main`, what that script runs, in
     this process (one at a time: it works in the current directory).
 
-    Both as for a user who keeps a Prefect server and a Ray running: a case refused inside a flow (a pretrained
-    model's weights) records it on the run's server, and one refused for its Ray resources asks the run's kept Ray
-    (`ray_server`), where a temporary server or a Ray of the case's own would cost more than the rest of the case."""
+    In this process as for a user who keeps a Prefect server and a Ray running: a case refused inside a flow (a
+    pretrained model's weights) records it on the run's server, and one refused for its Ray resources asks the run's
+    kept Ray (`ray_server`), where a temporary server or a Ray of the case's own would cost more than the rest of the
+    case. The console script's cases run on the run's Prefect server and, for the sweep's resources, on a Ray the
+    command starts itself, a user's default (a sweep refused on a cluster it joined: tests/test_ray_head.py)."""
     import ray
 
     def prepare(case: Bad) -> tuple[Path, Snapshot]:
@@ -514,7 +516,7 @@ def refusals(tmp_path_factory, bundled_data, saved_iris_model, configured_server
 
     def command(case: Bad) -> Refused:
         project, before = prepare(case)
-        result = run_cli(list(case.argv), cwd=project, env={"PREFECT_API_URL": configured_server, **ray_server})
+        result = run_cli(list(case.argv), cwd=project, env={"PREFECT_API_URL": configured_server})
         return Refused(result.returncode, result.stdout, result.stderr, before, snapshot(project))
 
     def in_process(case: Bad) -> Refused:
@@ -525,8 +527,10 @@ def refusals(tmp_path_factory, bundled_data, saved_iris_model, configured_server
             status, out, err = run_in_process(list(case.argv), project)
         return Refused(status, out, err, before, snapshot(project))
 
-    found = {case.id: in_process(case) for case in CASES if case.id not in THROUGH_THE_COMMAND}
-    ray.shutdown()  # the kept Ray a case joined: later tests in this process start or join their own
+    try:
+        found = {case.id: in_process(case) for case in CASES if case.id not in THROUGH_THE_COMMAND}
+    finally:
+        ray.shutdown()  # the kept Ray a case joined: later tests in this process start or join their own
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         through = [case for case in CASES if case.id in THROUGH_THE_COMMAND]
         found |= dict(zip((case.id for case in through), pool.map(command, through)))
