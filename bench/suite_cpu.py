@@ -7,14 +7,16 @@ Run from the repository root (after `make install` and `kerasflow data`), on an 
     .venv/bin/python bench/suite_cpu.py                        # the whole suite, three xdist workers
     .venv/bin/python bench/suite_cpu.py -- tests/test_dvc.py   # pytest's own arguments after --
 
-The suite keeps two cores busy for nearly all its run (BENCHMARKS.md, "make test"), so its time follows the CPU it
-spends: this says which kind of process to make cheaper. A process that lives less than a second may be missed;
-the machine's busy time (/proc/stat) is printed beside the sum to show how much was.
+The suite keeps two cores busy for nearly all its run (BENCHMARKS.md, "`make test`'s suite"), so its time follows
+the CPU it spends: this says which kind of process to make cheaper. A process that lives less than a second may be
+missed; the machine's busy time (/proc/stat) is printed beside the sum to show how much was.
 
 `--by-test N` also prints the N test folders whose processes spent most: each process is counted under the pytest
 temporary folder it runs in (its working directory; pytest names the folder after the test, cut to 30
 characters), so a `kerasflow` command, the Prefect server or Ray it starts and Ray's workers count for the test that
-ran it. Work a pytest worker does in its own process is not split by test (`--durations` says that).
+ran it. Work a pytest worker does in its own process is not split by test (`--durations` says that), nor is that of
+the servers kept for the whole run (the Prefect server, the Ray head and its warm trainers, which train the trials of
+every test that joins it): their total is printed as "not in a test's folder".
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ def main() -> None:
         for seconds, folder in ranked[:args.by_test]:
             split = ", ".join(f"{what} {part:.0f}" for what, part in by_test[folder].most_common(4))
             print(f"{seconds:8.0f}  {folder}: {split}")
+        print(f"{sum(by_test['-'].values()):8.0f}  not in a test's folder (pytest's workers, the servers kept for the "
+              f"run, anything else)")
 
 
 if __name__ == "__main__":

@@ -170,8 +170,8 @@ def ray_server() -> dict[str, str]:
     RAY_ADDRESS, RAY_AUTH_MODE and RAY_AUTH_TOKEN.
 
     Sweeps there train in its warm trainers (flows/warm_trainers.py), which import Keras once for the run, where
-    each sweep on a Ray of its own starts Ray and imports Keras in every trial process. Tests of Ray started by
-    the command itself (`local_ray`, `kerasflow tune` without RAY_ADDRESS) do not use it."""
+    each sweep on a Ray of its own starts Ray and imports Keras in every trial process. Tests of an embedded Ray
+    (`local_ray`: the test process's own; `kerasflow tune` without RAY_ADDRESS: the command's) do not use it."""
     shared = Path(os.environ[SHARED])
     with open(shared / "ray-head.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
