@@ -21,7 +21,9 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 import pytest
@@ -36,15 +38,26 @@ from kerasflow.tasks.outputs.metrics import read_sweep_best
 pytestmark = pytest.mark.slow
 
 
+class Head(NamedTuple):
+    address: str  # the GCS address, RAY_ADDRESS's value
+    dashboard: str  # the dashboard's URL, for `ray job submit`
+    token: str
+    pid: int  # `ray start`'s: Ray's workers are among its descendants
+
+    @property
+    def joined(self) -> dict[str, str]:
+        """The environment a driver joins the head with, token and all."""
+        return {"RAY_ADDRESS": self.address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+
+
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
-    """A head of its own (helpers.start_ray_head), its dashboard on for `ray job submit`: yields its GCS address,
-    dashboard URL, token and the pid of `ray start` (Ray's workers are among its descendants)."""
+def ray_head(tmp_path_factory) -> Iterator[Head]:
+    """A head of its own (helpers.start_ray_head), its dashboard on for `ray job submit`."""
     token, dashboard = secrets.token_hex(16), free_port()
     temp_dir = tempfile.mkdtemp(prefix="kf-ray-", dir="/tmp")
     head, address = start_ray_head(tmp_path_factory.mktemp("ray-head") / "head.log", token, temp_dir, dashboard)
     try:
-        yield address, f"http://127.0.0.1:{dashboard}", token, head.pid
+        yield Head(address, f"http://127.0.0.1:{dashboard}", token, head.pid)
     finally:
         stop_session(head.pid)
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -74,7 +87,7 @@ def _tune(project: Path, env: dict[str, str], *args: str) -> subprocess.Complete
 def test_a_driver_without_the_token_is_refused_in_seconds_with_one_line(ray_head, sweep_project):
     """The one line is :func:`check_head`'s, asked before `ray.init`, whose ~20 s of retries would end in a
     traceback."""
-    address, *_ = ray_head
+    address = ray_head.address
     result = _tune(sweep_project, {"RAY_ADDRESS": address})
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines() == [
@@ -86,7 +99,7 @@ def test_a_driver_without_the_token_is_refused_in_seconds_with_one_line(ray_head
 
 def test_a_wrong_or_missing_token_or_no_head_is_named(ray_head, tmp_path, monkeypatch):
     """The same check in this process (the command's one-line report of it is tested above)."""
-    address, *_ = ray_head
+    address = ray_head.address
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
     with pytest.raises(SweepError, match="the cluster refused the token from RAY_AUTH_TOKEN"):
@@ -103,10 +116,9 @@ def test_a_wrong_or_missing_token_or_no_head_is_named(ray_head, tmp_path, monkey
 
 def test_a_sweep_asking_for_more_than_any_node_is_refused_in_one_line(ray_head, sweep_project):
     """Joined with the token, the refusal is the command's only line: Ray's notes on joining stay out of it."""
-    address, _, token, _ = ray_head
     raw = sweep_params(epochs=2, gpu=1)
     (sweep_project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    result = _tune(sweep_project, {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    result = _tune(sweep_project, ray_head.joined)
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines() == [
         "kerasflow: error: sweeps.cancer: each trial asks for cpu=1, gpu=1 but no node of the cluster has that much "
@@ -124,11 +136,9 @@ def _trainer_pids(tune_dir: Path) -> set[int]:
 def test_sweeps_on_the_cluster_train_in_warm_trainers_that_later_sweeps_reuse(ray_head, sweep_project):
     """With the token the sweep runs on the cluster: quietly in warm trainers it leaves there, which the next sweep
     trains in; with `--verbose` in the trials' own processes, whose output it shows. All three score alike."""
-    address, _, token, _ = ray_head
-    env = {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     output = {}
     for run, flags in (("first", ()), ("second", ()), ("verbose", ("--verbose",))):
-        result = _tune(sweep_project, env, "--results", run, *flags)
+        result = _tune(sweep_project, ray_head.joined, "--results", run, *flags)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "cancer: best accuracy" in result.stdout
         output[run] = result.stdout + result.stderr
@@ -157,9 +167,8 @@ def _reports(trial_dir: Path) -> list[dict]:
 def test_a_trial_asha_stops_in_a_warm_trainer_logs_no_epoch_past_its_last_report(ray_head, sweep_project):
     """A warm trainer trains ahead of Ray Tune unless it waits: it logs an epoch only once Tune took the last
     report, so the hopeless trial ASHA stops holds every fold's epochs up to the one it stopped at, and no more."""
-    address, _, token, _ = ray_head
     (sweep_project / "params.yaml").write_text(yaml.safe_dump(asha_params(epochs=40), sort_keys=False))
-    result = _tune(sweep_project, {"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    result = _tune(sweep_project, ray_head.joined)
     assert result.returncode == 0, result.stderr[-3000:]
     tune_dir = sweep_project / "results/cancer/tune"
     assert _trainer_pids(tune_dir)
@@ -174,19 +183,18 @@ def test_a_trial_killed_in_a_warm_trainer_stops_its_training_and_is_retried_with
     trainer sees its trial's process end and stops that training by itself within seconds (it would end itself
     after 10 s) and stays warm; Ray Tune retries the trial from a checkpoint it had written, and each config's
     folds hold every epoch once (none lost, none logged twice)."""
-    address, _, token, head_pid = ray_head
     epochs, every = 500, 100
     (sweep_project / "params.yaml").write_text(yaml.safe_dump(
         sweep_params(epochs=epochs, checkpoint_every=every, max_concurrent_trials=1), sort_keys=False))
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
     driver = subprocess.Popen([str(BIN / "kerasflow"), "tune", "cancer"], cwd=sweep_project,
-                              env={**clean, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token},
+                              env={**clean, **ray_head.joined},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sweep_dir = sweep_project / "results/cancer/tune/ray/sweep"
     killed = None
     deadline = time.monotonic() + 300
     while killed is None and time.monotonic() < deadline and driver.poll() is None:
-        trials = [p for p in psutil.Process(head_pid).children(recursive=True) if "ImplicitFunc" in _title(p)]
+        trials = [p for p in psutil.Process(ray_head.pid).children(recursive=True) if "ImplicitFunc" in _title(p)]
         for trial_dir in (d for d in sweep_dir.glob("*/") if any(d.glob("checkpoint_*"))):
             reports = _reports(trial_dir)
             # Training, well before its end, and Ray Tune holds a checkpoint: it has logged the report that carries
@@ -225,12 +233,11 @@ def _title(process: psutil.Process) -> str:
 
 
 def test_ray_job_submit_runs_the_sweep_and_its_results_come_back(ray_head, sweep_project, tmp_path):
-    _, dashboard, token, _ = ray_head
     results = tmp_path / "job-results"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}, "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": token}
-    job = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", dashboard, "--working-dir", ".", "--",
-                          "kerasflow", "tune", "cancer", "--results", str(results)],
+           "RAY_AUTH_TOKEN": ray_head.token}
+    job = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard, "--working-dir", ".",
+                          "--", "kerasflow", "tune", "cancer", "--results", str(results)],
                          cwd=sweep_project, env=env, capture_output=True, text=True, timeout=600)
     assert job.returncode == 0, (job.stdout + job.stderr)[-5000:]
     assert "cancer: best accuracy" in job.stdout and "succeeded" in job.stdout + job.stderr
