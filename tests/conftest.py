@@ -118,21 +118,12 @@ def prefect_server() -> str:
         return json.loads(state.read_text())["url"]
 
 
-@pytest.fixture(scope="session")
-def prefect_in_process(prefect_server):
-    """Flows run in this process record their runs on the run's Prefect server."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
-        yield prefect_server
-
-
 @pytest.fixture(scope="module")
 def configured_server(prefect_server: str) -> Iterator[str]:
-    """The run's Prefect server as a user's `PREFECT_API_URL`, for a module that calls `kerasflow.flows.cli.main` in
-    this process: `main` looks for a server in the environment, so it starts no temporary one (`prefect_in_process`
-    sets Prefect's settings alone), and the flows (this thread and Prefect's workers) report to it. Set for the
-    whole module, in the environment the commands its tests start inherit too."""
+    """The run's Prefect server as a user's `PREFECT_API_URL`, for a module that runs flows in this process: they
+    (this thread and Prefect's workers) report to it, and `kerasflow.flows.cli.main`, which looks for a server in
+    the environment, starts no temporary one. Set for the whole module, in Prefect's settings and in the
+    environment the commands its tests start inherit."""
     from prefect.context import refresh_global_settings_context
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker

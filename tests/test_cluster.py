@@ -90,7 +90,7 @@ def _digits_cnn(parallel: str) -> dict:
 
 def test_a_cnns_folds_spread_over_both_nodes_with_the_scores_of_folds_trained_in_turn(bundled_data, tmp_path,
                                                                                       monkeypatch, cluster,
-                                                                                      prefect_in_process):
+                                                                                      configured_server):
     """`evaluate.parallel: ray`: the folds of a model that cannot stack train as Ray tasks, one per fold; on a
     two-node cluster both nodes train folds, and the run's scores and histories are those of the folds trained one
     after another in this process."""
@@ -120,7 +120,7 @@ def test_a_cnns_folds_spread_over_both_nodes_with_the_scores_of_folds_trained_in
 
 
 def test_experiments_that_train_on_the_cluster_run_side_by_side_each_as_alone(bundled_data, tmp_path, monkeypatch,
-                                                                              cluster, prefect_in_process):
+                                                                              cluster, configured_server):
     """`kerasflow run A B` where both train as Ray tasks: the two experiments' flows run at the same time (the
     cluster trains both experiments' folds at once), and each writes the fold scores and the refitted model it
     gets trained alone, in turn, in this process."""

@@ -28,7 +28,7 @@ from kerasflow.tasks.training.scoring import score
 from kerasflow.tasks.training.train import predict
 
 
-def test_flow_on_a_prefect_server_matches_the_plain_functions(project, prefect_in_process, monkeypatch):
+def test_flow_on_a_prefect_server_matches_the_plain_functions(project, configured_server, monkeypatch):
     monkeypatch.chdir(project)
     spec = parse_params(tiny_params()).experiments["iris"]
 
@@ -72,7 +72,7 @@ def test_flow_on_a_prefect_server_matches_the_plain_functions(project, prefect_i
     assert accuracy > 0.8
 
 
-def test_the_refit_trains_beside_the_folds_and_keeps_the_model_it_trains_alone(project, prefect_in_process,
+def test_the_refit_trains_beside_the_folds_and_keeps_the_model_it_trains_alone(project, configured_server,
                                                                                monkeypatch):
     """The flow's refit and cross-validation run at the same time (read back from Prefect), and the saved model's
     weights are, bit for bit, those of the refit trained alone in turn."""
@@ -105,7 +105,7 @@ def _artifacts(flow_run_id) -> dict[str, list]:
     return found
 
 
-def test_pipeline_flow_runs_every_experiment_and_publishes_the_report(project, prefect_in_process, monkeypatch):
+def test_pipeline_flow_runs_every_experiment_and_publishes_the_report(project, configured_server, monkeypatch):
     monkeypatch.chdir(project)
     experiments = parse_params(tiny_params()).experiments
     state = pipeline_flow(experiments, project / "results", project / "reports/summary.md", return_state=True)
@@ -122,7 +122,7 @@ def test_pipeline_flow_runs_every_experiment_and_publishes_the_report(project, p
     assert published["kerasflow-summary"] == [report]
 
 
-def test_pipeline_flow_without_a_report_path_still_publishes_the_summary(project, prefect_in_process, monkeypatch):
+def test_pipeline_flow_without_a_report_path_still_publishes_the_summary(project, configured_server, monkeypatch):
     monkeypatch.chdir(project)
     spec = smoke(parse_params(tiny_params()).experiments["diabetes"])
     state = pipeline_flow({"diabetes": spec}, project / "results", return_state=True)

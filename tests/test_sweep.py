@@ -152,7 +152,7 @@ def test_a_sweep_saved_by_other_code_is_refused_on_resume(cancer_project, kept_r
 
 
 def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw(cancer_project, kept_ray,
-                                                                                 prefect_in_process):
+                                                                                 configured_server):
     """`kerasflow tune --nested 2`'s flow: in each outer fold the whole 2-config sweep runs on the outer training
     rows alone, and its best config, retrained there, is scored once on the held-out rows."""
     from kerasflow.flows.sweep import nested_sweep_flow
