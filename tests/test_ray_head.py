@@ -78,9 +78,14 @@ def sweep_project(tmp_path, bundled_data) -> Path:
     return tmp_path
 
 
-def _tune(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+def _driver_env(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment with `env`'s Ray settings in place of any it has (the suite's own kept Ray)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
-    return subprocess.run([str(BIN / "kerasflow"), "tune", "cancer", *args], cwd=project, env={**clean, **env},
+    return {**clean, **env}
+
+
+def _tune(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "kerasflow"), "tune", "cancer", *args], cwd=project, env=_driver_env(env),
                           capture_output=True, text=True, timeout=600)
 
 
@@ -186,10 +191,9 @@ def test_a_trial_killed_in_a_warm_trainer_stops_its_training_and_is_retried_with
     epochs, every = 500, 100
     (sweep_project / "params.yaml").write_text(yaml.safe_dump(
         sweep_params(epochs=epochs, checkpoint_every=every, max_concurrent_trials=1), sort_keys=False))
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
     driver = subprocess.Popen([str(BIN / "kerasflow"), "tune", "cancer"], cwd=sweep_project,
-                              env={**clean, **ray_head.joined},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              env=_driver_env(ray_head.joined), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
     sweep_dir = sweep_project / "results/cancer/tune/ray/sweep"
     killed = None
     deadline = time.monotonic() + 300
