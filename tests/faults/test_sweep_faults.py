@@ -95,23 +95,25 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project
     driver = subprocess.Popen([str(BIN / "kerasflow"), "tune", "cancer"], cwd=cancer_project, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     sweep_dir = cancer_project / "results/cancer/tune/ray/sweep"
-    finished: dict[Path, float] = {}
+    finished: list[Path] = []
     deadline = time.monotonic() + 300
     while not finished and time.monotonic() < deadline and driver.poll() is None:
         # Finished as Ray itself has saved it (what --resume reads), not merely reported its last epoch.
-        for trial_dir in _terminated_trials(sweep_dir):
-            finished[trial_dir / "result.json"] = (trial_dir / "result.json").stat().st_mtime
+        finished = [trial_dir / "result.json" for trial_dir in _terminated_trials(sweep_dir)]
         time.sleep(0.1)
     assert finished and driver.poll() is None, "the sweep ended before it could be killed"
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     assert len(finished) < 4
+    # Taken once the driver is dead: its result logger may still flush a finished trial's last row after Ray has
+    # saved the trial as TERMINATED, so a time taken before the kill can race with that flush.
+    mtimes = {path: path.stat().st_mtime for path in finished}
 
     resumed = run_cli(["tune", "cancer", "--resume"], cwd=cancer_project, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     rows = read_trials(cancer_project / "results/cancer/tune")
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
-    for path, mtime in finished.items():
+    for path, mtime in mtimes.items():
         assert path.stat().st_mtime == mtime, f"finished trial {path.parent.name} was run again"
 
 
