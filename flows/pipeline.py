@@ -16,6 +16,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from kerasflow.flows.parameters import Experiment
 from kerasflow.flows.report import write_report
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec
@@ -137,7 +138,7 @@ def _timed(timing: dict[str, float], step: str) -> Iterator[None]:
 
 
 @flow(name="kerasflow-experiment")
-def experiment_flow(name: str, spec: ExperimentSpec, results_dir: Path = Path("results"),
+def experiment_flow(name: str, spec: Experiment, results_dir: Path = Path("results"),
                     mlflow_uri: str | None = None) -> dict[str, Any]:
     """One experiment end to end; returns its record (`metrics.json` and `run.json`: tasks/outputs/metrics.py).
     With `mlflow_uri`, the written results are also an MLflow run there. Whether it trains on a Ray cluster
@@ -177,7 +178,7 @@ def experiment_on_cluster(name: str, spec: ExperimentSpec, results_dir: Path, ml
 
 
 @flow(name="kerasflow-pipeline")
-def pipeline_flow(experiments: dict[str, ExperimentSpec], results_dir: Path = Path("results"),
+def pipeline_flow(experiments: dict[str, Experiment], results_dir: Path = Path("results"),
                   report_path: Path | None = None, mlflow_uri: str | None = None) -> dict[str, dict[str, Any]]:
     """Run the given experiments, then publish their summary; with `report_path`, also write it there and the HTML
     report beside it; with `mlflow_uri`, each experiment is an MLflow run there.

@@ -9,6 +9,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from kerasflow.flows.parameters import Experiment
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.report import tables
@@ -41,7 +42,7 @@ def write_report(results_dir: Path, experiments: dict[str, ExperimentSpec], out:
 
 
 @flow(name="kerasflow-report")
-def report_flow(experiments: dict[str, ExperimentSpec], results_dir: Path = Path("results"),
+def report_flow(experiments: dict[str, Experiment], results_dir: Path = Path("results"),
                 out: Path = Path("reports/summary.md"), html: Path = Path("reports/report.html")) -> str:
     """The Markdown summary at `out` and the HTML report at `html`."""
     return write_report(Path(results_dir), experiments, Path(out), Path(html))

@@ -12,6 +12,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from ray import tune
 
+from kerasflow.flows.parameters import Experiment, Search
 from kerasflow.flows.pipeline import load_data
 from kerasflow.flows.ray_cluster import connect
 from kerasflow.flows.ray_driver import check_cluster, history_folder, make_tuner, storage_folder
@@ -62,7 +63,7 @@ def log_to_mlflow(name: str, spec: ExperimentSpec, out_dir: Path, uri: str) -> s
 
 
 @flow(name="kerasflow-sweep")
-def sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, results_dir: Path = Path("results"),
+def sweep_flow(name: str, spec: Experiment, sweep: Search, results_dir: Path = Path("results"),
                resume: bool = False, dvc_exp_params: Path | None = None,
                mlflow_uri: str | None = None) -> dict[str, Any]:
     """Sweep one experiment's search space, keep the best model, and publish the experiment's summary. With
@@ -93,7 +94,7 @@ def score_outer_fold(index: int, spec: ExperimentSpec, sweep: SearchSpec, grid: 
 
 
 @flow(name="kerasflow-nested-sweep")
-def nested_sweep_flow(name: str, spec: ExperimentSpec, sweep: SearchSpec, outer_folds: int,
+def nested_sweep_flow(name: str, spec: Experiment, sweep: Search, outer_folds: int,
                       results_dir: Path = Path("results")) -> dict[str, Any]:
     """Nested cross-validation of the sweep: in each outer fold the whole sweep on the outer training rows, its
     best config retrained there and scored on the held-out rows. Writes `tune/nested.json`

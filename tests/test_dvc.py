@@ -202,7 +202,8 @@ def _code_closure(roots: list[str]) -> set[str]:
 
 
 # Code that runs in a stage but cannot change its outputs: no stage depends on it, so editing it reruns nothing.
-NEUTRAL = ("flows/cli.py", "flows/prefect_server.py", "flows/local_server.py", "tasks/runtime/")
+NEUTRAL = ("flows/cli.py", "flows/parameters.py", "flows/prefect_server.py", "flows/local_server.py",
+           "tasks/runtime/")
 # The report's code: the pipeline publishes the same summary as a Prefect artifact, but no file an evaluate or
 # tune stage writes depends on it, so changing the report must not rerun training.
 REPORT = ("tasks/report/", "flows/report.py")
