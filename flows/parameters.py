@@ -1,11 +1,10 @@
 """The params' models as Prefect flow parameters, with a JSON schema Prefect need not derive.
 
 Prefect derives a JSON schema of each flow's parameters when the flow is defined, for deployments and its UI's run
-form. Derived from :class:`ExperimentSpec` (some 160 nested models) it costs every command that imports the flows
-about 0.05 s a flow, more on a busy machine (BENCHMARKS.md, "What is left"), and no flow that takes a spec is
-deployed: the scheduled one takes experiment names (flows/schedule.py). These annotations give Prefect a plain
-object schema instead; Prefect still validates each parameter as the model (`WithJsonSchema` replaces the JSON
-schema only).
+form. Derived from :class:`ExperimentSpec` (some 160 nested models) it is the slowest part of importing the flows,
+paid by every command (BENCHMARKS.md, "Fixed overhead"), and no flow that takes a spec is deployed: the scheduled
+one takes experiment names (flows/schedule.py). These annotations give Prefect a plain object schema instead;
+Prefect still validates each parameter as the model (`WithJsonSchema` replaces the JSON schema only).
 """
 
 from typing import Annotated
