@@ -26,6 +26,7 @@ from kerasflow.tasks.outputs import results
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
 from kerasflow.tasks.outputs.mlflow_runs import log_experiment
 from kerasflow.tasks.runtime import faults
+from kerasflow.tasks.runtime.keras_threads import keras_thread_safe, keras_turn
 from kerasflow.tasks.runtime.progress import EpochProgress, ProgressLine
 from kerasflow.tasks.training import evaluate
 from kerasflow.tasks.training.start import Start, load_start
@@ -41,7 +42,8 @@ def load_data(name: str, spec: ExperimentSpec, start: Start | None = None) -> tu
 @task(name="load-start", cache_policy=NO_CACHE)
 def read_start(name: str, spec: ExperimentSpec) -> Start | None:
     """The saved model a continued experiment starts from (`train.init_from`), checked against the spec."""
-    return load_start(spec, name)
+    with keras_turn():
+        return load_start(spec, name)
 
 
 @task(name="preprocess-folds", cache_policy=NO_CACHE)
@@ -69,7 +71,8 @@ def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Pa
     line = ProgressLine(f"{name}: {len(folds)} folds", models * spec.train.epochs, "epochs")
     history = HistoryFolder(results_dir / name / "history", fold_folders(len(folds)),
                             history_names(spec.metric, spec.train.scheduled))
-    return evaluate.cross_validate(spec, folds, callbacks=[EpochProgress(line), LiveHistory(history)])
+    with keras_turn():  # the refit may train in another thread
+        return evaluate.cross_validate(spec, folds, callbacks=[EpochProgress(line), LiveHistory(history)])
 
 
 @task(name="refit", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -84,7 +87,8 @@ def refit(name: str, spec: ExperimentSpec, table: Table, labels: evaluate.Encode
         line.advance()
         return final
     line = ProgressLine(f"{name}: refit on all rows", spec.train.epochs, "epochs")
-    return evaluate.refit(spec, table, labels, callbacks=[EpochProgress(line)], start=start)
+    with keras_turn():  # the folds may train in another thread
+        return evaluate.refit(spec, table, labels, callbacks=[EpochProgress(line)], start=start)
 
 
 def on_cluster(spec: ExperimentSpec) -> bool:
@@ -110,7 +114,7 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
     started from (`start`).
     """
     out_dir = results_dir / name
-    with _timed(timing, "write"):
+    with keras_turn(), _timed(timing, "write"):  # other experiments' flows may be in Keras (pipeline_flow)
         results.write_history(out_dir, cv)
         results.write_predictions(out_dir, cv, codec)
         if final is not None and final.diverged_at is None:  # a diverged refit's weights are not a model
@@ -142,8 +146,9 @@ def experiment_flow(name: str, spec: Experiment, results_dir: Path = Path("resul
                     mlflow_uri: str | None = None) -> dict[str, Any]:
     """One experiment end to end; returns its record (`metrics.json` and `run.json`: tasks/outputs/metrics.py).
     With `mlflow_uri`, the written results are also an MLflow run there. Whether it trains on a Ray cluster
-    (:func:`on_cluster`) is asked once, so its folds and its refit go the same way. The refit trains while the
-    folds do: `run.json`'s seconds of the two overlap."""
+    (:func:`on_cluster`) is asked once, so its folds and its refit go the same way. On a Ray cluster or a backend
+    that allows Keras in two threads (JAX, PyTorch) the refit trains while the folds do, and `run.json`'s seconds of
+    the two overlap; on TensorFlow it trains after them."""
     started, timing = time.perf_counter(), {}
     on_ray = on_cluster(spec)
     with _timed(timing, "load"):
@@ -151,17 +156,21 @@ def experiment_flow(name: str, spec: Experiment, results_dir: Path = Path("resul
         table, labels = load_data(name, spec, start)
     with _timed(timing, "preprocess"):
         folds = preprocess_folds(spec, table, labels, start)
-    # The refit needs nothing cross-validation computes: it trains beside the folds, in a thread of Prefect's task
-    # runner, on the cores (or the cluster's nodes) they leave idle. Every model is seeded on its own
-    # (tasks/training/models.py), so the two give what each gives alone.
-    refitting = refit.submit(name, spec, table, labels, start, on_ray) if spec.evaluate.refit else None
+    # The refit needs nothing cross-validation computes: where it may (tasks/runtime/keras_threads.py), it trains
+    # beside the folds, in a thread of Prefect's task runner, on the cores (or the cluster's nodes) they leave idle.
+    # Every model is seeded on its own (tasks/training/models.py), so the two give what each gives alone.
+    beside = spec.evaluate.refit and (on_ray or keras_thread_safe())
+    refitting = refit.submit(name, spec, table, labels, start, on_ray) if beside else None
     try:
         with _timed(timing, "cross_validate"):
             cv = cross_validate(name, spec, folds, Path(results_dir), on_ray)
     finally:
         if refitting is not None:
             refitting.wait()  # a failed cross-validation leaves no refit running after the flow
-    final = refitting.result() if refitting is not None else None
+    if refitting is not None:
+        final = refitting.result()
+    else:
+        final = refit(name, spec, table, labels, start, on_ray) if spec.evaluate.refit else None
     if final is not None:
         timing["refit"] = final.seconds
     record = write_results(name, spec, cv, final, labels.codec, Path(results_dir), timing, started, start)

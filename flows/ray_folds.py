@@ -22,6 +22,7 @@ from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.results import inference_model
+from kerasflow.tasks.runtime.keras_threads import keras_turn
 from kerasflow.tasks.training.evaluate import Encoded, FinalModel, refit
 from kerasflow.tasks.training.start import Start
 from kerasflow.tasks.training.train import FoldData, FoldResult, fit_fold
@@ -69,7 +70,10 @@ def refit_on_ray(spec: ExperimentSpec, table: Table, labels: Encoded, start: Sta
     included, and kerasflow's are not Keras' to load)."""
     check_resources(spec)
     task = ray.remote(_refit).options(num_cpus=spec.evaluate.cpu, num_gpus=spec.evaluate.gpu, max_retries=2)
-    return ray.get(task.remote(spec.model_dump_json(), table, labels, start))
+    done = task.remote(spec.model_dump_json(), table, labels, start)
+    ray.wait([done], num_returns=1)
+    with keras_turn():  # unpickling the model builds it here, where other threads may be in Keras
+        return ray.get(done)
 
 
 def _refit(spec_json: str, table: Table, labels: Encoded, start: Start | None) -> FinalModel:

@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import keras
 import pytest
 import yaml
-from helpers import run_cli, tiny_params
+from helpers import flow_runs_in, prefect_api, run_cli, tiny_params
 
 from kerasflow.tasks.config.backend import (
     backend_defaults,
@@ -71,7 +72,8 @@ def test_the_environment_wins_over_the_file(tmp_path, monkeypatch):
 def test_a_run_trains_on_the_backend_the_params_file_names(project, prefect_server):
     """The whole command on JAX, chosen by params.yaml alone: the result records the backend it ran on. The model
     uses the books' toolbox, stacked: SGD with momentum and Keras 1's decay, a max-norm hidden layer with an L2
-    penalty, a separate activation layer, and early stopping, each fold on its own."""
+    penalty, a separate activation layer, and early stopping, each fold on its own. JAX is thread-safe, so the
+    refit trains beside the folds (on TensorFlow after them: tests/test_flow.py)."""
     raw = tiny_params()
     raw["backend"] = "jax"
     raw["experiments"] = {"iris": raw["experiments"]["iris"]}
@@ -98,6 +100,12 @@ def test_a_run_trains_on_the_backend_the_params_file_names(project, prefect_serv
     assert len(curves) == 3 * 5 and max(epochs_run) < 40
     for curve in curves:
         assert len(curve.read_text().splitlines()) == 1 + epochs_run[int(curve.parent.name.removeprefix("fold_"))]
+    task_runs = prefect_api(f"{prefect_server}/task_runs/filter",
+                            {"flow_runs": {"id": {"any_": flow_runs_in(result.stderr)}}})
+    spans = {run["task_key"].split("-")[0]: (datetime.fromisoformat(run["start_time"]),
+                                             datetime.fromisoformat(run["end_time"]))
+             for run in task_runs if run["task_key"].split("-")[0] in ("cross_validate", "refit")}
+    assert max(start for start, _ in spans.values()) < min(end for _, end in spans.values())  # side by side
 
 
 def test_the_jax_cache_folder_is_the_users_per_cpu_and_stays_on_this_machine(tmp_path, monkeypatch):

@@ -72,10 +72,12 @@ def test_flow_on_a_prefect_server_matches_the_plain_functions(project, configure
     assert accuracy > 0.8
 
 
-def test_the_refit_trains_beside_the_folds_and_keeps_the_model_it_trains_alone(project, configured_server,
-                                                                               monkeypatch):
-    """The flow's refit and cross-validation run at the same time (read back from Prefect), and the saved model's
-    weights are, bit for bit, those of the refit trained alone in turn."""
+def test_on_tensorflow_the_refit_trains_after_the_folds_and_keeps_the_model_it_trains_alone(
+        project, configured_server, monkeypatch):
+    """TensorFlow is not thread-safe (tasks/runtime/keras_threads.py): the flow's refit starts once
+    cross-validation has ended (read back from Prefect), and the saved model's weights are, bit for bit, those of
+    the refit trained alone. On JAX the two train side by side: tests/test_backend.py."""
+    assert keras.backend.backend() == "tensorflow"
     monkeypatch.chdir(project)
     spec = parse_params(tiny_params()).experiments["iris"].with_overrides({"train.epochs": 40})
     state = experiment_flow("iris", spec, project / "results", return_state=True)
@@ -83,8 +85,7 @@ def test_the_refit_trains_beside_the_folds_and_keeps_the_model_it_trains_alone(p
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]}))
     spans = {run.task_key.split("-")[0]: (run.start_time, run.end_time) for run in runs
              if run.task_key.split("-")[0] in ("cross_validate", "refit")}
-    assert set(spans) == {"cross_validate", "refit"}
-    assert max(start for start, _ in spans.values()) < min(end for _, end in spans.values())  # side by side
+    assert spans["cross_validate"][1] <= spans["refit"][0]  # in turn
 
     table = load_table(spec.dataset)
     alone = refit(spec, table, encode_labels(spec, table)).model.get_weights()
@@ -92,6 +93,37 @@ def test_the_refit_trains_beside_the_folds_and_keeps_the_model_it_trains_alone(p
     for here, there in zip(alone, saved, strict=True):
         np.testing.assert_array_equal(there, here)
     assert state.result()["timing"]["refit"] > 0
+
+
+def test_keras_work_in_threads_takes_turns_on_tensorflow():
+    """Two threads that each build and train a model inside `keras_turn` never overlap on TensorFlow."""
+    import threading
+    import time
+
+    from kerasflow.tasks.runtime.keras_threads import keras_thread_safe, keras_turn
+
+    assert not keras_thread_safe()
+    spans: list[tuple[float, float]] = []
+    rows = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+
+    def train() -> None:
+        with keras_turn():
+            began = time.perf_counter()
+            seeded = keras.initializers.GlorotUniform(seed=1)  # the tests' TensorFlow runs deterministic ops
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, kernel_initializer=seeded),
+                                      keras.layers.Dense(1, kernel_initializer=seeded)])
+            model.compile("adam", "mse")
+            model.fit(rows, rows[:, :1], epochs=3, batch_size=8, shuffle=False, verbose=0)
+            spans.append((began, time.perf_counter()))
+
+    threads = [threading.Thread(target=train) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    spans.sort()
+    assert len(spans) == 3
+    assert all(ended <= began for (_, ended), (began, _) in zip(spans, spans[1:]))
 
 
 def _artifacts(flow_run_id) -> dict[str, list]:

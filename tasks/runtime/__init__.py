@@ -1,1 +1,2 @@
-"""Code that cannot change a result: the progress line and the fault-injection hook for tests."""
+"""Code that cannot change a result: the progress line, the turns of Keras work in threads, and the
+fault-injection hook for tests."""
