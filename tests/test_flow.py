@@ -96,7 +96,7 @@ def test_on_tensorflow_the_refit_trains_after_the_folds_and_keeps_the_model_it_t
 
 
 def test_keras_work_in_threads_takes_turns_on_tensorflow():
-    """Two threads that each build and train a model inside `keras_turn` never overlap on TensorFlow."""
+    """Threads that each build and train a model inside `keras_turn` never overlap on TensorFlow."""
     import threading
     import time
 
