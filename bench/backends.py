@@ -9,7 +9,9 @@ Run from the repository root (after `make install`, `kerasflow data` and `pip in
 Keras fixes its backend at `import keras`, so each backend trains in a fresh subprocess of this script
 (`KERAS_BACKEND=<backend>`), one backend after another, and this process prints one table. Every row trains on
 the same preprocessed data; the first epoch (tracing, compilation) is a warm-up, and `ms/step` is the median
-of the other epochs' training time (the validation pass of each epoch excluded) over the steps per epoch.
+of the other epochs' seconds over the steps per epoch. An epoch's seconds end where Keras' validation pass
+would begin; kerasflow scores the held-out rows at each epoch's end itself (`HeldOutScores`, for its history), so
+its rows include that scoring, while the bare_keras rows score nothing during training.
 TensorFlow is set up as `kerasflow run` sets it (`tasks/config/backend.py`): deterministic kernels on
 (`TF_DETERMINISTIC_OPS=1`), oneDNN's custom ops off (`TF_ENABLE_ONEDNN_OPTS=0`); set either in the environment to
 measure otherwise.
@@ -89,7 +91,8 @@ def _version(module: str) -> str:
 
 
 def epoch_timer():
-    """A Keras callback recording each epoch's training seconds (up to its validation pass)."""
+    """A Keras callback recording each epoch's seconds, up to Keras' validation pass (kerasflow's own held-out
+    scoring, a callback before this one, included)."""
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
