@@ -12,9 +12,13 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 install: $(STAMP)
 
+# uv (pinned in requirements.lock, brought by the venv's own pip) installs the environment: it fetches and unpacks
+# the wheels in parallel and compiles the bytecode on every core, where pip does each in turn on one
+# (BENCHMARKS.md, "`make install`").
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[test,mlflow]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -c requirements.lock -e ".[test,mlflow]"
 	touch $@
 
 # The quick default: every experiment's `evaluate` stage (and each continued one's `continue`), then the report.
