@@ -68,10 +68,10 @@ def main() -> None:
                 took, held[tool] = install(tool, Path(folder))
             seconds[tool].append(took)
             print(f"{tool}: {took:.1f} s", flush=True)
-    print(f"\n{'tool':<5} {'seconds':>24} {'pip / uv':>9}")
+    print(f"\n{'tool':<5} {'seconds':>24} {'pip / uv':>24}")
     for tool, runs in seconds.items():
         ratios = ", ".join(f"{pip / run:.2f}" for pip, run in zip(seconds["pip"], runs))
-        print(f"{tool:<5} {', '.join(f'{s:.1f}' for s in runs):>24} {ratios:>9}")
+        print(f"{tool:<5} {', '.join(f'{s:.1f}' for s in runs):>24} {ratios:>24}")
     differ = sorted(set(held["pip"].items()) ^ set(held["uv"].items()))
     print(f"\n{len(held['uv'])} distributions; " + ("the same in both" if not differ else f"differing: {differ}"))
     sys.exit(1 if differ else 0)
