@@ -14,7 +14,8 @@ install: $(STAMP)
 
 # uv (pinned in requirements.lock, brought by the venv's own pip) installs the environment: it fetches and unpacks
 # the wheels in parallel and compiles the bytecode on every core, where pip does each in turn on one
-# (BENCHMARKS.md, "`make install`").
+# (BENCHMARKS.md, "`make install`"). The bytecode is compiled here, once: where PYTHONDONTWRITEBYTECODE is set,
+# nothing would write it later, and every process would compile TensorFlow's modules again.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock uv
