@@ -11,9 +11,10 @@ Run from the repository root (the Makefile's folder; nothing else needs to be in
 - uv:  `python3 -m venv`, then `make install VENV=<the venv>`: what the Makefile runs.
 
 Cold caches, as on a fresh machine: pip's off (`PIP_NO_CACHE_DIR`, also for the pip that brings uv), uv's a new
-empty folder (`UV_CACHE_DIR`). Wherever pip is configured to find packages (an index, local folders), both read
-from there as set up. Both environments must hold the same distributions at the same versions (uv's own aside):
-the script checks it and exits 1 if not. Each venv is deleted after its run.
+empty folder (`UV_CACHE_DIR`). Each finds the packages where its own configuration says (pip's `pip.conf` and
+`PIP_*` variables, uv's `uv.toml` and `UV_*` ones). The two environments of each run must hold the same
+distributions at the same versions (uv's own aside): the script checks it and exits 1 if not. Each venv is deleted
+after its run.
 """
 
 from __future__ import annotations
@@ -61,19 +62,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     seconds: dict[str, list[float]] = {"pip": [], "uv": []}
-    held: dict[str, dict[str, str]] = {}
+    differ: set[tuple[str, str]] = set()
     for _ in range(args.repeats):
+        held: dict[str, dict[str, str]] = {}
         for tool in seconds:
             with tempfile.TemporaryDirectory(prefix=f"kerasflow-install-{tool}-") as folder:
                 took, held[tool] = install(tool, Path(folder))
             seconds[tool].append(took)
             print(f"{tool}: {took:.1f} s", flush=True)
+        differ |= set(held["pip"].items()) ^ set(held["uv"].items())
     print(f"\n{'tool':<5} {'seconds':>24} {'pip / uv':>24}")
     for tool, runs in seconds.items():
         ratios = ", ".join(f"{pip / run:.2f}" for pip, run in zip(seconds["pip"], runs))
         print(f"{tool:<5} {', '.join(f'{s:.1f}' for s in runs):>24} {ratios:>24}")
-    differ = sorted(set(held["pip"].items()) ^ set(held["uv"].items()))
-    print(f"\n{len(held['uv'])} distributions; " + ("the same in both" if not differ else f"differing: {differ}"))
+    print(f"\n{len(held['uv'])} distributions; " +
+          ("the same in both, every run" if not differ else f"differing: {sorted(differ)}"))
     sys.exit(1 if differ else 0)
 
 
