@@ -1,4 +1,8 @@
-"""A trial's checkpoint: weights, optimizer state and the epoch reached."""
+"""A trial's checkpoint: weights, optimizer state and the epoch reached.
+
+Keras saves a compiled model's optimizer variables with its weights (`save_weights`) and loads them back into an
+optimizer that has its variables already: :func:`restore_state` builds it first (an optimizer not built yet has
+none, and Keras would skip the saved ones with a warning)."""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import json
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from kerasflow.tasks.outputs.atomic import atomic_path
 
@@ -14,9 +17,6 @@ STATE_FILE = "state.json"
 
 
 WEIGHTS_FILE = "model.weights.h5"
-
-
-OPTIMIZER_FILE = "optimizer.npz"
 
 
 class RestoreState(keras.callbacks.Callback):
@@ -34,24 +34,20 @@ class RestoreState(keras.callbacks.Callback):
 
 
 def save_state(model: keras.Model, directory: Path, epoch: int, extra: dict | None = None) -> Path:
-    """Weights, optimizer variables and the epoch reached: enough to go on exactly where training stopped; with
-    `extra`, what else the trial must carry on from (in the state file, beside the epoch: :func:`saved_state`)."""
+    """Weights and optimizer variables (one Keras weights file) and the epoch reached: enough to go on exactly where
+    training stopped; with `extra`, what else the trial must carry on from (in the state file, beside the epoch:
+    :func:`saved_state`)."""
     with atomic_path(directory) as tmp:
         tmp.mkdir()
         model.save_weights(tmp / WEIGHTS_FILE)
-        optimizer = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)}
-        np.savez(tmp / OPTIMIZER_FILE, **optimizer)
         (tmp / STATE_FILE).write_text(json.dumps({**(extra or {}), "epoch": epoch}))
     return directory
 
 
 def restore_state(model: keras.Model, directory: Path) -> int:
     """Load what :func:`save_state` wrote into a model built and compiled the same way; return the epoch."""
-    model.load_weights(directory / WEIGHTS_FILE)
     model.optimizer.build(model.trainable_variables)
-    saved = np.load(directory / OPTIMIZER_FILE)
-    for i, variable in enumerate(model.optimizer.variables):
-        variable.assign(saved[f"v{i}"])
+    model.load_weights(directory / WEIGHTS_FILE)
     return checkpoint_epoch(directory)
 
 
