@@ -12,6 +12,7 @@ resumes with `Tuner.restore`.
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,10 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
         # TPE, seeded: its first points are seeded random draws, later ones model the scores so far.
         from ray.tune.search.optuna import OptunaSearch  # imports Optuna: only the sweeps that use it pay
 
+        # A `choice` of lists (hidden widths) is a valid categorical for Optuna's in-memory study, which is all a
+        # sweep keeps; Optuna warns that a database storage could not hold one, and a sweep uses none.
+        warnings.filterwarnings("ignore", message="Choices for a categorical distribution should be",
+                                category=UserWarning, module="optuna")
         searcher = OptunaSearch(seed=sweep.seed)
     else:
         searcher = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.max_concurrent_trials or 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -124,10 +125,14 @@ def test_random_search_draws_num_samples_reproducibly(cancer_project, kept_ray):
 
 
 def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, kept_ray):
+    """TPE over a log-uniform rate and a choice of hidden widths, with no warning about lists as choices."""
     raw = sweep_params(epochs=2, algorithm="optuna", num_samples=3, seed=3)
     raw["sweeps"]["cancer"]["space"] = {"train.learning_rate": {"loguniform": [0.001, 0.1]},
                                         "model.widths": {"choice": [[4], [8, 4]]}}
-    best = sweep_and_export(raw, cancer_project / "tune")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        best = sweep_and_export(raw, cancer_project / "tune")
+    assert not [w for w in caught if "categorical distribution" in str(w.message)]
     rows = read_trials(cancer_project / "tune")
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     assert all(0.001 <= float(r["param:train.learning_rate"]) <= 0.1 for r in rows)
