@@ -146,6 +146,8 @@ def test_sweeps_on_the_cluster_train_in_warm_trainers_that_later_sweeps_reuse(ra
         result = _tune(sweep_project, ray_head.joined, "--results", run, *flags)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "cancer: best accuracy" in result.stdout
+        if not flags:  # the command's one line, none of Ray Tune's
+            assert len(result.stdout.splitlines()) == 1, result.stdout
         output[run] = result.stdout + result.stderr
     tune_dirs = {run: sweep_project / run / "cancer/tune" for run in output}
     first, second = _trainer_pids(tune_dirs["first"]), _trainer_pids(tune_dirs["second"])
