@@ -302,8 +302,7 @@ def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
     diverged = []
     for name, summary in summaries.items():
         if summary["mean"] is not None:
-            print(f"{name}: {summary['metric']} {summary['mean']:.4f} ± {summary['std']:.4f} "
-                  f"over {summary['n_folds']} folds -> {args.results / name}")
+            print(f"{name}: {score_line(summary)} -> {args.results / name}")
         if message := divergence(name, summary):
             diverged.append(message)
     for message in diverged:
@@ -400,6 +399,13 @@ def server_command(action: str, port: int | None) -> int:
         for pool, pid in local.workers.items():
             print(f"worker for {pool!r}: process {pid}")
     return 0
+
+
+def score_line(summary: dict) -> str:
+    """An experiment's score as the run prints it: mean ± std over its folds, or a hold-out's one score."""
+    if summary["n_folds"] == 1:
+        return f"{summary['metric']} {summary['mean']:.4f} on the held-out rows"
+    return f"{summary['metric']} {summary['mean']:.4f} ± {summary['std']:.4f} over {summary['n_folds']} folds"
 
 
 def divergence(name: str, summary: dict) -> str:

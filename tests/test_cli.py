@@ -73,6 +73,8 @@ def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_se
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_experiment(project / "results/mine")
     assert metrics["metric"] == "accuracy" and metrics["n_folds"] == 3 and metrics["mean"] > 0.6
+    assert result.stdout == (f"mine: accuracy {metrics['mean']:.4f} ± {metrics['std']:.4f} over 3 folds "
+                             f"-> results/mine\n")
     saved = json.loads((project / "results/mine/model/preprocessing.json").read_text())
     assert saved["features"]["columns"] == ["0", "1", "2", "3"]
 
@@ -90,6 +92,13 @@ def test_a_users_headerless_csv_runs_by_editing_params_alone(project, prefect_se
     while not prefect_api(f"{prefect_server}/events/filter", {"filter": heartbeats})["events"]:
         assert time.monotonic() < deadline, "no heartbeat of the experiment's flow run reached the server"
         time.sleep(1)
+
+
+def test_a_hold_out_prints_its_one_score_not_a_spread_over_one_fold():
+    from kerasflow.flows.cli import score_line
+
+    held_out = {"metric": "accuracy", "mean": 0.861, "std": 0.0, "n_folds": 1}
+    assert score_line(held_out) == "accuracy 0.8610 on the held-out rows"
 
 
 def _temporary_server_port(output: str) -> int:
