@@ -717,10 +717,16 @@ class Params(Section):
     def _sections_present(cls, data: Any) -> Any:
         if isinstance(data, dict):
             # dvc.yaml's tune and continue stages iterate over these keys: without them DVC cannot read the pipeline.
-            for key, stage in (("sweeps", "tune"), ("continued", "continue")):
-                if key not in data:
-                    raise ValueError(f"`{key}:` is required (dvc.yaml's {stage} stage iterates over it); "
-                                     f"write `{key}: {{}}` when there is none")
+            # Both named at once when both are missing, as in a user's first file.
+            missing = [(key, stage) for key, stage in (("sweeps", "tune"), ("continued", "continue"))
+                       if key not in data]
+            if len(missing) == 1:
+                (key, stage), = missing
+                raise ValueError(f"`{key}:` is required (dvc.yaml's {stage} stage iterates over it); "
+                                 f"write `{key}: {{}}` when there is none")
+            if missing:
+                raise ValueError("`sweeps:` and `continued:` are required (dvc.yaml's tune and continue stages "
+                                 "iterate over them); write `sweeps: {}` and `continued: {}` when there are none")
         return data
 
     @model_validator(mode="after")

@@ -221,6 +221,10 @@ CASES = [
         iris("evaluate", n_splits=151, stratify=False)),
     Bad("missing-required-key", ("params.yaml:experiments.iris.dataset.task: Field required",),
         lambda raw: raw["experiments"]["iris"]["dataset"].pop("task")),
+    Bad("no-sweeps-or-continued-section", (
+        "params.yaml: `sweeps:` and `continued:` are required (dvc.yaml's tune and continue stages iterate over "
+        "them); write `sweeps: {}` and `continued: {}` when there are none",),
+        lambda raw: [raw.pop("sweeps", None), raw.pop("continued", None)]),
     Bad("unknown-experiment", ("params.yaml:experiments: unknown experiment 'irsi' (did you mean 'iris'?). "
                                "Defined: iris, diabetes",), argv=("run", "irsi")),
     Bad("empty-search-space", ("params.yaml:sweeps.iris.space: Dictionary should have at least 1 item", "Received: {}"),
