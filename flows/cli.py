@@ -10,6 +10,7 @@ import gc
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -18,7 +19,7 @@ from kerasflow.flows.prefect_server import TemporaryServer
 from kerasflow.tasks.config.backend import choose_backend, set_backend_defaults
 from kerasflow.tasks.config.errors import KerasflowError, ParamsError
 from kerasflow.tasks.config.messages import one_line
-from kerasflow.tasks.config.schema import ExperimentSpec, load_params
+from kerasflow.tasks.config.schema import ExperimentSpec, Params, load_params
 from kerasflow.tasks.config.search import SearchSpec
 
 DEFAULT_REPORT = Path("reports/summary.md")
@@ -180,116 +181,133 @@ def _prefect_ready(server: TemporaryServer | None) -> None:
 
 
 def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
-    if args.command == "data":
-        from kerasflow.tasks.data.bundled import write_bundled
-
-        for path in write_bundled(args.out):
-            print(path)
-        return 0
-
-    if args.command == "predict":
-        from kerasflow.tasks.outputs.predict import predict_csv
-        from kerasflow.tasks.outputs.registry import model_folder
-
-        # Needs no params file: the model folder records everything the prediction depends on.
-        with model_folder(args.model) as folder:
-            print(predict_csv(folder, args.input, args.output))
-        return 0
-
-    if args.command == "generate":
-        from kerasflow.tasks.outputs.atomic import atomic_path
-        from kerasflow.tasks.outputs.generate import generate_text
-
-        text = generate_text(args.model, args.prompt, args.length, args.temperature, args.seed)
-        if args.output is None:
-            print(text)
-        else:
-            with atomic_path(args.output) as tmp:
-                tmp.write_text(text)
-            print(args.output)
-        return 0
-
-    if args.command == "server":
-        return server_command(args.action, args.port)
-
+    """Run the command `args` names; its exit status."""
+    if args.command in WITHOUT_PARAMS:
+        return WITHOUT_PARAMS[args.command](args)
     # `list`, `compare` and `report` build no model: Keras' own names are not checked, so they start without
     # importing Keras (the report imports it only to draw an image experiment's augmented examples).
     params = load_params(args.params, check_keras_names=args.command not in ("list", "compare", "report"))
     for note in params.notes:
         print(f"kerasflow: note: {note}", file=sys.stderr)
-    if args.command == "list":
-        for name, spec in params.every_experiment.items():
-            print(f"{name}\t{spec.dataset.file}\t{spec.dataset.task}\t{spec.evaluate.method}")
-        return 0
-    if args.command == "compare":
-        from kerasflow.tasks.report.compare import compare
+    return WITH_PARAMS[args.command](args, params, server)
 
-        first, second = params.select(args.experiments, source=str(args.params)).items()
-        comparison = compare(first, second, args.results, args.metric)
-        print(json.dumps(comparison.as_dict(), indent=2) if args.json else comparison.table())
-        return 0
 
-    if args.command == "report":
-        from kerasflow.flows.report import report_flow  # no training code: the report starts without Keras
+def _data(args: argparse.Namespace) -> int:
+    from kerasflow.tasks.data.bundled import write_bundled
 
-        html = args.html or args.out.with_name("report.html")
-        _prefect_ready(server)
-        report_flow(params.every_experiment, args.results, args.out, html)
-        print(args.out)
-        print(html)
-        return 0
+    for path in write_bundled(args.out):
+        print(path)
+    return 0
 
+
+def _predict(args: argparse.Namespace) -> int:
+    from kerasflow.tasks.outputs.predict import predict_csv
+    from kerasflow.tasks.outputs.registry import model_folder
+
+    # Needs no params file: the model folder records everything the prediction depends on.
+    with model_folder(args.model) as folder:
+        print(predict_csv(folder, args.input, args.output))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from kerasflow.tasks.outputs.atomic import atomic_path
+    from kerasflow.tasks.outputs.generate import generate_text
+
+    text = generate_text(args.model, args.prompt, args.length, args.temperature, args.seed)
+    if args.output is None:
+        print(text)
+    else:
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(text)
+        print(args.output)
+    return 0
+
+
+def _list(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
+    for name, spec in params.every_experiment.items():
+        print(f"{name}\t{spec.dataset.file}\t{spec.dataset.task}\t{spec.evaluate.method}")
+    return 0
+
+
+def _compare(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
+    from kerasflow.tasks.report.compare import compare
+
+    first, second = params.select(args.experiments, source=str(args.params)).items()
+    comparison = compare(first, second, args.results, args.metric)
+    print(json.dumps(comparison.as_dict(), indent=2) if args.json else comparison.table())
+    return 0
+
+
+def _report(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
+    from kerasflow.flows.report import report_flow  # no training code: the report starts without Keras
+
+    html = args.html or args.out.with_name("report.html")
+    _prefect_ready(server)
+    report_flow(params.every_experiment, args.results, args.out, html)
+    print(args.out)
+    print(html)
+    return 0
+
+
+def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
+    from kerasflow.flows.sweep import sweep_flow
     from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
 
-    if args.command == "tune":
-        from kerasflow.flows.sweep import sweep_flow
+    (name, spec), = params.select([args.experiment], source=str(args.params)).items()
+    if name not in params.sweeps:
+        raise ParamsError(f"{args.params}: experiment {name!r} has no sweeps.{name} section; "
+                          f"sweeps are defined for: {', '.join(params.sweeps) or 'none'}")
+    from kerasflow.tasks.sweep.groups import scoring_spec
 
-        (name, spec), = params.select([args.experiment], source=str(args.params)).items()
-        if name not in params.sweeps:
-            raise ParamsError(f"{args.params}: experiment {name!r} has no sweeps.{name} section; "
-                              f"sweeps are defined for: {', '.join(params.sweeps) or 'none'}")
-        from kerasflow.tasks.sweep.groups import scoring_spec
+    if args.nested is not None:
+        return nested(args, name, spec, params.sweeps[name], server)
+    check_data({name: scoring_spec(spec, params.sweeps[name])})
+    mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
+    if args.dvc_exp:
+        from kerasflow.tasks.sweep.dvc_experiments import check_repository
 
-        if args.nested is not None:
-            return nested(args, name, spec, params.sweeps[name], server)
-        check_data({name: scoring_spec(spec, params.sweeps[name])})
-        mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
-        if args.dvc_exp:
-            from kerasflow.tasks.sweep.dvc_experiments import check_repository
+        check_repository(Path.cwd(), args.params)
+    from kerasflow.flows.ray_cluster import connect
+    from kerasflow.flows.ray_driver import check_cluster, storage_folder
 
-            check_repository(Path.cwd(), args.params)
-        from kerasflow.flows.ray_cluster import connect
-        from kerasflow.flows.ray_driver import check_cluster, storage_folder
+    # Resources no node has are refused here, in one line, not inside the flow's task with its tracebacks.
+    connect(verbose=args.verbose)
+    check_cluster(name, params.sweeps[name], storage_folder(args.results / name / "tune"))
+    _prefect_ready(server)
+    best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume,
+                      args.params if args.dvc_exp else None, mlflow_uri)
+    out = args.results / name / "tune"
+    if best["diverged"]:
+        print(f"kerasflow: diverged: sweeps.{name}: the loss became NaN or infinite in every one of its "
+              f"{best['n_configs']} configs; {out / 'trials.csv'} lists them and no model is saved (lower "
+              f"train.learning_rate, or scale the data with preprocess.scale)", file=sys.stderr)
+        return DIVERGED
+    print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
+          f"({best['n_configs']} configs in {best['n_trials']} Ray trials"
+          f"{f', {n} diverged' if (n := best['n_diverged']) else ''}) -> {out}")
+    if "dvc_experiments" in best:
+        print(f"{name}: {len(best['dvc_experiments'])} configs saved as DVC experiments (dvc exp show): "
+              f"{', '.join(best['dvc_experiments'])}")
+    return 0
 
-        # Resources no node has are refused here, in one line, not inside the flow's task with its tracebacks.
-        connect(verbose=args.verbose)
-        check_cluster(name, params.sweeps[name], storage_folder(args.results / name / "tune"))
-        _prefect_ready(server)
-        best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume,
-                          args.params if args.dvc_exp else None, mlflow_uri)
-        out = args.results / name / "tune"
-        if best["diverged"]:
-            print(f"kerasflow: diverged: sweeps.{name}: the loss became NaN or infinite in every one of its "
-                  f"{best['n_configs']} configs; {out / 'trials.csv'} lists them and no model is saved (lower "
-                  f"train.learning_rate, or scale the data with preprocess.scale)", file=sys.stderr)
-            return DIVERGED
-        print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
-              f"({best['n_configs']} configs in {best['n_trials']} Ray trials"
-              f"{f', {n} diverged' if (n := best['n_diverged']) else ''}) -> {out}")
-        if "dvc_experiments" in best:
-            print(f"{name}: {len(best['dvc_experiments'])} configs saved as DVC experiments (dvc exp show): "
-                  f"{', '.join(best['dvc_experiments'])}")
-        return 0
+
+def _schedule(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
+    from kerasflow.flows.schedule import check_cron
+    from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
 
     selected = params.select(args.experiments, source=str(args.params))
-    if args.command == "schedule":
-        from kerasflow.flows.schedule import check_cron
+    check_cron(args.cron)
+    check_data(selected, args.results)
+    tracking_uri(params.tracking.mlflow, str(args.params))  # each scheduled run logs there: refused now if not
+    schedule(args, list(selected))
+    return 0
 
-        check_cron(args.cron)
-        check_data(selected, args.results)
-        tracking_uri(params.tracking.mlflow, str(args.params))  # each scheduled run logs there: refused now if not
-        schedule(args, list(selected))
-        return 0
+
+def _run(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
+    from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
+
+    selected = params.select(args.experiments, source=str(args.params))
     if args.smoke_test:
         selected = {name: smoke(spec) for name, spec in selected.items()}
     check_data(selected, args.results)
@@ -381,11 +399,11 @@ def schedule(args: argparse.Namespace, experiments: list[str]) -> None:
               f"{pool!r}; both keep running (kerasflow server stop)")
 
 
-def server_command(action: str, port: int | None) -> int:
+def _server(args: argparse.Namespace) -> int:
     """`kerasflow server start|stop|status`: the local Prefect server and its workers."""
-    if action == "start":
-        print(LocalServer.start(port).url)
-    elif action == "stop":
+    if args.action == "start":
+        print(LocalServer.start(args.port).url)
+    elif args.action == "stop":
         local = LocalServer.recorded()
         if local is not None:
             local.stop()
@@ -418,6 +436,15 @@ def divergence(name: str, summary: dict) -> str:
         return ""
     return (f"{name}: the loss became NaN or infinite in {', '.join(parts)}; metrics.json records null scores "
             f"for them (lower train.learning_rate, or scale the data with preprocess.scale)")
+
+
+WITHOUT_PARAMS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "data": _data, "predict": _predict, "generate": _generate, "server": _server}
+"""The commands that read no params file, each with its function."""
+WITH_PARAMS: dict[str, Callable[[argparse.Namespace, Params, TemporaryServer | None], int]] = {
+    "list": _list, "compare": _compare, "report": _report, "tune": _tune, "schedule": _schedule, "run": _run}
+"""The commands that read the params file, each with its function (given the temporary Prefect server started for
+the flows, if any)."""
 
 
 def console() -> NoReturn:
