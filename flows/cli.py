@@ -269,11 +269,15 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
 
         check_repository(Path.cwd(), args.params)
     from kerasflow.flows.ray_cluster import connect
-    from kerasflow.flows.ray_driver import check_cluster, storage_folder
+    from kerasflow.flows.ray_driver import check_cluster, check_resume, storage_folder
 
-    # Resources no node has are refused here, in one line, not inside the flow's task with its tracebacks.
+    # Resources no node has, and a resume with nothing saved, are refused here, in one line, not inside the flow's
+    # task with its tracebacks.
+    storage = storage_folder(args.results / name / "tune")
+    if args.resume:
+        check_resume(name, storage)
     connect(verbose=args.verbose)
-    check_cluster(name, params.sweeps[name], storage_folder(args.results / name / "tune"))
+    check_cluster(name, params.sweeps[name], storage)
     _prefect_ready(server)
     best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume,
                       args.params if args.dvc_exp else None, mlflow_uri)

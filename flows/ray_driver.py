@@ -94,6 +94,13 @@ def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
                          f"every node mounts and set sweeps.{name}.shared_storage: true")
 
 
+def check_resume(name: str, storage: Path) -> None:
+    """Refuse `--resume` where no sweep was saved in `storage` to go on from."""
+    path = storage / RUN_NAME
+    if not tune.Tuner.can_restore(str(path)):
+        raise SweepError(f"sweeps.{name}: nothing to resume at {path}; run without --resume first")
+
+
 def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
                storage: Path, resume: bool) -> tune.Tuner:
     """The sweep's Tuner, its run kept in `storage`/sweep: a new one (what was there removed), or with `resume`
@@ -108,8 +115,7 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
         {"cpu": sweep.cpu, "gpu": sweep.gpu})
     path = storage / RUN_NAME
     if resume:
-        if not tune.Tuner.can_restore(str(path)):
-            raise SweepError(f"sweeps.{name}: nothing to resume at {path}; run without --resume first")
+        check_resume(name, storage)
         try:
             return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
         except (AttributeError, ImportError) as exc:

@@ -229,6 +229,8 @@ CASES = [
                                "Defined: iris, diabetes",), argv=("run", "irsi")),
     Bad("empty-search-space", ("params.yaml:sweeps.iris.space: Dictionary should have at least 1 item", "Received: {}"),
         sweep(space={}), argv=("tune", "iris")),
+    Bad("resume-with-nothing-saved", ("sweeps.iris: nothing to resume at", "run without --resume first"),
+        sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--resume")),
     Bad("unknown-distribution", ("params.yaml:sweeps.iris.space.train.epochs.gridd: Input should be 'grid', "
                                  "'choice', 'uniform', 'loguniform' or 'randint'", "Received: 'gridd'"),
         sweep(space={"train": {"epochs": {"gridd": [1, 2]}}}), argv=("tune", "iris")),
@@ -491,7 +493,7 @@ class Refused:
 # with the imports, about 3 minutes on CI's two cores.
 THROUGH_THE_COMMAND = ({case.id for case in CASES} if os.environ.get("KERASFLOW_BAD_INPUT_ALL") == "1" else
                        {"unknown-key-suggests-closest", "search-value-invalid", "ragged-csv", "predict-missing-column",
-                        "sweep-asks-for-more-than-any-node"})
+                        "sweep-asks-for-more-than-any-node", "resume-with-nothing-saved"})
 
 
 @pytest.fixture(scope="module")
