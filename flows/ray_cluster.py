@@ -45,6 +45,10 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
     _kept_running = None
     # Checkpointing every few epochs is by design here; Ray's warning about it would flood the log.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray Tune's output engine prints a sweep's settings and where its files are even at `verbose=0` ("silent",
+    # RunConfig's docs), a new sweep's or a resumed one's; its earlier engine, which Ray keeps behind this variable,
+    # prints nothing there. The command's own lines (progress, the best config) say what a user needs.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     remote = bool(os.environ.get("RAY_ADDRESS"))
     # Ray's start-up notes (the cluster started or joined, its token) are not the user's business: errors only, so
     # that a command refused for its resources prints its one line.

@@ -11,7 +11,6 @@ resumes with `Tuner.restore`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from collections.abc import Callable
@@ -127,10 +126,6 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
     # A config's record that `dvc exp apply` brought in (tasks/sweep/dvc_experiments.py) describes the old sweep.
     shutil.rmtree(storage.parent / RECORD, ignore_errors=True)
     mode = "max" if spec.higher_is_better else "min"
-    # Ray Tune's output engine prints the sweep's settings and where its files are even at `verbose=0` ("silent",
-    # RunConfig's docs); its earlier engine, which Ray keeps behind this variable, prints nothing there. The
-    # command's own lines (progress, the best config) say what a user needs.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=sweep.grace_period,
                                reduction_factor=ASHA_REDUCTION_FACTOR)
                  if sweep.scheduler == "asha" else FIFOScheduler())

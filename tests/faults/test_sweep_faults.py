@@ -111,6 +111,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project
 
     resumed = run_cli(["tune", "cancer", "--resume"], cwd=cancer_project, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(resumed.stdout.splitlines()) == 1, resumed.stdout  # the command's line, none of Ray Tune's
     rows = read_trials(cancer_project / "results/cancer/tune")
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     for path, mtime in mtimes.items():
