@@ -273,7 +273,8 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
 
     # Resources no node has, and a resume with nothing saved, are refused here, in one line, not inside the flow's
     # task with its tracebacks.
-    storage = storage_folder(args.results / name / "tune")
+    out = args.results / name / "tune"
+    storage = storage_folder(out)
     if args.resume:
         check_resume(name, storage)
     connect(verbose=args.verbose)
@@ -281,7 +282,6 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
     _prefect_ready(server)
     best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume,
                       args.params if args.dvc_exp else None, mlflow_uri)
-    out = args.results / name / "tune"
     if best["diverged"]:
         print(f"kerasflow: diverged: sweeps.{name}: the loss became NaN or infinite in every one of its "
               f"{best['n_configs']} configs; {out / 'trials.csv'} lists them and no model is saved (lower "
