@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
+import yaml
 from helpers import ROOT, tiny_params
 
 from kerasflow.tasks.config.errors import ParamsError
@@ -148,6 +150,20 @@ def test_the_sweeps_and_continued_keys_are_required_because_dvc_iterates_over_th
     del raw[key]
     with pytest.raises(ParamsError, match=f"^params.yaml: `{key}:` is required .* write `{key}: {{}}`"):
         parse_params(raw)
+
+
+def test_a_params_file_dvc_does_not_read_may_leave_out_sweeps_and_continued(tmp_path):
+    raw = tiny_params()
+    del raw["sweeps"], raw["continued"]
+    listing = tmp_path / "listing.yaml"
+    listing.write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = load_params(listing, check_keras_names=False)
+    assert (params.sweeps, params.continued) == ({}, {})
+    assert list(params.experiments) == list(raw["experiments"])
+    read_by_dvc = tmp_path / "params.yaml"  # the name dvc.yaml reads, in any folder
+    read_by_dvc.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=f"^{re.escape(str(read_by_dvc))}: `sweeps:` and `continued:` are required"):
+        load_params(read_by_dvc, check_keras_names=False)
 
 
 @pytest.mark.parametrize("key, value", [("lookback_columns", ["bmi"]), ("horizon", 3)])

@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -685,10 +686,11 @@ class Params(Section):
                                                                 "an explicit KERAS_BACKEND wins")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
-    continued: dict[str, ExperimentSpec] = Field(description=(
+    continued: dict[str, ExperimentSpec] = Field(default_factory=dict, description=(
         "experiments that start from a saved model (train.init_from), each its own DVC stage (continue@<name>) "
-        "depending on that folder; {} for none"))
-    sweeps: dict[str, SearchSpec] = Field(description="keyed by experiment name; {} for none")
+        "depending on that folder; {} for none (required in the params.yaml dvc.yaml reads)"))
+    sweeps: dict[str, SearchSpec] = Field(default_factory=dict, description=(
+        "keyed by experiment name; {} for none (required in the params.yaml dvc.yaml reads)"))
     _notes: list[str] = PrivateAttr(default_factory=list)
 
     @property
@@ -714,10 +716,11 @@ class Params(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _sections_present(cls, data: Any) -> Any:
-        if isinstance(data, dict):
+    def _sections_present(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and (info.context or {}).get(DVC_READS):
             # dvc.yaml's tune and continue stages iterate over these keys: without them DVC cannot read the pipeline.
-            # Both named at once when both are missing, as in a user's first file.
+            # Both named at once when both are missing, as in a user's first file. Another file (`--params`) may
+            # leave them out: no DVC stage reads it.
             missing = [(key, stage) for key, stage in (("sweeps", "tune"), ("continued", "continue"))
                        if key not in data]
             if len(missing) == 1:
@@ -810,12 +813,17 @@ def load_params(path: str | Path = "params.yaml", check_keras_names: bool = True
     return parse_params(raw, source=str(path)) if check_keras_names else first
 
 
+DVC_READS = "dvc_reads"
+"""The validation context's key that says the file is a `params.yaml`, the file dvc.yaml's stages read."""
+
+
 def parse_params(raw: object, source: str = "params.yaml") -> Params:
-    """Validate an already-parsed mapping; errors are reported against `source`."""
+    """Validate an already-parsed mapping; errors are reported against `source`. A `source` named params.yaml must
+    hold `sweeps:` and `continued:` (dvc.yaml iterates over them); other files may leave them out."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping with an `experiments:` key, got {type(raw).__name__}")
     try:
-        params = Params.model_validate(raw)
+        params = Params.model_validate(raw, context={DVC_READS: Path(source).name == "params.yaml"})
     except ValidationError as exc:
         raise ParamsError("; ".join(describe(error, raw, source, Params) for error in exc.errors())) from None
     for section in ("experiments", "continued"):
