@@ -264,6 +264,17 @@ def _bad_text(mutate) -> str:
     (lambda e: e["preprocess"].pop("text"), ["experiments.reviews.model.layers[0].input_dim: is required"]),
     (lambda e: e["model"]["layers"][1].update(padding="full"), ["experiments.reviews.model.layers[1].padding"]),
     (lambda e: e["model"]["layers"][2].update(pool_size=0), ["experiments.reviews.model.layers[2].pool_size"]),
+    (lambda e: e["preprocess"]["text"].pop("maxlen"),
+     ["experiments.reviews.preprocess.text.maxlen: is required with output_mode int", "Received: none"]),
+    (lambda e: e["preprocess"]["text"].update(ngrams=2),
+     ["experiments.reviews.preprocess.text.ngrams: makes a bag's tokens", "set output_mode multi_hot", "Received: 2"]),
+    (lambda e: e["preprocess"]["text"].update(output_mode="multi_hot"),
+     ["experiments.reviews.preprocess.text.maxlen: shapes sequences of token ids", "Received: 50"]),
+    (lambda e: (e["preprocess"]["text"].update(output_mode="tf_idf"), e["preprocess"]["text"].pop("maxlen")),
+     ["experiments.reviews.model.layers[0].type: preprocess.text.output_mode tf_idf gives each text as one vector",
+      "start the model with a dense layer", "Received: 'embedding'"]),
+    (lambda e: e["preprocess"]["text"].update(output_mode="one_hot"),
+     ["experiments.reviews.preprocess.text.output_mode", "'int', 'multi_hot', 'count' or 'tf_idf'"]),
 ])
 def test_bad_text_params_name_the_key(mutate, expected):
     message = _bad_text(mutate)

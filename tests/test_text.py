@@ -16,7 +16,7 @@ from kerasflow.tasks.config.schema import ExperimentSpec, TextSpec, parse_params
 from kerasflow.tasks.data.preprocess import Preprocessor
 from kerasflow.tasks.data.split import Split
 from kerasflow.tasks.data.table import load_table
-from kerasflow.tasks.data.text import OOV, PADDING
+from kerasflow.tasks.data.text import OOV, PADDING, Tokenizer
 from kerasflow.tasks.outputs.predict import predict_csv
 from kerasflow.tasks.outputs.results import load_model, write_model
 from kerasflow.tasks.outputs.saved_model import PREPROCESSING_FILE
@@ -44,6 +44,10 @@ CNN = [{"type": "embedding", "output_dim": 8},
 LSTM = [{"type": "embedding", "output_dim": 8},
         {"type": "lstm", "units": 8},
         {"type": "dense", "units": 1, "activation": "sigmoid"}]
+# Chollet's IMDB classifier on multi-hot vectors (Deep Learning with Python, 3.4).
+BOOKS_MLP = [{"type": "dense", "units": 16, "activation": "relu"},
+             {"type": "dense", "units": 16, "activation": "relu"},
+             {"type": "dense", "units": 1, "activation": "sigmoid"}]
 
 
 def sentences(n: int, seed: int = 0) -> pd.DataFrame:
@@ -59,13 +63,14 @@ def sentences(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["review", "sentiment"])
 
 
-def text_experiment(file: str, layers: list[dict], header: bool = True) -> ExperimentSpec:
-    """A binary sentiment experiment on `file` (the target first when it has no header), 3-fold stratified."""
+def text_experiment(file: str, layers: list[dict], header: bool = True, text: dict | None = None) -> ExperimentSpec:
+    """A binary sentiment experiment on `file` (the target first when it has no header), 3-fold stratified;
+    `text` replaces preprocess.text's `maxlen: 12`."""
     dataset = ({"file": file, "target": "sentiment", "task": "binary"} if header else
                {"file": file, "header": False, "target": 0, "task": "binary"})
     raw = {"experiments": {"reviews": {
         "dataset": dataset,
-        "preprocess": {"text": {"column": "review" if header else 1, "num_words": 40, "maxlen": 12}},
+        "preprocess": {"text": {"column": "review" if header else 1, "num_words": 40, **(text or {"maxlen": 12})}},
         "model": {"layers": layers},
         "train": {"optimizer": "adam", "learning_rate": 0.02, "epochs": 5, "batch_size": 16, "seed": 3},
         "evaluate": {"n_splits": 3, "stratify": True, "seed": 3},
@@ -236,3 +241,57 @@ def test_predict_refuses_a_file_without_the_text_column(saved, tmp_path):
     with pytest.raises(DataError, match=r"new.csv: missing column\(s\) \['review'\]"):
         predict_csv(saved["header"], tmp_path / "new.csv", tmp_path / "pred.csv")
     assert not (tmp_path / "pred.csv").exists()
+
+
+@pytest.mark.parametrize("ngrams", [1, 2])
+@pytest.mark.parametrize("output_mode", ["multi_hot", "count", "tf_idf"])
+def test_bags_of_words_equal_keras_text_vectorization_on_the_same_vocabulary(output_mode, ngrams):
+    training = sentences(60)["review"].tolist()
+    text = TextSpec(column="review", num_words=60, output_mode=output_mode, ngrams=ngrams)
+    tokenizer = Preprocessor(text=text).fit(pd.DataFrame({"review": training})).tokenizer_
+    vocabulary = tokenizer.vocabulary_
+    assert (ngrams == 1) == all(" " not in token for token in vocabulary), vocabulary
+    texts = [*NEW, "", *training[:5]]
+    ours = tokenizer.transform(texts)
+    layer = keras.layers.TextVectorization(output_mode=output_mode, ngrams=ngrams if ngrams > 1 else None,
+                                           vocabulary=vocabulary, idf_weights=tokenizer.idf_)
+    assert ours.shape == (len(texts), 60) and ours.dtype == np.float32 and not ours[:, PADDING].any()
+    # Keras' columns are the out-of-vocabulary token's, then the vocabulary's: ours from id 1 (OOV) on, and ids
+    # past a vocabulary smaller than num_words - 2 stay 0.
+    words_end = OOV + 1 + len(vocabulary)
+    np.testing.assert_allclose(ours[:, OOV:words_end], keras.ops.convert_to_numpy(layer(texts)), rtol=1e-6)
+    assert not ours[:, words_end:].any()
+    assert ours[NEW.index(f"{UNSEEN} {UNSEEN}"), OOV] > 0
+
+
+def test_tf_idf_weights_are_those_keras_fits():
+    # Every word a different count, so that both rank the vocabulary alike (they break ties differently).
+    corpus = ["red red red red green green green blue blue amber", "red green blue", "red green", "red",
+              "green blue red", "violet violet"]
+    tokenizer = Tokenizer(num_words=10, output_mode="tf_idf").fit(corpus)
+    layer = keras.layers.TextVectorization(output_mode="tf_idf")
+    layer.adapt(corpus)
+    assert layer.get_vocabulary()[1:] == tokenizer.vocabulary_
+    texts = [*corpus, "red unknown words", ""]
+    np.testing.assert_allclose(tokenizer.transform(texts)[:, OOV:OOV + len(layer.get_vocabulary())],
+                               keras.ops.convert_to_numpy(layer(texts)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("output_mode", ["multi_hot", "tf_idf"])
+def test_the_books_multi_hot_mlp_learns_the_sentiment_and_predicts_from_its_folder(reviews, tmp_path, output_mode):
+    spec = text_experiment(str(reviews), BOOKS_MLP, text={"output_mode": output_mode, "ngrams": 2})
+    table, labels = _rows(spec)
+    result = cross_validate(spec, prepare_folds(spec, table, labels)).summary()
+    assert result["n_folds"] == 3 and result["stacked"]  # every fold's bags are num_words wide: they stack
+    assert result["mean"] > 0.85, result
+
+    model_dir = write_model(tmp_path / "model", spec, refit(spec, table, labels))
+    state = json.loads((model_dir / PREPROCESSING_FILE).read_text())["features"]
+    assert state["text"]["output_mode"] == output_mode and (state["idf"] is not None) == (output_mode == "tf_idf")
+    pd.DataFrame({"review": NEW}).to_csv(tmp_path / "new.csv", index=False)
+    written = pd.read_csv(predict_csv(model_dir, tmp_path / "new.csv", tmp_path / "pred.csv"))
+    assert written["prediction"].tolist()[:3] == ["pos", "neg", "pos"]
+    # The same numbers as the loaded model on the saved vocabulary's bags.
+    model, preprocessor, _ = load_model(model_dir)
+    bags = preprocessor.transform(pd.DataFrame({"review": NEW}))
+    np.testing.assert_allclose(written["proba_pos"], predict(model, bags).reshape(-1), rtol=1e-5)

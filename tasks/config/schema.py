@@ -103,20 +103,54 @@ class TokensSpec(Section):
 
 
 class TextSpec(Section):
-    """A text column as integer token sequences: Keras' `Tokenizer(num_words, oov_token)` then `pad_sequences`.
+    """A text column as the model's input, as Keras' `TextVectorization` makes it (`output_mode`): integer token
+    sequences (Keras' `Tokenizer(num_words, oov_token)` then `pad_sequences`), or one vector of `num_words` values
+    per text, a bag of its words (and of its runs of up to `ngrams` words).
 
     Words are what TextVectorization's default standardisation leaves (punctuation stripped, split on
-    whitespace); the vocabulary is fitted on each fold's training rows only (see ``tasks/data/text.py``).
+    whitespace); the vocabulary (and tf_idf's document frequencies) is fitted on each fold's training rows only
+    (see ``tasks/data/text.py``).
     """
 
     column: str | int = Field(description="the text column: its name, or its 0-based index when header is false")
     num_words: int = Field(ge=3, description="token ids run from 0 to num_words - 1: 0 pads, 1 stands for any word "
                                              "outside the vocabulary, and the num_words - 2 most frequent words of the "
-                                             "training rows get 2, 3, ... (an embedding's input_dim)")
-    maxlen: Count = Field(description="every text becomes exactly `maxlen` token ids")
+                                             "training rows get 2, 3, ... (an embedding's input_dim; a bag of words' "
+                                             "length)")
+    output_mode: Literal["int", "multi_hot", "count", "tf_idf"] = Field(
+        default="int", description="int: `maxlen` token ids per text, for an embedding; multi_hot: a vector of "
+                                   "num_words values, 1 where the text has that token id (the books' "
+                                   "vectorize_sequences); count: how often it has it; tf_idf: that count times the "
+                                   "token's inverse document frequency in the training rows")
+    ngrams: Count = Field(default=1, description="the bag's tokens are the words and every run of 2 .. ngrams "
+                                                 "words (2: the books' bigrams); output_mode int takes words only")
+    maxlen: Count | None = Field(default=None, description="output_mode int: every text becomes exactly `maxlen` "
+                                                           "token ids")
     padding: Literal["pre", "post"] = Field(default="pre", description="pad short texts before or after their words")
     truncating: Literal["pre", "post"] = Field(default="pre", description="cut long texts' first or last words")
     lowercase: bool = True
+
+    @property
+    def bag(self) -> bool:
+        """Each text is one vector of `num_words` values (multi_hot, count, tf_idf), not a sequence of ids."""
+        return self.output_mode != "int"
+
+    @model_validator(mode="after")
+    def _sequence_settings_with_int_only(self) -> "TextSpec":
+        if not self.bag:
+            if self.maxlen is None:
+                raise AtKey("maxlen", "is required with output_mode int: every text becomes `maxlen` token ids "
+                            "(e.g. 500). Received: none")
+            if self.ngrams != 1:
+                raise AtKey("ngrams", "makes a bag's tokens: output_mode int gives words only; set output_mode "
+                            f"multi_hot, count or tf_idf. Received: {self.ngrams}")
+            return self
+        given = [key for key in ("maxlen", "padding", "truncating") if getattr(self, key) != _default(self, key)]
+        if given:
+            raise AtKey(given[0], f"shapes sequences of token ids (output_mode int); output_mode {self.output_mode} "
+                        f"gives one vector of num_words values per text: remove it. Received: "
+                        f"{getattr(self, given[0])!r}")
+        return self
 
 
 class AugmentSpec(Section):
@@ -170,7 +204,8 @@ class PreprocessSpec(Section):
         default=False, description="regression: train on the target scaled like the features; predictions "
                                    "are scaled back inside the model, so every score is in the data's units")
     text: TextSpec | None = Field(
-        default=None, description="the rows are one text column (and the target): its words become token ids")
+        default=None, description="the rows are one text column (and the target): its words become token ids, or "
+                                  "a bag of words")
     augment: AugmentSpec | None = Field(
         default=None, description="image experiments: random transformations of the training images, and "
                                   "featurewise standardisation; inside the model, after its reshape to an image")
@@ -631,7 +666,8 @@ class ExperimentSpec(Section):
         self.model._num_words = tokens.num_words
 
     def _check_text(self) -> None:
-        """A text column needs a layout that names it and a model that starts from its token ids."""
+        """A text column needs a layout that names it and a model that starts from its token ids, or, as a bag of
+        words, from a vector."""
         text = self.preprocess.text
         embeddings = [(i, layer) for i, layer in enumerate(self.model.layers) if isinstance(layer, EmbeddingLayer)]
         if text is None and self.preprocess.tokens is not None:
@@ -651,9 +687,17 @@ class ExperimentSpec(Section):
         if text.column == self.dataset.target:
             raise AtKey("preprocess.text.column", f"names the same column as dataset.target; the target cannot be "
                       f"the input too. Received: {text.column!r}")
+        if text.bag:
+            if embeddings:
+                raise AtKey(f"model.layers[{embeddings[0][0]}].type", f"preprocess.text.output_mode "
+                            f"{text.output_mode} gives each text as one vector of num_words values, not token ids: "
+                            f"start the model with a dense layer (the books' Dense(16, activation='relu')), or set "
+                            f"output_mode int for an embedding. Received: 'embedding'")
+            return
         if not isinstance(self.model.layers[0], EmbeddingLayer):
             raise AtKey("model.layers[0].type", f"preprocess.text gives token ids, which are categories, not "
-                      f"magnitudes: model.layers[0] must be an embedding. Received: {self.model.layers[0].type!r}")
+                      f"magnitudes: model.layers[0] must be an embedding (or set preprocess.text.output_mode "
+                      f"multi_hot for a bag of words). Received: {self.model.layers[0].type!r}")
         for i, layer in embeddings:
             if layer.input_dim is not None and layer.input_dim < text.num_words:
                 raise AtKey(f"model.layers[{i}].input_dim", f"must be >= "

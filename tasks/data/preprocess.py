@@ -28,10 +28,10 @@ class Preprocessor:
     impute : {"none", "mean", "median", "most_frequent"}
         How missing values are filled; "none" refuses them.
     text : TextSpec, optional
-        The rows are one text column, turned into `maxlen` token ids by a
+        The rows are one text column, turned into `maxlen` token ids or a bag of words by a
         :class:`kerasflow.tasks.data.text.Tokenizer` whose vocabulary comes from the rows `fit` sees (the other
         settings must then be "none"). Any other column is refused rather than silently left out of the model;
-        a missing text is an empty one (all padding).
+        a missing text is an empty one (all padding, or an empty bag).
     spec : PreprocessSpec, optional
         The params section these settings came from: errors then name its keys and the experiment's data file.
 
@@ -112,7 +112,8 @@ class Preprocessor:
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        """The encoded, scaled features as a float32 matrix; with `text`, the token ids as an int32 matrix."""
+        """The encoded, scaled features as a float32 matrix; with `text`, the token ids as an int32 matrix or the
+        bags of words as a float32 one."""
         received = [str(c) for c in X.columns]
         if received != self.columns_:
             missing = [c for c in self.columns_ if c not in received]
@@ -158,7 +159,8 @@ class Preprocessor:
                  "columns": self.columns_, "categorical_columns": self.categorical_columns_,
                  "fill": self.fill_, "categories": self.categories_}
         if self.text is not None:
-            return {**state, "text": self.text.model_dump(mode="json"), "vocabulary": self.tokenizer_.vocabulary_}
+            return {**state, "text": self.text.model_dump(mode="json"), "vocabulary": self.tokenizer_.vocabulary_,
+                    "idf": self.tokenizer_.idf_}
         return {**state, "center": self.center_.tolist(), "scale_by": self.scale_.tolist()}
 
     @classmethod
@@ -171,7 +173,8 @@ class Preprocessor:
         pre.fill_ = dict(state["fill"])
         pre.categories_ = {k: list(v) for k, v in state["categories"].items()}
         if text is not None:
-            pre.tokenizer_ = Tokenizer.from_spec(text).set_vocabulary(state["vocabulary"])
+            # Model folders saved before bags of words existed have no "idf" key.
+            pre.tokenizer_ = Tokenizer.from_spec(text).set_vocabulary(state["vocabulary"], state.get("idf"))
         else:
             pre.center_ = np.asarray(state["center"], dtype=np.float64)
             pre.scale_ = np.asarray(state["scale_by"], dtype=np.float64)
