@@ -134,6 +134,30 @@ def test_the_books_other_layers_build_and_train():
                               keras.ops.convert_to_numpy(bidirectional.backward_layer.cell.kernel))
 
 
+def test_separable_convolutions_and_rescaling_build_seeded_and_train():
+    """Chollet's Xception-style listing: rescaled pixels into depthwise separable convolutions."""
+    spec = ModelSpec.model_validate({"layers": [
+        {"type": "reshape", "target_shape": [8, 8, 1]}, {"type": "rescaling", "scale": 1 / 255},
+        {"type": "separable_conv2d", "filters": 4, "kernel_size": 3, "depth_multiplier": 2, "padding": "same",
+         "pointwise_constraint": {"name": "max_norm", "max_value": 2}, "depthwise_regularizer": "l2"},
+        {"type": "max_pooling2d"}, {"type": "separable_conv2d", "filters": 8, "kernel_size": 3, "strides": 2},
+        {"type": "global_average_pooling2d"}, {"type": "dense", "units": 3, "activation": "softmax"}]})
+    model = build_model(spec, n_features=64, seed=1)
+    rescaling, separable = model.layers[1], model.layers[2]
+    pixels = np.full((6, 64), 255.0, dtype="float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(rescaling(pixels.reshape(6, 8, 8, 1))), 1.0, rtol=1e-6)
+    assert separable.depth_multiplier == 2 and separable.padding == "same" and model.layers[4].strides == (2, 2)
+    assert isinstance(separable.pointwise_constraint, keras.constraints.MaxNorm) and len(model.losses) == 1
+    # Its two kernels start from draws of their own (one seed would give both the same signs), alike for a seed.
+    depthwise, pointwise = (keras.ops.convert_to_numpy(kernel).ravel()[:8]
+                            for kernel in (separable.depthwise_kernel, separable.pointwise_kernel))
+    assert not np.array_equal(np.sign(depthwise), np.sign(pointwise))
+    for a, b in zip(_weights(model), _weights(build_model(spec, n_features=64, seed=1))):
+        np.testing.assert_array_equal(a, b)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert np.isfinite(model.train_on_batch(pixels, np.zeros(6)))
+
+
 def _rates(schedule: dict, steps: list[int], steps_per_epoch: int = 3, epochs: int = 10) -> list[float]:
     spec = TrainSpec.model_validate({"lr_schedule": schedule, "epochs": epochs, "batch_size": 1})
     rate = learning_rate(spec, 0.1, steps_per_epoch)

@@ -317,6 +317,10 @@ def test_an_lstm_feeding_a_sequence_layer_must_return_sequences():
      r"sequence per row \(steps, features\)"),
     ([{"type": "gru", "units": 2}, {"type": "dense", "units": 1}],
      r"model.layers\[0\].type: layers\[0\] \(gru\) takes a sequence per row .*; put an embedding, a reshape"),
+    ([{"type": "rescaling", "scale": 0.5}, {"type": "separable_conv2d", "filters": 2, "kernel_size": 3},
+      {"type": "dense", "units": 1}],
+     r"model.layers\[1\].type: layers\[1\] \(separable_conv2d\) takes an image per row \(height, width, "
+     r"channels\), but its input is a vector of features per row"),
     ([{"type": "reshape", "target_shape": [5, 2]},
       {"type": "bidirectional", "layer": {"type": "simple_rnn", "units": 2}},
       {"type": "batch_normalization"}, {"type": "lstm", "units": 2}, {"type": "dense", "units": 1}],
@@ -327,8 +331,8 @@ def test_an_lstm_feeding_a_sequence_layer_must_return_sequences():
       {"type": "dense", "units": 1}],
      r"model.layers\[1\].layer: Value error, a bidirectional layer cannot be stateful|model.layers\[1\].layer: a "
      r"bidirectional layer cannot be stateful"),
-], ids=["pooling-a-vector", "2d-pooling-a-sequence", "rnn-on-a-vector", "bidirectional-must-return-sequences",
-        "stateful-bidirectional"])
+], ids=["pooling-a-vector", "2d-pooling-a-sequence", "rnn-on-a-vector", "separable-conv-on-a-vector",
+        "bidirectional-must-return-sequences", "stateful-bidirectional"])
 def test_each_layer_gets_the_input_it_takes_or_the_message_names_it(layers, expected):
     raw = copy.deepcopy(tiny_params())
     raw["experiments"]["diabetes"]["model"]["layers"] = layers

@@ -21,16 +21,21 @@ Regularizer = Annotated[Union[str, Configured, None],
 """A penalty added to the loss: l1, l2 or l1_l2, by name or with arguments (`{name: l2, l2: 0.001}`)."""
 
 
-class Weights(Section):
-    """What the books set on a layer's weights: constraints applied after each update, penalties added to the
-    loss, and whether the layer has a bias. Keras' own argument names."""
+class BiasWeights(Section):
+    """What the books set on a layer's bias and output: its constraint applied after each update, penalties added
+    to the loss, and whether the layer has a bias. Keras' own argument names."""
 
-    kernel_constraint: Constraint = None
     bias_constraint: Constraint = None
-    kernel_regularizer: Regularizer = None
     bias_regularizer: Regularizer = None
     activity_regularizer: Regularizer = None
     use_bias: bool = True
+
+
+class Weights(BiasWeights):
+    """:class:`BiasWeights`, and the kernel's constraint and penalty."""
+
+    kernel_constraint: Constraint = None
+    kernel_regularizer: Regularizer = None
 
 
 class DenseLayer(Weights):
@@ -72,6 +77,35 @@ class Conv2DLayer(Weights):
 
     _check_activation = field_validator("activation")(activation_name)
     _check_initializer = field_validator("initializer")(initializer_name)
+
+class SeparableConv2DLayer(BiasWeights):
+    """A depthwise separable convolution (the books' Xception-style listings): each input channel convolved on its
+    own (`depth_multiplier` maps each), then mixed by a 1x1 convolution into `filters`. Its weights' settings are
+    Keras' own: depthwise_ and pointwise_ constraints and penalties; `initializer` draws both kernels."""
+
+    type: Literal["separable_conv2d"]
+    filters: Count
+    kernel_size: Count | tuple[Count, Count]
+    strides: Count | tuple[Count, Count] = 1
+    depth_multiplier: Count = 1
+    activation: str = "relu"
+    initializer: str = "glorot_uniform"
+    padding: Literal["valid", "same"] = "valid"
+    depthwise_constraint: Constraint = None
+    pointwise_constraint: Constraint = None
+    depthwise_regularizer: Regularizer = None
+    pointwise_regularizer: Regularizer = None
+
+    _check_activation = field_validator("activation")(activation_name)
+    _check_initializer = field_validator("initializer")(initializer_name)
+
+class RescalingLayer(Section):
+    """Every input value times `scale`, plus `offset`: the books' `Rescaling(1./255)` of pixel values, inside the
+    model, so that predictions take the raw values too."""
+
+    type: Literal["rescaling"]
+    scale: float
+    offset: float = 0.0
 
 class MaxPooling2DLayer(Section):
     type: Literal["max_pooling2d"]
@@ -209,10 +243,11 @@ class PretrainedLayer(Section):
 
 
 LayerSpec = Annotated[
-    Union[DenseLayer, DropoutLayer, ActivationLayer, BatchNormalizationLayer, Conv2DLayer, MaxPooling2DLayer,
-          AveragePooling2DLayer, GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, FlattenLayer, ReshapeLayer,
-          LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer, EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer,
-          GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer, PretrainedLayer],
+    Union[DenseLayer, DropoutLayer, ActivationLayer, BatchNormalizationLayer, Conv2DLayer, SeparableConv2DLayer,
+          RescalingLayer, MaxPooling2DLayer, AveragePooling2DLayer, GlobalAveragePooling2DLayer,
+          GlobalMaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer,
+          EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer,
+          PretrainedLayer],
     Field(discriminator="type"),
 ]
 
@@ -222,12 +257,12 @@ RECURRENT_LAYERS = (LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer)
 """Layers that read a sequence step by step, and return its last step's output or (`return_sequences`) every
 step's."""
 
-PASS_THROUGH_LAYERS = (DropoutLayer, ActivationLayer, BatchNormalizationLayer)
+PASS_THROUGH_LAYERS = (DropoutLayer, ActivationLayer, BatchNormalizationLayer, RescalingLayer)
 """Layers whose output has their input's shape."""
 
 INPUT_RANK: dict[type, int] = {
-    **{layer: 3 for layer in (Conv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer, GlobalAveragePooling2DLayer,
-                              GlobalMaxPooling2DLayer, PretrainedLayer)},
+    **{layer: 3 for layer in (Conv2DLayer, SeparableConv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer,
+                              GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, PretrainedLayer)},
     **{layer: 2 for layer in (*RECURRENT_LAYERS, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer,
                               GlobalAveragePooling1DLayer)},
 }
@@ -237,7 +272,7 @@ INPUT_RANK: dict[type, int] = {
 OUTPUT_RANK: dict[type, int] = {
     FlattenLayer: 1, GlobalAveragePooling2DLayer: 1, GlobalMaxPooling2DLayer: 1, GlobalMaxPooling1DLayer: 1,
     GlobalAveragePooling1DLayer: 1, EmbeddingLayer: 2,
-    **{layer: 3 for layer in (Conv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer)},
+    **{layer: 3 for layer in (Conv2DLayer, SeparableConv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer)},
     **{layer: 2 for layer in (Conv1DLayer, MaxPooling1DLayer)},
 }
 """The axes of a layer's output where they do not depend on its settings (see `ModelSpec`'s shape check)."""

@@ -34,7 +34,9 @@ from kerasflow.tasks.config.layers import (
     MaxPooling1DLayer,
     MaxPooling2DLayer,
     PretrainedLayer,
+    RescalingLayer,
     ReshapeLayer,
+    SeparableConv2DLayer,
     SimpleRNNLayer,
 )
 from kerasflow.tasks.config.schema import (
@@ -81,7 +83,8 @@ def keras_object(kind: str, value: str | Configured | None) -> object | None:
 
 
 def weight_arguments(spec: Section) -> dict[str, object]:
-    """A layer spec's constraints, penalties and `use_bias` (:class:`Weights`), as Keras layer arguments."""
+    """A layer spec's constraints, penalties and `use_bias` (:class:`BiasWeights`, :class:`Weights`), as Keras layer
+    arguments."""
     arguments: dict[str, object] = {}
     for field, value in spec:
         if field.endswith("_constraint"):
@@ -113,6 +116,15 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
         return keras.layers.Conv2D(spec.filters, spec.kernel_size, strides=spec.strides, activation=spec.activation,
                                    kernel_initializer=seeded_initializer(spec.initializer, seed), padding=spec.padding,
                                    **weight_arguments(spec))
+    if isinstance(spec, SeparableConv2DLayer):
+        # Its two kernels from seeds of their own: one seed would start them from the same draws.
+        return keras.layers.SeparableConv2D(
+            spec.filters, spec.kernel_size, strides=spec.strides, padding=spec.padding,
+            depth_multiplier=spec.depth_multiplier, activation=spec.activation,
+            depthwise_initializer=seeded_initializer(spec.initializer, seed),
+            pointwise_initializer=seeded_initializer(spec.initializer, seed + 1), **weight_arguments(spec))
+    if isinstance(spec, RescalingLayer):
+        return keras.layers.Rescaling(spec.scale, spec.offset)
     if isinstance(spec, MaxPooling2DLayer):
         return keras.layers.MaxPooling2D(spec.pool_size, strides=spec.strides, padding=spec.padding)
     if isinstance(spec, AveragePooling2DLayer):
