@@ -158,6 +158,21 @@ def test_separable_convolutions_and_rescaling_build_seeded_and_train():
     assert np.isfinite(model.train_on_batch(pixels, np.zeros(6)))
 
 
+def test_gaussian_noise_is_seeded_and_added_in_training_only():
+    spec = ModelSpec.model_validate({"layers": [{"type": "gaussian_noise", "stddev": 0.5},
+                                                {"type": "dense", "units": 1}]})
+    zeros = np.zeros((2000, 3), dtype="float32")
+
+    def noise(seed: int, training: bool) -> np.ndarray:
+        layer = build_model(spec, n_features=3, seed=seed).layers[0]
+        return keras.ops.convert_to_numpy(layer(zeros, training=training))
+
+    drawn = noise(1, training=True)
+    assert abs(float(drawn.std()) - 0.5) < 0.03 and not noise(1, training=False).any()
+    np.testing.assert_array_equal(drawn, noise(1, training=True))
+    assert not np.allclose(drawn, noise(2, training=True))
+
+
 def _rates(schedule: dict, steps: list[int], steps_per_epoch: int = 3, epochs: int = 10) -> list[float]:
     spec = TrainSpec.model_validate({"lr_schedule": schedule, "epochs": epochs, "batch_size": 1})
     rate = learning_rate(spec, 0.1, steps_per_epoch)

@@ -51,6 +51,13 @@ class DropoutLayer(Section):
     type: Literal["dropout"]
     rate: float = Field(ge=0.0, lt=1.0)
 
+class GaussianNoiseLayer(Section):
+    """Zero-mean Gaussian noise added to its input while training only, a regularizer (Brownlee's Better Deep
+    Learning, "Train Neural Networks With Noise"); its draws seeded from the run's seed."""
+
+    type: Literal["gaussian_noise"]
+    stddev: float = Field(gt=0.0)
+
 class ActivationLayer(Section):
     """An activation as a layer of its own, as many listings write it after a Dense or Conv2D layer."""
 
@@ -243,8 +250,8 @@ class PretrainedLayer(Section):
 
 
 LayerSpec = Annotated[
-    Union[DenseLayer, DropoutLayer, ActivationLayer, BatchNormalizationLayer, Conv2DLayer, SeparableConv2DLayer,
-          RescalingLayer, MaxPooling2DLayer, AveragePooling2DLayer, GlobalAveragePooling2DLayer,
+    Union[DenseLayer, DropoutLayer, GaussianNoiseLayer, ActivationLayer, BatchNormalizationLayer, Conv2DLayer,
+          SeparableConv2DLayer, RescalingLayer, MaxPooling2DLayer, AveragePooling2DLayer, GlobalAveragePooling2DLayer,
           GlobalMaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer,
           EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer,
           PretrainedLayer],
@@ -257,7 +264,7 @@ RECURRENT_LAYERS = (LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer)
 """Layers that read a sequence step by step, and return its last step's output or (`return_sequences`) every
 step's."""
 
-PASS_THROUGH_LAYERS = (DropoutLayer, ActivationLayer, BatchNormalizationLayer, RescalingLayer)
+PASS_THROUGH_LAYERS = (DropoutLayer, GaussianNoiseLayer, ActivationLayer, BatchNormalizationLayer, RescalingLayer)
 """Layers whose output has their input's shape."""
 
 INPUT_RANK: dict[type, int] = {

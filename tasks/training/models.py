@@ -24,6 +24,7 @@ from kerasflow.tasks.config.layers import (
     DropoutLayer,
     EmbeddingLayer,
     FlattenLayer,
+    GaussianNoiseLayer,
     GlobalAveragePooling1DLayer,
     GlobalAveragePooling2DLayer,
     GlobalMaxPooling1DLayer,
@@ -107,6 +108,8 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
                                   **weight_arguments(spec))
     if isinstance(spec, DropoutLayer):
         return keras.layers.Dropout(spec.rate, seed=seed)
+    if isinstance(spec, GaussianNoiseLayer):
+        return keras.layers.GaussianNoise(spec.stddev, seed=seed)
     if isinstance(spec, ActivationLayer):
         return keras.layers.Activation(spec.activation)
     if isinstance(spec, BatchNormalizationLayer):
