@@ -37,7 +37,8 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
     ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1), Alice (a text of
     random words); every 16th of the
     bundled MNIST digits, and the bundled breast-cancer table (every other row of it as its "new rows"); beside
-    data/, a seeded VGG16 base's weights file where the transfer-learning listing expects ImageNet's."""
+    data/, a seeded VGG16 base's weights file where the transfer-learning listing expects ImageNet's, and random
+    100-dimensional vectors for half the IMDB stand-in's words where the GloVe listing expects GloVe's."""
     rng = np.random.default_rng(0)
     for name, width, classes in (("sonar", 60, "RM"), ("ionosphere", 34, "gb")):
         _write(data / f"{name}.csv", [f"f{i}" for i in range(width)] + ["class"],
@@ -56,6 +57,8 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
     (data.parent / "weights").mkdir()
     keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(
         data.parent / "weights/vgg16_notop.weights.h5")
+    (data.parent / "weights/glove.6B.100d.txt").write_text(
+        "".join(f"{word} {' '.join(f'{v:.4f}' for v in rng.normal(0, 0.3, 100))}\n" for word in words[::2]))
     header, *digits = (bundled / "mnist_5k.csv").read_text().splitlines(keepends=True)
     (data / "mnist_5k.csv").write_text(header + "".join(digits[::16]))  # the file is in label order
 

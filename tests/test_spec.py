@@ -273,6 +273,9 @@ def _bad_text(mutate) -> str:
     (lambda e: (e["preprocess"]["text"].update(output_mode="tf_idf"), e["preprocess"]["text"].pop("maxlen")),
      ["experiments.reviews.model.layers[0].type: preprocess.text.output_mode tf_idf gives each text as one vector",
       "start the model with a dense layer", "Received: 'embedding'"]),
+    (lambda e: (e["preprocess"].pop("text"), e["model"]["layers"][0].update(input_dim=50, weights="glove.txt")),
+     ["experiments.reviews.model.layers[0].weights: gives the words of preprocess.text their vectors",
+      "Received: 'glove.txt' on model.layers[0], and no preprocess.text"]),
     (lambda e: e["preprocess"]["text"].update(output_mode="one_hot"),
      ["experiments.reviews.preprocess.text.output_mode", "'int', 'multi_hot', 'count' or 'tf_idf'"]),
 ])

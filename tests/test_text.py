@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec, TextSpec, parse_params
 from kerasflow.tasks.data.preprocess import Preprocessor
-from kerasflow.tasks.data.split import Split
+from kerasflow.tasks.data.split import Split, make_splits
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.data.text import OOV, PADDING, Tokenizer
 from kerasflow.tasks.outputs.predict import predict_csv
@@ -28,7 +28,7 @@ from kerasflow.tasks.training.evaluate import (
     refit,
 )
 from kerasflow.tasks.training.models import build_model
-from kerasflow.tasks.training.train import predict
+from kerasflow.tasks.training.train import fit_model, predict
 
 POSITIVE = ["good", "great", "excellent", "wonderful", "superb", "enjoyable", "brilliant", "lovely"]
 NEGATIVE = ["bad", "awful", "terrible", "boring", "dreadful", "dull", "poor", "horrible"]
@@ -295,3 +295,72 @@ def test_the_books_multi_hot_mlp_learns_the_sentiment_and_predicts_from_its_fold
     model, preprocessor, _ = load_model(model_dir)
     bags = preprocessor.transform(pd.DataFrame({"review": NEW}))
     np.testing.assert_allclose(written["proba_pos"], predict(model, bags).reshape(-1), rtol=1e-5)
+
+
+def write_word_vectors(path: Path, width: int = 8) -> dict[str, np.ndarray]:
+    """A GloVe-format file: the sentiment words on two opposite directions, the filler words small and random;
+    "absent" is a vocabulary word the file lacks."""
+    rng = np.random.default_rng(5)
+    vectors = {word: np.full(width, 1.0) for word in POSITIVE} | {word: np.full(width, -1.0) for word in NEGATIVE}
+    vectors |= {word: rng.normal(0, 0.1, width) for word in FILLER if word != "music"}
+    path.write_text("".join(f"{word} {' '.join(f'{v:.5f}' for v in vector)}\n" for word, vector in vectors.items()))
+    return {word: np.round(vector, 5).astype(np.float32) for word, vector in vectors.items()}
+
+
+FROZEN_GLOVE = [{"type": "embedding", "output_dim": 8, "trainable": False},
+                {"type": "global_average_pooling1d"},
+                {"type": "dense", "units": 1, "activation": "sigmoid"}]
+
+
+def test_pretrained_word_vectors_start_each_folds_embedding_from_its_own_vocabulary(reviews, tmp_path):
+    written = write_word_vectors(tmp_path / "glove.txt")
+    layers = [{**FROZEN_GLOVE[0], "weights": str(tmp_path / "glove.txt")}, *FROZEN_GLOVE[1:]]
+    spec = text_experiment(str(reviews), layers)
+    table, labels = _rows(spec)
+    folds = prepare_folds(spec, table, labels)
+    for fold, split_vocabulary in zip(folds, (fit_split(spec, table, labels, s)[1].tokenizer_.vocabulary_
+                                              for s in make_splits(spec.evaluate, labels.codes))):
+        assert fold.embedding.shape == (40, 8)
+        assert not fold.embedding[PADDING].any() and not fold.embedding[OOV].any()
+        for rank, word in enumerate(split_vocabulary):
+            np.testing.assert_array_equal(fold.embedding[2 + rank], written.get(word, np.zeros(8, np.float32)))
+        assert "music" in split_vocabulary  # a word the file lacks: zeros, as the book's matrix has
+
+    # Frozen, the vectors are the model's after training; the sentiment words' directions carry the labels.
+    model, _ = fit_model(spec, folds[0].X_train, folds[0].y_train, embedding=folds[0].embedding)
+    np.testing.assert_array_equal(model.layers[0].get_weights()[0], folds[0].embedding)
+    result = cross_validate(spec, folds).summary()
+    assert result["mean"] > 0.85, result
+    trainable = spec.with_overrides({"model.layers": [{**layers[0], "trainable": True}, *layers[1:]]})
+    model, _ = fit_model(trainable, folds[0].X_train, folds[0].y_train, embedding=folds[0].embedding)
+    assert not np.array_equal(model.layers[0].get_weights()[0], folds[0].embedding)
+
+    # The saved model holds its vectors: predict needs the file no more.
+    model_dir = write_model(tmp_path / "model", spec, refit(spec, table, labels))
+    (tmp_path / "glove.txt").unlink()
+    pd.DataFrame({"review": NEW}).to_csv(tmp_path / "new.csv", index=False)
+    written_predictions = pd.read_csv(predict_csv(model_dir, tmp_path / "new.csv", tmp_path / "pred.csv"))
+    assert written_predictions["prediction"].tolist()[:3] == ["pos", "neg", "pos"]
+
+
+def test_a_word_vectors_file_that_cannot_start_the_embedding_is_one_line_naming_the_key(reviews, tmp_path):
+    def refused(path: Path, output_dim: int = 8) -> str:
+        layers = [{**FROZEN_GLOVE[0], "output_dim": output_dim, "weights": str(path)}, *FROZEN_GLOVE[1:]]
+        spec = text_experiment(str(reviews), layers)
+        with pytest.raises(ParamsError) as info:
+            prepare_folds(spec, *_rows(spec))
+        return str(info.value)
+
+    key = "params.yaml:experiments.reviews.model.layers[0].weights: "
+    assert refused(tmp_path / "nowhere.txt") == (f"{key}{tmp_path / 'nowhere.txt'}: file not found; save the word "
+                                                 f"vectors (e.g. GloVe's glove.6B.100d.txt) there once, nothing "
+                                                 f"downloads at run time")
+    write_word_vectors(tmp_path / "glove.txt")
+    assert refused(tmp_path / "glove.txt", output_dim=16) == (
+        f"{key}{tmp_path / 'glove.txt'} holds vectors of 8 numbers, but the embedding's output_dim is 16: make "
+        f"them equal")
+    (tmp_path / "ragged.txt").write_text("good 1 2 3\nbad 1 2\n")
+    assert refused(tmp_path / "ragged.txt", 3) == (f"{key}{tmp_path / 'ragged.txt'}: line 2 has 2 numbers, the lines "
+                                                   f"before it 3")
+    (tmp_path / "words.txt").write_text("good one two\n")
+    assert "line 1 is not a word followed by numbers" in refused(tmp_path / "words.txt", 2)

@@ -215,6 +215,11 @@ class EmbeddingLayer(Section):
     input_dim: Count | None = Field(default=None, description="the number of token ids; None takes "
                                                                      "preprocess.text.num_words")
     output_dim: Count
+    weights: str | None = Field(default=None, description="a file of pretrained word vectors in GloVe's text format "
+                                                          "(a word, then output_dim numbers, per line): the "
+                                                          "vocabulary's words start from them, others from zeros")
+    trainable: bool = Field(default=True, description="false: the vectors stay as they start (the books freeze "
+                                                      "pretrained ones)")
     embeddings_constraint: Constraint = None
     embeddings_regularizer: Regularizer = None
     activity_regularizer: Regularizer = None

@@ -670,6 +670,12 @@ class ExperimentSpec(Section):
         words, from a vector."""
         text = self.preprocess.text
         embeddings = [(i, layer) for i, layer in enumerate(self.model.layers) if isinstance(layer, EmbeddingLayer)]
+        for i, layer in embeddings:
+            if layer.weights is not None and (i != 0 or text is None):
+                raise AtKey(f"model.layers[{i}].weights", "gives the words of preprocess.text their vectors: only "
+                            "model.layers[0], an embedding reading a text column's token ids, can take it. Received: "
+                            f"{layer.weights!r} on model.layers[{i}]"
+                            + ("" if text is not None else ", and no preprocess.text"))
         if text is None and self.preprocess.tokens is not None:
             return
         if text is None:

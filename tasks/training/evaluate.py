@@ -13,12 +13,14 @@ import keras
 import numpy as np
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
+from kerasflow.tasks.config.layers import EmbeddingLayer
 from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.data.tokens import TokenVocabulary, windows
 from kerasflow.tasks.data.window import last_value_column, window_table
+from kerasflow.tasks.data.word_vectors import embedding_matrix, read_word_vectors
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
 from kerasflow.tasks.training.scoring import first_non_finite, score
 from kerasflow.tasks.training.stacked import fit_stacked
@@ -180,8 +182,20 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
                     .reshape(-1, 1) if spec.preprocess.lookback is not None else None),
         test_rows=X_test.index.to_numpy(),
         initial_weights=start.weights if start is not None else None,
+        embedding=pretrained_embedding(spec, preprocessor) if start is None else None,
     )
     return fold, preprocessor
+
+
+def pretrained_embedding(spec: ExperimentSpec, preprocessor: Preprocessor) -> np.ndarray | None:
+    """The starting weights of the model's first layer where it is an embedding naming a word-vectors file: the
+    file's vector for each word of `preprocessor`'s vocabulary, fitted on the rows it saw (zeros for the rest,
+    tasks/data/word_vectors.py); None for any other model."""
+    layer = spec.model.layers[0]
+    if not isinstance(layer, EmbeddingLayer) or layer.weights is None:
+        return None
+    vectors = read_word_vectors(layer.weights, layer.output_dim, layer.key("weights"))
+    return embedding_matrix(vectors, preprocessor.tokenizer_.vocabulary_, layer.input_dim or spec.model.num_words)
 
 
 def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded, start: Start | None = None) -> list[FoldData]:
@@ -311,7 +325,8 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
         X, y, validation = X[:split], y[:split], (X[split:], y[split:])
     model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale,
                                keep_best=spec.train.checkpoint == "best",
-                               initial_weights=start.weights if start is not None else None)
+                               initial_weights=start.weights if start is not None else None,
+                               embedding=pretrained_embedding(spec, preprocessor) if start is None else None)
     return FinalModel(model=model, preprocessor=preprocessor, codec=codec, target_scale=target_scale,
                       diverged_at=first_non_finite(trained.history.get("loss", [])),
                       seconds=time.perf_counter() - started)

@@ -163,7 +163,7 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
                              "num_words. Received: neither")
         return keras.layers.Embedding(input_dim, spec.output_dim,
                                       embeddings_initializer=seeded_initializer("uniform", seed),
-                                      **weight_arguments(spec))
+                                      trainable=spec.trainable, **weight_arguments(spec))
     raise TypeError(f"no Keras layer for spec {type(spec).__name__}")
 
 

@@ -48,6 +48,9 @@ class FoldData:
     came from, once folds have shuffled the rows."""
     initial_weights: list[np.ndarray] | None = None
     """The weights the fold's model starts from (a continued experiment's saved model's); None: fresh ones."""
+    embedding: np.ndarray | None = None
+    """The first layer's starting weights where it is an embedding naming a word-vectors file: the file's vectors
+    for the fold's vocabulary (see :func:`kerasflow.tasks.training.evaluate.pretrained_embedding`)."""
 
 
 @dataclass
@@ -105,7 +108,8 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
               validation: tuple[np.ndarray, np.ndarray] | None = None,
               callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0,
               target_scale: TargetScale | None = None, keep_best: bool = False,
-              initial_weights: list[np.ndarray] | None = None) -> tuple[keras.Model, Trained]:
+              initial_weights: list[np.ndarray] | None = None,
+              embedding: np.ndarray | None = None) -> tuple[keras.Model, Trained]:
     """Build, compile and train one model on `X`, `y`; return it, its per-epoch history and its last predictions
     for the `validation` rows (:class:`~kerasflow.tasks.training.fit.Trained`). With `keep_best` (the refit of
     `checkpoint: best`), the model ends with its best epoch's weights by the `validation` rows.
@@ -113,11 +117,14 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     Each epoch deals the rows in a new order drawn from the spec's seed (`tasks/training/fit.py`). `callbacks` and
     `initial_epoch` let a sweep trial report each epoch and resume from a checkpoint. A stateful model sees the
     rows in time order, its state reset at the start of every epoch. With `initial_weights` (a continued
-    experiment's) the model starts from them instead of its seeded initial weights. An image experiment's featurewise
-    statistics are fitted on `X`, the training rows (:func:`fit_image_statistics`).
+    experiment's) the model starts from them instead of its seeded initial weights; with `embedding`, its first
+    layer, an embedding, starts from those pretrained word vectors. An image experiment's featurewise statistics are
+    fitted on `X`, the training rows (:func:`fit_image_statistics`).
     """
     model = build_model(spec.model, X.shape[1], spec.train.seed, target_scale)
     augment = spec.model.augment
+    if embedding is not None:
+        model.layers[0].set_weights([embedding])
     if initial_weights is not None:
         set_model_weights(model, initial_weights)  # a continued experiment keeps its saved image statistics too
     elif augment is not None and augment.featurewise:
@@ -230,7 +237,7 @@ def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequen
     seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": spec.train.seed + index})})
     model, trained = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test),
                                callbacks=callbacks, initial_epoch=initial_epoch, target_scale=fold.target_scale,
-                               initial_weights=fold.initial_weights)
+                               initial_weights=fold.initial_weights, embedding=fold.embedding)
     outputs = predict_held_out(model, fold) if trained.predictions is None else trained.predictions
     result = FoldResult(score=score(spec, fold.y_test, outputs), history=trained.history,
                         n_train=len(fold.X_train), n_test=len(fold.X_test))
