@@ -7,6 +7,7 @@ depends on two other columns' last values, a categorical column and a few missin
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,3 +93,32 @@ def test_the_other_columns_make_the_forecast_and_predict_reads_a_files_rows(seri
     # One forecast per window of 3 rows, indexed by its last row, for the step after it.
     assert got.index.tolist() == list(range(ROWS - 8, ROWS))
     np.testing.assert_allclose(got[PREDICTION].to_numpy()[:-1], expected[-7:], rtol=1e-5)
+
+
+def test_sampled_windows_are_kerass_timeseries_windows_and_predict_reads_them_from_a_files_rows(series, tmp_path):
+    """The books' Jena chapter samples its 10-minute rows hourly: `sampling_rate` steps apart, as Keras'
+    timeseries_dataset_from_array does; horizon still counts rows."""
+    spec = _spec(lookback_columns=["dew", "temp"], lookback=4, sampling_rate=3, horizon=2)
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    rows, encoded = supervised(spec, table, labels)
+    assert list(rows.X.columns[:3]) == ["pollution_lag_11", "dew_lag_11", "temp_lag_11"]
+    # Keras' windows of the same rows: steps i, i + 3, i + 6, i + 9, each step's values the target's first.
+    data = series[["pollution", "dew", "temp"]].to_numpy(np.float32)
+    span = 10
+    dataset = keras.utils.timeseries_dataset_from_array(data, data[span - 1 + 2:, 0], sequence_length=4,
+                                                         sampling_rate=3, batch_size=len(data), shuffle=False)
+    windows, targets = next(iter(dataset))
+    windows, targets = keras.ops.convert_to_numpy(windows), keras.ops.convert_to_numpy(targets)
+    np.testing.assert_array_equal(rows.X.to_numpy(np.float32), windows.reshape(len(windows), -1))
+    np.testing.assert_array_equal(rows.y.to_numpy(np.float32), targets)
+    assert len(encoded.codes) == len(rows.y) == ROWS - span - 2 + 1
+
+    final = refit(spec, table, labels)
+    folder = write_model(tmp_path / "model", spec, final)
+    expected = predict(final.model, final.preprocessor.transform(rows.X)).reshape(-1)
+    recent = series.iloc[-20:].drop(columns=["step", "wind"])
+    got = predict_table(folder, recent)
+    # One forecast per run of 10 rows, indexed by its last row, for the row 2 after it.
+    assert got.index.tolist() == list(range(ROWS - 11, ROWS))
+    np.testing.assert_allclose(got[PREDICTION].to_numpy()[:-2], expected[-9:], rtol=1e-5)

@@ -166,7 +166,7 @@ def test_a_params_file_dvc_does_not_read_may_leave_out_sweeps_and_continued(tmp_
         load_params(read_by_dvc, check_keras_names=False)
 
 
-@pytest.mark.parametrize("key, value", [("lookback_columns", ["bmi"]), ("horizon", 3)])
+@pytest.mark.parametrize("key, value", [("lookback_columns", ["bmi"]), ("horizon", 3), ("sampling_rate", 6)])
 def test_window_settings_need_a_lookback(key, value):
     raw = tiny_params()
     raw["experiments"]["diabetes"]["preprocess"][key] = value

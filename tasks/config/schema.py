@@ -200,6 +200,10 @@ class PreprocessSpec(Section):
         default_factory=list, description="a multivariate series: the other columns whose values at the window's "
                                           "steps are inputs too (\"all\": every column besides the target)")
     horizon: Count = Field(default=1, description="forecast the target this many steps after the window's last")
+    sampling_rate: Count = Field(
+        default=1, description="a window reads every sampling_rate-th row: its `lookback` steps are sampling_rate "
+                               "rows apart (Keras' timeseries_dataset_from_array; the books' hourly samples of "
+                               "10-minute weather rows); horizon still counts rows")
     scale_target: bool = Field(
         default=False, description="regression: train on the target scaled like the features; predictions "
                                    "are scaled back inside the model, so every score is in the data's units")
@@ -212,6 +216,11 @@ class PreprocessSpec(Section):
     tokens: TokensSpec | None = Field(
         default=None, description="task next_token: how the text file becomes tokens and windows of them")
 
+    @property
+    def window_span(self) -> int:
+        """The rows from a window's first step to its last, both read: (lookback - 1) * sampling_rate + 1."""
+        return (self.lookback - 1) * self.sampling_rate + 1
+
     @model_validator(mode="after")
     def _text_alone(self) -> "PreprocessSpec":
         # Token ids are categories, not magnitudes: scaling or imputing them would silently corrupt them.
@@ -222,7 +231,8 @@ class PreprocessSpec(Section):
                 raise AtKey(next(iter(clashing)), f"`text` is the rows' only input and makes token ids: "
                           f"{', '.join(clashing)} cannot be used with it. Received: {clashing}")
         if self.lookback is None:
-            given = [key for key in ("lookback_columns", "horizon") if getattr(self, key) != _default(self, key)]
+            given = [key for key in ("lookback_columns", "horizon", "sampling_rate")
+                     if getattr(self, key) != _default(self, key)]
             if given:
                 raise AtKey(given[0], f"shapes a series' look-back windows: it needs preprocess.lookback. Received: "
                             f"{getattr(self, given[0])!r} without a lookback")

@@ -2,7 +2,8 @@
 
 A window holds the target's own previous values and, for a multivariate series (`preprocess.lookback_columns`),
 the other columns' values at the same steps, time-major (every column of the oldest step first), so a reshape to
-[lookback, columns] makes them time steps. With `horizon` h the target is h steps after the window's last step.
+[lookback, columns] makes them time steps. With `horizon` h the target is h rows after the window's last step; with
+`sampling_rate` r the window's steps are r rows apart, as Keras' `timeseries_dataset_from_array` samples them.
 
 Windowing only re-indexes values (nothing is fitted), so it can run before the split; the split is then made over
 the windows in time order, and each window keeps its target's row number in the file as its index: a training
@@ -20,8 +21,8 @@ from kerasflow.tasks.config.schema import PreprocessSpec
 from kerasflow.tasks.data.table import Table
 
 
-def lag_columns(lookback: int, horizon: int = 1, columns: Sequence[str] = ()) -> list[str]:
-    """The window's column names, oldest step first: `lag_<k>` for a univariate series (k steps before the
+def lag_columns(lookback: int, horizon: int = 1, columns: Sequence[str] = (), sampling_rate: int = 1) -> list[str]:
+    """The window's column names, oldest step first: `lag_<k>` for a univariate series (k rows before the
     target), `<column>_lag_<k>` per column (the target first) for a multivariate one.
 
     Examples
@@ -30,8 +31,10 @@ def lag_columns(lookback: int, horizon: int = 1, columns: Sequence[str] = ()) ->
     ['lag_3', 'lag_2', 'lag_1']
     >>> lag_columns(2, horizon=2, columns=["y", "temp"])
     ['y_lag_3', 'temp_lag_3', 'y_lag_2', 'temp_lag_2']
+    >>> lag_columns(3, sampling_rate=6)
+    ['lag_13', 'lag_7', 'lag_1']
     """
-    steps = range(lookback + horizon - 1, horizon - 1, -1)
+    steps = range(horizon + (lookback - 1) * sampling_rate, horizon - 1, -sampling_rate)
     if not columns:
         return [f"lag_{k}" for k in steps]
     return [f"{column}_lag_{k}" for k in steps for column in columns]
@@ -57,8 +60,8 @@ def window_columns(spec: PreprocessSpec, table: Table) -> list[str]:
 
 
 def window_table(table: Table, spec: PreprocessSpec) -> Table:
-    """`table` as rows of its previous `spec.lookback` steps (:func:`lag_columns`), each predicting the target
-    `spec.horizon` steps after; the columns a window does not read are dropped.
+    """`table` as rows of its previous `spec.lookback` steps, `spec.sampling_rate` rows apart (:func:`lag_columns`),
+    each predicting the target `spec.horizon` rows after the last; the columns a window does not read are dropped.
 
     Examples
     --------
@@ -67,25 +70,29 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
     >>> rows = window_table(series, PreprocessSpec(lookback=2))
     >>> rows.X.to_numpy().tolist(), rows.y.tolist(), rows.y.index.tolist()
     ([[1.0, 2.0], [2.0, 3.0], [3.0, 4.0]], [3.0, 4.0, 5.0], [2, 3, 4])
+    >>> rows = window_table(series, PreprocessSpec(lookback=2, sampling_rate=2))
+    >>> rows.X.to_numpy().tolist(), rows.y.tolist()
+    ([[1.0, 3.0], [2.0, 4.0]], [4.0, 5.0])
     """
-    lookback, horizon = spec.lookback, spec.horizon
+    lookback, horizon, rate, span = spec.lookback, spec.horizon, spec.sampling_rate, spec.window_span
     columns = window_columns(spec, table)
     target = str(table.y.name)
     n = len(table.y)
-    if n < lookback + horizon + 1:
-        raise DataError(f"{table.source}: {spec.key('lookback')}={lookback} with horizon {horizon} needs at least "
-                        f"{lookback + horizon + 1} rows in the series; it has {n}")
+    if n < span + horizon + 1:
+        sampled = "" if rate == 1 else f" and sampling_rate {rate}"
+        raise DataError(f"{table.source}: {spec.key('lookback')}={lookback} with horizon {horizon}{sampled} needs at "
+                        f"least {span + horizon + 1} rows in the series; it has {n}")
     if columns:
         steps = pd.concat([table.y.rename(target), table.X[columns]], axis=1)
-        names = lag_columns(lookback, horizon, [target, *columns])
+        names = lag_columns(lookback, horizon, [target, *columns], rate)
     else:
-        steps, names = table.y.to_frame(), lag_columns(lookback, horizon)
-    rows = n - lookback - horizon + 1
-    # Window i reads steps i .. i + lookback - 1 and predicts step i + lookback + horizon - 1.
-    blocks = [steps.iloc[i:i + rows].reset_index(drop=True) for i in range(lookback)]
+        steps, names = table.y.to_frame(), lag_columns(lookback, horizon, sampling_rate=rate)
+    rows = n - span - horizon + 1
+    # Window i reads steps i, i + rate, .., i + span - 1 and predicts step i + span + horizon - 1.
+    blocks = [steps.iloc[j * rate:j * rate + rows].reset_index(drop=True) for j in range(lookback)]
     windows = pd.concat(blocks, axis=1).set_axis(names, axis=1)
-    index = table.y.index[lookback + horizon - 1:]
-    return Table(X=windows.set_axis(index, axis=0), y=table.y.iloc[lookback + horizon - 1:], source=table.source)
+    index = table.y.index[span + horizon - 1:]
+    return Table(X=windows.set_axis(index, axis=0), y=table.y.iloc[span + horizon - 1:], source=table.source)
 
 
 def named_columns(names: Sequence[str], target: str, horizon: int) -> list[str]:
@@ -102,14 +109,13 @@ def named_columns(names: Sequence[str], target: str, horizon: int) -> list[str]:
     return [name.removesuffix(suffix) for name in names if name.endswith(suffix) and name != f"{target}{suffix}"]
 
 
-def window_rows(frame: pd.DataFrame, lookback: int, horizon: int, target: str,
-                columns: Sequence[str]) -> pd.DataFrame:
-    """A file's consecutive rows (a saved series model's input, with the target's column) as windows of
-    `lookback` rows, each predicting the target `horizon` steps after its last row: `kerasflow predict`'s input."""
-    table = Table(X=frame[list(columns)], y=frame[target], source="input")
-    spec = PreprocessSpec(lookback=lookback, horizon=horizon, lookback_columns=list(columns))
+def window_rows(frame: pd.DataFrame, spec: PreprocessSpec, target: str) -> pd.DataFrame:
+    """A file's consecutive rows (a saved series model's input, with the target's column and the columns
+    `spec.lookback_columns` names) as the windows `spec` makes, each predicting the target `horizon` rows after its
+    last row: `kerasflow predict`'s input."""
+    table = Table(X=frame[list(spec.lookback_columns)], y=frame[target], source="input")
     # Rows past the end, never read, give the last windows a target to stand against.
-    filler = [0] * (horizon + 1)
+    filler = [0] * (spec.horizon + 1)
     padded = Table(X=pd.concat([table.X, table.X.iloc[filler]], ignore_index=True),
                    y=pd.concat([table.y, table.y.iloc[filler]], ignore_index=True), source=table.source)
-    return window_table(padded, spec).X.iloc[:len(frame) - lookback + 1].reset_index(drop=True)
+    return window_table(padded, spec).X.iloc[:len(frame) - spec.window_span + 1].reset_index(drop=True)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.schema import PreprocessSpec
 from kerasflow.tasks.data import checks
 from kerasflow.tasks.data.table import read_csv
 from kerasflow.tasks.data.window import window_rows
@@ -77,20 +78,22 @@ def feature_frame(saved: SavedModel, frame: pd.DataFrame, source: str | Path = "
 
 def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
     """A series model's input given as the file's consecutive rows (the target's column and the columns its
-    windows read, a header row naming them): one window per run of `lookback` rows, indexed by its last row, whose
-    prediction is the target `horizon` steps after that row."""
+    windows read, a header row naming them): one window per run of rows it spans (`lookback` rows `sampling_rate`
+    apart), indexed by its last row, whose prediction is the target `horizon` rows after that row."""
     window = saved.window
-    lookback, horizon, columns = window["lookback"], window["horizon"], window["columns"]
+    columns = window["columns"]
+    # Model folders saved before sampling_rate existed have none: 1.
+    spec = PreprocessSpec(lookback=window["lookback"], horizon=window["horizon"], lookback_columns=columns,
+                          sampling_rate=window.get("sampling_rate", 1))
     needed = [saved.target, *columns]
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
     missing = [c for c in needed if c not in frame.columns]
     if missing or not saved.header:
         raise DataError(f"{source}: a series model takes its window columns {saved.features}, or the file's "
                         f"consecutive rows with a header naming the columns {needed}; missing {missing}")
-    if len(frame) < lookback:
-        raise DataError(f"{source}: a window is {lookback} consecutive rows; the file has {len(frame)}")
-    windows = window_rows(frame, lookback, horizon, saved.target, columns)
-    return windows.set_axis(frame.index[lookback - 1:], axis=0)
+    if len(frame) < spec.window_span:
+        raise DataError(f"{source}: a window is {spec.window_span} consecutive rows; the file has {len(frame)}")
+    return window_rows(frame, spec, saved.target).set_axis(frame.index[spec.window_span - 1:], axis=0)
 
 
 def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,

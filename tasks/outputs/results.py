@@ -133,6 +133,7 @@ def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Pat
         preprocess = spec.preprocess
         if preprocess.lookback is not None:  # `kerasflow predict` then also takes a file's consecutive rows
             state["window"] = {"lookback": preprocess.lookback, "horizon": preprocess.horizon,
+                               "sampling_rate": preprocess.sampling_rate,
                                "columns": named_columns(final.preprocessor.columns_, str(spec.dataset.target),
                                                         preprocess.horizon)}
         (tmp / PREPROCESSING_FILE).write_text(json.dumps(state, indent=2) + "\n")

@@ -158,7 +158,8 @@ def supervised(spec: ExperimentSpec, table: Table, labels: Encoded) -> tuple[Tab
     preprocess = spec.preprocess
     if preprocess.lookback is None:
         return table, labels
-    return window_table(table, preprocess), Encoded(labels.codes[preprocess.lookback + preprocess.horizon - 1:], None)
+    return window_table(table, preprocess), Encoded(labels.codes[preprocess.window_span + preprocess.horizon - 1:],
+                                                    None)
 
 
 def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
