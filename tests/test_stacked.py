@@ -511,6 +511,25 @@ def test_a_stacked_constraint_holds_slot_by_slot_along_each_slots_own_axis():
             np.testing.assert_allclose(stacked[j], keras.ops.convert_to_numpy(constraint(kernel[j])), rtol=1e-6)
 
 
+def test_noise_and_dropout_stack_and_score_within_their_draws_of_folds_trained_alone(project):
+    """Brownlee's noise and the books' dropout: the stacked program draws them for all slots at once, each slot's
+    draws independent but not its own model's, so the scores agree within the draws' noise, not exactly."""
+    raw = tiny_params()
+    raw["experiments"]["iris"]["model"]["layers"][1:1] = [{"type": "gaussian_noise", "stddev": 0.1},
+                                                          {"type": "dropout", "rate": 0.1}]
+    raw["experiments"]["iris"]["evaluate"].update(n_splits=5)
+    specs = {stack: parse_params(raw).experiments["iris"].with_overrides({"evaluate.stack_folds": stack})
+             for stack in (True, False)}
+    table = load_table(specs[True].dataset, root=project)
+    folds = prepare_folds(specs[True], table, encode_labels(specs[True], table))
+    stacked, separate = (cross_validate(specs[stack], folds) for stack in (True, False))
+    assert stacked.stacked and not separate.stacked
+    assert np.mean(stacked.scores) > 0.8 and abs(np.mean(stacked.scores) - np.mean(separate.scores)) < 0.05
+    assert stacked.scores != separate.scores  # the draws differ: the comparison above is not exact by accident
+    # Drawn in training only: the held-out predictions of a fold are its model's, not a noisy copy.
+    assert cross_validate(specs[True], folds).scores == stacked.scores
+
+
 def test_an_activity_penalty_trains_fold_by_fold():
     """Its penalty is on the layer's outputs, which in a stacked program include the rows padding a shorter slot."""
     assert _iris_spec({"layer0": {"kernel_regularizer": "l2"}}).model.stackable

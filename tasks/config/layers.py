@@ -263,7 +263,7 @@ LayerSpec = Annotated[
     Field(discriminator="type"),
 ]
 
-STACKABLE_LAYERS = (DenseLayer, DropoutLayer, ActivationLayer)
+STACKABLE_LAYERS = (DenseLayer, DropoutLayer, GaussianNoiseLayer, ActivationLayer)
 
 RECURRENT_LAYERS = (LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer)
 """Layers that read a sequence step by step, and return its last step's output or (`return_sequences`) every

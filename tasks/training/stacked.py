@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasflow.tasks.config.layers import ActivationLayer, DenseLayer, DropoutLayer
+from kerasflow.tasks.config.layers import ActivationLayer, DenseLayer, DropoutLayer, GaussianNoiseLayer
 from kerasflow.tasks.config.schema import ExperimentSpec, ModelSpec, TrainSpec
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import fit_epochs
@@ -285,8 +285,10 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
                                       [m.layers[i].initializer for m in models], weight_arguments(layer), groups,
                                       widths=units, input_widths=widths))
             widths = units
-        elif isinstance(layer, DropoutLayer):
+        elif isinstance(layer, DropoutLayer):  # one layer's draws over every slot: each slot's draws its own
             stack.append(keras.layers.Dropout(layer.rate, seed=slot_seeds[0][i]))
+        elif isinstance(layer, GaussianNoiseLayer):
+            stack.append(keras.layers.GaussianNoise(layer.stddev, seed=slot_seeds[0][i]))
         elif isinstance(layer, ActivationLayer):
             stack.append(keras.layers.Activation(layer.activation))
         else:
