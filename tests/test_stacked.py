@@ -530,6 +530,21 @@ def test_noise_and_dropout_stack_and_score_within_their_draws_of_folds_trained_a
     assert cross_validate(specs[True], folds).scores == stacked.scores
 
 
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
+def test_mape_is_keras_own_percentage_error_at_each_epoch_and_in_the_final_score(project, stack):
+    raw = tiny_params()
+    raw["experiments"]["diabetes"]["evaluate"].update(metric="mape", stack_folds=stack)
+    spec = parse_params(raw).experiments["diabetes"]
+    table = load_table(spec.dataset, root=project)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    result = cross_validate(spec, folds)
+    assert result.stacked == stack and result.summary()["metric"] == "mape" and not spec.higher_is_better
+    for fold, data in zip(result.folds, folds):
+        expected = float(keras.metrics.MeanAbsolutePercentageError()(data.y_test, fold.y_pred))
+        assert fold.score == pytest.approx(expected, rel=1e-5)
+        assert fold.history["val_mape"][-1] == pytest.approx(fold.score, rel=1e-4)  # the last epoch's, logged
+
+
 def test_an_activity_penalty_trains_fold_by_fold():
     """Its penalty is on the layer's outputs, which in a stacked program include the rows padding a shorter slot."""
     assert _iris_spec({"layer0": {"kernel_regularizer": "l2"}}).model.stackable

@@ -63,7 +63,7 @@ DEFAULT_LOSS = {"binary": "binary_crossentropy", "multiclass": "sparse_categoric
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary": ("accuracy",),
     "multiclass": ("accuracy",),
-    "regression": ("mse", "rmse", "mae"),
+    "regression": ("mse", "rmse", "mae", "mape"),
     "next_token": ("accuracy", "perplexity"),
 }
 

@@ -203,6 +203,8 @@ def metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
         return keras.losses.sparse_categorical_crossentropy, "exp"
     if metric == "mae":
         return keras.metrics.mean_absolute_error, None
+    if metric == "mape":
+        return keras.metrics.mean_absolute_percentage_error, None
     return keras.metrics.mean_squared_error, "sqrt" if metric == "rmse" else None
 
 
@@ -294,5 +296,7 @@ def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float
     error = y_pred.reshape(-1) - y_true.reshape(-1)
     if metric == "mae":
         return float(np.mean(np.abs(error)))
+    if metric == "mape":  # Keras' mean_absolute_percentage_error: a target of 0 divides by its epsilon
+        return float(100.0 * np.mean(np.abs(error) / np.maximum(np.abs(y_true.reshape(-1)), keras.config.epsilon())))
     mse = float(np.mean(error**2))
     return math.sqrt(mse) if metric == "rmse" else mse
