@@ -276,6 +276,9 @@ def _bad_text(mutate) -> str:
     (lambda e: (e["preprocess"].pop("text"), e["model"]["layers"][0].update(input_dim=50, weights="glove.txt")),
      ["experiments.reviews.model.layers[0].weights: gives the words of preprocess.text their vectors",
       "Received: 'glove.txt' on model.layers[0], and no preprocess.text"]),
+    (lambda e: e["model"]["layers"].insert(1, {"type": "embedding", "output_dim": 4, "weights": "glove.txt"}),
+     ["experiments.reviews.model.layers[1].weights: gives the words of preprocess.text their vectors",
+      "Received: 'glove.txt' on model.layers[1]"]),
     (lambda e: e["preprocess"]["text"].update(output_mode="one_hot"),
      ["experiments.reviews.preprocess.text.output_mode", "'int', 'multi_hot', 'count' or 'tf_idf'"]),
 ])

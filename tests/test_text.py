@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import keras
@@ -17,6 +18,7 @@ from kerasflow.tasks.data.preprocess import Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.data.text import OOV, PADDING, Tokenizer
+from kerasflow.tasks.data.word_vectors import read_word_vectors
 from kerasflow.tasks.outputs.predict import predict_csv
 from kerasflow.tasks.outputs.results import load_model, write_model
 from kerasflow.tasks.outputs.saved_model import PREPROCESSING_FILE
@@ -362,5 +364,39 @@ def test_a_word_vectors_file_that_cannot_start_the_embedding_is_one_line_naming_
     (tmp_path / "ragged.txt").write_text("good 1 2 3\nbad 1 2\n")
     assert refused(tmp_path / "ragged.txt", 3) == (f"{key}{tmp_path / 'ragged.txt'}: line 2 has 2 numbers, the lines "
                                                    f"before it 3")
-    (tmp_path / "words.txt").write_text("good one two\n")
-    assert "line 1 is not a word followed by numbers" in refused(tmp_path / "words.txt", 2)
+    (tmp_path / "words.txt").write_text("good 1 2\nbad one two\n")
+    assert refused(tmp_path / "words.txt", 2).endswith(": line 2 is not a word followed by 2 numbers (GloVe's format)")
+    # A file that has none of the vocabulary's words would start a frozen embedding at zeros: refused.
+    (tmp_path / "other.txt").write_text("".join(f"zz{i} {i} {i}\n" for i in range(5)))
+    assert refused(tmp_path / "other.txt", 2).startswith(f"{key}{tmp_path / 'other.txt'} has none of the ")
+
+
+def test_word_vectors_read_glove_words_with_spaces_and_word2vecs_header(tmp_path):
+    """GloVe's 840B file has tokens with spaces in them; word2vec's and fastText's .vec files start with a line
+    of counts."""
+    (tmp_path / "glove.txt").write_text("good 1 2\n. . . 3 4\nfilm 5 6\n")
+    (tmp_path / "fasttext.vec").write_text("3 2\ngood 1 2\n. . . 3 4\nfilm 5 6\n")
+    for name in ("glove.txt", "fasttext.vec"):
+        vectors = read_word_vectors(tmp_path / name, 2, "weights")
+        assert list(vectors.rows) == ["good", ". . .", "film"]
+        matrix, found = vectors.matrix(["film", "plot", "good"], num_words=6)
+        assert found == 2 and matrix.tolist() == [[0, 0], [0, 0], [5, 6], [0, 0], [1, 2], [0, 0]]
+
+
+def test_a_text_model_folder_saved_before_bags_of_words_loads_and_predicts_as_before(saved, tmp_path):
+    """Folders saved before output_mode, ngrams and idf existed have none of them: token ids, as then."""
+    legacy = tmp_path / "legacy"
+    shutil.copytree(saved["header"], legacy)
+    state = json.loads((legacy / PREPROCESSING_FILE).read_text())
+    for key in ("output_mode", "ngrams"):
+        del state["features"]["text"][key]
+    del state["features"]["idf"]
+    (legacy / PREPROCESSING_FILE).write_text(json.dumps(state))
+    new = pd.DataFrame({"review": NEW})
+    np.testing.assert_array_equal(load_model(legacy)[1].transform(new), load_model(saved["header"])[1].transform(new))
+
+
+def test_a_tf_idf_bag_of_texts_with_no_known_word_is_all_zeros_not_nan():
+    tokenizer = Tokenizer(num_words=5, output_mode="tf_idf").fit(["", "   "])
+    assert tokenizer.vocabulary_ == [] and tokenizer.idf_ == []
+    assert tokenizer.transform(["anything at all", ""]).tolist() == [[0.0] * 5] * 2

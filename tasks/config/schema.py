@@ -228,7 +228,7 @@ class PreprocessSpec(Section):
             others = ("scale", "categorical", "impute", "lookback", "scale_target", "lookback_columns", "horizon")
             clashing = {key: getattr(self, key) for key in others if getattr(self, key) != _default(self, key)}
             if clashing:
-                raise AtKey(next(iter(clashing)), f"`text` is the rows' only input and makes token ids: "
+                raise AtKey(next(iter(clashing)), f"`text` is the rows' only input and makes token ids or bags: "
                           f"{', '.join(clashing)} cannot be used with it. Received: {clashing}")
         if self.lookback is None:
             given = [key for key in ("lookback_columns", "horizon", "sampling_rate")

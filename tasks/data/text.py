@@ -147,7 +147,8 @@ class Tokenizer:
         ranked = sorted(counts, key=lambda token: (-counts[token], token))[: self.num_words - FIRST_WORD]
         if self.output_mode != "tf_idf":
             return self.set_vocabulary(ranked)
-        in_texts = Counter(token for tokens in texts for token in set(tokens))
+        kept = set(ranked)
+        in_texts = Counter(token for tokens in texts for token in kept.intersection(tokens))
         weights = inverse_document_frequency(np.array([in_texts[token] for token in ranked], dtype=np.float64),
                                              len(texts))
         return self.set_vocabulary(ranked, weights.tolist())

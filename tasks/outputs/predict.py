@@ -150,7 +150,7 @@ def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> Non
     """Refuse values the model cannot take, rather than let them through as NaN predictions or a NumPy error."""
     pre = saved.preprocessor
     if pre.text is not None:
-        return  # any text can be read: unseen words become the out-of-vocabulary id, an empty cell all padding
+        return  # any text can be read: unseen words become the out-of-vocabulary id, an empty cell empty
     first_line = 1 + int(saved.header)
     for column in X.columns:
         values = X[column]

@@ -20,7 +20,7 @@ from kerasflow.tasks.data.split import Split, make_splits
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.data.tokens import TokenVocabulary, windows
 from kerasflow.tasks.data.window import last_value_column, window_table
-from kerasflow.tasks.data.word_vectors import embedding_matrix, read_word_vectors
+from kerasflow.tasks.data.word_vectors import read_word_vectors
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
 from kerasflow.tasks.training.scoring import first_non_finite, score
 from kerasflow.tasks.training.stacked import fit_stacked
@@ -195,8 +195,14 @@ def pretrained_embedding(spec: ExperimentSpec, preprocessor: Preprocessor) -> np
     layer = spec.model.layers[0]
     if not isinstance(layer, EmbeddingLayer) or layer.weights is None:
         return None
+    vocabulary = preprocessor.tokenizer_.vocabulary_
     vectors = read_word_vectors(layer.weights, layer.output_dim, layer.key("weights"))
-    return embedding_matrix(vectors, preprocessor.tokenizer_.vocabulary_, layer.input_dim or spec.model.num_words)
+    matrix, found = vectors.matrix(vocabulary, layer.input_dim or spec.model.num_words)
+    if vocabulary and not found:  # frozen, the embedding would carry nothing of the text
+        raise ParamsError(f"{layer.key('weights')}: {layer.weights} has none of the {len(vocabulary)} words of the "
+                          f"text's vocabulary (the most frequent: {', '.join(vocabulary[:3])}): is it the right file, "
+                          f"and are its words cased as preprocess.text.lowercase makes the text's?")
+    return matrix
 
 
 def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded, start: Start | None = None) -> list[FoldData]:
