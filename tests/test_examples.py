@@ -34,8 +34,8 @@ def _write(path: Path, header: list[str], rows: list[list]) -> None:
 
 def write_stand_ins(data: Path, bundled: Path) -> None:
     """Stand-ins of the books' datasets that ship nowhere, in their shapes: sonar (60 numeric columns, R/M),
-    ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1), Alice (a text of
-    random words); every 16th of the
+    ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1), the Jena weather
+    station's 10-minute rows (a date and 14 readings), Alice (a text of random words); every 16th of the
     bundled MNIST digits, and the bundled breast-cancer table (every other row of it as its "new rows"); beside
     data/, a seeded VGG16 base's weights file where the transfer-learning listing expects ImageNet's, and random
     100-dimensional vectors for half the IMDB stand-in's words where the GloVe listing expects GloVe's."""
@@ -48,6 +48,11 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
     words = [f"word{i}" for i in range(300)]
     _write(data / "imdb.csv", ["review", "sentiment"],
            [[" ".join(rng.choice(words, size=int(rng.integers(5, 60)))), i % 2] for i in range(60)])
+    jena = ["p (mbar)", "T (degC)", "Tpot (K)", "Tdew (degC)", "rh (%)", "VPmax (mbar)", "VPact (mbar)",
+            "VPdef (mbar)", "sh (g/kg)", "H2OC (mmol/mol)", "rho (g/m**3)", "wv (m/s)", "max. wv (m/s)", "wd (deg)"]
+    _write(data / "jena_climate.csv", ["Date Time", *jena],
+           [[f"01.01.2009 {i // 6 % 24:02d}:{i % 6 * 10:02d}:00", *(f"{v:.2f}" for v in rng.normal(10, 3, len(jena)))]
+            for i in range(2000)])
     (data / "alice.txt").write_text(" ".join(" ".join(rng.choice(words[:40], size=12)) + "." for _ in range(40)))
     shutil.copy(bundled / "breast_cancer.csv", data / "breast_cancer.csv")
     header, *rows = (bundled / "breast_cancer.csv").read_text().splitlines(keepends=True)
