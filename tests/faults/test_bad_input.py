@@ -126,6 +126,14 @@ def other_base_weights(project: Path) -> None:
         project / "weights/mobilenet.weights.h5")
 
 
+WITH_WORD_VECTORS = {
+    "preprocess": {"text": {"column": "review", "num_words": 10, "maxlen": 4}},
+    "model": {"layers": [{"type": "embedding", "output_dim": 4, "weights": "weights/glove.txt", "trainable": False},
+                         {"type": "flatten"}, {"type": "dense", "units": 1, "activation": "sigmoid"}]}}
+"""The sections of an experiment `mine` whose embedding starts from GloVe's vectors in weights/glove.txt."""
+REVIEWS = "review,y\n" + "".join(f"{'a good film' if i % 2 else 'a dull plot'},{i % 2}\n" for i in range(8))
+
+
 def rows(labels: str, extra: str = "") -> str:
     """A small numeric CSV `a,b,y`, one row per character of `labels` (the class of that row); with `extra`, a
     text column of that name holding 'red'."""
@@ -417,6 +425,14 @@ CASES = [
         "mean 'block5_conv3'?", "Its layers: block1_conv1 ... block5_pool"),
         image({"weights": None, "trainable_from": "block5_conv9"}), files={"data/img.csv": images()},
         argv=("run", "img")),
+    Bad("word-vectors-file-missing", (
+        "params.yaml:experiments.mine.model.layers[0].weights: weights/glove.txt: file not found; save the word "
+        "vectors (e.g. GloVe's glove.6B.100d.txt) there once",), mine(**WITH_WORD_VECTORS),
+        files={"data/mine.csv": REVIEWS}, argv=("run", "mine")),
+    Bad("word-vectors-of-another-width", (
+        "params.yaml:experiments.mine.model.layers[0].weights: weights/glove.txt holds vectors of 2 numbers, but the "
+        "embedding's output_dim is 4: make them equal",), mine(**WITH_WORD_VECTORS),
+        files={"data/mine.csv": REVIEWS, "weights/glove.txt": "good 1 2\nbad 3 4\n"}, argv=("run", "mine")),
     Bad("predict-missing-column", ("data/new.csv: missing column(s) ['petal_width']",
                                    f"expected the feature columns {IRIS_FEATURES}"),
         files={"data/new.csv": "sepal_length,sepal_width,petal_length\n5.1,3.5,1.4\n"}, argv=PREDICT),
@@ -516,6 +532,7 @@ def refusals(tmp_path_factory, bundled_data, saved_iris_model, configured_server
         case.edit(raw)
         (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         for name, content in case.files.items():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
             (project / name).write_text(content)
         case.prepare(project)
         return project, snapshot(project)
