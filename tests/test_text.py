@@ -16,11 +16,11 @@ from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec, TextSpec, parse_params
 from kerasflow.tasks.data.preprocess import Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits
-from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.data.table import file_md5, load_table
 from kerasflow.tasks.data.text import OOV, PADDING, Tokenizer
 from kerasflow.tasks.data.word_vectors import read_word_vectors
 from kerasflow.tasks.outputs.predict import predict_csv
-from kerasflow.tasks.outputs.results import load_model, write_model
+from kerasflow.tasks.outputs.results import load_model, write_dataset, write_model
 from kerasflow.tasks.outputs.saved_model import PREPROCESSING_FILE
 from kerasflow.tasks.training.evaluate import (
     cross_validate,
@@ -336,6 +336,11 @@ def test_pretrained_word_vectors_start_each_folds_embedding_from_its_own_vocabul
     trainable = spec.with_overrides({"model.layers": [{**layers[0], "trainable": True}, *layers[1:]]})
     model, _ = fit_model(trainable, folds[0].X_train, folds[0].y_train, embedding=folds[0].embedding)
     assert not np.array_equal(model.layers[0].get_weights()[0], folds[0].embedding)
+
+    # dataset.json records the file's md5, as no DVC stage depends on it (a sweep's stage then reruns on a new one).
+    write_dataset(tmp_path, spec)
+    recorded = json.loads((tmp_path / "dataset.json").read_text())["weights"]
+    assert recorded == {(tmp_path / "glove.txt").as_posix(): file_md5(tmp_path / "glove.txt")}
 
     # The saved model holds its vectors: predict needs the file no more.
     model_dir = write_model(tmp_path / "model", spec, refit(spec, table, labels))

@@ -22,6 +22,7 @@ from typing import Any
 
 import keras
 
+from kerasflow.tasks.config.layers import EmbeddingLayer, PretrainedLayer
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.table import file_md5
@@ -54,14 +55,19 @@ def write_metrics(out_dir: Path, result: CVResult, timing: dict[str, float],
 
 def write_dataset(out_dir: Path, spec: ExperimentSpec) -> None:
     """Write `dataset.json`: the experiment's data file and the md5 of its bytes, which change exactly when the
-    file's do.
+    file's do, and the md5 of each weights file the model starts from (a pretrained base's, an embedding's word
+    vectors), which no DVC stage depends on: `weights`, by path, only when there is one.
 
     dvc.yaml's tune stage depends on this rather than on the file: DVC cannot look up the experiment's
     `dataset.file` from a sweep's key (it has no nested interpolation), and depending on the whole `data` folder
     would rerun every sweep whenever any CSV is added or changed.
     """
-    write_json(out_dir / "dataset.json",
-               {"file": Path(spec.dataset.file).as_posix(), "md5": file_md5(spec.dataset.file)})
+    record = {"file": Path(spec.dataset.file).as_posix(), "md5": file_md5(spec.dataset.file)}
+    weights = [layer.weights for layer in spec.model.layers
+               if isinstance(layer, (EmbeddingLayer, PretrainedLayer)) and layer.weights is not None]
+    if weights:
+        record["weights"] = {Path(path).as_posix(): file_md5(path) for path in weights}
+    write_json(out_dir / "dataset.json", record)
 
 
 def write_history(out_dir: Path, result: CVResult) -> Path:
