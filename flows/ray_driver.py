@@ -94,10 +94,17 @@ def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
 
 
 def check_resume(name: str, storage: Path) -> None:
-    """Refuse `--resume` where no sweep was saved in `storage` to go on from."""
+    """Refuse `--resume` where no sweep was saved in `storage` to go on from, or where the one saved there names
+    code this version lacks: Ray pickles the sweep's objects by module and name, and restoring it (which starts no
+    Ray) is what finds such a name gone."""
     path = storage / RUN_NAME
     if not tune.Tuner.can_restore(str(path)):
         raise SweepError(f"sweeps.{name}: nothing to resume at {path}; run without --resume first")
+    try:
+        tune.Tuner.restore(str(path), trainable=run_trial_process)
+    except (AttributeError, ImportError) as exc:
+        raise SweepError(f"sweeps.{name}: the sweep at {path} was saved by another version of kerasflow and "
+                         f"cannot be resumed by this one ({exc}); run without --resume") from None
 
 
 def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
@@ -115,12 +122,7 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
     path = storage / RUN_NAME
     if resume:
         check_resume(name, storage)
-        try:
-            return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
-        except (AttributeError, ImportError) as exc:
-            # Ray pickles the sweep's objects by module and name: a sweep saved by other code names what is gone.
-            raise SweepError(f"sweeps.{name}: the sweep at {path} was saved by another version of kerasflow and "
-                             f"cannot be resumed by this one ({exc}); run without --resume") from None
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
     shutil.rmtree(path, ignore_errors=True)
     shutil.rmtree(history_folder(storage), ignore_errors=True)
     # A config's record that `dvc exp apply` brought in (tasks/sweep/dvc_experiments.py) describes the old sweep.

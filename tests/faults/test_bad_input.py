@@ -239,6 +239,11 @@ CASES = [
         sweep(space={}), argv=("tune", "iris")),
     Bad("resume-with-nothing-saved", ("sweeps.iris: nothing to resume at", "run without --resume first"),
         sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--resume")),
+    # Ray's tuner.pkl names the sweep's objects by module and name: this one, a name no kerasflow has.
+    Bad("resume-of-another-versions-sweep", ("sweeps.iris: the sweep at", "was saved by another version of kerasflow "
+                                             "and cannot be resumed by this one", "run without --resume"),
+        sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--resume"),
+        files={"results/iris/tune/ray/sweep/tuner.pkl": "ckerasflow.flows.gone\nTrialProgress\n."}),
     Bad("unknown-distribution", ("params.yaml:sweeps.iris.space.train.epochs.gridd: Input should be 'grid', "
                                  "'choice', 'uniform', 'loguniform' or 'randint'", "Received: 'gridd'"),
         sweep(space={"train": {"epochs": {"gridd": [1, 2]}}}), argv=("tune", "iris")),
@@ -509,7 +514,8 @@ class Refused:
 # with the imports, about 3 minutes on CI's two cores.
 THROUGH_THE_COMMAND = ({case.id for case in CASES} if os.environ.get("KERASFLOW_BAD_INPUT_ALL") == "1" else
                        {"unknown-key-suggests-closest", "search-value-invalid", "ragged-csv", "predict-missing-column",
-                        "sweep-asks-for-more-than-any-node", "resume-with-nothing-saved"})
+                        "sweep-asks-for-more-than-any-node", "resume-with-nothing-saved",
+                        "resume-of-another-versions-sweep"})
 
 
 @pytest.fixture(scope="module")
