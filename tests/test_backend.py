@@ -232,10 +232,11 @@ import numpy as np
 from kerasflow.tasks.config.schema import ModelSpec
 from kerasflow.tasks.training.models import build_model
 spec = ModelSpec.model_validate({"layers": [
-    {"type": "reshape", "target_shape": [4, 2]},
+    {"type": "reshape", "target_shape": [4, 2]}, {"type": "gaussian_noise", "stddev": 0.1},
     {"type": "bidirectional", "layer": {"type": "gru", "units": 3, "return_sequences": True}},
     {"type": "simple_rnn", "units": 2, "recurrent_constraint": "unit_norm"},
     {"type": "reshape", "target_shape": [1, 1, 2]}, {"type": "batch_normalization"},
+    {"type": "rescaling", "scale": 0.5}, {"type": "separable_conv2d", "filters": 2, "kernel_size": 1},
     {"type": "conv2d", "filters": 2, "kernel_size": 1, "strides": 1, "padding": "same"},
     {"type": "average_pooling2d", "pool_size": 1}, {"type": "global_average_pooling2d"},
     {"type": "dense", "units": 1}]})
