@@ -269,14 +269,14 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
 
         check_repository(Path.cwd(), args.params)
     from kerasflow.flows.ray_cluster import connect
-    from kerasflow.flows.ray_driver import check_cluster, check_resume, storage_folder
+    from kerasflow.flows.ray_driver import check_cluster, restore_sweep, storage_folder
 
-    # Resources no node has, and a resume with nothing saved, are refused here, in one line, not inside the flow's
-    # task with its tracebacks.
+    # Resources no node has, and a resume with nothing saved or saved by another version, are refused here, in one
+    # line, not inside the flow's task with its tracebacks.
     out = args.results / name / "tune"
     storage = storage_folder(out)
     if args.resume:
-        check_resume(name, storage)
+        restore_sweep(name, storage)
     connect(verbose=args.verbose)
     check_cluster(name, params.sweeps[name], storage)
     _prefect_ready(server)

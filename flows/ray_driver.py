@@ -93,15 +93,18 @@ def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
                          f"every node mounts and set sweeps.{name}.shared_storage: true")
 
 
-def check_resume(name: str, storage: Path) -> None:
-    """Refuse `--resume` where no sweep was saved in `storage` to go on from, or where the one saved there names
-    code this version lacks: Ray pickles the sweep's objects by module and name, and restoring it (which starts no
-    Ray) is what finds such a name gone."""
+def restore_sweep(name: str, storage: Path, trainable: Any = run_trial_process) -> tune.Tuner:
+    """The sweep saved in `storage`, restored to run its unfinished and errored trials again with `trainable`.
+
+    Refused where nothing was saved there, or where what was saved names code this version lacks: Ray pickles the
+    sweep's objects by module and name, and restoring them (which starts no Ray) is what finds such a name gone.
+    The command restores once before Ray or Prefect start, so that a refusal is one line and no flow's traceback.
+    """
     path = storage / RUN_NAME
     if not tune.Tuner.can_restore(str(path)):
         raise SweepError(f"sweeps.{name}: nothing to resume at {path}; run without --resume first")
     try:
-        tune.Tuner.restore(str(path), trainable=run_trial_process)
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
     except (AttributeError, ImportError) as exc:
         raise SweepError(f"sweeps.{name}: the sweep at {path} was saved by another version of kerasflow and "
                          f"cannot be resumed by this one ({exc}); run without --resume") from None
@@ -121,8 +124,7 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
         {"cpu": sweep.cpu, "gpu": sweep.gpu})
     path = storage / RUN_NAME
     if resume:
-        check_resume(name, storage)
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        return restore_sweep(name, storage, trainable)
     shutil.rmtree(path, ignore_errors=True)
     shutil.rmtree(history_folder(storage), ignore_errors=True)
     # A config's record that `dvc exp apply` brought in (tasks/sweep/dvc_experiments.py) describes the old sweep.
