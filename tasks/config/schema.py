@@ -441,6 +441,11 @@ class TrainSpec(Section):
     init_from: str | None = Field(default=None, min_length=1, description=(
         "a saved model folder (results/<experiment>/model): the model starts from its weights and reuses its fitted "
         "preprocessing; only experiments under `continued:` take it"))
+    class_weight: Literal["balanced"] | dict[str | int, Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, description=(
+            "how much each class's training rows weigh in the loss, as Keras' fit(class_weight=...): {label: "
+            "weight} (labels left out weigh 1), or balanced: n_rows / (n_classes * rows of the class), counted on "
+            "each fold's training rows"))
     epochs: Count
     batch_size: Count
     seed: Seed = 0
@@ -618,6 +623,9 @@ class ExperimentSpec(Section):
                 raise AtKey("preprocess.lookback", "needs a time-ordered evaluation: evaluate.method 'timeseries', "
                           "or 'holdout' with evaluate.shuffle false. Received: method "
                           f"{self.evaluate.method!r}, shuffle {self.evaluate.shuffle}")
+        if self.train.class_weight is not None and task not in ("binary", "multiclass"):
+            raise AtKey("train.class_weight", f"weighs the rows of each class: it needs task 'binary' or "
+                        f"'multiclass'. Received: task {task!r}")
         if self.preprocess.scale_target and (task != "regression" or self.preprocess.scale == "none"):
             raise AtKey("preprocess.scale_target", "needs task 'regression' and a `scale` (standard or minmax) "
                       f"to apply to the target. Received: task {task!r}, scale {self.preprocess.scale!r}")

@@ -32,9 +32,10 @@ class EpochPlan:
 
 
 def plan_epochs(sizes: Sequence[int], seeds: Sequence[int], epochs: int, batch_size: int,
-                shuffle: bool = True) -> EpochPlan:
+                shuffle: bool = True, row_weights: Sequence[np.ndarray] | None = None) -> EpochPlan:
     """Deal `epochs` epochs of slots holding `sizes` rows in batches of `batch_size`: slot j's rows in a new
-    random order each epoch, drawn from `seeds[j]` (or in their own order when `shuffle` is false).
+    random order each epoch, drawn from `seeds[j]` (or in their own order when `shuffle` is false). With
+    `row_weights`, row i of slot j weighs `row_weights[j][i]` times more wherever it is dealt (a class weight).
 
     Every slot has as many batches as the longest one. A slot with a whole batch fewer rows than the longest
     gets an empty batch at the end of each epoch: no rows, so no gradient, though a momentum optimizer still
@@ -64,6 +65,8 @@ def plan_epochs(sizes: Sequence[int], seeds: Sequence[int], epochs: int, batch_s
         partial = n_rows % batch_size
         weight[:, :n_rows - partial, j] = 1.0
         weight[:, n_rows - partial:n_rows, j] = batch_size / partial if partial else 1.0
+        if row_weights is not None:
+            weight[:, :n_rows, j] *= row_weights[j][index[:, :n_rows, j]]
     return EpochPlan(index, weight, batch_size)
 
 

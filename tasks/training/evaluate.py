@@ -21,6 +21,7 @@ from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.data.tokens import TokenVocabulary, windows
 from kerasflow.tasks.data.window import last_value_column, window_table
 from kerasflow.tasks.data.word_vectors import read_word_vectors
+from kerasflow.tasks.training.class_weights import check_class_weight, class_weights
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
 from kerasflow.tasks.training.scoring import first_non_finite, score
 from kerasflow.tasks.training.stacked import fit_stacked
@@ -44,6 +45,12 @@ class Encoded:
     @property
     def n_classes(self) -> int:
         return len(self.codec.classes_) if self.codec is not None else 0
+
+    def class_weights(self, spec: ExperimentSpec, rows: np.ndarray | slice) -> np.ndarray | None:
+        """Each class code's weight when the model trains on `rows` of these targets (`train.class_weight`)."""
+        if self.codec is None:
+            return None
+        return class_weights(spec.train.class_weight, self.codes[rows], self.codec.classes_)
 
 
 @dataclass
@@ -108,6 +115,7 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", 
         expected, encoded = 1, Encoded(table.y.to_numpy(dtype=np.float64), None)
     else:
         codec = start.codec if start is not None else LabelCodec().fit(table.y)
+        check_class_weight(spec, codec.classes_, table.source, name)
         encoded = Encoded(codec.transform(table.y), codec)
         expected = 1 if spec.dataset.task == "binary" else encoded.n_classes
     if units != expected:
@@ -184,6 +192,7 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
         test_rows=X_test.index.to_numpy(),
         initial_weights=start.weights if start is not None else None,
         embedding=pretrained_embedding(spec, preprocessor) if start is None else None,
+        class_weight=labels.class_weights(spec, split.train_index),
     )
     return fold, preprocessor
 
@@ -333,7 +342,8 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
     model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale,
                                keep_best=spec.train.checkpoint == "best",
                                initial_weights=start.weights if start is not None else None,
-                               embedding=pretrained_embedding(spec, preprocessor) if start is None else None)
+                               embedding=pretrained_embedding(spec, preprocessor) if start is None else None,
+                               class_weight=labels.class_weights(spec, slice(0, len(X))))
     return FinalModel(model=model, preprocessor=preprocessor, codec=codec, target_scale=target_scale,
                       diverged_at=first_non_finite(trained.history.get("loss", [])),
                       seconds=time.perf_counter() - started)

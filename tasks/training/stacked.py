@@ -208,11 +208,17 @@ class StackedModel(keras.Sequential):
     per-row losses that sum is made of (`slot_loss`), rather than by a compiled metric that would compute them a
     second time each step. Keras' own running ``loss`` is that sum over slots: it is logged too, and read by
     nothing in kerasflow (each slot's results come from its ``f<j>_`` entries).
+
+    With `class_weights`, a ``(slots, classes)`` table, each slot's per-row losses are weighed by their class's
+    weight in that slot before both (`train.class_weight`: Keras' weighted loss, whose weights differ from fold to
+    fold when balanced).
     """
 
-    def __init__(self, layers: list, loss: str, slots: int, **kwargs) -> None:
+    def __init__(self, layers: list, loss: str, slots: int, class_weights: np.ndarray | None = None,
+                 **kwargs) -> None:
         super().__init__(layers, **kwargs)
         self.slots, self.row_loss = slots, keras.losses.get(loss)
+        self.class_weights = None if class_weights is None else np.asarray(class_weights, dtype="float32")
         self.slot_loss = SlotMean(self.row_loss, slots=slots, name="loss")  # Keras tracks it as one of `metrics`
 
     def variable_groups(self) -> dict[str, int]:
@@ -228,6 +234,8 @@ class StackedModel(keras.Sequential):
         Compile the model with no loss. Each slot's tracked loss includes its penalties, as Keras' ``loss`` does.
         """
         rows = self.row_loss(y, y_pred)  # (slots, batch)
+        if self.class_weights is not None:
+            rows = rows * self.row_class_weights(y)
         penalties = sum((layer.slot_penalties() for layer in self.layers if isinstance(layer, StackedDense)), 0.0)
         penalized = not isinstance(penalties, float)  # a (slots,) tensor; 0.0 when no layer has a penalty
         self.slot_loss.update_rows(rows + ops.expand_dims(penalties, -1) if penalized else rows, sample_weight)
@@ -235,6 +243,16 @@ class StackedModel(keras.Sequential):
         size = ops.cast(ops.prod(ops.convert_to_tensor(ops.shape(weighted), dtype="int32")), weighted.dtype)
         loss = ops.divide_no_nan(ops.sum(weighted), size)
         return loss + ops.sum(penalties) if penalized else loss
+
+    def row_class_weights(self, y):
+        """Each row's class weight in its slot, a `(slots, batch)` tensor, from the targets `y` as
+        :func:`~kerasflow.tasks.training.train.encode_target` makes them: codes, 0/1 floats, or one-hot."""
+        n_classes = self.class_weights.shape[1]
+        if len(y.shape) == 2:  # class codes
+            y = ops.one_hot(ops.cast(y, "int32"), n_classes)
+        elif y.shape[-1] == 1:  # binary
+            y = ops.concatenate([1.0 - y, y], axis=-1)
+        return ops.sum(ops.cast(y, "float32") * ops.expand_dims(self.class_weights, 1), axis=-1)
 
 
 ACROSS_UNITS = ("softmax", "log_softmax", "sparsemax", "glu")
@@ -264,10 +282,12 @@ def stack_key(spec: ExperimentSpec) -> str:
 
 
 def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[int], loss: str,
-                  target_scales: list[TargetScale] | None = None, groups: Sequence[int] | None = None) -> StackedModel:
+                  target_scales: list[TargetScale] | None = None, groups: Sequence[int] | None = None,
+                  class_weights: np.ndarray | None = None) -> StackedModel:
     """The stacked twin of :func:`kerasflow.tasks.training.models.build_model`: slot j is `models[j]` seeded with
-    `seeds[j]`, rescaled by `target_scales[j]`, and trained to minimise `loss` (:class:`StackedModel`); `groups`
-    splits the slots into optimizer groups (:class:`StackedDense`).
+    `seeds[j]`, rescaled by `target_scales[j]`, and trained to minimise `loss`, its rows weighed by
+    `class_weights[j]` (:class:`StackedModel`); `groups` splits the slots into optimizer groups
+    (:class:`StackedDense`).
 
     Slot j starts from the weights `build_model(models[j], n_features, seeds[j])` gives: that model's own.
     The models must differ only in their Dense layers' initializers and hidden widths (see :func:`stack_key`).
@@ -297,7 +317,7 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
         scale, offset = (np.array(values, dtype="float32")[:, None, None] for values in zip(*target_scales))
         stack.append(keras.layers.Rescaling(scale, offset, name="target_scale"))
     # All layers at once: a Sequential with an Input rebuilds itself, every layer so far, at each `add`.
-    return StackedModel(stack, loss, k, name="kerasflow_stacked")
+    return StackedModel(stack, loss, k, class_weights, name="kerasflow_stacked")
 
 
 def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1, steps_per_epoch: int = 1,
@@ -454,8 +474,9 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
 
     scales = None if folds[0].target_scale is None else [f.target_scale for f in folds] * n_configs
     fold_seeds = [spec.train.seed + f for f in range(n_folds)] * n_configs
+    class_weights = None if folds[0].class_weight is None else np.stack([f.class_weight for f in folds] * n_configs)
     model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, spec.loss, scales,
-                          [slots for _, slots in groups])
+                          [slots for _, slots in groups], class_weights)
     if folds[0].initial_weights is not None:  # a continued experiment: every slot starts from the saved model's
         for variable, value in zip(model.weights, folds[0].initial_weights):
             variable.assign(np.broadcast_to(value.reshape(variable.shape[1:]), variable.shape))

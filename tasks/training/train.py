@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from kerasflow.tasks.config.schema import ExperimentSpec, TrainSpec, monitor_mode
+from kerasflow.tasks.training.class_weights import class_codes
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import Trained, fit_epochs, fixed_batch_size
 from kerasflow.tasks.training.models import (
@@ -51,6 +52,9 @@ class FoldData:
     embedding: np.ndarray | None = None
     """The first layer's starting weights where it is an embedding naming a word-vectors file: the file's vectors
     for the fold's vocabulary (see :func:`kerasflow.tasks.training.evaluate.pretrained_embedding`)."""
+    class_weight: np.ndarray | None = None
+    """Each class code's weight in the loss of the fold's training rows (`train.class_weight`,
+    :func:`kerasflow.tasks.training.class_weights.class_weights`); None: every row weighs 1."""
 
 
 @dataclass
@@ -109,7 +113,8 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
               callbacks: Sequence[keras.callbacks.Callback] = (), initial_epoch: int = 0,
               target_scale: TargetScale | None = None, keep_best: bool = False,
               initial_weights: list[np.ndarray] | None = None,
-              embedding: np.ndarray | None = None) -> tuple[keras.Model, Trained]:
+              embedding: np.ndarray | None = None,
+              class_weight: np.ndarray | None = None) -> tuple[keras.Model, Trained]:
     """Build, compile and train one model on `X`, `y`; return it, its per-epoch history and its last predictions
     for the `validation` rows (:class:`~kerasflow.tasks.training.fit.Trained`). With `keep_best` (the refit of
     `checkpoint: best`), the model ends with its best epoch's weights by the `validation` rows.
@@ -118,8 +123,9 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     `initial_epoch` let a sweep trial report each epoch and resume from a checkpoint. A stateful model sees the
     rows in time order, its state reset at the start of every epoch. With `initial_weights` (a continued
     experiment's) the model starts from them instead of its seeded initial weights; with `embedding`, its first
-    layer, an embedding, starts from those pretrained word vectors. An image experiment's featurewise statistics are
-    fitted on `X`, the training rows (:func:`fit_image_statistics`).
+    layer, an embedding, starts from those pretrained word vectors. With `class_weight` (a weight per class code),
+    each training row's loss weighs its class's weight, given to Keras as sample weights. An image experiment's
+    featurewise statistics are fitted on `X`, the training rows (:func:`fit_image_statistics`).
     """
     model = build_model(spec.model, X.shape[1], spec.train.seed, target_scale)
     augment = spec.model.augment
@@ -133,7 +139,8 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     # Weighted: Keras hands sample weights (here, the epochs' padding) to `weighted_metrics` only. The loss is
     # Keras' own; the other scores are metrics, logged under the names `HeldOutScores` gives them.
     stateful = spec.model.stateful
-    plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful)
+    plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful,
+                       row_weights=None if class_weight is None else [class_weight[class_codes(y)]])
     model.compile(optimizer=make_optimizer(spec.train, plan.steps), loss=spec.loss,
                   weighted_metrics=[SlotMean(fn, finish=finish, name=name) for name, (fn, finish) in scores.items()
                                     if name != "loss"],
@@ -237,7 +244,8 @@ def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequen
     seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": spec.train.seed + index})})
     model, trained = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test),
                                callbacks=callbacks, initial_epoch=initial_epoch, target_scale=fold.target_scale,
-                               initial_weights=fold.initial_weights, embedding=fold.embedding)
+                               initial_weights=fold.initial_weights, embedding=fold.embedding,
+                               class_weight=fold.class_weight)
     outputs = predict_held_out(model, fold) if trained.predictions is None else trained.predictions
     result = FoldResult(score=score(spec, fold.y_test, outputs), history=trained.history,
                         n_train=len(fold.X_train), n_test=len(fold.X_test))

@@ -147,9 +147,8 @@ CASES = [
     # --- params.yaml (issue item 1) -------------------------------------------------------------------------------
     Bad("unknown-key-suggests-closest", (
         "params.yaml:experiments.iris.train.epoch: unknown key 'epoch'; did you mean 'epochs'?",
-        "Allowed here: batch_size, checkpoint, early_stopping, epochs, init_from, learning_rate, loss, lr_schedule, "
-        "optimizer, "
-        "seed, validation_split"), iris("train", epoch=3)),
+        "Allowed here: batch_size, checkpoint, class_weight, early_stopping, epochs, init_from, learning_rate, loss, "
+        "lr_schedule, optimizer, seed, validation_split"), iris("train", epoch=3)),
     Bad("wrong-type", ("params.yaml:experiments.iris.train.epochs: Input should be a valid integer",
                        "Received: 'many'"), iris("train", epochs="many")),
     Bad("zero-epochs", ("params.yaml:experiments.iris.train.epochs: Input should be greater than 0", "Received: 0"),
@@ -438,6 +437,13 @@ CASES = [
         "params.yaml:experiments.mine.model.layers[0].weights: weights/glove.txt holds vectors of 2 numbers, but the "
         "embedding's output_dim is 4: make them equal",), mine(**WITH_WORD_VECTORS),
         files={"data/mine.csv": REVIEWS, "weights/glove.txt": "good 1 2\nbad 3 4\n"}, argv=("run", "mine")),
+    Bad("class-weight-of-a-label-not-in-the-target", (
+        "data/iris.csv: params.yaml:experiments.iris.train.class_weight names label(s) 'virginca' the target does not "
+        "have. Labels found: 'setosa', 'versicolor', 'virginica'",), iris("train", class_weight={"virginca": 2.0})),
+    Bad("class-weight-on-a-regression", (
+        "params.yaml:experiments.diabetes.train.class_weight: weighs the rows of each class: it needs task 'binary' "
+        "or 'multiclass'. Received: task 'regression'",),
+        lambda raw: raw["experiments"]["diabetes"]["train"].update(class_weight="balanced")),
     Bad("predict-missing-column", ("data/new.csv: missing column(s) ['petal_width']",
                                    f"expected the feature columns {IRIS_FEATURES}"),
         files={"data/new.csv": "sepal_length,sepal_width,petal_length\n5.1,3.5,1.4\n"}, argv=PREDICT),
