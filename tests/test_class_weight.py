@@ -3,6 +3,8 @@ weighs them, fold by fold and stacked alike."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from helpers import tiny_params
@@ -97,13 +99,17 @@ def test_a_heavy_class_weight_makes_the_model_predict_that_class_more(project):
 
 def test_a_label_the_target_lacks_is_refused_naming_the_key_and_the_labels(project):
     spec = _iris_spec({"virginca": 2.0})
-    with pytest.raises(DataError, match=r"train\.class_weight names label\(s\) 'virginca' the target does not have\. "
-                                        r"Labels found: 'setosa', 'versicolor', 'virginica'"):
+    with pytest.raises(DataError, match=r"train\.class_weight names label\(s\) 'virginca' the target does not have "
+                                        r"\(keys are .*\)\. Labels found: 'setosa', 'versicolor', 'virginica'"):
         encode_labels(spec, load_table(spec.dataset, root=project))
 
 
 @pytest.mark.parametrize("class_weight, expected", [
-    ("balancd", "train.class_weight"), ({"setosa": 0}, "greater than 0")])
+    ("balancd", r"^params.yaml:experiments.iris.train.class_weight: is balanced or \{label: weight, ...\}. "
+                r"Received: 'balancd'$"),
+    ({"setosa": 0}, r"^params.yaml:experiments.iris.train.class_weight: the weight of label 'setosa' must be a "
+                    r"number from 1e-30 to 1e30. Received: 0$"),
+    ({"setosa": float("inf")}, "Received: inf$"), ({"setosa": "high"}, "Received: 'high'$")])
 def test_class_weights_must_be_balanced_or_positive_numbers(class_weight, expected):
     with pytest.raises(ParamsError, match=expected):
         _iris_spec(class_weight)
@@ -114,3 +120,60 @@ def test_a_regression_takes_no_class_weight():
     raw["experiments"]["diabetes"]["train"]["class_weight"] = "balanced"
     with pytest.raises(ParamsError, match="train.class_weight.*needs task 'binary' or 'multiclass'"):
         parse_params(raw)
+
+
+def test_one_label_weighed_twice_is_refused(project):
+    spec = _iris_spec({"setosa": 2.0, "versicolor": 1.0})
+    labels = encode_labels(spec, load_table(spec.dataset, root=project))
+    with pytest.raises(DataError, match=r"train\.class_weight weighs label 1 twice, as 1 and '1\.0': keep one"):
+        class_weights({1: 2.0, "1.0": 3.0}, labels.codes, [0, 1, 2])
+
+
+@pytest.mark.parametrize("labels", [[0, 1], [0.0, 1.0], ["0", "1"]], ids=["ints", "floats", "strings"])
+def test_weights_keyed_by_label_survive_a_json_copy_of_the_spec(labels):
+    """A sweep's trials and a Ray refit get the spec through JSON, which makes the YAML key 1 the string "1": it
+    names the label 1, 1.0 or "1" all the same."""
+    spec = _iris_spec({1: 5.0})
+    copied = spec.with_overrides({})
+    assert copied.train.class_weight == {"1": 5.0}
+    codes = np.array([0, 1, 1])
+    for given in (spec.train.class_weight, copied.train.class_weight):
+        assert class_weights(given, codes, labels).tolist() == [1.0, 5.0]
+
+
+def test_a_searched_weight_for_a_label_the_target_lacks_fails_its_trial_by_name():
+    with pytest.raises(DataError, match=r"train\.class_weight names label\(s\) 'fraud'"):
+        class_weights({"fraud": 9.0}, np.array([0, 1]), [0, 1])
+
+
+def test_balanced_weights_count_only_the_classes_a_fold_trains_on():
+    """A fold without rows of class 2: the others weigh as if it did not exist, as scikit-learn's would."""
+    codes = np.array([0, 0, 0, 1])
+    weights = class_weights("balanced", codes, ["a", "b", "c"])
+    np.testing.assert_allclose(weights[:2], compute_class_weight("balanced", classes=np.arange(2), y=codes))
+    assert weights[2] == 1.0
+
+
+def test_stacked_binary_folds_weigh_their_rows_as_folds_trained_alone(tmp_path, bundled_data):
+    """A binary target is one 0/1 column, not codes: each slot's weights are looked up from it."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(bundled_data / "breast_cancer.csv", tmp_path / "data")
+    raw = tiny_params()
+    raw["experiments"] = {"cancer": {
+        "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
+        "preprocess": {"scale": "standard"},
+        "model": {"layers": [{"type": "dense", "units": 4, "activation": "relu"},
+                             {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+        "train": {"epochs": 4, "batch_size": 32, "seed": 3, "class_weight": {0: 4.0}},
+        "evaluate": {"n_splits": 3, "seed": 1}}}
+    results = []
+    for stack in (True, False):
+        raw["experiments"]["cancer"]["evaluate"]["stack_folds"] = stack
+        spec = parse_params(raw).experiments["cancer"]
+        table = load_table(spec.dataset, root=tmp_path)
+        folds = prepare_folds(spec, table, encode_labels(spec, table))
+        results.append(cross_validate(spec, folds))
+    assert folds[0].class_weight.tolist() == [4.0, 1.0] and results[0].stacked
+    for fold, alone in zip(*(result.folds for result in results)):
+        np.testing.assert_array_equal(fold.y_pred, alone.y_pred)
+        np.testing.assert_allclose(fold.history["val_loss"], alone.history["val_loss"], rtol=1e-3)

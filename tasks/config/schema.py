@@ -441,11 +441,11 @@ class TrainSpec(Section):
     init_from: str | None = Field(default=None, min_length=1, description=(
         "a saved model folder (results/<experiment>/model): the model starts from its weights and reuses its fitted "
         "preprocessing; only experiments under `continued:` take it"))
-    class_weight: Literal["balanced"] | dict[str | int, Annotated[float, Field(gt=0)]] | None = Field(
+    class_weight: Literal["balanced"] | dict[str | int | float | bool, float] | None = Field(
         default=None, description=(
-            "how much each class's training rows weigh in the loss, as Keras' fit(class_weight=...): {label: "
-            "weight} (labels left out weigh 1), or balanced: n_rows / (n_classes * rows of the class), counted on "
-            "each fold's training rows"))
+            "how much each class's training rows weigh in the loss, as Keras' fit(class_weight=...) weighs them: "
+            "{label: weight}, keyed by the target's labels (not Keras' class indices; labels left out weigh 1), or "
+            "balanced: n_rows / (n_classes * rows of the class), counted on each fold's training rows"))
     epochs: Count
     batch_size: Count
     seed: Seed = 0
@@ -454,6 +454,21 @@ class TrainSpec(Section):
     @classmethod
     def _known_optimizer(cls, value: object) -> object:
         return check_configured("optimizers", value, LEGACY_OPTIMIZER_ARGUMENTS)
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_weight(cls, value: object) -> object:
+        """One message for each way it can be wrong, not one per member of the union."""
+        if value is None or value == "balanced":
+            return value
+        if not isinstance(value, dict) or not value:
+            raise ValueError("is balanced or {label: weight, ...}")
+        for label, weight in value.items():
+            # Positive and finite in float32, as the sample weights that carry it are (a weight of 0 marks padding).
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not 1e-30 <= weight <= 1e30:
+                raise ValueError(f"the weight of label {label!r} must be a number from 1e-30 to 1e30. "
+                                 f"Received: {weight!r}")
+        return value
 
     @model_validator(mode="after")
     def _one_learning_rate(self) -> "TrainSpec":

@@ -15,46 +15,50 @@ from typing import Any
 import numpy as np
 
 from kerasflow.tasks.config.errors import DataError
-from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
 
-ClassWeight = str | dict[str | int, float] | None
+Key = str | int | float | bool
+"""A `train.class_weight` key: a target label as YAML reads it."""
+ClassWeight = str | dict[Key, float] | None
 """`train.class_weight` as the params file gives it: balanced, {label: weight}, or none."""
 
 
-def matching_class(key: str | int, classes: Sequence[Any]) -> int | None:
-    """The code of the class a `train.class_weight` key names: the label equal to it, or spelt as it is (a YAML key
-    `0` names a label 0 or "0").
+def names_label(key: Key, label: Any) -> bool:
+    """Whether a `train.class_weight` key names a target label: equal to it, spelt as it is, or the same number (a
+    YAML key `1` names a label 1, "1" or 1.0, and so does the key "1" that a JSON copy of the params makes of it).
 
     Examples
     --------
-    >>> matching_class(1, [0, 1]), matching_class("1", [0, 1]), matching_class("M", ["B", "M"])
-    (1, 1, 1)
-    >>> matching_class(2, [0, 1]) is None
-    True
+    >>> names_label(1, 1.0), names_label("1", 1), names_label("M", "M"), names_label(2, 1), names_label("M", 1.0)
+    (True, True, True, False, False)
     """
-    for code, label in enumerate(classes):
-        if label == key or str(label) == str(key):
-            return code
-    return None
+    if label == key or str(label) == str(key):
+        return True
+    try:
+        return float(str(key)) == float(label)
+    except (TypeError, ValueError):
+        return False
 
 
-def check_class_weight(spec: ExperimentSpec, classes: Sequence[Any], source: object, name: str = "experiment") -> None:
-    """Refuse `train.class_weight` keys that name no class of the data, in one line naming the key and the
-    classes found."""
-    given = spec.train.class_weight
+def check_class_weight(given: ClassWeight, classes: Sequence[Any], where: str) -> None:
+    """Refuse `given` class weights whose keys name no label of the data, or one label twice, in one line: `where`
+    (the file and key) and the labels found."""
     if not isinstance(given, dict):
         return
-    unknown = [key for key in given if matching_class(key, classes) is None]
+    unknown = [key for key in given if not any(names_label(key, label) for label in classes)]
     if unknown:
-        raise DataError(f"{source}: {experiment_key(spec, name, 'train.class_weight')} names label(s) "
-                        f"{', '.join(map(repr, unknown))} the target does not have. Labels found: "
-                        f"{', '.join(map(repr, classes))}")
+        raise DataError(f"{where} names label(s) {', '.join(map(repr, unknown))} the target does not have (keys "
+                        f"are the target's labels, quoted where YAML would read them as numbers or true/false). "
+                        f"Labels found: {', '.join(map(repr, classes))}")
+    for label in classes:
+        named = [key for key in given if names_label(key, label)]
+        if len(named) > 1:
+            raise DataError(f"{where} weighs label {label!r} twice, as {' and '.join(map(repr, named))}: keep one")
 
 
 def class_weights(given: ClassWeight, codes: np.ndarray, classes: Sequence[Any]) -> np.ndarray | None:
     """Each class code's weight for training rows of classes `codes` (`train.class_weight`), or None when the
-    rows are not weighted. Balanced weights are scikit-learn's: ``rows / (classes * rows of the class)``, here
-    over the rows trained on; a class with no such rows weighs 1 (no row of it is weighed).
+    rows are not weighted. Balanced weights are scikit-learn's, ``rows / (classes * rows of the class)``, here over
+    the rows trained on and the classes they hold; a class with no such rows weighs 1 (no row of it is weighed).
 
     Examples
     --------
@@ -65,13 +69,14 @@ def class_weights(given: ClassWeight, codes: np.ndarray, classes: Sequence[Any])
     """
     if given is None:
         return None
-    n_classes = len(classes)
     if given == "balanced":
-        counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
-        return np.where(counts > 0, len(codes) / (n_classes * np.maximum(counts, 1.0)), 1.0)
-    weights = np.ones(n_classes, dtype=np.float64)
-    for key, weight in given.items():
-        weights[matching_class(key, classes)] = weight
+        counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
+        return np.where(counts > 0, len(codes) / (np.count_nonzero(counts) * np.maximum(counts, 1.0)), 1.0)
+    check_class_weight(given, classes, "train.class_weight")  # a sweep's searched weights meet the data here
+    weights = np.ones(len(classes), dtype=np.float64)
+    for code, label in enumerate(classes):
+        named = [weight for key, weight in given.items() if names_label(key, label)]
+        weights[code] = named[0] if named else 1.0
     return weights
 
 

@@ -115,7 +115,8 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", 
         expected, encoded = 1, Encoded(table.y.to_numpy(dtype=np.float64), None)
     else:
         codec = start.codec if start is not None else LabelCodec().fit(table.y)
-        check_class_weight(spec, codec.classes_, table.source, name)
+        check_class_weight(spec.train.class_weight, codec.classes_,
+                           f"{table.source}: {experiment_key(spec, name, 'train.class_weight')}")
         encoded = Encoded(codec.transform(table.y), codec)
         expected = 1 if spec.dataset.task == "binary" else encoded.n_classes
     if units != expected:

@@ -136,8 +136,9 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     elif augment is not None and augment.featurewise:
         fit_image_statistics(model, augment, X.reshape((len(X), *spec.model.layers[0].target_shape)))
     scores = row_scores(spec)
-    # Weighted: Keras hands sample weights (here, the epochs' padding) to `weighted_metrics` only. The loss is
-    # Keras' own; the other scores are metrics, logged under the names `HeldOutScores` gives them.
+    # Weighted: Keras hands sample weights (here, the epochs' padding and class weights) to `weighted_metrics`
+    # only, which count the rows whose weight is above 0 (`SlotMean`). The loss is Keras' own; the other scores
+    # are metrics, logged under the names `HeldOutScores` gives them.
     stateful = spec.model.stateful
     plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful,
                        row_weights=None if class_weight is None else [class_weight[class_codes(y)]])
