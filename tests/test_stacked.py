@@ -171,13 +171,14 @@ def test_held_out_rows_of_more_than_one_batch_are_scored_in_chunks_as_in_one(pro
 
 def test_a_chunk_of_one_held_out_row_a_slot_is_scored_one_value_a_row():
     """Keras' sparse accuracy squeezes a known rows axis of 1 (one value per slot, not per row); the last chunk of a
-    held-out set `ONE_BATCH * n + 1` rows long, or a leave-one-out fold, must still give one value per row."""
+    held-out set `ONE_BATCH * n + 1` rows long, or a leave-one-out fold, must still give one value per row (on a
+    last axis of 1, which holds a ratio's two values)."""
     spec = _iris_spec()
     model = build_stacked([spec.model] * 2, 4, seeds=[1, 2], loss=spec.loss)
     scorer = RowScorer(model, [fn for fn, _ in row_scores(spec).values()])
     X, y = np.zeros((2, 1, 4), "float32"), np.zeros((2, 1), "int64")  # sparse class codes, one row a slot
     *rows, predictions = scorer.predict_on_batch([X, y])
-    assert [np.shape(values) for values in rows] == [(2, 1), (2, 1)] and np.shape(predictions) == (2, 1, 3)
+    assert [np.shape(values) for values in rows] == [(2, 1, 1), (2, 1, 1)] and np.shape(predictions) == (2, 1, 3)
 
 
 def _spec_for(task: str, loss: str):

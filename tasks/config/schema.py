@@ -61,7 +61,7 @@ LOSS_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "msle
 DEFAULT_LOSS = {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy",
                 "regression": "mean_squared_error", "next_token": "sparse_categorical_crossentropy"}
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
-    "binary": ("accuracy",),
+    "binary": ("accuracy", "precision", "recall", "f1"),
     "multiclass": ("accuracy",),
     "regression": ("mse", "rmse", "mae", "mape"),
     "next_token": ("accuracy", "perplexity"),
@@ -388,15 +388,19 @@ class ReduceOnPlateauSchedule(Section):
     min_lr: float = Field(default=0.0, ge=0)
 
 
+RISING = ("accuracy", "precision", "recall", "f1")
+"""The scores that improve as they rise; losses and errors improve as they fall."""
+
+
 def monitor_mode(monitor: str) -> Literal["min", "max"]:
-    """Whether a logged score (`loss`, `val_accuracy`...) improves as it falls or as it rises: only accuracy rises.
+    """Whether a logged score (`loss`, `val_accuracy`...) improves as it falls or as it rises (:data:`RISING`).
 
     Examples
     --------
-    >>> monitor_mode("val_accuracy"), monitor_mode("val_loss"), monitor_mode("rmse")
-    ('max', 'min', 'min')
+    >>> monitor_mode("val_accuracy"), monitor_mode("val_loss"), monitor_mode("rmse"), monitor_mode("val_recall")
+    ('max', 'min', 'min', 'max')
     """
-    return "max" if monitor.removeprefix("val_") == "accuracy" else "min"
+    return "max" if monitor.removeprefix("val_") in RISING else "min"
 
 
 class EarlyStoppingSpec(Section):
@@ -548,7 +552,9 @@ class EvaluateSpec(Section):
     stratify: bool = False
     test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
     seed: Seed = 0
-    metric: str | None = Field(default=None, description="None picks accuracy (classification) or mse")
+    metric: str | None = Field(default=None, description=(
+        "None picks accuracy (classification) or mse; a binary task may be scored by precision, recall or f1 of "
+        "the class its labels sort last"))
     stack_folds: bool = Field(default=True, description="train the folds of a Dense model as one program")
     refit: bool = Field(default=True, description="retrain on all rows and save the model")
     parallel: Literal["auto", "none", "ray"] = Field(

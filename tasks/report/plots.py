@@ -18,11 +18,13 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from kerasflow.tasks.config.schema import RISING
+
 WIDTH = 7.0
 """Figure width in inches (100 dpi): the report's column."""
 FOLD_COLOURS = colormaps["tab10"]
 """Fold i's colour wherever folds are drawn one by one."""
-UNIT_INTERVAL = ("accuracy",)
+UNIT_INTERVAL = RISING
 """Metrics that are shares, whose bands are clipped to [0, 1]; losses and errors are clipped below at 0."""
 
 

@@ -60,9 +60,46 @@ class SlotLogs(keras.callbacks.Callback):
             expand_slots(logs)
 
 
-Finish = Literal["sqrt", "exp"] | None
+Finish = Literal["sqrt", "exp", "ratio"] | None
 """What the logged value is of the rows' mean: itself (None), its root (RMSE), or its exponential (perplexity, of
-the mean cross-entropy)."""
+the mean cross-entropy). A ``ratio`` function gives each row a (numerator, denominator) pair along a last axis of 2,
+and the logged value is the ratio of their sums over the rows (precision, recall, F1; 0 where the denominators sum
+to 0, as Keras' metrics give)."""
+
+
+def of_mean(mean, finish: Finish, xp=np):
+    """The logged value from the rows' mean (for a ratio, the numerators' sum over the denominators'), in NumPy or
+    (`xp` = ``keras.ops``) in the compiled step."""
+    return getattr(xp, finish)(mean) if finish in ("sqrt", "exp") else mean
+
+
+def binary_hits(y_true, y_pred) -> tuple:
+    """Each row's true and predicted class (0/1 floats, a prediction above 0.5 being 1) of a binary task, shaped
+    as the predictions: what precision, recall and F1 count."""
+    actual = ops.cast(ops.reshape(y_true, ops.shape(y_pred)) > 0.5, "float32")
+    return actual, ops.cast(y_pred > 0.5, "float32")
+
+
+def precision_rows(y_true, y_pred):
+    """Per row: (a true positive, a predicted positive); their sums' ratio is Keras' Precision."""
+    actual, predicted = binary_hits(y_true, y_pred)
+    return ops.concatenate([actual * predicted, predicted], axis=-1)
+
+
+def recall_rows(y_true, y_pred):
+    """Per row: (a true positive, an actual positive); their sums' ratio is Keras' Recall."""
+    actual, predicted = binary_hits(y_true, y_pred)
+    return ops.concatenate([actual * predicted, actual], axis=-1)
+
+
+def f1_rows(y_true, y_pred):
+    """Per row: (twice a true positive, an actual plus a predicted positive); their sums' ratio is F1,
+    2 TP / (2 TP + FP + FN), as Keras' F1Score gives it at threshold 0.5."""
+    actual, predicted = binary_hits(y_true, y_pred)
+    return ops.concatenate([2.0 * actual * predicted, actual + predicted], axis=-1)
+
+
+RATIOS = {"precision": precision_rows, "recall": recall_rows, "f1": f1_rows}
 
 RowScores = Mapping[str, tuple[Callable, Finish]]
 """Per-row functions of (targets, predictions) by log name (``loss``, ``accuracy``...), each with what the logged
@@ -88,18 +125,22 @@ class HeldOut:
         return (self.X, self.y) if self.weight is None else (self.X, self.y, self.weight)
 
 
-def slot_means(values: np.ndarray, weight: np.ndarray | None, slots: int) -> np.ndarray:
-    """Each slot's mean of per-row `values` over its rows with weight above 0: one value per slot.
+def slot_scores(values: np.ndarray, weight: np.ndarray | None, slots: int, finish: Finish = None) -> np.ndarray:
+    """Each slot's score from per-row `values` over its rows with weight above 0 (:func:`finished`): one value per
+    slot.
 
     Examples
     --------
-    >>> slot_means(np.array([[1.0, 3.0], [5.0, np.inf]]), np.array([[1.0, 1.0], [1.0, 0.0]]), slots=2).tolist()
+    >>> slot_scores(np.array([[1.0, 3.0], [5.0, np.inf]]), np.array([[1.0, 1.0], [1.0, 0.0]]), slots=2).tolist()
     [2.0, 5.0]
     """
-    values = np.asarray(values, dtype=np.float64).reshape(slots, -1)
-    counts = np.ones(values.shape, dtype=bool) if weight is None else np.asarray(weight).reshape(slots, -1) > 0
+    values = np.asarray(values, dtype=np.float64).reshape(slots, -1, 2 if finish == "ratio" else 1)
+    counts = np.ones(values.shape[:2], dtype=bool) if weight is None else np.asarray(weight).reshape(slots, -1) > 0
     # `where`, not a product: a padding row's value may be inf (inf * 0 is nan).
-    return np.where(counts, values, 0.0).sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
+    sums = np.where(counts[..., None], values, 0.0).sum(axis=1)
+    totals, denominators = (sums[:, 0], sums[:, 1]) if finish == "ratio" else (sums[:, 0], counts.sum(axis=1))
+    mean = np.divide(totals, denominators, out=np.zeros(slots), where=denominators != 0)
+    return of_mean(mean, finish)
 
 
 class RowScorer(keras.Model):
@@ -121,12 +162,13 @@ class RowScorer(keras.Model):
         regularizers, so the loss function alone is the same value.
 
         Each function reduces the predictions' last axis, so its values are shaped as the predictions less that
-        axis: reshaped so, as Keras' functions squeeze a known axis of 1 (on JAX, a stacked model's chunk of one
+        axis, and a ratio's pairs (:data:`Finish`) as the predictions with a last axis of 2: reshaped so, with a
+        last axis of 1 or 2, as Keras' functions squeeze a known axis of 1 (on JAX, a stacked model's chunk of one
         row per slot came back as one value per slot).
         """
         X, y = inputs
         predictions = self.scored(X, training=False)
-        rows = keras.ops.shape(predictions)[:-1]
+        rows = (*keras.ops.shape(predictions)[:-1], -1)
         return [*(keras.ops.reshape(keras.ops.cast(fn(y, predictions), "float32"), rows) for fn in self.functions),
                 predictions]
 
@@ -182,8 +224,7 @@ class HeldOutScores(keras.callbacks.Callback):
         else:
             *rows, self.predictions = by_chunks_of_rows(self.scorer.predict_on_batch, tables)
         for (name, (_, finish)), values in zip(held_out.scores.items(), rows):
-            means = slot_means(values, held_out.weight, self.slots or 1)
-            means = getattr(np, finish)(means) if finish else means
+            means = slot_scores(values, held_out.weight, self.slots or 1, finish)
             if self.slots is None:
                 logs[f"val_{name}"] = float(means[0])
             else:
@@ -199,6 +240,8 @@ def metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
         if spec.loss in CATEGORICAL_LOSSES:
             return keras.metrics.categorical_accuracy, None
         return keras.metrics.sparse_categorical_accuracy, None
+    if metric in RATIOS:
+        return RATIOS[metric], "ratio"
     if metric == "perplexity":
         return keras.losses.sparse_categorical_crossentropy, "exp"
     if metric == "mae":
@@ -217,8 +260,9 @@ class SlotMean(keras.metrics.Metric):
     """Mean of a per-sample function over the rows that count; with `slots=k`, one mean per slot of a stacked
     output.
 
-    A row counts when its sample weight is above 0: weights here only mark padding (0) and a partial batch's
-    rows (scaled so the batch's loss is their mean, see `tasks/training/fit.py`), and each real row counts once.
+    A row counts when its sample weight is above 0: weights here mark padding (0), a partial batch's rows (scaled
+    so the batch's loss is their mean, see `tasks/training/fit.py`) and class weights, and each real row counts
+    once. A ratio's function gives each row a (numerator, denominator) pair (:data:`Finish`).
     Stacked targets, predictions and sample weights are slot-first, `(k, batch, ...)`; the per-sample function
     reduces the last axis, giving `(k, batch)` values. One metric object keeps all k totals in one vector, so the
     cost per step does not grow with k, and reports them as one vector, `f*_<name>`, which `fit_epochs` logs as
@@ -239,18 +283,23 @@ class SlotMean(keras.metrics.Metric):
     def update_rows(self, values, sample_weight=None):
         """Add per-sample `values` already computed (the stacked model's per-row losses)."""
         width = self.slots or 1
-        values = ops.reshape(ops.cast(values, "float32"), (width, -1))
+        ratio = self.finish == "ratio"
+        values = ops.reshape(ops.cast(values, "float32"), (width, -1, 2) if ratio else (width, -1))
         if sample_weight is None:
-            counts = ops.ones_like(values, dtype="bool")
+            counts = ops.ones_like(values[..., 0] if ratio else values, dtype="bool")
         else:
             counts = ops.reshape(ops.greater(sample_weight, 0), (width, -1))
         # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan.
-        self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=1))
-        self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=1))
+        if ratio:  # the denominators' sum stands for the count
+            kept = ops.where(ops.expand_dims(counts, -1), values, 0.0)
+            self.total.assign_add(ops.sum(kept[..., 0], axis=1))
+            self.count.assign_add(ops.sum(kept[..., 1], axis=1))
+        else:
+            self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=1))
+            self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=1))
 
     def result(self):
-        mean = ops.divide_no_nan(self.total, self.count)
-        mean = getattr(ops, self.finish)(mean) if self.finish else mean
+        mean = of_mean(ops.divide_no_nan(self.total, self.count), self.finish, ops)
         # Stacked: one vector, not k scalars, so a compiled step has one output per metric (see `EVERY_SLOT`).
         return mean[0] if self.slots is None else {every_slot(self.name): mean}
 
@@ -290,6 +339,9 @@ def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float
     if metric == "accuracy":
         task = spec.dataset.task
         return float(np.mean(point_values(task, y_pred) == point_values(task, y_true)))
+    if metric in RATIOS:  # the per-row pairs the epochs' scores count, summed over every row
+        pairs = ops.convert_to_numpy(RATIOS[metric](y_true.astype("float32"), y_pred.astype("float32")))
+        return float(slot_scores(pairs, None, 1, "ratio")[0])
     if metric == "perplexity":  # exp of the mean cross-entropy of the true tokens' probabilities
         probabilities = y_pred[np.arange(len(y_pred)), y_true.reshape(-1).astype(np.int64)]
         return float(np.exp(-np.mean(np.log(np.clip(probabilities, 1e-12, 1.0)))))

@@ -1,0 +1,81 @@
+"""Precision, recall and F1 (`evaluate.metric` of a binary task): what an imbalanced class is judged by, logged at
+each epoch and scored at the end as Keras' own metrics and scikit-learn's give them."""
+
+from __future__ import annotations
+
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from helpers import tiny_params
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds
+from kerasflow.tasks.training.scoring import HeldOut, HeldOutScores, expand_slots, row_scores
+from kerasflow.tasks.training.stacked import build_stacked, compile_stacked, stack_slots
+
+SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
+KERAS = {"precision": lambda: keras.metrics.Precision(), "recall": lambda: keras.metrics.Recall(),
+         "f1": lambda: keras.metrics.F1Score(threshold=0.5)}
+
+
+def _cancer_spec(metric: str, **evaluate):
+    raw = tiny_params()
+    raw["experiments"] = {"cancer": {
+        "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
+        "preprocess": {"scale": "standard"},
+        "model": {"layers": [{"type": "dense", "units": 4, "activation": "relu"},
+                             {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+        # A slow start, so the early epochs' predictions are not all right: the scores move.
+        "train": {"optimizer": "sgd", "learning_rate": 0.01, "epochs": 4, "batch_size": 32, "seed": 3},
+        "evaluate": {"n_splits": 3, "seed": 1, "metric": metric, **evaluate}}}
+    return parse_params(raw).experiments["cancer"]
+
+
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
+@pytest.mark.parametrize("metric", ["precision", "recall", "f1"])
+def test_each_folds_score_is_keras_and_scikit_learns_and_its_last_epochs(tmp_path, bundled_data, metric, stack):
+    (tmp_path / "data").mkdir()
+    shutil.copy(bundled_data / "breast_cancer.csv", tmp_path / "data")
+    spec = _cancer_spec(metric, stack_folds=stack)
+    table = load_table(spec.dataset, root=tmp_path)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    result = cross_validate(spec, folds)
+    assert result.stacked == stack and spec.higher_is_better and result.summary()["metric"] == metric
+    for fold, data in zip(result.folds, folds):
+        truth = data.y_test.reshape(-1)
+        keras_own = KERAS[metric]()
+        keras_own.update_state(data.y_test, fold.y_pred.reshape(-1, 1).astype("float32"))
+        assert fold.score == pytest.approx(float(np.squeeze(keras_own.result())), rel=1e-5)
+        assert fold.score == pytest.approx(SKLEARN[metric](truth, fold.y_pred), rel=1e-9)
+        assert fold.history[f"val_{metric}"][-1] == pytest.approx(fold.score, rel=1e-5)
+        assert len(fold.history[metric]) == 4 and all(0.0 <= value <= 1.0 for value in fold.history[metric])
+    assert len({round(value, 6) for fold in result.folds for value in fold.history[f"val_{metric}"]}) > 1
+
+
+@pytest.mark.parametrize("metric", ["precision", "recall", "f1"])
+def test_each_slots_held_out_ratio_is_keras_evaluate_of_its_rows(metric):
+    """A slot's ratio from one prediction leaves its padding rows out, as the compiled per-slot metric does (which
+    the training's logged score is), over slots of 7, 5 and 6 rows."""
+    spec, rng = _cancer_spec(metric), np.random.default_rng(0)
+    parts = [(rng.normal(size=(n, 4)).astype("float32"), rng.integers(0, 2, size=(n, 1)).astype("float32"))
+             for n in (7, 5, 6)]
+    X, weight = stack_slots([part[0] for part in parts])
+    y, _ = stack_slots([part[1] for part in parts])
+    model = build_stacked([spec.model] * 3, 4, seeds=[1, 2, 3], loss=spec.loss)
+    compile_stacked(model, spec)
+    expected = model.evaluate(X, y, sample_weight=weight, batch_size=len(X), verbose=0, return_dict=True)
+    callback, logs = HeldOutScores(HeldOut(X, y, row_scores(spec), weight), slots=3), {}
+    callback.set_model(model)
+    callback.on_epoch_end(0, logs)
+    expand_slots(expected)
+    expand_slots(logs)
+    predictions = keras.ops.convert_to_numpy(model.predict_on_batch(X))
+    for j, (_, truth) in enumerate(parts):
+        alone = SKLEARN[metric](truth.reshape(-1), predictions[j, :len(truth), 0] > 0.5, zero_division=0.0)
+        assert logs[f"val_f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
+        assert expected[f"f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
+
