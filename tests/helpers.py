@@ -49,6 +49,17 @@ def tiny_params() -> dict:
     }, "continued": {}, "sweeps": {}}
 
 
+def cancer_experiment(train: dict | None = None, evaluate: dict | None = None) -> dict:
+    """A small binary experiment on the bundled breast-cancer table (its `benign` column): a 4-1 MLP, 3 folds,
+    4 epochs; `train` and `evaluate` update its sections."""
+    return {"dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
+            "preprocess": {"scale": "standard"},
+            "model": {"layers": [{"type": "dense", "units": 4, "activation": "relu"},
+                                 {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+            "train": {"epochs": 4, "batch_size": 32, "seed": 3, **(train or {})},
+            "evaluate": {"n_splits": 3, "seed": 1, **(evaluate or {})}}
+
+
 def make_project(folder: Path, bundled_data: Path) -> Path:
     """`folder` made a working folder with data/ (iris and diabetes) and the tiny params.yaml."""
     (folder / "data").mkdir(parents=True)

@@ -8,7 +8,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from helpers import tiny_params
+from helpers import cancer_experiment
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from kerasflow.tasks.config.schema import parse_params
@@ -23,16 +23,10 @@ KERAS = {"precision": lambda: keras.metrics.Precision(), "recall": lambda: keras
 
 
 def _cancer_spec(metric: str, **evaluate):
-    raw = tiny_params()
-    raw["experiments"] = {"cancer": {
-        "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
-        "preprocess": {"scale": "standard"},
-        "model": {"layers": [{"type": "dense", "units": 4, "activation": "relu"},
-                             {"type": "dense", "units": 1, "activation": "sigmoid"}]},
-        # A slow start, so the early epochs' predictions are not all right: the scores move.
-        "train": {"optimizer": "sgd", "learning_rate": 0.01, "epochs": 4, "batch_size": 32, "seed": 3},
-        "evaluate": {"n_splits": 3, "seed": 1, "metric": metric, **evaluate}}}
-    return parse_params(raw).experiments["cancer"]
+    # A slow start, so the early epochs' predictions are not all right: the scores move.
+    experiment = cancer_experiment(train={"optimizer": "sgd", "learning_rate": 0.01},
+                                   evaluate={"metric": metric, **evaluate})
+    return parse_params({"experiments": {"cancer": experiment}}, source="listing.yaml").experiments["cancer"]
 
 
 @pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import tiny_params
+from helpers import cancer_experiment, tiny_params
 from sklearn.utils.class_weight import compute_class_weight
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
@@ -158,18 +158,11 @@ def test_stacked_binary_folds_weigh_their_rows_as_folds_trained_alone(tmp_path, 
     """A binary target is one 0/1 column, not codes: each slot's weights are looked up from it."""
     (tmp_path / "data").mkdir()
     shutil.copy(bundled_data / "breast_cancer.csv", tmp_path / "data")
-    raw = tiny_params()
-    raw["experiments"] = {"cancer": {
-        "dataset": {"file": "data/breast_cancer.csv", "target": "benign", "task": "binary"},
-        "preprocess": {"scale": "standard"},
-        "model": {"layers": [{"type": "dense", "units": 4, "activation": "relu"},
-                             {"type": "dense", "units": 1, "activation": "sigmoid"}]},
-        "train": {"epochs": 4, "batch_size": 32, "seed": 3, "class_weight": {0: 4.0}},
-        "evaluate": {"n_splits": 3, "seed": 1}}}
+    raw = {"experiments": {"cancer": cancer_experiment(train={"class_weight": {0: 4.0}})}}
     results = []
     for stack in (True, False):
         raw["experiments"]["cancer"]["evaluate"]["stack_folds"] = stack
-        spec = parse_params(raw).experiments["cancer"]
+        spec = parse_params(raw, source="listing.yaml").experiments["cancer"]
         table = load_table(spec.dataset, root=tmp_path)
         folds = prepare_folds(spec, table, encode_labels(spec, table))
         results.append(cross_validate(spec, folds))
