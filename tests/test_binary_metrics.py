@@ -1,5 +1,5 @@
-"""Precision, recall and F1 (`evaluate.metric` of a binary task): what an imbalanced class is judged by, logged at
-each epoch and scored at the end as Keras' own metrics and scikit-learn's give them."""
+"""Precision, recall, F1 and ROC AUC (`evaluate.metric` of a binary task): what an imbalanced class is judged by,
+logged at each epoch and scored at the end as Keras' own metrics (and scikit-learn's) give them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import cancer_experiment
-from sklearn.metrics import f1_score, precision_score, recall_score
+from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
@@ -19,7 +19,7 @@ from kerasflow.tasks.training.stacked import build_stacked, compile_stacked, sta
 
 SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
 KERAS = {"precision": lambda: keras.metrics.Precision(), "recall": lambda: keras.metrics.Recall(),
-         "f1": lambda: keras.metrics.F1Score(threshold=0.5)}
+         "f1": lambda: keras.metrics.F1Score(threshold=0.5), "auc": lambda: keras.metrics.AUC()}
 
 
 def _cancer_spec(metric: str, **evaluate):
@@ -30,8 +30,10 @@ def _cancer_spec(metric: str, **evaluate):
 
 
 @pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
-@pytest.mark.parametrize("metric", ["precision", "recall", "f1"])
+@pytest.mark.parametrize("metric", ["precision", "recall", "f1", "auc"])
 def test_each_folds_score_is_keras_and_scikit_learns_and_its_last_epochs(tmp_path, bundled_data, metric, stack):
+    """The ratios from the fold's 0/1 predictions; the AUC (from its probabilities, which a fold keeps no copy of)
+    is checked against Keras' own below."""
     (tmp_path / "data").mkdir()
     shutil.copy(bundled_data / "breast_cancer.csv", tmp_path / "data")
     spec = _cancer_spec(metric, stack_folds=stack)
@@ -40,23 +42,23 @@ def test_each_folds_score_is_keras_and_scikit_learns_and_its_last_epochs(tmp_pat
     result = cross_validate(spec, folds)
     assert result.stacked == stack and spec.higher_is_better and result.summary()["metric"] == metric
     for fold, data in zip(result.folds, folds):
-        truth = data.y_test.reshape(-1)
-        keras_own = KERAS[metric]()
-        keras_own.update_state(data.y_test, fold.y_pred.reshape(-1, 1).astype("float32"))
-        assert fold.score == pytest.approx(float(np.squeeze(keras_own.result())), rel=1e-5)
-        assert fold.score == pytest.approx(SKLEARN[metric](truth, fold.y_pred), rel=1e-9)
+        if metric != "auc":
+            keras_own = KERAS[metric]()
+            keras_own.update_state(data.y_test, fold.y_pred.reshape(-1, 1).astype("float32"))
+            assert fold.score == pytest.approx(float(np.squeeze(keras_own.result())), rel=1e-5)
+            assert fold.score == pytest.approx(SKLEARN[metric](data.y_test.reshape(-1), fold.y_pred), rel=1e-9)
         assert fold.history[f"val_{metric}"][-1] == pytest.approx(fold.score, rel=1e-5)
         assert len(fold.history[metric]) == 4 and all(0.0 <= value <= 1.0 for value in fold.history[metric])
     assert len({round(value, 6) for fold in result.folds for value in fold.history[f"val_{metric}"]}) > 1
 
 
-@pytest.mark.parametrize("metric", ["precision", "recall", "f1"])
-def test_each_slots_held_out_ratio_is_keras_evaluate_of_its_rows(metric):
-    """A slot's ratio from one prediction leaves its padding rows out, as the compiled per-slot metric does (which
-    the training's logged score is), over slots of 7, 5 and 6 rows."""
+@pytest.mark.parametrize("metric", ["precision", "recall", "f1", "auc"])
+def test_each_slots_held_out_score_is_keras_own_metric_of_its_rows(metric):
+    """A slot's score from one prediction leaves its padding rows out, as the compiled per-slot metric does (which
+    the training's logged score is), over slots of 70, 50 and 60 rows: each is Keras' own metric of its rows."""
     spec, rng = _cancer_spec(metric), np.random.default_rng(0)
     parts = [(rng.normal(size=(n, 4)).astype("float32"), rng.integers(0, 2, size=(n, 1)).astype("float32"))
-             for n in (7, 5, 6)]
+             for n in (70, 50, 60)]
     X, weight = stack_slots([part[0] for part in parts])
     y, _ = stack_slots([part[1] for part in parts])
     model = build_stacked([spec.model] * 3, 4, seeds=[1, 2, 3], loss=spec.loss)
@@ -69,7 +71,11 @@ def test_each_slots_held_out_ratio_is_keras_evaluate_of_its_rows(metric):
     expand_slots(logs)
     predictions = keras.ops.convert_to_numpy(model.predict_on_batch(X))
     for j, (_, truth) in enumerate(parts):
-        alone = SKLEARN[metric](truth.reshape(-1), predictions[j, :len(truth), 0] > 0.5, zero_division=0.0)
+        keras_own = KERAS[metric]()
+        keras_own.update_state(truth, predictions[j, :len(truth)])
+        alone = float(np.squeeze(keras_own.result()))
         assert logs[f"val_f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
         assert expected[f"f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
+        if metric == "auc":  # 200 thresholds draw the exact curve closely
+            assert alone == pytest.approx(roc_auc_score(truth.reshape(-1), predictions[j, :len(truth), 0]), abs=0.02)
 

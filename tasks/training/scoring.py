@@ -60,17 +60,46 @@ class SlotLogs(keras.callbacks.Callback):
             expand_slots(logs)
 
 
-Finish = Literal["sqrt", "exp", "ratio"] | None
-"""What the logged value is of the rows' mean: itself (None), its root (RMSE), or its exponential (perplexity, of
-the mean cross-entropy). A ``ratio`` function gives each row a (numerator, denominator) pair along a last axis of 2,
-and the logged value is the ratio of their sums over the rows (precision, recall, F1; 0 where the denominators sum
-to 0, as Keras' metrics give)."""
+Finish = Literal["sqrt", "exp", "ratio", "roc_auc"] | None
+"""What the logged value is of the per-row values: their mean (None), its root (RMSE) or its exponential
+(perplexity, of the mean cross-entropy); or, for a score that is no mean, a function of their sums, each row giving
+a vector of :data:`SUMMED` values on its last axis: ``ratio``, a (numerator, denominator) pair whose sums' ratio is
+the score (precision, recall, F1; 0 where the denominators sum to 0, as Keras' metrics give), or ``roc_auc``, each
+threshold's true and false positives and the row's class (:func:`roc_rows`)."""
+
+ROC_THRESHOLDS = 200
+"""Keras' AUC's default `num_thresholds`: the ROC curve is drawn through this many points."""
+
+SUMMED = {"ratio": 2, "roc_auc": 2 * ROC_THRESHOLDS + 2}
+"""The finishes computed from sums of per-row vectors, and each vector's length."""
 
 
 def of_mean(mean, finish: Finish, xp=np):
-    """The logged value from the rows' mean (for a ratio, the numerators' sum over the denominators'), in NumPy or
-    (`xp` = ``keras.ops``) in the compiled step."""
+    """The logged value from the rows' mean, in NumPy or (`xp` = ``keras.ops``) in the compiled step."""
     return getattr(xp, finish)(mean) if finish in ("sqrt", "exp") else mean
+
+
+def of_sums(sums, finish: Finish, xp=np):
+    """The logged value from each slot's sums of per-row vectors, ``(slots, SUMMED[finish])``, in NumPy or
+    (`xp` = ``keras.ops``) in the compiled step: a ratio, or the area under the ROC curve by Keras' AUC's
+    interpolation (trapezoids between its thresholds' points).
+
+    Examples
+    --------
+    >>> of_sums(np.array([[3.0, 4.0], [0.0, 0.0]]), "ratio").tolist()
+    [0.75, 0.0]
+    """
+    def divide(a, b):
+        return xp.divide_no_nan(a, b) if xp is not np else np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape),
+                                                                      where=b != 0)
+
+    if finish == "ratio":
+        return divide(sums[:, 0], sums[:, 1])
+    n = ROC_THRESHOLDS
+    true_rate = divide(sums[:, :n], sums[:, 2 * n:2 * n + 1])  # true positives / positives, each threshold
+    false_rate = divide(sums[:, n:2 * n], sums[:, 2 * n + 1:])
+    heights = (true_rate[:, :-1] + true_rate[:, 1:]) / 2.0
+    return xp.sum((false_rate[:, :-1] - false_rate[:, 1:]) * heights, axis=1)
 
 
 def binary_hits(y_true, y_pred) -> tuple:
@@ -99,7 +128,25 @@ def f1_rows(y_true, y_pred):
     return ops.concatenate([2.0 * actual * predicted, actual + predicted], axis=-1)
 
 
-RATIOS = {"precision": precision_rows, "recall": recall_rows, "f1": f1_rows}
+def roc_thresholds() -> np.ndarray:
+    """Keras' AUC's thresholds: evenly spaced over [0, 1], the ends just outside it."""
+    inner = [(i + 1) / (ROC_THRESHOLDS - 1) for i in range(ROC_THRESHOLDS - 2)]
+    return np.array([-keras.config.epsilon(), *inner, 1.0 + keras.config.epsilon()], dtype="float32")
+
+
+def roc_rows(y_true, y_pred):
+    """Per row: at each of :func:`roc_thresholds`, whether it is a true positive, then whether a false positive
+    (its prediction above the threshold), then whether it is positive, and negative: summed over rows, the points
+    of the ROC curve Keras' AUC draws."""
+    actual, _ = binary_hits(y_true, y_pred)
+    above = ops.cast(y_pred > roc_thresholds(), "float32")  # (..., thresholds)
+    return ops.concatenate([actual * above, (1.0 - actual) * above, actual, 1.0 - actual], axis=-1)
+
+
+SUMMED_METRICS: dict[str, tuple[Callable, Finish]] = {
+    "precision": (precision_rows, "ratio"), "recall": (recall_rows, "ratio"), "f1": (f1_rows, "ratio"),
+    "auc": (roc_rows, "roc_auc")}
+"""A binary task's scores that are no mean of per-row values, by name: each row's vector and its finish."""
 
 RowScores = Mapping[str, tuple[Callable, Finish]]
 """Per-row functions of (targets, predictions) by log name (``loss``, ``accuracy``...), each with what the logged
@@ -134,13 +181,13 @@ def slot_scores(values: np.ndarray, weight: np.ndarray | None, slots: int, finis
     >>> slot_scores(np.array([[1.0, 3.0], [5.0, np.inf]]), np.array([[1.0, 1.0], [1.0, 0.0]]), slots=2).tolist()
     [2.0, 5.0]
     """
-    values = np.asarray(values, dtype=np.float64).reshape(slots, -1, 2 if finish == "ratio" else 1)
+    values = np.asarray(values, dtype=np.float64).reshape(slots, -1, SUMMED.get(finish, 1))
     counts = np.ones(values.shape[:2], dtype=bool) if weight is None else np.asarray(weight).reshape(slots, -1) > 0
     # `where`, not a product: a padding row's value may be inf (inf * 0 is nan).
     sums = np.where(counts[..., None], values, 0.0).sum(axis=1)
-    totals, denominators = (sums[:, 0], sums[:, 1]) if finish == "ratio" else (sums[:, 0], counts.sum(axis=1))
-    mean = np.divide(totals, denominators, out=np.zeros(slots), where=denominators != 0)
-    return of_mean(mean, finish)
+    if finish in SUMMED:
+        return of_sums(sums, finish)
+    return of_mean(sums[:, 0] / np.maximum(counts.sum(axis=1), 1), finish)
 
 
 class RowScorer(keras.Model):
@@ -162,9 +209,9 @@ class RowScorer(keras.Model):
         regularizers, so the loss function alone is the same value.
 
         Each function reduces the predictions' last axis, so its values are shaped as the predictions less that
-        axis, and a ratio's pairs (:data:`Finish`) as the predictions with a last axis of 2: reshaped so, with a
-        last axis of 1 or 2, as Keras' functions squeeze a known axis of 1 (on JAX, a stacked model's chunk of one
-        row per slot came back as one value per slot).
+        axis, and a summed score's vectors (:data:`SUMMED`) as the predictions with a last axis of their length:
+        reshaped so, with a last axis of 1 or that length, as Keras' functions squeeze a known axis of 1 (on JAX,
+        a stacked model's chunk of one row per slot came back as one value per slot).
         """
         X, y = inputs
         predictions = self.scored(X, training=False)
@@ -240,8 +287,8 @@ def metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
         if spec.loss in CATEGORICAL_LOSSES:
             return keras.metrics.categorical_accuracy, None
         return keras.metrics.sparse_categorical_accuracy, None
-    if metric in RATIOS:
-        return RATIOS[metric], "ratio"
+    if metric in SUMMED_METRICS:
+        return SUMMED_METRICS[metric]
     if metric == "perplexity":
         return keras.losses.sparse_categorical_crossentropy, "exp"
     if metric == "mae":
@@ -262,7 +309,7 @@ class SlotMean(keras.metrics.Metric):
 
     A row counts when its sample weight is above 0: weights here mark padding (0), a partial batch's rows (scaled
     so the batch's loss is their mean, see `tasks/training/fit.py`) and class weights, and each real row counts
-    once. A ratio's function gives each row a (numerator, denominator) pair (:data:`Finish`).
+    once. A summed score's function gives each row a vector, and its finish is of their sums (:data:`Finish`).
     Stacked targets, predictions and sample weights are slot-first, `(k, batch, ...)`; the per-sample function
     reduces the last axis, giving `(k, batch)` values. One metric object keeps all k totals in one vector, so the
     cost per step does not grow with k, and reports them as one vector, `f*_<name>`, which `fit_epochs` logs as
@@ -274,8 +321,11 @@ class SlotMean(keras.metrics.Metric):
         super().__init__(name=name, **kwargs)
         self.fn, self.slots, self.finish = fn, slots, finish
         width = slots or 1
-        self.total = self.add_variable(shape=(width,), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(width,), initializer="zeros", name="count")
+        if finish in SUMMED:  # each slot's sums of the rows' vectors
+            self.total = self.add_variable(shape=(width, SUMMED[finish]), initializer="zeros", name="total")
+        else:
+            self.total = self.add_variable(shape=(width,), initializer="zeros", name="total")
+            self.count = self.add_variable(shape=(width,), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         self.update_rows(self.fn(y_true, y_pred), sample_weight)
@@ -283,23 +333,24 @@ class SlotMean(keras.metrics.Metric):
     def update_rows(self, values, sample_weight=None):
         """Add per-sample `values` already computed (the stacked model's per-row losses)."""
         width = self.slots or 1
-        ratio = self.finish == "ratio"
-        values = ops.reshape(ops.cast(values, "float32"), (width, -1, 2) if ratio else (width, -1))
+        summed = SUMMED.get(self.finish)
+        values = ops.reshape(ops.cast(values, "float32"), (width, -1, summed) if summed else (width, -1))
         if sample_weight is None:
-            counts = ops.ones_like(values[..., 0] if ratio else values, dtype="bool")
+            counts = ops.ones_like(values[..., 0] if summed else values, dtype="bool")
         else:
             counts = ops.reshape(ops.greater(sample_weight, 0), (width, -1))
         # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan.
-        if ratio:  # the denominators' sum stands for the count
-            kept = ops.where(ops.expand_dims(counts, -1), values, 0.0)
-            self.total.assign_add(ops.sum(kept[..., 0], axis=1))
-            self.count.assign_add(ops.sum(kept[..., 1], axis=1))
+        if summed:
+            self.total.assign_add(ops.sum(ops.where(ops.expand_dims(counts, -1), values, 0.0), axis=1))
         else:
             self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=1))
             self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=1))
 
     def result(self):
-        mean = of_mean(ops.divide_no_nan(self.total, self.count), self.finish, ops)
+        if self.finish in SUMMED:
+            mean = of_sums(self.total, self.finish, ops)
+        else:
+            mean = of_mean(ops.divide_no_nan(self.total, self.count), self.finish, ops)
         # Stacked: one vector, not k scalars, so a compiled step has one output per metric (see `EVERY_SLOT`).
         return mean[0] if self.slots is None else {every_slot(self.name): mean}
 
@@ -339,9 +390,10 @@ def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float
     if metric == "accuracy":
         task = spec.dataset.task
         return float(np.mean(point_values(task, y_pred) == point_values(task, y_true)))
-    if metric in RATIOS:  # the per-row pairs the epochs' scores count, summed over every row
-        pairs = ops.convert_to_numpy(RATIOS[metric](y_true.astype("float32"), y_pred.astype("float32")))
-        return float(slot_scores(pairs, None, 1, "ratio")[0])
+    if metric in SUMMED_METRICS:  # the per-row vectors the epochs' scores sum, summed over every row
+        fn, finish = SUMMED_METRICS[metric]
+        rows = ops.convert_to_numpy(fn(y_true.astype("float32"), y_pred.astype("float32")))
+        return float(slot_scores(rows, None, 1, finish)[0])
     if metric == "perplexity":  # exp of the mean cross-entropy of the true tokens' probabilities
         probabilities = y_pred[np.arange(len(y_pred)), y_true.reshape(-1).astype(np.int64)]
         return float(np.exp(-np.mean(np.log(np.clip(probabilities, 1e-12, 1.0)))))
