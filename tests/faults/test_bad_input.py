@@ -439,7 +439,8 @@ CASES = [
         files={"data/mine.csv": REVIEWS, "weights/glove.txt": "good 1 2\nbad 3 4\n"}, argv=("run", "mine")),
     Bad("class-weight-of-a-label-not-in-the-target", (
         "data/iris.csv: params.yaml:experiments.iris.train.class_weight names label(s) 'virginca' the target does not "
-        "have. Labels found: 'setosa', 'versicolor', 'virginica'",), iris("train", class_weight={"virginca": 2.0})),
+        "have (keys are the target's labels", "Labels found: 'setosa', 'versicolor', 'virginica'"),
+        iris("train", class_weight={"virginca": 2.0})),
     Bad("class-weight-on-a-regression", (
         "params.yaml:experiments.diabetes.train.class_weight: weighs the rows of each class: it needs task 'binary' "
         "or 'multiclass'. Received: task 'regression'",),
