@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.split import make_splits
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.outputs.predict import PREDICTION, predict_table
-from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.outputs.results import write_model, write_predictions
 from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, fit_split, prepare_folds, refit, supervised
 from kerasflow.tasks.training.train import predict
 
@@ -122,3 +123,98 @@ def test_sampled_windows_are_kerass_timeseries_windows_and_predict_reads_them_fr
     # One forecast per run of 10 rows, indexed by its last row, for the row 2 after it.
     assert got.index.tolist() == list(range(ROWS - 11, ROWS))
     np.testing.assert_allclose(got[PREDICTION].to_numpy()[:-2], expected[-9:], rtol=1e-5)
+
+
+STEPS = 3
+
+
+def _multistep_spec(**changes):
+    """The weather forecast of the next STEPS values of pollution from 4 steps of it, dew and temp."""
+    spec = _spec(lookback_columns=["dew", "temp"], lookback=4, steps_out=STEPS)
+    raw = spec.model_dump(mode="json")
+    raw["model"]["layers"][-1]["units"] = STEPS
+    raw["train"]["epochs"] = 20
+    for section, values in changes.items():
+        raw[section].update(values)
+    return parse_params({"experiments": {"weather": raw}, "continued": {}, "sweeps": {}}).experiments["weather"]
+
+
+def test_a_multi_step_window_predicts_the_next_steps_of_the_target_and_trains_on_none_held_out(series):
+    spec = _multistep_spec(evaluate={"method": "timeseries", "n_splits": 3})
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    rows, encoded = supervised(spec, table, labels)
+    # Window i reads rows i..i+3 and forecasts the pollution of rows i+4, i+5, i+6; it is indexed by the first.
+    assert encoded.codes.shape == (ROWS - 4 - STEPS + 1, STEPS)
+    np.testing.assert_array_equal(rows.X["pollution_lag_1"].to_numpy(),
+                                  series["pollution"].to_numpy()[rows.y.index - 1])
+    for step in range(STEPS):
+        np.testing.assert_array_equal(encoded.codes[:, step], series["pollution"].to_numpy()[rows.y.index + step])
+    folds = prepare_folds(spec, table, labels)
+    for fold, split in zip(folds, make_splits(spec.evaluate, encoded.codes)):
+        # The last STEPS - 1 training windows' later targets are held-out rows: they are left out.
+        assert len(fold.X_train) == len(split.train_index) - (STEPS - 1)
+        assert fold.y_train.shape[1] == fold.y_test.shape[1] == fold.naive_test.shape[1] == STEPS
+        first_held_out = fold.test_rows.min()
+        train_rows = rows.y.index[split.train_index[:len(fold.X_train)]]
+        assert train_rows.max() + STEPS - 1 < first_held_out
+
+
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
+def test_a_multi_step_forecast_is_scored_over_every_step_and_written_a_line_a_step(series, tmp_path, stack):
+    spec = _multistep_spec(evaluate={"method": "timeseries", "n_splits": 3, "stack_folds": stack})
+    table = load_table(spec.dataset)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    result = cross_validate(spec, folds)
+    assert result.stacked == stack
+    for fold, data in zip(result.folds, folds):
+        assert fold.y_pred.shape == fold.y_true.shape == (len(data.X_test), STEPS)
+        np.testing.assert_allclose(fold.y_true, data.y_test)
+        assert fold.score == pytest.approx(float(np.sqrt(np.mean((fold.y_pred - fold.y_true) ** 2))), rel=1e-6)
+        assert fold.history["val_rmse"][-1] == pytest.approx(fold.score, rel=1e-4)
+    assert np.mean(result.scores) < np.mean(result.baseline)  # it beats repeating the last value
+    lines = write_predictions(tmp_path, result, None).read_text().splitlines()
+    assert lines[0] == "fold,row,step,true,predicted" and len(lines) == 1 + STEPS * sum(r.n_test for r in result.folds)
+    first = folds[0].test_rows[0]
+    assert [line.split(",")[1:3] for line in lines[1:4]] == [[str(first + j), str(j + 1)] for j in range(STEPS)]
+
+
+def test_the_stacked_and_the_per_fold_multi_step_forecasts_are_the_same(series):
+    """Plain SGD: the expanding folds' shorter slots get batches with no rows, which move no weight of theirs (a
+    momentum would: tasks/training/epoch_plan.py)."""
+    specs = [_multistep_spec(evaluate={"method": "timeseries", "n_splits": 3, "stack_folds": stack},
+                             train={"optimizer": "sgd", "learning_rate": 0.05}) for stack in (True, False)]
+    table = load_table(specs[0].dataset)
+    folds = prepare_folds(specs[0], table, encode_labels(specs[0], table))
+    stacked, alone = (cross_validate(spec, folds) for spec in specs)
+    assert stacked.scores == pytest.approx(alone.scores, rel=1e-6)
+    for a, b in zip(stacked.folds, alone.folds):
+        np.testing.assert_allclose(a.y_pred, b.y_pred, rtol=1e-5)
+
+
+def test_predict_reads_a_files_rows_and_writes_a_column_a_step(series, tmp_path):
+    spec = _multistep_spec()
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    final = refit(spec, table, labels)
+    folder = write_model(tmp_path / "model", spec, final)
+    rows, _ = supervised(spec, table, labels)
+    expected = predict(final.model, final.preprocessor.transform(rows.X))
+    recent = series.iloc[-12:].drop(columns=["step", "wind"])
+    got = predict_table(folder, recent)
+    assert list(got.columns) == [f"{PREDICTION}_{j}" for j in range(1, STEPS + 1)]
+    # One forecast per window of 4 rows, indexed by its last row; the file's last windows forecast past its end.
+    assert got.index.tolist() == list(range(ROWS - 9, ROWS))
+    np.testing.assert_allclose(got.to_numpy()[:-STEPS], expected[-(9 - STEPS):], rtol=1e-5)
+
+
+def test_a_last_layer_of_another_width_than_the_steps_is_refused_naming_them(series):
+    spec = _multistep_spec(model={"layers": [{"type": "dense", "units": 16, "activation": "relu"},
+                                             {"type": "dense", "units": 1}]})
+    with pytest.raises(DataError, match=r"the last Dense layer must have 3 unit\(s\) for task 'regression' on "
+                                        r"data/weather.csv \(3 steps ahead: preprocess.steps_out\). Received: 1"):
+        encode_labels(spec, load_table(spec.dataset))
+    with pytest.raises(ParamsError, match=r"preprocess.steps_out: shapes a series' look-back windows: it needs "
+                                          r"preprocess.lookback"):
+        parse_params({"experiments": {"w": {**spec.model_dump(mode="json"), "preprocess": {"steps_out": 2}}}},
+                     source="listing.yaml")

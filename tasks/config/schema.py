@@ -200,6 +200,9 @@ class PreprocessSpec(Section):
         default_factory=list, description="a multivariate series: the other columns whose values at the window's "
                                           "steps are inputs too (\"all\": every column besides the target)")
     horizon: Count = Field(default=1, description="forecast the target this many steps after the window's last")
+    steps_out: Count = Field(
+        default=1, description="forecast this many consecutive steps from the horizon on, as one vector (the "
+                               "model's last Dense layer has one unit a step): a multi-step forecast")
     sampling_rate: Count = Field(
         default=1, description="a window reads every sampling_rate-th row: its `lookback` steps are sampling_rate "
                                "rows apart (Keras' timeseries_dataset_from_array; the books' hourly samples of "
@@ -225,13 +228,14 @@ class PreprocessSpec(Section):
     def _text_alone(self) -> "PreprocessSpec":
         # Token ids are categories, not magnitudes: scaling or imputing them would silently corrupt them.
         if self.text is not None:
-            others = ("scale", "categorical", "impute", "lookback", "scale_target", "lookback_columns", "horizon")
+            others = ("scale", "categorical", "impute", "lookback", "scale_target", "lookback_columns", "horizon",
+                      "steps_out")
             clashing = {key: getattr(self, key) for key in others if getattr(self, key) != _default(self, key)}
             if clashing:
                 raise AtKey(next(iter(clashing)), f"`text` is the rows' only input and makes token ids or bags: "
                           f"{', '.join(clashing)} cannot be used with it. Received: {clashing}")
         if self.lookback is None:
-            given = [key for key in ("lookback_columns", "horizon", "sampling_rate")
+            given = [key for key in ("lookback_columns", "horizon", "sampling_rate", "steps_out")
                      if getattr(self, key) != _default(self, key)]
             if given:
                 raise AtKey(given[0], f"shapes a series' look-back windows: it needs preprocess.lookback. Received: "

@@ -20,7 +20,8 @@ from kerasflow.tasks.config.schema import EvaluateSpec
 SAME_FOLDS = ("dataset.file", "dataset.target", "dataset.task",
               *(f"evaluate.{key}" for key in ("method", "n_splits", "n_repeats", "shuffle", "stratify", "test_size",
                                               "seed")),
-              *(f"preprocess.{key}" for key in ("lookback", "horizon", "lookback_columns", "sampling_rate")))
+              *(f"preprocess.{key}" for key in ("lookback", "horizon", "steps_out", "lookback_columns",
+                                                "sampling_rate")))
 """The settings that decide an experiment's rows (a series' windows) and which of them each fold holds out."""
 
 

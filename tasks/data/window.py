@@ -3,7 +3,8 @@
 A window holds the target's own previous values and, for a multivariate series (`preprocess.lookback_columns`),
 the other columns' values at the same steps, time-major (every column of the oldest step first), so a reshape to
 [lookback, columns] makes them time steps. With `horizon` h the target is h rows after the window's last step; with
-`sampling_rate` r the window's steps are r rows apart, as Keras' `timeseries_dataset_from_array` samples them.
+`sampling_rate` r the window's steps are r rows apart, as Keras' `timeseries_dataset_from_array` samples them. With
+`steps_out` k the targets are the k rows from there on, one vector a window (a multi-step forecast).
 
 Windowing only re-indexes values (nothing is fitted), so it can run before the split; the split is then made over
 the windows in time order, and each window keeps its target's row number in the file as its index: a training
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError
@@ -78,21 +80,40 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
     columns = window_columns(spec, table)
     target = str(table.y.name)
     n = len(table.y)
-    if n < span + horizon + 1:
+    reach = horizon + spec.steps_out - 1  # from a window's last step to its last target
+    if n < span + reach + 1:
+        ahead = f"horizon {horizon}" + ("" if spec.steps_out == 1 else f" and steps_out {spec.steps_out}")
         sampled = "" if rate == 1 else f" and sampling_rate {rate}"
-        raise DataError(f"{table.source}: {spec.key('lookback')}={lookback} with horizon {horizon}{sampled} needs at "
-                        f"least {span + horizon + 1} rows in the series; it has {n}")
+        raise DataError(f"{table.source}: {spec.key('lookback')}={lookback} with {ahead}{sampled} needs at "
+                        f"least {span + reach + 1} rows in the series; it has {n}")
     if columns:
         steps = pd.concat([table.y.rename(target), table.X[columns]], axis=1)
         names = lag_columns(lookback, horizon, [target, *columns], rate)
     else:
         steps, names = table.y.to_frame(), lag_columns(lookback, horizon, sampling_rate=rate)
-    rows = n - span - horizon + 1
-    # Window i reads steps i, i + rate, .., i + span - 1 and predicts step i + span + horizon - 1.
+    rows = n - span - reach + 1
+    # Window i reads steps i, i + rate, .., i + span - 1 and predicts step i + span + horizon - 1 (and the
+    # steps_out - 1 after it).
     blocks = [steps.iloc[j * rate:j * rate + rows].reset_index(drop=True) for j in range(lookback)]
     windows = pd.concat(blocks, axis=1).set_axis(names, axis=1)
-    index = table.y.index[span + horizon - 1:]
-    return Table(X=windows.set_axis(index, axis=0), y=table.y.iloc[span + horizon - 1:], source=table.source)
+    first = table.y.iloc[span + horizon - 1:][:rows]
+    return Table(X=windows.set_axis(first.index, axis=0), y=first, source=table.source)
+
+
+def window_targets(values: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The target values each window of a series of `values` (:func:`window_table`) predicts: one per window, or
+    with `steps_out` k, k a window, shaped ``(windows, k)``.
+
+    Examples
+    --------
+    >>> window_targets(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), PreprocessSpec(lookback=2, steps_out=2)).tolist()
+    [[3.0, 4.0], [4.0, 5.0]]
+    """
+    first, k = spec.window_span + spec.horizon - 1, spec.steps_out
+    rows = len(values) - first - k + 1
+    if k == 1:
+        return values[first:]
+    return np.stack([values[first + j:first + j + rows] for j in range(k)], axis=1)
 
 
 def named_columns(names: Sequence[str], target: str, horizon: int) -> list[str]:
@@ -114,8 +135,8 @@ def window_rows(frame: pd.DataFrame, spec: PreprocessSpec, target: str) -> pd.Da
     `spec.lookback_columns` names) as the windows `spec` makes, each predicting the target `horizon` rows after its
     last row: `kerasflow predict`'s input."""
     table = Table(X=frame[list(spec.lookback_columns)], y=frame[target], source="input")
-    # Rows past the end, never read, give the last windows a target to stand against.
-    filler = [0] * (spec.horizon + 1)
+    # Rows past the end, never read, give the last windows targets to stand against.
+    filler = [0] * (spec.horizon + spec.steps_out)
     padded = Table(X=pd.concat([table.X, table.X.iloc[filler]], ignore_index=True),
                    y=pd.concat([table.y, table.y.iloc[filler]], ignore_index=True), source=table.source)
     return window_table(padded, spec).X.iloc[:len(frame) - spec.window_span + 1].reset_index(drop=True)

@@ -82,9 +82,9 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -
     apart), indexed by its last row, whose prediction is the target `horizon` rows after that row."""
     window = saved.window
     columns = window["columns"]
-    # Model folders saved before sampling_rate existed have none: 1.
+    # Model folders saved before sampling_rate or steps_out existed have none: 1.
     spec = PreprocessSpec(lookback=window["lookback"], horizon=window["horizon"], lookback_columns=columns,
-                          sampling_rate=window.get("sampling_rate", 1))
+                          sampling_rate=window.get("sampling_rate", 1), steps_out=window.get("steps_out", 1))
     needed = [saved.target, *columns]
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
     missing = [c for c in needed if c not in frame.columns]
@@ -101,8 +101,10 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
     """Predictions for `frame`'s rows, in its row order and with its index, in the target's own terms.
 
     Classification gives `prediction` (the original class labels) and one `proba_<class>` column per class;
-    regression gives `prediction` in the target's units. `source` names the rows in error messages. A series
-    model also takes the file's consecutive rows (:func:`series_windows`): one prediction per window.
+    regression gives `prediction` in the target's units (a forecast of k steps: `prediction_1` ...
+    `prediction_k`, step j being `horizon + j - 1` rows after the window's last). `source` names the rows in error
+    messages. A series model also takes the file's consecutive rows (:func:`series_windows`): one prediction per
+    window.
     """
     saved = model if isinstance(model, SavedModel) else read_saved(model)
     if saved.task == "next_token":
@@ -116,7 +118,11 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
     _check_values(saved, X, source)
     output = _predict_rows(saved, saved.preprocessor.transform(X))
     if saved.codec is None:
-        return pd.DataFrame({PREDICTION: output.reshape(-1)}, index=frame.index)
+        values = output.reshape(len(output), -1)
+        if values.shape[1] == 1:
+            return pd.DataFrame({PREDICTION: values[:, 0]}, index=frame.index)
+        return pd.DataFrame(values, columns=[f"{PREDICTION}_{j + 1}" for j in range(values.shape[1])],
+                            index=frame.index)
     classes = saved.codec.classes_
     if saved.task == "binary":
         # One sigmoid unit: the probability of the second class, thresholded as `scoring.score` does.

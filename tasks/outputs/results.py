@@ -92,7 +92,8 @@ def write_history(out_dir: Path, result: CVResult) -> Path:
 
 def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None) -> Path:
     """Every fold's held-out rows: `fold`, `row` (in the data file), `true` and `predicted` (class labels, or
-    values with six significant digits)."""
+    values with six significant digits). A forecast of k steps (`preprocess.steps_out`) has k lines a window, one a
+    step: `step` (from 1) and the `row` of that step's target."""
 
     def shown(values: Any) -> list[str]:
         if codec is not None:
@@ -101,10 +102,16 @@ def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None)
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["fold", "row", "true", "predicted"])
+    steps = result.folds[0].y_true.shape[1] if result.folds[0].y_true.ndim == 2 else None
+    writer.writerow(["fold", "row", *(["step"] if steps else []), "true", "predicted"])
     for index, fold in enumerate(result.folds):
-        writer.writerows((index, int(row), true, pred)
-                         for row, true, pred in zip(fold.rows, shown(fold.y_true), shown(fold.y_pred)))
+        if steps is None:
+            writer.writerows((index, int(row), true, pred)
+                             for row, true, pred in zip(fold.rows, shown(fold.y_true), shown(fold.y_pred)))
+            continue
+        for row, true, pred in zip(fold.rows, fold.y_true, fold.y_pred):
+            writer.writerows((index, int(row) + step, step + 1, a, b)
+                             for step, (a, b) in enumerate(zip(shown(true), shown(pred))))
     path = out_dir / "predictions.csv"
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
@@ -139,7 +146,7 @@ def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Pat
         preprocess = spec.preprocess
         if preprocess.lookback is not None:  # `kerasflow predict` then also takes a file's consecutive rows
             state["window"] = {"lookback": preprocess.lookback, "horizon": preprocess.horizon,
-                               "sampling_rate": preprocess.sampling_rate,
+                               "sampling_rate": preprocess.sampling_rate, "steps_out": preprocess.steps_out,
                                "columns": named_columns(final.preprocessor.columns_, str(spec.dataset.target),
                                                         preprocess.horizon)}
         (tmp / PREPROCESSING_FILE).write_text(json.dumps(state, indent=2) + "\n")

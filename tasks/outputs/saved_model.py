@@ -33,8 +33,8 @@ class SavedModel:
     target: str
     header: bool
     window: dict | None = None
-    """A series model's windows: `lookback`, `horizon`, `sampling_rate` and the other `columns` each window reads
-    (None otherwise)."""
+    """A series model's windows: `lookback`, `horizon`, `sampling_rate`, `steps_out` and the other `columns` each
+    window reads (None otherwise)."""
 
     @property
     def features(self) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.layers import EmbeddingLayer
@@ -19,7 +20,7 @@ from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.data.tokens import TokenVocabulary, windows
-from kerasflow.tasks.data.window import last_value_column, window_table
+from kerasflow.tasks.data.window import last_value_column, window_table, window_targets
 from kerasflow.tasks.data.word_vectors import read_word_vectors
 from kerasflow.tasks.training.class_weights import check_class_weight, class_weights
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
@@ -111,8 +112,8 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", 
     if start is not None:
         check_fits(start, spec, name, table)
     units = output_units(spec.model)
-    if spec.dataset.task == "regression":
-        expected, encoded = 1, Encoded(table.y.to_numpy(dtype=np.float64), None)
+    if spec.dataset.task == "regression":  # one unit a forecast step
+        expected, encoded = spec.preprocess.steps_out, Encoded(table.y.to_numpy(dtype=np.float64), None)
     else:
         codec = start.codec if start is not None else LabelCodec().fit(table.y)
         check_class_weight(spec.train.class_weight, codec.classes_,
@@ -124,9 +125,17 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", 
         raise DataError(f"{experiment_key(spec, name, 'model.layers')}: "
                         f"the last Dense layer must have {expected} unit(s) for "
                         f"task {spec.dataset.task!r} on {table.source} "
-                        f"({encoded.n_classes or 'a numeric'} target{'s' if encoded.n_classes else ''}). "
+                        f"({_targets(spec, encoded)}). "
                         f"Received: {units} (layers[{last}])")
     return encoded
+
+
+def _targets(spec: ExperimentSpec, encoded: Encoded) -> str:
+    """What the model's outputs must stand for, in the message refusing its last layer."""
+    if encoded.n_classes:
+        return f"{encoded.n_classes} targets"
+    steps = spec.preprocess.steps_out
+    return "a numeric target" if steps == 1 else f"{steps} steps ahead: preprocess.steps_out"
 
 
 def encode_tokens(spec: ExperimentSpec, table: Table, name: str = "experiment") -> Encoded:
@@ -167,8 +176,7 @@ def supervised(spec: ExperimentSpec, table: Table, labels: Encoded) -> tuple[Tab
     preprocess = spec.preprocess
     if preprocess.lookback is None:
         return table, labels
-    return window_table(table, preprocess), Encoded(labels.codes[preprocess.window_span + preprocess.horizon - 1:],
-                                                    None)
+    return window_table(table, preprocess), Encoded(window_targets(labels.codes, preprocess), None)
 
 
 def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
@@ -188,14 +196,23 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
         X_test=preprocessor.transform(X_test),
         y_test=encode_target(spec, labels.codes[split.test_index], labels.n_classes),
         target_scale=start.target_scale if start is not None else fit_target_scale(spec.preprocess, y_train),
-        naive_test=(X_test[last_value_column(spec.preprocess, str(table.y.name))].to_numpy(dtype=np.float32)
-                    .reshape(-1, 1) if spec.preprocess.lookback is not None else None),
+        naive_test=naive_forecast(spec, X_test, str(table.y.name)),
         test_rows=X_test.index.to_numpy(),
         initial_weights=start.weights if start is not None else None,
         embedding=pretrained_embedding(spec, preprocessor) if start is None else None,
         class_weight=labels.class_weights(spec, split.train_index),
     )
     return fold, preprocessor
+
+
+def naive_forecast(spec: ExperimentSpec, X: pd.DataFrame, target: str) -> np.ndarray | None:
+    """A series' windows' naive forecast: each window's last value of the target, for every step it forecasts
+    (`preprocess.steps_out`), in the target's units; None for rows that are no windows."""
+    preprocess = spec.preprocess
+    if preprocess.lookback is None:
+        return None
+    last = X[last_value_column(preprocess, target)].to_numpy(dtype=np.float32).reshape(-1, 1)
+    return np.repeat(last, preprocess.steps_out, axis=1)
 
 
 def pretrained_embedding(spec: ExperimentSpec, preprocessor: Preprocessor) -> np.ndarray | None:
@@ -231,7 +248,23 @@ def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded, start: St
         raise DataError(f"{table.source}: {spec.preprocess.key('horizon')}={horizon} steps reach past a held-out "
                         f"part of {held_out} rows: every forecast of it would start before it. Use a shorter horizon "
                         f"or a larger evaluate.test_size (or fewer evaluate.n_splits)")
-    return [fit_split(spec, table, labels, split, start)[0] for split in splits]
+    return [fit_split(spec, table, labels, purged(split, spec.preprocess.steps_out), start)[0] for split in splits]
+
+
+def purged(split: Split, steps_out: int) -> Split:
+    """`split` without the training windows whose later targets (`steps_out` of them from each window's first)
+    fall among the held-out windows' rows: a model must not have trained on values it is scored on forecasting.
+
+    Examples
+    --------
+    >>> purged(Split(np.arange(6), np.arange(6, 9)), 3).train_index.tolist()
+    [0, 1, 2, 3]
+    """
+    if steps_out == 1:
+        return split
+    start = split.test_index.min()
+    reaching = (split.train_index < start) & (split.train_index + steps_out - 1 >= start)
+    return Split(split.train_index[~reaching], split.test_index)
 
 
 def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence[keras.callbacks.Callback] = (),

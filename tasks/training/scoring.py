@@ -368,7 +368,8 @@ def first_non_finite(values: Sequence[float]) -> int | None:
 
 
 def point_values(task: str, y: np.ndarray) -> np.ndarray:
-    """Encoded targets or model outputs of a `task` as one value per row: the class code, or the value.
+    """Encoded targets or model outputs of a `task` as one value per row: the class code, or the value (a
+    forecast of k steps: k values a row).
 
     Examples
     --------
@@ -377,8 +378,9 @@ def point_values(task: str, y: np.ndarray) -> np.ndarray:
     >>> point_values("binary", np.array([[0.3], [0.9]])).tolist()
     [0, 1]
     """
-    if task == "regression":
-        return y.reshape(-1).astype(np.float64)
+    if task == "regression":  # a forecast of k steps: k values a row
+        values = y.reshape(len(y), -1).astype(np.float64)
+        return values[:, 0] if values.shape[1] == 1 else values
     if task == "binary":
         return (y.reshape(-1) > 0.5).astype(np.int64)
     return (y.argmax(axis=-1) if y.ndim == 2 else y).astype(np.int64)
