@@ -134,6 +134,22 @@ def test_the_books_other_layers_build_and_train():
                               keras.ops.convert_to_numpy(bidirectional.backward_layer.cell.kernel))
 
 
+def test_recurrent_layers_take_the_books_relu_activation():
+    """Brownlee's LSTMs: LSTM(100, activation='relu'); a name Keras lacks is refused naming the layer's key."""
+    spec = ModelSpec.model_validate({"layers": [
+        {"type": "reshape", "target_shape": [3, 1]},
+        {"type": "lstm", "units": 4, "activation": "relu", "return_sequences": True},
+        {"type": "gru", "units": 3, "activation": "relu"}, {"type": "dense", "units": 2}]})
+    model = build_model(spec, n_features=3, seed=1)
+    assert [layer.activation.__name__ for layer in model.layers[1:3]] == ["relu", "relu"]
+    assert build_model(ModelSpec.model_validate({"layers": [
+        {"type": "reshape", "target_shape": [3, 1]}, {"type": "lstm", "units": 4}, {"type": "dense", "units": 1}]}),
+        n_features=3, seed=1).layers[1].activation.__name__ == "tanh"
+    with pytest.raises(ValueError, match=r"layers\.1\.lstm\.activation"):
+        ModelSpec.model_validate({"layers": [{"type": "reshape", "target_shape": [3, 1]},
+                                             {"type": "lstm", "units": 4, "activation": "rellu"}]})
+
+
 def test_separable_convolutions_and_rescaling_build_seeded_and_train():
     """Chollet's Xception-style listing: rescaled pixels into depthwise separable convolutions."""
     spec = ModelSpec.model_validate({"layers": [

@@ -161,15 +161,19 @@ class GlobalAveragePooling1DLayer(Section):
     type: Literal["global_average_pooling1d"]
 
 class Recurrent(Weights):
-    """What the recurrent layers share: units, whether every step's output is returned, dropout of the inputs and of
-    the recurrent state, and the recurrent kernel's constraint and penalty."""
+    """What the recurrent layers share: units, their activation (Brownlee's LSTMs use relu), whether every step's
+    output is returned, dropout of the inputs and of the recurrent state, and the recurrent kernel's constraint and
+    penalty."""
 
     units: Count
+    activation: str = "tanh"
     return_sequences: bool = False
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     recurrent_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     recurrent_constraint: Constraint = None
     recurrent_regularizer: Regularizer = None
+
+    _check_activation = field_validator("activation")(activation_name)
 
 class LSTMLayer(Recurrent):
     type: Literal["lstm"]
@@ -180,9 +184,6 @@ class GRULayer(Recurrent):
 
 class SimpleRNNLayer(Recurrent):
     type: Literal["simple_rnn"]
-    activation: str = "tanh"
-
-    _check_activation = field_validator("activation")(activation_name)
 
 RecurrentSpec = Annotated[Union[LSTMLayer, GRULayer, SimpleRNNLayer], Field(discriminator="type")]
 

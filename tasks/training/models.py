@@ -231,7 +231,7 @@ def load_base_weights(base: keras.Model, spec: PretrainedLayer) -> None:
 def recurrent_layer(spec: LSTMLayer | GRULayer | SimpleRNNLayer, seed: int,
                     go_backwards: bool = False) -> keras.layers.Layer:
     """An LSTM, GRU or SimpleRNN layer, its kernels and dropout masks seeded from `seed` (and `seed + 1`)."""
-    options = {"return_sequences": spec.return_sequences, "dropout": spec.dropout,
+    options = {"activation": spec.activation, "return_sequences": spec.return_sequences, "dropout": spec.dropout,
                "recurrent_dropout": spec.recurrent_dropout, "seed": seed, "go_backwards": go_backwards,
                "kernel_initializer": seeded_initializer("glorot_uniform", seed),
                "recurrent_initializer": seeded_initializer("orthogonal", seed + 1), **weight_arguments(spec)}
@@ -239,7 +239,7 @@ def recurrent_layer(spec: LSTMLayer | GRULayer | SimpleRNNLayer, seed: int,
         return keras.layers.LSTM(spec.units, stateful=spec.stateful, **options)
     if isinstance(spec, GRULayer):
         return keras.layers.GRU(spec.units, **options)
-    return keras.layers.SimpleRNN(spec.units, activation=spec.activation, **options)
+    return keras.layers.SimpleRNN(spec.units, **options)
 
 
 def build_model(spec: ModelSpec, n_features: int, seed: int,
