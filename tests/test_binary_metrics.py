@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds
-from kerasflow.tasks.training.scoring import HeldOut, HeldOutScores, expand_slots, row_scores
+from kerasflow.tasks.training.scoring import HeldOut, HeldOutScores, expand_slots, row_scores, score
 from kerasflow.tasks.training.stacked import build_stacked, compile_stacked, stack_slots
 
 SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
@@ -79,3 +79,15 @@ def test_each_slots_held_out_score_is_keras_own_metric_of_its_rows(metric):
         if metric == "auc":  # 200 thresholds draw the exact curve closely
             assert alone == pytest.approx(roc_auc_score(truth.reshape(-1), predictions[j, :len(truth), 0]), abs=0.02)
 
+
+
+def test_the_auc_of_predictions_outside_zero_to_one_is_keras_own():
+    """A hinge loss's tanh outputs run from -1 to 1: Keras' AUC clips them to [0, 1] before it ranks them."""
+    spec = _cancer_spec("auc")
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 2, size=(300, 1)).astype("float32")
+    outputs = np.tanh(rng.normal(size=(300, 1)) + 1.5 * (truth - 0.5)).astype("float32")
+    keras_own = keras.metrics.AUC()
+    keras_own.update_state(truth, outputs)
+    assert score(spec, truth, outputs) == pytest.approx(float(keras_own.result()), abs=1e-6)
+    assert score(spec, truth, outputs) > 0.6

@@ -62,16 +62,16 @@ class SlotLogs(keras.callbacks.Callback):
 
 Finish = Literal["sqrt", "exp", "ratio", "roc_auc"] | None
 """What the logged value is of the per-row values: their mean (None), its root (RMSE) or its exponential
-(perplexity, of the mean cross-entropy); or, for a score that is no mean, a function of their sums, each row giving
-a vector of :data:`SUMMED` values on its last axis: ``ratio``, a (numerator, denominator) pair whose sums' ratio is
-the score (precision, recall, F1; 0 where the denominators sum to 0, as Keras' metrics give), or ``roc_auc``, each
-threshold's true and false positives and the row's class (:func:`roc_rows`)."""
+(perplexity, of the mean cross-entropy); or, for a score that is no mean, a function of each slot's tally of its rows'
+pairs (:func:`tallied`): ``ratio``, a (numerator, denominator) pair a row whose sums' ratio is the score (precision,
+recall, F1; 0 where the denominators sum to 0, as Keras' metrics give), or ``roc_auc``, a row's place among the ROC
+curve's thresholds and its class (:func:`roc_rows`)."""
 
 ROC_THRESHOLDS = 200
 """Keras' AUC's default `num_thresholds`: the ROC curve is drawn through this many points."""
 
-SUMMED = {"ratio": 2, "roc_auc": 2 * ROC_THRESHOLDS + 2}
-"""The finishes computed from sums of per-row vectors, and each vector's length."""
+TALLIED = {"ratio": 2, "roc_auc": 2 * (ROC_THRESHOLDS + 1)}
+"""The finishes computed from a tally of per-row pairs, and the tally's length a slot (:func:`tallied`)."""
 
 
 def of_mean(mean, finish: Finish, xp=np):
@@ -79,10 +79,36 @@ def of_mean(mean, finish: Finish, xp=np):
     return getattr(xp, finish)(mean) if finish in ("sqrt", "exp") else mean
 
 
-def of_sums(sums, finish: Finish, xp=np):
-    """The logged value from each slot's sums of per-row vectors, ``(slots, SUMMED[finish])``, in NumPy or
-    (`xp` = ``keras.ops``) in the compiled step: a ratio, or the area under the ROC curve by Keras' AUC's
-    interpolation (trapezoids between its thresholds' points).
+def tallied(pairs, counts, finish: Finish, xp=np):
+    """Each slot's tally of the per-row `pairs` (``(slots, rows, 2)``) of the rows `counts` marks, ``(slots,
+    TALLIED[finish])``: a ratio's sums of numerators and of denominators, or the ROC's count of positive and of
+    negative rows at each place among its thresholds. In NumPy, or (`xp` = ``keras.ops``) in the compiled step.
+
+    Examples
+    --------
+    >>> pairs = np.array([[[1.0, 1.0], [0.0, 1.0], [9.0, 9.0]]])  # the third row pads
+    >>> tallied(pairs, np.array([[True, True, False]]), "ratio").tolist()
+    [[1.0, 2.0]]
+    """
+    if finish == "ratio":  # `where`, not a product: a padding row's value may be inf (inf * 0 is nan)
+        return xp.sum(xp.where(counts[..., None], pairs, 0.0), axis=1)
+    places, actual = pairs[..., 0], pairs[..., 1]
+    positive, negative = (xp.where(counts, weight, 0.0) for weight in (actual, 1.0 - actual))
+    width = ROC_THRESHOLDS + 1
+    if xp is np:  # one count a place, not a row's one-hot vector of them: held-out sets may be large
+        slots = len(places)
+        index = (places.astype(np.int64) + width * np.arange(slots)[:, None]).reshape(-1)
+        return np.concatenate([np.bincount(index, weights=weight.reshape(-1), minlength=slots * width)
+                               .reshape(slots, width) for weight in (positive, negative)], axis=1)
+    one_hot = ops.one_hot(ops.cast(places, "int32"), width)  # (slots, rows, places)
+    return ops.concatenate([ops.sum(one_hot * ops.expand_dims(weight, -1), axis=1) for weight in (positive, negative)],
+                           axis=-1)
+
+
+def of_sums(tally, finish: Finish, xp=np):
+    """The logged value from each slot's tally (:func:`tallied`), in NumPy or (`xp` = ``keras.ops``) in the
+    compiled step: a ratio, or the area under the ROC curve by Keras' AUC's interpolation (trapezoids between its
+    thresholds' points).
 
     Examples
     --------
@@ -94,10 +120,15 @@ def of_sums(sums, finish: Finish, xp=np):
                                                                       where=b != 0)
 
     if finish == "ratio":
-        return divide(sums[:, 0], sums[:, 1])
-    n = ROC_THRESHOLDS
-    true_rate = divide(sums[:, :n], sums[:, 2 * n:2 * n + 1])  # true positives / positives, each threshold
-    false_rate = divide(sums[:, n:2 * n], sums[:, 2 * n + 1:])
+        return divide(tally[:, 0], tally[:, 1])
+    width = ROC_THRESHOLDS + 1
+
+    def above(counts):  # rows at a place above threshold t: those at places t + 1 and beyond
+        return xp.flip(xp.cumsum(xp.flip(counts, axis=1), axis=1), axis=1)
+
+    positives, negatives = above(tally[:, :width]), above(tally[:, width:])
+    true_rate = divide(positives[:, 1:], positives[:, :1])  # true positives / positives, at each threshold
+    false_rate = divide(negatives[:, 1:], negatives[:, :1])
     heights = (true_rate[:, :-1] + true_rate[:, 1:]) / 2.0
     return xp.sum((false_rate[:, :-1] - false_rate[:, 1:]) * heights, axis=1)
 
@@ -135,22 +166,22 @@ def roc_thresholds() -> np.ndarray:
 
 
 def roc_rows(y_true, y_pred):
-    """Per row: at each of :func:`roc_thresholds`, whether it is a true positive, then whether a false positive
-    (its prediction above the threshold), then whether it is positive, and negative: summed over rows, the points
-    of the ROC curve Keras' AUC draws."""
+    """Per row: its place among :func:`roc_thresholds` (how many its prediction, clipped to [0, 1] as Keras' AUC
+    clips it, is above) and its class: tallied (:func:`tallied`), the points of the ROC curve Keras' AUC draws."""
     actual, _ = binary_hits(y_true, y_pred)
-    above = ops.cast(y_pred > roc_thresholds(), "float32")  # (..., thresholds)
-    return ops.concatenate([actual * above, (1.0 - actual) * above, actual, 1.0 - actual], axis=-1)
+    clipped = ops.clip(y_pred, 0.0, 1.0)
+    places = ops.sum(ops.cast(clipped > roc_thresholds(), "float32"), axis=-1, keepdims=True)
+    return ops.concatenate([places, actual], axis=-1)
 
 
-SUMMED_METRICS: dict[str, tuple[Callable, Finish]] = {
+TALLIED_METRICS: dict[str, tuple[Callable, Finish]] = {
     "precision": (precision_rows, "ratio"), "recall": (recall_rows, "ratio"), "f1": (f1_rows, "ratio"),
     "auc": (roc_rows, "roc_auc")}
-"""A binary task's scores that are no mean of per-row values, by name: each row's vector and its finish."""
+"""A binary task's scores that are no mean of per-row values, by name: each row's pair and its finish."""
 
 RowScores = Mapping[str, tuple[Callable, Finish]]
 """Per-row functions of (targets, predictions) by log name (``loss``, ``accuracy``...), each with what the logged
-value is of the rows' mean (:data:`Finish`)."""
+value is of the rows' values (:data:`Finish`)."""
 
 
 @dataclass(frozen=True)
@@ -173,21 +204,21 @@ class HeldOut:
 
 
 def slot_scores(values: np.ndarray, weight: np.ndarray | None, slots: int, finish: Finish = None) -> np.ndarray:
-    """Each slot's score from per-row `values` over its rows with weight above 0 (:func:`finished`): one value per
-    slot.
+    """Each slot's score from per-row `values` over its rows with weight above 0 (:func:`of_mean`, or
+    :func:`of_sums` of a tally of pairs): one value per slot.
 
     Examples
     --------
     >>> slot_scores(np.array([[1.0, 3.0], [5.0, np.inf]]), np.array([[1.0, 1.0], [1.0, 0.0]]), slots=2).tolist()
     [2.0, 5.0]
     """
-    values = np.asarray(values, dtype=np.float64).reshape(slots, -1, SUMMED.get(finish, 1))
+    tally = finish in TALLIED
+    values = np.asarray(values, dtype=np.float64).reshape((slots, -1, 2) if tally else (slots, -1))
     counts = np.ones(values.shape[:2], dtype=bool) if weight is None else np.asarray(weight).reshape(slots, -1) > 0
+    if tally:
+        return of_sums(tallied(values, counts, finish), finish)
     # `where`, not a product: a padding row's value may be inf (inf * 0 is nan).
-    sums = np.where(counts[..., None], values, 0.0).sum(axis=1)
-    if finish in SUMMED:
-        return of_sums(sums, finish)
-    return of_mean(sums[:, 0] / np.maximum(counts.sum(axis=1), 1), finish)
+    return of_mean(np.where(counts, values, 0.0).sum(axis=1) / np.maximum(counts.sum(axis=1), 1), finish)
 
 
 class RowScorer(keras.Model):
@@ -209,9 +240,9 @@ class RowScorer(keras.Model):
         regularizers, so the loss function alone is the same value.
 
         Each function reduces the predictions' last axis, so its values are shaped as the predictions less that
-        axis, and a summed score's vectors (:data:`SUMMED`) as the predictions with a last axis of their length:
-        reshaped so, with a last axis of 1 or that length, as Keras' functions squeeze a known axis of 1 (on JAX,
-        a stacked model's chunk of one row per slot came back as one value per slot).
+        axis, and a tallied score's pairs (:data:`TALLIED`) as the predictions with a last axis of 2: reshaped so,
+        with a last axis of 1 or 2, as Keras' functions squeeze a known axis of 1 (on JAX, a stacked model's chunk of
+        one row per slot came back as one value per slot).
         """
         X, y = inputs
         predictions = self.scored(X, training=False)
@@ -279,7 +310,7 @@ class HeldOutScores(keras.callbacks.Callback):
 
 
 def metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
-    """The per-sample Keras function behind the primary metric, and what the metric is of its mean."""
+    """The per-sample function behind the primary metric, and what the metric is of its values (:data:`Finish`)."""
     metric = spec.metric
     if metric == "accuracy":
         if spec.dataset.task == "binary":
@@ -287,8 +318,8 @@ def metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
         if spec.loss in CATEGORICAL_LOSSES:
             return keras.metrics.categorical_accuracy, None
         return keras.metrics.sparse_categorical_accuracy, None
-    if metric in SUMMED_METRICS:
-        return SUMMED_METRICS[metric]
+    if metric in TALLIED_METRICS:
+        return TALLIED_METRICS[metric]
     if metric == "perplexity":
         return keras.losses.sparse_categorical_crossentropy, "exp"
     if metric == "mae":
@@ -304,12 +335,12 @@ def row_scores(spec: ExperimentSpec) -> RowScores:
 
 
 class SlotMean(keras.metrics.Metric):
-    """Mean of a per-sample function over the rows that count; with `slots=k`, one mean per slot of a stacked
-    output.
+    """Mean of a per-sample function over the rows that count (or a score of their tally, :data:`Finish`); with
+    `slots=k`, one per slot of a stacked output.
 
     A row counts when its sample weight is above 0: weights here mark padding (0), a partial batch's rows (scaled
     so the batch's loss is their mean, see `tasks/training/fit.py`) and class weights, and each real row counts
-    once. A summed score's function gives each row a vector, and its finish is of their sums (:data:`Finish`).
+    once. A tallied score's function gives each row a pair, and its finish is of their tally (:data:`Finish`).
     Stacked targets, predictions and sample weights are slot-first, `(k, batch, ...)`; the per-sample function
     reduces the last axis, giving `(k, batch)` values. One metric object keeps all k totals in one vector, so the
     cost per step does not grow with k, and reports them as one vector, `f*_<name>`, which `fit_epochs` logs as
@@ -321,8 +352,8 @@ class SlotMean(keras.metrics.Metric):
         super().__init__(name=name, **kwargs)
         self.fn, self.slots, self.finish = fn, slots, finish
         width = slots or 1
-        if finish in SUMMED:  # each slot's sums of the rows' vectors
-            self.total = self.add_variable(shape=(width, SUMMED[finish]), initializer="zeros", name="total")
+        if finish in TALLIED:  # each slot's tally of the rows' pairs
+            self.total = self.add_variable(shape=(width, TALLIED[finish]), initializer="zeros", name="total")
         else:
             self.total = self.add_variable(shape=(width,), initializer="zeros", name="total")
             self.count = self.add_variable(shape=(width,), initializer="zeros", name="count")
@@ -333,21 +364,21 @@ class SlotMean(keras.metrics.Metric):
     def update_rows(self, values, sample_weight=None):
         """Add per-sample `values` already computed (the stacked model's per-row losses)."""
         width = self.slots or 1
-        summed = SUMMED.get(self.finish)
-        values = ops.reshape(ops.cast(values, "float32"), (width, -1, summed) if summed else (width, -1))
+        tally = self.finish in TALLIED
+        values = ops.reshape(ops.cast(values, "float32"), (width, -1, 2) if tally else (width, -1))
         if sample_weight is None:
-            counts = ops.ones_like(values[..., 0] if summed else values, dtype="bool")
+            counts = ops.ones_like(values[..., 0] if tally else values, dtype="bool")
         else:
             counts = ops.reshape(ops.greater(sample_weight, 0), (width, -1))
-        # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan.
-        if summed:
-            self.total.assign_add(ops.sum(ops.where(ops.expand_dims(counts, -1), values, 0.0), axis=1))
-        else:
+        if tally:
+            self.total.assign_add(tallied(values, counts, self.finish, ops))
+        else:  # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan
+
             self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=1))
             self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=1))
 
     def result(self):
-        if self.finish in SUMMED:
+        if self.finish in TALLIED:
             mean = of_sums(self.total, self.finish, ops)
         else:
             mean = of_mean(ops.divide_no_nan(self.total, self.count), self.finish, ops)
@@ -392,10 +423,10 @@ def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float
     if metric == "accuracy":
         task = spec.dataset.task
         return float(np.mean(point_values(task, y_pred) == point_values(task, y_true)))
-    if metric in SUMMED_METRICS:  # the per-row vectors the epochs' scores sum, summed over every row
-        fn, finish = SUMMED_METRICS[metric]
-        rows = ops.convert_to_numpy(fn(y_true.astype("float32"), y_pred.astype("float32")))
-        return float(slot_scores(rows, None, 1, finish)[0])
+    if metric in TALLIED_METRICS:  # the per-row pairs the epochs' scores tally, tallied over every row
+        fn, finish = TALLIED_METRICS[metric]
+        pairs = ops.convert_to_numpy(fn(y_true.astype("float32"), y_pred.astype("float32")))
+        return float(slot_scores(pairs, None, 1, finish)[0])
     if metric == "perplexity":  # exp of the mean cross-entropy of the true tokens' probabilities
         probabilities = y_pred[np.arange(len(y_pred)), y_true.reshape(-1).astype(np.int64)]
         return float(np.exp(-np.mean(np.log(np.clip(probabilities, 1e-12, 1.0)))))
