@@ -218,3 +218,21 @@ def test_a_last_layer_of_another_width_than_the_steps_is_refused_naming_them(ser
                                           r"preprocess.lookback"):
         parse_params({"experiments": {"w": {**spec.model_dump(mode="json"), "preprocess": {"steps_out": 2}}}},
                      source="listing.yaml")
+
+
+def test_a_forecast_whose_steps_leave_a_fold_no_training_window_is_refused(series):
+    """Expanding folds in 8: the first fold has fewer training windows than the 60 steps forecast, so every one of
+    them has later targets in its held-out part."""
+    spec = _multistep_spec(preprocess={"steps_out": 60}, evaluate={"method": "timeseries", "n_splits": 8},
+                           model={"layers": [{"type": "dense", "units": 60}]})
+    table = load_table(spec.dataset)
+    with pytest.raises(DataError, match=r"preprocess.steps_out=60 leaves fold 0 no training window whose targets all "
+                                        r"come before its held-out part"):
+        prepare_folds(spec, table, encode_labels(spec, table))
+
+
+def test_a_stateful_lstm_takes_no_multi_step_forecast(series):
+    layers = [{"type": "reshape", "target_shape": [4, 3]}, {"type": "lstm", "units": 2, "stateful": True},
+              {"type": "dense", "units": STEPS}]
+    with pytest.raises(ParamsError, match=r"preprocess.steps_out: a stateful LSTM reads every window in time order"):
+        _multistep_spec(model={"layers": layers}, train={"batch_size": 1})

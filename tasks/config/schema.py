@@ -651,6 +651,10 @@ class ExperimentSpec(Section):
         if self.train.class_weight is not None and task not in ("binary", "multiclass"):
             raise AtKey("train.class_weight", f"weighs the rows of each class: it needs task 'binary' or "
                         f"'multiclass'. Received: task {task!r}")
+        if self.preprocess.steps_out > 1 and self.model.stateful:
+            raise AtKey("preprocess.steps_out", "a stateful LSTM reads every window in time order, but a multi-step "
+                        "forecast leaves out the training windows whose targets are held out: use a stateless model "
+                        f"or steps_out 1. Received: {self.preprocess.steps_out}")
         if self.preprocess.scale_target and (task != "regression" or self.preprocess.scale == "none"):
             raise AtKey("preprocess.scale_target", "needs task 'regression' and a `scale` (standard or minmax) "
                       f"to apply to the target. Received: task {task!r}, scale {self.preprocess.scale!r}")

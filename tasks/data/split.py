@@ -85,3 +85,19 @@ def _check_class_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: st
         raise DataError(f"{spec.key(key)}: {what} needs at least {n_splits} rows of every class; too few in "
                         f"{small} (rows per class{source}, by class code). Allowed: n_splits up to {int(counts.min())}"
                         f", or stratify: false. Received: {received}")
+
+
+def purged(split: Split, steps_out: int) -> Split:
+    """`split` without the training windows whose later targets (`steps_out` of them from each window's first)
+    fall among the held-out windows' rows: a model must not have trained on values it is scored on forecasting.
+
+    Examples
+    --------
+    >>> purged(Split(np.arange(6), np.arange(6, 9)), 3).train_index.tolist()
+    [0, 1, 2, 3]
+    """
+    if steps_out == 1:
+        return split
+    start = split.test_index.min()
+    reaching = (split.train_index < start) & (split.train_index + steps_out - 1 >= start)
+    return Split(split.train_index[~reaching], split.test_index)

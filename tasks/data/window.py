@@ -64,6 +64,7 @@ def window_columns(spec: PreprocessSpec, table: Table) -> list[str]:
 def window_table(table: Table, spec: PreprocessSpec) -> Table:
     """`table` as rows of its previous `spec.lookback` steps, `spec.sampling_rate` rows apart (:func:`lag_columns`),
     each predicting the target `spec.horizon` rows after the last; the columns a window does not read are dropped.
+    Its `y` is that first target (a multi-step forecast's others: :func:`window_targets`).
 
     Examples
     --------

@@ -4,7 +4,8 @@
   step and the versions and device that computed them (:mod:`kerasflow.tasks.outputs.metrics`);
 - ``history/``: a dvclive folder of per-epoch loss and metric, train and validation, every fold, written while
   the folds train (:mod:`kerasflow.tasks.outputs.live`);
-- ``predictions.csv``: every fold's held-out rows (``fold``, ``row`` in the data file, ``true``, ``predicted``);
+- ``predictions.csv``: every fold's held-out rows (``fold``, ``row`` in the data file, ``true``, ``predicted``;
+  a multi-step forecast's a line a ``step``);
 - ``model/model.keras`` + ``model/preprocessing.json``: the model refitted on all rows, with its preprocessing;
 - ``dataset.json``: the data file and the md5 of its bytes, which the experiment's sweep depends on (dvc.yaml).
 """

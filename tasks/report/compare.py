@@ -18,7 +18,7 @@ import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
-from kerasflow.tasks.data.split import SAME_FOLDS, make_splits
+from kerasflow.tasks.data.split import SAME_FOLDS, make_splits, purged
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.data.window import window_table
 from kerasflow.tasks.outputs.metrics import read_experiment
@@ -120,7 +120,7 @@ def test_train_ratio(spec: ExperimentSpec) -> float:
     if spec.preprocess.lookback is not None:
         table = window_table(table, spec.preprocess)
     y = table.y.to_numpy() if spec.dataset.task == "regression" else pd.factorize(table.y)[0]
-    return split_ratio(make_splits(spec.evaluate, y))
+    return split_ratio([purged(split, spec.preprocess.steps_out) for split in make_splits(spec.evaluate, y)])
 
 
 def _check_same_folds(name_a: str, spec_a: ExperimentSpec, name_b: str, spec_b: ExperimentSpec) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
-from kerasflow.tasks.data.split import SAME_FOLDS, make_splits
+from kerasflow.tasks.data.split import SAME_FOLDS
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.metrics import write_sweep_best
@@ -118,7 +118,7 @@ def fold_ratio(spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: ev
     if sweep.scoring != "kfold" or any(key in SAME_FOLDS for key in sweep.space):
         return None
     _, rows_labels = evaluate.supervised(spec, table, labels)
-    return split_ratio(make_splits(scoring_spec(spec, sweep).evaluate, rows_labels.codes))
+    return split_ratio(evaluate.experiment_splits(scoring_spec(spec, sweep), rows_labels, table.source))
 
 
 def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
@@ -177,7 +177,7 @@ def holdout_model(spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels:
     """The hold-out-scored model a trial saved in `checkpoint_dir`, with the preprocessing of its split: the same
     split and the same fitted preprocessing as the trial's, so it reproduces the checkpoint's score."""
     rows_table, rows_labels = evaluate.supervised(spec, table, labels)
-    (split,) = make_splits(scoring_spec(spec, sweep).evaluate, rows_labels.codes)
+    (split,) = evaluate.experiment_splits(scoring_spec(spec, sweep), rows_labels, table.source)
     fold, preprocessor = evaluate.fit_split(spec, rows_table, rows_labels, split)
     model = build_model(spec.model, fold.X_train.shape[1], spec.train.seed, fold.target_scale)
     model.compile(optimizer=make_optimizer(spec.train), loss=spec.loss)

@@ -17,7 +17,7 @@ from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.layers import EmbeddingLayer
 from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
-from kerasflow.tasks.data.split import Split, make_splits
+from kerasflow.tasks.data.split import Split, make_splits, purged
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.data.tokens import TokenVocabulary, windows
 from kerasflow.tasks.data.window import last_value_column, window_table, window_targets
@@ -241,30 +241,28 @@ def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded, start: St
         return [FoldData(X_train=X[split.train_index], y_train=y[split.train_index], X_test=X[split.test_index],
                          y_test=y[split.test_index], test_rows=split.test_index + spec.preprocess.tokens.window)]
     table, labels = supervised(spec, table, labels)
-    splits = make_splits(spec.evaluate, labels.codes)
-    horizon = spec.preprocess.horizon
+    splits = experiment_splits(spec, labels, table.source)
+    return [fit_split(spec, table, labels, split, start)[0] for split in splits]
+
+
+def experiment_splits(spec: ExperimentSpec, labels: Encoded, source: object) -> list[Split]:
+    """The evaluation's splits of the supervised rows (:func:`supervised`), a multi-step forecast's purged of the
+    training windows whose later targets are held out (:func:`~kerasflow.tasks.data.split.purged`); refused where
+    a forecast's steps reach past a held-out part or leave a fold nothing to train on."""
+    preprocess = spec.preprocess
+    splits = [purged(split, preprocess.steps_out) for split in make_splits(spec.evaluate, labels.codes)]
+    horizon = preprocess.horizon
     if horizon > 1 and any(len(split.test_index) <= horizon for split in splits):
         held_out = min(len(split.test_index) for split in splits)
-        raise DataError(f"{table.source}: {spec.preprocess.key('horizon')}={horizon} steps reach past a held-out "
+        raise DataError(f"{source}: {preprocess.key('horizon')}={horizon} steps reach past a held-out "
                         f"part of {held_out} rows: every forecast of it would start before it. Use a shorter horizon "
                         f"or a larger evaluate.test_size (or fewer evaluate.n_splits)")
-    return [fit_split(spec, table, labels, purged(split, spec.preprocess.steps_out), start)[0] for split in splits]
-
-
-def purged(split: Split, steps_out: int) -> Split:
-    """`split` without the training windows whose later targets (`steps_out` of them from each window's first)
-    fall among the held-out windows' rows: a model must not have trained on values it is scored on forecasting.
-
-    Examples
-    --------
-    >>> purged(Split(np.arange(6), np.arange(6, 9)), 3).train_index.tolist()
-    [0, 1, 2, 3]
-    """
-    if steps_out == 1:
-        return split
-    start = split.test_index.min()
-    reaching = (split.train_index < start) & (split.train_index + steps_out - 1 >= start)
-    return Split(split.train_index[~reaching], split.test_index)
+    empty = [i for i, split in enumerate(splits) if len(split.train_index) == 0]
+    if empty:
+        raise DataError(f"{source}: {preprocess.key('steps_out')}={preprocess.steps_out} leaves fold {empty[0]} no "
+                        f"training window whose targets all come before its held-out part: forecast fewer steps, "
+                        f"or hold out less (evaluate.n_splits, evaluate.test_size)")
+    return splits
 
 
 def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -370,9 +368,11 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
         target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y)
     validation = None
     if spec.train.validation_split is not None:
-        # As Keras' validation_split: the last rows, before any shuffling, are held out.
+        # As Keras' validation_split: the last rows, before any shuffling, are held out; a multi-step forecast's
+        # last training windows whose later targets are validation rows are left out, as in its folds.
         split = math.ceil(len(X) * (1 - spec.train.validation_split))
-        X, y, validation = X[:split], y[:split], (X[split:], y[split:])
+        trained = purged(Split(np.arange(split), np.arange(split, len(X))), spec.preprocess.steps_out).train_index
+        X, y, validation = X[trained], y[trained], (X[split:], y[split:])
     model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale,
                                keep_best=spec.train.checkpoint == "best",
                                initial_weights=start.weights if start is not None else None,
