@@ -7,6 +7,8 @@ depends on two other columns' last values, a categorical column and a few missin
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 import pandas as pd
@@ -236,3 +238,36 @@ def test_a_stateful_lstm_takes_no_multi_step_forecast(series):
               {"type": "dense", "units": STEPS}]
     with pytest.raises(ParamsError, match=r"preprocess.steps_out: a stateful LSTM reads every window in time order"):
         _multistep_spec(model={"layers": layers}, train={"batch_size": 1})
+
+
+ENCODER_DECODER = [{"type": "reshape", "target_shape": [4, 3]}, {"type": "lstm", "units": 16, "activation": "relu"},
+                   {"type": "repeat_vector", "n": STEPS},
+                   {"type": "lstm", "units": 16, "activation": "relu", "return_sequences": True},
+                   {"type": "time_distributed", "layer": {"type": "dense", "units": 1}}, {"type": "flatten"}]
+"""Brownlee's encoder-decoder forecast: an LSTM's summary of the window repeated for each step to forecast, a decoder
+LSTM over those steps and one Dense unit a step, flattened into the forecast's vector."""
+
+
+def test_an_encoder_decoder_lstm_forecasts_each_step_and_predict_writes_them(series, tmp_path):
+    spec = _multistep_spec(model={"layers": ENCODER_DECODER}, train={"epochs": 30})
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    result = cross_validate(spec, prepare_folds(spec, table, labels))
+    (fold,) = result.folds
+    assert fold.y_pred.shape == fold.y_true.shape and fold.y_pred.shape[1] == STEPS
+    assert result.scores[0] < result.baseline[0]  # it beats repeating the last value
+    final = refit(spec, table, labels)
+    assert final.model.output_shape == (None, STEPS)
+    got = predict_table(write_model(tmp_path / "model", spec, final), series.iloc[-12:].drop(columns=["step", "wind"]))
+    assert list(got.columns) == [f"{PREDICTION}_{j}" for j in range(1, STEPS + 1)] and np.isfinite(got).all().all()
+
+
+@pytest.mark.parametrize("layers, key, message", [
+    (ENCODER_DECODER[:-1], "layers[4].type", "the model ends in a sequence per row (steps, features), but predicts "
+                                             "one value or vector a row: end it with a flatten"),
+    ([ENCODER_DECODER[0], {**ENCODER_DECODER[1], "return_sequences": True}, *ENCODER_DECODER[2:]], "layers[2].type",
+     "layers[2] (repeat_vector) takes a vector of features per row, but its input is a sequence per row")],
+    ids=["sequence-out", "sequence-into-repeat"])
+def test_an_encoder_decoder_of_the_wrong_shapes_is_refused_by_the_layers_key(series, layers, key, message):
+    with pytest.raises(ParamsError, match=re.escape(f"params.yaml:experiments.weather.model.{key}: {message}")):
+        _multistep_spec(model={"layers": layers})

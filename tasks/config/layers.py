@@ -139,6 +139,20 @@ class ReshapeLayer(Section):
     type: Literal["reshape"]
     target_shape: tuple[Count, ...] = Field(min_length=1)
 
+class RepeatVectorLayer(Section):
+    """A vector repeated `n` times into a sequence of n steps: an encoder's summary handed to each step of a
+    decoder (the encoder-decoder forecast's RepeatVector(n_steps_out))."""
+
+    type: Literal["repeat_vector"]
+    n: Count
+
+class TimeDistributedLayer(Section):
+    """A Dense layer applied to each step of a sequence (Keras' TimeDistributed(Dense(...))), with weights shared
+    across the steps."""
+
+    type: Literal["time_distributed"]
+    layer: DenseLayer
+
 class Conv1DLayer(Weights):
     type: Literal["conv1d"]
     filters: Count
@@ -260,7 +274,7 @@ LayerSpec = Annotated[
           SeparableConv2DLayer, RescalingLayer, MaxPooling2DLayer, AveragePooling2DLayer, GlobalAveragePooling2DLayer,
           GlobalMaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer,
           EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer,
-          PretrainedLayer],
+          PretrainedLayer, RepeatVectorLayer, TimeDistributedLayer],
     Field(discriminator="type"),
 ]
 
@@ -277,7 +291,8 @@ INPUT_RANK: dict[type, int] = {
     **{layer: 3 for layer in (Conv2DLayer, SeparableConv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer,
                               GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, PretrainedLayer)},
     **{layer: 2 for layer in (*RECURRENT_LAYERS, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer,
-                              GlobalAveragePooling1DLayer)},
+                              GlobalAveragePooling1DLayer, TimeDistributedLayer)},
+    RepeatVectorLayer: 1,
 }
 """The axes (besides the batch's) a layer's input must have: an image's 3 (height, width, channels), a sequence's 2
 (steps, features)."""
@@ -286,6 +301,6 @@ OUTPUT_RANK: dict[type, int] = {
     FlattenLayer: 1, GlobalAveragePooling2DLayer: 1, GlobalMaxPooling2DLayer: 1, GlobalMaxPooling1DLayer: 1,
     GlobalAveragePooling1DLayer: 1, EmbeddingLayer: 2,
     **{layer: 3 for layer in (Conv2DLayer, SeparableConv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer)},
-    **{layer: 2 for layer in (Conv1DLayer, MaxPooling1DLayer)},
+    **{layer: 2 for layer in (Conv1DLayer, MaxPooling1DLayer, RepeatVectorLayer, TimeDistributedLayer)},
 }
 """The axes of a layer's output where they do not depend on its settings (see `ModelSpec`'s shape check)."""

@@ -308,6 +308,12 @@ class ModelSpec(Section):
                 rank = OUTPUT_RANK[type(layer)]
             if not isinstance(layer, PASS_THROUGH_LAYERS):
                 source = (i, layer)
+        if rank != 1:  # the targets are one value, or one vector, a row
+            last = len(self.layers) - 1
+            raise AtKey(f"layers[{last}].type", f"the model ends in {RANK_NAMES.get(rank, f'{rank}-D output')}, "
+                        f"but predicts one value or vector a row: end it with a flatten (a "
+                        f"time_distributed layer's steps), a global pooling, or a recurrent layer without "
+                        f"return_sequences. Received: {self.layers[last].type}")
 
     @property
     def stackable(self) -> bool:

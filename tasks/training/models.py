@@ -35,10 +35,12 @@ from kerasflow.tasks.config.layers import (
     MaxPooling1DLayer,
     MaxPooling2DLayer,
     PretrainedLayer,
+    RepeatVectorLayer,
     RescalingLayer,
     ReshapeLayer,
     SeparableConv2DLayer,
     SimpleRNNLayer,
+    TimeDistributedLayer,
 )
 from kerasflow.tasks.config.schema import (
     AugmentSpec,
@@ -148,6 +150,10 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
         return keras.layers.GlobalAveragePooling1D()
     if isinstance(spec, FlattenLayer):
         return keras.layers.Flatten()
+    if isinstance(spec, RepeatVectorLayer):
+        return keras.layers.RepeatVector(spec.n)
+    if isinstance(spec, TimeDistributedLayer):
+        return keras.layers.TimeDistributed(make_layer(spec.layer, seed))
     if isinstance(spec, ReshapeLayer):
         return keras.layers.Reshape(spec.target_shape)
     if isinstance(spec, (LSTMLayer, GRULayer, SimpleRNNLayer)):
@@ -416,8 +422,23 @@ def schedule_callbacks(spec: TrainSpec) -> list[keras.callbacks.Callback]:
 
 
 def output_units(spec: ModelSpec) -> int | None:
-    """Units of the last Dense or recurrent layer: what the model predicts per row."""
+    """Units of the last Dense or recurrent layer: what the model predicts per row. A model ending in a flatten of
+    a time-distributed Dense layer's steps (an encoder-decoder forecast) predicts that layer's units at each of the
+    steps its repeat_vector made.
+
+    Examples
+    --------
+    >>> output_units(ModelSpec.model_validate({"layers": [
+    ...     {"type": "reshape", "target_shape": [3, 1]}, {"type": "lstm", "units": 8},
+    ...     {"type": "repeat_vector", "n": 2}, {"type": "lstm", "units": 8, "return_sequences": True},
+    ...     {"type": "time_distributed", "layer": {"type": "dense", "units": 1}}, {"type": "flatten"}]}))
+    2
+    """
+    steps = [layer.n for layer in spec.layers if isinstance(layer, RepeatVectorLayer)]
     for layer in reversed(spec.layers):
+        if isinstance(layer, TimeDistributedLayer):
+            flattened = isinstance(spec.layers[-1], FlattenLayer) and steps
+            return layer.layer.units * steps[-1] if flattened else layer.layer.units
         if isinstance(layer, (DenseLayer, *RECURRENT_LAYERS)):
             return layer.units
     return None
