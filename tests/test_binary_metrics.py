@@ -91,3 +91,13 @@ def test_the_auc_of_predictions_outside_zero_to_one_is_keras_own():
     keras_own.update_state(truth, outputs)
     assert score(spec, truth, outputs) == pytest.approx(float(keras_own.result()), abs=1e-6)
     assert score(spec, truth, outputs) > 0.6
+
+
+def test_the_auc_of_predictions_on_the_thresholds_themselves_is_keras_own():
+    """Predictions exactly at k / 199 and at 0 and 1: each is placed among the thresholds as Keras places it."""
+    spec = _cancer_spec("auc")
+    outputs = np.concatenate([np.arange(200, dtype="float32") / np.float32(199), [0.0, 1.0, 0.5]]).reshape(-1, 1)
+    truth = (np.random.default_rng(5).random(outputs.shape) < outputs).astype("float32")
+    keras_own = keras.metrics.AUC()
+    keras_own.update_state(truth, outputs.astype("float32"))
+    assert score(spec, truth, outputs.astype("float32")) == pytest.approx(float(keras_own.result()), abs=1e-7)

@@ -271,3 +271,16 @@ def test_an_encoder_decoder_lstm_forecasts_each_step_and_predict_writes_them(ser
 def test_an_encoder_decoder_of_the_wrong_shapes_is_refused_by_the_layers_key(series, layers, key, message):
     with pytest.raises(ParamsError, match=re.escape(f"params.yaml:experiments.weather.model.{key}: {message}")):
         _multistep_spec(model={"layers": layers})
+
+
+def test_the_model_width_a_forecast_is_checked_against_follows_the_layers_shapes(series):
+    """A dropout after the flatten keeps the encoder-decoder's 3 steps; a decoder over the window's own 4 steps,
+    flattened, gives 4 values a row, which a forecast of 1 step cannot take."""
+    spec = _multistep_spec(model={"layers": [*ENCODER_DECODER, {"type": "dropout", "rate": 0.1}]})
+    encode_labels(spec, load_table(spec.dataset))  # 3 values a row: accepted
+    over_the_window = [ENCODER_DECODER[0], {"type": "lstm", "units": 4, "return_sequences": True},
+                       ENCODER_DECODER[4], ENCODER_DECODER[5]]
+    spec = _multistep_spec(model={"layers": over_the_window}, preprocess={"steps_out": 1})
+    with pytest.raises(DataError, match=r"the model's output must have 1 unit\(s\) for task 'regression' on "
+                                        r"data/weather.csv \(a numeric target\). Received: 4 \(layers\[3\]\)"):
+        encode_labels(spec, load_table(spec.dataset))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
-from kerasflow.tasks.config.layers import EmbeddingLayer
+from kerasflow.tasks.config.layers import EmbeddingLayer, TimeDistributedLayer
 from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits, purged
@@ -122,8 +122,11 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", 
         expected = 1 if spec.dataset.task == "binary" else encoded.n_classes
     if units != expected:
         last = len(spec.model.layers) - 1
+        # A flattened time-distributed Dense layer gives its units at each step: the model's width, not its units.
+        widest = "the model's output" if any(isinstance(layer, TimeDistributedLayer) for layer in spec.model.layers) \
+            else "the last Dense layer"
         raise DataError(f"{experiment_key(spec, name, 'model.layers')}: "
-                        f"the last Dense layer must have {expected} unit(s) for "
+                        f"{widest} must have {expected} unit(s) for "
                         f"task {spec.dataset.task!r} on {table.source} "
                         f"({_targets(spec, encoded)}). "
                         f"Received: {units} (layers[{last}])")
@@ -372,6 +375,10 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
         # last training windows whose later targets are validation rows are left out, as in its folds.
         split = math.ceil(len(X) * (1 - spec.train.validation_split))
         trained = purged(Split(np.arange(split), np.arange(split, len(X))), spec.preprocess.steps_out).train_index
+        if not len(trained):
+            raise DataError(f"{table.source}: {spec.preprocess.key('steps_out')}={spec.preprocess.steps_out} leaves "
+                            f"the refit no training window whose targets all come before its validation rows: "
+                            f"forecast fewer steps, or keep fewer rows back (train.validation_split)")
         X, y, validation = X[trained], y[trained], (X[split:], y[split:])
     model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale,
                                keep_best=spec.train.checkpoint == "best",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.keras_names import keras_class
 from kerasflow.tasks.config.layers import (
+    OUTPUT_RANK,
     PRETRAINED_BASES,
     RECURRENT_LAYERS,
     ActivationLayer,
@@ -422,23 +424,50 @@ def schedule_callbacks(spec: TrainSpec) -> list[keras.callbacks.Callback]:
 
 
 def output_units(spec: ModelSpec) -> int | None:
-    """Units of the last Dense or recurrent layer: what the model predicts per row. A model ending in a flatten of
-    a time-distributed Dense layer's steps (an encoder-decoder forecast) predicts that layer's units at each of the
-    steps its repeat_vector made.
+    """What the model predicts per row: the width of its output, followed through its layers' shapes (a flatten of a
+    time-distributed Dense layer's steps gives its units times the steps); where a shape is not known before the
+    data is (a convolution's, an image's), the units of the last Dense or recurrent layer.
 
     Examples
     --------
     >>> output_units(ModelSpec.model_validate({"layers": [
     ...     {"type": "reshape", "target_shape": [3, 1]}, {"type": "lstm", "units": 8},
     ...     {"type": "repeat_vector", "n": 2}, {"type": "lstm", "units": 8, "return_sequences": True},
-    ...     {"type": "time_distributed", "layer": {"type": "dense", "units": 1}}, {"type": "flatten"}]}))
+    ...     {"type": "time_distributed", "layer": {"type": "dense", "units": 1}}, {"type": "flatten"},
+    ...     {"type": "dropout", "rate": 0.1}]}))
     2
+    >>> output_units(ModelSpec.model_validate({"layers": [
+    ...     {"type": "reshape", "target_shape": [3, 1]}, {"type": "dense", "units": 1}, {"type": "flatten"}]}))
+    3
     """
-    steps = [layer.n for layer in spec.layers if isinstance(layer, RepeatVectorLayer)]
+    shape: list[int | None] = [None]  # the axes besides the batch's; None where not known yet
+    for layer in spec.layers:
+        if isinstance(layer, ReshapeLayer):
+            shape = list(layer.target_shape)
+        elif isinstance(layer, DenseLayer):
+            shape = [*shape[:-1], layer.units]
+        elif isinstance(layer, TimeDistributedLayer):
+            shape = [*shape[:-1], layer.layer.units]
+        elif isinstance(layer, RepeatVectorLayer):
+            shape = [layer.n, *shape]
+        elif isinstance(layer, (LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer)):
+            recurrent = layer.layer if isinstance(layer, BidirectionalLayer) else layer
+            both = isinstance(layer, BidirectionalLayer) and layer.merge_mode == "concat"
+            units = recurrent.units * (2 if both else 1)
+            shape = [shape[0], units] if recurrent.return_sequences else [units]
+        elif isinstance(layer, FlattenLayer):
+            shape = [math.prod(shape) if None not in shape else None]
+        elif isinstance(layer, (GlobalAveragePooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling2DLayer,
+                                GlobalMaxPooling2DLayer)):
+            shape = shape[-1:]
+        elif isinstance(layer, PretrainedLayer):
+            shape = [None] if layer.pooling else [None] * 3
+        elif not isinstance(layer, (DropoutLayer, GaussianNoiseLayer, ActivationLayer, BatchNormalizationLayer,
+                                    RescalingLayer)):
+            shape = [None] * OUTPUT_RANK[type(layer)]  # convolutions, pooling, embeddings: sizes the data decides
+    if len(shape) == 1 and shape[0] is not None:
+        return shape[0]
     for layer in reversed(spec.layers):
-        if isinstance(layer, TimeDistributedLayer):
-            flattened = isinstance(spec.layers[-1], FlattenLayer) and steps
-            return layer.layer.units * steps[-1] if flattened else layer.layer.units
         if isinstance(layer, (DenseLayer, *RECURRENT_LAYERS)):
             return layer.units
     return None

@@ -159,19 +159,15 @@ def f1_rows(y_true, y_pred):
     return ops.concatenate([2.0 * actual * predicted, actual + predicted], axis=-1)
 
 
-def roc_thresholds() -> np.ndarray:
-    """Keras' AUC's thresholds: evenly spaced over [0, 1], the ends just outside it."""
-    inner = [(i + 1) / (ROC_THRESHOLDS - 1) for i in range(ROC_THRESHOLDS - 2)]
-    return np.array([-keras.config.epsilon(), *inner, 1.0 + keras.config.epsilon()], dtype="float32")
-
-
 def roc_rows(y_true, y_pred):
-    """Per row: its place among :func:`roc_thresholds` (how many its prediction, clipped to [0, 1] as Keras' AUC
-    clips it, is above) and its class: tallied (:func:`tallied`), the points of the ROC curve Keras' AUC draws."""
+    """Per row: its place among the ROC curve's thresholds (Keras' AUC's: -epsilon, 1/199, 2/199, ..., 1 + epsilon),
+    that is how many its prediction, clipped to [0, 1], is above, found as Keras finds it for evenly spaced
+    thresholds (``ceil(p * 199)``, at least 1; a NaN is above none), and its class: tallied (:func:`tallied`), the
+    points of the curve Keras' AUC draws."""
     actual, _ = binary_hits(y_true, y_pred)
-    clipped = ops.clip(y_pred, 0.0, 1.0)
-    places = ops.sum(ops.cast(clipped > roc_thresholds(), "float32"), axis=-1, keepdims=True)
-    return ops.concatenate([places, actual], axis=-1)
+    clipped = ops.clip(ops.cast(y_pred, "float32"), 0.0, 1.0)
+    places = ops.maximum(ops.ceil(clipped * (ROC_THRESHOLDS - 1)), 1.0)
+    return ops.concatenate([ops.where(ops.isnan(clipped), 0.0, places), actual], axis=-1)
 
 
 TALLIED_METRICS: dict[str, tuple[Callable, Finish]] = {
