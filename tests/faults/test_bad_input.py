@@ -96,12 +96,12 @@ def more(layers: list | None = None, **dataset) -> Callable[[dict], None]:
 
 def image(pretrained: dict, side: int = 32) -> Callable[[dict], None]:
     """An experiment `img` on `data/img.csv` (:func:`images`): its rows reshaped to side x side x 3, a
-    `pretrained` base, a sigmoid unit."""
+    `pretrained` base, its feature maps flattened, a sigmoid unit."""
     def edit(raw: dict) -> None:
         raw["experiments"]["img"] = {
             "dataset": {"file": "data/img.csv", "target": "y", "task": "binary"},
             "model": {"layers": [{"type": "reshape", "target_shape": [side, side, 3]},
-                                 {"type": "pretrained", "name": "vgg16", **pretrained},
+                                 {"type": "pretrained", "name": "vgg16", **pretrained}, {"type": "flatten"},
                                  {"type": "dense", "units": 1, "activation": "sigmoid"}]},
             "train": {"epochs": 1, "batch_size": 4, "seed": 1},
             "evaluate": {"n_splits": 2, "seed": 1},
