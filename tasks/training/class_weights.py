@@ -75,8 +75,9 @@ def class_weights(given: ClassWeight, codes: np.ndarray, classes: Sequence[Any])
     check_class_weight(given, classes, "train.class_weight")  # a sweep's searched weights meet the data here
     weights = np.ones(len(classes), dtype=np.float64)
     for code, label in enumerate(classes):
-        named = [weight for key, weight in given.items() if names_label(key, label)]
-        weights[code] = named[0] if named else 1.0
+        for key, weight in given.items():
+            if names_label(key, label):  # one key at most: check_class_weight refuses two
+                weights[code] = weight
     return weights
 
 

@@ -253,19 +253,29 @@ def experiment_splits(spec: ExperimentSpec, labels: Encoded, source: object) -> 
     training windows whose later targets are held out (:func:`~kerasflow.tasks.data.split.purged`); refused where
     a forecast's steps reach past a held-out part or leave a fold nothing to train on."""
     preprocess = spec.preprocess
-    splits = [purged(split, preprocess.steps_out) for split in make_splits(spec.evaluate, labels.codes)]
+    splits = [training_windows(spec, split, source, f"fold {i}", "its held-out part",
+                               "evaluate.n_splits, evaluate.test_size")
+              for i, split in enumerate(make_splits(spec.evaluate, labels.codes))]
     horizon = preprocess.horizon
     if horizon > 1 and any(len(split.test_index) <= horizon for split in splits):
         held_out = min(len(split.test_index) for split in splits)
         raise DataError(f"{source}: {preprocess.key('horizon')}={horizon} steps reach past a held-out "
                         f"part of {held_out} rows: every forecast of it would start before it. Use a shorter horizon "
                         f"or a larger evaluate.test_size (or fewer evaluate.n_splits)")
-    empty = [i for i, split in enumerate(splits) if len(split.train_index) == 0]
-    if empty:
-        raise DataError(f"{source}: {preprocess.key('steps_out')}={preprocess.steps_out} leaves fold {empty[0]} no "
-                        f"training window whose targets all come before its held-out part: forecast fewer steps, "
-                        f"or hold out less (evaluate.n_splits, evaluate.test_size)")
     return splits
+
+
+def training_windows(spec: ExperimentSpec, split: Split, source: object, trainer: str, held_out: str,
+                     hold: str) -> Split:
+    """`split` purged of the training windows whose later targets are held out
+    (:func:`~kerasflow.tasks.data.split.purged`); refused where that leaves `trainer` (a fold, the refit) nothing
+    to train on, naming the settings that `hold` out its `held_out` rows."""
+    steps = spec.preprocess.steps_out
+    split = purged(split, steps)
+    if not len(split.train_index):
+        raise DataError(f"{source}: {spec.preprocess.key('steps_out')}={steps} leaves {trainer} no training window "
+                        f"whose targets all come before {held_out}: forecast fewer steps, or hold out less ({hold})")
+    return split
 
 
 def cross_validate(spec: ExperimentSpec, folds: list[FoldData], callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -369,22 +379,19 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
         X = preprocessor.transform(table.X)
         y = encode_target(spec, labels.codes, labels.n_classes)
         target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y)
-    validation = None
+    validation, rows = None, slice(None)  # rows: those the refit trains on
     if spec.train.validation_split is not None:
         # As Keras' validation_split: the last rows, before any shuffling, are held out; a multi-step forecast's
         # last training windows whose later targets are validation rows are left out, as in its folds.
         split = math.ceil(len(X) * (1 - spec.train.validation_split))
-        trained = purged(Split(np.arange(split), np.arange(split, len(X))), spec.preprocess.steps_out).train_index
-        if not len(trained):
-            raise DataError(f"{table.source}: {spec.preprocess.key('steps_out')}={spec.preprocess.steps_out} leaves "
-                            f"the refit no training window whose targets all come before its validation rows: "
-                            f"forecast fewer steps, or keep fewer rows back (train.validation_split)")
-        X, y, validation = X[trained], y[trained], (X[split:], y[split:])
+        rows = training_windows(spec, Split(np.arange(split), np.arange(split, len(X))), table.source, "the refit",
+                                "its validation rows", "train.validation_split").train_index
+        X, y, validation = X[rows], y[rows], (X[split:], y[split:])
     model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale,
                                keep_best=spec.train.checkpoint == "best",
                                initial_weights=start.weights if start is not None else None,
                                embedding=pretrained_embedding(spec, preprocessor) if start is None else None,
-                               class_weight=labels.class_weights(spec, slice(0, len(X))))
+                               class_weight=labels.class_weights(spec, rows))
     return FinalModel(model=model, preprocessor=preprocessor, codec=codec, target_scale=target_scale,
                       diverged_at=first_non_finite(trained.history.get("loss", [])),
                       seconds=time.perf_counter() - started)

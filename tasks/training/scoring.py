@@ -369,7 +369,6 @@ class SlotMean(keras.metrics.Metric):
         if tally:
             self.total.assign_add(tallied(values, counts, self.finish, ops))
         else:  # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan
-
             self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=1))
             self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=1))
 
