@@ -1,5 +1,5 @@
-"""Precision, recall, F1 and ROC AUC (`evaluate.metric` of a binary task): what an imbalanced class is judged by,
-logged at each epoch and scored at the end as Keras' own metrics (and scikit-learn's) give them."""
+"""Precision, recall, F1, ROC AUC and precision-recall AUC (`evaluate.metric` of a binary task): what an imbalanced
+class is judged by, logged at each epoch and scored at the end as Keras' own metrics (and scikit-learn's) give them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import cancer_experiment
-from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
@@ -19,7 +19,9 @@ from kerasflow.tasks.training.stacked import build_stacked, compile_stacked, sta
 
 SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
 KERAS = {"precision": lambda: keras.metrics.Precision(), "recall": lambda: keras.metrics.Recall(),
-         "f1": lambda: keras.metrics.F1Score(threshold=0.5), "auc": lambda: keras.metrics.AUC()}
+         "f1": lambda: keras.metrics.F1Score(threshold=0.5), "auc": lambda: keras.metrics.AUC(),
+         "pr_auc": lambda: keras.metrics.AUC(curve="PR")}
+CURVES = ("auc", "pr_auc")
 
 
 def _cancer_spec(metric: str, **evaluate):
@@ -30,10 +32,10 @@ def _cancer_spec(metric: str, **evaluate):
 
 
 @pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
-@pytest.mark.parametrize("metric", ["precision", "recall", "f1", "auc"])
+@pytest.mark.parametrize("metric", ["precision", "recall", "f1", "auc", "pr_auc"])
 def test_each_folds_score_is_keras_and_scikit_learns_and_its_last_epochs(tmp_path, bundled_data, metric, stack):
-    """The ratios from the fold's 0/1 predictions; the AUC (from its probabilities, which a fold keeps no copy of)
-    is checked against Keras' own below."""
+    """The ratios from the fold's 0/1 predictions; the AUCs (from its probabilities, which a fold keeps no copy of)
+    are checked against Keras' own below."""
     (tmp_path / "data").mkdir()
     shutil.copy(bundled_data / "breast_cancer.csv", tmp_path / "data")
     spec = _cancer_spec(metric, stack_folds=stack)
@@ -42,7 +44,7 @@ def test_each_folds_score_is_keras_and_scikit_learns_and_its_last_epochs(tmp_pat
     result = cross_validate(spec, folds)
     assert result.stacked == stack and spec.higher_is_better and result.summary()["metric"] == metric
     for fold, data in zip(result.folds, folds):
-        if metric != "auc":
+        if metric not in CURVES:
             keras_own = KERAS[metric]()
             keras_own.update_state(data.y_test, fold.y_pred.reshape(-1, 1).astype("float32"))
             assert fold.score == pytest.approx(float(np.squeeze(keras_own.result())), rel=1e-5)
@@ -52,7 +54,7 @@ def test_each_folds_score_is_keras_and_scikit_learns_and_its_last_epochs(tmp_pat
     assert len({round(value, 6) for fold in result.folds for value in fold.history[f"val_{metric}"]}) > 1
 
 
-@pytest.mark.parametrize("metric", ["precision", "recall", "f1", "auc"])
+@pytest.mark.parametrize("metric", ["precision", "recall", "f1", "auc", "pr_auc"])
 def test_each_slots_held_out_score_is_keras_own_metric_of_its_rows(metric):
     """A slot's score from one prediction leaves its padding rows out, as the compiled per-slot metric does (which
     the training's logged score is), over slots of 70, 50 and 60 rows: each is Keras' own metric of its rows."""
@@ -78,26 +80,42 @@ def test_each_slots_held_out_score_is_keras_own_metric_of_its_rows(metric):
         assert expected[f"f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
         if metric == "auc":  # 200 thresholds draw the exact curve closely
             assert alone == pytest.approx(roc_auc_score(truth.reshape(-1), predictions[j, :len(truth), 0]), abs=0.02)
+        if metric == "pr_auc":  # Keras' interpolation of the precision-recall curve, not scikit-learn's steps
+            assert alone == pytest.approx(average_precision_score(truth.reshape(-1), predictions[j, :len(truth), 0]),
+                                          abs=0.05)
 
 
 
-def test_the_auc_of_predictions_outside_zero_to_one_is_keras_own():
+@pytest.mark.parametrize("metric", CURVES)
+def test_the_auc_of_predictions_outside_zero_to_one_is_keras_own(metric):
     """A hinge loss's tanh outputs run from -1 to 1: Keras' AUC clips them to [0, 1] before it ranks them."""
-    spec = _cancer_spec("auc")
+    spec = _cancer_spec(metric)
     rng = np.random.default_rng(4)
     truth = rng.integers(0, 2, size=(300, 1)).astype("float32")
     outputs = np.tanh(rng.normal(size=(300, 1)) + 1.5 * (truth - 0.5)).astype("float32")
-    keras_own = keras.metrics.AUC()
+    keras_own = KERAS[metric]()
     keras_own.update_state(truth, outputs)
     assert score(spec, truth, outputs) == pytest.approx(float(keras_own.result()), abs=1e-6)
     assert score(spec, truth, outputs) > 0.6
 
 
-def test_the_auc_of_predictions_on_the_thresholds_themselves_is_keras_own():
+@pytest.mark.parametrize("metric", CURVES)
+def test_the_auc_of_predictions_on_the_thresholds_themselves_is_keras_own(metric):
     """Predictions exactly at k / 199 and at 0 and 1: each is placed among the thresholds as Keras places it."""
-    spec = _cancer_spec("auc")
+    spec = _cancer_spec(metric)
     outputs = np.concatenate([np.arange(200, dtype="float32") / np.float32(199), [0.0, 1.0, 0.5]]).reshape(-1, 1)
     truth = (np.random.default_rng(5).random(outputs.shape) < outputs).astype("float32")
-    keras_own = keras.metrics.AUC()
+    keras_own = KERAS[metric]()
     keras_own.update_state(truth, outputs.astype("float32"))
-    assert score(spec, truth, outputs.astype("float32")) == pytest.approx(float(keras_own.result()), abs=1e-7)
+    assert score(spec, truth, outputs.astype("float32")) == pytest.approx(float(keras_own.result()), abs=1e-6)
+
+
+def test_the_precision_recall_auc_of_a_few_rows_is_keras_own():
+    """Few rows leave most thresholds' points equal and some with no predicted positive: the interpolation's
+    guarded divisions and logarithms (a class of one row, then of none)."""
+    spec = _cancer_spec("pr_auc")
+    for truth, outputs in [([0, 1, 1], [0.2, 0.6, 0.9]), ([1, 0, 0], [0.2, 0.6, 0.9]), ([0, 0], [0.3, 0.7])]:
+        truth, outputs = (np.array(values, dtype="float32").reshape(-1, 1) for values in (truth, outputs))
+        keras_own = keras.metrics.AUC(curve="PR")
+        keras_own.update_state(truth, outputs)
+        assert score(spec, truth, outputs) == pytest.approx(float(keras_own.result()), abs=1e-6)

@@ -60,18 +60,20 @@ class SlotLogs(keras.callbacks.Callback):
             expand_slots(logs)
 
 
-Finish = Literal["sqrt", "exp", "ratio", "roc_auc"] | None
+Finish = Literal["sqrt", "exp", "ratio", "roc_auc", "pr_auc"] | None
 """What the logged value is of the per-row values: their mean (None), its root (RMSE) or its exponential
 (perplexity, of the mean cross-entropy); or, for a score that is no mean, a function of each slot's tally of its rows'
-pairs (:func:`tallied`): ``ratio``, a (numerator, denominator) pair a row whose sums' ratio is the score (precision,
-recall, F1; 0 where the denominators sum to 0, as Keras' metrics give), or ``roc_auc``, a row's place among the ROC
-curve's thresholds and its class (:func:`roc_rows`)."""
+values (:func:`tallied`): ``ratio``, a (numerator, denominator) pair a row whose sums' ratio is the score (precision,
+recall, F1; 0 where the denominators sum to 0, as Keras' metrics give), or ``roc_auc`` and ``pr_auc``, a row's
+place among the curve's thresholds and its class (:func:`curve_rows`)."""
 
-ROC_THRESHOLDS = 200
-"""Keras' AUC's default `num_thresholds`: the ROC curve is drawn through this many points."""
+CURVE_THRESHOLDS = 200
+"""Keras' AUC's default `num_thresholds`: the ROC and precision-recall curves are drawn through this many points."""
 
-TALLIED = {"ratio": 2, "roc_auc": 2 * (ROC_THRESHOLDS + 1)}
+TALLIED = {"ratio": 2, "roc_auc": 2 * (CURVE_THRESHOLDS + 1), "pr_auc": 2 * (CURVE_THRESHOLDS + 1)}
 """The finishes computed from a tally of per-row pairs, and the tally's length a slot (:func:`tallied`)."""
+
+CURVES = ("roc_auc", "pr_auc")
 
 
 def of_mean(mean, finish: Finish, xp=np):
@@ -79,9 +81,9 @@ def of_mean(mean, finish: Finish, xp=np):
     return getattr(xp, finish)(mean) if finish in ("sqrt", "exp") else mean
 
 
-def tallied(pairs, counts, finish: Finish, xp=np):
-    """Each slot's tally of the per-row `pairs` (``(slots, rows, 2)``) of the rows `counts` marks, ``(slots,
-    TALLIED[finish])``: a ratio's sums of numerators and of denominators, or the ROC's count of positive and of
+def tallied(values, counts, finish: Finish, xp=np):
+    """Each slot's tally of the per-row `values` (``(slots, rows, 2)``) of the rows `counts` marks, ``(slots,
+    TALLIED[finish])``: a ratio's sums of numerators and of denominators, or a curve's count of positive and of
     negative rows at each place among its thresholds. In NumPy, or (`xp` = ``keras.ops``) in the compiled step.
 
     Examples
@@ -90,11 +92,11 @@ def tallied(pairs, counts, finish: Finish, xp=np):
     >>> tallied(pairs, np.array([[True, True, False]]), "ratio").tolist()
     [[1.0, 2.0]]
     """
-    if finish == "ratio":  # `where`, not a product: a padding row's value may be inf (inf * 0 is nan)
-        return xp.sum(xp.where(counts[..., None], pairs, 0.0), axis=1)
-    places, actual = pairs[..., 0], pairs[..., 1]
+    if finish not in CURVES:  # `where`, not a product: a padding row's value may be inf (inf * 0 is nan)
+        return xp.sum(xp.where(counts[..., None], values, 0.0), axis=1)
+    places, actual = values[..., 0], values[..., 1]
     positive, negative = (xp.where(counts, weight, 0.0) for weight in (actual, 1.0 - actual))
-    width = ROC_THRESHOLDS + 1
+    width = CURVE_THRESHOLDS + 1
     if xp is np:  # one count a place, not a row's one-hot vector of them: held-out sets may be large
         slots = len(places)
         index = (places.astype(np.int64) + width * np.arange(slots)[:, None]).reshape(-1)
@@ -107,8 +109,9 @@ def tallied(pairs, counts, finish: Finish, xp=np):
 
 def of_sums(tally, finish: Finish, xp=np):
     """The logged value from each slot's tally (:func:`tallied`), in NumPy or (`xp` = ``keras.ops``) in the
-    compiled step: a ratio, or the area under the ROC curve by Keras' AUC's interpolation (trapezoids between its
-    thresholds' points).
+    compiled step: a ratio, or the area under the ROC or the precision-recall curve as Keras' AUC interpolates it
+    between its thresholds' points (trapezoids for the ROC; for precision-recall, precision varying as its true and
+    predicted positives do linearly between two points, Davis and Goadrich's interpolation).
 
     Examples
     --------
@@ -121,16 +124,26 @@ def of_sums(tally, finish: Finish, xp=np):
 
     if finish == "ratio":
         return divide(tally[:, 0], tally[:, 1])
-    width = ROC_THRESHOLDS + 1
+    width = CURVE_THRESHOLDS + 1
 
     def above(counts):  # rows at a place above threshold t: those at places t + 1 and beyond
         return xp.flip(xp.cumsum(xp.flip(counts, axis=1), axis=1), axis=1)
 
     positives, negatives = above(tally[:, :width]), above(tally[:, width:])
-    true_rate = divide(positives[:, 1:], positives[:, :1])  # true positives / positives, at each threshold
-    false_rate = divide(negatives[:, 1:], negatives[:, :1])
-    heights = (true_rate[:, :-1] + true_rate[:, 1:]) / 2.0
-    return xp.sum((false_rate[:, :-1] - false_rate[:, 1:]) * heights, axis=1)
+    true_positives, false_positives = positives[:, 1:], negatives[:, 1:]  # at each threshold
+    if finish == "roc_auc":
+        true_rate = divide(true_positives, positives[:, :1])
+        false_rate = divide(false_positives, negatives[:, :1])
+        heights = (true_rate[:, :-1] + true_rate[:, 1:]) / 2.0
+        return xp.sum((false_rate[:, :-1] - false_rate[:, 1:]) * heights, axis=1)
+    # Keras' AUC(curve="PR"), `interpolate_pr_auc`: its terms, over the same thresholds.
+    gained = true_positives[:, :-1] - true_positives[:, 1:]
+    predicted = true_positives + false_positives
+    slope = divide(gained, xp.maximum(predicted[:, :-1] - predicted[:, 1:], 0.0))
+    intercept = true_positives[:, 1:] - slope * predicted[:, 1:]
+    both = xp.logical_and(predicted[:, :-1] > 0, predicted[:, 1:] > 0)
+    ratio = xp.where(both, divide(predicted[:, :-1], xp.maximum(predicted[:, 1:], 0.0)), 1.0)
+    return xp.sum(divide(slope * (gained + intercept * xp.log(ratio)), positives[:, :1]), axis=1)
 
 
 def binary_hits(y_true, y_pred) -> tuple:
@@ -159,20 +172,20 @@ def f1_rows(y_true, y_pred):
     return ops.concatenate([2.0 * actual * predicted, actual + predicted], axis=-1)
 
 
-def roc_rows(y_true, y_pred):
-    """Per row: its place among the ROC curve's thresholds (Keras' AUC's: -epsilon, 1/199, 2/199, ..., 1 + epsilon),
+def curve_rows(y_true, y_pred):
+    """Per row: its place among the curves' thresholds (Keras' AUC's: -epsilon, 1/199, 2/199, ..., 1 + epsilon),
     that is how many its prediction, clipped to [0, 1], is above, found as Keras finds it for evenly spaced
     thresholds (``ceil(p * 199)``, at least 1; a NaN is above none), and its class: tallied (:func:`tallied`), the
-    points of the curve Keras' AUC draws."""
+    points of the ROC and precision-recall curves Keras' AUC draws."""
     actual, _ = binary_hits(y_true, y_pred)
     clipped = ops.clip(ops.cast(y_pred, "float32"), 0.0, 1.0)
-    places = ops.maximum(ops.ceil(clipped * (ROC_THRESHOLDS - 1)), 1.0)
+    places = ops.maximum(ops.ceil(clipped * (CURVE_THRESHOLDS - 1)), 1.0)
     return ops.concatenate([ops.where(ops.isnan(clipped), 0.0, places), actual], axis=-1)
 
 
 TALLIED_METRICS: dict[str, tuple[Callable, Finish]] = {
     "precision": (precision_rows, "ratio"), "recall": (recall_rows, "ratio"), "f1": (f1_rows, "ratio"),
-    "auc": (roc_rows, "roc_auc")}
+    "auc": (curve_rows, "roc_auc"), "pr_auc": (curve_rows, "pr_auc")}
 """A binary task's scores that are no mean of per-row values, by name: each row's pair and its finish."""
 
 RowScores = Mapping[str, tuple[Callable, Finish]]
