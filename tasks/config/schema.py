@@ -61,8 +61,8 @@ LOSS_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "msle
 DEFAULT_LOSS = {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy",
                 "regression": "mean_squared_error", "next_token": "sparse_categorical_crossentropy"}
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
-    "binary": ("accuracy", "precision", "recall", "f1", "auc", "pr_auc"),
-    "multiclass": ("accuracy",),
+    "binary": ("accuracy", "precision", "recall", "f1", "auc", "pr_auc", "precision_macro", "recall_macro", "f1_macro"),
+    "multiclass": ("accuracy", "precision_macro", "recall_macro", "f1_macro"),
     "regression": ("mse", "rmse", "mae", "mape"),
     "next_token": ("accuracy", "perplexity"),
 }
@@ -398,7 +398,7 @@ class ReduceOnPlateauSchedule(Section):
     min_lr: float = Field(default=0.0, ge=0)
 
 
-RISING = ("accuracy", "precision", "recall", "f1", "auc", "pr_auc")
+RISING = ("accuracy", "precision", "recall", "f1", "auc", "pr_auc", "precision_macro", "recall_macro", "f1_macro")
 """The scores that improve as they rise; losses and errors improve as they fall."""
 
 
@@ -564,7 +564,8 @@ class EvaluateSpec(Section):
     seed: Seed = 0
     metric: str | None = Field(default=None, description=(
         "None picks accuracy (classification) or mse; a binary task may be scored by precision, recall or f1 of "
-        "the class its labels sort last, or by auc (ROC) or pr_auc (precision-recall)"))
+        "the class its labels sort last, or by auc (ROC) or pr_auc (precision-recall), a classification by "
+        "precision_macro, recall_macro or f1_macro (the mean over the classes found, as scikit-learn's)"))
     stack_folds: bool = Field(default=True, description="train the folds of a Dense model as one program")
     refit: bool = Field(default=True, description="retrain on all rows and save the model")
     parallel: Literal["auto", "none", "ray"] = Field(

@@ -60,20 +60,36 @@ class SlotLogs(keras.callbacks.Callback):
             expand_slots(logs)
 
 
-Finish = Literal["sqrt", "exp", "ratio", "roc_auc", "pr_auc"] | None
+Finish = Literal["sqrt", "exp", "ratio", "macro", "roc_auc", "pr_auc"] | None
 """What the logged value is of the per-row values: their mean (None), its root (RMSE) or its exponential
 (perplexity, of the mean cross-entropy); or, for a score that is no mean, a function of each slot's tally of its rows'
 values (:func:`tallied`): ``ratio``, a (numerator, denominator) pair a row whose sums' ratio is the score (precision,
-recall, F1; 0 where the denominators sum to 0, as Keras' metrics give), or ``roc_auc`` and ``pr_auc``, a row's
-place among the curve's thresholds and its class (:func:`curve_rows`)."""
+recall, F1; 0 where the denominators sum to 0, as Keras' metrics give), ``macro``, such pairs for each class and
+whether the row is of the class or predicted as it (the mean of the ratios of the classes found among the rows'
+classes or predictions, as scikit-learn's ``average="macro"``), or ``roc_auc`` and ``pr_auc``, a row's place among
+the curve's thresholds and its class (:func:`curve_rows`)."""
 
 CURVE_THRESHOLDS = 200
 """Keras' AUC's default `num_thresholds`: the ROC and precision-recall curves are drawn through this many points."""
 
-TALLIED = {"ratio": 2, "roc_auc": 2 * (CURVE_THRESHOLDS + 1), "pr_auc": 2 * (CURVE_THRESHOLDS + 1)}
-"""The finishes computed from a tally of per-row pairs, and the tally's length a slot (:func:`tallied`)."""
+TALLIED = ("ratio", "macro", "roc_auc", "pr_auc")
+"""The finishes computed from a tally of the rows' values (:func:`tallied`)."""
 
 CURVES = ("roc_auc", "pr_auc")
+
+
+def tally_width(finish: Finish, outputs: int = 1) -> int:
+    """The length of a slot's tally (:func:`tallied`) for a model of `outputs` outputs a row (one, of a binary task,
+    stands for two classes).
+
+    Examples
+    --------
+    >>> tally_width("ratio"), tally_width("macro", 3), tally_width("macro", 1), tally_width("pr_auc")
+    (2, 9, 6, 402)
+    """
+    if finish in CURVES:
+        return 2 * (CURVE_THRESHOLDS + 1)
+    return 3 * max(outputs, 2) if finish == "macro" else 2
 
 
 def of_mean(mean, finish: Finish, xp=np):
@@ -82,9 +98,9 @@ def of_mean(mean, finish: Finish, xp=np):
 
 
 def tallied(values, counts, finish: Finish, xp=np):
-    """Each slot's tally of the per-row `values` (``(slots, rows, 2)``) of the rows `counts` marks, ``(slots,
-    TALLIED[finish])``: a ratio's sums of numerators and of denominators, or a curve's count of positive and of
-    negative rows at each place among its thresholds. In NumPy, or (`xp` = ``keras.ops``) in the compiled step.
+    """Each slot's tally of the per-row `values` (``(slots, rows, width)``) of the rows `counts` marks, ``(slots,
+    tally_width)``: a ratio's (or each class's) sums, or a curve's count of positive and of negative rows at each
+    place among its thresholds. In NumPy, or (`xp` = ``keras.ops``) in the compiled step.
 
     Examples
     --------
@@ -109,14 +125,17 @@ def tallied(values, counts, finish: Finish, xp=np):
 
 def of_sums(tally, finish: Finish, xp=np):
     """The logged value from each slot's tally (:func:`tallied`), in NumPy or (`xp` = ``keras.ops``) in the
-    compiled step: a ratio, or the area under the ROC or the precision-recall curve as Keras' AUC interpolates it
-    between its thresholds' points (trapezoids for the ROC; for precision-recall, precision varying as its true and
-    predicted positives do linearly between two points, Davis and Goadrich's interpolation).
+    compiled step: a ratio; the mean ratio of the classes found among the rows' classes and predictions; or the area
+    under the ROC or the precision-recall curve as Keras' AUC interpolates it between its thresholds' points
+    (trapezoids for the ROC; for precision-recall, precision varying as its true and predicted positives do linearly
+    between two points, Davis and Goadrich's interpolation).
 
     Examples
     --------
     >>> of_sums(np.array([[3.0, 4.0], [0.0, 0.0]]), "ratio").tolist()
     [0.75, 0.0]
+    >>> of_sums(np.array([[1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 2.0, 0.0, 1.0]]), "macro").tolist()  # class 1 absent
+    [0.25]
     """
     def divide(a, b):
         return xp.divide_no_nan(a, b) if xp is not np else np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape),
@@ -124,6 +143,11 @@ def of_sums(tally, finish: Finish, xp=np):
 
     if finish == "ratio":
         return divide(tally[:, 0], tally[:, 1])
+    if finish == "macro":
+        classes = tally.shape[1] // 3
+        ratios = divide(tally[:, :classes], tally[:, classes:2 * classes])
+        found = xp.where(tally[:, 2 * classes:] > 0, 1.0, 0.0)
+        return divide(xp.sum(ratios * found, axis=1), xp.sum(found, axis=1))
     width = CURVE_THRESHOLDS + 1
 
     def above(counts):  # rows at a place above threshold t: those at places t + 1 and beyond
@@ -183,10 +207,52 @@ def curve_rows(y_true, y_pred):
     return ops.concatenate([ops.where(ops.isnan(clipped), 0.0, places), actual], axis=-1)
 
 
+def class_hits(y_true, y_pred) -> tuple:
+    """Each row's true and predicted class as one-hot rows of the classes (a binary task's one output stands for
+    two): the predicted class is the most probable (above 0.5, of a binary task); targets are class codes, or
+    one-hot rows (a categorical loss's)."""
+    if y_pred.shape[-1] == 1:
+        actual, predicted = binary_hits(y_true, y_pred)
+        return ops.concatenate([1.0 - actual, actual], axis=-1), ops.concatenate([1.0 - predicted, predicted], axis=-1)
+    classes = y_pred.shape[-1]
+    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == classes:  # one-hot targets
+        codes = ops.argmax(y_true, axis=-1)
+    else:
+        codes = ops.reshape(ops.cast(y_true, "int32"), ops.shape(y_pred)[:-1])
+    return ops.one_hot(codes, classes), ops.one_hot(ops.argmax(y_pred, axis=-1), classes)
+
+
+def macro_rows(y_true, y_pred, tally: Callable[[object, object], tuple]):
+    """Per row and class: `tally`'s (numerator, denominator) of (actual, predicted) one-hot rows, and whether the
+    row is of the class or predicted as it (:func:`class_hits`), as three blocks of one value a class."""
+    actual, predicted = class_hits(y_true, y_pred)
+    return ops.concatenate([*tally(actual, predicted), ops.maximum(actual, predicted)], axis=-1)
+
+
+def precision_macro_rows(y_true, y_pred):
+    """Per class: (a true positive, a predicted positive), and whether the row is of the class or predicted as it:
+    scikit-learn's macro precision."""
+    return macro_rows(y_true, y_pred, lambda actual, predicted: (actual * predicted, predicted))
+
+
+def recall_macro_rows(y_true, y_pred):
+    """Per class: (a true positive, an actual positive), and whether the row is of the class or predicted as it:
+    scikit-learn's macro recall."""
+    return macro_rows(y_true, y_pred, lambda actual, predicted: (actual * predicted, actual))
+
+
+def f1_macro_rows(y_true, y_pred):
+    """Per class: (twice a true positive, an actual plus a predicted positive), and whether the row is of the class
+    or predicted as it: scikit-learn's macro F1."""
+    return macro_rows(y_true, y_pred, lambda actual, predicted: (2.0 * actual * predicted, actual + predicted))
+
+
 TALLIED_METRICS: dict[str, tuple[Callable, Finish]] = {
     "precision": (precision_rows, "ratio"), "recall": (recall_rows, "ratio"), "f1": (f1_rows, "ratio"),
-    "auc": (curve_rows, "roc_auc"), "pr_auc": (curve_rows, "pr_auc")}
-"""A binary task's scores that are no mean of per-row values, by name: each row's pair and its finish."""
+    "auc": (curve_rows, "roc_auc"), "pr_auc": (curve_rows, "pr_auc"),
+    "precision_macro": (precision_macro_rows, "macro"), "recall_macro": (recall_macro_rows, "macro"),
+    "f1_macro": (f1_macro_rows, "macro")}
+"""The scores that are no mean of per-row values, by name: each row's values and their finish."""
 
 RowScores = Mapping[str, tuple[Callable, Finish]]
 """Per-row functions of (targets, predictions) by log name (``loss``, ``accuracy``...), each with what the logged
@@ -214,7 +280,7 @@ class HeldOut:
 
 def slot_scores(values: np.ndarray, weight: np.ndarray | None, slots: int, finish: Finish = None) -> np.ndarray:
     """Each slot's score from per-row `values` over its rows with weight above 0 (:func:`of_mean`, or
-    :func:`of_sums` of a tally of pairs): one value per slot.
+    :func:`of_sums` of a tally of the rows' values, given on their last axis): one value per slot.
 
     Examples
     --------
@@ -222,7 +288,8 @@ def slot_scores(values: np.ndarray, weight: np.ndarray | None, slots: int, finis
     [2.0, 5.0]
     """
     tally = finish in TALLIED
-    values = np.asarray(values, dtype=np.float64).reshape((slots, -1, 2) if tally else (slots, -1))
+    values = np.asarray(values, dtype=np.float64)
+    values = values.reshape((slots, -1, values.shape[-1]) if tally else (slots, -1))
     counts = np.ones(values.shape[:2], dtype=bool) if weight is None else np.asarray(weight).reshape(slots, -1) > 0
     if tally:
         return of_sums(tallied(values, counts, finish), finish)
@@ -249,9 +316,9 @@ class RowScorer(keras.Model):
         regularizers, so the loss function alone is the same value.
 
         Each function reduces the predictions' last axis, so its values are shaped as the predictions less that
-        axis, and a tallied score's pairs (:data:`TALLIED`) as the predictions with a last axis of 2: reshaped so,
-        with a last axis of 1 or 2, as Keras' functions squeeze a known axis of 1 (on JAX, a stacked model's chunk of
-        one row per slot came back as one value per slot).
+        axis, and a tallied score's values (:data:`TALLIED`) as the predictions with a last axis of their own (2, or
+        3 a class): reshaped so, with a last axis of its own, as Keras' functions squeeze a known axis of 1 (on JAX, a
+        stacked model's chunk of one row per slot came back as one value per slot).
         """
         X, y = inputs
         predictions = self.scored(X, training=False)
@@ -349,7 +416,9 @@ class SlotMean(keras.metrics.Metric):
 
     A row counts when its sample weight is above 0: weights here mark padding (0), a partial batch's rows (scaled
     so the batch's loss is their mean, see `tasks/training/fit.py`) and class weights, and each real row counts
-    once. A tallied score's function gives each row a pair, and its finish is of their tally (:data:`Finish`).
+    once. A tallied score's function gives each row a pair (a ``macro`` score's: a pair and whether the row is of
+    the class or predicted as it, for each class of a model of `outputs` outputs a row), and its finish is of their
+    tally (:data:`Finish`).
     Stacked targets, predictions and sample weights are slot-first, `(k, batch, ...)`; the per-sample function
     reduces the last axis, giving `(k, batch)` values. One metric object keeps all k totals in one vector, so the
     cost per step does not grow with k, and reports them as one vector, `f*_<name>`, which `fit_epochs` logs as
@@ -357,12 +426,16 @@ class SlotMean(keras.metrics.Metric):
     """
 
     def __init__(self, fn: Callable, slots: int | None = None, finish: Finish = None, name: str = "metric",
-                 **kwargs) -> None:
+                 outputs: int | None = None, **kwargs) -> None:
         super().__init__(name=name, **kwargs)
         self.fn, self.slots, self.finish = fn, slots, finish
         width = slots or 1
-        if finish in TALLIED:  # each slot's tally of the rows' pairs
-            self.total = self.add_variable(shape=(width, TALLIED[finish]), initializer="zeros", name="total")
+        if finish in TALLIED:  # each slot's tally of the rows' values
+            if finish == "macro" and outputs is None:
+                raise ValueError("a macro score's tally needs `outputs`, the model's outputs a row")
+            tally = tally_width(finish, outputs or 1)
+            self.row_width = tally if finish == "macro" else 2
+            self.total = self.add_variable(shape=(width, tally), initializer="zeros", name="total")
         else:
             self.total = self.add_variable(shape=(width,), initializer="zeros", name="total")
             self.count = self.add_variable(shape=(width,), initializer="zeros", name="count")
@@ -374,7 +447,7 @@ class SlotMean(keras.metrics.Metric):
         """Add per-sample `values` already computed (the stacked model's per-row losses)."""
         width = self.slots or 1
         tally = self.finish in TALLIED
-        values = ops.reshape(ops.cast(values, "float32"), (width, -1, 2) if tally else (width, -1))
+        values = ops.reshape(ops.cast(values, "float32"), (width, -1, self.row_width) if tally else (width, -1))
         if sample_weight is None:
             counts = ops.ones_like(values[..., 0] if tally else values, dtype="bool")
         else:

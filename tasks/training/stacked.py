@@ -36,6 +36,7 @@ from kerasflow.tasks.training.models import (
     TargetScale,
     layer_seeds,
     make_optimizer,
+    output_units,
     schedule_callbacks,
     seeded_initializer,
     weight_arguments,
@@ -334,7 +335,8 @@ def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1, s
         optimizer = keras.optimizers.MultiOptimizer(lambda variable: optimizers[group_of[variable.path]])
     # Weighted: Keras hands sample weights to `weighted_metrics` only, and padding rows weigh 0.
     model.compile(optimizer=optimizer, loss=None, steps_per_execution=steps,
-                  weighted_metrics=[SlotMean(fn, slots=model.slots, finish=finish, name=name)])
+                  weighted_metrics=[SlotMean(fn, slots=model.slots, finish=finish, name=name,
+                                             outputs=output_units(spec.model))])
 
 
 def predict_slots(model: StackedModel, X: np.ndarray) -> np.ndarray:

@@ -144,8 +144,8 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful,
                        row_weights=None if class_weight is None else [class_weight[class_codes(y)]])
     model.compile(optimizer=make_optimizer(spec.train, plan.steps), loss=spec.loss,
-                  weighted_metrics=[SlotMean(fn, finish=finish, name=name) for name, (fn, finish) in scores.items()
-                                    if name != "loss"],
+                  weighted_metrics=[SlotMean(fn, finish=finish, name=name, outputs=model.output_shape[-1])
+                                    for name, (fn, finish) in scores.items() if name != "loss"],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
     # The learning rate's callbacks first: the epoch's logs hold its rate by the time the caller's see them.
     stopper = EarlyStoppingAcrossFits.from_spec(spec.train, keep_best)
