@@ -60,6 +60,28 @@ def cancer_experiment(train: dict | None = None, evaluate: dict | None = None) -
             "evaluate": {"n_splits": 3, "seed": 1, **(evaluate or {})}}
 
 
+def slot_scores_three_ways(spec, parts: list) -> tuple[dict, dict, object]:
+    """Three stacked slots of `spec`'s model (seeds 1, 2, 3), scored untrained on their (X, y) `parts` padded to
+    one length: the held-out scores from one prediction (`HeldOutScores`' logs), the compiled per-slot metric's
+    (`model.evaluate`), both expanded to ``f<j>_`` entries, and the slots' predictions."""
+    import numpy as np
+
+    from kerasflow.tasks.training.scoring import HeldOut, HeldOutScores, expand_slots, row_scores
+    from kerasflow.tasks.training.stacked import build_stacked, compile_stacked, stack_slots
+
+    X, weight = stack_slots([part[0] for part in parts])
+    y, _ = stack_slots([part[1] for part in parts])
+    model = build_stacked([spec.model] * 3, X.shape[-1], seeds=[1, 2, 3], loss=spec.loss)
+    compile_stacked(model, spec)
+    compiled = model.evaluate(X, y, sample_weight=weight, batch_size=len(X), verbose=0, return_dict=True)
+    callback, logs = HeldOutScores(HeldOut(X, y, row_scores(spec), weight), slots=3), {}
+    callback.set_model(model)
+    callback.on_epoch_end(0, logs)
+    expand_slots(compiled)
+    expand_slots(logs)
+    return logs, compiled, np.asarray(model.predict_on_batch(X))
+
+
 def make_project(folder: Path, bundled_data: Path) -> Path:
     """`folder` made a working folder with data/ (iris and diabetes) and the tiny params.yaml."""
     (folder / "data").mkdir(parents=True)

@@ -8,14 +8,13 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from helpers import cancer_experiment
+from helpers import cancer_experiment, slot_scores_three_ways
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds
-from kerasflow.tasks.training.scoring import HeldOut, HeldOutScores, expand_slots, row_scores, score
-from kerasflow.tasks.training.stacked import build_stacked, compile_stacked, stack_slots
+from kerasflow.tasks.training.scoring import score
 
 SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
 KERAS = {"precision": lambda: keras.metrics.Precision(), "recall": lambda: keras.metrics.Recall(),
@@ -61,17 +60,7 @@ def test_each_slots_held_out_score_is_keras_own_metric_of_its_rows(metric):
     spec, rng = _cancer_spec(metric), np.random.default_rng(0)
     parts = [(rng.normal(size=(n, 4)).astype("float32"), rng.integers(0, 2, size=(n, 1)).astype("float32"))
              for n in (70, 50, 60)]
-    X, weight = stack_slots([part[0] for part in parts])
-    y, _ = stack_slots([part[1] for part in parts])
-    model = build_stacked([spec.model] * 3, 4, seeds=[1, 2, 3], loss=spec.loss)
-    compile_stacked(model, spec)
-    expected = model.evaluate(X, y, sample_weight=weight, batch_size=len(X), verbose=0, return_dict=True)
-    callback, logs = HeldOutScores(HeldOut(X, y, row_scores(spec), weight), slots=3), {}
-    callback.set_model(model)
-    callback.on_epoch_end(0, logs)
-    expand_slots(expected)
-    expand_slots(logs)
-    predictions = keras.ops.convert_to_numpy(model.predict_on_batch(X))
+    logs, expected, predictions = slot_scores_three_ways(spec, parts)
     for j, (_, truth) in enumerate(parts):
         keras_own = KERAS[metric]()
         keras_own.update_state(truth, predictions[j, :len(truth)])

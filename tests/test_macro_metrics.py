@@ -8,15 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import cancer_experiment
+from helpers import cancer_experiment, slot_scores_three_ways
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds
-from kerasflow.tasks.training.scoring import HeldOut, HeldOutScores, expand_slots, row_scores
-from kerasflow.tasks.training.stacked import build_stacked, compile_stacked, stack_slots
 
 SKLEARN = {"precision_macro": precision_score, "recall_macro": recall_score, "f1_macro": f1_score}
 MACRO = tuple(SKLEARN)
@@ -68,17 +66,7 @@ def test_each_slots_held_out_score_is_scikit_learns_over_the_classes_its_rows_sh
     spec, rng = _wine_spec(metric), np.random.default_rng(0)
     parts = [(rng.normal(size=(n, 4)).astype("float32"), rng.integers(0, high, size=(n, 1)).astype("float32"))
              for n, high in ((70, 3), (50, 2), (60, 3))]
-    X, weight = stack_slots([part[0] for part in parts])
-    y, _ = stack_slots([part[1] for part in parts])
-    model = build_stacked([spec.model] * 3, 4, seeds=[1, 2, 3], loss=spec.loss)
-    compile_stacked(model, spec)
-    expected = model.evaluate(X, y, sample_weight=weight, batch_size=len(X), verbose=0, return_dict=True)
-    callback, logs = HeldOutScores(HeldOut(X, y, row_scores(spec), weight), slots=3), {}
-    callback.set_model(model)
-    callback.on_epoch_end(0, logs)
-    expand_slots(expected)
-    expand_slots(logs)
-    predictions = np.asarray(model.predict_on_batch(X))
+    logs, expected, predictions = slot_scores_three_ways(spec, parts)
     for j, (_, truth) in enumerate(parts):
         alone = _macro(metric, truth.reshape(-1), predictions[j, :len(truth)].argmax(axis=-1))
         assert logs[f"val_f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
