@@ -15,6 +15,7 @@ from kerasflow.tasks.training.models import (
     layer_seeds,
     learning_rate,
     make_optimizer,
+    output_units,
     seeded_initializer,
 )
 
@@ -110,7 +111,8 @@ def test_layers_take_the_books_constraints_penalties_and_bias_option():
 
 def test_the_books_other_layers_build_and_train():
     """An image path (strided same-padded convolution, batch normalization, a separate activation, average and
-    global pooling) and a sequence path (a bidirectional GRU feeding a SimpleRNN), each one training step."""
+    global pooling), a sequence path (a bidirectional GRU feeding a SimpleRNN) and a video path (each frame through
+    a time-distributed convolution, pooling and flatten, then an LSTM over the frames), each one training step."""
     image = ModelSpec.model_validate({"layers": [
         {"type": "reshape", "target_shape": [8, 8, 1]},
         {"type": "conv2d", "filters": 4, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "linear"},
@@ -121,11 +123,21 @@ def test_the_books_other_layers_build_and_train():
         {"type": "reshape", "target_shape": [4, 2]},
         {"type": "bidirectional", "layer": {"type": "gru", "units": 3, "return_sequences": True}},
         {"type": "simple_rnn", "units": 2}, {"type": "dense", "units": 1}]})
-    for spec, n_features, shape, y in ((image, 64, (None, 3), np.zeros(6)), (sequence, 8, (None, 1), np.ones(6))):
+    video = ModelSpec.model_validate({"layers": [
+        {"type": "reshape", "target_shape": [3, 6, 6, 1]},
+        {"type": "time_distributed", "layer": {"type": "conv2d", "filters": 2, "kernel_size": 2}},
+        {"type": "time_distributed", "layer": {"type": "max_pooling2d", "pool_size": 2}},
+        {"type": "time_distributed", "layer": {"type": "flatten"}},
+        {"type": "lstm", "units": 4}, {"type": "dense", "units": 1, "activation": "sigmoid"}]})
+    assert output_units(video) == 1
+    for spec, n_features, shape, y in ((image, 64, (None, 3), np.zeros(6)), (sequence, 8, (None, 1), np.ones(6)),
+                                       (video, 108, (None, 1), np.ones(6))):
         model = build_model(spec, n_features=n_features, seed=1)
         assert model.output_shape == shape
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy" if shape[1] == 3 else "mse")
         assert np.isfinite(model.train_on_batch(np.ones((6, n_features), dtype="float32"), y))
+    flatten = build_model(video, n_features=108, seed=1).layers[3]
+    assert flatten.output.shape[1:] == (3, 8)  # each frame convolved to 5 x 5, pooled to 2 x 2, of 2 filters
     conv = build_model(image, n_features=64, seed=1).layers[1]
     assert conv.strides == (2, 2) and conv.padding == "same"
     bidirectional = build_model(sequence, n_features=8, seed=1).layers[1]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import keras
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 from helpers import ROOT
 
+from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import load_params, parse_params
 from kerasflow.tasks.data.split import make_splits
 from kerasflow.tasks.data.table import Table, load_table
@@ -247,3 +249,51 @@ def test_stacked_lstms_pass_the_whole_sequence_from_one_to_the_next(bundled_data
     assert len(loss) == 3 and np.isfinite(loss[-1])
     result = cross_validate(spec, [fold]).summary()
     assert result["metric"] == "rmse" and 0 < result["mean"] < 3 * result["baseline"]["mean"]
+
+
+CNN_LSTM = [{"type": "reshape", "target_shape": [2, 2, 1]},
+            {"type": "time_distributed", "layer": {"type": "conv1d", "filters": 16, "kernel_size": 1}},
+            {"type": "time_distributed", "layer": {"type": "max_pooling1d", "pool_size": 2}},
+            {"type": "time_distributed", "layer": {"type": "flatten"}},
+            {"type": "lstm", "units": 16, "activation": "relu"},
+            {"type": "dense", "units": 1}]
+"""Brownlee's CNN-LSTM forecast: a window of 4 values read as 2 subsequences of 2, each through one shared
+convolution, pooling and flatten, then an LSTM over the 2 subsequences' features."""
+
+
+def test_a_cnn_lstm_reads_each_subsequence_through_one_shared_convolution(bundled_data):
+    spec = _shipped("sunspots_lstm", bundled_data).with_overrides({"preprocess.lookback": 4,
+                                                                    "model.layers": CNN_LSTM})
+    (fold,) = _folds(spec)
+    model, _ = fit_model(spec, fold.X_train, fold.y_train, target_scale=fold.target_scale)
+    conv, pool, flat = (layer for layer in model.layers if isinstance(layer, keras.layers.TimeDistributed))
+    assert [layer.output.shape[1:] for layer in (conv, pool, flat)] == [(2, 2, 16), (2, 1, 16), (2, 16)]
+    assert conv.layer.kernel.shape == (1, 1, 16)  # one kernel for both subsequences
+    first = keras.ops.convert_to_numpy(conv(fold.X_train[:3].reshape(3, 2, 2, 1)))
+    alone = keras.ops.convert_to_numpy(conv.layer(fold.X_train[:3, 2:].reshape(3, 2, 1)))
+    np.testing.assert_allclose(first[:, 1], alone, rtol=1e-6)  # the second subsequence, through the same kernel
+    result = cross_validate(spec, [fold]).summary()
+    assert result["mean"] < 0.95 * result["baseline"]["mean"], result
+
+
+@pytest.mark.parametrize("layers, key, message", [
+    ([{"type": "reshape", "target_shape": [4, 1]}, *CNN_LSTM[1:]], "layers[1].type",
+     "layers[1] (time_distributed conv1d) takes a sequence of sequences per row (subsequences, steps, features), but "
+     "its input is a sequence per row (steps, features); put a reshape with target_shape [subsequences, steps, "
+     "features] before it"),
+    ([CNN_LSTM[0], {"type": "time_distributed", "layer": {"type": "conv2d", "filters": 2, "kernel_size": 1}},
+      *CNN_LSTM[3:]], "layers[1].type",
+     "layers[1] (time_distributed conv2d) takes a sequence of images per row (frames, height, width, channels), but "
+     "its input is an image per row (height, width, channels); put a reshape with target_shape [frames, height, "
+     "width, channels] before it"),
+    ([{"type": "time_distributed", "layer": {"type": "dense", "units": 2}}, {"type": "dense", "units": 1}],
+     "layers[0].type", "layers[0] (time_distributed dense) takes a sequence per row (steps, features), but its input "
+                       "is a vector of features per row"),
+    (CNN_LSTM[:3] + [{"type": "flatten"}, *CNN_LSTM[4:]], "layers[4].type",
+     "layers[4] (lstm) takes a sequence per row (steps, features), but its input is a vector of features per row"),
+], ids=["conv1d-steps-of-values", "conv2d-frames-of-nothing", "dense-steps-of-nothing", "flatten-without-steps"])
+def test_time_distributed_layers_of_the_wrong_shapes_are_refused_by_the_layers_key(layers, key, message):
+    experiment = load_params(ROOT / "params.yaml").model_dump(mode="json")["experiments"]["sunspots_lstm"]
+    experiment["model"]["layers"] = layers
+    with pytest.raises(ParamsError, match=re.escape(f"experiments.sunspots.model.{key}: {message}")):
+        parse_params({"experiments": {"sunspots": experiment}, "continued": {}, "sweeps": {}})

@@ -146,13 +146,6 @@ class RepeatVectorLayer(Section):
     type: Literal["repeat_vector"]
     n: Count
 
-class TimeDistributedLayer(Section):
-    """A Dense layer applied to each step of a sequence (Keras' TimeDistributed(Dense(...))), with weights shared
-    across the steps."""
-
-    type: Literal["time_distributed"]
-    layer: DenseLayer
-
 class Conv1DLayer(Weights):
     type: Literal["conv1d"]
     filters: Count
@@ -173,6 +166,23 @@ class GlobalMaxPooling1DLayer(Section):
 
 class GlobalAveragePooling1DLayer(Section):
     type: Literal["global_average_pooling1d"]
+
+StepLayer = Annotated[
+    Union[DenseLayer, DropoutLayer, ActivationLayer, BatchNormalizationLayer, Conv1DLayer, MaxPooling1DLayer,
+          GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer, Conv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer,
+          GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, FlattenLayer],
+    Field(discriminator="type"),
+]
+"""The layers `time_distributed` applies to each step of a sequence."""
+
+
+class TimeDistributedLayer(Section):
+    """A layer applied to each step of a sequence, its weights shared across the steps (Keras' TimeDistributed):
+    a Dense layer at each step of a decoder's output, or a CNN-LSTM's convolution, pooling and flatten of each
+    subsequence (or frame) before an LSTM reads them in turn."""
+
+    type: Literal["time_distributed"]
+    layer: StepLayer
 
 class Recurrent(Weights):
     """What the recurrent layers share: units, their activation (Brownlee's LSTMs use relu), whether every step's
@@ -291,7 +301,7 @@ INPUT_RANK: dict[type, int] = {
     **{layer: 3 for layer in (Conv2DLayer, SeparableConv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer,
                               GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, PretrainedLayer)},
     **{layer: 2 for layer in (*RECURRENT_LAYERS, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer,
-                              GlobalAveragePooling1DLayer, TimeDistributedLayer)},
+                              GlobalAveragePooling1DLayer)},
     RepeatVectorLayer: 1,
 }
 """The axes (besides the batch's) a layer's input must have: an image's 3 (height, width, channels), a sequence's 2
@@ -301,6 +311,30 @@ OUTPUT_RANK: dict[type, int] = {
     FlattenLayer: 1, GlobalAveragePooling2DLayer: 1, GlobalMaxPooling2DLayer: 1, GlobalMaxPooling1DLayer: 1,
     GlobalAveragePooling1DLayer: 1, EmbeddingLayer: 2,
     **{layer: 3 for layer in (Conv2DLayer, SeparableConv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer)},
-    **{layer: 2 for layer in (Conv1DLayer, MaxPooling1DLayer, RepeatVectorLayer, TimeDistributedLayer)},
+    **{layer: 2 for layer in (Conv1DLayer, MaxPooling1DLayer, RepeatVectorLayer)},
 }
 """The axes of a layer's output where they do not depend on its settings (see `ModelSpec`'s shape check)."""
+
+
+def input_rank(layer: LayerSpec) -> int | None:
+    """The axes (besides the batch's) `layer`'s input must have, or None where any will do (a time-distributed
+    layer: one more than its step layer's, and at least a sequence's 2)."""
+    if isinstance(layer, TimeDistributedLayer):
+        step = INPUT_RANK.get(type(layer.layer))
+        return None if step is None else step + 1
+    return INPUT_RANK.get(type(layer))
+
+
+def output_rank(layer: LayerSpec, rank: int) -> int:
+    """The axes (besides the batch's) of `layer`'s output for an input of `rank` axes."""
+    if isinstance(layer, ReshapeLayer):
+        return len(layer.target_shape)
+    if isinstance(layer, PretrainedLayer):
+        return 1 if layer.pooling else 3
+    if isinstance(layer, RECURRENT_LAYERS):
+        return 2 if layer.return_sequences else 1
+    if isinstance(layer, TimeDistributedLayer):
+        return output_rank(layer.layer, rank - 1) + 1
+    if isinstance(layer, (DenseLayer, *PASS_THROUGH_LAYERS)):
+        return rank
+    return OUTPUT_RANK[type(layer)]

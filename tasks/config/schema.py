@@ -31,17 +31,17 @@ from kerasflow.tasks.config.keras_names import (
     without_keras,
 )
 from kerasflow.tasks.config.layers import (
-    INPUT_RANK,
-    OUTPUT_RANK,
     PASS_THROUGH_LAYERS,
     RECURRENT_LAYERS,
     STACKABLE_LAYERS,
-    DenseLayer,
     EmbeddingLayer,
     LayerSpec,
     LSTMLayer,
     PretrainedLayer,
     ReshapeLayer,
+    TimeDistributedLayer,
+    input_rank,
+    output_rank,
 )
 from kerasflow.tasks.config.messages import describe, yaml_problem
 from kerasflow.tasks.config.overrides import apply_overrides, extremes
@@ -249,11 +249,26 @@ def _default(section: Section, key: str) -> Any:
 
 
 RANK_NAMES = {1: "a vector of features per row", 2: "a sequence per row (steps, features)",
-              3: "an image per row (height, width, channels)"}
+              3: "an image per row (height, width, channels)",
+              4: "a sequence of images per row (frames, height, width, channels)"}
 RANK_HINTS = {1: "; flatten it first (a flatten layer)",
               2: "; put an embedding, a reshape with target_shape [steps, features], or a recurrent layer with "
                  "return_sequences true before it",
-              3: "; put a reshape with target_shape [height, width, channels] (or a conv2d) before it"}
+              3: "; put a reshape with target_shape [height, width, channels] (or a conv2d) before it",
+              4: "; put a reshape with target_shape [frames, height, width, channels] before it"}
+STEP_NAMES = {3: "a sequence of sequences per row (subsequences, steps, features)", 4: RANK_NAMES[4]}
+"""What a time-distributed layer takes, by its rank, where its step layer takes a sequence or an image."""
+STEP_HINTS = {3: "; put a reshape with target_shape [subsequences, steps, features] before it", 4: RANK_HINTS[4]}
+
+
+def rank_name(rank: int) -> str:
+    """What an input of `rank` axes besides the batch's is, in words."""
+    return RANK_NAMES.get(rank, f"{rank}-D")
+
+
+def layer_name(layer: LayerSpec) -> str:
+    """A layer's type as params.yaml writes it, a time-distributed one with its step layer's."""
+    return f"time_distributed {layer.layer.type}" if isinstance(layer, TimeDistributedLayer) else layer.type
 
 
 class ModelSpec(Section):
@@ -286,31 +301,29 @@ class ModelSpec(Section):
     def check_shapes(self) -> None:
         """Refuse a layer that cannot take its input: Keras would only fail when the model is built, after the data
         is loaded, with a message about ndim. `rank` counts the axes besides the batch's: a row of features (the
-        model's input) has 1, a sequence 2, an image 3. Raises :class:`AtKey` below the model's key."""
+        model's input) has 1, a sequence 2, an image (or a sequence of sequences) 3, a sequence of images 4; a
+        time-distributed layer takes one axis more than its step layer. Raises :class:`AtKey` below the model's key."""
         rank, source = 1, None  # source: the last layer that set the rank
         for i, layer in enumerate(self.layers):
-            needed = INPUT_RANK.get(type(layer))
+            needed = input_rank(layer)
+            if isinstance(layer, TimeDistributedLayer) and needed is None and rank < 2:
+                needed = 2  # its step layer takes any input: the steps' axis is the one it needs
             if needed is not None and rank != needed:
                 if needed == 2 and isinstance(source, tuple) and isinstance(source[1], RECURRENT_LAYERS):
                     j, recurrent = source
                     raise AtKey(f"layers[{j}].return_sequences", f"layers[{j}] ({recurrent.type}) feeds layers[{i}] "
                                 f"({layer.type}), which takes a sequence: set `return_sequences: true` on "
                                 f"layers[{j}]. Received: false")
-                raise AtKey(f"layers[{i}].type", f"layers[{i}] ({layer.type}) takes {RANK_NAMES[needed]}, but its "
-                            f"input is {RANK_NAMES.get(rank, f'{rank}-D')}{RANK_HINTS[needed]}")
-            if isinstance(layer, ReshapeLayer):
-                rank = len(layer.target_shape)
-            elif isinstance(layer, PretrainedLayer):
-                rank = 1 if layer.pooling else 3
-            elif isinstance(layer, RECURRENT_LAYERS):
-                rank = 2 if layer.return_sequences else 1
-            elif not isinstance(layer, (DenseLayer, *PASS_THROUGH_LAYERS)):
-                rank = OUTPUT_RANK[type(layer)]
+                names, hints = (STEP_NAMES, STEP_HINTS) if isinstance(layer, TimeDistributedLayer) and needed > 2 \
+                    else (RANK_NAMES, RANK_HINTS)
+                raise AtKey(f"layers[{i}].type", f"layers[{i}] ({layer_name(layer)}) takes {names[needed]}, but its "
+                            f"input is {rank_name(rank)}{hints[needed]}")
+            rank = output_rank(layer, rank)
             if not isinstance(layer, PASS_THROUGH_LAYERS):
                 source = (i, layer)
         if rank != 1:  # the targets are one value, or one vector, a row
             last = len(self.layers) - 1
-            raise AtKey(f"layers[{last}].type", f"the model ends in {RANK_NAMES.get(rank, f'{rank}-D output')}, "
+            raise AtKey(f"layers[{last}].type", f"the model ends in {rank_name(rank)}, "
                         f"but predicts one value or vector a row: end it with a flatten (a "
                         f"time_distributed layer's steps), a global pooling, or a recurrent layer without "
                         f"return_sequences. Received: {self.layers[last].type}")

@@ -14,6 +14,7 @@ from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.keras_names import keras_class
 from kerasflow.tasks.config.layers import (
     OUTPUT_RANK,
+    PASS_THROUGH_LAYERS,
     PRETRAINED_BASES,
     RECURRENT_LAYERS,
     ActivationLayer,
@@ -423,6 +424,34 @@ def schedule_callbacks(spec: TrainSpec) -> list[keras.callbacks.Callback]:
     return callbacks
 
 
+def output_shape(layer: LayerSpec, shape: list[int | None]) -> list[int | None]:
+    """The axes (besides the batch's) of `layer`'s output for an input of axes `shape`, None where the data decides
+    a size (a convolution's, an image's)."""
+    if isinstance(layer, ReshapeLayer):
+        return list(layer.target_shape)
+    if isinstance(layer, DenseLayer):
+        return [*shape[:-1], layer.units]
+    if isinstance(layer, TimeDistributedLayer):  # the step layer on each step's axes
+        return [shape[0], *output_shape(layer.layer, shape[1:])]
+    if isinstance(layer, RepeatVectorLayer):
+        return [layer.n, *shape]
+    if isinstance(layer, RECURRENT_LAYERS):
+        recurrent = layer.layer if isinstance(layer, BidirectionalLayer) else layer
+        both = isinstance(layer, BidirectionalLayer) and layer.merge_mode == "concat"
+        units = recurrent.units * (2 if both else 1)
+        return [shape[0], units] if recurrent.return_sequences else [units]
+    if isinstance(layer, FlattenLayer):
+        return [math.prod(shape) if None not in shape else None]
+    if isinstance(layer, (GlobalAveragePooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling2DLayer,
+                          GlobalMaxPooling2DLayer)):
+        return shape[-1:]
+    if isinstance(layer, PretrainedLayer):
+        return [None] if layer.pooling else [None] * 3
+    if isinstance(layer, PASS_THROUGH_LAYERS):
+        return shape
+    return [None] * OUTPUT_RANK[type(layer)]  # convolutions, pooling, embeddings: sizes the data decides
+
+
 def output_units(spec: ModelSpec) -> int | None:
     """What the model predicts per row: the width of its output, followed through its layers' shapes (a flatten of a
     time-distributed Dense layer's steps gives its units times the steps); where a shape is not known before the
@@ -442,29 +471,7 @@ def output_units(spec: ModelSpec) -> int | None:
     """
     shape: list[int | None] = [None]  # the axes besides the batch's; None where not known yet
     for layer in spec.layers:
-        if isinstance(layer, ReshapeLayer):
-            shape = list(layer.target_shape)
-        elif isinstance(layer, DenseLayer):
-            shape = [*shape[:-1], layer.units]
-        elif isinstance(layer, TimeDistributedLayer):
-            shape = [*shape[:-1], layer.layer.units]
-        elif isinstance(layer, RepeatVectorLayer):
-            shape = [layer.n, *shape]
-        elif isinstance(layer, (LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer)):
-            recurrent = layer.layer if isinstance(layer, BidirectionalLayer) else layer
-            both = isinstance(layer, BidirectionalLayer) and layer.merge_mode == "concat"
-            units = recurrent.units * (2 if both else 1)
-            shape = [shape[0], units] if recurrent.return_sequences else [units]
-        elif isinstance(layer, FlattenLayer):
-            shape = [math.prod(shape) if None not in shape else None]
-        elif isinstance(layer, (GlobalAveragePooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling2DLayer,
-                                GlobalMaxPooling2DLayer)):
-            shape = shape[-1:]
-        elif isinstance(layer, PretrainedLayer):
-            shape = [None] if layer.pooling else [None] * 3
-        elif not isinstance(layer, (DropoutLayer, GaussianNoiseLayer, ActivationLayer, BatchNormalizationLayer,
-                                    RescalingLayer)):
-            shape = [None] * OUTPUT_RANK[type(layer)]  # convolutions, pooling, embeddings: sizes the data decides
+        shape = output_shape(layer, shape)
     if len(shape) == 1 and shape[0] is not None:
         return shape[0]
     for layer in reversed(spec.layers):
