@@ -23,6 +23,9 @@ from kerasflow.tasks.training.start import load_start
 pytestmark = pytest.mark.slow
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+SOURCES = ("Deep Learning", "Long Short-Term Memory Networks", "keras.io")
+"""Where the listings come from: the books (Deep Learning With Python, ... for Time Series Forecasting, Long
+Short-Term Memory Networks With Python...) and keras.io's examples."""
 
 
 def _write(path: Path, header: list[str], rows: list[list]) -> None:
@@ -32,14 +35,26 @@ def _write(path: Path, header: list[str], rows: list[list]) -> None:
         writer.writerows(rows)
 
 
+def moving_square(rng: np.random.Generator, rightward: bool, size: int = 16) -> list[int]:
+    """One video of the book's moving square: `size` frames of `size` x `size` pixels, a lit pixel that starts at
+    the left edge (or the right) on a random row and moves one column a frame, up or down a row at random."""
+    frames = np.zeros((size, size, size), dtype=int)
+    row = int(rng.integers(size))
+    for t in range(size):
+        frames[t, row, t if rightward else size - 1 - t] = 1
+        row = int(np.clip(row + rng.integers(-1, 2), 0, size - 1))
+    return frames.reshape(-1).tolist()
+
+
 def write_stand_ins(data: Path, bundled: Path) -> None:
     """Stand-ins of the books' datasets that ship nowhere, in their shapes: sonar (60 numeric columns, R/M),
     ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1), the Jena weather
     station's 10-minute rows (a date and 14 readings), Alice (a text of random words), card transactions (Time,
-    V1..V28, Amount, and Class, 1 in 20 of them fraud); every 16th of the
-    bundled MNIST digits, the bundled sunspots and breast-cancer table (every other row of it as its "new rows"); beside
-    data/, a seeded VGG16 base's weights file where the transfer-learning listing expects ImageNet's, and random
-    100-dimensional vectors for half the IMDB stand-in's words where the GloVe listing expects GloVe's."""
+    V1..V28, Amount, and Class, 1 in 20 of them fraud), the moving square's videos (16 frames of 16 x 16); every
+    16th of the bundled MNIST digits, the bundled sunspots and breast-cancer table (every other row of it as its
+    "new rows"); beside data/, a seeded VGG16 base's weights file where the transfer-learning listing expects
+    ImageNet's, and random 100-dimensional vectors for half the IMDB stand-in's words where the GloVe listing expects
+    GloVe's."""
     rng = np.random.default_rng(0)
     for name, width, classes in (("sonar", 60, "RM"), ("ionosphere", 34, "gb")):
         _write(data / f"{name}.csv", [f"f{i}" for i in range(width)] + ["class"],
@@ -57,6 +72,8 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
     _write(data / "creditcard.csv", ["Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"],
            [[i, *(f"{v:.4f}" for v in rng.normal(0, 1, 28)), f"{rng.exponential(80):.2f}", int(i % 20 == 0)]
             for i in range(200)])
+    _write(data / "moving_square.csv", ["direction", *(f"p{i}" for i in range(16 ** 3))],
+           [[("right", "left")[i % 2], *moving_square(rng, rightward=i % 2 == 0)] for i in range(60)])
     (data / "alice.txt").write_text(" ".join(" ".join(rng.choice(words[:40], size=12)) + "." for _ in range(40)))
     for name in ("breast_cancer.csv", "sunspots.csv"):
         shutil.copy(bundled / name, data / name)
@@ -85,7 +102,7 @@ def test_at_least_twelve_book_listings_each_headed_by_its_chapter():
     assert len(EXAMPLES) >= 12
     for path in EXAMPLES:
         first = path.read_text().splitlines()[0]
-        assert first.startswith("# ") and ("Deep Learning" in first or "keras.io" in first), f"{path.name}: {first!r}"
+        assert first.startswith("# ") and any(source in first for source in SOURCES), f"{path.name}: {first!r}"
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
