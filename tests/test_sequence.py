@@ -297,3 +297,41 @@ def test_time_distributed_layers_of_the_wrong_shapes_are_refused_by_the_layers_k
     experiment["model"]["layers"] = layers
     with pytest.raises(ParamsError, match=re.escape(f"experiments.sunspots.model.{key}: {message}")):
         parse_params({"experiments": {"sunspots": experiment}, "continued": {}, "sweeps": {}})
+
+
+CONV_LSTM = [{"type": "reshape", "target_shape": [2, 1, 2, 1]},
+             {"type": "conv_lstm2d", "filters": 16, "kernel_size": [1, 2], "activation": "relu"},
+             {"type": "flatten"}, {"type": "dense", "units": 1}]
+"""Brownlee's ConvLSTM forecast: a window of 4 values as 2 subsequences, each an image of 1 row of 2 values, read
+in turn by an LSTM whose transforms are convolutions."""
+
+
+def test_a_conv_lstm_reads_each_subsequence_as_an_image(bundled_data):
+    spec = _shipped("sunspots_lstm", bundled_data).with_overrides({
+        "preprocess.lookback": 4, "model.layers": CONV_LSTM, "train.batch_size": 16})
+    (fold,) = _folds(spec)
+    model, _ = fit_model(spec, fold.X_train, fold.y_train, target_scale=fold.target_scale)
+    (conv_lstm,) = (layer for layer in model.layers if isinstance(layer, keras.layers.ConvLSTM2D))
+    assert conv_lstm.output.shape[1:] == (1, 1, 16)  # the last step's maps: a 1 x 2 kernel over 1 x 2 images
+    again, _ = fit_model(spec.with_overrides({"train.epochs": 1}), fold.X_train, fold.y_train,
+                         target_scale=fold.target_scale)
+    fresh, _ = fit_model(spec.with_overrides({"train.epochs": 1}), fold.X_train, fold.y_train,
+                         target_scale=fold.target_scale)
+    for first, second in zip(again.get_weights(), fresh.get_weights()):  # seeded: the same weights each time
+        np.testing.assert_array_equal(first, second)
+    result = cross_validate(spec, [fold]).summary()
+    assert result["mean"] < 0.95 * result["baseline"]["mean"], result
+
+
+@pytest.mark.parametrize("layers, key, message", [
+    ([{"type": "reshape", "target_shape": [4, 1]}, *CONV_LSTM[1:]], "layers[1].type",
+     "layers[1] (conv_lstm2d) takes a sequence of images per row (frames, height, width, channels), but its input "
+     "is a sequence per row (steps, features)"),
+    ([CONV_LSTM[0], CONV_LSTM[1], {**CONV_LSTM[1], "kernel_size": 1}, *CONV_LSTM[2:]], "layers[1].return_sequences",
+     "layers[1] (conv_lstm2d) feeds layers[2] (conv_lstm2d), which takes a sequence: set `return_sequences: true`"),
+], ids=["conv-lstm-on-a-sequence", "conv-lstm-into-conv-lstm"])
+def test_a_conv_lstm_of_the_wrong_shapes_is_refused_by_the_layers_key(layers, key, message):
+    experiment = load_params(ROOT / "params.yaml").model_dump(mode="json")["experiments"]["sunspots_lstm"]
+    experiment["model"]["layers"] = layers
+    with pytest.raises(ParamsError, match=re.escape(f"experiments.sunspots.model.{key}: {message}")):
+        parse_params({"experiments": {"sunspots": experiment}, "continued": {}, "sweeps": {}})

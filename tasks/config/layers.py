@@ -184,12 +184,11 @@ class TimeDistributedLayer(Section):
     type: Literal["time_distributed"]
     layer: StepLayer
 
-class Recurrent(Weights):
-    """What the recurrent layers share: units, their activation (Brownlee's LSTMs use relu), whether every step's
-    output is returned, dropout of the inputs and of the recurrent state, and the recurrent kernel's constraint and
-    penalty."""
+class StepByStep(Weights):
+    """What the layers that read a sequence step by step share: their activation (Brownlee's LSTMs use relu),
+    whether every step's output is returned, dropout of the inputs and of the recurrent state, and the recurrent
+    kernel's constraint and penalty."""
 
-    units: Count
     activation: str = "tanh"
     return_sequences: bool = False
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -198,6 +197,11 @@ class Recurrent(Weights):
     recurrent_regularizer: Regularizer = None
 
     _check_activation = field_validator("activation")(activation_name)
+
+class Recurrent(StepByStep):
+    """An LSTM, GRU or SimpleRNN: :class:`StepByStep`, and its units."""
+
+    units: Count
 
 class LSTMLayer(Recurrent):
     type: Literal["lstm"]
@@ -210,6 +214,17 @@ class SimpleRNNLayer(Recurrent):
     type: Literal["simple_rnn"]
 
 RecurrentSpec = Annotated[Union[LSTMLayer, GRULayer, SimpleRNNLayer], Field(discriminator="type")]
+
+class ConvLSTM2DLayer(StepByStep):
+    """An LSTM whose input and state transforms are convolutions (Keras' ConvLSTM2D): it reads a sequence of
+    images (steps, rows, columns, channels) and returns the last step's feature maps, or every step's
+    (`return_sequences`). Brownlee's ConvLSTM forecast reads a window as subsequences of one row each."""
+
+    type: Literal["conv_lstm2d"]
+    filters: Count
+    kernel_size: Count | tuple[Count, Count]
+    strides: Count | tuple[Count, Count] = 1
+    padding: Literal["valid", "same"] = "valid"
 
 class BidirectionalLayer(Section):
     """A recurrent layer run over the sequence both ways, its two outputs merged (`merge_mode`)."""
@@ -284,7 +299,7 @@ LayerSpec = Annotated[
           SeparableConv2DLayer, RescalingLayer, MaxPooling2DLayer, AveragePooling2DLayer, GlobalAveragePooling2DLayer,
           GlobalMaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer,
           EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer,
-          PretrainedLayer, RepeatVectorLayer, TimeDistributedLayer],
+          PretrainedLayer, RepeatVectorLayer, TimeDistributedLayer, ConvLSTM2DLayer],
     Field(discriminator="type"),
 ]
 
@@ -294,6 +309,10 @@ RECURRENT_LAYERS = (LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer)
 """Layers that read a sequence step by step, and return its last step's output or (`return_sequences`) every
 step's."""
 
+SEQUENCE_READERS = (*RECURRENT_LAYERS, ConvLSTM2DLayer)
+"""Layers that read a sequence step by step and return its last step's output, or every step's
+(`return_sequences`)."""
+
 PASS_THROUGH_LAYERS = (DropoutLayer, GaussianNoiseLayer, ActivationLayer, BatchNormalizationLayer, RescalingLayer)
 """Layers whose output has their input's shape."""
 
@@ -302,7 +321,7 @@ INPUT_RANK: dict[type, int] = {
                               GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, PretrainedLayer)},
     **{layer: 2 for layer in (*RECURRENT_LAYERS, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer,
                               GlobalAveragePooling1DLayer)},
-    RepeatVectorLayer: 1,
+    RepeatVectorLayer: 1, ConvLSTM2DLayer: 4,
 }
 """The axes (besides the batch's) a layer's input must have: an image's 3 (height, width, channels), a sequence's 2
 (steps, features)."""
@@ -333,6 +352,8 @@ def output_rank(layer: LayerSpec, rank: int) -> int:
         return 1 if layer.pooling else 3
     if isinstance(layer, RECURRENT_LAYERS):
         return 2 if layer.return_sequences else 1
+    if isinstance(layer, ConvLSTM2DLayer):
+        return 4 if layer.return_sequences else 3
     if isinstance(layer, TimeDistributedLayer):
         return output_rank(layer.layer, rank - 1) + 1
     if isinstance(layer, (DenseLayer, *PASS_THROUGH_LAYERS)):

@@ -32,7 +32,7 @@ from kerasflow.tasks.config.keras_names import (
 )
 from kerasflow.tasks.config.layers import (
     PASS_THROUGH_LAYERS,
-    RECURRENT_LAYERS,
+    SEQUENCE_READERS,
     STACKABLE_LAYERS,
     EmbeddingLayer,
     LayerSpec,
@@ -309,7 +309,8 @@ class ModelSpec(Section):
             if isinstance(layer, TimeDistributedLayer) and needed is None and rank < 2:
                 needed = 2  # its step layer takes any input: the steps' axis is the one it needs
             if needed is not None and rank != needed:
-                if needed == 2 and isinstance(source, tuple) and isinstance(source[1], RECURRENT_LAYERS):
+                if isinstance(source, tuple) and isinstance(source[1], SEQUENCE_READERS) and \
+                        not source[1].return_sequences and needed == rank + 1:
                     j, recurrent = source
                     raise AtKey(f"layers[{j}].return_sequences", f"layers[{j}] ({recurrent.type}) feeds layers[{i}] "
                                 f"({layer.type}), which takes a sequence: set `return_sequences: true` on "

@@ -23,6 +23,7 @@ from kerasflow.tasks.config.layers import (
     BidirectionalLayer,
     Conv1DLayer,
     Conv2DLayer,
+    ConvLSTM2DLayer,
     DenseLayer,
     DropoutLayer,
     EmbeddingLayer,
@@ -159,7 +160,7 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
         return keras.layers.TimeDistributed(make_layer(spec.layer, seed))
     if isinstance(spec, ReshapeLayer):
         return keras.layers.Reshape(spec.target_shape)
-    if isinstance(spec, (LSTMLayer, GRULayer, SimpleRNNLayer)):
+    if isinstance(spec, (LSTMLayer, GRULayer, SimpleRNNLayer, ConvLSTM2DLayer)):
         return recurrent_layer(spec, seed)
     if isinstance(spec, BidirectionalLayer):
         # The backward layer drawn from seeds of its own: a copy of the forward one would start from its weights.
@@ -237,13 +238,17 @@ def load_base_weights(base: keras.Model, spec: PretrainedLayer) -> None:
                           f"for this input: {problem}") from None
 
 
-def recurrent_layer(spec: LSTMLayer | GRULayer | SimpleRNNLayer, seed: int,
+def recurrent_layer(spec: LSTMLayer | GRULayer | SimpleRNNLayer | ConvLSTM2DLayer, seed: int,
                     go_backwards: bool = False) -> keras.layers.Layer:
-    """An LSTM, GRU or SimpleRNN layer, its kernels and dropout masks seeded from `seed` (and `seed + 1`)."""
+    """An LSTM, GRU, SimpleRNN or ConvLSTM2D layer, its kernels and dropout masks seeded from `seed` (and
+    `seed + 1`)."""
     options = {"activation": spec.activation, "return_sequences": spec.return_sequences, "dropout": spec.dropout,
                "recurrent_dropout": spec.recurrent_dropout, "seed": seed, "go_backwards": go_backwards,
                "kernel_initializer": seeded_initializer("glorot_uniform", seed),
                "recurrent_initializer": seeded_initializer("orthogonal", seed + 1), **weight_arguments(spec)}
+    if isinstance(spec, ConvLSTM2DLayer):
+        return keras.layers.ConvLSTM2D(spec.filters, spec.kernel_size, strides=spec.strides, padding=spec.padding,
+                                       **options)
     if isinstance(spec, LSTMLayer):
         return keras.layers.LSTM(spec.units, stateful=spec.stateful, **options)
     if isinstance(spec, GRULayer):
@@ -447,6 +452,8 @@ def output_shape(layer: LayerSpec, shape: list[int | None]) -> list[int | None]:
         return shape[-1:]
     if isinstance(layer, PretrainedLayer):
         return [None] if layer.pooling else [None] * 3
+    if isinstance(layer, ConvLSTM2DLayer):  # the last step's feature maps, or every step's
+        return [shape[0], None, None, layer.filters] if layer.return_sequences else [None, None, layer.filters]
     if isinstance(layer, PASS_THROUGH_LAYERS):
         return shape
     return [None] * OUTPUT_RANK[type(layer)]  # convolutions, pooling, embeddings: sizes the data decides
