@@ -1,20 +1,24 @@
-"""Macro precision, recall and F1 (`evaluate.metric: precision_macro | recall_macro | f1_macro`): each class's
-score averaged over the classes, so a small class counts as much as a large one; logged at each epoch and scored at
-the end as scikit-learn's ``average="macro"`` gives them (over the classes found among the rows and predictions)."""
+"""Scores averaged over the classes, so a small class counts as much as a large one: macro precision, recall and F1
+(`evaluate.metric: precision_macro | recall_macro | f1_macro`), logged at each epoch and scored at the end as
+scikit-learn's ``average="macro"`` gives them (over the classes found among the rows and predictions); and a
+multiclass task's `auc` and `pr_auc`, each class's curve against the others averaged, as Keras' AUC with
+``multi_label=True`` gives them."""
 
 from __future__ import annotations
 
 import shutil
 
+import keras
 import numpy as np
 import pytest
 from helpers import cancer_experiment, slot_scores_three_ways
-from sklearn.metrics import f1_score, precision_score, recall_score
+from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds
+from kerasflow.tasks.training.scoring import score
 
 SKLEARN = {"precision_macro": precision_score, "recall_macro": recall_score, "f1_macro": f1_score}
 MACRO = tuple(SKLEARN)
@@ -98,3 +102,45 @@ def test_a_binary_score_of_one_class_is_refused_on_a_multiclass_task():
     """`f1` scores one class of two; on three classes it has no meaning, and the message names the macro one."""
     with pytest.raises(ParamsError, match=r"evaluate.metric: does not fit task 'multiclass'.*f1_macro.*Received: 'f1'"):
         _wine_spec("f1")
+
+
+def _keras_auc(metric: str, truth: np.ndarray, outputs: np.ndarray) -> float:
+    """Keras' own AUC of each class against the others, averaged: class codes made one-hot rows."""
+    keras_own = keras.metrics.AUC(curve="PR" if metric == "pr_auc" else "ROC", multi_label=True,
+                                  num_labels=outputs.shape[-1])
+    keras_own.update_state(np.eye(outputs.shape[-1], dtype="float32")[truth.reshape(-1).astype(int)], outputs)
+    return float(keras_own.result())
+
+
+@pytest.mark.parametrize("metric", ["auc", "pr_auc"])
+def test_a_multiclass_auc_is_keras_own_of_each_class_against_the_others(metric):
+    """Each stacked slot's held-out score and compiled score (slots of 70, 50 and 60 rows, the second with no row
+    of class 2, whose curves then count as Keras counts them) and the NumPy score of class codes or one-hot rows."""
+    spec, rng = _wine_spec(metric), np.random.default_rng(0)
+    parts = [(rng.normal(size=(n, 4)).astype("float32"), rng.integers(0, high, size=(n, 1)).astype("float32"))
+             for n, high in ((70, 3), (50, 2), (60, 3))]
+    logs, compiled, predictions = slot_scores_three_ways(spec, parts)
+    for j, (_, truth) in enumerate(parts):
+        alone = _keras_auc(metric, truth, predictions[j, :len(truth)])
+        assert logs[f"val_f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
+        assert compiled[f"f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
+    truth = rng.integers(0, 3, size=300)
+    outputs = keras.ops.convert_to_numpy(keras.ops.softmax(rng.normal(size=(300, 3)) + 2.0 * np.eye(3)[truth]))
+    expected = _keras_auc(metric, truth, outputs)
+    assert score(spec, truth.astype("float32"), outputs) == pytest.approx(expected, abs=1e-6)
+    assert score(spec, np.eye(3, dtype="float32")[truth], outputs) == pytest.approx(expected, abs=1e-6)
+    if metric == "auc":  # 200 thresholds draw the exact curves closely: scikit-learn's one-vs-rest macro average
+        assert expected == pytest.approx(roc_auc_score(truth, outputs, multi_class="ovr"), abs=0.01)
+
+
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
+def test_a_multiclass_folds_auc_is_its_last_epochs(tmp_path, bundled_data, stack):
+    (tmp_path / "data").mkdir()
+    shutil.copy(bundled_data / "wine.csv", tmp_path / "data")
+    spec = _wine_spec("auc", stack_folds=stack)
+    table = load_table(spec.dataset, root=tmp_path)
+    result = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
+    assert result.stacked == stack and spec.higher_is_better
+    for fold in result.folds:
+        assert 0.0 <= fold.score <= 1.0 and fold.history["val_auc"][-1] == pytest.approx(fold.score, rel=1e-5)
+    assert len({round(value, 6) for fold in result.folds for value in fold.history["val_auc"]}) > 1

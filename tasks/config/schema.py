@@ -62,7 +62,7 @@ DEFAULT_LOSS = {"binary": "binary_crossentropy", "multiclass": "sparse_categoric
                 "regression": "mean_squared_error", "next_token": "sparse_categorical_crossentropy"}
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary": ("accuracy", "precision", "recall", "f1", "auc", "pr_auc", "precision_macro", "recall_macro", "f1_macro"),
-    "multiclass": ("accuracy", "precision_macro", "recall_macro", "f1_macro"),
+    "multiclass": ("accuracy", "precision_macro", "recall_macro", "f1_macro", "auc", "pr_auc"),
     "regression": ("mse", "rmse", "mae", "mape"),
     "next_token": ("accuracy", "perplexity"),
 }
@@ -579,7 +579,8 @@ class EvaluateSpec(Section):
     metric: str | None = Field(default=None, description=(
         "None picks accuracy (classification) or mse; a binary task may be scored by precision, recall or f1 of "
         "the class its labels sort last, or by auc (ROC) or pr_auc (precision-recall), a classification by "
-        "precision_macro, recall_macro or f1_macro (the mean over the classes found, as scikit-learn's)"))
+        "precision_macro, recall_macro or f1_macro (the mean over the classes found, as scikit-learn's); a "
+        "multiclass task's auc and pr_auc are the mean of each class's curve against the others"))
     stack_folds: bool = Field(default=True, description="train the folds of a Dense model as one program")
     refit: bool = Field(default=True, description="retrain on all rows and save the model")
     parallel: Literal["auto", "none", "ray"] = Field(

@@ -84,11 +84,11 @@ def tally_width(finish: Finish, outputs: int = 1) -> int:
 
     Examples
     --------
-    >>> tally_width("ratio"), tally_width("macro", 3), tally_width("macro", 1), tally_width("pr_auc")
+    >>> tally_width("ratio"), tally_width("macro", 3), tally_width("macro", 1), tally_width("pr_auc", 1)
     (2, 9, 6, 402)
     """
-    if finish in CURVES:
-        return 2 * (CURVE_THRESHOLDS + 1)
+    if finish in CURVES:  # one curve an output: a binary task's, or each class's against the others
+        return 2 * (CURVE_THRESHOLDS + 1) * outputs
     return 3 * max(outputs, 2) if finish == "macro" else 2
 
 
@@ -99,8 +99,8 @@ def of_mean(mean, finish: Finish, xp=np):
 
 def tallied(values, counts, finish: Finish, xp=np):
     """Each slot's tally of the per-row `values` (``(slots, rows, width)``) of the rows `counts` marks, ``(slots,
-    tally_width)``: a ratio's (or each class's) sums, or a curve's count of positive and of negative rows at each
-    place among its thresholds. In NumPy, or (`xp` = ``keras.ops``) in the compiled step.
+    tally_width)``: a ratio's (or each class's) sums, or for each curve (one an output) the count of positive and of
+    negative rows at each place among its thresholds. In NumPy, or (`xp` = ``keras.ops``) in the compiled step.
 
     Examples
     --------
@@ -110,17 +110,20 @@ def tallied(values, counts, finish: Finish, xp=np):
     """
     if finish not in CURVES:  # `where`, not a product: a padding row's value may be inf (inf * 0 is nan)
         return xp.sum(xp.where(counts[..., None], values, 0.0), axis=1)
-    places, actual = values[..., 0], values[..., 1]
-    positive, negative = (xp.where(counts, weight, 0.0) for weight in (actual, 1.0 - actual))
+    curves = values.shape[-1] // 2
+    places, actual = values[..., :curves], values[..., curves:]  # (slots, rows, curves) each
+    positive, negative = (xp.where(counts[..., None], weight, 0.0) for weight in (actual, 1.0 - actual))
     width = CURVE_THRESHOLDS + 1
     if xp is np:  # one count a place, not a row's one-hot vector of them: held-out sets may be large
         slots = len(places)
-        index = (places.astype(np.int64) + width * np.arange(slots)[:, None]).reshape(-1)
-        return np.concatenate([np.bincount(index, weights=weight.reshape(-1), minlength=slots * width)
-                               .reshape(slots, width) for weight in (positive, negative)], axis=1)
-    one_hot = ops.one_hot(ops.cast(places, "int32"), width)  # (slots, rows, places)
-    return ops.concatenate([ops.sum(one_hot * ops.expand_dims(weight, -1), axis=1) for weight in (positive, negative)],
-                           axis=-1)
+        index = (places.astype(np.int64) + width * (np.arange(curves) + curves * np.arange(slots)[:, None, None]))
+        counted = [np.bincount(index.reshape(-1), weights=weight.reshape(-1), minlength=slots * curves * width)
+                   .reshape(slots, curves, width) for weight in (positive, negative)]
+    else:
+        one_hot = ops.one_hot(ops.cast(places, "int32"), width)  # (slots, rows, curves, places)
+        counted = [ops.sum(one_hot * ops.expand_dims(weight, -1), axis=1) for weight in (positive, negative)]
+    # Each curve's positives' counts, then its negatives'.
+    return xp.reshape(xp.stack(counted, axis=2), (places.shape[0], -1))
 
 
 def of_sums(tally, finish: Finish, xp=np):
@@ -128,7 +131,8 @@ def of_sums(tally, finish: Finish, xp=np):
     compiled step: a ratio; the mean ratio of the classes found among the rows' classes and predictions; or the area
     under the ROC or the precision-recall curve as Keras' AUC interpolates it between its thresholds' points
     (trapezoids for the ROC; for precision-recall, precision varying as its true and predicted positives do linearly
-    between two points, Davis and Goadrich's interpolation).
+    between two points, Davis and Goadrich's interpolation), of a binary task's one curve or the mean of each class's
+    against the others (Keras' AUC with ``multi_label=True``).
 
     Examples
     --------
@@ -149,6 +153,8 @@ def of_sums(tally, finish: Finish, xp=np):
         found = xp.where(tally[:, 2 * classes:] > 0, 1.0, 0.0)
         return divide(xp.sum(ratios * found, axis=1), xp.sum(found, axis=1))
     width = CURVE_THRESHOLDS + 1
+    curves = tally.shape[1] // (2 * width)
+    tally = xp.reshape(tally, (-1, 2 * width))  # a row a slot's curve
 
     def above(counts):  # rows at a place above threshold t: those at places t + 1 and beyond
         return xp.flip(xp.cumsum(xp.flip(counts, axis=1), axis=1), axis=1)
@@ -159,15 +165,16 @@ def of_sums(tally, finish: Finish, xp=np):
         true_rate = divide(true_positives, positives[:, :1])
         false_rate = divide(false_positives, negatives[:, :1])
         heights = (true_rate[:, :-1] + true_rate[:, 1:]) / 2.0
-        return xp.sum((false_rate[:, :-1] - false_rate[:, 1:]) * heights, axis=1)
-    # Keras' AUC(curve="PR"), `interpolate_pr_auc`: its terms, over the same thresholds.
-    gained = true_positives[:, :-1] - true_positives[:, 1:]
-    predicted = true_positives + false_positives
-    slope = divide(gained, xp.maximum(predicted[:, :-1] - predicted[:, 1:], 0.0))
-    intercept = true_positives[:, 1:] - slope * predicted[:, 1:]
-    both = xp.logical_and(predicted[:, :-1] > 0, predicted[:, 1:] > 0)
-    ratio = xp.where(both, divide(predicted[:, :-1], xp.maximum(predicted[:, 1:], 0.0)), 1.0)
-    return xp.sum(divide(slope * (gained + intercept * xp.log(ratio)), positives[:, :1]), axis=1)
+        areas = xp.sum((false_rate[:, :-1] - false_rate[:, 1:]) * heights, axis=1)
+    else:  # Keras' AUC(curve="PR"), `interpolate_pr_auc`: its terms, over the same thresholds
+        gained = true_positives[:, :-1] - true_positives[:, 1:]
+        predicted = true_positives + false_positives
+        slope = divide(gained, xp.maximum(predicted[:, :-1] - predicted[:, 1:], 0.0))
+        intercept = true_positives[:, 1:] - slope * predicted[:, 1:]
+        both = xp.logical_and(predicted[:, :-1] > 0, predicted[:, 1:] > 0)
+        ratio = xp.where(both, divide(predicted[:, :-1], xp.maximum(predicted[:, 1:], 0.0)), 1.0)
+        areas = xp.sum(divide(slope * (gained + intercept * xp.log(ratio)), positives[:, :1]), axis=1)
+    return xp.mean(xp.reshape(areas, (-1, curves)), axis=1)
 
 
 def binary_hits(y_true, y_pred) -> tuple:
@@ -197,11 +204,12 @@ def f1_rows(y_true, y_pred):
 
 
 def curve_rows(y_true, y_pred):
-    """Per row: its place among the curves' thresholds (Keras' AUC's: -epsilon, 1/199, 2/199, ..., 1 + epsilon),
-    that is how many its prediction, clipped to [0, 1], is above, found as Keras finds it for evenly spaced
-    thresholds (``ceil(p * 199)``, at least 1; a NaN is above none), and its class: tallied (:func:`tallied`), the
-    points of the ROC and precision-recall curves Keras' AUC draws."""
-    actual, _ = binary_hits(y_true, y_pred)
+    """Per row and output: its place among the curves' thresholds (Keras' AUC's: -epsilon, 1/199, 2/199, ...,
+    1 + epsilon), that is how many its prediction, clipped to [0, 1], is above, found as Keras finds it for evenly
+    spaced thresholds (``ceil(p * 199)``, at least 1; a NaN is above none), then whether the row is of the class
+    (:func:`class_hits`; of a binary task, of the positive class): tallied (:func:`tallied`), the points of the ROC
+    and precision-recall curves Keras' AUC draws, one curve an output."""
+    actual = binary_hits(y_true, y_pred)[0] if y_pred.shape[-1] == 1 else class_hits(y_true, y_pred)[0]
     clipped = ops.clip(ops.cast(y_pred, "float32"), 0.0, 1.0)
     places = ops.maximum(ops.ceil(clipped * (CURVE_THRESHOLDS - 1)), 1.0)
     return ops.concatenate([ops.where(ops.isnan(clipped), 0.0, places), actual], axis=-1)
@@ -417,8 +425,8 @@ class SlotMean(keras.metrics.Metric):
     A row counts when its sample weight is above 0: weights here mark padding (0), a partial batch's rows (scaled
     so the batch's loss is their mean, see `tasks/training/fit.py`) and class weights, and each real row counts
     once. A tallied score's function gives each row a pair (a ``macro`` score's: a pair and whether the row is of
-    the class or predicted as it, for each class of a model of `outputs` outputs a row), and its finish is of their
-    tally (:data:`Finish`).
+    the class or predicted as it, for each class of a model of `outputs` outputs a row; a curve's: a place and a
+    class for each output), and its finish is of their tally (:data:`Finish`).
     Stacked targets, predictions and sample weights are slot-first, `(k, batch, ...)`; the per-sample function
     reduces the last axis, giving `(k, batch)` values. One metric object keeps all k totals in one vector, so the
     cost per step does not grow with k, and reports them as one vector, `f*_<name>`, which `fit_epochs` logs as
@@ -431,10 +439,10 @@ class SlotMean(keras.metrics.Metric):
         self.fn, self.slots, self.finish = fn, slots, finish
         width = slots or 1
         if finish in TALLIED:  # each slot's tally of the rows' values
-            if finish == "macro" and outputs is None:
-                raise ValueError("a macro score's tally needs `outputs`, the model's outputs a row")
+            if finish != "ratio" and outputs is None:
+                raise ValueError(f"a {finish} score's tally needs `outputs`, the model's outputs a row")
             tally = tally_width(finish, outputs or 1)
-            self.row_width = tally if finish == "macro" else 2
+            self.row_width = {"macro": tally, "ratio": 2}.get(finish, 2 * (outputs or 1))
             self.total = self.add_variable(shape=(width, tally), initializer="zeros", name="total")
         else:
             self.total = self.add_variable(shape=(width,), initializer="zeros", name="total")
