@@ -168,12 +168,15 @@ class GlobalAveragePooling1DLayer(Section):
     type: Literal["global_average_pooling1d"]
 
 StepLayer = Annotated[
-    Union[DenseLayer, DropoutLayer, ActivationLayer, BatchNormalizationLayer, Conv1DLayer, MaxPooling1DLayer,
-          GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer, Conv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer,
+    Union[DenseLayer, DropoutLayer, ActivationLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer,
+          GlobalAveragePooling1DLayer, Conv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer,
           GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, FlattenLayer],
     Field(discriminator="type"),
 ]
-"""The layers `time_distributed` applies to each step of a sequence."""
+"""The layers `time_distributed` applies to each step of a sequence. Not batch normalization: Keras 3's
+TimeDistributed calls its layer once a step, so each step would be normalised by its own statistics in training and
+by one running mean, updated once a step, in prediction; a plain `batch_normalization` pools the steps' statistics,
+as the books' TimeDistributed(BatchNormalization()) did."""
 
 
 class TimeDistributedLayer(Section):
