@@ -289,9 +289,14 @@ def test_a_cnn_lstm_reads_each_subsequence_through_one_shared_convolution(bundle
     ([{"type": "time_distributed", "layer": {"type": "dense", "units": 2}}, {"type": "dense", "units": 1}],
      "layers[0].type", "layers[0] (time_distributed dense) takes a sequence per row (steps, features), but its input "
                        "is a vector of features per row"),
+    (CNN_LSTM[:3] + CNN_LSTM[4:], "layers[3].type",
+     "layers[3] (lstm) takes a sequence per row (steps, features), but layers[2] (time_distributed max_pooling1d) "
+     "gives each step 2 axes: flatten each step first, with a {type: time_distributed, layer: {type: flatten}} "
+     "before layers[3]"),
     (CNN_LSTM[:3] + [{"type": "flatten"}, *CNN_LSTM[4:]], "layers[4].type",
      "layers[4] (lstm) takes a sequence per row (steps, features), but its input is a vector of features per row"),
-], ids=["conv1d-steps-of-values", "conv2d-frames-of-nothing", "dense-steps-of-nothing", "flatten-without-steps"])
+], ids=["conv1d-steps-of-values", "conv2d-frames-of-nothing", "dense-steps-of-nothing", "steps-unflattened",
+        "flatten-without-steps"])
 def test_time_distributed_layers_of_the_wrong_shapes_are_refused_by_the_layers_key(layers, key, message):
     experiment = load_params(ROOT / "params.yaml").model_dump(mode="json")["experiments"]["sunspots_lstm"]
     experiment["model"]["layers"] = layers

@@ -330,8 +330,8 @@ def test_an_lstm_feeding_a_sequence_layer_must_return_sequences():
     ([{"type": "reshape", "target_shape": [5, 2]},
       {"type": "bidirectional", "layer": {"type": "simple_rnn", "units": 2}},
       {"type": "batch_normalization"}, {"type": "lstm", "units": 2}, {"type": "dense", "units": 1}],
-     r"model.layers\[1\].return_sequences: layers\[1\] \(bidirectional\) feeds layers\[3\] \(lstm\), which takes a "
-     r"sequence"),
+     r"model.layers\[1\].layer.return_sequences: layers\[1\] \(bidirectional\) feeds layers\[3\] \(lstm\), which "
+     r"takes a sequence"),
     ([{"type": "reshape", "target_shape": [5, 2]},
       {"type": "bidirectional", "layer": {"type": "lstm", "units": 2, "stateful": True}},
       {"type": "dense", "units": 1}],

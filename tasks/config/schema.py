@@ -34,6 +34,8 @@ from kerasflow.tasks.config.layers import (
     PASS_THROUGH_LAYERS,
     SEQUENCE_READERS,
     STACKABLE_LAYERS,
+    BidirectionalLayer,
+    ConvLSTM2DLayer,
     EmbeddingLayer,
     LayerSpec,
     LSTMLayer,
@@ -266,6 +268,12 @@ def rank_name(rank: int) -> str:
     return RANK_NAMES.get(rank, f"{rank}-D")
 
 
+def keeps_steps(layer: LayerSpec) -> bool:
+    """Whether `layer` gives an output a step of its input's sequence: a time-distributed layer, or a conv_lstm2d
+    with `return_sequences`."""
+    return isinstance(layer, TimeDistributedLayer) or (isinstance(layer, ConvLSTM2DLayer) and layer.return_sequences)
+
+
 def layer_name(layer: LayerSpec) -> str:
     """A layer's type as params.yaml writes it, a time-distributed one with its step layer's."""
     return f"time_distributed {layer.layer.type}" if isinstance(layer, TimeDistributedLayer) else layer.type
@@ -309,14 +317,20 @@ class ModelSpec(Section):
             if isinstance(layer, TimeDistributedLayer) and needed is None and rank < 2:
                 needed = 2  # its step layer takes any input: the steps' axis is the one it needs
             if needed is not None and rank != needed:
-                if isinstance(source, tuple) and isinstance(source[1], SEQUENCE_READERS) and \
-                        not source[1].return_sequences and needed == rank + 1:
-                    j, recurrent = source
-                    raise AtKey(f"layers[{j}].return_sequences", f"layers[{j}] ({recurrent.type}) feeds layers[{i}] "
-                                f"({layer.type}), which takes a sequence: set `return_sequences: true` on "
-                                f"layers[{j}]. Received: false")
                 names, hints = (STEP_NAMES, STEP_HINTS) if isinstance(layer, TimeDistributedLayer) and needed > 2 \
                     else (RANK_NAMES, RANK_HINTS)
+                if isinstance(source, tuple):
+                    j, before = source
+                    if isinstance(before, SEQUENCE_READERS) and not before.return_sequences and needed == rank + 1:
+                        key = "layer.return_sequences" if isinstance(before, BidirectionalLayer) else "return_sequences"
+                        raise AtKey(f"layers[{j}].{key}", f"layers[{j}] ({before.type}) feeds layers[{i}] "
+                                    f"({layer_name(layer)}), which takes a sequence: set `return_sequences: true` on "
+                                    f"layers[{j}]. Received: false")
+                    if rank == needed + 1 and keeps_steps(before):
+                        raise AtKey(f"layers[{i}].type", f"layers[{i}] ({layer_name(layer)}) takes {names[needed]}, "
+                                    f"but layers[{j}] ({layer_name(before)}) gives each step {rank - 1} axes: flatten "
+                                    f"each step first, with a {{type: time_distributed, layer: {{type: flatten}}}} "
+                                    f"before layers[{i}]")
                 raise AtKey(f"layers[{i}].type", f"layers[{i}] ({layer_name(layer)}) takes {names[needed]}, but its "
                             f"input is {rank_name(rank)}{hints[needed]}")
             rank = output_rank(layer, rank)
@@ -325,9 +339,9 @@ class ModelSpec(Section):
         if rank != 1:  # the targets are one value, or one vector, a row
             last = len(self.layers) - 1
             raise AtKey(f"layers[{last}].type", f"the model ends in {rank_name(rank)}, "
-                        f"but predicts one value or vector a row: end it with a flatten (a "
-                        f"time_distributed layer's steps), a global pooling, or a recurrent layer without "
-                        f"return_sequences. Received: {self.layers[last].type}")
+                        f"but predicts one value or vector a row: end it with a flatten (of a time_distributed "
+                        f"layer's steps, of a conv_lstm2d's maps), a global pooling, or a recurrent layer without "
+                        f"return_sequences. Received: {layer_name(self.layers[last])}")
 
     @property
     def stackable(self) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
-from kerasflow.tasks.config.layers import EmbeddingLayer, TimeDistributedLayer
+from kerasflow.tasks.config.layers import DenseLayer, EmbeddingLayer, TimeDistributedLayer
 from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits, purged
@@ -123,7 +123,8 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", 
     if units != expected:
         last = len(spec.model.layers) - 1
         # A flattened time-distributed Dense layer gives its units at each step: the model's width, not its units.
-        widest = "the model's output" if any(isinstance(layer, TimeDistributedLayer) for layer in spec.model.layers) \
+        widest = "the model's output" if any(isinstance(layer, TimeDistributedLayer) and
+                                             isinstance(layer.layer, DenseLayer) for layer in spec.model.layers) \
             else "the last Dense layer"
         raise DataError(f"{experiment_key(spec, name, 'model.layers')}: "
                         f"{widest} must have {expected} unit(s) for "
