@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 
@@ -144,6 +145,30 @@ def test_the_books_other_layers_build_and_train():
     # Each direction starts from weights of its own.
     assert not np.array_equal(keras.ops.convert_to_numpy(bidirectional.forward_layer.cell.kernel),
                               keras.ops.convert_to_numpy(bidirectional.backward_layer.cell.kernel))
+
+
+@pytest.mark.parametrize("layers", [
+    [{"type": "reshape", "target_shape": [28, 28, 1]}, {"type": "conv2d", "filters": 3, "kernel_size": 5},
+     {"type": "max_pooling2d", "pool_size": 2}, {"type": "conv2d", "filters": 2, "kernel_size": [3, 2], "strides": 2,
+                                                "padding": "same"},
+     {"type": "average_pooling2d", "pool_size": 3, "strides": 2, "padding": "same"}, {"type": "flatten"}],
+    [{"type": "reshape", "target_shape": [12, 12, 1]},
+     {"type": "separable_conv2d", "filters": 4, "kernel_size": 3, "strides": 2}, {"type": "flatten"}],
+    [{"type": "reshape", "target_shape": [9, 2]}, {"type": "conv1d", "filters": 3, "kernel_size": 2},
+     {"type": "max_pooling1d", "pool_size": 3}, {"type": "conv1d", "filters": 2, "kernel_size": 3, "padding": "causal"},
+     {"type": "flatten"}],
+    [{"type": "reshape", "target_shape": [3, 4, 1]},
+     {"type": "time_distributed", "layer": {"type": "conv1d", "filters": 5, "kernel_size": 2}},
+     {"type": "time_distributed", "layer": {"type": "max_pooling1d", "pool_size": 2}}, {"type": "flatten"}],
+    [{"type": "reshape", "target_shape": [2, 3, 4, 1]},
+     {"type": "conv_lstm2d", "filters": 3, "kernel_size": [2, 2], "return_sequences": True}, {"type": "flatten"}],
+], ids=["conv2d-pooling", "separable-conv2d", "conv1d-pooling-causal", "time-distributed-conv1d", "conv-lstm2d"])
+def test_a_flatten_of_feature_maps_has_the_width_keras_builds(layers):
+    """The output's width, known before the data: each convolution's and pooling's sizes as Keras computes them
+    (no padding, same, causal; strides)."""
+    spec = ModelSpec.model_validate({"layers": layers})
+    n_features = math.prod(layers[0]["target_shape"])
+    assert output_units(spec) == build_model(spec, n_features=n_features, seed=1).output_shape[-1]
 
 
 def test_recurrent_layers_take_the_books_relu_activation():

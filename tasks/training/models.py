@@ -429,9 +429,34 @@ def schedule_callbacks(spec: TrainSpec) -> list[keras.callbacks.Callback]:
     return callbacks
 
 
+def windowed(sizes: list[int | None], window: int | tuple[int, ...], strides: int | tuple[int, ...] | None,
+             padding: str) -> list[int | None]:
+    """The sizes a convolution or pooling window gives along axes of `sizes`, as Keras computes them: ``(n - k) //
+    s + 1`` without padding, ``ceil(n / s)`` with (`same`, `causal`); None where the size is not known.
+
+    Examples
+    --------
+    >>> windowed([28, 28], 3, 1, "valid"), windowed([5, 4], 2, None, "valid"), windowed([7], 3, 2, "same")
+    ([26, 26], [2, 2], [4])
+    """
+    def each(value: int | tuple[int, ...]) -> tuple[int, ...]:
+        return value if isinstance(value, tuple) else (value,) * len(sizes)
+
+    return [None if n is None else math.ceil(n / s) if padding != "valid" else max((n - k) // s + 1, 0)
+            for n, k, s in zip(sizes, each(window), each(window if strides is None else strides))]
+
+
 def output_shape(layer: LayerSpec, shape: list[int | None]) -> list[int | None]:
     """The axes (besides the batch's) of `layer`'s output for an input of axes `shape`, None where the data decides
-    a size (a convolution's, an image's)."""
+    a size (an embedding's or a pretrained base's input)."""
+    if isinstance(layer, Conv1DLayer):
+        return [*windowed(shape[:1], layer.kernel_size, 1, layer.padding), layer.filters]
+    if isinstance(layer, (Conv2DLayer, SeparableConv2DLayer)):
+        return [*windowed(shape[:2], layer.kernel_size, layer.strides, layer.padding), layer.filters]
+    if isinstance(layer, MaxPooling1DLayer):
+        return [*windowed(shape[:1], layer.pool_size, None, "valid"), shape[-1]]
+    if isinstance(layer, (MaxPooling2DLayer, AveragePooling2DLayer)):
+        return [*windowed(shape[:2], layer.pool_size, layer.strides, layer.padding), shape[-1]]
     if isinstance(layer, ReshapeLayer):
         return list(layer.target_shape)
     if isinstance(layer, DenseLayer):
@@ -453,16 +478,18 @@ def output_shape(layer: LayerSpec, shape: list[int | None]) -> list[int | None]:
     if isinstance(layer, PretrainedLayer):
         return [None] if layer.pooling else [None] * 3
     if isinstance(layer, ConvLSTM2DLayer):  # the last step's feature maps, or every step's
-        return [shape[0], None, None, layer.filters] if layer.return_sequences else [None, None, layer.filters]
+        maps = [*windowed(shape[1:3], layer.kernel_size, layer.strides, layer.padding), layer.filters]
+        return [shape[0], *maps] if layer.return_sequences else maps
     if isinstance(layer, PASS_THROUGH_LAYERS):
         return shape
-    return [None] * OUTPUT_RANK[type(layer)]  # convolutions, pooling, embeddings: sizes the data decides
+    return [None] * OUTPUT_RANK[type(layer)]  # an embedding: its sequence is as long as the data's rows
 
 
 def output_units(spec: ModelSpec) -> int | None:
     """What the model predicts per row: the width of its output, followed through its layers' shapes (a flatten of a
-    time-distributed Dense layer's steps gives its units times the steps); where a shape is not known before the
-    data is (a convolution's, an image's), the units of the last Dense or recurrent layer.
+    time-distributed Dense layer's steps gives its units times the steps, a flatten of feature maps their size);
+    where a shape is not known before the data is (an embedding's, a pretrained base's), the units of the last Dense
+    or recurrent layer.
 
     Examples
     --------
@@ -475,6 +502,11 @@ def output_units(spec: ModelSpec) -> int | None:
     >>> output_units(ModelSpec.model_validate({"layers": [
     ...     {"type": "reshape", "target_shape": [3, 1]}, {"type": "dense", "units": 1}, {"type": "flatten"}]}))
     3
+    >>> output_units(ModelSpec.model_validate({"layers": [
+    ...     {"type": "reshape", "target_shape": [4, 1]}, {"type": "conv1d", "filters": 4, "kernel_size": 2,
+    ...     "padding": "same"}, {"type": "lstm", "units": 8, "return_sequences": True},
+    ...     {"type": "time_distributed", "layer": {"type": "dense", "units": 1}}, {"type": "flatten"}]}))
+    4
     """
     shape: list[int | None] = [None]  # the axes besides the batch's; None where not known yet
     for layer in spec.layers:
