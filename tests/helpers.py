@@ -66,12 +66,12 @@ def slot_scores_three_ways(spec, parts: list) -> tuple[dict, dict, object]:
     (`model.evaluate`), both expanded to ``f<j>_`` entries, and the slots' predictions."""
     import numpy as np
 
-    from kerasflow.tasks.training.scoring import HeldOut, HeldOutScores, expand_slots, row_scores
+    from kerasflow.tasks.training.scoring import HeldOut, HeldOutScores, expand_slots, row_loss, row_scores
     from kerasflow.tasks.training.stacked import build_stacked, compile_stacked, stack_slots
 
     X, weight = stack_slots([part[0] for part in parts])
     y, _ = stack_slots([part[1] for part in parts])
-    model = build_stacked([spec.model] * 3, X.shape[-1], seeds=[1, 2, 3], loss=spec.loss)
+    model = build_stacked([spec.model] * 3, X.shape[-1], seeds=[1, 2, 3], loss=row_loss(spec))
     compile_stacked(model, spec)
     compiled = model.evaluate(X, y, sample_weight=weight, batch_size=len(X), verbose=0, return_dict=True)
     callback, logs = HeldOutScores(HeldOut(X, y, row_scores(spec), weight), slots=3), {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -102,39 +103,60 @@ REGULARIZERS = {"l1": "L1", "l2": "L2", "l1_l2": "L1L2"}
 
 
 def keras_class(kind: str, name: str) -> type:
-    """The Keras class of optimizer, constraint or regularizer `name` (a checked name)."""
+    """The Keras class of optimizer, constraint, regularizer or loss `name` (a checked name; a loss's by its
+    function's name, ``categorical_crossentropy`` for CategoricalCrossentropy)."""
     import keras
 
     if kind == "regularizers":
         return getattr(keras.regularizers, REGULARIZERS[name])
+    if kind == "losses":
+        return getattr(keras.losses, "".join(part.capitalize() for part in name.split("_")))
     return type(getattr(keras, kind).get(name))
+
+
+SET_BY_KERASFLOW = {"losses": ("from_logits", "axis", "ignore_class", "reduction", "dtype")}
+"""Arguments of a Keras class that params.yaml does not give: a loss's `from_logits` (kerasflow's models end in
+their activation, and are scored on what it gives), `axis`, its reduction and dtype."""
+SET_BY_KERASFLOW_WHY = ("a model ends in its activation (from_logits is false) and is scored on what it gives, over "
+                        "its last axis, in float32")
+
+
+def check_argument_type(key: str, value: object, default: object) -> None:
+    """Refuse an argument that is not of its default's kind (a number, a bool), which Keras would take silently and
+    fail on only once it trains. Raises :class:`AtKey` naming it."""
+    from kerasflow.tasks.config.section import AtKey
+
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise AtKey(key, f"must be true or false. Received: {value!r}")
+    if isinstance(default, int | float) and not isinstance(default, bool) and \
+            (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise AtKey(key, f"must be a number. Received: {value!r}")
 
 
 def arguments_of(cls: type) -> list[str]:
     """The arguments a Keras class takes (its constructor's, less `name` and `**kwargs`)."""
-    import inspect
-
     signature = inspect.signature(cls.__init__)
     return [arg for arg, param in signature.parameters.items()
             if arg not in ("self", "name") and param.kind is not param.VAR_KEYWORD]
 
 
 def check_configured(kind: str, value: object, legacy: dict[str, str] | None = None) -> object:
-    """An optimizer, constraint or regularizer as params.yaml gives it (`kind`: "optimizers", "constraints" or
-    "regularizers"): its name, or a mapping of its name and arguments (`{name: sgd, learning_rate: 0.1, momentum:
-    0.8}`). Each argument is checked against the class's own signature and the object is built, so a bad one fails
-    before anything runs. `legacy` names extra arguments accepted (and translated by the caller). Raises
-    :class:`AtKey` naming the argument."""
+    """An optimizer, constraint, regularizer or loss as params.yaml gives it (`kind`: "optimizers", "constraints",
+    "regularizers" or "losses"): its name, or a mapping of its name and arguments (`{name: sgd, learning_rate: 0.1,
+    momentum: 0.8}`). Each argument is checked against the class's own signature (less :data:`SET_BY_KERASFLOW`)
+    and the object is built, so a bad one fails before anything runs. `legacy` names extra arguments accepted (and
+    translated by the caller). Raises :class:`AtKey` naming the argument."""
     from kerasflow.tasks.config.section import AtKey
 
     legacy = legacy or {}
-    singular = kind[:-1]
+    singular = {"losses": "loss"}.get(kind, kind[:-1])
     if not isinstance(value, (str, dict)):
         raise ValueError(f"must be a {singular}'s name or a mapping {{name: ..., <argument>: ...}}")
     name = value if isinstance(value, str) else value.get("name")
     if name is None:
         raise AtKey("name", f"is required: the {singular}'s name. Received: none")
-    allowed_names = {"optimizers": None, "constraints": CONSTRAINTS, "regularizers": tuple(REGULARIZERS)}[kind]
+    allowed_names = {"optimizers": None, "losses": None, "constraints": CONSTRAINTS,
+                     "regularizers": tuple(REGULARIZERS)}[kind]
     try:
         if allowed_names is None:
             check_name(kind, name)
@@ -147,13 +169,20 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
     if isinstance(value, str) or not _WITH_KERAS.get():
         return value
     cls = keras_class(kind, name)
-    allowed = arguments_of(cls)
+    fixed = SET_BY_KERASFLOW.get(kind, ())
+    allowed = [arg for arg in arguments_of(cls) if arg not in fixed]
     args = {key: item for key, item in value.items() if key != "name"}
-    for key in args:
+    defaults = {arg: param.default for arg, param in inspect.signature(cls.__init__).parameters.items()}
+    for key, item in args.items():
+        if key in fixed:
+            raise AtKey(str(key), f"is set by kerasflow, not params.yaml: {SET_BY_KERASFLOW_WHY}. Received: {item!r}")
         if key not in allowed and key not in legacy:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             raise AtKey(str(key), f"{name} takes no argument {key!r}" + (f"; did you mean {hint[0]!r}?" if hint
-                                                                         else ".") + f" Allowed: {', '.join(allowed)}")
+                                                                         else ".")
+                        + (f" Allowed: {', '.join(allowed)}" if allowed else " It takes none: give its name alone"))
+        if key in defaults:
+            check_argument_type(str(key), item, defaults[key])
     if "lr" in legacy and "lr" in args and "learning_rate" in args:
         raise AtKey("lr", "and learning_rate both given: lr is Keras 1/2's name of learning_rate; keep one")
     if "decay" in legacy and "decay" in args and (not isinstance(args["decay"], (int, float))

@@ -361,6 +361,12 @@ class ModelSpec(Section):
         return any(isinstance(layer, PretrainedLayer) for layer in self.layers)
 
 
+class LossSpec(Configured):
+    """A loss with arguments, as the books construct one: ``{name: categorical_crossentropy, label_smoothing: 0.1}``,
+    ``{name: huber, delta: 2.0}``, ``{name: binary_focal_crossentropy, gamma: 2.0}``. Any argument of that Keras
+    loss is allowed but those kerasflow sets (``from_logits``: its models end in their activation)."""
+
+
 class OptimizerSpec(Configured):
     """An optimizer with arguments, as the books construct one: ``{name: sgd, learning_rate: 0.1, momentum: 0.8,
     nesterov: true}``. Any argument of that Keras optimizer is allowed, and the books' Keras 1/2 ``lr`` and
@@ -471,7 +477,8 @@ class TrainSpec(Section):
     optimizer: str | OptimizerSpec = Field(default="adam", description="a Keras optimizer's name, or {name: ..., "
                                                                          "<argument>: ...}")
     learning_rate: float | None = Field(default=None, gt=0, description="None keeps the optimizer's default")
-    loss: str | None = Field(default=None, description="None picks the task's usual loss")
+    loss: str | LossSpec | None = Field(default=None, description="a Keras loss's name, or {name: ..., <argument>: "
+                                                                 "...}; None picks the task's usual loss")
     lr_schedule: LRScheduleSpec | None = Field(default=None, description="how the learning rate changes as it trains")
     early_stopping: EarlyStoppingSpec | None = None
     checkpoint: Literal["last", "best"] = Field(default="last", description=(
@@ -571,13 +578,20 @@ class TrainSpec(Section):
         """What `checkpoint: best` keeps the best epoch by."""
         return self.early_stopping.monitor if self.early_stopping is not None else "val_loss"
 
-    @field_validator("loss")
+    @field_validator("loss", mode="before")
     @classmethod
-    def _canonical_loss(cls, value: str | None) -> str | None:
+    def _known_loss(cls, value: object) -> object:
         if value is None:
             return None
-        value = LOSS_ALIASES.get(value, value)
-        return check_name("losses", value)
+        if isinstance(value, str):
+            return check_name("losses", LOSS_ALIASES.get(value, value))
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            value = {**value, "name": LOSS_ALIASES.get(value["name"], value["name"])}
+        return check_configured("losses", value)
+
+    @property
+    def loss_name(self) -> str | None:
+        return self.loss if isinstance(self.loss, str | None) else self.loss.name
 
 
 class EvaluateSpec(Section):
@@ -637,7 +651,13 @@ class ExperimentSpec(Section):
 
     @property
     def loss(self) -> str:
-        return self.train.loss or DEFAULT_LOSS[self.dataset.task]
+        """The loss's name (its arguments: `loss_arguments`)."""
+        return self.train.loss_name or DEFAULT_LOSS[self.dataset.task]
+
+    @property
+    def loss_arguments(self) -> dict[str, Any]:
+        """The loss's arguments besides the targets and predictions (`train.loss: {name: ..., <argument>: ...}`)."""
+        return {} if isinstance(self.train.loss, str | None) else self.train.loss.arguments
 
     @property
     def metric(self) -> str:
@@ -663,12 +683,12 @@ class ExperimentSpec(Section):
     @model_validator(mode="after")
     def _fits_task(self) -> "ExperimentSpec":
         task = self.dataset.task
-        loss = self.train.loss
+        loss = self.train.loss_name
         # Without Keras (load_params' first pass) an unknown loss got past its name check: the second pass names it.
         known = checking() or any(loss in losses for losses in LOSSES_BY_TASK.values())
         if loss is not None and loss not in LOSSES_BY_TASK[task] and known:
             raise AtKey("train.loss", f"does not fit task {task!r} (dataset.task). Allowed: "
-                      f"{', '.join(LOSSES_BY_TASK[task])}. Received: {self.train.loss!r}")
+                      f"{', '.join(LOSSES_BY_TASK[task])}. Received: {loss!r}")
         if self.evaluate.metric is not None and self.evaluate.metric not in METRICS_BY_TASK[task]:
             raise AtKey("evaluate.metric", f"does not fit task {task!r} (dataset.task). Allowed: "
                       f"{', '.join(METRICS_BY_TASK[task])}. Received: {self.evaluate.metric!r}")

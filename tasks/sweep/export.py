@@ -20,7 +20,7 @@ from kerasflow.tasks.outputs.results import write_model
 from kerasflow.tasks.sweep.checkpoint import restore_state
 from kerasflow.tasks.sweep.groups import config_id, scoring_spec, trial_configs
 from kerasflow.tasks.training import evaluate
-from kerasflow.tasks.training.models import build_model, make_optimizer
+from kerasflow.tasks.training.models import build_model, make_loss, make_optimizer
 from kerasflow.tasks.training.statistics import corrected_t, split_ratio
 
 if TYPE_CHECKING:  # the results are read through their attributes: this module runs without Ray
@@ -180,7 +180,7 @@ def holdout_model(spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels:
     (split,) = evaluate.experiment_splits(scoring_spec(spec, sweep), rows_labels, table.source)
     fold, preprocessor = evaluate.fit_split(spec, rows_table, rows_labels, split)
     model = build_model(spec.model, fold.X_train.shape[1], spec.train.seed, fold.target_scale)
-    model.compile(optimizer=make_optimizer(spec.train), loss=spec.loss)
+    model.compile(optimizer=make_optimizer(spec.train), loss=make_loss(spec))
     restore_state(model, checkpoint_dir)
     return evaluate.FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec,
                                target_scale=fold.target_scale)

@@ -49,6 +49,7 @@ from kerasflow.tasks.config.layers import (
 from kerasflow.tasks.config.schema import (
     AugmentSpec,
     CosineSchedule,
+    ExperimentSpec,
     ExponentialSchedule,
     InverseTimeSchedule,
     ModelSpec,
@@ -369,6 +370,14 @@ def fit_target_scale(spec: PreprocessSpec, y: np.ndarray) -> TargetScale | None:
         low, high = float(np.min(y)), float(np.max(y))
         return (high - low) or 1.0, low
     return float(np.std(y)) or 1.0, float(np.mean(y))
+
+
+def make_loss(spec: ExperimentSpec) -> str | keras.losses.Loss:
+    """What a model is compiled with: the loss's name, or its Keras class built with its arguments (`train.loss:
+    {name: categorical_crossentropy, label_smoothing: 0.1}`)."""
+    if not spec.loss_arguments:
+        return spec.loss
+    return keras_class("losses", spec.loss)(**spec.loss_arguments)
 
 
 def make_optimizer(spec: TrainSpec, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:

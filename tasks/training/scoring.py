@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -413,9 +414,17 @@ def metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
     return keras.metrics.mean_squared_error, "sqrt" if metric == "rmse" else None
 
 
+def row_loss(spec: ExperimentSpec) -> Callable:
+    """The loss as a per-row function of (targets, predictions), with its arguments (`train.loss: {name: ...,
+    label_smoothing: 0.1}`): Keras' loss function behind the loss class :func:`~kerasflow.tasks.training.models.
+    make_loss` compiles."""
+    function = keras.losses.get(spec.loss)
+    return functools.partial(function, **spec.loss_arguments) if spec.loss_arguments else function
+
+
 def row_scores(spec: ExperimentSpec) -> RowScores:
     """What a model is scored by at each epoch, by log name: its loss and its primary metric, as per-row functions."""
-    return {"loss": (keras.losses.get(spec.loss), None), spec.metric: metric_fn(spec)}
+    return {"loss": (row_loss(spec), None), spec.metric: metric_fn(spec)}
 
 
 class SlotMean(keras.metrics.Metric):

@@ -46,6 +46,7 @@ from kerasflow.tasks.training.scoring import (
     SlotMean,
     by_chunks_of_rows,
     metric_fn,
+    row_loss,
     row_scores,
     score,
 )
@@ -215,7 +216,7 @@ class StackedModel(keras.Sequential):
     fold when balanced).
     """
 
-    def __init__(self, layers: list, loss: str, slots: int, class_weights: np.ndarray | None = None,
+    def __init__(self, layers: list, loss: str | Callable, slots: int, class_weights: np.ndarray | None = None,
                  **kwargs) -> None:
         super().__init__(layers, **kwargs)
         self.slots, self.row_loss = slots, keras.losses.get(loss)
@@ -282,11 +283,12 @@ def stack_key(spec: ExperimentSpec) -> str:
     return spec.model_copy(update=update).model_dump_json()
 
 
-def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[int], loss: str,
+def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[int], loss: str | Callable,
                   target_scales: list[TargetScale] | None = None, groups: Sequence[int] | None = None,
                   class_weights: np.ndarray | None = None) -> StackedModel:
     """The stacked twin of :func:`kerasflow.tasks.training.models.build_model`: slot j is `models[j]` seeded with
-    `seeds[j]`, rescaled by `target_scales[j]`, and trained to minimise `loss`, its rows weighed by
+    `seeds[j]`, rescaled by `target_scales[j]`, and trained to minimise `loss` (a Keras loss's name, or its per-row
+    function with its arguments: :func:`~kerasflow.tasks.training.scoring.row_loss`), its rows weighed by
     `class_weights[j]` (:class:`StackedModel`); `groups` splits the slots into optimizer groups
     (:class:`StackedDense`).
 
@@ -477,7 +479,7 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     scales = None if folds[0].target_scale is None else [f.target_scale for f in folds] * n_configs
     fold_seeds = [spec.train.seed + f for f in range(n_folds)] * n_configs
     class_weights = None if folds[0].class_weight is None else np.stack([f.class_weight for f in folds] * n_configs)
-    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, spec.loss, scales,
+    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, row_loss(spec), scales,
                           [slots for _, slots in groups], class_weights)
     if folds[0].initial_weights is not None:  # a continued experiment: every slot starts from the saved model's
         for variable, value in zip(model.weights, folds[0].initial_weights):

@@ -17,6 +17,7 @@ from kerasflow.tasks.training.models import (
     TargetScale,
     build_model,
     fit_image_statistics,
+    make_loss,
     make_optimizer,
     schedule_callbacks,
     set_model_weights,
@@ -143,7 +144,7 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     stateful = spec.model.stateful
     plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful,
                        row_weights=None if class_weight is None else [class_weight[class_codes(y)]])
-    model.compile(optimizer=make_optimizer(spec.train, plan.steps), loss=spec.loss,
+    model.compile(optimizer=make_optimizer(spec.train, plan.steps), loss=make_loss(spec),
                   weighted_metrics=[SlotMean(fn, finish=finish, name=name, outputs=model.output_shape[-1])
                                     for name, (fn, finish) in scores.items() if name != "loss"],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
