@@ -88,7 +88,23 @@ def test_a_model_trains_with_its_losss_arguments_and_keeps_them_when_saved(tmp_p
     ({"name": "categorical_crossentropy", "label_smoothing": "a lot"},
      "train.loss.label_smoothing: must be a number. Received: 'a lot'"),
     ({"name": "mse"}, "train.loss: does not fit task 'multiclass' (dataset.task)"),
-], ids=["misspelt", "from-logits", "takes-none", "not-a-number", "wrong-task"])
+    ({"name": "kl_divergence"}, "train.loss.name: is not a loss kerasflow trains with. Allowed: binary_crossentropy"),
+], ids=["misspelt", "from-logits", "takes-none", "not-a-number", "wrong-task", "not-trained-with"])
 def test_a_losss_bad_argument_is_refused_by_its_key(loss, message):
     with pytest.raises(ParamsError, match=re.escape(f"params.yaml:experiments.iris.{message}")):
         _spec("iris", loss)
+
+
+def test_lists_of_numbers_are_taken_where_keras_takes_them_and_yamls_text_numbers_are_named():
+    """A focal loss's per-class alpha and a constraint's axes are lists of numbers; YAML reads 1e-3 (no dot) as
+    text, which Keras would take and fail on once it trains."""
+    assert _spec("iris", {"name": "categorical_focal_crossentropy", "alpha": [0.2, 0.3, 0.5]}).loss_arguments == {
+        "alpha": [0.2, 0.3, 0.5]}
+    raw = copy.deepcopy(tiny_params())
+    raw["experiments"]["iris"]["model"]["layers"][0]["kernel_constraint"] = {"name": "max_norm", "max_value": 3,
+                                                                              "axis": [0]}
+    assert parse_params(raw).experiments["iris"].model.layers[0].kernel_constraint.arguments["axis"] == [0]
+    raw["experiments"]["iris"]["train"]["optimizer"] = {"name": "adam", "learning_rate": "1e-3"}
+    with pytest.raises(ParamsError, match=re.escape("train.optimizer.learning_rate: must be a number (YAML reads 1e-3 "
+                                                    "as text: write 1.0e-03 or 0.001). Received: '1e-3'")):
+        parse_params(raw)

@@ -12,7 +12,7 @@ import contextvars
 import difflib
 import inspect
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 _WITH_KERAS = contextvars.ContextVar("check_with_keras", default=True)
 
@@ -122,15 +122,22 @@ SET_BY_KERASFLOW_WHY = ("a model ends in its activation (from_logits is false) a
 
 
 def check_argument_type(key: str, value: object, default: object) -> None:
-    """Refuse an argument that is not of its default's kind (a number, a bool), which Keras would take silently and
-    fail on only once it trains. Raises :class:`AtKey` naming it."""
+    """Refuse an argument that is not of its default's kind (a bool; a number, or a list of numbers as a
+    constraint's `axis` and a focal loss's per-class `alpha` may be), which Keras would take silently and fail on
+    only once it trains. Raises :class:`AtKey` naming it."""
     from kerasflow.tasks.config.section import AtKey
+
+    def number(item: object) -> bool:
+        return isinstance(item, int | float) and not isinstance(item, bool)
 
     if isinstance(default, bool) and not isinstance(value, bool):
         raise AtKey(key, f"must be true or false. Received: {value!r}")
-    if isinstance(default, int | float) and not isinstance(default, bool) and \
-            (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise AtKey(key, f"must be a number. Received: {value!r}")
+    if number(default) and not (number(value) or isinstance(value, list | tuple) and value and all(map(number, value))):
+        hint = ""
+        if isinstance(value, str):
+            with suppress(ValueError):
+                hint = f" (YAML reads {value} as text: write {float(value):.1e} or {float(value)!r})"
+        raise AtKey(key, f"must be a number{hint}. Received: {value!r}")
 
 
 def arguments_of(cls: type) -> list[str]:

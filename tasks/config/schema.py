@@ -586,7 +586,16 @@ class TrainSpec(Section):
         if isinstance(value, str):
             return check_name("losses", LOSS_ALIASES.get(value, value))
         if isinstance(value, dict) and isinstance(value.get("name"), str):
-            value = {**value, "name": LOSS_ALIASES.get(value["name"], value["name"])}
+            name = LOSS_ALIASES.get(value["name"], value["name"])
+            trained = sorted({loss for losses in LOSSES_BY_TASK.values() for loss in losses})
+            if name not in trained:  # Keras' other losses take no part here: refused by name, arguments unread
+                try:
+                    check_name("losses", name)
+                except ValueError as exc:
+                    raise AtKey("name", str(exc)) from None
+                raise AtKey("name", f"is not a loss kerasflow trains with. Allowed: {', '.join(trained)}. "
+                                    f"Received: {name!r}")
+            value = {**value, "name": name}
         return check_configured("losses", value)
 
     @property
