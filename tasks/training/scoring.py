@@ -114,17 +114,20 @@ def tallied(values, counts, finish: Finish, xp=np):
     curves = values.shape[-1] // 2
     places, actual = values[..., :curves], values[..., curves:]  # (slots, rows, curves) each
     positive, negative = (xp.where(counts[..., None], weight, 0.0) for weight in (actual, 1.0 - actual))
-    width = CURVE_THRESHOLDS + 1
-    if xp is np:  # one count a place, not a row's one-hot vector of them: held-out sets may be large
-        slots = len(places)
-        index = (places.astype(np.int64) + width * (np.arange(curves) + curves * np.arange(slots)[:, None, None]))
-        counted = [np.bincount(index.reshape(-1), weights=weight.reshape(-1), minlength=slots * curves * width)
-                   .reshape(slots, curves, width) for weight in (positive, negative)]
+    width, slots = CURVE_THRESHOLDS + 1, places.shape[0]
+    # One count a place, summed by each row's index among (slot, curve, place): not a one-hot vector of places a
+    # row, which for many classes and rows would take gigabytes in the compiled step.
+    index = xp.reshape(xp.cast(places, "int32") if xp is not np else places.astype(np.int64), (slots, -1, curves)) \
+        + width * (xp.arange(curves) + curves * xp.reshape(xp.arange(slots), (slots, 1, 1)))
+    index, size = xp.reshape(index, (-1,)), slots * curves * width
+    if xp is np:
+        counted = [np.bincount(index, weights=weight.reshape(-1), minlength=size) for weight in (positive, negative)]
     else:
-        one_hot = ops.one_hot(ops.cast(places, "int32"), width)  # (slots, rows, curves, places)
-        counted = [ops.sum(one_hot * ops.expand_dims(weight, -1), axis=1) for weight in (positive, negative)]
+        counted = [ops.segment_sum(ops.reshape(weight, (-1,)), index, num_segments=size)
+                   for weight in (positive, negative)]
     # Each curve's positives' counts, then its negatives'.
-    return xp.reshape(xp.stack(counted, axis=2), (places.shape[0], -1))
+    return xp.reshape(xp.stack([xp.reshape(count, (slots, curves, width)) for count in counted], axis=2),
+                      (slots, -1))
 
 
 def of_sums(tally, finish: Finish, xp=np):
