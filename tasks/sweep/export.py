@@ -32,12 +32,13 @@ TIE_LEVEL = 0.05
 
 
 def write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
-    """The sweep's `cv_results_`: one row per trial, best first; a list (a config's fold scores) as JSON."""
+    """The sweep's `cv_results_`: one row per trial, best first; a list (a config's fold scores) or a mapping (a
+    loss with arguments) as JSON."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({key: json.dumps(value) if isinstance(value, list) else value for key, value in row.items()}
+    writer.writerows({key: json.dumps(value) if isinstance(value, list | dict) else value for key, value in row.items()}
                      for row in rows)
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
