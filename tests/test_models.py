@@ -171,6 +171,32 @@ def test_a_flatten_of_feature_maps_has_the_width_keras_builds(layers):
     assert output_units(spec) == build_model(spec, n_features=n_features, seed=1).output_shape[-1]
 
 
+def test_the_other_dropouts_are_seeded_act_in_training_only_and_spatial_ones_drop_whole_channels():
+    """Spatial dropout after a conv1d and a conv2d, Gaussian dropout, alpha dropout after selu units: the same seed
+    the same draws, the inputs as they are in prediction, and a spatial one's channel kept or dropped at every
+    step (every pixel) at once."""
+    spec = ModelSpec.model_validate({"layers": [
+        {"type": "reshape", "target_shape": [6, 2]},
+        {"type": "conv1d", "filters": 8, "kernel_size": 2, "activation": "linear"},
+        {"type": "spatial_dropout1d", "rate": 0.5}, {"type": "reshape", "target_shape": [5, 8, 1]},
+        {"type": "conv2d", "filters": 6, "kernel_size": 2, "activation": "linear"},
+        {"type": "spatial_dropout2d", "rate": 0.5}, {"type": "flatten"},
+        {"type": "dense", "units": 8, "activation": "selu"}, {"type": "alpha_dropout", "rate": 0.2},
+        {"type": "gaussian_dropout", "rate": 0.3}, {"type": "dense", "units": 1}]})
+    X = np.random.default_rng(0).normal(size=(4, 12)).astype("float32")
+    first, again = build_model(spec, 12, seed=3), build_model(spec, 12, seed=3)
+    np.testing.assert_array_equal(first(X, training=True), again(X, training=True))
+    np.testing.assert_array_equal(first(X), first(X))  # prediction: no draws
+    for index, axes in ((2, (1,)), (5, (1, 2))):
+        before = keras.Sequential(first.layers[:index])(X)
+        dropped = keras.ops.convert_to_numpy(first.layers[index](before, training=True))
+        kept = np.abs(dropped).sum(axis=axes) > 0  # each (row, channel): kept everywhere or nowhere
+        assert np.array_equal(kept, np.all(dropped != 0, axis=axes)) and 0 < kept.mean() < 1
+    model = build_model(spec, 12, seed=3)
+    model.compile(optimizer="adam", loss="mse")
+    assert np.isfinite(model.train_on_batch(X, np.ones((4, 1), dtype="float32")))
+
+
 def test_recurrent_layers_take_the_books_relu_activation():
     """Brownlee's LSTMs: LSTM(100, activation='relu'); a name Keras lacks is refused naming the layer's key."""
     spec = ModelSpec.model_validate({"layers": [

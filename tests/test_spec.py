@@ -321,6 +321,10 @@ def test_an_lstm_feeding_a_sequence_layer_must_return_sequences():
     ([{"type": "reshape", "target_shape": [5, 2]}, {"type": "global_average_pooling2d"}, {"type": "dense", "units": 1}],
      r"model.layers\[1\].type: layers\[1\] \(global_average_pooling2d\) takes an image per row .* but its input is a "
      r"sequence per row \(steps, features\)"),
+    ([{"type": "reshape", "target_shape": [5, 2]}, {"type": "spatial_dropout2d", "rate": 0.2}, {"type": "flatten"},
+      {"type": "dense", "units": 1}],
+     r"model.layers\[1\].type: layers\[1\] \(spatial_dropout2d\) takes an image per row .* but its input is a "
+     r"sequence per row \(steps, features\)"),
     ([{"type": "gru", "units": 2}, {"type": "dense", "units": 1}],
      r"model.layers\[0\].type: layers\[0\] \(gru\) takes a sequence per row .*; put an embedding, a reshape"),
     ([{"type": "rescaling", "scale": 0.5}, {"type": "separable_conv2d", "filters": 2, "kernel_size": 3},
@@ -337,8 +341,8 @@ def test_an_lstm_feeding_a_sequence_layer_must_return_sequences():
       {"type": "dense", "units": 1}],
      r"model.layers\[1\].layer: Value error, a bidirectional layer cannot be stateful|model.layers\[1\].layer: a "
      r"bidirectional layer cannot be stateful"),
-], ids=["pooling-a-vector", "2d-pooling-a-sequence", "rnn-on-a-vector", "separable-conv-on-a-vector",
-        "bidirectional-must-return-sequences", "stateful-bidirectional"])
+], ids=["pooling-a-vector", "2d-pooling-a-sequence", "2d-spatial-dropout-of-a-sequence", "rnn-on-a-vector",
+        "separable-conv-on-a-vector", "bidirectional-must-return-sequences", "stateful-bidirectional"])
 def test_each_layer_gets_the_input_it_takes_or_the_message_names_it(layers, expected):
     raw = copy.deepcopy(tiny_params())
     raw["experiments"]["diabetes"]["model"]["layers"] = layers

@@ -51,6 +51,33 @@ class DropoutLayer(Section):
     type: Literal["dropout"]
     rate: float = Field(ge=0.0, lt=1.0)
 
+class RateDropout(Section):
+    """What the dropout layers besides `dropout` share: the rate of their draws, seeded from the run's seed."""
+
+    rate: float = Field(ge=0.0, lt=1.0)
+
+class SpatialDropout1DLayer(RateDropout):
+    """Dropout of whole channels of a sequence (Keras' SpatialDropout1D): a conv1d's feature maps or an embedding's
+    dimensions, dropped at every step at once, where neighbouring steps are too alike for single values to be."""
+
+    type: Literal["spatial_dropout1d"]
+
+class SpatialDropout2DLayer(RateDropout):
+    """Dropout of whole feature maps of an image (Keras' SpatialDropout2D)."""
+
+    type: Literal["spatial_dropout2d"]
+
+class GaussianDropoutLayer(RateDropout):
+    """Each input times Gaussian noise of mean 1 and variance rate / (1 - rate), while training only (Keras'
+    GaussianDropout)."""
+
+    type: Literal["gaussian_dropout"]
+
+class AlphaDropoutLayer(RateDropout):
+    """Dropout that keeps its inputs' mean and variance (Keras' AlphaDropout), for self-normalising selu layers."""
+
+    type: Literal["alpha_dropout"]
+
 class GaussianNoiseLayer(Section):
     """Zero-mean Gaussian noise added to its input while training only, a regularizer (Brownlee's Better Deep
     Learning, "Train Neural Networks With Noise"); its draws seeded from the run's seed."""
@@ -302,7 +329,8 @@ LayerSpec = Annotated[
           SeparableConv2DLayer, RescalingLayer, MaxPooling2DLayer, AveragePooling2DLayer, GlobalAveragePooling2DLayer,
           GlobalMaxPooling2DLayer, FlattenLayer, ReshapeLayer, LSTMLayer, GRULayer, SimpleRNNLayer, BidirectionalLayer,
           EmbeddingLayer, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling1DLayer,
-          PretrainedLayer, RepeatVectorLayer, TimeDistributedLayer, ConvLSTM2DLayer],
+          PretrainedLayer, RepeatVectorLayer, TimeDistributedLayer, ConvLSTM2DLayer, SpatialDropout1DLayer,
+          SpatialDropout2DLayer, GaussianDropoutLayer, AlphaDropoutLayer],
     Field(discriminator="type"),
 ]
 
@@ -316,14 +344,16 @@ SEQUENCE_READERS = (*RECURRENT_LAYERS, ConvLSTM2DLayer)
 """Layers that read a sequence step by step and return its last step's output, or every step's
 (`return_sequences`)."""
 
-PASS_THROUGH_LAYERS = (DropoutLayer, GaussianNoiseLayer, ActivationLayer, BatchNormalizationLayer, RescalingLayer)
+PASS_THROUGH_LAYERS = (DropoutLayer, GaussianNoiseLayer, ActivationLayer, BatchNormalizationLayer, RescalingLayer,
+                       SpatialDropout1DLayer, SpatialDropout2DLayer, GaussianDropoutLayer, AlphaDropoutLayer)
 """Layers whose output has their input's shape."""
 
 INPUT_RANK: dict[type, int] = {
     **{layer: 3 for layer in (Conv2DLayer, SeparableConv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer,
-                              GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, PretrainedLayer)},
+                              GlobalAveragePooling2DLayer, GlobalMaxPooling2DLayer, PretrainedLayer,
+                              SpatialDropout2DLayer)},
     **{layer: 2 for layer in (*RECURRENT_LAYERS, Conv1DLayer, MaxPooling1DLayer, GlobalMaxPooling1DLayer,
-                              GlobalAveragePooling1DLayer)},
+                              GlobalAveragePooling1DLayer, SpatialDropout1DLayer)},
     RepeatVectorLayer: 1, ConvLSTM2DLayer: 4,
 }
 """The axes (besides the batch's) a layer's input must have: an image's 3 (height, width, channels), a sequence's 2

@@ -18,6 +18,7 @@ from kerasflow.tasks.config.layers import (
     PRETRAINED_BASES,
     RECURRENT_LAYERS,
     ActivationLayer,
+    AlphaDropoutLayer,
     AveragePooling2DLayer,
     BatchNormalizationLayer,
     BidirectionalLayer,
@@ -28,6 +29,7 @@ from kerasflow.tasks.config.layers import (
     DropoutLayer,
     EmbeddingLayer,
     FlattenLayer,
+    GaussianDropoutLayer,
     GaussianNoiseLayer,
     GlobalAveragePooling1DLayer,
     GlobalAveragePooling2DLayer,
@@ -39,11 +41,14 @@ from kerasflow.tasks.config.layers import (
     MaxPooling1DLayer,
     MaxPooling2DLayer,
     PretrainedLayer,
+    RateDropout,
     RepeatVectorLayer,
     RescalingLayer,
     ReshapeLayer,
     SeparableConv2DLayer,
     SimpleRNNLayer,
+    SpatialDropout1DLayer,
+    SpatialDropout2DLayer,
     TimeDistributedLayer,
 )
 from kerasflow.tasks.config.schema import (
@@ -117,6 +122,11 @@ def make_layer(spec: LayerSpec, seed: int, num_words: int | None = None) -> kera
         return keras.layers.Dropout(spec.rate, seed=seed)
     if isinstance(spec, GaussianNoiseLayer):
         return keras.layers.GaussianNoise(spec.stddev, seed=seed)
+    if isinstance(spec, RateDropout):
+        dropout = {SpatialDropout1DLayer: keras.layers.SpatialDropout1D,
+                   SpatialDropout2DLayer: keras.layers.SpatialDropout2D,
+                   GaussianDropoutLayer: keras.layers.GaussianDropout, AlphaDropoutLayer: keras.layers.AlphaDropout}
+        return dropout[type(spec)](spec.rate, seed=seed)
     if isinstance(spec, ActivationLayer):
         return keras.layers.Activation(spec.activation)
     if isinstance(spec, BatchNormalizationLayer):
