@@ -79,18 +79,32 @@ TALLIED = ("ratio", "macro", "roc_auc", "pr_auc")
 CURVES = ("roc_auc", "pr_auc")
 
 
-def tally_width(finish: Finish, outputs: int = 1) -> int:
-    """The length of a slot's tally (:func:`tallied`) for a model of `outputs` outputs a row (one, of a binary task,
-    stands for two classes).
+def row_width(finish: Finish, outputs: int = 1) -> int:
+    """How many values a tallied score's function gives a row of a model of `outputs` outputs a row: a ratio's pair;
+    a macro score's pair and found flag for each class (one output, of a binary task, stands for two); a curve's
+    place and class for each output.
 
     Examples
     --------
-    >>> tally_width("ratio"), tally_width("macro", 3), tally_width("macro", 1), tally_width("pr_auc", 1)
-    (2, 9, 6, 402)
+    >>> row_width("ratio"), row_width("macro", 3), row_width("macro", 1), row_width("pr_auc", 3)
+    (2, 9, 6, 6)
     """
     if finish in CURVES:  # one curve an output: a binary task's, or each class's against the others
-        return 2 * (CURVE_THRESHOLDS + 1) * outputs
+        return 2 * outputs
     return 3 * max(outputs, 2) if finish == "macro" else 2
+
+
+def tally_width(finish: Finish, outputs: int = 1) -> int:
+    """The length of a slot's tally (:func:`tallied`): the sums of the rows' values (:func:`row_width`), or for each
+    curve its positive and negative rows' counts at each place among its thresholds.
+
+    Examples
+    --------
+    >>> tally_width("ratio"), tally_width("macro", 3), tally_width("pr_auc", 1)
+    (2, 9, 402)
+    """
+    width = row_width(finish, outputs)
+    return width * (CURVE_THRESHOLDS + 1) if finish in CURVES else width
 
 
 def of_mean(mean, finish: Finish, xp=np):
@@ -453,9 +467,9 @@ class SlotMean(keras.metrics.Metric):
         if finish in TALLIED:  # each slot's tally of the rows' values
             if finish != "ratio" and outputs is None:
                 raise ValueError(f"a {finish} score's tally needs `outputs`, the model's outputs a row")
-            tally = tally_width(finish, outputs or 1)
-            self.row_width = {"macro": tally, "ratio": 2}.get(finish, 2 * (outputs or 1))
-            self.total = self.add_variable(shape=(width, tally), initializer="zeros", name="total")
+            self.row_width = row_width(finish, outputs or 1)
+            self.total = self.add_variable(shape=(width, tally_width(finish, outputs or 1)), initializer="zeros",
+                                           name="total")
         else:
             self.total = self.add_variable(shape=(width,), initializer="zeros", name="total")
             self.count = self.add_variable(shape=(width,), initializer="zeros", name="count")
