@@ -59,6 +59,8 @@ LOSSES_BY_TASK: dict[str, tuple[str, ...]] = {
     "regression": ("mean_squared_error", "mean_absolute_error", "huber", "log_cosh", "mean_squared_logarithmic_error"),
     "next_token": ("sparse_categorical_crossentropy",),
 }
+TRAINED_LOSSES = tuple(sorted({loss for losses in LOSSES_BY_TASK.values() for loss in losses}))
+"""The losses of every task, the ones a `train.loss` may name."""
 LOSS_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "msle": "mean_squared_logarithmic_error"}
 DEFAULT_LOSS = {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy",
                 "regression": "mean_squared_error", "next_token": "sparse_categorical_crossentropy"}
@@ -432,8 +434,9 @@ class ReduceOnPlateauSchedule(Section):
     min_lr: float = Field(default=0.0, ge=0)
 
 
-RISING = ("accuracy", "precision", "recall", "f1", "auc", "pr_auc", "precision_macro", "recall_macro", "f1_macro")
-"""The scores that improve as they rise; losses and errors improve as they fall."""
+RISING = tuple(dict.fromkeys(METRICS_BY_TASK["binary"] + METRICS_BY_TASK["multiclass"]))
+"""The scores that improve as they rise: every classification score; losses, errors and perplexity improve as they
+fall."""
 
 
 def monitor_mode(monitor: str) -> Literal["min", "max"]:
@@ -587,13 +590,12 @@ class TrainSpec(Section):
             return check_name("losses", LOSS_ALIASES.get(value, value))
         if isinstance(value, dict) and isinstance(value.get("name"), str):
             name = LOSS_ALIASES.get(value["name"], value["name"])
-            trained = sorted({loss for losses in LOSSES_BY_TASK.values() for loss in losses})
-            if name not in trained:  # Keras' other losses take no part here: refused by name, arguments unread
+            if name not in TRAINED_LOSSES:  # Keras' other losses take no part here: refused by name, arguments unread
                 try:
                     check_name("losses", name)
                 except ValueError as exc:
                     raise AtKey("name", str(exc)) from None
-                raise AtKey("name", f"is not a loss kerasflow trains with. Allowed: {', '.join(trained)}. "
+                raise AtKey("name", f"is not a loss kerasflow trains with. Allowed: {', '.join(TRAINED_LOSSES)}. "
                                     f"Received: {name!r}")
             value = {**value, "name": name}
         return check_configured("losses", value)
@@ -694,7 +696,7 @@ class ExperimentSpec(Section):
         task = self.dataset.task
         loss = self.train.loss_name
         # Without Keras (load_params' first pass) an unknown loss got past its name check: the second pass names it.
-        known = checking() or any(loss in losses for losses in LOSSES_BY_TASK.values())
+        known = checking() or loss in TRAINED_LOSSES
         if loss is not None and loss not in LOSSES_BY_TASK[task] and known:
             raise AtKey("train.loss", f"does not fit task {task!r} (dataset.task). Allowed: "
                       f"{', '.join(LOSSES_BY_TASK[task])}. Received: {loss!r}")
