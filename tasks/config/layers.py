@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Union
 
 from pydantic import BeforeValidator, Field, field_validator
@@ -359,15 +360,6 @@ INPUT_RANK: dict[type, int] = {
 """The axes (besides the batch's) a layer's input must have: an image's 3 (height, width, channels), a sequence's 2
 (steps, features)."""
 
-OUTPUT_RANK: dict[type, int] = {
-    FlattenLayer: 1, GlobalAveragePooling2DLayer: 1, GlobalMaxPooling2DLayer: 1, GlobalMaxPooling1DLayer: 1,
-    GlobalAveragePooling1DLayer: 1, EmbeddingLayer: 2,
-    **{layer: 3 for layer in (Conv2DLayer, SeparableConv2DLayer, MaxPooling2DLayer, AveragePooling2DLayer)},
-    **{layer: 2 for layer in (Conv1DLayer, MaxPooling1DLayer, RepeatVectorLayer)},
-}
-"""The axes of a layer's output where they do not depend on its settings (see `ModelSpec`'s shape check)."""
-
-
 def input_rank(layer: LayerSpec) -> int | None:
     """The axes (besides the batch's) `layer`'s input must have, or None where any will do (a time-distributed
     layer: one more than its step layer's, and at least a sequence's 2)."""
@@ -378,17 +370,63 @@ def input_rank(layer: LayerSpec) -> int | None:
 
 
 def output_rank(layer: LayerSpec, rank: int) -> int:
-    """The axes (besides the batch's) of `layer`'s output for an input of `rank` axes."""
+    """The axes (besides the batch's) of `layer`'s output for an input of `rank` axes (:func:`output_shape`)."""
+    return len(output_shape(layer, [None] * rank))
+
+
+def windowed(sizes: list[int | None], window: int | tuple[int, ...], strides: int | tuple[int, ...] | None,
+             padding: str) -> list[int | None]:
+    """The sizes a convolution or pooling window gives along axes of `sizes`, as Keras computes them: ``(n - k) //
+    s + 1`` without padding, ``ceil(n / s)`` with (`same`, `causal`); None where the size is not known.
+
+    Examples
+    --------
+    >>> windowed([28, 28], 3, 1, "valid"), windowed([5, 4], 2, None, "valid"), windowed([7], 3, 2, "same")
+    ([26, 26], [2, 2], [4])
+    """
+    def each(value: int | tuple[int, ...]) -> tuple[int, ...]:
+        return value if isinstance(value, tuple) else (value,) * len(sizes)
+
+    return [None if n is None else math.ceil(n / s) if padding != "valid" else max((n - k) // s + 1, 0)
+            for n, k, s in zip(sizes, each(window), each(window if strides is None else strides))]
+
+
+def output_shape(layer: LayerSpec, shape: list[int | None]) -> list[int | None]:
+    """The axes (besides the batch's) of `layer`'s output for an input of axes `shape`, None where the data decides
+    a size (an embedding's or a pretrained base's input)."""
+    if isinstance(layer, Conv1DLayer):
+        return [*windowed(shape[:1], layer.kernel_size, 1, layer.padding), layer.filters]
+    if isinstance(layer, (Conv2DLayer, SeparableConv2DLayer)):
+        return [*windowed(shape[:2], layer.kernel_size, layer.strides, layer.padding), layer.filters]
+    if isinstance(layer, MaxPooling1DLayer):
+        return [*windowed(shape[:1], layer.pool_size, None, "valid"), shape[-1]]
+    if isinstance(layer, (MaxPooling2DLayer, AveragePooling2DLayer)):
+        return [*windowed(shape[:2], layer.pool_size, layer.strides, layer.padding), shape[-1]]
     if isinstance(layer, ReshapeLayer):
-        return len(layer.target_shape)
-    if isinstance(layer, PretrainedLayer):
-        return 1 if layer.pooling else 3
+        return list(layer.target_shape)
+    if isinstance(layer, DenseLayer):
+        return [*shape[:-1], layer.units]
+    if isinstance(layer, TimeDistributedLayer):  # the step layer on each step's axes
+        return [shape[0], *output_shape(layer.layer, shape[1:])]
+    if isinstance(layer, RepeatVectorLayer):
+        return [layer.n, *shape]
     if isinstance(layer, RECURRENT_LAYERS):
-        return 2 if layer.return_sequences else 1
-    if isinstance(layer, ConvLSTM2DLayer):
-        return 4 if layer.return_sequences else 3
-    if isinstance(layer, TimeDistributedLayer):
-        return output_rank(layer.layer, rank - 1) + 1
-    if isinstance(layer, (DenseLayer, *PASS_THROUGH_LAYERS)):
-        return rank
-    return OUTPUT_RANK[type(layer)]
+        recurrent = layer.layer if isinstance(layer, BidirectionalLayer) else layer
+        both = isinstance(layer, BidirectionalLayer) and layer.merge_mode == "concat"
+        units = recurrent.units * (2 if both else 1)
+        return [shape[0], units] if recurrent.return_sequences else [units]
+    if isinstance(layer, FlattenLayer):
+        return [math.prod(shape) if None not in shape else None]
+    if isinstance(layer, (GlobalAveragePooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling2DLayer,
+                          GlobalMaxPooling2DLayer)):
+        return shape[-1:]
+    if isinstance(layer, PretrainedLayer):
+        return [None] if layer.pooling else [None] * 3
+    if isinstance(layer, ConvLSTM2DLayer):  # the last step's feature maps, or every step's
+        maps = [*windowed(shape[1:3], layer.kernel_size, layer.strides, layer.padding), layer.filters]
+        return [shape[0], *maps] if layer.return_sequences else maps
+    if isinstance(layer, PASS_THROUGH_LAYERS):
+        return shape
+    if isinstance(layer, EmbeddingLayer):  # a vector a token of the row
+        return [shape[0], layer.output_dim]
+    raise TypeError(f"no output shape for a {layer.type} layer")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import math
 import warnings
 from pathlib import Path
 
@@ -13,8 +12,6 @@ import numpy as np
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.keras_names import keras_class
 from kerasflow.tasks.config.layers import (
-    OUTPUT_RANK,
-    PASS_THROUGH_LAYERS,
     PRETRAINED_BASES,
     RECURRENT_LAYERS,
     ActivationLayer,
@@ -50,6 +47,7 @@ from kerasflow.tasks.config.layers import (
     SpatialDropout1DLayer,
     SpatialDropout2DLayer,
     TimeDistributedLayer,
+    output_shape,
 )
 from kerasflow.tasks.config.schema import (
     AugmentSpec,
@@ -446,62 +444,6 @@ def schedule_callbacks(spec: TrainSpec) -> list[keras.callbacks.Callback]:
     if spec.scheduled:
         callbacks.append(RecordLearningRate())
     return callbacks
-
-
-def windowed(sizes: list[int | None], window: int | tuple[int, ...], strides: int | tuple[int, ...] | None,
-             padding: str) -> list[int | None]:
-    """The sizes a convolution or pooling window gives along axes of `sizes`, as Keras computes them: ``(n - k) //
-    s + 1`` without padding, ``ceil(n / s)`` with (`same`, `causal`); None where the size is not known.
-
-    Examples
-    --------
-    >>> windowed([28, 28], 3, 1, "valid"), windowed([5, 4], 2, None, "valid"), windowed([7], 3, 2, "same")
-    ([26, 26], [2, 2], [4])
-    """
-    def each(value: int | tuple[int, ...]) -> tuple[int, ...]:
-        return value if isinstance(value, tuple) else (value,) * len(sizes)
-
-    return [None if n is None else math.ceil(n / s) if padding != "valid" else max((n - k) // s + 1, 0)
-            for n, k, s in zip(sizes, each(window), each(window if strides is None else strides))]
-
-
-def output_shape(layer: LayerSpec, shape: list[int | None]) -> list[int | None]:
-    """The axes (besides the batch's) of `layer`'s output for an input of axes `shape`, None where the data decides
-    a size (an embedding's or a pretrained base's input)."""
-    if isinstance(layer, Conv1DLayer):
-        return [*windowed(shape[:1], layer.kernel_size, 1, layer.padding), layer.filters]
-    if isinstance(layer, (Conv2DLayer, SeparableConv2DLayer)):
-        return [*windowed(shape[:2], layer.kernel_size, layer.strides, layer.padding), layer.filters]
-    if isinstance(layer, MaxPooling1DLayer):
-        return [*windowed(shape[:1], layer.pool_size, None, "valid"), shape[-1]]
-    if isinstance(layer, (MaxPooling2DLayer, AveragePooling2DLayer)):
-        return [*windowed(shape[:2], layer.pool_size, layer.strides, layer.padding), shape[-1]]
-    if isinstance(layer, ReshapeLayer):
-        return list(layer.target_shape)
-    if isinstance(layer, DenseLayer):
-        return [*shape[:-1], layer.units]
-    if isinstance(layer, TimeDistributedLayer):  # the step layer on each step's axes
-        return [shape[0], *output_shape(layer.layer, shape[1:])]
-    if isinstance(layer, RepeatVectorLayer):
-        return [layer.n, *shape]
-    if isinstance(layer, RECURRENT_LAYERS):
-        recurrent = layer.layer if isinstance(layer, BidirectionalLayer) else layer
-        both = isinstance(layer, BidirectionalLayer) and layer.merge_mode == "concat"
-        units = recurrent.units * (2 if both else 1)
-        return [shape[0], units] if recurrent.return_sequences else [units]
-    if isinstance(layer, FlattenLayer):
-        return [math.prod(shape) if None not in shape else None]
-    if isinstance(layer, (GlobalAveragePooling1DLayer, GlobalMaxPooling1DLayer, GlobalAveragePooling2DLayer,
-                          GlobalMaxPooling2DLayer)):
-        return shape[-1:]
-    if isinstance(layer, PretrainedLayer):
-        return [None] if layer.pooling else [None] * 3
-    if isinstance(layer, ConvLSTM2DLayer):  # the last step's feature maps, or every step's
-        maps = [*windowed(shape[1:3], layer.kernel_size, layer.strides, layer.padding), layer.filters]
-        return [shape[0], *maps] if layer.return_sequences else maps
-    if isinstance(layer, PASS_THROUGH_LAYERS):
-        return shape
-    return [None] * OUTPUT_RANK[type(layer)]  # an embedding: its sequence is as long as the data's rows
 
 
 def output_units(spec: ModelSpec) -> int | None:
