@@ -41,6 +41,8 @@ def test_bundled_sets_have_the_books_shapes(bundled_data):
     assert shapes["breast_cancer.csv"] == (569, 31)
     assert shapes["mnist_5k.csv"] == (5000, 785)
     assert shapes["sunspots.csv"] == (309, 2)
+    assert shapes["linnerud.csv"] == (20, 6)  # three exercises, three body measures
+    assert shapes["macrodata.csv"] == (203, 14)  # quarterly, 1959 to 2009
 
 
 @pytest.mark.parametrize("content, spec, message", [

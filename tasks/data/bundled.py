@@ -34,6 +34,18 @@ def _column_name(name: str) -> str:
     return name.split(" (")[0].strip().replace(" ", "_").lower()
 
 
+def _linnerud() -> pd.DataFrame:
+    """Linnerud's 20 men: three exercises (chins, situps, jumps) and three body measures (weight, waist, pulse), the
+    classic data of a regression with several targets (`dataset.target: [weight, waist, pulse]`)."""
+    from sklearn.datasets import load_linnerud
+
+    bunch = load_linnerud()
+    frame = pd.DataFrame(bunch.data.astype(np.int64), columns=[_column_name(name) for name in bunch.feature_names])
+    for j, name in enumerate(bunch.target_names):
+        frame[_column_name(name)] = bunch.target[:, j].astype(np.int64)
+    return frame
+
+
 def _boston() -> pd.DataFrame:
     from mlxtend.data import boston_housing_data
 
@@ -60,6 +72,15 @@ def _sunspots() -> pd.DataFrame:
     return pd.DataFrame({"year": frame["YEAR"].astype(np.int64), "sunactivity": frame["SUNACTIVITY"]})
 
 
+def _macrodata() -> pd.DataFrame:
+    """US macroeconomic series, quarterly 1959-2009 (statsmodels' macrodata): real GDP, consumption, investment and
+    others side by side, parallel series to forecast together."""
+    from statsmodels.datasets import macrodata
+
+    frame = macrodata.load_pandas().data
+    return frame.astype({"year": np.int64, "quarter": np.int64})
+
+
 def _airline() -> pd.DataFrame:
     """Box & Jenkins' monthly international airline passengers, 1949-1960, in thousands: the books' series (pmdarima
     ships its 144 values in its source, not as a data file)."""
@@ -77,9 +98,11 @@ BUNDLED: dict[str, Callable[[], pd.DataFrame]] = {
     "breast_cancer.csv": _sklearn("load_breast_cancer", "benign"),
     "digits.csv": _sklearn("load_digits", "digit"),
     "diabetes.csv": _sklearn("load_diabetes", "progression"),
+    "linnerud.csv": _linnerud,
     "boston_housing.csv": _boston,
     "mnist_5k.csv": _mnist,
     "sunspots.csv": _sunspots,
+    "macrodata.csv": _macrodata,
     "airline_passengers.csv": _airline,
 }
 
