@@ -65,9 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="a saved model folder (results/<experiment>/model), or a model dvc.yaml registers: "
                               "NAME (its latest version), NAME@vX.Y.Z or NAME#STAGE")
     predict.add_argument("--input", type=Path, required=True, metavar="CSV",
-                         help="rows with the training feature columns (the target column may be present)")
+                         help="rows with the training feature columns (the target columns may be present)")
     predict.add_argument("--output", type=Path, required=True, metavar="CSV",
-                         help="where to write `prediction` (and `proba_<class>` columns for classification)")
+                         help="where to write `prediction` (and `proba_<class>` columns for classification; "
+                              "`prediction_<target>` for several targets)")
 
     schedule = commands.add_parser("schedule", help="deploy experiments to a Prefect work pool on a cron schedule")
     schedule.add_argument("experiments", nargs="+", metavar="EXPERIMENT")

@@ -116,7 +116,7 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
     out_dir = results_dir / name
     with keras_turn(), _timed(timing, "write"):  # other experiments' flows may be in Keras (pipeline_flow)
         results.write_history(out_dir, cv)
-        results.write_predictions(out_dir, cv, codec)
+        results.write_predictions(out_dir, cv, codec, spec.dataset.target_names)
         if final is not None and final.diverged_at is None:  # a diverged refit's weights are not a model
             results.write_model(out_dir / "model", spec, final)
         results.write_dataset(out_dir, spec)

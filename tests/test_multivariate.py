@@ -175,7 +175,7 @@ def test_a_multi_step_forecast_is_scored_over_every_step_and_written_a_line_a_st
         assert fold.score == pytest.approx(float(np.sqrt(np.mean((fold.y_pred - fold.y_true) ** 2))), rel=1e-6)
         assert fold.history["val_rmse"][-1] == pytest.approx(fold.score, rel=1e-4)
     assert np.mean(result.scores) < np.mean(result.baseline)  # it beats repeating the last value
-    lines = write_predictions(tmp_path, result, None).read_text().splitlines()
+    lines = write_predictions(tmp_path, result, None, spec.dataset.target_names).read_text().splitlines()
     assert lines[0] == "fold,row,step,true,predicted" and len(lines) == 1 + STEPS * sum(r.n_test for r in result.folds)
     first = folds[0].test_rows[0]
     assert [line.split(",")[1:3] for line in lines[1:4]] == [[str(first + j), str(j + 1)] for j in range(STEPS)]

@@ -76,18 +76,47 @@ class DatasetSpec(Section):
     """Where the rows come from and what is predicted."""
 
     file: Path
-    target: str | int | None = Field(default=None, description="target column: its name, or its 0-based index when "
-                                                               "header is false (none for next_token: a text file)")
+    target: str | int | list[str | int] | None = Field(
+        default=None, description="target column: its name, or its 0-based index when header is false; a list of "
+                                  "them for a regression predicting several columns at once, one output unit each "
+                                  "(none for next_token: a text file)")
     header: bool = True
     task: Task
+
+    @field_validator("target")
+    @classmethod
+    def _one_listed_target(cls, target: str | int | list[str | int] | None) -> str | int | list[str | int] | None:
+        """A list of one column is that column: one way to write each target."""
+        return target[0] if isinstance(target, list) and len(target) == 1 else target
+
+    @property
+    def targets(self) -> list[str | int]:
+        """The target column(s), as a list: several for a multi-output regression."""
+        if self.target is None:
+            return []
+        return list(self.target) if isinstance(self.target, list) else [self.target]
+
+    @property
+    def target_names(self) -> list[str]:
+        """The target column(s) as a saved model and predictions.csv name them: names, or 0-based indices without
+        a header row."""
+        return [str(target) for target in self.targets]
 
     @model_validator(mode="after")
     def _target_unless_text(self) -> "DatasetSpec":
         if self.task == "next_token" and self.target is not None:
             raise AtKey("target", "a next_token task predicts each token of the text file from those before it: "
                         f"leave target out. Received: {self.target!r}")
-        if self.task != "next_token" and self.target is None:
+        if self.task != "next_token" and self.target in (None, []):
             raise AtKey("target", f"is required: the column task {self.task!r} predicts. Received: none")
+        if isinstance(self.target, list):
+            if self.task != "regression":
+                raise AtKey("target", f"several target columns are a regression's, one output unit each; task "
+                            f"{self.task!r} predicts one column (its classes). Received: {self.target!r}")
+            repeated = sorted({str(t) for t in self.target if self.target.count(t) > 1})
+            if repeated:
+                raise AtKey("target", f"names column(s) {repeated} more than once; list each target column once. "
+                            f"Received: {self.target!r}")
         return self
 
 
@@ -718,6 +747,10 @@ class ExperimentSpec(Section):
         if self.train.class_weight is not None and task not in ("binary", "multiclass"):
             raise AtKey("train.class_weight", f"weighs the rows of each class: it needs task 'binary' or "
                         f"'multiclass'. Received: task {task!r}")
+        if self.preprocess.steps_out > 1 and len(self.dataset.targets) > 1:
+            raise AtKey("preprocess.steps_out", "a multi-step forecast gives one target's steps, one output unit a "
+                        f"step; dataset.target names {len(self.dataset.targets)} columns, which forecast one step "
+                        f"each: use one target, or steps_out 1. Received: {self.preprocess.steps_out}")
         if self.preprocess.steps_out > 1 and self.model.stateful:
             raise AtKey("preprocess.steps_out", "a stateful LSTM reads every window in time order, but a multi-step "
                         "forecast leaves out the training windows whose targets are held out: use a stateless model "
@@ -804,7 +837,7 @@ class ExperimentSpec(Section):
         if not self.dataset.header and not isinstance(text.column, int):
             raise AtKey("preprocess.text.column", f"with `header: false` it must be a 0-based "
                       f"column index. Received: {text.column!r}")
-        if text.column == self.dataset.target:
+        if text.column in self.dataset.targets:
             raise AtKey("preprocess.text.column", f"names the same column as dataset.target; the target cannot be "
                       f"the input too. Received: {text.column!r}")
         if text.bag:

@@ -19,15 +19,21 @@ from kerasflow.tasks.data import checks
 
 @dataclass(frozen=True)
 class Table:
-    """An experiment's rows: features as read (preprocessing comes later, per fold) and the raw target."""
+    """An experiment's rows: features as read (preprocessing comes later, per fold) and the raw target: one column,
+    or a frame of several for a multi-output regression (`dataset.target: [a, b]`)."""
 
     X: pd.DataFrame
-    y: pd.Series
+    y: pd.Series | pd.DataFrame
     source: Path
 
     @property
     def n_rows(self) -> int:
         return len(self.y)
+
+    @property
+    def targets(self) -> list[str]:
+        """The target columns' names, in the order the model's outputs give them."""
+        return [str(c) for c in self.y.columns] if isinstance(self.y, pd.DataFrame) else [str(self.y.name)]
 
 
 def named(spec: BaseModel, name: str) -> str:
@@ -85,11 +91,23 @@ def file_md5(path: str | Path) -> str:
 
 
 def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
-    """Load `spec.file` (relative to `root`) and split off the target column."""
+    """Load `spec.file` (relative to `root`) and split off the target column (a frame of them, several targets)."""
     path = Path(root) / spec.file
     frame = read_csv(path, spec.header, spec.key("file") if spec.located else None)
-    target = _target_column(spec, frame, path)
-    y = frame[target]
+    targets = [_target_column(spec, target, frame, path) for target in spec.targets]
+    if len(set(targets)) < len(targets):
+        raise DataError(f"{path}: dataset.target{named(spec, 'target')} names a column more than once "
+                        f"({', '.join(map(repr, targets))}); list each target column once")
+    for target in targets:
+        _check_target(spec, frame[target], path)
+    y = frame[targets] if isinstance(spec.target, list) else frame[targets[0]]
+    return Table(X=frame.drop(columns=targets), y=y, source=path)
+
+
+def _check_target(spec: DatasetSpec, y: pd.Series, path: Path) -> None:
+    """Refuse a target column with missing values, a classification's with too few classes or a regression's that
+    is not numeric."""
+    target = y.name
     if y.isna().any():
         rows = checks.file_lines(np.flatnonzero(y.isna().to_numpy()), spec.header)
         raise DataError(f"{path}: target column {target!r} has missing values (file lines {rows}); every row needs "
@@ -106,21 +124,20 @@ def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
         bad = int(np.flatnonzero(pd.to_numeric(y, errors="coerce").isna().to_numpy())[0])
         raise DataError(f"{path}: task 'regression'{named(spec, 'task')} needs a numeric target; column {target!r} "
                         f"holds {y.iloc[bad]!r} (file line {bad + 1 + int(spec.header)})")
-    return Table(X=frame.drop(columns=[target]), y=y, source=path)
 
 
-def _target_column(spec: DatasetSpec, frame: pd.DataFrame, path: Path) -> str:
-    if isinstance(spec.target, int):
-        if not -len(frame.columns) <= spec.target < len(frame.columns):
-            raise DataError(f"{path}: target index {spec.target}{named(spec, 'target')} is out of range; the file "
+def _target_column(spec: DatasetSpec, target: str | int, frame: pd.DataFrame, path: Path) -> str:
+    if isinstance(target, int):
+        if not -len(frame.columns) <= target < len(frame.columns):
+            raise DataError(f"{path}: target index {target}{named(spec, 'target')} is out of range; the file "
                             f"has {len(frame.columns)} columns: use 0 to {len(frame.columns) - 1}")
-        return frame.columns[spec.target]
+        return frame.columns[target]
     if not spec.header:
         raise DataError(f"{path}: with `header: false` the target{named(spec, 'target')} must be a 0-based column "
-                        f"index. Received: {spec.target!r}")
-    if spec.target not in frame.columns:
-        hint = difflib.get_close_matches(spec.target, frame.columns, n=1)
-        raise DataError(f"{path}: target column {spec.target!r} not found{named(spec, 'target')}"
+                        f"index. Received: {target!r}")
+    if target not in frame.columns:
+        hint = difflib.get_close_matches(target, frame.columns, n=1)
+        raise DataError(f"{path}: target column {target!r} not found{named(spec, 'target')}"
                         + (f"; did you mean {hint[0]!r}?" if hint else ".")
                         + f" Columns found: {', '.join(frame.columns)}")
-    return spec.target
+    return target

@@ -2,9 +2,11 @@
 
 A window holds the target's own previous values and, for a multivariate series (`preprocess.lookback_columns`),
 the other columns' values at the same steps, time-major (every column of the oldest step first), so a reshape to
-[lookback, columns] makes them time steps. With `horizon` h the target is h rows after the window's last step; with
-`sampling_rate` r the window's steps are r rows apart, as Keras' `timeseries_dataset_from_array` samples them. With
-`steps_out` k the targets are the k rows from there on, one vector a window (a multi-step forecast).
+[lookback, columns] makes them time steps. Several targets (`dataset.target: [a, b]`, the books' multiple parallel
+series) are each read at every step and each forecast, one value a window. With `horizon` h the target is h rows
+after the window's last step; with `sampling_rate` r the window's steps are r rows apart, as Keras'
+`timeseries_dataset_from_array` samples them. With `steps_out` k the targets are the k rows from there on, one
+vector a window (a multi-step forecast).
 
 Windowing only re-indexes values (nothing is fitted), so it can run before the split; the split is then made over
 the windows in time order, and each window keeps its target's row number in the file as its index: a training
@@ -25,7 +27,7 @@ from kerasflow.tasks.data.table import Table
 
 def lag_columns(lookback: int, horizon: int = 1, columns: Sequence[str] = (), sampling_rate: int = 1) -> list[str]:
     """The window's column names, oldest step first: `lag_<k>` for a univariate series (k rows before the
-    target), `<column>_lag_<k>` per column (the target first) for a multivariate one.
+    target), `<column>_lag_<k>` per column (the targets first) for a multivariate one.
 
     Examples
     --------
@@ -42,9 +44,17 @@ def lag_columns(lookback: int, horizon: int = 1, columns: Sequence[str] = (), sa
     return [f"{column}_lag_{k}" for k in steps for column in columns]
 
 
-def last_value_column(spec: PreprocessSpec, target: str) -> str:
-    """The window column holding the target's value at the window's last step: the naive forecast."""
-    return lag_columns(1, spec.horizon, [target] if spec.lookback_columns else [])[0]
+def last_value_columns(spec: PreprocessSpec, targets: Sequence[str]) -> list[str]:
+    """The window columns holding each target's value at the window's last step: the naive forecast.
+
+    Examples
+    --------
+    >>> spec = PreprocessSpec(lookback=3)
+    >>> last_value_columns(spec, ["y"]), last_value_columns(spec, ["a", "b"])
+    (['lag_1'], ['a_lag_1', 'b_lag_1'])
+    """
+    named = bool(spec.lookback_columns) or len(targets) > 1
+    return lag_columns(1, spec.horizon, targets if named else [])
 
 
 def window_columns(spec: PreprocessSpec, table: Table) -> list[str]:
@@ -64,7 +74,8 @@ def window_columns(spec: PreprocessSpec, table: Table) -> list[str]:
 def window_table(table: Table, spec: PreprocessSpec) -> Table:
     """`table` as rows of its previous `spec.lookback` steps, `spec.sampling_rate` rows apart (:func:`lag_columns`),
     each predicting the target `spec.horizon` rows after the last; the columns a window does not read are dropped.
-    Its `y` is that first target (a multi-step forecast's others: :func:`window_targets`).
+    Its `y` is that first target (a multi-step forecast's others: :func:`window_targets`), of each target column
+    where there are several.
 
     Examples
     --------
@@ -76,10 +87,15 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
     >>> rows = window_table(series, PreprocessSpec(lookback=2, sampling_rate=2))
     >>> rows.X.to_numpy().tolist(), rows.y.tolist()
     ([[1.0, 3.0], [2.0, 4.0]], [4.0, 5.0])
+    >>> y = pd.DataFrame({"a": [1, 2, 3, 4], "b": [5, 6, 7, 8]})
+    >>> parallel = Table(X=pd.DataFrame(index=range(4)), y=y, source=Path("p.csv"))
+    >>> rows = window_table(parallel, PreprocessSpec(lookback=2))
+    >>> list(rows.X.columns), rows.X.to_numpy().tolist(), rows.y.to_numpy().tolist()
+    (['a_lag_2', 'b_lag_2', 'a_lag_1', 'b_lag_1'], [[1, 5, 2, 6], [2, 6, 3, 7]], [[3, 7], [4, 8]])
     """
     lookback, horizon, rate, span = spec.lookback, spec.horizon, spec.sampling_rate, spec.window_span
     columns = window_columns(spec, table)
-    target = str(table.y.name)
+    targets = table.targets
     n = len(table.y)
     reach = horizon + spec.steps_out - 1  # from a window's last step to its last target
     if n < span + reach + 1:
@@ -87,11 +103,9 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
         sampled = "" if rate == 1 else f" and sampling_rate {rate}"
         raise DataError(f"{table.source}: {spec.key('lookback')}={lookback} with {ahead}{sampled} needs at "
                         f"least {span + reach + 1} rows in the series; it has {n}")
-    if columns:
-        steps = pd.concat([table.y.rename(target), table.X[columns]], axis=1)
-        names = lag_columns(lookback, horizon, [target, *columns], rate)
-    else:
-        steps, names = table.y.to_frame(), lag_columns(lookback, horizon, sampling_rate=rate)
+    steps = pd.concat([table.y, table.X[columns]], axis=1)
+    named = columns or len(targets) > 1
+    names = lag_columns(lookback, horizon, [*targets, *columns] if named else [], rate)
     rows = n - span - reach + 1
     # Window i reads steps i, i + rate, .., i + span - 1 and predicts step i + span + horizon - 1 (and the
     # steps_out - 1 after it).
@@ -102,8 +116,8 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
 
 
 def window_targets(values: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """The target values each window of a series of `values` (:func:`window_table`) predicts: one per window, or
-    with `steps_out` k, k a window, shaped ``(windows, k)``.
+    """The target values each window of a series of `values` (:func:`window_table`) predicts: one per window (a
+    row of them, one a target, for a table of several), or with `steps_out` k, k a window, shaped ``(windows, k)``.
 
     Examples
     --------
@@ -117,25 +131,27 @@ def window_targets(values: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return np.stack([values[first + j:first + j + rows] for j in range(k)], axis=1)
 
 
-def named_columns(names: Sequence[str], target: str, horizon: int) -> list[str]:
+def named_columns(names: Sequence[str], targets: Sequence[str], horizon: int) -> list[str]:
     """The other columns a window reads, from its column names (:func:`lag_columns`): those of its last step.
 
     Examples
     --------
-    >>> named_columns(['y_lag_2', 'temp_lag_2', 'y_lag_1', 'temp_lag_1'], "y", 1)
+    >>> named_columns(['y_lag_2', 'temp_lag_2', 'y_lag_1', 'temp_lag_1'], ["y"], 1)
     ['temp']
-    >>> named_columns(['lag_2', 'lag_1'], "y", 1)
+    >>> named_columns(['lag_2', 'lag_1'], ["y"], 1)
     []
     """
     suffix = f"_lag_{horizon}"
-    return [name.removesuffix(suffix) for name in names if name.endswith(suffix) and name != f"{target}{suffix}"]
+    own = {f"{target}{suffix}" for target in targets}
+    return [name.removesuffix(suffix) for name in names if name.endswith(suffix) and name not in own]
 
 
-def window_rows(frame: pd.DataFrame, spec: PreprocessSpec, target: str) -> pd.DataFrame:
-    """A file's consecutive rows (a saved series model's input, with the target's column and the columns
-    `spec.lookback_columns` names) as the windows `spec` makes, each predicting the target `horizon` rows after its
+def window_rows(frame: pd.DataFrame, spec: PreprocessSpec, targets: Sequence[str]) -> pd.DataFrame:
+    """A file's consecutive rows (a saved series model's input, with the targets' columns and the columns
+    `spec.lookback_columns` names) as the windows `spec` makes, each predicting the targets `horizon` rows after its
     last row: `kerasflow predict`'s input."""
-    table = Table(X=frame[list(spec.lookback_columns)], y=frame[target], source="input")
+    y = frame[list(targets)] if len(targets) > 1 else frame[targets[0]]
+    table = Table(X=frame[list(spec.lookback_columns)], y=y, source="input")
     # Rows past the end, never read, give the last windows targets to stand against.
     filler = [0] * (spec.horizon + spec.steps_out)
     padded = Table(X=pd.concat([table.X, table.X.iloc[filler]], ignore_index=True),

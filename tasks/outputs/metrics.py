@@ -4,7 +4,8 @@ An experiment's result and a sweep's best are each one record (a flat dict, as t
 two files so that `dvc metrics diff` and `dvc exp show` see scores and nothing else:
 
 - ``metrics.json`` (DVC metrics): the scores keyed by the metric's name, ``{"accuracy": {"mean", "std",
-  "folds"}}``, and for a series the naive last-value forecast's, ``{"baseline": {"rmse": {...}}}``;
+  "folds"}}``, for a series the naive last-value forecast's, ``{"baseline": {"rmse": {...}}}``, and for several
+  target columns each one's in the same layout, ``{"targets": {"weight": {"rmse": {...}, "baseline": ...}}}``;
 - ``run.json`` (a plain output): what changes from run to run or describes the run rather than scores it: the
   metric's name and direction, fold count, wall times, versions and device, which folds diverged, and the saved
   model a continued experiment started from (its folder and files' md5);
@@ -36,11 +37,11 @@ _FOLD_SCORES = ("mean", "std", "folds")
 def write_experiment(out_dir: Path, record: dict[str, Any]) -> None:
     """Store an experiment's record (:meth:`CVResult.summary` and the run's facts) as `run.json` and
     `metrics.json`."""
-    metric = record["metric"]
-    scores = {metric: {key: record[key] for key in _FOLD_SCORES}}
-    if "baseline" in record:
-        scores["baseline"] = {metric: record["baseline"]}
-    write_json(out_dir / RUN_FILE, {k: v for k, v in record.items() if k not in (*_FOLD_SCORES, "baseline")})
+    scores = _scores(record, record["metric"])
+    if "targets" in record:
+        scores["targets"] = {target: _scores(values, record["metric"]) for target, values in record["targets"].items()}
+    write_json(out_dir / RUN_FILE, {k: v for k, v in record.items()
+                                    if k not in (*_FOLD_SCORES, "baseline", "targets")})
     write_json(out_dir / METRICS_FILE, scores)
 
 
@@ -50,8 +51,23 @@ def read_experiment(out_dir: Path) -> dict[str, Any] | None:
     if scores is None or run is None:
         return None
     metric = run["metric"]
+    targets = {target: _record(values, metric) for target, values in scores.get("targets", {}).items()}
+    return {**run, **_record(scores, metric), **({"targets": targets} if targets else {})}
+
+
+def _scores(record: dict[str, Any], metric: str) -> dict[str, Any]:
+    """A record's scores as metrics.json keeps them: `{metric: {mean, std, folds}}`, and `{"baseline": {metric:
+    ...}}` where a naive forecast was scored."""
+    scores = {metric: {key: record[key] for key in _FOLD_SCORES}}
+    if "baseline" in record:
+        scores["baseline"] = {metric: record["baseline"]}
+    return scores
+
+
+def _record(scores: dict[str, Any], metric: str) -> dict[str, Any]:
+    """:func:`_scores` read back: `mean`, `std`, `folds` and `baseline` (if any) of `metric`."""
     baseline = scores.get("baseline", {}).get(metric)
-    return {**run, **scores[metric], **({"baseline": baseline} if baseline is not None else {})}
+    return {**scores[metric], **({"baseline": baseline} if baseline is not None else {})}
 
 
 BEST_SCORES = {"score": "mean", "score_std": "std", "score_low": "low", "score_high": "high"}

@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 ENV = "MLFLOW_TRACKING_URI"
+
+METRIC_NAME_OUTSIDE = re.compile(r"[^\w./ :-]")
+"""A character MLflow refuses in a metric's name (it takes letters, digits, `_ - . / :` and spaces)."""
 
 
 def tracking_uri(configured: str | None, source: str = "params.yaml") -> str | None:
@@ -123,6 +127,9 @@ def log_experiment(uri: str, name: str, spec: ExperimentSpec, out_dir: Path) -> 
     scores += [(f"{metric}_fold", score, fold) for fold, score in enumerate(record["folds"])]
     if "baseline" in record:
         scores.append((f"baseline_{metric}", record["baseline"]["mean"], 0))
+    # Each target's as metrics.json nests it, in the characters MLflow allows in a metric's name.
+    scores += [(f"targets.{METRIC_NAME_OUTSIDE.sub('_', target)}.{metric}", values["mean"], 0)
+               for target, values in record.get("targets", {}).items()]
     params = flat_params(spec.model_dump(mode="json", exclude_none=True))
     _log(client, run_id, params, scores + _history(out_dir / "history"))
     if (out_dir / "model").is_dir():

@@ -37,15 +37,17 @@ def _predict_rows(saved: SavedModel, X: np.ndarray) -> np.ndarray:
 
 
 def feature_frame(saved: SavedModel, frame: pd.DataFrame, source: str | Path = "input") -> pd.DataFrame:
-    """The rows' feature columns, named and ordered as in training; a target column, if present, is dropped.
+    """The rows' feature columns, named and ordered as in training; target columns, if present, are dropped.
 
     A file with a header is matched by column name; a header-less one by position, as training read it.
     """
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
     features = saved.features
     if saved.header:
-        expected = f"expected the feature columns {features} (the target {saved.target!r} may also be present)"
-        received = [c for c in frame.columns if c != saved.target]
+        targets = f"the target {saved.targets[0]!r}" if len(saved.targets) == 1 else \
+            f"the targets {list(saved.targets)}"
+        expected = f"expected the feature columns {features} ({targets} may also be present)"
+        received = [c for c in frame.columns if c not in saved.targets]
         missing = [c for c in features if c not in received]
         extra = [c for c in received if c not in features]
         problems = ([f"missing column(s) {missing}"] if missing else []) + \
@@ -56,10 +58,13 @@ def feature_frame(saved: SavedModel, frame: pd.DataFrame, source: str | Path = "
             raise DataError(f"{source}: {'; '.join(problems)}; {expected}{hint}")
         return frame[features]
 
-    n_columns = len(features) + 1
-    target_index = int(saved.target) % n_columns  # a negative index counts from the end, as in training
-    expected = (f"expected {len(features)} feature columns, or {n_columns} with the target at 0-based index "
-                f"{target_index} (a header-less file: columns are matched by position)")
+    n_columns = len(features) + len(saved.targets)
+    # A negative index counts from the end, as in training.
+    target_index = sorted(int(target) % n_columns for target in saved.targets)
+    at = f"the target at 0-based index {target_index[0]}" if len(target_index) == 1 else \
+        f"the targets at 0-based indices {target_index}"
+    expected = (f"expected {len(features)} feature columns, or {n_columns} with {at} (a header-less file: columns "
+                f"are matched by position)")
     received = len(frame.columns)
     if received == n_columns:
         features_only = frame.drop(columns=frame.columns[target_index])
@@ -69,6 +74,8 @@ def feature_frame(saved: SavedModel, frame: pd.DataFrame, source: str | Path = "
         extra = list(range(n_columns, received))
         raise DataError(f"{source}: unexpected column(s) at 0-based index {extra}; found {received} columns, "
                         f"{expected}")
+    elif received > len(features):  # some of several target columns, or some too many features
+        raise DataError(f"{source}: found {received} columns, {expected}")
     else:
         missing = list(range(received, len(features)))
         raise DataError(f"{source}: missing column(s) at 0-based index {missing}; found {received} columns, "
@@ -77,15 +84,15 @@ def feature_frame(saved: SavedModel, frame: pd.DataFrame, source: str | Path = "
 
 
 def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
-    """A series model's input given as the file's consecutive rows (the target's column and the columns its
+    """A series model's input given as the file's consecutive rows (the targets' columns and the columns its
     windows read, a header row naming them): one window per run of rows it spans (`lookback` rows `sampling_rate`
-    apart), indexed by its last row, whose prediction is the target `horizon` rows after that row."""
+    apart), indexed by its last row, whose prediction is the targets `horizon` rows after that row."""
     window = saved.window
     columns = window["columns"]
     # Model folders saved before sampling_rate or steps_out existed have none: 1.
     spec = PreprocessSpec(lookback=window["lookback"], horizon=window["horizon"], lookback_columns=columns,
                           sampling_rate=window.get("sampling_rate", 1), steps_out=window.get("steps_out", 1))
-    needed = [saved.target, *columns]
+    needed = [*saved.targets, *columns]
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
     missing = [c for c in needed if c not in frame.columns]
     if missing or not saved.header:
@@ -93,7 +100,7 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -
                         f"consecutive rows with a header naming the columns {needed}; missing {missing}")
     if len(frame) < spec.window_span:
         raise DataError(f"{source}: a window is {spec.window_span} consecutive rows; the file has {len(frame)}")
-    return window_rows(frame, spec, saved.target).set_axis(frame.index[spec.window_span - 1:], axis=0)
+    return window_rows(frame, spec, saved.targets).set_axis(frame.index[spec.window_span - 1:], axis=0)
 
 
 def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
@@ -102,7 +109,8 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
 
     Classification gives `prediction` (the original class labels) and one `proba_<class>` column per class;
     regression gives `prediction` in the target's units (a forecast of k steps: `prediction_1` ...
-    `prediction_k`, step j being `horizon + j - 1` rows after the window's last). `source` names the rows in error
+    `prediction_k`, step j being `horizon + j - 1` rows after the window's last; several targets:
+    `prediction_<target>` each). `source` names the rows in error
     messages. A series model also takes the file's consecutive rows (:func:`series_windows`): one prediction per
     window.
     """
@@ -121,8 +129,8 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
         values = output.reshape(len(output), -1)
         if values.shape[1] == 1:
             return pd.DataFrame({PREDICTION: values[:, 0]}, index=frame.index)
-        return pd.DataFrame(values, columns=[f"{PREDICTION}_{j + 1}" for j in range(values.shape[1])],
-                            index=frame.index)
+        names = saved.targets if len(saved.targets) > 1 else range(1, values.shape[1] + 1)
+        return pd.DataFrame(values, columns=[f"{PREDICTION}_{name}" for name in names], index=frame.index)
     classes = saved.codec.classes_
     if saved.task == "binary":
         # One sigmoid unit: the probability of the second class, thresholded as `scoring.score` does.

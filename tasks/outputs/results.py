@@ -5,7 +5,7 @@
 - ``history/``: a dvclive folder of per-epoch loss and metric, train and validation, every fold, written while
   the folds train (:mod:`kerasflow.tasks.outputs.live`);
 - ``predictions.csv``: every fold's held-out rows (``fold``, ``row`` in the data file, ``true``, ``predicted``;
-  a multi-step forecast's a line a ``step``);
+  a multi-step forecast's a line a ``step``, several targets' a line a ``target``);
 - ``model/model.keras`` + ``model/preprocessing.json``: the model refitted on all rows, with its preprocessing;
 - ``dataset.json``: the data file and the md5 of its bytes, which the experiment's sweep depends on (dvc.yaml).
 """
@@ -17,6 +17,7 @@ import importlib
 import io
 import json
 import platform
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,11 @@ def write_history(out_dir: Path, result: CVResult) -> Path:
     return history_dir
 
 
-def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None) -> Path:
+def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None, targets: Sequence[str]) -> Path:
     """Every fold's held-out rows: `fold`, `row` (in the data file), `true` and `predicted` (class labels, or
     values with six significant digits). A forecast of k steps (`preprocess.steps_out`) has k lines a window, one a
-    step: `step` (from 1) and the `row` of that step's target."""
+    step: `step` (from 1) and the `row` of that step's target. Several `targets` (the target columns, as
+    `dataset.target` names them) have a line each a row, `target` naming its column."""
 
     def shown(values: Any) -> list[str]:
         if codec is not None:
@@ -104,15 +106,23 @@ def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     steps = result.folds[0].y_true.shape[1] if result.folds[0].y_true.ndim == 2 else None
-    writer.writerow(["fold", "row", *(["step"] if steps else []), "true", "predicted"])
-    for index, fold in enumerate(result.folds):
-        if steps is None:
+    if len(targets) > 1:  # one value a target column, all of one row
+        writer.writerow(["fold", "row", "target", "true", "predicted"])
+        for index, fold in enumerate(result.folds):
+            for row, true, pred in zip(fold.rows, fold.y_true, fold.y_pred):
+                writer.writerows((index, int(row), target, a, b)
+                                 for target, a, b in zip(targets, shown(true), shown(pred)))
+    elif steps is None:
+        writer.writerow(["fold", "row", "true", "predicted"])
+        for index, fold in enumerate(result.folds):
             writer.writerows((index, int(row), true, pred)
                              for row, true, pred in zip(fold.rows, shown(fold.y_true), shown(fold.y_pred)))
-            continue
-        for row, true, pred in zip(fold.rows, fold.y_true, fold.y_pred):
-            writer.writerows((index, int(row) + step, step + 1, a, b)
-                             for step, (a, b) in enumerate(zip(shown(true), shown(pred))))
+    else:
+        writer.writerow(["fold", "row", "step", "true", "predicted"])
+        for index, fold in enumerate(result.folds):
+            for row, true, pred in zip(fold.rows, fold.y_true, fold.y_pred):
+                writer.writerows((index, int(row) + step, step + 1, a, b)
+                                 for step, (a, b) in enumerate(zip(shown(true), shown(pred))))
     path = out_dir / "predictions.csv"
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
@@ -141,14 +151,17 @@ def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Pat
     with atomic_path(model_dir) as tmp:
         tmp.mkdir()
         inference_model(spec, final).save(tmp / MODEL_FILE)
-        state: dict[str, Any] = {"task": spec.dataset.task, "target": str(spec.dataset.target),
+        targets = spec.dataset.target_names
+        # One target as written (a next_token model's None as "None"), several as a list.
+        target = targets if len(targets) > 1 else str(spec.dataset.target)
+        state: dict[str, Any] = {"task": spec.dataset.task, "target": target,
                                  "header": spec.dataset.header, "features": final.preprocessor.to_dict(),
                                  "labels": final.codec.to_dict() if final.codec is not None else None}
         preprocess = spec.preprocess
         if preprocess.lookback is not None:  # `kerasflow predict` then also takes a file's consecutive rows
             state["window"] = {"lookback": preprocess.lookback, "horizon": preprocess.horizon,
                                "sampling_rate": preprocess.sampling_rate, "steps_out": preprocess.steps_out,
-                               "columns": named_columns(final.preprocessor.columns_, str(spec.dataset.target),
+                               "columns": named_columns(final.preprocessor.columns_, targets,
                                                         preprocess.horizon)}
         (tmp / PREPROCESSING_FILE).write_text(json.dumps(state, indent=2) + "\n")
     return model_dir

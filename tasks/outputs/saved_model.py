@@ -30,7 +30,8 @@ class SavedModel:
     """The fitted preprocessing; a next_token model's vocabulary and tokenization."""
     codec: LabelCodec | None
     task: str
-    target: str
+    targets: tuple[str, ...]
+    """The target column(s) of the training CSV: names, or 0-based indices without a header row."""
     header: bool
     window: dict | None = None
     """A series model's windows: `lookback`, `horizon`, `sampling_rate`, `steps_out` and the other `columns` each
@@ -59,11 +60,16 @@ def read_saved(model_dir: str | Path) -> SavedModel:
         codec = LabelCodec.from_dict(state["labels"]) if state["labels"] is not None else None
         reads = TokenVocabulary if state["task"] == "next_token" else Preprocessor
         return SavedModel(path=model_dir, preprocessor=reads.from_dict(state["features"]), codec=codec,
-                          task=state["task"], target=str(state["target"]), header=bool(state["header"]),
+                          task=state["task"], targets=_targets(state["target"]), header=bool(state["header"]),
                           window=state.get("window"))
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{model_dir / PREPROCESSING_FILE}: not a kerasflow preprocessing file "
                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _targets(target: str | list[str]) -> tuple[str, ...]:
+    """`preprocessing.json`'s target: one column, or a list of several (a multi-output regression)."""
+    return tuple(map(str, target)) if isinstance(target, list) else (str(target),)
 
 
 def load_keras_model(model_dir: str | Path):

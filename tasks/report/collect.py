@@ -47,8 +47,8 @@ class DataFacts:
     """The md5 of the file's bytes: what DVC 3 records for a file (in a `.dvc` file or a folder's manifest)."""
     classes: dict[str, int] | None = None
     """Classification: rows per class, in the codec's order."""
-    target_stats: dict[str, float] | None = None
-    """Regression: the target's mean, std, min and max."""
+    target_stats: dict[str, dict[str, float]] | None = None
+    """Regression: each target column's mean, std, min and max, keyed by its name."""
     dvc_file: str | None = None
     """The `.dvc` file tracking the data file or a folder holding it (e.g. `data.dvc`), if any."""
     dvc_md5: str | None = None
@@ -175,9 +175,10 @@ def data_facts(spec: ExperimentSpec) -> DataFacts:
     path = table.source
     classes = target_stats = None
     if spec.dataset.task == "regression":
-        y = table.y.astype(float)
-        target_stats = {"mean": float(y.mean()), "std": float(y.std(ddof=0)), "min": float(y.min()),
-                        "max": float(y.max())}
+        y = table.y.to_frame() if isinstance(table.y, pd.Series) else table.y
+        target_stats = {str(name): {"mean": float(column.mean()), "std": float(column.std(ddof=0)),
+                                    "min": float(column.min()), "max": float(column.max())}
+                        for name, column in y.astype(float).items()}
     elif spec.dataset.task == "next_token":
         counts = table.y.value_counts().head(MOST_FREQUENT_TOKENS)
         classes = {repr(token)[1:-1]: int(count) for token, count in counts.items()}  # "\n" shown as such
@@ -185,8 +186,8 @@ def data_facts(spec: ExperimentSpec) -> DataFacts:
         counts = table.y.value_counts()
         classes = {str(label): int(counts[label]) for label in sorted(counts.index, key=_label_order)}
     tracking = dvc_tracking(path)
-    return DataFacts(file=str(spec.dataset.file), rows=table.n_rows, columns=table.X.shape[1] + 1,
-                     target=str(table.y.name), task=spec.dataset.task, md5=file_md5(path), classes=classes,
+    return DataFacts(file=str(spec.dataset.file), rows=table.n_rows, columns=table.X.shape[1] + len(table.targets),
+                     target=", ".join(table.targets), task=spec.dataset.task, md5=file_md5(path), classes=classes,
                      target_stats=target_stats,
                      dvc_file=str(tracking[0]) if tracking else None,
                      dvc_md5=tracking[1] if tracking else None,

@@ -92,6 +92,11 @@ def _experiment_section(e: ExperimentReport) -> str:
                     set(e.predictions["true"]) | set(e.predictions["predicted"]))
                 parts += ["<h3>Confusion matrix</h3>",
                           _image(plots.confusion_matrix(e.predictions, classes), f"{e.name}: confusion matrix")]
+            elif "target" in e.predictions:  # several targets, each in its own units
+                parts += ["<h3>Residuals</h3>"] + [
+                    _image(plots.residuals(rows, title=str(target)),
+                           f"{e.name}: residuals of held-out predictions of {target}")
+                    for target, rows in e.predictions.groupby("target", sort=False)]
             else:
                 parts += ["<h3>Residuals</h3>",
                           _image(plots.residuals(e.predictions), f"{e.name}: residuals of held-out predictions")]

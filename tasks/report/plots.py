@@ -132,9 +132,9 @@ def confusion_matrix(predictions: pd.DataFrame, classes: Sequence[str]) -> Figur
     return figure
 
 
-def residuals(predictions: pd.DataFrame) -> Figure:
+def residuals(predictions: pd.DataFrame, title: str | None = None) -> Figure:
     """Held-out predictions of all folds, coloured by fold: residual against prediction, and prediction against
-    truth."""
+    truth; `title` (a target column's name) heads the figure."""
     true = predictions["true"].to_numpy(dtype=float)
     predicted = predictions["predicted"].to_numpy(dtype=float)
     residual = predicted - true
@@ -143,6 +143,8 @@ def residuals(predictions: pd.DataFrame) -> Figure:
     # Up to 10 folds in their fold colours, named in a legend; more along a colour map, with a colour bar.
     cmap = ListedColormap(FOLD_COLOURS.colors[:n_folds]) if n_folds <= FOLD_COLOURS.N else colormaps["viridis"]
     figure = Figure(figsize=(WIDTH, 3.0), layout="constrained")
+    if title is not None:
+        figure.suptitle(title, fontsize="medium")
     left, right = figure.subplots(1, 2)
     points = left.scatter(predicted, residual, c=folds, cmap=cmap, s=8, alpha=0.7)
     right.scatter(true, predicted, c=folds, cmap=cmap, s=8, alpha=0.7)

@@ -45,7 +45,8 @@ def best_score_text(best: dict[str, Any]) -> str:
 
 
 def scores(report: Report) -> pd.DataFrame:
-    """One row per experiment: its cross-validated score, folds, the naive forecast's score, wall time."""
+    """One row per experiment: its cross-validated score, folds, the naive forecast's score, wall time; then, where
+    it has several target columns, a row for each one's own scores."""
     rows = []
     for e in report.experiments:
         m = e.metrics
@@ -62,6 +63,11 @@ def scores(report: Report) -> pd.DataFrame:
                      "95% interval": f"[{interval.low:.4f}, {interval.high:.4f}]" if interval else "",
                      "folds": folds, "naive last value": round(baseline["mean"], 4) if baseline else "",
                      "seconds": m["seconds"]})
+        for target, own in m.get("targets", {}).items():
+            rows.append({"experiment": f"{e.name}: {target}", "metric": m["metric"], "mean ± std": score_text(own),
+                         "95% interval": "", "folds": "",
+                         "naive last value": round(own["baseline"]["mean"], 4) if "baseline" in own else "",
+                         "seconds": ""})
     return frame(rows, ["experiment", "metric", "mean ± std", "95% interval", "folds", "naive last value",
                         "seconds"])
 
@@ -210,10 +216,13 @@ def data_facts(e: ExperimentReport) -> pd.DataFrame:
 
 
 def target_summary(d: DataFacts) -> pd.DataFrame:
-    """Rows and share of each class, or the regression target's mean, std, min and max."""
+    """Rows and share of each class, or the regression target's mean, std, min and max (each target's, named,
+    where there are several)."""
     if d.classes is None:
-        return frame([{"target": key, "value": f"{value:.4g}"} for key, value in (d.target_stats or {}).items()],
-                     ["target", "value"])
+        stats = d.target_stats or {}
+        named = len(stats) > 1
+        return frame([{"target": f"{target} {key}" if named else key, "value": f"{value:.4g}"}
+                      for target, values in stats.items() for key, value in values.items()], ["target", "value"])
     total = sum(d.classes.values())
     return frame([{"class": label, "rows": count, "share": f"{count / total:.1%}"}
                   for label, count in d.classes.items()], ["class", "rows", "share"])
@@ -239,11 +248,14 @@ def trials(sweep: Sweep) -> pd.DataFrame:
 
 
 def balance_text(d: DataFacts) -> str:
-    """Class counts (`setosa 50, versicolor 50`) or the target's range (`mean 22.5, std 9.2, 5 to 50`)."""
+    """Class counts (`setosa 50, versicolor 50`) or the target's range (`mean 22.5, std 9.2, 5 to 50`; each
+    target's, named, where there are several)."""
     if d.classes is not None:
         return ", ".join(f"{label} {count}" for label, count in d.classes.items())
-    s = d.target_stats or {}
-    return f"mean {s['mean']:.4g}, std {s['std']:.4g}, {s['min']:.4g} to {s['max']:.4g}"
+    stats = d.target_stats or {}
+    ranges = {target: f"mean {s['mean']:.4g}, std {s['std']:.4g}, {s['min']:.4g} to {s['max']:.4g}"
+              for target, s in stats.items()}
+    return "; ".join(f"{target}: {text}" if len(ranges) > 1 else text for target, text in ranges.items())
 
 
 def hash_text(d: DataFacts) -> str:

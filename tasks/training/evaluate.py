@@ -20,7 +20,7 @@ from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits, purged
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.data.tokens import TokenVocabulary, windows
-from kerasflow.tasks.data.window import last_value_column, window_table, window_targets
+from kerasflow.tasks.data.window import last_value_columns, window_table, window_targets
 from kerasflow.tasks.data.word_vectors import read_word_vectors
 from kerasflow.tasks.training.class_weights import check_class_weight, class_weights
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
@@ -67,6 +67,11 @@ class CVResult:
     """Per fold, the score of the naive last-value forecast (series only)."""
     epochs_run: list[int] | None = None
     """Per fold, the epochs it trained, where early stopping may have ended it before `train.epochs`."""
+    target_scores: dict[str, list[float]] | None = None
+    """Several target columns (`dataset.target: [a, b]`): per fold, the metric of each column's predictions alone,
+    keyed by the column."""
+    target_baselines: dict[str, list[float]] | None = None
+    """Several target columns of a series: per fold, each column's naive last-value forecast's score."""
 
     @property
     def scores(self) -> list[float]:
@@ -82,19 +87,30 @@ class CVResult:
         diverged fold has no score (null), and the experiment no mean or std: a mean over the folds that did not
         diverge would flatter it."""
         diverged = self.diverged
-        scores = np.asarray(self.scores, dtype=np.float64)
-        folds = [None if i in diverged else float(s) for i, s in enumerate(scores)]
-        mean, std = (None, None) if diverged else (float(scores.mean()), float(scores.std()))
-        return {"metric": self.metric, "mean": mean, "std": std, "folds": folds, "n_folds": len(scores),
+        baselines = self.target_baselines or {}
+        targets = {} if self.target_scores is None else {"targets": {
+            target: {**self._fold_scores(scores, diverged), **self._baseline_summary(baselines.get(target))}
+            for target, scores in self.target_scores.items()}}
+        return {"metric": self.metric, **self._fold_scores(self.scores, diverged), "n_folds": len(self.folds),
                 "higher_is_better": self.higher_is_better, "stacked": self.stacked,
-                "seconds": round(self.seconds, 2), **self._baseline_summary(),
+                "seconds": round(self.seconds, 2), **self._baseline_summary(self.baseline), **targets,
                 **({"epochs_run": self.epochs_run} if self.epochs_run is not None else {}),
                 **({"diverged": list(diverged), "diverged_at_epoch": list(diverged.values())} if diverged else {})}
 
-    def _baseline_summary(self) -> dict[str, Any]:
-        if self.baseline is None:
+    @staticmethod
+    def _fold_scores(scores: Sequence[float], diverged: dict[int, int]) -> dict[str, Any]:
+        """`mean`, `std` and `folds` of per-fold `scores`, none for the `diverged` folds."""
+        values = np.asarray(scores, dtype=np.float64)
+        folds = [None if i in diverged else float(s) for i, s in enumerate(values)]
+        mean, std = (None, None) if diverged else (float(values.mean()), float(values.std()))
+        return {"mean": mean, "std": std, "folds": folds}
+
+    @staticmethod
+    def _baseline_summary(baseline: list[float] | None) -> dict[str, Any]:
+        """The naive forecast's per-fold scores and their mean, as `baseline`; nothing where there is none."""
+        if baseline is None:
             return {}
-        return {"baseline": {"mean": float(np.mean(self.baseline)), "folds": [float(s) for s in self.baseline]}}
+        return {"baseline": {"mean": float(np.mean(baseline)), "folds": [float(s) for s in baseline]}}
 
 
 def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", start: Start | None = None) -> Encoded:
@@ -112,8 +128,9 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", 
     if start is not None:
         check_fits(start, spec, name, table)
     units = output_units(spec.model)
-    if spec.dataset.task == "regression":  # one unit a forecast step
-        expected, encoded = spec.preprocess.steps_out, Encoded(table.y.to_numpy(dtype=np.float64), None)
+    if spec.dataset.task == "regression":  # one unit a target column and a forecast step
+        expected = spec.preprocess.steps_out * len(table.targets)
+        encoded = Encoded(table.y.to_numpy(dtype=np.float64), None)
     else:
         codec = start.codec if start is not None else LabelCodec().fit(table.y)
         check_class_weight(spec.train.class_weight, codec.classes_,
@@ -138,7 +155,9 @@ def _targets(spec: ExperimentSpec, encoded: Encoded) -> str:
     """What the model's outputs must stand for, in the message refusing its last layer."""
     if encoded.n_classes:
         return f"{encoded.n_classes} targets"
-    steps = spec.preprocess.steps_out
+    steps, columns = spec.preprocess.steps_out, len(spec.dataset.targets)
+    if columns > 1:
+        return f"{columns} numeric targets: dataset.target"
     return "a numeric target" if steps == 1 else f"{steps} steps ahead: preprocess.steps_out"
 
 
@@ -199,8 +218,9 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
         y_train=y_train,
         X_test=preprocessor.transform(X_test),
         y_test=encode_target(spec, labels.codes[split.test_index], labels.n_classes),
-        target_scale=start.target_scale if start is not None else fit_target_scale(spec.preprocess, y_train),
-        naive_test=naive_forecast(spec, X_test, str(table.y.name)),
+        target_scale=start.target_scale if start is not None else fit_target_scale(spec.preprocess, y_train,
+                                                                                    len(table.targets)),
+        naive_test=naive_forecast(spec, X_test, table.targets),
         test_rows=X_test.index.to_numpy(),
         initial_weights=start.weights if start is not None else None,
         embedding=pretrained_embedding(spec, preprocessor) if start is None else None,
@@ -209,13 +229,13 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
     return fold, preprocessor
 
 
-def naive_forecast(spec: ExperimentSpec, X: pd.DataFrame, target: str) -> np.ndarray | None:
-    """A series' windows' naive forecast: each window's last value of the target, for every step it forecasts
-    (`preprocess.steps_out`), in the target's units; None for rows that are no windows."""
+def naive_forecast(spec: ExperimentSpec, X: pd.DataFrame, targets: Sequence[str]) -> np.ndarray | None:
+    """A series' windows' naive forecast: each window's last value of each target, for every step it forecasts
+    (`preprocess.steps_out`), in the targets' units; None for rows that are no windows."""
     preprocess = spec.preprocess
     if preprocess.lookback is None:
         return None
-    last = X[last_value_column(preprocess, target)].to_numpy(dtype=np.float32).reshape(-1, 1)
+    last = X[last_value_columns(preprocess, targets)].to_numpy(dtype=np.float32)
     return np.repeat(last, preprocess.steps_out, axis=1)
 
 
@@ -303,7 +323,8 @@ def cross_validate_configs(specs: Sequence[ExperimentSpec], folds: list[FoldData
     per_config = fit_stacked(specs, folds, callbacks, initial_epoch)
     seconds = time.perf_counter() - start
     return [CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, stacked=True, seconds=seconds,
-                     folds=results, baseline=_baseline(spec, folds), epochs_run=_epochs_run(spec, results))
+                     folds=results, baseline=_baseline(spec, folds), epochs_run=_epochs_run(spec, results),
+                     **_per_target(spec, folds, results))
             for spec, results in zip(specs, per_config)]
 
 
@@ -318,7 +339,8 @@ def each_fold_result(spec: ExperimentSpec, folds: list[FoldData], results: list[
                      seconds: float) -> CVResult:
     """The result of folds trained one model each (here one after another, or as Ray tasks)."""
     return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=False,
-                    seconds=seconds, baseline=_baseline(spec, folds), epochs_run=_epochs_run(spec, results))
+                    seconds=seconds, baseline=_baseline(spec, folds), epochs_run=_epochs_run(spec, results),
+                    **_per_target(spec, folds, results))
 
 
 def folds_on_ray(spec: ExperimentSpec) -> bool:
@@ -341,6 +363,23 @@ def _epochs_run(spec: ExperimentSpec, results: list[FoldResult]) -> list[int] | 
 def _baseline(spec: ExperimentSpec, folds: list[FoldData]) -> list[float] | None:
     """Per fold, the naive last-value forecast's score (series only)."""
     return None if folds[0].naive_test is None else [score(spec, fold.y_test, fold.naive_test) for fold in folds]
+
+
+def _per_target(spec: ExperimentSpec, folds: list[FoldData], results: list[FoldResult]) -> dict[str, Any]:
+    """Where there are several target columns, each fold's metric of each column's predictions alone
+    (`target_scores`) and, for a series, of its naive forecast (`target_baselines`), keyed by the column; nothing
+    for one target."""
+    targets = spec.dataset.target_names
+    if len(targets) < 2:
+        return {}
+
+    def by_column(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[float]]:
+        return {target: [score(spec, truth[:, [j]], predicted[:, [j]]) for truth, predicted in pairs]
+                for j, target in enumerate(targets)}
+
+    naive = folds[0].naive_test is not None
+    return {"target_scores": by_column([(fold.y_true, fold.y_pred) for fold in results]),
+            "target_baselines": by_column([(fold.y_test, fold.naive_test) for fold in folds]) if naive else None}
 
 
 def uses_stacking(spec: ExperimentSpec, n_models: int) -> bool:
@@ -379,7 +418,8 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
             table.X)
         X = preprocessor.transform(table.X)
         y = encode_target(spec, labels.codes, labels.n_classes)
-        target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y)
+        target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y,
+                                                                                     len(table.targets))
     validation, rows = None, slice(None)  # rows: those the refit trains on
     if spec.train.validation_split is not None:
         # As Keras' validation_split: the last rows, before any shuffling, are held out; a multi-step forecast's

@@ -64,8 +64,9 @@ from kerasflow.tasks.config.schema import (
 )
 from kerasflow.tasks.config.section import Configured, Section
 
-TargetScale = tuple[float, float]
-"""`(scale, offset)` of a model's output: `prediction = output * scale + offset`."""
+TargetScale = tuple[float, float] | tuple[tuple[float, ...], tuple[float, ...]]
+"""`(scale, offset)` of a model's output: `prediction = output * scale + offset`; one of each a target column where
+there are several (:func:`fit_target_scale`)."""
 
 
 def layer_seeds(seed: int, n: int) -> list[int]:
@@ -363,21 +364,32 @@ def set_model_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
             layer.finalize_state()
 
 
-def fit_target_scale(spec: PreprocessSpec, y: np.ndarray) -> TargetScale | None:
+def fit_target_scale(spec: PreprocessSpec, y: np.ndarray, columns: int = 1) -> TargetScale | None:
     """`(scale, offset)` mapping the scaled target back to `y`'s units (`y = scaled * scale + offset`), when
-    `spec.scale_target` asks for it; fitted like the features' `scale` (min-max or standard).
+    `spec.scale_target` asks for it; fitted like the features' `scale` (min-max or standard). Each of several target
+    columns (`columns` > 1: `y` holds one a column) has its own, as tuples: their units differ; a multi-step
+    forecast's steps share the one target's.
 
     Examples
     --------
-    >>> fit_target_scale(PreprocessSpec(scale="minmax", scale_target=True), np.array([2.0, 4.0, 6.0]))
+    >>> spec = PreprocessSpec(scale="minmax", scale_target=True)
+    >>> fit_target_scale(spec, np.array([2.0, 4.0, 6.0]))
     (4.0, 2.0)
+    >>> fit_target_scale(spec, np.array([[2.0, 10.0], [6.0, 30.0]]), columns=2)
+    ((4.0, 20.0), (2.0, 10.0))
     """
     if not spec.scale_target:
         return None
-    if spec.scale == "minmax":
-        low, high = float(np.min(y)), float(np.max(y))
-        return (high - low) or 1.0, low
-    return float(np.std(y)) or 1.0, float(np.mean(y))
+    axis = 0 if columns > 1 else None
+    if spec.scale == "minmax":  # the bounds as float64 before the difference: a float32 one rounds it
+        low, high = np.min(y, axis=axis).astype(np.float64), np.max(y, axis=axis).astype(np.float64)
+        scale, offset = high - low, low
+    else:
+        scale, offset = np.std(y, axis=axis), np.mean(y, axis=axis)
+    scale = np.where(scale == 0, 1.0, scale)
+    if columns > 1:
+        return tuple(float(v) for v in scale), tuple(float(v) for v in offset)
+    return float(scale), float(offset)
 
 
 def make_loss(spec: ExperimentSpec) -> str | keras.losses.Loss:

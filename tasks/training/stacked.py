@@ -317,7 +317,9 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
         else:
             raise TypeError(f"layer {layer.type!r} cannot be stacked; use the per-fold path")
     if target_scales is not None:
-        scale, offset = (np.array(values, dtype="float32")[:, None, None] for values in zip(*target_scales))
+        # Slots x 1 x one a target column (or one for all): each slot's row of outputs scaled by its fold's.
+        scale, offset = (np.array(values, dtype="float32").reshape(len(values), 1, -1)
+                         for values in zip(*target_scales))
         stack.append(keras.layers.Rescaling(scale, offset, name="target_scale"))
     # All layers at once: a Sequential with an Input rebuilds itself, every layer so far, at each `add`.
     return StackedModel(stack, loss, k, class_weights, name="kerasflow_stacked")

@@ -73,7 +73,7 @@ def load_start(spec: ExperimentSpec, name: str = "experiment") -> Start | None:
     _check_settings(spec, name, saved)
     model = load_keras_model(saved.path)
     scale = next((layer for layer in model.layers if layer.name == "target_scale"), None)
-    target_scale = None if scale is None else (float(scale.scale), float(scale.offset))
+    target_scale = None if scale is None else (_scale_value(scale.scale), _scale_value(scale.offset))
     start = Start(saved=saved, weights=model.get_weights(), target_scale=target_scale,
                   n_inputs=int(model.input_shape[-1]))
     _check_shapes(spec, name, start, model)
@@ -106,6 +106,13 @@ def _check_settings(spec: ExperimentSpec, name: str, saved: SavedModel) -> None:
     if saved.task != spec.dataset.task:
         raise ParamsError(f"{experiment_key(spec, name, 'dataset.task')}: {spec.dataset.task!r}, but the model in "
                           f"{origin} was trained for {saved.task!r}")
+    targets = spec.dataset.target_names
+    # Several outputs are their columns in order: other columns, or these in another order, would train each output
+    # on another column's values (one target's column may be renamed in the new file).
+    if (len(targets) > 1 or len(saved.targets) > 1) and tuple(targets) != saved.targets:
+        raise ParamsError(f"{experiment_key(spec, name, 'dataset.target')}: {targets}, but the model in {origin} "
+                          f"predicts {list(saved.targets)}, an output each in that order: name the same columns in "
+                          f"the same order")
     fitted = saved.preprocessor
     for setting in COMPARED_SETTINGS:
         ours, theirs = getattr(spec.preprocess, setting), getattr(fitted, setting)
@@ -132,3 +139,10 @@ def _check_shapes(spec: ExperimentSpec, name: str, start: Start, saved_model: ke
 
 def _shown(value: object) -> str:
     return repr(value.model_dump(mode="json") if hasattr(value, "model_dump") else value)
+
+
+def _scale_value(value: object) -> float | tuple[float, ...]:
+    """A saved `target_scale` layer's scale or offset as :func:`~kerasflow.tasks.training.models.fit_target_scale`
+    gives it: a number, or one a target column."""
+    values = np.asarray(value, dtype=np.float64)
+    return float(values) if values.ndim == 0 else tuple(float(v) for v in values)

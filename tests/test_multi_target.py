@@ -1,0 +1,283 @@
+"""Several target columns (`dataset.target: [a, b]`): one regression model with an output unit a column, as the
+books' multiple-output and multiple parallel series listings. Linnerud's three body measures from three exercises
+(scikit-learn's bundled data), and parallel series forecast together from their shared windows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from kerasflow.flows.pipeline import write_results
+from kerasflow.tasks.config.errors import DataError, ParamsError
+from kerasflow.tasks.config.schema import DatasetSpec, parse_params
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.outputs.metrics import read_experiment, write_experiment
+from kerasflow.tasks.outputs.mlflow_runs import log_experiment
+from kerasflow.tasks.outputs.predict import predict_table
+from kerasflow.tasks.outputs.results import write_model, write_predictions
+from kerasflow.tasks.report import tables
+from kerasflow.tasks.report.collect import collect
+from kerasflow.tasks.report.html import render_html
+from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds, refit, supervised
+from kerasflow.tasks.training.start import load_start
+from kerasflow.tasks.training.train import predict
+
+pytestmark = pytest.mark.slow
+TARGETS = ["weight", "waist", "pulse"]
+
+
+def _spec(dataset: dict | None = None, preprocess: dict | None = None, evaluate: dict | None = None,
+          units: int = 3, name: str = "linnerud"):
+    raw = {"experiments": {name: {
+        "dataset": {"file": "data/linnerud.csv", "target": TARGETS, "task": "regression", **(dataset or {})},
+        "preprocess": {"scale": "standard", "scale_target": True, **(preprocess or {})},
+        "model": {"layers": [{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dense", "units": units}]},
+        "train": {"optimizer": "adam", "learning_rate": 0.05, "epochs": 30, "batch_size": 4, "seed": 3},
+        "evaluate": {"method": "kfold", "n_splits": 4, "shuffle": True, "seed": 1, "metric": "rmse",
+                     **(evaluate or {})}}},
+        "continued": {}, "sweeps": {}}
+    return parse_params(raw, source="listing.yaml").experiments[name]
+
+
+@pytest.fixture
+def linnerud(tmp_path, bundled_data, monkeypatch):
+    (tmp_path / "data").mkdir()
+    shutil.copy(bundled_data / "linnerud.csv", tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    return pd.read_csv(tmp_path / "data/linnerud.csv")
+
+
+def test_the_targets_are_read_apart_from_the_features(linnerud):
+    table = load_table(_spec().dataset)
+    assert list(table.X.columns) == ["chins", "situps", "jumps"] and table.targets == TARGETS
+    np.testing.assert_array_equal(table.y.to_numpy(), linnerud[TARGETS].to_numpy())
+    assert _spec(dataset={"target": ["pulse"]}).dataset.target == "pulse"  # a list of one is that column
+
+
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
+def test_each_target_is_scaled_trained_and_scored_on_its_own_column(linnerud, stack):
+    """Each fold scales each target by its own training rows' mean and std (their units differ), predicts it back
+    in its units, and scores it alone beside the score over all the targets' values."""
+    spec = _spec(evaluate={"stack_folds": stack})
+    table = load_table(spec.dataset)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    for fold in folds:
+        scale, offset = fold.target_scale
+        np.testing.assert_allclose(scale, fold.y_train.std(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(offset, fold.y_train.mean(axis=0), rtol=1e-6)
+    result = cross_validate(spec, folds)
+    assert result.stacked == stack
+    for j, target in enumerate(TARGETS):
+        for fold, data, alone in zip(result.folds, folds, result.target_scores[target]):
+            assert fold.y_pred.shape == data.y_test.shape == (len(data.y_test), 3)
+            assert alone == pytest.approx(np.sqrt(np.mean((fold.y_pred[:, j] - data.y_test[:, j]) ** 2)), rel=1e-5)
+    for fold, data in zip(result.folds, folds):
+        assert fold.score == pytest.approx(np.sqrt(np.mean((fold.y_pred - data.y_test) ** 2)), rel=1e-5)
+    # Scaled back in the model: each column's predictions are in its own units (weight ~180 lb, pulse ~55).
+    predicted = np.concatenate([fold.y_pred for fold in result.folds])
+    assert 120 < predicted[:, 0].mean() < 240 and 40 < predicted[:, 2].mean() < 75
+
+
+def test_stacked_folds_give_the_folds_trained_one_by_one(linnerud):
+    spec = _spec()
+    table = load_table(spec.dataset)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    stacked, separate = cross_validate(spec, folds), cross_validate(_spec(evaluate={"stack_folds": False}), folds)
+    assert stacked.stacked and not separate.stacked
+    for fold, alone in zip(stacked.folds, separate.folds):
+        np.testing.assert_allclose(fold.y_pred, alone.y_pred, rtol=1e-4)
+    for target in TARGETS:
+        assert stacked.target_scores[target] == pytest.approx(separate.target_scores[target], rel=1e-4)
+
+
+def test_metrics_json_holds_each_targets_scores(linnerud, tmp_path):
+    spec = _spec(evaluate={"n_splits": 3})
+    table = load_table(spec.dataset)
+    result = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
+    write_experiment(tmp_path, result.summary())
+    scores = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(scores) == {"rmse", "targets"} and set(scores["targets"]) == set(TARGETS)
+    for target in TARGETS:
+        assert scores["targets"][target]["rmse"]["folds"] == pytest.approx(result.target_scores[target])
+        assert scores["targets"][target]["rmse"]["mean"] == pytest.approx(np.mean(result.target_scores[target]))
+    assert read_experiment(tmp_path)["targets"]["pulse"] == scores["targets"]["pulse"]["rmse"]
+    assert "targets" not in json.loads((tmp_path / "run.json").read_text())
+    lines = write_predictions(tmp_path, result, None, TARGETS).read_text().splitlines()
+    assert lines[0] == "fold,row,target,true,predicted"
+    first = lines[1:4]
+    assert [line.split(",")[2] for line in first] == TARGETS and len({line.split(",")[1] for line in first}) == 1
+    assert len(lines) == 1 + 3 * len(table.y)
+
+
+def test_the_saved_model_predicts_every_target_by_name(linnerud, tmp_path):
+    spec = _spec()
+    table = load_table(spec.dataset)
+    final = refit(spec, table, encode_labels(spec, table))
+    folder = write_model(tmp_path / "model", spec, final)
+    assert json.loads((folder / "preprocessing.json").read_text())["target"] == TARGETS
+    expected = predict(final.model, final.preprocessor.transform(table.X))
+    for rows in (linnerud, linnerud.drop(columns=TARGETS)):  # the targets may be in the file, or not
+        got = predict_table(folder, rows)
+        assert list(got.columns) == [f"prediction_{t}" for t in TARGETS]
+        np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-5)
+    with pytest.raises(DataError, match=r"missing column\(s\) \['jumps'\]; expected the feature columns \['chins', "
+                                        r"'situps', 'jumps'\] \(the targets \['weight', 'waist', 'pulse'\] may"):
+        predict_table(folder, linnerud.drop(columns=["jumps"]))
+
+
+def test_a_header_less_file_names_its_targets_by_index(tmp_path, linnerud):
+    """Targets at the last three 0-based indices (counted from the end); new rows may come with them or without."""
+    linnerud.to_csv(tmp_path / "data/bare.csv", index=False, header=False)
+    spec = _spec(dataset={"file": "data/bare.csv", "header": False, "target": [-3, -2, -1]})
+    table = load_table(spec.dataset)
+    assert table.targets == ["3", "4", "5"] and list(table.X.columns) == ["0", "1", "2"]
+    final = refit(spec, table, encode_labels(spec, table))
+    folder = write_model(tmp_path / "model", spec, final)
+    bare = pd.read_csv(tmp_path / "data/bare.csv", header=None)
+    np.testing.assert_allclose(predict_table(folder, bare).to_numpy(),
+                               predict_table(folder, bare.iloc[:, :3]).to_numpy())
+    with pytest.raises(DataError, match=r"found 5 columns, expected 3 feature columns, or 6 with the targets at "
+                                        r"0-based indices \[3, 4, 5\] \(a header-less file"):
+        predict_table(folder, bare.iloc[:, :5])
+
+
+@pytest.mark.parametrize("dataset, message", [
+    ({"target": ["weight", "waist", "weight"]}, "names column(s) ['weight'] more than once"),
+    ({"target": ["weight", "waist"], "task": "binary"},
+     "several target columns are a regression's, one output unit each; task 'binary' predicts one column"),
+])
+def test_a_bad_target_list_is_refused_by_its_key(dataset, message):
+    with pytest.raises(ParamsError) as info:
+        _spec(dataset=dataset)
+    assert f"listing.yaml:experiments.linnerud.dataset.target: {message}" in str(info.value)
+
+
+def test_targets_that_name_one_column_twice_by_index_are_refused(tmp_path, linnerud):
+    linnerud.to_csv(tmp_path / "bare.csv", index=False, header=False)
+    with pytest.raises(DataError, match=r"bare.csv: dataset.target names a column more than once \('5', '5'\)"):
+        load_table(DatasetSpec(file="bare.csv", header=False, target=[5, -1], task="regression"), root=tmp_path)
+
+
+def test_a_last_layer_of_the_wrong_width_names_the_targets(linnerud):
+    spec = _spec(units=1)
+    with pytest.raises(DataError, match=r"the last Dense layer must have 3 unit\(s\) for task 'regression' on "
+                                        r"data/linnerud.csv \(3 numeric targets: dataset.target\)"):
+        encode_labels(spec, load_table(spec.dataset), "linnerud")
+
+
+def test_a_multi_step_forecast_of_several_targets_is_refused(linnerud):
+    with pytest.raises(ParamsError, match=r"preprocess.steps_out: a multi-step forecast gives one target's steps"):
+        _spec(preprocess={"lookback": 3, "steps_out": 2, "scale_target": False},
+              evaluate={"method": "holdout", "shuffle": False, "test_size": 0.3})
+
+
+@pytest.fixture
+def parallel(tmp_path, monkeypatch):
+    """Three parallel series (the books' in_seq1, in_seq2 and their sum, with noise) and a step counter."""
+    rng = np.random.default_rng(5)
+    step = np.arange(160)
+    a = 20 + 10 * np.sin(step / 6) + rng.normal(scale=0.2, size=160)
+    b = 10 + 5 * np.cos(step / 9) + rng.normal(scale=0.2, size=160)
+    frame = pd.DataFrame({"step": step, "a": a, "b": b, "total": a + b})
+    (tmp_path / "data").mkdir()
+    frame.to_csv(tmp_path / "data/parallel.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    return frame
+
+
+def _parallel_spec(**preprocess):
+    raw = {"experiments": {"parallel": {
+        "dataset": {"file": "data/parallel.csv", "target": ["a", "b", "total"], "task": "regression"},
+        "preprocess": {"scale": "minmax", "scale_target": True, "lookback": 3, **preprocess},
+        "model": {"layers": [{"type": "reshape", "target_shape": [3, 3]}, {"type": "lstm", "units": 16},
+                             {"type": "dense", "units": 3}]},
+        "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": 40, "batch_size": 16, "seed": 4},
+        "evaluate": {"method": "holdout", "test_size": 0.25, "shuffle": False, "metric": "mae"}}},
+        "continued": {}, "sweeps": {}}
+    return parse_params(raw).experiments["parallel"]
+
+
+def test_parallel_series_forecast_each_series_from_all_of_their_windows(parallel, tmp_path):
+    """Every window holds each series' last 3 values, time-major; the naive forecast is each series' last value;
+    the saved model forecasts the next step of each from the file's consecutive rows."""
+    spec = _parallel_spec()
+    table = load_table(spec.dataset)
+    rows, labels = supervised(spec, table, encode_labels(spec, table))
+    assert list(rows.X.columns) == ["a_lag_3", "b_lag_3", "total_lag_3", "a_lag_2", "b_lag_2", "total_lag_2",
+                                    "a_lag_1", "b_lag_1", "total_lag_1"]
+    np.testing.assert_allclose(rows.X.iloc[0].to_numpy(), parallel[["a", "b", "total"]].iloc[:3].to_numpy().ravel())
+    np.testing.assert_allclose(labels.codes, parallel[["a", "b", "total"]].iloc[3:].to_numpy())
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    result = cross_validate(spec, folds)
+    held_out = folds[0].test_rows
+    np.testing.assert_allclose(folds[0].naive_test, parallel[["a", "b", "total"]].iloc[held_out - 1].to_numpy(),
+                               rtol=1e-6)
+    assert result.baseline[0] == pytest.approx(
+        np.mean(np.abs(folds[0].naive_test - folds[0].y_test)), rel=1e-5)
+    assert result.scores[0] < result.baseline[0]  # the model beats the series' last values
+    for j, target in enumerate(["a", "b", "total"]):
+        assert result.target_baselines[target][0] == pytest.approx(
+            np.mean(np.abs(folds[0].naive_test[:, j] - folds[0].y_test[:, j])), rel=1e-5)
+    assert np.mean([result.target_baselines[t][0] for t in ("a", "b", "total")]) == pytest.approx(
+        result.baseline[0], rel=1e-5)
+    final = refit(spec, table, encode_labels(spec, table))
+    folder = write_model(tmp_path / "model", spec, final)
+    windows = predict_table(folder, rows.X)
+    from_rows = predict_table(folder, parallel)
+    assert list(from_rows.columns) == ["prediction_a", "prediction_b", "prediction_total"]
+    np.testing.assert_allclose(from_rows.to_numpy()[:-1], windows.to_numpy(), rtol=1e-5)
+    assert from_rows.index[0] == 2  # the first window ends at row 2 and forecasts row 3
+
+
+def test_the_report_and_mlflow_show_each_targets_scores(parallel, tmp_path):
+    """A run written as the experiment flow writes it: the report's scores table has a row a target beside the
+    experiment's, with its naive forecast, a residual plot each (their units differ), and MLflow a metric each."""
+    spec = _parallel_spec()
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table, "parallel")
+    cv = cross_validate(spec, prepare_folds(spec, table, labels))
+    results = tmp_path / "results"
+    write_results.fn("parallel", spec, cv, None, labels.codec, results, {}, 0.0)
+    metrics = json.loads((results / "parallel/metrics.json").read_text())
+    assert metrics["targets"]["total"]["baseline"]["mae"]["folds"] == pytest.approx(cv.target_baselines["total"])
+    content = collect(results, {"parallel": spec})
+    rows = tables.scores(content).to_dict("records")
+    assert [row["experiment"] for row in rows] == ["parallel", "parallel: a", "parallel: b", "parallel: total"]
+    for row, target in zip(rows[1:], ["a", "b", "total"]):
+        assert row["mean ± std"] == f"{np.mean(cv.target_scores[target]):.4f} ± 0.0000"
+        assert row["naive last value"] == round(np.mean(cv.target_baselines[target]), 4)
+    assert content.experiments[0].data.target == "a, b, total"
+    assert tables.balance_text(content.experiments[0].data).startswith(
+        f"a: mean {parallel['a'].mean():.4g}, std {parallel['a'].std(ddof=0):.4g}")
+    page = render_html(content)
+    assert [f"residuals of held-out predictions of {t}" in page for t in ("a", "b", "total")] == [True] * 3
+
+    run_id = log_experiment(f"sqlite:///{tmp_path / 'mlflow.db'}", "parallel", spec, results / "parallel")
+    logged = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id).data.metrics
+    for target in ("a", "b", "total"):
+        assert logged[f"targets.{target}.mae"] == pytest.approx(np.mean(cv.target_scores[target]))
+
+
+def test_continuing_a_model_takes_its_targets_in_their_order(linnerud, tmp_path):
+    spec = _spec()
+    table = load_table(spec.dataset)
+    write_model(tmp_path / "model", spec, refit(spec, table, encode_labels(spec, table)))
+    raw = {"dataset": {"file": "data/linnerud.csv", "target": ["waist", "weight", "pulse"], "task": "regression"},
+           "preprocess": {"scale": "standard", "scale_target": True},
+           "model": {"layers": [{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dense", "units": 3}]},
+           "train": {"epochs": 2, "batch_size": 4, "init_from": str(tmp_path / "model")}}
+    first = {"linnerud": _spec().model_dump(mode="json", exclude_none=True)}
+    swapped = parse_params({"experiments": first, "continued": {"again": raw}, "sweeps": {}},
+                           source="listing.yaml").continued["again"]
+    with pytest.raises(ParamsError, match=r"listing.yaml:continued.again.dataset.target: \['waist', 'weight', "
+                                          r"'pulse'\], but the model in .* predicts \['weight', 'waist', 'pulse'\], "
+                                          r"an output each in that order"):
+        load_start(swapped, "again")
+    raw["dataset"]["target"] = TARGETS
+    same = parse_params({"experiments": first, "continued": {"again": raw}, "sweeps": {}}).continued["again"]
+    assert load_start(same, "again").target_scale is not None
