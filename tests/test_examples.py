@@ -51,10 +51,10 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
     ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1), the Jena weather
     station's 10-minute rows (a date and 14 readings), Alice (a text of random words), card transactions (Time,
     V1..V28, Amount, and Class, 1 in 20 of them fraud), the moving square's videos (16 frames of 16 x 16); every
-    16th of the bundled MNIST digits, the bundled sunspots and breast-cancer table (every other row of it as its
-    "new rows"); beside data/, a seeded VGG16 base's weights file where the transfer-learning listing expects
-    ImageNet's, and random 100-dimensional vectors for half the IMDB stand-in's words where the GloVe listing expects
-    GloVe's."""
+    16th of the bundled MNIST digits, the bundled sunspots, macroeconomic series and breast-cancer table (every
+    other row of it as its "new rows"); beside data/, a seeded VGG16 base's weights file where the transfer-learning
+    listing expects ImageNet's, and random 100-dimensional vectors for half the IMDB stand-in's words where the GloVe
+    listing expects GloVe's."""
     rng = np.random.default_rng(0)
     for name, width, classes in (("sonar", 60, "RM"), ("ionosphere", 34, "gb")):
         _write(data / f"{name}.csv", [f"f{i}" for i in range(width)] + ["class"],
@@ -75,7 +75,7 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
     _write(data / "moving_square.csv", ["direction", *(f"p{i}" for i in range(16 ** 3))],
            [[("right", "left")[i % 2], *moving_square(rng, rightward=i % 2 == 0)] for i in range(60)])
     (data / "alice.txt").write_text(" ".join(" ".join(rng.choice(words[:40], size=12)) + "." for _ in range(40)))
-    for name in ("breast_cancer.csv", "sunspots.csv"):
+    for name in ("breast_cancer.csv", "sunspots.csv", "macrodata.csv"):
         shutil.copy(bundled / name, data / name)
     header, *rows = (bundled / "breast_cancer.csv").read_text().splitlines(keepends=True)
     (data / "breast_cancer_new.csv").write_text(header + "".join(rows[1::2]))
