@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="rows with the training feature columns (the target columns may be present)")
     predict.add_argument("--output", type=Path, required=True, metavar="CSV",
                          help="where to write `prediction` (and `proba_<class>` columns for classification; "
-                              "`prediction_<target>` for several targets)")
+                              "`prediction_<target>` for several targets, `prediction_<label>` and "
+                              "`proba_<label>` for multilabel)")
 
     schedule = commands.add_parser("schedule", help="deploy experiments to a Prefect work pool on a cron schedule")
     schedule.add_argument("experiments", nargs="+", metavar="EXPERIMENT")

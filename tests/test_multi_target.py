@@ -149,7 +149,8 @@ def test_a_header_less_file_names_its_targets_by_index(tmp_path, linnerud):
 @pytest.mark.parametrize("dataset, message", [
     ({"target": ["weight", "waist", "weight"]}, "names column(s) ['weight'] more than once"),
     ({"target": ["weight", "waist"], "task": "binary"},
-     "several target columns are a regression's, one output unit each; task 'binary' predicts one column"),
+     "several target columns, one output unit each, are a regression's or a multilabel task's; task 'binary' "
+     "predicts one column (its classes)"),
 ])
 def test_a_bad_target_list_is_refused_by_its_key(dataset, message):
     with pytest.raises(ParamsError) as info:

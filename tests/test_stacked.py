@@ -189,6 +189,10 @@ def _spec_for(task: str, loss: str):
     if task == "binary":
         experiment["dataset"]["task"] = "binary"
         experiment["model"]["layers"][-1] = {"type": "dense", "units": 1, "activation": "sigmoid"}
+    if task == "multilabel":  # three labels (the rows are drawn below, not read)
+        experiment["dataset"].update(task="multilabel", target=["a", "b", "c"])
+        experiment["model"]["layers"][-1] = {"type": "dense", "units": 3, "activation": "sigmoid"}
+        experiment["evaluate"]["stratify"] = False
     if task == "regression":
         experiment["evaluate"]["metric"] = "rmse"
     return parse_params(raw).experiments[name]
@@ -200,6 +204,8 @@ def _held_out_rows(task: str, loss: str, n_rows: int, rng: np.random.Generator) 
         return X, rng.normal(50, 20, size=(n_rows, 1)).astype("float32")
     if task == "binary":
         return X, rng.integers(0, 2, size=(n_rows, 1)).astype("float32")
+    if task == "multilabel":
+        return X, rng.integers(0, 2, size=(n_rows, 3)).astype("float32")
     codes = rng.integers(0, 3, size=n_rows)
     return X, (np.eye(3, dtype="float32")[codes] if loss.startswith("categorical") else codes.astype("int32"))
 

@@ -50,12 +50,17 @@ from kerasflow.tasks.config.overrides import apply_overrides, extremes
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.config.section import AtKey, Configured, Count, Section, Seed
 
-Task = Literal["binary", "multiclass", "regression", "next_token"]
+Task = Literal["binary", "multiclass", "multilabel", "regression", "next_token"]
+STRATIFIED_TASKS = ("binary", "multiclass")
+"""The tasks of one class a row, by which folds can be stratified."""
+SEVERAL_TARGETS = ("multilabel", "regression")
+"""The tasks whose `dataset.target` may list several columns, one output unit each."""
 
 # Which losses make sense for which task: a loss that does not fit the task trains silently to nonsense.
 LOSSES_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary": ("binary_crossentropy", "binary_focal_crossentropy", "hinge", "squared_hinge"),
     "multiclass": ("sparse_categorical_crossentropy", "categorical_crossentropy", "categorical_focal_crossentropy"),
+    "multilabel": ("binary_crossentropy", "binary_focal_crossentropy"),
     "regression": ("mean_squared_error", "mean_absolute_error", "huber", "log_cosh", "mean_squared_logarithmic_error"),
     "next_token": ("sparse_categorical_crossentropy",),
 }
@@ -63,10 +68,12 @@ TRAINED_LOSSES = tuple(sorted({loss for losses in LOSSES_BY_TASK.values() for lo
 """The losses of every task, the ones a `train.loss` may name."""
 LOSS_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "msle": "mean_squared_logarithmic_error"}
 DEFAULT_LOSS = {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy",
-                "regression": "mean_squared_error", "next_token": "sparse_categorical_crossentropy"}
+                "multilabel": "binary_crossentropy", "regression": "mean_squared_error",
+                "next_token": "sparse_categorical_crossentropy"}
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary": ("accuracy", "precision", "recall", "f1", "auc", "pr_auc", "precision_macro", "recall_macro", "f1_macro"),
     "multiclass": ("accuracy", "precision_macro", "recall_macro", "f1_macro", "auc", "pr_auc"),
+    "multilabel": ("accuracy", "precision", "recall", "f1", "auc", "pr_auc"),
     "regression": ("mse", "rmse", "mae", "mape"),
     "next_token": ("accuracy", "perplexity"),
 }
@@ -78,8 +85,8 @@ class DatasetSpec(Section):
     file: Path
     target: str | int | list[str | int] | None = Field(
         default=None, description="target column: its name, or its 0-based index when header is false; a list of "
-                                  "them for a regression predicting several columns at once, one output unit each "
-                                  "(none for next_token: a text file)")
+                                  "them for a regression predicting several columns at once, or a multilabel "
+                                  "task's 0/1 label columns, one output unit each (none for next_token: a text file)")
     header: bool = True
     task: Task
 
@@ -91,7 +98,7 @@ class DatasetSpec(Section):
 
     @property
     def targets(self) -> list[str | int]:
-        """The target column(s), as a list: several for a multi-output regression."""
+        """The target column(s), as a list: several for a multi-output regression or a multilabel task."""
         if self.target is None:
             return []
         return list(self.target) if isinstance(self.target, list) else [self.target]
@@ -109,10 +116,15 @@ class DatasetSpec(Section):
                         f"leave target out. Received: {self.target!r}")
         if self.task != "next_token" and self.target in (None, []):
             raise AtKey("target", f"is required: the column task {self.task!r} predicts. Received: none")
+        if isinstance(self.target, list) and self.task not in SEVERAL_TARGETS:
+            raise AtKey("target", f"several target columns, one output unit each, are a regression's or a "
+                        f"multilabel task's; task {self.task!r} predicts one column (its classes). Received: "
+                        f"{self.target!r}")
+        if self.task == "multilabel" and not isinstance(self.target, list):
+            raise AtKey("target", "task 'multilabel' predicts whether each of several labels applies: list two "
+                        "or more 0/1 columns, e.g. [sports, politics] (one column is task 'binary'). Received: "
+                        f"{self.target!r}")
         if isinstance(self.target, list):
-            if self.task != "regression":
-                raise AtKey("target", f"several target columns are a regression's, one output unit each; task "
-                            f"{self.task!r} predicts one column (its classes). Received: {self.target!r}")
             repeated = sorted({str(t) for t in self.target if self.target.count(t) > 1})
             if repeated:
                 raise AtKey("target", f"names column(s) {repeated} more than once; list each target column once. "
@@ -648,7 +660,9 @@ class EvaluateSpec(Section):
         "None picks accuracy (classification) or mse; a binary task may be scored by precision, recall or f1 of "
         "the class its labels sort last, or by auc (ROC) or pr_auc (precision-recall), a classification by "
         "precision_macro, recall_macro or f1_macro (the mean over the classes found, as scikit-learn's); a "
-        "multiclass task's auc and pr_auc are the mean of each class's curve against the others"))
+        "multiclass task's auc and pr_auc are the mean of each class's curve against the others; a multilabel "
+        "task's accuracy, precision, recall and f1 count every label of every row (Keras' on the label columns), "
+        "its auc and pr_auc are the mean of each label's curve"))
     stack_folds: bool = Field(default=True, description="train the folds of a Dense model as one program")
     refit: bool = Field(default=True, description="retrain on all rows and save the model")
     parallel: Literal["auto", "none", "ray"] = Field(
@@ -732,9 +746,9 @@ class ExperimentSpec(Section):
         if self.evaluate.metric is not None and self.evaluate.metric not in METRICS_BY_TASK[task]:
             raise AtKey("evaluate.metric", f"does not fit task {task!r} (dataset.task). Allowed: "
                       f"{', '.join(METRICS_BY_TASK[task])}. Received: {self.evaluate.metric!r}")
-        if self.evaluate.stratify and task == "regression":
-            raise AtKey("evaluate.stratify", "needs a classification task; dataset.task is 'regression'. "
-                      "Received: true")
+        if self.evaluate.stratify and task not in STRATIFIED_TASKS:
+            raise AtKey("evaluate.stratify", f"needs the classes of a binary or multiclass task to stratify by; "
+                        f"dataset.task is {task!r}. Received: true")
         if self.preprocess.lookback is not None:
             if task != "regression":
                 raise AtKey("preprocess.lookback", f"forecasts a numeric series: it needs task 'regression'. "

@@ -105,13 +105,26 @@ def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
 
 
 def _check_target(spec: DatasetSpec, y: pd.Series, path: Path) -> None:
-    """Refuse a target column with missing values, a classification's with too few classes or a regression's that
-    is not numeric."""
+    """Refuse a target column with missing values, a classification's with too few classes, a multilabel task's
+    that is not 0 and 1, or a regression's that is not numeric."""
     target = y.name
     if y.isna().any():
         rows = checks.file_lines(np.flatnonzero(y.isna().to_numpy()), spec.header)
         raise DataError(f"{path}: target column {target!r} has missing values (file lines {rows}); every row needs "
                         f"a target{named(spec, 'target')}")
+    if spec.task == "multilabel":
+        values = pd.to_numeric(y, errors="coerce")  # True and False count as 1 and 0, text as neither
+        other = ~values.isin([0, 1])
+        if other.any():
+            bad = int(np.flatnonzero(other.to_numpy())[0])
+            raise DataError(f"{path}: task 'multilabel'{named(spec, 'task')} needs each target column to hold 0 "
+                            f"(the label does not apply) or 1 (it does); column {target!r} holds {y.tolist()[bad]!r} "
+                            f"(file line {bad + 1 + int(spec.header)})")
+        if values.nunique() < 2:
+            rows = "every row" if values.iloc[0] == 1 else "no row"
+            raise DataError(f"{path}: label column {target!r} applies to {rows}: a model cannot learn when it does; "
+                            f"leave it out of dataset.target{named(spec, 'target')}")
+        return
     if spec.task != "regression":
         classes = pd.unique(y).tolist()
         if len(classes) < 2:

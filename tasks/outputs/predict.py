@@ -107,7 +107,8 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
                   source: str | Path = "input") -> pd.DataFrame:
     """Predictions for `frame`'s rows, in its row order and with its index, in the target's own terms.
 
-    Classification gives `prediction` (the original class labels) and one `proba_<class>` column per class;
+    Classification gives `prediction` (the original class labels) and one `proba_<class>` column per class; a
+    multilabel task `prediction_<label>` (1 where the label applies, 0 where not) and `proba_<label>` for each;
     regression gives `prediction` in the target's units (a forecast of k steps: `prediction_1` ...
     `prediction_k`, step j being `horizon + j - 1` rows after the window's last; several targets:
     `prediction_<target>` each). `source` names the rows in error
@@ -125,6 +126,12 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
     X = feature_frame(saved, frame, source)
     _check_values(saved, X, source)
     output = _predict_rows(saved, saved.preprocessor.transform(X))
+    if saved.task == "multilabel":  # whether each label applies (above 0.5, as scored), and its probability
+        result = pd.DataFrame({f"{PREDICTION}_{label}": (output[:, j] > 0.5).astype(int)
+                               for j, label in enumerate(saved.targets)}, index=frame.index)
+        for j, label in enumerate(saved.targets):
+            result[f"{PROBA_PREFIX}{label}"] = output[:, j]
+        return result
     if saved.codec is None:
         values = output.reshape(len(output), -1)
         if values.shape[1] == 1:

@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from kerasflow.tasks.config.errors import DataError
-from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.config.schema import STRATIFIED_TASKS, ExperimentSpec
 from kerasflow.tasks.data.table import file_md5
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs.metrics import read_experiment, read_nested, read_sweep_best
@@ -46,7 +46,7 @@ class DataFacts:
     md5: str
     """The md5 of the file's bytes: what DVC 3 records for a file (in a `.dvc` file or a folder's manifest)."""
     classes: dict[str, int] | None = None
-    """Classification: rows per class, in the codec's order."""
+    """Classification: rows per class, in the codec's order; multilabel: rows each label applies to."""
     target_stats: dict[str, dict[str, float]] | None = None
     """Regression: each target column's mean, std, min and max, keyed by its name."""
     dvc_file: str | None = None
@@ -107,7 +107,8 @@ class ExperimentReport:
 
     @property
     def is_classification(self) -> bool:
-        return self.spec.dataset.task != "regression"
+        """One class a row, a confusion matrix's."""
+        return self.spec.dataset.task in STRATIFIED_TASKS
 
 
 @dataclass
@@ -179,6 +180,8 @@ def data_facts(spec: ExperimentSpec) -> DataFacts:
         target_stats = {str(name): {"mean": float(column.mean()), "std": float(column.std(ddof=0)),
                                     "min": float(column.min()), "max": float(column.max())}
                         for name, column in y.astype(float).items()}
+    elif spec.dataset.task == "multilabel":  # the rows each label applies to
+        classes = {str(label): int(column.sum()) for label, column in table.y.astype(int).items()}
     elif spec.dataset.task == "next_token":
         counts = table.y.value_counts().head(MOST_FREQUENT_TOKENS)
         classes = {repr(token)[1:-1]: int(count) for token, count in counts.items()}  # "\n" shown as such

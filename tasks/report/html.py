@@ -87,7 +87,12 @@ def _experiment_section(e: ExperimentReport) -> str:
                              "per epoch, training and validation: mean over folds ± std, single folds faint")]
         # A diverged fold's predictions are NaN; a text's tokens are too many classes for a readable matrix.
         if e.predictions is not None and m["mean"] is not None and spec.dataset.task != "next_token":
-            if e.is_classification:
+            if spec.dataset.task == "multilabel" and "target" in e.predictions:  # a matrix a label: 1 applies
+                parts += ["<h3>Confusion matrices</h3>"] + [
+                    _image(plots.confusion_matrix(rows, ["0", "1"], title=str(label)),
+                           f"{e.name}: confusion matrix of label {label}")
+                    for label, rows in e.predictions.groupby("target", sort=False)]
+            elif e.is_classification:
                 classes = list(e.data.classes) if e.data is not None and e.data.classes else sorted(
                     set(e.predictions["true"]) | set(e.predictions["predicted"]))
                 parts += ["<h3>Confusion matrix</h3>",

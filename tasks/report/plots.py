@@ -117,11 +117,13 @@ def learning_curves(history: pd.DataFrame, metric: str) -> Figure:
     return figure
 
 
-def confusion_matrix(predictions: pd.DataFrame, classes: Sequence[str]) -> Figure:
+def confusion_matrix(predictions: pd.DataFrame, classes: Sequence[str], title: str | None = None) -> Figure:
     """Held-out rows of all folds counted by true class (rows) and predicted class (columns), drawn by
-    scikit-learn's `ConfusionMatrixDisplay`."""
+    scikit-learn's `ConfusionMatrixDisplay`; `title` (a label's name) heads the figure."""
     size = min(WIDTH, 1.6 + 0.5 * len(classes))
     figure = Figure(figsize=(size + 1.0, size))
+    if title is not None:
+        figure.suptitle(title, fontsize="medium")
     ax = figure.subplots()
     display = ConfusionMatrixDisplay.from_predictions(
         predictions["true"], predictions["predicted"], labels=list(classes), ax=ax, cmap="Blues", values_format="d",

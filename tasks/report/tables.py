@@ -223,7 +223,7 @@ def target_summary(d: DataFacts) -> pd.DataFrame:
         named = len(stats) > 1
         return frame([{"target": f"{target} {key}" if named else key, "value": f"{value:.4g}"}
                       for target, values in stats.items() for key, value in values.items()], ["target", "value"])
-    total = sum(d.classes.values())
+    total = d.rows if d.task == "multilabel" else sum(d.classes.values())  # labels share rows
     return frame([{"class": label, "rows": count, "share": f"{count / total:.1%}"}
                   for label, count in d.classes.items()], ["class", "rows", "share"])
 

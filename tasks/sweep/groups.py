@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kerasflow.tasks.config.schema import CosineSchedule, ExperimentSpec
+from kerasflow.tasks.config.schema import STRATIFIED_TASKS, CosineSchedule, ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.training.evaluate import (
     uses_stacking,
@@ -28,7 +28,7 @@ def scoring_spec(spec: ExperimentSpec, sweep: SearchSpec) -> ExperimentSpec:
         evaluate = spec.evaluate.model_copy(update={
             "method": "holdout", "test_size": sweep.test_size, "n_repeats": 1, "refit": False,
             "shuffle": spec.evaluate.shuffle,
-            "stratify": spec.dataset.task != "regression" and spec.evaluate.shuffle})
+            "stratify": spec.dataset.task in STRATIFIED_TASKS and spec.evaluate.shuffle})
     return spec.model_copy(update={"evaluate": evaluate})
 
 

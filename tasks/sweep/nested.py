@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from kerasflow.tasks.config.errors import ParamsError, SweepError
-from kerasflow.tasks.config.schema import EvaluateSpec, ExperimentSpec
+from kerasflow.tasks.config.schema import STRATIFIED_TASKS, EvaluateSpec, ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.split import Split, make_splits
 from kerasflow.tasks.data.table import Table
@@ -41,9 +41,10 @@ def check_nested(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
 
 
 def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> list[Split]:
-    """The K outer folds: shuffled k-fold from the experiment's `evaluate.seed`, stratified for classification."""
+    """The K outer folds: shuffled k-fold from the experiment's `evaluate.seed`, stratified by a classification's
+    classes."""
     outer = EvaluateSpec(method="kfold", n_splits=outer_folds, shuffle=True, seed=spec.evaluate.seed,
-                         stratify=spec.dataset.task != "regression")
+                         stratify=spec.dataset.task in STRATIFIED_TASKS)
     return make_splits(outer, labels.codes)
 
 

@@ -68,8 +68,8 @@ class CVResult:
     epochs_run: list[int] | None = None
     """Per fold, the epochs it trained, where early stopping may have ended it before `train.epochs`."""
     target_scores: dict[str, list[float]] | None = None
-    """Several target columns (`dataset.target: [a, b]`): per fold, the metric of each column's predictions alone,
-    keyed by the column."""
+    """A regression's several target columns (`dataset.target: [a, b]`): per fold, the metric of each column's
+    predictions alone, keyed by the column."""
     target_baselines: dict[str, list[float]] | None = None
     """Several target columns of a series: per fold, each column's naive last-value forecast's score."""
 
@@ -131,6 +131,8 @@ def encode_labels(spec: ExperimentSpec, table: Table, name: str = "experiment", 
     if spec.dataset.task == "regression":  # one unit a target column and a forecast step
         expected = spec.preprocess.steps_out * len(table.targets)
         encoded = Encoded(table.y.to_numpy(dtype=np.float64), None)
+    elif spec.dataset.task == "multilabel":  # one sigmoid unit a label: its 0/1 column as it is
+        expected, encoded = len(table.targets), Encoded(table.y.to_numpy(dtype=np.float64), None)
     else:
         codec = start.codec if start is not None else LabelCodec().fit(table.y)
         check_class_weight(spec.train.class_weight, codec.classes_,
@@ -156,6 +158,8 @@ def _targets(spec: ExperimentSpec, encoded: Encoded) -> str:
     if encoded.n_classes:
         return f"{encoded.n_classes} targets"
     steps, columns = spec.preprocess.steps_out, len(spec.dataset.targets)
+    if spec.dataset.task == "multilabel":
+        return f"{columns} labels: dataset.target"
     if columns > 1:
         return f"{columns} numeric targets: dataset.target"
     return "a numeric target" if steps == 1 else f"{steps} steps ahead: preprocess.steps_out"
@@ -366,11 +370,11 @@ def _baseline(spec: ExperimentSpec, folds: list[FoldData]) -> list[float] | None
 
 
 def _per_target(spec: ExperimentSpec, folds: list[FoldData], results: list[FoldResult]) -> dict[str, Any]:
-    """Where there are several target columns, each fold's metric of each column's predictions alone
+    """Where a regression has several target columns, each fold's metric of each column's predictions alone
     (`target_scores`) and, for a series, of its naive forecast (`target_baselines`), keyed by the column; nothing
     for one target."""
     targets = spec.dataset.target_names
-    if len(targets) < 2:
+    if spec.dataset.task != "regression" or len(targets) < 2:
         return {}
 
     def by_column(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[float]]:

@@ -196,29 +196,42 @@ def of_sums(tally, finish: Finish, xp=np):
 
 
 def binary_hits(y_true, y_pred) -> tuple:
-    """Each row's true and predicted class (0/1 floats, a prediction above 0.5 being 1) of a binary task, shaped
-    as the predictions: what precision, recall and F1 count."""
+    """Each row's true and predicted class (0/1 floats, a prediction above 0.5 being 1) of a binary task, or each
+    label's of a multilabel task, shaped as the predictions: what precision, recall and F1 count."""
     actual = ops.cast(ops.reshape(y_true, ops.shape(y_pred)) > 0.5, "float32")
     return actual, ops.cast(y_pred > 0.5, "float32")
 
 
+def label_accuracy_rows(y_true, y_pred):
+    """Per row: the share of its labels predicted right (above 0.5 where the label applies), Keras'
+    `binary_accuracy` of each label averaged: over the rows, Keras' BinaryAccuracy of a multilabel task."""
+    return ops.mean(keras.metrics.binary_accuracy(y_true, y_pred), axis=-1)
+
+
+def ratio_rows(numerator, denominator):
+    """A row's (numerator, denominator) pair, each summed over the row's labels (one of a binary task): the counts
+    of every label of every row, as Keras' Precision, Recall and F1Score(average="micro") take a multilabel task's."""
+    return ops.concatenate([ops.sum(numerator, axis=-1, keepdims=True), ops.sum(denominator, axis=-1, keepdims=True)],
+                           axis=-1)
+
+
 def precision_rows(y_true, y_pred):
-    """Per row: (a true positive, a predicted positive); their sums' ratio is Keras' Precision."""
+    """Per row: (true positives, predicted positives); their sums' ratio is Keras' Precision."""
     actual, predicted = binary_hits(y_true, y_pred)
-    return ops.concatenate([actual * predicted, predicted], axis=-1)
+    return ratio_rows(actual * predicted, predicted)
 
 
 def recall_rows(y_true, y_pred):
-    """Per row: (a true positive, an actual positive); their sums' ratio is Keras' Recall."""
+    """Per row: (true positives, actual positives); their sums' ratio is Keras' Recall."""
     actual, predicted = binary_hits(y_true, y_pred)
-    return ops.concatenate([actual * predicted, actual], axis=-1)
+    return ratio_rows(actual * predicted, actual)
 
 
 def f1_rows(y_true, y_pred):
-    """Per row: (twice a true positive, an actual plus a predicted positive); their sums' ratio is F1,
-    2 TP / (2 TP + FP + FN), as Keras' F1Score gives it at threshold 0.5."""
+    """Per row: (twice the true positives, the actual plus the predicted positives); their sums' ratio is F1,
+    2 TP / (2 TP + FP + FN), as Keras' F1Score gives it at threshold 0.5 (a multilabel task's micro-averaged)."""
     actual, predicted = binary_hits(y_true, y_pred)
-    return ops.concatenate([2.0 * actual * predicted, actual + predicted], axis=-1)
+    return ratio_rows(2.0 * actual * predicted, actual + predicted)
 
 
 def curve_rows(y_true, y_pred):
@@ -228,6 +241,16 @@ def curve_rows(y_true, y_pred):
     (:func:`class_hits`; of a binary task, of the positive class): tallied (:func:`tallied`), the points of the ROC
     and precision-recall curves Keras' AUC draws, one curve an output."""
     actual = binary_hits(y_true, y_pred)[0] if y_pred.shape[-1] == 1 else class_hits(y_true, y_pred)[0]
+    return curve_place_rows(actual, y_pred)
+
+
+def label_curve_rows(y_true, y_pred):
+    """:func:`curve_rows` of a multilabel task: one curve a label, whether the label applies to the row."""
+    return curve_place_rows(binary_hits(y_true, y_pred)[0], y_pred)
+
+
+def curve_place_rows(actual, y_pred):
+    """Each output's place among the curves' thresholds (:func:`curve_rows`), then `actual`."""
     clipped = ops.clip(ops.cast(y_pred, "float32"), 0.0, 1.0)
     places = ops.maximum(ops.ceil(clipped * (CURVE_THRESHOLDS - 1)), 1.0)
     return ops.concatenate([ops.where(ops.isnan(clipped), 0.0, places), actual], axis=-1)
@@ -417,11 +440,15 @@ def metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
     if metric == "accuracy":
         if spec.dataset.task == "binary":
             return keras.metrics.binary_accuracy, None
+        if spec.dataset.task == "multilabel":
+            return label_accuracy_rows, None
         if spec.loss in CATEGORICAL_LOSSES:
             return keras.metrics.categorical_accuracy, None
         return keras.metrics.sparse_categorical_accuracy, None
     if metric in TALLIED_METRICS:
-        return TALLIED_METRICS[metric]
+        fn, finish = TALLIED_METRICS[metric]
+        # A multilabel task's curves are its labels', not its classes'.
+        return (label_curve_rows if finish in CURVES and spec.dataset.task == "multilabel" else fn), finish
     if metric == "perplexity":
         return keras.losses.sparse_categorical_crossentropy, "exp"
     if metric == "mae":
@@ -515,7 +542,7 @@ def first_non_finite(values: Sequence[float]) -> int | None:
 
 def point_values(task: str, y: np.ndarray) -> np.ndarray:
     """Encoded targets or model outputs of a `task` as one value per row: the class code, or the value (a
-    forecast of k steps: k values a row).
+    forecast of k steps: k values a row; a multilabel task's: whether each label applies).
 
     Examples
     --------
@@ -529,6 +556,8 @@ def point_values(task: str, y: np.ndarray) -> np.ndarray:
         return values[:, 0] if values.shape[1] == 1 else values
     if task == "binary":
         return (y.reshape(-1) > 0.5).astype(np.int64)
+    if task == "multilabel":  # whether each label applies: k values a row
+        return (y > 0.5).astype(np.int64)
     return (y.argmax(axis=-1) if y.ndim == 2 else y).astype(np.int64)
 
 
@@ -539,7 +568,7 @@ def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float
         task = spec.dataset.task
         return float(np.mean(point_values(task, y_pred) == point_values(task, y_true)))
     if metric in TALLIED_METRICS:  # the per-row pairs the epochs' scores tally, tallied over every row
-        fn, finish = TALLIED_METRICS[metric]
+        fn, finish = metric_fn(spec)
         pairs = ops.convert_to_numpy(fn(y_true.astype("float32"), y_pred.astype("float32")))
         return float(slot_scores(pairs, None, 1, finish)[0])
     if metric == "perplexity":  # exp of the mean cross-entropy of the true tokens' probabilities

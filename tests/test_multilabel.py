@@ -1,0 +1,207 @@
+"""Multilabel classification (`task: multilabel`): several 0/1 label columns, a sigmoid unit each and binary
+cross-entropy, the row of the books' table of last layers and losses that the other tasks leave out. The data is a
+stand-in of the books' multilabel set: scikit-learn's `make_multilabel_classification`, as their listing draws it."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import slot_scores_three_ways
+from sklearn.datasets import make_multilabel_classification
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from kerasflow.flows.pipeline import write_results
+from kerasflow.tasks.config.errors import DataError, ParamsError
+from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.outputs.predict import predict_table
+from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.report import tables
+from kerasflow.tasks.report.collect import collect
+from kerasflow.tasks.report.html import render_html
+from kerasflow.tasks.sweep.groups import scoring_spec
+from kerasflow.tasks.sweep.nested import outer_splits
+from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds, refit
+from kerasflow.tasks.training.train import predict
+
+pytestmark = pytest.mark.slow
+LABELS = ["sports", "politics", "science"]
+SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
+KERAS = {"accuracy": lambda: keras.metrics.BinaryAccuracy(), "precision": lambda: keras.metrics.Precision(),
+         "recall": lambda: keras.metrics.Recall(),
+         "f1": lambda: keras.metrics.F1Score(average="micro", threshold=0.5),
+         "auc": lambda: keras.metrics.AUC(multi_label=True, num_labels=3),
+         "pr_auc": lambda: keras.metrics.AUC(curve="PR", multi_label=True, num_labels=3)}
+
+
+@pytest.fixture
+def labelled(tmp_path, monkeypatch):
+    """data/labels.csv: 10 count features and three labels, each on about a third to two thirds of 300 rows."""
+    X, y = make_multilabel_classification(n_samples=300, n_features=10, n_classes=3, n_labels=2, random_state=1)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(10)]).assign(**dict(zip(LABELS, y.T)))
+    (tmp_path / "data").mkdir()
+    frame.to_csv(tmp_path / "data/labels.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    return frame
+
+
+def _spec(evaluate: dict | None = None, dataset: dict | None = None, units: int = 3, **train):
+    raw = {"experiments": {"labels": {
+        "dataset": {"file": "data/labels.csv", "target": LABELS, "task": "multilabel", **(dataset or {})},
+        "preprocess": {"scale": "standard"},
+        "model": {"layers": [{"type": "dense", "units": 20, "activation": "relu", "initializer": "he_uniform"},
+                             {"type": "dense", "units": units, "activation": "sigmoid"}]},
+        "train": {"optimizer": "sgd", "learning_rate": 0.05, "epochs": 8, "batch_size": 32, "seed": 7, **train},
+        "evaluate": {"method": "kfold", "n_splits": 3, "shuffle": True, "seed": 1, **(evaluate or {})}}},
+        "continued": {}, "sweeps": {}}
+    return parse_params(raw, source="listing.yaml").experiments["labels"]
+
+
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
+@pytest.mark.parametrize("metric", ["accuracy", "precision", "recall", "f1", "auc", "pr_auc"])
+def test_each_folds_score_counts_every_label_of_every_row(labelled, metric, stack):
+    """Accuracy is the share of labels right, precision, recall and F1 count every label of every row (Keras' own
+    metrics on the label columns, scikit-learn's `average="micro"`); a fold's score is its last epoch's."""
+    spec = _spec({"metric": metric, "stack_folds": stack})
+    table = load_table(spec.dataset)
+    assert table.targets == LABELS and list(table.X.columns) == [f"x{i}" for i in range(10)]
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    result = cross_validate(spec, folds)
+    assert result.stacked == stack and spec.higher_is_better
+    for fold, data in zip(result.folds, folds):
+        assert fold.y_true.shape == fold.y_pred.shape == (len(data.y_test), 3)
+        if metric not in ("auc", "pr_auc"):  # from the 0/1 predictions a fold keeps; the curves below
+            keras_own = KERAS[metric]()
+            keras_own.update_state(data.y_test, fold.y_pred.astype("float32"))
+            assert fold.score == pytest.approx(float(np.squeeze(keras_own.result())), rel=1e-5)
+        if metric in SKLEARN:
+            assert fold.score == pytest.approx(SKLEARN[metric](fold.y_true, fold.y_pred, average="micro"), rel=1e-6)
+        assert fold.history[f"val_{metric}"][-1] == pytest.approx(fold.score, rel=1e-5)
+    assert len({round(value, 6) for fold in result.folds for value in fold.history[f"val_{metric}"]}) > 1
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "precision", "recall", "f1", "auc", "pr_auc"])
+def test_each_slots_held_out_score_is_keras_own_metric_of_its_labels(labelled, metric):
+    """Three stacked slots of 70, 50 and 60 rows of three labels, scored untrained from one prediction and by the
+    compiled per-slot metric: each is Keras' own metric of its rows (the curves: one a label, averaged)."""
+    spec, rng = _spec({"metric": metric}), np.random.default_rng(0)
+    parts = [(rng.normal(size=(n, 10)).astype("float32"), rng.integers(0, 2, size=(n, 3)).astype("float32"))
+             for n in (70, 50, 60)]
+    logs, compiled, predictions = slot_scores_three_ways(spec, parts)
+    for j, (_, truth) in enumerate(parts):
+        keras_own = KERAS[metric]()
+        keras_own.update_state(truth, predictions[j, :len(truth)])
+        alone = float(np.squeeze(keras_own.result()))
+        assert logs[f"val_f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
+        assert compiled[f"f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
+
+
+def test_stacked_folds_give_the_folds_trained_one_by_one(labelled):
+    spec = _spec({"metric": "f1"})
+    table = load_table(spec.dataset)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    stacked, alone = cross_validate(spec, folds), cross_validate(_spec({"metric": "f1", "stack_folds": False}), folds)
+    assert stacked.stacked and not alone.stacked
+    assert stacked.scores == pytest.approx(alone.scores, rel=1e-6)
+    for ours, theirs in zip(stacked.folds, alone.folds):
+        np.testing.assert_array_equal(ours.y_pred, theirs.y_pred)
+
+
+def test_the_saved_model_says_which_labels_apply_and_how_likely(labelled, tmp_path):
+    spec = _spec(epochs=30)
+    table = load_table(spec.dataset)
+    final = refit(spec, table, encode_labels(spec, table))
+    folder = write_model(tmp_path / "model", spec, final)
+    proba = predict(final.model, final.preprocessor.transform(table.X))
+    got = predict_table(folder, labelled.drop(columns=LABELS))
+    assert list(got.columns) == [f"prediction_{label}" for label in LABELS] + [f"proba_{label}" for label in LABELS]
+    np.testing.assert_allclose(got[[f"proba_{label}" for label in LABELS]].to_numpy(), proba, rtol=1e-5)
+    np.testing.assert_array_equal(got[[f"prediction_{label}" for label in LABELS]].to_numpy(), proba > 0.5)
+    assert (got[[f"prediction_{label}" for label in LABELS]].to_numpy() == labelled[LABELS].to_numpy()).mean() > 0.8
+
+
+def test_results_and_report_show_each_label(labelled, tmp_path):
+    """predictions.csv has a line a row and label; the report counts the rows each label applies to and draws a
+    confusion matrix a label."""
+    spec = _spec()
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table, "labels")
+    cv = cross_validate(spec, prepare_folds(spec, table, labels))
+    results = tmp_path / "results"
+    write_results.fn("labels", spec, cv, None, labels.codec, results, {}, 0.0)
+    predictions = pd.read_csv(results / "labels/predictions.csv")
+    assert list(predictions.columns) == ["fold", "row", "target", "true", "predicted"]
+    assert predictions["target"].tolist()[:3] == LABELS and len(predictions) == 3 * len(labelled)
+    truth = predictions.pivot(index="row", columns="target", values="true")[LABELS]
+    np.testing.assert_array_equal(truth.to_numpy(), labelled[LABELS].to_numpy())
+    assert json.loads((results / "labels/metrics.json").read_text()).keys() == {"accuracy"}
+    content = collect(results, {"labels": spec})
+    data = content.experiments[0].data
+    assert data.classes == {label: int(labelled[label].sum()) for label in LABELS}
+    summary = tables.target_summary(data).to_dict("records")
+    assert summary[0] == {"class": "sports", "rows": int(labelled["sports"].sum()),
+                          "share": f"{labelled['sports'].mean():.1%}"}
+    page = render_html(content)
+    assert [f"confusion matrix of label {label}" in page for label in LABELS] == [True] * 3
+
+
+def test_folds_of_labels_are_not_stratified(labelled):
+    """A row has several labels, not one class to stratify by: outer folds of nested CV and a sweep's hold-out
+    split are plain shuffled splits, and `evaluate.stratify` is refused."""
+    spec = _spec()
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    assert len(outer_splits(spec, labels, 3)) == 3
+    sweep = parse_params({"experiments": {"labels": spec.model_dump(mode="json", exclude_none=True)},
+                          "continued": {}, "sweeps": {"labels": {"space": {"train": {"epochs": {"grid": [2, 3]}}},
+                                                                 "scoring": "holdout"}}}).sweeps["labels"]
+    assert not scoring_spec(spec, sweep).evaluate.stratify
+    with pytest.raises(ParamsError, match=r"listing.yaml:experiments.labels.evaluate.stratify: needs the classes of "
+                                          r"a binary or multiclass task to stratify by; dataset.task is 'multilabel'"):
+        _spec({"stratify": True})
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"dataset": {"target": "sports"}}, ParamsError,
+     "experiments.labels.dataset.target: task 'multilabel' predicts whether each of several labels applies: list "
+     "two or more 0/1 columns, e.g. [sports, politics] (one column is task 'binary'). Received: 'sports'"),
+    ({"loss": "categorical_crossentropy"}, ParamsError, "train.loss: does not fit task 'multilabel'"),
+    ({"class_weight": "balanced"}, ParamsError, "train.class_weight: weighs the rows of each class"),
+    ({"evaluate": {"metric": "f1_macro"}}, ParamsError, "evaluate.metric: does not fit task 'multilabel' "
+                                                         "(dataset.task). Allowed: accuracy, precision, recall, f1, "
+                                                         "auc, pr_auc"),
+    ({"units": 2}, DataError, "the last Dense layer must have 3 unit(s) for task 'multilabel' on data/labels.csv "
+                              "(3 labels: dataset.target). Received: 2 (layers[1])"),
+])
+def test_a_bad_multilabel_experiment_is_one_line_naming_its_key(labelled, change, error, message):
+    with pytest.raises(error) as info:
+        spec = _spec(**change)
+        encode_labels(spec, load_table(spec.dataset), "labels")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("text", [False, True], ids=["a 2", "yes and no"])
+def test_a_label_column_of_other_values_is_refused_by_its_file_line(labelled, text):
+    """A 2 on file line 6, or the labels written as words (the first, on line 2, a 'no')."""
+    column = labelled["science"].map({0: "no", 1: "yes"}) if text else labelled["science"].mask(labelled.index == 4, 2)
+    labelled.assign(science=column).to_csv("data/labels.csv", index=False)
+    with pytest.raises(DataError) as info:
+        load_table(_spec().dataset)
+    shown = "'no' (file line 2)" if text else "2 (file line 6)"
+    assert str(info.value) == (
+        "data/labels.csv: task 'multilabel' (listing.yaml:experiments.labels.dataset.task) needs each target column "
+        f"to hold 0 (the label does not apply) or 1 (it does); column 'science' holds {shown}")
+
+
+@pytest.mark.parametrize("value, rows", [(0, "no row"), (1, "every row")])
+def test_a_label_that_applies_to_no_row_or_every_row_is_refused(labelled, value, rows):
+    labelled.assign(politics=value).to_csv("data/labels.csv", index=False)
+    with pytest.raises(DataError) as info:
+        load_table(_spec().dataset)
+    assert str(info.value) == (
+        f"data/labels.csv: label column 'politics' applies to {rows}: a model cannot learn when it does; leave it out "
+        "of dataset.target (listing.yaml:experiments.labels.dataset.target)")
