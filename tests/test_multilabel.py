@@ -81,6 +81,15 @@ def test_each_folds_score_counts_every_label_of_every_row(labelled, metric, stac
         if metric in SKLEARN:
             assert fold.score == pytest.approx(SKLEARN[metric](fold.y_true, fold.y_pred, average="micro"), rel=1e-6)
         assert fold.history[f"val_{metric}"][-1] == pytest.approx(fold.score, rel=1e-5)
+        # Each label scored alone: scikit-learn's of its column; the curves' mean, and the labels' accuracies',
+        # is the fold's score.
+        assert list(fold.target_scores) == LABELS
+        for j, label in enumerate(LABELS):
+            if metric in SKLEARN:
+                assert fold.target_scores[label] == pytest.approx(
+                    SKLEARN[metric](fold.y_true[:, j], fold.y_pred[:, j], zero_division=0.0), rel=1e-6)
+        if metric in ("accuracy", "auc", "pr_auc"):
+            assert np.mean(list(fold.target_scores.values())) == pytest.approx(fold.score, rel=1e-6)
     assert len({round(value, 6) for fold in result.folds for value in fold.history[f"val_{metric}"]}) > 1
 
 
@@ -138,7 +147,11 @@ def test_results_and_report_show_each_label(labelled, tmp_path):
     assert predictions["target"].tolist()[:3] == LABELS and len(predictions) == 3 * len(labelled)
     truth = predictions.pivot(index="row", columns="target", values="true")[LABELS]
     np.testing.assert_array_equal(truth.to_numpy(), labelled[LABELS].to_numpy())
-    assert json.loads((results / "labels/metrics.json").read_text()).keys() == {"accuracy"}
+    metrics = json.loads((results / "labels/metrics.json").read_text())
+    assert metrics.keys() == {"accuracy", "targets"} and list(metrics["targets"]) == sorted(LABELS)
+    assert metrics["targets"]["science"]["accuracy"]["folds"] == pytest.approx(cv.target_scores["science"])
+    assert [row["experiment"] for row in tables.scores(collect(results, {"labels": spec})).to_dict("records")] == [
+        "labels", *(f"labels: {label}" for label in LABELS)]
     content = collect(results, {"labels": spec})
     data = content.experiments[0].data
     assert data.classes == {label: int(labelled[label].sum()) for label in LABELS}

@@ -4,8 +4,8 @@ An experiment's result and a sweep's best are each one record (a flat dict, as t
 two files so that `dvc metrics diff` and `dvc exp show` see scores and nothing else:
 
 - ``metrics.json`` (DVC metrics): the scores keyed by the metric's name, ``{"accuracy": {"mean", "std",
-  "folds"}}``, for a series the naive last-value forecast's, ``{"baseline": {"rmse": {...}}}``, and for a
-  regression's several target columns each one's in the same layout, ``{"targets": {"weight": {"rmse": {...},
+  "folds"}}``, for a series the naive last-value forecast's, ``{"baseline": {"rmse": {...}}}``, and for several
+  target columns or labels each one's in the same layout, ``{"targets": {"weight": {"rmse": {...},
   "baseline": ...}}}``;
 - ``run.json`` (a plain output): what changes from run to run or describes the run rather than scores it: the
   metric's name and direction, fold count, wall times, versions and device, which folds diverged, and the saved

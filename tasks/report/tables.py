@@ -63,7 +63,8 @@ def scores(report: Report) -> pd.DataFrame:
                      "95% interval": f"[{interval.low:.4f}, {interval.high:.4f}]" if interval else "",
                      "folds": folds, "naive last value": round(baseline["mean"], 4) if baseline else "",
                      "seconds": m["seconds"]})
-        for target, own in m.get("targets", {}).items():
+        scored = m.get("targets", {})  # in the order dataset.target lists them (metrics.json sorts its keys)
+        for target, own in ((target, scored[target]) for target in e.spec.dataset.target_names if target in scored):
             rows.append({"experiment": f"{e.name}: {target}", "metric": m["metric"], "mean ± std": score_text(own),
                          "95% interval": "", "folds": "",
                          "naive last value": round(own["baseline"]["mean"], 4) if "baseline" in own else "",

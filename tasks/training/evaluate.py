@@ -24,7 +24,7 @@ from kerasflow.tasks.data.window import last_value_columns, window_table, window
 from kerasflow.tasks.data.word_vectors import read_word_vectors
 from kerasflow.tasks.training.class_weights import check_class_weight, class_weights
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
-from kerasflow.tasks.training.scoring import first_non_finite, score
+from kerasflow.tasks.training.scoring import column_scores, first_non_finite, score
 from kerasflow.tasks.training.stacked import fit_stacked
 from kerasflow.tasks.training.start import Start, check_fits
 from kerasflow.tasks.training.train import (
@@ -68,8 +68,8 @@ class CVResult:
     epochs_run: list[int] | None = None
     """Per fold, the epochs it trained, where early stopping may have ended it before `train.epochs`."""
     target_scores: dict[str, list[float]] | None = None
-    """A regression's several target columns (`dataset.target: [a, b]`): per fold, the metric of each column's
-    predictions alone, keyed by the column."""
+    """Several target columns or labels (`dataset.target: [a, b]`): per fold, the metric of each one's predictions
+    alone, keyed by its column."""
     target_baselines: dict[str, list[float]] | None = None
     """Several target columns of a series: per fold, each column's naive last-value forecast's score."""
 
@@ -370,20 +370,17 @@ def _baseline(spec: ExperimentSpec, folds: list[FoldData]) -> list[float] | None
 
 
 def _per_target(spec: ExperimentSpec, folds: list[FoldData], results: list[FoldResult]) -> dict[str, Any]:
-    """Where a regression has several target columns, each fold's metric of each column's predictions alone
+    """Where there are several target columns or labels, each fold's metric of each one's predictions alone
     (`target_scores`) and, for a series, of its naive forecast (`target_baselines`), keyed by the column; nothing
     for one target."""
-    targets = spec.dataset.target_names
-    if spec.dataset.task != "regression" or len(targets) < 2:
+    if results[0].target_scores is None:
         return {}
-
-    def by_column(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list[float]]:
-        return {target: [score(spec, truth[:, [j]], predicted[:, [j]]) for truth, predicted in pairs]
-                for j, target in enumerate(targets)}
-
-    naive = folds[0].naive_test is not None
-    return {"target_scores": by_column([(fold.y_true, fold.y_pred) for fold in results]),
-            "target_baselines": by_column([(fold.y_test, fold.naive_test) for fold in folds]) if naive else None}
+    scores = {target: [result.target_scores[target] for result in results] for target in results[0].target_scores}
+    if folds[0].naive_test is None:
+        return {"target_scores": scores}
+    naive = [column_scores(spec, fold.y_test, fold.naive_test) for fold in folds]
+    return {"target_scores": scores,
+            "target_baselines": {target: [fold[target] for fold in naive] for target in scores}}
 
 
 def uses_stacking(spec: ExperimentSpec, n_models: int) -> bool:

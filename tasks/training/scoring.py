@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasflow.tasks.config.schema import ExperimentSpec
+from kerasflow.tasks.config.schema import SEVERAL_TARGETS, ExperimentSpec
 
 CATEGORICAL_LOSSES = ("categorical_crossentropy", "categorical_focal_crossentropy")
 
@@ -559,6 +559,15 @@ def point_values(task: str, y: np.ndarray) -> np.ndarray:
     if task == "multilabel":  # whether each label applies: k values a row
         return (y > 0.5).astype(np.int64)
     return (y.argmax(axis=-1) if y.ndim == 2 else y).astype(np.int64)
+
+
+def column_scores(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float] | None:
+    """The metric (:func:`score`) of each target column's or label's predictions alone, keyed by its column, where
+    a regression or a multilabel task has several; None otherwise."""
+    names = spec.dataset.target_names
+    if spec.dataset.task not in SEVERAL_TARGETS or len(names) < 2:
+        return None
+    return {name: score(spec, y_true[:, [j]], y_pred[:, [j]]) for j, name in enumerate(names)}
 
 
 def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -27,6 +27,7 @@ from kerasflow.tasks.training.scoring import (
     ONE_BATCH,
     HeldOut,
     SlotMean,
+    column_scores,
     first_non_finite,
     point_values,
     row_scores,
@@ -72,6 +73,9 @@ class FoldResult:
     """The held-out rows' targets as class codes or values (see :func:`point_values`)."""
     y_pred: np.ndarray | None = None
     """The model's predictions for the same rows, in the same form as `y_true`."""
+    target_scores: dict[str, float] | None = None
+    """Several target columns or labels: the metric of each one's held-out predictions alone, keyed by its column
+    (:func:`~kerasflow.tasks.training.scoring.column_scores`)."""
 
     @property
     def diverged_at(self) -> int | None:
@@ -257,7 +261,8 @@ def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequen
 
 def with_predictions(spec: ExperimentSpec, result: FoldResult, fold: FoldData, outputs: np.ndarray) -> FoldResult:
     """`result` keeping the fold's held-out rows, their targets and the model's `outputs` for them, as
-    :func:`point_values`: what a confusion matrix or residual plot is drawn from."""
+    :func:`point_values`: what a confusion matrix or residual plot is drawn from; and each target column's score,
+    of the outputs themselves (a label's curve needs its probabilities)."""
     task = spec.dataset.task
     return replace(result, rows=fold.test_rows, y_true=point_values(task, fold.y_test),
-                   y_pred=point_values(task, outputs))
+                   y_pred=point_values(task, outputs), target_scores=column_scores(spec, fold.y_test, outputs))
