@@ -306,6 +306,15 @@ CASES = [
     Bad("binary-with-three-classes", ("data/mine.csv: task 'binary' (params.yaml:experiments.mine.dataset.task) "
                                       "needs exactly 2 classes in 'y'; found 3: ['0', '1', '2']",),
         mine(), files={"data/mine.csv": rows("012" * 3)}, argv=("run", "mine")),
+    Bad("target-column-listed-twice", ("params.yaml:experiments.mine.dataset.target: names column(s) ['y'] more "
+                                       "than once; list each target column once. Received: ['y', 'b', 'y']",),
+        mine({"target": ["y", "b", "y"], "task": "regression"}, units=3), argv=("run", "mine")),
+    Bad("label-neither-0-nor-1", (
+        "data/mine.csv: task 'multilabel' (params.yaml:experiments.mine.dataset.task) needs each target column to hold "
+        "0 (the label does not apply) or 1 (it does); column 'z' holds 2 (file line 4)",),
+        mine({"target": ["y", "z"], "task": "multilabel"}, units=2),
+        files={"data/mine.csv": "a,b,y,z\n" + "".join(f"{i}.5,{i % 3},{i % 2},{2 if i == 2 else 1 - i % 2}\n"
+                                                       for i in range(8))}, argv=("run", "mine")),
     Bad("class-smaller-than-stratified-folds", (
         "params.yaml:experiments.mine.evaluate.n_splits: stratified 3-fold needs at least 3 rows of every class; "
         "too few in {'1': 2}", "of data/mine.csv", "Allowed: n_splits up to 2, or stratify: false",
