@@ -23,9 +23,16 @@ from kerasflow.tasks.outputs.results import write_model, write_predictions
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.html import render_html
-from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds, refit, supervised
+from kerasflow.tasks.training.evaluate import (
+    CVResult,
+    cross_validate,
+    encode_labels,
+    prepare_folds,
+    refit,
+    supervised,
+)
 from kerasflow.tasks.training.start import load_start
-from kerasflow.tasks.training.train import predict
+from kerasflow.tasks.training.train import FoldResult, predict
 
 pytestmark = pytest.mark.slow
 TARGETS = ["weight", "waist", "pulse"]
@@ -282,3 +289,16 @@ def test_continuing_a_model_takes_its_targets_in_their_order(linnerud, tmp_path)
     raw["dataset"]["target"] = TARGETS
     same = parse_params({"experiments": first, "continued": {"again": raw}, "sweeps": {}}).continued["again"]
     assert load_start(same, "again").target_scale is not None
+
+
+def test_a_diverged_fold_has_no_score_of_any_target():
+    """Fold 1's loss turned NaN: it has no score, and none of its targets has one; metrics.json holds no NaN."""
+    nan = float("nan")
+    folds = [FoldResult(score=1.5, history={"loss": [0.5, 0.4]}, target_scores={"a": 1.0, "b": 2.0}),
+             FoldResult(score=nan, history={"loss": [0.5, nan]}, target_scores={"a": nan, "b": nan})]
+    summary = CVResult(metric="rmse", higher_is_better=False, folds=folds, stacked=True, seconds=1.0,
+                       target_scores={"a": [1.0, nan], "b": [2.0, nan]}).summary()
+    assert summary["folds"] == [1.5, None] and summary["diverged_at_epoch"] == [2]
+    assert summary["targets"] == {"a": {"mean": None, "std": None, "folds": [1.0, None]},
+                                  "b": {"mean": None, "std": None, "folds": [2.0, None]}}
+    json.dumps(summary, allow_nan=False)

@@ -46,7 +46,7 @@ def best_score_text(best: dict[str, Any]) -> str:
 
 def scores(report: Report) -> pd.DataFrame:
     """One row per experiment: its cross-validated score, folds, the naive forecast's score, wall time; then, where
-    it has several target columns, a row for each one's own scores."""
+    it has several target columns or labels, a row for each one's own scores."""
     rows = []
     for e in report.experiments:
         m = e.metrics
@@ -63,8 +63,11 @@ def scores(report: Report) -> pd.DataFrame:
                      "95% interval": f"[{interval.low:.4f}, {interval.high:.4f}]" if interval else "",
                      "folds": folds, "naive last value": round(baseline["mean"], 4) if baseline else "",
                      "seconds": m["seconds"]})
-        scored = m.get("targets", {})  # in the order dataset.target lists them (metrics.json sorts its keys)
-        for target, own in ((target, scored[target]) for target in e.spec.dataset.target_names if target in scored):
+        scored = m.get("targets", {})
+        # In the order dataset.target lists them (metrics.json sorts its keys), then any it no longer lists.
+        listed = [target for target in e.spec.dataset.target_names if target in scored]
+        for target in listed + [target for target in scored if target not in listed]:
+            own = scored[target]
             rows.append({"experiment": f"{e.name}: {target}", "metric": m["metric"], "mean ± std": score_text(own),
                          "95% interval": "", "folds": "",
                          "naive last value": round(own["baseline"]["mean"], 4) if "baseline" in own else "",

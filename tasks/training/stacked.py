@@ -514,7 +514,8 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
                         for metric in ("loss", spec.metric) for prefix in ("", "val_")}
         if "learning_rate" in trained.history:  # one rate for every slot
             fold_history["learning_rate"] = trained.history["learning_rate"]
-        result = FoldResult(score=score(spec, fold.y_test, outputs), history=fold_history,
+        config = specs[j // n_folds]
+        result = FoldResult(score=score(config, fold.y_test, outputs), history=fold_history,
                             n_train=len(fold.X_train), n_test=n_test)
-        results[j // n_folds].append(with_predictions(specs[j // n_folds], result, fold, outputs))
+        results[j // n_folds].append(with_predictions(config, result, fold, outputs))
     return results

@@ -66,8 +66,11 @@ def sweep(**values) -> Callable[[dict], None]:
 
 
 def mine(dataset: dict | None = None, units: int = 1, **sections) -> Callable[[dict], None]:
-    """A user's experiment `mine` on `data/mine.csv` (target `y`, binary unless `dataset` says otherwise)."""
-    activation = "sigmoid" if units == 1 else "softmax"
+    """A user's experiment `mine` on `data/mine.csv` (target `y`, binary unless `dataset` says otherwise), its last
+    layer of `units` units activated as the task's: sigmoid for one class or for labels, softmax for classes,
+    linear for a regression."""
+    task = (dataset or {}).get("task", "binary")
+    activation = {"regression": "linear", "multilabel": "sigmoid"}.get(task, "sigmoid" if units == 1 else "softmax")
 
     def edit(raw: dict) -> None:
         raw["experiments"]["mine"] = {
