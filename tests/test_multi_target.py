@@ -178,12 +178,6 @@ def test_a_last_layer_of_the_wrong_width_names_the_targets(linnerud):
         encode_labels(spec, load_table(spec.dataset), "linnerud")
 
 
-def test_a_multi_step_forecast_of_several_targets_is_refused(linnerud):
-    with pytest.raises(ParamsError, match=r"preprocess.steps_out: a multi-step forecast gives one target's steps"):
-        _spec(preprocess={"lookback": 3, "steps_out": 2, "scale_target": False},
-              evaluate={"method": "holdout", "shuffle": False, "test_size": 0.3})
-
-
 @pytest.fixture
 def parallel(tmp_path, monkeypatch):
     """Three parallel series (the books' in_seq1, in_seq2 and their sum, with noise) and a step counter."""
@@ -199,11 +193,12 @@ def parallel(tmp_path, monkeypatch):
 
 
 def _parallel_spec(**preprocess):
+    outputs = 3 * preprocess.get("steps_out", 1)
     raw = {"experiments": {"parallel": {
         "dataset": {"file": "data/parallel.csv", "target": ["a", "b", "total"], "task": "regression"},
         "preprocess": {"scale": "minmax", "scale_target": True, "lookback": 3, **preprocess},
         "model": {"layers": [{"type": "reshape", "target_shape": [3, 3]}, {"type": "lstm", "units": 16},
-                             {"type": "dense", "units": 3}]},
+                             {"type": "dense", "units": outputs}]},
         "train": {"optimizer": "adam", "learning_rate": 0.01, "epochs": 40, "batch_size": 16, "seed": 4},
         "evaluate": {"method": "holdout", "test_size": 0.25, "shuffle": False, "metric": "mae"}}},
         "continued": {}, "sweeps": {}}
@@ -241,6 +236,39 @@ def test_parallel_series_forecast_each_series_from_all_of_their_windows(parallel
     np.testing.assert_allclose(from_rows.to_numpy()[:-1], windows.to_numpy(), rtol=1e-5)
     assert from_rows.index[0] == 2  # the first window ends at row 2 and forecasts row 3
 
+
+
+def test_parallel_series_forecast_several_steps_of_each(parallel, tmp_path):
+    """The books' multiple parallel input and multi-step output: 2 steps of 3 series, 6 outputs step-major (each
+    series' next value, then the one after), each series scaled by its values at both steps, scored, written and
+    predicted a step and series each."""
+    spec = _parallel_spec(steps_out=2)
+    names, series = ["a", "b", "total"], parallel[["a", "b", "total"]].to_numpy()
+    table = load_table(spec.dataset)
+    _, labels = supervised(spec, table, encode_labels(spec, table))
+    np.testing.assert_allclose(labels.codes[0], np.concatenate([series[3], series[4]]))
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    scale, offset = folds[0].target_scale
+    y_train = folds[0].y_train
+    assert scale[:3] == scale[3:] and offset[:3] == offset[3:]
+    np.testing.assert_allclose(offset[:3], y_train.reshape(-1, 3).min(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(folds[0].naive_test, np.tile(series[folds[0].test_rows - 1], 2), rtol=1e-6)
+    result = cross_validate(spec, folds)
+    fold, data = result.folds[0], folds[0]
+    for j, name in enumerate(names):
+        assert fold.target_scores[name] == pytest.approx(
+            np.mean(np.abs(fold.y_pred[:, [j, j + 3]] - data.y_test[:, [j, j + 3]])), rel=1e-5)
+        assert result.target_baselines[name][0] == pytest.approx(
+            np.mean(np.abs(data.naive_test[:, [j, j + 3]] - data.y_test[:, [j, j + 3]])), rel=1e-5)
+    lines = write_predictions(tmp_path, result, None, names).read_text().splitlines()
+    first = int(data.test_rows[0])
+    assert lines[0] == "fold,row,step,target,true,predicted" and len(lines) == 1 + 6 * len(data.test_rows)
+    assert [line.split(",")[1:4] for line in lines[1:7]] == [
+        [str(first + step), str(step + 1), name] for step in range(2) for name in names]
+    assert float(lines[4].split(",")[4]) == pytest.approx(series[first + 1, 0], rel=1e-5)
+    final = refit(spec, table, encode_labels(spec, table))
+    got = predict_table(write_model(tmp_path / "model", spec, final), parallel)
+    assert list(got.columns) == [f"prediction_{name}_{step}" for step in (1, 2) for name in names]
 
 def test_the_report_and_mlflow_show_each_targets_scores(parallel, tmp_path):
     """A run written as the experiment flow writes it: the report's scores table has a row a target beside the

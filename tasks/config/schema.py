@@ -247,7 +247,8 @@ class PreprocessSpec(Section):
     horizon: Count = Field(default=1, description="forecast the target this many steps after the window's last")
     steps_out: Count = Field(
         default=1, description="forecast this many consecutive steps from the horizon on, as one vector (the "
-                               "model's last Dense layer has one unit a step): a multi-step forecast")
+                               "model's last Dense layer has one unit a step, of each target): a multi-step "
+                               "forecast")
     sampling_rate: Count = Field(
         default=1, description="a window reads every sampling_rate-th row: its `lookback` steps are sampling_rate "
                                "rows apart (Keras' timeseries_dataset_from_array; the books' hourly samples of "
@@ -761,10 +762,6 @@ class ExperimentSpec(Section):
         if self.train.class_weight is not None and task not in ("binary", "multiclass"):
             raise AtKey("train.class_weight", f"weighs the rows of each class: it needs task 'binary' or "
                         f"'multiclass'. Received: task {task!r}")
-        if self.preprocess.steps_out > 1 and len(self.dataset.targets) > 1:
-            raise AtKey("preprocess.steps_out", "a multi-step forecast gives one target's steps, one output unit a "
-                        f"step; dataset.target names {len(self.dataset.targets)} columns, which forecast one step "
-                        f"each: use one target, or steps_out 1. Received: {self.preprocess.steps_out}")
         if self.preprocess.steps_out > 1 and self.model.stateful:
             raise AtKey("preprocess.steps_out", "a stateful LSTM reads every window in time order, but a multi-step "
                         "forecast leaves out the training windows whose targets are held out: use a stateless model "

@@ -6,7 +6,7 @@ the other columns' values at the same steps, time-major (every column of the old
 series) are each read at every step and each forecast, one value a window. With `horizon` h the target is h rows
 after the window's last step; with `sampling_rate` r the window's steps are r rows apart, as Keras'
 `timeseries_dataset_from_array` samples them. With `steps_out` k the targets are the k rows from there on, one
-vector a window (a multi-step forecast).
+vector a window (a multi-step forecast; of several targets, step-major: every target's first step, then the next).
 
 Windowing only re-indexes values (nothing is fitted), so it can run before the split; the split is then made over
 the windows in time order, and each window keeps its target's row number in the file as its index: a training
@@ -117,18 +117,22 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
 
 def window_targets(values: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """The target values each window of a series of `values` (:func:`window_table`) predicts: one per window (a
-    row of them, one a target, for a table of several), or with `steps_out` k, k a window, shaped ``(windows, k)``.
+    row of them, one a target, for a table of several), or with `steps_out` k, k a window, shaped ``(windows, k)``
+    (of several targets, ``(windows, k * targets)``, step-major: the model's outputs as a Dense layer of k *
+    targets units, or an encoder-decoder's k steps of a unit a target, flattened, give them).
 
     Examples
     --------
     >>> window_targets(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), PreprocessSpec(lookback=2, steps_out=2)).tolist()
     [[3.0, 4.0], [4.0, 5.0]]
+    >>> window_targets(np.array([[1, 10], [2, 20], [3, 30], [4, 40]]), PreprocessSpec(lookback=2, steps_out=2))
+    array([[ 3, 30,  4, 40]])
     """
     first, k = spec.window_span + spec.horizon - 1, spec.steps_out
     rows = len(values) - first - k + 1
     if k == 1:
         return values[first:]
-    return np.stack([values[first + j:first + j + rows] for j in range(k)], axis=1)
+    return np.stack([values[first + j:first + j + rows] for j in range(k)], axis=1).reshape(rows, -1)
 
 
 def named_columns(names: Sequence[str], targets: Sequence[str], horizon: int) -> list[str]:

@@ -111,7 +111,7 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
     multilabel task `prediction_<label>` (1 where the label applies, 0 where not) and `proba_<label>` for each;
     regression gives `prediction` in the target's units (a forecast of k steps: `prediction_1` ...
     `prediction_k`, step j being `horizon + j - 1` rows after the window's last; several targets:
-    `prediction_<target>` each). `source` names the rows in error
+    `prediction_<target>` each, or `prediction_<target>_<j>` of k steps). `source` names the rows in error
     messages. A series model also takes the file's consecutive rows (:func:`series_windows`): one prediction per
     window.
     """
@@ -136,7 +136,13 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
         values = output.reshape(len(output), -1)
         if values.shape[1] == 1:
             return pd.DataFrame({PREDICTION: values[:, 0]}, index=frame.index)
-        names = saved.targets if len(saved.targets) > 1 else range(1, values.shape[1] + 1)
+        targets, steps = saved.targets, range(1, values.shape[1] // len(saved.targets) + 1)
+        if len(targets) == 1:
+            names = [str(step) for step in steps]
+        elif len(steps) == 1:
+            names = list(targets)
+        else:  # step-major, as the outputs
+            names = [f"{target}_{step}" for step in steps for target in targets]
         return pd.DataFrame(values, columns=[f"{PREDICTION}_{name}" for name in names], index=frame.index)
     classes = saved.codec.classes_
     if saved.task == "binary":

@@ -95,8 +95,8 @@ def write_history(out_dir: Path, result: CVResult) -> Path:
 def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None, targets: Sequence[str]) -> Path:
     """Every fold's held-out rows: `fold`, `row` (in the data file), `true` and `predicted` (class labels, or
     values with six significant digits). A forecast of k steps (`preprocess.steps_out`) has k lines a window, one a
-    step: `step` (from 1) and the `row` of that step's target. Several `targets` (the target columns, as
-    `dataset.target` names them) have a line each a row, `target` naming its column."""
+    step: `step` (from 1) and the `row` of that step's target. Several `targets` (the target columns or labels, as
+    `dataset.target` names them) have a line each a row (and step), `target` naming its column."""
 
     def shown(values: Any) -> list[str]:
         if codec is not None:
@@ -105,24 +105,24 @@ def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None,
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    steps = result.folds[0].y_true.shape[1] if result.folds[0].y_true.ndim == 2 else None
-    if len(targets) > 1:  # one value a target column, all of one row
-        writer.writerow(["fold", "row", "target", "true", "predicted"])
-        for index, fold in enumerate(result.folds):
-            for row, true, pred in zip(fold.rows, fold.y_true, fold.y_pred):
-                writer.writerows((index, int(row), target, a, b)
-                                 for target, a, b in zip(targets, shown(true), shown(pred)))
-    elif steps is None:
+    if result.folds[0].y_true.ndim == 1:  # one value a row
         writer.writerow(["fold", "row", "true", "predicted"])
         for index, fold in enumerate(result.folds):
             writer.writerows((index, int(row), true, pred)
                              for row, true, pred in zip(fold.rows, shown(fold.y_true), shown(fold.y_pred)))
-    else:
-        writer.writerow(["fold", "row", "step", "true", "predicted"])
+    else:  # step-major: each step's value of every target
+        named = len(targets) > 1
+        steps = result.folds[0].y_true.shape[1] // len(targets)
+        writer.writerow(["fold", "row", *(["step"] if steps > 1 else []), *(["target"] if named else []), "true",
+                         "predicted"])
         for index, fold in enumerate(result.folds):
             for row, true, pred in zip(fold.rows, fold.y_true, fold.y_pred):
-                writer.writerows((index, int(row) + step, step + 1, a, b)
-                                 for step, (a, b) in enumerate(zip(shown(true), shown(pred))))
+                true, pred = shown(true), shown(pred)
+                for step in range(steps):
+                    for t, target in enumerate(targets):
+                        i = step * len(targets) + t
+                        writer.writerow((index, int(row) + step, *([step + 1] if steps > 1 else []),
+                                         *([target] if named else []), true[i], pred[i]))
     path = out_dir / "predictions.csv"
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())

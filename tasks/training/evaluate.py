@@ -235,12 +235,13 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
 
 def naive_forecast(spec: ExperimentSpec, X: pd.DataFrame, targets: Sequence[str]) -> np.ndarray | None:
     """A series' windows' naive forecast: each window's last value of each target, for every step it forecasts
-    (`preprocess.steps_out`), in the targets' units; None for rows that are no windows."""
+    (`preprocess.steps_out`, step-major as :func:`~kerasflow.tasks.data.window.window_targets`), in the targets'
+    units; None for rows that are no windows."""
     preprocess = spec.preprocess
     if preprocess.lookback is None:
         return None
     last = X[last_value_columns(preprocess, targets)].to_numpy(dtype=np.float32)
-    return np.repeat(last, preprocess.steps_out, axis=1)
+    return np.tile(last, (1, preprocess.steps_out))
 
 
 def pretrained_embedding(spec: ExperimentSpec, preprocessor: Preprocessor) -> np.ndarray | None:

@@ -367,8 +367,8 @@ def set_model_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
 def fit_target_scale(spec: PreprocessSpec, y: np.ndarray, columns: int = 1) -> TargetScale | None:
     """`(scale, offset)` mapping the scaled target back to `y`'s units (`y = scaled * scale + offset`), when
     `spec.scale_target` asks for it; fitted like the features' `scale` (min-max or standard). Each of several target
-    columns (`columns` > 1: `y` holds one a column) has its own, as tuples: their units differ; a multi-step
-    forecast's steps share the one target's.
+    columns (`columns` > 1: `y`'s columns are theirs, step-major for a multi-step forecast) has its own, as tuples
+    of one an output: their units differ; a multi-step forecast's steps share their target's.
 
     Examples
     --------
@@ -377,18 +377,24 @@ def fit_target_scale(spec: PreprocessSpec, y: np.ndarray, columns: int = 1) -> T
     (4.0, 2.0)
     >>> fit_target_scale(spec, np.array([[2.0, 10.0], [6.0, 30.0]]), columns=2)
     ((4.0, 20.0), (2.0, 10.0))
+    >>> fit_target_scale(spec, np.array([[2.0, 10.0, 4.0, 20.0], [6.0, 30.0, 8.0, 40.0]]), columns=2)  # 2 steps
+    ((6.0, 30.0, 6.0, 30.0), (2.0, 10.0, 2.0, 10.0))
     """
     if not spec.scale_target:
         return None
+    outputs = y.shape[1] if y.ndim == 2 else 1
     axis = 0 if columns > 1 else None
+    if columns > 1:  # a row a step of the targets: their values at every step pooled
+        y = y.reshape(-1, columns)
     if spec.scale == "minmax":  # the bounds as float64 before the difference: a float32 one rounds it
         low, high = np.min(y, axis=axis).astype(np.float64), np.max(y, axis=axis).astype(np.float64)
         scale, offset = high - low, low
     else:
         scale, offset = np.std(y, axis=axis), np.mean(y, axis=axis)
     scale = np.where(scale == 0, 1.0, scale)
-    if columns > 1:
-        return tuple(float(v) for v in scale), tuple(float(v) for v in offset)
+    if columns > 1:  # each target's for each step
+        steps = outputs // columns
+        return tuple(float(v) for v in np.tile(scale, steps)), tuple(float(v) for v in np.tile(offset, steps))
     return float(scale), float(offset)
 
 

@@ -567,7 +567,8 @@ def column_scores(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) 
     names = spec.dataset.target_names
     if spec.dataset.task not in SEVERAL_TARGETS or len(names) < 2:
         return None
-    return {name: score(spec, y_true[:, [j]], y_pred[:, [j]]) for j, name in enumerate(names)}
+    # A multi-step forecast's outputs are step-major: target j's are every len(names)-th from j.
+    return {name: score(spec, y_true[:, j::len(names)], y_pred[:, j::len(names)]) for j, name in enumerate(names)}
 
 
 def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float:
