@@ -237,7 +237,6 @@ def test_parallel_series_forecast_each_series_from_all_of_their_windows(parallel
     assert from_rows.index[0] == 2  # the first window ends at row 2 and forecasts row 3
 
 
-
 def test_parallel_series_forecast_several_steps_of_each(parallel, tmp_path):
     """The books' multiple parallel input and multi-step output: 2 steps of 3 series, 6 outputs step-major (each
     series' next value, then the one after), each series scaled by its values at both steps, scored, written and
@@ -269,6 +268,16 @@ def test_parallel_series_forecast_several_steps_of_each(parallel, tmp_path):
     final = refit(spec, table, encode_labels(spec, table))
     got = predict_table(write_model(tmp_path / "model", spec, final), parallel)
     assert list(got.columns) == [f"prediction_{name}_{step}" for step in (1, 2) for name in names]
+    # Its outputs are 2 steps of each: continuing it for one step, or building it for 3 outputs, is refused.
+    again = spec.with_overrides({"train.init_from": str(tmp_path / "model"), "preprocess.steps_out": 1,
+                                 "model.layers[2].units": 3})
+    with pytest.raises(ParamsError, match=r"preprocess.steps_out: 1, but the model in .* forecasts 2 step\(s\) of "
+                                          r"each target: make them equal"):
+        load_start(again, "again")
+    with pytest.raises(DataError, match=r"must have 6 unit\(s\) for task 'regression' on data/parallel.csv \(2 "
+                                        r"steps of 3 numeric targets: preprocess.steps_out x dataset.target\)"):
+        encode_labels(spec.with_overrides({"model.layers[2].units": 3}), table)
+
 
 def test_the_report_and_mlflow_show_each_targets_scores(parallel, tmp_path):
     """A run written as the experiment flow writes it: the report's scores table has a row a target beside the

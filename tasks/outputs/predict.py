@@ -86,7 +86,8 @@ def feature_frame(saved: SavedModel, frame: pd.DataFrame, source: str | Path = "
 def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
     """A series model's input given as the file's consecutive rows (the targets' columns and the columns its
     windows read, a header row naming them): one window per run of rows it spans (`lookback` rows `sampling_rate`
-    apart), indexed by its last row, whose prediction is the targets `horizon` rows after that row."""
+    apart), indexed by its last row, whose prediction is the targets `horizon` rows after that row (and the
+    `steps_out` - 1 rows after it)."""
     window = saved.window
     columns = window["columns"]
     # Model folders saved before sampling_rate or steps_out existed have none: 1.

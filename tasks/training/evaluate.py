@@ -161,7 +161,8 @@ def _targets(spec: ExperimentSpec, encoded: Encoded) -> str:
     if spec.dataset.task == "multilabel":
         return f"{columns} labels: dataset.target"
     if columns > 1:
-        return f"{columns} numeric targets: dataset.target"
+        return f"{columns} numeric targets: dataset.target" if steps == 1 else \
+            f"{steps} steps of {columns} numeric targets: preprocess.steps_out x dataset.target"
     return "a numeric target" if steps == 1 else f"{steps} steps ahead: preprocess.steps_out"
 
 

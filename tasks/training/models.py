@@ -65,8 +65,8 @@ from kerasflow.tasks.config.schema import (
 from kerasflow.tasks.config.section import Configured, Section
 
 TargetScale = tuple[float, float] | tuple[tuple[float, ...], tuple[float, ...]]
-"""`(scale, offset)` of a model's output: `prediction = output * scale + offset`; one of each a target column where
-there are several (:func:`fit_target_scale`)."""
+"""`(scale, offset)` of a model's output: `prediction = output * scale + offset`; one of each an output where there
+are several target columns (:func:`fit_target_scale`)."""
 
 
 def layer_seeds(seed: int, n: int) -> list[int]:

@@ -542,7 +542,8 @@ def first_non_finite(values: Sequence[float]) -> int | None:
 
 def point_values(task: str, y: np.ndarray) -> np.ndarray:
     """Encoded targets or model outputs of a `task` as one value per row: the class code, or the value (a
-    forecast of k steps: k values a row; a multilabel task's: whether each label applies).
+    forecast of k steps, or of several targets: k values a row, step-major; a multilabel task's: whether each label
+    applies).
 
     Examples
     --------
@@ -562,8 +563,8 @@ def point_values(task: str, y: np.ndarray) -> np.ndarray:
 
 
 def column_scores(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float] | None:
-    """The metric (:func:`score`) of each target column's or label's predictions alone, keyed by its column, where
-    a regression or a multilabel task has several; None otherwise."""
+    """The metric (:func:`score`) of each target column's or label's predictions alone (a forecast's at all its
+    steps), keyed by its column, where a regression or a multilabel task has several; None otherwise."""
     names = spec.dataset.target_names
     if spec.dataset.task not in SEVERAL_TARGETS or len(names) < 2:
         return None

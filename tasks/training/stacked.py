@@ -317,7 +317,7 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
         else:
             raise TypeError(f"layer {layer.type!r} cannot be stacked; use the per-fold path")
     if target_scales is not None:
-        # Slots x 1 x one a target column (or one for all): each slot's row of outputs scaled by its fold's.
+        # Slots x 1 x one an output (or one for all): each slot's row of outputs scaled by its fold's.
         scale, offset = (np.array(values, dtype="float32").reshape(len(values), 1, -1)
                          for values in zip(*target_scales))
         stack.append(keras.layers.Rescaling(scale, offset, name="target_scale"))

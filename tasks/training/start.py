@@ -113,6 +113,10 @@ def _check_settings(spec: ExperimentSpec, name: str, saved: SavedModel) -> None:
         raise ParamsError(f"{experiment_key(spec, name, 'dataset.target')}: {targets}, but the model in {origin} "
                           f"predicts {list(saved.targets)}, an output each in that order: name the same columns in "
                           f"the same order")
+    steps = (saved.window or {}).get("steps_out", 1)
+    if steps != spec.preprocess.steps_out:  # the outputs, and their target scale, are that many a target
+        raise ParamsError(f"{experiment_key(spec, name, 'preprocess.steps_out')}: {spec.preprocess.steps_out}, but "
+                          f"the model in {origin} forecasts {steps} step(s) of each target: make them equal")
     fitted = saved.preprocessor
     for setting in COMPARED_SETTINGS:
         ours, theirs = getattr(spec.preprocess, setting), getattr(fitted, setting)
@@ -143,6 +147,6 @@ def _shown(value: object) -> str:
 
 def _scale_value(value: object) -> float | tuple[float, ...]:
     """A saved `target_scale` layer's scale or offset as :func:`~kerasflow.tasks.training.models.fit_target_scale`
-    gives it: a number, or one a target column."""
+    gives it: a number, or one an output (of several target columns)."""
     values = np.asarray(value, dtype=np.float64)
     return float(values) if values.ndim == 0 else tuple(float(v) for v in values)

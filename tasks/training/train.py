@@ -89,8 +89,8 @@ class FoldResult:
 
 
 def encode_target(spec: ExperimentSpec, codes: np.ndarray, n_classes: int) -> np.ndarray:
-    """The target as the loss expects it: (n, 1) floats ((n, k) for a forecast of k steps or k target columns, a
-    multilabel task's k labels), (n,) class codes, or (n, C) one-hot."""
+    """The target as the loss expects it: (n, 1) floats ((n, k) for a forecast of k steps, k target columns or a
+    multilabel task's k labels; (n, k x targets) for k steps of several), (n,) class codes, or (n, C) one-hot."""
     task = spec.dataset.task
     if task in ("regression", "binary", "multilabel"):
         return codes.astype(np.float32).reshape(len(codes), -1)
