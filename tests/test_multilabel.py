@@ -30,10 +30,15 @@ from kerasflow.tasks.training.train import predict
 
 pytestmark = pytest.mark.slow
 LABELS = ["sports", "politics", "science"]
-SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
+METRICS = ["accuracy", "precision", "recall", "f1", "auc", "pr_auc", "precision_macro", "recall_macro", "f1_macro"]
+SKLEARN = {"precision": (precision_score, "micro"), "recall": (recall_score, "micro"), "f1": (f1_score, "micro"),
+           "precision_macro": (precision_score, "macro"), "recall_macro": (recall_score, "macro"),
+           "f1_macro": (f1_score, "macro")}
+"""scikit-learn's function and average of each metric of a multilabel task."""
 KERAS = {"accuracy": lambda: keras.metrics.BinaryAccuracy(), "precision": lambda: keras.metrics.Precision(),
          "recall": lambda: keras.metrics.Recall(),
          "f1": lambda: keras.metrics.F1Score(average="micro", threshold=0.5),
+         "f1_macro": lambda: keras.metrics.F1Score(average="macro", threshold=0.5),
          "auc": lambda: keras.metrics.AUC(multi_label=True, num_labels=3),
          "pr_auc": lambda: keras.metrics.AUC(curve="PR", multi_label=True, num_labels=3)}
 
@@ -62,10 +67,11 @@ def _spec(evaluate: dict | None = None, dataset: dict | None = None, units: int 
 
 
 @pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
-@pytest.mark.parametrize("metric", ["accuracy", "precision", "recall", "f1", "auc", "pr_auc"])
+@pytest.mark.parametrize("metric", METRICS)
 def test_each_folds_score_counts_every_label_of_every_row(labelled, metric, stack):
     """Accuracy is the share of labels right, precision, recall and F1 count every label of every row (Keras' own
-    metrics on the label columns, scikit-learn's `average="micro"`); a fold's score is its last epoch's."""
+    metrics on the label columns, scikit-learn's `average="micro"`), their macro forms average the labels' (as
+    scikit-learn's `average="macro"`); a fold's score is its last epoch's."""
     spec = _spec({"metric": metric, "stack_folds": stack})
     table = load_table(spec.dataset)
     assert table.targets == LABELS and list(table.X.columns) == [f"x{i}" for i in range(10)]
@@ -74,37 +80,44 @@ def test_each_folds_score_counts_every_label_of_every_row(labelled, metric, stac
     assert result.stacked == stack and spec.higher_is_better
     for fold, data in zip(result.folds, folds):
         assert fold.y_true.shape == fold.y_pred.shape == (len(data.y_test), 3)
-        if metric not in ("auc", "pr_auc"):  # from the 0/1 predictions a fold keeps; the curves below
+        if metric in KERAS and metric not in ("auc", "pr_auc"):  # from the 0/1 predictions a fold keeps
             keras_own = KERAS[metric]()
             keras_own.update_state(data.y_test, fold.y_pred.astype("float32"))
             assert fold.score == pytest.approx(float(np.squeeze(keras_own.result())), rel=1e-5)
         if metric in SKLEARN:
-            assert fold.score == pytest.approx(SKLEARN[metric](fold.y_true, fold.y_pred, average="micro"), rel=1e-6)
+            function, average = SKLEARN[metric]
+            assert fold.score == pytest.approx(function(fold.y_true, fold.y_pred, average=average, zero_division=0.0),
+                                               rel=1e-6)
         assert fold.history[f"val_{metric}"][-1] == pytest.approx(fold.score, rel=1e-5)
-        # Each label scored alone: scikit-learn's of its column; the curves' mean, and the labels' accuracies',
-        # is the fold's score.
+        # Each label scored alone: scikit-learn's of its column; the mean of the labels' curves, accuracies and
+        # macro scores is the fold's score.
         assert list(fold.target_scores) == LABELS
         for j, label in enumerate(LABELS):
             if metric in SKLEARN:
                 assert fold.target_scores[label] == pytest.approx(
-                    SKLEARN[metric](fold.y_true[:, j], fold.y_pred[:, j], zero_division=0.0), rel=1e-6)
-        if metric in ("accuracy", "auc", "pr_auc"):
+                    SKLEARN[metric][0](fold.y_true[:, j], fold.y_pred[:, j], zero_division=0.0), rel=1e-6)
+        if metric in ("accuracy", "auc", "pr_auc") or metric.endswith("_macro"):
             assert np.mean(list(fold.target_scores.values())) == pytest.approx(fold.score, rel=1e-6)
     assert len({round(value, 6) for fold in result.folds for value in fold.history[f"val_{metric}"]}) > 1
 
 
-@pytest.mark.parametrize("metric", ["accuracy", "precision", "recall", "f1", "auc", "pr_auc"])
+@pytest.mark.parametrize("metric", METRICS)
 def test_each_slots_held_out_score_is_keras_own_metric_of_its_labels(labelled, metric):
     """Three stacked slots of 70, 50 and 60 rows of three labels, scored untrained from one prediction and by the
-    compiled per-slot metric: each is Keras' own metric of its rows (the curves: one a label, averaged)."""
+    compiled per-slot metric: each is Keras' own metric of its rows (the curves: one a label, averaged), or
+    scikit-learn's macro precision and recall, which Keras has not."""
     spec, rng = _spec({"metric": metric}), np.random.default_rng(0)
     parts = [(rng.normal(size=(n, 10)).astype("float32"), rng.integers(0, 2, size=(n, 3)).astype("float32"))
              for n in (70, 50, 60)]
     logs, compiled, predictions = slot_scores_three_ways(spec, parts)
     for j, (_, truth) in enumerate(parts):
-        keras_own = KERAS[metric]()
-        keras_own.update_state(truth, predictions[j, :len(truth)])
-        alone = float(np.squeeze(keras_own.result()))
+        if metric in KERAS:
+            keras_own = KERAS[metric]()
+            keras_own.update_state(truth, predictions[j, :len(truth)])
+            alone = float(np.squeeze(keras_own.result()))
+        else:
+            function, average = SKLEARN[metric]
+            alone = function(truth, predictions[j, :len(truth)] > 0.5, average=average, zero_division=0.0)
         assert logs[f"val_f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
         assert compiled[f"f{j}_{metric}"] == pytest.approx(alone, abs=1e-6)
 
@@ -184,9 +197,9 @@ def test_folds_of_labels_are_not_stratified(labelled):
      "two or more 0/1 columns, e.g. [sports, politics] (one column is task 'binary'). Received: 'sports'"),
     ({"loss": "categorical_crossentropy"}, ParamsError, "train.loss: does not fit task 'multilabel'"),
     ({"class_weight": "balanced"}, ParamsError, "train.class_weight: weighs the rows of each class"),
-    ({"evaluate": {"metric": "f1_macro"}}, ParamsError, "evaluate.metric: does not fit task 'multilabel' "
-                                                         "(dataset.task). Allowed: accuracy, precision, recall, f1, "
-                                                         "auc, pr_auc"),
+    ({"evaluate": {"metric": "mse"}}, ParamsError, "evaluate.metric: does not fit task 'multilabel' (dataset.task). "
+                                                    "Allowed: accuracy, precision, recall, f1, auc, pr_auc, "
+                                                    "precision_macro, recall_macro, f1_macro"),
     ({"units": 2}, DataError, "the last Dense layer must have 3 unit(s) for task 'multilabel' on data/labels.csv "
                               "(3 labels: dataset.target). Received: 2 (layers[1])"),
 ])

@@ -73,7 +73,8 @@ DEFAULT_LOSS = {"binary": "binary_crossentropy", "multiclass": "sparse_categoric
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary": ("accuracy", "precision", "recall", "f1", "auc", "pr_auc", "precision_macro", "recall_macro", "f1_macro"),
     "multiclass": ("accuracy", "precision_macro", "recall_macro", "f1_macro", "auc", "pr_auc"),
-    "multilabel": ("accuracy", "precision", "recall", "f1", "auc", "pr_auc"),
+    "multilabel": ("accuracy", "precision", "recall", "f1", "auc", "pr_auc", "precision_macro", "recall_macro",
+                   "f1_macro"),
     "regression": ("mse", "rmse", "mae", "mape"),
     "next_token": ("accuracy", "perplexity"),
 }
@@ -663,7 +664,8 @@ class EvaluateSpec(Section):
         "precision_macro, recall_macro or f1_macro (the mean over the classes found, as scikit-learn's); a "
         "multiclass task's auc and pr_auc are the mean of each class's curve against the others; a multilabel "
         "task's accuracy, precision, recall and f1 count every label of every row (Keras' on the label columns), "
-        "its auc and pr_auc are the mean of each label's curve"))
+        "its auc and pr_auc are the mean of each label's curve, its precision_macro, recall_macro and f1_macro the "
+        "mean of each label's score"))
     stack_folds: bool = Field(default=True, description="train the folds of a Dense model as one program")
     refit: bool = Field(default=True, description="retrain on all rows and save the model")
     parallel: Literal["auto", "none", "ray"] = Field(

@@ -278,22 +278,39 @@ def macro_rows(y_true, y_pred, tally: Callable[[object, object], tuple]):
     return ops.concatenate([*tally(actual, predicted), ops.maximum(actual, predicted)], axis=-1)
 
 
+MACRO_TALLIES: dict[str, Callable[[object, object], tuple]] = {
+    "precision_macro": lambda actual, predicted: (actual * predicted, predicted),
+    "recall_macro": lambda actual, predicted: (actual * predicted, actual),
+    "f1_macro": lambda actual, predicted: (2.0 * actual * predicted, actual + predicted)}
+"""A macro score's (numerator, denominator) of each class's (or label's) actual and predicted 0/1 values: (true
+positives, predicted positives), (true positives, actual positives), (twice the true positives, the actual plus the
+predicted positives)."""
+
+
 def precision_macro_rows(y_true, y_pred):
     """Per class: (a true positive, a predicted positive), and whether the row is of the class or predicted as it:
     scikit-learn's macro precision."""
-    return macro_rows(y_true, y_pred, lambda actual, predicted: (actual * predicted, predicted))
+    return macro_rows(y_true, y_pred, MACRO_TALLIES["precision_macro"])
 
 
 def recall_macro_rows(y_true, y_pred):
     """Per class: (a true positive, an actual positive), and whether the row is of the class or predicted as it:
     scikit-learn's macro recall."""
-    return macro_rows(y_true, y_pred, lambda actual, predicted: (actual * predicted, actual))
+    return macro_rows(y_true, y_pred, MACRO_TALLIES["recall_macro"])
 
 
 def f1_macro_rows(y_true, y_pred):
     """Per class: (twice a true positive, an actual plus a predicted positive), and whether the row is of the class
     or predicted as it: scikit-learn's macro F1."""
-    return macro_rows(y_true, y_pred, lambda actual, predicted: (2.0 * actual * predicted, actual + predicted))
+    return macro_rows(y_true, y_pred, MACRO_TALLIES["f1_macro"])
+
+
+def label_macro_rows(y_true, y_pred, tally: Callable[[object, object], tuple]):
+    """:func:`macro_rows` of a multilabel task: per label, `tally`'s pair of whether it applies and whether it is
+    predicted to, and 1: every label counts in the mean, as scikit-learn's macro average of label columns takes
+    them all (one with no actual or predicted positive scores 0, its `zero_division`)."""
+    actual, predicted = binary_hits(y_true, y_pred)
+    return ops.concatenate([*tally(actual, predicted), ops.ones_like(actual)], axis=-1)
 
 
 TALLIED_METRICS: dict[str, tuple[Callable, Finish]] = {
@@ -447,8 +464,12 @@ def metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
         return keras.metrics.sparse_categorical_accuracy, None
     if metric in TALLIED_METRICS:
         fn, finish = TALLIED_METRICS[metric]
-        # A multilabel task's curves are its labels', not its classes'.
-        return (label_curve_rows if finish in CURVES and spec.dataset.task == "multilabel" else fn), finish
+        if spec.dataset.task == "multilabel":  # its curves and macro means are its labels', not its classes'
+            if finish in CURVES:
+                return label_curve_rows, finish
+            if finish == "macro":
+                return functools.partial(label_macro_rows, tally=MACRO_TALLIES[metric]), finish
+        return fn, finish
     if metric == "perplexity":
         return keras.losses.sparse_categorical_crossentropy, "exp"
     if metric == "mae":
