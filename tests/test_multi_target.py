@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import written_run
 from mlflow import MlflowClient
 
-from kerasflow.flows.pipeline import write_results
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import DatasetSpec, parse_params
 from kerasflow.tasks.data.table import load_table
@@ -282,12 +282,8 @@ def test_parallel_series_forecast_several_steps_of_each(parallel, tmp_path):
 def test_the_report_and_mlflow_show_each_targets_scores(parallel, tmp_path):
     """A run written as the experiment flow writes it: the report's scores table has a row a target beside the
     experiment's, with its naive forecast, a residual plot each (their units differ), and MLflow a metric each."""
-    spec = _parallel_spec()
-    table = load_table(spec.dataset)
-    labels = encode_labels(spec, table, "parallel")
-    cv = cross_validate(spec, prepare_folds(spec, table, labels))
-    results = tmp_path / "results"
-    write_results.fn("parallel", spec, cv, None, labels.codec, results, {}, 0.0)
+    spec, results = _parallel_spec(), tmp_path / "results"
+    cv = written_run("parallel", spec, results)
     metrics = json.loads((results / "parallel/metrics.json").read_text())
     assert metrics["targets"]["total"]["baseline"]["mae"]["folds"] == pytest.approx(cv.target_baselines["total"])
     content = collect(results, {"parallel": spec})
@@ -333,8 +329,7 @@ def test_a_diverged_fold_has_no_score_of_any_target():
     nan = float("nan")
     folds = [FoldResult(score=1.5, history={"loss": [0.5, 0.4]}, target_scores={"a": 1.0, "b": 2.0}),
              FoldResult(score=nan, history={"loss": [0.5, nan]}, target_scores={"a": nan, "b": nan})]
-    summary = CVResult(metric="rmse", higher_is_better=False, folds=folds, stacked=True, seconds=1.0,
-                       target_scores={"a": [1.0, nan], "b": [2.0, nan]}).summary()
+    summary = CVResult(metric="rmse", higher_is_better=False, folds=folds, stacked=True, seconds=1.0).summary()
     assert summary["folds"] == [1.5, None] and summary["diverged_at_epoch"] == [2]
     assert summary["targets"] == {"a": {"mean": None, "std": None, "folds": [1.0, None]},
                                   "b": {"mean": None, "std": None, "folds": [2.0, None]}}

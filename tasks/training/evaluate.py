@@ -67,15 +67,21 @@ class CVResult:
     """Per fold, the score of the naive last-value forecast (series only)."""
     epochs_run: list[int] | None = None
     """Per fold, the epochs it trained, where early stopping may have ended it before `train.epochs`."""
-    target_scores: dict[str, list[float]] | None = None
-    """Several target columns or labels (`dataset.target: [a, b]`): per fold, the metric of each one's predictions
-    alone, keyed by its column."""
     target_baselines: dict[str, list[float]] | None = None
     """Several target columns of a series: per fold, each column's naive last-value forecast's score."""
 
     @property
     def scores(self) -> list[float]:
         return [fold.score for fold in self.folds]
+
+    @property
+    def target_scores(self) -> dict[str, list[float]] | None:
+        """Several target columns or labels (`dataset.target: [a, b]`): per fold, the metric of each one's
+        predictions alone (`FoldResult.target_scores`), keyed by its column; None for one target."""
+        first = self.folds[0].target_scores
+        if first is None:
+            return None
+        return {target: [fold.target_scores[target] for fold in self.folds] for target in first}
 
     @property
     def diverged(self) -> dict[int, int]:
@@ -330,7 +336,7 @@ def cross_validate_configs(specs: Sequence[ExperimentSpec], folds: list[FoldData
     seconds = time.perf_counter() - start
     return [CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, stacked=True, seconds=seconds,
                      folds=results, baseline=_baseline(spec, folds), epochs_run=_epochs_run(spec, results),
-                     **_per_target(spec, folds, results))
+                     target_baselines=_target_baselines(spec, folds))
             for spec, results in zip(specs, per_config)]
 
 
@@ -346,7 +352,7 @@ def each_fold_result(spec: ExperimentSpec, folds: list[FoldData], results: list[
     """The result of folds trained one model each (here one after another, or as Ray tasks)."""
     return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=False,
                     seconds=seconds, baseline=_baseline(spec, folds), epochs_run=_epochs_run(spec, results),
-                    **_per_target(spec, folds, results))
+                    target_baselines=_target_baselines(spec, folds))
 
 
 def folds_on_ray(spec: ExperimentSpec) -> bool:
@@ -371,18 +377,13 @@ def _baseline(spec: ExperimentSpec, folds: list[FoldData]) -> list[float] | None
     return None if folds[0].naive_test is None else [score(spec, fold.y_test, fold.naive_test) for fold in folds]
 
 
-def _per_target(spec: ExperimentSpec, folds: list[FoldData], results: list[FoldResult]) -> dict[str, Any]:
-    """Where there are several target columns or labels, each fold's metric of each one's predictions alone
-    (`target_scores`) and, for a series, of its naive forecast (`target_baselines`), keyed by the column; nothing
-    for one target."""
-    if results[0].target_scores is None:
-        return {}
-    scores = {target: [result.target_scores[target] for result in results] for target in results[0].target_scores}
+def _target_baselines(spec: ExperimentSpec, folds: list[FoldData]) -> dict[str, list[float]] | None:
+    """Per fold, the naive forecast's score of each of a series' several target columns, keyed by the column; None
+    for one target or rows that are no windows."""
     if folds[0].naive_test is None:
-        return {"target_scores": scores}
+        return None
     naive = [column_scores(spec, fold.y_test, fold.naive_test) for fold in folds]
-    return {"target_scores": scores,
-            "target_baselines": {target: [fold[target] for fold in naive] for target in scores}}
+    return None if naive[0] is None else {target: [fold[target] for fold in naive] for target in naive[0]}
 
 
 def uses_stacking(spec: ExperimentSpec, n_models: int) -> bool:
