@@ -44,6 +44,12 @@ def lag_columns(lookback: int, horizon: int = 1, columns: Sequence[str] = (), sa
     return [f"{column}_lag_{k}" for k in steps for column in columns]
 
 
+def named_steps(spec: PreprocessSpec, targets: Sequence[str]) -> bool:
+    """Whether a window's columns are named by the column they read (`<column>_lag_<k>`): a multivariate series'
+    (`lookback_columns`) or several targets'; a univariate series' are `lag_<k>`."""
+    return bool(spec.lookback_columns) or len(targets) > 1
+
+
 def last_value_columns(spec: PreprocessSpec, targets: Sequence[str]) -> list[str]:
     """The window columns holding each target's value at the window's last step: the naive forecast.
 
@@ -53,8 +59,7 @@ def last_value_columns(spec: PreprocessSpec, targets: Sequence[str]) -> list[str
     >>> last_value_columns(spec, ["y"]), last_value_columns(spec, ["a", "b"])
     (['lag_1'], ['a_lag_1', 'b_lag_1'])
     """
-    named = bool(spec.lookback_columns) or len(targets) > 1
-    return lag_columns(1, spec.horizon, targets if named else [])
+    return lag_columns(1, spec.horizon, targets if named_steps(spec, targets) else [])
 
 
 def window_columns(spec: PreprocessSpec, table: Table) -> list[str]:
@@ -104,8 +109,7 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
         raise DataError(f"{table.source}: {spec.key('lookback')}={lookback} with {ahead}{sampled} needs at "
                         f"least {span + reach + 1} rows in the series; it has {n}")
     steps = pd.concat([table.y, table.X[columns]], axis=1)
-    named = columns or len(targets) > 1
-    names = lag_columns(lookback, horizon, [*targets, *columns] if named else [], rate)
+    names = lag_columns(lookback, horizon, [*targets, *columns] if named_steps(spec, targets) else [], rate)
     rows = n - span - reach + 1
     # Window i reads steps i, i + rate, .., i + span - 1 and predicts step i + span + horizon - 1 (and the
     # steps_out - 1 after it).
