@@ -60,6 +60,23 @@ def cancer_experiment(train: dict | None = None, evaluate: dict | None = None) -
             "evaluate": {"n_splits": 3, "seed": 1, **(evaluate or {})}}
 
 
+def written_run(name: str, spec, results_dir: Path):
+    """Cross-validate experiment `name` on its data and write its results as the experiment flow does (its write
+    task, without Prefect), with the seconds of the load and the cross-validation; its CVResult."""
+    from kerasflow.flows.pipeline import write_results
+    from kerasflow.tasks.data.table import load_table
+    from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds
+
+    started, timing = time.perf_counter(), {}
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table, name)
+    timing["load"] = time.perf_counter() - started
+    cv = cross_validate(spec, prepare_folds(spec, table, labels))
+    timing["cross_validate"] = time.perf_counter() - started - timing["load"]
+    write_results.fn(name, spec, cv, None, labels.codec, results_dir, timing, started)
+    return cv
+
+
 def slot_scores_three_ways(spec, parts: list) -> tuple[dict, dict, object]:
     """Three stacked slots of `spec`'s model (seeds 1, 2, 3), scored untrained on their (X, y) `parts` padded to
     one length: the held-out scores from one prediction (`HeldOutScores`' logs), the compiled per-slot metric's

@@ -10,11 +10,10 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import slot_scores_three_ways
+from helpers import slot_scores_three_ways, written_run
 from sklearn.datasets import make_multilabel_classification
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from kerasflow.flows.pipeline import write_results
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
@@ -149,12 +148,8 @@ def test_the_saved_model_says_which_labels_apply_and_how_likely(labelled, tmp_pa
 def test_results_and_report_show_each_label(labelled, tmp_path):
     """predictions.csv has a line a row and label; the report counts the rows each label applies to and draws a
     confusion matrix a label."""
-    spec = _spec()
-    table = load_table(spec.dataset)
-    labels = encode_labels(spec, table, "labels")
-    cv = cross_validate(spec, prepare_folds(spec, table, labels))
-    results = tmp_path / "results"
-    write_results.fn("labels", spec, cv, None, labels.codec, results, {}, 0.0)
+    spec, results = _spec(), tmp_path / "results"
+    cv = written_run("labels", spec, results)
     predictions = pd.read_csv(results / "labels/predictions.csv")
     assert list(predictions.columns) == ["fold", "row", "target", "true", "predicted"]
     assert predictions["target"].tolist()[:3] == LABELS and len(predictions) == 3 * len(labelled)

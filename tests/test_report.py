@@ -17,9 +17,8 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import stop, tiny_params
+from helpers import stop, tiny_params, written_run
 
-from kerasflow.flows.pipeline import write_results
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import file_md5, load_table
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
@@ -46,17 +45,6 @@ def _params(**iris_evaluate) -> dict:
     # Listed in the params but never run: the report must say so, not fail.
     raw["experiments"]["iris_later"] = {**raw["experiments"]["iris"]}
     return raw
-
-
-def _run(name: str, spec, results_dir: Path) -> dict:
-    """Cross-validate and write the results as the experiment flow does (its write task, without Prefect)."""
-    started, timing = time.perf_counter(), {}
-    table = load_table(spec.dataset)
-    labels = encode_labels(spec, table, name)
-    timing["load"] = time.perf_counter() - started
-    cv = cross_validate(spec, prepare_folds(spec, table, labels))
-    timing["cross_validate"] = time.perf_counter() - started - timing["load"]
-    return write_results.fn(name, spec, cv, None, labels.codec, results_dir, timing, started)
 
 
 def _sweep(tune_dir: Path) -> None:
@@ -229,7 +217,7 @@ def test_report_from_a_real_run_renders_in_headless_chromium(project, monkeypatc
     monkeypatch.chdir(project)
     experiments = parse_params(_params()).experiments
     for name in ("iris", "diabetes"):
-        _run(name, experiments[name], project / "results")
+        written_run(name, experiments[name], project / "results")
     _sweep(project / "results/iris/tune")
 
     content = collect(project / "results", experiments)
