@@ -66,7 +66,8 @@ class Preprocessor:
         if self.text is not None:
             return self._fit_text(X)
         self.columns_ = [str(c) for c in X.columns]
-        self.categorical_columns_ = [c for c in self.columns_ if not pd.api.types.is_numeric_dtype(X[c])]
+        self.categorical_columns_ = [c for c, dtype in zip(self.columns_, X.dtypes)
+                                     if not pd.api.types.is_numeric_dtype(dtype)]
         if self.categorical_columns_ and self.categorical == "none":
             column = self.categorical_columns_[0]
             values = X[column].dropna()
@@ -76,7 +77,7 @@ class Preprocessor:
             raise DataError(f"{prefix}non-numeric feature columns {self.categorical_columns_} (e.g. {example!r} in "
                             f"{column!r}) need an encoding, and preprocess.categorical is 'none'{key}. Allowed: "
                             f"'onehot' or 'ordinal'; or remove the column(s) from the file")
-        self._check_complete(X, [c for c in self.columns_ if X[c].isna().any()])
+        self._check_complete(X, _with_missing(X))
         # Every column gets a fill value when imputing: a held-out or new row may miss one the training rows had.
         filled = self.columns_ if self.impute != "none" else []
         self.fill_ = {c: _fill_value(X[c], self.impute, c in self.categorical_columns_) for c in filled}
@@ -123,7 +124,7 @@ class Preprocessor:
         if self.text is not None:
             return self.tokenizer_.transform(_texts(X[self.columns_[0]]))
         # A value missing only from rows `fit` did not see would otherwise become a NaN prediction, silently.
-        self._check_complete(X, [c for c in self.columns_ if c not in self.fill_ and X[c].isna().any()])
+        self._check_complete(X, [c for c in _with_missing(X) if c not in self.fill_])
         return ((self._encode(X) - self.center_) / self.scale_).astype(np.float32)
 
     def _check_complete(self, X: pd.DataFrame, missing: list[str]) -> None:
@@ -138,6 +139,9 @@ class Preprocessor:
                         f"or 'most_frequent'; or complete the file")
 
     def _encode(self, X: pd.DataFrame) -> np.ndarray:
+        if not self.categories_ and not self.fill_:  # all numeric and complete: one copy (an image's pixels)
+            # Row-major, as the columns stacked below: the scaler's means then round the same way.
+            return np.ascontiguousarray(X.to_numpy(dtype=np.float64))
         parts = []
         for column in self.columns_:
             values = X[column]
@@ -203,6 +207,11 @@ class LabelCodec:
         codec = cls()
         codec.classes_ = list(state["classes"])
         return codec
+
+
+def _with_missing(X: pd.DataFrame) -> list[str]:
+    """The columns of `X` with a missing value, in order."""
+    return [str(c) for c in X.columns[X.isna().any().to_numpy()]]
 
 
 def _texts(column: pd.Series) -> list[str]:

@@ -180,7 +180,8 @@ def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> Non
     if pre.text is not None:
         return  # any text can be read: unseen words become the out-of-vocabulary id, an empty cell empty
     first_line = 1 + int(saved.header)
-    for column in X.columns:
+    suspect = X.isna().any().to_numpy() | ~X.dtypes.map(pd.api.types.is_numeric_dtype).to_numpy(dtype=bool)
+    for column in X.columns[suspect]:  # the columns the checks below can refuse, in order
         values = X[column]
         if column not in pre.categories_ and not pd.api.types.is_numeric_dtype(values):
             bad = int(np.flatnonzero((pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy())[0])
