@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="a saved model folder (results/<experiment>/model), or a model dvc.yaml registers: "
                               "NAME (its latest version), NAME@vX.Y.Z or NAME#STAGE")
     predict.add_argument("--input", type=Path, required=True, metavar="CSV",
-                         help="rows with the training feature columns (the target columns may be present)")
+                         help="rows with the training feature columns (the target columns may be present); for a "
+                              "model trained on a folder, a folder of image or text files (or one): the output's "
+                              "`file` column names each")
     predict.add_argument("--output", type=Path, required=True, metavar="CSV",
                          help="where to write `prediction` (and `proba_<class>` columns for classification; "
                               "`prediction_<target>` for several targets, `prediction_<label>` and "

@@ -48,7 +48,8 @@ def moving_square(rng: np.random.Generator, rightward: bool, size: int = 16) -> 
 
 def write_stand_ins(data: Path, bundled: Path) -> None:
     """Stand-ins of the books' datasets that ship nowhere, in their shapes: sonar (60 numeric columns, R/M),
-    ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1), the Jena weather
+    ionosphere (34, g/b), CIFAR-10 (3072 pixels of 32x32x3, 10 labels), IMDB reviews (text, 0/1; and as aclImdb's
+    folder of .txt files), cats-vs-dogs (a folder of JPEGs a class, of assorted sizes), the Jena weather
     station's 10-minute rows (a date and 14 readings), Alice (a text of random words), card transactions (Time,
     V1..V28, Amount, and Class, 1 in 20 of them fraud), the moving square's videos (16 frames of 16 x 16); every
     16th of the bundled MNIST digits, the bundled sunspots, macroeconomic series and breast-cancer table (every
@@ -74,6 +75,19 @@ def write_stand_ins(data: Path, bundled: Path) -> None:
             for i in range(200)])
     _write(data / "moving_square.csv", ["direction", *(f"p{i}" for i in range(16 ** 3))],
            [[("right", "left")[i % 2], *moving_square(rng, rightward=i % 2 == 0)] for i in range(60)])
+    from PIL import Image
+
+    for label, level in (("cat", 70), ("dog", 180)):  # cats_vs_dogs_small/train: JPEGs of assorted sizes
+        (data / "cats_vs_dogs_small/train" / label).mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.normal(level, 40, (*rng.integers(150, 220, 2), 3)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(data / f"cats_vs_dogs_small/train/{label}/{label}.{i}.jpg")
+    for label in ("neg", "pos"):  # aclImdb/train: a review a file, urls_*.txt beside the class subfolders
+        (data / "aclImdb/train" / label).mkdir(parents=True)
+        for i in range(30):
+            review = " ".join(rng.choice(words[:100] if label == "neg" else words[50:150], size=40))
+            (data / f"aclImdb/train/{label}/{i}_{1 if label == 'neg' else 9}.txt").write_text(review)
+        (data / f"aclImdb/train/urls_{label}.txt").write_text("http://www.imdb.com/title/tt0000000/usercomments\n")
     (data / "alice.txt").write_text(" ".join(" ".join(rng.choice(words[:40], size=12)) + "." for _ in range(40)))
     for name in ("breast_cancer.csv", "sunspots.csv", "macrodata.csv"):
         shutil.copy(bundled / name, data / name)

@@ -83,13 +83,19 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
 class DatasetSpec(Section):
     """Where the rows come from and what is predicted."""
 
-    file: Path
+    file: Path = Field(description="a CSV; a folder of class subfolders of images or text files, each subfolder a "
+                                   "class (target: label), as Keras' image_dataset_from_directory reads; or a text "
+                                   "file (next_token)")
     target: str | int | list[str | int] | None = Field(
         default=None, description="target column: its name, or its 0-based index when header is false; a list of "
                                   "them for a regression predicting several columns at once, or a multilabel "
                                   "task's 0/1 label columns, one output unit each (none for next_token: a text file)")
     header: bool = True
     task: Task
+    image_size: tuple[Count, Count] | None = Field(default=None, description="a folder of images: each resized to "
+                                                   "[height, width] (when left out, Keras' 256 x 256)")
+    color_mode: Literal["grayscale", "rgb", "rgba"] | None = Field(default=None, description="a folder of images: "
+                                                                   "1, 3 or 4 channels a pixel (when left out, rgb)")
 
     @field_validator("target")
     @classmethod

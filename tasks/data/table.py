@@ -1,9 +1,12 @@
-"""Reading an experiment's CSV into features and target, with errors that name the file and column."""
+"""Reading an experiment's CSV (or folder of class subfolders: :mod:`folders`) into features and target, with
+errors that name the file and column."""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +16,9 @@ from pydantic import BaseModel
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.messages import cut
-from kerasflow.tasks.config.schema import DatasetSpec
+from kerasflow.tasks.config.schema import STRATIFIED_TASKS, DatasetSpec
 from kerasflow.tasks.data import checks
+from kerasflow.tasks.data.folders import DEFAULT_IMAGE_SIZE, LABEL, FolderFormat, folder_kind, read_class_folder
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,12 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None) -> p
 
 
 def file_md5(path: str | Path) -> str:
-    """The md5 of a file's bytes, read in blocks; DVC 3 records exactly this for a file."""
+    """The md5 DVC 3 records: of a file's bytes, read in blocks; of a folder, `<md5>.dir`, the md5 of the JSON list
+    of its files' relative paths and md5s, sorted by path (so it changes exactly when a file under it does)."""
+    path = Path(path)
+    if path.is_dir():
+        return listing_md5([{"md5": file_md5(file), "relpath": file.relative_to(path).as_posix()}
+                            for file in path.rglob("*") if file.is_file()])
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -90,10 +99,44 @@ def file_md5(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
-    """Load `spec.file` (relative to `root`) and split off the target column (a frame of them, several targets)."""
+def listing_md5(entries: list[dict[str, str]]) -> str:
+    """A folder's md5 from its files' `{"md5", "relpath"}` entries, as DVC 3 computes it: `<md5>.dir`."""
+    listing = json.dumps(sorted(entries, key=lambda entry: entry["relpath"]), sort_keys=True)
+    return hashlib.md5(listing.encode("utf-8")).hexdigest() + ".dir"
+
+
+def folder_format(spec: DatasetSpec, root: str | Path = ".") -> FolderFormat | None:
+    """How the rows of `spec.file` are read when it is a folder of class subfolders (None for a file), refusing
+    `image_size` and `color_mode` where there are no images to read."""
     path = Path(root) / spec.file
-    frame = read_csv(path, spec.header, spec.key("file") if spec.located else None)
+    where = named(spec, "file")
+    kind = folder_kind(path, where) if path.is_dir() else None
+    if kind == "images":
+        return FolderFormat("images", tuple(spec.image_size or DEFAULT_IMAGE_SIZE), spec.color_mode or "rgb")
+    for key in ("image_size", "color_mode"):
+        if getattr(spec, key) is not None:
+            holds = "text files" if kind == "texts" else "a file, not a folder of images"
+            raise DataError(f"{path}: dataset.{key}{named(spec, key)} is how a folder's images are read, and "
+                            f"dataset.file{where} holds {holds}; leave it out")
+    return FolderFormat("texts") if kind == "texts" else None
+
+
+def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
+    """Load `spec.file` (relative to `root`), a CSV or a folder of class subfolders, and split off the target column
+    (a frame of them, several targets)."""
+    path = Path(root) / spec.file
+    fmt = folder_format(spec, root)
+    if fmt is None:
+        frame = read_csv(path, spec.header, spec.key("file") if spec.located else None)
+    else:
+        _check_folder_keys(spec, path)
+        frame = read_class_folder(path, fmt)
+        # Every file under the folder, rows or not, goes into its md5 (dataset.json's, as DVC's): unreadable,
+        # it would stop the run after training, as its results are written.
+        unreadable = next((file for file in path.rglob("*") if file.is_file() and not os.access(file, os.R_OK)), None)
+        if unreadable is not None:
+            raise DataError(f"{unreadable}: cannot be read; every file under {path} goes into the folder's md5 "
+                            f"(dataset.json's, as DVC's): make it readable, or move it out")
     targets = [_target_column(spec, target, frame, path) for target in spec.targets]
     if len(set(targets)) < len(targets):
         raise DataError(f"{path}: dataset.target{named(spec, 'target')} names a column more than once "
@@ -102,6 +145,19 @@ def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
         _check_target(spec, frame[target], path)
     y = frame[targets] if isinstance(spec.target, list) else frame[targets[0]]
     return Table(X=frame.drop(columns=targets), y=y, source=path)
+
+
+def _check_folder_keys(spec: DatasetSpec, path: Path) -> None:
+    """A folder's class is its rows' `label` column; it has no header row to describe."""
+    if spec.target != LABEL:
+        raise DataError(f"{path}: a folder's rows take their class from their subfolder, as the column {LABEL!r}: "
+                        f"set dataset.target{named(spec, 'target')} to {LABEL!r}. Received: {spec.target!r}")
+    if spec.task not in STRATIFIED_TASKS:
+        raise DataError(f"{path}: a folder of class subfolders is read for a classification; task "
+                        f"{spec.task!r}{named(spec, 'task')} needs a CSV. Allowed: {', '.join(STRATIFIED_TASKS)}")
+    if not spec.header:
+        raise DataError(f"{path}: dataset.header{named(spec, 'header')} describes a CSV's first line, and a folder "
+                        f"has none: leave it out")
 
 
 def _check_target(spec: DatasetSpec, y: pd.Series, path: Path) -> None:

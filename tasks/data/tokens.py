@@ -94,6 +94,9 @@ def read_tokens(dataset: DatasetSpec, spec: TokensSpec) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found{named(dataset, 'file')}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder{named(dataset, 'file')}; task 'next_token' reads one text "
+                        f"file") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}){named(dataset, 'file')}") from None
     tokens = tokenize(text, spec.level, spec.lowercase)

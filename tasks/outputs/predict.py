@@ -1,8 +1,8 @@
 """Applying a saved model folder to new rows: the training-time preprocessing, then the labels decoded back.
 
 The folder is the one :func:`kerasflow.tasks.outputs.results.write_model` leaves (``results/<experiment>/model``),
-read by :mod:`kerasflow.tasks.outputs.saved_model`; a new CSV is read with the training file's layout, so a user
-needs no ``params.yaml``.
+read by :mod:`kerasflow.tasks.outputs.saved_model`; a new CSV is read with the training file's layout (new images or
+texts as the training folder's were read), so a user needs no ``params.yaml``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ import pandas as pd
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import PreprocessSpec
 from kerasflow.tasks.data import checks
+from kerasflow.tasks.data.folders import FolderFormat, files_under, read_files
 from kerasflow.tasks.data.table import read_csv
 from kerasflow.tasks.data.window import window_rows
 from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.saved_model import SavedModel, load_keras_model, read_saved
 
 PREDICTION = "prediction"
+FILE = "file"
+"""The column naming each predicted image or text file, relative to the input folder."""
 PROBA_PREFIX = "proba_"
 
 
@@ -159,19 +162,45 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
 
 
 def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str | Path) -> Path:
-    """Predict every row of the CSV `input_path` and write the predictions to `output_path`, all or nothing.
+    """Predict every row of the CSV `input_path` (or, for a model trained on a folder of images or texts, every
+    such file in the folder `input_path`, or that one file) and write the predictions to `output_path`, all or
+    nothing.
 
     Everything is checked and predicted before `output_path` is touched, and it is replaced in one rename, so a
     failed run leaves no partial file and an earlier output intact.
     """
-    output_path = Path(output_path)
+    output_path, input_path = Path(output_path), Path(input_path)
     if output_path.is_dir():
         raise DataError(f"{output_path}: is a folder; the output must be a CSV file path")
     saved = read_saved(model_dir)
-    predictions = predict_table(saved, read_csv(input_path, saved.header), source=input_path)
+    if saved.folder is None:
+        if input_path.is_dir():
+            raise DataError(f"{input_path}: is a folder; the model was trained on a CSV: expected a CSV file")
+        predictions = predict_table(saved, read_csv(input_path, saved.header), source=input_path)
+    else:
+        files = _new_files(saved.folder, input_path)
+        predictions = predict_table(saved, read_files(files, saved.folder), source=input_path)
+        names = [file.relative_to(input_path).as_posix() for file in files] if input_path.is_dir() else \
+            [input_path.name]
+        predictions.insert(0, FILE, names)
     with atomic_path(output_path) as tmp:
         predictions.to_csv(tmp, index=False)
     return output_path
+
+
+def _new_files(fmt: FolderFormat, input_path: Path) -> list[Path]:
+    """The files a model trained on a folder predicts: every image or text file under the folder `input_path`
+    (class subfolders or not), sorted by path, or that one file."""
+    if input_path.is_file() and input_path.suffix.lower() in fmt.suffixes:
+        return [input_path]
+    if not input_path.is_dir():
+        found = f"not {fmt.one_file}" if input_path.exists() else "file not found"
+        raise DataError(f"{input_path}: {found}; the model was trained on a folder of {fmt.description}: give such "
+                        f"a folder, or one such file")
+    files = files_under(input_path, fmt.suffixes)
+    if not files:
+        raise DataError(f"{input_path}: no {fmt.description} in the folder or below it")
+    return files
 
 
 def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> None:

@@ -27,7 +27,7 @@ import keras
 from kerasflow.tasks.config.layers import EmbeddingLayer, PretrainedLayer
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
-from kerasflow.tasks.data.table import file_md5
+from kerasflow.tasks.data.table import file_md5, folder_format
 from kerasflow.tasks.data.window import named_columns
 from kerasflow.tasks.outputs import live, metrics
 from kerasflow.tasks.outputs.atomic import atomic_path, write_json
@@ -163,6 +163,9 @@ def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Pat
                                "sampling_rate": preprocess.sampling_rate, "steps_out": preprocess.steps_out,
                                "columns": named_columns(final.preprocessor.columns_, targets,
                                                         preprocess.horizon)}
+        folder = folder_format(spec.dataset)
+        if folder is not None:  # `kerasflow predict` then reads new image or text files
+            state["folder"] = folder.to_dict()
         (tmp / PREPROCESSING_FILE).write_text(json.dumps(state, indent=2) + "\n")
     return model_dir
 

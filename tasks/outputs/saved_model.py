@@ -1,7 +1,8 @@
 """A saved model folder (``results/<experiment>/model``): its file names, and reading it without Keras.
 
 :func:`kerasflow.tasks.outputs.results.write_model` writes the folder; ``preprocessing.json`` holds the fitted
-preprocessing and how the training CSV was laid out (header row or not, which column was the target), so new rows
+preprocessing and how the training CSV was laid out (header row or not, which column was the target; a training
+folder's image size and colour mode), so new rows
 are read the same way and a user needs no ``params.yaml`` to predict. Nothing here imports Keras until a model is
 loaded (:func:`load_keras_model`): a wrong folder or a wrong input file is refused in about a second instead of after
 TensorFlow's import.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.data.folders import FolderFormat
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.tokens import TokenVocabulary
 
@@ -36,6 +38,8 @@ class SavedModel:
     window: dict | None = None
     """A series model's windows: `lookback`, `horizon`, `sampling_rate`, `steps_out` and the other `columns` each
     window reads (None otherwise)."""
+    folder: FolderFormat | None = None
+    """How the training folder's images or texts were read (None for a CSV): new files are read the same way."""
 
     @property
     def features(self) -> list[str]:
@@ -61,7 +65,8 @@ def read_saved(model_dir: str | Path) -> SavedModel:
         reads = TokenVocabulary if state["task"] == "next_token" else Preprocessor
         return SavedModel(path=model_dir, preprocessor=reads.from_dict(state["features"]), codec=codec,
                           task=state["task"], targets=_targets(state["target"]), header=bool(state["header"]),
-                          window=state.get("window"))
+                          window=state.get("window"),
+                          folder=FolderFormat.from_dict(state["folder"]) if state.get("folder") else None)
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{model_dir / PREPROCESSING_FILE}: not a kerasflow preprocessing file "
                         f"({type(exc).__name__}: {exc})") from None

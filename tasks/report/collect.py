@@ -18,7 +18,7 @@ import yaml
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import STRATIFIED_TASKS, ExperimentSpec
-from kerasflow.tasks.data.table import file_md5
+from kerasflow.tasks.data.table import file_md5, listing_md5
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs.metrics import read_experiment, read_nested, read_sweep_best
 from kerasflow.tasks.report.compare import Comparison, data_md5, fold_key, pair, test_train_ratio
@@ -138,7 +138,8 @@ def _environment_order(key: str) -> tuple[int, str]:
 
 def dvc_tracking(path: Path) -> tuple[Path, str, str | None] | None:
     """The `.dvc` file tracking `path` (itself or a folder above it), its recorded hash, and the md5 recorded
-    for `path` in the folder's manifest when that is in the local cache (`.dvc/cache/files/md5`)."""
+    for `path` in the folder's manifest when that is in the local cache (`.dvc/cache/files/md5`); for a folder
+    inside the tracked one, the md5 of its files' entries there, as DVC would record the folder."""
     for tracked in [path, *path.parents]:
         if tracked.name in ("", ".", ".."):
             break
@@ -152,6 +153,10 @@ def dvc_tracking(path: Path) -> tuple[Path, str, str | None] | None:
         manifest = _cached_manifest(dvc_file.parent, recorded)
         relpath = path.relative_to(tracked).as_posix()
         in_manifest = next((entry["md5"] for entry in manifest if entry.get("relpath") == relpath), None)
+        below = [{"md5": entry["md5"], "relpath": entry["relpath"][len(relpath) + 1:]} for entry in manifest
+                 if entry.get("relpath", "").startswith(relpath + "/")]
+        if below:  # a folder inside the tracked one: its md5 from its files' entries
+            in_manifest = listing_md5(below)
         return dvc_file, recorded, in_manifest
     return None
 

@@ -10,6 +10,7 @@ key or file on the other side: layer shapes, the task, the preprocessing setting
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -17,8 +18,9 @@ import numpy as np
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
+from kerasflow.tasks.data.folders import FolderFormat
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
-from kerasflow.tasks.data.table import Table, file_md5
+from kerasflow.tasks.data.table import Table, file_md5, folder_format
 from kerasflow.tasks.data.window import window_table
 from kerasflow.tasks.outputs.saved_model import (
     MODEL_FILE,
@@ -117,6 +119,10 @@ def _check_settings(spec: ExperimentSpec, name: str, saved: SavedModel) -> None:
     if steps != spec.preprocess.steps_out:  # the outputs, and their target scale, are that many a target
         raise ParamsError(f"{experiment_key(spec, name, 'preprocess.steps_out')}: {spec.preprocess.steps_out}, but "
                           f"the model in {origin} forecasts {steps} step(s) of each target: make them equal")
+    folder = folder_format(spec.dataset)
+    if folder != saved.folder and Path(spec.dataset.file).exists():  # else the file's absence is the error
+        raise ParamsError(f"{experiment_key(spec, name, 'dataset')}: {_rows_read(folder)}, but the model in {origin} "
+                          f"was trained on {_rows_read(saved.folder)}: read the rows as it did")
     fitted = saved.preprocessor
     for setting in COMPARED_SETTINGS:
         ours, theirs = getattr(spec.preprocess, setting), getattr(fitted, setting)
@@ -139,6 +145,15 @@ def _check_shapes(spec: ExperimentSpec, name: str, start: Start, saved_model: ke
             index = built.layers.index(layer)
             raise ParamsError(f"{where} differ at layers[{index}] ({type(layer).__name__}): weights of shapes "
                               f"{shapes} here, {saved_shapes} there")
+
+
+def _rows_read(folder: FolderFormat | None) -> str:
+    """How rows are read, in words: `rows of a CSV`, `text files`, `16 x 16 rgb images`."""
+    if folder is None:
+        return "rows of a CSV"
+    if folder.kind == "texts":
+        return "text files"
+    return f"{folder.image_size[0]} x {folder.image_size[1]} {folder.color_mode} images"
 
 
 def _shown(value: object) -> str:

@@ -137,6 +137,10 @@ WITH_WORD_VECTORS = {
 REVIEWS = "review,y\n" + "".join(f"{'a good film' if i % 2 else 'a dull plot'},{i % 2}\n" for i in range(8))
 
 
+NOTES = {"data/notes/pos/1.txt": "a good film", "data/notes/neg/1.txt": "a dull plot"}
+"""A folder of texts in two class subfolders."""
+
+
 def rows(labels: str, extra: str = "") -> str:
     """A small numeric CSV `a,b,y`, one row per character of `labels` (the class of that row); with `extra`, a
     text column of that name holding 'red'."""
@@ -471,6 +475,36 @@ CASES = [
     Bad("predict-infinite-value", ("data/new.csv: column 'petal_length' holds inf at file line(s) [3]",),
         files={"data/new.csv": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n5,3,inf,1\n"},
         argv=PREDICT),
+    # --- folders of class subfolders ---------------------------------------------------------------------------------
+    Bad("folder-target-not-label", ("data/notes: a folder's rows take their class from their subfolder, as the column "
+                                    "'label': set dataset.target (params.yaml:experiments.mine.dataset.target) to "
+                                    "'label'. Received: 'y'",),
+        mine({"file": "data/notes"}), files=NOTES, argv=("run", "mine")),
+    Bad("folder-of-images-and-texts", ("data/notes: holds both image files (.bmp, .gif, .jpeg, .jpg, .png) and text "
+                                       "files (.txt) in its class subfolders (params.yaml:experiments.mine.dataset."
+                                       "file); a folder's rows are all images or all texts",),
+        mine({"file": "data/notes", "target": "label"}), files={**NOTES, "data/notes/pos/2.png": "x"},
+        argv=("run", "mine")),
+    Bad("folder-without-class-files", ("data/notes: no image files (.bmp, .gif, .jpeg, .jpg, .png) or text files "
+                                       "(.txt) in class subfolders (params.yaml:experiments.mine.dataset.file); "
+                                       "expected one subfolder a class",),
+        mine({"file": "data/notes", "target": "label"}), files={"data/notes/1.txt": "a text beside no subfolder"},
+        argv=("run", "mine")),
+    Bad("folder-image-unreadable", ("data/pics/cats/1.png: cannot be read as an image (UnidentifiedImageError",),
+        mine({"file": "data/pics", "target": "label", "image_size": [4, 4]}),
+        files={"data/pics/cats/1.png": "not a PNG", "data/pics/dogs/1.png": "nor this"}, argv=("run", "mine")),
+    Bad("folder-for-a-regression", ("data/notes: a folder of class subfolders is read for a classification; task "
+                                    "'regression' (params.yaml:experiments.mine.dataset.task) needs a CSV. Allowed: "
+                                    "binary, multiclass",),
+        mine({"file": "data/notes", "target": "label", "task": "regression"}), files=NOTES, argv=("run", "mine")),
+    Bad("image-size-on-a-csv", ("data/iris.csv: dataset.image_size (params.yaml:experiments.iris.dataset.image_size) "
+                                "is how a folder's images are read, and dataset.file (params.yaml:experiments.iris."
+                                "dataset.file) holds a file, not a folder of images; leave it out",),
+        iris("dataset", image_size=[8, 8])),
+    Bad("predict-folder-with-a-csv-model", ("data/notes: is a folder; the model was trained on a CSV: expected a CSV "
+                                            "file",),
+        files=NOTES, argv=("predict", "--model", "results/iris/model", "--input", "data/notes", "--output",
+                           "out/pred.csv")),
     Bad("predict-missing-model", ("results/nowhere: model folder not found",),
         files={"data/new.csv": "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n"},
         argv=("predict", "--model", "results/nowhere", "--input", "data/new.csv", "--output", "out/pred.csv")),
