@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
-from kerasflow.tasks.config.layers import DenseLayer, EmbeddingLayer, TimeDistributedLayer
+from kerasflow.tasks.config.layers import DenseLayer, EmbeddingLayer, ReshapeLayer, TimeDistributedLayer
 from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
+from kerasflow.tasks.data.folders import PIL_MODES
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits, purged
-from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.data.table import Table, folder_format
 from kerasflow.tasks.data.tokens import TokenVocabulary, windows
 from kerasflow.tasks.data.window import last_value_columns, window_table, window_targets
 from kerasflow.tasks.data.word_vectors import read_word_vectors
@@ -278,7 +279,27 @@ def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded, start: St
                          y_test=y[split.test_index], test_rows=split.test_index + spec.preprocess.tokens.window)]
     table, labels = supervised(spec, table, labels)
     splits = experiment_splits(spec, labels, table.source)
-    return [fit_split(spec, table, labels, split, start)[0] for split in splits]
+    folds = [fit_split(spec, table, labels, split, start)[0] for split in splits]
+    check_reshaped_width(spec, folds[0].X_train.shape[1], table.source)
+    return folds
+
+
+def check_reshaped_width(spec: ExperimentSpec, n_features: int, source: object) -> None:
+    """A model that starts by reshaping each row (to an image, a sequence) must be given that many values: refused
+    before training, naming both sides, rather than as Keras' error in every fold (and each of its retries)."""
+    first = spec.model.layers[0]
+    if not isinstance(first, ReshapeLayer) or math.prod(first.target_shape) == n_features:
+        return
+    shape = " x ".join(map(str, first.target_shape))
+    folder = folder_format(spec.dataset)
+    if folder is not None and folder.kind == "images":
+        (height, width), channels = folder.image_size, len(PIL_MODES[folder.color_mode])
+        given = (f"images of {height} x {width} x {channels} ({spec.dataset.key('image_size')}, "
+                 f"{spec.dataset.key('color_mode')}) are {n_features} values")
+    else:
+        given = f"rows of {n_features} feature values (as preprocessed)"
+    raise DataError(f"{source}: {given}, and model.layers[0] reshapes {math.prod(first.target_shape)} ({shape}; "
+                    f"{first.key('target_shape')}): make them equal")
 
 
 def experiment_splits(spec: ExperimentSpec, labels: Encoded, source: object) -> list[Split]:

@@ -141,6 +141,16 @@ NOTES = {"data/notes/pos/1.txt": "a good film", "data/notes/neg/1.txt": "a dull 
 """A folder of texts in two class subfolders."""
 
 
+def two_classes_of_images(folder: Path) -> None:
+    """Two PNG images in each of `folder`'s class subfolders cats/ and dogs/."""
+    from PIL import Image
+
+    for label in ("cats", "dogs"):
+        (folder / label).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (6, 5), (40 * i, 90, 200)).save(folder / label / f"{i}.png")
+
+
 def rows(labels: str, extra: str = "") -> str:
     """A small numeric CSV `a,b,y`, one row per character of `labels` (the class of that row); with `extra`, a
     text column of that name holding 'red'."""
@@ -497,6 +507,14 @@ CASES = [
                                     "'regression' (params.yaml:experiments.mine.dataset.task) needs a CSV. Allowed: "
                                     "binary, multiclass",),
         mine({"file": "data/notes", "target": "label", "task": "regression"}), files=NOTES, argv=("run", "mine")),
+    Bad("folder-images-of-another-size-than-the-reshape", (
+        "data/pics: images of 4 x 4 x 1 (params.yaml:experiments.mine.dataset.image_size, params.yaml:experiments."
+        "mine.dataset.color_mode) are 16 values, and model.layers[0] reshapes 48 (4 x 4 x 3; params.yaml:"
+        "experiments.mine.model.layers[0].target_shape): make them equal",),
+        mine({"file": "data/pics", "target": "label", "image_size": [4, 4], "color_mode": "grayscale"},
+             model={"layers": [{"type": "reshape", "target_shape": [4, 4, 3]}, {"type": "flatten"},
+                               {"type": "dense", "units": 1, "activation": "sigmoid"}]}),
+        argv=("run", "mine"), prepare=lambda project: two_classes_of_images(project / "data/pics")),
     Bad("image-size-on-a-csv", ("data/iris.csv: dataset.image_size (params.yaml:experiments.iris.dataset.image_size) "
                                 "is how a folder's images are read, and dataset.file (params.yaml:experiments.iris."
                                 "dataset.file) holds a file, not a folder of images; leave it out",),
