@@ -130,6 +130,8 @@ def test_overrides_reach_nested_keys_and_whole_layer_groups():
     ({"space": {"train.learning_rate": {"uniform": [0.01, 0.1]}}},
      "sweeps.iris.algorithm: 'grid' takes only grid/choice"),
     ({"space": {"train.epochs": {"grid": []}}}, "sweeps.iris.space.train.epochs.grid: is empty"),
+    ({"space": {"dataset.image_size": {"grid": [[8, 8], [16, 16]]}}},
+     "sweeps.iris.space.dataset.image_size: a sweep reads the experiment's data once, for all its trials"),
     ({"space": {}}, "sweeps.iris.space: Dictionary should have at least 1 item after validation, not 0. Received: {}"),
     ({"space": {"train.epochs": {"gridd": [1]}}}, "sweeps.iris.space.train.epochs.gridd: Input should be 'grid'"),
     ({"space": {"train.epochs": {"grid": [1], "choice": [2]}}},

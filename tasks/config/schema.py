@@ -981,6 +981,10 @@ class Params(Section):
         for name, sweep in self.sweeps.items():
             experiment = self.experiments[name]
             for key, dist in sweep.space.items():
+                if key.split(".")[0] == "dataset":
+                    raise AtKey(f"sweeps.{name}.space.{key}", "a sweep reads the experiment's data once, for all its "
+                                "trials: it sweeps model, train, preprocess and evaluate keys; compare data sets as "
+                                f"experiments of their own (kerasflow compare). Received: {dist!r}")
                 # Try every listed value, and both ends of a range, now: a bad key or value (`sgdd` as the second
                 # of two optimizers) fails before any trial starts, not in the trial that draws it.
                 (kind, values), = dist.items()
