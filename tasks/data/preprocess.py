@@ -74,9 +74,12 @@ class Preprocessor:
             words = values[pd.to_numeric(values, errors="coerce").isna()]
             example = (words if len(words) else values).iloc[0]
             prefix, key = self._where("categorical")
+            texts = " " in str(example)  # words, most likely a text to tokenize rather than categories
             raise DataError(f"{prefix}non-numeric feature columns {self.categorical_columns_} (e.g. {example!r} in "
                             f"{column!r}) need an encoding, and preprocess.categorical is 'none'{key}. Allowed: "
-                            f"'onehot' or 'ordinal'; or remove the column(s) from the file")
+                            f"'onehot' or 'ordinal'; or remove the column(s) from the file"
+                            + (f"; or, to read {column!r} as text, preprocess.text: {{column: {column}}}" if texts
+                               else ""))
         self._check_complete(X, _with_missing(X))
         # Every column gets a fill value when imputing: a held-out or new row may miss one the training rows had.
         filled = self.columns_ if self.impute != "none" else []

@@ -490,6 +490,10 @@ CASES = [
                                     "'label': set dataset.target (params.yaml:experiments.mine.dataset.target) to "
                                     "'label'. Received: 'y'",),
         mine({"file": "data/notes"}), files=NOTES, argv=("run", "mine")),
+    Bad("folder-of-texts-without-preprocess-text", (
+        "data/notes: non-numeric feature columns ['text'] (e.g. 'a good film' in 'text') need an encoding",
+        "; or, to read 'text' as text, preprocess.text: {column: text}"),
+        mine({"file": "data/notes", "target": "label"}), files=NOTES, argv=("run", "mine")),
     Bad("folder-of-images-and-texts", ("data/notes: holds both image files (.bmp, .gif, .jpeg, .jpg, .png) and text "
                                        "files (.txt) in its class subfolders (params.yaml:experiments.mine.dataset."
                                        "file); a folder's rows are all images or all texts",),
