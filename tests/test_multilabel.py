@@ -24,7 +24,13 @@ from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.html import render_html
 from kerasflow.tasks.sweep.groups import scoring_spec
 from kerasflow.tasks.sweep.nested import outer_splits
-from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds, refit
+from kerasflow.tasks.training.evaluate import (
+    cross_validate,
+    encode_labels,
+    experiment_splits,
+    prepare_folds,
+    refit,
+)
 from kerasflow.tasks.training.train import predict
 
 pytestmark = pytest.mark.slow
@@ -170,20 +176,37 @@ def test_results_and_report_show_each_label(labelled, tmp_path):
     assert [f"confusion matrix of label {label}" in page for label in LABELS] == [True] * 3
 
 
-def test_folds_of_labels_are_not_stratified(labelled):
-    """A row has several labels, not one class to stratify by: outer folds of nested CV and a sweep's hold-out
-    split are plain shuffled splits, and `evaluate.stratify` is refused."""
-    spec = _spec()
-    table = load_table(spec.dataset)
-    labels = encode_labels(spec, table)
-    assert len(outer_splits(spec, labels, 3)) == 3
+def test_stratified_folds_of_labels_hold_each_labels_share_and_are_the_same_each_time(labelled):
+    """`evaluate.stratify` deals the rows out iteratively (iterative-stratification's MultilabelStratifiedKFold):
+    each of 10 folds holds within one row of every label's share, where shuffled folds miss it by up to 8 rows;
+    so do a repeated k-fold, a hold-out split, nested CV's outer folds and a sweep's hold-out split."""
+    y = labelled[LABELS].to_numpy()
+
+    def spread(splits) -> list[int]:
+        counts = np.array([y[split.test_index].sum(axis=0) for split in splits])
+        return (counts.max(axis=0) - counts.min(axis=0)).tolist()
+
+    spec = _spec({"stratify": True, "n_splits": 10})
+    labels = encode_labels(spec, load_table(spec.dataset))
+    stratified = experiment_splits(spec, labels, "labels.csv")
+    assert spread(stratified) == [1, 1, 1]
+    assert spread(experiment_splits(_spec({"n_splits": 10}), labels, "labels.csv")) == [6, 8, 7]
+    again = experiment_splits(spec, labels, "labels.csv")
+    assert all((a.test_index == b.test_index).all() for a, b in zip(stratified, again))
+    assert sorted(np.concatenate([split.test_index for split in stratified]).tolist()) == list(range(300))
+    repeated = experiment_splits(_spec({"stratify": True, "n_splits": 5, "n_repeats": 2}), labels, "labels.csv")
+    assert len(repeated) == 10 and max(spread(repeated[:5]) + spread(repeated[5:])) <= 1
+
+    holdout = experiment_splits(_spec({"stratify": True, "method": "holdout", "test_size": 0.2}), labels, "x")[0]
+    np.testing.assert_allclose(y[holdout.test_index].mean(axis=0), y.mean(axis=0), atol=0.01)
+    assert max(spread(outer_splits(spec, labels, 5))) <= 1
     sweep = parse_params({"experiments": {"labels": spec.model_dump(mode="json", exclude_none=True)},
                           "continued": {}, "sweeps": {"labels": {"space": {"train": {"epochs": {"grid": [2, 3]}}},
                                                                  "scoring": "holdout"}}}).sweeps["labels"]
-    assert not scoring_spec(spec, sweep).evaluate.stratify
-    with pytest.raises(ParamsError, match=r"listing.yaml:experiments.labels.evaluate.stratify: needs the classes of "
-                                          r"a binary or multiclass task to stratify by; dataset.task is 'multilabel'"):
-        _spec({"stratify": True})
+    assert scoring_spec(spec, sweep).evaluate.stratify
+    with pytest.raises(ParamsError, match=r"listing.yaml:experiments.labels.evaluate.shuffle: must be true to "
+                                          r"stratify a multilabel task"):
+        _spec({"stratify": True, "shuffle": False})
 
 
 @pytest.mark.parametrize("change, error, message", [

@@ -51,8 +51,10 @@ from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.config.section import AtKey, Configured, Count, Section, Seed
 
 Task = Literal["binary", "multiclass", "multilabel", "regression", "next_token"]
-STRATIFIED_TASKS = ("binary", "multiclass")
-"""The tasks of one class a row, by which folds can be stratified."""
+CLASS_TASKS = ("binary", "multiclass")
+"""The tasks of one class a row."""
+STRATIFIED_TASKS = (*CLASS_TASKS, "multilabel")
+"""The tasks whose folds can be stratified: by each row's class, or iteratively by its labels."""
 SEVERAL_TARGETS = ("multilabel", "regression")
 """The tasks whose `dataset.target` may list several columns, one output unit each."""
 
@@ -756,8 +758,11 @@ class ExperimentSpec(Section):
             raise AtKey("evaluate.metric", f"does not fit task {task!r} (dataset.task). Allowed: "
                       f"{', '.join(METRICS_BY_TASK[task])}. Received: {self.evaluate.metric!r}")
         if self.evaluate.stratify and task not in STRATIFIED_TASKS:
-            raise AtKey("evaluate.stratify", f"needs the classes of a binary or multiclass task to stratify by; "
-                        f"dataset.task is {task!r}. Received: true")
+            raise AtKey("evaluate.stratify", f"needs the classes of a binary or multiclass task, or the labels of a "
+                        f"multilabel one, to stratify by; dataset.task is {task!r}. Received: true")
+        if self.evaluate.stratify and task == "multilabel" and not self.evaluate.shuffle:
+            raise AtKey("evaluate.shuffle", "must be true to stratify a multilabel task: iterative stratification "
+                        "deals the rows out in a seeded random order (evaluate.seed). Received: false")
         if self.preprocess.lookback is not None:
             if task != "regression":
                 raise AtKey("preprocess.lookback", f"forecasts a numeric series: it needs task 'regression'. "

@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from iterstrat.ml_stratifiers import (
+    MultilabelStratifiedKFold,
+    MultilabelStratifiedShuffleSplit,
+    RepeatedMultilabelStratifiedKFold,
+)
 from sklearn.model_selection import (
     KFold,
     RepeatedKFold,
@@ -31,7 +36,9 @@ class Split(NamedTuple):
 
 
 def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
-    """The evaluation's splits of ``len(y)`` rows; `y` is used for stratification only.
+    """The evaluation's splits of ``len(y)`` rows; `y` is used for stratification only: class codes, or a
+    multilabel task's 0/1 label columns (a matrix), whose folds are stratified iteratively (Sechidis et al., 2011:
+    each fold as near as can be to every label's share of the rows, rarest labels dealt first).
 
     Examples
     --------
@@ -43,6 +50,11 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     n_rows = len(y)
     indices = np.arange(n_rows)
     rows = f"the {n_rows} rows of {spec.data_file}" if spec.data_file else f"the data's {n_rows} rows"
+    labels = spec.stratify and y.ndim == 2
+    if spec.method == "holdout" and labels:
+        splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=spec.test_size, random_state=spec.seed)
+        train, test = next(splitter.split(indices, y))
+        return [Split(np.sort(train), np.sort(test))]
     if spec.method == "holdout":
         stratify = y if spec.stratify else None
         if stratify is not None:
@@ -61,6 +73,11 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
                         f"{rows}. Received: {spec.n_splits}")
     if spec.method == "timeseries":
         splitter = TimeSeriesSplit(n_splits=spec.n_splits)
+    elif labels:  # shuffled: the schema requires it
+        splitter = (RepeatedMultilabelStratifiedKFold(n_splits=spec.n_splits, n_repeats=spec.n_repeats,
+                                                      random_state=spec.seed)
+                    if spec.n_repeats > 1 else
+                    MultilabelStratifiedKFold(n_splits=spec.n_splits, shuffle=True, random_state=spec.seed))
     elif spec.stratify:
         _check_class_sizes(spec, y, spec.n_splits, "n_splits", f"stratified {spec.n_splits}-fold")
         splitter = (RepeatedStratifiedKFold(n_splits=spec.n_splits, n_repeats=spec.n_repeats, random_state=spec.seed)

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.messages import cut
-from kerasflow.tasks.config.schema import STRATIFIED_TASKS, DatasetSpec
+from kerasflow.tasks.config.schema import CLASS_TASKS, DatasetSpec
 from kerasflow.tasks.data import checks
 from kerasflow.tasks.data.folders import DEFAULT_IMAGE_SIZE, LABEL, FolderFormat, folder_kind, read_class_folder
 
@@ -152,9 +152,9 @@ def _check_folder_keys(spec: DatasetSpec, path: Path) -> None:
     if spec.target != LABEL:
         raise DataError(f"{path}: a folder's rows take their class from their subfolder, as the column {LABEL!r}: "
                         f"set dataset.target{named(spec, 'target')} to {LABEL!r}. Received: {spec.target!r}")
-    if spec.task not in STRATIFIED_TASKS:
+    if spec.task not in CLASS_TASKS:
         raise DataError(f"{path}: a folder of class subfolders is read for a classification; task "
-                        f"{spec.task!r}{named(spec, 'task')} needs a CSV. Allowed: {', '.join(STRATIFIED_TASKS)}")
+                        f"{spec.task!r}{named(spec, 'task')} needs a CSV. Allowed: {', '.join(CLASS_TASKS)}")
     if not spec.header:
         raise DataError(f"{path}: dataset.header{named(spec, 'header')} describes a CSV's first line, and a folder "
                         f"has none: leave it out")

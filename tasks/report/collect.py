@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from kerasflow.tasks.config.errors import DataError
-from kerasflow.tasks.config.schema import STRATIFIED_TASKS, ExperimentSpec
+from kerasflow.tasks.config.schema import CLASS_TASKS, ExperimentSpec
 from kerasflow.tasks.data.table import file_md5, listing_md5
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs.metrics import read_experiment, read_nested, read_sweep_best
@@ -108,7 +108,7 @@ class ExperimentReport:
     @property
     def is_classification(self) -> bool:
         """One class a row, a confusion matrix's."""
-        return self.spec.dataset.task in STRATIFIED_TASKS
+        return self.spec.dataset.task in CLASS_TASKS
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
-from kerasflow.tasks.config.schema import STRATIFIED_TASKS, ExperimentSpec, experiment_key
+from kerasflow.tasks.config.schema import CLASS_TASKS, ExperimentSpec, experiment_key
 from kerasflow.tasks.data.split import SAME_FOLDS, make_splits, purged
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.data.window import window_table
@@ -119,7 +119,7 @@ def test_train_ratio(spec: ExperimentSpec) -> float:
     table = load_rows(spec)
     if spec.preprocess.lookback is not None:
         table = window_table(table, spec.preprocess)
-    y = pd.factorize(table.y)[0] if spec.dataset.task in STRATIFIED_TASKS else table.y.to_numpy()
+    y = pd.factorize(table.y)[0] if spec.dataset.task in CLASS_TASKS else table.y.to_numpy()
     return split_ratio([purged(split, spec.preprocess.steps_out) for split in make_splits(spec.evaluate, y)])
 
 

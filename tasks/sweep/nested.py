@@ -42,7 +42,7 @@ def check_nested(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
 
 def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> list[Split]:
     """The K outer folds: shuffled k-fold from the experiment's `evaluate.seed`, stratified by a classification's
-    classes."""
+    classes or labels."""
     outer = EvaluateSpec(method="kfold", n_splits=outer_folds, shuffle=True, seed=spec.evaluate.seed,
                          stratify=spec.dataset.task in STRATIFIED_TASKS)
     return make_splits(outer, labels.codes)
