@@ -63,6 +63,19 @@ def test_too_many_folds_and_too_small_classes_are_refused():
         make_splits(EvaluateSpec(n_splits=5, stratify=True), y)
 
 
+def test_labels_too_rare_for_the_folds_and_a_hold_out_leaving_nothing_are_refused():
+    """A multilabel task's 0/1 columns, stratified: as for classes, a label on fewer rows than folds is refused
+    (iterative stratification cannot reach every fold with it), and so is a hold-out with no training row."""
+    y = np.zeros((10, 2))
+    y[:2, 0], y[:6, 1] = 1, 1
+    with pytest.raises(DataError, match=r"n_splits: stratified 5-fold needs at least 5 rows of every label; too "
+                                        r"few in \{'label 0': 2\}.*Allowed: n_splits up to 2, or stratify: false"):
+        make_splits(EvaluateSpec(n_splits=5, stratify=True), y)
+    with pytest.raises(DataError, match=r"test_size: cannot hold out 0.95 of the data's 10 rows"):
+        make_splits(EvaluateSpec(method="holdout", test_size=0.95, stratify=True), y)
+    assert [len(split.test_index) for split in make_splits(EvaluateSpec(n_splits=2, stratify=True), y)] == [5, 5]
+
+
 def test_the_scaler_never_sees_the_folds_validation_rows(project):
     spec = parse_params(tiny_params()).experiments["iris"]
     table = load_table(spec.dataset, root=project)

@@ -51,17 +51,20 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     indices = np.arange(n_rows)
     rows = f"the {n_rows} rows of {spec.data_file}" if spec.data_file else f"the data's {n_rows} rows"
     labels = spec.stratify and y.ndim == 2
-    if spec.method == "holdout" and labels:
-        splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=spec.test_size, random_state=spec.seed)
-        train, test = next(splitter.split(indices, y))
-        return [Split(np.sort(train), np.sort(test))]
     if spec.method == "holdout":
         stratify = y if spec.stratify else None
-        if stratify is not None:
+        if labels:
+            _check_label_sizes(spec, y, 2, "stratify", "a stratified hold-out")
+        elif stratify is not None:
             _check_class_sizes(spec, y, 2, "stratify", "a stratified hold-out")
         try:
-            train, test = train_test_split(indices, test_size=spec.test_size, shuffle=spec.shuffle,
-                                           stratify=stratify, random_state=spec.seed if spec.shuffle else None)
+            if labels:
+                splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=spec.test_size,
+                                                            random_state=spec.seed)
+                train, test = next(splitter.split(indices, y))
+            else:
+                train, test = train_test_split(indices, test_size=spec.test_size, shuffle=spec.shuffle,
+                                               stratify=stratify, random_state=spec.seed if spec.shuffle else None)
         except ValueError as exc:  # a split with no row on one side
             raise DataError(f"{spec.key('test_size')}: cannot hold out {spec.test_size} of {rows} ({exc}). "
                             f"Received: {spec.test_size}") from None
@@ -74,6 +77,7 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     if spec.method == "timeseries":
         splitter = TimeSeriesSplit(n_splits=spec.n_splits)
     elif labels:  # shuffled: the schema requires it
+        _check_label_sizes(spec, y, spec.n_splits, "n_splits", f"stratified {spec.n_splits}-fold")
         splitter = (RepeatedMultilabelStratifiedKFold(n_splits=spec.n_splits, n_repeats=spec.n_repeats,
                                                       random_state=spec.seed)
                     if spec.n_repeats > 1 else
@@ -102,6 +106,19 @@ def _check_class_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: st
         raise DataError(f"{spec.key(key)}: {what} needs at least {n_splits} rows of every class; too few in "
                         f"{small} (rows per class{source}, by class code). Allowed: n_splits up to {int(counts.min())}"
                         f", or stratify: false. Received: {received}")
+
+
+def _check_label_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: str, what: str) -> None:
+    """As :func:`_check_class_sizes`, for a multilabel task's 0/1 label columns: a label on fewer rows than there
+    are folds cannot reach every fold, however the rows are dealt out."""
+    counts = y.sum(axis=0).astype(int)
+    small = {f"label {j}": int(count) for j, count in enumerate(counts) if count < n_splits}
+    if small:
+        source = f" of {spec.data_file}" if spec.data_file else ""
+        received = f"{key}: {getattr(spec, key)}".lower()
+        raise DataError(f"{spec.key(key)}: {what} needs at least {n_splits} rows of every label; too few in "
+                        f"{small} (rows a label applies to{source}, by its place in dataset.target). Allowed: "
+                        f"n_splits up to {int(counts.min())}, or stratify: false. Received: {received}")
 
 
 def purged(split: Split, steps_out: int) -> Split:
