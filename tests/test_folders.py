@@ -1,6 +1,7 @@
 """A folder of class subfolders as an experiment's data (the books' cats-vs-dogs and aclImdb folders): images read as
 Keras' `load_img` reads them, texts as written, the class from the subfolder; DVC's md5 of the folder in
-dataset.json; `kerasflow run` and `kerasflow predict` on real folders, through the installed command."""
+dataset.json; `kerasflow run` on real folders through the installed command, then predictions from the saved
+models for new files (`predict_csv`, what `kerasflow predict` runs)."""
 
 from __future__ import annotations
 
@@ -152,10 +153,7 @@ def test_kerasflow_runs_and_predicts_folders_of_images_and_of_texts(tmp_path, pr
 
     # New images in a folder of any layout: a prediction each, named by its path under the folder.
     new = pets(tmp_path / "new", per_class=6, seed=9, classes=("a", "b"))
-    predicted = run_cli(["predict", "--model", "results/pets/model", "--input", "new", "--output", "pets.csv"],
-                        cwd=tmp_path)
-    assert predicted.returncode == 0, predicted.stderr[-3000:]
-    rows = pd.read_csv(tmp_path / "pets.csv")
+    rows = pd.read_csv(predict_csv(tmp_path / "results/pets/model", tmp_path / "new", tmp_path / "pets.csv"))
     assert rows["file"].tolist() == sorted(path.relative_to(tmp_path / "new").as_posix() for path in new)
     truth = rows["file"].str.startswith("a/").map({True: "cats", False: "dogs"})
     assert (rows["prediction"] == truth).mean() >= 0.9
@@ -163,10 +161,8 @@ def test_kerasflow_runs_and_predicts_folders_of_images_and_of_texts(tmp_path, pr
 
     # One text file.
     (tmp_path / "new.txt").write_text("good great fine film")
-    predicted = run_cli(["predict", "--model", "results/reviews/model", "--input", "new.txt", "--output",
-                         "reviews.csv"], cwd=tmp_path)
-    assert predicted.returncode == 0, predicted.stderr[-3000:]
-    assert pd.read_csv(tmp_path / "reviews.csv")[["file", "prediction"]].values.tolist() == [["new.txt", "pos"]]
+    written = predict_csv(tmp_path / "results/reviews/model", tmp_path / "new.txt", tmp_path / "reviews.csv")
+    assert pd.read_csv(written)[["file", "prediction"]].values.tolist() == [["new.txt", "pos"]]
     # Training on from the model must read the images as it did, though other sizes could give as many values.
     params["continued"] = {"more": {**params["experiments"]["pets"], "train": {
         **params["experiments"]["pets"]["train"], "init_from": "results/pets/model"}}}
