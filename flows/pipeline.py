@@ -20,7 +20,7 @@ from kerasflow.flows.parameters import Experiment
 from kerasflow.flows.report import write_report
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec
-from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.data.table import Table, row_files
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs import results
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
@@ -116,7 +116,7 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
     out_dir = results_dir / name
     with keras_turn(), _timed(timing, "write"):  # other experiments' flows may be in Keras (pipeline_flow)
         results.write_history(out_dir, cv)
-        results.write_predictions(out_dir, cv, codec, spec.dataset.target_names)
+        results.write_predictions(out_dir, cv, codec, spec.dataset.target_names, row_files(spec.dataset))
         if final is not None and final.diverged_at is None:  # a diverged refit's weights are not a model
             results.write_model(out_dir / "model", spec, final)
         results.write_dataset(out_dir, spec)

@@ -148,6 +148,11 @@ def test_kerasflow_runs_and_predicts_folders_of_images_and_of_texts(tmp_path, pr
         assert scores["mean"] >= 0.9, (name, scores)
         assert json.loads((out / "dataset.json").read_text()) == {"file": f"data/{name}",
                                                                   "md5": file_md5(tmp_path / "data" / name)}
+    # Each held-out row named by its file, under its class's subfolder.
+    for name in ("pets", "reviews"):
+        held_out = pd.read_csv(tmp_path / "results" / name / "predictions.csv")
+        assert list(held_out.columns) == ["fold", "row", "file", "true", "predicted"] and len(held_out) == 48
+        assert (held_out["file"].str.split("/").str[0] == held_out["true"]).all()
     saved = json.loads((tmp_path / "results/pets/model/preprocessing.json").read_text())
     assert saved["folder"] == {"kind": "images", "image_size": [16, 16], "color_mode": "rgb"}
 

@@ -110,13 +110,19 @@ def class_folders(path: Path) -> list[Path]:
     return sorted(child for child in path.iterdir() if child.is_dir() and not child.name.startswith("."))
 
 
-def read_class_folder(path: Path, fmt: FolderFormat) -> pd.DataFrame:
-    """The rows of a folder of class subfolders: the features (pixels or text) and `label`, each row's class."""
+def class_files(path: Path, fmt: FolderFormat) -> tuple[list[Path], list[str]]:
+    """The files of a folder of class subfolders, in row order, and each one's class."""
     files, labels = [], []
     for folder in class_folders(path):
         found = files_under(folder, fmt.suffixes)
         files += found
         labels += [folder.name] * len(found)
+    return files, labels
+
+
+def read_class_folder(path: Path, fmt: FolderFormat) -> pd.DataFrame:
+    """The rows of a folder of class subfolders: the features (pixels or text) and `label`, each row's class."""
+    files, labels = class_files(path, fmt)
     frame = read_files(files, fmt)
     frame[LABEL] = labels
     return frame

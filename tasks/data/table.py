@@ -18,7 +18,14 @@ from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.messages import cut
 from kerasflow.tasks.config.schema import CLASS_TASKS, DatasetSpec
 from kerasflow.tasks.data import checks
-from kerasflow.tasks.data.folders import DEFAULT_IMAGE_SIZE, LABEL, FolderFormat, folder_kind, read_class_folder
+from kerasflow.tasks.data.folders import (
+    DEFAULT_IMAGE_SIZE,
+    LABEL,
+    FolderFormat,
+    class_files,
+    folder_kind,
+    read_class_folder,
+)
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,15 @@ def folder_format(spec: DatasetSpec, root: str | Path = ".") -> FolderFormat | N
             raise DataError(f"{path}: dataset.{key}{named(spec, key)} is how a folder's images are read, and "
                             f"dataset.file{where} holds {holds}; leave it out")
     return FolderFormat("texts") if kind == "texts" else None
+
+
+def row_files(spec: DatasetSpec) -> list[str] | None:
+    """Each row's file, relative to the folder `spec.file` names, in row order; None when `spec.file` is a file."""
+    fmt = folder_format(spec)
+    if fmt is None:
+        return None
+    path = Path(spec.file)
+    return [file.relative_to(path).as_posix() for file in class_files(path, fmt)[0]]
 
 
 def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:

@@ -92,11 +92,13 @@ def write_history(out_dir: Path, result: CVResult) -> Path:
     return history_dir
 
 
-def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None, targets: Sequence[str]) -> Path:
+def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None, targets: Sequence[str],
+                      files: Sequence[str] | None = None) -> Path:
     """Every fold's held-out rows: `fold`, `row` (in the data file), `true` and `predicted` (class labels, or
     values with six significant digits). A forecast of k steps (`preprocess.steps_out`) has k lines a window, one a
     step: `step` (from 1) and the `row` of that step's target. Several `targets` (the target columns or labels, as
-    `dataset.target` names them) have a line each a row (and step), `target` naming its column."""
+    `dataset.target` names them) have a line each a row (and step), `target` naming its column. Rows read from a
+    folder's files (`files`, each row's, by row) have `file` after `row`."""
 
     def shown(values: Any) -> list[str]:
         if codec is not None:
@@ -106,9 +108,9 @@ def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None,
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if result.folds[0].y_true.ndim == 1:  # one value a row
-        writer.writerow(["fold", "row", "true", "predicted"])
+        writer.writerow(["fold", "row", *(["file"] if files is not None else []), "true", "predicted"])
         for index, fold in enumerate(result.folds):
-            writer.writerows((index, int(row), true, pred)
+            writer.writerows((index, int(row), *([files[row]] if files is not None else []), true, pred)
                              for row, true, pred in zip(fold.rows, shown(fold.y_true), shown(fold.y_pred)))
     else:  # step-major: each step's value of every target
         named = len(targets) > 1
