@@ -53,10 +53,8 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     labels = spec.stratify and y.ndim == 2
     if spec.method == "holdout":
         stratify = y if spec.stratify else None
-        if labels:
-            _check_label_sizes(spec, y, 2, "stratify", "a stratified hold-out")
-        elif stratify is not None:
-            _check_class_sizes(spec, y, 2, "stratify", "a stratified hold-out")
+        if spec.stratify:
+            _check_group_sizes(spec, y, 2, "stratify", "a stratified hold-out")
         try:
             if labels:
                 splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=spec.test_size,
@@ -74,16 +72,16 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     if spec.n_splits > most:
         raise DataError(f"{spec.key('n_splits')}: must be between 2 and {most} for method {spec.method!r} on "
                         f"{rows}. Received: {spec.n_splits}")
+    if spec.stratify:
+        _check_group_sizes(spec, y, spec.n_splits, "n_splits", f"stratified {spec.n_splits}-fold")
     if spec.method == "timeseries":
         splitter = TimeSeriesSplit(n_splits=spec.n_splits)
     elif labels:  # shuffled: the schema requires it
-        _check_label_sizes(spec, y, spec.n_splits, "n_splits", f"stratified {spec.n_splits}-fold")
         splitter = (RepeatedMultilabelStratifiedKFold(n_splits=spec.n_splits, n_repeats=spec.n_repeats,
                                                       random_state=spec.seed)
                     if spec.n_repeats > 1 else
                     MultilabelStratifiedKFold(n_splits=spec.n_splits, shuffle=True, random_state=spec.seed))
     elif spec.stratify:
-        _check_class_sizes(spec, y, spec.n_splits, "n_splits", f"stratified {spec.n_splits}-fold")
         splitter = (RepeatedStratifiedKFold(n_splits=spec.n_splits, n_repeats=spec.n_repeats, random_state=spec.seed)
                     if spec.n_repeats > 1 else
                     StratifiedKFold(n_splits=spec.n_splits, shuffle=spec.shuffle,
@@ -96,29 +94,25 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     return [Split(train, test) for train, test in splitter.split(indices, y)]
 
 
-def _check_class_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: str, what: str) -> None:
-    """Refuse stratification that scikit-learn would only warn about: a class too small to reach every fold."""
-    labels, counts = np.unique(y, return_counts=True)
-    small = {str(label): int(count) for label, count in zip(labels, counts) if count < n_splits}
+def _check_group_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: str, what: str) -> None:
+    """Refuse stratification that scikit-learn would only warn about: a class too small to reach every fold; or,
+    for a multilabel task's 0/1 label columns, a label on fewer rows than there are folds, which cannot reach every
+    fold however the rows are dealt out."""
+    source = f" of {spec.data_file}" if spec.data_file else ""
+    if y.ndim == 2:
+        counts = y.sum(axis=0).astype(int)
+        names = [f"label {j}" for j in range(len(counts))]
+        noun, counted = "label", f"rows a label applies to{source}, by its place in dataset.target"
+    else:
+        classes, counts = np.unique(y, return_counts=True)
+        names = [str(c) for c in classes]
+        noun, counted = "class", f"rows per class{source}, by class code"
+    small = {name: int(count) for name, count in zip(names, counts) if count < n_splits}
     if small:
-        source = f" of {spec.data_file}" if spec.data_file else ""
         received = f"{key}: {getattr(spec, key)}".lower()
-        raise DataError(f"{spec.key(key)}: {what} needs at least {n_splits} rows of every class; too few in "
-                        f"{small} (rows per class{source}, by class code). Allowed: n_splits up to {int(counts.min())}"
-                        f", or stratify: false. Received: {received}")
-
-
-def _check_label_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: str, what: str) -> None:
-    """As :func:`_check_class_sizes`, for a multilabel task's 0/1 label columns: a label on fewer rows than there
-    are folds cannot reach every fold, however the rows are dealt out."""
-    counts = y.sum(axis=0).astype(int)
-    small = {f"label {j}": int(count) for j, count in enumerate(counts) if count < n_splits}
-    if small:
-        source = f" of {spec.data_file}" if spec.data_file else ""
-        received = f"{key}: {getattr(spec, key)}".lower()
-        raise DataError(f"{spec.key(key)}: {what} needs at least {n_splits} rows of every label; too few in "
-                        f"{small} (rows a label applies to{source}, by its place in dataset.target). Allowed: "
-                        f"n_splits up to {int(counts.min())}, or stratify: false. Received: {received}")
+        raise DataError(f"{spec.key(key)}: {what} needs at least {n_splits} rows of every {noun}; too few in "
+                        f"{small} ({counted}). Allowed: n_splits up to {int(counts.min())}, or stratify: false. "
+                        f"Received: {received}")
 
 
 def purged(split: Split, steps_out: int) -> Split:
