@@ -12,7 +12,6 @@ sorted class names, then of the sorted paths within each, so the same folder giv
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -56,6 +55,11 @@ class FolderFormat:
         return IMAGE_SUFFIXES if self.kind == "images" else TEXT_SUFFIXES
 
     @property
+    def channels(self) -> int:
+        """Values a pixel: 1 (grayscale), 3 (rgb) or 4 (rgba); images only."""
+        return len(PIL_MODES[self.color_mode])
+
+    @property
     def description(self) -> str:
         """`image files (.bmp, ...)` or `text files (.txt)`."""
         return f"{self.kind[:-1]} files ({', '.join(self.suffixes)})"
@@ -80,16 +84,21 @@ def files_under(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     link to nothing under such a name is refused, not skipped."""
     found = sorted(path for path in folder.rglob("*") if path.suffix.lower() in suffixes)
     for path in found:
-        if not path.is_file():
-            if not path.is_dir():
-                raise DataError(f"{path}: a link to no file (or to itself); remove it or make it a file")
+        if not path.is_file() and not path.is_dir():
+            raise DataError(f"{path}: a link to no file (or to itself); remove it or make it a file")
     return [path for path in found if path.is_file()]
 
 
 def folder_kind(path: Path, where: str = "") -> Literal["images", "texts"]:
     """What `path`'s class subfolders hold, images or texts, refusing a folder with both or neither; `where` is
     the params key that named the folder, for the message."""
-    images, texts = (any(True for _ in _matching(path, suffixes)) for suffixes in (IMAGE_SUFFIXES, TEXT_SUFFIXES))
+    images = texts = False
+    for file in (file for folder in class_folders(path) for file in folder.rglob("*")):  # until both are found
+        suffix = file.suffix.lower()
+        images = images or (suffix in IMAGE_SUFFIXES and file.is_file())
+        texts = texts or (suffix in TEXT_SUFFIXES and file.is_file())
+        if images and texts:
+            break
     if images and texts:
         raise DataError(f"{path}: holds both image files ({', '.join(IMAGE_SUFFIXES)}) and text files (.txt) in its "
                         f"class subfolders{where}; a folder's rows are all images or all texts")
@@ -97,11 +106,6 @@ def folder_kind(path: Path, where: str = "") -> Literal["images", "texts"]:
         raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) or text files (.txt) in class "
                         f"subfolders{where}; expected one subfolder a class, e.g. {path}/cats/cat.1.jpg")
     return "images" if images else "texts"
-
-
-def _matching(path: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
-    return (file for folder in class_folders(path) for file in folder.rglob("*")
-            if file.suffix.lower() in suffixes and file.is_file())
 
 
 def class_folders(path: Path) -> list[Path]:
@@ -133,8 +137,7 @@ def read_files(files: list[Path], fmt: FolderFormat) -> pd.DataFrame:
     if fmt.kind == "texts":
         return pd.DataFrame({TEXT: [_read_text(file) for file in files]})
     height, width = fmt.image_size
-    channels = len(PIL_MODES[fmt.color_mode])
-    pixels = np.empty((len(files), height * width * channels), dtype=np.uint8)
+    pixels = np.empty((len(files), height * width * fmt.channels), dtype=np.uint8)
     for row, file in enumerate(files):
         pixels[row] = _read_image(file, fmt).reshape(-1)
     return pd.DataFrame(pixels, columns=[f"pixel_{i}" for i in range(pixels.shape[1])])

@@ -16,7 +16,6 @@ import pandas as pd
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.layers import DenseLayer, EmbeddingLayer, ReshapeLayer, TimeDistributedLayer
 from kerasflow.tasks.config.schema import ExperimentSpec, experiment_key
-from kerasflow.tasks.data.folders import PIL_MODES
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits, purged
 from kerasflow.tasks.data.table import Table, folder_format
@@ -293,8 +292,8 @@ def check_reshaped_width(spec: ExperimentSpec, n_features: int, source: object) 
     shape = " x ".join(map(str, first.target_shape))
     folder = folder_format(spec.dataset)
     if folder is not None and folder.kind == "images":
-        (height, width), channels = folder.image_size, len(PIL_MODES[folder.color_mode])
-        given = (f"images of {height} x {width} x {channels} ({spec.dataset.key('image_size')}, "
+        height, width = folder.image_size
+        given = (f"images of {height} x {width} x {folder.channels} ({spec.dataset.key('image_size')}, "
                  f"{spec.dataset.key('color_mode')}) are {n_features} values")
     else:
         given = f"rows of {n_features} feature values (as preprocessed)"
