@@ -98,13 +98,32 @@ def test_texts_are_read_whole_and_files_beside_the_class_subfolders_are_not_rows
     assert table.X["text"].iloc[3] == "Un film très bon.\nSur deux lignes."
 
 
-def test_a_folders_md5_is_the_one_dvc_records_for_it_and_the_report_finds_it_inside_a_tracked_folder(tmp_path):
-    pets(tmp_path / "data/pets", per_class=3, seed=1)
-    (tmp_path / "data/pets/cats/notes.txt").write_text("every file counts, as DVC tracks every file")
+def test_a_folders_md5_and_rows_are_the_files_dvc_tracks_and_the_report_finds_it_inside_a_tracked_folder(tmp_path):
+    written = pets(tmp_path / "data/pets", per_class=4, seed=1)
+    (tmp_path / "data/pets/cats/notes.md").write_text("every file counts, as DVC tracks every file")
     (tmp_path / "data/other.csv").write_text("a,b\n1,2\n")
+    # What DVC leaves out is neither in the md5 nor a row: a file `.dvcignore` files match (the repository's, with a
+    # path from its root, and one in a folder above, with a pattern and its exception), a `.git` folder, another
+    # DVC repository, and what a link to a folder holds.
+    (tmp_path / ".dvcignore").write_text(f"{written[0].relative_to(tmp_path).as_posix()}\n")
+    (tmp_path / "data/.dvcignore").write_text("*.gif\n!cats.3.gif\n")
+    pets(tmp_path / "data/pets/dogs/.git", per_class=1, seed=2)
+    pets(tmp_path / "data/pets/dogs/repo", per_class=1, seed=2)
+    (tmp_path / "data/pets/dogs/repo/.dvc").mkdir()
+    (tmp_path / "data/pets/dogs/elsewhere").symlink_to(tmp_path / "data/pets/dogs/repo")
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     run_checked(["git", "init", "-q"], tmp_path, env)
     run_checked(["dvc", "init", "-q"], tmp_path, env)
+    run_checked(["dvc", "add", "-q", "data/pets"], tmp_path, env)
+    tracked = yaml.safe_load((tmp_path / "data/pets.dvc").read_text())["outs"][0]
+    assert file_md5(tmp_path / "data/pets") == tracked["md5"] and tracked["nfiles"] == 7  # 8 + notes - 2
+    rows = load_table(DatasetSpec(file=tmp_path / "data/pets", target="label", task="binary", image_size=(8, 8)))
+    assert rows.y.tolist() == ["cats"] * 3 + ["dogs"] * 3  # cats.0.png and dogs.3.gif left out, cats.3.gif kept
+    # DVC refuses a `.dvcignore` inside a folder it tracks: tracking `data`, the rules move to the repository's.
+    (tmp_path / "data/pets.dvc").unlink()
+    (tmp_path / "data/.dvcignore").unlink()
+    with open(tmp_path / ".dvcignore", "a") as rules:
+        rules.write("*.gif\n!cats.3.gif\n")
     run_checked(["dvc", "add", "-q", "data"], tmp_path, env)
     recorded = yaml.safe_load((tmp_path / "data.dvc").read_text())["outs"][0]["md5"]
     assert file_md5(tmp_path / "data") == recorded and recorded.endswith(".dir")
@@ -156,13 +175,22 @@ def test_kerasflow_runs_and_predicts_folders_of_images_and_of_texts(tmp_path, pr
     saved = json.loads((tmp_path / "results/pets/model/preprocessing.json").read_text())
     assert saved["folder"] == {"kind": "images", "image_size": [16, 16], "color_mode": "rgb"}
 
-    # New images in a folder of any layout: a prediction each, named by its path under the folder.
+    # New images in class subfolders: a prediction each, named by its path under the folder; as in training, not
+    # the files beside the subfolders or those in a dot-folder.
     new = pets(tmp_path / "new", per_class=6, seed=9, classes=("a", "b"))
+    pets(tmp_path / "new/.ipynb_checkpoints", per_class=1, seed=9)
+    Image.new("RGB", (8, 8)).save(tmp_path / "new/beside.png")
     rows = pd.read_csv(predict_csv(tmp_path / "results/pets/model", tmp_path / "new", tmp_path / "pets.csv"))
     assert rows["file"].tolist() == sorted(path.relative_to(tmp_path / "new").as_posix() for path in new)
     truth = rows["file"].str.startswith("a/").map({True: "cats", False: "dogs"})
     assert (rows["prediction"] == truth).mean() >= 0.9
     np.testing.assert_allclose(rows["proba_cats"] + rows["proba_dogs"], 1.0, atol=1e-6)
+    # A folder without class subfolders: the images in it.
+    (tmp_path / "flat").mkdir()
+    for path in new[:3]:
+        path.rename(tmp_path / "flat" / path.name)
+    flat = pd.read_csv(predict_csv(tmp_path / "results/pets/model", tmp_path / "flat", tmp_path / "flat.csv"))
+    assert flat["file"].tolist() == sorted(path.name for path in new[:3])
 
     # One text file.
     (tmp_path / "new.txt").write_text("good great fine film")

@@ -2,22 +2,25 @@
 and `text_dataset_from_directory` with `labels="inferred"`: the books' cats-vs-dogs and aclImdb folders).
 
 Each subfolder of `dataset.file` is a class, named by the subfolder, and every image or text file in it (at any
-depth) is a row; files beside the subfolders are not rows (aclImdb's `urls_pos.txt`). An image becomes its pixels,
-resized to `dataset.image_size` and read in `dataset.color_mode` (as Keras' `load_img` reads it: Pillow, bilinear),
-channels last, one column each (`pixel_0`, ...), as a CSV of pixels would give them: the model reshapes them to an
-image (`{type: reshape, target_shape: [height, width, channels]}`). A text becomes one `text` cell, for
-`preprocess.text`. The class is the column `label`, which `dataset.target` names. Rows are in the order of the
-sorted class names, then of the sorted paths within each, so the same folder gives the same table everywhere.
+depth) that DVC tracks (:func:`tracked_files`) is a row; files beside the subfolders are not rows (aclImdb's
+`urls_pos.txt`). An image becomes its pixels, resized to `dataset.image_size` and read in `dataset.color_mode` (as
+Keras' `load_img` reads it: Pillow, bilinear), channels last, one column each (`pixel_0`, ...), as a CSV of pixels
+would give them: the model reshapes them to an image (`{type: reshape, target_shape: [height, width, channels]}`). A
+text becomes one `text` cell, for `preprocess.text`. The class is the column `label`, which `dataset.target` names.
+Rows are in the order of the sorted class names, then of the sorted paths within each, so the same folder gives the
+same table everywhere.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pathspec import GitIgnoreSpec
 from PIL import Image, UnidentifiedImageError
 
 from kerasflow.tasks.config.errors import DataError
@@ -37,6 +40,8 @@ DEFAULT_IMAGE_SIZE = (256, 256)
 """[height, width] when `dataset.image_size` is left out, as Keras' `image_dataset_from_directory`."""
 PIL_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
 """`dataset.color_mode` as Pillow's image modes, as Keras' `load_img` converts."""
+DVC_IGNORED = GitIgnoreSpec.from_lines([".git/", ".hg/", ".dvc/"])
+"""The folders DVC leaves out of any folder it tracks, besides those its `.dvcignore` files name."""
 
 
 @dataclass(frozen=True)
@@ -79,49 +84,110 @@ class FolderFormat:
                    color_mode=state.get("color_mode"))
 
 
-def files_under(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """The files below `folder`, at any depth, whose suffix (in any case) is one of `suffixes`, sorted by path; a
-    link to nothing under such a name is refused, not skipped."""
-    found = sorted(path for path in folder.rglob("*") if path.suffix.lower() in suffixes)
-    for path in found:
-        if not path.is_file() and not path.is_dir():
+def tracked_files(folder: Path) -> list[Path]:
+    """The files under `folder` that DVC tracks when it tracks the folder (its `.dir` listing), sorted by path; a
+    link to a file is listed as DVC lists it, and a link to nothing too (for the caller to refuse or skip).
+
+    Left out as DVC leaves them out: `.git`, `.hg` and `.dvc` folders, a folder holding a `.dvc` folder (another DVC
+    repository), what the `.dvcignore` files of the folders above `folder` match (gitignore's rules, each file's
+    patterns relative to its folder, a deeper file's last), and what a link to a folder holds (neither follows it)."""
+    rules, resolved = _dvcignore_rules(folder), folder.resolve()
+
+    def ignored(path: Path, is_folder: bool) -> bool:  # the last pattern to match decides, a deeper file's last
+        absolute, decided = resolved / path.relative_to(folder), False
+        for base, spec in rules:
+            include = spec.check_file(absolute.relative_to(base).as_posix() + ("/" if is_folder else "")).include
+            decided = decided if include is None else include
+        return decided
+
+    def unlisted(error: OSError) -> None:
+        raise DataError(f"{error.filename}: cannot be listed ({error.strerror}); DVC tracks the files under it")
+
+    found = []
+    for root, dirs, files in os.walk(folder, onerror=unlisted):  # links to folders are in `dirs`, not walked
+        here = Path(root)
+        dirs[:] = [name for name in dirs if not ignored(here / name, True) and not (here / name / ".dvc").is_dir()]
+        found += [here / name for name in files if not ignored(here / name, False)]
+    return sorted(found)
+
+
+def _dvcignore_rules(folder: Path) -> list[tuple[Path, GitIgnoreSpec]]:
+    """The ignore rules that apply under `folder`, each with the (resolved) folder its patterns are relative to:
+    DVC's own, then each `.dvcignore` from the DVC repository's root (the nearest folder above holding `.dvc`) down
+    to `folder`'s parent (DVC refuses one inside a folder it tracks). Outside a DVC repository, DVC's own only."""
+    resolved = folder.resolve()
+    above = list(resolved.parents)
+    root = next((parent for parent in above if (parent / ".dvc").is_dir()), None)
+    rules = [(resolved, DVC_IGNORED)]
+    for parent in reversed(above[:above.index(root) + 1] if root is not None else []):
+        ignore_file = parent / ".dvcignore"
+        if ignore_file.is_file():
+            rules.append((parent, GitIgnoreSpec.from_lines(ignore_file.read_text(encoding="utf-8").splitlines())))
+    return rules
+
+
+def _existing(files: list[Path]) -> list[Path]:
+    for path in files:
+        if not path.is_file():
             raise DataError(f"{path}: a link to no file (or to itself); remove it or make it a file")
-    return [path for path in found if path.is_file()]
+    return files
 
 
 def folder_kind(path: Path, where: str = "") -> Literal["images", "texts"]:
     """What `path`'s class subfolders hold, images or texts, refusing a folder with both or neither; `where` is
     the params key that named the folder, for the message."""
-    images = texts = False
-    for file in (file for folder in class_folders(path) for file in folder.rglob("*")):  # until both are found
-        suffix = file.suffix.lower()
-        images = images or (suffix in IMAGE_SUFFIXES and file.is_file())
-        texts = texts or (suffix in TEXT_SUFFIXES and file.is_file())
-        if images and texts:
-            break
-    if images and texts:
+    first: dict[str, Path] = {}  # the first image and the first text file, in row order
+    for file in (file for files in _class_members(path).values() for file in files):
+        kind = "images" if file.suffix.lower() in IMAGE_SUFFIXES else "texts" if file.suffix.lower() in \
+            TEXT_SUFFIXES else None
+        if kind is not None and kind not in first and file.is_file():
+            first[kind] = file
+    if len(first) == 2:
         raise DataError(f"{path}: holds both image files ({', '.join(IMAGE_SUFFIXES)}) and text files (.txt) in its "
                         f"class subfolders{where}; a folder's rows are all images or all texts")
-    if not images and not texts:
+    if not first:
         raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) or text files (.txt) in class "
                         f"subfolders{where}; expected one subfolder a class, e.g. {path}/cats/cat.1.jpg")
-    return "images" if images else "texts"
+    return next(iter(first))
 
 
 def class_folders(path: Path) -> list[Path]:
     """`path`'s subfolders, sorted by name: one a class; not those whose name starts with a dot
-    (`.ipynb_checkpoints`), which Keras skips too."""
-    return sorted(child for child in path.iterdir() if child.is_dir() and not child.name.startswith("."))
+    (`.ipynb_checkpoints`), which Keras skips too. A link to a folder is refused: DVC does not follow it, so the
+    rows it holds would be in no md5 (dataset.json's, DVC's)."""
+    folders = sorted(child for child in path.iterdir() if child.is_dir() and not child.name.startswith("."))
+    for folder in folders:
+        if folder.is_symlink():
+            raise DataError(f"{folder}: a link to a folder; DVC does not follow such a link, so its files would be "
+                            f"rows that no md5 records: move or copy the folder there")
+    return folders
+
+
+def _class_members(path: Path) -> dict[str, list[Path]]:
+    """Every file DVC tracks in each class subfolder of `path` (at any depth), by class, classes and files sorted."""
+    members: dict[str, list[Path]] = {folder.name: [] for folder in class_folders(path)}
+    for file in tracked_files(path):
+        parts = file.relative_to(path).parts
+        if len(parts) > 1 and parts[0] in members:  # not a file beside the class subfolders
+            members[parts[0]].append(file)
+    return members
 
 
 def class_files(path: Path, fmt: FolderFormat) -> tuple[list[Path], list[str]]:
     """The files of a folder of class subfolders, in row order, and each one's class."""
     files, labels = [], []
-    for folder in class_folders(path):
-        found = files_under(folder, fmt.suffixes)
+    for name, members in _class_members(path).items():
+        found = _existing([file for file in members if file.suffix.lower() in fmt.suffixes])
         files += found
-        labels += [folder.name] * len(found)
+        labels += [name] * len(found)
     return files, labels
+
+
+def prediction_files(folder: Path, fmt: FolderFormat) -> list[Path]:
+    """The files `kerasflow predict` reads from a folder: those of its class subfolders when they hold any, the
+    rows training would read from it; else the files directly in it."""
+    return class_files(folder, fmt)[0] or _existing(
+        [file for file in tracked_files(folder) if file.parent == folder and file.suffix.lower() in fmt.suffixes])
 
 
 def read_class_folder(path: Path, fmt: FolderFormat) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from kerasflow.tasks.data.folders import (
     class_files,
     folder_kind,
     read_class_folder,
+    tracked_files,
 )
 
 
@@ -94,11 +95,12 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None) -> p
 
 def file_md5(path: str | Path) -> str:
     """The md5 DVC 3 records: of a file's bytes, read in blocks; of a folder, `<md5>.dir`, the md5 of the JSON list
-    of its files' relative paths and md5s, sorted by path (so it changes exactly when a file under it does)."""
+    of the relative paths and md5s of the files DVC tracks under it (:func:`~folders.tracked_files`), sorted by path
+    (so it changes exactly when one of them does)."""
     path = Path(path)
     if path.is_dir():
         return listing_md5([{"md5": file_md5(file), "relpath": file.relative_to(path).as_posix()}
-                            for file in path.rglob("*") if file.is_file()])
+                            for file in tracked_files(path) if file.is_file()])
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -147,12 +149,13 @@ def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
     else:
         _check_folder_keys(spec, path)
         frame = read_class_folder(path, fmt)
-        # Every file under the folder, rows or not, goes into its md5 (dataset.json's, as DVC's): unreadable,
-        # it would stop the run after training, as its results are written.
-        unreadable = next((file for file in path.rglob("*") if file.is_file() and not os.access(file, os.R_OK)), None)
+        # Every file DVC tracks under the folder, rows or not, goes into its md5 (dataset.json's, as DVC's):
+        # unreadable, it would stop the run after training, as its results are written.
+        unreadable = next((file for file in tracked_files(path) if file.is_file() and not os.access(file, os.R_OK)),
+                          None)
         if unreadable is not None:
-            raise DataError(f"{unreadable}: cannot be read; every file under {path} goes into the folder's md5 "
-                            f"(dataset.json's, as DVC's): make it readable, or move it out")
+            raise DataError(f"{unreadable}: cannot be read; every file DVC tracks under {path} goes into the "
+                            f"folder's md5 (dataset.json's, as DVC's): make it readable, or move it out")
     targets = [_target_column(spec, target, frame, path) for target in spec.targets]
     if len(set(targets)) < len(targets):
         raise DataError(f"{path}: dataset.target{named(spec, 'target')} names a column more than once "

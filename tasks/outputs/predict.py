@@ -16,7 +16,7 @@ import pandas as pd
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import PreprocessSpec
 from kerasflow.tasks.data import checks
-from kerasflow.tasks.data.folders import FolderFormat, files_under, read_files
+from kerasflow.tasks.data.folders import FolderFormat, prediction_files, read_files
 from kerasflow.tasks.data.table import read_csv
 from kerasflow.tasks.data.window import window_rows
 from kerasflow.tasks.outputs.atomic import atomic_path
@@ -189,17 +189,17 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
 
 
 def _new_files(fmt: FolderFormat, input_path: Path) -> list[Path]:
-    """The files a model trained on a folder predicts: every image or text file under the folder `input_path`
-    (class subfolders or not), sorted by path, or that one file."""
+    """The files a model trained on a folder predicts: those of the folder `input_path`
+    (:func:`~kerasflow.tasks.data.folders.prediction_files`), sorted by path, or that one file."""
     if input_path.is_file() and input_path.suffix.lower() in fmt.suffixes:
         return [input_path]
     if not input_path.is_dir():
         found = f"not {fmt.one_file}" if input_path.exists() else "file not found"
         raise DataError(f"{input_path}: {found}; the model was trained on a folder of {fmt.description}: give such "
                         f"a folder, or one such file")
-    files = files_under(input_path, fmt.suffixes)
+    files = prediction_files(input_path, fmt)
     if not files:
-        raise DataError(f"{input_path}: no {fmt.description} in the folder or below it")
+        raise DataError(f"{input_path}: no {fmt.description} in its class subfolders or directly in it")
     return files
 
 

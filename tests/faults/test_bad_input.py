@@ -519,6 +519,12 @@ CASES = [
              model={"layers": [{"type": "reshape", "target_shape": [4, 4, 3]}, {"type": "flatten"},
                                {"type": "dense", "units": 1, "activation": "sigmoid"}]}),
         argv=("run", "mine"), prepare=lambda project: two_classes_of_images(project / "data/pics")),
+    Bad("folder-class-linked", ("data/pics/dogs: a link to a folder; DVC does not follow such a link, so its files "
+                                "would be rows that no md5 records: move or copy the folder there",),
+        mine({"file": "data/pics", "target": "label", "image_size": [4, 4]}), argv=("run", "mine"),
+        prepare=lambda project: (two_classes_of_images(project / "data/elsewhere"), (project / "data/pics").mkdir(),
+                                 (project / "data/elsewhere/cats").rename(project / "data/pics/cats"),
+                                 (project / "data/pics/dogs").symlink_to(project / "data/elsewhere/dogs"))),
     Bad("image-size-on-a-csv", ("data/iris.csv: dataset.image_size (params.yaml:experiments.iris.dataset.image_size) "
                                 "is how a folder's images are read, and dataset.file (params.yaml:experiments.iris."
                                 "dataset.file) holds a file, not a folder of images; leave it out",),
