@@ -18,6 +18,7 @@ from PIL import Image
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import DatasetSpec, load_params
+from kerasflow.tasks.data.folders import FolderFormat
 from kerasflow.tasks.data.table import file_md5, load_table
 from kerasflow.tasks.outputs.predict import predict_csv
 from kerasflow.tasks.report.collect import dvc_tracking
@@ -130,6 +131,24 @@ def test_a_folders_md5_and_rows_are_the_files_dvc_tracks_and_the_report_finds_it
     # The experiment's folder is inside the tracked one: the report checks it against DVC's entries of its files.
     dvc_file, _, in_manifest = dvc_tracking(tmp_path / "data/pets")
     assert dvc_file == tmp_path / "data.dvc" and in_manifest == file_md5(tmp_path / "data/pets")
+
+
+def test_a_saved_folder_format_must_say_how_images_are_read():
+    assert FolderFormat.from_dict({"kind": "images", "image_size": [8, 6], "color_mode": "rgb"}).channels == 3
+    assert FolderFormat.from_dict({"kind": "texts", "image_size": None, "color_mode": None}).kind == "texts"
+    for state in ({"kind": "images"}, {"kind": "images", "image_size": [8], "color_mode": "rgb"},
+                  {"kind": "images", "image_size": [8, 6], "color_mode": "cmyk"}, {"kind": "sounds"},
+                  {"kind": "texts", "image_size": [8, 6], "color_mode": "rgb"}):
+        with pytest.raises(ValueError, match="not how a folder is read"):
+            FolderFormat.from_dict(state)
+
+
+def test_images_too_many_for_memory_are_refused_naming_image_size(tmp_path):
+    pets(tmp_path / "pets", per_class=2, seed=3)
+    spec = DatasetSpec(file=tmp_path / "pets", target="label", task="binary", image_size=(10**6, 10**6))
+    with pytest.raises(DataError, match=r"^4 images of 1000000 x 1000000 x 3 values take 12000.0 GB as read, more "
+                                        r"than the [0-9.]+ GB of memory free: make dataset.image_size smaller$"):
+        load_table(spec)
 
 
 def _experiment(file: str, layers: list[dict], **preprocess) -> dict:

@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import psutil
 from pathspec import GitIgnoreSpec
 from PIL import Image, UnidentifiedImageError
 
@@ -79,9 +80,14 @@ class FolderFormat:
 
     @classmethod
     def from_dict(cls, state: dict) -> "FolderFormat":
+        """The format :meth:`to_dict` wrote; ValueError for a state no folder is read with."""
         size = state.get("image_size")
-        return cls(kind=state["kind"], image_size=tuple(size) if size is not None else None,
-                   color_mode=state.get("color_mode"))
+        fmt = cls(kind=state["kind"], image_size=tuple(size) if size is not None else None,
+                  color_mode=state.get("color_mode"))
+        images_read = fmt.image_size is not None and len(fmt.image_size) == 2 and fmt.color_mode in PIL_MODES
+        if fmt.kind not in ("images", "texts") or (fmt.kind == "images") != images_read:
+            raise ValueError(f"not how a folder is read: {state!r}")
+        return fmt
 
 
 def tracked_files(folder: Path) -> list[Path]:
@@ -143,8 +149,10 @@ def folder_kind(path: Path, where: str = "") -> Literal["images", "texts"]:
         if kind is not None and kind not in first and file.is_file():
             first[kind] = file
     if len(first) == 2:
-        raise DataError(f"{path}: holds both image files ({', '.join(IMAGE_SUFFIXES)}) and text files (.txt) in its "
-                        f"class subfolders{where}; a folder's rows are all images or all texts")
+        images, texts = (first[kind].relative_to(path).as_posix() for kind in ("images", "texts"))
+        raise DataError(f"{path}: holds both image files ({', '.join(IMAGE_SUFFIXES)}), as {images}, and text files "
+                        f"(.txt), as {texts}, in its class subfolders{where}; a folder's rows are all images or all "
+                        f"texts: move the others out")
     if not first:
         raise DataError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) or text files (.txt) in class "
                         f"subfolders{where}; expected one subfolder a class, e.g. {path}/cats/cat.1.jpg")
@@ -203,6 +211,10 @@ def read_files(files: list[Path], fmt: FolderFormat) -> pd.DataFrame:
     if fmt.kind == "texts":
         return pd.DataFrame({TEXT: [_read_text(file) for file in files]})
     height, width = fmt.image_size
+    size, free = len(files) * height * width * fmt.channels, psutil.virtual_memory().available
+    if size > free:  # as read: preparing the folds takes several times more
+        raise DataError(f"{len(files)} images of {height} x {width} x {fmt.channels} values take {size / 1e9:.1f} GB "
+                        f"as read, more than the {free / 1e9:.1f} GB of memory free: make dataset.image_size smaller")
     pixels = np.empty((len(files), height * width * fmt.channels), dtype=np.uint8)
     for row, file in enumerate(files):
         pixels[row] = _read_image(file, fmt).reshape(-1)

@@ -119,7 +119,12 @@ def folder_format(spec: DatasetSpec, root: str | Path = ".") -> FolderFormat | N
     `image_size` and `color_mode` where there are no images to read."""
     path = Path(root) / spec.file
     where = named(spec, "file")
-    kind = folder_kind(path, where) if path.is_dir() else None
+    try:
+        kind = folder_kind(path, where) if path.is_dir() else None
+        if kind is None and not path.exists():
+            return None  # reading it as a CSV says it is not found
+    except OSError as exc:  # a name the system refuses (too long, say), a folder that cannot be listed
+        raise DataError(f"{cut(str(path))}: cannot be opened ({exc.strerror}){where}") from None
     if kind == "images":
         return FolderFormat("images", tuple(spec.image_size or DEFAULT_IMAGE_SIZE), spec.color_mode or "rgb")
     for key in ("image_size", "color_mode"):
@@ -168,12 +173,12 @@ def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
 
 def _check_folder_keys(spec: DatasetSpec, path: Path) -> None:
     """A folder's class is its rows' `label` column; it has no header row to describe."""
-    if spec.target != LABEL:
-        raise DataError(f"{path}: a folder's rows take their class from their subfolder, as the column {LABEL!r}: "
-                        f"set dataset.target{named(spec, 'target')} to {LABEL!r}. Received: {spec.target!r}")
     if spec.task not in CLASS_TASKS:
         raise DataError(f"{path}: a folder of class subfolders is read for a classification; task "
                         f"{spec.task!r}{named(spec, 'task')} needs a CSV. Allowed: {', '.join(CLASS_TASKS)}")
+    if spec.target != LABEL:
+        raise DataError(f"{path}: a folder's rows take their class from their subfolder, as the column {LABEL!r}: "
+                        f"set dataset.target{named(spec, 'target')} to {LABEL!r}. Received: {spec.target!r}")
     if not spec.header:
         raise DataError(f"{path}: dataset.header{named(spec, 'header')} describes a CSV's first line, and a folder "
                         f"has none: leave it out")

@@ -494,9 +494,10 @@ CASES = [
         "data/notes: non-numeric feature columns ['text'] (e.g. 'a good film' in 'text') need an encoding",
         "; or, to read 'text' as text, preprocess.text: {column: text}"),
         mine({"file": "data/notes", "target": "label"}), files=NOTES, argv=("run", "mine")),
-    Bad("folder-of-images-and-texts", ("data/notes: holds both image files (.bmp, .gif, .jpeg, .jpg, .png) and text "
-                                       "files (.txt) in its class subfolders (params.yaml:experiments.mine.dataset."
-                                       "file); a folder's rows are all images or all texts",),
+    Bad("folder-of-images-and-texts", ("data/notes: holds both image files (.bmp, .gif, .jpeg, .jpg, .png), as "
+                                       "pos/2.png, and text files (.txt), as neg/1.txt, in its class subfolders "
+                                       "(params.yaml:experiments.mine.dataset.file); a folder's rows are all images "
+                                       "or all texts: move the others out",),
         mine({"file": "data/notes", "target": "label"}), files={**NOTES, "data/notes/pos/2.png": "x"},
         argv=("run", "mine")),
     Bad("folder-without-class-files", ("data/notes: no image files (.bmp, .gif, .jpeg, .jpg, .png) or text files "
@@ -519,6 +520,11 @@ CASES = [
              model={"layers": [{"type": "reshape", "target_shape": [4, 4, 3]}, {"type": "flatten"},
                                {"type": "dense", "units": 1, "activation": "sigmoid"}]}),
         argv=("run", "mine"), prepare=lambda project: two_classes_of_images(project / "data/pics")),
+    Bad("folder-not-found", ("data/pics: file not found (params.yaml:experiments.mine.dataset.file)",),
+        mine({"file": "data/pics", "target": "label", "image_size": [4, 4]}), argv=("run", "mine")),
+    Bad("dataset-file-name-too-long", ("cannot be opened (File name too long) (params.yaml:experiments.iris.dataset."
+                                       "file)",),
+        iris("dataset", file="data/" + "x" * 300 + ".csv")),
     Bad("folder-class-linked", ("data/pics/dogs: a link to a folder; DVC does not follow such a link, so its files "
                                 "would be rows that no md5 records: move or copy the folder there",),
         mine({"file": "data/pics", "target": "label", "image_size": [4, 4]}), argv=("run", "mine"),
