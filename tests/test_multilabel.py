@@ -25,6 +25,7 @@ from kerasflow.tasks.report.html import render_html
 from kerasflow.tasks.sweep.groups import scoring_spec
 from kerasflow.tasks.sweep.nested import outer_splits
 from kerasflow.tasks.training.evaluate import (
+    Encoded,
     cross_validate,
     encode_labels,
     experiment_splits,
@@ -204,6 +205,14 @@ def test_stratified_folds_of_labels_hold_each_labels_share_and_are_the_same_each
                           "continued": {}, "sweeps": {"labels": {"space": {"train": {"epochs": {"grid": [2, 3]}}},
                                                                  "scoring": "holdout"}}}).sweeps["labels"]
     assert scoring_spec(spec, sweep).evaluate.stratify
+    # Where the experiment's own folds are not stratified, nor are the sweep's hold-out or the outer folds: a label
+    # on 3 rows then stops neither (it would a stratified 5-fold, naming what to change).
+    plain, rare = _spec(), Encoded(np.column_stack([y, np.arange(300) < 3]).astype(int), None)
+    assert not scoring_spec(plain, sweep).evaluate.stratify and len(outer_splits(plain, rare, 5)) == 5
+    with pytest.raises(ParamsError, match=r"^--nested 5: stratified outer folds need at least 5 rows of every "
+                                          r"label; too few in \{'label 3': 3\} \(data/labels.csv\). Allowed: --nested "
+                                          r"up to 3, or evaluate.stratify: false$"):
+        outer_splits(spec, rare, 5)
     with pytest.raises(ParamsError, match=r"listing.yaml:experiments.labels.evaluate.shuffle: must be true to "
                                           r"stratify a multilabel task"):
         _spec({"stratify": True, "shuffle": False})

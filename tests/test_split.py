@@ -69,7 +69,9 @@ def test_labels_too_rare_for_the_folds_and_a_hold_out_leaving_nothing_are_refuse
     y = np.zeros((10, 2))
     y[:2, 0], y[:6, 1] = 1, 1
     with pytest.raises(DataError, match=r"n_splits: stratified 5-fold needs at least 5 rows of every label; too "
-                                        r"few in \{'label 0': 2\}.*Allowed: n_splits up to 2, or stratify: false"):
+                                        r"few in \{'label 0': 2, 'not label 1': 4\} \(rows a label applies to \(or "
+                                        r"not\), by its place in dataset.target\). Allowed: n_splits up to 2, or "
+                                        r"stratify: false"):
         make_splits(EvaluateSpec(n_splits=5, stratify=True), y)
     with pytest.raises(DataError, match=r"test_size: cannot hold out 0.95 of the data's 10 rows"):
         make_splits(EvaluateSpec(method="holdout", test_size=0.95, stratify=True), y)

@@ -54,7 +54,7 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     if spec.method == "holdout":
         stratify = y if spec.stratify else None
         if spec.stratify:
-            _check_group_sizes(spec, y, 2, "stratify", "a stratified hold-out")
+            _check_group_sizes(spec, y, 2, "stratify", "a stratified hold-out", "stratify: false")
         try:
             if labels:
                 splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=spec.test_size,
@@ -73,7 +73,8 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
         raise DataError(f"{spec.key('n_splits')}: must be between 2 and {most} for method {spec.method!r} on "
                         f"{rows}. Received: {spec.n_splits}")
     if spec.stratify:
-        _check_group_sizes(spec, y, spec.n_splits, "n_splits", f"stratified {spec.n_splits}-fold")
+        _check_group_sizes(spec, y, spec.n_splits, "n_splits", f"stratified {spec.n_splits}-fold",
+                           "n_splits up to {fewest}, or stratify: false")
     if spec.method == "timeseries":
         splitter = TimeSeriesSplit(n_splits=spec.n_splits)
     elif labels:  # shuffled: the schema requires it
@@ -94,24 +95,31 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     return [Split(train, test) for train, test in splitter.split(indices, y)]
 
 
-def _check_group_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: str, what: str) -> None:
-    """Refuse stratification that scikit-learn would only warn about: a class too small to reach every fold; or,
-    for a multilabel task's 0/1 label columns, a label on fewer rows than there are folds, which cannot reach every
-    fold however the rows are dealt out."""
-    source = f" of {spec.data_file}" if spec.data_file else ""
+def small_groups(y: np.ndarray, n_splits: int) -> tuple[str, dict[str, int]]:
+    """What stratifying `y` into `n_splits` parts cannot deal to every part, by name, with its rows: a class with
+    fewer rows (`y` class codes); for a multilabel task's 0/1 label columns, a label on fewer rows (`label 2`, by its
+    place in dataset.target), or missing from fewer (`not label 2`), which leaves parts without a row of it or
+    without one lacking it. And the noun for them, class or label."""
     if y.ndim == 2:
-        counts = y.sum(axis=0).astype(int)
-        names = [f"label {j}" for j in range(len(counts))]
-        noun, counted = "label", f"rows a label applies to{source}, by its place in dataset.target"
-    else:
-        classes, counts = np.unique(y, return_counts=True)
-        names = [str(c) for c in classes]
-        noun, counted = "class", f"rows per class{source}, by class code"
-    small = {name: int(count) for name, count in zip(names, counts) if count < n_splits}
+        on = y.sum(axis=0).astype(int)
+        counts = {**{f"label {j}": int(n) for j, n in enumerate(on)},
+                  **{f"not label {j}": len(y) - int(n) for j, n in enumerate(on)}}
+        return "label", {name: n for name, n in counts.items() if n < n_splits}
+    classes, counts = np.unique(y, return_counts=True)
+    return "class", {str(c): int(n) for c, n in zip(classes, counts) if n < n_splits}
+
+
+def _check_group_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: str, what: str, allowed: str) -> None:
+    """Refuse stratification that scikit-learn would only warn about (:func:`small_groups`); `allowed` says what
+    would do instead, `{fewest}` in it the fewest rows of a class or label."""
+    noun, small = small_groups(y, n_splits)
     if small:
+        source = f" of {spec.data_file}" if spec.data_file else ""
+        counted = (f"rows a label applies to (or not){source}, by its place in dataset.target" if noun == "label" else
+                   f"rows per class{source}, by class code")
         received = f"{key}: {getattr(spec, key)}".lower()
         raise DataError(f"{spec.key(key)}: {what} needs at least {n_splits} rows of every {noun}; too few in "
-                        f"{small} ({counted}). Allowed: n_splits up to {int(counts.min())}, or stratify: false. "
+                        f"{small} ({counted}). Allowed: {allowed.format(fewest=min(small.values()))}. "
                         f"Received: {received}")
 
 

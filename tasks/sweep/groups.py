@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kerasflow.tasks.config.schema import STRATIFIED_TASKS, CosineSchedule, ExperimentSpec
+from kerasflow.tasks.config.schema import CLASS_TASKS, CosineSchedule, ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.training.evaluate import (
     uses_stacking,
@@ -28,7 +28,9 @@ def scoring_spec(spec: ExperimentSpec, sweep: SearchSpec) -> ExperimentSpec:
         evaluate = spec.evaluate.model_copy(update={
             "method": "holdout", "test_size": sweep.test_size, "n_repeats": 1, "refit": False,
             "shuffle": spec.evaluate.shuffle,
-            "stratify": spec.dataset.task in STRATIFIED_TASKS and spec.evaluate.shuffle})
+            # A classification's hold-out keeps its classes' shares, as GridSearchCV's folds; a multilabel task's
+            # where its own folds are stratified.
+            "stratify": spec.evaluate.shuffle and (spec.dataset.task in CLASS_TASKS or spec.evaluate.stratify)})
     return spec.model_copy(update={"evaluate": evaluate})
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from kerasflow.tasks.config.errors import ParamsError, SweepError
-from kerasflow.tasks.config.schema import STRATIFIED_TASKS, EvaluateSpec, ExperimentSpec
+from kerasflow.tasks.config.schema import CLASS_TASKS, EvaluateSpec, ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
-from kerasflow.tasks.data.split import Split, make_splits
+from kerasflow.tasks.data.split import Split, make_splits, small_groups
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.sweep.export import row_params
 from kerasflow.tasks.training.evaluate import Encoded, refit
@@ -42,9 +42,19 @@ def check_nested(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
 
 def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> list[Split]:
     """The K outer folds: shuffled k-fold from the experiment's `evaluate.seed`, stratified by a classification's
-    classes or labels."""
+    classes, as GridSearchCV's folds are, or by a multilabel task's labels where its `evaluate.stratify` asks."""
+    stratify = spec.dataset.task in CLASS_TASKS or (spec.dataset.task == "multilabel" and spec.evaluate.stratify)
+    if stratify:
+        noun, small = small_groups(labels.codes, outer_folds)
+        if small:
+            fewest = min(small.values())
+            allowed = [f"--nested up to {fewest}"] if fewest >= 2 else []
+            allowed += ["evaluate.stratify: false"] if noun == "label" else []
+            raise ParamsError(f"--nested {outer_folds}: stratified outer folds need at least {outer_folds} rows of "
+                              f"every {noun}; too few in {small} ({spec.dataset.file}). Allowed: "
+                              f"{', or '.join(allowed) or f'at least 2 rows of every {noun}'}")
     outer = EvaluateSpec(method="kfold", n_splits=outer_folds, shuffle=True, seed=spec.evaluate.seed,
-                         stratify=spec.dataset.task in STRATIFIED_TASKS)
+                         stratify=stratify)
     return make_splits(outer, labels.codes)
 
 
