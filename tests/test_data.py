@@ -120,6 +120,13 @@ def test_a_value_missing_only_from_held_out_rows_is_refused_not_turned_into_nan(
     assert filled.tolist() == [[4.0, 2.0], [2.0, 1.0]]
 
 
+def test_a_text_column_empty_in_a_folds_training_rows_is_named_not_an_index_error():
+    train = pd.DataFrame({"a": [1.0, 2.0], "note": pd.Series([None, None], dtype=object)})
+    with pytest.raises(DataError, match=r"^non-numeric feature columns \['note'\] \('note' empty in these rows\) "
+                                        r"need an encoding, and preprocess.categorical is 'none'"):
+        Preprocessor().fit(train)
+
+
 PLAIN = "a,b,y\n1.5,2,0\n3.5,4,1\n"
 
 

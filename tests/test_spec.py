@@ -56,6 +56,8 @@ def _bad(mutate) -> str:
     (lambda e: e["evaluate"].update(n_splits=1), ["experiments.iris.evaluate.n_splits", "1"]),
     (lambda e: e["evaluate"].update(method="timeseries"),
      ["params.yaml:experiments.iris.evaluate.shuffle: must be false for method 'timeseries'"]),
+    (lambda e: e["evaluate"].update(method="holdout", stratify=True, shuffle=False),
+     ["params.yaml:experiments.iris.evaluate.shuffle: must be true for a stratified hold-out"]),
     (lambda e: e["evaluate"].update(n_repeats=3, shuffle=False),
      ["params.yaml:experiments.iris.evaluate.n_repeats: > 1 needs `shuffle: true`"]),
     (lambda e: e["dataset"].pop("task"), ["experiments.iris.dataset.task", "Field required"]),

@@ -695,6 +695,9 @@ class EvaluateSpec(Section):
                       f"Received: n_repeats={self.n_repeats}, shuffle=false")
         if self.method == "timeseries" and self.stratify:
             raise AtKey("stratify", "cannot be used with method 'timeseries'. Received: true")
+        if self.method == "holdout" and self.stratify and not self.shuffle:
+            raise AtKey("shuffle", "must be true for a stratified hold-out: the held-out rows are drawn from each "
+                        "class (scikit-learn's train_test_split). Received: false")
         if self.gpu > 1 and self.gpu != int(self.gpu):
             raise AtKey("gpu", f"above 1 must be a whole number. Received: {self.gpu}")
         return self

@@ -72,11 +72,12 @@ class Preprocessor:
             column = self.categorical_columns_[0]
             values = X[column].dropna()
             words = values[pd.to_numeric(values, errors="coerce").isna()]
-            example = (words if len(words) else values).iloc[0]
+            examples = words if len(words) else values
+            shown = f"e.g. {examples.iloc[0]!r} in {column!r}" if len(examples) else f"{column!r} empty in these rows"
             prefix, key = self._where("categorical")
-            texts = " " in str(example)  # words, most likely a text to tokenize rather than categories
-            raise DataError(f"{prefix}non-numeric feature columns {self.categorical_columns_} (e.g. {example!r} in "
-                            f"{column!r}) need an encoding, and preprocess.categorical is 'none'{key}. Allowed: "
+            texts = len(examples) > 0 and " " in str(examples.iloc[0])  # words: a text to tokenize, not categories
+            raise DataError(f"{prefix}non-numeric feature columns {self.categorical_columns_} ({shown}) need an "
+                            f"encoding, and preprocess.categorical is 'none'{key}. Allowed: "
                             f"'onehot' or 'ordinal'; or remove the column(s) from the file"
                             + (f"; or, to read {column!r} as text, preprocess.text: {{column: {column}}}" if texts
                                else ""))
