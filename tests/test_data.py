@@ -52,6 +52,9 @@ def test_bundled_sets_have_the_books_shapes(bundled_data):
     ("a,b,y\n1,2,0\n3,4,0\n", {"target": "y", "task": "binary"}, "has a single class (0)"),
     ("a,b,y\n1,2,0\n3,4,1\n5,6,2\n", {"target": "y", "task": "binary"}, "needs exactly 2 classes"),
     ("a,b,y\n1,2,0\n3,4,\n", {"target": "y"}, "target column 'y' has missing values (file lines [3])"),
+    # One column: an empty cell is an empty line (those after the last value end the file).
+    ("y\n1.5\n\n2.5\n3\n\n\n", {"target": "y", "task": "regression"},
+     "target column 'y' has missing values (file lines [3])"),
     ("a,b,y\n1,2,x\n3,4,z\n", {"target": "y", "task": "regression"}, "needs a numeric target"),
     ("1,2,0\n3,4,1\n", {"target": "y", "header": False}, "the target must be a 0-based column index"),
     ("1,2,0\n3,4,1\n", {"target": 7, "header": False}, "target index 7 is out of range; the file has 3 columns"),

@@ -74,7 +74,14 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None) -> p
         with open(path, encoding="utf-8-sig", newline="") as handle:
             first_line = handle.readline().rstrip("\r\n")
         sep = checks.separator(first_line)
-        frame = pd.read_csv(path, header=0 if header else None, sep=sep, encoding="utf-8-sig")
+        # In a single column an empty cell is an empty line, which pandas would skip: a series would lose a step
+        # unseen. There they are kept as missing values, but for those after the last value (the file's end).
+        one_column = not any(separator in first_line for separator in checks.SEPARATORS)
+        frame = pd.read_csv(path, header=0 if header else None, sep=sep, encoding="utf-8-sig",
+                            skip_blank_lines=not one_column)
+        if one_column:
+            filled = np.flatnonzero(frame.notna().to_numpy().any(axis=1))
+            frame = frame.iloc[:filled[-1] + 1 if len(filled) else 0]
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty{where}; expected CSV rows"
                         + (" under a header row" if header else "")) from None
