@@ -142,7 +142,7 @@ def test_a_header_less_file_names_its_targets_by_index(tmp_path, linnerud):
     linnerud.to_csv(tmp_path / "data/bare.csv", index=False, header=False)
     spec = _spec(dataset={"file": "data/bare.csv", "header": False, "target": [-3, -2, -1]})
     table = load_table(spec.dataset)
-    assert table.targets == ["3", "4", "5"] and list(table.X.columns) == ["0", "1", "2"]
+    assert table.targets == ["-3", "-2", "-1"] and list(table.X.columns) == ["0", "1", "2"]
     final = refit(spec, table, encode_labels(spec, table))
     folder = write_model(tmp_path / "model", spec, final)
     bare = pd.read_csv(tmp_path / "data/bare.csv", header=None)

@@ -18,7 +18,7 @@ from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.split import make_splits
 from kerasflow.tasks.data.table import load_table
-from kerasflow.tasks.outputs.predict import PREDICTION, predict_table
+from kerasflow.tasks.outputs.predict import PREDICTION, predict_csv, predict_table
 from kerasflow.tasks.outputs.results import write_model, write_predictions
 from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, fit_split, prepare_folds, refit, supervised
 from kerasflow.tasks.training.train import predict
@@ -208,6 +208,10 @@ def test_predict_reads_a_files_rows_and_writes_a_column_a_step(series, tmp_path)
     # One forecast per window of 4 rows, indexed by its last row; the file's last windows forecast past its end.
     assert got.index.tolist() == list(range(ROWS - 9, ROWS))
     np.testing.assert_allclose(got.to_numpy()[:-STEPS], expected[-(9 - STEPS):], rtol=1e-5)
+    # `kerasflow predict` writes that row, counted in the file it reads.
+    recent.to_csv(tmp_path / "recent.csv", index=False)
+    written = pd.read_csv(predict_csv(folder, tmp_path / "recent.csv", tmp_path / "forecast.csv"))
+    assert list(written.columns) == ["row", *got.columns] and written["row"].tolist() == list(range(3, 12))
 
 
 def test_a_last_layer_of_another_width_than_the_steps_is_refused_naming_them(series):

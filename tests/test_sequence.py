@@ -16,11 +16,16 @@ from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import load_params, parse_params
 from kerasflow.tasks.data.split import make_splits
 from kerasflow.tasks.data.table import Table, load_table
+from kerasflow.tasks.data.window import window_rows
+from kerasflow.tasks.outputs.predict import predict_table
+from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.outputs.saved_model import read_saved
 from kerasflow.tasks.training.evaluate import (
     cross_validate,
     encode_labels,
     fit_split,
     prepare_folds,
+    refit,
     supervised,
 )
 from kerasflow.tasks.training.scoring import score
@@ -214,6 +219,29 @@ def test_a_single_column_csv_with_or_without_a_header_gives_the_same_windows(tmp
         np.testing.assert_array_equal(left, right)
     result = cross_validate(bare, folds["bare"]).summary()
     assert result["metric"] == "mse" and np.isfinite(result["mean"])
+
+
+def test_a_header_less_series_model_predicts_from_rows_or_windows_by_position(tmp_path):
+    """Two columns without a header, the target last (`target: -1`, named so in the results): `kerasflow predict`
+    takes the file's consecutive rows as training read them, or a window's columns by position."""
+    months = np.arange(40)
+    pd.DataFrame({"temp": np.sin(months / 3), "y": np.round(100 + 2 * months + 9 * np.sin(months / 2), 1)}).to_csv(
+        tmp_path / "bare.csv", index=False, header=False)
+    raw = {"dataset": {"file": str(tmp_path / "bare.csv"), "header": False, "target": -1, "task": "regression"},
+           "preprocess": {"scale": "minmax", "lookback": 3, "lookback_columns": ["0"]},
+           "model": {"layers": [{"type": "dense", "units": 4, "activation": "relu"}, {"type": "dense", "units": 1}]},
+           "train": {"epochs": 2, "batch_size": 8, "seed": 7}, "evaluate": {"method": "holdout", "shuffle": False}}
+    spec = parse_params({"experiments": {"series": raw}, "continued": {}, "sweeps": {}}).experiments["series"]
+    table = load_table(spec.dataset)
+    assert table.targets == ["-1"] and list(table.X.columns) == ["0"]
+    folder = write_model(tmp_path / "model", spec, refit(spec, table, encode_labels(spec, table)))
+    assert read_saved(folder).window["columns"] == ["0"]  # the other column, not the target's own
+    rows = pd.read_csv(tmp_path / "bare.csv", header=None)
+    from_rows = predict_table(folder, rows)
+    assert len(from_rows) == 38 and from_rows.index[0] == 2  # a window of 3 rows, named by its last
+    lagged = window_rows(rows.set_axis(["0", "-1"], axis=1), spec.preprocess, ["-1"]).iloc[[0, -1]]
+    from_windows = predict_table(folder, lagged.set_axis(range(lagged.shape[1]), axis=1))
+    np.testing.assert_allclose(from_windows["prediction"].to_numpy(), from_rows["prediction"].iloc[[0, -1]])
 
 
 def test_mae_is_scored_in_the_series_units_like_rmse(bundled_data):

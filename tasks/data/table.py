@@ -172,6 +172,9 @@ def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
     if len(set(targets)) < len(targets):
         raise DataError(f"{path}: dataset.target{named(spec, 'target')} names a column more than once "
                         f"({', '.join(map(repr, targets))}); list each target column once")
+    if not spec.header:  # a target is named by its index as dataset.target gives it, as the results name it: -1
+        frame = frame.rename(columns=dict(zip(targets, spec.target_names)))
+        targets = spec.target_names
     for target in targets:
         _check_target(spec, frame[target], path)
     y = frame[targets] if isinstance(spec.target, list) else frame[targets[0]]

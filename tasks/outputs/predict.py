@@ -25,6 +25,8 @@ from kerasflow.tasks.outputs.saved_model import SavedModel, load_keras_model, re
 PREDICTION = "prediction"
 FILE = "file"
 """The column naming each predicted image or text file, relative to the input folder."""
+ROW = "row"
+"""A series model's column naming each forecast's window by its last row (0-based, of the data rows)."""
 PROBA_PREFIX = "proba_"
 
 
@@ -98,10 +100,13 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -
                           sampling_rate=window.get("sampling_rate", 1), steps_out=window.get("steps_out", 1))
     needed = [*saved.targets, *columns]
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    if not saved.header:  # the columns at their 0-based indices, a target at the one dataset.target gave (-1)
+        frame = frame.rename(columns={str(int(target) % frame.shape[1]): target for target in saved.targets})
     missing = [c for c in needed if c not in frame.columns]
-    if missing or not saved.header:
+    if missing:
+        rows = "with a header naming the columns" if saved.header else "holding the columns at 0-based indices"
         raise DataError(f"{source}: a series model takes its window columns {saved.features}, or the file's "
-                        f"consecutive rows with a header naming the columns {needed}; missing {missing}")
+                        f"consecutive rows {rows} {needed}; missing {missing}")
     if len(frame) < spec.window_span:
         raise DataError(f"{source}: a window is {spec.window_span} consecutive rows; the file has {len(frame)}")
     return window_rows(frame, spec, saved.targets).set_axis(frame.index[spec.window_span - 1:], axis=0)
@@ -125,7 +130,10 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
                         f"{saved.path} --prompt TEXT --length N")
     if len(frame) == 0:
         raise DataError(f"{source}: no rows to predict")
-    if saved.window is not None and not set(saved.features) <= {str(c) for c in frame.columns}:
+    # A series model's window columns, by name, or by position in a header-less file of as many; else the rows.
+    windows = set(saved.features) <= {str(c) for c in frame.columns} or (
+        not saved.header and frame.shape[1] == len(saved.features))
+    if saved.window is not None and not windows:
         frame = series_windows(saved, frame, source)
     X = feature_frame(saved, frame, source)
     _check_values(saved, X, source)
@@ -177,6 +185,8 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
         if input_path.is_dir():
             raise DataError(f"{input_path}: is a folder; the model was trained on a CSV: expected a CSV file")
         predictions = predict_table(saved, read_csv(input_path, saved.header), source=input_path)
+        if saved.window is not None:  # a forecast per window of consecutive rows, named by its last row
+            predictions.insert(0, ROW, predictions.index)
     else:
         files = _new_files(saved.folder, input_path)
         predictions = predict_table(saved, read_files(files, saved.folder), source=input_path)
