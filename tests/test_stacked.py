@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers import tiny_params
 
+from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import LOSSES_BY_TASK, SearchSpec, parse_params
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.outputs.live import FOLDS_PLOT
@@ -25,6 +26,7 @@ from kerasflow.tasks.training.evaluate import (
     cross_validate_configs,
     encode_labels,
     prepare_folds,
+    refit,
 )
 from kerasflow.tasks.training.models import build_model
 from kerasflow.tasks.training.scoring import (
@@ -596,6 +598,26 @@ def test_a_folds_early_stop_is_keras_own_early_stopping(project):
     keras_own = fit_fold(plain, folds[1], 1, callbacks=[keras.callbacks.EarlyStopping(**stopping)])
     assert len(ours.history["loss"]) < 60
     assert ours.history == keras_own.history and ours.score == keras_own.score
+
+
+def test_a_refits_validation_split_rounds_its_training_part_down_as_keras_and_leaves_rows_on_both_sides(project):
+    spec = _iris_spec({"train": {"epochs": 1, "batch_size": 8, "validation_split": 0.25}})
+    table = load_table(spec.dataset, root=project)
+    steps = []
+
+    class Steps(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            steps.append(self.params["steps"])
+
+    # Keras' fit(validation_split=0.25) trains on 112 of 150 rows (112.5 rounded down), 14 batches of 8, and so
+    # does the refit.
+    refit(spec, table, encode_labels(spec, table), callbacks=[Steps()])
+    assert steps == [14]
+    tiny = _iris_spec({"train": {"epochs": 1, "validation_split": 0.995}})
+    with pytest.raises(DataError, match=r"params.yaml:experiments.iris.train.validation_split=0.995 of the refit's "
+                                        r"150 rows leaves no training row; hold out a share that leaves rows on both "
+                                        r"sides"):
+        refit(tiny, table, encode_labels(tiny, table))
 
 
 def test_checkpoint_best_ends_the_refit_with_its_best_epochs_weights(project):

@@ -446,9 +446,14 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
                                                                                      len(table.targets))
     validation, rows = None, slice(None)  # rows: those the refit trains on
     if spec.train.validation_split is not None:
-        # As Keras' validation_split: the last rows, before any shuffling, are held out; a multi-step forecast's
-        # last training windows whose later targets are validation rows are left out, as in its folds.
-        split = math.ceil(len(X) * (1 - spec.train.validation_split))
+        # As Keras' validation_split: the last rows, before any shuffling, are held out (the training part rounded
+        # down); a multi-step forecast's last training windows whose later targets are validation rows are left
+        # out, as in its folds.
+        split = math.floor(len(X) * (1 - spec.train.validation_split))
+        if not 0 < split < len(X):
+            raise DataError(f"{table.source}: {spec.train.key('validation_split')}={spec.train.validation_split} of "
+                            f"the refit's {len(X)} rows leaves {'no training' if split == 0 else 'no validation'} "
+                            f"row; hold out a share that leaves rows on both sides")
         rows = training_windows(spec, Split(np.arange(split), np.arange(split, len(X))), table.source, "the refit",
                                 "its validation rows", "train.validation_split").train_index
         X, y, validation = X[rows], y[rows], (X[split:], y[split:])
