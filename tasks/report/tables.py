@@ -68,7 +68,9 @@ def scores(report: Report) -> pd.DataFrame:
         listed = [target for target in e.spec.dataset.target_names if target in scored]
         for target in listed + [target for target in scored if target not in listed]:
             own = scored[target]
-            rows.append({"experiment": f"{e.name}: {target}", "metric": m["metric"], "mean ± std": score_text(own),
+            # A target's scores have no mean where a fold diverged: the experiment's folds say which.
+            rows.append({"experiment": f"{e.name}: {target}", "metric": m["metric"],
+                         "mean ± std": score_text({"diverged": m.get("diverged", []), **own}),
                          "95% interval": "", "folds": "",
                          "naive last value": round(own["baseline"]["mean"], 4) if "baseline" in own else "",
                          "seconds": ""})

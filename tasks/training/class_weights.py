@@ -23,15 +23,20 @@ ClassWeight = str | dict[Key, float] | None
 
 
 def names_label(key: Key, label: Any) -> bool:
-    """Whether a `train.class_weight` key names a target label: equal to it, spelt as it is, or the same number (a
-    YAML key `1` names a label 1, "1" or 1.0, and so does the key "1" that a JSON copy of the params makes of it).
+    """Whether a `train.class_weight` key names a target label: equal to it, spelt as it is (a true/false label in
+    any case: YAML's quoted 'true'), or the same number (a YAML key `1` names a label 1, "1" or 1.0, and so does the
+    key "1" that a JSON copy of the params makes of it).
 
     Examples
     --------
     >>> names_label(1, 1.0), names_label("1", 1), names_label("M", "M"), names_label(2, 1), names_label("M", 1.0)
     (True, True, True, False, False)
+    >>> names_label("true", True), names_label("FALSE", np.bool_(False)), names_label("true", "True")
+    (True, True, False)
     """
     if label == key or str(label) == str(key):
+        return True
+    if isinstance(label, (bool, np.bool_)) and isinstance(key, str) and key.lower() == str(label).lower():
         return True
     try:
         return float(str(key)) == float(label)
@@ -47,7 +52,8 @@ def check_class_weight(given: ClassWeight, classes: Sequence[Any], where: str) -
     unknown = [key for key in given if not any(names_label(key, label) for label in classes)]
     if unknown:
         raise DataError(f"{where} names label(s) {', '.join(map(repr, unknown))} the target does not have (keys "
-                        f"are the target's labels, quoted where YAML would read them as numbers or true/false). "
+                        f"are the target's labels, quoted where YAML would read them as numbers or true/false, as "
+                        f"it reads yes/no and on/off). "
                         f"Labels found: {', '.join(map(repr, classes))}")
     for label in classes:
         named = [key for key in given if names_label(key, label)]
