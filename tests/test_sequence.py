@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from helpers import ROOT
 
-from kerasflow.tasks.config.errors import ParamsError
+from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import load_params, parse_params
 from kerasflow.tasks.data.split import make_splits
 from kerasflow.tasks.data.table import Table, load_table
@@ -242,6 +242,12 @@ def test_a_header_less_series_model_predicts_from_rows_or_windows_by_position(tm
     lagged = window_rows(rows.set_axis(["0", "-1"], axis=1), spec.preprocess, ["-1"]).iloc[[0, -1]]
     from_windows = predict_table(folder, lagged.set_axis(range(lagged.shape[1]), axis=1))
     np.testing.assert_allclose(from_windows["prediction"].to_numpy(), from_rows["prediction"].iloc[[0, -1]])
+    # A gap in the rows is named at its own column and line, not at the window columns it would reach.
+    rows.iloc[5, 0] = np.nan
+    with pytest.raises(DataError, match=r"^gap.csv: column '0' has missing values \(file lines \[6\]\) and the "
+                                        r"model has no value to fill them with \(it was trained without preprocess."
+                                        r"impute\)$"):
+        predict_table(folder, rows, source="gap.csv")
 
 
 def test_mae_is_scored_in_the_series_units_like_rmse(bundled_data):

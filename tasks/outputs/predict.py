@@ -109,6 +109,12 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -
                         f"consecutive rows {rows} {needed}; missing {missing}")
     if len(frame) < spec.window_span:
         raise DataError(f"{source}: a window is {spec.window_span} consecutive rows; the file has {len(frame)}")
+    if not saved.preprocessor.fill_:  # named at the file's own column and line, not at the windows' they reach
+        gap = next((column for column in needed if frame[column].isna().any()), None)
+        if gap is not None:
+            lines = checks.file_lines(np.flatnonzero(frame[gap].isna().to_numpy()), saved.header)
+            raise DataError(f"{source}: column {gap!r} has missing values (file lines {lines}) and the model has no "
+                            f"value to fill them with (it was trained without preprocess.impute)")
     return window_rows(frame, spec, saved.targets).set_axis(frame.index[spec.window_span - 1:], axis=0)
 
 
