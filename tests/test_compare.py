@@ -16,9 +16,11 @@ import yaml
 from helpers import run_in_process, tiny_params
 from scipy import stats
 
+from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
+from kerasflow.tasks.report.compare import compare
 from kerasflow.tasks.report.markdown import render_markdown
 from kerasflow.tasks.training.statistics import corrected_t
 
@@ -79,6 +81,16 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, co
     (row,) = tables.differences(report).to_dict("records")
     assert row["experiments"] == "wider − iris" and row["folds"] == 5
     assert "## Differences on the same folds (corrected resampled t-test)" in render_markdown(report)
+    # Folds that start from a saved model (a continued experiment's) pair with no others: it has trained on every
+    # held-out row.
+    specs = parse_params(raw).experiments
+    specs["wider"] = specs["wider"].model_copy(update={"train": specs["wider"].train.model_copy(
+        update={"init_from": "results/iris/model"})})
+    with contextlib.chdir(project):
+        assert collect(project / "results", specs).comparisons == []
+    with pytest.raises(ParamsError, match=r"^iris and wider start their folds from different models \(iris from "
+                                          r"scratch and wider from results/iris/model; train.init_from\)"):
+        compare(("iris", specs["iris"]), ("wider", specs["wider"]), project / "results")
 
     status, _, err = run_in_process(["compare", "iris", "other_seed"], project)
     assert status == 2 and err.strip() == (

@@ -243,8 +243,9 @@ def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> 
 def same_fold_comparisons(reports: list[ExperimentReport],
                           results_dir: Path) -> tuple[dict[str, Interval], list[Comparison]]:
     """Each run's mean with its 95% interval, and every pair of runs scored on the same folds (same data md5,
-    rows and splits: :func:`fold_key`) compared by the corrected resampled t-test, in params order. Runs with one
-    fold (a hold-out) or a diverged fold have no interval."""
+    rows and splits: :func:`fold_key`, and the same saved model its folds start from, if any: a continued
+    experiment's folds start from a model refitted on every row) compared by the corrected resampled t-test, in
+    params order. Runs with one fold (a hold-out) or a diverged fold have no interval."""
     groups: dict[tuple, list[ExperimentReport]] = {}
     for e in reports:
         m = e.metrics
@@ -254,7 +255,7 @@ def same_fold_comparisons(reports: list[ExperimentReport],
             md5 = data_md5(results_dir / e.name)
         except DataError:
             continue
-        groups.setdefault((fold_key(e.spec), m["metric"], md5), []).append(e)
+        groups.setdefault((fold_key(e.spec), m["metric"], md5, e.spec.train.init_from), []).append(e)
     intervals: dict[str, Interval] = {}
     comparisons: list[Comparison] = []
     for members in groups.values():

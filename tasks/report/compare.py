@@ -130,6 +130,13 @@ def _check_same_folds(name_a: str, spec_a: ExperimentSpec, name_b: str, spec_b: 
                           f"{experiment_key(spec_b, name_b, key)} {_value(spec_b, key)!r}" for key in differ)
         raise ParamsError(f"{name_a} and {name_b} are not scored on the same folds, so their fold scores do not "
                           f"pair: {shown}")
+    starts = spec_a.train.init_from, spec_b.train.init_from
+    if starts[0] != starts[1]:  # a saved model was refitted on every row: its folds' held-out rows are not new
+        shown = " and ".join(f"{name} from {start}" if start else f"{name} from scratch"
+                             for name, start in zip((name_a, name_b), starts))
+        raise ParamsError(f"{name_a} and {name_b} start their folds from different models ({shown}; "
+                          f"train.init_from): a saved model has trained on every held-out row, so their fold scores "
+                          f"do not pair")
 
 
 def data_md5(out_dir: Path) -> str:
