@@ -22,7 +22,7 @@ from helpers import stop, tiny_params, written_run
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import file_md5, load_table
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
-from kerasflow.tasks.outputs.metrics import write_sweep_best
+from kerasflow.tasks.outputs.metrics import read_experiment, write_sweep_best
 from kerasflow.tasks.outputs.results import write_history
 from kerasflow.tasks.report import plots, tables
 from kerasflow.tasks.report.collect import DataFacts, ExperimentReport, Report, collect
@@ -367,3 +367,13 @@ def test_the_confusion_matrix_is_scikit_learns_count_of_held_out_rows():
     assert [text.get_text() for text in ax.texts] == ["1", "1", "0", "0", "2", "0", "1", "0", "0"]
     assert [label.get_text() for label in ax.get_xticklabels()] == ["a", "b", "c"]
     assert ax.get_title() == "held-out rows of every fold: 5, 60.0% on the diagonal"
+
+
+def test_a_result_whose_run_names_a_metric_its_scores_lack_is_read_as_not_written(tmp_path):
+    """A run stopped between writing metrics.json and run.json after `evaluate.metric` changed: the report shows
+    the experiment as not run, not a KeyError."""
+    (tmp_path / "metrics.json").write_text(json.dumps({"accuracy": {"mean": 0.9, "std": 0.0, "folds": [0.9]}}))
+    (tmp_path / "run.json").write_text(json.dumps({"metric": "rmse", "n_folds": 1}))
+    assert read_experiment(tmp_path) is None
+    (tmp_path / "run.json").write_text(json.dumps({"metric": "accuracy", "n_folds": 1}))
+    assert read_experiment(tmp_path)["folds"] == [0.9]

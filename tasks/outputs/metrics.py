@@ -47,9 +47,10 @@ def write_experiment(out_dir: Path, record: dict[str, Any]) -> None:
 
 
 def read_experiment(out_dir: Path) -> dict[str, Any] | None:
-    """The record :func:`write_experiment` stored in `out_dir`; None when its scores are not there."""
+    """The record :func:`write_experiment` stored in `out_dir`; None when its scores are not there (nor those of
+    the metric run.json names: a run stopped between writing the two, after `evaluate.metric` changed)."""
     scores, run = _read(out_dir / METRICS_FILE), _read(out_dir / RUN_FILE)
-    if scores is None or run is None:
+    if scores is None or run is None or run.get("metric") not in scores:
         return None
     metric = run["metric"]
     targets = {target: _record(values, metric) for target, values in scores.get("targets", {}).items()}

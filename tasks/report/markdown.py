@@ -29,6 +29,11 @@ def markdown_table(table: pd.DataFrame) -> str:
     | experiment | score | note |
     |--------------|---------|--------|
     | iris | 0.95 |  |
+    >>> print(markdown_table(pd.DataFrame({"class": ["a|b"]})))
+    | class |
+    |---------|
+    | a\\|b |
     """
-    return table.astype(str).to_markdown(index=False, tablefmt="pipe", stralign=None, numalign=None,
-                                         disable_numparse=True)
+    # A `|` in a cell (a class label, a path) would end the cell: escaped, as Markdown tables take it.
+    return table.astype(str).map(lambda cell: cell.replace("|", r"\|")).to_markdown(
+        index=False, tablefmt="pipe", stralign=None, numalign=None, disable_numparse=True)

@@ -98,7 +98,15 @@ def best_interval_text(best: dict[str, Any]) -> str:
 
 
 def tie_text(best: dict[str, Any]) -> str:
-    """Which configs the folds cannot tell from the best (`sweep.json`'s `tied`), as one sentence."""
+    """Which configs the folds cannot tell from the best (`sweep.json`'s `tied`), as one sentence.
+
+    Examples
+    --------
+    >>> tie_text({"score": 0.9, "tied": ["c1"], "n_configs": 1})
+    'The sweep tried one config: there is none to compare it with.'
+    >>> tie_text({"score": 0.9, "tied": ["c1"], "n_configs": 4})[:40]
+    'Every other config is worse than the bes'
+    """
     tied = best.get("tied") or []
     if best["score"] is None:
         return ""
@@ -106,6 +114,8 @@ def tie_text(best: dict[str, Any]) -> str:
         return ("Configs are not paired fold by fold here (one hold-out split, or a space that changes the folds): "
                 "no test tells them apart.")
     test = "corrected resampled t-test on the same folds"
+    if best["n_configs"] == 1:
+        return "The sweep tried one config: there is none to compare it with."
     if len(tied) == 1:
         return f"Every other config is worse than the best at 5% ({test})."
     if len(tied) == best["n_configs"]:
