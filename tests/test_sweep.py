@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,8 +25,9 @@ from kerasflow.tasks.outputs.results import load_model
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.html import render_html
+from kerasflow.tasks.sweep.export import trial_rows
 from kerasflow.tasks.sweep.groups import scoring_spec
-from kerasflow.tasks.sweep.nested import outer_score, outer_splits, rows_of
+from kerasflow.tasks.sweep.nested import outer_fold, outer_score, outer_splits, rows_of
 from kerasflow.tasks.training.evaluate import (
     cross_validate,
     encode_labels,
@@ -213,3 +215,18 @@ def test_auto_keeps_folds_in_turn_on_a_one_node_ray_without_a_gpu(kept_ray):
     auto, forced = (spec.with_overrides({"evaluate.parallel": value}) for value in ("auto", "ray"))
     assert len([node for node in ray.nodes() if node["Alive"]]) == 1
     assert spreads(auto) == (ray.cluster_resources().get("GPU", 0) > 0) and spreads(forced)
+
+
+def test_a_failed_trials_last_score_ranks_after_every_finished_config():
+    """A trial that failed after 3 of 30 epochs keeps the score it last reported, but never trained its epochs:
+    it is not the best, however high that score."""
+    def result(lr: float, score: float, epochs: int, error: Exception | None = None) -> SimpleNamespace:
+        return SimpleNamespace(config={"train.learning_rate": lr}, error=error, metrics={
+            "scores": [score], "score_stds": [0.01], "fold_scores": [[score, score]], "epochs": [epochs],
+            "trial_id": f"t{lr}"})
+
+    rows = trial_rows([result(0.1, 0.95, 3, RuntimeError("node lost")), result(0.01, 0.90, 30),
+                       result(0.001, 0.80, 30)], higher_is_better=True)
+    assert [(row["score"], row["status"]) for row in rows] == [(0.90, "ok"), (0.80, "ok"), (0.95, "error")]
+    with pytest.raises(SweepError, match="no config of its sweep finished with a finite score"):
+        outer_fold(0, None, rows[2:], None, None, None)

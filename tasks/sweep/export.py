@@ -47,8 +47,10 @@ def write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
 def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, Any]]:
     """One row per config, best first: its id (its history folder's name), params, score mean/std and fold scores,
     the epochs it trained (so far, in an unfinished trial), seconds, node, status, and the Ray Tune trial that
-    trained it (the configs of a stacked group share their trial, its seconds and node). A config that diverged has
-    status "diverged" and no score: it comes last, with the errors."""
+    trained it (the configs of a stacked group share their trial, its seconds and node). The configs that finished
+    come first; a config whose trial failed (status "error") keeps the score of its last report, ranked after them,
+    as it never trained all its epochs; one that diverged has status "diverged" and no score: it comes last, with
+    the errors that never reported."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
@@ -69,8 +71,9 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, 
                          "status": "error" if result.error else "diverged" if diverged else "ok"})
     # Best first; among equal scores, the steadier across folds.
     sign = -1 if higher_is_better else 1
-    ok = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
-    return ok + [r for r in rows if r["score"] is None]
+    scored = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
+    return ([r for r in scored if r["status"] == "ok"] + [r for r in scored if r["status"] != "ok"]
+            + [r for r in rows if r["score"] is None])
 
 
 def row_params(row: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +149,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         write_trials(out_dir / "trials.csv", rows)
         write_sweep_best(out_dir, summary)
         return summary
-    if not rows or rows[0]["score"] is None:
+    if not rows or rows[0]["status"] != "ok":
         raise SweepError(f"sweeps.{name}: no config finished with a finite score ({len(rows)} configs, "
                          f"{n_diverged} diverged); first error: {grid.errors[:1]}")
     best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])

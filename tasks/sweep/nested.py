@@ -78,7 +78,7 @@ def outer_fold(index: int, spec: ExperimentSpec, rows: list[dict[str, Any]], tab
                split: Split) -> dict[str, Any]:
     """Outer fold `index`'s record: the config its sweep chose (`rows`, trials.csv's, best first), the inner best
     score, and that config's score on the outer held-out rows."""
-    if not rows or rows[0]["score"] is None:
+    if not rows or rows[0]["status"] != "ok":
         raise SweepError(f"outer fold {index}: no config of its sweep finished with a finite score")
     params = row_params(rows[0])
     outer = outer_score(spec.with_overrides(params), table, labels, split)
