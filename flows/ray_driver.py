@@ -130,7 +130,8 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
     # A config's record that `dvc exp apply` brought in (tasks/sweep/dvc_experiments.py) describes the old sweep.
     shutil.rmtree(storage.parent / RECORD, ignore_errors=True)
     mode = "max" if spec.higher_is_better else "min"
-    scheduler = (ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=sweep.grace_period,
+    scheduler = (ASHAScheduler(time_attr="epoch", max_t=sweep.max_epochs(spec.train.epochs),
+                               grace_period=sweep.grace_period,
                                reduction_factor=ASHA_REDUCTION_FACTOR)
                  if sweep.scheduler == "asha" else FIFOScheduler())
     if sweep.algorithm == "optuna":

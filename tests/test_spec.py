@@ -12,6 +12,7 @@ from helpers import ROOT, tiny_params
 
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.schema import ExperimentSpec, load_params, parse_params
+from kerasflow.tasks.config.search import SearchSpec
 
 
 def test_shipped_params_load_with_the_books_experiments():
@@ -128,7 +129,16 @@ def test_overrides_reach_nested_keys_and_whole_layer_groups():
     ({"space": {"train.epochs": {"randint": [0, 5]}}, "algorithm": "random"},
      "sweeps.iris.space.train.epochs: Input should be greater than 0. Tried: 0"),
     ({"space": {"train.learning_rate": {"uniform": [0.1, 0.01]}}, "algorithm": "random"},
-     "sweeps.iris.space.train.learning_rate.uniform: must be [low, high] with low < high. Received: [0.1, 0.01]"),
+     "sweeps.iris.space.train.learning_rate.uniform: must be two numbers, [low, high] with low < high. Received: "
+     "[0.1, 0.01]"),
+    ({"space": {"train.learning_rate": {"loguniform": ["1e-4", "x"]}}, "algorithm": "random"},
+     "sweeps.iris.space.train.learning_rate.loguniform: must be two numbers"),
+    ({"space": {"train.learning_rate": {"grid": [0.001, "1e-3", 0.01]}}},
+     "sweeps.iris.space.train.learning_rate.grid: lists 0.001 more than once: list each value once"),
+    ({"space": {"train.epochs": {"grid": [1, 2]}}, "num_samples": 3},
+     "sweeps.iris.num_samples: repeats every grid config with the same seeds"),
+    ({"space": {"train.epochs": {"grid": [4, 8]}}, "scheduler": "asha", "grace_period": 10},
+     "sweeps.iris.grace_period: is more epochs than any trial trains (8): ASHA would stop none. Received: 10"),
     ({"space": {"train.learning_rate": {"uniform": [0.01, 0.1]}}},
      "sweeps.iris.algorithm: 'grid' takes only grid/choice"),
     ({"space": {"train.epochs": {"grid": []}}}, "sweeps.iris.space.train.epochs.grid: is empty"),
@@ -379,3 +389,12 @@ def test_a_huge_value_is_echoed_cut_short():
     # Each problem: its key and the value cut short, plus (an unknown key) the section's dozen allowed keys.
     assert "\n" not in message and len(problems) == 2 and all(len(problem) < 700 for problem in problems)
     assert "Received: 'manymany" in problems[0] and problems[0].endswith("…")
+
+
+def test_a_range_written_as_yaml_reads_1e_3_is_taken_as_numbers_and_asha_reaches_the_longest_trial():
+    raw = tiny_params()
+    raw["sweeps"] = {"iris": yaml.safe_load("space: {train: {learning_rate: {loguniform: [1e-4, 1e-1]}, "
+                                            "epochs: {choice: [20, 60]}}}\nalgorithm: random\nscheduler: asha")}
+    sweep = parse_params(raw).sweeps["iris"]
+    assert sweep.space["train.learning_rate"] == {"loguniform": [0.0001, 0.1]}
+    assert sweep.max_epochs(15) == 60 and SearchSpec(space={"train.seed": {"grid": [1]}}).max_epochs(15) == 15

@@ -1007,6 +1007,10 @@ class Params(Section):
                     except (KeyError, IndexError, TypeError, ValueError) as exc:
                         problem = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # str() would quote
                         raise AtKey(f"sweeps.{name}.space.{key}", f"{problem}. Tried: {sample!r}") from None
+            longest = sweep.max_epochs(experiment.train.epochs)
+            if sweep.scheduler == "asha" and sweep.grace_period > longest:
+                raise AtKey(f"sweeps.{name}.grace_period", f"is more epochs than any trial trains ({longest}): ASHA "
+                            f"would stop none. Received: {sweep.grace_period}")
         return self
 
     def select(self, names: list[str] | None, source: str = "params.yaml") -> dict[str, ExperimentSpec]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Literal, get_args
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from kerasflow.tasks.config.overrides import extremes
 from kerasflow.tasks.config.section import AtKey, Section, Seed
 
 Distribution = Literal["grid", "choice", "uniform", "loguniform", "randint"]
@@ -27,7 +29,8 @@ class SearchSpec(Section):
 
     space: dict[str, dict[Distribution, list]] = Field(min_length=1)
     algorithm: Literal["grid", "random", "optuna"] = "grid"
-    num_samples: PositiveInt = Field(default=1, description="trials drawn (random, optuna); grid: repeats")
+    num_samples: PositiveInt = Field(default=1, description="trials drawn (random, optuna); a grid tries each "
+                                                            "config once")
     seed: Seed = 0
     scheduler: Literal["fifo", "asha"] = "fifo"
     grace_period: PositiveInt = Field(default=5, description="asha: epochs before a trial may be stopped")
@@ -87,10 +90,19 @@ class SearchSpec(Section):
                 raise AtKey(f"{key}.{kind}", f"is empty: it needs at least one value. "
                           f"Received: {values!r}")
             if kind in ("uniform", "loguniform", "randint"):
+                # YAML reads 1e-3 (no dot) as text: a number written so is taken as the number it spells.
+                values = dist[kind] = [_number(v) for v in values]
                 if len(values) != 2 or not all(isinstance(v, (int, float)) for v in values) or values[0] >= values[1]:
-                    raise AtKey(f"{key}.{kind}", f"must be [low, high] with low < high. Received: {values}")
+                    raise AtKey(f"{key}.{kind}", f"must be two numbers, [low, high] with low < high. Received: "
+                              f"{values}")
                 if kind == "loguniform" and values[0] <= 0:
                     raise AtKey(f"{key}.{kind}", f"needs low > 0. Received: {values}")
+            if kind == "grid":
+                seen = [json.dumps(_number(v), sort_keys=True) for v in values]
+                repeated = sorted({v for v in seen if seen.count(v) > 1})
+                if repeated:  # one config twice: the same training twice, under one config id
+                    raise AtKey(f"{key}.grid", f"lists {', '.join(repeated)} more than once: list each value once. "
+                              f"Received: {values}")
         return space
 
     @model_validator(mode="after")
@@ -104,7 +116,20 @@ class SearchSpec(Section):
                       "Received: 'optuna'")
         if self.gpu > 1 and self.gpu != int(self.gpu):
             raise AtKey("gpu", f"above 1 must be a whole number. Received: {self.gpu}")
+        if self.algorithm == "grid" and self.num_samples > 1:
+            raise AtKey("num_samples", f"repeats every grid config with the same seeds, which trains it the same: "
+                      f"to repeat with other seeds, sweep train.seed ({{grid: [0, 1, 2]}}). Received: "
+                      f"{self.num_samples}")
         return self
+
+    def max_epochs(self, epochs: int) -> int:
+        """The most epochs a trial trains: the experiment's `epochs`, or the largest value of a swept
+        `train.epochs`, ASHA's last rung."""
+        swept = self.space.get("train.epochs")
+        if swept is None:
+            return epochs
+        (kind, values), = swept.items()
+        return max(int(value) for value in extremes(kind, values))
 
     def stop_epochs(self, epochs: int) -> set[int]:
         """The epochs (from 1) after which the scheduler may stop a trial of `epochs` epochs: ASHA's rungs, the
@@ -114,3 +139,19 @@ class SearchSpec(Section):
             return set()
         rungs = int(math.log(epochs / self.grace_period) / math.log(ASHA_REDUCTION_FACTOR) + 1)
         return {self.grace_period * ASHA_REDUCTION_FACTOR ** k for k in range(rungs)}
+
+
+def _number(value: object) -> object:
+    """`value`, or the number a text spells (YAML reads `1e-3`, without a dot, as text).
+
+    Examples
+    --------
+    >>> _number("1e-3"), _number("adam"), _number(5), _number([1])
+    (0.001, 'adam', 5, [1])
+    """
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
