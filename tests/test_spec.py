@@ -398,3 +398,14 @@ def test_a_range_written_as_yaml_reads_1e_3_is_taken_as_numbers_and_asha_reaches
     sweep = parse_params(raw).sweeps["iris"]
     assert sweep.space["train.learning_rate"] == {"loguniform": [0.0001, 0.1]}
     assert sweep.max_epochs(15) == 60 and SearchSpec(space={"train.seed": {"grid": [1]}}).max_epochs(15) == 15
+
+
+def test_sweep_keys_that_fail_only_together_are_refused_naming_the_config():
+    raw = tiny_params()
+    del raw["experiments"]["iris"]["train"]["learning_rate"]
+    raw["sweeps"] = {"iris": {"space": {"train.learning_rate": {"grid": [0.01, 0.1]},
+                                        "train.optimizer": {"grid": ["adam", {"name": "sgd", "learning_rate": 0.1}]}}}}
+    with pytest.raises(ParamsError, match=r"^params.yaml:sweeps.iris.space: its keys fail together: .*given twice.*"
+                                          r"Tried: \{'train.learning_rate': 0.01, 'train.optimizer': \{'name': 'sgd', "
+                                          r"'learning_rate': 0.1\}\}$"):
+        parse_params(raw)

@@ -7,6 +7,8 @@ so that the message can be pasted into ``dvc exp run -S`` or found in the file.
 from __future__ import annotations
 
 import difflib
+import itertools
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -1007,6 +1009,7 @@ class Params(Section):
                     except (KeyError, IndexError, TypeError, ValueError) as exc:
                         problem = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # str() would quote
                         raise AtKey(f"sweeps.{name}.space.{key}", f"{problem}. Tried: {sample!r}") from None
+            _check_joint_configs(name, experiment, sweep)
             longest = sweep.max_epochs(experiment.train.epochs)
             if sweep.scheduler == "asha" and sweep.grace_period > longest:
                 raise AtKey(f"sweeps.{name}.grace_period", f"is more epochs than any trial trains ({longest}): ASHA "
@@ -1025,6 +1028,31 @@ class Params(Section):
             said = "; ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in zip(unknown, hints))
             raise ParamsError(f"{source}:experiments: unknown experiment {said}. Defined: {', '.join(every)}")
         return {n: every[n] for n in names}
+
+
+JOINT_CHECKS = 64
+"""A sweep's configs tried together when parsing params, at most: each a validated copy of its experiment
+(about 3 ms), every command pays them."""
+
+
+def _check_joint_configs(name: str, experiment: ExperimentSpec, sweep: SearchSpec) -> None:
+    """Refuse a sweep whose keys each pass alone but not together (`train.learning_rate` swept beside an optimizer
+    that sets one, `model.widths` beside a hidden layer's `units`), naming the first config that fails: every
+    combination of the listed values and of the ranges' ends, where there are at most :data:`JOINT_CHECKS`."""
+    values = {key: extremes(*next(iter(dist.items()))) for key, dist in sweep.space.items()}
+    if len(values) < 2 or math.prod(map(len, values.values())) > JOINT_CHECKS:
+        return
+    for combination in itertools.product(*values.values()):
+        config = dict(zip(values, combination))
+        try:
+            experiment.with_overrides(config)
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            problem = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        else:
+            continue
+        raise AtKey(f"sweeps.{name}.space", f"its keys fail together: {problem}. Tried: {config}")
 
 
 def load_params(path: str | Path = "params.yaml", check_keras_names: bool = True) -> Params:
