@@ -273,7 +273,7 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
 
         check_repository(Path.cwd(), args.params)
     from kerasflow.flows.ray_cluster import connect
-    from kerasflow.flows.ray_driver import check_cluster, restore_sweep, storage_folder
+    from kerasflow.flows.ray_driver import check_cluster, check_settings, restore_sweep, storage_folder
 
     # Resources no node has, and a resume with nothing saved or saved by another version, are refused here, in one
     # line, not inside the flow's task with its tracebacks.
@@ -281,6 +281,7 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
     storage = storage_folder(out)
     if args.resume:
         restore_sweep(name, storage)
+        check_settings(name, storage, spec, params.sweeps[name])
     connect(verbose=args.verbose)
     check_cluster(name, params.sweeps[name], storage)
     _prefect_ready(server)

@@ -11,6 +11,7 @@ resumes with `Tuner.restore`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from kerasflow.tasks.sweep.trial import Report, run_trial
 from kerasflow.tasks.training import evaluate
 
 RUN_NAME = "sweep"
+SETTINGS = "settings.json"
+"""Beside a sweep's saved run: the experiment and sweep it trains, which a resume must find unchanged."""
 def tune_space(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
     """The `space:` section as Ray Tune's sampling objects: a grid over the stacked groups where configs group
     (one trial per group, see `kerasflow.tasks.sweep.groups.stacked_groups`), else one trial per config."""
@@ -110,6 +113,40 @@ def restore_sweep(name: str, storage: Path, trainable: Any = run_trial_process) 
                          f"cannot be resumed by this one ({exc}); run without --resume") from None
 
 
+def _settings(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
+    return {"experiment": spec.model_dump(mode="json"), "sweep": sweep.model_dump(mode="json")}
+
+
+def save_settings(storage: Path, spec: ExperimentSpec, sweep: SearchSpec) -> None:
+    """Keep the experiment and sweep a new sweep in `storage` trains (:data:`SETTINGS`)."""
+    storage.mkdir(parents=True, exist_ok=True)
+    (storage / SETTINGS).write_text(json.dumps(_settings(spec, sweep), indent=1) + "\n")
+
+
+def check_settings(name: str, storage: Path, spec: ExperimentSpec, sweep: SearchSpec) -> None:
+    """Refuse resuming the sweep saved in `storage` with other settings than it started with: its finished trials
+    trained those, and the rest would train these (one saved before settings were kept is not checked)."""
+    saved_file = storage / SETTINGS
+    if not saved_file.is_file():
+        return
+    saved, now = json.loads(saved_file.read_text()), _settings(spec, sweep)
+    changed = [key for key in _dotted(now) | _dotted(saved) if _dotted(now).get(key) != _dotted(saved).get(key)]
+    if changed:
+        shown = ", ".join(sorted(changed)[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise SweepError(f"sweeps.{name}: {shown} changed since the sweep at {storage / RUN_NAME} started: its "
+                         f"finished trials trained the settings it started with; run without --resume, or put "
+                         f"them back")
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict's leaves by dotted key: `{"experiment.train.epochs": 30, ...}`."""
+    leaves: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        leaves |= _dotted(value, f"{path}.") if isinstance(value, dict) and value else {path: value}
+    return leaves
+
+
 def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
                storage: Path, resume: bool) -> tune.Tuner:
     """The sweep's Tuner, its run kept in `storage`/sweep: a new one (what was there removed), or with `resume`
@@ -129,6 +166,7 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
     shutil.rmtree(history_folder(storage), ignore_errors=True)
     # A config's record that `dvc exp apply` brought in (tasks/sweep/dvc_experiments.py) describes the old sweep.
     shutil.rmtree(storage.parent / RECORD, ignore_errors=True)
+    save_settings(storage, spec, sweep)
     mode = "max" if spec.higher_is_better else "min"
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=sweep.max_epochs(spec.train.epochs),
                                grace_period=sweep.grace_period,

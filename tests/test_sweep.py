@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from helpers import read_trials, sweep_and_export, sweep_params
 
+from kerasflow.flows.ray_driver import check_settings, save_settings
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.split import make_splits
@@ -230,3 +231,15 @@ def test_a_failed_trials_last_score_ranks_after_every_finished_config():
     assert [(row["score"], row["status"]) for row in rows] == [(0.90, "ok"), (0.80, "ok"), (0.95, "error")]
     with pytest.raises(SweepError, match="no config of its sweep finished with a finite score"):
         outer_fold(0, None, rows[2:], None, None, None)
+
+
+def test_a_resume_with_other_settings_than_the_sweep_started_with_is_refused_naming_them(tmp_path):
+    params = parse_params(sweep_params(epochs=2))
+    (name, sweep), = params.sweeps.items()
+    spec = params.experiments[name]
+    save_settings(tmp_path, spec, sweep)
+    check_settings(name, tmp_path, spec, sweep)  # unchanged: resumed
+    longer = spec.with_overrides({"train.epochs": 9})
+    with pytest.raises(SweepError, match=rf"^sweeps.{name}: experiment.train.epochs changed since the sweep at "
+                                         rf".* started: its finished trials trained the settings it started with"):
+        check_settings(name, tmp_path, longer, sweep)
