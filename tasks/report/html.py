@@ -141,12 +141,12 @@ def _nested_parts(e: ExperimentReport) -> list[str]:
     n = e.nested
     outer = n["outer"]
     estimate = "none (a refit diverged)" if outer["mean"] is None else \
-        f"{outer['mean']:.4f}, 95% interval [{outer['low']:.4f}, {outer['high']:.4f}]"
+        f"{tables.shown(outer['mean'])}, 95% interval [{tables.shown(outer['low'])}, {tables.shown(outer['high'])}]"
     return ["<h3>Nested cross-validation</h3>",
             f"<p>The whole sweep ran in each of {n['outer_folds']} outer folds on its training rows; its best config, "
             f"retrained there, was scored once on the held-out rows. Tuned model's {escape(n['metric'])}: "
-            f"<strong>{escape(estimate)}</strong>, against {n['inner_best_mean']:.4f} for the inner best scores "
-            f"(the best of many configs on the same folds flatters itself). {n['configs_chosen']} different "
+            f"<strong>{escape(estimate)}</strong>, against {tables.shown(n['inner_best_mean'])} for the inner best "
+            f"scores (the best of many configs on the same folds flatters itself). {n['configs_chosen']} different "
             f"config(s) won the outer folds:</p>",
             html_table(tables.nested_folds(n), f"{_anchor(e.name)}-nested")]
 

@@ -30,18 +30,29 @@ def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns, dtype=object)
 
 
+def shown(value: float) -> str:
+    """A score as the report shows it: 4 decimals, or 4 significant digits where the decimals would show zeros.
+
+    Examples
+    --------
+    >>> shown(0.95333), shown(12.3), shown(0.000123456), shown(-0.0000071), shown(0.0)
+    ('0.9533', '12.3000', '0.0001235', '-7.1e-06', '0.0000')
+    """
+    return f"{value:.4f}" if value == 0 or abs(value) >= 0.001 else f"{value:.4g}"
+
+
 def score_text(metrics: dict[str, Any]) -> str:
     """`0.9533 ± 0.0600`, or which folds diverged when the experiment has no mean."""
     if metrics["mean"] is None:
         return f"diverged in fold(s) {metrics.get('diverged', [])}"
-    return f"{metrics['mean']:.4f} ± {metrics['std']:.4f}"
+    return f"{shown(metrics['mean'])} ± {shown(metrics['std'])}"
 
 
 def best_score_text(best: dict[str, Any]) -> str:
     """A sweep's best score, `0.9420 ± 0.0017`, or that every config diverged (best.json then has no best)."""
     if best["score"] is None:
         return f"none: every config diverged ({best['n_configs']})"
-    return f"{best['score']:.4f} ± {best['score_std']:.4f}"
+    return f"{shown(best['score'])} ± {shown(best['score_std'])}"
 
 
 def scores(report: Report) -> pd.DataFrame:
@@ -60,7 +71,7 @@ def scores(report: Report) -> pd.DataFrame:
         folds = f"{m['n_folds']}, trained {min(epochs)}–{max(epochs)} epochs" if epochs else m["n_folds"]
         interval = report.intervals.get(e.name)
         rows.append({"experiment": e.name, "metric": m["metric"], "mean ± std": score_text(m),
-                     "95% interval": f"[{interval.low:.4f}, {interval.high:.4f}]" if interval else "",
+                     "95% interval": f"[{shown(interval.low)}, {shown(interval.high)}]" if interval else "",
                      "folds": folds, "naive last value": round(baseline["mean"], 4) if baseline else "",
                      "seconds": m["seconds"]})
         scored = m.get("targets", {})
@@ -82,8 +93,8 @@ def differences(report: Report) -> pd.DataFrame:
     """Every pair of experiments scored on the same folds: the second's score minus the first's, its 95% interval
     and p-value (corrected resampled t-test, as `kerasflow compare`), and what that says."""
     rows = [{"experiments": f"{c.names[1]} − {c.names[0]}", "metric": c.metric,
-             "difference": round(c.difference.mean, 4),
-             "95% interval": f"[{c.difference.low:.4f}, {c.difference.high:.4f}]",
+             "difference": shown(c.difference.mean),
+             "95% interval": f"[{shown(c.difference.low)}, {shown(c.difference.high)}]",
              "p": float(f"{c.difference.p:.3g}"), "folds": c.difference.folds,
              "verdict": c.verdict + (" (few folds: little power)" if c.low_power else "")}
             for c in report.comparisons]
@@ -94,7 +105,7 @@ def best_interval_text(best: dict[str, Any]) -> str:
     """The best config's 95% interval over its folds, `[0.9310, 0.9530]`; empty where the sweep has none."""
     if best.get("score_low") is None:
         return ""
-    return f"[{best['score_low']:.4f}, {best['score_high']:.4f}]"
+    return f"[{shown(best['score_low'])}, {shown(best['score_high'])}]"
 
 
 def tie_text(best: dict[str, Any]) -> str:
@@ -186,11 +197,11 @@ def nested(report: Report) -> pd.DataFrame:
             continue
         n, outer = e.nested, e.nested["outer"]
         rows.append({"experiment": e.name, "metric": n["metric"], "outer folds": n["outer_folds"],
-                     "tuned model (outer mean)": "" if outer["mean"] is None else f"{outer['mean']:.4f}",
-                     "95% interval": "" if outer["low"] is None else f"[{outer['low']:.4f}, {outer['high']:.4f}]",
-                     "inner best (mean)": f"{n['inner_best_mean']:.4f}",
+                     "tuned model (outer mean)": "" if outer["mean"] is None else shown(outer['mean']),
+                     "95% interval": "" if outer["low"] is None else f"[{shown(outer['low'])}, {shown(outer['high'])}]",
+                     "inner best (mean)": shown(n['inner_best_mean']),
                      "sweep's best": "" if e.sweep is None or e.sweep.best["score"] is None
-                     else f"{e.sweep.best['score']:.4f}",
+                     else shown(e.sweep.best['score']),
                      "configs chosen": n["configs_chosen"]})
     return frame(rows, ["experiment", "metric", "outer folds", "tuned model (outer mean)", "95% interval",
                         "inner best (mean)", "sweep's best", "configs chosen"])
@@ -201,8 +212,8 @@ def nested_folds(record: dict[str, Any]) -> pd.DataFrame:
     the outer held-out rows."""
     return frame([{"outer fold": fold["outer_fold"], "config": fold["config_id"],
                    "params": ", ".join(f"{k}={v}" for k, v in sorted(fold["params"].items())),
-                   "inner best": f"{fold['inner_score']:.4f}",
-                   "outer score": "" if fold["outer_score"] is None else f"{fold['outer_score']:.4f}",
+                   "inner best": shown(fold['inner_score']),
+                   "outer score": "" if fold["outer_score"] is None else shown(fold['outer_score']),
                    "rows (train / held out)": f"{fold['n_train']} / {fold['n_test']}"} for fold in record["folds"]],
                  ["outer fold", "config", "params", "inner best", "outer score", "rows (train / held out)"])
 
@@ -252,7 +263,7 @@ def trials(sweep: Sweep) -> pd.DataFrame:
     table = found[[c for c in found.columns if c.startswith("param:")] + [
         c for c in ("score", "score_std") if c in found.columns]].astype(object)
     if "score_low" in found and found["score_low"].notna().any():
-        table["95% interval"] = [f"[{low:.4f}, {high:.4f}]" if pd.notna(low) else ""
+        table["95% interval"] = [f"[{shown(low)}, {shown(high)}]" if pd.notna(low) else ""
                                  for low, high in zip(found["score_low"], found["score_high"])]
         table["p vs best"] = [f"{p:.3g}" if pd.notna(p) else "" for p in found["p_vs_best"]]
         table["tied with best"] = [{True: "yes", False: "no"}.get(tied, "") for tied in found["tied_with_best"]]
@@ -260,7 +271,7 @@ def trials(sweep: Sweep) -> pd.DataFrame:
         if column in found:
             table[column] = found[column].astype(object)
     table = table.rename(columns=lambda c: c.removeprefix("param:"))
-    return table.map(lambda value: f"{value:.4f}" if isinstance(value, float) and pd.notna(value) else value).fillna("")
+    return table.map(lambda value: shown(value) if isinstance(value, float) and pd.notna(value) else value).fillna("")
 
 
 def balance_text(d: DataFacts) -> str:
