@@ -93,7 +93,7 @@ def differences(report: Report) -> pd.DataFrame:
     """Every pair of experiments scored on the same folds: the second's score minus the first's, its 95% interval
     and p-value (corrected resampled t-test, as `kerasflow compare`), and what that says."""
     rows = [{"experiments": f"{c.names[1]} − {c.names[0]}", "metric": c.metric,
-             "difference": shown(c.difference.mean),
+             "difference": float(shown(c.difference.mean)),  # a number, right-aligned as the others
              "95% interval": f"[{shown(c.difference.low)}, {shown(c.difference.high)}]",
              "p": float(f"{c.difference.p:.3g}"), "folds": c.difference.folds,
              "verdict": c.verdict + (" (few folds: little power)" if c.low_power else "")}
