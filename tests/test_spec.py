@@ -135,6 +135,9 @@ def test_overrides_reach_nested_keys_and_whole_layer_groups():
      "sweeps.iris.space.train.learning_rate.loguniform: must be two numbers"),
     ({"space": {"train.learning_rate": {"grid": [0.001, "1e-3", 0.01]}}},
      "sweeps.iris.space.train.learning_rate.grid: lists 0.001 more than once: list each value once"),
+    ({"space": {"train.optimizer.beta_1": {"grid": [0.8, 0.9]}}},
+     "sweeps.iris.space.train.optimizer.beta_1: train.optimizer is the name 'adam', which has no 'beta_1' to set: "
+     "write it as {name: adam, beta_1: <its value>}. Tried: 0.8"),
     ({"space": {"train.epochs": {"grid": [1, 2]}}, "num_samples": 3},
      "sweeps.iris.num_samples: repeats every grid config with the same seeds"),
     ({"space": {"train.epochs": {"grid": [4, 8]}}, "scheduler": "asha", "grace_period": 10},

@@ -69,8 +69,13 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
             continue
         *parents, last = split_key(key)
         node: Any = raw
-        for part in parents:
+        for depth, part in enumerate(parents):
             node = node[part]
+            if isinstance(node, str):  # `train.optimizer: adam`, a name: its arguments are not keys yet
+                above = ".".join(map(str, parents[:depth + 1]))
+                below = key.removeprefix(above + ".")
+                raise KeyError(f"{above} is the name {node!r}, which has no {below!r} to set: write it as "
+                               f"{{name: {node}, {below}: <its value>}}")
         if isinstance(node, dict) and last not in node:
             raise KeyError(f"no key {key!r} in the experiment")
         node[last] = value
