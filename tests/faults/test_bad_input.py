@@ -263,8 +263,8 @@ CASES = [
     Bad("unknown-distribution", ("params.yaml:sweeps.iris.space.train.epochs.gridd: Input should be 'grid', "
                                  "'choice', 'uniform', 'loguniform' or 'randint'", "Received: 'gridd'"),
         sweep(space={"train": {"epochs": {"gridd": [1, 2]}}}), argv=("tune", "iris")),
-    Bad("inverted-range", ("params.yaml:sweeps.iris.space.train.learning_rate.loguniform: must be [low, high] with "
-                           "low < high. Received: [0.1, 0.001]",),
+    Bad("inverted-range", ("params.yaml:sweeps.iris.space.train.learning_rate.loguniform: must be two numbers, [low, "
+                           "high] with low < high. Received: [0.1, 0.001]",),
         sweep(space={"train": {"learning_rate": {"loguniform": [0.1, 0.001]}}}, algorithm="random"),
         argv=("tune", "iris")),
     Bad("search-key-not-in-experiment", ("params.yaml:sweeps.iris.space.train.epochz: no key 'train.epochz' in the "
