@@ -1000,15 +1000,9 @@ class Params(Section):
                 (kind, values), = dist.items()
                 samples = extremes(kind, values)
                 for sample in samples:
-                    try:
-                        experiment.with_overrides({key: sample})
-                    except ValidationError as exc:
-                        error = exc.errors()[0]
-                        problem = error["msg"].removeprefix("Value error, ")
-                        raise AtKey(f"sweeps.{name}.space.{key}", f"{problem}. Tried: {sample!r}") from None
-                    except (KeyError, IndexError, TypeError, ValueError) as exc:
-                        problem = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # str() would quote
-                        raise AtKey(f"sweeps.{name}.space.{key}", f"{problem}. Tried: {sample!r}") from None
+                    problem = _override_problem(experiment, {key: sample})
+                    if problem is not None:
+                        raise AtKey(f"sweeps.{name}.space.{key}", f"{problem}. Tried: {sample!r}")
             _check_joint_configs(name, experiment, sweep)
             longest = sweep.max_epochs(experiment.train.epochs)
             if sweep.scheduler == "asha" and sweep.grace_period > longest:
@@ -1044,15 +1038,20 @@ def _check_joint_configs(name: str, experiment: ExperimentSpec, sweep: SearchSpe
         return
     for combination in itertools.product(*values.values()):
         config = dict(zip(values, combination))
-        try:
-            experiment.with_overrides(config)
-        except ValidationError as exc:
-            problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            problem = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        else:
-            continue
-        raise AtKey(f"sweeps.{name}.space", f"its keys fail together: {problem}. Tried: {config}")
+        problem = _override_problem(experiment, config)
+        if problem is not None:
+            raise AtKey(f"sweeps.{name}.space", f"its keys fail together: {problem}. Tried: {config}")
+
+
+def _override_problem(experiment: ExperimentSpec, overrides: dict[str, Any]) -> object | None:
+    """Why `experiment` with `overrides` (dotted keys) is not a valid experiment, or None where it is."""
+    try:
+        experiment.with_overrides(overrides)
+    except ValidationError as exc:
+        return exc.errors()[0]["msg"].removeprefix("Value error, ")
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        return exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # str() of a KeyError would quote
+    return None
 
 
 def load_params(path: str | Path = "params.yaml", check_keras_names: bool = True) -> Params:
