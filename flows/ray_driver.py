@@ -129,8 +129,8 @@ def check_settings(name: str, storage: Path, spec: ExperimentSpec, sweep: Search
     saved_file = storage / SETTINGS
     if not saved_file.is_file():
         return
-    saved, now = json.loads(saved_file.read_text()), _settings(spec, sweep)
-    changed = [key for key in _dotted(now) | _dotted(saved) if _dotted(now).get(key) != _dotted(saved).get(key)]
+    saved, now = _dotted(json.loads(saved_file.read_text())), _dotted(_settings(spec, sweep))
+    changed = [key for key in now | saved if now.get(key) != saved.get(key)]
     if changed:
         shown = ", ".join(sorted(changed)[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
         raise SweepError(f"sweeps.{name}: {shown} changed since the sweep at {storage / RUN_NAME} started: its "

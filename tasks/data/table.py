@@ -76,7 +76,7 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None) -> p
         sep = checks.separator(first_line)
         # In a single column an empty cell is an empty line, which pandas would skip: a series would lose a step
         # unseen. There they are kept as missing values, but for those after the last value (the file's end).
-        one_column = not any(separator in first_line for separator in checks.SEPARATORS)
+        one_column = sep not in first_line  # checks.separator found none of its separators there
         frame = pd.read_csv(path, header=0 if header else None, sep=sep, encoding="utf-8-sig",
                             skip_blank_lines=not one_column)
         if one_column:
