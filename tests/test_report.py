@@ -55,7 +55,8 @@ def _sweep(tune_dir: Path) -> None:
                        "trial_id": f"t{i}", "status": "ok"}
                       for i, (optimizer, rate, folds) in enumerate([
                           ("adam", 0.05, [0.93, 0.95, 0.97]), ("rmsprop", 0.01, [0.92, 0.88, 0.9]),
-                          ("adam", 0.01, [0.8, 0.9, 0.85]), ("rmsprop", 0.05, [0.78, 0.8, 0.82])])], ratio=0.5)
+                          ("adam", 0.01, [0.8, 0.9, 0.85]), ("rmsprop", 0.05, [0.78, 0.8, 0.82])])],
+                     ratio=0.5, metric="accuracy")
     write_trials(tune_dir / "trials.csv", rows)
     write_sweep_best(tune_dir, {
         "experiment": "iris", "metric": "accuracy", "mode": "max", "scoring": "kfold", "score": rows[0]["score"],
@@ -227,9 +228,9 @@ def test_report_from_a_real_run_renders_in_headless_chromium(project, monkeypatc
     iris_md5 = file_md5(project / "data/iris.csv")
     assert f"setosa 50, versicolor 50, virginica 50 | {iris_md5} (not tracked by DVC)" in markdown
     assert "| evaluate@iris |" in markdown
-    # The sweep's best with its 95% interval, and the 3 configs its folds cannot tell from it (the 4th is worse on
-    # every fold).
-    assert "| iris | 4 | 4 | 0 | accuracy 0.9500 ± 0.0163 | [0.8714, 1.0286] | 3 |" in markdown
+    # The sweep's best with its 95% interval, cut to the accuracies there can be (its t-interval reaches 1.0286),
+    # and the 3 configs its folds cannot tell from it (the 4th is worse on every fold).
+    assert "| iris | 4 | 4 | 0 | accuracy 0.9500 ± 0.0163 | [0.8714, 1.0000] | 3 |" in markdown
     assert "These 3 configs are statistically tied: the folds cannot tell them from the best at 5% (corrected " \
            "resampled t-test on the same folds): c0, c1, c2." in render_html(content)
 

@@ -22,7 +22,7 @@ from kerasflow.tasks.data.table import file_md5, listing_md5
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs.metrics import read_experiment, read_nested, read_sweep_best
 from kerasflow.tasks.report.compare import Comparison, data_md5, fold_key, pair, test_train_ratio
-from kerasflow.tasks.training.statistics import Interval, corrected_t
+from kerasflow.tasks.training.statistics import Interval, corrected_t, score_range
 
 MOST_FREQUENT_TOKENS = 10
 """How many of a text's tokens the report's data table lists, most frequent first."""
@@ -264,7 +264,7 @@ def same_fold_comparisons(reports: list[ExperimentReport],
         except DataError:  # the data file is gone or changed shape since: nothing to measure the folds by
             continue
         for e in members:
-            intervals[e.name] = corrected_t(e.metrics["folds"], ratio)
+            intervals[e.name] = corrected_t(e.metrics["folds"], ratio, within=score_range(e.metrics["metric"]))
         for i, first in enumerate(members):
             for second in members[i + 1:]:
                 comparisons.append(pair((first.name, second.name), [first.metrics, second.metrics], ratio))

@@ -22,7 +22,14 @@ from kerasflow.tasks.data.split import SAME_FOLDS, make_splits, purged
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.data.window import window_table
 from kerasflow.tasks.outputs.metrics import read_experiment
-from kerasflow.tasks.training.statistics import LOW_POWER_FOLDS, Interval, corrected_t, split_ratio
+from kerasflow.tasks.training.statistics import (
+    LOW_POWER_FOLDS,
+    Interval,
+    corrected_t,
+    difference_range,
+    score_range,
+    split_ratio,
+)
 
 
 @dataclass(frozen=True)
@@ -102,9 +109,12 @@ def pair(names: tuple[str, str], records: list[dict[str, Any]], ratio: float) ->
     if len(scores[0]) != len(scores[1]):
         raise DataError(f"{names[0]} has {len(scores[0])} fold scores and {names[1]} {len(scores[1])}: not the "
                         f"same folds")
-    return Comparison(names=names, metric=records[0]["metric"], higher_is_better=bool(records[0]["higher_is_better"]),
-                      means=(corrected_t(scores[0], ratio), corrected_t(scores[1], ratio)),
-                      difference=corrected_t(scores[1] - scores[0], ratio), test_train_ratio=ratio)
+    metric = records[0]["metric"]
+    means = (corrected_t(scores[0], ratio, within=score_range(metric)),
+             corrected_t(scores[1], ratio, within=score_range(metric)))
+    return Comparison(names=names, metric=metric, higher_is_better=bool(records[0]["higher_is_better"]), means=means,
+                      difference=corrected_t(scores[1] - scores[0], ratio, within=difference_range(metric)),
+                      test_train_ratio=ratio)
 
 
 def fold_key(spec: ExperimentSpec) -> str:

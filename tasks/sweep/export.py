@@ -21,7 +21,7 @@ from kerasflow.tasks.sweep.checkpoint import restore_state
 from kerasflow.tasks.sweep.groups import config_id, scoring_spec, trial_configs
 from kerasflow.tasks.training import evaluate
 from kerasflow.tasks.training.models import build_model, make_loss, make_optimizer
-from kerasflow.tasks.training.statistics import corrected_t, split_ratio
+from kerasflow.tasks.training.statistics import corrected_t, score_range, split_ratio
 
 if TYPE_CHECKING:  # the results are read through their attributes: this module runs without Ray
     from ray import tune
@@ -81,11 +81,12 @@ def row_params(row: dict[str, Any]) -> dict[str, Any]:
     return {key.removeprefix("param:"): value for key, value in row.items() if key.startswith("param:")}
 
 
-def with_ties(rows: list[dict[str, Any]], ratio: float | None) -> list[dict[str, Any]]:
-    """`rows` (best first) with each scored config's 95% interval (`score_low`, `score_high`) and the p-value of
-    its difference from the best, paired fold by fold (`p_vs_best`): the corrected resampled t-test of
-    :mod:`kerasflow.tasks.training.statistics`, `ratio` being the folds' held-out rows per training row. A config
-    with p ≥ :data:`TIE_LEVEL` is `tied_with_best`: the folds cannot tell it from the best, the best included.
+def with_ties(rows: list[dict[str, Any]], ratio: float | None, metric: str) -> list[dict[str, Any]]:
+    """`rows` (best first) with each scored config's 95% interval of its `metric` (`score_low`, `score_high`)
+    and the p-value of its difference from the best, paired fold by fold (`p_vs_best`): the corrected resampled
+    t-test of :mod:`kerasflow.tasks.training.statistics`, `ratio` being the folds' held-out rows per training row.
+    A config with p ≥ :data:`TIE_LEVEL` is `tied_with_best`: the folds cannot tell it from the best, the best
+    included.
 
     `ratio` None (one hold-out split, or configs scored on different folds) leaves the four columns empty, as
     does a config without two finite fold scores.
@@ -95,10 +96,14 @@ def with_ties(rows: list[dict[str, Any]], ratio: float | None) -> list[dict[str,
     Three folds of 3-fold CV (held-out rows half the training rows): the second config is 0.1 below the best on
     every fold, the third 0.05 below on average but by 0, 0.1 and 0.05.
 
-    >>> rows = [{"score": 0.9, "fold_scores": [0.9, 0.8, 1.0]}, {"score": 0.8, "fold_scores": [0.8, 0.7, 0.9]},
-    ...         {"score": 0.85, "fold_scores": [0.9, 0.7, 0.95]}]
-    >>> [(row["p_vs_best"] and round(row["p_vs_best"], 3), row["tied_with_best"]) for row in with_ties(rows, 0.5)]
+    >>> rows = [{"score": 0.9, "fold_scores": [0.9, 0.8, 1.0], "status": "ok"},
+    ...         {"score": 0.8, "fold_scores": [0.8, 0.7, 0.9], "status": "ok"},
+    ...         {"score": 0.85, "fold_scores": [0.9, 0.7, 0.95], "status": "ok"}]
+    >>> marked = with_ties(rows, 0.5, "accuracy")
+    >>> [(row["p_vs_best"] and round(row["p_vs_best"], 3), row["tied_with_best"]) for row in marked]
     [(None, True), (0.0, False), (0.388, True)]
+    >>> round(marked[0]["score_low"], 3), marked[0]["score_high"]
+    (0.507, 1.0)
     """
     best = rows[0]["fold_scores"] if rows else None
     pairs = ratio is not None and best is not None and len(best) > 1 and all(map(math.isfinite, best))
@@ -108,7 +113,7 @@ def with_ties(rows: list[dict[str, Any]], ratio: float | None) -> list[dict[str,
         if not pairs or folds is None or len(folds) != len(best) or not all(map(math.isfinite, folds)):
             marked.append({**row, "score_low": None, "score_high": None, "p_vs_best": None, "tied_with_best": None})
             continue
-        interval = corrected_t(folds, ratio)
+        interval = corrected_t(folds, ratio, within=score_range(metric))
         p = None if i == 0 else corrected_t([b - f for b, f in zip(best, folds)], ratio).p
         marked.append({**row, "score_low": interval.low, "score_high": interval.high, "p_vs_best": p,
                        "tied_with_best": p is None or p >= TIE_LEVEL})
@@ -135,7 +140,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     `seconds` is the sweep's wall time, recorded in sweep.json.
     """
     mode = "max" if spec.higher_is_better else "min"
-    rows = with_ties(trial_rows(grid, spec.higher_is_better), fold_ratio(spec, sweep, table, labels))
+    rows = with_ties(trial_rows(grid, spec.higher_is_better), fold_ratio(spec, sweep, table, labels), spec.metric)
     n_diverged = sum(r["status"] == "diverged" for r in rows)
     counts = {"n_configs": len(rows), "n_trials": len(grid), "n_errors": sum(r["status"] == "error" for r in rows),
               "n_diverged": n_diverged, "seconds": seconds}

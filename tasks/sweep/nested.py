@@ -25,7 +25,7 @@ from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.sweep.export import row_params
 from kerasflow.tasks.training.evaluate import Encoded, refit
 from kerasflow.tasks.training.scoring import score
-from kerasflow.tasks.training.statistics import corrected_t, split_ratio
+from kerasflow.tasks.training.statistics import corrected_t, score_range, split_ratio
 from kerasflow.tasks.training.train import encode_target, predict
 
 
@@ -97,7 +97,7 @@ def summarize(name: str, spec: ExperimentSpec, sweep: SearchSpec, folds: list[di
     inner = float(np.mean([fold["inner_score"] for fold in folds]))
     estimate: dict[str, Any] = {"mean": None, "std": None, "low": None, "high": None}
     if all(value is not None for value in outer):
-        interval = corrected_t(outer, split_ratio(splits))
+        interval = corrected_t(outer, split_ratio(splits), within=score_range(spec.metric))
         estimate = {"mean": interval.mean, "std": float(np.std(outer)), "low": interval.low, "high": interval.high}
     optimism = None if estimate["mean"] is None else \
         (inner - estimate["mean"]) * (1 if spec.higher_is_better else -1)

@@ -7,6 +7,10 @@ differences treats the folds as independent samples, but k-fold training sets ov
 correct the variance of the mean difference from ``s² / J`` to ``(1/J + n_test/n_train) s²`` over the J folds;
 Bouckaert and Frank (2004) showed the same corrected statistic, over all ``k · r`` folds, holds for r-times
 repeated k-fold ("corrected repeated k-fold cv test"). Both are :func:`corrected_t` with J the number of folds.
+
+A t-interval is symmetric, so near the limit of what a score can be (an accuracy of 0.98 over uneven folds) it
+reaches past it: intervals are cut to the values the score can take (:func:`score_range`). The cut interval
+covers the true mean as often as the whole one does, as the true mean lies in that range too.
 """
 
 from __future__ import annotations
@@ -18,10 +22,37 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from kerasflow.tasks.config.schema import RISING
 from kerasflow.tasks.data.split import Split
 
 LOW_POWER_FOLDS = 5
 """Below this many folds, a test of the difference has little power: the report and `compare` say so."""
+
+
+def score_range(metric: str) -> tuple[float, float]:
+    """The values `metric` can take: every classification score lies in [0, 1], perplexity is at least 1, and
+    losses and errors are at least 0.
+
+    Examples
+    --------
+    >>> score_range("accuracy"), score_range("perplexity"), score_range("rmse")
+    ((0.0, 1.0), (1.0, inf), (0.0, inf))
+    """
+    if metric in RISING:
+        return 0.0, 1.0
+    return (1.0 if metric == "perplexity" else 0.0), math.inf
+
+
+def difference_range(metric: str) -> tuple[float, float]:
+    """The values a difference of two `metric` scores can take.
+
+    Examples
+    --------
+    >>> difference_range("accuracy"), difference_range("mse")
+    ((-1.0, 1.0), (-inf, inf))
+    """
+    low, high = score_range(metric)
+    return low - high, high - low
 
 
 def split_ratio(splits: Sequence[Split]) -> float:
@@ -51,10 +82,11 @@ class Interval:
 
 
 def corrected_t(values: Sequence[float], test_train_ratio: float, corrected: bool = True,
-                level: float = 0.95) -> Interval:
-    """The mean of per-fold `values` (scores, or paired differences of scores), its `level` interval and its
-    t-test against 0, with Nadeau and Bengio's variance correction for overlapping training sets
-    (`test_train_ratio` = held-out rows / training rows of a fold); `corrected=False` gives the plain t-test.
+                level: float = 0.95, within: tuple[float, float] = (-math.inf, math.inf)) -> Interval:
+    """The mean of per-fold `values` (scores, or paired differences of scores), its `level` interval cut to
+    `within` (:func:`score_range`, :func:`difference_range`) and its t-test against 0, with Nadeau and Bengio's
+    variance correction for overlapping training sets (`test_train_ratio` = held-out rows / training rows of a
+    fold); `corrected=False` gives the plain t-test.
 
     Examples
     --------
@@ -69,6 +101,12 @@ def corrected_t(values: Sequence[float], test_train_ratio: float, corrected: boo
 
     >>> round(corrected_t([1.0, 2.0, 3.0, 2.0], 1 / 3, corrected=False).t, 3)
     4.899
+
+    Accuracies of 0.99, 1.0, 0.92 and 1.0: the interval's top, 1.071, is cut to 1.
+
+    >>> result = corrected_t([0.99, 1.0, 0.92, 1.0], 1 / 3, within=score_range("accuracy"))
+    >>> round(result.low, 3), result.high
+    (0.884, 1.0)
     """
     values = np.asarray(values, dtype=np.float64)
     folds = len(values)
@@ -85,4 +123,5 @@ def corrected_t(values: Sequence[float], test_train_ratio: float, corrected: boo
     else:
         t = mean / scale
         p = float(2 * stats.t.sf(abs(t), df))
-    return Interval(mean=mean, low=mean - margin, high=mean + margin, t=t, p=p, folds=folds)
+    low, high = within
+    return Interval(mean=mean, low=max(low, mean - margin), high=min(high, mean + margin), t=t, p=p, folds=folds)
