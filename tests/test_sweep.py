@@ -26,7 +26,7 @@ from kerasflow.tasks.outputs.results import load_model
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.html import render_html
-from kerasflow.tasks.sweep.export import trial_rows
+from kerasflow.tasks.sweep.export import trial_rows, with_ties
 from kerasflow.tasks.sweep.groups import scoring_spec
 from kerasflow.tasks.sweep.nested import outer_fold, outer_score, outer_splits, rows_of
 from kerasflow.tasks.training.evaluate import (
@@ -218,17 +218,20 @@ def test_auto_keeps_folds_in_turn_on_a_one_node_ray_without_a_gpu(kept_ray):
     assert spreads(auto) == (ray.cluster_resources().get("GPU", 0) > 0) and spreads(forced)
 
 
-def test_a_failed_trials_last_score_ranks_after_every_finished_config():
+def test_a_failed_trials_last_score_ranks_after_every_finished_config_and_is_not_paired():
     """A trial that failed after 3 of 30 epochs keeps the score it last reported, but never trained its epochs:
-    it is not the best, however high that score."""
-    def result(lr: float, score: float, epochs: int, error: Exception | None = None) -> SimpleNamespace:
+    it is not the best, however high that score, nor tied with it."""
+    def result(lr: float, folds: list[float], epochs: int, error: Exception | None = None) -> SimpleNamespace:
         return SimpleNamespace(config={"train.learning_rate": lr}, error=error, metrics={
-            "scores": [score], "score_stds": [0.01], "fold_scores": [[score, score]], "epochs": [epochs],
-            "trial_id": f"t{lr}"})
+            "scores": [float(np.mean(folds))], "score_stds": [float(np.std(folds))], "fold_scores": [folds],
+            "epochs": [epochs], "trial_id": f"t{lr}"})
 
-    rows = trial_rows([result(0.1, 0.95, 3, RuntimeError("node lost")), result(0.01, 0.90, 30),
-                       result(0.001, 0.80, 30)], higher_is_better=True)
+    rows = trial_rows([result(0.1, [0.96, 0.94], 3, RuntimeError("node lost")), result(0.01, [0.91, 0.89], 30),
+                       result(0.001, [0.82, 0.78], 30)], higher_is_better=True)
     assert [(row["score"], row["status"]) for row in rows] == [(0.90, "ok"), (0.80, "ok"), (0.95, "error")]
+    marked = with_ties(rows, 1.0, "accuracy")
+    assert [row["tied_with_best"] for row in marked] == [True, True, None]
+    assert marked[2]["score_low"] is None and marked[2]["p_vs_best"] is None
     with pytest.raises(SweepError, match="no config of its sweep finished with a finite score"):
         outer_fold(0, None, rows[2:], None, None, None)
 

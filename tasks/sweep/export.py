@@ -82,39 +82,43 @@ def row_params(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def with_ties(rows: list[dict[str, Any]], ratio: float | None, metric: str) -> list[dict[str, Any]]:
-    """`rows` (best first) with each scored config's 95% interval of its `metric` (`score_low`, `score_high`)
+    """`rows` (best first) with each finished config's 95% interval of its `metric` (`score_low`, `score_high`)
     and the p-value of its difference from the best, paired fold by fold (`p_vs_best`): the corrected resampled
     t-test of :mod:`kerasflow.tasks.training.statistics`, `ratio` being the folds' held-out rows per training row.
     A config with p ≥ :data:`TIE_LEVEL` is `tied_with_best`: the folds cannot tell it from the best, the best
     included.
 
     `ratio` None (one hold-out split, or configs scored on different folds) leaves the four columns empty, as
-    does a config without two finite fold scores.
+    does a config without two finite fold scores, or one whose trial did not finish (status "error": its scores
+    are from an earlier epoch than the others').
 
     Examples
     --------
     Three folds of 3-fold CV (held-out rows half the training rows): the second config is 0.1 below the best on
-    every fold, the third 0.05 below on average but by 0, 0.1 and 0.05.
+    every fold, the third 0.05 below on average but by 0, 0.1 and 0.05; the fourth's trial failed.
 
     >>> rows = [{"score": 0.9, "fold_scores": [0.9, 0.8, 1.0], "status": "ok"},
     ...         {"score": 0.8, "fold_scores": [0.8, 0.7, 0.9], "status": "ok"},
-    ...         {"score": 0.85, "fold_scores": [0.9, 0.7, 0.95], "status": "ok"}]
+    ...         {"score": 0.85, "fold_scores": [0.9, 0.7, 0.95], "status": "ok"},
+    ...         {"score": 0.85, "fold_scores": [0.9, 0.7, 0.95], "status": "error"}]
     >>> marked = with_ties(rows, 0.5, "accuracy")
     >>> [(row["p_vs_best"] and round(row["p_vs_best"], 3), row["tied_with_best"]) for row in marked]
-    [(None, True), (0.0, False), (0.388, True)]
+    [(None, True), (0.0, False), (0.388, True), (None, None)]
     >>> round(marked[0]["score_low"], 3), marked[0]["score_high"]
     (0.507, 1.0)
     """
-    best = rows[0]["fold_scores"] if rows else None
+    finished = [row for row in rows if row["status"] == "ok"]
+    best = finished[0]["fold_scores"] if finished else None
     pairs = ratio is not None and best is not None and len(best) > 1 and all(map(math.isfinite, best))
     marked = []
-    for i, row in enumerate(rows):
+    for row in rows:
         folds = row.get("fold_scores")
-        if not pairs or folds is None or len(folds) != len(best) or not all(map(math.isfinite, folds)):
+        if (not pairs or row["status"] != "ok" or folds is None or len(folds) != len(best)
+                or not all(map(math.isfinite, folds))):
             marked.append({**row, "score_low": None, "score_high": None, "p_vs_best": None, "tied_with_best": None})
             continue
         interval = corrected_t(folds, ratio, within=score_range(metric))
-        p = None if i == 0 else corrected_t([b - f for b, f in zip(best, folds)], ratio).p
+        p = None if row is finished[0] else corrected_t([b - f for b, f in zip(best, folds)], ratio).p
         marked.append({**row, "score_low": interval.low, "score_high": interval.high, "p_vs_best": p,
                        "tied_with_best": p is None or p >= TIE_LEVEL})
     return marked
