@@ -237,8 +237,9 @@ def _list(args: argparse.Namespace, params: Params, server: TemporaryServer | No
 def _compare(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
     from kerasflow.tasks.report.compare import compare
 
-    first, second = params.select(args.experiments, source=str(args.params)).items()
-    comparison = compare(first, second, args.results, args.metric)
+    params.select(args.experiments, source=str(args.params))  # refuses unknown names
+    first, second = args.experiments
+    comparison = compare((first, second), args.results, args.metric)
     print(json.dumps(comparison.as_dict(), indent=2) if args.json else comparison.table())
     return 0
 

@@ -122,7 +122,7 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
         results.write_dataset(out_dir, spec)
     timing["total"] = time.perf_counter() - started
     # Metrics last: their presence says the experiment's outputs are complete.
-    return results.write_metrics(out_dir, cv, timing, results.environment(),
+    return results.write_metrics(out_dir, spec, cv, timing, results.environment(),
                                  refit_diverged_at=final.diverged_at if final is not None else None,
                                  init_from=start.record() if start is not None else None)
 

@@ -56,7 +56,7 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, co
     raw["experiments"]["wider"]["model"]["layers"][0]["units"] = 12
     raw["experiments"]["other_seed"] = {**json.loads(json.dumps(iris)), "evaluate": {**iris["evaluate"], "seed": 2}}
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    status, _, err = run_in_process(["run", "iris", "wider"], project)
+    status, _, err = run_in_process(["run", "iris", "wider", "other_seed"], project)
     assert status == 0, err[-3000:]
 
     status, out, _ = run_in_process(["compare", "iris", "wider", "--json"], project)
@@ -71,33 +71,45 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, co
     status, out, _ = run_in_process(["compare", "iris", "wider"], project)
     assert status == 0 and "difference" in out and "(wider - iris)" in out and "paired folds" in out
 
+    status, _, err = run_in_process(["compare", "iris", "other_seed"], project)
+    assert status == 2 and err.strip() == (
+        "kerasflow: error: iris and other_seed were not scored on the same folds, so their fold scores do not pair: "
+        "results/iris/run.json records evaluate.seed 1, results/other_seed/run.json 2")
+    status, _, err = run_in_process(["compare", "iris", "iris"], project)
+    assert status == 2 and err.strip() == "kerasflow: error: compare: expected two different experiments, " \
+                                          "received 'iris' twice"
+
+    # Runs pair by the folds they were scored on, as their run.json records them, not by params.yaml as it is now:
+    # wider's seed changed since it ran, and it still pairs with iris, not with other_seed.
+    raw["experiments"]["wider"]["evaluate"]["seed"] = 2
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    status, out, _ = run_in_process(["compare", "iris", "wider", "--json"], project)
+    assert status == 0 and math.isclose(json.loads(out)["difference"]["p"], expected.p)
     # The report pairs every two runs on the same folds, and gives each run its interval; diabetes (other data,
-    # not run) and other_seed (not run) are in neither.
+    # not run) is in neither, other_seed (other folds) in no pair.
     with contextlib.chdir(project):
         report = collect(project / "results", parse_params(raw).experiments)
     (comparison,) = report.comparisons
     assert comparison.names == ("iris", "wider") and math.isclose(comparison.difference.p, expected.p)
-    assert set(report.intervals) == {"iris", "wider"}
+    assert set(report.intervals) == {"iris", "wider", "other_seed"}
     (row,) = tables.differences(report).to_dict("records")
     assert row["experiments"] == "wider − iris" and row["folds"] == 5
     assert "## Differences on the same folds (corrected resampled t-test)" in render_markdown(report)
-    # Folds that start from a saved model (a continued experiment's) pair with no others: it has trained on every
-    # held-out row.
-    specs = parse_params(raw).experiments
-    specs["wider"] = specs["wider"].model_copy(update={"train": specs["wider"].train.model_copy(
-        update={"init_from": "results/iris/model"})})
+
+    # Folds that start from a saved model (a continued experiment's, as its run.json records it) pair with no
+    # others: it has trained on every held-out row.
+    run_json = project / "results/wider/run.json"
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "init_from": {
+        "path": "results/iris/model", "model_md5": "0" * 32, "preprocessing_md5": "1" * 32}}))
     with contextlib.chdir(project):
-        assert collect(project / "results", specs).comparisons == []
+        assert collect(project / "results", parse_params(raw).experiments).comparisons == []
     with pytest.raises(ParamsError, match=r"^iris and wider start their folds from different models \(iris from "
                                           r"scratch and wider from results/iris/model; train.init_from\)"):
-        compare(("iris", specs["iris"]), ("wider", specs["wider"]), project / "results")
-
-    status, _, err = run_in_process(["compare", "iris", "other_seed"], project)
-    assert status == 2 and err.strip() == (
-        "kerasflow: error: iris and other_seed are not scored on the same folds, so their fold scores do not pair: "
-        "params.yaml:experiments.iris.evaluate.seed is 1, params.yaml:experiments.other_seed.evaluate.seed 2")
-    raw["experiments"]["other_seed"]["evaluate"]["seed"] = 1
-    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    status, _, err = run_in_process(["compare", "iris", "other_seed"], project)
-    assert status == 2 and err.strip() == ("kerasflow: error: results/other_seed/metrics.json: not found; run the "
-                                           "experiment first (kerasflow run other_seed)")
+        compare(("iris", "wider"), project / "results")
+    # A run.json from before runs recorded their folds pairs with nothing.
+    run_json.write_text(json.dumps({key: value for key, value in json.loads(run_json.read_text()).items()
+                                    if key not in ("fold_settings", "init_from")}))
+    status, _, err = run_in_process(["compare", "iris", "wider"], project)
+    assert status == 2 and err.strip() == ("kerasflow: error: results/wider/run.json: records no fold settings (an "
+                                           "older kerasflow wrote it); run the experiment again (kerasflow run "
+                                           "wider)")

@@ -327,8 +327,10 @@ def test_continuing_a_model_takes_its_targets_in_their_order(linnerud, tmp_path)
 def test_a_diverged_fold_has_no_score_of_any_target():
     """Fold 1's loss turned NaN: it has no score, and none of its targets has one; metrics.json holds no NaN."""
     nan = float("nan")
-    folds = [FoldResult(score=1.5, history={"loss": [0.5, 0.4]}, target_scores={"a": 1.0, "b": 2.0}),
-             FoldResult(score=nan, history={"loss": [0.5, nan]}, target_scores={"a": nan, "b": nan})]
+    folds = [FoldResult(score=1.5, history={"loss": [0.5, 0.4]}, n_train=8, n_test=2,
+                        target_scores={"a": 1.0, "b": 2.0}),
+             FoldResult(score=nan, history={"loss": [0.5, nan]}, n_train=8, n_test=2,
+                        target_scores={"a": nan, "b": nan})]
     summary = CVResult(metric="rmse", higher_is_better=False, folds=folds, stacked=True, seconds=1.0).summary()
     assert summary["folds"] == [1.5, None] and summary["diverged_at_epoch"] == [2]
     assert summary["targets"] == {"a": {"mean": None, "std": None, "folds": [1.0, None]},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from iterstrat.ml_stratifiers import (
@@ -20,7 +20,7 @@ from sklearn.model_selection import (
 )
 
 from kerasflow.tasks.config.errors import DataError
-from kerasflow.tasks.config.schema import EvaluateSpec
+from kerasflow.tasks.config.schema import EvaluateSpec, ExperimentSpec
 
 SAME_FOLDS = ("dataset.file", "dataset.target", "dataset.task",
               *(f"evaluate.{key}" for key in ("method", "n_splits", "n_repeats", "shuffle", "stratify", "test_size",
@@ -28,6 +28,13 @@ SAME_FOLDS = ("dataset.file", "dataset.target", "dataset.task",
               *(f"preprocess.{key}" for key in ("lookback", "horizon", "steps_out", "lookback_columns",
                                                 "sampling_rate")))
 """The settings that decide an experiment's rows (a series' windows) and which of them each fold holds out."""
+
+
+def fold_settings(spec: ExperimentSpec) -> dict[str, Any]:
+    """`spec`'s :data:`SAME_FOLDS` settings, as `run.json` records them (`{"evaluate.seed": 7, ...}`): two runs
+    with equal settings and data were scored on the same folds."""
+    dumped = spec.model_dump(mode="json")
+    return {key: dumped[section][name] for key in SAME_FOLDS for section, name in [key.split(".")]}
 
 
 class Split(NamedTuple):

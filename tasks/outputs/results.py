@@ -27,6 +27,7 @@ import keras
 from kerasflow.tasks.config.layers import EmbeddingLayer, PretrainedLayer
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
+from kerasflow.tasks.data.split import fold_settings
 from kerasflow.tasks.data.table import file_md5, folder_format
 from kerasflow.tasks.data.window import named_columns
 from kerasflow.tasks.outputs import live, metrics
@@ -41,14 +42,16 @@ from kerasflow.tasks.training.evaluate import CVResult, FinalModel
 from kerasflow.tasks.training.models import build_model, set_model_weights
 
 
-def write_metrics(out_dir: Path, result: CVResult, timing: dict[str, float],
+def write_metrics(out_dir: Path, spec: ExperimentSpec, result: CVResult, timing: dict[str, float],
                   environment: dict[str, str], refit_diverged_at: int | None = None,
                   init_from: dict[str, str] | None = None) -> dict[str, Any]:
-    """Write `run.json` and `metrics.json`: the scores, each step's wall time in seconds, and what computed them
-    (see :func:`environment`), the epoch at which the refit diverged if it did, and the saved model a continued
-    experiment started from (:meth:`kerasflow.tasks.training.start.Start.record`); return the record."""
-    record = {**result.summary(), "timing": {step: round(seconds, 2) for step, seconds in timing.items()},
-              "environment": environment,
+    """Write `run.json` and `metrics.json`: the scores, the settings that decided the folds (`fold_settings`:
+    runs pair fold by fold by these, not by params.yaml as it is now), each step's wall time in seconds, and what
+    computed them (see :func:`environment`), the epoch at which the refit diverged if it did, and the saved model
+    a continued experiment started from (:meth:`kerasflow.tasks.training.start.Start.record`); return the
+    record."""
+    record = {**result.summary(), "fold_settings": fold_settings(spec),
+              "timing": {step: round(seconds, 2) for step, seconds in timing.items()}, "environment": environment,
               **({"refit_diverged_at_epoch": refit_diverged_at} if refit_diverged_at is not None else {}),
               **({"init_from": init_from} if init_from is not None else {})}
     metrics.write_experiment(out_dir, record)

@@ -21,7 +21,7 @@ from kerasflow.tasks.config.schema import CLASS_TASKS, ExperimentSpec
 from kerasflow.tasks.data.table import file_md5, listing_md5
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs.metrics import read_experiment, read_nested, read_sweep_best
-from kerasflow.tasks.report.compare import Comparison, data_md5, fold_key, pair, test_train_ratio
+from kerasflow.tasks.report.compare import Comparison, data_md5, pair, pairing_key
 from kerasflow.tasks.training.statistics import Interval, corrected_t, score_range
 
 MOST_FREQUENT_TOKENS = 10
@@ -243,31 +243,28 @@ def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> 
 def same_fold_comparisons(reports: list[ExperimentReport],
                           results_dir: Path) -> tuple[dict[str, Interval], list[Comparison]]:
     """Each run's mean with its 95% interval, and every pair of runs scored on the same folds (same data md5,
-    rows and splits: :func:`fold_key`, and the same saved model its folds start from, if any: a continued
-    experiment's folds start from a model refitted on every row) compared by the corrected resampled t-test, in
-    params order. Runs with one fold (a hold-out) or a diverged fold have no interval."""
-    groups: dict[tuple, list[ExperimentReport]] = {}
+    rows and splits as the runs recorded them, and the same saved model their folds start from, if any:
+    :func:`pairing_key`) compared by the corrected resampled t-test, in params order. Runs with one fold (a
+    hold-out) or a diverged fold have no interval, nor do runs whose run.json records no fold settings."""
+    groups: dict[str, list[ExperimentReport]] = {}
     for e in reports:
         m = e.metrics
-        if not m or m["mean"] is None or m["n_folds"] < 2:
+        if not m or m["mean"] is None or m["n_folds"] < 2 or "fold_settings" not in m:
             continue
         try:
             md5 = data_md5(results_dir / e.name)
         except DataError:
             continue
-        groups.setdefault((fold_key(e.spec), m["metric"], md5, e.spec.train.init_from), []).append(e)
+        groups.setdefault(pairing_key(m, md5), []).append(e)
     intervals: dict[str, Interval] = {}
     comparisons: list[Comparison] = []
     for members in groups.values():
-        try:
-            ratio = test_train_ratio(members[0].spec)
-        except DataError:  # the data file is gone or changed shape since: nothing to measure the folds by
-            continue
         for e in members:
-            intervals[e.name] = corrected_t(e.metrics["folds"], ratio, within=score_range(e.metrics["metric"]))
+            intervals[e.name] = corrected_t(e.metrics["folds"], e.metrics["test_train_ratio"],
+                                            within=score_range(e.metrics["metric"]))
         for i, first in enumerate(members):
             for second in members[i + 1:]:
-                comparisons.append(pair((first.name, second.name), [first.metrics, second.metrics], ratio))
+                comparisons.append(pair((first.name, second.name), [first.metrics, second.metrics]))
     return intervals, comparisons
 
 

@@ -2,8 +2,9 @@
 difference (:mod:`kerasflow.tasks.training.statistics`).
 
 Pairing is only honest when both were scored on the very same folds: the same data file (by the md5 each run
-recorded in its dataset.json), the same rows (a series' windows), and the same split settings and seed. Anything
-else is refused, naming what differs. Reads results and data only: no Keras.
+recorded in its dataset.json), the same rows (a series' windows), and the same split settings and seed, as each
+run recorded them in its run.json (params.yaml may have changed since). Anything else is refused, naming what
+differs. Reads results only: no Keras, no data.
 """
 
 from __future__ import annotations
@@ -14,21 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
-from kerasflow.tasks.config.schema import CLASS_TASKS, ExperimentSpec, experiment_key
-from kerasflow.tasks.data.split import SAME_FOLDS, make_splits, purged
-from kerasflow.tasks.data.tokens import load_rows
-from kerasflow.tasks.data.window import window_table
-from kerasflow.tasks.outputs.metrics import read_experiment
+from kerasflow.tasks.data.split import SAME_FOLDS
+from kerasflow.tasks.outputs.metrics import RUN_FILE, read_experiment
 from kerasflow.tasks.training.statistics import (
     LOW_POWER_FOLDS,
     Interval,
     corrected_t,
     difference_range,
     score_range,
-    split_ratio,
 )
 
 
@@ -80,36 +76,37 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(first: tuple[str, ExperimentSpec], second: tuple[str, ExperimentSpec], results_dir: Path,
-            metric: str | None = None) -> Comparison:
+def compare(names: tuple[str, str], results_dir: Path, metric: str | None = None) -> Comparison:
     """Pair the two experiments' per-fold scores (from `results_dir/<name>/metrics.json`) and test their
     difference; refuse, naming what differs, unless they were scored on the same folds."""
-    (name_a, spec_a), (name_b, spec_b) = first, second
-    _check_same_folds(name_a, spec_a, name_b, spec_b)
-    records = [_record(name, results_dir) for name in (name_a, name_b)]
+    if names[0] == names[1]:
+        raise ParamsError(f"compare: expected two different experiments, received {names[0]!r} twice")
+    records = [_record(name, results_dir) for name in names]
+    runs = [results_dir / name / RUN_FILE for name in names]
+    _check_same_folds(names, runs, records)
     metric = metric or records[0]["metric"]
-    for name, record in zip((name_a, name_b), records):
+    for name, record in zip(names, records):
         if record["metric"] != metric:
             raise ParamsError(f"{results_dir / name / 'metrics.json'}: holds {record['metric']!r} per fold, not "
                               f"{metric!r}; compare by the metric both experiments were scored on (evaluate.metric)")
-    md5 = [data_md5(results_dir / name) for name in (name_a, name_b)]
+    md5 = [data_md5(results_dir / name) for name in names]
     if md5[0] != md5[1]:
-        raise DataError(f"{results_dir / name_a / 'dataset.json'} and {results_dir / name_b / 'dataset.json'}: the "
-                        f"two runs read different data (md5 {md5[0]} vs {md5[1]}): rerun the older one")
+        raise DataError(f"{results_dir / names[0] / 'dataset.json'} and {results_dir / names[1] / 'dataset.json'}: "
+                        f"the two runs read different data (md5 {md5[0]} vs {md5[1]}): rerun the older one")
     if len(records[0]["folds"]) < 2:
-        raise ParamsError(f"{spec_a.evaluate.key('method')}: {spec_a.evaluate.method!r} gives one score per "
-                          f"experiment: there is no spread to test a difference against; use method 'kfold'")
-    return pair((name_a, name_b), records, test_train_ratio(spec_a))
+        method = records[0]["fold_settings"]["evaluate.method"]
+        raise ParamsError(f"{runs[0]}: evaluate.method {method!r} gives one score per experiment: there is no "
+                          f"spread to test a difference against; use method 'kfold'")
+    return pair(names, records)
 
 
-def pair(names: tuple[str, str], records: list[dict[str, Any]], ratio: float) -> Comparison:
-    """The comparison of two runs' records (`metrics.json` with `run.json`) scored on the same folds, whose
-    held-out part is `ratio` times their training part."""
+def pair(names: tuple[str, str], records: list[dict[str, Any]]) -> Comparison:
+    """The comparison of two runs' records (`metrics.json` with `run.json`) scored on the same folds."""
     scores = [np.asarray(record["folds"], dtype=np.float64) for record in records]
     if len(scores[0]) != len(scores[1]):
         raise DataError(f"{names[0]} has {len(scores[0])} fold scores and {names[1]} {len(scores[1])}: not the "
                         f"same folds")
-    metric = records[0]["metric"]
+    metric, ratio = records[0]["metric"], records[0]["test_train_ratio"]
     means = (corrected_t(scores[0], ratio, within=score_range(metric)),
              corrected_t(scores[1], ratio, within=score_range(metric)))
     return Comparison(names=names, metric=metric, higher_is_better=bool(records[0]["higher_is_better"]), means=means,
@@ -117,34 +114,26 @@ def pair(names: tuple[str, str], records: list[dict[str, Any]], ratio: float) ->
                       test_train_ratio=ratio)
 
 
-def fold_key(spec: ExperimentSpec) -> str:
-    """What decides an experiment's rows and folds (:data:`SAME_FOLDS`): experiments with equal keys (and data md5)
-    pair fold by fold."""
-    return json.dumps([_value(spec, key) for key in SAME_FOLDS])
+def pairing_key(record: dict[str, Any], md5: str) -> str:
+    """What decides whether a run pairs with another fold by fold: the settings that decided its folds, its
+    metric, the md5 of its data and the saved model its folds started from, if any (a continued experiment's,
+    refitted on every row). Runs with equal keys pair."""
+    return json.dumps([record["fold_settings"], record["metric"], md5, record.get("init_from")], sort_keys=True)
 
 
-def test_train_ratio(spec: ExperimentSpec) -> float:
-    """Held-out rows per training row of the experiment's folds, on average: the variance correction's
-    n_test / n_train."""
-    table = load_rows(spec)
-    if spec.preprocess.lookback is not None:
-        table = window_table(table, spec.preprocess)
-    y = pd.factorize(table.y)[0] if spec.dataset.task in CLASS_TASKS else table.y.to_numpy()
-    return split_ratio([purged(split, spec.preprocess.steps_out) for split in make_splits(spec.evaluate, y)])
-
-
-def _check_same_folds(name_a: str, spec_a: ExperimentSpec, name_b: str, spec_b: ExperimentSpec) -> None:
-    differ = [key for key in SAME_FOLDS if _value(spec_a, key) != _value(spec_b, key)]
+def _check_same_folds(names: tuple[str, str], runs: list[Path], records: list[dict[str, Any]]) -> None:
+    settings = [record["fold_settings"] for record in records]
+    differ = [key for key in SAME_FOLDS if settings[0].get(key) != settings[1].get(key)]
     if differ:
-        shown = "; ".join(f"{experiment_key(spec_a, name_a, key)} is {_value(spec_a, key)!r}, "
-                          f"{experiment_key(spec_b, name_b, key)} {_value(spec_b, key)!r}" for key in differ)
-        raise ParamsError(f"{name_a} and {name_b} are not scored on the same folds, so their fold scores do not "
-                          f"pair: {shown}")
-    starts = spec_a.train.init_from, spec_b.train.init_from
+        shown = "; ".join(f"{runs[0]} records {key} {settings[0].get(key)!r}, {runs[1]} {settings[1].get(key)!r}"
+                          for key in differ)
+        raise ParamsError(f"{names[0]} and {names[1]} were not scored on the same folds, so their fold scores do "
+                          f"not pair: {shown}")
+    starts = [record.get("init_from") for record in records]
     if starts[0] != starts[1]:  # a saved model was refitted on every row: its folds' held-out rows are not new
-        shown = " and ".join(f"{name} from {start}" if start else f"{name} from scratch"
-                             for name, start in zip((name_a, name_b), starts))
-        raise ParamsError(f"{name_a} and {name_b} start their folds from different models ({shown}; "
+        shown = " and ".join(f"{name} from {start['path']}" if start else f"{name} from scratch"
+                             for name, start in zip(names, starts))
+        raise ParamsError(f"{names[0]} and {names[1]} start their folds from different models ({shown}; "
                           f"train.init_from): a saved model has trained on every held-out row, so their fold scores "
                           f"do not pair")
 
@@ -162,14 +151,10 @@ def _record(name: str, results_dir: Path) -> dict[str, Any]:
     if record is None:
         raise DataError(f"{results_dir / name / 'metrics.json'}: not found; run the experiment first "
                         f"(kerasflow run {name})")
+    if "fold_settings" not in record:
+        raise DataError(f"{results_dir / name / RUN_FILE}: records no fold settings (an older kerasflow wrote it); "
+                        f"run the experiment again (kerasflow run {name})")
     if any(score is None for score in record["folds"]):
         raise DataError(f"{results_dir / name / 'metrics.json'}: folds {record.get('diverged', [])} diverged (null "
                         f"scores): there is nothing to compare them by")
     return record
-
-
-def _value(spec: ExperimentSpec, dotted: str) -> object:
-    """The setting `dotted` (`evaluate.seed`) of `spec`; a path as the text params.yaml gives."""
-    section, key = dotted.split(".")
-    value = getattr(getattr(spec, section), key)
-    return str(value) if isinstance(value, Path) else value

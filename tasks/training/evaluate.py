@@ -84,6 +84,12 @@ class CVResult:
         return {target: [fold.target_scores[target] for fold in self.folds] for target in first}
 
     @property
+    def test_train_ratio(self) -> float:
+        """Held-out rows per training row of the folds, on average: the variance correction's n_test / n_train
+        (:func:`kerasflow.tasks.training.statistics.corrected_t`)."""
+        return float(np.mean([fold.n_test for fold in self.folds]) / np.mean([fold.n_train for fold in self.folds]))
+
+    @property
     def diverged(self) -> dict[int, int]:
         """The folds whose training diverged (loss NaN or infinite), each with the epoch it did, from 1."""
         return {i: fold.diverged_at for i, fold in enumerate(self.folds) if fold.diverged_at is not None}
@@ -98,7 +104,8 @@ class CVResult:
             target: {**self._fold_scores(scores, diverged), **self._baseline_summary(baselines.get(target))}
             for target, scores in self.target_scores.items()}}
         return {"metric": self.metric, **self._fold_scores(self.scores, diverged), "n_folds": len(self.folds),
-                "higher_is_better": self.higher_is_better, "stacked": self.stacked,
+                "test_train_ratio": self.test_train_ratio, "higher_is_better": self.higher_is_better,
+                "stacked": self.stacked,
                 "seconds": round(self.seconds, 2), **self._baseline_summary(self.baseline), **targets,
                 **({"epochs_run": self.epochs_run} if self.epochs_run is not None else {}),
                 **({"diverged": list(diverged), "diverged_at_epoch": list(diverged.values())} if diverged else {})}

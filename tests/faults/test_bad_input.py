@@ -379,10 +379,12 @@ CASES = [
                                                "folder (results/<name>)", "Received: '../escape'"),
         lambda raw: raw["experiments"].update({"../escape": raw["experiments"]["iris"]}), argv=("run", "iris")),
     # --- predict: new rows for a saved model (issue item 2) -------------------------------------------------------
-    Bad("compare-experiments-on-other-folds", (
-        "kerasflow: error: iris and diabetes are not scored on the same folds, so their fold scores do not pair: "
-        "params.yaml:experiments.iris.dataset.file is 'data/iris.csv', params.yaml:experiments.diabetes.dataset.file "
-        "'data/diabetes.csv'",), argv=("compare", "iris", "diabetes")),
+    Bad("compare-experiments-not-run", (
+        "kerasflow: error: results/iris/metrics.json: not found; run the experiment first (kerasflow run iris)",),
+        argv=("compare", "iris", "diabetes")),
+    Bad("compare-an-experiment-with-itself", (
+        "kerasflow: error: compare: expected two different experiments, received 'iris' twice",),
+        argv=("compare", "iris", "iris")),
     # --- series --------------------------------------------------------------------------------------------------
     Bad("horizon-beyond-the-held-out-part", (
         "data/diabetes.csv: params.yaml:experiments.diabetes.preprocess.horizon=200 steps reach past a held-out part "
