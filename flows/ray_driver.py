@@ -15,6 +15,7 @@ import json
 import shutil
 import warnings
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import ASHA_REDUCTION_FACTOR, SearchSpec
 from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.outputs.atomic import write_json
+from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS, SWEEP_STATE
 from kerasflow.tasks.runtime.progress import ProgressLine
 from kerasflow.tasks.sweep.dvc_experiments import RECORD
 from kerasflow.tasks.sweep.groups import GROUP, config_id, stacked_groups, trial_configs
@@ -37,8 +40,6 @@ from kerasflow.tasks.sweep.trial import Report, run_trial
 from kerasflow.tasks.training import evaluate
 
 RUN_NAME = "sweep"
-SETTINGS = "settings.json"
-"""Beside a sweep's saved run: the experiment and sweep it trains, which a resume must find unchanged."""
 def tune_space(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
     """The `space:` section as Ray Tune's sampling objects: a grid over the stacked groups where configs group
     (one trial per group, see `kerasflow.tasks.sweep.groups.stacked_groups`), else one trial per config."""
@@ -74,7 +75,7 @@ class TrialProgress(tune.Callback):
 
 def storage_folder(out_dir: Path) -> Path:
     """Where a sweep writing to `out_dir` keeps Ray Tune's run: trials, checkpoints, what `--resume` reads."""
-    return (out_dir / "ray").resolve()
+    return (out_dir / SWEEP_STATE).resolve()
 
 
 def history_folder(storage: Path) -> Path:
@@ -118,18 +119,21 @@ def _settings(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
 
 
 def save_settings(storage: Path, spec: ExperimentSpec, sweep: SearchSpec) -> None:
-    """Keep the experiment and sweep a new sweep in `storage` trains (:data:`SETTINGS`)."""
+    """Keep when a new sweep in `storage` started and the experiment and sweep it trains
+    (:data:`~kerasflow.tasks.outputs.metrics.SWEEP_SETTINGS`)."""
     storage.mkdir(parents=True, exist_ok=True)
-    (storage / SETTINGS).write_text(json.dumps(_settings(spec, sweep), indent=1) + "\n")
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json(storage / SWEEP_SETTINGS, {"started_at": started, **_settings(spec, sweep)})
 
 
 def check_settings(name: str, storage: Path, spec: ExperimentSpec, sweep: SearchSpec) -> None:
     """Refuse resuming the sweep saved in `storage` with other settings than it started with: its finished trials
     trained those, and the rest would train these (one saved before settings were kept is not checked)."""
-    saved_file = storage / SETTINGS
+    saved_file = storage / SWEEP_SETTINGS
     if not saved_file.is_file():
         return
-    saved, now = _dotted(json.loads(saved_file.read_text())), _dotted(_settings(spec, sweep))
+    saved = json.loads(saved_file.read_text())
+    saved, now = _dotted({key: saved[key] for key in ("experiment", "sweep")}), _dotted(_settings(spec, sweep))
     changed = [key for key in now | saved if now.get(key) != saved.get(key)]
     if changed:
         shown = ", ".join(sorted(changed)[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")

@@ -20,6 +20,7 @@ The scores file is written last: its presence says the rest is complete.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ BEST_FILE = "best.json"
 SWEEP_FILE = "sweep.json"
 NESTED_FILE = "nested.json"
 """Where `kerasflow tune --nested K` writes its estimate, in the sweep's folder (`results/<experiment>/tune/`)."""
+SWEEP_STATE = "ray"
+"""Where, in the sweep's folder, Ray Tune keeps a sweep's run (what `--resume` reads) and its settings."""
+SWEEP_SETTINGS = "settings.json"
+"""Beside a sweep's saved run: when it started, and the experiment and sweep it trains, which a resume must find
+unchanged (flows/ray_driver.py)."""
 
 _FOLD_SCORES = ("mean", "std", "folds")
 
@@ -84,6 +90,30 @@ def write_sweep_best(out_dir: Path, record: dict[str, Any]) -> None:
     scores = {name: record.get(key) for key, name in BEST_SCORES.items()}
     write_json(out_dir / BEST_FILE, {record["metric"]: {name: value for name, value in scores.items()
                                                          if value is not None or name in ("mean", "std")}})
+
+
+def sweep_started_at(out_dir: Path) -> str | None:
+    """When the sweep saved in `out_dir` (a sweep's folder) started, as its settings record it (UTC, ISO 8601);
+    None where none is saved."""
+    settings = _read(out_dir / SWEEP_STATE / SWEEP_SETTINGS)
+    return None if settings is None else settings.get("started_at")
+
+
+def finish_sweep(out_dir: Path) -> None:
+    """Record in the settings of the sweep saved in `out_dir` that it finished: its results are exported."""
+    path = out_dir / SWEEP_STATE / SWEEP_SETTINGS
+    settings = _read(path)
+    if settings is not None:
+        write_json(path, {**settings, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+def unfinished_sweep(out_dir: Path) -> str | None:
+    """When the sweep saved in `out_dir` started, if it has not finished (it was stopped before its export, so
+    `sweep.json`, if any, holds an earlier sweep's results); None when it finished, or none is saved."""
+    settings = _read(out_dir / SWEEP_STATE / SWEEP_SETTINGS)
+    if settings is None or "finished_at" in settings:
+        return None
+    return settings.get("started_at")
 
 
 def read_sweep_best(out_dir: Path) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import CLASS_TASKS, ExperimentSpec
 from kerasflow.tasks.data.table import file_md5, listing_md5
 from kerasflow.tasks.data.tokens import load_rows
-from kerasflow.tasks.outputs.metrics import read_experiment, read_nested, read_sweep_best
+from kerasflow.tasks.outputs.metrics import read_experiment, read_nested, read_sweep_best, unfinished_sweep
 from kerasflow.tasks.report.compare import Comparison, data_md5, pair, pairing_key
 from kerasflow.tasks.training.statistics import Interval, corrected_t, score_range
 
@@ -93,6 +93,9 @@ class ExperimentReport:
     predictions: pd.DataFrame | None = None
     """Held-out rows of every fold (`fold`, `row`, `true`, `predicted`)."""
     sweep: Sweep | None = None
+    unfinished_sweep: str | None = None
+    """When a sweep that has not finished started (UTC, ISO 8601): stopped before its export, `sweep` (if any) is
+    an earlier one's (:func:`kerasflow.tasks.outputs.metrics.unfinished_sweep`)."""
     nested: dict[str, Any] | None = None
     """The sweep's nested cross-validation (`tune/nested.json`), when `kerasflow tune --nested` has run."""
     data: DataFacts | None = None
@@ -219,7 +222,8 @@ def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> 
         report = ExperimentReport(name=name, spec=spec, metrics=read_experiment(out) or {},
                                   history=_read_history(out / "history"),
                                   predictions=_read_csv(out / "predictions.csv", dtype=labels),
-                                  sweep=_read_sweep(out / "tune"), nested=read_nested(out / "tune"))
+                                  sweep=_read_sweep(out / "tune"), unfinished_sweep=unfinished_sweep(out / "tune"),
+                                  nested=read_nested(out / "tune"))
         # Several experiments often share a file: read and hash it once.
         key = (str(spec.dataset.file), str(spec.dataset.target), spec.dataset.task)
         if key not in facts:

@@ -112,7 +112,7 @@ def _experiment_section(e: ExperimentReport) -> str:
     parts += ["<h3>Data</h3>", html_table(tables.data_facts(e), f"{_anchor(e.name)}-data", header=False)]
     if e.data is not None:
         parts.append(html_table(tables.target_summary(e.data), f"{_anchor(e.name)}-target"))
-    if e.sweep is not None:
+    if e.sweep is not None or e.unfinished_sweep is not None:
         parts += _sweep_parts(e)
     if e.nested is not None:
         parts += _nested_parts(e)
@@ -121,20 +121,25 @@ def _experiment_section(e: ExperimentReport) -> str:
 
 
 def _sweep_parts(e: ExperimentReport) -> list[str]:
+    parts = ["<h3>Sweep</h3>"]
+    if e.unfinished_sweep is not None:
+        parts.append(f'<p class="missing">{escape(tables.unfinished_text(e))}</p>')
     sweep = e.sweep
+    if sweep is None:
+        return parts
     best = sweep.best
     interval = tables.best_interval_text(best)
-    return ["<h3>Sweep</h3>",
-            f"<p>{sweep.n_configs} configs in {best['n_trials']} Ray trials ({best['n_errors']} failed), scored by "
-            f"{escape(str(best['scoring']))}; "
-            f"best {escape(best['metric'])} {escape(tables.best_score_text(best))}"
-            + (f" (95% interval {escape(interval)})" if interval else "")
-            + "".join(f"{' with ' if i == 0 else ', '}<code>{escape(k)}={escape(str(v))}</code>"
-                      for i, (k, v) in enumerate(sorted((best["params"] or {}).items())))
-            + f". {escape(tables.tie_text(best))} Trials best first:</p>",
-            html_table(tables.trials(sweep), f"{_anchor(e.name)}-trials", best_first=True),
-            _image(plots.sweep_scores(sweep.trials, sweep.params, best["metric"]),
-                   f"{e.name}: sweep score against each searched parameter")]
+    return parts + [
+        f"<p>{sweep.n_configs} configs in {best['n_trials']} Ray trials ({best['n_errors']} failed), scored by "
+        f"{escape(str(best['scoring']))}; "
+        f"best {escape(best['metric'])} {escape(tables.best_score_text(best))}"
+        + (f" (95% interval {escape(interval)})" if interval else "")
+        + "".join(f"{' with ' if i == 0 else ', '}<code>{escape(k)}={escape(str(v))}</code>"
+                  for i, (k, v) in enumerate(sorted((best["params"] or {}).items())))
+        + f". {escape(tables.tie_text(best))} Trials best first:</p>",
+        html_table(tables.trials(sweep), f"{_anchor(e.name)}-trials", best_first=True),
+        _image(plots.sweep_scores(sweep.trials, sweep.params, best["metric"]),
+               f"{e.name}: sweep score against each searched parameter")]
 
 
 def _nested_parts(e: ExperimentReport) -> list[str]:

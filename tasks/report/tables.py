@@ -136,12 +136,31 @@ def tie_text(best: dict[str, Any]) -> str:
             f"({test}): {', '.join(tied)}.")
 
 
+def unfinished_text(e: ExperimentReport) -> str:
+    """That the experiment's last sweep did not finish, and how to finish it; empty where it did.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> unfinished_text(SimpleNamespace(name="cancer", sweep=None, unfinished_sweep="2026-12-06T17:40:00+00:00"))
+    'A sweep started 2026-12-06T17:40:00+00:00 has not finished: `kerasflow tune cancer --resume` finishes it.'
+    """
+    if e.unfinished_sweep is None:
+        return ""
+    earlier = " The results shown are an earlier sweep's." if e.sweep is not None else ""
+    return (f"A sweep started {e.unfinished_sweep} has not finished: `kerasflow tune {e.name} --resume` finishes "
+            f"it.{earlier}")
+
+
 def sweeps(report: Report) -> pd.DataFrame:
     """One row per sweep that has run: its size, its best trial with its interval, the configs tied with it, and
-    its wall time."""
+    its wall time; a sweep that has not finished is named in its own column."""
     rows = []
     for e in report.experiments:
+        unfinished = {"unfinished": Missing(unfinished_text(e))} if e.unfinished_sweep is not None else {}
         if e.sweep is None:
+            if unfinished:
+                rows.append({"experiment": e.name, **unfinished})
             continue
         best = e.sweep.best
         # The configs of a stacked group share their Ray trial, and its seconds: count each trial once.
@@ -153,9 +172,13 @@ def sweeps(report: Report) -> pd.DataFrame:
                      "95% interval": best_interval_text(best),
                      "tied with best": len(best["tied"]) if best.get("tied") else "",
                      "best params": ", ".join(f"{k}={v}" for k, v in sorted((best["params"] or {}).items())),
-                     "seconds": best.get("seconds", ""), "trials' seconds": round(float(trial_seconds.sum()), 2)})
-    return frame(rows, ["experiment", "configs", "Ray trials", "errors", "best score ± std", "95% interval",
-                        "tied with best", "best params", "seconds", "trials' seconds"])
+                     "seconds": best.get("seconds", ""), "trials' seconds": round(float(trial_seconds.sum()), 2),
+                     **unfinished})
+    columns = ["experiment", "configs", "Ray trials", "errors", "best score ± std", "95% interval", "tied with best",
+               "best params", "seconds", "trials' seconds"]
+    if any("unfinished" in row for row in rows):
+        columns.append("unfinished")
+    return frame(rows, columns).fillna("")
 
 
 def data(report: Report) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.split import SAME_FOLDS
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.atomic import atomic_path
-from kerasflow.tasks.outputs.metrics import write_sweep_best
+from kerasflow.tasks.outputs.metrics import finish_sweep, sweep_started_at, write_sweep_best
 from kerasflow.tasks.outputs.results import write_model
 from kerasflow.tasks.sweep.checkpoint import restore_state
 from kerasflow.tasks.sweep.groups import config_id, scoring_spec, trial_configs
@@ -147,7 +147,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     rows = with_ties(trial_rows(grid, spec.higher_is_better), fold_ratio(spec, sweep, table, labels), spec.metric)
     n_diverged = sum(r["status"] == "diverged" for r in rows)
     counts = {"n_configs": len(rows), "n_trials": len(grid), "n_errors": sum(r["status"] == "error" for r in rows),
-              "n_diverged": n_diverged, "seconds": seconds}
+              "n_diverged": n_diverged, "seconds": seconds, "started_at": sweep_started_at(out_dir)}
     if rows and n_diverged == len(rows):
         # Every config's training diverged: a result, stated (no best score, and sweep.json says so); no model is
         # written, as for a diverged refit.
@@ -157,6 +157,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
                    "diverged": True, **counts}
         write_trials(out_dir / "trials.csv", rows)
         write_sweep_best(out_dir, summary)
+        finish_sweep(out_dir)
         return summary
     if not rows or rows[0]["status"] != "ok":
         raise SweepError(f"sweeps.{name}: no config finished with a finite score ({len(rows)} configs, "
@@ -182,6 +183,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
                "checkpoint_epoch": at_checkpoint.get("epoch"), "diverged": False, **counts}
     write_trials(out_dir / "trials.csv", rows)
     write_sweep_best(out_dir, summary)
+    finish_sweep(out_dir)
     return summary
 
 

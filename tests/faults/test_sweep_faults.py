@@ -8,6 +8,7 @@ and fixtures are in tests/helpers.py and tests/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,10 @@ import ray
 import yaml
 from helpers import BIN, asha_params, read_trials, run_cli, sweep_and_export, sweep_params, whole_histories
 
+from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.outputs.live import FOLDS_PLOT
+from kerasflow.tasks.report import tables
+from kerasflow.tasks.report.collect import collect
 
 
 def test_checkpoints_beyond_keep_checkpoints_are_deleted(cancer_project, local_ray):
@@ -86,7 +90,8 @@ def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cancer_projec
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project, prefect_server):
     """SIGKILL the whole `kerasflow tune` process group once a trial has finished; --resume completes it."""
     ray.shutdown()  # the driver under test starts its own Ray, as a user's would
-    (cancer_project / "params.yaml").write_text(yaml.safe_dump(sweep_params(epochs=40, max_concurrent_trials=1)))
+    raw = sweep_params(epochs=40, max_concurrent_trials=1)
+    (cancer_project / "params.yaml").write_text(yaml.safe_dump(raw))
     # A running Prefect server: both commands would otherwise each start (and wait for) a temporary one.
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_API_URL": prefect_server}
     # Ray saves the sweep's state every 10 s by default: on a fast machine every trial can end between two saves,
@@ -108,6 +113,12 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project
     # Taken once the driver is dead: its result logger may still flush a finished trial's last row after Ray has
     # saved the trial as TERMINATED, so a time taken before the kill can race with that flush.
     mtimes = {path: path.stat().st_mtime for path in finished}
+    # The report says the sweep has not finished, and how to finish it.
+    with contextlib.chdir(cancer_project):
+        killed = collect(cancer_project / "results", parse_params(raw).experiments)
+    (row,) = tables.sweeps(killed).to_dict("records")
+    assert row["unfinished"].startswith("A sweep started ") and row["unfinished"].endswith(
+        "has not finished: `kerasflow tune cancer --resume` finishes it.")
 
     resumed = run_cli(["tune", "cancer", "--resume"], cwd=cancer_project, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -116,6 +127,13 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     for path, mtime in mtimes.items():
         assert path.stat().st_mtime == mtime, f"finished trial {path.parent.name} was run again"
+    with contextlib.chdir(cancer_project):
+        resumed_report = collect(cancer_project / "results", parse_params(raw).experiments)
+    (row,) = tables.sweeps(resumed_report).to_dict("records")
+    assert "unfinished" not in row and row["configs"] == 4
+    settings = json.loads((cancer_project / "results/cancer/tune/ray/settings.json").read_text())
+    sweep = json.loads((cancer_project / "results/cancer/tune/sweep.json").read_text())
+    assert sweep["started_at"] == settings["started_at"] and "finished_at" in settings
 
 
 def _cmdline(process: psutil.Process) -> list[str]:
