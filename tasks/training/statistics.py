@@ -123,5 +123,5 @@ def corrected_t(values: Sequence[float], test_train_ratio: float, corrected: boo
     else:
         t = mean / scale
         p = float(2 * stats.t.sf(abs(t), df))
-    low, high = within
-    return Interval(mean=mean, low=max(low, mean - margin), high=min(high, mean + margin), t=t, p=p, folds=folds)
+    low, high = (float(np.clip(end, *within)) for end in (mean - margin, mean + margin))  # NaN stays NaN
+    return Interval(mean=mean, low=low, high=high, t=t, p=p, folds=folds)
