@@ -106,6 +106,16 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, co
     with pytest.raises(ParamsError, match=r"^iris and wider start their folds from different models \(iris from "
                                           r"scratch and wider from results/iris/model; train.init_from\)"):
         compare(("iris", "wider"), project / "results")
+    # The same folder with other files: the saved model was refitted between the two runs.
+    iris_json = project / "results/iris/run.json"
+    saved_iris = iris_json.read_text()
+    iris_json.write_text(json.dumps({**json.loads(saved_iris), "init_from": {
+        "path": "results/iris/model", "model_md5": "2" * 32, "preprocessing_md5": "1" * 32}}))
+    with pytest.raises(ParamsError, match=r"results/iris/run.json and \S+/results/wider/run.json record different "
+                                          r"model files in results/iris/model \(model_md5 2{32} vs 0{32}\): it "
+                                          r"was refitted between the two runs"):
+        compare(("iris", "wider"), project / "results")
+    iris_json.write_text(saved_iris)
     # A run.json from before runs recorded their folds pairs with nothing.
     run_json.write_text(json.dumps({key: value for key, value in json.loads(run_json.read_text()).items()
                                     if key not in ("fold_settings", "init_from")}))
@@ -113,3 +123,8 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, co
     assert status == 2 and err.strip() == ("kerasflow: error: results/wider/run.json: records no fold settings (an "
                                            "older kerasflow wrote it); run the experiment again (kerasflow run "
                                            "wider)")
+    # The report says why it gives that run no interval.
+    with contextlib.chdir(project):
+        rows = tables.scores(collect(project / "results", parse_params(raw).experiments)).to_dict("records")
+    assert [row["95% interval"] for row in rows if row["experiment"] == "wider"] == [
+        "none: run.json records no fold settings; kerasflow run wider again"]

@@ -130,6 +130,10 @@ def _check_same_folds(names: tuple[str, str], runs: list[Path], records: list[di
         raise ParamsError(f"{names[0]} and {names[1]} were not scored on the same folds, so their fold scores do "
                           f"not pair: {shown}")
     starts = [record.get("init_from") for record in records]
+    if starts[0] != starts[1] and all(starts) and starts[0]["path"] == starts[1]["path"]:
+        raise ParamsError(f"{runs[0]} and {runs[1]} record different model files in {starts[0]['path']} "
+                          f"(model_md5 {starts[0]['model_md5']} vs {starts[1]['model_md5']}): it was refitted "
+                          f"between the two runs, so their folds start from different models; rerun the older one")
     if starts[0] != starts[1]:  # a saved model was refitted on every row: its folds' held-out rows are not new
         shown = " and ".join(f"{name} from {start['path']}" if start else f"{name} from scratch"
                              for name, start in zip(names, starts))

@@ -70,8 +70,14 @@ def scores(report: Report) -> pd.DataFrame:
         epochs = m.get("epochs_run")
         folds = f"{m['n_folds']}, trained {min(epochs)}–{max(epochs)} epochs" if epochs else m["n_folds"]
         interval = report.intervals.get(e.name)
+        if interval is not None:
+            interval_text = f"[{shown(interval.low)}, {shown(interval.high)}]"
+        elif "fold_settings" in m or m["n_folds"] < 2:
+            interval_text = ""
+        else:  # an older kerasflow's run.json does not say which folds its scores are on
+            interval_text = Missing(f"none: run.json records no fold settings; kerasflow run {e.name} again")
         rows.append({"experiment": e.name, "metric": m["metric"], "mean ± std": score_text(m),
-                     "95% interval": f"[{shown(interval.low)}, {shown(interval.high)}]" if interval else "",
+                     "95% interval": interval_text,
                      "folds": folds, "naive last value": round(baseline["mean"], 4) if baseline else "",
                      "seconds": m["seconds"]})
         scored = m.get("targets", {})
