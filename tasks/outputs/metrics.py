@@ -8,10 +8,13 @@ two files so that `dvc metrics diff` and `dvc exp show` see scores and nothing e
   target columns or labels each one's in the same layout, ``{"targets": {"weight": {"rmse": {...},
   "baseline": ...}}}``;
 - ``run.json`` (a plain output): what changes from run to run or describes the run rather than scores it: the
-  metric's name and direction, fold count, wall times, versions and device, which folds diverged, and the saved
-  model a continued experiment started from (its folder and files' md5);
+  metric's name and direction, fold count, the settings that decided the folds (``fold_settings``) and their
+  held-out rows per training row (``test_train_ratio``), by which runs pair fold by fold, wall times, versions
+  and device, which folds diverged, and the saved model a continued experiment started from (its folder and
+  files' md5);
 - for a sweep, ``best.json`` (DVC metrics): the best config's score, ``{"accuracy": {"mean", "std"}}``, and
-  ``sweep.json``: its params, the counts of configs, trials and errors, the checkpoint and the wall time.
+  ``sweep.json``: its params, the counts of configs, trials and errors, the checkpoint, the wall time and when
+  the sweep started (``started_at``, as ``ray/settings.json`` records it with ``finished_at`` once exported).
 
 Two runs with nothing changed write the same scores (training is seeded), so their `dvc metrics diff` is empty.
 The scores file is written last: its presence says the rest is complete.
@@ -108,7 +111,7 @@ def finish_sweep(out_dir: Path) -> None:
 
 
 def unfinished_sweep(out_dir: Path) -> str | None:
-    """When the sweep saved in `out_dir` started, if it has not finished (it was stopped before its export, so
+    """When the sweep saved in `out_dir` started, if it has exported no results (stopped, failed or running, so
     `sweep.json`, if any, holds an earlier sweep's results); None when it finished, or none is saved."""
     settings = _read(out_dir / SWEEP_STATE / SWEEP_SETTINGS)
     if settings is None or "finished_at" in settings:

@@ -94,8 +94,8 @@ class ExperimentReport:
     """Held-out rows of every fold (`fold`, `row`, `true`, `predicted`)."""
     sweep: Sweep | None = None
     unfinished_sweep: str | None = None
-    """When a sweep that has not finished started (UTC, ISO 8601): stopped before its export, `sweep` (if any) is
-    an earlier one's (:func:`kerasflow.tasks.outputs.metrics.unfinished_sweep`)."""
+    """When a sweep that has exported no results started (UTC, ISO 8601): stopped, failed or still running,
+    `sweep` (if any) is an earlier one's (:func:`kerasflow.tasks.outputs.metrics.unfinished_sweep`)."""
     nested: dict[str, Any] | None = None
     """The sweep's nested cross-validation (`tune/nested.json`), when `kerasflow tune --nested` has run."""
     data: DataFacts | None = None

@@ -123,7 +123,7 @@ def _experiment_section(e: ExperimentReport) -> str:
 def _sweep_parts(e: ExperimentReport) -> list[str]:
     parts = ["<h3>Sweep</h3>"]
     if e.unfinished_sweep is not None:
-        parts.append(f'<p class="missing">{escape(tables.unfinished_text(e))}</p>')
+        parts.append(f'<p class="missing">{_code_spans(tables.unfinished_text(e))}</p>')
     sweep = e.sweep
     if sweep is None:
         return parts
@@ -159,6 +159,18 @@ def _nested_parts(e: ExperimentReport) -> list[str]:
 def _image(figure: Figure, alt: str) -> str:
     png = base64.b64encode(plots.to_png(figure)).decode("ascii")
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{png}">'
+
+
+def _code_spans(text: str) -> str:
+    """`text` escaped, its `backticked` spans (commands, as the Markdown summary shows them) set as code.
+
+    Examples
+    --------
+    >>> _code_spans("run `kerasflow tune a<b` again")
+    'run <code>kerasflow tune a&lt;b</code> again'
+    """
+    pieces = escape(text).split("`")
+    return "".join(f"<code>{piece}</code>" if i % 2 else piece for i, piece in enumerate(pieces))
 
 
 def _anchor(name: str) -> str:

@@ -148,14 +148,14 @@ def unfinished_text(e: ExperimentReport) -> str:
     Examples
     --------
     >>> from types import SimpleNamespace
-    >>> unfinished_text(SimpleNamespace(name="cancer", sweep=None, unfinished_sweep="2026-12-06T17:40:00+00:00"))
-    'A sweep started 2026-12-06T17:40:00+00:00 has not finished: `kerasflow tune cancer --resume` finishes it.'
+    >>> unfinished_text(SimpleNamespace(name="cancer", sweep=None, unfinished_sweep="2026-12-06T17:40:00+00:00"))[:78]
+    'A sweep started 2026-12-06T17:40:00+00:00 has exported no results (it stopped,'
     """
     if e.unfinished_sweep is None:
         return ""
     earlier = " The results shown are an earlier sweep's." if e.sweep is not None else ""
-    return (f"A sweep started {e.unfinished_sweep} has not finished: `kerasflow tune {e.name} --resume` finishes "
-            f"it.{earlier}")
+    return (f"A sweep started {e.unfinished_sweep} has exported no results (it stopped, failed or is still "
+            f"running): `kerasflow tune {e.name} --resume` finishes a stopped one.{earlier}")
 
 
 def sweeps(report: Report) -> pd.DataFrame:

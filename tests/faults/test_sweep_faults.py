@@ -118,7 +118,8 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project
         killed = collect(cancer_project / "results", parse_params(raw).experiments)
     (row,) = tables.sweeps(killed).to_dict("records")
     assert row["unfinished"].startswith("A sweep started ") and row["unfinished"].endswith(
-        "has not finished: `kerasflow tune cancer --resume` finishes it.")
+        "has exported no results (it stopped, failed or is still running): `kerasflow tune cancer --resume` "
+        "finishes a stopped one.")
 
     resumed = run_cli(["tune", "cancer", "--resume"], cwd=cancer_project, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
