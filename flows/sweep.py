@@ -88,8 +88,8 @@ def score_outer_fold(index: int, spec: ExperimentSpec, sweep: SearchSpec, grid: 
                      fold_dir: Path) -> dict[str, Any]:
     """Write outer fold `index`'s trials.csv (its sweep's configs on the outer training rows `inner`, best first,
     paired with its best) and score the best config once on the outer held-out rows."""
-    rows = export.with_ties(export.trial_rows(grid, spec.higher_is_better), export.fold_ratio(spec, sweep, *inner),
-                            spec.metric)
+    rows = export.with_ties(export.trial_rows(grid, spec.higher_is_better, export.full_epochs(spec, sweep)),
+                            export.fold_ratio(spec, sweep, *inner), spec.metric)
     export.write_trials(fold_dir / "trials.csv", rows)
     return nested.outer_fold(index, spec, rows, table, labels, split)
 

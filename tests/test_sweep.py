@@ -227,7 +227,7 @@ def test_a_failed_trials_last_score_ranks_after_every_finished_config_and_is_not
             "epochs": [epochs], "trial_id": f"t{lr}"})
 
     rows = trial_rows([result(0.1, [0.96, 0.94], 3, RuntimeError("node lost")), result(0.01, [0.91, 0.89], 30),
-                       result(0.001, [0.82, 0.78], 30)], higher_is_better=True)
+                       result(0.001, [0.82, 0.78], 30)], higher_is_better=True, epochs=30)
     assert [(row["score"], row["status"]) for row in rows] == [(0.90, "ok"), (0.80, "ok"), (0.95, "error")]
     marked = with_ties(rows, 1.0, "accuracy")
     assert [row["tied_with_best"] for row in marked] == [True, True, None]

@@ -138,6 +138,10 @@ def log_experiment(uri: str, name: str, spec: ExperimentSpec, out_dir: Path) -> 
     return run_id
 
 
+MLFLOW_STATUS = {"ok": "FINISHED", "stopped": "KILLED"}
+"""A config's MLflow run status by its trials.csv status; "error" and "diverged" are "FAILED"."""
+
+
 def log_sweep(uri: str, name: str, spec: ExperimentSpec, out_dir: Path) -> str:
     """Log the sweep of experiment `name` (results in `out_dir`, its `tune/` folder) as a parent MLflow run with
     one nested run per config; return the parent's id."""
@@ -160,7 +164,7 @@ def log_sweep(uri: str, name: str, spec: ExperimentSpec, out_dir: Path) -> str:
         score = [(metric, float(row["score"]), 0), (f"{metric}_std", float(row["score_std"]), 0)] \
             if row["score"] else []
         _log(client, child, config, score + _history(out_dir / "history" / row["config_id"]))
-        client.set_terminated(child, status="FINISHED" if row["status"] == "ok" else "FAILED")
+        client.set_terminated(child, status=MLFLOW_STATUS.get(row["status"], "FAILED"))
     client.log_artifact(parent, str(out_dir / "trials.csv"))
     if (out_dir / "best_model").is_dir():
         client.log_artifacts(parent, str(out_dir / "best_model"), "model")

@@ -44,31 +44,41 @@ def write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
         tmp.write_text(buffer.getvalue())
 
 
-def trial_rows(grid: tune.ResultGrid, higher_is_better: bool) -> list[dict[str, Any]]:
+def full_epochs(spec: ExperimentSpec, sweep: SearchSpec) -> int | None:
+    """The epochs a config of the sweep trains (`train.epochs`, where its space does not set them) unless Ray
+    Tune's scheduler stops it; None where no scheduler stops a trial (FIFO), or where a config may stop itself
+    (early stopping: one that stopped itself cannot be told from one ASHA stopped)."""
+    return spec.train.epochs if sweep.scheduler == "asha" and spec.train.early_stopping is None else None
+
+
+def trial_rows(grid: tune.ResultGrid, higher_is_better: bool, epochs: int | None = None) -> list[dict[str, Any]]:
     """One row per config, best first: its id (its history folder's name), params, score mean/std and fold scores,
     the epochs it trained (so far, in an unfinished trial), seconds, node, status, and the Ray Tune trial that
     trained it (the configs of a stacked group share their trial, its seconds and node). The configs that finished
-    come first; a config whose trial failed (status "error") keeps the score of its last report, ranked after them,
-    as it never trained all its epochs; one that diverged has status "diverged" and no score: it comes last, with
-    the errors that never reported."""
+    come first; a config whose trial failed (status "error") or that trained fewer than its `train.epochs`
+    (`epochs` where the space does not set them, :func:`full_epochs`: "stopped" by the scheduler) keeps the score
+    of its last report, ranked after them, as it never trained all its epochs; one that diverged has status
+    "diverged" and no score: it comes last, with the errors that never reported."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
         configs = trial_configs(result.config or {})
         unscored = [None] * len(configs)  # a trial that failed before its first report
         scores, stds = metrics.get("scores") or unscored, metrics.get("score_stds") or unscored
-        epochs = metrics.get("epochs") or [metrics.get("epoch")] * len(configs)
+        trained = metrics.get("epochs") or [metrics.get("epoch")] * len(configs)
         for config, score, score_std, folds, config_epochs in zip(configs, scores, stds,
-                                                                  metrics.get("fold_scores") or unscored, epochs):
+                                                                  metrics.get("fold_scores") or unscored, trained):
             diverged = score is not None and not math.isfinite(score)  # a fold's loss became NaN or infinite
             if diverged:
                 score, score_std, folds = None, None, None
+            stopped = None not in (epochs, config_epochs) and config_epochs < config.get("train.epochs", epochs)
+            status = "error" if result.error else "diverged" if diverged else "stopped" if stopped else "ok"
             rows.append({"config_id": config_id(config), **{f"param:{k}": v for k, v in config.items()},
                          "score": score, "score_std": score_std, "fold_scores": folds,
                          "epochs": config_epochs, "seconds": metrics.get("trial_seconds"),
                          "node": metrics.get("node"), "started_at": metrics.get("started_at"),
                          "trial_id": metrics.get("trial_id"), "configs_in_trial": len(configs),
-                         "status": "error" if result.error else "diverged" if diverged else "ok"})
+                         "status": status})
     # Best first; among equal scores, the steadier across folds.
     sign = -1 if higher_is_better else 1
     scored = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
@@ -89,8 +99,8 @@ def with_ties(rows: list[dict[str, Any]], ratio: float | None, metric: str) -> l
     included.
 
     `ratio` None (one hold-out split, or configs scored on different folds) leaves the four columns empty, as
-    does a config without two finite fold scores, or one whose trial did not finish (status "error": its scores
-    are from an earlier epoch than the others').
+    does a config without two finite fold scores, or one that did not train all its epochs (status "error" or
+    "stopped": its scores are from an earlier epoch than the others').
 
     Examples
     --------
@@ -144,7 +154,8 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     `seconds` is the sweep's wall time, recorded in sweep.json.
     """
     mode = "max" if spec.higher_is_better else "min"
-    rows = with_ties(trial_rows(grid, spec.higher_is_better), fold_ratio(spec, sweep, table, labels), spec.metric)
+    rows = with_ties(trial_rows(grid, spec.higher_is_better, full_epochs(spec, sweep)),
+                     fold_ratio(spec, sweep, table, labels), spec.metric)
     n_diverged = sum(r["status"] == "diverged" for r in rows)
     counts = {"n_configs": len(rows), "n_trials": len(grid), "n_errors": sum(r["status"] == "error" for r in rows),
               "n_diverged": n_diverged, "seconds": seconds, "started_at": sweep_started_at(out_dir)}

@@ -53,6 +53,9 @@ def test_asha_stops_a_hopeless_trial_at_its_grace_epoch(cancer_project, local_ra
     rows = whole_histories(cancer_project / "tune")
     epochs = {float(row["param:train.learning_rate"]): int(row["epochs"]) for row in rows}
     assert epochs[0.05] == 12 and epochs[1e-7] < 12
+    # The stopped config ranks after the finished one, and is not paired with it: its scores are from an earlier
+    # epoch.
+    assert [(row["status"], row["tied_with_best"]) for row in rows] == [("ok", "True"), ("stopped", "")]
 
 
 def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cancer_project, local_ray):
