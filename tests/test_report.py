@@ -20,6 +20,7 @@ import pytest
 from helpers import stop, tiny_params, written_run
 
 from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.data.split import fold_settings
 from kerasflow.tasks.data.table import file_md5, load_table
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
 from kerasflow.tasks.outputs.metrics import read_experiment, write_sweep_best
@@ -297,6 +298,7 @@ def _small_report() -> Report:
     iris = ExperimentReport(
         name="iris", spec=experiments["iris"],
         metrics={"metric": "accuracy", "mean": 0.95, "std": 0.02, "n_folds": 3, "folds": [0.93, 0.95, 0.97],
+                 "fold_settings": fold_settings(experiments["iris"]), "test_train_ratio": 0.5,
                  "seconds": 1.5, "timing": {"load": 0.1, "cross_validate": 1.5, "total": 1.7},
                  "environment": {"keras": "3", "python": "3.11"}},
         data=DataFacts(file="data/iris.csv", rows=150, columns=5, target="species", task="multiclass", md5="abc",
