@@ -48,10 +48,10 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
 
 
 @task(name="dvc-experiments", cache_policy=NO_CACHE)
-def save_dvc_experiments(name: str, spec: ExperimentSpec, grid: tune.ResultGrid, out_dir: Path,
+def save_dvc_experiments(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, out_dir: Path,
                          params_file: Path) -> list[str]:
-    """Save each scored config as a DVC experiment of the project in the working folder."""
-    rows = export.trial_rows(grid, spec.higher_is_better)
+    """Save each finished config as a DVC experiment of the project in the working folder."""
+    rows = export.trial_rows(grid, spec, sweep)
     history = history_folder(storage_folder(out_dir))
     return dvc_experiments.save_experiments(Path.cwd(), params_file, name, spec.metric, rows, history)
 
@@ -78,7 +78,7 @@ def sweep_flow(name: str, spec: Experiment, sweep: Search, results_dir: Path = P
     if mlflow_uri is not None and not best["diverged"]:
         log_to_mlflow(name, spec, out_dir, mlflow_uri)
     if dvc_exp_params is not None:
-        best["dvc_experiments"] = save_dvc_experiments(name, spec, grid, out_dir, dvc_exp_params)
+        best["dvc_experiments"] = save_dvc_experiments(name, spec, sweep, grid, out_dir, dvc_exp_params)
     return best
 
 
@@ -88,8 +88,8 @@ def score_outer_fold(index: int, spec: ExperimentSpec, sweep: SearchSpec, grid: 
                      fold_dir: Path) -> dict[str, Any]:
     """Write outer fold `index`'s trials.csv (its sweep's configs on the outer training rows `inner`, best first,
     paired with its best) and score the best config once on the outer held-out rows."""
-    rows = export.with_ties(export.trial_rows(grid, spec.higher_is_better, export.full_epochs(spec, sweep)),
-                            export.fold_ratio(spec, sweep, *inner), spec.metric)
+    rows = export.with_ties(export.trial_rows(grid, spec, sweep), export.fold_ratio(spec, sweep, *inner),
+                            spec.metric)
     export.write_trials(fold_dir / "trials.csv", rows)
     return nested.outer_fold(index, spec, rows, table, labels, split)
 

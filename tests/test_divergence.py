@@ -13,8 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from helpers import run_cli, tiny_params
+from helpers import run_cli, sweep_params, tiny_params
 
+from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.outputs.atomic import write_json
 from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
 from kerasflow.tasks.sweep.export import trial_rows
@@ -71,7 +72,8 @@ def test_a_diverged_config_is_marked_and_never_ranked_best():
                                                     "epoch": 5, "trial_id": "a"}),
                SimpleNamespace(config={"train.learning_rate": 0.1}, error=None,
                                metrics={"scores": [0.7], "score_stds": [0.1], "epoch": 5, "trial_id": "b"})]
-    rows = trial_rows(results, higher_is_better=True)
+    params = parse_params(sweep_params(epochs=5))
+    rows = trial_rows(results, params.experiments["cancer"], params.sweeps["cancer"])
     assert [(r["param:train.learning_rate"], r["score"], r["status"]) for r in rows] == [
         (0.01, 0.8, "ok"), (0.1, 0.7, "ok"), (1e6, None, "diverged")]
 

@@ -226,14 +226,41 @@ def test_a_failed_trials_last_score_ranks_after_every_finished_config_and_is_not
             "scores": [float(np.mean(folds))], "score_stds": [float(np.std(folds))], "fold_scores": [folds],
             "epochs": [epochs], "trial_id": f"t{lr}"})
 
+    params = parse_params(sweep_params(epochs=30))
     rows = trial_rows([result(0.1, [0.96, 0.94], 3, RuntimeError("node lost")), result(0.01, [0.91, 0.89], 30),
-                       result(0.001, [0.82, 0.78], 30)], higher_is_better=True, epochs=30)
+                       result(0.001, [0.82, 0.78], 30)], params.experiments["cancer"], params.sweeps["cancer"])
     assert [(row["score"], row["status"]) for row in rows] == [(0.90, "ok"), (0.80, "ok"), (0.95, "error")]
     marked = with_ties(rows, 1.0, "accuracy")
     assert [row["tied_with_best"] for row in marked] == [True, True, None]
     assert marked[2]["score_low"] is None and marked[2]["p_vs_best"] is None
     with pytest.raises(SweepError, match="no config of its sweep finished with a finite score"):
         outer_fold(0, None, rows[2:], None, None, None)
+
+
+@pytest.mark.parametrize("early_stopping", [None, {"train": {"early_stopping": {"grid": [{"patience": 2}]}}}],
+                         ids=["asha", "asha-with-early-stopping-in-the-space"])
+def test_a_config_asha_stopped_before_its_own_epochs_is_stopped_and_not_paired(early_stopping):
+    """ASHA stops a config at a rung: it trained fewer than its own train.epochs (the experiment's, or its own from
+    the space, given as text too). A config that can stop itself early is never taken for one ASHA stopped."""
+    raw = sweep_params(epochs=30, scheduler="asha", grace_period=2)
+    raw["sweeps"]["cancer"]["space"] = early_stopping or {"train": {"epochs": {"grid": ["8", "30"]}}}
+    raw["experiments"]["cancer"]["evaluate"]["refit"] = False  # early stopping's refit would need held-out rows
+    params = parse_params(raw)
+    spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
+
+    def result(config: dict, folds: list[float], epochs: int) -> SimpleNamespace:
+        return SimpleNamespace(config=config, error=None, metrics={
+            "scores": [float(np.mean(folds))], "score_stds": [float(np.std(folds))], "fold_scores": [folds],
+            "epochs": [epochs], "trial_id": f"t{len(folds)}{epochs}{config}"})
+
+    own = {"train.early_stopping": {"patience": 2}} if early_stopping else {}
+    rows = trial_rows([result({"train.epochs": "8", **own}, [0.99, 0.97], 8), result(own, [0.93, 0.97], 30),
+                       result(own, [0.95, 0.93], 2)], spec, sweep)
+    if early_stopping is None:
+        assert [(row["score"], row["status"]) for row in rows] == [(0.98, "ok"), (0.95, "ok"), (0.94, "stopped")]
+        assert [row["tied_with_best"] for row in with_ties(rows, 1.0, "accuracy")] == [True, True, None]
+    else:
+        assert [row["status"] for row in rows] == ["ok", "ok", "ok"]
 
 
 def test_a_resume_with_other_settings_than_the_sweep_started_with_is_refused_naming_them(tmp_path):

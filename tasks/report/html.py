@@ -130,7 +130,8 @@ def _sweep_parts(e: ExperimentReport) -> list[str]:
     best = sweep.best
     interval = tables.best_interval_text(best)
     return parts + [
-        f"<p>{sweep.n_configs} configs in {best['n_trials']} Ray trials ({best['n_errors']} failed), scored by "
+        f"<p>{sweep.n_configs} configs in {best['n_trials']} Ray trials ({best['n_errors']} failed"
+        + (f", {best['n_stopped']} stopped by ASHA" if best.get("n_stopped") else "") + "), scored by "
         f"{escape(str(best['scoring']))}; "
         f"best {escape(best['metric'])} {escape(tables.best_score_text(best))}"
         + (f" (95% interval {escape(interval)})" if interval else "")

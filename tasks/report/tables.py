@@ -122,7 +122,9 @@ def tie_text(best: dict[str, Any]) -> str:
     >>> tie_text({"score": 0.9, "tied": ["c1"], "n_configs": 1})
     'The sweep tried one config: there is none to compare it with.'
     >>> tie_text({"score": 0.9, "tied": ["c1"], "n_configs": 4})[:40]
-    'Every other config is worse than the bes'
+    'Every other finished config is worse tha'
+    >>> tie_text({"score": 0.9, "tied": ["c1"], "n_configs": 2, "n_stopped": 1})
+    'The sweep finished one config: there is none to compare it with (1 failed, stopped or diverged: not compared).'
     """
     tied = best.get("tied") or []
     if best["score"] is None:
@@ -131,15 +133,20 @@ def tie_text(best: dict[str, Any]) -> str:
         return ("Configs are not paired fold by fold here (one hold-out split, or a space that changes the folds): "
                 "no test tells them apart.")
     test = "corrected resampled t-test on the same folds"
+    unfinished = sum(best.get(count, 0) for count in ("n_errors", "n_stopped", "n_diverged"))
+    finished = best["n_configs"] - unfinished
+    left = f" ({unfinished} failed, stopped or diverged: not compared)" if unfinished else ""
     if best["n_configs"] == 1:
         return "The sweep tried one config: there is none to compare it with."
+    if finished == 1:
+        return f"The sweep finished one config: there is none to compare it with{left}."
     if len(tied) == 1:
-        return f"Every other config is worse than the best at 5% ({test})."
-    if len(tied) == best["n_configs"]:
-        return (f"All {len(tied)} configs are statistically tied: the folds cannot tell any from the best at 5% "
-                f"({test}).")
+        return f"Every other finished config is worse than the best at 5% ({test}){left}."
+    if len(tied) == finished:
+        return (f"All {len(tied)} finished configs are statistically tied: the folds cannot tell any from the best "
+                f"at 5% ({test}){left}.")
     return (f"These {len(tied)} configs are statistically tied: the folds cannot tell them from the best at 5% "
-            f"({test}): {', '.join(tied)}.")
+            f"({test}): {', '.join(tied)}{left}.")
 
 
 def unfinished_text(e: ExperimentReport) -> str:

@@ -135,7 +135,8 @@ def save_experiments(project: Path, params_file: Path, experiment: str, metric: 
     ``score_std``) as a DVC experiment of `project`, replacing one of the same name; return their names.
 
     `params_file` is the params file the sweep read (inside `project`); `history_root` holds each config's history
-    folder, by config id. Configs without a score (diverged, failed) are in trials.csv only.
+    folder, by config id. Configs that did not finish (failed, stopped by ASHA, diverged) are in trials.csv only:
+    their scores, if any, are from an earlier epoch.
     """
     project, params_file = project.resolve(), params_file.resolve()
     text = params_file.read_text()
@@ -144,7 +145,7 @@ def save_experiments(project: Path, params_file: Path, experiment: str, metric: 
         params_copy = copy / params_file.relative_to(project)
         record = Path("results") / experiment / "tune" / RECORD
         for row in rows:
-            if row["score"] is None:
+            if row["status"] != "ok":
                 continue
             config = {key.removeprefix("param:"): value for key, value in row.items() if key.startswith("param:")}
             params_copy.write_text(config_params(text, experiment, config))

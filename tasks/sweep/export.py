@@ -44,21 +44,23 @@ def write_trials(path: Path, rows: list[dict[str, Any]]) -> None:
         tmp.write_text(buffer.getvalue())
 
 
-def full_epochs(spec: ExperimentSpec, sweep: SearchSpec) -> int | None:
-    """The epochs a config of the sweep trains (`train.epochs`, where its space does not set them) unless Ray
-    Tune's scheduler stops it; None where no scheduler stops a trial (FIFO), or where a config may stop itself
-    (early stopping: one that stopped itself cannot be told from one ASHA stopped)."""
-    return spec.train.epochs if sweep.scheduler == "asha" and spec.train.early_stopping is None else None
+def stopped_early(spec: ExperimentSpec, sweep: SearchSpec, config: dict[str, Any], trained: int | None) -> bool:
+    """Whether Ray Tune's scheduler (ASHA) stopped `config` of the sweep after `trained` epochs, before its own
+    `train.epochs`. Ray records no difference between a trial its scheduler stopped and one that ended, so a config
+    that may end early by itself (early stopping, the experiment's or its own) is never taken for stopped."""
+    if sweep.scheduler != "asha" or trained is None:
+        return False
+    own = spec.with_overrides(config).train
+    return own.early_stopping is None and trained < own.epochs
 
 
-def trial_rows(grid: tune.ResultGrid, higher_is_better: bool, epochs: int | None = None) -> list[dict[str, Any]]:
+def trial_rows(grid: tune.ResultGrid, spec: ExperimentSpec, sweep: SearchSpec) -> list[dict[str, Any]]:
     """One row per config, best first: its id (its history folder's name), params, score mean/std and fold scores,
     the epochs it trained (so far, in an unfinished trial), seconds, node, status, and the Ray Tune trial that
     trained it (the configs of a stacked group share their trial, its seconds and node). The configs that finished
-    come first; a config whose trial failed (status "error") or that trained fewer than its `train.epochs`
-    (`epochs` where the space does not set them, :func:`full_epochs`: "stopped" by the scheduler) keeps the score
-    of its last report, ranked after them, as it never trained all its epochs; one that diverged has status
-    "diverged" and no score: it comes last, with the errors that never reported."""
+    come first; a config whose trial failed (status "error") or that the scheduler stopped (:func:`stopped_early`:
+    "stopped") keeps the score of its last report, ranked after them, as it never trained all its epochs; one that
+    diverged has status "diverged" and no score: it comes last, with the errors that never reported."""
     rows = []
     for result in grid:
         metrics = result.metrics or {}
@@ -71,8 +73,8 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool, epochs: int | None
             diverged = score is not None and not math.isfinite(score)  # a fold's loss became NaN or infinite
             if diverged:
                 score, score_std, folds = None, None, None
-            stopped = None not in (epochs, config_epochs) and config_epochs < config.get("train.epochs", epochs)
-            status = "error" if result.error else "diverged" if diverged else "stopped" if stopped else "ok"
+            status = ("error" if result.error else "diverged" if diverged
+                      else "stopped" if stopped_early(spec, sweep, config, config_epochs) else "ok")
             rows.append({"config_id": config_id(config), **{f"param:{k}": v for k, v in config.items()},
                          "score": score, "score_std": score_std, "fold_scores": folds,
                          "epochs": config_epochs, "seconds": metrics.get("trial_seconds"),
@@ -80,7 +82,7 @@ def trial_rows(grid: tune.ResultGrid, higher_is_better: bool, epochs: int | None
                          "trial_id": metrics.get("trial_id"), "configs_in_trial": len(configs),
                          "status": status})
     # Best first; among equal scores, the steadier across folds.
-    sign = -1 if higher_is_better else 1
+    sign = -1 if spec.higher_is_better else 1
     scored = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
     return ([r for r in scored if r["status"] == "ok"] + [r for r in scored if r["status"] != "ok"]
             + [r for r in rows if r["score"] is None])
@@ -154,11 +156,11 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     `seconds` is the sweep's wall time, recorded in sweep.json.
     """
     mode = "max" if spec.higher_is_better else "min"
-    rows = with_ties(trial_rows(grid, spec.higher_is_better, full_epochs(spec, sweep)),
-                     fold_ratio(spec, sweep, table, labels), spec.metric)
-    n_diverged = sum(r["status"] == "diverged" for r in rows)
+    rows = with_ties(trial_rows(grid, spec, sweep), fold_ratio(spec, sweep, table, labels), spec.metric)
+    n_diverged, n_stopped = (sum(r["status"] == status for r in rows) for status in ("diverged", "stopped"))
     counts = {"n_configs": len(rows), "n_trials": len(grid), "n_errors": sum(r["status"] == "error" for r in rows),
-              "n_diverged": n_diverged, "seconds": seconds, "started_at": sweep_started_at(out_dir)}
+              "n_diverged": n_diverged, "n_stopped": n_stopped, "seconds": seconds,
+              "started_at": sweep_started_at(out_dir)}
     if rows and n_diverged == len(rows):
         # Every config's training diverged: a result, stated (no best score, and sweep.json says so); no model is
         # written, as for a diverged refit.
@@ -172,7 +174,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         return summary
     if not rows or rows[0]["status"] != "ok":
         raise SweepError(f"sweeps.{name}: no config finished with a finite score ({len(rows)} configs, "
-                         f"{n_diverged} diverged); first error: {grid.errors[:1]}")
+                         f"{n_diverged} diverged, {n_stopped} stopped by ASHA); first error: {grid.errors[:1]}")
     best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])
     params = row_params(rows[0])
     best_spec = spec.with_overrides(params)
