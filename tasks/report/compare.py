@@ -131,9 +131,11 @@ def _check_same_folds(names: tuple[str, str], runs: list[Path], records: list[di
                           f"not pair: {shown}")
     starts = [record.get("init_from") for record in records]
     if starts[0] != starts[1] and all(starts) and starts[0]["path"] == starts[1]["path"]:
+        differ = ", ".join(f"{key} {starts[0][key]} vs {starts[1][key]}" for key in ("model_md5", "preprocessing_md5")
+                           if starts[0][key] != starts[1][key])
         raise ParamsError(f"{runs[0]} and {runs[1]} record different model files in {starts[0]['path']} "
-                          f"(model_md5 {starts[0]['model_md5']} vs {starts[1]['model_md5']}): it was refitted "
-                          f"between the two runs, so their folds start from different models; rerun the older one")
+                          f"({differ}): it was refitted between the two runs, so their folds start from different "
+                          f"models; rerun both (kerasflow run {names[0]} {names[1]})")
     if starts[0] != starts[1]:  # a saved model was refitted on every row: its folds' held-out rows are not new
         shown = " and ".join(f"{name} from {start['path']}" if start else f"{name} from scratch"
                              for name, start in zip(names, starts))
