@@ -145,7 +145,7 @@ def save_experiments(project: Path, params_file: Path, experiment: str, metric: 
         params_copy = copy / params_file.relative_to(project)
         record = Path("results") / experiment / "tune" / RECORD
         for row in rows:
-            if row["status"] != "ok":
+            if row["status"] != "ok" or row["score"] is None:
                 continue
             config = {key.removeprefix("param:"): value for key, value in row.items() if key.startswith("param:")}
             params_copy.write_text(config_params(text, experiment, config))
