@@ -83,15 +83,15 @@ def sweep_flow(name: str, spec: Experiment, sweep: Search, results_dir: Path = P
 
 
 @task(name="outer-fold", cache_policy=NO_CACHE)
-def score_outer_fold(index: int, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
-                     labels: evaluate.Encoded, split: Split, inner: tuple[Table, evaluate.Encoded],
+def score_outer_fold(name: str, index: int, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid,
+                     table: Table, labels: evaluate.Encoded, split: Split, inner: tuple[Table, evaluate.Encoded],
                      fold_dir: Path) -> dict[str, Any]:
     """Write outer fold `index`'s trials.csv (its sweep's configs on the outer training rows `inner`, best first,
     paired with its best) and score the best config once on the outer held-out rows."""
     rows = export.with_ties(export.trial_rows(grid, spec, sweep), export.fold_ratio(spec, sweep, *inner),
                             spec.metric)
     export.write_trials(fold_dir / "trials.csv", rows)
-    return nested.outer_fold(index, spec, rows, table, labels, split)
+    return nested.outer_fold(name, index, spec, rows, table, labels, split)
 
 
 @flow(name="kerasflow-nested-sweep")
@@ -110,7 +110,7 @@ def nested_sweep_flow(name: str, spec: Experiment, sweep: Search, outer_folds: i
         fold_dir = tune_dir / "nested" / f"outer_{index}"
         inner = nested.rows_of(table, labels, split.train_index)
         grid = run_sweep(name, spec, sweep, *inner, fold_dir, False)
-        folds.append(score_outer_fold(index, spec, sweep, grid, table, labels, split, inner, fold_dir))
+        folds.append(score_outer_fold(name, index, spec, sweep, grid, table, labels, split, inner, fold_dir))
     summary = nested.summarize(name, spec, sweep, folds, splits, round(time.perf_counter() - started, 2))
     write_json(tune_dir / NESTED_FILE, summary)
     write_report(Path(results_dir), {name: spec})

@@ -233,8 +233,9 @@ def test_a_failed_trials_last_score_ranks_after_every_finished_config_and_is_not
     marked = with_ties(rows, 1.0, "accuracy")
     assert [row["tied_with_best"] for row in marked] == [True, True, None]
     assert marked[2]["score_low"] is None and marked[2]["p_vs_best"] is None
-    with pytest.raises(SweepError, match="no config of its sweep finished with a finite score"):
-        outer_fold(0, None, rows[2:], None, None, None)
+    with pytest.raises(SweepError, match=r"^sweeps.cancer: outer fold 0: no config of its sweep finished with a "
+                                         r"finite score \(the fold's trials.csv"):
+        outer_fold("cancer", 0, None, rows[2:], None, None, None)
 
 
 @pytest.mark.parametrize("early_stopping", [None, {"train": {"early_stopping": {"grid": [{"patience": 2}]}}}],

@@ -74,12 +74,13 @@ def outer_score(spec: ExperimentSpec, table: Table, labels: Encoded, split: Spli
     return score(spec, encode_target(spec, held_out_labels.codes, labels.n_classes), outputs)
 
 
-def outer_fold(index: int, spec: ExperimentSpec, rows: list[dict[str, Any]], table: Table, labels: Encoded,
+def outer_fold(name: str, index: int, spec: ExperimentSpec, rows: list[dict[str, Any]], table: Table, labels: Encoded,
                split: Split) -> dict[str, Any]:
     """Outer fold `index`'s record: the config its sweep chose (`rows`, trials.csv's, best first), the inner best
     score, and that config's score on the outer held-out rows."""
     if not rows or rows[0]["status"] != "ok":
-        raise SweepError(f"outer fold {index}: no config of its sweep finished with a finite score")
+        raise SweepError(f"sweeps.{name}: outer fold {index}: no config of its sweep finished with a finite score "
+                         f"(the fold's trials.csv gives each config's status)")
     params = row_params(rows[0])
     outer = outer_score(spec.with_overrides(params), table, labels, split)
     return {"outer_fold": index, "config_id": rows[0]["config_id"], "params": params,
