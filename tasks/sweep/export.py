@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,10 +158,10 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     """
     mode = "max" if spec.higher_is_better else "min"
     rows = with_ties(trial_rows(grid, spec, sweep), fold_ratio(spec, sweep, table, labels), spec.metric)
-    n_diverged, n_stopped = (sum(r["status"] == status for r in rows) for status in ("diverged", "stopped"))
-    counts = {"n_configs": len(rows), "n_trials": len(grid), "n_errors": sum(r["status"] == "error" for r in rows),
-              "n_diverged": n_diverged, "n_stopped": n_stopped, "seconds": seconds,
-              "started_at": sweep_started_at(out_dir)}
+    statuses = Counter(row["status"] for row in rows)
+    n_diverged, n_stopped = statuses["diverged"], statuses["stopped"]
+    counts = {"n_configs": len(rows), "n_trials": len(grid), "n_errors": statuses["error"], "n_diverged": n_diverged,
+              "n_stopped": n_stopped, "seconds": seconds, "started_at": sweep_started_at(out_dir)}
     if rows and n_diverged == len(rows):
         # Every config's training diverged: a result, stated (no best score, and sweep.json says so); no model is
         # written, as for a diverged refit.
