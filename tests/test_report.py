@@ -4,6 +4,7 @@ Chromium renders it (every plot decoded, every table laid out, no console error,
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import shutil
@@ -334,6 +335,17 @@ def test_each_table_is_one_frame_that_markdown_and_html_both_render():
     assert re.search(r'<td class="data row0 col1 code" >data/iris.csv</td>', page)
     assert "not found &lt;here&gt;" in page and "<here>" not in page
     assert render_html(content) == page  # the same report, the same bytes (no random ids)
+
+
+def test_an_unfinished_sweeps_command_is_set_as_code_in_the_html_tables():
+    content = _small_report()
+    content.experiments[0] = dataclasses.replace(content.experiments[0], unfinished_sweep="2026-12-06T17:40:00+00:00")
+    (row,) = tables.sweeps(content).to_dict("records")
+    assert "`kerasflow tune iris --resume`" in row["unfinished"]
+    page = render_html(content)
+    assert re.search(r'<td class="data row0 col\d+ missing" >A sweep started 2026-12-06T17:40:00\+00:00 .*'
+                     r'<code>kerasflow tune iris --resume</code> finishes a stopped one.</td>', page)
+    assert "`" not in page
 
 
 def test_learning_curves_show_the_mean_with_a_clipped_band_and_every_fold_faint():

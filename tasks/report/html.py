@@ -45,12 +45,14 @@ def render_html(report: Report) -> str:
 
 
 def html_table(table: pd.DataFrame, name: str, header: bool = True, best_first: bool = False) -> str:
-    """`table` as an HTML table with the id `T_<name>`: text escaped, numbers right-aligned, absent results
-    and paths marked; with `best_first`, the first row highlighted."""
+    """`table` as an HTML table with the id `T_<name>`: text escaped, backticked spans as code, numbers
+    right-aligned, absent results and paths marked; with `best_first`, the first row highlighted."""
     classes = table.map(_cell_class)
     if best_first and len(table):
         classes.iloc[0] = classes.iloc[0] + " best"
-    styler = Styler(table, uuid=name, cell_ids=False).hide(axis="index").format(formatter=str, escape="html")
+    # Text escaped, its `backticked` commands set as code, as the Markdown summary shows them.
+    styler = Styler(table, uuid=name, cell_ids=False).hide(axis="index").format(
+        formatter=lambda value: _code_spans(str(value)))
     if not header:
         styler = styler.hide(axis="columns")
     markup = styler.set_td_classes(classes).to_html()
