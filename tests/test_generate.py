@@ -18,6 +18,8 @@ from kerasflow.flows.cli import main
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.report import tables
+from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds, refit
 
 pytestmark = pytest.mark.slow
@@ -65,6 +67,18 @@ def test_the_vocabulary_is_the_training_parts_and_the_tail_is_scored(corpus):
     assert 1 < perplexity.score < 4
     assert math.isclose(perplexity.score, math.exp(perplexity.history["val_loss"][-1]), rel_tol=1e-3)
     assert math.isclose(perplexity.history["val_perplexity"][-1], perplexity.score, rel_tol=1e-3)
+
+
+def test_the_report_reads_a_text_once_for_each_tokenization_and_shares_its_tokens_of_all(corpus):
+    """Two experiments on one text file, by characters and by words: each its own rows and most frequent tokens,
+    each token's share of all the text's tokens (the table lists only the most frequent)."""
+    specs = {"chars": _spec(), "words": _spec().with_overrides({"preprocess.tokens.level": "word"})}
+    chars, words = (e.data for e in collect(corpus / "results", specs).experiments)
+    assert (chars.rows, words.rows) == (len(load_rows(specs["chars"]).y), len(load_rows(specs["words"]).y))
+    assert words.rows < chars.rows and "the" in words.classes and " " in chars.classes
+    shares = tables.target_summary(chars).to_dict("records")
+    assert [row["share"] for row in shares] == [f"{row['rows'] / chars.rows:.1%}" for row in shares]
+    assert sum(row["rows"] for row in shares) < chars.rows
 
 
 def test_generate_writes_the_same_text_for_the_same_seed(corpus):

@@ -213,7 +213,7 @@ def _label_order(label: Any) -> tuple:
 def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> Report:
     """Read every experiment's results and data; what is missing stays empty and is reported as such."""
     results_dir = Path(results_dir)
-    facts: dict[tuple[str, str, str], DataFacts | str] = {}
+    facts: dict[str, DataFacts | str] = {}
     reports = []
     for name, spec in experiments.items():
         out = results_dir / name
@@ -224,8 +224,8 @@ def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> 
                                   predictions=_read_csv(out / "predictions.csv", dtype=labels),
                                   sweep=_read_sweep(out / "tune"), unfinished_sweep=unfinished_sweep(out / "tune"),
                                   nested=read_nested(out / "tune"))
-        # Several experiments often share a file: read and hash it once.
-        key = (str(spec.dataset.file), str(spec.dataset.target), spec.dataset.task)
+        # Several experiments often share a file: read and hash it once for each way it is read.
+        key = _rows_key(spec)
         if key not in facts:
             try:
                 facts[key] = data_facts(spec)
@@ -242,6 +242,13 @@ def collect(results_dir: str | Path, experiments: dict[str, ExperimentSpec]) -> 
         reports.append(report)
     intervals, comparisons = same_fold_comparisons(reports, results_dir)
     return Report(experiments=reports, intervals=intervals, comparisons=comparisons)
+
+
+def _rows_key(spec: ExperimentSpec) -> str:
+    """What :func:`~kerasflow.tasks.data.tokens.load_rows` reads the experiment's rows by: the dataset section
+    (file, target, task, an image folder's size and colours), and a text's tokenization."""
+    tokens = spec.preprocess.tokens.model_dump_json() if spec.dataset.task == "next_token" else ""
+    return spec.dataset.model_dump_json() + tokens
 
 
 def same_fold_comparisons(reports: list[ExperimentReport],

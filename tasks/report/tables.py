@@ -286,7 +286,8 @@ def target_summary(d: DataFacts) -> pd.DataFrame:
         named = len(stats) > 1
         return frame([{"target": f"{target} {key}" if named else key, "value": f"{value:.4g}"}
                       for target, values in stats.items() for key, value in values.items()], ["target", "value"])
-    total = d.rows if d.task == "multilabel" else sum(d.classes.values())  # labels share rows
+    # Labels share rows, and a text lists only its most frequent tokens: their shares are of all rows.
+    total = d.rows if d.task in ("multilabel", "next_token") else sum(d.classes.values())
     return frame([{"class": label, "rows": count, "share": f"{count / total:.1%}"}
                   for label, count in d.classes.items()], ["class", "rows", "share"])
 
