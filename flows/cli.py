@@ -240,7 +240,7 @@ def _compare(args: argparse.Namespace, params: Params, server: TemporaryServer |
     params.select(args.experiments, source=str(args.params))  # refuses unknown names
     first, second = args.experiments
     comparison = compare((first, second), args.results, args.metric)
-    print(json.dumps(comparison.as_dict(), indent=2) if args.json else comparison.table())
+    print(json.dumps(comparison.as_dict(), indent=2, allow_nan=False) if args.json else comparison.table())
     return 0
 
 

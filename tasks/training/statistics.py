@@ -77,8 +77,17 @@ class Interval:
     p: float
     folds: int
 
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, float | None]:
+        """The fields as strict JSON holds them: a number that is not finite is null (`t` where the values do not
+        vary at all, their variance 0; an interval's end where a value is NaN).
+
+        Examples
+        --------
+        >>> corrected_t([1.0, 1.0, 1.0], 0.5).as_dict()
+        {'mean': 1.0, 'low': 1.0, 'high': 1.0, 't': None, 'p': 0.0, 'folds': 3}
+        """
+        return {key: value if not isinstance(value, float) or math.isfinite(value) else None
+                for key, value in asdict(self).items()}
 
 
 def corrected_t(values: Sequence[float], test_train_ratio: float, corrected: bool = True,
