@@ -27,6 +27,7 @@ from kerasflow.tasks.training.models import TargetScale, fit_target_scale, outpu
 from kerasflow.tasks.training.scoring import column_scores, first_non_finite, score
 from kerasflow.tasks.training.stacked import fit_stacked
 from kerasflow.tasks.training.start import Start, check_fits
+from kerasflow.tasks.training.statistics import held_out_ratio
 from kerasflow.tasks.training.train import (
     FoldData,
     FoldResult,
@@ -87,7 +88,7 @@ class CVResult:
     def test_train_ratio(self) -> float:
         """Held-out rows per training row of the folds, on average: the variance correction's n_test / n_train
         (:func:`kerasflow.tasks.training.statistics.corrected_t`)."""
-        return float(np.mean([fold.n_test for fold in self.folds]) / np.mean([fold.n_train for fold in self.folds]))
+        return held_out_ratio([fold.n_test for fold in self.folds], [fold.n_train for fold in self.folds])
 
     @property
     def diverged(self) -> dict[int, int]:

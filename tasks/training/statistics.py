@@ -55,15 +55,27 @@ def difference_range(metric: str) -> tuple[float, float]:
     return low - high, high - low
 
 
+def held_out_ratio(n_test: Sequence[int], n_train: Sequence[int]) -> float:
+    """Held-out rows per training row of folds of these sizes, on average: the variance correction's
+    n_test / n_train (:func:`corrected_t`).
+
+    Examples
+    --------
+    >>> held_out_ratio([2, 2], [8, 8])
+    0.25
+    """
+    return float(np.mean(n_test) / np.mean(n_train))
+
+
 def split_ratio(splits: Sequence[Split]) -> float:
-    """Held-out rows per training row of `splits`, on average: the variance correction's n_test / n_train.
+    """:func:`held_out_ratio` of `splits`.
 
     Examples
     --------
     >>> split_ratio([Split(np.arange(8), np.arange(8, 10)), Split(np.arange(2, 10), np.arange(2))])
     0.25
     """
-    return float(np.mean([len(s.test_index) for s in splits]) / np.mean([len(s.train_index) for s in splits]))
+    return held_out_ratio([len(s.test_index) for s in splits], [len(s.train_index) for s in splits])
 
 
 @dataclass(frozen=True)
