@@ -299,6 +299,11 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
     if "dvc_experiments" in best:
         print(f"{name}: {len(best['dvc_experiments'])} configs saved as DVC experiments (dvc exp show): "
               f"{', '.join(best['dvc_experiments'])}")
+    if "refit_diverged_at" in best:
+        print(f"kerasflow: diverged: sweeps.{name}: the best config's refit on all rows: the loss became NaN or "
+              f"infinite at epoch {best['refit_diverged_at']}; no model is saved ({out / 'sweep.json'})",
+              file=sys.stderr)
+        return DIVERGED
     return 0
 
 

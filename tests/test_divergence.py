@@ -15,10 +15,11 @@ import pytest
 import yaml
 from helpers import run_cli, sweep_params, tiny_params
 
+from kerasflow.flows.pipeline import load_data
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.outputs.atomic import write_json
 from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
-from kerasflow.tasks.sweep.export import trial_rows
+from kerasflow.tasks.sweep.export import export_best, trial_rows
 
 
 def _strict(path: Path) -> dict:
@@ -86,6 +87,9 @@ def test_a_sweep_whose_every_config_diverges_exits_3_and_says_so(project, prefec
     raw["experiments"]["diabetes"]["train"].update(optimizer="sgd", epochs=2)
     raw["sweeps"] = {"diabetes": {"space": {"train": {"learning_rate": {"grid": [1e6, 1e7]}}}, "cpu": 1}}
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    earlier = project / "results/diabetes/tune/best_model"  # an earlier sweep's best: not this one's
+    earlier.mkdir(parents=True)
+    (earlier / "model.keras").write_text("an earlier sweep's")
 
     result = run_cli(["tune", "diabetes"], cwd=project, env={"PREFECT_API_URL": prefect_server, **ray_server})
 
@@ -109,4 +113,28 @@ def test_a_sweep_whose_every_config_diverges_exits_3_and_says_so(project, prefec
     report = collect(project / "results", load_params(project / "params.yaml").experiments)
     assert "accuracy none: every config diverged (2)" not in render_markdown(report)  # the metric is mse
     assert "mse none: every config diverged (2)" in render_markdown(report)
-    assert "every config diverged (2)" in render_html(report)
+    page = render_html(report)
+    assert "every config diverged (2)" in page and " best\"" not in page  # no diverged row highlighted as best
+
+
+def test_a_sweeps_diverging_refit_saves_no_model_and_says_so(project, monkeypatch):
+    """The best config's folds finished (as Ray Tune's results say) but its refit on all rows diverges: sweep.json
+    records the epoch and no model is written; an earlier sweep's is removed."""
+    raw = tiny_params()
+    raw["experiments"]["diabetes"]["train"].update(optimizer="sgd", epochs=2)
+    raw["sweeps"] = {"diabetes": {"space": {"train": {"learning_rate": {"grid": [1e6]}}}}}
+    params = parse_params(raw)
+    spec, sweep = params.experiments["diabetes"], params.sweeps["diabetes"]
+    monkeypatch.chdir(project)
+    table, labels = load_data.fn("diabetes", spec)
+    grid = [SimpleNamespace(config={"train.learning_rate": 1e6}, error=None, best_checkpoints=[],
+                            metrics={"scores": [3000.0], "score_stds": [10.0], "fold_scores": [[2990.0, 3010.0]],
+                                     "epoch": 2, "trial_id": "a"})]
+    out = project / "results/diabetes/tune"
+    (out / "best_model").mkdir(parents=True)
+
+    best = export_best("diabetes", spec, sweep, grid, table, labels, out)
+
+    assert best["refit_diverged_at"] >= 1 and best["score"] == 3000.0 and not best["diverged"]
+    assert _strict(out / "sweep.json")["refit_diverged_at"] == best["refit_diverged_at"]
+    assert not (out / "best_model").exists()

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,7 +155,8 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
 
     k-fold scoring trains k models per config: the best config is refitted on all rows, as GridSearchCV's
     `refit=True` does. Hold-out scoring trains one: the best trial's best checkpoint is the model kept.
-    `seconds` is the sweep's wall time, recorded in sweep.json.
+    `seconds` is the sweep's wall time, recorded in sweep.json. A refit whose loss became NaN or infinite saves no
+    model: sweep.json records the epoch (`refit_diverged_at`), as run.json does an experiment's.
     """
     mode = "max" if spec.higher_is_better else "min"
     rows = with_ties(trial_rows(grid, spec, sweep), fold_ratio(spec, sweep, table, labels), spec.metric)
@@ -171,6 +173,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
                    "diverged": True, **counts}
         write_trials(out_dir / "trials.csv", rows)
         write_sweep_best(out_dir, summary)
+        shutil.rmtree(out_dir / "best_model", ignore_errors=True)  # an earlier sweep's: not this one's best
         finish_sweep(out_dir)
         return summary
     if not rows or rows[0]["status"] != "ok":
@@ -189,12 +192,16 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         score, score_std = at_checkpoint["score"], at_checkpoint["score_std"]
     else:
         final = evaluate.refit(best_spec, table, labels)
-    write_model(out_dir / "best_model", best_spec, final)
+    if final.diverged_at is None:
+        write_model(out_dir / "best_model", best_spec, final)
+    else:  # a diverged refit's weights are not a model; an earlier sweep's is not this one's best
+        shutil.rmtree(out_dir / "best_model", ignore_errors=True)
     summary = {"experiment": name, "metric": spec.metric, "mode": mode, "params": params,
                "score": score, "score_std": score_std, "score_low": low, "score_high": high,
                "tied": [row["config_id"] for row in rows if row["tied_with_best"]], "scoring": sweep.scoring,
                "checkpoint": _portable(checkpoint.path) if checkpoint is not None else None,
-               "checkpoint_epoch": at_checkpoint.get("epoch"), "diverged": False, **counts}
+               "checkpoint_epoch": at_checkpoint.get("epoch"), "diverged": False,
+               **({"refit_diverged_at": final.diverged_at} if final.diverged_at is not None else {}), **counts}
     write_trials(out_dir / "trials.csv", rows)
     write_sweep_best(out_dir, summary)
     finish_sweep(out_dir)
