@@ -16,6 +16,7 @@ import yaml
 from helpers import run_cli, sweep_params, tiny_params
 
 from kerasflow.flows.pipeline import load_data
+from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.outputs.atomic import write_json
 from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
@@ -117,16 +118,21 @@ def test_a_sweep_whose_every_config_diverges_exits_3_and_says_so(project, prefec
     assert "every config diverged (2)" in page and " best\"" not in page  # no diverged row highlighted as best
 
 
-def test_a_sweeps_diverging_refit_saves_no_model_and_says_so(project, monkeypatch):
-    """The best config's folds finished (as Ray Tune's results say) but its refit on all rows diverges: sweep.json
-    records the epoch and no model is written; an earlier sweep's is removed."""
+def _diabetes_sweep(project: Path, monkeypatch: pytest.MonkeyPatch, learning_rate: float) -> tuple:
+    """The diabetes MLP (SGD, 2 epochs) and a one-config sweep of `learning_rate`, with its data read."""
     raw = tiny_params()
     raw["experiments"]["diabetes"]["train"].update(optimizer="sgd", epochs=2)
-    raw["sweeps"] = {"diabetes": {"space": {"train": {"learning_rate": {"grid": [1e6]}}}}}
+    raw["sweeps"] = {"diabetes": {"space": {"train": {"learning_rate": {"grid": [learning_rate]}}}}}
     params = parse_params(raw)
     spec, sweep = params.experiments["diabetes"], params.sweeps["diabetes"]
     monkeypatch.chdir(project)
-    table, labels = load_data.fn("diabetes", spec)
+    return spec, sweep, *load_data.fn("diabetes", spec)
+
+
+def test_a_sweeps_diverging_refit_saves_no_model_and_says_so(project, monkeypatch):
+    """The best config's folds finished (as Ray Tune's results say) but its refit on all rows diverges: sweep.json
+    records the epoch and no model is written; an earlier sweep's is removed."""
+    spec, sweep, table, labels = _diabetes_sweep(project, monkeypatch, 1e6)
     grid = [SimpleNamespace(config={"train.learning_rate": 1e6}, error=None, best_checkpoints=[],
                             metrics={"scores": [3000.0], "score_stds": [10.0], "fold_scores": [[2990.0, 3010.0]],
                                      "epoch": 2, "trial_id": "a"})]
@@ -138,3 +144,14 @@ def test_a_sweeps_diverging_refit_saves_no_model_and_says_so(project, monkeypatc
     assert best["refit_diverged_at"] >= 1 and best["score"] == 3000.0 and not best["diverged"]
     assert _strict(out / "sweep.json")["refit_diverged_at"] == best["refit_diverged_at"]
     assert not (out / "best_model").exists()
+
+
+def test_a_sweep_whose_trials_ended_without_a_score_is_refused_not_exported(project, monkeypatch):
+    """A trial that ended without reporting a score has status ok and no score: no config to pick as the best."""
+    spec, sweep, table, labels = _diabetes_sweep(project, monkeypatch, 0.01)
+    grid = [SimpleNamespace(config={"train.learning_rate": 0.01}, error=None, best_checkpoints=[],
+                            metrics={"trial_id": "a"})]
+    out = project / "results/diabetes/tune"
+    with pytest.raises(SweepError, match=r"^sweeps\.diabetes: no config finished with a finite score \(1 configs"):
+        export_best("diabetes", spec, sweep, grid, table, labels, out)
+    assert not (out / "sweep.json").exists() and not (out / "best_model").exists()

@@ -138,6 +138,9 @@ def save_experiments(project: Path, params_file: Path, experiment: str, metric: 
     folder, by config id. Configs that did not finish (failed, stopped by ASHA, diverged) are in trials.csv only:
     their scores, if any, are from an earlier epoch.
     """
+    # Here, not at the top: the module's checks run before the command imports Keras, which the export brings.
+    from kerasflow.tasks.sweep.export import finished, row_params
+
     project, params_file = project.resolve(), params_file.resolve()
     text = params_file.read_text()
     names = []
@@ -145,9 +148,9 @@ def save_experiments(project: Path, params_file: Path, experiment: str, metric: 
         params_copy = copy / params_file.relative_to(project)
         record = Path("results") / experiment / "tune" / RECORD
         for row in rows:
-            if row["status"] != "ok" or row["score"] is None:
+            if not finished(row):
                 continue
-            config = {key.removeprefix("param:"): value for key, value in row.items() if key.startswith("param:")}
+            config = row_params(row)
             params_copy.write_text(config_params(text, experiment, config))
             write_record(copy / record, metric, row["score"], row["score_std"], history_root / row["config_id"])
             name = experiment_name(experiment, row["config_id"])

@@ -90,6 +90,11 @@ def trial_rows(grid: tune.ResultGrid, spec: ExperimentSpec, sweep: SearchSpec) -
             + [r for r in rows if r["score"] is None])
 
 
+def finished(row: dict[str, Any]) -> bool:
+    """Whether a trials row is a config that trained all its epochs and has a score: one a sweep may pick."""
+    return row["status"] == "ok" and row["score"] is not None
+
+
 def row_params(row: dict[str, Any]) -> dict[str, Any]:
     """A trials row's config, as dotted keys and values (`{"train.optimizer": "adam"}`)."""
     return {key.removeprefix("param:"): value for key, value in row.items() if key.startswith("param:")}
@@ -176,9 +181,11 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         shutil.rmtree(out_dir / "best_model", ignore_errors=True)  # an earlier sweep's: not this one's best
         finish_sweep(out_dir)
         return summary
-    if not rows or rows[0]["status"] != "ok":
+    if not rows or not finished(rows[0]):
+        first_error = next((result.error for result in grid if result.error), None)
         raise SweepError(f"sweeps.{name}: no config finished with a finite score ({len(rows)} configs, "
-                         f"{n_diverged} diverged, {n_stopped} stopped by ASHA); first error: {grid.errors[:1]}")
+                         f"{n_diverged} diverged, {n_stopped} stopped by ASHA)"
+                         + (f"; first error: {first_error}" if first_error else ""))
     best = next(result for result in grid if (result.metrics or {}).get("trial_id") == rows[0]["trial_id"])
     params = row_params(rows[0])
     best_spec = spec.with_overrides(params)

@@ -22,7 +22,7 @@ from kerasflow.tasks.config.schema import CLASS_TASKS, EvaluateSpec, ExperimentS
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.split import Split, make_splits, small_groups
 from kerasflow.tasks.data.table import Table
-from kerasflow.tasks.sweep.export import row_params
+from kerasflow.tasks.sweep.export import finished, row_params
 from kerasflow.tasks.training.evaluate import Encoded, refit
 from kerasflow.tasks.training.scoring import score
 from kerasflow.tasks.training.statistics import corrected_t, score_range, split_ratio
@@ -78,7 +78,7 @@ def outer_fold(name: str, index: int, spec: ExperimentSpec, rows: list[dict[str,
                split: Split) -> dict[str, Any]:
     """Outer fold `index`'s record: the config its sweep chose (`rows`, trials.csv's, best first), the inner best
     score, and that config's score on the outer held-out rows."""
-    if not rows or rows[0]["status"] != "ok":
+    if not rows or not finished(rows[0]):
         raise SweepError(f"sweeps.{name}: outer fold {index}: no config of its sweep finished with a finite score "
                          f"(the fold's trials.csv gives each config's status)")
     params = row_params(rows[0])
