@@ -32,7 +32,7 @@ from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import ASHA_REDUCTION_FACTOR, SearchSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.atomic import write_json
-from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS, SWEEP_STATE
+from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS, SWEEP_STATE, reopen_sweep
 from kerasflow.tasks.runtime.progress import ProgressLine
 from kerasflow.tasks.sweep.dvc_experiments import RECORD
 from kerasflow.tasks.sweep.groups import GROUP, config_id, stacked_groups, trial_configs
@@ -165,6 +165,7 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
         {"cpu": sweep.cpu, "gpu": sweep.gpu})
     path = storage / RUN_NAME
     if resume:
+        reopen_sweep(storage.parent)
         return restore_sweep(name, storage, trainable)
     shutil.rmtree(path, ignore_errors=True)
     shutil.rmtree(history_folder(storage), ignore_errors=True)

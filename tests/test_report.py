@@ -24,7 +24,16 @@ from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.split import fold_settings
 from kerasflow.tasks.data.table import file_md5, load_table
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
-from kerasflow.tasks.outputs.metrics import read_experiment, write_sweep_best
+from kerasflow.tasks.outputs.metrics import (
+    SWEEP_SETTINGS,
+    SWEEP_STATE,
+    finish_sweep,
+    read_experiment,
+    read_sweep_best,
+    reopen_sweep,
+    unfinished_sweep,
+    write_sweep_best,
+)
 from kerasflow.tasks.outputs.results import write_history
 from kerasflow.tasks.report import plots, tables
 from kerasflow.tasks.report.collect import DataFacts, ExperimentReport, Report, collect
@@ -392,3 +401,24 @@ def test_a_result_whose_run_names_a_metric_its_scores_lack_is_read_as_not_writte
     assert read_experiment(tmp_path) is None
     (tmp_path / "run.json").write_text(json.dumps({"metric": "accuracy", "n_folds": 1}))
     assert read_experiment(tmp_path)["folds"] == [0.9]
+
+
+def test_a_sweep_whose_files_name_different_metrics_is_read_as_not_written(tmp_path):
+    """A sweep stopped between writing sweep.json and best.json after `evaluate.metric` changed."""
+    write_sweep_best(tmp_path, {"metric": "accuracy", "score": 0.9, "score_std": 0.01, "n_configs": 2})
+    (tmp_path / "sweep.json").write_text(json.dumps({"metric": "f1", "n_configs": 2}))
+    assert read_sweep_best(tmp_path) is None
+    (tmp_path / "sweep.json").write_text(json.dumps({"metric": "accuracy", "n_configs": 2}))
+    assert read_sweep_best(tmp_path)["score"] == 0.9
+
+
+def test_a_resumed_sweep_is_unfinished_until_it_exports_again(tmp_path):
+    settings = tmp_path / SWEEP_STATE / SWEEP_SETTINGS
+    settings.parent.mkdir()
+    settings.write_text(json.dumps({"started_at": "2026-12-06T17:40:00+00:00"}))
+    assert unfinished_sweep(tmp_path) == "2026-12-06T17:40:00+00:00"
+    finish_sweep(tmp_path)
+    assert unfinished_sweep(tmp_path) is None
+    reopen_sweep(tmp_path)  # `kerasflow tune --resume`: its results, until exported, are the earlier run's
+    assert unfinished_sweep(tmp_path) == "2026-12-06T17:40:00+00:00"
+    assert json.loads(settings.read_text()) == {"started_at": "2026-12-06T17:40:00+00:00"}

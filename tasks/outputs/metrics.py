@@ -110,6 +110,15 @@ def finish_sweep(out_dir: Path) -> None:
         write_json(path, {**settings, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
 
+def reopen_sweep(out_dir: Path) -> None:
+    """Record in the settings of the sweep saved in `out_dir` that it runs again (resumed): until it exports
+    anew, its results are not this run's."""
+    path = out_dir / SWEEP_STATE / SWEEP_SETTINGS
+    settings = _read(path)
+    if settings is not None and "finished_at" in settings:
+        write_json(path, {key: value for key, value in settings.items() if key != "finished_at"})
+
+
 def unfinished_sweep(out_dir: Path) -> str | None:
     """When the sweep saved in `out_dir` started, if it has exported no results (stopped, failed or running, so
     `sweep.json`, if any, holds an earlier sweep's results); None when it finished, or none is saved."""
@@ -122,7 +131,8 @@ def unfinished_sweep(out_dir: Path) -> str | None:
 def read_sweep_best(out_dir: Path) -> dict[str, Any] | None:
     """The record :func:`write_sweep_best` stored in `out_dir`; None when its score is not there."""
     scores, sweep = _read(out_dir / BEST_FILE), _read(out_dir / SWEEP_FILE)
-    if scores is None or sweep is None:
+    # best.json on another metric: a sweep stopped between writing the two after evaluate.metric changed.
+    if scores is None or sweep is None or sweep["metric"] not in scores:
         return None
     best = scores[sweep["metric"]]
     return {**sweep, **{key: best.get(name) for key, name in BEST_SCORES.items()}}
