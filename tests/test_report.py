@@ -240,8 +240,8 @@ def test_report_from_a_real_run_renders_in_headless_chromium(project, monkeypatc
     assert f"setosa 50, versicolor 50, virginica 50 | {iris_md5} (not tracked by DVC)" in markdown
     assert "| evaluate@iris |" in markdown
     # The sweep's best with its 95% interval, cut to the accuracies there can be (its t-interval reaches 1.0286),
-    # and the 3 configs its folds cannot tell from it (the 4th is worse on every fold).
-    assert "| iris | 4 | 4 | 0 | accuracy 0.9500 ± 0.0163 | [0.8714, 1.0000] | 3 |" in markdown
+    # and the 2 configs its folds cannot tell from it (the 4th is worse on every fold).
+    assert "| iris | 4 | 4 | 0 | accuracy 0.9500 ± 0.0163 | [0.8714, 1.0000] | 2 |" in markdown
     assert "These 3 configs are statistically tied: the folds cannot tell them from the best at 5% (corrected " \
            "resampled t-test on the same folds): c0, c1, c2." in render_html(content)
 
@@ -355,6 +355,14 @@ def test_an_unfinished_sweeps_command_is_set_as_code_in_the_html_tables():
     assert re.search(r'<td class="data row0 col\d+ missing" >A sweep started 2026-12-06T17:40:00\+00:00 .*'
                      r'<code>kerasflow tune iris --resume</code> finishes a stopped one.</td>', page)
     assert "`" not in page
+
+
+def test_a_hold_out_score_is_shown_without_a_spread():
+    content = _small_report()
+    one = {**content.experiments[0].metrics, "std": 0.0, "n_folds": 1, "folds": [0.95]}
+    content.experiments[0] = dataclasses.replace(content.experiments[0], metrics=one)
+    assert tables.scores(content).to_dict("records")[0]["mean ± std"] == "0.9500"
+    assert "accuracy: <strong>0.9500</strong> on the held-out rows." in render_html(content)
 
 
 def test_learning_curves_show_the_mean_with_a_clipped_band_and_every_fold_faint():

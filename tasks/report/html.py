@@ -79,8 +79,9 @@ def _experiment_section(e: ExperimentReport) -> str:
     else:
         m = e.metrics
         parts += ["<h3>Cross-validation</h3>",
-                  (f"<p>{escape(m['metric'])}: <strong>{escape(tables.score_text(m))}</strong> over "
-                   f"{m['n_folds']} fold(s){' (trained as one stacked model)' if m.get('stacked') else ''}.</p>")]
+                  (f"<p>{escape(m['metric'])}: <strong>{escape(tables.score_text(m))}</strong> "
+                   + ("on the held-out rows" if m["n_folds"] == 1 else f"over {m['n_folds']} folds")
+                   + f"{' (trained as one stacked model)' if m.get('stacked') else ''}.</p>")]
         if m["mean"] is not None:
             parts.append(_image(plots.fold_scores(m), f"{e.name}: {m['metric']} per fold"))
         if e.history is not None:
@@ -140,7 +141,8 @@ def _sweep_parts(e: ExperimentReport) -> list[str]:
         + "".join(f"{' with ' if i == 0 else ', '}<code>{escape(k)}={escape(str(v))}</code>"
                   for i, (k, v) in enumerate(sorted((best["params"] or {}).items())))
         + f". {escape(tables.tie_text(best))} Trials best first:</p>",
-        html_table(tables.trials(sweep), f"{_anchor(e.name)}-trials", best_first=True),
+        # Where every config diverged there is no best to highlight.
+        html_table(tables.trials(sweep), f"{_anchor(e.name)}-trials", best_first=best["score"] is not None),
         _image(plots.sweep_scores(sweep.trials, sweep.params, best["metric"]),
                f"{e.name}: sweep score against each searched parameter")]
 

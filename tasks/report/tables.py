@@ -42,9 +42,18 @@ def shown(value: float) -> str:
 
 
 def score_text(metrics: dict[str, Any]) -> str:
-    """`0.9533 ± 0.0600`, or which folds diverged when the experiment has no mean."""
+    """`0.9533 ± 0.0600`; a hold-out's one score alone (`n_folds` 1: one score has no spread); or which folds
+    diverged when the experiment has no mean.
+
+    Examples
+    --------
+    >>> score_text({"mean": 0.95333, "std": 0.06, "n_folds": 10}), score_text({"mean": 0.947, "std": 0.0, "n_folds": 1})
+    ('0.9533 ± 0.0600', '0.9470')
+    """
     if metrics["mean"] is None:
         return f"diverged in fold(s) {metrics.get('diverged', [])}"
+    if metrics["n_folds"] == 1:
+        return shown(metrics["mean"])
     return f"{shown(metrics['mean'])} ± {shown(metrics['std'])}"
 
 
@@ -87,7 +96,7 @@ def scores(report: Report) -> pd.DataFrame:
             own = scored[target]
             # A target's scores have no mean where a fold diverged: the experiment's folds say which.
             rows.append({"experiment": f"{e.name}: {target}", "metric": m["metric"],
-                         "mean ± std": score_text({"diverged": m.get("diverged", []), **own}),
+                         "mean ± std": score_text({"diverged": m.get("diverged", []), "n_folds": m["n_folds"], **own}),
                          "95% interval": "", "folds": "",
                          "naive last value": round(own["baseline"]["mean"], 4) if "baseline" in own else "",
                          "seconds": ""})
@@ -183,7 +192,8 @@ def sweeps(report: Report) -> pd.DataFrame:
                      "errors": best["n_errors"],
                      "best score ± std": f"{best['metric']} {best_score_text(best)}",
                      "95% interval": best_interval_text(best),
-                     "tied with best": len(best["tied"]) if best.get("tied") else "",
+                     # The configs the folds cannot tell from the best, the best itself not counted.
+                     "tied with best": len(best["tied"]) - 1 if best.get("tied") else "",
                      "best params": ", ".join(f"{k}={v}" for k, v in sorted((best["params"] or {}).items())),
                      "seconds": best.get("seconds", ""), "trials' seconds": round(float(trial_seconds.sum()), 2),
                      **unfinished})
