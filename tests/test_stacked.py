@@ -588,6 +588,24 @@ def test_early_stopping_ends_each_fold_when_its_own_patience_is_spent(project):
         assert fold.score == max(fold.history["val_accuracy"])  # the best epoch's weights were put back
 
 
+def test_a_stacked_trial_with_early_stopping_reports_the_epochs_each_config_trained(project, tmp_path):
+    """Two initializers stacked in one trial, their folds stopping early: each config's reported epochs are its
+    folds' longest training, not train.epochs."""
+    spec = _iris_spec({"train": {"epochs": 60, "validation_split": 0.2, "early_stopping": {
+        "monitor": "val_accuracy", "patience": 3}}}, refit=False)
+    sweep = SearchSpec.model_validate({"space": {"model.initializer": {"grid": ["glorot_uniform", "he_normal"]}}})
+    (group,) = stacked_groups(spec, sweep)
+    specs = [spec.with_overrides(config) for config in group]
+    table = load_table(spec.dataset, root=project)
+    labels = encode_labels(spec, table)
+    reports: list[dict] = []
+    run_trial(specs, sweep, table, labels, lambda metrics, _: reports.append(metrics), tmp_path)
+    (report,) = reports  # folds that stop on their own epochs report once, at the end
+    alone = [max(cross_validate(config_spec, prepare_folds(config_spec, table, labels)).epochs_run)
+             for config_spec in specs]
+    assert report["epochs"] == alone and max(alone) < 60
+
+
 def test_a_folds_early_stop_is_keras_own_early_stopping(project):
     stopping = {"monitor": "val_loss", "patience": 2, "min_delta": 0.001}
     spec = _iris_spec({"train": {"epochs": 60, "early_stopping": stopping}}, refit=False)

@@ -170,4 +170,7 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
         every = [fold for folds in trained for fold in folds]
         summaries = config_summaries([fold.score for fold in every], len(trained), spec.higher_is_better,
                                      slot_diverged=[fold.diverged_at is not None for fold in every])
-        report({**summaries, "epoch": spec.train.epochs, "epochs": configs.epochs}, None)
+        # The epochs each config trained: its folds' longest, where early stopping may have ended them sooner.
+        epochs = [min(epochs, max(results[model].epochs_run or [epochs]))
+                  for model, epochs in zip(configs.model_of, configs.epochs)]
+        report({**summaries, "epoch": spec.train.epochs, "epochs": epochs}, None)
