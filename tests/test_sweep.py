@@ -112,6 +112,19 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     X_test = preprocessor.transform(table.X.iloc[split.test_index])
     assert score(spec, fold.y_test, predict(model, X_test)) == pytest.approx(best["score"], abs=1e-6)
 
+    # Early stopping ends the trials before their one checkpoint is due: the best config is trained again as its
+    # trial was, and the exported score is that model's.
+    stopping = sweep_params(epochs=200, scoring="holdout", keep_checkpoints=1)
+    stopping["experiments"]["cancer"]["train"]["early_stopping"] = {"patience": 1}
+    stopping["experiments"]["cancer"]["evaluate"]["refit"] = False  # the run's refit would need held-out rows
+    best = sweep_and_export(stopping, cancer_project / "tune_stopping")
+    (best_row, *_) = read_trials(cancer_project / "tune_stopping")
+    assert best["checkpoint"] is None and int(best_row["epochs"]) < 200, best_row
+    spec = parse_params(stopping).experiments["cancer"].with_overrides(best["params"])
+    model, preprocessor, codec = load_model(cancer_project / "tune_stopping/best_model")
+    X_test = preprocessor.transform(table.X.iloc[split.test_index])
+    assert score(spec, fold.y_test, predict(model, X_test)) == pytest.approx(best["score"], abs=1e-6)
+
 
 def test_random_search_draws_num_samples_reproducibly(cancer_project, kept_ray):
     space = {"train.learning_rate": {"loguniform": [0.001, 0.1]}, "train.batch_size": {"choice": [16, 32, 64]}}

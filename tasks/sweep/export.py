@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
+from kerasflow.tasks.data.preprocess import Preprocessor
 from kerasflow.tasks.data.split import SAME_FOLDS
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.atomic import atomic_path
@@ -23,7 +24,9 @@ from kerasflow.tasks.sweep.checkpoint import restore_state
 from kerasflow.tasks.sweep.groups import config_id, scoring_spec, trial_configs
 from kerasflow.tasks.training import evaluate
 from kerasflow.tasks.training.models import build_model, make_loss, make_optimizer
+from kerasflow.tasks.training.scoring import first_non_finite
 from kerasflow.tasks.training.statistics import corrected_t, score_range, split_ratio
+from kerasflow.tasks.training.train import FoldData, train_fold
 
 if TYPE_CHECKING:  # the results are read through their attributes: this module runs without Ray
     from ray import tune
@@ -159,7 +162,9 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     (with its preprocessing) under `out_dir`; return the best's record.
 
     k-fold scoring trains k models per config: the best config is refitted on all rows, as GridSearchCV's
-    `refit=True` does. Hold-out scoring trains one: the best trial's best checkpoint is the model kept.
+    `refit=True` does. Hold-out scoring trains one: the best trial's best checkpoint is the model kept; where the
+    trial saved none (early stopping ended it before one was due), the config is trained again as its trial was
+    (:func:`holdout_retrained`), and its score is that model's.
     `seconds` is the sweep's wall time, recorded in sweep.json. A refit whose loss became NaN or infinite saves no
     model: sweep.json records the epoch (`refit_diverged_at`), as run.json does an experiment's.
     """
@@ -197,6 +202,9 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
         with checkpoint.as_directory() as directory:
             final = holdout_model(best_spec, sweep, table, labels, Path(directory))
         score, score_std = at_checkpoint["score"], at_checkpoint["score_std"]
+    elif sweep.scoring == "holdout":
+        final, score = holdout_retrained(best_spec, sweep, table, labels)
+        score_std = 0.0  # one split's one score, as the trial reported it
     else:
         final = evaluate.refit(best_spec, table, labels)
     if final.diverged_at is None:
@@ -215,18 +223,35 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     return summary
 
 
+def _holdout_fold(spec: ExperimentSpec, sweep: SearchSpec, table: Table,
+                  labels: evaluate.Encoded) -> tuple[FoldData, Preprocessor]:
+    """A hold-out trial's split, with the preprocessing fitted on its training rows, as the trial had them."""
+    rows_table, rows_labels = evaluate.supervised(spec, table, labels)
+    (split,) = evaluate.experiment_splits(scoring_spec(spec, sweep), rows_labels, table.source)
+    return evaluate.fit_split(spec, rows_table, rows_labels, split)
+
+
 def holdout_model(spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
                   checkpoint_dir: Path) -> evaluate.FinalModel:
     """The hold-out-scored model a trial saved in `checkpoint_dir`, with the preprocessing of its split: the same
     split and the same fitted preprocessing as the trial's, so it reproduces the checkpoint's score."""
-    rows_table, rows_labels = evaluate.supervised(spec, table, labels)
-    (split,) = evaluate.experiment_splits(scoring_spec(spec, sweep), rows_labels, table.source)
-    fold, preprocessor = evaluate.fit_split(spec, rows_table, rows_labels, split)
+    fold, preprocessor = _holdout_fold(spec, sweep, table, labels)
     model = build_model(spec.model, fold.X_train.shape[1], spec.train.seed, fold.target_scale)
     model.compile(optimizer=make_optimizer(spec.train), loss=make_loss(spec))
     restore_state(model, checkpoint_dir)
     return evaluate.FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec,
                                target_scale=fold.target_scale)
+
+
+def holdout_retrained(spec: ExperimentSpec, sweep: SearchSpec, table: Table,
+                      labels: evaluate.Encoded) -> tuple[evaluate.FinalModel, float]:
+    """A hold-out-scored config trained again on its trial's split, preprocessing and seed (training is
+    deterministic: the trial's model), and its score on the held-out rows."""
+    fold, preprocessor = _holdout_fold(spec, sweep, table, labels)
+    model, result = train_fold(spec, fold, 0)
+    final = evaluate.FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec,
+                                target_scale=fold.target_scale, diverged_at=first_non_finite(result.history["loss"]))
+    return final, result.score
 
 
 def _portable(path: str) -> str:

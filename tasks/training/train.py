@@ -248,6 +248,12 @@ def predict_held_out(model: keras.Model, fold: FoldData) -> np.ndarray:
 def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequence[keras.callbacks.Callback] = (),
              initial_epoch: int = 0) -> FoldResult:
     """Train on one fold's training rows, score on its held-out rows."""
+    return train_fold(spec, fold, index, callbacks, initial_epoch)[1]
+
+
+def train_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequence[keras.callbacks.Callback] = (),
+               initial_epoch: int = 0) -> tuple[keras.Model, FoldResult]:
+    """:func:`fit_fold`, with the trained model."""
     seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": spec.train.seed + index})})
     model, trained = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test),
                                callbacks=callbacks, initial_epoch=initial_epoch, target_scale=fold.target_scale,
@@ -256,7 +262,7 @@ def fit_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequen
     outputs = predict_held_out(model, fold) if trained.predictions is None else trained.predictions
     result = FoldResult(score=score(spec, fold.y_test, outputs), history=trained.history,
                         n_train=len(fold.X_train), n_test=len(fold.X_test))
-    return with_predictions(spec, result, fold, outputs)
+    return model, with_predictions(spec, result, fold, outputs)
 
 
 def with_predictions(spec: ExperimentSpec, result: FoldResult, fold: FoldData, outputs: np.ndarray) -> FoldResult:
