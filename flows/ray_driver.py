@@ -35,15 +35,18 @@ from kerasflow.tasks.outputs.atomic import write_json
 from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS, SWEEP_STATE, reopen_sweep
 from kerasflow.tasks.runtime.progress import ProgressLine
 from kerasflow.tasks.sweep.dvc_experiments import RECORD
-from kerasflow.tasks.sweep.groups import GROUP, config_id, stacked_groups, trial_configs
+from kerasflow.tasks.sweep.groups import GROUP, config_id, drawn_configs, stacked_groups, trial_configs
 from kerasflow.tasks.sweep.trial import Report, run_trial
 from kerasflow.tasks.training import evaluate
 
 RUN_NAME = "sweep"
 def tune_space(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
     """The `space:` section as Ray Tune's sampling objects: a grid over the stacked groups where configs group
-    (one trial per group, see `kerasflow.tasks.sweep.groups.stacked_groups`), else one trial per config."""
+    (one trial per group, see `kerasflow.tasks.sweep.groups.stacked_groups`), or over a random search's configs
+    drawn without replacement (:func:`~kerasflow.tasks.sweep.groups.drawn_configs`), else one trial per config."""
     groups = stacked_groups(spec, sweep)
+    if groups is None and (drawn := drawn_configs(sweep)) is not None:
+        groups = [[config] for config in drawn]
     if groups is not None:
         return {GROUP: tune.grid_search(groups)}
     make = {"grid": tune.grid_search, "choice": tune.choice,
@@ -173,6 +176,7 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
     shutil.rmtree(storage.parent / RECORD, ignore_errors=True)
     save_settings(storage, spec, sweep)
     mode = "max" if spec.higher_is_better else "min"
+    space = tune_space(spec, sweep)
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=sweep.max_epochs(spec.train.epochs),
                                grace_period=sweep.grace_period,
                                reduction_factor=ASHA_REDUCTION_FACTOR)
@@ -189,9 +193,11 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
     else:
         searcher = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.max_concurrent_trials or 0)
     return tune.Tuner(
-        trainable, param_space=tune_space(spec, sweep),
-        tune_config=tune.TuneConfig(metric="score", mode=mode, num_samples=sweep.num_samples, search_alg=searcher,
-                                    scheduler=scheduler, max_concurrent_trials=sweep.max_concurrent_trials,
+        trainable, param_space=space,
+        # A grid of groups holds every trial already: drawn once.
+        tune_config=tune.TuneConfig(metric="score", mode=mode, num_samples=1 if GROUP in space else sweep.num_samples,
+                                    search_alg=searcher, scheduler=scheduler,
+                                    max_concurrent_trials=sweep.max_concurrent_trials,
                                     reuse_actors=True),
         run_config=tune.RunConfig(
             name=RUN_NAME, storage_path=str(storage), verbose=0,

@@ -140,6 +140,9 @@ def test_overrides_reach_nested_keys_and_whole_layer_groups():
      "write it as {name: adam, beta_1: <its value>}. Tried: 0.8"),
     ({"space": {"train.epochs": {"grid": [1, 2]}}, "num_samples": 3},
      "sweeps.iris.num_samples: repeats every grid config with the same seeds"),
+    ({"space": {"train.epochs": {"choice": [1, 2]}, "train.batch_size": {"choice": [8, 16]}}, "algorithm": "random",
+      "num_samples": 5}, "sweeps.iris.num_samples: draws more configs than the space's 4: a random search over "
+                         "choices only draws each config once"),
     ({"space": {"train.epochs": {"grid": [4, 8]}}, "scheduler": "asha", "grace_period": 10},
      "sweeps.iris.grace_period: is more epochs than any trial trains (8): ASHA would stop none. Received: 10"),
     ({"space": {"train.learning_rate": {"uniform": [0.01, 0.1]}}},

@@ -126,6 +126,16 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     assert score(spec, fold.y_test, predict(model, X_test)) == pytest.approx(best["score"], abs=1e-6)
 
 
+def test_random_search_over_choices_draws_each_config_once(cancer_project, kept_ray):
+    """2 x 2 choices, 4 samples: the 4 configs, each once (Ray Tune's own draws repeat some)."""
+    raw = sweep_params(epochs=1, algorithm="random", num_samples=4, seed=3)
+    raw["sweeps"]["cancer"]["space"] = {"train.optimizer": {"choice": ["adam", "sgd"]},
+                                        "model.widths": {"choice": [[4], [8, 4]]}}
+    best = sweep_and_export(raw, cancer_project / "choices")
+    rows = read_trials(cancer_project / "choices")
+    assert len({row["config_id"] for row in rows}) == len(rows) == best["n_configs"] == best["n_trials"] == 4
+
+
 def test_random_search_draws_num_samples_reproducibly(cancer_project, kept_ray):
     space = {"train.learning_rate": {"loguniform": [0.001, 0.1]}, "train.batch_size": {"choice": [16, 32, 64]}}
     drawn = []

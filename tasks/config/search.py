@@ -116,11 +116,21 @@ class SearchSpec(Section):
                       "Received: 'optuna'")
         if self.gpu > 1 and self.gpu != int(self.gpu):
             raise AtKey("gpu", f"above 1 must be a whole number. Received: {self.gpu}")
+        if self.algorithm == "random" and kinds == {"choice"} and self.num_samples > self.n_choice_configs:
+            raise AtKey("num_samples", f"draws more configs than the space's {self.n_choice_configs}: a random search "
+                      f"over choices only draws each config once (as scikit-learn's RandomizedSearchCV over lists); "
+                      f"draw at most {self.n_choice_configs}, or use algorithm 'grid' to try them all. Received: "
+                      f"{self.num_samples}")
         if self.algorithm == "grid" and self.num_samples > 1:
             raise AtKey("num_samples", f"repeats every grid config with the same seeds, which trains it the same: "
                       f"to repeat with other seeds, sweep train.seed ({{grid: [0, 1, 2]}}). Received: "
                       f"{self.num_samples}")
         return self
+
+    @property
+    def n_choice_configs(self) -> int:
+        """How many configs a space of `choice` values holds: the product of their counts."""
+        return math.prod(len(values) for dist in self.space.values() for values in dist.values())
 
     def max_epochs(self, epochs: int) -> int:
         """The most epochs a trial trains: the experiment's `epochs`, or the largest value of a swept

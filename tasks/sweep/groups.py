@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,34 @@ class SharedEpochs:
         order = sorted(range(len(models)), key=lambda i: first[optimizer_key(models[i].train)])
         position = {old: new for new, old in enumerate(order)}
         return cls([models[i] for i in order], [position[m] for m in model_of], [spec.train.epochs for spec in specs])
+
+
+def drawn_configs(sweep: SearchSpec) -> list[dict[str, Any]] | None:
+    """A random search's configs where every value is a `choice`: `num_samples` different ones, drawn with the
+    sweep's seed without replacement, as scikit-learn's ParameterSampler draws from lists (a config drawn twice
+    would train the same twice). None for other spaces: Ray Tune samples them.
+
+    Examples
+    --------
+    >>> sweep = SearchSpec.model_validate({"space": {"train.optimizer": {"choice": ["adam", "sgd"]},
+    ...     "train.batch_size": {"choice": [8, 16]}}, "algorithm": "random", "num_samples": 4, "seed": 1})
+    >>> sorted(tuple(config.values()) for config in drawn_configs(sweep))
+    [('adam', 8), ('adam', 16), ('sgd', 8), ('sgd', 16)]
+    """
+    kinds = {kind for dist in sweep.space.values() for kind in dist}
+    if sweep.algorithm != "random" or kinds != {"choice"}:
+        return None
+    keys = list(sweep.space)
+    choices = [sweep.space[key]["choice"] for key in keys]
+    configs = []
+    # Drawn as indices into the configs' product, which is never built: a space may hold billions.
+    for index in random.Random(sweep.seed).sample(range(sweep.n_choice_configs), sweep.num_samples):
+        values = []
+        for options in reversed(choices):
+            index, position = divmod(index, len(options))
+            values.append(options[position])
+        configs.append(dict(zip(keys, reversed(values))))
+    return configs
 
 
 def config_id(config: dict[str, Any]) -> str:
