@@ -288,8 +288,8 @@ def test_a_stacked_groups_configs_share_one_trial(project):
     """Configs trained as one stacked program share their Ray trial's seconds, counted once."""
     experiments = parse_params(_params()).experiments
     tune_dir = project / "results/iris/tune"
-    rows = [{"param:model.initializer": init, "score": score, "score_std": 0.01, "epochs": 6, "seconds": 4.0,
-             "trial_id": "t0", "configs_in_trial": 2, "status": "ok"}
+    rows = [{"param:model.initializer": init, "param:train.learning_rate": 0.001, "score": score, "score_std": 0.01,
+             "epochs": 6, "seconds": 4.0, "trial_id": "t0", "configs_in_trial": 2, "status": "ok"}
             for init, score in [("glorot_uniform", 0.95), ("random_normal", 0.9)]]
     write_trials(tune_dir / "trials.csv", rows)
     best = {"experiment": "iris", "metric": "accuracy", "mode": "max", "scoring": "kfold", "score": 0.95,
@@ -299,6 +299,9 @@ def test_a_stacked_groups_configs_share_one_trial(project):
     content = collect(project / "results", experiments)
     (row,) = tables.sweeps(content).to_dict("records")
     assert (row["configs"], row["Ray trials"], row["trials' seconds"]) == (2, 1, 4.0)
+    # Scores as the report shows them; a searched value and seconds as they are.
+    first = tables.trials(content.experiments[0].sweep).to_dict("records")[0]
+    assert (first["score"], first["train.learning_rate"], first["seconds"]) == ("0.9500", 0.001, 4.0)
     assert "2 configs in 1 Ray trials" in render_html(content)
 
 

@@ -307,8 +307,10 @@ def trials(sweep: Sweep) -> pd.DataFrame:
     of its difference from the best and whether the folds tell it from the best (where configs pair fold by fold),
     epochs, seconds, status."""
     found = sweep.trials
-    table = found[[c for c in found.columns if c.startswith("param:")] + [
-        c for c in ("score", "score_std") if c in found.columns]].astype(object)
+    table = found[[c for c in found.columns if c.startswith("param:")]].astype(object)
+    for column in ("score", "score_std"):
+        if column in found:
+            table[column] = [shown(value) if pd.notna(value) else "" for value in found[column]]
     if "score_low" in found and found["score_low"].notna().any():
         table["95% interval"] = [f"[{shown(low)}, {shown(high)}]" if pd.notna(low) else ""
                                  for low, high in zip(found["score_low"], found["score_high"])]
@@ -317,8 +319,10 @@ def trials(sweep: Sweep) -> pd.DataFrame:
     for column in ("epochs", "seconds", "status"):
         if column in found:
             table[column] = found[column].astype(object)
-    table = table.rename(columns=lambda c: c.removeprefix("param:"))
-    return table.map(lambda value: shown(value) if isinstance(value, float) and pd.notna(value) else value).fillna("")
+    if "seconds" in found:
+        table["seconds"] = [round(float(value), 2) if pd.notna(value) else "" for value in found["seconds"]]
+    # The searched values as the trials had them: a learning rate of 0.001 is not a score to round.
+    return table.rename(columns=lambda c: c.removeprefix("param:")).fillna("")
 
 
 def balance_text(d: DataFacts) -> str:
