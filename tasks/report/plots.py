@@ -18,16 +18,12 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from kerasflow.tasks.config.schema import RISING
+from kerasflow.tasks.training.statistics import score_range
 
 WIDTH = 7.0
 """Figure width in inches (100 dpi): the report's column."""
 FOLD_COLOURS = colormaps["tab10"]
 """Fold i's colour wherever folds are drawn one by one."""
-UNIT_INTERVAL = RISING
-"""Metrics that are shares, whose bands are clipped to [0, 1]; losses and errors are clipped below at 0."""
-
-
 def to_png(figure: Figure) -> bytes:
     """The figure as PNG bytes, at 100 dpi, cropped to what is drawn."""
     buffer = io.BytesIO()
@@ -94,7 +90,7 @@ def learning_curves(history: pd.DataFrame, metric: str) -> Figure:
     # Faint enough that 30 folds blur into a cloud behind the mean, yet one fold of 3 stays visible.
     fold_alpha = min(0.35, 3 / max(n_folds, 1))
     for ax, name in zip(axes[:2], ("loss", metric)):
-        upper = 1.0 if name in UNIT_INTERVAL else None
+        low, high = score_range(name)  # a band clipped to the values the score can take
         for column, label, colour, style in ((name, "training", "tab:blue", "--"),
                                              (f"val_{name}", "validation", "tab:orange", "-")):
             if column not in history:
@@ -106,7 +102,7 @@ def learning_curves(history: pd.DataFrame, metric: str) -> Figure:
                 for fold in folds.columns:
                     ax.plot(folds.index, folds[fold].to_numpy(), color=FOLD_COLOURS(int(fold) % FOLD_COLOURS.N),
                             ls=style, lw=0.6, alpha=fold_alpha)
-                ax.fill_between(folds.index, (mean - std).clip(0, upper), (mean + std).clip(0, upper),
+                ax.fill_between(folds.index, (mean - std).clip(low, high), (mean + std).clip(low, high),
                                 color=colour, alpha=0.2, lw=0)
             ax.plot(folds.index, mean, color=colour, ls=style, lw=1.8,
                     label=f"{label}, mean ± std" if n_folds > 1 else label)
