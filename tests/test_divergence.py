@@ -80,6 +80,19 @@ def test_a_diverged_config_is_marked_and_never_ranked_best():
         (0.01, 0.8, "ok"), (0.1, 0.7, "ok"), (1e6, None, "diverged")]
 
 
+def test_a_config_tried_twice_is_one_row_at_its_best_ranked_trial():
+    """Optuna may propose a config again: its trials train it alike, and trials.csv lists it once."""
+    results = [SimpleNamespace(config={"train.learning_rate": lr}, error=error, metrics=metrics)
+               for lr, error, metrics in [
+                   (0.01, "a worker died", {"trial_id": "a"}),
+                   (0.1, None, {"scores": [0.7], "score_stds": [0.1], "epoch": 5, "trial_id": "b"}),
+                   (0.01, None, {"scores": [0.8], "score_stds": [0.05], "epoch": 5, "trial_id": "c"})]]
+    params = parse_params(sweep_params(epochs=5))
+    rows = trial_rows(results, params.experiments["cancer"], params.sweeps["cancer"])
+    assert [(r["param:train.learning_rate"], r["trial_id"], r["status"]) for r in rows] == [
+        (0.01, "c", "ok"), (0.1, "b", "ok")]
+
+
 @pytest.mark.slow
 def test_a_sweep_whose_every_config_diverges_exits_3_and_says_so(project, prefect_server, ray_server):
     """On a Ray kept running: the configs diverge in its warm trainers."""

@@ -89,8 +89,17 @@ def trial_rows(grid: tune.ResultGrid, spec: ExperimentSpec, sweep: SearchSpec) -
     # Best first; among equal scores, the steadier across folds.
     sign = -1 if spec.higher_is_better else 1
     scored = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
-    return ([r for r in scored if r["status"] == "ok"] + [r for r in scored if r["status"] != "ok"]
-            + [r for r in rows if r["score"] is None])
+    ranked = ([r for r in scored if r["status"] == "ok"] + [r for r in scored if r["status"] != "ok"]
+              + [r for r in rows if r["score"] is None])
+    # Optuna may propose a config it has tried: trained again alike (same seeds), it is one config, listed once,
+    # at its best-ranked trial.
+    seen: set[str] = set()
+    unique = []
+    for row in ranked:
+        if row["config_id"] not in seen:
+            seen.add(row["config_id"])
+            unique.append(row)
+    return unique
 
 
 def finished(row: dict[str, Any]) -> bool:
