@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.compare import compare
+from kerasflow.tasks.report.html import render_html
 from kerasflow.tasks.report.markdown import render_markdown
 from kerasflow.tasks.training.statistics import corrected_t
 
@@ -94,6 +96,10 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, co
     assert set(report.intervals) == {"iris", "wider", "other_seed"}
     (row,) = tables.differences(report).to_dict("records")
     assert row["experiments"] == "wider − iris" and row["folds"] == 5
+    # The difference in the report's format, its zeros kept, and set as a number in the HTML.
+    assert row["difference"] == tables.shown(comparison.difference.mean) and isinstance(row["difference"],
+                                                                                         tables.Number)
+    assert re.search(r'<td class="data row0 col2 num" >-?\d+\.\d{4}</td>', render_html(report))
     assert "## Differences on the same folds (corrected resampled t-test)" in render_markdown(report)
 
     # Folds that start from a saved model (a continued experiment's, as its run.json records it) pair with no

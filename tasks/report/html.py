@@ -65,7 +65,7 @@ def _cell_class(value: object) -> str:
         return "missing"
     if isinstance(value, tables.Code):
         return "code"
-    return "num" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+    return "num" if isinstance(value, (int, float, tables.Number)) and not isinstance(value, bool) else ""
 
 
 def _experiment_section(e: ExperimentReport) -> str:

@@ -25,6 +25,10 @@ class Code(str):
     """A path as typed in `params.yaml`; HTML sets it in monospace."""
 
 
+class Number(str):
+    """A number as the report writes it (:func:`shown`: `0.0200`, its zeros kept); HTML aligns it as a number."""
+
+
 def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     """A table of `rows` with exactly `columns`, in that order; cells kept as the objects given."""
     return pd.DataFrame(rows, columns=columns, dtype=object)
@@ -108,7 +112,7 @@ def differences(report: Report) -> pd.DataFrame:
     """Every pair of experiments scored on the same folds: the second's score minus the first's, its 95% interval
     and p-value (corrected resampled t-test, as `kerasflow compare`), and what that says."""
     rows = [{"experiments": f"{c.names[1]} − {c.names[0]}", "metric": c.metric,
-             "difference": float(shown(c.difference.mean)),  # a number, right-aligned as the others
+             "difference": Number(shown(c.difference.mean)),
              "95% interval": f"[{shown(c.difference.low)}, {shown(c.difference.high)}]",
              "p": float(f"{c.difference.p:.3g}"), "folds": c.difference.folds,
              "verdict": c.verdict + (" (few folds: little power)" if c.low_power else "")}
