@@ -84,6 +84,12 @@ class Preprocessor:
         self._check_complete(X, _with_missing(X))
         # Every column gets a fill value when imputing: a held-out or new row may miss one the training rows had.
         filled = self.columns_ if self.impute != "none" else []
+        empty = [c for c in filled if X[c].isna().all()]
+        if empty:  # no value to take a mean, median or mode of: NaN (or no mode) would be trained on
+            prefix, key = self._where("impute")
+            raise DataError(f"{prefix}feature column(s) {empty} have no value in the rows the preprocessing is fitted "
+                            f"on (a fold's training rows, or all rows), so preprocess.impute {self.impute!r}{key} "
+                            f"has nothing to fill them from; remove the column(s) from the file, or complete them")
         self.fill_ = {c: _fill_value(X[c], self.impute, c in self.categorical_columns_) for c in filled}
         self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist())
                             for c in self.categorical_columns_}

@@ -314,6 +314,11 @@ CASES = [
         "preprocess.impute is 'none' (params.yaml:experiments.mine.preprocess.impute)",
         "Allowed: 'mean', 'median' or 'most_frequent'"),
         mine(), files={"data/mine.csv": rows("01" * 4).replace("2.5,2.0,0", "2.5,,0")}, argv=("run", "mine")),
+    Bad("imputing-a-column-with-no-value", (
+        "data/mine.csv: feature column(s) ['b'] have no value in the rows the preprocessing is fitted on",
+        "preprocess.impute 'median' (params.yaml:experiments.mine.preprocess.impute) has nothing to fill them from"),
+        mine(preprocess={"impute": "median"}), files={"data/mine.csv": "a,b,y\n" + "".join(
+            f"{i}.5,,{i % 2}\n" for i in range(8))}, argv=("run", "mine")),
     Bad("missing-target", ("data/mine.csv: target column 'y' has missing values (file lines [4]); every row needs a "
                            "target (params.yaml:experiments.mine.dataset.target)",),
         mine(), files={"data/mine.csv": rows("01" * 4).replace("2.5,2.0,0", "2.5,2.0,")}, argv=("run", "mine")),
