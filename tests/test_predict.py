@@ -40,6 +40,28 @@ def _headerless_params() -> dict:
     return raw
 
 
+def _colours_params() -> dict:
+    """Iris with a `colour` category (one-hot) and a True/False `flag`: the columns predict must check as training
+    saw them."""
+    raw = tiny_params()
+    colours = raw["experiments"]["iris"]
+    colours["dataset"] = {"file": "data/colours.csv", "target": "species", "task": "multiclass"}
+    colours["preprocess"] = {"scale": "standard", "categorical": "onehot"}
+    raw["experiments"] = {"colours": colours}
+    return raw
+
+
+def _headerless_series_params() -> dict:
+    """A header-less series of two columns, time and value, forecast from its last 2 values (2 window columns)."""
+    raw = tiny_params()
+    series = raw["experiments"]["diabetes"]
+    series["dataset"] = {"file": "data/series.csv", "header": False, "target": 1, "task": "regression"}
+    series["preprocess"] = {"lookback": 2}
+    series["evaluate"] = {"method": "holdout", "test_size": 0.25, "shuffle": False, "metric": "rmse"}
+    raw["experiments"] = {"series": series}
+    return raw
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, bundled_data) -> dict:
     """Tiny real models, refitted and saved as `kerasflow run` saves them, once for this module."""
@@ -50,8 +72,13 @@ def models(tmp_path_factory, bundled_data) -> dict:
     iris = pd.read_csv(root / "data/iris.csv")
     iris[["species", *IRIS_FEATURES]].to_csv(root / "data/mine.csv", header=False, index=False)
     iris[iris["species"] != "setosa"].to_csv(root / "data/pair.csv", index=False)
+    iris.assign(colour=np.array(["red", "green", "blue"])[np.arange(len(iris)) % 3],
+                flag=np.arange(len(iris)) % 2 == 0).to_csv(root / "data/colours.csv", index=False)
+    pd.DataFrame({"time": range(40), "value": 100 + 3 * np.arange(40) % 7}).to_csv(root / "data/series.csv",
+                                                                                  header=False, index=False)
 
-    specs = {name: spec for raw in (tiny_params(), _headerless_params(), _binary_params())
+    specs = {name: spec for raw in (tiny_params(), _headerless_params(), _binary_params(), _colours_params(),
+                                    _headerless_series_params())
              for name, spec in parse_params(raw).experiments.items()}
     saved = {}
     for name, spec in specs.items():
@@ -171,3 +198,42 @@ def test_missing_model_folder_or_input_file_is_a_clear_error(models, tmp_path):
     with pytest.raises(DataError, match="absent.csv: file not found"):
         predict_csv(model_dir, tmp_path / "absent.csv", tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_predict_refuses_an_output_over_its_input_or_inside_the_model(models, tmp_path):
+    _, model_dir = models["iris"]
+    rows = tmp_path / "new.csv"
+    rows.write_bytes((models["root"] / "data/iris.csv").read_bytes())
+    with pytest.raises(DataError, match=r"new.csv: is the input file; write the predictions to another file"):
+        predict_csv(model_dir, rows, tmp_path / "." / "new.csv")
+    with pytest.raises(DataError, match=r"model.keras: is inside the model folder .*; write the predictions"):
+        predict_csv(model_dir, rows, model_dir / "model.keras")
+    assert rows.read_bytes() == (models["root"] / "data/iris.csv").read_bytes()
+    with pytest.raises(DataError, match=r"new.csv/out.csv: cannot be written: .*new.csv is a file, not a folder"):
+        predict_csv(model_dir, rows, rows / "out.csv")
+
+
+def test_predict_refuses_a_category_training_never_saw_and_a_blank_flag(models):
+    _, model_dir = models["colours"]
+    frame = pd.read_csv(models["root"] / "data/colours.csv").head(3)
+    assert len(predict_table(model_dir, frame)) == 3
+    with pytest.raises(DataError, match=r"rows: column 'colour' holds 'purple' \(file line 3\), a value the model "
+                                        r"never saw in training; it knows \['blue', 'green', 'red'\]"):
+        predict_table(model_dir, frame.assign(colour=["red", "purple", "blue"]), source="rows")
+    flags = frame.astype({"flag": object})
+    flags.loc[1, "flag"] = np.nan
+    with pytest.raises(DataError, match=r"rows: column 'flag' has missing values \(file lines \[3\]\)"):
+        predict_table(model_dir, flags, source="rows")
+
+
+def test_a_headerless_series_file_as_wide_as_the_windows_is_read_as_the_series_rows(models, tmp_path):
+    """Trained on (time, value) rows with 2 window columns: the same 2-column layout is the series' rows, each
+    window's forecast from its 2 values, not a window of (time, value)."""
+    _, model_dir = models["series"]
+    rows = pd.read_csv(models["root"] / "data/series.csv", header=None).tail(6)
+    rows.to_csv(tmp_path / "recent.csv", header=False, index=False)
+    predictions = pd.read_csv(predict_csv(model_dir, tmp_path / "recent.csv", tmp_path / "out.csv"))
+    windows = pd.DataFrame({"lag_2": rows[1].to_numpy()[:-1], "lag_1": rows[1].to_numpy()[1:]})
+    np.testing.assert_allclose(predictions["prediction"], predict_table(model_dir, windows)["prediction"],
+                               rtol=1e-6)
+    assert len(predictions) == 5

@@ -118,6 +118,13 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -
     return window_rows(frame, spec, saved.targets).set_axis(frame.index[spec.window_span - 1:], axis=0)
 
 
+def _holds_series_columns(saved: SavedModel, width: int) -> bool:
+    """Whether a header-less file `width` columns wide has every column a series model's rows need at its
+    0-based index (the targets' and the columns its windows read)."""
+    needed = [int(target) % width for target in saved.targets] + [int(c) for c in saved.window["columns"]]
+    return all(0 <= index < width for index in needed)
+
+
 def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
                   source: str | Path = "input") -> pd.DataFrame:
     """Predictions for `frame`'s rows, in its row order and with its index, in the target's own terms.
@@ -136,9 +143,12 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
                         f"{saved.path} --prompt TEXT --length N")
     if len(frame) == 0:
         raise DataError(f"{source}: no rows to predict")
-    # A series model's window columns, by name, or by position in a header-less file of as many; else the rows.
-    windows = set(saved.features) <= {str(c) for c in frame.columns} or (
-        not saved.header and frame.shape[1] == len(saved.features))
+    # A series model's window columns, by name, or by position in a header-less file of as many; else the rows. A
+    # header-less file as wide as the windows that holds the series' columns where training had them is read as
+    # the series' rows, laid out as the file the model was trained on.
+    by_position = not saved.header and frame.shape[1] == len(saved.features) and not (
+        saved.window is not None and _holds_series_columns(saved, frame.shape[1]))
+    windows = set(saved.features) <= {str(c) for c in frame.columns} or by_position
     if saved.window is not None and not windows:
         frame = series_windows(saved, frame, source)
     X = feature_frame(saved, frame, source)
@@ -186,6 +196,13 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
     output_path, input_path = Path(output_path), Path(input_path)
     if output_path.is_dir():
         raise DataError(f"{output_path}: is a folder; the output must be a CSV file path")
+    if output_path.resolve() == input_path.resolve():
+        raise DataError(f"{output_path}: is the input file; write the predictions to another file")
+    if output_path.resolve().is_relative_to(Path(model_dir).resolve()):
+        raise DataError(f"{output_path}: is inside the model folder {model_dir}; write the predictions outside it")
+    ancestor = next(folder for folder in output_path.resolve().parents if folder.exists())
+    if not ancestor.is_dir():
+        raise DataError(f"{output_path}: cannot be written: {ancestor} is a file, not a folder")
     saved = read_saved(model_dir)
     if saved.folder is None:
         if input_path.is_dir():
@@ -199,8 +216,11 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
         names = [file.relative_to(input_path).as_posix() for file in files] if input_path.is_dir() else \
             [input_path.name]
         predictions.insert(0, FILE, names)
-    with atomic_path(output_path) as tmp:
-        predictions.to_csv(tmp, index=False)
+    try:
+        with atomic_path(output_path) as tmp:
+            predictions.to_csv(tmp, index=False)
+    except OSError as exc:  # its folder cannot be made, or is not writable
+        raise DataError(f"{output_path}: cannot be written ({exc.strerror or exc})") from None
     return output_path
 
 
@@ -220,7 +240,8 @@ def _new_files(fmt: FolderFormat, input_path: Path) -> list[Path]:
 
 
 def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> None:
-    """Refuse values the model cannot take, rather than let them through as NaN predictions or a NumPy error."""
+    """Refuse values the model cannot take, rather than let them through as NaN predictions, a NumPy error, or a
+    category the model never saw (encoded as none of its own: a prediction for a row it cannot tell apart)."""
     pre = saved.preprocessor
     if pre.text is not None:
         return  # any text can be read: unseen words become the out-of-vocabulary id, an empty cell empty
@@ -228,12 +249,19 @@ def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> Non
     suspect = X.isna().any().to_numpy() | ~X.dtypes.map(pd.api.types.is_numeric_dtype).to_numpy(dtype=bool)
     for column in X.columns[suspect]:  # the columns the checks below can refuse, in order
         values = X[column]
-        if column not in pre.categories_ and not pd.api.types.is_numeric_dtype(values):
-            bad = int(np.flatnonzero((pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy())[0])
+        # Text where training had numbers (True/False with a blank cell is no text: the blank is a missing value).
+        text = np.flatnonzero((pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy())
+        if column not in pre.categories_ and not pd.api.types.is_numeric_dtype(values) and text.size:
             hint = "" if saved.header else "; is the first row a header? the model was trained on a file without one"
             raise DataError(f"{source}: column {column!r} must be numeric, as in training; found "
-                            f"{values.iloc[bad]!r} (file line {bad + first_line}){hint}")
+                            f"{values.iloc[text[0]]!r} (file line {text[0] + first_line}){hint}")
         if column not in pre.fill_ and values.isna().any():
             lines = checks.file_lines(np.flatnonzero(values.isna().to_numpy()), saved.header)
             raise DataError(f"{source}: column {column!r} has missing values (file lines {lines}) and the model "
                             f"has no value to fill them with (it saw none in training)")
+    for column, known in pre.categories_.items():
+        values = X[column]
+        unseen = np.flatnonzero((values.notna() & ~values.astype(str).isin(known)).to_numpy())
+        if unseen.size:
+            raise DataError(f"{source}: column {column!r} holds {values.iloc[unseen[0]]!r} (file line "
+                            f"{unseen[0] + first_line}), a value the model never saw in training; it knows {known}")
