@@ -290,7 +290,7 @@ def test_the_report_and_mlflow_show_each_targets_scores(parallel, tmp_path):
     rows = tables.scores(content).to_dict("records")
     assert [row["experiment"] for row in rows] == ["parallel", "parallel: a", "parallel: b", "parallel: total"]
     for row, target in zip(rows[1:], ["a", "b", "total"]):
-        assert row["mean ± std"] == f"{np.mean(cv.target_scores[target]):.4f} ± 0.0000"
+        assert row["mean ± std"] == f"{np.mean(cv.target_scores[target]):.4f}"  # a hold-out's one score
         assert row["naive last value"] == round(np.mean(cv.target_baselines[target]), 4)
     assert content.experiments[0].data.target == "a, b, total"
     assert tables.balance_text(content.experiments[0].data).startswith(

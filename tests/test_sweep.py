@@ -114,12 +114,12 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
 
     # Early stopping ends the trials before their one checkpoint is due: the best config is trained again as its
     # trial was, and the exported score is that model's.
-    stopping = sweep_params(epochs=200, scoring="holdout", keep_checkpoints=1)
+    stopping = sweep_params(epochs=40, scoring="holdout", keep_checkpoints=1)
     stopping["experiments"]["cancer"]["train"]["early_stopping"] = {"patience": 1}
     stopping["experiments"]["cancer"]["evaluate"]["refit"] = False  # the run's refit would need held-out rows
     best = sweep_and_export(stopping, cancer_project / "tune_stopping")
     (best_row, *_) = read_trials(cancer_project / "tune_stopping")
-    assert best["checkpoint"] is None and int(best_row["epochs"]) < 200, best_row
+    assert best["checkpoint"] is None and int(best_row["epochs"]) < 40, best_row
     spec = parse_params(stopping).experiments["cancer"].with_overrides(best["params"])
     model, preprocessor, codec = load_model(cancer_project / "tune_stopping/best_model")
     X_test = preprocessor.transform(table.X.iloc[split.test_index])
