@@ -61,6 +61,10 @@ def test_too_many_folds_and_too_small_classes_are_refused():
     y = np.array([0] * 20 + [1] * 3)
     with pytest.raises(DataError, match="needs at least 5 rows of every class.*'1': 3"):
         make_splits(EvaluateSpec(n_splits=5, stratify=True), y)
+    # A class on one row: no count of folds could stratify it.
+    with pytest.raises(DataError, match=r"too few in \{'1': 1\} \(rows per class, by class code\)\. Allowed: "
+                                        r"stratify: false\. Received"):
+        make_splits(EvaluateSpec(n_splits=5, stratify=True), np.array([0] * 20 + [1]))
 
 
 def test_labels_too_rare_for_the_folds_and_a_hold_out_leaving_nothing_are_refused():

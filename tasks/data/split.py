@@ -118,16 +118,19 @@ def small_groups(y: np.ndarray, n_splits: int) -> tuple[str, dict[str, int]]:
 
 def _check_group_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: str, what: str, allowed: str) -> None:
     """Refuse stratification that scikit-learn would only warn about (:func:`small_groups`); `allowed` says what
-    would do instead, `{fewest}` in it the fewest rows of a class or label."""
+    would do instead, `{fewest}` in it the fewest rows of a class or label (where that is at least 2; else
+    `stratify: false` alone)."""
     noun, small = small_groups(y, n_splits)
     if small:
         source = f" of {spec.data_file}" if spec.data_file else ""
         counted = (f"rows a label applies to (or not){source}, by its place in dataset.target" if noun == "label" else
                    f"rows per class{source}, by class code")
         received = f"{key}: {getattr(spec, key)}".lower()
+        fewest = min(small.values())
+        # Fewer than 2 folds is no k-fold: a class or label on one row leaves only unstratified folds.
+        instead = allowed.format(fewest=fewest) if fewest >= 2 or "{fewest}" not in allowed else "stratify: false"
         raise DataError(f"{spec.key(key)}: {what} needs at least {n_splits} rows of every {noun}; too few in "
-                        f"{small} ({counted}). Allowed: {allowed.format(fewest=min(small.values()))}. "
-                        f"Received: {received}")
+                        f"{small} ({counted}). Allowed: {instead}. Received: {received}")
 
 
 def purged(split: Split, steps_out: int) -> Split:
