@@ -51,17 +51,6 @@ def _colours_params() -> dict:
     return raw
 
 
-def _headerless_series_params() -> dict:
-    """A header-less series of two columns, time and value, forecast from its last 2 values (2 window columns)."""
-    raw = tiny_params()
-    series = raw["experiments"]["diabetes"]
-    series["dataset"] = {"file": "data/series.csv", "header": False, "target": 1, "task": "regression"}
-    series["preprocess"] = {"lookback": 2}
-    series["evaluate"] = {"method": "holdout", "test_size": 0.25, "shuffle": False, "metric": "rmse"}
-    raw["experiments"] = {"series": series}
-    return raw
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, bundled_data) -> dict:
     """Tiny real models, refitted and saved as `kerasflow run` saves them, once for this module."""
@@ -74,11 +63,8 @@ def models(tmp_path_factory, bundled_data) -> dict:
     iris[iris["species"] != "setosa"].to_csv(root / "data/pair.csv", index=False)
     iris.assign(colour=np.array(["red", "green", "blue"])[np.arange(len(iris)) % 3],
                 flag=np.arange(len(iris)) % 2 == 0).to_csv(root / "data/colours.csv", index=False)
-    pd.DataFrame({"time": range(40), "value": 100 + 3 * np.arange(40) % 7}).to_csv(root / "data/series.csv",
-                                                                                  header=False, index=False)
 
-    specs = {name: spec for raw in (tiny_params(), _headerless_params(), _binary_params(), _colours_params(),
-                                    _headerless_series_params())
+    specs = {name: spec for raw in (tiny_params(), _headerless_params(), _binary_params(), _colours_params())
              for name, spec in parse_params(raw).experiments.items()}
     saved = {}
     for name, spec in specs.items():
@@ -225,15 +211,3 @@ def test_predict_refuses_a_category_training_never_saw_and_a_blank_flag(models):
     with pytest.raises(DataError, match=r"rows: column 'flag' has missing values \(file lines \[3\]\)"):
         predict_table(model_dir, flags, source="rows")
 
-
-def test_a_headerless_series_file_as_wide_as_the_windows_is_read_as_the_series_rows(models, tmp_path):
-    """Trained on (time, value) rows with 2 window columns: the same 2-column layout is the series' rows, each
-    window's forecast from its 2 values, not a window of (time, value)."""
-    _, model_dir = models["series"]
-    rows = pd.read_csv(models["root"] / "data/series.csv", header=None).tail(6)
-    rows.to_csv(tmp_path / "recent.csv", header=False, index=False)
-    predictions = pd.read_csv(predict_csv(model_dir, tmp_path / "recent.csv", tmp_path / "out.csv"))
-    windows = pd.DataFrame({"lag_2": rows[1].to_numpy()[:-1], "lag_1": rows[1].to_numpy()[1:]})
-    np.testing.assert_allclose(predictions["prediction"], predict_table(model_dir, windows)["prediction"],
-                               rtol=1e-6)
-    assert len(predictions) == 5

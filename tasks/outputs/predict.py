@@ -118,13 +118,6 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -
     return window_rows(frame, spec, saved.targets).set_axis(frame.index[spec.window_span - 1:], axis=0)
 
 
-def _holds_series_columns(saved: SavedModel, width: int) -> bool:
-    """Whether a header-less file `width` columns wide has every column a series model's rows need at its
-    0-based index (the targets' and the columns its windows read)."""
-    needed = [int(target) % width for target in saved.targets] + [int(c) for c in saved.window["columns"]]
-    return all(0 <= index < width for index in needed)
-
-
 def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
                   source: str | Path = "input") -> pd.DataFrame:
     """Predictions for `frame`'s rows, in its row order and with its index, in the target's own terms.
@@ -143,12 +136,9 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
                         f"{saved.path} --prompt TEXT --length N")
     if len(frame) == 0:
         raise DataError(f"{source}: no rows to predict")
-    # A series model's window columns, by name, or by position in a header-less file of as many; else the rows. A
-    # header-less file as wide as the windows that holds the series' columns where training had them is read as
-    # the series' rows, laid out as the file the model was trained on.
-    by_position = not saved.header and frame.shape[1] == len(saved.features) and not (
-        saved.window is not None and _holds_series_columns(saved, frame.shape[1]))
-    windows = set(saved.features) <= {str(c) for c in frame.columns} or by_position
+    # A series model's window columns, by name, or by position in a header-less file of as many; else the rows.
+    windows = set(saved.features) <= {str(c) for c in frame.columns} or (
+        not saved.header and frame.shape[1] == len(saved.features))
     if saved.window is not None and not windows:
         frame = series_windows(saved, frame, source)
     X = feature_frame(saved, frame, source)
