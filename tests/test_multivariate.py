@@ -8,6 +8,7 @@ depends on two other columns' last values, a categorical column and a few missin
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,9 +16,10 @@ import pandas as pd
 import pytest
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
-from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.config.schema import PreprocessSpec, parse_params
 from kerasflow.tasks.data.split import make_splits
-from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.data.table import Table, load_table
+from kerasflow.tasks.data.window import window_table
 from kerasflow.tasks.outputs.predict import PREDICTION, predict_csv, predict_table
 from kerasflow.tasks.outputs.results import write_model, write_predictions
 from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, fit_split, prepare_folds, refit, supervised
@@ -288,3 +290,14 @@ def test_the_model_width_a_forecast_is_checked_against_follows_the_layers_shapes
     with pytest.raises(DataError, match=r"the model's output must have 1 unit\(s\) for task 'regression' on "
                                         r"data/weather.csv \(a numeric target\). Received: 4 \(layers\[3\]\)"):
         encode_labels(spec, load_table(spec.dataset))
+
+
+def test_a_gap_in_a_column_the_windows_read_is_named_at_that_column_and_row():
+    """Not at the windows' lag columns and rows: where the user can find and fill it."""
+    temp = pd.Series(np.arange(20.0)).where(lambda values: values != 10)  # data row 11 blank
+    table = Table(X=pd.DataFrame({"temp": temp}), y=pd.Series(np.arange(20.0)), source=Path("s.csv"))
+    with pytest.raises(DataError, match=r"^s.csv: feature column 'temp' has missing values \(data rows \[11\], "
+                                        r"counted from 1 below any header\), which windows would read"):
+        window_table(table, PreprocessSpec(lookback=3, lookback_columns=["temp"]))
+    imputed = window_table(table, PreprocessSpec(lookback=3, lookback_columns=["temp"], impute="mean"))
+    assert imputed.X.isna().to_numpy().sum() == 3  # each window reading the gap, filled later in its fold

@@ -22,7 +22,7 @@ import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import PreprocessSpec
-from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.data.table import Table, named
 
 
 def lag_columns(lookback: int, horizon: int = 1, columns: Sequence[str] = (), sampling_rate: int = 1) -> list[str]:
@@ -108,6 +108,13 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
         sampled = "" if rate == 1 else f" and sampling_rate {rate}"
         raise DataError(f"{table.source}: {spec.key('lookback')}={lookback} with {ahead}{sampled} needs at "
                         f"least {span + reach + 1} rows in the series; it has {n}")
+    gap = next((column for column in columns if table.X[column].isna().any()), None)
+    if gap is not None and spec.impute == "none":  # named at the file's column and rows, not the windows' lags
+        data_rows = [int(i) + 1 for i in np.flatnonzero(table.X[gap].isna().to_numpy())[:5]]
+        raise DataError(f"{table.source}: feature column {gap!r} has missing values (data rows {data_rows}, counted "
+                        f"from 1 below any header), which windows would read, and preprocess.impute is 'none'"
+                        f"{named(spec, 'impute')}. Allowed: 'mean', 'median' or 'most_frequent'; or complete the "
+                        f"file")
     steps = pd.concat([table.y, table.X[columns]], axis=1)
     names = lag_columns(lookback, horizon, [*targets, *columns] if named_steps(spec, targets) else [], rate)
     rows = n - span - reach + 1
