@@ -301,3 +301,8 @@ def test_a_gap_in_a_column_the_windows_read_is_named_at_that_column_and_row():
         window_table(table, PreprocessSpec(lookback=3, lookback_columns=["temp"]))
     imputed = window_table(table, PreprocessSpec(lookback=3, lookback_columns=["temp"], impute="mean"))
     assert imputed.X.isna().to_numpy().sum() == 3  # each window reading the gap, filled later in its fold
+    # A blank in the last row, which is only ever a target's row (an outside value not known yet), is no gap.
+    last_unknown = Table(X=pd.DataFrame({"temp": pd.Series(np.arange(20.0)).where(lambda v: v < 19)}),
+                         y=pd.Series(np.arange(20.0)), source=Path("s.csv"))
+    windows = window_table(last_unknown, PreprocessSpec(lookback=3, lookback_columns=["temp"]))
+    assert len(windows.y) == 17 and not windows.X.isna().to_numpy().any()

@@ -108,9 +108,12 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
         sampled = "" if rate == 1 else f" and sampling_rate {rate}"
         raise DataError(f"{table.source}: {spec.key('lookback')}={lookback} with {ahead}{sampled} needs at "
                         f"least {span + reach + 1} rows in the series; it has {n}")
-    gap = next((column for column in columns if table.X[column].isna().any()), None)
-    if gap is not None and spec.impute == "none":  # named at the file's column and rows, not the windows' lags
-        data_rows = [int(i) + 1 for i in np.flatnonzero(table.X[gap].isna().to_numpy())[:5]]
+    # The rows some window reads (the last `reach` are only ever targets): a gap there is named at the file's
+    # column and rows, not at the windows' lags.
+    read = table.X[columns].iloc[:n - reach]
+    gap = next((column for column in columns if read[column].isna().any()), None)
+    if gap is not None and spec.impute == "none":
+        data_rows = [int(i) + 1 for i in np.flatnonzero(read[gap].isna().to_numpy())[:5]]
         raise DataError(f"{table.source}: feature column {gap!r} has missing values (data rows {data_rows}, counted "
                         f"from 1 below any header), which windows would read, and preprocess.impute is 'none'"
                         f"{named(spec, 'impute')}. Allowed: 'mean', 'median' or 'most_frequent'; or complete the "
