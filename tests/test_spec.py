@@ -135,6 +135,8 @@ def test_overrides_reach_nested_keys_and_whole_layer_groups():
      "sweeps.iris.space.train.learning_rate.loguniform: must be two numbers"),
     ({"space": {"train.learning_rate": {"grid": [0.001, "1e-3", 0.01]}}},
      "sweeps.iris.space.train.learning_rate.grid: lists 0.001 more than once: list each value once"),
+    ({"space": {"train.batch_size": {"choice": [8, 8, 16]}}, "algorithm": "random", "num_samples": 2},
+     "sweeps.iris.space.train.batch_size.choice: lists 8 more than once: list each value once"),
     ({"space": {"train.optimizer.beta_1": {"grid": [0.8, 0.9]}}},
      "sweeps.iris.space.train.optimizer.beta_1: train.optimizer is the name 'adam', which has no 'beta_1' to set: "
      "write it as {name: adam, beta_1: <its value>}. Tried: 0.8"),

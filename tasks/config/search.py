@@ -97,11 +97,11 @@ class SearchSpec(Section):
                               f"{values}")
                 if kind == "loguniform" and values[0] <= 0:
                     raise AtKey(f"{key}.{kind}", f"needs low > 0. Received: {values}")
-            if kind == "grid":
+            if kind in ("grid", "choice"):
                 seen = [json.dumps(_number(v), sort_keys=True) for v in values]
                 repeated = sorted({v for v in seen if seen.count(v) > 1})
                 if repeated:  # one config twice: the same training twice, under one config id
-                    raise AtKey(f"{key}.grid", f"lists {', '.join(repeated)} more than once: list each value once. "
+                    raise AtKey(f"{key}.{kind}", f"lists {', '.join(repeated)} more than once: list each value once. "
                               f"Received: {values}")
         return space
 
