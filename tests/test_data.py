@@ -123,6 +123,16 @@ def test_a_value_missing_only_from_held_out_rows_is_refused_not_turned_into_nan(
     assert filled.tolist() == [[4.0, 2.0], [2.0, 1.0]]
 
 
+def test_a_category_of_digits_read_as_floats_elsewhere_is_the_same_category():
+    """Trained on a text column holding 'A', '1' and '2'; new rows of digits and a blank are read by pandas as
+    floats (1.0): they are still the categories '1' and '2', not unknown ones."""
+    train = pd.DataFrame({"c": ["A", "1", "2", "A"]})
+    pre = Preprocessor(categorical="onehot", impute="most_frequent").fit(train)
+    assert pre.categories_ == {"c": ["1", "2", "A"]}
+    new = pd.DataFrame({"c": [1.0, None, 2.0]})
+    assert pre.transform(new).tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+
+
 def test_a_text_column_empty_in_a_folds_training_rows_is_named_not_an_index_error():
     train = pd.DataFrame({"a": [1.0, 2.0], "note": pd.Series([None, None], dtype=object)})
     with pytest.raises(DataError, match=r"^non-numeric feature columns \['note'\] \('note' empty in these rows\) "

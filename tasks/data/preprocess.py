@@ -91,7 +91,7 @@ class Preprocessor:
                             f"on (a fold's training rows, or all rows), so preprocess.impute {self.impute!r}{key} "
                             f"has nothing to fill them from; remove the column(s) from the file, or complete them")
         self.fill_ = {c: _fill_value(X[c], self.impute, c in self.categorical_columns_) for c in filled}
-        self.categories_ = {c: sorted(X[c].dropna().astype(str).unique().tolist())
+        self.categories_ = {c: sorted(category_text(X[c].dropna()).unique().tolist())
                             for c in self.categorical_columns_}
         encoded = self._encode(X)
         if self.scale == "standard":
@@ -160,7 +160,7 @@ class Preprocessor:
             if column not in self.categories_:
                 parts.append(values.to_numpy(dtype=np.float64)[:, None])
                 continue
-            codes = pd.Categorical(values.astype(str), categories=self.categories_[column]).codes
+            codes = pd.Categorical(category_text(values), categories=self.categories_[column]).codes
             if self.categorical == "onehot":
                 # An unseen category becomes all zeros, as scikit-learn's handle_unknown="ignore" does.
                 parts.append((codes[:, None] == np.arange(len(self.categories_[column]))).astype(np.float64))
@@ -217,6 +217,21 @@ class LabelCodec:
         codec = cls()
         codec.classes_ = list(state["classes"])
         return codec
+
+
+def category_text(values: pd.Series) -> pd.Series:
+    """A category column's cells as the text the file holds, a missing one missing: a whole number read as a
+    float (digits, and a blank cell that made pandas read them as floats) is written as the file wrote it, `1`,
+    not `1.0`.
+
+    Examples
+    --------
+    >>> category_text(pd.Series([1.0, None, 2.5])).tolist(), category_text(pd.Series(["A", 1.0])).tolist()
+    (['1', nan, '2.5'], ['A', '1'])
+    """
+    texts = values.map(lambda value: str(int(value)) if isinstance(value, float) and value.is_integer()
+                       else str(value))
+    return texts.where(values.notna())
 
 
 def _with_missing(X: pd.DataFrame) -> list[str]:

@@ -17,6 +17,7 @@ from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import PreprocessSpec
 from kerasflow.tasks.data import checks
 from kerasflow.tasks.data.folders import FolderFormat, prediction_files, read_files
+from kerasflow.tasks.data.preprocess import category_text
 from kerasflow.tasks.data.table import read_csv
 from kerasflow.tasks.data.window import window_rows
 from kerasflow.tasks.outputs.atomic import atomic_path
@@ -251,7 +252,7 @@ def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> Non
                             f"has no value to fill them with (it saw none in training)")
     for column, known in pre.categories_.items():
         values = X[column]
-        unseen = np.flatnonzero((values.notna() & ~values.astype(str).isin(known)).to_numpy())
+        unseen = np.flatnonzero((values.notna() & ~category_text(values).isin(known)).to_numpy())
         if unseen.size:
             raise DataError(f"{source}: column {column!r} holds {values.iloc[unseen[0]]!r} (file line "
                             f"{unseen[0] + first_line}), a value the model never saw in training; it knows {known}")
