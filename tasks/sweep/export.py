@@ -254,8 +254,10 @@ def holdout_model(spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels:
 
 def holdout_retrained(spec: ExperimentSpec, sweep: SearchSpec, table: Table,
                       labels: evaluate.Encoded) -> tuple[evaluate.FinalModel, float]:
-    """A hold-out-scored config trained again on its trial's split, preprocessing and seed (training is
-    deterministic: the trial's model), and its score on the held-out rows."""
+    """A hold-out-scored config trained again on its trial's split, preprocessing and seed, and its score on the
+    held-out rows. On the machine that ran the trial, training is deterministic: this is the trial's model (with
+    early stopping's `restore_best_weights`, its best epoch's weights, so its score may differ from the last
+    epoch's that ranked the trial in trials.csv)."""
     fold, preprocessor = _holdout_fold(spec, sweep, table, labels)
     model, result = train_fold(spec, fold, 0)
     final = evaluate.FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec,
