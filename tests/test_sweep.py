@@ -117,6 +117,7 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     stopping = sweep_params(epochs=40, scoring="holdout", keep_checkpoints=1)
     stopping["experiments"]["cancer"]["train"]["early_stopping"] = {"patience": 1}
     stopping["experiments"]["cancer"]["evaluate"]["refit"] = False  # the run's refit would need held-out rows
+    stopping["sweeps"]["cancer"]["space"] = {"model.widths": {"grid": [[4], [8, 4]]}}  # Adam's: both stop early
     best = sweep_and_export(stopping, cancer_project / "tune_stopping")
     (best_row, *_) = read_trials(cancer_project / "tune_stopping")
     assert best["checkpoint"] is None and int(best_row["epochs"]) < 40, best_row
@@ -278,8 +279,10 @@ def test_a_config_asha_stopped_before_its_own_epochs_is_stopped_and_not_paired(e
             "epochs": [epochs], "trial_id": f"t{len(folds)}{epochs}{config}"})
 
     own = {"train.early_stopping": {"patience": 2}} if early_stopping else {}
-    rows = trial_rows([result({"train.epochs": "8", **own}, [0.99, 0.97], 8), result(own, [0.93, 0.97], 30),
-                       result(own, [0.95, 0.93], 2)], spec, sweep)
+    # Three configs (trial_rows lists a config once): the seed tells the last two apart.
+    rows = trial_rows([result({"train.epochs": "8", **own}, [0.99, 0.97], 8),
+                       result({"train.seed": 2, **own}, [0.93, 0.97], 30),
+                       result({"train.seed": 3, **own}, [0.95, 0.93], 2)], spec, sweep)
     if early_stopping is None:
         assert [(row["score"], row["status"]) for row in rows] == [(0.98, "ok"), (0.95, "ok"), (0.94, "stopped")]
         assert [row["tied_with_best"] for row in with_ties(rows, 1.0, "accuracy")] == [True, True, None]
