@@ -107,7 +107,7 @@ class SearchSpec(Section):
 
     @model_validator(mode="after")
     def _grid_only_with_grid(self) -> "SearchSpec":
-        kinds = {kind for dist in self.space.values() for kind in dist}
+        kinds = self.kinds
         if self.algorithm == "grid" and kinds - {"grid", "choice"}:
             raise AtKey("algorithm", f"'grid' takes only grid/choice values; use algorithm 'random' for "
                       f"{sorted(kinds - {'grid', 'choice'})}. Received: 'grid'")
@@ -126,6 +126,11 @@ class SearchSpec(Section):
                       f"to repeat with other seeds, sweep train.seed ({{grid: [0, 1, 2]}}). Received: "
                       f"{self.num_samples}")
         return self
+
+    @property
+    def kinds(self) -> set[str]:
+        """The distributions the space uses (`{"grid"}`, `{"choice", "uniform"}`)."""
+        return {kind for dist in self.space.values() for kind in dist}
 
     @property
     def n_choice_configs(self) -> int:

@@ -46,8 +46,7 @@ def stacked_groups(spec: ExperimentSpec, sweep: SearchSpec) -> list[list[dict[st
     scoring groups: a scheduler stops trials, and hold-out scoring exports the best trial's own checkpoint, both
     one config at a time.
     """
-    kinds = {kind for dist in sweep.space.values() for kind in dist}
-    if not sweep.stack_configs or sweep.algorithm != "grid" or kinds != {"grid"} or sweep.scheduler != "fifo" \
+    if not sweep.stack_configs or sweep.algorithm != "grid" or sweep.kinds != {"grid"} or sweep.scheduler != "fifo" \
             or sweep.scoring != "kfold":
         return None
     keys = list(sweep.space)
@@ -135,8 +134,7 @@ def drawn_configs(sweep: SearchSpec) -> list[dict[str, Any]] | None:
     >>> sorted(tuple(config.values()) for config in drawn_configs(sweep))
     [('adam', 8), ('adam', 16), ('sgd', 8), ('sgd', 16)]
     """
-    kinds = {kind for dist in sweep.space.values() for kind in dist}
-    if sweep.algorithm != "random" or kinds != {"choice"}:
+    if sweep.algorithm != "random" or sweep.kinds != {"choice"}:
         return None
     keys = list(sweep.space)
     choices = [sweep.space[key]["choice"] for key in keys]
