@@ -187,11 +187,12 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
     output_path, input_path = Path(output_path), Path(input_path)
     if output_path.is_dir():
         raise DataError(f"{output_path}: is a folder; the output must be a CSV file path")
-    if output_path.resolve() == input_path.resolve():
+    target = output_path.resolve()
+    if target == input_path.resolve():
         raise DataError(f"{output_path}: is the input file; write the predictions to another file")
-    if output_path.resolve().is_relative_to(Path(model_dir).resolve()):
+    if target.is_relative_to(Path(model_dir).resolve()):
         raise DataError(f"{output_path}: is inside the model folder {model_dir}; write the predictions outside it")
-    ancestor = next(folder for folder in output_path.resolve().parents if folder.exists())
+    ancestor = next(folder for folder in target.parents if folder.exists())
     if not ancestor.is_dir():
         raise DataError(f"{output_path}: cannot be written: {ancestor} is a file, not a folder")
     saved = read_saved(model_dir)

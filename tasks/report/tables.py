@@ -320,11 +320,12 @@ def trials(sweep: Sweep) -> pd.DataFrame:
                                  for low, high in zip(found["score_low"], found["score_high"])]
         table["p vs best"] = [f"{p:.3g}" if pd.notna(p) else "" for p in found["p_vs_best"]]
         table["tied with best"] = [{True: "yes", False: "no"}.get(tied, "") for tied in found["tied_with_best"]]
-    for column in ("epochs", "seconds", "status"):
-        if column in found:
-            table[column] = found[column].astype(object)
+    if "epochs" in found:
+        table["epochs"] = found["epochs"].astype(object)
     if "seconds" in found:
         table["seconds"] = [round(float(value), 2) if pd.notna(value) else "" for value in found["seconds"]]
+    if "status" in found:
+        table["status"] = found["status"].astype(object)
     # The searched values as the trials had them: a learning rate of 0.001 is not a score to round.
     return table.rename(columns=lambda c: c.removeprefix("param:")).fillna("")
 
