@@ -35,8 +35,8 @@ from kerasflow.tasks.outputs.atomic import write_json
 from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS, SWEEP_STATE, reopen_sweep
 from kerasflow.tasks.runtime.progress import ProgressLine
 from kerasflow.tasks.sweep.dvc_experiments import RECORD
-from kerasflow.tasks.sweep.groups import GROUP, config_id, drawn_configs, stacked_groups, trial_configs
-from kerasflow.tasks.sweep.trial import Report, run_trial
+from kerasflow.tasks.sweep.groups import GROUP, drawn_configs, stacked_groups, trial_configs
+from kerasflow.tasks.sweep.trial import Report, history_dirs, run_trial
 from kerasflow.tasks.training import evaluate
 
 RUN_NAME = "sweep"
@@ -209,15 +209,16 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
 
 
 def train_trial(config: dict[str, Any], spec_json: str, sweep_json: str, table: Table, labels: evaluate.Encoded,
-                history_root: str, work_dir: Path, resume_from: Path | None, report: Report,
+                history_root: str, trial_id: str, work_dir: Path, resume_from: Path | None, report: Report,
                 check: Callable[[], None] | None = None) -> None:
     """Train one trial's config (or each of a stacked group's), in a trial's process or a warm trainer: the
-    experiment with its overrides, each config's folds logged under `history_root`, its reports passed to `report`
+    experiment with its overrides, each config's folds logged under `history_root` where Ray Tune's trial
+    `trial_id` is theirs (:func:`kerasflow.tasks.sweep.trial.history_dirs`), its reports passed to `report`
     and its checkpoints written under `work_dir`; resumed from the checkpoint folder `resume_from` if given.
     `check` raises to stop the training at an epoch's end (:func:`kerasflow.tasks.sweep.trial.run_trial`)."""
     base = ExperimentSpec.model_validate_json(spec_json)
     configs = trial_configs(config)
     specs = [base.with_overrides(overrides) for overrides in configs]
-    history = [Path(history_root) / config_id(overrides) for overrides in configs]
     run_trial(specs, SearchSpec.model_validate_json(sweep_json), table, labels, report, work_dir,
-              resume_from=resume_from, history_dirs=history, check=check)
+              resume_from=resume_from, history_dirs=history_dirs(Path(history_root), configs, trial_id),
+              check=check)

@@ -27,8 +27,9 @@ from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.html import render_html
 from kerasflow.tasks.sweep.export import trial_rows, with_ties
-from kerasflow.tasks.sweep.groups import scoring_spec
+from kerasflow.tasks.sweep.groups import config_id, scoring_spec
 from kerasflow.tasks.sweep.nested import outer_fold, outer_score, outer_splits, rows_of
+from kerasflow.tasks.sweep.trial import history_dirs
 from kerasflow.tasks.training.evaluate import (
     cross_validate,
     encode_labels,
@@ -164,6 +165,18 @@ def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, kept_ray
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     assert all(0.001 <= float(r["param:train.learning_rate"]) <= 0.1 for r in rows)
     assert best["params"]["model.widths"] in ([4], [8, 4])
+
+
+def test_a_configs_history_is_the_first_trial_to_claim_it(tmp_path):
+    """:func:`history_dirs`: the trial that claims a config's folder keeps it, resumed or retried; another trial
+    of the same config (Optuna's repeat) logs nothing."""
+    configs = [{"train.optimizer": "adam"}, {"train.optimizer": "sgd"}]
+    mine = history_dirs(tmp_path, configs, "trial_a")
+    assert [path.parent for path in mine] == [tmp_path, tmp_path] and len(set(mine)) == 2
+    assert history_dirs(tmp_path, configs, "trial_a") == mine
+    assert history_dirs(tmp_path, configs[1:], "trial_b") == []
+    assert history_dirs(tmp_path, [{"train.optimizer": "rmsprop"}], "trial_b") == [tmp_path / config_id(
+        {"train.optimizer": "rmsprop"})]
 
 
 def test_infeasible_resources_fail_in_seconds(cancer_project, kept_ray):

@@ -20,7 +20,7 @@ from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
 from kerasflow.tasks.sweep.checkpoint import RestoreState, checkpoint_epoch, save_state, saved_state
-from kerasflow.tasks.sweep.groups import SharedEpochs, scoring_spec
+from kerasflow.tasks.sweep.groups import SharedEpochs, config_id, scoring_spec
 from kerasflow.tasks.training.evaluate import (
     Encoded,
     cross_validate_configs,
@@ -125,6 +125,29 @@ class EpochReporter(keras.callbacks.Callback):
                                 {KEPT: self.kept}) if due else None
         self.report({**summary, "epoch": done, "epochs": [min(done, epochs) for epochs in configs.epochs]},
                     checkpoint)
+
+
+OWNERS = ".trials"
+"""The folder of a sweep's history root that names, per config, the trial that logs its history."""
+
+
+def history_dirs(history_root: Path, configs: list[dict[str, Any]], trial_id: str) -> list[Path]:
+    """The folders under `history_root` where trial `trial_id` logs its configs' histories, one per config: each
+    config's folder is the trial's that claimed it first, as ``.trials/<config id>`` names it. Optuna may propose
+    a config it has tried, and the repeat may train beside the first: then it logs nothing (it trains alike, with
+    the same seeds), so two trials never write one folder; none is returned. A trial resumed or retried keeps its
+    claim."""
+    owners = history_root / OWNERS
+    owners.mkdir(parents=True, exist_ok=True)
+    mine = True
+    for config in configs:
+        marker = owners / config_id(config)
+        try:
+            with open(marker, "x", encoding="utf-8") as handle:
+                handle.write(trial_id)
+        except FileExistsError:
+            mine = mine and marker.read_text(encoding="utf-8") == trial_id
+    return [history_root / config_id(config) for config in configs] if mine else []
 
 
 def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labels: Encoded, report: Report,
