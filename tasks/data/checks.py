@@ -29,13 +29,18 @@ SHOWN_LINES = 5
 
 def separator(first_line: str) -> str:
     """The separator of a CSV whose first line is `first_line`: a comma where it has one, else a tab, else a
-    semicolon (a single column has none: comma).
+    semicolon (a single column has none: comma). A line of semicolons whose every comma is a decimal comma
+    (``1,5;2;0``, a header-less file saved with a comma as the decimal point) is a semicolon's: its decimal commas
+    are then refused by name (:func:`check_cells`), not read as more columns.
 
     Examples
     --------
-    >>> separator("a,b,y"), separator("a;b;y"), separator("a\\tb\\ty"), separator("value")
-    (',', ';', '\\t', ',')
+    >>> separator("a,b,y"), separator("a;b;y"), separator("a\\tb\\ty"), separator("value"), separator("1,5;2;0")
+    (',', ';', '\\t', ',', ';')
     """
+    fields = first_line.split(";")
+    if len(fields) > 1 and all(DECIMAL_COMMA.fullmatch(field) for field in fields if "," in field):
+        return ";"
     return next((sep for sep in SEPARATORS if sep in first_line), ",")
 
 

@@ -380,6 +380,10 @@ CASES = [
     Bad("decimal-commas", ("data/mine.csv: column 'a' holds numbers with a decimal comma ('0,5' at file line 2); "
                            "kerasflow reads '.' as the decimal point",),
         mine(), files={"data/mine.csv": "a;b;y\n0,5;1;0\n1,5;2;1\n2,5;3;0\n3,5;4;1\n"}, argv=("run", "mine")),
+    Bad("decimal-commas-without-a-header", ("data/mine.csv: column '0' holds numbers with a decimal comma ('0,5' at "
+                                            "file line 1)",),
+        mine({"header": False, "target": 2}), files={"data/mine.csv": "0,5;1;0\n1,5;2;1\n2,5;3;0\n3,5;4;1\n"},
+        argv=("run", "mine")),
     Bad("experiment-name-leaves-the-project", ("params.yaml:experiments.../escape: an experiment's name becomes a "
                                                "folder (results/<name>)", "Received: '../escape'"),
         lambda raw: raw["experiments"].update({"../escape": raw["experiments"]["iris"]}), argv=("run", "iris")),
