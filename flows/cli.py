@@ -21,6 +21,7 @@ from kerasflow.tasks.config.errors import KerasflowError, ParamsError
 from kerasflow.tasks.config.messages import one_line
 from kerasflow.tasks.config.schema import ExperimentSpec, Params, load_params
 from kerasflow.tasks.config.search import SearchSpec
+from kerasflow.tasks.outputs.atomic import check_output
 
 DEFAULT_REPORT = Path("reports/summary.md")
 DIVERGED = 3
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             server = TemporaryServer.launch()
     try:
+        check_outputs(args)
         choose_backend(args.params)
         return _dispatch(args, server)
     except KerasflowError as exc:
@@ -176,6 +178,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse the command's output paths that cannot be written as it writes them (a folder where a file goes, the
+    reverse, a path under a file) before any work: nothing is computed only to fail at the write, and no folder is
+    taken for a file's path."""
+    folders = {"data": ["out"], "run": ["results"], "tune": ["results"], "schedule": ["results"],
+               "report": ["results"]}.get(args.command, [])
+    files = {"run": ["report"], "schedule": ["report"], "report": ["out", "html"], "generate": ["output"],
+             "predict": ["output"]}.get(args.command, [])
+    for name in folders:
+        check_output(getattr(args, name), folder=True)
+    for name in files:
+        if (path := getattr(args, name)) is not None:
+            check_output(path)
+    if args.command == "report" and args.html is None:  # beside --out
+        check_output(args.out.with_name("report.html"))
 
 
 def _prefect_ready(server: TemporaryServer | None) -> None:

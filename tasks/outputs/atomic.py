@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.runtime import faults
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
@@ -33,7 +34,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it replaces `target` in one rename.
 
     Works for files and directories (a saved model folder). On error the temporary is removed and `target`
-    is untouched.
+    is untouched; a file is never put in place of a folder (:class:`IsADirectoryError`), nor a folder in place of
+    a file (the rename's :class:`NotADirectoryError`).
 
     Examples
     --------
@@ -53,11 +55,37 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield tmp
         faults.inject(f"write:{target.name}")
         if target.is_dir() and not target.is_symlink():
+            if not tmp.is_dir():  # replacing would delete the folder and everything in it
+                raise IsADirectoryError(errno.EISDIR, "a folder, not replaced by a file", str(target))
             _replace_dir(tmp, target, tmp_dir / ".old")
         else:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def check_output(path: str | Path, folder: bool = False) -> None:
+    """Refuse, before any work is done, an output path that cannot be written as a file (or with `folder`, as a
+    folder): one that is the other kind, or lies under a file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> check_output(folder / "new" / "report.md"), check_output(folder, folder=True)
+    (None, None)
+    >>> check_output(folder)
+    Traceback (most recent call last):
+    ...
+    kerasflow.tasks.config.errors.DataError: /...: is a folder; expected a file path
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise DataError(f"{path}: is a {'file' if folder else 'folder'}; expected a {'folder' if folder else 'file'} "
+                        f"path")
+    ancestor = next(parent for parent in path.absolute().parents if parent.exists())
+    if not ancestor.is_dir():
+        raise DataError(f"{path}: cannot be written: {ancestor} is a file, not a folder")
 
 
 def _replace_dir(new: Path, target: Path, aside: Path) -> None:

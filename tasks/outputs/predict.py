@@ -20,7 +20,7 @@ from kerasflow.tasks.data.folders import FolderFormat, prediction_files, read_fi
 from kerasflow.tasks.data.preprocess import category_text
 from kerasflow.tasks.data.table import read_csv
 from kerasflow.tasks.data.window import window_rows
-from kerasflow.tasks.outputs.atomic import atomic_path
+from kerasflow.tasks.outputs.atomic import atomic_path, check_output
 from kerasflow.tasks.outputs.saved_model import SavedModel, load_keras_model, read_saved
 
 PREDICTION = "prediction"
@@ -185,16 +185,12 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
     failed run leaves no partial file and an earlier output intact.
     """
     output_path, input_path = Path(output_path), Path(input_path)
-    if output_path.is_dir():
-        raise DataError(f"{output_path}: is a folder; the output must be a CSV file path")
+    check_output(output_path)
     target = output_path.resolve()
     if target == input_path.resolve():
         raise DataError(f"{output_path}: is the input file; write the predictions to another file")
     if target.is_relative_to(Path(model_dir).resolve()):
         raise DataError(f"{output_path}: is inside the model folder {model_dir}; write the predictions outside it")
-    ancestor = next(folder for folder in target.parents if folder.exists())
-    if not ancestor.is_dir():
-        raise DataError(f"{output_path}: cannot be written: {ancestor} is a file, not a folder")
     saved = read_saved(model_dir)
     if saved.folder is None:
         if input_path.is_dir():

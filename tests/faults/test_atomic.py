@@ -99,3 +99,14 @@ def test_folders_are_swapped_in_one_step_on_this_system(tmp_path):
     (a / "from_a").touch()
     assert _exchange(a, b)
     assert [p.name for p in b.iterdir()] == ["from_a"] and list(a.iterdir()) == []
+
+
+def test_a_file_never_replaces_a_folder(tmp_path):
+    """A file written where a folder is would take the folder's whole content with it: refused, the folder kept."""
+    target = tmp_path / "results"
+    target.mkdir()
+    (target / "kept.txt").write_text("precious")
+    with pytest.raises(IsADirectoryError), atomic_path(target) as tmp:
+        tmp.write_text("a report")
+    assert (target / "kept.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
