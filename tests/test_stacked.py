@@ -560,16 +560,22 @@ def test_an_activity_penalty_trains_fold_by_fold():
     assert not _iris_spec({"layer0": {"activity_regularizer": "l2"}}).model.stackable
 
 
-def test_reduce_on_plateau_trains_each_fold_on_its_own_rate(project):
-    """The rate follows each fold's own held-out loss, so the folds cannot share one optimizer: no stacking."""
-    spec = _iris_spec({"train": {"lr_schedule": {"type": "reduce_on_plateau", "patience": 0, "factor": 0.5,
+def test_reduce_on_plateau_trains_each_fold_on_its_own_rate(project, monkeypatch):
+    """The rate follows each fold's own held-out loss, so the folds cannot share one optimizer: no stacking. A
+    training fed in several `fit` calls keeps its plateau count across them: the same rates as in one."""
+    spec = _iris_spec({"train": {"lr_schedule": {"type": "reduce_on_plateau", "patience": 1, "factor": 0.5,
                                                  "min_delta": 0.05}}}, refit=False)
     table = load_table(spec.dataset, root=project)
-    result = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    result = cross_validate(spec, folds)
     assert not result.stacked
     for fold in result.folds:
         rates = fold.history["learning_rate"]
         assert rates[0] == pytest.approx(0.05) and rates == sorted(rates, reverse=True) and rates[-1] < rates[0]
+    monkeypatch.setattr("kerasflow.tasks.training.fit.LAYOUT_BYTES", 1)  # one epoch per `fit` call
+    chunked = cross_validate(spec, folds)
+    for ours, theirs in zip(result.folds, chunked.folds):
+        np.testing.assert_allclose(ours.history["learning_rate"], theirs.history["learning_rate"], rtol=1e-6)
 
 
 def test_early_stopping_ends_each_fold_when_its_own_patience_is_spent(project):

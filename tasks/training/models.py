@@ -449,16 +449,29 @@ class RecordLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = self.rate
 
 
+class ReduceOnPlateauAcrossFits(keras.callbacks.ReduceLROnPlateau):
+    """Keras' ReduceLROnPlateau for a training fed in several `fit` calls (`fit_epochs`): its best score and its
+    count of epochs without improvement are reset at the first call's start only, not at each call's."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.started = False
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not self.started:
+            super().on_train_begin(logs)
+            self.started = True
+
+
 def schedule_callbacks(spec: TrainSpec) -> list[keras.callbacks.Callback]:
     """The callbacks a training needs for its learning rate: reduce_on_plateau's, and the rate's record when it
     changes as it trains; put them after the callbacks that log the scores they read."""
     schedule = spec.lr_schedule
     callbacks: list[keras.callbacks.Callback] = []
     if isinstance(schedule, ReduceOnPlateauSchedule):
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=schedule.monitor,
-                                                           mode=monitor_mode(schedule.monitor), factor=schedule.factor,
-                                                           patience=schedule.patience, min_delta=schedule.min_delta,
-                                                           min_lr=schedule.min_lr, verbose=0))
+        callbacks.append(ReduceOnPlateauAcrossFits(monitor=schedule.monitor, mode=monitor_mode(schedule.monitor),
+                                                   factor=schedule.factor, patience=schedule.patience,
+                                                   min_delta=schedule.min_delta, min_lr=schedule.min_lr, verbose=0))
     if spec.scheduled:
         callbacks.append(RecordLearningRate())
     return callbacks
