@@ -7,6 +7,7 @@ publishes the summary as Prefect artifacts (Markdown and table).
 
 # No `from __future__ import annotations`: Prefect validates flow parameters against these annotations, and in a
 # served run's process (`kerasflow schedule`) the postponed strings were not resolved (`ExperimentSpec`).
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,7 +108,7 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
                   codec: LabelCodec | None, results_dir: Path, timing: dict[str, float],
                   started: float, start: Start | None = None) -> dict[str, Any]:
     """Write per-epoch history, held-out predictions, the model, the data's fingerprint and metrics under
-    `results_dir/name`.
+    `results_dir/name`. With no model to save (no refit, or it diverged), an earlier run's is removed.
 
     `timing` holds the seconds of the steps so far; this step's and the total since `started` (a
     `time.perf_counter()` value) are added to it in `run.json`, with the saved model a continued experiment
@@ -119,6 +120,8 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
         results.write_predictions(out_dir, cv, codec, spec.dataset.target_names, row_files(spec.dataset))
         if final is not None and final.diverged_at is None:  # a diverged refit's weights are not a model
             results.write_model(out_dir / "model", spec, final)
+        else:  # an earlier run's model is not this run's: predict and MLflow must not take it for one
+            shutil.rmtree(out_dir / "model", ignore_errors=True)
         results.write_dataset(out_dir, spec)
     timing["total"] = time.perf_counter() - started
     # Metrics last: their presence says the experiment's outputs are complete.

@@ -40,6 +40,9 @@ def test_a_diverging_run_exits_3_naming_the_folds_and_writes_strict_json(project
     raw["experiments"]["diabetes_each"] = json.loads(json.dumps(diverging))
     raw["experiments"]["diabetes_each"]["evaluate"]["stack_folds"] = False
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    earlier = project / "results/diabetes/model"  # an earlier run's model, which this run's refit does not replace
+    earlier.mkdir(parents=True)
+    (earlier / "model.keras").write_text("an earlier run's")
 
     result = run_cli(["run", "--report", "reports/summary.md"], cwd=project, env={"PREFECT_API_URL": prefect_server})
 
