@@ -97,5 +97,8 @@ def test_generate_writes_the_same_text_for_the_same_seed(corpus):
     assert first[0] == again[0] == other[0] == 0, first[2]
     assert first[1] == again[1] and len(first[1]) == 40 and first[1] != other[1]
     assert set(first[1]) <= set("".join(load_rows(spec).y.tolist()))
+    # Near uniform over the model's 30 outputs, more than the text's distinct characters: only the vocabulary's drawn.
+    flat = generate("--seed", "5", "--temperature", "100")
+    assert flat[0] == 0 and len(flat[1]) == 40 and set(flat[1]) <= set("".join(load_rows(spec).y.tolist())), flat[2]
     status, _, err = generate("--temperature", "0")
     assert status == 2 and "--temperature above 0" in err

@@ -3,8 +3,8 @@ chapter does.
 
 Each step feeds the model the last `window` token ids (the prompt's, left-padded with id 0 while it is shorter)
 and draws the next token from its probabilities sharpened or flattened by `temperature` (p^(1/T), renormalised;
-never the out-of-vocabulary id 0). Draws come from a generator seeded with `seed`, so the same model, prompt and seed
-give the same text.
+never the out-of-vocabulary id 0, nor an id past the vocabulary). Draws come from a generator seeded with `seed`,
+so the same model, prompt and seed give the same text.
 """
 
 from __future__ import annotations
@@ -32,14 +32,17 @@ def generate_text(model_dir: str | Path, prompt: str, length: int, temperature: 
     context = [0] * window + vocabulary.encode_text(prompt).tolist()
     model = load_keras_model(saved.path)  # Keras is imported now, once the inputs are known to be good
     rng = np.random.default_rng(seed)
+    known = len(vocabulary.tokens_)
     drawn: list[int] = []
     for _ in range(length):
         probabilities = np.asarray(model.predict_on_batch(np.array([context[-window:]], dtype=np.int32)),
                                    dtype=np.float64)[0]
-        weights = np.power(np.clip(probabilities, 0.0, None), 1.0 / temperature)
-        weights[0] = 0.0  # the out-of-vocabulary id stands for no token in particular
+        # Only the vocabulary's ids: not the out-of-vocabulary id 0, which stands for no token in particular, nor the
+        # ids past the vocabulary's end (preprocess.tokens.num_words outputs, for a text with fewer distinct tokens).
+        weights = np.power(np.clip(probabilities[:known], 0.0, None), 1.0 / temperature)
+        weights[0] = 0.0
         total = weights.sum()
-        token = int(rng.choice(len(weights), p=weights / total)) if total > 0 else int(np.argmax(probabilities[1:]) + 1)
+        token = int(rng.choice(known, p=weights / total)) if total > 0 else int(np.argmax(probabilities[1:known]) + 1)
         drawn.append(token)
         context.append(token)
     return join([vocabulary.tokens_[i] for i in drawn], vocabulary.spec.level)
