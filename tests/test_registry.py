@@ -99,3 +99,13 @@ def test_predict_through_a_registered_version_and_stage(project, prefect_server)
     with pytest.raises(DataError, match=r"a version is written with its v, as GTO tags it: iris@v1.0.0"):
         with model_folder("iris@1.0.0", project):
             pass
+
+    # A registered version whose data is in no cache or remote here, and not in the working folder: a fresh clone's.
+    for folder in (".dvc/cache", ".dvc/tmp", "results/iris/model"):  # .dvc/tmp: DVC's index of the cache
+        shutil.rmtree(project / folder)
+    missing = run_cli(["predict", "--model", "iris@v1.0.0", "--input", "data/iris.csv", "--output", "m.csv"],
+                      cwd=project, env=env)
+    assert missing.returncode == 2 and not (project / "m.csv").exists(), missing.stderr[-3000:]
+    (line,) = missing.stderr.strip().splitlines()
+    assert line.startswith("kerasflow: error: --model iris@v1.0.0: results/iris/model at ")
+    assert line.endswith(" is in neither the local DVC cache nor a DVC remote (run `dvc pull` where it is)")

@@ -55,6 +55,7 @@ def _fetch(reference: str, name: str, version: str | None, stage: str | None, ro
     """Fetch the registered model's folder into `into`; every way it can be missing is one DataError."""
     import dvc.api
     from dvc.exceptions import ArtifactNotFoundError, DvcException
+    from dvc_data.index import DataIndexError
     from gto.exceptions import GTOException
 
     try:
@@ -70,7 +71,7 @@ def _fetch(reference: str, name: str, version: str | None, stage: str | None, ro
     target = into / "model"
     try:
         dvc.api.DVCFileSystem(str(root), rev=found["rev"]).get(found["path"], str(target), recursive=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, DataIndexError):  # a file's data missing, or a folder's listing (a model folder's)
         raise DataError(f"--model {reference}: {found['path']} at {found['rev'][:8]} is in neither the local DVC cache "
                         f"nor a DVC remote (run `dvc pull` where it is)") from None
     return target
