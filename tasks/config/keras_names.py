@@ -119,6 +119,10 @@ SET_BY_KERASFLOW = {"losses": ("from_logits", "axis", "ignore_class", "reduction
 their activation, and are scored on what it gives), `axis`, its reduction and dtype."""
 SET_BY_KERASFLOW_WHY = ("a model ends in its activation (from_logits is false) and is scored on what it gives, over "
                         "its last axis, in float32")
+USE_EMA_WHY = ("Keras copies the moving averages into the model at the end of each fit, after kerasflow has "
+               "scored the fold's predictions, so the scores would not be the saved model's (and a fold trained in "
+               "several fits would go on from the averages); leave it out")
+"""Why an optimizer's `use_ema: true` is refused."""
 
 
 def check_argument_type(key: str, value: object, default: object) -> None:
@@ -151,8 +155,9 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
     """An optimizer, constraint, regularizer or loss as params.yaml gives it (`kind`: "optimizers", "constraints",
     "regularizers" or "losses"): its name, or a mapping of its name and arguments (`{name: sgd, learning_rate: 0.1,
     momentum: 0.8}`). Each argument is checked against the class's own signature (less :data:`SET_BY_KERASFLOW`)
-    and the object is built, so a bad one fails before anything runs. `legacy` names extra arguments accepted (and
-    translated by the caller). Raises :class:`AtKey` naming the argument."""
+    and the object is built, so a bad one fails before anything runs; an optimizer's `use_ema: true` is refused
+    (:data:`USE_EMA_WHY`). `legacy` names extra arguments accepted (and translated by the caller). Raises
+    :class:`AtKey` naming the argument."""
     from kerasflow.tasks.config.section import AtKey
 
     legacy = legacy or {}
@@ -190,6 +195,8 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
                         + (f" Allowed: {', '.join(allowed)}" if allowed else " It takes none: give its name alone"))
         if key in defaults:
             check_argument_type(str(key), item, defaults[key])
+    if kind == "optimizers" and args.get("use_ema") is True:
+        raise AtKey("use_ema", f"must be false: {USE_EMA_WHY}. Received: true")
     if "lr" in legacy and "lr" in args and "learning_rate" in args:
         raise AtKey("lr", "and learning_rate both given: lr is Keras 1/2's name of learning_rate; keep one")
     if "decay" in legacy and "decay" in args and (not isinstance(args["decay"], (int, float))

@@ -186,6 +186,10 @@ CASES = [
     Bad("optimizer-argument-keras-refuses", (
         "params.yaml:experiments.iris.train.optimizer: Keras' sgd refuses the arguments {'momentum': 1.5}",
         "`momentum` must be a float between [0, 1]"), iris("train", optimizer={"name": "sgd", "momentum": 1.5})),
+    Bad("optimizer-moving-average", (
+        "params.yaml:experiments.iris.train.optimizer.use_ema: must be false: Keras copies the moving averages into "
+        "the model at the end of each fit, after kerasflow has scored the fold's predictions", "Received: true"),
+        iris("train", optimizer={"name": "adam", "use_ema": True})),
     Bad("constraint-on-a-layer-without-weights", (
         "params.yaml:experiments.iris.model.layers[1].kernel_constraint: unknown key 'kernel_constraint'",
         "Allowed here: rate, type"), lambda raw: raw["experiments"]["iris"]["model"]["layers"].insert(
