@@ -125,10 +125,29 @@ USE_EMA_WHY = ("Keras copies the moving averages into the model at the end of ea
 """Why an optimizer's `use_ema: true` is refused."""
 
 
-def check_argument_type(key: str, value: object, default: object) -> None:
-    """Refuse an argument that is not of its default's kind (a bool; a number, or a list of numbers as a
-    constraint's `axis` and a focal loss's per-class `alpha` may be), which Keras would take silently and fail on
-    only once it trains. Raises :class:`AtKey` naming it."""
+LIST_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    **{("constraints", name): ("axis",) for name in ("max_norm", "unit_norm", "min_max_norm")},
+    ("losses", "categorical_focal_crossentropy"): ("alpha",),
+}
+"""The arguments with a number for default that Keras also takes a list of numbers for, by kind and name: a
+constraint's axes (`[0, 1, 2]`: each conv2d filter's weights) and a categorical focal loss's per-class `alpha`. Any
+other number (an optimizer's `beta_1`, a binary focal loss's `alpha`) Keras would take as a list and fail on once it
+trains."""
+
+
+def check_argument_type(key: str, value: object, default: object, lists: bool = False) -> None:
+    """Refuse an argument that is not of its default's kind (a bool; a number, or where `lists` a list of numbers
+    too, as :data:`LIST_ARGUMENTS` names), which Keras would take silently and fail on only once it trains. Raises
+    :class:`AtKey` naming it.
+
+    Examples
+    --------
+    >>> check_argument_type("axis", [0, 1, 2], 0, lists=True)
+    >>> check_argument_type("beta_1", [0.9], 0.9)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    kerasflow.tasks.config.section.AtKey: must be a number, not a list: ... Received: [0.9]
+    """
     from kerasflow.tasks.config.section import AtKey
 
     def number(item: object) -> bool:
@@ -136,12 +155,20 @@ def check_argument_type(key: str, value: object, default: object) -> None:
 
     if isinstance(default, bool) and not isinstance(value, bool):
         raise AtKey(key, f"must be true or false. Received: {value!r}")
-    if number(default) and not (number(value) or isinstance(value, list | tuple) and value and all(map(number, value))):
-        hint = ""
-        if isinstance(value, str):
-            with suppress(ValueError):
-                hint = f" (YAML reads {value} as text: write {float(value):.1e} or {float(value)!r})"
-        raise AtKey(key, f"must be a number{hint}. Received: {value!r}")
+    if not number(default) or number(value):
+        return
+    if isinstance(value, list | tuple) and lists:
+        if not value or not all(map(number, value)):
+            raise AtKey(key, f"must be a number or a list of numbers. Received: {value!r}")
+        return
+    if isinstance(value, list | tuple):
+        raise AtKey(key, "must be a number, not a list: a list is taken only by a constraint's axis and a "
+                         f"categorical focal loss's alpha. Received: {value!r}")
+    hint = ""
+    if isinstance(value, str):
+        with suppress(ValueError):
+            hint = f" (YAML reads {value} as text: write {float(value):.1e} or {float(value)!r})"
+    raise AtKey(key, f"must be a number{hint}. Received: {value!r}")
 
 
 def arguments_of(cls: type) -> list[str]:
@@ -194,7 +221,7 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
                                                                          else ".")
                         + (f" Allowed: {', '.join(allowed)}" if allowed else " It takes none: give its name alone"))
         if key in defaults:
-            check_argument_type(str(key), item, defaults[key])
+            check_argument_type(str(key), item, defaults[key], lists=key in LIST_ARGUMENTS.get((kind, name), ()))
     if kind == "optimizers" and args.get("use_ema") is True:
         raise AtKey("use_ema", f"must be false: {USE_EMA_WHY}. Received: true")
     if "lr" in legacy and "lr" in args and "learning_rate" in args:

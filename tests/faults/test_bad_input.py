@@ -190,6 +190,10 @@ CASES = [
         "params.yaml:experiments.iris.train.optimizer.use_ema: must be false: Keras copies the moving averages into "
         "the model at the end of each fit, after kerasflow has scored the fold's predictions", "Received: true"),
         iris("train", optimizer={"name": "adam", "use_ema": True})),
+    Bad("optimizer-argument-given-a-list", (
+        "params.yaml:experiments.iris.train.optimizer.beta_1: must be a number, not a list: a list is taken only by a "
+        "constraint's axis and a categorical focal loss's alpha. Received: [0.9]",),
+        iris("train", optimizer={"name": "adam", "beta_1": [0.9]})),
     Bad("constraint-on-a-layer-without-weights", (
         "params.yaml:experiments.iris.model.layers[1].kernel_constraint: unknown key 'kernel_constraint'",
         "Allowed here: rate, type"), lambda raw: raw["experiments"]["iris"]["model"]["layers"].insert(
