@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import difflib
 import inspect
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
@@ -137,12 +138,17 @@ trains."""
 
 def check_argument_type(key: str, value: object, default: object, lists: bool = False) -> None:
     """Refuse an argument that is not of its default's kind (a bool; a number, or where `lists` a list of numbers
-    too, as :data:`LIST_ARGUMENTS` names), which Keras would take silently and fail on only once it trains. Raises
-    :class:`AtKey` naming it.
+    too, as :data:`LIST_ARGUMENTS` names), or a number that is not finite (NaN or infinite: NaN passes any range
+    check Keras makes, as it compares false), which Keras would take silently and fail on only once it trains.
+    Raises :class:`AtKey` naming it.
 
     Examples
     --------
     >>> check_argument_type("axis", [0, 1, 2], 0, lists=True)
+    >>> check_argument_type("momentum", float("nan"), 0.0)
+    Traceback (most recent call last):
+    ...
+    kerasflow.tasks.config.section.AtKey: must be a finite number. Received: nan
     >>> check_argument_type("beta_1", [0.9], 0.9)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -155,6 +161,9 @@ def check_argument_type(key: str, value: object, default: object, lists: bool = 
 
     if isinstance(default, bool) and not isinstance(value, bool):
         raise AtKey(key, f"must be true or false. Received: {value!r}")
+    if any(number(item) and not math.isfinite(item) for item in (value if isinstance(value, list | tuple)
+                                                                  else [value])):
+        raise AtKey(key, f"must be a finite number. Received: {value!r}")
     if not number(default) or number(value):
         return
     if isinstance(value, list | tuple) and lists:
@@ -227,8 +236,9 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
     if "lr" in legacy and "lr" in args and "learning_rate" in args:
         raise AtKey("lr", "and learning_rate both given: lr is Keras 1/2's name of learning_rate; keep one")
     if "decay" in legacy and "decay" in args and (not isinstance(args["decay"], (int, float))
-                                                  or isinstance(args["decay"], bool) or args["decay"] < 0):
-        raise AtKey("decay", f"must be a number >= 0. Received: {args['decay']!r}")
+                                                  or isinstance(args["decay"], bool)
+                                                  or not math.isfinite(args["decay"]) or args["decay"] < 0):
+        raise AtKey("decay", f"must be a finite number >= 0. Received: {args['decay']!r}")
     modern = {("learning_rate" if key == "lr" else key): item for key, item in args.items() if key != "decay"}
     try:
         cls(**modern)

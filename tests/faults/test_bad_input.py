@@ -194,6 +194,9 @@ CASES = [
         "params.yaml:experiments.iris.train.optimizer.beta_1: must be a number, not a list: a list is taken only by a "
         "constraint's axis and a categorical focal loss's alpha. Received: [0.9]",),
         iris("train", optimizer={"name": "adam", "beta_1": [0.9]})),
+    Bad("optimizer-decay-not-a-number", (
+        "params.yaml:experiments.iris.train.optimizer.decay: must be a finite number >= 0. Received: nan",),
+        iris("train", optimizer={"name": "sgd", "decay": float("nan")})),
     Bad("constraint-on-a-layer-without-weights", (
         "params.yaml:experiments.iris.model.layers[1].kernel_constraint: unknown key 'kernel_constraint'",
         "Allowed here: rate, type"), lambda raw: raw["experiments"]["iris"]["model"]["layers"].insert(
