@@ -191,9 +191,9 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
     """An optimizer, constraint, regularizer or loss as params.yaml gives it (`kind`: "optimizers", "constraints",
     "regularizers" or "losses"): its name, or a mapping of its name and arguments (`{name: sgd, learning_rate: 0.1,
     momentum: 0.8}`). Each argument is checked against the class's own signature (less :data:`SET_BY_KERASFLOW`)
-    and the object is built, so a bad one fails before anything runs; an optimizer's `use_ema: true` is refused
-    (:data:`USE_EMA_WHY`). `legacy` names extra arguments accepted (and translated by the caller). Raises
-    :class:`AtKey` naming the argument."""
+    and the object is built, so a bad one fails before anything runs; a loss's `label_smoothing` must be from 0 to 1,
+    and an optimizer's `use_ema: true` is refused (:data:`USE_EMA_WHY`). `legacy` names extra arguments accepted
+    (and translated by the caller). Raises :class:`AtKey` naming the argument."""
     from kerasflow.tasks.config.section import AtKey
 
     legacy = legacy or {}
@@ -231,6 +231,10 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
                         + (f" Allowed: {', '.join(allowed)}" if allowed else " It takes none: give its name alone"))
         if key in defaults:
             check_argument_type(str(key), item, defaults[key], lists=key in LIST_ARGUMENTS.get((kind, name), ()))
+    smoothing = args.get("label_smoothing", 0) if kind == "losses" else 0
+    if not 0 <= smoothing <= 1:  # Keras takes any number, and trains towards targets outside [0, 1]
+        raise AtKey("label_smoothing", f"must be from 0 to 1: the share of each target spread evenly over the "
+                                       f"classes. Received: {smoothing!r}")
     if kind == "optimizers" and args.get("use_ema") is True:
         raise AtKey("use_ema", f"must be false: {USE_EMA_WHY}. Received: true")
     if "lr" in legacy and "lr" in args and "learning_rate" in args:

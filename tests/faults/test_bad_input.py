@@ -197,6 +197,10 @@ CASES = [
     Bad("optimizer-decay-not-a-number", (
         "params.yaml:experiments.iris.train.optimizer.decay: must be a finite number >= 0. Received: nan",),
         iris("train", optimizer={"name": "sgd", "decay": float("nan")})),
+    Bad("label-smoothing-above-1", (
+        "params.yaml:experiments.iris.train.loss.label_smoothing: must be from 0 to 1: the share of each target "
+        "spread evenly over the classes. Received: 2",),
+        iris("train", loss={"name": "categorical_crossentropy", "label_smoothing": 2})),
     Bad("constraint-on-a-layer-without-weights", (
         "params.yaml:experiments.iris.model.layers[1].kernel_constraint: unknown key 'kernel_constraint'",
         "Allowed here: rate, type"), lambda raw: raw["experiments"]["iris"]["model"]["layers"].insert(
