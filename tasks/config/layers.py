@@ -369,25 +369,40 @@ def input_rank(layer: LayerSpec) -> int | None:
     return INPUT_RANK.get(type(layer))
 
 
-def output_rank(layer: LayerSpec, rank: int) -> int:
-    """The axes (besides the batch's) of `layer`'s output for an input of `rank` axes (:func:`output_shape`)."""
-    return len(output_shape(layer, [None] * rank))
+def window_key(layer: LayerSpec) -> str | None:
+    """The key, below the layer's, of the window a convolution or pooling layer slides over its input
+    (`kernel_size`, `pool_size`; `layer.kernel_size` for a time-distributed layer's step layer); None for a layer
+    without one.
+
+    Examples
+    --------
+    >>> window_key(MaxPooling2DLayer(type="max_pooling2d")), window_key(DenseLayer(type="dense", units=2))
+    ('pool_size', None)
+    """
+    if isinstance(layer, TimeDistributedLayer):
+        key = window_key(layer.layer)
+        return None if key is None else f"layer.{key}"
+    return next((key for key in ("kernel_size", "pool_size") if key in type(layer).model_fields), None)
 
 
 def windowed(sizes: list[int | None], window: int | tuple[int, ...], strides: int | tuple[int, ...] | None,
              padding: str) -> list[int | None]:
     """The sizes a convolution or pooling window gives along axes of `sizes`, as Keras computes them: ``(n - k) //
-    s + 1`` without padding, ``ceil(n / s)`` with (`same`, `causal`); None where the size is not known.
+    s + 1`` without padding, ``ceil(n / s)`` with (`same`, `causal`); None where the size is not known. A size of 0
+    or less is a window larger than its input, which Keras refuses when it builds the layer
+    (:meth:`kerasflow.tasks.config.schema.ModelSpec.check_shapes` refuses it first).
 
     Examples
     --------
     >>> windowed([28, 28], 3, 1, "valid"), windowed([5, 4], 2, None, "valid"), windowed([7], 3, 2, "same")
     ([26, 26], [2, 2], [4])
+    >>> windowed([3, 3], 5, 1, "valid"), windowed([3, 3], 5, 1, "same")
+    ([-1, -1], [3, 3])
     """
     def each(value: int | tuple[int, ...]) -> tuple[int, ...]:
         return value if isinstance(value, tuple) else (value,) * len(sizes)
 
-    return [None if n is None else math.ceil(n / s) if padding != "valid" else max((n - k) // s + 1, 0)
+    return [None if n is None else math.ceil(n / s) if padding != "valid" else (n - k) // s + 1
             for n, k, s in zip(sizes, each(window), each(window if strides is None else strides))]
 
 

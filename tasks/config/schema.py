@@ -45,7 +45,8 @@ from kerasflow.tasks.config.layers import (
     ReshapeLayer,
     TimeDistributedLayer,
     input_rank,
-    output_rank,
+    output_shape,
+    window_key,
 )
 from kerasflow.tasks.config.messages import describe, yaml_problem
 from kerasflow.tasks.config.overrides import apply_overrides, extremes
@@ -329,6 +330,18 @@ def keeps_steps(layer: LayerSpec) -> bool:
     return isinstance(layer, TimeDistributedLayer) or (isinstance(layer, ConvLSTM2DLayer) and layer.return_sequences)
 
 
+def sizes_text(sizes: int | tuple[int, ...] | list[int | None]) -> str:
+    """A window's size or an input's axes as a message writes them: ``5``, ``3 x 3 x 4`` (``?`` where the data
+    decides the size).
+
+    Examples
+    --------
+    >>> sizes_text(5), sizes_text((5, 3)), sizes_text([None, 3, 4])
+    ('5', '5 x 3', '? x 3 x 4')
+    """
+    return str(sizes) if isinstance(sizes, int) else " x ".join("?" if n is None else str(n) for n in sizes)
+
+
 def layer_name(layer: LayerSpec) -> str:
     """A layer's type as params.yaml writes it, a time-distributed one with its step layer's."""
     return f"time_distributed {layer.layer.type}" if isinstance(layer, TimeDistributedLayer) else layer.type
@@ -365,9 +378,13 @@ class ModelSpec(Section):
         """Refuse a layer that cannot take its input: Keras would only fail when the model is built, after the data
         is loaded, with a message about ndim. `rank` counts the axes besides the batch's: a row of features (the
         model's input) has 1, a sequence 2, an image (or a sequence of sequences) 3, a sequence of images 4; a
-        time-distributed layer takes one axis more than its step layer. Raises :class:`AtKey` below the model's key."""
-        rank, source = 1, None  # source: the last layer that set the rank
+        time-distributed layer takes one axis more than its step layer. Where the sizes are known (after a reshape), a
+        convolution or pooling window larger than its input is refused too: Keras would fail when it builds the layer.
+        Raises :class:`AtKey` below the model's key."""
+        shape: list[int | None] = [None]  # the axes besides the batch's; None where the data decides the size
+        source = None  # the last layer that set the rank
         for i, layer in enumerate(self.layers):
+            rank = len(shape)
             needed = input_rank(layer)
             if isinstance(layer, TimeDistributedLayer) and needed is None and rank < 2:
                 needed = 2  # its step layer takes any input: the steps' axis is the one it needs
@@ -388,9 +405,19 @@ class ModelSpec(Section):
                                     f"before layers[{i}]")
                 raise AtKey(f"layers[{i}].type", f"layers[{i}] ({layer_name(layer)}) takes {names[needed]}, but its "
                             f"input is {rank_name(rank)}{hints[needed]}")
-            rank = output_rank(layer, rank)
+            given, shape = shape, output_shape(layer, shape)
+            if any(size is not None and size <= 0 for size in shape):
+                windowing = layer.layer if isinstance(layer, TimeDistributedLayer) else layer
+                key = window_key(layer)  # only a window makes a size 0 or less
+                window = getattr(windowing, key.rsplit(".", 1)[-1])
+                padding = ", or set `padding: same`" if "padding" in type(windowing).model_fields else ""
+                raise AtKey(f"layers[{i}].{key}", f"layers[{i}] ({layer_name(layer)}) slides a window of "
+                            f"{sizes_text(window)} over an input of {sizes_text(given)}, and a window larger than its "
+                            f"input gives no output: make it smaller{padding}. Received: "
+                            f"{list(window) if isinstance(window, tuple) else window}")
             if not isinstance(layer, PASS_THROUGH_LAYERS):
                 source = (i, layer)
+        rank = len(shape)
         if rank != 1:  # the targets are one value, or one vector, a row
             last = len(self.layers) - 1
             raise AtKey(f"layers[{last}].type", f"the model ends in {rank_name(rank)}, "

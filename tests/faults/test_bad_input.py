@@ -215,6 +215,16 @@ CASES = [
         "params.yaml:experiments.iris.model.layers[0].type: layers[0] (average_pooling2d) takes an image per row",
         "put a reshape with target_shape [height, width, channels]"),
         lambda raw: raw["experiments"]["iris"]["model"]["layers"].insert(0, {"type": "average_pooling2d"})),
+    Bad("conv-window-larger-than-its-input", (
+        "params.yaml:experiments.mine.model.layers[3].kernel_size: layers[3] (conv2d) slides a window of 5 over an "
+        "input of 3 x 3 x 4, and a window larger than its input gives no output: make it smaller, or set `padding: "
+        "same`. Received: 5",),
+        mine(model={"layers": [{"type": "reshape", "target_shape": [8, 8, 3]},
+                               {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},
+                               {"type": "max_pooling2d", "pool_size": 2},
+                               {"type": "conv2d", "filters": 4, "kernel_size": 5, "activation": "relu"},
+                               {"type": "flatten"}, {"type": "dense", "units": 1, "activation": "sigmoid"}]}),
+        files={"data/mine.csv": images(8)}, argv=("run", "mine")),
     Bad("schedule-every-zero-epochs", (
         "params.yaml:experiments.iris.train.lr_schedule.every: Input should be greater than 0", "Received: 0"),
         iris("train", lr_schedule={"type": "step", "factor": 0.5, "every": 0})),
