@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from kerasflow.tasks.training.epoch_plan import plan_epochs, slot_first
 from kerasflow.tasks.training.feed import Layout, as_arrays, in_batches
@@ -40,10 +41,11 @@ def _regression(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, (X @ np.array([[1.0], [-2.0], [0.5]], dtype="float32") + 0.1).astype("float32")
 
 
-def _model(X: np.ndarray) -> keras.Model:
+def _model(X: np.ndarray, penalty: keras.regularizers.Regularizer | None = None) -> keras.Model:
     glorot = keras.initializers.GlorotUniform
     model = keras.Sequential([keras.Input((X.shape[1],)),
-                              keras.layers.Dense(4, activation="tanh", kernel_initializer=glorot(1)),
+                              keras.layers.Dense(4, activation="tanh", kernel_initializer=glorot(1),
+                                                 kernel_regularizer=penalty),
                               keras.layers.Dense(1, kernel_initializer=glorot(2))])
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mean_squared_error")
     return model
@@ -82,9 +84,11 @@ def test_held_out_scores_are_keras_evaluate_at_each_epochs_end():
     np.testing.assert_array_equal(trained.predictions, predictions)
 
 
-def test_held_out_rows_of_more_than_one_batch_are_scored_by_keras_own_validation_alike(monkeypatch):
+@pytest.mark.parametrize("penalty", [None, 0.1], ids=["plain", "l2-penalty"])
+def test_held_out_rows_of_more_than_one_batch_are_scored_by_keras_own_validation_alike(monkeypatch, penalty):
     """One model's held-out rows too many for one call go through Keras' `validation_data` instead: the same
-    per-epoch scores under the same names, from the compiled loss and metrics."""
+    per-epoch scores under the same names, from the compiled loss and metrics; the loss with the weight penalties
+    either way, as Keras' has them."""
     X, y = _regression()
     X_test, y_test = _regression(seed=1)
     scores = {"loss": (keras.losses.mean_squared_error, None), "mae": (keras.metrics.mean_absolute_error, None)}
@@ -92,7 +96,7 @@ def test_held_out_rows_of_more_than_one_batch_are_scored_by_keras_own_validation
     histories = []
     for one_batch in (ONE_BATCH, 1):  # 1: every held-out set is "too large", Keras scores it
         monkeypatch.setattr("kerasflow.tasks.training.fit.ONE_BATCH", one_batch)
-        model = _model(X)
+        model = _model(X, None if penalty is None else keras.regularizers.L2(penalty))
         model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mean_squared_error",
                       weighted_metrics=[SlotMean(keras.metrics.mean_absolute_error, name="mae")])
         histories.append(fit_epochs(model, X, y, plan, slotted=False,

@@ -378,8 +378,8 @@ class RowScorer(keras.Model):
     def call(self, inputs: tuple) -> list:
         """Each function's per-row values for held-out rows ``X`` with targets ``y``, and the predictions.
 
-        Keras' own ``val_loss`` also adds the model's ``losses`` (weight penalties); kerasflow's layers have no
-        regularizers, so the loss function alone is the same value.
+        The loss function's values are the rows' alone: :class:`HeldOutScores` adds the model's weight penalties to
+        their mean, as Keras' own ``val_loss`` does.
 
         Each function reduces the predictions' last axis, so its values are shaped as the predictions less that
         axis, and a tallied score's values (:data:`TALLIED`) as the predictions with a last axis of their own (2, or
@@ -391,6 +391,16 @@ class RowScorer(keras.Model):
         rows = (*keras.ops.shape(predictions)[:-1], -1)
         return [*(keras.ops.reshape(keras.ops.cast(fn(y, predictions), "float32"), rows) for fn in self.functions),
                 predictions]
+
+
+def weight_penalties(model: keras.Model, slots: int | None) -> np.ndarray:
+    """The penalties of `model`'s weights (`kernel_regularizer` and the like), as Keras adds them to a model's loss:
+    one value, or for a model of `slots` stacked models one a slot (its ``slot_penalties``). An activity penalty,
+    which depends on the rows, is not among them."""
+    if slots is not None:
+        return np.broadcast_to(np.asarray(ops.convert_to_numpy(model.slot_penalties()), dtype=np.float64), (slots,))
+    return np.array([sum(float(ops.convert_to_numpy(weight.regularizer(weight))) for weight in model.trainable_weights
+                         if weight.regularizer is not None)])
 
 
 def by_chunks_of_rows(call: Callable, tables: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -445,6 +455,8 @@ class HeldOutScores(keras.callbacks.Callback):
             *rows, self.predictions = by_chunks_of_rows(self.scorer.predict_on_batch, tables)
         for (name, (_, finish)), values in zip(held_out.scores.items(), rows):
             means = slot_scores(values, held_out.weight, self.slots or 1, finish)
+            if name == "loss":  # the loss as Keras' `validation_data` gives it, for more rows: with the penalties
+                means = means + weight_penalties(self.model, self.slots)
             if self.slots is None:
                 logs[f"val_{name}"] = float(means[0])
             else:

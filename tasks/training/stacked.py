@@ -238,13 +238,17 @@ class StackedModel(keras.Sequential):
         rows = self.row_loss(y, y_pred)  # (slots, batch)
         if self.class_weights is not None:
             rows = rows * self.row_class_weights(y)
-        penalties = sum((layer.slot_penalties() for layer in self.layers if isinstance(layer, StackedDense)), 0.0)
+        penalties = self.slot_penalties()
         penalized = not isinstance(penalties, float)  # a (slots,) tensor; 0.0 when no layer has a penalty
         self.slot_loss.update_rows(rows + ops.expand_dims(penalties, -1) if penalized else rows, sample_weight)
         weighted = rows * self.slots if sample_weight is None else rows * self.slots * sample_weight
         size = ops.cast(ops.prod(ops.convert_to_tensor(ops.shape(weighted), dtype="int32")), weighted.dtype)
         loss = ops.divide_no_nan(ops.sum(weighted), size)
         return loss + ops.sum(penalties) if penalized else loss
+
+    def slot_penalties(self) -> object:
+        """Each slot's weight penalties over its layers, a `(slots,)` tensor, or 0.0 when no layer has one."""
+        return sum((layer.slot_penalties() for layer in self.layers if isinstance(layer, StackedDense)), 0.0)
 
     def row_class_weights(self, y):
         """Each row's class weight in its slot, a `(slots, batch)` tensor, from the targets `y` as
