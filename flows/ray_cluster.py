@@ -1,6 +1,8 @@
 """Joining or starting Ray, for sweeps (flows/ray_driver.py) and for folds trained as Ray tasks
 (flows/ray_folds.py): an existing cluster named by `RAY_ADDRESS` (checked in seconds, its token authentication
-included), else one started here on loopback. Imports no Prefect and no kerasflow training code.
+included), else one started here for the command, as `ray.init()` starts one: on the address Ray picks for the
+machine, with Ray's token authentication (the tests keep theirs on loopback, tests/conftest.py). Imports no Prefect
+and no kerasflow training code.
 """
 
 from __future__ import annotations

@@ -467,7 +467,8 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
 
     `specs` must share a :func:`stack_key`. Returns the results per config, each a list over the folds. Fold f's
     slots are dealt its rows in the order the per-fold path deals them to fold f's own model (both seeded with
-    the spec's seed + f), so every config of a stacked grid trains as it would alone.
+    the spec's seed + f), so every config of a stacked grid trains as it would alone; a dropout or noise layer's
+    draws aside, which are one layer's over all slots, not each slot's model's own (docs/design.md, "Seeds").
     """
     spec, n_configs, n_folds = specs[0], len(specs), len(folds)
     key = stack_key(spec)
