@@ -420,7 +420,18 @@ def test_a_sweep_whose_files_name_different_metrics_is_read_as_not_written(tmp_p
     (tmp_path / "sweep.json").write_text(json.dumps({"metric": "f1", "n_configs": 2}))
     assert read_sweep_best(tmp_path) is None
     (tmp_path / "sweep.json").write_text(json.dumps({"metric": "accuracy", "n_configs": 2}))
-    assert read_sweep_best(tmp_path)["score"] == 0.9
+    assert read_sweep_best(tmp_path)["score"] == 0.9  # a sweep.json of an older kerasflow: no md5 to check
+
+
+def test_a_sweeps_record_is_read_only_with_the_scores_it_was_written_with(tmp_path):
+    """A sweep stopped between writing sweep.json and best.json: its new facts beside the earlier best score."""
+    write_sweep_best(tmp_path, {"metric": "accuracy", "score": 0.9, "score_std": 0.01, "n_configs": 2})
+    assert read_sweep_best(tmp_path) == {"metric": "accuracy", "score": 0.9, "score_std": 0.01, "score_low": None,
+                                         "score_high": None, "n_configs": 2}
+    earlier = (tmp_path / "best.json").read_text()
+    write_sweep_best(tmp_path, {"metric": "accuracy", "score": 0.8, "score_std": 0.02, "n_configs": 3})
+    (tmp_path / "best.json").write_text(earlier)
+    assert read_sweep_best(tmp_path) is None
 
 
 def test_a_resumed_sweep_is_unfinished_until_it_exports_again(tmp_path):

@@ -17,11 +17,14 @@ two files so that `dvc metrics diff` and `dvc exp show` see scores and nothing e
   the sweep started (``started_at``, as ``ray/settings.json`` records it with ``finished_at`` once exported).
 
 Two runs with nothing changed write the same scores (training is seeded), so their `dvc metrics diff` is empty.
-The scores file is written last: its presence says the rest is complete.
+The scores file is written last: its presence says the rest is complete. The record file holds the md5 of the
+scores written with it (``scores_md5``), so a run stopped between writing the two leaves no record that pairs its
+facts with an earlier run's scores: it reads as none.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,20 +53,40 @@ def write_experiment(out_dir: Path, record: dict[str, Any]) -> None:
     scores = _scores(record, record["metric"])
     if "targets" in record:
         scores["targets"] = {target: _scores(values, record["metric"]) for target, values in record["targets"].items()}
-    write_json(out_dir / RUN_FILE, {k: v for k, v in record.items()
-                                    if k not in (*_FOLD_SCORES, "baseline", "targets")})
+    write_json(out_dir / RUN_FILE, {**{k: v for k, v in record.items()
+                                       if k not in (*_FOLD_SCORES, "baseline", "targets")},
+                                    "scores_md5": scores_md5(scores)})
     write_json(out_dir / METRICS_FILE, scores)
 
 
 def read_experiment(out_dir: Path) -> dict[str, Any] | None:
-    """The record :func:`write_experiment` stored in `out_dir`; None when its scores are not there (nor those of
-    the metric run.json names: a run stopped between writing the two, after `evaluate.metric` changed)."""
+    """The record :func:`write_experiment` stored in `out_dir`; None when its scores are not there, or are not the
+    ones run.json was written with (a run stopped between writing the two)."""
     scores, run = _read(out_dir / METRICS_FILE), _read(out_dir / RUN_FILE)
-    if scores is None or run is None or run.get("metric") not in scores:
+    if scores is None or run is None or not _paired(run, scores) or run.get("metric") not in scores:
         return None
+    run.pop("scores_md5", None)  # a check of the files, not a fact of the run
     metric = run["metric"]
     targets = {target: _record(values, metric) for target, values in scores.get("targets", {}).items()}
     return {**run, **_record(scores, metric), **({"targets": targets} if targets else {})}
+
+
+def scores_md5(scores: dict[str, Any]) -> str:
+    """The md5 of a scores file's content (`metrics.json`, `best.json`) as JSON with sorted keys: the same however the
+    file is indented.
+
+    Examples
+    --------
+    >>> scores_md5({"rmse": {"mean": 1.5, "std": 0.25}}) == scores_md5({"rmse": {"std": 0.25, "mean": 1.5}})
+    True
+    """
+    return hashlib.md5(json.dumps(scores, sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
+def _paired(facts: dict[str, Any], scores: dict[str, Any]) -> bool:
+    """Whether the record file `facts` was written with the scores file `scores` (one that records no md5, written
+    by an older kerasflow, is taken as paired)."""
+    return facts.get("scores_md5", scores_md5(scores)) == scores_md5(scores)
 
 
 def _scores(record: dict[str, Any], metric: str) -> dict[str, Any]:
@@ -88,11 +111,13 @@ BEST_SCORES = {"score": "mean", "score_std": "std", "score_low": "low", "score_h
 def write_sweep_best(out_dir: Path, record: dict[str, Any]) -> None:
     """Store a sweep's best (`score`, `score_std`, its 95% interval `score_low`/`score_high` where the configs pair
     fold by fold, and the rest: :func:`export_best`) as `sweep.json` and `best.json`."""
-    write_json(out_dir / SWEEP_FILE, {k: v for k, v in record.items() if k not in BEST_SCORES})
     # The interval only where there is one: `dvc metrics diff` then shows no empty columns for hold-out sweeps.
     scores = {name: record.get(key) for key, name in BEST_SCORES.items()}
-    write_json(out_dir / BEST_FILE, {record["metric"]: {name: value for name, value in scores.items()
-                                                         if value is not None or name in ("mean", "std")}})
+    best = {record["metric"]: {name: value for name, value in scores.items()
+                                if value is not None or name in ("mean", "std")}}
+    write_json(out_dir / SWEEP_FILE, {**{k: v for k, v in record.items() if k not in BEST_SCORES},
+                                      "scores_md5": scores_md5(best)})
+    write_json(out_dir / BEST_FILE, best)
 
 
 def sweep_started_at(out_dir: Path) -> str | None:
@@ -129,11 +154,13 @@ def unfinished_sweep(out_dir: Path) -> str | None:
 
 
 def read_sweep_best(out_dir: Path) -> dict[str, Any] | None:
-    """The record :func:`write_sweep_best` stored in `out_dir`; None when its score is not there."""
+    """The record :func:`write_sweep_best` stored in `out_dir`; None when its score is not there, or is not the one
+    sweep.json was written with (a sweep stopped between writing the two)."""
     scores, sweep = _read(out_dir / BEST_FILE), _read(out_dir / SWEEP_FILE)
-    # best.json on another metric: a sweep stopped between writing the two after evaluate.metric changed.
-    if scores is None or sweep is None or sweep["metric"] not in scores:
+    # best.json not sweep.json's: a sweep stopped between writing the two.
+    if scores is None or sweep is None or not _paired(sweep, scores) or sweep["metric"] not in scores:
         return None
+    sweep.pop("scores_md5", None)
     best = scores[sweep["metric"]]
     return {**sweep, **{key: best.get(name) for key, name in BEST_SCORES.items()}}
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.data.split import SAME_FOLDS
-from kerasflow.tasks.outputs.metrics import RUN_FILE, read_experiment
+from kerasflow.tasks.outputs.metrics import METRICS_FILE, RUN_FILE, read_experiment
 from kerasflow.tasks.training.statistics import (
     LOW_POWER_FOLDS,
     Interval,
@@ -154,8 +154,12 @@ def data_md5(out_dir: Path) -> str:
 
 def _record(name: str, results_dir: Path) -> dict[str, Any]:
     record = read_experiment(results_dir / name)
+    if record is None and (results_dir / name / METRICS_FILE).is_file():
+        raise DataError(f"{results_dir / name / METRICS_FILE}: not the scores {results_dir / name / RUN_FILE} was "
+                        f"written with (a run stopped between writing the two); run the experiment again "
+                        f"(kerasflow run {name})")
     if record is None:
-        raise DataError(f"{results_dir / name / 'metrics.json'}: not found; run the experiment first "
+        raise DataError(f"{results_dir / name / METRICS_FILE}: not found; run the experiment first "
                         f"(kerasflow run {name})")
     if "fold_settings" not in record:
         raise DataError(f"{results_dir / name / RUN_FILE}: records no fold settings (an older kerasflow wrote it); "

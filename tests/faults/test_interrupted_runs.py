@@ -98,6 +98,8 @@ def test_a_run_killed_while_replacing_a_result_leaves_the_previous_one_intact(af
             assert after[path] != before[path], f"{path} should hold the killed run's complete result"
     assert after["reports/summary.md"] == before["reports/summary.md"]
     assert read_saved(project / "results/iris/model").features  # the model folder reads whole either way
+    # Killed between run.json and metrics.json, the two are of different runs: no record pairs them.
+    assert (read_experiment(project / "results/iris") is None) == (target == "metrics.json")
     # The interrupted write left only a hidden temporary folder, named after the killed process.
     folder = project / ("reports" if target == "summary.md" else "results/iris")
     leftovers = _leftovers(folder)
