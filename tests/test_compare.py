@@ -87,6 +87,15 @@ def test_compare_pairs_two_runs_fold_by_fold_and_refuses_other_folds(project, co
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     status, out, _ = run_in_process(["compare", "iris", "wider", "--json"], project)
     assert status == 0 and math.isclose(json.loads(out)["difference"]["p"], expected.p)
+    # A setting k-fold does not read (a hold-out's test_size) does not keep runs apart.
+    wider_run = project / "results/wider/run.json"
+    recorded = wider_run.read_text()
+    record = json.loads(recorded)
+    record["fold_settings"]["evaluate.test_size"] = 0.5
+    wider_run.write_text(json.dumps(record))
+    status, out, _ = run_in_process(["compare", "iris", "wider", "--json"], project)
+    assert status == 0 and math.isclose(json.loads(out)["difference"]["p"], expected.p)
+    wider_run.write_text(recorded)
     # The report pairs every two runs on the same folds, and gives each run its interval; diabetes (other data,
     # not run) is in neither, other_seed (other folds) in no pair.
     with contextlib.chdir(project):

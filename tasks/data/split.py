@@ -37,6 +37,30 @@ def fold_settings(spec: ExperimentSpec) -> dict[str, Any]:
     return {key: dumped[section][name] for key in SAME_FOLDS for section, name in [key.split(".")]}
 
 
+UNUSED_BY_METHOD = {
+    "kfold": ("evaluate.test_size",),
+    "holdout": ("evaluate.n_splits", "evaluate.n_repeats"),
+    "timeseries": ("evaluate.test_size", "evaluate.n_repeats", "evaluate.shuffle", "evaluate.stratify",
+                   "evaluate.seed"),
+}
+"""The :data:`SAME_FOLDS` settings each `evaluate.method` leaves unread (:func:`make_splits`): a time series'
+expanding windows follow the rows' order and `n_splits` alone."""
+
+
+def deciding_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Of fold settings as `run.json` records them, those that decide the folds of their method: two runs whose
+    deciding settings (and data) are equal were scored on the same folds, whatever setting their method leaves
+    unread.
+
+    Examples
+    --------
+    >>> deciding_settings({"evaluate.method": "kfold", "evaluate.n_splits": 5, "evaluate.test_size": 0.2})
+    {'evaluate.method': 'kfold', 'evaluate.n_splits': 5}
+    """
+    unused = UNUSED_BY_METHOD.get(settings.get("evaluate.method"), ())
+    return {key: value for key, value in settings.items() if key not in unused}
+
+
 class Split(NamedTuple):
     train_index: np.ndarray
     test_index: np.ndarray

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
-from kerasflow.tasks.data.split import SAME_FOLDS
+from kerasflow.tasks.data.split import SAME_FOLDS, deciding_settings
 from kerasflow.tasks.outputs.metrics import METRICS_FILE, RUN_FILE, read_experiment
 from kerasflow.tasks.training.statistics import (
     LOW_POWER_FOLDS,
@@ -115,14 +115,15 @@ def pair(names: tuple[str, str], records: list[dict[str, Any]]) -> Comparison:
 
 
 def pairing_key(record: dict[str, Any], md5: str) -> str:
-    """What decides whether a run pairs with another fold by fold: the settings that decided its folds, its
-    metric, the md5 of its data and the saved model its folds started from, if any (a continued experiment's,
-    refitted on every row). Runs with equal keys pair."""
-    return json.dumps([record["fold_settings"], record["metric"], md5, record.get("init_from")], sort_keys=True)
+    """What decides whether a run pairs with another fold by fold: the settings that decided its folds
+    (:func:`~kerasflow.tasks.data.split.deciding_settings`), its metric, the md5 of its data and the saved model
+    its folds started from, if any (a continued experiment's, refitted on every row). Runs with equal keys pair."""
+    return json.dumps([deciding_settings(record["fold_settings"]), record["metric"], md5, record.get("init_from")],
+                      sort_keys=True)
 
 
 def _check_same_folds(names: tuple[str, str], runs: list[Path], records: list[dict[str, Any]]) -> None:
-    settings = [record["fold_settings"] for record in records]
+    settings = [deciding_settings(record["fold_settings"]) for record in records]
     differ = [key for key in SAME_FOLDS if settings[0].get(key) != settings[1].get(key)]
     if differ:
         shown = "; ".join(f"{runs[0]} records {key} {settings[0].get(key)!r}, {runs[1]} {settings[1].get(key)!r}"
