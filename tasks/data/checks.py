@@ -37,9 +37,12 @@ def separator(first_line: str) -> str:
     --------
     >>> separator("a,b,y"), separator("a;b;y"), separator("a\\tb\\ty"), separator("value"), separator("1,5;2;0")
     (',', ';', '\\t', ',', ';')
+    >>> separator("name\\tnote;x\\ty"), separator("a,note;x,y")
+    ('\\t', ',')
     """
     fields = first_line.split(";")
-    if len(fields) > 1 and all(DECIMAL_COMMA.fullmatch(field) for field in fields if "," in field):
+    commas = [field for field in fields if "," in field]
+    if len(fields) > 1 and "\t" not in first_line and commas and all(map(DECIMAL_COMMA.fullmatch, commas)):
         return ";"
     return next((sep for sep in SEPARATORS if sep in first_line), ",")
 
