@@ -229,8 +229,10 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
             raise AtKey(str(key), f"{name} takes no argument {key!r}" + (f"; did you mean {hint[0]!r}?" if hint
                                                                          else ".")
                         + (f" Allowed: {', '.join(allowed)}" if allowed else " It takes none: give its name alone"))
-        if key in defaults:
-            check_argument_type(str(key), item, defaults[key], lists=key in LIST_ARGUMENTS.get((kind, name), ()))
+        checked_as = "learning_rate" if key == "lr" and "lr" in legacy else key  # Keras 1/2's name, read as it
+        if checked_as in defaults:
+            check_argument_type(str(key), item, defaults[checked_as],
+                                lists=key in LIST_ARGUMENTS.get((kind, name), ()))
     smoothing = args.get("label_smoothing", 0) if kind == "losses" else 0
     if not 0 <= smoothing <= 1:  # Keras takes any number, and trains towards targets outside [0, 1]
         raise AtKey("label_smoothing", f"must be from 0 to 1: the share of each target spread evenly over the "

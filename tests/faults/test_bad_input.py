@@ -197,6 +197,9 @@ CASES = [
     Bad("optimizer-decay-not-a-number", (
         "params.yaml:experiments.iris.train.optimizer.decay: must be a finite number >= 0. Received: nan",),
         iris("train", optimizer={"name": "sgd", "decay": float("nan")})),
+    Bad("optimizer-lr-not-a-number", (
+        "params.yaml:experiments.iris.train.optimizer.lr: must be a finite number. Received: nan",),
+        iris("train", optimizer={"name": "sgd", "lr": float("nan")}, learning_rate=None)),
     Bad("label-smoothing-above-1", (
         "params.yaml:experiments.iris.train.loss.label_smoothing: must be from 0 to 1: the share of each target "
         "spread evenly over the classes. Received: 2",),
