@@ -195,6 +195,8 @@ def check_outputs(args: argparse.Namespace) -> None:
             check_output(path)
     if args.command == "report" and args.html is None:  # beside --out
         check_output(args.out.with_name("report.html"))
+    if args.command in ("run", "schedule") and args.report is not None:  # the HTML report beside the Markdown
+        check_output(args.report.with_name("report.html"))
 
 
 def _prefect_ready(server: TemporaryServer | None) -> None:

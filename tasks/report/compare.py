@@ -155,7 +155,7 @@ def data_md5(out_dir: Path) -> str:
 
 def _record(name: str, results_dir: Path) -> dict[str, Any]:
     record = read_experiment(results_dir / name)
-    if record is None and (results_dir / name / METRICS_FILE).is_file():
+    if record is None and all((results_dir / name / file).is_file() for file in (METRICS_FILE, RUN_FILE)):
         raise DataError(f"{results_dir / name / METRICS_FILE}: not the scores {results_dir / name / RUN_FILE} was "
                         f"written with (a run stopped between writing the two); run the experiment again "
                         f"(kerasflow run {name})")
