@@ -17,7 +17,8 @@ Why not ``model.fit(X, y, shuffle=True, validation_data=...)``:
 Each epoch is padded to whole batches with zero-weight rows, so no batch straddles two epochs. The real rows
 of a partial last batch weigh ``batch_size / rows``: Keras divides a batch's weighted loss sum by the batch size,
 so that batch's loss (and gradient) is the mean over its real rows, as an unpadded partial batch's is. (Keras'
-running training ``loss`` of the epoch counts that batch as a full one; kerasflow's own metrics count rows.)
+running training ``loss`` of the epoch counts that batch as a full one, and a stacked slot's loss is kept alike;
+kerasflow's own metrics count rows.)
 """
 
 from __future__ import annotations

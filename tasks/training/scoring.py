@@ -517,12 +517,15 @@ class SlotMean(keras.metrics.Metric):
     reduces the last axis, giving `(k, batch)` values. One metric object keeps all k totals in one vector, so the
     cost per step does not grow with k, and reports them as one vector, `f*_<name>`, which `fit_epochs` logs as
     `f0_<name>` ... `f{k-1}_<name>`.
+
+    With `by_step`, the mean is of each step's mean over its rows that count, over the steps where any does: how
+    Keras keeps a model's running ``loss`` (a partial batch's mean weighs as much as a whole batch's).
     """
 
     def __init__(self, fn: Callable, slots: int | None = None, finish: Finish = None, name: str = "metric",
-                 outputs: int | None = None, **kwargs) -> None:
+                 outputs: int | None = None, by_step: bool = False, **kwargs) -> None:
         super().__init__(name=name, **kwargs)
-        self.fn, self.slots, self.finish = fn, slots, finish
+        self.fn, self.slots, self.finish, self.by_step = fn, slots, finish, by_step
         width = slots or 1
         if finish in TALLIED:  # each slot's tally of the rows' values
             if finish != "ratio" and outputs is None:
@@ -548,9 +551,13 @@ class SlotMean(keras.metrics.Metric):
             counts = ops.reshape(ops.greater(sample_weight, 0), (width, -1))
         if tally:
             self.total.assign_add(tallied(values, counts, self.finish, ops))
-        else:  # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan
-            self.total.assign_add(ops.sum(ops.where(counts, values, 0.0), axis=1))
-            self.count.assign_add(ops.sum(ops.cast(counts, "float32"), axis=1))
+            return
+        # `where`, not a product with the 0/1 mask: a padding row's value may be inf, and inf * 0 is nan
+        sums, counted = ops.sum(ops.where(counts, values, 0.0), axis=1), ops.sum(ops.cast(counts, "float32"), axis=1)
+        if self.by_step:  # the step's mean over its rows that count, one step more where any does
+            sums, counted = ops.divide_no_nan(sums, counted), ops.cast(ops.greater(counted, 0), "float32")
+        self.total.assign_add(sums)
+        self.count.assign_add(counted)
 
     def result(self):
         if self.finish in TALLIED:

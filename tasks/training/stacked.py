@@ -221,7 +221,9 @@ class StackedModel(keras.Sequential):
         super().__init__(layers, **kwargs)
         self.slots, self.row_loss = slots, keras.losses.get(loss)
         self.class_weights = None if class_weights is None else np.asarray(class_weights, dtype="float32")
-        self.slot_loss = SlotMean(self.row_loss, slots=slots, name="loss")  # Keras tracks it as one of `metrics`
+        # Kept as Keras keeps a model's running loss (by step), so each slot logs what its model alone would log;
+        # Keras tracks it as one of `metrics`.
+        self.slot_loss = SlotMean(self.row_loss, slots=slots, name="loss", by_step=True)
 
     def variable_groups(self) -> dict[str, int]:
         """Each stacked layer's variables by path, mapped to their slot group."""
