@@ -32,7 +32,7 @@ class AtKey(ValueError):
 
 class Section(BaseModel):
     # Unknown keys are errors: a misspelt `epoch:` must not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     # Where the section sits in the params file and which data file its experiment reads, set once the file is
     # validated: checks made later against the data (splits, preprocessing) still name the key the user edits.
     _where: str = PrivateAttr(default="")

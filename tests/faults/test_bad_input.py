@@ -197,6 +197,9 @@ CASES = [
     Bad("optimizer-decay-not-a-number", (
         "params.yaml:experiments.iris.train.optimizer.decay: must be a finite number >= 0. Received: nan",),
         iris("train", optimizer={"name": "sgd", "decay": float("nan")})),
+    Bad("learning-rate-infinite", (
+        "params.yaml:experiments.iris.train.learning_rate: Input should be a finite number. Received: inf",),
+        iris("train", learning_rate=float("inf"))),
     Bad("optimizer-lr-not-a-number", (
         "params.yaml:experiments.iris.train.optimizer.lr: must be a finite number. Received: nan",),
         iris("train", optimizer={"name": "sgd", "lr": float("nan")}, learning_rate=None)),
