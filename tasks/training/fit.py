@@ -39,6 +39,19 @@ several. Small, as memory first written costs page faults: the reused layout buf
 in once per training; larger chunks measured slower (`bench/layout.py`)."""
 
 
+class AcrossFits:
+    """A mixin for a Keras callback that tracks something over a whole training (a best score, epochs without
+    improvement): fed in several `fit` calls (:func:`fit_epochs`), the callback resets it at the first call's start
+    only, not at each call's. List it before the Keras callback class it is mixed into."""
+
+    started = False
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not self.started:
+            super().on_train_begin(logs)
+            self.started = True
+
+
 def fixed_batch_size(model: keras.Model) -> int | None:
     """The batch size a stateful model was built for, else None."""
     return model.inputs[0].shape[0] if model.inputs else None
@@ -71,7 +84,7 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
     plan; a run resumed at its last epoch trains nothing, though its callbacks still see the training begin and end.
 
     A training longer than `LAYOUT_BYTES` is fed in several `fit` calls, and `callbacks` see
-    ``on_train_begin``/``on_train_end`` once per call: they must not reset what they track there.
+    ``on_train_begin``/``on_train_end`` once per call: they must not reset what they track there (:class:`AcrossFits`).
     """
     n_slots = plan.index.shape[-1]
     rows = X.shape[1] if slotted else len(X)

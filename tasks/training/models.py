@@ -63,6 +63,7 @@ from kerasflow.tasks.config.schema import (
     monitor_mode,
 )
 from kerasflow.tasks.config.section import Configured, Section
+from kerasflow.tasks.training.fit import AcrossFits
 
 TargetScale = tuple[float, float] | tuple[tuple[float, ...], tuple[float, ...]]
 """`(scale, offset)` of a model's output: `prediction = output * scale + offset`; one of each an output where there
@@ -449,18 +450,9 @@ class RecordLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = self.rate
 
 
-class ReduceOnPlateauAcrossFits(keras.callbacks.ReduceLROnPlateau):
+class ReduceOnPlateauAcrossFits(AcrossFits, keras.callbacks.ReduceLROnPlateau):
     """Keras' ReduceLROnPlateau for a training fed in several `fit` calls (`fit_epochs`): its best score and its
     count of epochs without improvement are reset at the first call's start only, not at each call's."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.started = False
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        if not self.started:
-            super().on_train_begin(logs)
-            self.started = True
 
 
 def schedule_callbacks(spec: TrainSpec) -> list[keras.callbacks.Callback]:

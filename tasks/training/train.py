@@ -12,7 +12,7 @@ import numpy as np
 from kerasflow.tasks.config.schema import ExperimentSpec, TrainSpec, monitor_mode
 from kerasflow.tasks.training.class_weights import class_codes
 from kerasflow.tasks.training.epoch_plan import plan_epochs
-from kerasflow.tasks.training.fit import Trained, fit_epochs, fixed_batch_size
+from kerasflow.tasks.training.fit import AcrossFits, Trained, fit_epochs, fixed_batch_size
 from kerasflow.tasks.training.models import (
     TargetScale,
     build_model,
@@ -165,14 +165,10 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     return model, trained
 
 
-class EarlyStoppingAcrossFits(keras.callbacks.EarlyStopping):
+class EarlyStoppingAcrossFits(AcrossFits, keras.callbacks.EarlyStopping):
     """Keras' EarlyStopping for a training fed in several `fit` calls (`fit_epochs`): its state is reset at the first
     call's start only, and the best weights restored by :meth:`restore` once the training is over, not at each
     call's end."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.started = False
 
     @classmethod
     def from_spec(cls, spec: TrainSpec, keep_best: bool = False) -> "EarlyStoppingAcrossFits | None":
@@ -187,11 +183,6 @@ class EarlyStoppingAcrossFits(keras.callbacks.EarlyStopping):
         return cls(monitor=stopping.monitor, mode=monitor_mode(stopping.monitor), patience=stopping.patience,
                    min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights or keep_best,
                    start_from_epoch=stopping.start_from_epoch)
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        if not self.started:
-            super().on_train_begin(logs)
-            self.started = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
         pass
