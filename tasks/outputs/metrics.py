@@ -86,7 +86,7 @@ def scores_md5(scores: dict[str, Any]) -> str:
 def _paired(facts: dict[str, Any], scores: dict[str, Any]) -> bool:
     """Whether the record file `facts` was written with the scores file `scores` (one that records no md5, written
     by an older kerasflow, is taken as paired)."""
-    return facts.get("scores_md5", scores_md5(scores)) == scores_md5(scores)
+    return "scores_md5" not in facts or facts["scores_md5"] == scores_md5(scores)
 
 
 def _scores(record: dict[str, Any], metric: str) -> dict[str, Any]:
