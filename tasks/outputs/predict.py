@@ -237,12 +237,14 @@ def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> Non
     suspect = X.isna().any().to_numpy() | ~X.dtypes.map(pd.api.types.is_numeric_dtype).to_numpy(dtype=bool)
     for column in X.columns[suspect]:  # the columns the checks below can refuse, in order
         values = X[column]
-        # Text where training had numbers (True/False with a blank cell is no text: the blank is a missing value).
-        text = np.flatnonzero((pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy())
-        if column not in pre.categories_ and not pd.api.types.is_numeric_dtype(values) and text.size:
-            hint = "" if saved.header else "; is the first row a header? the model was trained on a file without one"
-            raise DataError(f"{source}: column {column!r} must be numeric, as in training; found "
-                            f"{values.iloc[text[0]]!r} (file line {text[0] + first_line}){hint}")
+        if column not in pre.categories_ and not pd.api.types.is_numeric_dtype(values):
+            # Text where training had numbers (True/False with a blank cell is no text: the blank is missing).
+            text = np.flatnonzero((pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy())
+            if text.size:
+                hint = "" if saved.header else ("; is the first row a header? the model was trained on a file "
+                                                 "without one")
+                raise DataError(f"{source}: column {column!r} must be numeric, as in training; found "
+                                f"{values.iloc[text[0]]!r} (file line {text[0] + first_line}){hint}")
         if column not in pre.fill_ and values.isna().any():
             lines = checks.file_lines(np.flatnonzero(values.isna().to_numpy()), saved.header)
             raise DataError(f"{source}: column {column!r} has missing values (file lines {lines}) and the model "
