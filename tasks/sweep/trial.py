@@ -139,15 +139,15 @@ def history_dirs(history_root: Path, configs: list[dict[str, Any]], trial_id: st
     claim."""
     owners = history_root / OWNERS
     owners.mkdir(parents=True, exist_ok=True)
+    ids = [config_id(config) for config in configs]
     mine = True
-    for config in configs:
-        marker = owners / config_id(config)
+    for name in ids:
         try:
-            with open(marker, "x", encoding="utf-8") as handle:
+            with open(owners / name, "x", encoding="utf-8") as handle:
                 handle.write(trial_id)
         except FileExistsError:
-            mine = mine and marker.read_text(encoding="utf-8") == trial_id
-    return [history_root / config_id(config) for config in configs] if mine else []
+            mine = mine and (owners / name).read_text(encoding="utf-8") == trial_id
+    return [history_root / name for name in ids] if mine else []
 
 
 def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labels: Encoded, report: Report,
