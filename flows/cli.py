@@ -186,17 +186,22 @@ def check_outputs(args: argparse.Namespace) -> None:
     taken for a file's path."""
     folders = {"data": ["out"], "run": ["results"], "tune": ["results"], "schedule": ["results"],
                "report": ["results"]}.get(args.command, [])
-    files = {"run": ["report"], "schedule": ["report"], "report": ["out", "html"], "generate": ["output"],
+    files = {"run": ["report"], "schedule": ["report"], "report": ["out"], "generate": ["output"],
              "predict": ["output"]}.get(args.command, [])
     for name in folders:
         check_output(getattr(args, name), folder=True)
-    for name in files:
-        if (path := getattr(args, name)) is not None:
+    for path in [*(getattr(args, name) for name in files), html_report(args)]:
+        if path is not None:
             check_output(path)
-    if args.command == "report" and args.html is None:  # beside --out
-        check_output(args.out.with_name("report.html"))
-    if args.command in ("run", "schedule") and args.report is not None:  # the HTML report beside the Markdown
-        check_output(args.report.with_name("report.html"))
+
+
+def html_report(args: argparse.Namespace) -> Path | None:
+    """The HTML report the command writes: `report --html`, else report.html beside its Markdown report
+    (`report --out`, `run` and `schedule --report`); None for a command that writes none."""
+    markdown = {"report": "out", "run": "report", "schedule": "report"}.get(args.command)
+    if markdown is None or getattr(args, markdown) is None:
+        return None
+    return getattr(args, "html", None) or getattr(args, markdown).with_name("report.html")
 
 
 def _prefect_ready(server: TemporaryServer | None) -> None:
@@ -268,7 +273,7 @@ def _compare(args: argparse.Namespace, params: Params, server: TemporaryServer |
 def _report(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
     from kerasflow.flows.report import report_flow  # no training code: the report starts without Keras
 
-    html = args.html or args.out.with_name("report.html")
+    html = html_report(args)
     _prefect_ready(server)
     report_flow(params.every_experiment, args.results, args.out, html)
     print(args.out)
