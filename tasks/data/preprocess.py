@@ -145,8 +145,7 @@ class Preprocessor:
         data_rows = [int(i) + 1 for i in labels] if pd.api.types.is_integer_dtype(X.index) else list(labels)
         prefix, key = self._where("impute")
         raise DataError(f"{prefix}feature column(s) {missing} have missing values (data rows {data_rows}, counted "
-                        f"from 1 below any header) and preprocess.impute is 'none'{key}. Allowed: 'mean', 'median' "
-                        f"or 'most_frequent'; or complete the file")
+                        f"from 1 below any header) and {impute_advice(key)}")
 
     def _encode(self, X: pd.DataFrame) -> np.ndarray:
         if not self.categories_ and not self.fill_:  # all numeric and complete: one copy (an image's pixels)
@@ -217,6 +216,12 @@ class LabelCodec:
         codec = cls()
         codec.classes_ = list(state["classes"])
         return codec
+
+
+def impute_advice(key: str) -> str:
+    """The end of a refusal of missing feature values: no imputation is set, what would fill them, or complete the
+    file; `key` names `preprocess.impute` in the params file (:func:`~kerasflow.tasks.data.table.named`)."""
+    return f"preprocess.impute is 'none'{key}. Allowed: 'mean', 'median' or 'most_frequent'; or complete the file"
 
 
 def category_text(values: pd.Series) -> pd.Series:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import PreprocessSpec
+from kerasflow.tasks.data.preprocess import impute_advice
 from kerasflow.tasks.data.table import Table, named
 
 
@@ -114,10 +115,9 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
     gap = next((column for column in columns if read[column].isna().any()), None)
     if gap is not None and spec.impute == "none":
         data_rows = [int(i) + 1 for i in np.flatnonzero(read[gap].isna().to_numpy())[:5]]
+        advice = impute_advice(named(spec, "impute"))
         raise DataError(f"{table.source}: feature column {gap!r} has missing values (data rows {data_rows}, counted "
-                        f"from 1 below any header), which windows would read, and preprocess.impute is 'none'"
-                        f"{named(spec, 'impute')}. Allowed: 'mean', 'median' or 'most_frequent'; or complete the "
-                        f"file")
+                        f"from 1 below any header), which windows would read, and {advice}")
     steps = pd.concat([table.y, table.X[columns]], axis=1)
     names = lag_columns(lookback, horizon, [*targets, *columns] if named_steps(spec, targets) else [], rate)
     rows = n - span - reach + 1
