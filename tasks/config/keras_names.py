@@ -124,6 +124,8 @@ USE_EMA_WHY = ("Keras copies the moving averages into the model at the end of ea
                "scored the fold's predictions, so the scores would not be the saved model's (and a fold trained in "
                "several fits would go on from the averages); leave it out")
 """Why an optimizer's `use_ema: true` is refused."""
+EMA_SETTINGS = ("ema_momentum", "ema_overwrite_frequency")
+"""An optimizer's arguments that only `use_ema: true` reads, refused with it."""
 
 
 LIST_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -192,8 +194,9 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
     "regularizers" or "losses"): its name, or a mapping of its name and arguments (`{name: sgd, learning_rate: 0.1,
     momentum: 0.8}`). Each argument is checked against the class's own signature (less :data:`SET_BY_KERASFLOW`)
     and the object is built, so a bad one fails before anything runs; a loss's `label_smoothing` must be from 0 to 1,
-    and an optimizer's `use_ema: true` is refused (:data:`USE_EMA_WHY`). `legacy` names extra arguments accepted
-    (and translated by the caller). Raises :class:`AtKey` naming the argument."""
+    and an optimizer's `use_ema: true` and the arguments only it reads (:data:`EMA_SETTINGS`) are refused
+    (:data:`USE_EMA_WHY`). `legacy` names extra arguments accepted (and translated by the caller). Raises
+    :class:`AtKey` naming the argument."""
     from kerasflow.tasks.config.section import AtKey
 
     legacy = legacy or {}
@@ -239,6 +242,10 @@ def check_configured(kind: str, value: object, legacy: dict[str, str] | None = N
                                        f"classes. Received: {smoothing!r}")
     if kind == "optimizers" and args.get("use_ema") is True:
         raise AtKey("use_ema", f"must be false: {USE_EMA_WHY}. Received: true")
+    for key in (EMA_SETTINGS if kind == "optimizers" else ()):
+        if key in args:  # Keras reads them only with use_ema: true, and takes them silently without it
+            raise AtKey(key, f"sets the moving averages of use_ema: true, which is refused: {USE_EMA_WHY}. "
+                             f"Received: {args[key]!r}")
     if "lr" in legacy and "lr" in args and "learning_rate" in args:
         raise AtKey("lr", "and learning_rate both given: lr is Keras 1/2's name of learning_rate; keep one")
     if "decay" in legacy and "decay" in args and (not isinstance(args["decay"], (int, float))

@@ -190,6 +190,10 @@ CASES = [
         "params.yaml:experiments.iris.train.optimizer.use_ema: must be false: Keras copies the moving averages into "
         "the model at the end of each fit, after kerasflow has scored the fold's predictions", "Received: true"),
         iris("train", optimizer={"name": "adam", "use_ema": True})),
+    Bad("optimizer-moving-average-setting", (
+        "params.yaml:experiments.iris.train.optimizer.ema_momentum: sets the moving averages of use_ema: true, which "
+        "is refused: Keras copies the moving averages", "Received: 0.9"),
+        iris("train", optimizer={"name": "adam", "ema_momentum": 0.9})),
     Bad("optimizer-argument-given-a-list", (
         "params.yaml:experiments.iris.train.optimizer.beta_1: must be a number, not a list: a list is taken only by a "
         "constraint's axis and a categorical focal loss's alpha. Received: [0.9]",),
