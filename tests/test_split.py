@@ -65,6 +65,10 @@ def test_too_many_folds_and_too_small_classes_are_refused():
     with pytest.raises(DataError, match=r"too few in \{'1': 1\} \(rows per class, by class code\)\. Allowed: "
                                         r"stratify: false\. Received"):
         make_splits(EvaluateSpec(n_splits=5, stratify=True), np.array([0] * 20 + [1]))
+    # Named by label where the labels are given: a class code means nothing to whoever wrote the CSV.
+    with pytest.raises(DataError, match=r"too few in \{'malignant': 3\} \(rows per class\)\. Allowed: n_splits up "
+                                        r"to 3, or stratify: false\. Received"):
+        make_splits(EvaluateSpec(n_splits=5, stratify=True), y, classes=["benign", "malignant"])
 
 
 def test_labels_too_rare_for_the_folds_and_a_hold_out_leaving_nothing_are_refused():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -66,10 +67,11 @@ class Split(NamedTuple):
     test_index: np.ndarray
 
 
-def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
+def make_splits(spec: EvaluateSpec, y: np.ndarray, classes: Sequence[object] | None = None) -> list[Split]:
     """The evaluation's splits of ``len(y)`` rows; `y` is used for stratification only: class codes, or a
     multilabel task's 0/1 label columns (a matrix), whose folds are stratified iteratively (Sechidis et al., 2011:
-    each fold as near as can be to every label's share of the rows, rarest labels dealt first).
+    each fold as near as can be to every label's share of the rows, rarest labels dealt first). `classes` are the
+    class labels by code, for naming a class too small to stratify.
 
     Examples
     --------
@@ -85,7 +87,7 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     if spec.method == "holdout":
         stratify = y if spec.stratify else None
         if spec.stratify:
-            _check_group_sizes(spec, y, 2, "stratify", "a stratified hold-out", "stratify: false")
+            _check_group_sizes(spec, y, classes, 2, "stratify", "a stratified hold-out", "stratify: false")
         try:
             if labels:
                 splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=spec.test_size,
@@ -104,7 +106,7 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
         raise DataError(f"{spec.key('n_splits')}: must be between 2 and {most} for method {spec.method!r} on "
                         f"{rows}. Received: {spec.n_splits}")
     if spec.stratify:
-        _check_group_sizes(spec, y, spec.n_splits, "n_splits", f"stratified {spec.n_splits}-fold",
+        _check_group_sizes(spec, y, classes, spec.n_splits, "n_splits", f"stratified {spec.n_splits}-fold",
                            "n_splits up to {fewest}, or stratify: false")
     if spec.method == "timeseries":
         splitter = TimeSeriesSplit(n_splits=spec.n_splits)
@@ -126,29 +128,39 @@ def make_splits(spec: EvaluateSpec, y: np.ndarray) -> list[Split]:
     return [Split(train, test) for train, test in splitter.split(indices, y)]
 
 
-def small_groups(y: np.ndarray, n_splits: int) -> tuple[str, dict[str, int]]:
+def small_groups(y: np.ndarray, n_splits: int,
+                 classes: Sequence[object] | None = None) -> tuple[str, dict[str, int]]:
     """What stratifying `y` into `n_splits` parts cannot deal to every part, by name, with its rows: a class with
-    fewer rows (`y` class codes); for a multilabel task's 0/1 label columns, a label on fewer rows (`label 2`, by its
-    place in dataset.target), or missing from fewer (`not label 2`), which leaves parts without a row of it or
-    without one lacking it. And the noun for them, class or label."""
+    fewer rows (`y` class codes, named by their label in `classes` where given); for a multilabel task's 0/1 label
+    columns, a label on fewer rows (`label 2`, by its place in dataset.target), or missing from fewer
+    (`not label 2`), which leaves parts without a row of it or without one lacking it. And the noun for them, class
+    or label.
+
+    Examples
+    --------
+    >>> small_groups(np.array([0, 0, 0, 1]), 2, classes=["benign", "malignant"])
+    ('class', {'malignant': 1})
+    """
     if y.ndim == 2:
         on = y.sum(axis=0).astype(int)
         counts = {**{f"label {j}": int(n) for j, n in enumerate(on)},
                   **{f"not label {j}": len(y) - int(n) for j, n in enumerate(on)}}
         return "label", {name: n for name, n in counts.items() if n < n_splits}
-    classes, counts = np.unique(y, return_counts=True)
-    return "class", {str(c): int(n) for c, n in zip(classes, counts) if n < n_splits}
+    codes, counts = np.unique(y, return_counts=True)
+    return "class", {str(classes[int(c)] if classes is not None else c): int(n) for c, n in zip(codes, counts)
+                     if n < n_splits}
 
 
-def _check_group_sizes(spec: EvaluateSpec, y: np.ndarray, n_splits: int, key: str, what: str, allowed: str) -> None:
+def _check_group_sizes(spec: EvaluateSpec, y: np.ndarray, classes: Sequence[object] | None, n_splits: int, key: str,
+                       what: str, allowed: str) -> None:
     """Refuse stratification that scikit-learn would only warn about (:func:`small_groups`); `allowed` says what
     would do instead, `{fewest}` in it the fewest rows of a class or label (where that is at least 2; else
     `stratify: false` alone)."""
-    noun, small = small_groups(y, n_splits)
+    noun, small = small_groups(y, n_splits, classes)
     if small:
         source = f" of {spec.data_file}" if spec.data_file else ""
         counted = (f"rows a label applies to (or not){source}, by its place in dataset.target" if noun == "label" else
-                   f"rows per class{source}, by class code")
+                   f"rows per class{source}" + (", by class code" if classes is None else ""))
         received = f"{key}: {getattr(spec, key)}".lower()
         fewest = min(small.values())
         # Fewer than 2 folds is no k-fold: a class or label on one row leaves only unstratified folds.

@@ -45,7 +45,7 @@ def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> lis
     classes, as GridSearchCV's folds are, or by a multilabel task's labels where its `evaluate.stratify` asks."""
     stratify = spec.dataset.task in CLASS_TASKS or (spec.dataset.task == "multilabel" and spec.evaluate.stratify)
     if stratify:
-        noun, small = small_groups(labels.codes, outer_folds)
+        noun, small = small_groups(labels.codes, outer_folds, labels.classes)
         if small:
             fewest = min(small.values())
             allowed = [f"--nested up to {fewest}"] if fewest >= 2 else []
@@ -55,7 +55,7 @@ def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> lis
                               f"{', or '.join(allowed) or f'at least 2 rows of every {noun}'}")
     outer = EvaluateSpec(method="kfold", n_splits=outer_folds, shuffle=True, seed=spec.evaluate.seed,
                          stratify=stratify)
-    return make_splits(outer, labels.codes)
+    return make_splits(outer, labels.codes, labels.classes)
 
 
 def rows_of(table: Table, labels: Encoded, index: np.ndarray) -> tuple[Table, Encoded]:

@@ -45,8 +45,13 @@ class Encoded:
     codec: LabelCodec | None
 
     @property
+    def classes(self) -> list[object] | None:
+        """The class labels by code (none for a regression or a multilabel task)."""
+        return self.codec.classes_ if self.codec is not None else None
+
+    @property
     def n_classes(self) -> int:
-        return len(self.codec.classes_) if self.codec is not None else 0
+        return len(self.classes or ())
 
     def class_weights(self, spec: ExperimentSpec, rows: np.ndarray | slice) -> np.ndarray | None:
         """Each class code's weight when the model trains on `rows` of these targets (`train.class_weight`)."""
@@ -316,7 +321,7 @@ def experiment_splits(spec: ExperimentSpec, labels: Encoded, source: object) -> 
     preprocess = spec.preprocess
     splits = [training_windows(spec, split, source, f"fold {i}", "its held-out part",
                                "evaluate.n_splits, evaluate.test_size")
-              for i, split in enumerate(make_splits(spec.evaluate, labels.codes))]
+              for i, split in enumerate(make_splits(spec.evaluate, labels.codes, labels.classes))]
     horizon = preprocess.horizon
     if horizon > 1 and any(len(split.test_index) <= horizon for split in splits):
         held_out = min(len(split.test_index) for split in splits)
