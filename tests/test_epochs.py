@@ -107,6 +107,26 @@ def test_held_out_rows_of_more_than_one_batch_are_scored_by_keras_own_validation
         np.testing.assert_allclose(ours[key], keras_own[key], rtol=1e-5)
 
 
+def test_a_penalty_on_a_layers_outputs_is_in_the_held_out_loss_as_keras_evaluate_has_it():
+    """An activity penalty depends on the rows scored, so Keras' own evaluation scores such a model's held-out
+    rows, however few: its val_loss is `evaluate`'s, penalty included, as it would be with more rows."""
+    X, y = _regression()
+    X_test, y_test = _regression(seed=1)
+    model = keras.Sequential([keras.Input((X.shape[1],)),
+                              keras.layers.Dense(4, activation="tanh", activity_regularizer=keras.regularizers.L2(0.5),
+                                                 kernel_initializer=keras.initializers.GlorotUniform(1)),
+                              keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(2))])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mean_squared_error",
+                  weighted_metrics=[SlotMean(keras.metrics.mean_absolute_error, name="mae")])
+    scores = {"loss": (keras.losses.mean_squared_error, None), "mae": (keras.metrics.mean_absolute_error, None)}
+    history = fit_epochs(model, X, y, plan_epochs([13], [0], epochs=3, batch_size=5), slotted=False,
+                         held_out=HeldOut(X_test, y_test, scores)).history
+    final = model.evaluate(X_test, y_test, verbose=0, return_dict=True)["loss"]
+    assert np.isclose(history["val_loss"][-1], final, rtol=1e-5)
+    unpenalised = float(np.mean(keras.metrics.mean_squared_error(y_test, model.predict(X_test, verbose=0))))
+    assert history["val_loss"][-1] > unpenalised + 1e-3  # the penalty is in it
+
+
 def test_a_long_training_fed_in_several_fits_is_the_training_fed_in_one(monkeypatch):
     X, y = _regression()
     plan = plan_epochs([13], [0], epochs=4, batch_size=5)

@@ -556,10 +556,20 @@ def test_mape_is_keras_own_percentage_error_at_each_epoch_and_in_the_final_score
         assert fold.history["val_mape"][-1] == pytest.approx(fold.score, rel=1e-4)  # the last epoch's, logged
 
 
-def test_an_activity_penalty_trains_fold_by_fold():
-    """Its penalty is on the layer's outputs, which in a stacked program include the rows padding a shorter slot."""
+def test_an_activity_penalty_trains_fold_by_fold(project):
+    """Its penalty is on the layer's outputs, which in a stacked program include the rows padding a shorter slot.
+    Keras' own evaluation scores each fold's held-out rows (the penalty in their val_loss), and the fold's
+    predictions are the trained model's."""
     assert _iris_spec({"layer0": {"kernel_regularizer": "l2"}}).model.stackable
-    assert not _iris_spec({"layer0": {"activity_regularizer": "l2"}}).model.stackable
+    spec = _iris_spec({"layer0": {"activity_regularizer": {"name": "l2", "l2": 0.01}}}, refit=False)
+    assert not spec.model.stackable
+    table = load_table(spec.dataset, root=project)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    result = cross_validate(spec, folds)
+    assert not result.stacked
+    for fold, data in zip(result.folds, folds):
+        assert len(fold.history["val_loss"]) == spec.train.epochs and len(fold.y_pred) == len(data.y_test)
+        assert fold.score == pytest.approx(float(np.mean(fold.y_pred == fold.y_true)))
 
 
 def test_reduce_on_plateau_trains_each_fold_on_its_own_rate(project, monkeypatch):

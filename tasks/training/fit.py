@@ -31,7 +31,7 @@ import numpy as np
 
 from kerasflow.tasks.training.epoch_plan import EpochPlan, slot_first
 from kerasflow.tasks.training.feed import Layout, in_batches
-from kerasflow.tasks.training.scoring import ONE_BATCH, HeldOut, HeldOutScores, SlotLogs
+from kerasflow.tasks.training.scoring import ONE_BATCH, HeldOut, HeldOutScores, SlotLogs, penalises_activity
 
 LAYOUT_BYTES = 16 * 2**20
 """The most bytes of laid-out epochs handed to one ``fit`` call (one epoch at least); longer trainings are fed in
@@ -78,7 +78,8 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
     ``(slots, batch, ...)`` block (:func:`slot_first`); otherwise they are one model's ``(rows, ...)``. Slotted,
     `callbacks` see each slot's scores as ``f<j>_<name>`` and ``val_f<j>_<name>`` (:class:`SlotLogs`). `held_out`
     is scored at each epoch's end: by :class:`HeldOutScores` when the model is stacked or the rows fit one batch,
-    else (more rows, or a stateful model, which takes them in order a fixed number at a time) by Keras' own
+    else (more rows, a stateful model, which takes them in order a fixed number at a time, or a model whose loss
+    adds a penalty on its layers' outputs, :func:`~kerasflow.tasks.training.scoring.penalises_activity`) by Keras' own
     `validation_data`, whose iterator Keras keeps for the whole `fit` call; its scores come from the compiled loss
     and metrics, which must log the names `held_out.scores` gives. Training starts at epoch `initial_epoch` of the
     plan; a run resumed at its last epoch trains nothing, though its callbacks still see the training begin and end.
@@ -93,7 +94,8 @@ def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan
     X_laid, y_laid = (Layout(table, per_fit * plan.index.shape[1], n_slots if slotted else None, plan.batch_size)
                       for table in (X, y))
     fixed_batch = fixed_batch_size(model)
-    scored_here = held_out is not None and fixed_batch is None and (slotted or len(held_out.X) <= ONE_BATCH)
+    scored_here = held_out is not None and fixed_batch is None and (
+        slotted or (len(held_out.X) <= ONE_BATCH and not penalises_activity(model)))
     scoring = [HeldOutScores(held_out, n_slots if slotted else None)] if scored_here else []
     callbacks = [*scoring, *([SlotLogs()] if slotted else []), *callbacks]
     validation = None if scored_here or held_out is None else held_out.validation_data

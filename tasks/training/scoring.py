@@ -396,11 +396,31 @@ class RowScorer(keras.Model):
 def weight_penalties(model: keras.Model, slots: int | None) -> np.ndarray:
     """The penalties of `model`'s weights (`kernel_regularizer` and the like), as Keras adds them to a model's loss:
     one value, or for a model of `slots` stacked models one a slot (its ``slot_penalties``). An activity penalty,
-    which depends on the rows, is not among them."""
+    which depends on the rows, is not among them (:func:`penalises_activity`)."""
     if slots is not None:
         return np.broadcast_to(np.asarray(ops.convert_to_numpy(model.slot_penalties()), dtype=np.float64), (slots,))
     return np.array([sum(float(ops.convert_to_numpy(weight.regularizer(weight))) for weight in model.trainable_weights
                          if weight.regularizer is not None)])
+
+
+def penalises_activity(layer: keras.Layer) -> bool:
+    """Whether `layer`, or a layer within it (a model's layers, a wrapper's layer), adds a penalty on its outputs
+    (`activity_regularizer`). Keras adds it to the loss of the rows it scores, each batch's over its rows: a model
+    with one is scored by Keras' own `validation_data` (:func:`~kerasflow.tasks.training.fit.fit_epochs`), not by
+    :class:`HeldOutScores`, which adds the weights' penalties alone.
+
+    Examples
+    --------
+    >>> penalised = keras.layers.Dense(2, activity_regularizer="l2")
+    >>> penalises_activity(keras.Sequential([keras.layers.Bidirectional(keras.layers.LSTM(2)), penalised]))
+    True
+    >>> penalises_activity(keras.layers.Bidirectional(keras.layers.LSTM(2)))
+    False
+    """
+    within = [*getattr(layer, "layers", ()), *(getattr(layer, name, None) for name in ("layer", "forward_layer",
+                                                                                         "backward_layer"))]
+    return layer.activity_regularizer is not None or any(penalises_activity(inner) for inner in within
+                                                         if isinstance(inner, keras.Layer))
 
 
 def by_chunks_of_rows(call: Callable, tables: Sequence[np.ndarray]) -> list[np.ndarray]:
