@@ -40,11 +40,12 @@ def run_sweep(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, 
 
 @task(name="export-best", cache_policy=NO_CACHE)
 def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
-                labels: evaluate.Encoded, out_dir: Path, started: float | None = None) -> dict[str, Any]:
+                labels: evaluate.Encoded, out_dir: Path, started: float | None = None,
+                resumed: bool = False) -> dict[str, Any]:
     """Write trials.csv, best.json with sweep.json, and the best model; with `started` (a `time.perf_counter()`
-    value), sweep.json records the sweep's wall time since then."""
+    value), sweep.json records the command's wall time since then, and whether it `resumed` the sweep."""
     seconds = None if started is None else round(time.perf_counter() - started, 2)
-    return export.export_best(name, spec, sweep, grid, table, labels, out_dir, seconds)
+    return export.export_best(name, spec, sweep, grid, table, labels, out_dir, seconds, resumed)
 
 
 @task(name="dvc-experiments", cache_policy=NO_CACHE)
@@ -73,7 +74,7 @@ def sweep_flow(name: str, spec: Experiment, sweep: Search, results_dir: Path = P
     out_dir = Path(results_dir) / name / "tune"
     table, labels = load_data(name, spec)
     grid = run_sweep(name, spec, sweep, table, labels, out_dir, resume)
-    best = export_best(name, spec, sweep, grid, table, labels, out_dir, started)
+    best = export_best(name, spec, sweep, grid, table, labels, out_dir, started, resume)
     write_report(Path(results_dir), {name: spec})
     if mlflow_uri is not None and not best["diverged"]:
         log_to_mlflow(name, spec, out_dir, mlflow_uri)

@@ -13,8 +13,9 @@ two files so that `dvc metrics diff` and `dvc exp show` see scores and nothing e
   and device, which folds diverged, and the saved model a continued experiment started from (its folder and
   files' md5);
 - for a sweep, ``best.json`` (DVC metrics): the best config's score, ``{"accuracy": {"mean", "std"}}``, and
-  ``sweep.json``: its params, the counts of configs, trials and errors, the checkpoint, the wall time and when
-  the sweep started (``started_at``, as ``ray/settings.json`` records it with ``finished_at`` once exported).
+  ``sweep.json``: its params, the counts of configs, trials and errors, the checkpoint, the wall time of the
+  command that finished it (``seconds``; ``resumed`` where that command resumed it) and when the sweep started
+  (``started_at``, as ``ray/settings.json`` records it with ``finished_at`` once exported).
 
 Two runs with nothing changed write the same scores (training is seeded), so their `dvc metrics diff` is empty.
 The scores file is written last: its presence says the rest is complete. The record file holds the md5 of the

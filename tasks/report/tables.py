@@ -199,7 +199,9 @@ def sweeps(report: Report) -> pd.DataFrame:
                      # The configs the folds cannot tell from the best, the best itself not counted.
                      "tied with best": len(best["tied"]) - 1 if best.get("tied") else "",
                      "best params": ", ".join(f"{k}={v}" for k, v in sorted((best["params"] or {}).items())),
-                     "seconds": best.get("seconds", ""), "trials' seconds": round(float(trial_seconds.sum()), 2),
+                     # A resumed sweep's wall time is the resume's: the killed command's is nowhere recorded.
+                     "seconds": f"{best['seconds']} (the resume's)" if best.get("resumed") else best.get("seconds", ""),
+                     "trials' seconds": round(float(trial_seconds.sum()), 2),
                      **unfinished})
     columns = ["experiment", "configs", "Ray trials", "errors", "best score ± std", "95% interval", "tied with best",
                "best params", "seconds", "trials' seconds"]

@@ -166,7 +166,8 @@ def fold_ratio(spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: ev
 
 
 def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.ResultGrid, table: Table,
-                labels: evaluate.Encoded, out_dir: Path, seconds: float | None = None) -> dict[str, Any]:
+                labels: evaluate.Encoded, out_dir: Path, seconds: float | None = None,
+                resumed: bool = False) -> dict[str, Any]:
     """Write trials.csv, best.json with sweep.json (:mod:`kerasflow.tasks.outputs.metrics`) and the best model
     (with its preprocessing) under `out_dir`; return the best's record.
 
@@ -174,15 +175,19 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
     `refit=True` does. Hold-out scoring trains one: the best trial's best checkpoint is the model kept; where the
     trial saved none (early stopping ended it before one was due), the config is trained again as its trial was
     (:func:`holdout_retrained`), and its score is that model's.
-    `seconds` is the sweep's wall time, recorded in sweep.json. A refit whose loss became NaN or infinite saves no
-    model: sweep.json records the epoch (`refit_diverged_at`), as run.json does an experiment's.
+    `seconds` is the wall time of the command that ran the sweep, recorded in sweep.json; of a command that
+    `resumed` it, the resume's alone (a killed command's time is nowhere recorded), and sweep.json says it was
+    resumed (`"resumed": true`; trials.csv's seconds are each trial's, whichever command trained it). A refit whose
+    loss became NaN or infinite saves no model: sweep.json records the epoch (`refit_diverged_at`), as run.json does
+    an experiment's.
     """
     mode = "max" if spec.higher_is_better else "min"
     rows = with_ties(trial_rows(grid, spec, sweep), fold_ratio(spec, sweep, table, labels), spec.metric)
     statuses = Counter(row["status"] for row in rows)
     n_diverged, n_stopped = statuses["diverged"], statuses["stopped"]
     counts = {"n_configs": len(rows), "n_trials": len(grid), "n_errors": statuses["error"], "n_diverged": n_diverged,
-              "n_stopped": n_stopped, "seconds": seconds, "started_at": sweep_started_at(out_dir)}
+              "n_stopped": n_stopped, "seconds": seconds, **({"resumed": True} if resumed else {}),
+              "started_at": sweep_started_at(out_dir)}
     if rows and n_diverged == len(rows):
         # Every config's training diverged: a result, stated (no best score, and sweep.json says so); no model is
         # written, as for a diverged refit.

@@ -134,10 +134,10 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project
     with contextlib.chdir(cancer_project):
         resumed_report = collect(cancer_project / "results", parse_params(raw).experiments)
     (row,) = tables.sweeps(resumed_report).to_dict("records")
-    assert "unfinished" not in row and row["configs"] == 4
+    assert "unfinished" not in row and row["configs"] == 4 and row["seconds"].endswith(" (the resume's)")
     settings = json.loads((cancer_project / "results/cancer/tune/ray/settings.json").read_text())
     sweep = json.loads((cancer_project / "results/cancer/tune/sweep.json").read_text())
-    assert sweep["started_at"] == settings["started_at"] and "finished_at" in settings
+    assert sweep["started_at"] == settings["started_at"] and "finished_at" in settings and sweep["resumed"]
 
 
 def _cmdline(process: psutil.Process) -> list[str]:
