@@ -409,6 +409,12 @@ def nested(args: argparse.Namespace, name: str, spec: ExperimentSpec, sweep: Sea
     print(f"{name}: tuned model's {metric}, nested over {args.nested} outer folds: {estimate}; the inner best "
           f"scores average {summary['inner_best_mean']:.4f} ({summary['configs_chosen']} different configs won) "
           f"-> {args.results / name / 'tune' / NESTED_FILE}")
+    if outer["mean"] is None:
+        folds = [str(fold["outer_fold"]) for fold in summary["folds"] if fold["outer_score"] is None]
+        print(f"kerasflow: diverged: sweeps.{name}: the chosen config's training on outer fold(s) {', '.join(folds)}: "
+              f"the loss became NaN or infinite; they have no outer score, so the tuned model has no estimate "
+              f"(lower train.learning_rate, or scale the data with preprocess.scale)", file=sys.stderr)
+        return DIVERGED
     return 0
 
 

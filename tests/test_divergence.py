@@ -18,9 +18,12 @@ from helpers import run_cli, sweep_params, tiny_params
 from kerasflow.flows.pipeline import load_data
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
+from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.outputs.atomic import write_json
 from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
 from kerasflow.tasks.sweep.export import export_best, trial_rows
+from kerasflow.tasks.sweep.nested import outer_score, outer_splits, summarize
+from kerasflow.tasks.training.evaluate import encode_labels
 
 
 def _strict(path: Path) -> dict:
@@ -171,3 +174,21 @@ def test_a_sweep_whose_trials_ended_without_a_score_is_refused_not_exported(proj
     with pytest.raises(SweepError, match=r"^sweeps\.diabetes: no config finished with a finite score \(1 configs"):
         export_best("diabetes", spec, sweep, grid, table, labels, out)
     assert not (out / "sweep.json").exists() and not (out / "best_model").exists()
+
+
+def test_a_nested_outer_folds_diverged_training_gives_no_estimate(project):
+    """A classifier whose loss became NaN still "predicts" (NaN outputs read as class 0): `--nested`'s outer score
+    of a diverged training is none, and so is the tuned model's estimate, not a majority-class accuracy."""
+    raw = tiny_params()
+    raw["experiments"]["iris"]["train"].update(optimizer="sgd", learning_rate=1e6)
+    params = parse_params(raw)
+    spec = params.experiments["iris"]
+    table = load_table(spec.dataset, root=project)
+    labels = encode_labels(spec, table)
+    splits = outer_splits(spec, labels, 2)
+    scores = [outer_score(spec, table, labels, split) for split in splits]
+    assert scores == [None, None]
+    folds = [{"outer_fold": i, "config_id": "c", "inner_score": 0.5, "outer_score": value}
+             for i, value in enumerate(scores)]
+    summary = summarize("iris", spec, SimpleNamespace(scoring="kfold"), folds, splits)
+    assert summary["outer"]["mean"] is None and summary["optimism"] is None

@@ -65,13 +65,18 @@ def rows_of(table: Table, labels: Encoded, index: np.ndarray) -> tuple[Table, En
             Encoded(labels.codes[index], labels.codec))
 
 
-def outer_score(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split) -> float:
+def outer_score(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split) -> float | None:
     """Train `spec` on the split's training rows as a refit would (its preprocessing fitted there, its
-    validation split taken from them) and score it once on the held-out rows."""
+    validation split taken from them) and score it once on the held-out rows; None where the training diverged
+    (its loss became NaN or infinite: its weights are no model, though NaN outputs would still read as classes) or
+    the score is not finite."""
     final = refit(spec, *rows_of(table, labels, split.train_index))
+    if final.diverged_at is not None:
+        return None
     held_out, held_out_labels = rows_of(table, labels, split.test_index)
     outputs = predict(final.model, final.preprocessor.transform(held_out.X))
-    return score(spec, encode_target(spec, held_out_labels.codes, labels.n_classes), outputs)
+    value = score(spec, encode_target(spec, held_out_labels.codes, labels.n_classes), outputs)
+    return value if math.isfinite(value) else None
 
 
 def outer_fold(name: str, index: int, spec: ExperimentSpec, rows: list[dict[str, Any]], table: Table, labels: Encoded,
@@ -85,7 +90,7 @@ def outer_fold(name: str, index: int, spec: ExperimentSpec, rows: list[dict[str,
     outer = outer_score(spec.with_overrides(params), table, labels, split)
     return {"outer_fold": index, "config_id": rows[0]["config_id"], "params": params,
             "inner_score": rows[0]["score"], "inner_score_std": rows[0]["score_std"],
-            "outer_score": outer if math.isfinite(outer) else None,
+            "outer_score": outer,
             "n_train": len(split.train_index), "n_test": len(split.test_index)}
 
 
