@@ -49,6 +49,14 @@ def test_bundled_sets_have_the_books_shapes(bundled_data):
     ("", {"target": "y"}, "the file is empty"),
     ("a,b,y\n", {"target": "y"}, "the file has no data rows"),
     ("a,b,y\n1,2,0\n1,2,3,4\n", {"target": "y"}, "rows have different numbers of fields"),
+    # pandas would read rows one field longer than the header as an index and the rest shifted one column, and
+    # pad a shorter row with missing values: both refused at their line.
+    ("a,b,y\n1,2,3,0\n4,5,6,1\n", {"target": "y"}, "file line 2 holds 4 field(s) where the header names 3"),
+    ("a,b,y\n1,2,0,\n4,5,1,\n", {"target": "y"}, "file line 2 holds 4 field(s) where the header names 3"),
+    ("y,a,b\n1,2,3\n\n1,3\n2,3,4\n", {"target": "y"}, "file line 4 holds 2 field(s) where the header names 3"),
+    ("1,2,0\n3,4\n", {"target": 2, "header": False}, "file line 2 holds 2 field(s) where the first row holds 3"),
+    ("temp\n12,5\n13,25\n", {"target": "temp", "task": "regression"},
+     "file line 2 holds 2 field(s) where the header names 1 (is '12,5' a number with a decimal comma?"),
     ("a,b,y\n1,2,0\n3,4,0\n", {"target": "y", "task": "binary"}, "has a single class (0)"),
     ("a,b,y\n1,2,0\n3,4,1\n5,6,2\n", {"target": "y", "task": "binary"}, "needs exactly 2 classes"),
     ("a,b,y\n1,2,0\n3,4,\n", {"target": "y"}, "target column 'y' has missing values (file lines [3])"),

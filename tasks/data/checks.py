@@ -70,6 +70,33 @@ def header_names(first_line: str, sep: str, path: Path, where: str, columns: int
     return names
 
 
+def check_field_counts(frame: pd.DataFrame, path: Path, sep: str, header: bool, where: str) -> None:
+    """Refuse rows of another number of fields than the header's names (a header-less file: its first row's). pandas
+    reads rows one field longer than the header as an index column plus the named ones (every value shifted one
+    column: a single column of decimal commas reads as its integer parts) and pads a shorter row with missing
+    values, both without a word. The file is read again, field by field, only where either may have happened: an
+    index other than the rows' count, or a missing value.
+    """
+    if frame.index.equals(pd.RangeIndex(len(frame))) and not frame.isna().to_numpy().any():
+        return
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=sep)
+        expected = len(next(reader, []))
+        for row in reader:
+            if row and len(row) != expected:  # a blank line is no row
+                line = reader.line_num
+                break
+        else:
+            return
+    names = "the header names" if header else "the first row holds"
+    hint = ""
+    if expected == 1 and DECIMAL_COMMA.fullmatch(sep.join(row)):
+        hint = f" (is {sep.join(row)!r} a number with a decimal comma? kerasflow reads '.' as the decimal point)"
+    raise DataError(f"{path}: file line {line} holds {len(row)} field(s) where {names} {expected}{hint}; every row "
+                    f"needs one value per column (separator: {SEPARATORS[sep]}; an empty cell for a missing "
+                    f"value){where}")
+
+
 def file_lines(rows: np.ndarray, header: bool) -> list[int]:
     """The 1-based file lines of 0-based data rows `rows` (the first few)."""
     return (np.asarray(rows)[:SHOWN_LINES] + 1 + int(header)).tolist()

@@ -92,6 +92,7 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None) -> p
         raise DataError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); expected a CSV") from None
     if frame.empty:
         raise DataError(f"{path}: the file has no data rows" + (", only a header row" if header else "") + where)
+    checks.check_field_counts(frame, path, sep, header, where)
     if header:
         frame.columns = checks.header_names(first_line, sep, path, where, frame.shape[1])
     else:
