@@ -98,6 +98,11 @@ def test_the_other_columns_make_the_forecast_and_predict_reads_a_files_rows(seri
     # One forecast per window of 3 rows, indexed by its last row, for the step after it.
     assert got.index.tolist() == list(range(ROWS - 8, ROWS))
     np.testing.assert_allclose(got[PREDICTION].to_numpy()[:-1], expected[-7:], rtol=1e-5)
+    # Rows reaching dew's gap (rows 50 and 51) are filled by the saved preprocessing, as the training windows were.
+    gappy = series.iloc[45:58].drop(columns=["step", "wind"])
+    got = predict_table(folder, gappy, source="recent.csv")
+    by_target = pd.Series(expected, index=rows.y.index)
+    np.testing.assert_allclose(got[PREDICTION].to_numpy(), by_target.loc[got.index + 1].to_numpy(), rtol=1e-5)
 
 
 def test_sampled_windows_are_kerass_timeseries_windows_and_predict_reads_them_from_a_files_rows(series, tmp_path):

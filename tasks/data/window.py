@@ -164,12 +164,13 @@ def named_columns(names: Sequence[str], targets: Sequence[str], horizon: int) ->
     return [name.removesuffix(suffix) for name in names if name.endswith(suffix) and name not in own]
 
 
-def window_rows(frame: pd.DataFrame, spec: PreprocessSpec, targets: Sequence[str]) -> pd.DataFrame:
+def window_rows(frame: pd.DataFrame, spec: PreprocessSpec, targets: Sequence[str],
+                source: object = "input") -> pd.DataFrame:
     """A file's consecutive rows (a saved series model's input, with the targets' columns and the columns
     `spec.lookback_columns` names) as the windows `spec` makes, each predicting the targets `horizon` rows after its
-    last row: `kerasflow predict`'s input."""
+    last row: `kerasflow predict`'s input, `source` naming it in errors."""
     y = frame[list(targets)] if len(targets) > 1 else frame[targets[0]]
-    table = Table(X=frame[list(spec.lookback_columns)], y=y, source="input")
+    table = Table(X=frame[list(spec.lookback_columns)], y=y, source=source)
     # Rows past the end, never read, give the last windows targets to stand against.
     filler = [0] * (spec.horizon + spec.steps_out)
     padded = Table(X=pd.concat([table.X, table.X.iloc[filler]], ignore_index=True),

@@ -96,9 +96,11 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -
     `steps_out` - 1 rows after it)."""
     window = saved.window
     columns = window["columns"]
-    # Model folders saved before sampling_rate or steps_out existed have none: 1.
+    # Model folders saved before sampling_rate or steps_out existed have none: 1. A gap the model learned to fill
+    # (preprocess.impute) is left to its saved preprocessing, as in training.
     spec = PreprocessSpec(lookback=window["lookback"], horizon=window["horizon"], lookback_columns=columns,
-                          sampling_rate=window.get("sampling_rate", 1), steps_out=window.get("steps_out", 1))
+                          sampling_rate=window.get("sampling_rate", 1), steps_out=window.get("steps_out", 1),
+                          impute=saved.preprocessor.impute)
     needed = [*saved.targets, *columns]
     frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
     if not saved.header:  # the columns at their 0-based indices, a target at the one dataset.target gave (-1)
@@ -116,7 +118,7 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -
             lines = checks.file_lines(np.flatnonzero(frame[gap].isna().to_numpy()), saved.header)
             raise DataError(f"{source}: column {gap!r} has missing values (file lines {lines}) and the model has no "
                             f"value to fill them with (it was trained without preprocess.impute)")
-    return window_rows(frame, spec, saved.targets).set_axis(frame.index[spec.window_span - 1:], axis=0)
+    return window_rows(frame, spec, saved.targets, source).set_axis(frame.index[spec.window_span - 1:], axis=0)
 
 
 def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
