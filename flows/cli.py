@@ -391,7 +391,7 @@ def nested(args: argparse.Namespace, name: str, spec: ExperimentSpec, sweep: Sea
     from kerasflow.flows.sweep import nested_sweep_flow
     from kerasflow.tasks.outputs.metrics import NESTED_FILE
     from kerasflow.tasks.sweep.groups import scoring_spec
-    from kerasflow.tasks.sweep.nested import check_nested
+    from kerasflow.tasks.sweep.nested import check_nested, check_outer_folds
 
     for flag, given in (("--resume", args.resume), ("--dvc-exp", args.dvc_exp)):
         if given:
@@ -399,6 +399,7 @@ def nested(args: argparse.Namespace, name: str, spec: ExperimentSpec, sweep: Sea
                               f"give one or the other")
     check_nested(name, spec, args.nested)
     check_data({name: scoring_spec(spec, sweep)})
+    check_outer_folds(name, spec, args.nested)
     connect(verbose=args.verbose)
     check_cluster(name, sweep, storage_folder(args.results / name / "tune" / "nested"))
     _prefect_ready(server)

@@ -22,8 +22,9 @@ from kerasflow.tasks.config.schema import CLASS_TASKS, EvaluateSpec, ExperimentS
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.split import Split, make_splits, small_groups
 from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.sweep.export import finished, row_params
-from kerasflow.tasks.training.evaluate import Encoded, refit
+from kerasflow.tasks.training.evaluate import Encoded, encode_labels, refit
 from kerasflow.tasks.training.scoring import score
 from kerasflow.tasks.training.statistics import corrected_t, score_range, split_ratio
 from kerasflow.tasks.training.train import encode_target, predict
@@ -40,9 +41,19 @@ def check_nested(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
                           f"neighbours: shuffled outer folds would score the tuned model on rows it trained on")
 
 
+def check_outer_folds(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
+    """Refuse, in one line and before Ray or Prefect start, outer folds the data cannot give (:func:`outer_splits`):
+    more than its rows, or stratified with a class (or label) on fewer rows."""
+    table = load_rows(spec)
+    outer_splits(spec, encode_labels(spec, table, name), outer_folds)
+
+
 def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> list[Split]:
     """The K outer folds: shuffled k-fold from the experiment's `evaluate.seed`, stratified by a classification's
     classes, as GridSearchCV's folds are, or by a multilabel task's labels where its `evaluate.stratify` asks."""
+    if outer_folds > len(labels.codes):
+        raise ParamsError(f"--nested {outer_folds}: expected at most {len(labels.codes)} outer folds, one a row of "
+                          f"{spec.dataset.file}'s {len(labels.codes)}")
     stratify = spec.dataset.task in CLASS_TASKS or (spec.dataset.task == "multilabel" and spec.evaluate.stratify)
     if stratify:
         noun, small = small_groups(labels.codes, outer_folds, labels.classes)

@@ -317,6 +317,12 @@ CASES = [
         iris("evaluate", stack_folds=False, parallel="ray", gpu=1)),
     Bad("nested-below-2-outer-folds", ("--nested 1: expected at least 2 outer folds",),
         sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--nested", "1")),
+    Bad("nested-more-than-rows", ("--nested 1000: expected at most 150 outer folds, one a row of data/iris.csv's "
+                                  "150",),
+        sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--nested", "1000")),
+    Bad("nested-class-too-small", ("--nested 60: stratified outer folds need at least 60 rows of every class; too "
+                                   "few in {", "Allowed: --nested up to 50"),
+        sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--nested", "60")),
     Bad("nested-with-resume", ("--nested and --resume: a nested sweep runs whole",),
         sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--nested", "3", "--resume")),
     Bad("nested-on-series-windows", ("experiments.diabetes: --nested needs independent rows, and a series' windows "
