@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report", type=Path, default=None,
                      help=f"also write the Markdown summary here (e.g. {DEFAULT_REPORT}) and report.html beside it")
     run.add_argument("--smoke-test", action="store_true",
-                     help="2 folds, 1 epoch, no refit: checks the wiring in seconds")
+                     help="2 folds, 1 epoch, no refit (but of a model a continued experiment of the run starts "
+                          "from): checks the wiring in seconds")
 
     tune = commands.add_parser("tune", help="Ray Tune sweep of an experiment's `sweeps:` section")
     tune.add_argument("experiment", metavar="EXPERIMENT")
@@ -113,9 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def smoke(spec: ExperimentSpec) -> ExperimentSpec:
-    """The same experiment cut to the least work that still runs every step."""
-    evaluate = spec.evaluate.model_copy(update={"n_splits": 2, "n_repeats": 1, "refit": False})
+def smoke(spec: ExperimentSpec, refit: bool = False) -> ExperimentSpec:
+    """The same experiment cut to the least work that still runs every step: no refit, unless `refit` (a model
+    another experiment of the command continues from)."""
+    evaluate = spec.evaluate.model_copy(update={"n_splits": 2, "n_repeats": 1, "refit": refit})
     train = spec.train.model_copy(update={"epochs": 1})
     return spec.model_copy(update={"evaluate": evaluate, "train": train})
 
@@ -126,24 +128,38 @@ def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None 
 
     A model with a pretrained base is built, which reads its weights file. A continued experiment is checked
     against the saved model it starts from, unless that is the model an earlier experiment of the same command
-    writes (`results_dir/<name>/model`): then it is checked once that one is written.
+    writes (`results_dir/<name>/model`): then its data file is read now, and its fit with the model checked once
+    that one is written. One that starts from the folder an earlier experiment of the command empties, as it saves
+    no model (`evaluate.refit: false`), is refused.
     """
+    from kerasflow.tasks.config.schema import experiment_key
     from kerasflow.tasks.data.tokens import load_rows
     from kerasflow.tasks.training import evaluate
     from kerasflow.tasks.training.models import build_model
     from kerasflow.tasks.training.start import load_start
 
-    written: set[Path] = set()  # the model folders the command's earlier experiments write
+    # The model folders the command's earlier experiments write, or remove (no refit: an earlier run's model is
+    # not theirs), by the experiment that does.
+    written: dict[Path, str] = {}
+    removed: dict[Path, str] = {}
     for name, spec in experiments.items():
-        init_from = spec.train.init_from
-        if init_from is None or Path(init_from).resolve() not in written:
+        start_folder = Path(spec.train.init_from).resolve() if spec.train.init_from is not None else None
+        if start_folder in removed:
+            writer = removed[start_folder]
+            raise ParamsError(f"{experiment_key(spec, name, 'train.init_from')}: {spec.train.init_from} is the model "
+                              f"folder of {writer!r}, which this command runs before {name!r} and which saves no "
+                              f"model (evaluate.refit: false), so it removes the one there: run {name!r} without "
+                              f"{writer!r}, or let {writer!r} refit")
+        if start_folder in written:
+            load_rows(spec)
+        else:
             start = load_start(spec, name)
             table = load_rows(spec)
             folds = evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name, start), start)
             if spec.model.pretrained:  # a keras.applications base: its input size and weights file, checked now
                 build_model(spec.model, folds[0].X_train.shape[1], spec.train.seed)
         if results_dir is not None:
-            written.add((results_dir / name / "model").resolve())
+            (written if spec.evaluate.refit else removed)[(results_dir / name / "model").resolve()] = name
 
 
 FLOW_COMMANDS = ("run", "tune", "report")
@@ -350,7 +366,9 @@ def _run(args: argparse.Namespace, params: Params, server: TemporaryServer | Non
 
     selected = params.select(args.experiments, source=str(args.params))
     if args.smoke_test:
-        selected = {name: smoke(spec) for name, spec in selected.items()}
+        starts = {Path(spec.train.init_from).resolve() for spec in selected.values() if spec.train.init_from}
+        selected = {name: smoke(spec, refit=(args.results / name / "model").resolve() in starts)
+                    for name, spec in selected.items()}
     check_data(selected, args.results)
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
     check_fold_tasks(selected)

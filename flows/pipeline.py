@@ -189,6 +189,21 @@ def experiment_on_cluster(name: str, spec: ExperimentSpec, results_dir: Path, ml
     return experiment_flow(name, spec, results_dir, mlflow_uri)
 
 
+def side_by_side(experiments: dict[str, ExperimentSpec], results_dir: Path) -> list[str]:
+    """The experiments of a command that run side by side: when there are several, those that train as Ray tasks
+    (:func:`on_cluster`), but for one that continues from the model another of them writes (`train.init_from:
+    results/<name>/model`) and that other: those two train in turn, in the command's order, so the model is read
+    where the command's order says, not while it is being written."""
+    if len(experiments) < 2:
+        return []
+    writers = {(results_dir / name / "model").resolve(): name for name in experiments}
+    in_turn: set[str] = set()
+    for name, spec in experiments.items():
+        if spec.train.init_from is not None and (writer := writers.get(Path(spec.train.init_from).resolve())):
+            in_turn |= {name, writer}
+    return [name for name, spec in experiments.items() if name not in in_turn and on_cluster(spec)]
+
+
 @flow(name="kerasflow-pipeline")
 def pipeline_flow(experiments: dict[str, Experiment], results_dir: Path = Path("results"),
                   report_path: Path | None = None, mlflow_uri: str | None = None) -> dict[str, dict[str, Any]]:
@@ -196,8 +211,8 @@ def pipeline_flow(experiments: dict[str, Experiment], results_dir: Path = Path("
     report beside it; with `mlflow_uri`, each experiment is an MLflow run there.
 
     Experiments that train as Ray tasks (:func:`on_cluster`) run side by side, when there are several, so the
-    cluster trains all their folds at once; the others train here, one after another."""
-    spread = [name for name, spec in experiments.items() if on_cluster(spec)] if len(experiments) > 1 else []
+    cluster trains all their folds at once (:func:`side_by_side`); the others train here, one after another."""
+    spread = side_by_side(experiments, Path(results_dir))
     if spread:  # here, before the threads that would each join or start it
         from kerasflow.flows.ray_cluster import connect
 

@@ -13,8 +13,10 @@ import subprocess
 import numpy as np
 import pytest
 import yaml
-from helpers import git_dvc_repo, tiny_params
+from helpers import git_dvc_repo, run_cli, tiny_params
 
+from kerasflow.flows.cli import check_data
+from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.outputs.predict import PREDICTION, predict_table
@@ -118,3 +120,45 @@ def test_dvc_reruns_a_continued_experiment_when_the_model_it_starts_from_changes
     status = json.loads(dvc("status", "--json"))
     assert set(status) == {"continue@more", "report"}
     assert any("results/iris/model" in json.dumps(change) for change in status["continue@more"])
+
+
+def test_an_experiment_and_its_continuation_train_in_turn_where_others_go_side_by_side(tmp_path, monkeypatch):
+    """On a Ray cluster a command's experiments train side by side, but for a continued one and the experiment
+    whose model it starts from: it would read that model while the other writes it (or an earlier run's)."""
+    from kerasflow.flows.pipeline import side_by_side
+
+    monkeypatch.chdir(tmp_path)
+    raw = _params("results/iris/model")
+    for spec in (*raw["experiments"].values(), raw["continued"]["more"]):
+        spec["evaluate"].update(parallel="ray", stack_folds=False)  # each fold a Ray task
+    experiments = parse_params(raw).every_experiment
+    assert list(experiments) == ["iris", "diabetes", "more"]
+    assert side_by_side(experiments, tmp_path / "results") == ["diabetes"]
+    assert side_by_side(experiments, tmp_path / "elsewhere") == ["iris", "diabetes", "more"]
+
+
+def test_a_continuation_is_checked_before_the_experiment_it_continues_trains(saved):
+    """Its data is read before anything trains, though its fit with the model waits for that model; one starting
+    from the folder an experiment of the same command empties (no refit) is refused."""
+    raw = _params("results/iris/model", data_file="data/nowhere.csv")
+    with pytest.raises(DataError, match="data/nowhere.csv: file not found"):
+        check_data(parse_params(raw).every_experiment, saved / "results")
+    raw = _params("results/iris/model")
+    raw["experiments"]["iris"]["evaluate"]["refit"] = False
+    with pytest.raises(ParamsError, match=r"continued.more.train.init_from: results/iris/model is the model folder of "
+                                          r"'iris', which this command runs before 'more' and which saves no model"):
+        check_data(parse_params(raw).every_experiment, saved / "results")
+
+
+@pytest.mark.slow
+def test_a_smoke_test_refits_the_model_its_continuation_starts_from(saved, prefect_server):
+    """`--smoke-test` trains no refit, but for a model a continued experiment of the command starts from: the
+    continuation then runs from the smoke run's model, as it would from the full run's."""
+    raw = _params("results/iris/model")
+    del raw["experiments"]["diabetes"]
+    (saved / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    result = run_cli(["run", "--smoke-test"], cwd=saved, env={"PREFECT_API_URL": prefect_server})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (saved / "results/iris/model").is_dir() and not (saved / "results/more/model").exists()
+    record = json.loads((saved / "results/more/run.json").read_text())
+    assert record["init_from"]["path"] == "results/iris/model" and record["n_folds"] == 2
