@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import keras
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -30,7 +31,7 @@ from kerasflow.flows.warm_trainers import pool_prefix
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import ASHA_REDUCTION_FACTOR, SearchSpec
-from kerasflow.tasks.data.table import Table
+from kerasflow.tasks.data.table import Table, file_md5
 from kerasflow.tasks.outputs.atomic import write_json
 from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS, SWEEP_STATE, reopen_sweep
 from kerasflow.tasks.runtime.progress import ProgressLine
@@ -118,7 +119,15 @@ def restore_sweep(name: str, storage: Path, trainable: Any = run_trial_process) 
 
 
 def _settings(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
-    return {"experiment": spec.model_dump(mode="json"), "sweep": sweep.model_dump(mode="json")}
+    """What a sweep trains, as a resume must find it again: the experiment and the sweep, the Keras backend, and the
+    md5 of the data (a folder's, of its files)."""
+    return {"experiment": spec.model_dump(mode="json"), "sweep": sweep.model_dump(mode="json"),
+            "backend": keras.config.backend(), "data_md5": file_md5(spec.dataset.file)}
+
+
+RESUMED_SETTINGS = ("experiment", "sweep", "backend", "data_md5")
+"""The settings a resume is checked against, where the sweep saved them (one saved before the backend and the
+data's md5 were kept is checked on the others)."""
 
 
 def save_settings(storage: Path, spec: ExperimentSpec, sweep: SearchSpec) -> None:
@@ -136,10 +145,14 @@ def check_settings(name: str, storage: Path, spec: ExperimentSpec, sweep: Search
     if not saved_file.is_file():
         return
     saved = json.loads(saved_file.read_text())
-    saved, now = _dotted({key: saved[key] for key in ("experiment", "sweep")}), _dotted(_settings(spec, sweep))
+    kept = [key for key in RESUMED_SETTINGS if key in saved]
+    now = _settings(spec, sweep)
+    saved, now = _dotted({key: saved[key] for key in kept}), _dotted({key: now[key] for key in kept})
     changed = [key for key in now | saved if now.get(key) != saved.get(key)]
     if changed:
-        shown = ", ".join(sorted(changed)[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        named = {"backend": "the Keras backend (backend:, KERAS_BACKEND)", "data_md5": f"{spec.dataset.file}'s data"}
+        shown = ", ".join(named.get(key, key) for key in sorted(changed)[:5]) + (
+            f" and {len(changed) - 5} more" if len(changed) > 5 else "")
         raise SweepError(f"sweeps.{name}: {shown} changed since the sweep at {storage / RUN_NAME} started: its "
                          f"finished trials trained the settings it started with; run without --resume, or put "
                          f"them back")

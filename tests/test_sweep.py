@@ -21,7 +21,9 @@ from kerasflow.flows.ray_driver import check_settings, save_settings
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.split import make_splits
-from kerasflow.tasks.data.table import load_table
+from kerasflow.tasks.data.table import file_md5, load_table
+from kerasflow.tasks.outputs.atomic import write_json
+from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS
 from kerasflow.tasks.outputs.results import load_model
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
@@ -303,7 +305,7 @@ def test_a_config_asha_stopped_before_its_own_epochs_is_stopped_and_not_paired(e
         assert [row["status"] for row in rows] == ["ok", "ok", "ok"]
 
 
-def test_a_resume_with_other_settings_than_the_sweep_started_with_is_refused_naming_them(tmp_path):
+def test_a_resume_with_other_settings_than_the_sweep_started_with_is_refused_naming_them(tmp_path, cancer_project):
     params = parse_params(sweep_params(epochs=2))
     (name, sweep), = params.sweeps.items()
     spec = params.experiments[name]
@@ -313,3 +315,15 @@ def test_a_resume_with_other_settings_than_the_sweep_started_with_is_refused_nam
     with pytest.raises(SweepError, match=rf"^sweeps.{name}: experiment.train.epochs changed since the sweep at "
                                          rf".* started: its finished trials trained the settings it started with"):
         check_settings(name, tmp_path, longer, sweep)
+    # The data and the backend too: the finished trials trained on the bytes and the backend the sweep started with.
+    data = cancer_project / spec.dataset.file
+    data.write_text(data.read_text() + data.read_text().splitlines(keepends=True)[1])  # one row more
+    with pytest.raises(SweepError, match=rf"^sweeps.{name}: {spec.dataset.file}'s data changed since the sweep"):
+        check_settings(name, tmp_path, spec, sweep)
+    saved = json.loads((tmp_path / SWEEP_SETTINGS).read_text())
+    write_json(tmp_path / SWEEP_SETTINGS, {**saved, "data_md5": file_md5(data), "backend": "jax"})
+    with pytest.raises(SweepError, match=rf"^sweeps.{name}: the Keras backend \(backend:, KERAS_BACKEND\) changed"):
+        check_settings(name, tmp_path, spec, sweep)
+    del saved["backend"], saved["data_md5"]  # a sweep saved before they were kept: checked on the rest
+    write_json(tmp_path / SWEEP_SETTINGS, saved)
+    check_settings(name, tmp_path, spec, sweep)
