@@ -277,6 +277,8 @@ def _bad_text(mutate) -> str:
      ["experiments.reviews.preprocess.text.column: must be the column's name", "Received: 0"]),
     (lambda e: e["dataset"].update(header=False, target=0),
      ["preprocess.text.column: with `header: false` it must be a 0-based column index", "Received: 'review'"]),
+    (lambda e: e["dataset"].update(target=0),
+     ["experiments.reviews.dataset.target: must be the column's name when the file has a header row", "Received: 0"]),
     (lambda e: e["preprocess"]["text"].update(column="sentiment"),
      ["preprocess.text.column: names the same column as dataset.target", "Received: 'sentiment'"]),
     (lambda e: e["model"]["layers"].pop(0),

@@ -141,6 +141,10 @@ class DatasetSpec(Section):
             if repeated:
                 raise AtKey("target", f"names column(s) {repeated} more than once; list each target column once. "
                             f"Received: {self.target!r}")
+        if self.header and any(isinstance(target, int) for target in self.targets):
+            # An index would name the target in the results and the saved model, where predict looks for it.
+            raise AtKey("target", f"must be the column's name when the file has a header row (dataset.header true); "
+                        f"a 0-based index is for a file without one. Received: {self.target!r}")
         return self
 
 
