@@ -61,7 +61,7 @@ def models(tmp_path_factory, bundled_data) -> dict:
     iris = pd.read_csv(root / "data/iris.csv")
     iris[["species", *IRIS_FEATURES]].to_csv(root / "data/mine.csv", header=False, index=False)
     iris[iris["species"] != "setosa"].to_csv(root / "data/pair.csv", index=False)
-    iris.assign(colour=np.array(["red", "green", "blue"])[np.arange(len(iris)) % 3],
+    iris.assign(colour=np.array(["red", "green", "07"])[np.arange(len(iris)) % 3],
                 flag=np.arange(len(iris)) % 2 == 0).to_csv(root / "data/colours.csv", index=False)
 
     specs = {name: spec for raw in (tiny_params(), _headerless_params(), _binary_params(), _colours_params())
@@ -204,10 +204,24 @@ def test_predict_refuses_a_category_training_never_saw_and_a_blank_flag(models):
     frame = pd.read_csv(models["root"] / "data/colours.csv").head(3)
     assert len(predict_table(model_dir, frame)) == 3
     with pytest.raises(DataError, match=r"rows: column 'colour' holds 'purple' \(file line 3\), a value the model "
-                                        r"never saw in training; it knows \['blue', 'green', 'red'\]"):
-        predict_table(model_dir, frame.assign(colour=["red", "purple", "blue"]), source="rows")
+                                        r"never saw in training; it knows \['07', 'green', 'red'\]"):
+        predict_table(model_dir, frame.assign(colour=["red", "purple", "07"]), source="rows")
     flags = frame.astype({"flag": object})
     flags.loc[1, "flag"] = np.nan
     with pytest.raises(DataError, match=r"rows: column 'flag' has missing values \(file lines \[3\]\)"):
         predict_table(model_dir, flags, source="rows")
 
+
+
+def test_a_category_code_that_reads_as_a_number_is_read_as_the_file_writes_it(models, tmp_path):
+    """Training saw `07` among words, as text; rows holding no other colour would read as the number 7, a value
+    the model never saw: predict reads a category column as the file's text."""
+    _, model_dir = models["colours"]
+    rows = pd.read_csv(models["root"] / "data/colours.csv", dtype={"colour": str})
+    coded = rows[rows["colour"] == "07"].head(4)
+    coded.to_csv(tmp_path / "coded.csv", index=False)
+    assert pd.read_csv(tmp_path / "coded.csv")["colour"].tolist() == [7] * 4  # as pandas alone reads them
+    predict_csv(model_dir, tmp_path / "coded.csv", tmp_path / "out.csv")
+    expected = predict_table(model_dir, coded)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out.csv"), expected.reset_index(drop=True),
+                                  check_dtype=False)

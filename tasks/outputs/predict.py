@@ -7,6 +7,7 @@ texts as the training folder's were read), so a user needs no ``params.yaml``.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -197,7 +198,10 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
     if saved.folder is None:
         if input_path.is_dir():
             raise DataError(f"{input_path}: is a folder; the model was trained on a CSV: expected a CSV file")
-        predictions = predict_table(saved, read_csv(input_path, saved.header), source=input_path)
+        # A category column as the file writes it: pandas would read rows holding only `01` as the number 1.
+        categories = [*saved.preprocessor.categories_]
+        text = {*categories, *(re.sub(r"_lag_\d+$", "", name) for name in categories)}  # a series' own columns
+        predictions = predict_table(saved, read_csv(input_path, saved.header, text_columns=text), source=input_path)
         if saved.window is not None:  # a forecast per window of consecutive rows, named by its last row
             predictions.insert(0, ROW, predictions.index)
     else:
