@@ -221,6 +221,19 @@ def test_predict_reads_a_files_rows_and_writes_a_column_a_step(series, tmp_path)
     assert list(written.columns) == ["row", *got.columns] and written["row"].tolist() == list(range(3, 12))
 
 
+def test_predict_names_an_unseen_category_at_the_files_column_and_line(series, tmp_path):
+    """A category a window's lags would read is refused at the file's own column and line, not at a lag's."""
+    spec = _spec(lookback_columns=["wind", "temp"])
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": 1})})
+    table = load_table(spec.dataset)
+    folder = write_model(tmp_path / "model", spec, refit(spec, table, encode_labels(spec, table)))
+    recent = series.iloc[-10:].drop(columns=["step", "dew"]).reset_index(drop=True)
+    recent.loc[9, "wind"] = "NW"
+    with pytest.raises(DataError, match=r"^recent.csv: column 'wind' holds 'NW' \(file line 11\), a value the model "
+                                        r"never saw in training; it knows \['E', 'N', 'S', 'W'\]$"):
+        predict_table(folder, recent, source="recent.csv")
+
+
 def test_a_last_layer_of_another_width_than_the_steps_is_refused_naming_them(series):
     spec = _multistep_spec(model={"layers": [{"type": "dense", "units": 16, "activation": "relu"},
                                              {"type": "dense", "units": 1}]})

@@ -119,6 +119,9 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -
             lines = checks.file_lines(np.flatnonzero(frame[gap].isna().to_numpy()), saved.header)
             raise DataError(f"{source}: column {gap!r} has missing values (file lines {lines}) and the model has no "
                             f"value to fill them with (it was trained without preprocess.impute)")
+    for column, known in _own_categories(saved).items():  # named at the file's column and line, not a lag's
+        if column in frame.columns:
+            _check_categories(frame[column], column, known, source, int(saved.header))
     return window_rows(frame, spec, saved.targets, source).set_axis(frame.index[spec.window_span - 1:], axis=0)
 
 
@@ -199,8 +202,7 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
         if input_path.is_dir():
             raise DataError(f"{input_path}: is a folder; the model was trained on a CSV: expected a CSV file")
         # A category column as the file writes it: pandas would read rows holding only `01` as the number 1.
-        categories = [*saved.preprocessor.categories_]
-        text = {*categories, *(re.sub(r"_lag_\d+$", "", name) for name in categories)}  # a series' own columns
+        text = {*saved.preprocessor.categories_, *_own_categories(saved)}  # a series' own columns too
         predictions = predict_table(saved, read_csv(input_path, saved.header, text_columns=text), source=input_path)
         if saved.window is not None:  # a forecast per window of consecutive rows, named by its last row
             predictions.insert(0, ROW, predictions.index)
@@ -256,8 +258,22 @@ def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> Non
             raise DataError(f"{source}: column {column!r} has missing values (file lines {lines}) and the model "
                             f"has no value to fill them with (it saw none in training)")
     for column, known in pre.categories_.items():
-        values = X[column]
-        unseen = np.flatnonzero((values.notna() & ~category_text(values).isin(known)).to_numpy())
-        if unseen.size:
-            raise DataError(f"{source}: column {column!r} holds {values.iloc[unseen[0]]!r} (file line "
-                            f"{unseen[0] + first_line}), a value the model never saw in training; it knows {known}")
+        _check_categories(X[column], column, known, source, first_line - 1)
+
+
+def _check_categories(values: pd.Series, column: str, known: list[str], source: str | Path, lines_before: int) -> None:
+    """Refuse a category the model never saw in training, at its file line (`lines_before` the first row's)."""
+    unseen = np.flatnonzero((values.notna() & ~category_text(values).isin(known)).to_numpy())
+    if unseen.size:
+        raise DataError(f"{source}: column {column!r} holds {values.iloc[unseen[0]]!r} (file line "
+                        f"{unseen[0] + 1 + lines_before}), a value the model never saw in training; it knows {known}")
+
+
+def _own_categories(saved: SavedModel) -> dict[str, list[str]]:
+    """A series model's categories by the file's own column its lag columns (`wind_lag_2`) read: every category
+    any of its lags knows."""
+    own: dict[str, list[str]] = {}
+    for name, known in saved.preprocessor.categories_.items():
+        column = re.sub(r"_lag_\d+$", "", name)
+        own[column] = sorted({*own.get(column, []), *known})
+    return own
