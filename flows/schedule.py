@@ -8,7 +8,9 @@ a clone, `prefect deploy --all` recreates every schedule on another server.
 
 The server's scheduler creates the runs and a worker of the pool (`prefect worker start --pool <pool>`) starts
 each in a process of its own, in the folder it was deployed from: the params file is read when a run starts, so an
-edit to `params.yaml` reaches the next run. With no Prefect server configured, `kerasflow` runs both for the user
+edit to `params.yaml` reaches the next run, but for `backend:`: the run's process imports Keras with the backend
+deployed (the deployment's `KERAS_BACKEND`) before it reads the file, so a new backend needs `kerasflow schedule`
+again. With no Prefect server configured, `kerasflow` runs both for the user
 (flows/local_server.py). `--serve` instead serves the flow from the command itself, blocking, as Prefect's
 `flow.serve` does.
 """
