@@ -444,6 +444,9 @@ def schedule(args: argparse.Namespace, experiments: list[str]) -> None:
 
     from kerasflow.flows import schedule as scheduling
 
+    prefect_file = Path("prefect.yaml")
+    if not args.serve:  # a bad one is refused before a server starts for it
+        scheduling.read_prefect_file(prefect_file)
     local = None
     api_url = get_current_settings().api.url
     if not api_url:
@@ -453,7 +456,6 @@ def schedule(args: argparse.Namespace, experiments: list[str]) -> None:
     if args.serve:
         scheduling.serve_schedule(experiments, args.cron, args.params, args.results, args.report)
         return
-    prefect_file = Path("prefect.yaml")
     name, pool = scheduling.deploy_schedule(prefect_file, experiments, args.cron, args.params, args.results,
                                             args.report, api_url)
     print(f"{scheduling.FLOW_NAME}/{name}: deployed on cron {args.cron!r} to work pool {pool!r} ({prefect_file})")

@@ -232,3 +232,9 @@ def test_a_bad_cron_or_experiment_exits_2_before_anything_starts(project, monkey
     unknown = capsys.readouterr().err
     assert "irsi" in unknown and "iris" in unknown
     assert LocalServer.recorded() is None and not (project / "prefect.yaml").exists()
+
+    (project / "prefect.yaml").write_text("deployments: []\n")  # no project name: no work pool to deploy to
+    assert main(["schedule", "iris", "--cron", "0 3 * * *"]) == 2
+    assert capsys.readouterr().err == ("kerasflow: error: prefect.yaml: expected a mapping with the project's "
+                                       "`name:` (the work pool's name)\n")
+    assert LocalServer.recorded() is None
