@@ -72,10 +72,11 @@ def header_names(first_line: str, sep: str, path: Path, where: str, columns: int
 
 def check_field_counts(frame: pd.DataFrame, path: Path, sep: str, header: bool, where: str) -> None:
     """Refuse rows of another number of fields than the header's names (a header-less file: its first row's). pandas
-    reads rows one field longer than the header as an index column plus the named ones (every value shifted one
-    column: a single column of decimal commas reads as its integer parts) and pads a shorter row with missing
-    values, both without a word. The file is read again, field by field, only where either may have happened: an
-    index other than the rows' count, or a missing value.
+    reads rows one field longer than the header as an index column plus the named ones, without a word: right for a
+    row name before each row (R's write.table), every value shifted one column for a field too many (a trailing
+    separator; a single column of decimal commas reads as its integer parts): a file that could mean either. It
+    pads a shorter row with missing values. The file is read again, field by field, only where either may have
+    happened: an index other than the rows' count, or a missing value.
     """
     if frame.index.equals(pd.RangeIndex(len(frame))) and not frame.isna().to_numpy().any():
         return
@@ -83,7 +84,9 @@ def check_field_counts(frame: pd.DataFrame, path: Path, sep: str, header: bool, 
         reader = csv.reader(handle, delimiter=sep)
         expected = len(next(reader, []))
         for row in reader:
-            if row and len(row) != expected:  # a blank line is no row
+            # A blank line, or one of spaces alone, is no row (pandas skips both; a one-column file's are checked
+            # as cells).
+            if len(row) != expected and (len(row) > 1 or (row and row[0].strip())):
                 line = reader.line_num
                 break
         else:
@@ -92,6 +95,8 @@ def check_field_counts(frame: pd.DataFrame, path: Path, sep: str, header: bool, 
     hint = ""
     if expected == 1 and DECIMAL_COMMA.fullmatch(sep.join(row)):
         hint = f" (is {sep.join(row)!r} a number with a decimal comma? kerasflow reads '.' as the decimal point)"
+    elif header and len(row) == expected + 1:  # as R's write.table writes, or a value too many: either could be
+        hint = " (a row name before each row, or a field too many: name a row names' column in the header, or drop it)"
     raise DataError(f"{path}: file line {line} holds {len(row)} field(s) where {names} {expected}{hint}; every row "
                     f"needs one value per column (separator: {SEPARATORS[sep]}; an empty cell for a missing "
                     f"value){where}")

@@ -58,8 +58,8 @@ def named(spec: BaseModel, name: str) -> str:
 def read_csv(path: str | Path, header: bool = True, key: str | None = None,
              text_columns: Collection[str] = ()) -> pd.DataFrame:
     """Read a CSV, header row or not; column names of a header-less file are their 0-based indices. The columns
-    named in `text_columns` (those of them the file has) are read as the file's text, not parsed as numbers: a
-    model's category `01` stays `01` in rows that hold no other.
+    named in `text_columns` (those of them the file has) that pandas reads as numbers are read as the file's text
+    instead: a model's category `01` stays `01` in rows that hold no other.
 
     The separator is a comma, a tab or a semicolon, found in the first line (:func:`checks.separator`); a UTF-8
     byte-order mark and spaces around header names are dropped; Windows line endings are read as any. A file that
@@ -81,9 +81,16 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None,
         # In a single column an empty cell is an empty line, which pandas would skip: a series would lose a step
         # unseen. There they are kept as missing values, but for those after the last value (the file's end).
         one_column = sep not in first_line  # checks.separator found none of its separators there
-        text = {name if header else int(name): str for name in text_columns if header or name.isdigit()}
-        frame = pd.read_csv(path, header=0 if header else None, sep=sep, encoding="utf-8-sig",
-                            skip_blank_lines=not one_column, dtype=text or None)
+        options = {"header": 0 if header else None, "sep": sep, "encoding": "utf-8-sig",
+                   "skip_blank_lines": not one_column}
+        frame = pd.read_csv(path, **options)
+        # Of `text_columns`, those read as numbers (a header's names stripped as header_names strips them), again as
+        # text; not booleans, which training read as pandas does too.
+        wanted = set(text_columns)
+        numeric = {column: str for column in frame.columns if str(column).strip() in wanted
+                   and (pd.api.types.is_integer_dtype(frame[column]) or pd.api.types.is_float_dtype(frame[column]))}
+        if numeric:
+            frame = pd.read_csv(path, **options, dtype=numeric)
         if one_column:
             filled = np.flatnonzero(frame.notna().to_numpy().any(axis=1))
             frame = frame.iloc[:filled[-1] + 1 if len(filled) else 0]
