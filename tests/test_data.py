@@ -51,6 +51,9 @@ def test_bundled_sets_have_the_books_shapes(bundled_data):
     ("a,b,y\n1,2,0\n1,2,3,4\n", {"target": "y"}, "rows have different numbers of fields"),
     # pandas would read rows one field longer than the header as an index and the rest shifted one column, and
     # pad a shorter row with missing values: both refused at their line.
+    # Decimal commas with thousands grouped by points are decimal commas too, not categories.
+    ("colour;price;y\nred;999,5;0\nblue;1.234,5;1\nred;2.500,0;0\n", {"target": "y"},
+     "column 'price' holds numbers with a decimal comma ('999,5' at file line 2)"),
     ("a,b,y\n1,2,3,0\n4,5,6,1\n", {"target": "y"}, "file line 2 holds 4 field(s) where the header names 3"),
     ("a,b,y\n1,2,0,\n4,5,1,\n", {"target": "y"}, "file line 2 holds 4 field(s) where the header names 3"),
     ("y,a,b\n1,2,3\n\n1,3\n2,3,4\n", {"target": "y"}, "file line 4 holds 2 field(s) where the header names 3"),

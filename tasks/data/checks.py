@@ -23,7 +23,8 @@ SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons"}
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """The largest magnitude Keras' float32 tensors hold: larger values become infinite as they are fed."""
 
-DECIMAL_COMMA = re.compile(r"\s*[-+]?\d+,\d+\s*")
+DECIMAL_COMMA = re.compile(r"\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*")
+"""A number written with a decimal comma, its thousands grouped by points or not: `12,5`, `1.234,5`."""
 SHOWN_LINES = 5
 
 
