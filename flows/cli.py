@@ -136,21 +136,20 @@ def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None 
     from kerasflow.tasks.data.tokens import load_rows
     from kerasflow.tasks.training import evaluate
     from kerasflow.tasks.training.models import build_model
-    from kerasflow.tasks.training.start import load_start
+    from kerasflow.tasks.training.start import load_start, model_writers
 
-    # The model folders the command's earlier experiments write, or remove (no refit: an earlier run's model is
-    # not theirs), by the experiment that does.
-    written: dict[Path, str] = {}
-    removed: dict[Path, str] = {}
+    writers = model_writers(experiments, results_dir) if results_dir is not None else {}
+    order = list(experiments)
     for name, spec in experiments.items():
-        start_folder = Path(spec.train.init_from).resolve() if spec.train.init_from is not None else None
-        if start_folder in removed:
-            writer = removed[start_folder]
+        writer = writers.get(name)
+        earlier = writer is not None and order.index(writer) < order.index(name)
+        # With no refit, the earlier experiment removes an earlier run's model: it is not its own.
+        if earlier and not experiments[writer].evaluate.refit:
             raise ParamsError(f"{experiment_key(spec, name, 'train.init_from')}: {spec.train.init_from} is the model "
                               f"folder of {writer!r}, which this command runs before {name!r} and which saves no "
                               f"model (evaluate.refit: false), so it removes the one there: run {name!r} without "
                               f"{writer!r}, or let {writer!r} refit")
-        if start_folder in written:
+        if earlier:
             load_rows(spec)
         else:
             start = load_start(spec, name)
@@ -158,8 +157,6 @@ def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None 
             folds = evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name, start), start)
             if spec.model.pretrained:  # a keras.applications base: its input size and weights file, checked now
                 build_model(spec.model, folds[0].X_train.shape[1], spec.train.seed)
-        if results_dir is not None:
-            (written if spec.evaluate.refit else removed)[(results_dir / name / "model").resolve()] = name
 
 
 FLOW_COMMANDS = ("run", "tune", "report")
@@ -366,9 +363,10 @@ def _run(args: argparse.Namespace, params: Params, server: TemporaryServer | Non
 
     selected = params.select(args.experiments, source=str(args.params))
     if args.smoke_test:
-        starts = {Path(spec.train.init_from).resolve() for spec in selected.values() if spec.train.init_from}
-        selected = {name: smoke(spec, refit=(args.results / name / "model").resolve() in starts)
-                    for name, spec in selected.items()}
+        from kerasflow.tasks.training.start import model_writers
+
+        writers = set(model_writers(selected, args.results).values())
+        selected = {name: smoke(spec, refit=name in writers) for name, spec in selected.items()}
     check_data(selected, args.results)
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
     check_fold_tasks(selected)

@@ -30,7 +30,7 @@ from kerasflow.tasks.runtime import faults
 from kerasflow.tasks.runtime.keras_threads import keras_thread_safe, keras_turn
 from kerasflow.tasks.runtime.progress import EpochProgress, ProgressLine
 from kerasflow.tasks.training import evaluate
-from kerasflow.tasks.training.start import Start, load_start
+from kerasflow.tasks.training.start import Start, load_start, model_writers
 
 
 @task(name="load-data", cache_policy=NO_CACHE)
@@ -196,11 +196,8 @@ def side_by_side(experiments: dict[str, ExperimentSpec], results_dir: Path) -> l
     where the command's order says, not while it is being written."""
     if len(experiments) < 2:
         return []
-    writers = {(results_dir / name / "model").resolve(): name for name in experiments}
-    in_turn: set[str] = set()
-    for name, spec in experiments.items():
-        if spec.train.init_from is not None and (writer := writers.get(Path(spec.train.init_from).resolve())):
-            in_turn |= {name, writer}
+    writers = model_writers(experiments, results_dir)
+    in_turn = {*writers, *writers.values()}
     return [name for name, spec in experiments.items() if name not in in_turn and on_cluster(spec)]
 
 

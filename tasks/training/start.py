@@ -60,6 +60,14 @@ class Start:
                 "preprocessing_md5": file_md5(path / PREPROCESSING_FILE)}
 
 
+def model_writers(experiments: dict[str, ExperimentSpec], results_dir: Path) -> dict[str, str]:
+    """Which experiment of a command writes the model each continued one starts from: `{continued: writer}` for
+    those whose `train.init_from` is the model folder of one of `experiments` (`results_dir/<name>/model`)."""
+    folders = {(results_dir / name / "model").resolve(): name for name in experiments}
+    return {name: folders[start] for name, spec in experiments.items()
+            if spec.train.init_from is not None and (start := Path(spec.train.init_from).resolve()) in folders}
+
+
 def load_start(spec: ExperimentSpec, name: str = "experiment") -> Start | None:
     """The saved model `spec.train.init_from` names, checked against the spec; None without `init_from`."""
     if spec.train.init_from is None:
