@@ -15,6 +15,7 @@ window holds values of steps before its target only, and the preprocessing is fi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -147,6 +148,17 @@ def window_targets(values: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     if k == 1:
         return values[first:]
     return np.stack([values[first + j:first + j + rows] for j in range(k)], axis=1).reshape(rows, -1)
+
+
+def lagged_column(name: str) -> str:
+    """The file's column a window's column (:func:`lag_columns`) reads; any other name as it is.
+
+    Examples
+    --------
+    >>> lagged_column("wind_lag_2"), lagged_column("wind")
+    ('wind', 'wind')
+    """
+    return re.sub(r"_lag_\d+$", "", name)
 
 
 def named_columns(names: Sequence[str], targets: Sequence[str], horizon: int) -> list[str]:

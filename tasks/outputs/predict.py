@@ -7,7 +7,6 @@ texts as the training folder's were read), so a user needs no ``params.yaml``.
 
 from __future__ import annotations
 
-import re
 import zipfile
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from kerasflow.tasks.data import checks
 from kerasflow.tasks.data.folders import FolderFormat, prediction_files, read_files
 from kerasflow.tasks.data.preprocess import category_text
 from kerasflow.tasks.data.table import read_csv
-from kerasflow.tasks.data.window import window_rows
+from kerasflow.tasks.data.window import lagged_column, window_rows
 from kerasflow.tasks.outputs.atomic import atomic_path, check_output
 from kerasflow.tasks.outputs.saved_model import SavedModel, load_keras_model, read_saved
 
@@ -274,6 +273,6 @@ def _own_categories(saved: SavedModel) -> dict[str, list[str]]:
     any of its lags knows."""
     own: dict[str, list[str]] = {}
     for name, known in saved.preprocessor.categories_.items():
-        column = re.sub(r"_lag_\d+$", "", name)
+        column = lagged_column(name)
         own[column] = sorted({*own.get(column, []), *known})
     return own
