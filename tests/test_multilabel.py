@@ -4,6 +4,7 @@ stand-in of the books' multilabel set: scikit-learn's `make_multilabel_classific
 
 from __future__ import annotations
 
+import functools
 import json
 
 import keras
@@ -49,11 +50,18 @@ KERAS = {"accuracy": lambda: keras.metrics.BinaryAccuracy(), "precision": lambda
          "pr_auc": lambda: keras.metrics.AUC(curve="PR", multi_label=True, num_labels=3)}
 
 
+@functools.cache
+def _labels_table() -> pd.DataFrame:
+    """10 count features and three labels, each on about a third to two thirds of 300 rows: drawn once a module
+    (scikit-learn draws them row by row, about 2.4 s)."""
+    X, y = make_multilabel_classification(n_samples=300, n_features=10, n_classes=3, n_labels=2, random_state=1)
+    return pd.DataFrame(X, columns=[f"x{i}" for i in range(10)]).assign(**dict(zip(LABELS, y.T)))
+
+
 @pytest.fixture
 def labelled(tmp_path, monkeypatch):
-    """data/labels.csv: 10 count features and three labels, each on about a third to two thirds of 300 rows."""
-    X, y = make_multilabel_classification(n_samples=300, n_features=10, n_classes=3, n_labels=2, random_state=1)
-    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(10)]).assign(**dict(zip(LABELS, y.T)))
+    """data/labels.csv: :func:`_labels_table`, a copy of it each test may change."""
+    frame = _labels_table().copy()
     (tmp_path / "data").mkdir()
     frame.to_csv(tmp_path / "data/labels.csv", index=False)
     monkeypatch.chdir(tmp_path)
