@@ -90,7 +90,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         for state in (shared / "prefect-server.json", shared / "ray-head.json"):
             if state.is_file():
                 found = json.loads(state.read_text())
-                stop_session(found["pid"])
+                stop_session(found["pid"], leader_first=state.name == "ray-head.json")
                 if "temp_dir" in found:
                     shutil.rmtree(found["temp_dir"], ignore_errors=True)
         shutil.rmtree(shared, ignore_errors=True)

@@ -264,11 +264,16 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def stop_session(pid: int) -> None:
+def stop_session(pid: int, leader_first: bool = False) -> None:
     """Terminate the session (process group) `pid` leads, a process this one may not have started; once it has
-    exited, or 20 s later, kill what is left of the group."""
+    exited, or 20 s later, kill what is left of the group. `leader_first` terminates the leader alone, which stops
+    the rest itself: `ray start --block` drains its node and stops the processes it started (about 3 s), where a
+    SIGTERM to its whole group takes the GCS from under that drain, which then waits 30 s for it."""
     try:
-        os.killpg(pid, signal.SIGTERM)
+        if leader_first:
+            os.kill(pid, signal.SIGTERM)
+        else:
+            os.killpg(pid, signal.SIGTERM)
         psutil.Process(pid).wait(timeout=20)
     except (ProcessLookupError, psutil.NoSuchProcess, psutil.TimeoutExpired):
         pass
@@ -279,10 +284,11 @@ def stop_session(pid: int) -> None:
 def start_ray_head(log: Path, token: str, temp_dir: str, dashboard_port: int | None = None
                    ) -> tuple[subprocess.Popen, str]:
     """A one-node cluster as a user keeps one running: `ray start --head --block` with 2 CPUs and Ray's token
-    authentication (`token`), in a session of its own (:func:`stop_session` stops it), its output in `log` and its
-    session files in `temp_dir` (a short path: Ray's sockets are there). With `dashboard_port`, its dashboard (Ray
-    Jobs) listens there on 127.0.0.1; else it has none. The suite's conftest makes it a loopback node
-    (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0). Returns once Ray says it started: the process and the head's address."""
+    authentication (`token`), in a session of its own (`stop_session(pid, leader_first=True)` stops it), its
+    output in `log` and its session files in `temp_dir` (a short path: Ray's sockets are there). With
+    `dashboard_port`, its dashboard (Ray Jobs) listens there on 127.0.0.1; else it has none. The suite's conftest
+    makes it a loopback node (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0). Returns once Ray says it started: the process
+    and the head's address."""
     from kerasflow.flows.prefect_server import free_port
 
     port = free_port()
@@ -299,7 +305,7 @@ def start_ray_head(log: Path, token: str, temp_dir: str, dashboard_port: int | N
     deadline = time.monotonic() + 120
     while "Ray runtime started" not in log.read_text():
         if head.poll() is not None or time.monotonic() > deadline:
-            stop_session(head.pid)
+            stop_session(head.pid, leader_first=True)
             raise RuntimeError(f"ray start --head did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
     return head, f"127.0.0.1:{port}"

@@ -59,7 +59,7 @@ def ray_head(tmp_path_factory) -> Iterator[Head]:
     try:
         yield Head(address, f"http://127.0.0.1:{dashboard}", token, head.pid)
     finally:
-        stop_session(head.pid)
+        stop_session(head.pid, leader_first=True)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
