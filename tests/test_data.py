@@ -96,6 +96,16 @@ def test_text_columns_keep_a_code_that_reads_as_a_number(tmp_path):
     assert read_csv(tmp_path / "codes.csv")["code"].tolist() == [7, 7]
 
 
+def test_integers_beyond_64_bits_are_numbers(tmp_path):
+    """pandas reads a column with a 20-digit integer as Python ints in objects: a feature and a regression target
+    are still numbers (as floats), and a category column's values keep their digits as text."""
+    (tmp_path / "big.csv").write_text("a,id,y\n1,99999999999999999999,123456789012345678901\n2,7,3\n3,8,4\n")
+    table = load_table(DatasetSpec(file="big.csv", target="y", task="regression"), root=tmp_path)
+    assert table.X.dtypes.tolist() == [np.int64, np.float64] and table.y.dtype == np.float64
+    assert table.X["id"].iloc[0] == 1e20 and table.y.iloc[0] == pytest.approx(1.2345678901234568e20)
+    assert read_csv(tmp_path / "big.csv", text_columns={"id"})["id"].tolist() == ["99999999999999999999", "7", "8"]
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(DataError, match="nowhere.csv: file not found"):
         load_table(DatasetSpec(file="nowhere.csv", target="y", task="binary"), root=tmp_path)

@@ -84,13 +84,20 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None,
         options = {"header": 0 if header else None, "sep": sep, "encoding": "utf-8-sig",
                    "skip_blank_lines": not one_column}
         frame = pd.read_csv(path, **options)
+        # Integers beyond 64 bits (20 digits and more) pandas reads as Python ints in a column of objects, which
+        # would pass for text: they are numbers, as floats.
+        big = {column for column in frame.columns if pd.api.types.is_object_dtype(frame[column])
+               and pd.api.types.infer_dtype(frame[column], skipna=True) == "integer"}
         # Of `text_columns`, those read as numbers (a header's names stripped as header_names strips them), again as
         # text; not booleans, which training read as pandas does too.
         wanted = set(text_columns)
         numeric = {column: str for column in frame.columns if str(column).strip() in wanted
-                   and (pd.api.types.is_integer_dtype(frame[column]) or pd.api.types.is_float_dtype(frame[column]))}
+                   and (pd.api.types.is_integer_dtype(frame[column]) or pd.api.types.is_float_dtype(frame[column])
+                        or column in big)}
         if numeric:
             frame = pd.read_csv(path, **options, dtype=numeric)
+        for column in big.difference(numeric):
+            frame[column] = frame[column].astype(np.float64)
         if one_column:
             filled = np.flatnonzero(frame.notna().to_numpy().any(axis=1))
             frame = frame.iloc[:filled[-1] + 1 if len(filled) else 0]
