@@ -109,6 +109,8 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None,
                         f"needs one value per column (separator: {checks.SEPARATORS[sep]})") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); expected a CSV") from None
+    except OSError as exc:  # no permission to read it, an I/O error
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}){where}") from None
     if frame.empty:
         raise DataError(f"{path}: the file has no data rows" + (", only a header row" if header else "") + where)
     checks.check_field_counts(frame, path, sep, header, where)

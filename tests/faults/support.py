@@ -16,11 +16,15 @@ Snapshot = dict[str, str]
 
 
 def snapshot(root: Path) -> Snapshot:
-    """Every file and folder under `root`, hidden ones included: relative path -> content hash (or "dir")."""
+    """Every file and folder under `root`, hidden ones included: relative path -> content hash ("dir" for a folder,
+    "link to <target>" for a symbolic link, which may lead to a file that cannot be read)."""
     found: Snapshot = {}
     for path in sorted(root.rglob("*")):
         relative = str(path.relative_to(root))
-        found[relative] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.is_symlink():
+            found[relative] = f"link to {path.readlink()}"
+        else:
+            found[relative] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return found
 
 

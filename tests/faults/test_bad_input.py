@@ -386,6 +386,10 @@ CASES = [
         argv=("run", "mine")),
     Bad("ragged-csv", ("data/mine.csv: rows have different numbers of fields", "Expected 3 fields in line 3, saw 4"),
         mine(), files={"data/mine.csv": "a,b,y\n1,2,0\n3,4,1,9\n5,6,0\n"}, argv=("run", "mine")),
+    # A file the system cannot read, for root too: /proc/self/mem read from its start is an I/O error.
+    Bad("unreadable-csv", ("data/mine.csv: cannot be read (Input/output error) "
+                           "(params.yaml:experiments.mine.dataset.file)",),
+        mine(), argv=("run", "mine"), prepare=lambda project: (project / "data/mine.csv").symlink_to("/proc/self/mem")),
     Bad("non-numeric-regression-target", ("data/mine.csv: task 'regression' "
                                           "(params.yaml:experiments.mine.dataset.task) "
                                           "needs a numeric target; column 'y' holds 'low' (file line 2)",),
