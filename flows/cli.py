@@ -481,7 +481,7 @@ def _server(args: argparse.Namespace) -> int:
             return 1
         print(local.url)
         for pool, pid in local.workers.items():
-            print(f"worker for {pool!r}: process {pid}")
+            print(f"worker for {pool!r}: " + (f"process {pid}" if local.ours(pid) else "not running"))
     return 0
 
 

@@ -11,7 +11,8 @@ its flows to this server instead of a temporary one, so runs and schedules share
 The server is Prefect's own command, run as it is documented (`prefect server start --host 127.0.0.1`), in its own
 session with its output in a log file, not `prefect server start --background`, which leaves the server writing to
 pipes nobody reads. What is running is recorded in ``$PREFECT_HOME/kerasflow-server.json`` (Prefect's home: its
-database lives there too), which is all a later command reads to find it.
+database lives there too), which is all a later command reads to find it: each process by its pid and its start
+time, so that a pid the system has given to another process since (after a reboot, say) is never signalled.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import psutil
 
 from kerasflow.flows.prefect_server import answers, free_port
 from kerasflow.tasks.config.errors import KerasflowError
@@ -51,12 +54,13 @@ def state_file() -> Path:
 
 @dataclass
 class LocalServer:
-    """The server's API URL, its process (a session leader: its group holds uvicorn and Prefect's services) and
-    one worker process per work pool."""
+    """The server's API URL, its process (a session leader: its group holds uvicorn and Prefect's services), one
+    worker process per work pool, and when each of these processes started (psutil's create time, by pid)."""
 
     url: str
     pid: int
     workers: dict[str, int] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def recorded(cls) -> LocalServer | None:
@@ -70,7 +74,7 @@ class LocalServer:
     def running(cls) -> LocalServer | None:
         """The recorded server if it is alive and answers; None otherwise (nothing recorded, or it died)."""
         server = cls.recorded()
-        return server if server is not None and _alive(server.pid) and answers(server.url) else None
+        return server if server is not None and server.ours(server.pid) and answers(server.url) else None
 
     @classmethod
     def start(cls, port: int | None = None) -> LocalServer:
@@ -78,6 +82,8 @@ class LocalServer:
         answering when this returns."""
         if (server := cls.running()) is not None:
             return server
+        if (dead := cls.recorded()) is not None:  # its workers may outlive it, polling an API no one serves
+            dead.stop()
         port = port or (DEFAULT_PORT if _free(DEFAULT_PORT) else free_port())
         home = prefect_home()
         home.mkdir(parents=True, exist_ok=True)
@@ -86,7 +92,8 @@ class LocalServer:
         env.pop("PREFECT_API_URL", None)
         process = _detached([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                              "--port", str(port)], env, log)
-        server = cls(url=f"http://127.0.0.1:{port}/api", pid=process.pid)
+        server = cls(url=f"http://127.0.0.1:{port}/api", pid=process.pid,
+                     started={str(process.pid): _created(process.pid)})
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not answers(server.url):
             if process.poll() is not None or time.monotonic() > deadline:
@@ -107,20 +114,27 @@ class LocalServer:
 
     def ensure_worker(self, pool: str) -> bool:
         """Start a process worker for `pool` against this server unless one is running; True if started."""
-        if _alive(self.workers.get(pool, 0)):
+        if self.ours(self.workers.get(pool, 0)):
             return False
         log = prefect_home() / f"kerasflow-worker-{pool}.log"
         env = {**os.environ, "PREFECT_API_URL": self.url}
         process = _detached([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
                             env, log)
         self.workers[pool] = process.pid
+        self.started[str(process.pid)] = _created(process.pid)
         self._save()
         return True
+
+    def ours(self, pid: int) -> bool:
+        """True if `pid` is one of the processes recorded here and still running: a live session leader that
+        started when it was recorded to."""
+        return _alive(pid) and _created(pid) == self.started.get(str(pid))
 
     def stop(self) -> None:
         """Stop the workers (and the runs they started), then the server; forget them."""
         for pid in [*self.workers.values(), self.pid]:
-            _stop_group(pid)
+            if self.ours(pid):
+                _stop_group(pid)
         state_file().unlink(missing_ok=True)
 
     def _save(self) -> None:
@@ -142,6 +156,14 @@ def _alive(pid: int) -> bool:
         return os.getsid(pid) == pid and "Z" not in _state(pid)
     except OSError:
         return False
+
+
+def _created(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch, as psutil reads it); None if there is no such process."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 def _state(pid: int) -> str:

@@ -238,3 +238,40 @@ def test_a_bad_cron_or_experiment_exits_2_before_anything_starts(project, monkey
     assert capsys.readouterr().err == ("kerasflow: error: prefect.yaml: expected a mapping with the project's "
                                        "`name:` (the work pool's name)\n")
     assert LocalServer.recorded() is None
+
+
+@pytest.mark.slow
+def test_server_commands_signal_recorded_processes_only_while_they_are_the_recorded_ones(tmp_path):
+    """A state file whose pids the system has since given to other processes (after a reboot, say; here a session
+    leader, as a user's shell is): `kerasflow server status` finds no server, and `server stop` forgets the record
+    without a signal to the stranger. A server that died with its worker still running: the next start stops that
+    worker, which would poll a dead API for good, and records only its own."""
+    stranger = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    orphan = subprocess.Popen(["sleep", "120"], start_new_session=True)  # the dead server's worker
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    env = {"PREFECT_HOME": str(home)}
+    try:
+        earlier = psutil.Process(stranger.pid).create_time() - 3600  # when the recorded server started
+        (home / "kerasflow-server.json").write_text(json.dumps({
+            "url": "http://127.0.0.1:9/api", "pid": stranger.pid, "workers": {"pool": stranger.pid},
+            "started": {str(stranger.pid): earlier}}))
+        status = run_cli(["server", "status"], cwd=tmp_path, env=env)
+        assert (status.returncode, status.stdout.strip()) == (1, "not running")
+        stopped = run_cli(["server", "stop"], cwd=tmp_path, env=env)
+        assert (stopped.returncode, stopped.stdout.strip()) == (0, "stopped")
+        assert stranger.poll() is None and not (home / "kerasflow-server.json").exists()
+
+        (home / "kerasflow-server.json").write_text(json.dumps({
+            "url": "http://127.0.0.1:9/api", "pid": 0, "workers": {"pool": orphan.pid},
+            "started": {str(orphan.pid): psutil.Process(orphan.pid).create_time()}}))
+        started = run_cli(["server", "start"], cwd=tmp_path, env=env)
+        assert started.returncode == 0, started.stderr[-3000:]
+        assert orphan.wait(timeout=30) == -signal.SIGTERM and stranger.poll() is None
+        state = json.loads((home / "kerasflow-server.json").read_text())
+        assert state["workers"] == {} and list(state["started"]) == [str(state["pid"])]
+    finally:
+        run_cli(["server", "stop"], cwd=tmp_path, env=env)
+        for process in (stranger, orphan):
+            process.kill()
+            process.wait()
