@@ -69,6 +69,12 @@ def test_bundled_sets_have_the_books_shapes(bundled_data):
     ("y\n1.5\n\n2.5\n3\n\n\n", {"target": "y", "task": "regression"},
      "target column 'y' has missing values (file lines [3])"),
     ("a,b,y\n1,2,x\n3,4,z\n", {"target": "y", "task": "regression"}, "needs a numeric target"),
+    # A row's file line is the one it starts on: blank lines (which pandas skips) and a value quoted across lines
+    # put it further down than its count.
+    ("a,b,y\n1,2,0\n\n3,x,1\n4,5,0\n6,7,1\n", {"target": "y"}, "'x' at file line(s) [4]"),
+    ('note,b,y\n"two\nlines",2,0\nok,inf,1\n', {"target": "y"}, "holds inf at file line(s) [4]"),
+    ("a,b,y\n1,2,0\n\n   \n3,4,\n5,6,1\n", {"target": "y"}, "target column 'y' has missing values (file lines [5])"),
+    ("a,b,y\n\n1,2,low\n3,4,high\n", {"target": "y", "task": "regression"}, "holds 'low' (file line 3)"),
     ("1,2,0\n3,4,1\n", {"target": "y", "header": False}, "the target must be a 0-based column index"),
     ("1,2,0\n3,4,1\n", {"target": 7, "header": False}, "target index 7 is out of range; the file has 3 columns"),
 ])

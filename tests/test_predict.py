@@ -199,7 +199,7 @@ def test_predict_refuses_an_output_over_its_input_or_inside_the_model(models, tm
         predict_csv(model_dir, rows, rows / "out.csv")
 
 
-def test_predict_refuses_a_category_training_never_saw_and_a_blank_flag(models):
+def test_predict_refuses_a_category_training_never_saw_and_a_blank_flag(models, tmp_path):
     _, model_dir = models["colours"]
     frame = pd.read_csv(models["root"] / "data/colours.csv").head(3)
     assert len(predict_table(model_dir, frame)) == 3
@@ -210,6 +210,11 @@ def test_predict_refuses_a_category_training_never_saw_and_a_blank_flag(models):
     flags.loc[1, "flag"] = np.nan
     with pytest.raises(DataError, match=r"rows: column 'flag' has missing values \(file lines \[3\]\)"):
         predict_table(model_dir, flags, source="rows")
+    # Read from a file, the line is the file's own: here one blank line further down.
+    lines = frame.assign(colour=["red", "purple", "07"]).to_csv(index=False).splitlines(keepends=True)
+    (tmp_path / "rows.csv").write_text("".join([*lines[:2], "\n", *lines[2:]]))
+    with pytest.raises(DataError, match=r"rows.csv: column 'colour' holds 'purple' \(file line 4\)"):
+        predict_csv(model_dir, tmp_path / "rows.csv", tmp_path / "out.csv")
 
 
 

@@ -103,9 +103,42 @@ def check_field_counts(frame: pd.DataFrame, path: Path, sep: str, header: bool, 
                     f"value){where}")
 
 
-def file_lines(rows: np.ndarray, header: bool) -> list[int]:
-    """The 1-based file lines of 0-based data rows `rows` (the first few)."""
-    return (np.asarray(rows)[:SHOWN_LINES] + 1 + int(header)).tolist()
+def file_lines(rows: np.ndarray | list[int], header: bool, path: Path | None = None) -> list[int]:
+    """The 1-based file lines of 0-based data rows `rows` (the first few). With `path`, the CSV the rows were read
+    from (:func:`~kerasflow.tasks.data.table.read_csv`), the line each row starts on, found by reading the file
+    again: blank lines pandas skips and values quoted across lines put rows further down than their count."""
+    shown = [int(row) for row in np.asarray(rows)[:SHOWN_LINES]]
+    counted = [row + 1 + int(header) for row in shown]
+    if path is None or not shown or not Path(path).is_file():
+        return counted
+    starts = _row_starts(Path(path), header, max(shown))
+    return [starts.get(row, line) for row, line in zip(shown, counted)]
+
+
+def _row_starts(path: Path, header: bool, last: int) -> dict[int, int]:
+    """The file line each 0-based data row up to `last` starts on, rows counted as read_csv counts them: a blank
+    line, or one of spaces alone, is no row, but in a single column (where it is a missing value). Empty if the file
+    cannot be read again as it was."""
+    starts: dict[int, int] = {}
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            first_line = handle.readline().rstrip("\r\n")
+        sep = separator(first_line)
+        one_column = sep not in first_line
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=sep)
+            row, start = -int(header), 1  # the header's record is row -1
+            for record in reader:
+                if one_column or len(record) > 1 or (record and record[0].strip()):
+                    if row >= 0:
+                        starts[row] = start
+                    if row == last:
+                        break
+                    row += 1
+                start = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    return starts
 
 
 def check_cells(frame: pd.DataFrame, path: Path, header: bool, where: str) -> None:
@@ -117,8 +150,8 @@ def check_cells(frame: pd.DataFrame, path: Path, header: bool, where: str) -> No
         for column in frame.columns:
             repeats &= frame[column].astype(str).str.strip().to_numpy() == str(column)
         if repeats.any():
-            raise DataError(f"{path}: file line(s) {file_lines(np.flatnonzero(repeats), header)} repeat the header "
-                            f"row inside the data; remove them{where}")
+            lines = file_lines(np.flatnonzero(repeats), header, path)
+            raise DataError(f"{path}: file line(s) {lines} repeat the header row inside the data; remove them{where}")
     for column in frame.columns:
         values = frame[column]
         if pd.api.types.is_numeric_dtype(values):
@@ -132,8 +165,8 @@ def _check_range(values: pd.Series, column: str, path: Path, header: bool, where
     bad = np.flatnonzero(np.abs(numbers) > FLOAT32_MAX)  # inf included; NaN compares false
     if bad.size:
         raise DataError(f"{path}: column {column!r} holds {numbers[bad[0]]:g} at file line(s) "
-                        f"{file_lines(bad, header)}: infinite or beyond ±{FLOAT32_MAX:.4g}, the float32 range Keras "
-                        f"trains in; use finite values (an empty cell for a missing one){where}")
+                        f"{file_lines(bad, header, path)}: infinite or beyond ±{FLOAT32_MAX:.4g}, the float32 range "
+                        f"Keras trains in; use finite values (an empty cell for a missing one){where}")
 
 
 def _check_text(values: pd.Series, column: str, path: Path, header: bool, where: str) -> None:
@@ -145,12 +178,12 @@ def _check_text(values: pd.Series, column: str, path: Path, header: bool, where:
         bad = np.flatnonzero(text)
         example = values.iloc[int(np.flatnonzero(numeric)[0])]
         raise DataError(f"{path}: column {column!r} mixes numbers (such as {example!r}) with text: "
-                        f"{values.iloc[bad[0]]!r} at file line(s) {file_lines(bad, header)}; a numeric column "
+                        f"{values.iloc[bad[0]]!r} at file line(s) {file_lines(bad, header, path)}; a numeric column "
                         f"holds numbers only (an empty cell for a missing one){where}")
     if numeric.any() and not text.any():
         _check_range(pd.Series(numbers), column, path, header, where)
     commas = np.flatnonzero(present & values.astype(str).str.fullmatch(DECIMAL_COMMA.pattern).to_numpy())
     if text.any() and commas.size == text.sum():
         raise DataError(f"{path}: column {column!r} holds numbers with a decimal comma ({values.iloc[commas[0]]!r} "
-                        f"at file line {file_lines(commas, header)[0]}); kerasflow reads '.' as the decimal point: "
-                        f"save the file with '.' decimals{where}")
+                        f"at file line {file_lines(commas, header, path)[0]}); kerasflow reads '.' as the decimal "
+                        f"point: save the file with '.' decimals{where}")

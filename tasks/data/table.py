@@ -221,7 +221,7 @@ def _check_target(spec: DatasetSpec, y: pd.Series, path: Path) -> None:
     that is not 0 and 1, or a regression's that is not numeric."""
     target = y.name
     if y.isna().any():
-        rows = checks.file_lines(np.flatnonzero(y.isna().to_numpy()), spec.header)
+        rows = checks.file_lines(np.flatnonzero(y.isna().to_numpy()), spec.header, path)
         raise DataError(f"{path}: target column {target!r} has missing values (file lines {rows}); every row needs "
                         f"a target{named(spec, 'target')}")
     if spec.task == "multilabel":
@@ -231,7 +231,7 @@ def _check_target(spec: DatasetSpec, y: pd.Series, path: Path) -> None:
             bad = int(np.flatnonzero(other.to_numpy())[0])
             raise DataError(f"{path}: task 'multilabel'{named(spec, 'task')} needs each target column to hold 0 "
                             f"(the label does not apply) or 1 (it does); column {target!r} holds {y.tolist()[bad]!r} "
-                            f"(file line {bad + 1 + int(spec.header)})")
+                            f"(file line {checks.file_lines([bad], spec.header, path)[0]})")
         if values.nunique() < 2:
             rows = "every row" if values.iloc[0] == 1 else "no row"
             raise DataError(f"{path}: label column {target!r} applies to {rows}: a model cannot learn when it does; "
@@ -248,7 +248,7 @@ def _check_target(spec: DatasetSpec, y: pd.Series, path: Path) -> None:
     elif not pd.api.types.is_numeric_dtype(y):
         bad = int(np.flatnonzero(pd.to_numeric(y, errors="coerce").isna().to_numpy())[0])
         raise DataError(f"{path}: task 'regression'{named(spec, 'task')} needs a numeric target; column {target!r} "
-                        f"holds {y.iloc[bad]!r} (file line {bad + 1 + int(spec.header)})")
+                        f"holds {y.iloc[bad]!r} (file line {checks.file_lines([bad], spec.header, path)[0]})")
 
 
 def _target_column(spec: DatasetSpec, target: str | int, frame: pd.DataFrame, path: Path) -> str:

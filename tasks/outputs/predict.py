@@ -89,11 +89,12 @@ def feature_frame(saved: SavedModel, frame: pd.DataFrame, source: str | Path = "
     return features_only.set_axis(features, axis=1)
 
 
-def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path,
+                   path: Path | None = None) -> pd.DataFrame:
     """A series model's input given as the file's consecutive rows (the targets' columns and the columns its
     windows read, a header row naming them): one window per run of rows it spans (`lookback` rows `sampling_rate`
     apart), indexed by its last row, whose prediction is the targets `horizon` rows after that row (and the
-    `steps_out` - 1 rows after it)."""
+    `steps_out` - 1 rows after it). `path`: the CSV `frame` was read from, whose lines errors name."""
     window = saved.window
     columns = window["columns"]
     # Model folders saved before sampling_rate or steps_out existed have none: 1. A gap the model learned to fill
@@ -115,12 +116,12 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path) -
     if not saved.preprocessor.fill_:  # named at the file's own column and line, not at the windows' they reach
         gap = next((column for column in needed if frame[column].isna().any()), None)
         if gap is not None:
-            lines = checks.file_lines(np.flatnonzero(frame[gap].isna().to_numpy()), saved.header)
+            lines = checks.file_lines(np.flatnonzero(frame[gap].isna().to_numpy()), saved.header, path)
             raise DataError(f"{source}: column {gap!r} has missing values (file lines {lines}) and the model has no "
                             f"value to fill them with (it was trained without preprocess.impute)")
     for column, known in _own_categories(saved).items():  # named at the file's column and line, not a lag's
         if column in frame.columns:
-            _check_categories(frame[column], column, known, source, int(saved.header))
+            _check_categories(frame[column], column, known, source, saved.header, path)
     return window_rows(frame, spec, saved.targets, source).set_axis(frame.index[spec.window_span - 1:], axis=0)
 
 
@@ -142,13 +143,15 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
                         f"{saved.path} --prompt TEXT --length N")
     if len(frame) == 0:
         raise DataError(f"{source}: no rows to predict")
+    path = source if isinstance(source, Path) and saved.folder is None else None  # a CSV's rows, in order
     # A series model's window columns, by name, or by position in a header-less file of as many; else the rows.
     windows = set(saved.features) <= {str(c) for c in frame.columns} or (
         not saved.header and frame.shape[1] == len(saved.features))
     if saved.window is not None and not windows:
-        frame = series_windows(saved, frame, source)
+        frame = series_windows(saved, frame, source, path)
+        path = None  # rows are windows now, not the file's
     X = feature_frame(saved, frame, source)
-    _check_values(saved, X, source)
+    _check_values(saved, X, source, path)
     output = _predict_rows(saved, saved.preprocessor.transform(X))
     if saved.task == "multilabel":  # whether each label applies (above 0.5, as scored), and its probability
         result = pd.DataFrame({f"{PREDICTION}_{label}": (output[:, j] > 0.5).astype(int)
@@ -234,13 +237,13 @@ def _new_files(fmt: FolderFormat, input_path: Path) -> list[Path]:
     return files
 
 
-def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> None:
+def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path, path: Path | None) -> None:
     """Refuse values the model cannot take, rather than let them through as NaN predictions, a NumPy error, or a
-    category the model never saw (encoded as none of its own: a prediction for a row it cannot tell apart)."""
+    category the model never saw (encoded as none of its own: a prediction for a row it cannot tell apart). `path`:
+    the CSV whose rows `X` holds, in order, whose lines errors name."""
     pre = saved.preprocessor
     if pre.text is not None:
         return  # any text can be read: unseen words become the out-of-vocabulary id, an empty cell empty
-    first_line = 1 + int(saved.header)
     suspect = X.isna().any().to_numpy() | ~X.dtypes.map(pd.api.types.is_numeric_dtype).to_numpy(dtype=bool)
     for column in X.columns[suspect]:  # the columns the checks below can refuse, in order
         values = X[column]
@@ -250,22 +253,25 @@ def _check_values(saved: SavedModel, X: pd.DataFrame, source: str | Path) -> Non
             if text.size:
                 hint = "" if saved.header else ("; is the first row a header? the model was trained on a file "
                                                  "without one")
+                line = checks.file_lines(text, saved.header, path)[0]
                 raise DataError(f"{source}: column {column!r} must be numeric, as in training; found "
-                                f"{values.iloc[text[0]]!r} (file line {text[0] + first_line}){hint}")
+                                f"{values.iloc[text[0]]!r} (file line {line}){hint}")
         if column not in pre.fill_ and values.isna().any():
-            lines = checks.file_lines(np.flatnonzero(values.isna().to_numpy()), saved.header)
+            lines = checks.file_lines(np.flatnonzero(values.isna().to_numpy()), saved.header, path)
             raise DataError(f"{source}: column {column!r} has missing values (file lines {lines}) and the model "
                             f"has no value to fill them with (it saw none in training)")
     for column, known in pre.categories_.items():
-        _check_categories(X[column], column, known, source, first_line - 1)
+        _check_categories(X[column], column, known, source, saved.header, path)
 
 
-def _check_categories(values: pd.Series, column: str, known: list[str], source: str | Path, lines_before: int) -> None:
-    """Refuse a category the model never saw in training, at its file line (`lines_before` the first row's)."""
+def _check_categories(values: pd.Series, column: str, known: list[str], source: str | Path, header: bool,
+                      path: Path | None) -> None:
+    """Refuse a category the model never saw in training, at its file line (of `path`, the CSV the rows are)."""
     unseen = np.flatnonzero((values.notna() & ~category_text(values).isin(known)).to_numpy())
     if unseen.size:
         raise DataError(f"{source}: column {column!r} holds {values.iloc[unseen[0]]!r} (file line "
-                        f"{unseen[0] + 1 + lines_before}), a value the model never saw in training; it knows {known}")
+                        f"{checks.file_lines(unseen, header, path)[0]}), a value the model never saw in training; "
+                        f"it knows {known}")
 
 
 def _own_categories(saved: SavedModel) -> dict[str, list[str]]:
