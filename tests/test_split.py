@@ -116,3 +116,25 @@ def test_preprocessor_encodes_categoricals_imputes_and_round_trips():
     np.testing.assert_array_equal(again.transform(X), out)
     with pytest.raises(DataError, match="missing \\['colour'\\], extra \\['shade'\\]"):
         pre.transform(X.rename(columns={"colour": "shade"}))
+
+
+def test_nested_outer_folds_of_a_time_ordered_experiment_keep_time_order():
+    """`tune --nested` on rows evaluated in time order: expanding-window outer folds, each sweep on the rows before
+    its held-out block, as scikit-learn's TimeSeriesSplit gives them; more than rows - 1 refused naming --nested."""
+    from sklearn.model_selection import TimeSeriesSplit
+
+    from kerasflow.tasks.config.errors import ParamsError
+    from kerasflow.tasks.sweep.nested import outer_splits
+    from kerasflow.tasks.training.evaluate import Encoded
+
+    raw = tiny_params()
+    raw["experiments"]["diabetes"]["evaluate"] = {"method": "timeseries", "n_splits": 2, "shuffle": False}
+    spec = parse_params(raw).experiments["diabetes"]
+    labels = Encoded(np.arange(40, dtype=float), None)
+    splits = outer_splits(spec, labels, 4)
+    expected = list(TimeSeriesSplit(n_splits=4).split(np.arange(40)))
+    assert [(s.train_index.tolist(), s.test_index.tolist()) for s in splits] == [
+        (train.tolist(), test.tolist()) for train, test in expected]
+    assert all(split.train_index.max() < split.test_index.min() for split in splits)
+    with pytest.raises(ParamsError, match=r"^--nested 40: expected at most 39 time-ordered outer folds"):
+        outer_splits(spec, labels, 40)

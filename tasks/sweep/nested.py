@@ -32,13 +32,13 @@ from kerasflow.tasks.training.train import encode_target, predict
 
 def check_nested(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
     """Refuse, in one line, a nested sweep that cannot run: fewer than 2 outer folds, or rows that are not
-    independent (a series' windows, a text's tokens), which shuffled outer folds would leak across."""
+    independent (a series' windows, a text's tokens), which outer folds would leak across."""
     if outer_folds < 2:
         raise ParamsError(f"--nested {outer_folds}: expected at least 2 outer folds")
     if spec.preprocess.lookback is not None or spec.dataset.task == "next_token":
         what = "a series' windows" if spec.preprocess.lookback is not None else "a text's next tokens"
         raise ParamsError(f"experiments.{name}: --nested needs independent rows, and {what} overlap their "
-                          f"neighbours: shuffled outer folds would score the tuned model on rows it trained on")
+                          f"neighbours: outer folds would score the tuned model on rows it trained on")
 
 
 def check_outer_folds(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
@@ -50,10 +50,19 @@ def check_outer_folds(name: str, spec: ExperimentSpec, outer_folds: int) -> None
 
 def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> list[Split]:
     """The K outer folds: shuffled k-fold from the experiment's `evaluate.seed`, stratified by a classification's
-    classes, as GridSearchCV's folds are, or by a multilabel task's labels where its `evaluate.stratify` asks."""
-    if outer_folds > len(labels.codes):
-        raise ParamsError(f"--nested {outer_folds}: expected at most {len(labels.codes)} outer folds, one a row of "
-                          f"{spec.dataset.file}'s {len(labels.codes)}")
+    classes, as GridSearchCV's folds are, or by a multilabel task's labels where its `evaluate.stratify` asks. An
+    experiment evaluated in time order (`evaluate.method: timeseries`) keeps it: expanding-window outer folds, each
+    sweep on the rows before its held-out block (scikit-learn's TimeSeriesSplit, as its inner folds)."""
+    rows = len(labels.codes)
+    if spec.evaluate.method == "timeseries":
+        if outer_folds > rows - 1:
+            raise ParamsError(f"--nested {outer_folds}: expected at most {rows - 1} time-ordered outer folds on "
+                              f"{spec.dataset.file}'s {rows} rows (a first training block comes before the first "
+                              f"held-out one)")
+        return make_splits(EvaluateSpec(method="timeseries", n_splits=outer_folds, shuffle=False), labels.codes)
+    if outer_folds > rows:
+        raise ParamsError(f"--nested {outer_folds}: expected at most {rows} outer folds, one a row of "
+                          f"{spec.dataset.file}'s {rows}")
     stratify = spec.dataset.task in CLASS_TASKS or (spec.dataset.task == "multilabel" and spec.evaluate.stratify)
     if stratify:
         noun, small = small_groups(labels.codes, outer_folds, labels.classes)
