@@ -324,3 +324,22 @@ def test_a_gap_in_a_column_the_windows_read_is_named_at_that_column_and_row():
                          y=pd.Series(np.arange(20.0)), source=Path("s.csv"))
     windows = window_table(last_unknown, PreprocessSpec(lookback=3, lookback_columns=["temp"]))
     assert len(windows.y) == 17 and not windows.X.isna().to_numpy().any()
+
+
+def test_all_columns_of_a_file_with_the_target_alone_is_a_univariate_window_that_predict_rebuilds(series, tmp_path):
+    """`lookback_columns: all` where the file has no column besides the target: the windows are the univariate
+    series' (`lag_<k>`), the saved model's too, and predict rebuilds them from the file's rows."""
+    series[["pollution"]].to_csv("data/alone.csv", index=False)
+    spec = _spec(lookback_columns="all", categorical="none", impute="none")
+    spec = spec.model_copy(update={"dataset": spec.dataset.model_copy(update={"file": "data/alone.csv"}),
+                                   "train": spec.train.model_copy(update={"epochs": 2})})
+    table = load_table(spec.dataset)
+    labels = encode_labels(spec, table)
+    rows, _ = supervised(spec, table, labels)
+    assert list(rows.X.columns) == ["lag_3", "lag_2", "lag_1"]
+    assert "baseline" in cross_validate(spec, prepare_folds(spec, table, labels)).summary()  # the naive forecast
+    final = refit(spec, table, labels)
+    folder = write_model(tmp_path / "model", spec, final)
+    got = predict_table(folder, series[["pollution"]].iloc[-10:])
+    expected = predict(final.model, final.preprocessor.transform(rows.X)).reshape(-1)
+    np.testing.assert_allclose(got[PREDICTION].to_numpy()[:-1], expected[-7:], rtol=1e-5)

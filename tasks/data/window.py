@@ -46,22 +46,26 @@ def lag_columns(lookback: int, horizon: int = 1, columns: Sequence[str] = (), sa
     return [f"{column}_lag_{k}" for k in steps for column in columns]
 
 
-def named_steps(spec: PreprocessSpec, targets: Sequence[str]) -> bool:
-    """Whether a window's columns are named by the column they read (`<column>_lag_<k>`): a multivariate series'
-    (`lookback_columns`) or several targets'; a univariate series' are `lag_<k>`."""
-    return bool(spec.lookback_columns) or len(targets) > 1
+def named_steps(targets: Sequence[str], columns: Sequence[str]) -> bool:
+    """Whether a window's columns are named by the column they read (`<column>_lag_<k>`): a window that reads other
+    columns than the target (:func:`window_columns`) or several targets; a univariate series' are `lag_<k>`, also
+    where `lookback_columns: all` finds no other column (as a saved model's window is rebuilt: from its columns)."""
+    return bool(columns) or len(targets) > 1
 
 
-def last_value_columns(spec: PreprocessSpec, targets: Sequence[str]) -> list[str]:
-    """The window columns holding each target's value at the window's last step: the naive forecast.
+def last_value_columns(spec: PreprocessSpec, targets: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """The window columns holding each target's value at the window's last step: the naive forecast. `columns`:
+    the other columns the window reads.
 
     Examples
     --------
     >>> spec = PreprocessSpec(lookback=3)
-    >>> last_value_columns(spec, ["y"]), last_value_columns(spec, ["a", "b"])
+    >>> last_value_columns(spec, ["y"], []), last_value_columns(spec, ["a", "b"], [])
     (['lag_1'], ['a_lag_1', 'b_lag_1'])
+    >>> last_value_columns(spec, ["y"], ["temp"])
+    ['y_lag_1']
     """
-    return lag_columns(1, spec.horizon, targets if named_steps(spec, targets) else [])
+    return lag_columns(1, spec.horizon, targets if named_steps(targets, columns) else [])
 
 
 def window_columns(spec: PreprocessSpec, table: Table) -> list[str]:
@@ -120,7 +124,7 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
         raise DataError(f"{table.source}: feature column {gap!r} has missing values (data rows {data_rows}, counted "
                         f"from 1 below any header), which windows would read, and {advice}")
     steps = pd.concat([table.y, table.X[columns]], axis=1)
-    names = lag_columns(lookback, horizon, [*targets, *columns] if named_steps(spec, targets) else [], rate)
+    names = lag_columns(lookback, horizon, [*targets, *columns] if named_steps(targets, columns) else [], rate)
     rows = n - span - reach + 1
     # Window i reads steps i, i + rate, .., i + span - 1 and predicts step i + span + horizon - 1 (and the
     # steps_out - 1 after it).

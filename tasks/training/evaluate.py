@@ -20,7 +20,7 @@ from kerasflow.tasks.data.preprocess import LabelCodec, Preprocessor
 from kerasflow.tasks.data.split import Split, make_splits, purged
 from kerasflow.tasks.data.table import Table, folder_format
 from kerasflow.tasks.data.tokens import TokenVocabulary, windows
-from kerasflow.tasks.data.window import last_value_columns, window_table, window_targets
+from kerasflow.tasks.data.window import last_value_columns, named_columns, window_table, window_targets
 from kerasflow.tasks.data.word_vectors import read_word_vectors
 from kerasflow.tasks.training.class_weights import check_class_weight, class_weights
 from kerasflow.tasks.training.models import TargetScale, fit_target_scale, output_units
@@ -260,7 +260,8 @@ def naive_forecast(spec: ExperimentSpec, X: pd.DataFrame, targets: Sequence[str]
     preprocess = spec.preprocess
     if preprocess.lookback is None:
         return None
-    last = X[last_value_columns(preprocess, targets)].to_numpy(dtype=np.float32)
+    columns = named_columns(list(map(str, X.columns)), targets, preprocess.horizon)
+    last = X[last_value_columns(preprocess, targets, columns)].to_numpy(dtype=np.float32)
     return np.tile(last, (1, preprocess.steps_out))
 
 
