@@ -67,7 +67,7 @@ def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Pa
         started = time.perf_counter()
         trained = train_folds(spec, folds, on_done=lambda index: line.advance())
         return evaluate.each_fold_result(spec, folds, [result for result, _ in trained],
-                                         time.perf_counter() - started)
+                                         time.perf_counter() - started, [place for _, place in trained])
     models = 1 if evaluate.uses_stacking(spec, len(folds)) else len(folds)
     line = ProgressLine(f"{name}: {len(folds)} folds", models * spec.train.epochs, "epochs")
     history = HistoryFolder(results_dir / name / "history", fold_folders(len(folds)),
@@ -125,7 +125,8 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
         results.write_dataset(out_dir, spec)
     timing["total"] = time.perf_counter() - started
     # Metrics last: their presence says the experiment's outputs are complete.
-    return results.write_metrics(out_dir, spec, cv, timing, results.environment(),
+    ray_tasks = [*(cv.placements or []), *([final.placement] if final is not None and final.placement else [])]
+    return results.write_metrics(out_dir, spec, cv, timing, results.environment(ray_tasks),
                                  refit_diverged_at=final.diverged_at if final is not None else None,
                                  init_from=start.record() if start is not None else None)
 

@@ -6,8 +6,8 @@ such experiments of one `kerasflow run` then train side by side.
 
 Each task trains as the sequential path does (:func:`kerasflow.tasks.training.train.fit_fold`, seeded by the fold's
 index; :func:`kerasflow.tasks.training.evaluate.refit`), so the scores and the model are the same; what a task
-returns (history, held-out predictions, the refitted model) comes back to the driver, which writes the results,
-so no node needs the driver's folders. Imports no Prefect.
+returns (history, held-out predictions, the refitted model, where it trained) comes back to the driver, which
+writes the results, so no node needs the driver's folders. Imports no Prefect.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import keras
 import ray
 
 from kerasflow.flows.ray_cluster import alive_nodes, connect, unfit_nodes
@@ -23,7 +24,7 @@ from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.results import inference_model
 from kerasflow.tasks.runtime.keras_threads import keras_turn
-from kerasflow.tasks.training.evaluate import Encoded, FinalModel, refit
+from kerasflow.tasks.training.evaluate import Encoded, FinalModel, Placement, refit
 from kerasflow.tasks.training.start import Start
 from kerasflow.tasks.training.train import FoldData, FoldResult, fit_fold
 
@@ -40,8 +41,8 @@ def spreads(spec: ExperimentSpec) -> bool:
 
 
 def train_folds(spec: ExperimentSpec, folds: list[FoldData],
-                on_done: Callable[[int], None] = lambda index: None) -> list[tuple[FoldResult, str]]:
-    """Every fold's result and the id of the node that trained it, in fold order; `on_done(index)` as each ends.
+                on_done: Callable[[int], None] = lambda index: None) -> list[tuple[FoldResult, Placement]]:
+    """Every fold's result and where it trained, in fold order; `on_done(index)` as each ends.
 
     A task that asks for more than any node has would wait forever: :func:`check_resources` refuses it first."""
     check_resources(spec)
@@ -49,7 +50,7 @@ def train_folds(spec: ExperimentSpec, folds: list[FoldData],
                                              max_retries=2)
     spec_json = spec.model_dump_json()
     pending = {train.remote(spec_json, fold, index): index for index, fold in enumerate(folds)}
-    done: dict[int, tuple[FoldResult, str]] = {}
+    done: dict[int, tuple[FoldResult, Placement]] = {}
     while pending:
         (ready,), _ = ray.wait(list(pending), num_returns=1)
         index = pending.pop(ready)
@@ -58,9 +59,13 @@ def train_folds(spec: ExperimentSpec, folds: list[FoldData],
     return [done[index] for index in range(len(folds))]
 
 
-def _train_fold(spec_json: str, fold: FoldData, index: int) -> tuple[FoldResult, str]:
-    return (fit_fold(ExperimentSpec.model_validate_json(spec_json), fold, index),
-            ray.get_runtime_context().get_node_id())
+def _train_fold(spec_json: str, fold: FoldData, index: int) -> tuple[FoldResult, Placement]:
+    return fit_fold(ExperimentSpec.model_validate_json(spec_json), fold, index), _placement()
+
+
+def _placement() -> Placement:
+    """Where this task runs: its node, and the devices Keras' backend sees there."""
+    return Placement(ray.get_runtime_context().get_node_id(), tuple(keras.distribution.list_devices()))
 
 
 def refit_on_ray(spec: ExperimentSpec, table: Table, labels: Encoded, start: Start | None = None) -> FinalModel:
@@ -79,7 +84,7 @@ def refit_on_ray(spec: ExperimentSpec, table: Table, labels: Encoded, start: Sta
 def _refit(spec_json: str, table: Table, labels: Encoded, start: Start | None) -> FinalModel:
     spec = ExperimentSpec.model_validate_json(spec_json)
     final = refit(spec, table, labels, start=start)
-    return dataclasses.replace(final, model=inference_model(spec, final))
+    return dataclasses.replace(final, model=inference_model(spec, final), placement=_placement())
 
 
 def check_resources(spec: ExperimentSpec) -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -93,7 +95,7 @@ def test_a_cnns_folds_spread_over_both_nodes_with_the_scores_of_folds_trained_in
                                                                                       configured_server):
     """`evaluate.parallel: ray`: the folds of a model that cannot stack train as Ray tasks, one per fold; on a
     two-node cluster both nodes train folds, and the run's scores and histories are those of the folds trained one
-    after another in this process."""
+    after another in this process. run.json's environment says where they trained, and on what devices."""
     monkeypatch.chdir(bundled_data.parent)
     spec = parse_params(_digits_cnn("ray")).experiments["digits"]
     table = load_table(spec.dataset)
@@ -105,7 +107,7 @@ def test_a_cnns_folds_spread_over_both_nodes_with_the_scores_of_folds_trained_in
     monkeypatch.delenv("RAY_ADDRESS")
     done = []
     trained = train_folds(spec, folds, on_done=done.append)
-    assert sorted(done) == [0, 1, 2, 3] and len({node for _, node in trained}) == 2  # both nodes trained a fold
+    assert sorted(done) == [0, 1, 2, 3] and len({place.node for _, place in trained}) == 2  # both nodes trained
     in_turn = cross_validate(spec, folds)  # the sequential path, in this process
     assert [result.score for result, _ in trained] == in_turn.scores
     for (result, _), alone in zip(trained, in_turn.folds):
@@ -117,6 +119,9 @@ def test_a_cnns_folds_spread_over_both_nodes_with_the_scores_of_folds_trained_in
     assert summaries["digits"]["folds"] == in_turn.scores and not summaries["digits"]["stacked"]
     assert sorted(p.name for p in (tmp_path / "results/digits/history/plots/metrics").iterdir()) == [
         "fold_00", "fold_01", "fold_02", "fold_03"]
+    environment = json.loads((tmp_path / "results/digits/run.json").read_text())["environment"]
+    devices = {device for _, place in trained for device in place.devices}
+    assert environment["ray_tasks"] == "4 on 2 node(s)" and environment["devices"] == ", ".join(sorted(devices))
 
 
 def test_experiments_that_train_on_the_cluster_run_side_by_side_each_as_alone(bundled_data, tmp_path, monkeypatch,

@@ -38,7 +38,7 @@ from kerasflow.tasks.outputs.saved_model import (
     load_keras_model,
     read_saved,
 )
-from kerasflow.tasks.training.evaluate import CVResult, FinalModel
+from kerasflow.tasks.training.evaluate import CVResult, FinalModel, Placement
 from kerasflow.tasks.training.models import build_model, set_model_weights
 
 
@@ -134,11 +134,13 @@ def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None,
     return path
 
 
-def environment() -> dict[str, str]:
+def environment(ray_tasks: Sequence[Placement] = ()) -> dict[str, str]:
     """What computes the numbers: Python, Keras, its backend (name and version), the orchestration's versions,
-    and the device Keras' backend sees (`GPU` when it has any)."""
+    and the devices Keras' backend sees (`device`: `GPU` when there is any). Where the folds or the refit trained
+    as Ray tasks (`ray_tasks`, where each trained), the devices are theirs, and `ray_tasks` says how many ran on
+    how many nodes."""
     backend = keras.backend.backend()
-    devices = keras.distribution.list_devices()
+    devices = sorted({device for place in ray_tasks for device in place.devices}) or keras.distribution.list_devices()
     found = {"python": platform.python_version(), "keras": keras.__version__, "backend": backend,
              "backend_version": getattr(importlib.import_module(backend), "__version__", "")}
     for package in ("prefect", "ray", "dvc", "dvclive"):
@@ -148,6 +150,8 @@ def environment() -> dict[str, str]:
             found[package] = "not installed"
     found["device"] = "GPU" if any(d.lower().startswith("gpu") for d in devices) else "CPU"
     found["devices"] = ", ".join(devices)
+    if ray_tasks:
+        found["ray_tasks"] = f"{len(ray_tasks)} on {len({place.node for place in ray_tasks})} node(s)"
     return found
 
 

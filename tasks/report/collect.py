@@ -28,8 +28,8 @@ MOST_FREQUENT_TOKENS = 10
 """How many of a text's tokens the report's data table lists, most frequent first."""
 TIMING_STEPS = ("load", "preprocess", "cross_validate", "refit", "write", "total")
 """The steps `run.json` times (seconds), in the order they run."""
-ENVIRONMENT_KEYS = ("python", "keras", "backend", "backend_version", "device", "devices", "prefect", "ray", "dvc",
-                    "dvclive")
+ENVIRONMENT_KEYS = ("python", "keras", "backend", "backend_version", "device", "devices", "ray_tasks", "prefect", "ray",
+                    "dvc", "dvclive")
 """The order the report shows `run.json`'s environment in (see
 :func:`kerasflow.tasks.outputs.results.environment`)."""
 

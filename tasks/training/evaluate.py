@@ -60,6 +60,14 @@ class Encoded:
         return class_weights(spec.train.class_weight, self.codes[rows], self.codec.classes_)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a Ray task trained: its node's id and the devices Keras' backend saw there."""
+
+    node: str
+    devices: tuple[str, ...]
+
+
 @dataclass
 class CVResult:
     """Scores of every fold."""
@@ -75,6 +83,8 @@ class CVResult:
     """Per fold, the epochs it trained, where early stopping may have ended it before `train.epochs`."""
     target_baselines: dict[str, list[float]] | None = None
     """Several target columns of a series: per fold, each column's naive last-value forecast's score."""
+    placements: list[Placement] | None = None
+    """Folds trained as Ray tasks: where each one trained; None where they trained in this process."""
 
     @property
     def scores(self) -> list[float]:
@@ -382,11 +392,11 @@ def _cross_validate_each(spec: ExperimentSpec, folds: list[FoldData], callbacks:
 
 
 def each_fold_result(spec: ExperimentSpec, folds: list[FoldData], results: list[FoldResult],
-                     seconds: float) -> CVResult:
-    """The result of folds trained one model each (here one after another, or as Ray tasks)."""
+                     seconds: float, placements: list[Placement] | None = None) -> CVResult:
+    """The result of folds trained one model each (here one after another, or as Ray tasks: `placements`)."""
     return CVResult(metric=spec.metric, higher_is_better=spec.higher_is_better, folds=results, stacked=False,
                     seconds=seconds, baseline=_baseline(spec, folds), epochs_run=_epochs_run(spec, results),
-                    target_baselines=_target_baselines(spec, folds))
+                    target_baselines=_target_baselines(spec, folds), placements=placements)
 
 
 def folds_on_ray(spec: ExperimentSpec) -> bool:
@@ -438,6 +448,8 @@ class FinalModel:
     """The epoch (from 1) at which the refit's loss became NaN or infinite: then the model is not kept."""
     seconds: float = 0.0
     """Wall seconds the refit took, preprocessing included."""
+    placement: Placement | None = None
+    """A refit trained as a Ray task: where it trained; None where it trained in this process."""
 
 
 def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
