@@ -452,6 +452,9 @@ def schedule(args: argparse.Namespace, experiments: list[str]) -> None:
         api_url = local.url
         local.use()
     if args.serve:
+        if local is not None:  # the serving stops with the command, the server it needed does not
+            print(f"serving from this command on kerasflow's local Prefect server, {local.url.removesuffix('/api')}, "
+                  f"which keeps running after it (kerasflow server stop)", flush=True)
         scheduling.serve_schedule(experiments, args.cron, args.params, args.results, args.report)
         return
     name, pool = scheduling.deploy_schedule(prefect_file, experiments, args.cron, args.params, args.results,

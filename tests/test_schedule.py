@@ -2,7 +2,7 @@
 
 - With no server configured, the command starts kerasflow's local server (with its scheduler) and a worker, both
   kept running: a one-minute cron fires and its run writes results; a triggered run does too; a later `kerasflow
-  run` uses the same server; `kerasflow server stop` ends both.
+  run` uses the same server, and so does `--serve`; `kerasflow server stop` ends both.
 - With a server configured, it deploys there and a worker the user starts (here, the test) runs the deployment.
 - `--serve` serves the schedule from the command itself.
 """
@@ -111,6 +111,20 @@ def test_with_no_server_configured_the_cron_fires_on_a_local_server_and_worker_t
         assert "Starting temporary server" not in ran.stderr
         with temporary_settings(updates={PREFECT_API_URL: state["url"]}):
             assert asyncio.run(_experiment_runs()) - before == {"diabetes"}
+
+        # `--serve` with no server configured serves on the same server, and says it stays after the command.
+        with open(home / "serve.log", "w") as log:
+            serving = subprocess.Popen([str(BIN / "kerasflow"), "schedule", "diabetes", "--cron", "0 3 * * *",
+                                        "--serve"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=log,
+                                       text=True, start_new_session=True)
+        try:
+            said = serving.stdout.readline().strip()
+        finally:
+            os.killpg(serving.pid, signal.SIGINT)
+            serving.communicate(timeout=60)
+        assert said == (f"serving from this command on kerasflow's local Prefect server, "
+                        f"{state['url'].removesuffix('/api')}, which keeps running after it (kerasflow server stop)"
+                        ), (home / "serve.log").read_text()[-3000:]
     finally:
         stopped = kerasflow("server", "stop")
     assert stopped.returncode == 0 and stopped.stdout.strip() == "stopped", stopped.stderr
