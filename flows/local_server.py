@@ -11,8 +11,9 @@ its flows to this server instead of a temporary one, so runs and schedules share
 The server is Prefect's own command, run as it is documented (`prefect server start --host 127.0.0.1`), in its own
 session with its output in a log file, not `prefect server start --background`, which leaves the server writing to
 pipes nobody reads. What is running is recorded in ``$PREFECT_HOME/kerasflow-server.json`` (Prefect's home: its
-database lives there too), which is all a later command reads to find it: each process by its pid and its start
-time, so that a pid the system has given to another process since (after a reboot, say) is never signalled.
+database lives there too), which is all a later command reads to find it: each process by its pid and when it
+started (the boot and the clock ticks since it, as Linux counts them: a step of the wall clock does not move them),
+so that a pid the system has given to another process since (after a reboot, say) is never signalled.
 """
 
 from __future__ import annotations
@@ -55,12 +56,12 @@ def state_file() -> Path:
 @dataclass
 class LocalServer:
     """The server's API URL, its process (a session leader: its group holds uvicorn and Prefect's services), one
-    worker process per work pool, and when each of these processes started (psutil's create time, by pid)."""
+    worker process per work pool, and when each of these processes started (:func:`process_start`, by pid)."""
 
     url: str
     pid: int
     workers: dict[str, int] = field(default_factory=dict)
-    started: dict[str, float] = field(default_factory=dict)
+    started: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def recorded(cls) -> LocalServer | None:
@@ -82,7 +83,8 @@ class LocalServer:
         answering when this returns."""
         if (server := cls.running()) is not None:
             return server
-        if (dead := cls.recorded()) is not None:  # its workers may outlive it, polling an API no one serves
+        dead = cls.recorded()
+        if dead is not None and not dead.ours(dead.pid):  # its workers may outlive it, polling an API no one serves
             dead.stop()
         port = port or (DEFAULT_PORT if _free(DEFAULT_PORT) else free_port())
         home = prefect_home()
@@ -93,7 +95,7 @@ class LocalServer:
         process = _detached([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                              "--port", str(port)], env, log)
         server = cls(url=f"http://127.0.0.1:{port}/api", pid=process.pid,
-                     started={str(process.pid): _created(process.pid)})
+                     started={str(process.pid): process_start(process.pid)})
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not answers(server.url):
             if process.poll() is not None or time.monotonic() > deadline:
@@ -121,14 +123,14 @@ class LocalServer:
         process = _detached([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
                             env, log)
         self.workers[pool] = process.pid
-        self.started[str(process.pid)] = _created(process.pid)
+        self.started[str(process.pid)] = process_start(process.pid)
         self._save()
         return True
 
     def ours(self, pid: int) -> bool:
         """True if `pid` is one of the processes recorded here and still running: a live session leader that
         started when it was recorded to."""
-        return _alive(pid) and _created(pid) == self.started.get(str(pid))
+        return _alive(pid) and (started := process_start(pid)) is not None and started == self.started.get(str(pid))
 
     def stop(self) -> None:
         """Stop the workers (and the runs they started), then the server; forget them."""
@@ -158,10 +160,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _created(pid: int) -> float | None:
-    """When process `pid` started (seconds since the epoch, as psutil reads it); None if there is no such process."""
+def process_start(pid: int) -> str | None:
+    """When process `pid` started: `<boot id>:<clock ticks since that boot>` where Linux's /proc says, else the
+    second psutil reads (computed from the wall clock, which a step of it moves); None if there is no such process."""
     try:
-        return psutil.Process(pid).create_time()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[19]}"  # field 22, starttime
+    except FileNotFoundError:  # no such process, or no /proc
+        pass
+    except (OSError, IndexError):
+        return None
+    try:
+        return f"{psutil.Process(pid).create_time():.0f}"
     except psutil.Error:
         return None
 

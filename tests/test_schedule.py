@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -28,7 +29,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from kerasflow.flows.cli import main
-from kerasflow.flows.local_server import LocalServer
+from kerasflow.flows.local_server import LocalServer, process_start
 from kerasflow.flows.schedule import record_deployment
 from kerasflow.tasks.outputs.metrics import read_experiment
 
@@ -266,7 +267,7 @@ def test_server_commands_signal_recorded_processes_only_while_they_are_the_recor
     home.mkdir()
     env = {"PREFECT_HOME": str(home)}
     try:
-        earlier = psutil.Process(stranger.pid).create_time() - 3600  # when the recorded server started
+        earlier = f"{uuid.uuid4()}:{process_start(stranger.pid).split(':')[-1]}"  # the same ticks, another boot
         (home / "kerasflow-server.json").write_text(json.dumps({
             "url": "http://127.0.0.1:9/api", "pid": stranger.pid, "workers": {"pool": stranger.pid},
             "started": {str(stranger.pid): earlier}}))
@@ -278,7 +279,7 @@ def test_server_commands_signal_recorded_processes_only_while_they_are_the_recor
 
         (home / "kerasflow-server.json").write_text(json.dumps({
             "url": "http://127.0.0.1:9/api", "pid": 0, "workers": {"pool": orphan.pid},
-            "started": {str(orphan.pid): psutil.Process(orphan.pid).create_time()}}))
+            "started": {str(orphan.pid): process_start(orphan.pid)}}))
         started = run_cli(["server", "start"], cwd=tmp_path, env=env)
         assert started.returncode == 0, started.stderr[-3000:]
         assert orphan.wait(timeout=30) == -signal.SIGTERM and stranger.poll() is None
