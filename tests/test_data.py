@@ -104,12 +104,24 @@ def test_text_columns_keep_a_code_that_reads_as_a_number(tmp_path):
 
 def test_integers_beyond_64_bits_are_numbers(tmp_path):
     """pandas reads a column with a 20-digit integer as Python ints in objects: a feature and a regression target
-    are still numbers (as floats), and a category column's values keep their digits as text."""
+    are still numbers (as floats), a class target's codes and a category column's values keep their digits as
+    text."""
     (tmp_path / "big.csv").write_text("a,id,y\n1,99999999999999999999,123456789012345678901\n2,7,3\n3,8,4\n")
     table = load_table(DatasetSpec(file="big.csv", target="y", task="regression"), root=tmp_path)
     assert table.X.dtypes.tolist() == [np.int64, np.float64] and table.y.dtype == np.float64
     assert table.X["id"].iloc[0] == 1e20 and table.y.iloc[0] == pytest.approx(1.2345678901234568e20)
     assert read_csv(tmp_path / "big.csv", text_columns={"id"})["id"].tolist() == ["99999999999999999999", "7", "8"]
+    # A negative number beside 2**63 or more: pandas reads the column as text.
+    (tmp_path / "signed.csv").write_text("a,y\n-1,0\n9223372036854775808,1\n")
+    assert read_csv(tmp_path / "signed.csv")["a"].tolist() == [-1.0, 9223372036854775808.0]
+    # Beyond a float's range: infinite, refused at its line.
+    (tmp_path / "huge.csv").write_text(f"a,y\n1,0\n2,{'9' * 400}\n")
+    with pytest.raises(DataError, match=r"column 'y' holds inf at file line\(s\) \[3\]"):
+        read_csv(tmp_path / "huge.csv")
+    # Class codes that floats would merge stay apart, as their text.
+    (tmp_path / "codes.csv").write_text("a,y\n1,99999999999999999990\n2,99999999999999999991\n")
+    codes = load_table(DatasetSpec(file="codes.csv", target="y", task="binary"), root=tmp_path).y
+    assert codes.tolist() == ["99999999999999999990", "99999999999999999991"]
 
 
 def test_missing_file_is_named(tmp_path):

@@ -84,10 +84,7 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None,
         options = {"header": 0 if header else None, "sep": sep, "encoding": "utf-8-sig",
                    "skip_blank_lines": not one_column}
         frame = pd.read_csv(path, **options)
-        # Integers beyond 64 bits (20 digits and more) pandas reads as Python ints in a column of objects, which
-        # would pass for text: they are numbers, as floats.
-        big = {column for column in frame.columns if pd.api.types.is_object_dtype(frame[column])
-               and pd.api.types.infer_dtype(frame[column], skipna=True) == "integer"}
+        big = {column for column in frame.columns if _big_integers(frame[column])}
         # Of `text_columns`, those read as numbers (a header's names stripped as header_names strips them), again as
         # text; not booleans, which training read as pandas does too.
         wanted = set(text_columns)
@@ -96,8 +93,8 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None,
                         or column in big)}
         if numeric:
             frame = pd.read_csv(path, **options, dtype=numeric)
-        for column in big.difference(numeric):
-            frame[column] = frame[column].astype(np.float64)
+        for column in big.difference(numeric):  # beyond a float's range: infinite, refused at its line below
+            frame[column] = np.array([float(str(value)) for value in frame[column]], dtype=np.float64)
         if one_column:
             filled = np.flatnonzero(frame.notna().to_numpy().any(axis=1))
             frame = frame.iloc[:filled[-1] + 1 if len(filled) else 0]
@@ -120,6 +117,16 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None,
         frame.columns = [str(c) for c in frame.columns]
     checks.check_cells(frame, path, header, where)
     return frame
+
+
+def _big_integers(values: pd.Series) -> bool:
+    """Whether pandas read a column of integers as objects: those beyond 64 bits (20 digits and more) it reads as
+    Python ints, and a column of negative numbers and numbers of 2**63 and more as their text. They would pass for
+    text (a category); they are numbers, read as floats."""
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return False
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    return kind == "integer" or (kind == "string" and bool(values.dropna().str.fullmatch(r"[-+]?\d+").all()))
 
 
 def file_md5(path: str | Path) -> str:
@@ -191,6 +198,12 @@ def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
             raise DataError(f"{unreadable}: cannot be read; every file DVC tracks under {path} goes into the "
                             f"folder's md5 (dataset.json's, as DVC's): make it readable, or move it out")
     targets = [_target_column(spec, target, frame, path) for target in spec.targets]
+    if fmt is None and spec.task in CLASS_TASKS:
+        # Class codes beyond 64 bits, read as floats, could fall on one float: they are classes, read as the text.
+        codes = [target for target in targets if pd.api.types.is_float_dtype(frame[target])
+                 and bool((frame[target].abs() >= 2.0 ** 63).any())]
+        if codes:
+            frame[codes] = read_csv(path, spec.header, text_columns=codes)[codes]
     if len(set(targets)) < len(targets):
         raise DataError(f"{path}: dataset.target{named(spec, 'target')} names a column more than once "
                         f"({', '.join(map(repr, targets))}); list each target column once")
