@@ -75,6 +75,8 @@ def test_bundled_sets_have_the_books_shapes(bundled_data):
     ('note,b,y\n"two\nlines",2,0\nok,inf,1\n', {"target": "y"}, "holds inf at file line(s) [4]"),
     ("a,b,y\n1,2,0\n\n   \n3,4,\n5,6,1\n", {"target": "y"}, "target column 'y' has missing values (file lines [5])"),
     ("a,b,y\n\n1,2,low\n3,4,high\n", {"target": "y", "task": "regression"}, "holds 'low' (file line 3)"),
+    # A line `""` is no blank line: a row of one field, refused as a short row.
+    ('a,b,y\n1,2,0\n""\n3,4,1\n', {"target": "y"}, "file line 3 holds 1 field(s) where the header names 3"),
     ("1,2,0\n3,4,1\n", {"target": "y", "header": False}, "the target must be a 0-based column index"),
     ("1,2,0\n3,4,1\n", {"target": 7, "header": False}, "target index 7 is out of range; the file has 3 columns"),
 ])

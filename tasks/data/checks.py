@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,13 +83,12 @@ def check_field_counts(frame: pd.DataFrame, path: Path, sep: str, header: bool, 
     if frame.index.equals(pd.RangeIndex(len(frame))) and not frame.isna().to_numpy().any():
         return
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=sep)
-        expected = len(next(reader, []))
-        for row in reader:
+        found = records(handle, sep)
+        expected = next((len(row) for row, _, blank in found if not blank), 0)  # the header's (pandas skips blanks)
+        for row, line, blank in found:
             # A blank line, or one of spaces alone, is no row (pandas skips both; a one-column file's are checked
             # as cells).
-            if len(row) != expected and (len(row) > 1 or (row and row[0].strip())):
-                line = reader.line_num
+            if not blank and len(row) != expected:
                 break
         else:
             return
@@ -126,19 +126,35 @@ def _row_starts(path: Path, header: bool, last: int) -> dict[int, int]:
         sep = separator(first_line)
         one_column = sep not in first_line
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, delimiter=sep)
-            row, start = -int(header), 1  # the header's record is row -1
-            for record in reader:
-                if one_column or len(record) > 1 or (record and record[0].strip()):
+            row = -int(header)  # the header's record is row -1
+            for _, start, blank in records(handle, sep):
+                if one_column or not blank:
                     if row >= 0:
                         starts[row] = start
                     if row == last:
                         break
                     row += 1
-                start = reader.line_num + 1
     except (OSError, UnicodeDecodeError, csv.Error):
         return {}
     return starts
+
+
+def records(lines: Iterable[str], sep: str) -> Iterator[tuple[list[str], int, bool]]:
+    """A CSV's records: each one's fields, the 1-based line it starts on, and whether it is a blank line (empty, or
+    spaces alone: pandas skips it), told by its text, not its fields (a line `""` is a row of one empty field)."""
+    read: list[str] = []
+
+    def each_line() -> Iterator[str]:
+        for line in lines:
+            read.append(line)
+            yield line
+
+    reader = csv.reader(each_line(), delimiter=sep)
+    start = 1
+    for record in reader:
+        yield record, start, len(read) == 1 and not read[0].strip()
+        start = reader.line_num + 1
+        read.clear()
 
 
 def check_cells(frame: pd.DataFrame, path: Path, header: bool, where: str) -> None:
