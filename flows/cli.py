@@ -415,7 +415,7 @@ def nested(args: argparse.Namespace, name: str, spec: ExperimentSpec, sweep: Sea
                               f"give one or the other")
     check_nested(name, spec, args.nested)
     check_data({name: scoring_spec(spec, sweep)})
-    check_outer_folds(name, spec, args.nested)
+    check_outer_folds(name, spec, args.nested, scoring_spec(spec, sweep))
     connect(verbose=args.verbose)
     check_cluster(name, sweep, storage_folder(args.results / name / "tune" / "nested"))
     _prefect_ready(server)

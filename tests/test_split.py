@@ -138,3 +138,19 @@ def test_nested_outer_folds_of_a_time_ordered_experiment_keep_time_order():
     assert all(split.train_index.max() < split.test_index.min() for split in splits)
     with pytest.raises(ParamsError, match=r"^--nested 40: expected at most 39 time-ordered outer folds"):
         outer_splits(spec, labels, 40)
+
+
+def test_nested_time_ordered_outer_folds_too_short_for_the_inner_folds_are_refused_first(project, monkeypatch):
+    """The first outer fold's sweep has the rows before its held-out block alone: 442 rows in 100 outer folds leave
+    it 42, too few for 50 time-ordered inner folds. Refused naming --nested before Ray or Prefect start."""
+    from kerasflow.tasks.config.errors import ParamsError
+    from kerasflow.tasks.sweep.nested import check_outer_folds
+
+    monkeypatch.chdir(project)
+    raw = tiny_params()
+    raw["experiments"]["diabetes"]["evaluate"] = {"method": "timeseries", "n_splits": 50, "shuffle": False}
+    spec = parse_params(raw).experiments["diabetes"]
+    check_outer_folds("diabetes", spec, 7, spec)  # 57 rows in the first block
+    with pytest.raises(ParamsError, match=r"^--nested 100: the first time-ordered outer fold's sweep has its first "
+                                          r"42 rows, too few for its inner folds \(.*n_splits"):
+        check_outer_folds("diabetes", spec, 100, spec)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasflow.tasks.config.errors import ParamsError, SweepError
+from kerasflow.tasks.config.errors import DataError, ParamsError, SweepError
 from kerasflow.tasks.config.schema import CLASS_TASKS, EvaluateSpec, ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.split import Split, make_splits, small_groups
@@ -41,11 +41,20 @@ def check_nested(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
                           f"neighbours: outer folds would score the tuned model on rows it trained on")
 
 
-def check_outer_folds(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
+def check_outer_folds(name: str, spec: ExperimentSpec, outer_folds: int, inner: ExperimentSpec) -> None:
     """Refuse, in one line and before Ray or Prefect start, outer folds the data cannot give (:func:`outer_splits`):
-    more than its rows, or stratified with a class (or label) on fewer rows."""
+    more than its rows, stratified with a class (or label) on fewer rows, or time-ordered with a first training
+    block too short for the inner folds of `inner` (the experiment as its sweep scores it)."""
     table = load_rows(spec)
-    outer_splits(spec, encode_labels(spec, table, name), outer_folds)
+    labels = encode_labels(spec, table, name)
+    splits = outer_splits(spec, labels, outer_folds)
+    if spec.evaluate.method == "timeseries":
+        first = min(len(split.train_index) for split in splits)
+        try:
+            make_splits(inner.evaluate, labels.codes[:first], labels.classes)
+        except DataError as exc:
+            raise ParamsError(f"--nested {outer_folds}: the first time-ordered outer fold's sweep has its first "
+                              f"{first} rows, too few for its inner folds ({exc}); use fewer outer folds") from None
 
 
 def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> list[Split]:
