@@ -77,6 +77,10 @@ def test_bundled_sets_have_the_books_shapes(bundled_data):
     ("a,b,y\n\n1,2,low\n3,4,high\n", {"target": "y", "task": "regression"}, "holds 'low' (file line 3)"),
     # A line `""` is no blank line: a row of one field, refused as a short row.
     ('a,b,y\n1,2,0\n""\n3,4,1\n', {"target": "y"}, "file line 3 holds 1 field(s) where the header names 3"),
+    # Blank lines before the header: its separator is the header's, and lines are the file's own.
+    ("\n\na,b,y\n1,2,0\n3,4\n", {"target": "y"}, "file line 5 holds 2 field(s) where the header names 3"),
+    ("\ny\n1.5\n\n2.5\n", {"target": "y", "task": "regression"},
+     "target column 'y' has missing values (file lines [4])"),
     ("1,2,0\n3,4,1\n", {"target": "y", "header": False}, "the target must be a 0-based column index"),
     ("1,2,0\n3,4,1\n", {"target": 7, "header": False}, "target index 7 is out of range; the file has 3 columns"),
 ])

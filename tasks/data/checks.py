@@ -29,6 +29,18 @@ DECIMAL_COMMA = re.compile(r"\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*")
 SHOWN_LINES = 5
 
 
+def first_line(path: Path) -> tuple[str, int]:
+    """A CSV's first line that is not blank (empty, or spaces alone), without its line ending, and how many blank
+    lines come before it."""
+    blank = 0
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        for line in handle:
+            if line.strip():
+                return line.rstrip("\r\n"), blank
+            blank += 1
+    return "", blank
+
+
 def separator(first_line: str) -> str:
     """The separator of a CSV whose first line is `first_line`: a comma where it has one, else a tab, else a
     semicolon (a single column has none: comma). A line of semicolons whose every comma is a decimal comma
@@ -121,13 +133,14 @@ def _row_starts(path: Path, header: bool, last: int) -> dict[int, int]:
     cannot be read again as it was."""
     starts: dict[int, int] = {}
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            first_line = handle.readline().rstrip("\r\n")
-        sep = separator(first_line)
-        one_column = sep not in first_line
+        line, _ = first_line(path)
+        sep = separator(line)
+        one_column = sep not in line
         with open(path, encoding="utf-8-sig", newline="") as handle:
             row = -int(header)  # the header's record is row -1
             for _, start, blank in records(handle, sep):
+                if row < 0 and blank:  # blank lines before the header, which read_csv skips
+                    continue
                 if one_column or not blank:
                     if row >= 0:
                         starts[row] = start
