@@ -129,8 +129,13 @@ class LocalServer:
 
     def ours(self, pid: int) -> bool:
         """True if `pid` is one of the processes recorded here and still running: a live session leader that
-        started when it was recorded to."""
-        return _alive(pid) and (started := process_start(pid)) is not None and started == self.started.get(str(pid))
+        started when it was recorded to (recorded by a kerasflow that kept no start times: one running Prefect)."""
+        if not _alive(pid):
+            return False
+        recorded = self.started.get(str(pid))
+        if recorded is None:
+            return _runs_prefect(pid)
+        return process_start(pid) == recorded
 
     def stop(self) -> None:
         """Stop the workers (and the runs they started), then the server; forget them."""
@@ -174,6 +179,14 @@ def process_start(pid: int) -> str | None:
         return f"{psutil.Process(pid).create_time():.0f}"
     except psutil.Error:
         return None
+
+
+def _runs_prefect(pid: int) -> bool:
+    """Whether process `pid` runs Prefect (`python -m prefect ...`, as the server and its workers are started)."""
+    try:
+        return "prefect" in psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return False
 
 
 def _state(pid: int) -> str:

@@ -276,6 +276,11 @@ def test_server_commands_signal_recorded_processes_only_while_they_are_the_recor
         stopped = run_cli(["server", "stop"], cwd=tmp_path, env=env)
         assert (stopped.returncode, stopped.stdout.strip()) == (0, "stopped")
         assert stranger.poll() is None and not (home / "kerasflow-server.json").exists()
+        # Recorded by a kerasflow that kept no start times: the stranger runs no Prefect, so it is none of these.
+        (home / "kerasflow-server.json").write_text(json.dumps({
+            "url": "http://127.0.0.1:9/api", "pid": stranger.pid, "workers": {}}))
+        assert run_cli(["server", "stop"], cwd=tmp_path, env=env).stdout.strip() == "stopped"
+        assert stranger.poll() is None
 
         (home / "kerasflow-server.json").write_text(json.dumps({
             "url": "http://127.0.0.1:9/api", "pid": 0, "workers": {"pool": orphan.pid},
