@@ -12,6 +12,7 @@ import csv
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,16 +30,30 @@ DECIMAL_COMMA = re.compile(r"\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*")
 SHOWN_LINES = 5
 
 
-def first_line(path: Path) -> tuple[str, int]:
-    """A CSV's first line that is not blank (empty, or spaces alone), without its line ending, and how many blank
-    lines come before it."""
-    blank = 0
+class Layout(NamedTuple):
+    """How a CSV is laid out, read from its first line that is not blank (empty, or spaces alone)."""
+
+    first_line: str
+    """That line, without its line ending."""
+    blank_before: int
+    """The blank lines before it."""
+    sep: str
+    """Its separator (:func:`separator`)."""
+    one_column: bool
+    """Whether the file is a single column: none of the separators is in that line."""
+
+
+def layout(path: Path) -> Layout:
+    """The layout of the CSV at `path`, as read_csv and the file-line count read it."""
+    blank, first = 0, ""
     with open(path, encoding="utf-8-sig", newline="") as handle:
         for line in handle:
             if line.strip():
-                return line.rstrip("\r\n"), blank
+                first = line.rstrip("\r\n")
+                break
             blank += 1
-    return "", blank
+    sep = separator(first)
+    return Layout(first, blank, sep, sep not in first)
 
 
 def separator(first_line: str) -> str:
@@ -133,15 +148,13 @@ def _row_starts(path: Path, header: bool, last: int) -> dict[int, int]:
     cannot be read again as it was."""
     starts: dict[int, int] = {}
     try:
-        line, _ = first_line(path)
-        sep = separator(line)
-        one_column = sep not in line
+        found = layout(path)
         with open(path, encoding="utf-8-sig", newline="") as handle:
             row = -int(header)  # the header's record is row -1
-            for _, start, blank in records(handle, sep):
+            for _, start, blank in records(handle, found.sep):
                 if row < 0 and blank:  # blank lines before the header, which read_csv skips
                     continue
-                if one_column or not blank:
+                if found.one_column or not blank:
                     if row >= 0:
                         starts[row] = start
                     if row == last:

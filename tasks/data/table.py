@@ -75,14 +75,13 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None,
     if not found:
         raise DataError(f"{cut(str(path))}: file not found{where}")
     try:
-        first_line, blank_before = checks.first_line(path)
-        sep = checks.separator(first_line)
+        found = checks.layout(path)
+        first_line, sep, one_column = found.first_line, found.sep, found.one_column
         # In a single column an empty cell is an empty line, which pandas would skip: a series would lose a step
         # unseen. There they are kept as missing values, but for those after the last value (the file's end), and
         # those before a header.
-        one_column = sep not in first_line  # checks.separator found none of its separators there
         options = {"header": 0 if header else None, "sep": sep, "encoding": "utf-8-sig",
-                   "skip_blank_lines": not one_column, "skiprows": blank_before if header else 0}
+                   "skip_blank_lines": not one_column, "skiprows": found.blank_before if header else 0}
         frame = pd.read_csv(path, **options)
         big = {column for column in frame.columns if _big_integers(frame[column])}
         # Of `text_columns`, those read as numbers (a header's names stripped as header_names strips them), again as
