@@ -297,6 +297,7 @@ def _report(args: argparse.Namespace, params: Params, server: TemporaryServer | 
 def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
     from kerasflow.flows.sweep import sweep_flow
     from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
+    from kerasflow.tasks.outputs.tensorboard import logdir
 
     (name, spec), = params.select([args.experiment], source=str(args.params)).items()
     if name not in params.sweeps:
@@ -308,6 +309,7 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
         return nested(args, name, spec, params.sweeps[name], server)
     check_data({name: scoring_spec(spec, params.sweeps[name])})
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
+    tensorboard = logdir(params.tracking.tensorboard, str(args.params))
     if args.dvc_exp:
         from kerasflow.tasks.sweep.dvc_experiments import check_repository
 
@@ -326,7 +328,7 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
     check_cluster(name, params.sweeps[name], storage)
     _prefect_ready(server)
     best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume,
-                      args.params if args.dvc_exp else None, mlflow_uri)
+                      args.params if args.dvc_exp else None, mlflow_uri, tensorboard)
     if best["diverged"]:
         print(f"kerasflow: diverged: sweeps.{name}: the loss became NaN or infinite in every one of its "
               f"{best['n_configs']} configs; {out / 'trials.csv'} lists them and no model is saved (lower "
@@ -349,17 +351,20 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
 def _schedule(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
     from kerasflow.flows.schedule import check_cron
     from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
+    from kerasflow.tasks.outputs.tensorboard import logdir
 
     selected = params.select(args.experiments, source=str(args.params))
     check_cron(args.cron)
     check_data(selected, args.results)
     tracking_uri(params.tracking.mlflow, str(args.params))  # each scheduled run logs there: refused now if not
+    logdir(params.tracking.tensorboard, str(args.params))
     schedule(args, list(selected))
     return 0
 
 
 def _run(args: argparse.Namespace, params: Params, server: TemporaryServer | None) -> int:
     from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
+    from kerasflow.tasks.outputs.tensorboard import logdir
 
     selected = params.select(args.experiments, source=str(args.params))
     if args.smoke_test:
@@ -369,11 +374,12 @@ def _run(args: argparse.Namespace, params: Params, server: TemporaryServer | Non
         selected = {name: smoke(spec, refit=name in writers) for name, spec in selected.items()}
     check_data(selected, args.results)
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
+    tensorboard = logdir(params.tracking.tensorboard, str(args.params))
     check_fold_tasks(selected)
     from kerasflow.flows.pipeline import pipeline_flow
 
     _prefect_ready(server)
-    summaries = pipeline_flow(selected, args.results, args.report, mlflow_uri)
+    summaries = pipeline_flow(selected, args.results, args.report, mlflow_uri, tensorboard)
     diverged = []
     for name, summary in summaries.items():
         if summary["mean"] is not None:

@@ -24,8 +24,9 @@ from kerasflow.tasks.data.preprocess import LabelCodec
 from kerasflow.tasks.data.table import Table, row_files
 from kerasflow.tasks.data.tokens import load_rows
 from kerasflow.tasks.outputs import results
-from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, history_names
+from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, fold_rows, history_names
 from kerasflow.tasks.outputs.mlflow_runs import log_experiment
+from kerasflow.tasks.outputs.tensorboard import FoldEvents, run_folder
 from kerasflow.tasks.runtime import faults
 from kerasflow.tasks.runtime.keras_threads import keras_thread_safe, keras_turn
 from kerasflow.tasks.runtime.progress import EpochProgress, ProgressLine
@@ -54,26 +55,37 @@ def preprocess_folds(spec: ExperimentSpec, table: Table, labels: evaluate.Encode
 
 
 @task(name="cross-validate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Path,
-                   on_ray: bool) -> evaluate.CVResult:
+def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Path, on_ray: bool,
+                   tensorboard: Path | None = None) -> evaluate.CVResult:
     """Train and score every fold (stacked into one program when the model allows), logging each fold's epochs
-    into `results_dir/name/history` as they end; with `on_ray` (:func:`on_cluster`), folds that cannot stack train
-    as Ray tasks (flows/ray_folds.py), their histories written whole at the end."""
+    into `results_dir/name/history` as they end, and with `tensorboard` (this run's folder,
+    :func:`kerasflow.tasks.outputs.tensorboard.run_folder`) as TensorBoard scalars there; with `on_ray`
+    (:func:`on_cluster`), folds that cannot stack train as Ray tasks (flows/ray_folds.py), their histories written
+    whole at the end."""
     faults.inject("cross-validate")
+    names = history_names(spec.metric, spec.train.scheduled)
     if on_ray:
         from kerasflow.flows.ray_folds import train_folds
 
         line = ProgressLine(f"{name}: {len(folds)} folds as Ray tasks", len(folds), "folds")
         started = time.perf_counter()
         trained = train_folds(spec, folds, on_done=lambda index: line.advance())
+        if tensorboard is not None:
+            events = FoldEvents(tensorboard, fold_folders(len(folds)), names)
+            for row in fold_rows([result.history for result, _ in trained], names):
+                events.add(*row)
+            events.close()
         return evaluate.each_fold_result(spec, folds, [result for result, _ in trained],
                                          time.perf_counter() - started, [place for _, place in trained])
     models = 1 if evaluate.uses_stacking(spec, len(folds)) else len(folds)
     line = ProgressLine(f"{name}: {len(folds)} folds", models * spec.train.epochs, "epochs")
-    history = HistoryFolder(results_dir / name / "history", fold_folders(len(folds)),
-                            history_names(spec.metric, spec.train.scheduled))
-    with keras_turn():  # the refit may train in another thread
-        return evaluate.cross_validate(spec, folds, callbacks=[EpochProgress(line), LiveHistory(history)])
+    history = HistoryFolder(results_dir / name / "history", fold_folders(len(folds)), names,
+                            tensorboard=tensorboard)
+    try:
+        with keras_turn():  # the refit may train in another thread
+            return evaluate.cross_validate(spec, folds, callbacks=[EpochProgress(line), LiveHistory(history)])
+    finally:
+        history.close()
 
 
 @task(name="refit", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -147,13 +159,15 @@ def _timed(timing: dict[str, float], step: str) -> Iterator[None]:
 
 @flow(name="kerasflow-experiment")
 def experiment_flow(name: str, spec: Experiment, results_dir: Path = Path("results"),
-                    mlflow_uri: str | None = None) -> dict[str, Any]:
+                    mlflow_uri: str | None = None, tensorboard: Path | None = None) -> dict[str, Any]:
     """One experiment end to end; returns its record (`metrics.json` and `run.json`: tasks/outputs/metrics.py).
-    With `mlflow_uri`, the written results are also an MLflow run there. Whether it trains on a Ray cluster
-    (:func:`on_cluster`) is asked once, so its folds and its refit go the same way. On a Ray cluster or a backend
-    that allows Keras in two threads (JAX, PyTorch) the refit trains while the folds do, and `run.json`'s seconds of
-    the two overlap; on TensorFlow it trains after them."""
+    With `mlflow_uri`, the written results are also an MLflow run there; with `tensorboard` (a folder), its folds'
+    epochs are TensorBoard scalars in a run folder of their own there (tasks/outputs/tensorboard.py). Whether it
+    trains on a Ray cluster (:func:`on_cluster`) is asked once, so its folds and its refit go the same way. On a Ray
+    cluster or a backend that allows Keras in two threads (JAX, PyTorch) the refit trains while the folds do, and
+    `run.json`'s seconds of the two overlap; on TensorFlow it trains after them."""
     started, timing = time.perf_counter(), {}
+    events = None if tensorboard is None else run_folder(Path(tensorboard), name)
     on_ray = on_cluster(spec)
     with _timed(timing, "load"):
         start = read_start(name, spec) if spec.train.init_from is not None else None
@@ -167,7 +181,7 @@ def experiment_flow(name: str, spec: Experiment, results_dir: Path = Path("resul
     refitting = refit.submit(name, spec, table, labels, start, on_ray) if beside else None
     try:
         with _timed(timing, "cross_validate"):
-            cv = cross_validate(name, spec, folds, Path(results_dir), on_ray)
+            cv = cross_validate(name, spec, folds, Path(results_dir), on_ray, events)
     finally:
         if refitting is not None:
             refitting.wait()  # a failed cross-validation leaves no refit running after the flow
@@ -184,10 +198,11 @@ def experiment_flow(name: str, spec: Experiment, results_dir: Path = Path("resul
 
 
 @task(name="experiment-on-cluster", cache_policy=NO_CACHE)
-def experiment_on_cluster(name: str, spec: ExperimentSpec, results_dir: Path, mlflow_uri: str | None) -> dict[str, Any]:
+def experiment_on_cluster(name: str, spec: ExperimentSpec, results_dir: Path, mlflow_uri: str | None,
+                          tensorboard: Path | None) -> dict[str, Any]:
     """:func:`experiment_flow` of an experiment that trains as Ray tasks (:func:`on_cluster`), in a thread of
     Prefect's task runner beside the others': this process only loads, waits and writes."""
-    return experiment_flow(name, spec, results_dir, mlflow_uri)
+    return experiment_flow(name, spec, results_dir, mlflow_uri, tensorboard)
 
 
 def side_by_side(experiments: dict[str, ExperimentSpec], results_dir: Path) -> list[str]:
@@ -204,9 +219,11 @@ def side_by_side(experiments: dict[str, ExperimentSpec], results_dir: Path) -> l
 
 @flow(name="kerasflow-pipeline")
 def pipeline_flow(experiments: dict[str, Experiment], results_dir: Path = Path("results"),
-                  report_path: Path | None = None, mlflow_uri: str | None = None) -> dict[str, dict[str, Any]]:
+                  report_path: Path | None = None, mlflow_uri: str | None = None,
+                  tensorboard: Path | None = None) -> dict[str, dict[str, Any]]:
     """Run the given experiments, then publish their summary; with `report_path`, also write it there and the HTML
-    report beside it; with `mlflow_uri`, each experiment is an MLflow run there.
+    report beside it; with `mlflow_uri`, each experiment is an MLflow run there; with `tensorboard`, each logs its
+    folds' epochs there (:func:`experiment_flow`).
 
     Experiments that train as Ray tasks (:func:`on_cluster`) run side by side, when there are several, so the
     cluster trains all their folds at once (:func:`side_by_side`); the others train here, one after another."""
@@ -215,10 +232,11 @@ def pipeline_flow(experiments: dict[str, Experiment], results_dir: Path = Path("
         from kerasflow.flows.ray_cluster import connect
 
         connect()
-    running = {name: experiment_on_cluster.submit(name, experiments[name], results_dir, mlflow_uri)
+    running = {name: experiment_on_cluster.submit(name, experiments[name], results_dir, mlflow_uri, tensorboard)
                for name in spread}
     summaries = {name: running[name].result() if name in running
-                 else experiment_flow(name, spec, results_dir, mlflow_uri) for name, spec in experiments.items()}
+                 else experiment_flow(name, spec, results_dir, mlflow_uri, tensorboard)
+                 for name, spec in experiments.items()}
     report_path = Path(report_path) if report_path is not None else None
     write_report(Path(results_dir), experiments, report_path,
                  report_path.with_name("report.html") if report_path is not None else None)

@@ -168,16 +168,17 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
-               storage: Path, resume: bool) -> tune.Tuner:
+               storage: Path, resume: bool, tensorboard: Path | None = None) -> tune.Tuner:
     """The sweep's Tuner, its run kept in `storage`/sweep: a new one (what was there removed), or with `resume`
-    the one there, its unfinished and errored trials run again."""
+    the one there, its unfinished and errored trials run again. With `tensorboard` (the sweep's folder,
+    :func:`kerasflow.tasks.outputs.tensorboard.run_folder`), each config's folds log their epochs there too."""
     env = kept_running_env()
     warm = pool_prefix(env) if env is not None and sweep.gpu == 0 else None
     # The data goes to the object store once; trials pass its reference on (`run_trial_process`).
     trainable = tune.with_resources(
         tune.with_parameters(run_trial_process, spec_json=spec.model_dump_json(), sweep_json=sweep.model_dump_json(),
                              data=[ray.put((table, labels))], history_root=str(history_folder(storage)),
-                             warm_prefix=warm),
+                             tensorboard_root=None if tensorboard is None else str(tensorboard), warm_prefix=warm),
         {"cpu": sweep.cpu, "gpu": sweep.gpu})
     path = storage / RUN_NAME
     if resume:
@@ -222,16 +223,19 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
 
 
 def train_trial(config: dict[str, Any], spec_json: str, sweep_json: str, table: Table, labels: evaluate.Encoded,
-                history_root: str, trial_id: str, work_dir: Path, resume_from: Path | None, report: Report,
-                check: Callable[[], None] | None = None) -> None:
+                history_root: str, tensorboard_root: str | None, trial_id: str, work_dir: Path,
+                resume_from: Path | None, report: Report, check: Callable[[], None] | None = None) -> None:
     """Train one trial's config (or each of a stacked group's), in a trial's process or a warm trainer: the
-    experiment with its overrides, each config's folds logged under `history_root` where Ray Tune's trial
-    `trial_id` is theirs (:func:`kerasflow.tasks.sweep.trial.history_dirs`), its reports passed to `report`
+    experiment with its overrides, each config's folds logged under `history_root` (and as TensorBoard scalars
+    under `tensorboard_root`, if given) where Ray Tune's trial `trial_id` is theirs
+    (:func:`kerasflow.tasks.sweep.trial.history_dirs`), its reports passed to `report`
     and its checkpoints written under `work_dir`; resumed from the checkpoint folder `resume_from` if given.
     `check` raises to stop the training at an epoch's end (:func:`kerasflow.tasks.sweep.trial.run_trial`)."""
     base = ExperimentSpec.model_validate_json(spec_json)
     configs = trial_configs(config)
     specs = [base.with_overrides(overrides) for overrides in configs]
+    histories = history_dirs(Path(history_root), configs, trial_id)
     run_trial(specs, SearchSpec.model_validate_json(sweep_json), table, labels, report, work_dir,
-              resume_from=resume_from, history_dirs=history_dirs(Path(history_root), configs, trial_id),
-              check=check)
+              resume_from=resume_from, history_dirs=histories,
+              tensorboard_dirs=[Path(tensorboard_root) / folder.name for folder in histories]
+              if tensorboard_root is not None else (), check=check)

@@ -19,11 +19,11 @@ from kerasflow.flows.warm_trainers import train_warm
 
 
 def run_trial_process(config: dict[str, Any], spec_json: str, sweep_json: str, data: list[ray.ObjectRef],
-                      history_root: str, warm_prefix: str | None) -> None:
+                      history_root: str, tensorboard_root: str | None, warm_prefix: str | None) -> None:
     """One trial: the experiment with this config's overrides (or each of a stacked group's), reporting to Ray
-    Tune every epoch and logging each config's folds under `history_root`. `data` holds the reference to the
-    table and its encoded labels (handed on to a warm trainer as it is); with `warm_prefix`, a warm trainer of
-    that prefix trains it."""
+    Tune every epoch and logging each config's folds under `history_root` (and `tensorboard_root`, if given).
+    `data` holds the reference to the table and its encoded labels (handed on to a warm trainer as it is); with
+    `warm_prefix`, a warm trainer of that prefix trains it."""
     node = ray.get_runtime_context().get_node_id()
     trial_id = tune.get_context().get_trial_id()
     started_at, started = time.time(), time.perf_counter()
@@ -42,10 +42,10 @@ def run_trial_process(config: dict[str, Any], spec_json: str, sweep_json: str, d
             (checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext()) as resume_from:
         resume = None if resume_from is None else Path(resume_from)
         if warm_prefix is not None:
-            train_warm(warm_prefix, config, spec_json, sweep_json, data[0], history_root, trial_id, Path(work_dir),
-                       resume, report)
+            train_warm(warm_prefix, config, spec_json, sweep_json, data[0], history_root, tensorboard_root, trial_id,
+                       Path(work_dir), resume, report)
         else:
             from kerasflow.flows.ray_driver import train_trial  # imports Keras
 
-            train_trial(config, spec_json, sweep_json, *ray.get(data[0]), history_root, trial_id, Path(work_dir),
-                        resume, report)
+            train_trial(config, spec_json, sweep_json, *ray.get(data[0]), history_root, tensorboard_root, trial_id,
+                        Path(work_dir), resume, report)

@@ -39,6 +39,7 @@ from kerasflow.tasks.config.errors import KerasflowError, ParamsError
 from kerasflow.tasks.config.schema import load_params
 from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
+from kerasflow.tasks.outputs.tensorboard import logdir
 
 FLOW_NAME = "kerasflow-scheduled"
 PREFECT_FILE_HEADER = """\
@@ -54,10 +55,11 @@ PREFECT_FILE_HEADER = """\
 def scheduled_pipeline(experiments: list[str], params_file: str, results_dir: str,
                        report: str) -> dict[str, dict[str, Any]]:
     """Load the params file as it is now and run the named experiments, then the report (and MLflow's runs, where
-    the params or the worker's environment name a tracking server)."""
+    the params or the worker's environment name a tracking server, and TensorBoard's where they name a folder)."""
     params = load_params(params_file)
     selected = params.select(experiments, source=params_file)
-    return pipeline_flow(selected, Path(results_dir), Path(report), tracking_uri(params.tracking.mlflow, params_file))
+    return pipeline_flow(selected, Path(results_dir), Path(report), tracking_uri(params.tracking.mlflow, params_file),
+                         logdir(params.tracking.tensorboard, params_file))
 
 
 def deployment_name(experiments: list[str]) -> str:

@@ -24,18 +24,20 @@ from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.atomic import write_json
 from kerasflow.tasks.outputs.metrics import NESTED_FILE
 from kerasflow.tasks.outputs.mlflow_runs import log_sweep
+from kerasflow.tasks.outputs.tensorboard import run_folder
 from kerasflow.tasks.sweep import dvc_experiments, export, nested
 from kerasflow.tasks.training import evaluate
 
 
 @task(name="sweep", cache_policy=NO_CACHE)
 def run_sweep(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,
-              out_dir: Path, resume: bool) -> tune.ResultGrid:
-    """Run (or resume) the Ray Tune sweep; trial failures are retried by Ray, not Prefect."""
+              out_dir: Path, resume: bool, tensorboard: Path | None = None) -> tune.ResultGrid:
+    """Run (or resume) the Ray Tune sweep, its configs' folds logged to TensorBoard in the folder `tensorboard` if
+    given; trial failures are retried by Ray, not Prefect."""
     connect()
     storage = storage_folder(out_dir)
     check_cluster(name, sweep, storage)
-    return make_tuner(name, spec, sweep, table, labels, storage, resume).fit()
+    return make_tuner(name, spec, sweep, table, labels, storage, resume, tensorboard).fit()
 
 
 @task(name="export-best", cache_policy=NO_CACHE)
@@ -66,14 +68,17 @@ def log_to_mlflow(name: str, spec: ExperimentSpec, out_dir: Path, uri: str) -> s
 @flow(name="kerasflow-sweep")
 def sweep_flow(name: str, spec: Experiment, sweep: Search, results_dir: Path = Path("results"),
                resume: bool = False, dvc_exp_params: Path | None = None,
-               mlflow_uri: str | None = None) -> dict[str, Any]:
+               mlflow_uri: str | None = None, tensorboard: Path | None = None) -> dict[str, Any]:
     """Sweep one experiment's search space, keep the best model, and publish the experiment's summary. With
     `dvc_exp_params` (the params file the sweep read), each scored config is also saved as a DVC experiment; their
-    names are the result's ``dvc_experiments``. With `mlflow_uri`, the sweep is MLflow runs there."""
+    names are the result's ``dvc_experiments``. With `mlflow_uri`, the sweep is MLflow runs there; with
+    `tensorboard` (a folder), each config's folds log their epochs in a sweep folder of its own there
+    (tasks/outputs/tensorboard.py; a resumed sweep's trials that train again, in a new one)."""
     started = time.perf_counter()
     out_dir = Path(results_dir) / name / "tune"
     table, labels = load_data(name, spec)
-    grid = run_sweep(name, spec, sweep, table, labels, out_dir, resume)
+    events = None if tensorboard is None else run_folder(Path(tensorboard), name, sweep=True)
+    grid = run_sweep(name, spec, sweep, table, labels, out_dir, resume, events)
     best = export_best(name, spec, sweep, grid, table, labels, out_dir, started, resume)
     write_report(Path(results_dir), {name: spec})
     if mlflow_uri is not None and not best["diverged"]:

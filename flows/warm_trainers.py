@@ -120,7 +120,7 @@ class WarmTrainer:
 
     @ray.method(num_returns="streaming")
     def train(self, holder: str, config: dict[str, Any], spec_json: str, sweep_json: str, data: tuple,
-              history_root: str, trial_id: str, work_dir: str,
+              history_root: str, tensorboard_root: str | None, trial_id: str, work_dir: str,
               resume_from: str | None) -> Iterator[tuple[dict[str, Any], str | None]]:
         """The trial's training (:func:`kerasflow.flows.ray_driver.train_trial`), its reports yielded as
         `(metrics, checkpoint folder)` as they come, the metrics with this process's `trainer_pid`; checkpoints
@@ -147,8 +147,8 @@ class WarmTrainer:
 
         def work() -> None:
             try:
-                train_trial(config, spec_json, sweep_json, *data, history_root, trial_id, Path(work_dir),
-                            None if resume_from is None else Path(resume_from), report, check)
+                train_trial(config, spec_json, sweep_json, *data, history_root, tensorboard_root, trial_id,
+                            Path(work_dir), None if resume_from is None else Path(resume_from), report, check)
                 reports.put(None)
             except BaseException as exc:  # handed to the generator, which raises it to the trial
                 reports.put(exc)
@@ -219,7 +219,8 @@ def lease_trainer(prefix: str, holder: str) -> ray.actor.ActorHandle:
 
 
 def train_warm(prefix: str, config: dict[str, Any], spec_json: str, sweep_json: str, data: ray.ObjectRef,
-               history_root: str, trial_id: str, work_dir: Path, resume_from: Path | None, report: Report) -> None:
+               history_root: str, tensorboard_root: str | None, trial_id: str, work_dir: Path,
+               resume_from: Path | None, report: Report) -> None:
     """Train a trial's config in a leased warm trainer, passing each of its reports to `report` as it comes."""
     holder = uuid.uuid4().hex
     trainer = lease_trainer(prefix, holder)
@@ -231,8 +232,8 @@ def train_warm(prefix: str, config: dict[str, Any], spec_json: str, sweep_json: 
 
     threading.Thread(target=renew, name="kerasflow-lease", daemon=True).start()
     try:
-        stream = trainer.train.remote(holder, config, spec_json, sweep_json, data, history_root, trial_id,
-                                      str(work_dir), None if resume_from is None else str(resume_from))
+        stream = trainer.train.remote(holder, config, spec_json, sweep_json, data, history_root, tensorboard_root,
+                                      trial_id, str(work_dir), None if resume_from is None else str(resume_from))
         for count, item in enumerate(stream, start=1):
             metrics, checkpoint_dir = ray.get(item)
             report(metrics, None if checkpoint_dir is None else Path(checkpoint_dir))  # returns once Tune goes on

@@ -309,3 +309,36 @@ def start_ray_head(log: Path, token: str, temp_dir: str, dashboard_port: int | N
             raise RuntimeError(f"ray start --head did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
     return head, f"127.0.0.1:{port}"
+
+
+def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of one TensorBoard run folder, by tag: (step, value) in the order they were written."""
+    from tensorflow.compat.v1.train import summary_iterator
+
+    found: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in summary_iterator(str(path)):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return found
+
+
+def history_steps(history: Path, fold: str, name: str) -> list[tuple[int, float]]:
+    """A dvclive step file's rows, the step made TensorBoard's (the epoch from 0)."""
+    with open(history / "plots/metrics" / fold / f"{name}.tsv") as handle:
+        return [(int(row["step"]) - 1, float(row[name])) for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def assert_same_as_history(events: Path, history: Path, n_folds: int, metric: str) -> None:
+    """Every fold's TensorBoard scalars hold its history's values at the same epochs (float32 against six
+    significant digits), the training ones under `train`, the held-out ones under `validation`."""
+    from kerasflow.tasks.outputs.live import fold_folders, history_names
+
+    for fold in fold_folders(n_folds):
+        train, validation = scalars(events / fold / "train"), scalars(events / fold / "validation")
+        assert set(train) == {"epoch_loss", f"epoch_{metric}"} and set(validation) == set(train)
+        for name in history_names(metric):
+            part, tag = (validation, f"epoch_{name[4:]}") if name.startswith("val_") else (train, f"epoch_{name}")
+            expected = history_steps(history, fold, name)
+            assert [step for step, _ in part[tag]] == [step for step, _ in expected], (fold, name)
+            assert [value for _, value in part[tag]] == pytest.approx([value for _, value in expected], rel=1e-5)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import ray
-from helpers import read_trials, sweep_and_export, sweep_params
+from helpers import assert_same_as_history, read_trials, sweep_and_export, sweep_params
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from ray.cluster_utils import Cluster
@@ -115,10 +115,13 @@ def test_a_cnns_folds_spread_over_both_nodes_with_the_scores_of_folds_trained_in
         np.testing.assert_array_equal(result.y_pred, alone.y_pred)
 
     # The pipeline sends them to Ray, and writes what they return as it writes folds trained here.
-    summaries = pipeline_flow({"digits": spec.with_overrides({"evaluate.refit": False})}, tmp_path / "results")
+    summaries = pipeline_flow({"digits": spec.with_overrides({"evaluate.refit": False})}, tmp_path / "results",
+                              tensorboard=tmp_path / "tb")
     assert summaries["digits"]["folds"] == in_turn.scores and not summaries["digits"]["stacked"]
     assert sorted(p.name for p in (tmp_path / "results/digits/history/plots/metrics").iterdir()) == [
         "fold_00", "fold_01", "fold_02", "fold_03"]
+    (events,) = (tmp_path / "tb/digits").iterdir()  # the histories that came back, as TensorBoard scalars too
+    assert_same_as_history(events, tmp_path / "results/digits/history", 4, "accuracy")
     environment = json.loads((tmp_path / "results/digits/run.json").read_text())["environment"]
     devices = {device for _, place in trained for device in place.devices}
     assert environment["ray_tasks"] == "4 on 2 node(s)" and environment["devices"] == ", ".join(sorted(devices))

@@ -934,6 +934,9 @@ class TrackingSpec(Section):
 
     mlflow: str | None = Field(default=None, description="an MLflow tracking URI (http://host:5000, sqlite:///...); "
                                                          "an explicit MLFLOW_TRACKING_URI wins")
+    tensorboard: str | None = Field(default=None, min_length=1, description=(
+        "a folder for TensorBoard: every fold's epochs logged there as they train (tensorboard --logdir <folder>), "
+        "each run and sweep in a folder of its own"))
 
 
 class Params(Section):

@@ -27,11 +27,13 @@ import re
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
+
+from kerasflow.tasks.outputs.tensorboard import FoldEvents
 
 FOLDS_PLOT = Path("plots/custom/folds.json")
 STACKED_LOSS = re.compile(r"f\d+_loss")
@@ -50,6 +52,23 @@ def history_names(metric: str, learning_rate: bool = False) -> list[str]:
     """What a history logs each epoch: the training loss, the held-out loss, and the same for the metric; with
     `learning_rate` (a rate that changes as it trains), the epoch's rate too."""
     return ["loss", "val_loss", metric, f"val_{metric}", *(["learning_rate"] if learning_rate else [])]
+
+
+def fold_rows(histories: Sequence[dict[str, list[float]]], names: Sequence[str]
+              ) -> Iterator[tuple[int, int, list[float | None]]]:
+    """Each fold's epochs of trained `histories` (Keras' `History.history`, one a fold) as rows to add to a
+    history: (fold, epoch from 1, the values of `names`, None where a name has none).
+
+    Examples
+    --------
+    >>> list(fold_rows([{"loss": [0.5, 0.25]}, {"loss": [0.75]}], ["loss", "val_loss"]))
+    [(0, 1, [0.5, None]), (0, 2, [0.25, None]), (1, 1, [0.75, None])]
+    """
+    for fold, history in enumerate(histories):
+        epochs = max(map(len, history.values()), default=0)
+        columns = [history.get(name, [None] * epochs) for name in names]
+        for epoch, values in enumerate(zip(*columns), start=1):
+            yield fold, epoch, list(values)
 
 
 def _replace(path: Path, text: str) -> None:
@@ -71,10 +90,18 @@ class HistoryFolder:
     ``val_loss``, the metric and ``val_`` + metric). A training resumed from a checkpoint taken after epoch
     `resume_epoch` keeps the folder's rows up to that epoch and drops the later ones, which the process that died
     logged after its checkpoint and the resumed training logs again; 0 starts the folder anew.
+
+    With `tensorboard`, every row added is also logged as TensorBoard scalars in that folder
+    (:class:`kerasflow.tasks.outputs.tensorboard.FoldEvents`; a resumed folder's kept rows too), on disk at each
+    flush; :meth:`close` closes its files.
     """
 
-    def __init__(self, directory: Path, folds: Sequence[str], names: Sequence[str], resume_epoch: int = 0) -> None:
+    def __init__(self, directory: Path, folds: Sequence[str], names: Sequence[str], resume_epoch: int = 0,
+                 tensorboard: Path | None = None) -> None:
         self.directory, self.folds, self.names = Path(directory), list(folds), list(names)
+        self.events: FoldEvents | None = None
+        if tensorboard is not None:
+            self.events = FoldEvents(tensorboard, self.folds, self.names)
         plot = self.directory / FOLDS_PLOT
         kept = [row for row in json.loads(plot.read_text()) if row["epoch"] <= resume_epoch] \
             if resume_epoch and plot.is_file() else []
@@ -106,6 +133,8 @@ class HistoryFolder:
         self.table.append(self.row_format.format(fold, epoch, *shown))
         self.last[fold] = list(values)
         self.epoch = max(self.epoch, epoch)
+        if self.events is not None:
+            self.events.add(fold, epoch, values)
 
     def summary(self) -> dict[str, float | int | None]:
         """The folder's `metrics.json`: the last epoch logged, and per name the mean over the folds of their values
@@ -129,6 +158,13 @@ class HistoryFolder:
         self.pending.clear()
         _replace(self.directory / FOLDS_PLOT, f"[{', '.join(self.table)}]\n")
         _replace(self.directory / SUMMARY, json.dumps(self.summary(), indent=4, allow_nan=False) + "\n")
+        if self.events is not None:
+            self.events.flush()
+
+    def close(self) -> None:
+        """Close the TensorBoard files, their values on disk (the history's own files need no closing)."""
+        if self.events is not None:
+            self.events.close()
 
 
 class LiveHistory(keras.callbacks.Callback):

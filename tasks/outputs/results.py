@@ -86,11 +86,8 @@ def write_history(out_dir: Path, result: CVResult) -> Path:
         scheduled = any("learning_rate" in fold.history for fold in result.folds)
         folder = live.HistoryFolder(tmp, live.fold_folders(len(result.folds)),
                                     live.history_names(result.metric, scheduled))
-        for index, fold in enumerate(result.folds):
-            epochs = max(map(len, fold.history.values()), default=0)
-            columns = [fold.history.get(name, [None] * epochs) for name in folder.names]
-            for epoch, values in enumerate(zip(*columns), start=1):
-                folder.add(index, epoch, values)
+        for row in live.fold_rows([fold.history for fold in result.folds], folder.names):
+            folder.add(*row)
         folder.flush()
     return history_dir
 

@@ -152,13 +152,14 @@ def history_dirs(history_root: Path, configs: list[dict[str, Any]], trial_id: st
 
 def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labels: Encoded, report: Report,
               work_dir: Path, resume_from: Path | None = None, history_dirs: Sequence[Path] = (),
-              check: Callable[[], None] | None = None) -> None:
+              tensorboard_dirs: Sequence[Path] = (), check: Callable[[], None] | None = None) -> None:
     """Train and score one trial's configs (one, or a stacked group), reporting every epoch when all the models
     train as one program; with `history_dirs` (one per config), each config's folds log their epochs there as they
-    end (:mod:`kerasflow.tasks.outputs.live`). Configs that differ only in `train.epochs` are one model trained for
-    the longest (:class:`SharedEpochs`), each scored, and its history ended, at its own epoch count. `check` is
-    called at every epoch's end before the epoch is logged or reported: raising there stops the training (a warm
-    trainer's, whose trial has ended).
+    end (:mod:`kerasflow.tasks.outputs.live`), and with `tensorboard_dirs` (one per config too) as TensorBoard
+    scalars there. Configs that differ only in `train.epochs` are one model trained for the longest
+    (:class:`SharedEpochs`), each scored, and its history ended, at its own epoch count. `check` is called at every
+    epoch's end before the epoch is logged or reported: raising there stops the training (a warm trainer's, whose
+    trial has ended).
 
     Folds that train one after another (models that cannot stack) report once, at the end: their epochs
     interleave, so there is no single per-epoch score for a scheduler to act on.
@@ -176,18 +177,24 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
         initial_epoch = checkpoint_epoch(resume_from)
     if check is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: check()))
+    histories: list[HistoryFolder] = []
     if history_dirs:
         # Before the reporter, and written at every checkpoint and every epoch where the scheduler may stop the
         # trial: a checkpoint's epochs are on disk before the checkpoint is, and a stopped trial's history is whole.
         names = history_names(spec.metric, spec.train.scheduled)
         every, epochs, stops = sweep.checkpoint_every, spec.train.epochs, sweep.stop_epochs(spec.train.epochs)
         write_at = (lambda done: checkpoint_due(done, epochs, every) or done in stops) if per_epoch else None
-        callbacks.append(LiveHistory([HistoryFolder(directory, fold_folders(len(folds)), names,
-                                                    resume_epoch=initial_epoch) for directory in history_dirs],
-                                     models=configs.model_of, until=configs.epochs, write_at=write_at))
+        histories = [HistoryFolder(directory, fold_folders(len(folds)), names, resume_epoch=initial_epoch,
+                                   tensorboard=events)
+                     for directory, events in zip(history_dirs, tensorboard_dirs or [None] * len(history_dirs))]
+        callbacks.append(LiveHistory(histories, models=configs.model_of, until=configs.epochs, write_at=write_at))
     if per_epoch:
         callbacks.append(EpochReporter(spec, configs, report, sweep.checkpoint_every, work_dir, resume_from))
-    results = cross_validate_configs(models, folds, callbacks, initial_epoch)
+    try:
+        results = cross_validate_configs(models, folds, callbacks, initial_epoch)
+    finally:
+        for history in histories:
+            history.close()
     if not per_epoch:  # then no config ends sooner than the others: each is its model's whole training
         trained = [results[model].folds for model in configs.model_of]
         every = [fold for folds in trained for fold in folds]

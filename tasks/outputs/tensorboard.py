@@ -1,0 +1,122 @@
+"""Every fold's per-epoch history as TensorBoard event files too, for teams that watch training in TensorBoard.
+
+Used when ``tracking: {tensorboard: <folder>}`` is in params.yaml: ``tensorboard --logdir <folder>`` then follows
+runs and sweeps as they train, and sets runs side by side. Each fold is laid out as Keras' TensorBoard callback
+lays out one fit: a ``train`` and a ``validation`` folder, each value a scalar ``epoch_<name>`` (``epoch_loss``,
+``epoch_accuracy``; a changing learning rate ``epoch_learning_rate``, under ``train``), at step = the epoch from 0,
+so a tag's training and held-out curves share a chart as in the books. Under the folder, by :func:`run_folder`:
+
+- ``<experiment>/<run>/fold_00/train``...: a ``kerasflow run``, ``<run>`` the UTC time it started
+  (``20261207-081502``), so every run is a run of its own in TensorBoard;
+- ``<experiment>/tune-<run>/<config id>/fold_00/train``...: each config of a sweep, by its id in trials.csv.
+
+The values are the history's (:class:`kerasflow.tasks.outputs.live.HistoryFolder`) as it adds them, on disk when it
+writes its own files: about once a second while the folds train. tensorboardX's protocol buffers and its
+synchronous `EventsWriter` write them, so no backend needs TensorFlow for them. Not its `SummaryWriter`: a thread per
+file fed through a multiprocessing queue, one event per scalar, made logging the 30 folds of iris_mlp cost as much
+as their training (BENCHMARKS.md, row *live history*); here each fold's epoch is one event a part, written as it
+comes.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kerasflow.tasks.config.errors import ParamsError
+
+if TYPE_CHECKING:
+    from tensorboardX.event_file_writer import EventsWriter
+
+
+def logdir(configured: str | None, source: str = "params.yaml") -> Path | None:
+    """The TensorBoard folder params.yaml's ``tracking.tensorboard`` names (`configured`), absolute (a sweep's trials
+    run in other processes), made now: one that cannot be made is refused before anything trains. None for none."""
+    if configured is None:
+        return None
+    path = Path(configured).expanduser().absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParamsError(f"{source}:tracking.tensorboard: cannot make the folder {configured} "
+                          f"({exc.strerror or exc})") from None
+    return path
+
+
+def run_folder(root: Path, experiment: str, sweep: bool = False, started: float | None = None) -> Path:
+    """The folder of one run (or sweep, `sweep`) of `experiment` under the TensorBoard folder `root`, named by the
+    UTC time it `started` (a `time.time()` value; now by default).
+
+    Examples
+    --------
+    >>> run_folder(Path("logs"), "iris_mlp", started=0.0).as_posix()
+    'logs/iris_mlp/19700101-000000'
+    >>> run_folder(Path("logs"), "iris_mlp", sweep=True, started=0.0).as_posix()
+    'logs/iris_mlp/tune-19700101-000000'
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if started is None else started))
+    return root / experiment / (f"tune-{stamp}" if sweep else stamp)
+
+
+def scalar(name: str) -> tuple[str, str]:
+    """The part (``train`` or ``validation``) and tag a history's `name` is logged under, as Keras' TensorBoard
+    callback logs it.
+
+    Examples
+    --------
+    >>> scalar("loss"), scalar("val_accuracy"), scalar("learning_rate")
+    (('train', 'epoch_loss'), ('validation', 'epoch_accuracy'), ('train', 'epoch_learning_rate'))
+    """
+    return ("validation", f"epoch_{name[4:]}") if name.startswith("val_") else ("train", f"epoch_{name}")
+
+
+class FoldEvents:
+    """The event files of one history's folds under `directory`: ``<fold>/train`` and ``<fold>/validation``, `folds`
+    naming each fold's folder by index and `names` the history's values in order (see the module's doc). A fold's
+    files are made as it logs its first value; what is added reaches the disk at :meth:`flush` (the history's
+    own flush, about once a second) and :meth:`close`."""
+
+    def __init__(self, directory: Path, folds: Sequence[str], names: Sequence[str]) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        self.event, self.summary = Event, Summary
+        self.directory, self.folds = Path(directory), list(folds)
+        shutil.rmtree(self.directory, ignore_errors=True)  # a retried attempt's folder starts anew, as its history
+        self.scalars = [scalar(name) for name in names]
+        self.writers: dict[tuple[int, str], EventsWriter] = {}
+
+    def add(self, fold: int, epoch: int, values: Sequence[float | None]) -> None:
+        """Fold `fold`'s values at `epoch` (from 1), in `names`' order: one event a part holding its scalars; a
+        missing or non-finite value is left out, as the history leaves it out of its step files."""
+        parts: dict[str, list] = {}
+        for (part, tag), value in zip(self.scalars, values):
+            if value is not None and math.isfinite(value):
+                parts.setdefault(part, []).append(self.summary.Value(tag=tag, simple_value=value))
+        now = time.time()
+        for part, scalars in parts.items():
+            self._writer(fold, part).write_event(
+                self.event(wall_time=now, step=epoch - 1, summary=self.summary(value=scalars)))
+
+    def _writer(self, fold: int, part: str) -> EventsWriter:
+        writer = self.writers.get((fold, part))
+        if writer is None:
+            from tensorboardX.event_file_writer import EventsWriter
+
+            folder = self.directory / self.folds[fold] / part
+            folder.mkdir(parents=True, exist_ok=True)
+            writer = self.writers[fold, part] = EventsWriter(str(folder / "events"))
+        return writer
+
+    def flush(self) -> None:
+        for writer in self.writers.values():
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
