@@ -325,7 +325,7 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
         restore_sweep(name, storage)
         check_settings(name, storage, spec, params.sweeps[name])
     connect(verbose=args.verbose)
-    check_cluster(name, params.sweeps[name], storage)
+    check_cluster(name, params.sweeps[name], storage, tensorboard)
     _prefect_ready(server)
     best = sweep_flow(name, spec, params.sweeps[name], args.results, args.resume,
                       args.params if args.dvc_exp else None, mlflow_uri, tensorboard)

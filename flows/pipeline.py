@@ -72,9 +72,11 @@ def cross_validate(name: str, spec: ExperimentSpec, folds: list, results_dir: Pa
         trained = train_folds(spec, folds, on_done=lambda index: line.advance())
         if tensorboard is not None:
             events = FoldEvents(tensorboard, fold_folders(len(folds)), names)
-            for row in fold_rows([result.history for result, _ in trained], names):
-                events.add(*row)
-            events.close()
+            try:
+                for row in fold_rows([result.history for result, _ in trained], names):
+                    events.add(*row)
+            finally:
+                events.close()
         return evaluate.each_fold_result(spec, folds, [result for result, _ in trained],
                                          time.perf_counter() - started, [place for _, place in trained])
     models = 1 if evaluate.uses_stacking(spec, len(folds)) else len(folds)

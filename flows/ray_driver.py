@@ -88,9 +88,10 @@ def history_folder(storage: Path) -> Path:
     return storage.parent / "history"
 
 
-def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
+def check_cluster(name: str, sweep: SearchSpec, storage: Path | str, tensorboard: Path | None = None) -> None:
     """Refuse what Ray Tune would otherwise wait on forever or fail at late: no node fits a trial, or
-    checkpoints written to a folder other nodes cannot read."""
+    checkpoints (or TensorBoard's files, in the folder `tensorboard`) written to a folder other nodes cannot
+    read."""
     if (have := unfit_nodes(sweep.cpu, sweep.gpu)) is not None:
         raise SweepError(f"sweeps.{name}: each trial asks for cpu={sweep.cpu:g}, gpu={sweep.gpu:g} but no node "
                          f"of the cluster has that much ({have})")
@@ -99,6 +100,10 @@ def check_cluster(name: str, sweep: SearchSpec, storage: Path | str) -> None:
         raise SweepError(f"sweeps.{name}: the cluster has {len(nodes)} nodes but the sweep's storage {storage} is "
                          f"a local folder that other nodes cannot read; use an object-store URI, or a folder "
                          f"every node mounts and set sweeps.{name}.shared_storage: true")
+    if len(nodes) > 1 and tensorboard is not None and not sweep.shared_storage:
+        raise SweepError(f"sweeps.{name}: the cluster has {len(nodes)} nodes but tracking.tensorboard {tensorboard} "
+                         f"is a local folder the trials on other nodes would write apart; make it a folder every "
+                         f"node mounts, as the sweep's, and set sweeps.{name}.shared_storage: true")
 
 
 def restore_sweep(name: str, storage: Path, trainable: Any = run_trial_process) -> tune.Tuner:

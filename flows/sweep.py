@@ -36,7 +36,7 @@ def run_sweep(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, 
     given; trial failures are retried by Ray, not Prefect."""
     connect()
     storage = storage_folder(out_dir)
-    check_cluster(name, sweep, storage)
+    check_cluster(name, sweep, storage, tensorboard)
     return make_tuner(name, spec, sweep, table, labels, storage, resume, tensorboard).fit()
 
 

@@ -208,8 +208,9 @@ def whole_histories(out: Path) -> list[dict]:
     return rows
 
 
-def sweep_and_export(raw: dict, out: Path, resume: bool = False) -> dict:
-    """Sweep `raw`'s `cancer` experiment into `out` (on whatever Ray is connected) and export the best model."""
+def sweep_and_export(raw: dict, out: Path, resume: bool = False, tensorboard: Path | None = None) -> dict:
+    """Sweep `raw`'s `cancer` experiment into `out` (on whatever Ray is connected), its configs' folds logged to
+    TensorBoard in the folder `tensorboard` if given, and export the best model."""
     from kerasflow.flows.pipeline import load_data
     from kerasflow.flows.sweep import export_best, run_sweep
     from kerasflow.tasks.config.schema import parse_params
@@ -217,7 +218,7 @@ def sweep_and_export(raw: dict, out: Path, resume: bool = False) -> dict:
     params = parse_params(raw)
     spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
     table, labels = load_data.fn("cancer", spec)
-    grid = run_sweep.fn("cancer", spec, sweep, table, labels, out, resume)
+    grid = run_sweep.fn("cancer", spec, sweep, table, labels, out, resume, tensorboard)
     return export_best.fn("cancer", spec, sweep, grid, table, labels, out)
 
 

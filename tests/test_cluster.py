@@ -15,6 +15,7 @@ from prefect.client.schemas.filters import FlowRunFilter
 from ray.cluster_utils import Cluster
 
 from kerasflow.flows.pipeline import pipeline_flow
+from kerasflow.flows.ray_driver import check_cluster
 from kerasflow.flows.ray_folds import spreads, train_folds
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
@@ -55,12 +56,20 @@ def test_the_suites_ray_nodes_listen_on_loopback_only(cluster):
 def test_trials_run_on_both_nodes_and_local_storage_is_refused_unless_shared(cancer_project, cluster):
     with pytest.raises(SweepError, match="the cluster has 2 nodes but the sweep's storage .* is a local folder"):
         sweep_and_export(sweep_params(epochs=2), cancer_project / "tune")
+    # TensorBoard's folder is refused as the storage is: trials on the other node would write their own.
+    sweep = parse_params(sweep_params(epochs=2)).sweeps["cancer"]
+    with pytest.raises(SweepError, match="the cluster has 2 nodes but tracking.tensorboard .* is a local folder"):
+        check_cluster("cancer", sweep, "s3://bucket/sweep", tensorboard=cancer_project / "tb")
     # Long enough that one node's reused trial actor cannot run all four trials while the other node's first
     # actor is still starting (a loaded machine once took that long: every trial ran on one node).
-    sweep_and_export(sweep_params(epochs=150, shared_storage=True), cancer_project / "tune")
+    sweep_and_export(sweep_params(epochs=150, shared_storage=True), cancer_project / "tune",
+                     tensorboard=cancer_project / "tb")
     rows = read_trials(cancer_project / "tune")
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     assert len({r["node"] for r in rows}) == 2
+    for row in rows:  # logged by trials in processes of their own, on both nodes (which share this disk)
+        assert_same_as_history(cancer_project / "tb" / row["config_id"],
+                               cancer_project / "tune/history" / row["config_id"], 2, "accuracy")
 
 
 def test_quarter_gpu_trials_pack_four_at_a_time_on_one_logical_gpu(cancer_project, cluster):

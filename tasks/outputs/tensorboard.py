@@ -11,11 +11,11 @@ so a tag's training and held-out curves share a chart as in the books. Under the
 - ``<experiment>/tune-<run>/<config id>/fold_00/train``...: each config of a sweep, by its id in trials.csv.
 
 The values are the history's (:class:`kerasflow.tasks.outputs.live.HistoryFolder`) as it adds them, on disk when it
-writes its own files: about once a second while the folds train. tensorboardX's protocol buffers and its
-synchronous `EventsWriter` write them, so no backend needs TensorFlow for them. Not its `SummaryWriter`: a thread per
-file fed through a multiprocessing queue, one event per scalar, made logging the 30 folds of iris_mlp cost as much
-as their training (BENCHMARKS.md, row *live history*); here each fold's epoch is one event a part, written as it
-comes.
+writes its own files: about once a second while the folds train (folds trained as Ray tasks: once they are done).
+tensorboardX's protocol buffers and its synchronous `EventsWriter` write them, so no backend needs TensorFlow for
+them; not its `SummaryWriter`, which feeds a thread per file through a multiprocessing queue, an event per scalar:
+logging the 30 folds of iris_mlp that way costs about as much as training them (BENCHMARKS.md, row *live history*).
+Here each fold's epoch is one event a part, written as it comes.
 """
 
 from __future__ import annotations
@@ -48,18 +48,30 @@ def logdir(configured: str | None, source: str = "params.yaml") -> Path | None:
 
 
 def run_folder(root: Path, experiment: str, sweep: bool = False, started: float | None = None) -> Path:
-    """The folder of one run (or sweep, `sweep`) of `experiment` under the TensorBoard folder `root`, named by the
-    UTC time it `started` (a `time.time()` value; now by default).
+    """A new folder for one run (or sweep, `sweep`) of `experiment` under the TensorBoard folder `root`, named by
+    the UTC time it `started` (a `time.time()` value; now by default) and made now: a later one of the same second
+    (another process's, say) gets ``-2``, ``-3``... after the time, never the same folder.
 
     Examples
     --------
-    >>> run_folder(Path("logs"), "iris_mlp", started=0.0).as_posix()
-    'logs/iris_mlp/19700101-000000'
-    >>> run_folder(Path("logs"), "iris_mlp", sweep=True, started=0.0).as_posix()
-    'logs/iris_mlp/tune-19700101-000000'
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> [run_folder(root, "iris_mlp", started=0.0).name for _ in range(2)]
+    ['19700101-000000', '19700101-000000-2']
+    >>> run_folder(root, "iris_mlp", sweep=True, started=0.0).relative_to(root).as_posix()
+    'iris_mlp/tune-19700101-000000'
     """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if started is None else started))
-    return root / experiment / (f"tune-{stamp}" if sweep else stamp)
+    base = root / experiment / (f"tune-{stamp}" if sweep else stamp)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    folder, count = base, 1
+    while True:
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            count += 1
+            folder = base.with_name(f"{base.name}-{count}")
 
 
 def scalar(name: str) -> tuple[str, str]:
@@ -86,7 +98,8 @@ class FoldEvents:
 
         self.event, self.summary = Event, Summary
         self.directory, self.folds = Path(directory), list(folds)
-        shutil.rmtree(self.directory, ignore_errors=True)  # a retried attempt's folder starts anew, as its history
+        for fold in self.folds:  # a retried attempt's folds start anew, as its history does
+            shutil.rmtree(self.directory / fold, ignore_errors=True)
         self.scalars = [scalar(name) for name in names]
         self.writers: dict[tuple[int, str], EventsWriter] = {}
 

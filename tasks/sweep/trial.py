@@ -6,6 +6,7 @@ tests hand them a list's `append`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -177,24 +178,24 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
         initial_epoch = checkpoint_epoch(resume_from)
     if check is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: check()))
-    histories: list[HistoryFolder] = []
-    if history_dirs:
-        # Before the reporter, and written at every checkpoint and every epoch where the scheduler may stop the
-        # trial: a checkpoint's epochs are on disk before the checkpoint is, and a stopped trial's history is whole.
-        names = history_names(spec.metric, spec.train.scheduled)
-        every, epochs, stops = sweep.checkpoint_every, spec.train.epochs, sweep.stop_epochs(spec.train.epochs)
-        write_at = (lambda done: checkpoint_due(done, epochs, every) or done in stops) if per_epoch else None
-        histories = [HistoryFolder(directory, fold_folders(len(folds)), names, resume_epoch=initial_epoch,
-                                   tensorboard=events)
-                     for directory, events in zip(history_dirs, tensorboard_dirs or [None] * len(history_dirs))]
-        callbacks.append(LiveHistory(histories, models=configs.model_of, until=configs.epochs, write_at=write_at))
-    if per_epoch:
-        callbacks.append(EpochReporter(spec, configs, report, sweep.checkpoint_every, work_dir, resume_from))
-    try:
+    with contextlib.ExitStack() as opened:  # the histories' TensorBoard files closed however the training ends
+        if history_dirs:
+            # Before the reporter, and written at every checkpoint and every epoch where the scheduler may stop the
+            # trial: a checkpoint's epochs are on disk before the checkpoint is, and a stopped trial's history is
+            # whole.
+            names = history_names(spec.metric, spec.train.scheduled)
+            every, epochs, stops = sweep.checkpoint_every, spec.train.epochs, sweep.stop_epochs(spec.train.epochs)
+            write_at = (lambda done: checkpoint_due(done, epochs, every) or done in stops) if per_epoch else None
+            histories = []
+            for directory, events in zip(history_dirs, tensorboard_dirs or [None] * len(history_dirs)):
+                histories.append(HistoryFolder(directory, fold_folders(len(folds)), names, resume_epoch=initial_epoch,
+                                               tensorboard=events))
+                opened.callback(histories[-1].close)
+            callbacks.append(LiveHistory(histories, models=configs.model_of, until=configs.epochs,
+                                         write_at=write_at))
+        if per_epoch:
+            callbacks.append(EpochReporter(spec, configs, report, sweep.checkpoint_every, work_dir, resume_from))
         results = cross_validate_configs(models, folds, callbacks, initial_epoch)
-    finally:
-        for history in histories:
-            history.close()
     if not per_epoch:  # then no config ends sooner than the others: each is its model's whole training
         trained = [results[model].folds for model in configs.model_of]
         every = [fold for folds in trained for fold in folds]
