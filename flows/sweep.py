@@ -24,7 +24,7 @@ from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.atomic import write_json
 from kerasflow.tasks.outputs.metrics import NESTED_FILE
 from kerasflow.tasks.outputs.mlflow_runs import log_sweep
-from kerasflow.tasks.outputs.tensorboard import run_folder
+from kerasflow.tasks.outputs.tensorboard import log_configs, run_folder
 from kerasflow.tasks.sweep import dvc_experiments, export, nested
 from kerasflow.tasks.training import evaluate
 
@@ -72,14 +72,17 @@ def sweep_flow(name: str, spec: Experiment, sweep: Search, results_dir: Path = P
     """Sweep one experiment's search space, keep the best model, and publish the experiment's summary. With
     `dvc_exp_params` (the params file the sweep read), each scored config is also saved as a DVC experiment; their
     names are the result's ``dvc_experiments``. With `mlflow_uri`, the sweep is MLflow runs there; with
-    `tensorboard` (a folder), each config's folds log their epochs in a sweep folder of its own there
-    (tasks/outputs/tensorboard.py; a resumed sweep's trials that train again, in a new one)."""
+    `tensorboard` (a folder), each config's folds log their epochs in a sweep folder of its own there, and each
+    finished config is an HParams session there (tasks/outputs/tensorboard.py; a resumed sweep logs in a new
+    folder: the folds of the trials it trains again, and every finished config's session)."""
     started = time.perf_counter()
     out_dir = Path(results_dir) / name / "tune"
     table, labels = load_data(name, spec)
     events = None if tensorboard is None else run_folder(Path(tensorboard), name, sweep=True)
     grid = run_sweep(name, spec, sweep, table, labels, out_dir, resume, events)
     best = export_best(name, spec, sweep, grid, table, labels, out_dir, started, resume)
+    if events is not None:
+        log_configs(events, out_dir / "trials.csv", spec.metric)
     write_report(Path(results_dir), {name: spec})
     if mlflow_uri is not None and not best["diverged"]:
         log_to_mlflow(name, spec, out_dir, mlflow_uri)

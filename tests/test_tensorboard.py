@@ -3,6 +3,8 @@ with TensorFlow's reader of TensorBoard's files and compared with the dvclive hi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from helpers import assert_same_as_history, read_trials, run_in_process, scalars, sweep_params, tiny_params
@@ -50,22 +52,48 @@ def test_a_runs_folds_are_tensorboard_runs_beside_its_history(project, configure
 
 
 @pytest.mark.slow
-def test_a_sweeps_configs_each_log_their_folds(cancer_project, kept_ray):
-    from kerasflow.flows.pipeline import load_data
-    from kerasflow.flows.sweep import export_best, run_sweep
+def test_a_sweeps_configs_each_log_their_folds_and_are_hparams_sessions(cancer_project, kept_ray,
+                                                                        configured_server):
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    from kerasflow.flows.sweep import sweep_flow
     from kerasflow.tasks.config.schema import parse_params
 
-    params = parse_params(sweep_params())
-    spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
-    table, labels = load_data.fn("cancer", spec)
-    out, tb = cancer_project / "tune", cancer_project / "tb"
-    grid = run_sweep.fn("cancer", spec, sweep, table, labels, out, False, tb)
-    export_best.fn("cancer", spec, sweep, grid, table, labels, out)
+    raw = sweep_params()
+    raw["sweeps"]["cancer"]["space"]["train"]["batch_size"] = {"grid": [32]}  # a number among the params
+    params = parse_params(raw)
+    sweep_flow("cancer", params.experiments["cancer"], params.sweeps["cancer"], cancer_project / "results",
+               tensorboard=cancer_project / "tb")
     # Four configs in two stacked trials (tests/test_sweep.py), trained in the kept Ray's warm trainers.
+    out = cancer_project / "results/cancer/tune"
     rows = read_trials(out)
-    assert sorted(path.name for path in tb.iterdir()) == sorted(row["config_id"] for row in rows)
+    (events,) = (cancer_project / "tb/cancer").iterdir()
+    assert events.name.startswith("tune-")
+    assert sorted(path.name for path in events.iterdir()) == sorted(row["config_id"] for row in rows)
     for row in rows:
-        assert_same_as_history(tb / row["config_id"], out / "history" / row["config_id"], 2, "accuracy")
+        assert_same_as_history(events / row["config_id"], out / "history" / row["config_id"], 2, "accuracy")
+        # The config as an HParams session: its params (numbers as numbers) and its score.
+        session = scalars(events / row["config_id"])
+        assert session["accuracy"] == [(0, pytest.approx(float(row["score"])))]
+        assert session["accuracy_std"] == [(0, pytest.approx(float(row["score_std"])))]
+        start = session_start(events / row["config_id"], HParamsPluginData)
+        assert {key: value.WhichOneof("kind") for key, value in start.hparams.items()} == {
+            "train.optimizer": "string_value", "model.widths": "string_value", "train.batch_size": "number_value"}
+        assert start.hparams["train.batch_size"].number_value == 32
+        assert start.hparams["train.optimizer"].string_value == row["param:train.optimizer"]
+        assert start.hparams["model.widths"].string_value == row["param:model.widths"]
+
+
+def session_start(folder: Path, plugin_data: type) -> object:
+    """The HParams session start (the config's params) in a TensorBoard run folder's event files."""
+    from tensorflow.compat.v1.train import summary_iterator
+
+    for path in folder.glob("events.out.tfevents.*"):
+        for event in summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == "_hparams_/session_start_info":
+                    return plugin_data.FromString(value.metadata.plugin_data.content).session_start_info
+    raise AssertionError(f"no HParams session in {folder}")
 
 
 def test_a_tensorboard_folder_that_cannot_be_made_is_one_line_before_anything_runs(project, monkeypatch):

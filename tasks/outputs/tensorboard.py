@@ -6,9 +6,11 @@ lays out one fit: a ``train`` and a ``validation`` folder, each value a scalar `
 ``epoch_accuracy``; a changing learning rate ``epoch_learning_rate``, under ``train``), at step = the epoch from 0,
 so a tag's training and held-out curves share a chart as in the books. Under the folder, by :func:`run_folder`:
 
-- ``<experiment>/<run>/fold_00/train``...: a ``kerasflow run``, ``<run>`` the UTC time it started
-  (``20261207-081502``), so every run is a run of its own in TensorBoard;
-- ``<experiment>/tune-<run>/<config id>/fold_00/train``...: each config of a sweep, by its id in trials.csv.
+- ``<experiment>/<run>/fold_00/train``...: a ``kerasflow run`` of the experiment, ``<run>`` the UTC time the
+  experiment started (``20261207-081502``), so every run is a run of its own in TensorBoard;
+- ``<experiment>/tune-<run>/<config id>/fold_00/train``...: each config of a sweep, by its id in trials.csv; once
+  the sweep is done, ``<config id>/`` itself holds the config as a session of TensorBoard's HParams dashboard, its
+  params and its score (:func:`log_configs`).
 
 The values are the history's (:class:`kerasflow.tasks.outputs.live.HistoryFolder`) as it adds them, on disk when it
 writes its own files: about once a second while the folds train (folds trained as Ray tasks: once they are done).
@@ -20,12 +22,14 @@ Here each fold's epoch is one event a part, written as it comes.
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kerasflow.tasks.config.errors import ParamsError
 
@@ -133,3 +137,46 @@ class FoldEvents:
         for writer in self.writers.values():
             writer.close()
         self.writers.clear()
+
+
+def log_configs(folder: Path, trials: Path, metric: str) -> None:
+    """The configs of a sweep that trained all their epochs (their rows in `trials`, the sweep's trials.csv) as
+    sessions of TensorBoard's HParams dashboard, each in its folder ``folder/<config id>`` (beside its folds'
+    runs): the config's params, and its cross-validated `metric` (the folds' mean) and ``<metric>_std`` at step 0,
+    so the dashboard sets the configs side by side and filters them by value."""
+    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.summary_pb2 import Summary
+    from tensorboardX.summary import hparams
+
+    with open(trials, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["status"] == "ok" and row["score"]]
+    now = time.time()
+    for row in rows:
+        params = {key.removeprefix("param:"): hparam(value) for key, value in row.items() if key.startswith("param:")}
+        scores = {metric: float(row["score"]), **({f"{metric}_std": float(row["score_std"])} if row["score_std"]
+                                                   else {})}
+        run = folder / row["config_id"]
+        run.mkdir(parents=True, exist_ok=True)
+        writer = EventsWriter(str(run / "events"))
+        for summary in hparams(params, scores):
+            writer.write_event(Event(wall_time=now, summary=summary))
+        writer.write_event(Event(wall_time=now, step=0, summary=Summary(
+            value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scores.items()])))
+        writer.close()
+
+
+def hparam(text: str) -> Any:
+    """A trials.csv cell as an HParams value: a number or a boolean as one (the dashboard filters numbers by range),
+    anything else (a name, a list of widths) as its text.
+
+    Examples
+    --------
+    >>> hparam("0.01"), hparam("10"), hparam("true"), hparam("adam"), hparam("[8, 4]")
+    (0.01, 10, True, 'adam', '[8, 4]')
+    """
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, bool | int | float) else text
