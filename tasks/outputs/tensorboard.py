@@ -16,7 +16,7 @@ The values are the history's (:class:`kerasflow.tasks.outputs.live.HistoryFolder
 writes its own files: about once a second while the folds train (folds trained as Ray tasks: once they are done).
 tensorboardX's protocol buffers and its synchronous `EventsWriter` write them, so no backend needs TensorFlow for
 them; not its `SummaryWriter`, which feeds a thread per file through a multiprocessing queue, an event per scalar:
-logging the 30 folds of iris_mlp that way costs about as much as training them (BENCHMARKS.md, row *live history*).
+logging the 30 folds of iris_mlp that way costs more than training them (BENCHMARKS.md, row *live history*).
 Here each fold's epoch is one event a part, written as it comes.
 """
 
