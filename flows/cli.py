@@ -306,7 +306,7 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
     from kerasflow.tasks.sweep.groups import scoring_spec
 
     if args.nested is not None:
-        return nested(args, name, spec, params.sweeps[name], server)
+        return nested(args, name, spec, params.sweeps[name], server, params.tracking.tensorboard)
     check_data({name: scoring_spec(spec, params.sweeps[name])})
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
     tensorboard = logdir(params.tracking.tensorboard, str(args.params))
@@ -406,12 +406,14 @@ def check_fold_tasks(selected: dict[str, ExperimentSpec]) -> None:
 
 
 def nested(args: argparse.Namespace, name: str, spec: ExperimentSpec, sweep: SearchSpec,
-           server: TemporaryServer | None) -> int:
-    """`kerasflow tune NAME --nested K`: nested cross-validation of the sweep, its estimate printed."""
+           server: TemporaryServer | None, tensorboard_folder: str | None) -> int:
+    """`kerasflow tune NAME --nested K`: nested cross-validation of the sweep, its estimate printed; with
+    `tensorboard_folder` (params.yaml's tracking.tensorboard), each outer fold's sweep logged there."""
     from kerasflow.flows.ray_cluster import connect
     from kerasflow.flows.ray_driver import check_cluster, storage_folder
     from kerasflow.flows.sweep import nested_sweep_flow
     from kerasflow.tasks.outputs.metrics import NESTED_FILE
+    from kerasflow.tasks.outputs.tensorboard import logdir
     from kerasflow.tasks.sweep.groups import scoring_spec
     from kerasflow.tasks.sweep.nested import check_nested, check_outer_folds
 
@@ -422,10 +424,11 @@ def nested(args: argparse.Namespace, name: str, spec: ExperimentSpec, sweep: Sea
     check_nested(name, spec, args.nested)
     check_data({name: scoring_spec(spec, sweep)})
     check_outer_folds(name, spec, args.nested, scoring_spec(spec, sweep))
+    tensorboard = logdir(tensorboard_folder, str(args.params))
     connect(verbose=args.verbose)
-    check_cluster(name, sweep, storage_folder(args.results / name / "tune" / "nested"))
+    check_cluster(name, sweep, storage_folder(args.results / name / "tune" / "nested"), tensorboard)
     _prefect_ready(server)
-    summary = nested_sweep_flow(name, spec, sweep, args.nested, args.results)
+    summary = nested_sweep_flow(name, spec, sweep, args.nested, args.results, tensorboard)
     outer, metric = summary["outer"], summary["metric"]
     estimate = "none: a refit diverged" if outer["mean"] is None else \
         f"{outer['mean']:.4f} (95% interval [{outer['low']:.4f}, {outer['high']:.4f}])"

@@ -78,7 +78,7 @@ def sweep_flow(name: str, spec: Experiment, sweep: Search, results_dir: Path = P
     started = time.perf_counter()
     out_dir = Path(results_dir) / name / "tune"
     table, labels = load_data(name, spec)
-    events = None if tensorboard is None else run_folder(Path(tensorboard), name, sweep=True)
+    events = None if tensorboard is None else run_folder(Path(tensorboard), name, "tune")
     grid = run_sweep(name, spec, sweep, table, labels, out_dir, resume, events)
     best = export_best(name, spec, sweep, grid, table, labels, out_dir, started, resume)
     if events is not None:
@@ -105,21 +105,26 @@ def score_outer_fold(name: str, index: int, spec: ExperimentSpec, sweep: SearchS
 
 @flow(name="kerasflow-nested-sweep")
 def nested_sweep_flow(name: str, spec: Experiment, sweep: Search, outer_folds: int,
-                      results_dir: Path = Path("results")) -> dict[str, Any]:
+                      results_dir: Path = Path("results"), tensorboard: Path | None = None) -> dict[str, Any]:
     """Nested cross-validation of the sweep: in each outer fold the whole sweep on the outer training rows, its
     best config retrained there and scored on the held-out rows. Writes `tune/nested.json`
     (:func:`kerasflow.tasks.sweep.nested.summarize`), each outer fold's sweep under `tune/nested/outer_<i>/`,
-    and the report; the sweep's own outputs (best model, trials.csv) stay as they are."""
+    and the report; the sweep's own outputs (best model, trials.csv) stay as they are. With `tensorboard` (a folder),
+    each outer fold's sweep logs there as :func:`sweep_flow` logs one, under ``nested-<run>/outer_<i>/``."""
     started = time.perf_counter()
     tune_dir = Path(results_dir) / name / "tune"
     table, labels = load_data(name, spec)
     splits = nested.outer_splits(spec, labels, outer_folds)
+    events = None if tensorboard is None else run_folder(Path(tensorboard), name, "nested")
     folds = []
     for index, split in enumerate(splits):
         fold_dir = tune_dir / "nested" / f"outer_{index}"
+        fold_events = None if events is None else events / f"outer_{index}"
         inner = nested.rows_of(table, labels, split.train_index)
-        grid = run_sweep(name, spec, sweep, *inner, fold_dir, False)
+        grid = run_sweep(name, spec, sweep, *inner, fold_dir, False, fold_events)
         folds.append(score_outer_fold(name, index, spec, sweep, grid, table, labels, split, inner, fold_dir))
+        if fold_events is not None:
+            log_configs(fold_events, fold_dir / "trials.csv", spec.metric)
     summary = nested.summarize(name, spec, sweep, folds, splits, round(time.perf_counter() - started, 2))
     write_json(tune_dir / NESTED_FILE, summary)
     write_report(Path(results_dir), {name: spec})

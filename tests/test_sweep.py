@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import read_trials, sweep_and_export, sweep_params
+from helpers import assert_same_as_history, read_trials, scalars, sweep_and_export, sweep_params
 
 from kerasflow.flows.ray_driver import check_settings, save_settings
 from kerasflow.tasks.config.errors import SweepError
@@ -209,7 +209,7 @@ def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw
     params = parse_params(raw)
     spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
     results = cancer_project / "results"
-    summary = nested_sweep_flow("cancer", spec, sweep, 2, results)
+    summary = nested_sweep_flow("cancer", spec, sweep, 2, results, tensorboard=cancer_project / "tb")
     tune_dir = results / "cancer/tune"
     assert json.loads((tune_dir / "nested.json").read_text()) == summary
     assert not (tune_dir / "best.json").exists() and not (tune_dir / "best_model").exists()  # the sweep's own
@@ -222,6 +222,13 @@ def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw
     for fold, split in zip(summary["folds"], splits):
         rows = read_trials(tune_dir / f"nested/outer_{fold['outer_fold']}")
         assert len(rows) == 2 and fold["config_id"] == rows[0]["config_id"]
+        # Each outer fold's sweep logged to TensorBoard as a sweep is: its configs' folds, and each as a session.
+        (events,) = (cancer_project / "tb/cancer").iterdir()
+        for row in rows:
+            config = events / f"outer_{fold['outer_fold']}" / row["config_id"]
+            assert_same_as_history(config, tune_dir / f"nested/outer_{fold['outer_fold']}/history" / row["config_id"],
+                                   2, "accuracy")
+            assert scalars(config)["accuracy"] == [(0, pytest.approx(float(row["score"])))]
         assert fold["n_train"] == len(split.train_index) and fold["n_test"] == len(split.test_index)
         chosen = spec.with_overrides(fold["params"])
         # Its inner best is the chosen config's cross-validation on the outer training rows only...

@@ -10,7 +10,9 @@ so a tag's training and held-out curves share a chart as in the books. Under the
   experiment started (``20261207-081502``), so every run is a run of its own in TensorBoard;
 - ``<experiment>/tune-<run>/<config id>/fold_00/train``...: each config of a sweep, by its id in trials.csv; once
   the sweep is done, ``<config id>/`` itself holds the config as a session of TensorBoard's HParams dashboard, its
-  params and its score (:func:`log_configs`).
+  params and its score (:func:`log_configs`);
+- ``<experiment>/nested-<run>/outer_0/<config id>/fold_00/train``...: each outer fold's sweep of a nested one, laid
+  out as a sweep's.
 
 The values are the history's (:class:`kerasflow.tasks.outputs.live.HistoryFolder`) as it adds them, on disk when it
 writes its own files: about once a second while the folds train (folds trained as Ray tasks: once they are done).
@@ -51,10 +53,11 @@ def logdir(configured: str | None, source: str = "params.yaml") -> Path | None:
     return path
 
 
-def run_folder(root: Path, experiment: str, sweep: bool = False, started: float | None = None) -> Path:
-    """A new folder for one run (or sweep, `sweep`) of `experiment` under the TensorBoard folder `root`, named by
-    the UTC time it `started` (a `time.time()` value; now by default) and made now: a later one of the same second
-    (another process's, say) gets ``-2``, ``-3``... after the time, never the same folder.
+def run_folder(root: Path, experiment: str, kind: str = "", started: float | None = None) -> Path:
+    """A new folder for one run of `experiment` under the TensorBoard folder `root` (a sweep's: `kind` ``tune``, a
+    nested sweep's ``nested``, before the time), named by the UTC time it `started` (a `time.time()` value; now by
+    default) and made now: a later one of the same second (another process's, say) gets ``-2``, ``-3``... after the
+    time, never the same folder.
 
     Examples
     --------
@@ -62,11 +65,11 @@ def run_folder(root: Path, experiment: str, sweep: bool = False, started: float 
     >>> root = Path(tempfile.mkdtemp())
     >>> [run_folder(root, "iris_mlp", started=0.0).name for _ in range(2)]
     ['19700101-000000', '19700101-000000-2']
-    >>> run_folder(root, "iris_mlp", sweep=True, started=0.0).relative_to(root).as_posix()
+    >>> run_folder(root, "iris_mlp", kind="tune", started=0.0).relative_to(root).as_posix()
     'iris_mlp/tune-19700101-000000'
     """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if started is None else started))
-    base = root / experiment / (f"tune-{stamp}" if sweep else stamp)
+    base = root / experiment / (f"{kind}-{stamp}" if kind else stamp)
     base.parent.mkdir(parents=True, exist_ok=True)
     folder, count = base, 1
     while True:
