@@ -1,5 +1,5 @@
 # The two set-up commands: `make run` (install + the default pipeline) and `make test` (install + tests).
-# Both install the optional MLflow extra too: the tests run a real MLflow server.
+# Both install the optional MLflow and TensorBoard extras too: the tests run a real MLflow server and TensorBoard.
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-stamp
@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -c requirements.lock -e ".[test,mlflow]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -c requirements.lock -e ".[test,mlflow,tensorboard]"
 	touch $@
 
 # The quick default: every experiment's `evaluate` stage (and each continued one's `continue`), then the report.

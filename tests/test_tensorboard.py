@@ -1,15 +1,61 @@
 """TensorBoard logging (`tracking: {tensorboard: <folder>}`): a run's and a sweep's folds as event files, read back
-with TensorFlow's reader of TensorBoard's files and compared with the dvclive history the same run wrote."""
+with TensorFlow's reader of TensorBoard's files and compared with the dvclive history the same run wrote, and
+served by a real `tensorboard` on 127.0.0.1, read through its HTTP API as its dashboards read them."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import assert_same_as_history, read_trials, run_in_process, scalars, sweep_params, tiny_params
+from helpers import (
+    BIN,
+    assert_same_as_history,
+    history_steps,
+    read_trials,
+    run_in_process,
+    scalars,
+    served,
+    sweep_params,
+    tiny_params,
+)
 
+from kerasflow.flows.prefect_server import free_port
 from kerasflow.tasks.outputs.live import HistoryFolder, fold_folders, history_names
+
+
+@contextmanager
+def tensorboard(logdir: Path) -> Iterator[Callable[..., object]]:
+    """`tensorboard --logdir <logdir>` on 127.0.0.1 (its own defaults otherwise); yields a function that fetches
+    one of its HTTP API's paths as JSON (POSTing `body` if given)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with served([str(BIN / "tensorboard"), "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
+                dict(os.environ), logdir.parent / "tensorboard.log", f"{url}/data/runs"):
+
+        def fetch(path: str, body: dict | None = None) -> object:
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(f"{url}{path}", data=data, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+
+        yield fetch
+
+
+def loaded_runs(fetch: Callable[..., object], expected: set[str]) -> list[str]:
+    """TensorBoard's runs once it has loaded at least `expected` (it reads the folder in the background)."""
+    deadline = time.monotonic() + 120
+    while not expected <= set(runs := fetch("/data/runs")):
+        assert time.monotonic() < deadline, f"TensorBoard loaded {runs}, not {expected}"
+        time.sleep(1)
+    return runs
 
 
 def test_a_history_folder_logs_its_rows_as_tensorboard_scalars(tmp_path):
@@ -50,6 +96,18 @@ def test_a_runs_folds_are_tensorboard_runs_beside_its_history(project, configure
     assert_same_as_history(runs[0], project / "results/iris/history", 3, "accuracy")
     assert sorted(path.name for path in runs[0].iterdir()) == fold_folders(3)
 
+    # TensorBoard itself shows each fold's part as a run, its scalars the history's.
+    with tensorboard(project / "tb") as fetch:
+        expected = {f"iris/{runs[0].name}/{fold}/{part}" for fold in fold_folders(3)
+                    for part in ("train", "validation")}
+        assert set(loaded_runs(fetch, expected)) == expected
+        for fold in fold_folders(3):
+            query = urllib.parse.urlencode({"run": f"iris/{runs[0].name}/{fold}/validation", "tag": "epoch_accuracy"})
+            shown = fetch(f"/data/plugin/scalars/scalars?{query}")
+            expected_values = history_steps(project / "results/iris/history", fold, "val_accuracy")
+            assert [(step, value) for _, step, value in shown] == [
+                (step, pytest.approx(value, rel=1e-5)) for step, value in expected_values]
+
 
 @pytest.mark.slow
 def test_a_sweeps_configs_each_log_their_folds_and_are_hparams_sessions(cancer_project, kept_ray,
@@ -80,6 +138,14 @@ def test_a_sweeps_configs_each_log_their_folds_and_are_hparams_sessions(cancer_p
         assert {key: value.WhichOneof("kind") for key, value in start.hparams.items()} == {
             "train.optimizer": "string_value", "model.widths": "string_value", "train.batch_size": "number_value"}
         assert start.hparams["train.batch_size"].number_value == 32
+
+    # TensorBoard's HParams dashboard lists the sweep's params and its score.
+    with tensorboard(cancer_project / "tb") as fetch:
+        loaded_runs(fetch, {f"cancer/{events.name}/{row['config_id']}" for row in rows})
+        experiment = fetch("/data/plugin/hparams/experiment", {"experimentName": ""})
+        assert {info["name"] for info in experiment["hparamInfos"]} == {"train.optimizer", "model.widths",
+                                                                         "train.batch_size"}
+        assert {info["name"]["tag"] for info in experiment["metricInfos"]} >= {"accuracy", "accuracy_std"}
         assert start.hparams["train.optimizer"].string_value == row["param:train.optimizer"]
         assert start.hparams["model.widths"].string_value == row["param:model.widths"]
 
