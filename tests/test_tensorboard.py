@@ -162,14 +162,19 @@ def session_start(folder: Path, plugin_data: type) -> object:
     raise AssertionError(f"no HParams session in {folder}")
 
 
-def test_a_tensorboard_folder_that_cannot_be_made_is_one_line_before_anything_runs(project, monkeypatch):
+@pytest.mark.parametrize("command", [["run", "iris"], ["tune", "iris"], ["tune", "iris", "--nested", "2"],
+                                     ["schedule", "iris", "--cron", "0 3 * * *"]])
+def test_a_tensorboard_folder_that_cannot_be_made_is_one_line_before_anything_is_written(project, monkeypatch, command):
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never reached: the check comes first
     params = tiny_params()
+    params["sweeps"] = {"iris": {"space": {"train": {"optimizer": {"grid": ["adam", "sgd"]}}}}}
     (project / "tb").write_text("a file, not a folder")
-    params["tracking"] = {"tensorboard": "tb"}
+    params["tracking"] = {"tensorboard": "tb/logs"}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status, _, err = run_in_process(["run", "iris"], project)
+    before = sorted(path.relative_to(project) for path in project.rglob("*"))
+    status, _, err = run_in_process(command, project)
     assert status == 2
     assert err.strip().splitlines() == [
-        "kerasflow: error: params.yaml:tracking.tensorboard: cannot make the folder tb (File exists)"]
-    assert not (project / "results").exists()
+        f"kerasflow: error: params.yaml:tracking.tensorboard: cannot make the folder tb/logs: {project / 'tb'} is a "
+        f"file"]
+    assert sorted(path.relative_to(project) for path in project.rglob("*")) == before

@@ -42,7 +42,8 @@ class SearchSpec(Section):
     keep_checkpoints: PositiveInt = 2
     checkpoint_every: PositiveInt | None = Field(default=None, description="epochs; None: at the end only")
     max_failures: int = Field(default=2, ge=0, description="retries of a trial whose process dies")
-    shared_storage: bool = Field(default=False, description="the storage path is shared by every node")
+    shared_storage: bool = Field(default=False, description=(
+        "every node mounts the sweep's folders: its storage path, and tracking.tensorboard's folder where set"))
     stack_configs: bool = Field(default=True, description="grid configs that differ only in initializers, hidden "
                                                           "widths, optimizers (and epochs) train as one stacked "
                                                           "program per group (tasks/sweep/groups.py)")

@@ -16,10 +16,10 @@ so a tag's training and held-out curves share a chart as in the books. Under the
 
 The values are the history's (:class:`kerasflow.tasks.outputs.live.HistoryFolder`) as it adds them, on disk when it
 writes its own files: about once a second while the folds train (folds trained as Ray tasks: once they are done).
-tensorboardX's protocol buffers and its synchronous `EventsWriter` write them, so no backend needs TensorFlow for
+tensorboardX's protocol buffers and its synchronous `RecordWriter` write them, so no backend needs TensorFlow for
 them; not its `SummaryWriter`, which feeds a thread per file through a multiprocessing queue, an event per scalar:
 logging the 30 folds of iris_mlp that way costs more than training them (BENCHMARKS.md, row *live history*).
-Here each fold's epoch is one event a part, written as it comes.
+Here each fold's epoch is one event a part, written as it comes through its `RecordWriter`.
 """
 
 from __future__ import annotations
@@ -27,29 +27,33 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
+import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kerasflow.tasks.config.errors import ParamsError
 
 if TYPE_CHECKING:
-    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX import RecordWriter
+    from tensorboardX.proto.summary_pb2 import Summary
 
 
 def logdir(configured: str | None, source: str = "params.yaml") -> Path | None:
     """The TensorBoard folder params.yaml's ``tracking.tensorboard`` names (`configured`), absolute (a sweep's trials
-    run in other processes), made now: one that cannot be made is refused before anything trains. None for none."""
+    run in other processes); None for none. Checked, not made (the first run makes it): one that cannot be a folder
+    kerasflow writes in, under a file or unwritable, is refused before anything trains or is written."""
     if configured is None:
         return None
     path = Path(configured).expanduser().absolute()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ParamsError(f"{source}:tracking.tensorboard: cannot make the folder {configured} "
-                          f"({exc.strerror or exc})") from None
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        shown = configured if existing == path else existing
+        raise ParamsError(f"{source}:tracking.tensorboard: cannot make the folder {configured}: {shown} is "
+                          f"{'a file' if not existing.is_dir() else 'a folder this user cannot write in'}")
     return path
 
 
@@ -108,28 +112,24 @@ class FoldEvents:
         for fold in self.folds:  # a retried attempt's folds start anew, as its history does
             shutil.rmtree(self.directory / fold, ignore_errors=True)
         self.scalars = [scalar(name) for name in names]
-        self.writers: dict[tuple[int, str], EventsWriter] = {}
+        self.writers: dict[tuple[int, str], RecordWriter] = {}
 
     def add(self, fold: int, epoch: int, values: Sequence[float | None]) -> None:
         """Fold `fold`'s values at `epoch` (from 1), in `names`' order: one event a part holding its scalars; a
         missing or non-finite value is left out, as the history leaves it out of its step files."""
-        parts: dict[str, list] = {}
+        parts: dict[str, list[Summary.Value]] = {}
         for (part, tag), value in zip(self.scalars, values):
             if value is not None and math.isfinite(value):
                 parts.setdefault(part, []).append(self.summary.Value(tag=tag, simple_value=value))
         now = time.time()
         for part, scalars in parts.items():
-            self._writer(fold, part).write_event(
-                self.event(wall_time=now, step=epoch - 1, summary=self.summary(value=scalars)))
+            self._writer(fold, part).write(
+                self.event(wall_time=now, step=epoch - 1, summary=self.summary(value=scalars)).SerializeToString())
 
-    def _writer(self, fold: int, part: str) -> EventsWriter:
+    def _writer(self, fold: int, part: str) -> RecordWriter:
         writer = self.writers.get((fold, part))
         if writer is None:
-            from tensorboardX.event_file_writer import EventsWriter
-
-            folder = self.directory / self.folds[fold] / part
-            folder.mkdir(parents=True, exist_ok=True)
-            writer = self.writers[fold, part] = EventsWriter(str(folder / "events"))
+            writer = self.writers[fold, part] = event_file(self.directory / self.folds[fold] / part)
         return writer
 
     def flush(self) -> None:
@@ -142,12 +142,26 @@ class FoldEvents:
         self.writers.clear()
 
 
+def event_file(folder: Path) -> RecordWriter:
+    """A new event file in `folder` (made if missing), named as TensorFlow names them
+    (``events.out.tfevents.<time>.<host>``), its first record the file's version, as TensorBoard reads them; each
+    later record one `Event`'s bytes (``writer.write(event.SerializeToString())``), on disk at ``writer.flush()``."""
+    from tensorboardX import RecordWriter
+    from tensorboardX.proto.event_pb2 import Event
+
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = RecordWriter(str(folder / f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"))
+    writer.write(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+    return writer
+
+
 def log_configs(folder: Path, trials: Path, metric: str) -> None:
     """The configs of a sweep that trained all their epochs (their rows in `trials`, the sweep's trials.csv) as
     sessions of TensorBoard's HParams dashboard, each in its folder ``folder/<config id>`` (beside its folds'
     runs): the config's params, and its cross-validated `metric` (the folds' mean) and ``<metric>_std`` at step 0,
-    so the dashboard sets the configs side by side and filters them by value."""
-    from tensorboardX.event_file_writer import EventsWriter
+    so the dashboard sets the configs side by side and filters them by value. No experiment summary: TensorBoard
+    takes the first it finds under its whole folder as every session's columns, and builds them from the sessions
+    (all the sweeps' there) where there is none."""
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.proto.summary_pb2 import Summary
     from tensorboardX.summary import hparams
@@ -159,27 +173,29 @@ def log_configs(folder: Path, trials: Path, metric: str) -> None:
         params = {key.removeprefix("param:"): hparam(value) for key, value in row.items() if key.startswith("param:")}
         scores = {metric: float(row["score"]), **({f"{metric}_std": float(row["score_std"])} if row["score_std"]
                                                    else {})}
-        run = folder / row["config_id"]
-        run.mkdir(parents=True, exist_ok=True)
-        writer = EventsWriter(str(run / "events"))
-        for summary in hparams(params, scores):
-            writer.write_event(Event(wall_time=now, summary=summary))
-        writer.write_event(Event(wall_time=now, step=0, summary=Summary(
-            value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scores.items()])))
+        _, start, end = hparams(params, scores)
+        writer = event_file(folder / row["config_id"])
+        for summary in (start, end):
+            writer.write(Event(wall_time=now, summary=summary).SerializeToString())
+        writer.write(Event(wall_time=now, step=0, summary=Summary(
+            value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scores.items()])).SerializeToString())
         writer.close()
 
 
-def hparam(text: str) -> Any:
-    """A trials.csv cell as an HParams value: a number or a boolean as one (the dashboard filters numbers by range),
-    anything else (a name, a list of widths) as its text.
+def hparam(text: str) -> bool | int | float | str | None:
+    """A trials.csv cell (Python's text of the config's value: ``True``, ``1e-05``, ``[8, 4]``, an empty cell for
+    none) as an HParams value: a number or a boolean as one (the dashboard filters numbers by range), None (left
+    out) for none, anything else (a name, a list of widths) as its text.
 
     Examples
     --------
-    >>> hparam("0.01"), hparam("10"), hparam("true"), hparam("adam"), hparam("[8, 4]")
-    (0.01, 10, True, 'adam', '[8, 4]')
+    >>> hparam("1e-05"), hparam("10"), hparam("True"), hparam("False"), hparam(""), hparam("adam"), hparam("[8, 4]")
+    (1e-05, 10, True, False, None, 'adam', '[8, 4]')
     """
+    if text in ("", "True", "False"):
+        return None if text == "" else text == "True"
     try:
         value = json.loads(text)
     except ValueError:
         return text
-    return value if isinstance(value, bool | int | float) else text
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else text
