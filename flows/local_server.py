@@ -38,6 +38,9 @@ DEFAULT_PORT = 4200
 """Prefect's own default port, used when it is free; another free port otherwise."""
 STARTUP_TIMEOUT = 120.0
 """Seconds a new server has to answer: a first start creates and migrates its database."""
+ANSWER_WAIT = 15.0
+"""Seconds a recorded server whose process runs has to answer before it is taken for hung: a busy machine (or a busy
+server: a schedule's runs, its SQLite database) can hold its health check past the check's own 2 s."""
 
 
 class ServerError(KerasflowError):
@@ -73,9 +76,19 @@ class LocalServer:
 
     @classmethod
     def running(cls) -> LocalServer | None:
-        """The recorded server if it is alive and answers; None otherwise (nothing recorded, or it died)."""
+        """The recorded server if it is alive and answers (within :data:`ANSWER_WAIT`); None otherwise (nothing
+        recorded, it died, or it hangs)."""
         server = cls.recorded()
-        return server if server is not None and server.ours(server.pid) and answers(server.url) else None
+        if server is None:
+            return None
+        deadline = time.monotonic() + ANSWER_WAIT
+        while server.ours(server.pid):
+            if answers(server.url):
+                return server
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
+        return None
 
     @classmethod
     def start(cls, port: int | None = None) -> LocalServer:
@@ -84,7 +97,10 @@ class LocalServer:
         if (server := cls.running()) is not None:
             return server
         dead = cls.recorded()
-        if dead is not None and not dead.ours(dead.pid):  # its workers may outlive it, polling an API no one serves
+        if dead is not None and dead.ours(dead.pid):  # a second server on its database would be no cure
+            raise ServerError(f"kerasflow's local Prefect server (process {dead.pid}) runs but has not answered at "
+                              f"{dead.url} for {ANSWER_WAIT:g} s; `kerasflow server stop` ends it and its workers")
+        if dead is not None:  # its workers may outlive it, polling an API no one serves
             dead.stop()
         port = port or (DEFAULT_PORT if _free(DEFAULT_PORT) else free_port())
         home = prefect_home()

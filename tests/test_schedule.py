@@ -29,7 +29,8 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from kerasflow.flows.cli import main
-from kerasflow.flows.local_server import LocalServer, process_start
+from kerasflow.flows.local_server import ANSWER_WAIT, LocalServer, process_start
+from kerasflow.flows.prefect_server import free_port
 from kerasflow.flows.schedule import record_deployment
 from kerasflow.tasks.outputs.metrics import read_experiment
 
@@ -253,6 +254,30 @@ def test_a_bad_cron_or_experiment_exits_2_before_anything_starts(project, monkey
     assert capsys.readouterr().err == ("kerasflow: error: prefect.yaml: expected a mapping with the project's "
                                        "`name:` (the work pool's name)\n")
     assert LocalServer.recorded() is None
+
+
+@pytest.mark.slow
+def test_a_recorded_server_that_runs_but_does_not_answer_is_refused_not_doubled(tmp_path):
+    """The recorded server's process runs (here a session leader recorded with its start time) but its API does not
+    answer within ANSWER_WAIT: `kerasflow server start` says so in one line, exit 2, and starts no second server on
+    its database, nor signals the process."""
+    hung = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    env = {"PREFECT_HOME": str(home)}
+    try:
+        url = f"http://127.0.0.1:{free_port()}/api"
+        (home / "kerasflow-server.json").write_text(json.dumps({
+            "url": url, "pid": hung.pid, "workers": {}, "started": {str(hung.pid): process_start(hung.pid)}}))
+        started = run_cli(["server", "start"], cwd=tmp_path, env=env)
+        assert started.returncode == 2
+        assert started.stderr.strip().splitlines() == [
+            f"kerasflow: error: kerasflow's local Prefect server (process {hung.pid}) runs but has not answered at "
+            f"{url} for {ANSWER_WAIT:g} s; `kerasflow server stop` ends it and its workers"]
+        assert hung.poll() is None and not (home / "kerasflow-server.log").exists()
+    finally:
+        hung.kill()
+        hung.wait()
 
 
 @pytest.mark.slow
