@@ -96,12 +96,13 @@ class LocalServer:
         answering when this returns."""
         if (server := cls.running()) is not None:
             return server
-        dead = cls.recorded()
-        if dead is not None and dead.ours(dead.pid):  # a second server on its database would be no cure
-            raise ServerError(f"kerasflow's local Prefect server (process {dead.pid}) runs but has not answered at "
-                              f"{dead.url} for {ANSWER_WAIT:g} s; `kerasflow server stop` ends it and its workers")
-        if dead is not None:  # its workers may outlive it, polling an API no one serves
-            dead.stop()
+        recorded = cls.recorded()
+        if recorded is not None and recorded.ours(recorded.pid):  # a second server on its database is no cure
+            raise ServerError(f"kerasflow's local Prefect server (process {recorded.pid}) runs but has not answered "
+                              f"at {recorded.url} for {ANSWER_WAIT:g} s; `kerasflow server stop` ends it and its "
+                              f"workers")
+        if recorded is not None:  # dead, but its workers may outlive it, polling an API no one serves
+            recorded.stop()
         port = port or (DEFAULT_PORT if _free(DEFAULT_PORT) else free_port())
         home = prefect_home()
         home.mkdir(parents=True, exist_ok=True)

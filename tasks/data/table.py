@@ -69,10 +69,10 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None,
     path = Path(path)
     where = f" ({key})" if key else ""
     try:
-        found = path.is_file()
+        is_file = path.is_file()
     except OSError as exc:  # a name the system refuses (too long, say)
         raise DataError(f"{cut(str(path))}: cannot be opened ({exc.strerror}){where}") from None
-    if not found:
+    if not is_file:
         raise DataError(f"{cut(str(path))}: file not found{where}")
     try:
         found = checks.layout(path)

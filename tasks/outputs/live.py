@@ -99,9 +99,7 @@ class HistoryFolder:
     def __init__(self, directory: Path, folds: Sequence[str], names: Sequence[str], resume_epoch: int = 0,
                  tensorboard: Path | None = None) -> None:
         self.directory, self.folds, self.names = Path(directory), list(folds), list(names)
-        self.events: FoldEvents | None = None
-        if tensorboard is not None:
-            self.events = FoldEvents(tensorboard, self.folds, self.names)
+        self.events = FoldEvents(tensorboard, self.folds, self.names) if tensorboard is not None else None
         plot = self.directory / FOLDS_PLOT
         kept = [row for row in json.loads(plot.read_text()) if row["epoch"] <= resume_epoch] \
             if resume_epoch and plot.is_file() else []

@@ -39,7 +39,6 @@ from kerasflow.tasks.config.errors import ParamsError
 
 if TYPE_CHECKING:
     from tensorboardX import RecordWriter
-    from tensorboardX.proto.summary_pb2 import Summary
 
 
 def logdir(configured: str | None, source: str = "params.yaml") -> Path | None:
@@ -104,10 +103,6 @@ class FoldEvents:
     own flush, about once a second) and :meth:`close`."""
 
     def __init__(self, directory: Path, folds: Sequence[str], names: Sequence[str]) -> None:
-        from tensorboardX.proto.event_pb2 import Event
-        from tensorboardX.proto.summary_pb2 import Summary
-
-        self.event, self.summary = Event, Summary
         self.directory, self.folds = Path(directory), list(folds)
         for fold in self.folds:  # a retried attempt's folds start anew, as its history does
             shutil.rmtree(self.directory / fold, ignore_errors=True)
@@ -117,14 +112,13 @@ class FoldEvents:
     def add(self, fold: int, epoch: int, values: Sequence[float | None]) -> None:
         """Fold `fold`'s values at `epoch` (from 1), in `names`' order: one event a part holding its scalars; a
         missing or non-finite value is left out, as the history leaves it out of its step files."""
-        parts: dict[str, list[Summary.Value]] = {}
+        parts: dict[str, dict[str, float]] = {}
         for (part, tag), value in zip(self.scalars, values):
             if value is not None and math.isfinite(value):
-                parts.setdefault(part, []).append(self.summary.Value(tag=tag, simple_value=value))
+                parts.setdefault(part, {})[tag] = value
         now = time.time()
         for part, scalars in parts.items():
-            self._writer(fold, part).write(
-                self.event(wall_time=now, step=epoch - 1, summary=self.summary(value=scalars)).SerializeToString())
+            self._writer(fold, part).write(scalars_record(epoch - 1, scalars, now))
 
     def _writer(self, fold: int, part: str) -> RecordWriter:
         writer = self.writers.get((fold, part))
@@ -155,6 +149,15 @@ def event_file(folder: Path) -> RecordWriter:
     return writer
 
 
+def scalars_record(step: int, scalars: dict[str, float], wall_time: float) -> bytes:
+    """One event file record: an `Event` at `step` holding `scalars` (tag: value)."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    return Event(wall_time=wall_time, step=step, summary=Summary(
+        value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()])).SerializeToString()
+
+
 def log_configs(folder: Path, trials: Path, metric: str) -> None:
     """The configs of a sweep that trained all their epochs (their rows in `trials`, the sweep's trials.csv) as
     sessions of TensorBoard's HParams dashboard, each in its folder ``folder/<config id>`` (beside its folds'
@@ -163,7 +166,6 @@ def log_configs(folder: Path, trials: Path, metric: str) -> None:
     takes the first it finds under its whole folder as every session's columns, and builds them from the sessions
     (all the sweeps' there) where there is none."""
     from tensorboardX.proto.event_pb2 import Event
-    from tensorboardX.proto.summary_pb2 import Summary
     from tensorboardX.summary import hparams
 
     with open(trials, newline="") as handle:
@@ -177,8 +179,7 @@ def log_configs(folder: Path, trials: Path, metric: str) -> None:
         writer = event_file(folder / row["config_id"])
         for summary in (start, end):
             writer.write(Event(wall_time=now, summary=summary).SerializeToString())
-        writer.write(Event(wall_time=now, step=0, summary=Summary(
-            value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scores.items()])).SerializeToString())
+        writer.write(scalars_record(0, scores, now))
         writer.close()
 
 
