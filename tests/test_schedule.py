@@ -2,7 +2,8 @@
 
 - With no server configured, the command starts kerasflow's local server (with its scheduler) and a worker, both
   kept running: a one-minute cron fires and its run writes results; a triggered run does too; a later `kerasflow
-  run` uses the same server, and so does `--serve`; `kerasflow server stop` ends both.
+  run` uses the same server, and so does `--serve`, which a Ctrl-C stops and pauses; `kerasflow server stop`
+  ends both.
 - With a server configured, it deploys there and a worker the user starts (here, the test) runs the deployment.
 - `--serve` serves the schedule from the command itself.
 """
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +26,7 @@ import yaml
 from helpers import BIN, run_cli, stop_session
 from prefect.client.orchestration import get_client
 from prefect.client.schemas import filters
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import DeploymentStatus, StateType
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -35,6 +37,7 @@ from kerasflow.flows.schedule import record_deployment
 from kerasflow.tasks.outputs.metrics import read_experiment
 
 DEPLOYMENT = "kerasflow-scheduled/iris"
+SERVED = "kerasflow-scheduled/diabetes"
 
 
 async def _deployment(name: str):
@@ -114,19 +117,29 @@ def test_with_no_server_configured_the_cron_fires_on_a_local_server_and_worker_t
         with temporary_settings(updates={PREFECT_API_URL: state["url"]}):
             assert asyncio.run(_experiment_runs()) - before == {"diabetes"}
 
-        # `--serve` with no server configured serves on the same server, and says it stays after the command.
-        with open(home / "serve.log", "w") as log:
+        # `--serve` with no server configured serves on the same server, and says it stays after the command;
+        # interrupted once it serves (its runner has polled the server), it stops and pauses its schedule.
+        serve_log = home / "serve.log"
+        with open(serve_log, "w") as log:
             serving = subprocess.Popen([str(BIN / "kerasflow"), "schedule", "diabetes", "--cron", "0 3 * * *",
-                                        "--serve"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=log,
-                                       text=True, start_new_session=True)
+                                        "--serve"], cwd=project, env={**env, "PYTHONFAULTHANDLER": "1"},
+                                       stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
         try:
             said = serving.stdout.readline().strip()
+            assert said == (f"serving from this command on kerasflow's local Prefect server, "
+                            f"{state['url'].removesuffix('/api')}, which keeps running after it (kerasflow server "
+                            f"stop)"), serve_log.read_text()[-3000:]
+            with temporary_settings(updates={PREFECT_API_URL: state["url"]}):
+                _wait_for(lambda: serving.poll() is None and _polled(asyncio.run(_deployment_or_none(SERVED))),
+                          "polled served deployment", serve_log, timeout=120)
+                os.killpg(serving.pid, signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    serving.communicate(timeout=60)
+                _end(serving, serve_log)
+                assert serving.returncode == 0, serve_log.read_text()[-5000:]
+                assert asyncio.run(_deployment(SERVED)).paused
         finally:
-            os.killpg(serving.pid, signal.SIGINT)
-            serving.communicate(timeout=60)
-        assert said == (f"serving from this command on kerasflow's local Prefect server, "
-                        f"{state['url'].removesuffix('/api')}, which keeps running after it (kerasflow server stop)"
-                        ), (home / "serve.log").read_text()[-3000:]
+            _end(serving, serve_log)
     finally:
         stopped = kerasflow("server", "stop")
     assert stopped.returncode == 0 and stopped.stdout.strip() == "stopped", stopped.stderr
@@ -135,6 +148,24 @@ def test_with_no_server_configured_the_cron_fires_on_a_local_server_and_worker_t
             if _group(p.pid) in _groups(state) and p.info["status"] != psutil.STATUS_ZOMBIE] == []
     status = kerasflow("server", "status")
     assert (status.returncode, status.stdout.strip()) == (1, "not running")
+
+
+def _polled(deployment) -> bool:
+    """Whether a runner or worker has asked the server for `deployment`'s runs (None: not registered yet)."""
+    return deployment is not None and deployment.status == DeploymentStatus.READY
+
+
+def _end(process: subprocess.Popen, log: Path) -> None:
+    """Kill `process`'s session if it still runs, first dumping its threads' stacks to `log` (the process runs
+    with Python's faulthandler, which writes them on SIGABRT): why it did not stop is then in its log."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGABRT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
 
 
 def _groups(state: dict) -> set[int]:
