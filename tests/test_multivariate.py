@@ -310,12 +310,16 @@ def test_the_model_width_a_forecast_is_checked_against_follows_the_layers_shapes
         encode_labels(spec, load_table(spec.dataset))
 
 
-def test_a_gap_in_a_column_the_windows_read_is_named_at_that_column_and_row():
-    """Not at the windows' lag columns and rows: where the user can find and fill it."""
-    temp = pd.Series(np.arange(20.0)).where(lambda values: values != 10)  # data row 11 blank
-    table = Table(X=pd.DataFrame({"temp": temp}), y=pd.Series(np.arange(20.0)), source=Path("s.csv"))
-    with pytest.raises(DataError, match=r"^s.csv: feature column 'temp' has missing values \(data rows \[11\], "
-                                        r"counted from 1 below any header\), which windows would read"):
+def test_a_gap_in_a_column_the_windows_read_is_named_at_that_column_and_file_line(tmp_path):
+    """Not at the windows' lag columns and rows: at the line of the file where the user can find and fill it (a
+    blank line the reading skipped counted)."""
+    temp = pd.Series(np.arange(20.0)).where(lambda values: values != 10)  # data row 10 (0-based) blank
+    source = tmp_path / "s.csv"
+    lines = [f"{'' if np.isnan(t) else t},{y}" for t, y in zip(temp, np.arange(20.0))]
+    source.write_text("\n".join(["temp,y", *lines[:4], "", *lines[4:]]) + "\n")  # the header, then a blank line
+    table = Table(X=pd.DataFrame({"temp": temp}), y=pd.Series(np.arange(20.0)), source=source)
+    with pytest.raises(DataError, match=re.escape(f"{source}: feature column 'temp' has missing values (file lines "
+                                                  "[13]), which windows would read")):
         window_table(table, PreprocessSpec(lookback=3, lookback_columns=["temp"]))
     imputed = window_table(table, PreprocessSpec(lookback=3, lookback_columns=["temp"], impute="mean"))
     assert imputed.X.isna().to_numpy().sum() == 3  # each window reading the gap, filled later in its fold

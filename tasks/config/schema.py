@@ -778,7 +778,7 @@ class ExperimentSpec(Section):
         raw = apply_overrides(self.model_dump(mode="json", exclude_unset=False), overrides)
         changed = ExperimentSpec.model_validate(raw)
         if self._where:
-            changed.locate(self._where, str(changed.dataset.file))
+            changed.locate(self._where, str(changed.dataset.file), changed.dataset.header)
         return changed
 
     @model_validator(mode="after")
@@ -1121,7 +1121,7 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
         raise ParamsError("; ".join(describe(error, raw, source, Params) for error in exc.errors())) from None
     for section in ("experiments", "continued"):
         for name, experiment in getattr(params, section).items():
-            experiment.locate(f"{source}:{section}.{name}", str(experiment.dataset.file))
+            experiment.locate(f"{source}:{section}.{name}", str(experiment.dataset.file), experiment.dataset.header)
     for name, experiment in params.every_experiment.items():
         optimizer = experiment.train.optimizer
         given = (optimizer.model_extra or {}) if isinstance(optimizer, OptimizerSpec) else {}
@@ -1129,7 +1129,8 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
             if given.get(legacy):  # a decay of 0 is none: nothing to translate
                 params.notes.append(f"{experiment.key('train.optimizer')}.{legacy}: {meaning}")
     for name, sweep in params.sweeps.items():
-        sweep.locate(f"{source}:sweeps.{name}", str(params.experiments[name].dataset.file))
+        dataset = params.experiments[name].dataset
+        sweep.locate(f"{source}:sweeps.{name}", str(dataset.file), dataset.header)
         dotted = [key for key in raw["sweeps"][name]["space"] if "." in str(key)]
         if dotted:
             params.notes.append(f"{source}:sweeps.{name}.space: dotted keys ({', '.join(map(str, dotted))}) are "

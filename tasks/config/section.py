@@ -33,10 +33,12 @@ class AtKey(ValueError):
 class Section(BaseModel):
     # Unknown keys are errors: a misspelt `epoch:` must not silently fall back to a default.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-    # Where the section sits in the params file and which data file its experiment reads, set once the file is
-    # validated: checks made later against the data (splits, preprocessing) still name the key the user edits.
+    # Where the section sits in the params file and which data file its experiment reads (and whether that file has
+    # a header row), set once the file is validated: checks made later against the data (splits, preprocessing)
+    # still name the key the user edits and the file's lines.
     _where: str = PrivateAttr(default="")
     _data: str = PrivateAttr(default="")
+    _header: bool = PrivateAttr(default=True)
 
     def key(self, name: str) -> str:
         """`name`'s full key, `params.yaml:experiments.iris.evaluate.n_splits`, or `name` for a spec built in code.
@@ -59,15 +61,21 @@ class Section(BaseModel):
         """The data file of the experiment this section belongs to ("" for a spec built in code)."""
         return self._data
 
-    def locate(self, where: str, data: str) -> None:
-        """Record this section's key prefix and data file, and its subsections' (layers included)."""
-        self._where, self._data = where, data
+    @property
+    def data_header(self) -> bool:
+        """Whether that data file has a header row (`dataset.header`; True for a spec built in code)."""
+        return self._header
+
+    def locate(self, where: str, data: str, header: bool = True) -> None:
+        """Record this section's key prefix, data file and whether the file has a header row, and its
+        subsections' (layers included)."""
+        self._where, self._data, self._header = where, data, header
         for name in type(self).model_fields:
             value = getattr(self, name)
             items = enumerate(value) if isinstance(value, list) else [(None, value)]
             for index, item in items:
                 if isinstance(item, Section):
-                    item.locate(f"{where}.{name}" + ("" if index is None else f"[{index}]"), data)
+                    item.locate(f"{where}.{name}" + ("" if index is None else f"[{index}]"), data, header)
 
 
 class Configured(BaseModel):

@@ -6,6 +6,7 @@ and loading a pickle would run whatever code the file contains.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import PreprocessSpec, TextSpec
+from kerasflow.tasks.data.checks import SHOWN_LINES, file_lines
 from kerasflow.tasks.data.table import named
 from kerasflow.tasks.data.text import Tokenizer
 
@@ -141,11 +143,18 @@ class Preprocessor:
         """Refuse missing values in `missing` columns unless an imputation fills them."""
         if not missing or self.impute != "none":
             return
-        labels = X.index[np.flatnonzero(X[missing].isna().any(axis=1).to_numpy())[:5]]
-        data_rows = [int(i) + 1 for i in labels] if pd.api.types.is_integer_dtype(X.index) else list(labels)
+        labels = X.index[np.flatnonzero(X[missing].isna().any(axis=1).to_numpy())[:SHOWN_LINES]]
         prefix, key = self._where("impute")
-        raise DataError(f"{prefix}feature column(s) {missing} have missing values (data rows {data_rows}, counted "
-                        f"from 1 below any header) and {impute_advice(key)}")
+        raise DataError(f"{prefix}feature column(s) {missing} have missing values ({self._rows(labels)}) and "
+                        f"{impute_advice(key)}")
+
+    def _rows(self, labels: pd.Index) -> str:
+        """Where rows `labels` of the data are: the data file's lines where the rows are its rows, by position."""
+        if not pd.api.types.is_integer_dtype(labels):
+            return f"rows {list(labels)}"
+        if self.spec is not None and self.spec.data_file and Path(self.spec.data_file).is_file():
+            return f"file lines {file_lines(labels.to_numpy(), self.spec.data_header, Path(self.spec.data_file))}"
+        return f"data rows {[int(i) + 1 for i in labels]}, counted from 1 below any header"
 
     def _encode(self, X: pd.DataFrame) -> np.ndarray:
         if not self.categories_ and not self.fill_:  # all numeric and complete: one copy (an image's pixels)

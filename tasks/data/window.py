@@ -23,6 +23,7 @@ import pandas as pd
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import PreprocessSpec
+from kerasflow.tasks.data.checks import file_lines
 from kerasflow.tasks.data.preprocess import impute_advice
 from kerasflow.tasks.data.table import Table, named
 
@@ -119,10 +120,10 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
     read = table.X[columns].iloc[:n - reach]
     gap = next((column for column in columns if read[column].isna().any()), None)
     if gap is not None and spec.impute == "none":
-        data_rows = [int(i) + 1 for i in np.flatnonzero(read[gap].isna().to_numpy())[:5]]
+        lines = file_lines(np.flatnonzero(read[gap].isna().to_numpy()), spec.data_header, table.source)
         advice = impute_advice(named(spec, "impute"))
-        raise DataError(f"{table.source}: feature column {gap!r} has missing values (data rows {data_rows}, counted "
-                        f"from 1 below any header), which windows would read, and {advice}")
+        raise DataError(f"{table.source}: feature column {gap!r} has missing values (file lines {lines}), which "
+                        f"windows would read, and {advice}")
     steps = pd.concat([table.y, table.X[columns]], axis=1)
     names = lag_columns(lookback, horizon, [*targets, *columns] if named_steps(targets, columns) else [], rate)
     rows = n - span - reach + 1

@@ -351,7 +351,7 @@ CASES = [
         "Allowed: 'onehot' or 'ordinal'"), mine(), files={"data/mine.csv": rows("01" * 4, extra="colour")},
         argv=("run", "mine")),
     Bad("missing-values-without-imputation", (
-        "data/mine.csv: feature column(s) ['b'] have missing values (data rows [3]",
+        "data/mine.csv: feature column(s) ['b'] have missing values (file lines [4])",
         "preprocess.impute is 'none' (params.yaml:experiments.mine.preprocess.impute)",
         "Allowed: 'mean', 'median' or 'most_frequent'"),
         mine(), files={"data/mine.csv": rows("01" * 4).replace("2.5,2.0,0", "2.5,,0")}, argv=("run", "mine")),
