@@ -121,16 +121,18 @@ def test_with_no_server_configured_the_cron_fires_on_a_local_server_and_worker_t
         # interrupted once it serves (its runner has polled the server), it stops and pauses its schedule.
         serve_log = home / "serve.log"
         with open(serve_log, "w") as log:
-            serving = subprocess.Popen([str(BIN / "kerasflow"), "schedule", "diabetes", "--cron", "0 3 * * *",
-                                        "--serve"], cwd=project, env={**env, "PYTHONFAULTHANDLER": "1"},
-                                       stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+            # No core file from the SIGABRT of `_end`: only the stacks Python's faulthandler writes to the log.
+            serving = subprocess.Popen(["sh", "-c", 'ulimit -c 0 && exec "$0" "$@"', str(BIN / "kerasflow"),
+                                        "schedule", "diabetes", "--cron", "0 3 * * *", "--serve"], cwd=project,
+                                       env={**env, "PYTHONFAULTHANDLER": "1"}, stdout=subprocess.PIPE, stderr=log,
+                                       text=True, start_new_session=True)
         try:
             said = serving.stdout.readline().strip()
             assert said == (f"serving from this command on kerasflow's local Prefect server, "
                             f"{state['url'].removesuffix('/api')}, which keeps running after it (kerasflow server "
                             f"stop)"), serve_log.read_text()[-3000:]
             with temporary_settings(updates={PREFECT_API_URL: state["url"]}):
-                _wait_for(lambda: serving.poll() is None and _polled(asyncio.run(_deployment_or_none(SERVED))),
+                _wait_for(lambda: _running(serving, serve_log) and _polled(asyncio.run(_deployment_or_none(SERVED))),
                           "polled served deployment", serve_log, timeout=120)
                 os.killpg(serving.pid, signal.SIGINT)
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -155,14 +157,20 @@ def _polled(deployment) -> bool:
     return deployment is not None and deployment.status == DeploymentStatus.READY
 
 
+def _running(process: subprocess.Popen, log: Path) -> bool:
+    """True while `process` runs; an assertion error with its log once it has exited."""
+    assert process.poll() is None, f"exit status {process.returncode}; log:\n{log.read_text()[-5000:]}"
+    return True
+
+
 def _end(process: subprocess.Popen, log: Path) -> None:
-    """Kill `process`'s session if it still runs, first dumping its threads' stacks to `log` (the process runs
-    with Python's faulthandler, which writes them on SIGABRT): why it did not stop is then in its log."""
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGABRT)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
+    """Kill `process`'s session (what is left of it), if it still runs first dumping its threads' stacks to `log`
+    (the process runs with Python's faulthandler, which writes them on SIGABRT): why it did not stop is then in
+    its log."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
