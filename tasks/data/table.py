@@ -38,6 +38,8 @@ class Table:
     X: pd.DataFrame
     y: pd.Series | pd.DataFrame
     source: Path
+    header: bool = True
+    """Whether `source` begins with a header row: the file lines that data errors name count it."""
 
     @property
     def n_rows(self) -> int:
@@ -212,7 +214,7 @@ def load_table(spec: DatasetSpec, root: str | Path = ".") -> Table:
     for target in targets:
         _check_target(spec, frame[target], path)
     y = frame[targets] if isinstance(spec.target, list) else frame[targets[0]]
-    return Table(X=frame.drop(columns=targets), y=y, source=path)
+    return Table(X=frame.drop(columns=targets), y=y, source=path, header=spec.header)
 
 
 def _check_folder_keys(spec: DatasetSpec, path: Path) -> None:

@@ -120,7 +120,7 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
     read = table.X[columns].iloc[:n - reach]
     gap = next((column for column in columns if read[column].isna().any()), None)
     if gap is not None and spec.impute == "none":
-        lines = file_lines(np.flatnonzero(read[gap].isna().to_numpy()), spec.data_header, table.source)
+        lines = file_lines(np.flatnonzero(read[gap].isna().to_numpy()), table.header, table.source)
         advice = impute_advice(named(spec, "impute"))
         raise DataError(f"{table.source}: feature column {gap!r} has missing values (file lines {lines}), which "
                         f"windows would read, and {advice}")
@@ -132,7 +132,7 @@ def window_table(table: Table, spec: PreprocessSpec) -> Table:
     blocks = [steps.iloc[j * rate:j * rate + rows].reset_index(drop=True) for j in range(lookback)]
     windows = pd.concat(blocks, axis=1).set_axis(names, axis=1)
     first = table.y.iloc[span + horizon - 1:][:rows]
-    return Table(X=windows.set_axis(first.index, axis=0), y=first, source=table.source)
+    return Table(X=windows.set_axis(first.index, axis=0), y=first, source=table.source, header=table.header)
 
 
 def window_targets(values: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

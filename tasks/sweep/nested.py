@@ -90,7 +90,7 @@ def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> lis
 def rows_of(table: Table, labels: Encoded, index: np.ndarray) -> tuple[Table, Encoded]:
     """The table and its encoded target restricted to rows `index`, renumbered from 0."""
     return (Table(X=table.X.iloc[index].reset_index(drop=True), y=table.y.iloc[index].reset_index(drop=True),
-                  source=table.source),
+                  source=table.source, header=table.header),
             Encoded(labels.codes[index], labels.codec))
 
 

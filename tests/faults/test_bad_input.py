@@ -355,6 +355,10 @@ CASES = [
         "preprocess.impute is 'none' (params.yaml:experiments.mine.preprocess.impute)",
         "Allowed: 'mean', 'median' or 'most_frequent'"),
         mine(), files={"data/mine.csv": rows("01" * 4).replace("2.5,2.0,0", "2.5,,0")}, argv=("run", "mine")),
+    Bad("missing-values-header-less", (
+        "data/mine.csv: feature column(s) ['1'] have missing values (file lines [2])",),
+        mine({"header": False, "target": 2}),
+        files={"data/mine.csv": rows("01" * 4).split("\n", 1)[1].replace("1.5,1.0,1", "1.5,,1")}, argv=("run", "mine")),
     Bad("imputing-a-column-with-no-value", (
         "data/mine.csv: feature column(s) ['b'] have no value in the rows the preprocessing is fitted on",
         "preprocess.impute 'median' (params.yaml:experiments.mine.preprocess.impute) has nothing to fill them from"),
