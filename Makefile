@@ -40,12 +40,13 @@ run: $(STAMP)
 # The report's test opens the HTML in Debian's headless Chromium: installed here where apt can (as root, in CI).
 # Three pytest-xdist workers, a test file each at a time (its module fixtures set up once): a third of the
 # suite's time on two workers left the two cores idle (servers starting, the cron's next minute, subprocesses),
-# which a third worker fills (BENCHMARKS.md, "`make test`'s suite").
+# which a third worker fills (BENCHMARKS.md, "`make test`'s suite"). Files go out in the order collected, the
+# longest first (tests/conftest.py), not pytest-xdist's most-tests-first.
 test: $(STAMP)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "note: chromium not found and not installable here: the report's browser test will be skipped" >&2
-	$(BIN)/python -m pytest -q --durations=15 -n 3 --dist loadfile
+	$(BIN)/python -m pytest -q --durations=15 -n 3 --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) results .dvc/tmp
