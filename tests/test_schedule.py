@@ -137,11 +137,11 @@ def test_with_no_server_configured_the_cron_fires_on_a_local_server_and_worker_t
                 os.killpg(serving.pid, signal.SIGINT)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     serving.communicate(timeout=60)
-                _end(serving, serve_log)
-                assert serving.returncode == 0, serve_log.read_text()[-5000:]
-                assert asyncio.run(_deployment(SERVED)).paused
         finally:
             _end(serving, serve_log)
+        assert serving.returncode == 0, serve_log.read_text()[-5000:]
+        with temporary_settings(updates={PREFECT_API_URL: state["url"]}):
+            assert asyncio.run(_deployment(SERVED)).paused
     finally:
         stopped = kerasflow("server", "stop")
     assert stopped.returncode == 0 and stopped.stdout.strip() == "stopped", stopped.stderr
