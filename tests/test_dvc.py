@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import itertools
 import json
 import re
 import shutil
@@ -16,9 +17,11 @@ import yaml
 from helpers import ROOT, git_dvc_repo, read_trials, tiny_params
 from helpers import run_checked as _run
 
+from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import file_md5
 from kerasflow.tasks.outputs.metrics import read_experiment
 from kerasflow.tasks.report import collect as report
+from kerasflow.tasks.sweep.dvc_experiments import config_params
 
 
 @pytest.fixture
@@ -89,6 +92,22 @@ def _stages_run(output: str) -> set[str]:
 def _out_of_date(output: str) -> set[str]:
     """The stages `dvc status` lists (its unindented `<stage>:` lines)."""
     return set(re.findall(r"^(\S+):$", output, flags=re.MULTILINE))
+
+
+def test_a_configs_dvc_experiment_holds_the_experiment_the_config_trained():
+    """`kerasflow tune --dvc-exp` writes each config into the experiment's params.yaml: read back, the experiment is
+    the one the config trained (`with_overrides`), also where the file leaves a swept key at its default: the
+    shipped grid's `model.initializer` (no layer writes one), a learning rate the experiment does not write."""
+    text = (ROOT / "params.yaml").read_text()
+    params = parse_params(yaml.safe_load(text))
+    space = params.sweeps["cancer_mlp"].space
+    configs = [dict(zip(space, values)) for values in itertools.product(*(space[key]["grid"] for key in space))]
+    configs.append({"train.learning_rate": 0.003, "model.widths": [6, 3], "model.initializer": "he_normal"})
+    trained = params.experiments["cancer_mlp"]
+    for config in configs:
+        written = parse_params(yaml.safe_load(config_params(text, "cancer_mlp", config))).experiments["cancer_mlp"]
+        assert written.model_dump() == trained.with_overrides(config).model_dump(), config
+    assert len({config_params(text, "cancer_mlp", config) for config in configs}) == len(configs)
 
 
 def test_a_sweep_is_out_of_date_when_its_own_data_changes_not_when_another_csv_is_added(project, bundled_data,

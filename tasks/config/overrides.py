@@ -4,7 +4,14 @@ configs are made of."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, get_args
+
+from kerasflow.tasks.config.layers import LayerSpec
+
+INITIALIZED_LAYERS: frozenset[str] = frozenset(
+    get_args(layer.model_fields["type"].annotation)[0] for layer in get_args(get_args(LayerSpec)[0])
+    if "initializer" in layer.model_fields)
+"""The `type` of each layer that has a kernel `initializer`: the layers `model.initializer` sets."""
 
 
 def extremes(kind: str, values: list) -> list:
@@ -49,14 +56,21 @@ def with_widths(layers: list[dict], widths: list[int]) -> list[dict]:
     return layers[: dense[0]] + hidden + layers[dense[-2] + 1:]
 
 
-def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], sparse: bool = False) -> dict[str, Any]:
     """`raw` (an experiment as a mapping) with the dotted keys of `overrides` replaced, in place; see
     :meth:`kerasflow.tasks.config.schema.ExperimentSpec.with_overrides`.
+
+    `raw` is the whole experiment (every key, defaults included, as a spec dumps it), where a key it lacks is an
+    unknown key; or, `sparse`, the experiment as a params file writes it, which leaves out keys at their defaults:
+    those are added, with any mapping above them (the overrides were validated against the whole experiment).
 
     Examples
     --------
     >>> apply_overrides({"train": {"epochs": 10}}, {"train.epochs": 5})
     {'train': {'epochs': 5}}
+    >>> apply_overrides({"model": {"layers": [{"type": "dense", "units": 1}]}},
+    ...                 {"train.learning_rate": 0.1, "model.initializer": "zeros"}, sparse=True)
+    {'model': {'layers': [{'type': 'dense', 'units': 1, 'initializer': 'zeros'}]}, 'train': {'learning_rate': 0.1}}
     """
     for key, value in overrides.items():
         if key == "model.widths":
@@ -64,19 +78,21 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
             continue
         if key == "model.initializer":
             for layer in raw["model"]["layers"]:
-                if "initializer" in layer:
+                if layer["type"] in INITIALIZED_LAYERS:
                     layer["initializer"] = value
             continue
         *parents, last = split_key(key)
         node: Any = raw
         for depth, part in enumerate(parents):
+            if sparse and isinstance(node, dict) and part not in node:
+                node[part] = {}
             node = node[part]
             if isinstance(node, str):  # `train.optimizer: adam`, a name: its arguments are not keys yet
                 above = ".".join(map(str, parents[:depth + 1]))
                 below = key.removeprefix(above + ".")
                 raise KeyError(f"{above} is the name {node!r}, which has no {below!r} to set: write it as "
                                f"{{name: {node}, {below}: <its value>}}")
-        if isinstance(node, dict) and last not in node:
+        if isinstance(node, dict) and last not in node and not sparse:
             raise KeyError(f"no key {key!r} in the experiment")
         node[last] = value
     return raw

@@ -59,6 +59,8 @@ def experiment_name(experiment: str, config: str) -> str:
 def config_params(text: str, experiment: str, config: dict[str, Any]) -> str:
     """The params file `text` with `config` (dotted keys, as a sweep's) applied to `experiments.<experiment>`;
     comments, order and layout are kept, so the experiment's params differ from the workspace's by the config alone.
+    A key the file leaves at its default is written in (`train.learning_rate`, each layer's `initializer` for
+    `model.initializer`).
 
     Examples
     --------
@@ -72,7 +74,7 @@ def config_params(text: str, experiment: str, config: dict[str, Any]) -> str:
     yaml = YAML()
     yaml.indent(mapping=2, sequence=indent, offset=dash_offset)  # block lists indented as the file indents them
     yaml.width = 4096  # lines are not re-wrapped
-    apply_overrides(document["experiments"][experiment], config)
+    apply_overrides(document["experiments"][experiment], config, sparse=True)
     out = io.StringIO()
     yaml.dump(document, out)
     return out.getvalue()
