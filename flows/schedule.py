@@ -130,6 +130,10 @@ def read_prefect_file(prefect_file: Path) -> dict[str, Any]:
         raise ParamsError(f"{prefect_file}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(project, dict) or not isinstance(project.get("name"), str) or not project["name"]:
         raise ParamsError(f"{prefect_file}: expected a mapping with the project's `name:` (the work pool's name)")
+    deployments = project.get("deployments") or []
+    if not isinstance(deployments, list) or not all(isinstance(entry, dict) for entry in deployments):
+        raise ParamsError(f"{prefect_file}: `deployments:` must be a list of mappings, one a deployment (Prefect's "
+                          f"prefect.yaml)")
     return project
 
 

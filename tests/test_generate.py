@@ -86,12 +86,14 @@ def test_generate_writes_the_same_text_for_the_same_seed(corpus):
     table = load_rows(spec)
     write_model(corpus / "model", spec, refit(spec, table, encode_labels(spec, table, "chars")))
 
-    def generate(*options: str) -> tuple[int, str, str]:
+    def command(*argv: str) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = main(["generate", "--model", "model", "--prompt", "the queen sat", "--length", "40",
-                           *options])
+            status = main(list(argv))
         return status, out.getvalue().removesuffix("\n"), err.getvalue()
+
+    def generate(*options: str) -> tuple[int, str, str]:
+        return command("generate", "--model", "model", "--prompt", "the queen sat", "--length", "40", *options)
 
     first, again, other = generate("--seed", "3"), generate("--seed", "3"), generate("--seed", "4")
     assert first[0] == again[0] == other[0] == 0, first[2]
@@ -102,3 +104,14 @@ def test_generate_writes_the_same_text_for_the_same_seed(corpus):
     assert flat[0] == 0 and len(flat[1]) == 40 and set(flat[1]) <= set("".join(load_rows(spec).y.tolist())), flat[2]
     status, _, err = generate("--temperature", "0")
     assert status == 2 and "--temperature above 0" in err
+    status, _, err = generate("--seed", "-1")
+    assert status == 2 and "--seed 0 or more" in err
+    # Rows to predict are not what this model takes: refused before anything is read, pointing at generate.
+    status, out, err = command("predict", "--model", "model", "--input", "data/corpus.txt", "--output", "out.csv")
+    assert (status, out) == (2, "") and err == ("kerasflow: error: model: a next_token model writes text from a "
+                                                "prompt: kerasflow generate --model model --prompt TEXT --length N\n")
+    # A model file cut short: refused naming it, as predict refuses one.
+    (corpus / "model/model.keras").write_bytes((corpus / "model/model.keras").read_bytes()[:200])
+    status, out, err = generate()
+    assert (status, out) == (2, "") and err.startswith("kerasflow: error: model/model.keras: cannot load the model ")
+    assert not (corpus / "out.csv").exists()

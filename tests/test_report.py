@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from helpers import stop, tiny_params, written_run
 
+from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.split import fold_settings
 from kerasflow.tasks.data.table import file_md5, load_table
@@ -36,7 +37,7 @@ from kerasflow.tasks.outputs.metrics import (
 )
 from kerasflow.tasks.outputs.results import write_history
 from kerasflow.tasks.report import plots, tables
-from kerasflow.tasks.report.collect import DataFacts, ExperimentReport, Report, collect
+from kerasflow.tasks.report.collect import DataFacts, ExperimentReport, Report, collect, dvc_tracking
 from kerasflow.tasks.report.html import render_html
 from kerasflow.tasks.report.markdown import render_markdown
 from kerasflow.tasks.sweep.export import with_ties, write_trials
@@ -444,3 +445,16 @@ def test_a_resumed_sweep_is_unfinished_until_it_exports_again(tmp_path):
     reopen_sweep(tmp_path)  # `kerasflow tune --resume`: its results, until exported, are the earlier run's
     assert unfinished_sweep(tmp_path) == "2026-12-06T17:40:00+00:00"
     assert json.loads(settings.read_text()) == {"started_at": "2026-12-06T17:40:00+00:00"}
+
+
+def test_a_dvc_file_dvc_did_not_write_is_named_not_a_traceback(tmp_path):
+    """A `.dvc` file left with a merge conflict in it, or edited into something else, is refused naming it: the
+    report shows the message in place of the data's facts (`collect` keeps a DataError per data file)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/x.csv").write_text("a,y\n1,0\n")
+    (tmp_path / "data.dvc").write_text("outs:\n<<<<<<< HEAD\n- md5: 1\n=======\n- md5: 2\n>>>>>>> theirs\n")
+    with pytest.raises(DataError, match=r"^.*data\.dvc: not valid YAML: .*; `dvc add` of its output writes it again$"):
+        dvc_tracking(tmp_path / "data/x.csv")
+    (tmp_path / "data.dvc").write_text("- md5: 1\n")
+    with pytest.raises(DataError, match=r"data\.dvc: holds no `outs:` list of the files DVC tracks"):
+        dvc_tracking(tmp_path / "data/x.csv")

@@ -292,6 +292,10 @@ def test_a_bad_cron_or_experiment_exits_2_before_anything_starts(project, monkey
     assert main(["schedule", "iris", "--cron", "0 3 * * *"]) == 2
     assert capsys.readouterr().err == ("kerasflow: error: prefect.yaml: expected a mapping with the project's "
                                        "`name:` (the work pool's name)\n")
+    (project / "prefect.yaml").write_text("name: mine\ndeployments: [nightly]\n")
+    assert main(["schedule", "iris", "--cron", "0 3 * * *"]) == 2
+    assert capsys.readouterr().err == ("kerasflow: error: prefect.yaml: `deployments:` must be a list of mappings, "
+                                       "one a deployment (Prefect's prefect.yaml)\n")
     assert LocalServer.recorded() is None
 
 

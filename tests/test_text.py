@@ -371,6 +371,11 @@ def test_a_word_vectors_file_that_cannot_start_the_embedding_is_one_line_naming_
                                                    f"before it 3")
     (tmp_path / "words.txt").write_text("good 1 2\nbad one two\n")
     assert refused(tmp_path / "words.txt", 2).endswith(": line 2 is not a word followed by 2 numbers (GloVe's format)")
+    (tmp_path / "infinite.txt").write_text("good 1 2\nbad 1 1e40\n")
+    assert refused(tmp_path / "infinite.txt", 2).endswith(": line 2 holds a number that is not finite (nan, inf, or "
+                                                          "too large for 32 bits)")
+    (tmp_path / "folder").mkdir()
+    assert refused(tmp_path / "folder", 2).startswith(f"{key}{tmp_path / 'folder'}: cannot be read (Is a directory)")
     # A file that has none of the vocabulary's words would start a frozen embedding at zeros: refused.
     (tmp_path / "other.txt").write_text("".join(f"zz{i} {i} {i}\n" for i in range(5)))
     assert refused(tmp_path / "other.txt", 2).startswith(f"{key}{tmp_path / 'other.txt'} has none of the ")

@@ -106,8 +106,8 @@ def choose_backend(params_file: str | Path) -> str:
 
 def _read(params_file: Path) -> str:
     try:
-        raw = yaml.safe_load(params_file.read_text())
-    except (OSError, yaml.YAMLError):
+        raw = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return DEFAULT
     return raw.get("backend", DEFAULT) if isinstance(raw, dict) else DEFAULT
 

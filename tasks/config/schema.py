@@ -1096,9 +1096,13 @@ def load_params(path: str | Path = "params.yaml", check_keras_names: bool = True
     `check_keras_names` False (a command that builds no model) it is skipped."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    except OSError as exc:  # a folder, or a file this user may not read
+        raise ParamsError(f"{path}: cannot be read ({exc.strerror or exc}); expected a YAML file") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     with without_keras():

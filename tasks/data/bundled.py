@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kerasflow.tasks.outputs.atomic import atomic_path
+from kerasflow.tasks.outputs.atomic import atomic_path, check_output
 
 
 def _sklearn(loader_name: str, target_name: str, class_names: bool = False) -> Callable[[], pd.DataFrame]:
@@ -114,6 +114,8 @@ def write_bundled(out_dir: str | Path = "data") -> list[Path]:
     interrupted run never leaves a half-written CSV behind.
     """
     out_dir = Path(out_dir)
+    for name in BUNDLED:  # all or none: a folder in one file's place refuses the command before the first is written
+        check_output(out_dir / name)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, load in BUNDLED.items():

@@ -99,6 +99,8 @@ def read_tokens(dataset: DatasetSpec, spec: TokensSpec) -> list[str]:
                         f"file") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}){named(dataset, 'file')}") from None
+    except OSError as exc:  # a file this user may not read
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}){named(dataset, 'file')}") from None
     tokens = tokenize(text, spec.level, spec.lowercase)
     if len(tokens) < 2 * (spec.window + 1):
         raise DataError(f"{path}: {len(tokens)} {spec.level} tokens; a window of {spec.window}{named(spec, 'window')} "

@@ -59,6 +59,9 @@ def read_word_vectors(path: str | Path, width: int, key: str) -> WordVectors:
         return _read(str(path), stat.st_mtime_ns, stat.st_size, width)
     except (ValueError, UnicodeDecodeError) as problem:
         raise ParamsError(f"{key}: {path}{problem}") from None
+    except OSError as problem:  # a folder, or a file this user may not read
+        raise ParamsError(f"{key}: {path}: cannot be read ({problem.strerror or problem}); expected a file of word "
+                          f"vectors (GloVe's format)") from None
 
 
 @lru_cache(maxsize=1)
@@ -78,10 +81,15 @@ def _read(path: str, mtime_ns: int, size: int, width: int) -> WordVectors:
             if len(fields) <= width:
                 raise ValueError(f": line {number} has {len(fields) - 1} numbers, the lines before it {width}")
             try:
-                vectors.append(np.asarray(fields[-width:], dtype=np.float32))
+                with np.errstate(over="ignore"):  # past float32's range: inf, refused below
+                    vector = np.asarray(fields[-width:], dtype=np.float32)
             except ValueError:
                 raise ValueError(f": line {number} is not a word followed by {width} numbers (GloVe's "
                                  f"format)") from None
+            if not np.isfinite(vector).all():
+                raise ValueError(f": line {number} holds a number that is not finite (nan, inf, or too large for "
+                                 f"32 bits)")
+            vectors.append(vector)
             rows.setdefault(" ".join(fields[:-width]), len(vectors) - 1)
     if not vectors:
         raise ValueError(": no word vectors in it (GloVe's format: a word, then its numbers, per line)")

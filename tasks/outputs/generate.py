@@ -24,9 +24,9 @@ def generate_text(model_dir: str | Path, prompt: str, length: int, temperature: 
     if saved.task != "next_token":
         raise DataError(f"{model_dir}: a {saved.task!r} model; generate needs one trained with task next_token "
                         f"(dataset.task: next_token)")
-    if length < 1 or not temperature > 0:
-        raise DataError(f"--length must be at least 1 and --temperature above 0. Received: length {length}, "
-                        f"temperature {temperature}")
+    if length < 1 or not temperature > 0 or seed < 0:
+        raise DataError(f"--length must be at least 1, --temperature above 0 and --seed 0 or more. Received: length "
+                        f"{length}, temperature {temperature}, seed {seed}")
     vocabulary: TokenVocabulary = saved.preprocessor
     window = vocabulary.spec.window
     context = [0] * window + vocabulary.encode_text(prompt).tolist()

@@ -7,7 +7,6 @@ texts as the training folder's were read), so a user needs no ``params.yaml``.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +34,7 @@ def _predict_rows(saved: SavedModel, X: np.ndarray) -> np.ndarray:
     """Load the Keras model in safe mode and predict; the only step that needs Keras, so it imports it."""
     from kerasflow.tasks.training.train import predict
 
-    try:
-        model = load_keras_model(saved.path)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{saved.model_file}: cannot load the model ({type(exc).__name__}: {exc})") from None
-    return predict(model, X)
+    return predict(load_keras_model(saved.path), X)
 
 
 def feature_frame(saved: SavedModel, frame: pd.DataFrame, source: str | Path = "input") -> pd.DataFrame:
@@ -125,6 +120,13 @@ def series_windows(saved: SavedModel, frame: pd.DataFrame, source: str | Path,
     return window_rows(frame, spec, saved.targets, source).set_axis(frame.index[spec.window_span - 1:], axis=0)
 
 
+def check_predicts(saved: SavedModel) -> None:
+    """Refuse a model that predicts no rows: a next_token model writes text from a prompt instead."""
+    if saved.task == "next_token":
+        raise DataError(f"{saved.path}: a next_token model writes text from a prompt: kerasflow generate --model "
+                        f"{saved.path} --prompt TEXT --length N")
+
+
 def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
                   source: str | Path = "input") -> pd.DataFrame:
     """Predictions for `frame`'s rows, in its row order and with its index, in the target's own terms.
@@ -138,9 +140,7 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
     window.
     """
     saved = model if isinstance(model, SavedModel) else read_saved(model)
-    if saved.task == "next_token":
-        raise DataError(f"{saved.path}: a next_token model writes text from a prompt: kerasflow generate --model "
-                        f"{saved.path} --prompt TEXT --length N")
+    check_predicts(saved)
     if len(frame) == 0:
         raise DataError(f"{source}: no rows to predict")
     path = source if isinstance(source, Path) and saved.folder is None else None  # a CSV's rows, in order
@@ -200,6 +200,7 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
     if target.is_relative_to(Path(model_dir).resolve()):
         raise DataError(f"{output_path}: is inside the model folder {model_dir}; write the predictions outside it")
     saved = read_saved(model_dir)
+    check_predicts(saved)
     if saved.folder is None:
         if input_path.is_dir():
             raise DataError(f"{input_path}: is a folder; the model was trained on a CSV: expected a CSV file")

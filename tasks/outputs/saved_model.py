@@ -11,6 +11,7 @@ TensorFlow's import.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,12 @@ def _targets(target: str | list[str]) -> tuple[str, ...]:
 
 def load_keras_model(model_dir: str | Path):
     """The folder's Keras model (`keras.Model`), uncompiled, loaded with Keras' `safe_mode`: no code from the file
-    is run. Keras is imported here, on the first load."""
+    is run; a file Keras cannot load (truncated, not a Keras archive) is a DataError naming it. Keras is imported
+    here, on the first load."""
     import keras
 
-    return keras.saving.load_model(Path(model_dir) / MODEL_FILE, compile=False, safe_mode=True)
+    path = Path(model_dir) / MODEL_FILE
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.config.messages import yaml_problem
 from kerasflow.tasks.config.schema import CLASS_TASKS, ExperimentSpec
 from kerasflow.tasks.data.table import file_md5, listing_md5
 from kerasflow.tasks.data.tokens import load_rows
@@ -139,6 +140,21 @@ def _environment_order(key: str) -> tuple[int, str]:
     return (ENVIRONMENT_KEYS.index(key) if key in ENVIRONMENT_KEYS else len(ENVIRONMENT_KEYS), key)
 
 
+def _recorded_md5(dvc_file: Path) -> str:
+    """The md5 a `.dvc` file records for its output ("" for none yet); a file that is not one DVC wrote (a merge
+    conflict left in it, an edit) is a DataError naming it, which the report shows in place of the data's facts."""
+    try:
+        document = yaml.safe_load(dvc_file.read_text())
+    except yaml.YAMLError as exc:
+        raise DataError(f"{dvc_file}: not valid YAML: {yaml_problem(exc)}; `dvc add` of its output writes it "
+                        f"again") from None
+    outs = document.get("outs") if isinstance(document, dict) else None
+    if not (isinstance(outs, list) and outs and isinstance(outs[0], dict)):
+        raise DataError(f"{dvc_file}: holds no `outs:` list of the files DVC tracks; `dvc add` of its output writes "
+                        f"it again")
+    return str(outs[0].get("md5", ""))
+
+
 def dvc_tracking(path: Path) -> tuple[Path, str, str | None] | None:
     """The `.dvc` file tracking `path` (itself or a folder above it), its recorded hash, and the md5 recorded
     for `path` in the folder's manifest when that is in the local cache (`.dvc/cache/files/md5`); for a folder
@@ -149,8 +165,7 @@ def dvc_tracking(path: Path) -> tuple[Path, str, str | None] | None:
         dvc_file = tracked.with_name(tracked.name + ".dvc")
         if not dvc_file.is_file():
             continue
-        outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
-        recorded = str(outs[0].get("md5", ""))
+        recorded = _recorded_md5(dvc_file)
         if tracked == path:
             return dvc_file, recorded, recorded or None
         manifest = _cached_manifest(dvc_file.parent, recorded)

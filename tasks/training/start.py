@@ -81,7 +81,10 @@ def load_start(spec: ExperimentSpec, name: str = "experiment") -> Start | None:
         raise ParamsError(f"{key}: continued training of a next_token model is not supported; train it as an "
                           "experiment")
     _check_settings(spec, name, saved)
-    model = load_keras_model(saved.path)
+    try:
+        model = load_keras_model(saved.path)
+    except DataError as problem:
+        raise DataError(f"{key}: {problem}") from None
     scale = next((layer for layer in model.layers if layer.name == "target_scale"), None)
     target_scale = None if scale is None else (_scale_value(scale.scale), _scale_value(scale.offset))
     start = Start(saved=saved, weights=model.get_weights(), target_scale=target_scale,

@@ -334,6 +334,11 @@ CASES = [
     Bad("params-not-yaml", ("params.yaml: not valid YAML: while parsing a flow sequence expected ',' or ']', but got "
                             "'<stream end>' at line 2, column 1",), files={"params.yaml": "experiments: [unclosed\n"}),
     Bad("params-file-missing", ("nowhere.yaml: file not found",), argv=("--params", "nowhere.yaml", "run")),
+    Bad("params-file-a-folder", ("conf: cannot be read (Is a directory); expected a YAML file",),
+        argv=("--params", "conf", "run"), prepare=lambda project: (project / "conf").mkdir()),
+    Bad("params-not-utf8", ("params.yaml: not UTF-8 text (byte 5: invalid continuation byte); save it as UTF-8",),
+        prepare=lambda project: (project / "params.yaml").write_bytes(
+            "# café\n".encode("latin-1") + (project / "params.yaml").read_bytes())),
     # --- data (issue item 2) --------------------------------------------------------------------------------------
     Bad("data-file-missing", ("data/mine.csv: file not found (params.yaml:experiments.mine.dataset.file)",),
         mine(), argv=("run", "mine")),
@@ -478,6 +483,10 @@ CASES = [
                                      "not found",),
         lambda raw: (more()(raw), raw["continued"]["more"]["train"].update(init_from="results/nowhere")),
         argv=("run", "more")),
+    Bad("init-from-a-model-cut-short", ("params.yaml:continued.more.train.init_from: results/iris/model/model.keras: "
+                                        "cannot load the model (",),
+        more(), argv=("run", "more"), prepare=lambda project: (project / "results/iris/model/model.keras").write_bytes(
+            (project / "results/iris/model/model.keras").read_bytes()[:200])),
     Bad("init-from-other-layer-shapes", (
         "params.yaml:continued.more.model.layers and the model in results/iris/model differ at layers[0] (Dense): "
         "weights of shapes [(4, 5), (5,)] here, [(4, 6), (6,)] there",),
@@ -600,6 +609,8 @@ CASES = [
         files=NOTES, argv=("predict", "--model", "results/iris/model", "--input", "data/notes", "--output",
                            "out/pred.csv")),
     Bad("output-file-is-a-folder", ("data: is a folder; expected a file path",), argv=("report", "--out", "data")),
+    Bad("data-out-a-folder-in-a-files-place", ("fresh/wine.csv: is a folder; expected a file path",),
+        argv=("data", "--out", "fresh"), prepare=lambda project: (project / "fresh/wine.csv").mkdir(parents=True)),
     Bad("output-folder-is-a-file", ("params.yaml: is a file; expected a folder path",),
         argv=("run", "iris", "--results", "params.yaml")),
     Bad("report-html-is-a-folder", ("reports/report.html: is a folder; expected a file path",),
