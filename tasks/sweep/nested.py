@@ -43,18 +43,21 @@ def check_nested(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
 
 def check_outer_folds(name: str, spec: ExperimentSpec, outer_folds: int, inner: ExperimentSpec) -> None:
     """Refuse, in one line and before Ray or Prefect start, outer folds the data cannot give (:func:`outer_splits`):
-    more than its rows, stratified with a class (or label) on fewer rows, or time-ordered with a first training
-    block too short for the inner folds of `inner` (the experiment as its sweep scores it)."""
+    more than its rows, stratified with a class (or label) on fewer rows, or one whose training rows cannot give the
+    inner folds of `inner` (the experiment as its sweep scores it): a time-ordered first block too short, a class
+    left with fewer rows than stratified inner folds."""
     table = load_rows(spec)
     labels = encode_labels(spec, table, name)
     splits = outer_splits(spec, labels, outer_folds)
-    if spec.evaluate.method == "timeseries":
-        first = min(len(split.train_index) for split in splits)
+    for index, split in enumerate(splits):
         try:
-            make_splits(inner.evaluate, labels.codes[:first], labels.classes)
+            make_splits(inner.evaluate, labels.codes[split.train_index], labels.classes)
         except DataError as exc:
-            raise ParamsError(f"--nested {outer_folds}: the first time-ordered outer fold's sweep has its first "
-                              f"{first} rows, too few for its inner folds ({exc}); use fewer outer folds") from None
+            rows = len(split.train_index)
+            which = (f"the first time-ordered outer fold's sweep has its first {rows} rows"
+                     if spec.evaluate.method == "timeseries" else f"outer fold {index}'s sweep has {rows} rows")
+            raise ParamsError(f"--nested {outer_folds}: {which}, too few for its inner folds ({exc}); use fewer "
+                              f"outer folds") from None
 
 
 def outer_splits(spec: ExperimentSpec, labels: Encoded, outer_folds: int) -> list[Split]:

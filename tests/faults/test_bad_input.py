@@ -323,6 +323,12 @@ CASES = [
     Bad("nested-class-too-small", ("--nested 60: stratified outer folds need at least 60 rows of every class; too "
                                    "few in {", "Allowed: --nested up to 50"),
         sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--nested", "60")),
+    Bad("nested-inner-folds-too-many", ("--nested 3: outer fold 0's sweep has 100 rows, too few for its inner folds "
+                                        "(params.yaml:experiments.iris.evaluate.n_splits: stratified 40-fold needs at "
+                                        "least 40 rows of every class",),
+        lambda raw: (iris("evaluate", n_splits=40, stratify=True)(raw),
+                     sweep(space={"train": {"epochs": {"grid": [1, 2]}}})(raw)),
+        argv=("tune", "iris", "--nested", "3")),
     Bad("nested-with-resume", ("--nested and --resume: a nested sweep runs whole",),
         sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--nested", "3", "--resume")),
     Bad("nested-on-series-windows", ("experiments.diabetes: --nested needs independent rows, and a series' windows "
