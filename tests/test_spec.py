@@ -148,7 +148,12 @@ def test_overrides_reach_nested_keys_and_whole_layer_groups():
     ({"space": {"train.epochs": {"grid": [4, 8]}}, "scheduler": "asha", "grace_period": 10},
      "sweeps.iris.grace_period: is more epochs than any trial trains (8): ASHA would stop none. Received: 10"),
     ({"space": {"train.learning_rate": {"uniform": [0.01, 0.1]}}},
-     "sweeps.iris.algorithm: 'grid' takes only grid/choice"),
+     "sweeps.iris.algorithm: 'grid' tries every value of `grid:` lists, and train.learning_rate is drawn (uniform): "
+     "write `grid:` to try each value, or use algorithm 'random'. Received: 'grid'"),
+    ({"space": {"train.optimizer": {"choice": ["adam", "sgd"]}, "train.batch_size": {"grid": [10, 20]}}},
+     "sweeps.iris.algorithm: 'grid' tries every value of `grid:` lists, and train.optimizer is drawn (choice)"),
+    ({"space": {"train.batch_size": {"grid": [10, 20]}}, "algorithm": "random", "num_samples": 4},
+     "sweeps.iris.num_samples: repeats configs of lists with the same seeds, which trains them the same"),
     ({"space": {"train.epochs": {"grid": []}}}, "sweeps.iris.space.train.epochs.grid: is empty"),
     ({"space": {"dataset.image_size": {"grid": [[8, 8], [16, 16]]}}},
      "sweeps.iris.space.dataset.image_size: a sweep reads the experiment's data once, for all its trials"),

@@ -432,7 +432,8 @@ def test_grids_that_cannot_stack_their_configs_run_one_config_per_trial():
     assert stacked_groups(spec, _books_grid(stack_configs=False)) is None
     assert stacked_groups(spec, _books_grid(scheduler="asha")) is None  # a scheduler stops configs one by one
     assert stacked_groups(spec, _books_grid(scoring="holdout")) is None  # exports one config's own checkpoint
-    sampled = SearchSpec.model_validate({"space": {"train.learning_rate": {"choice": [0.01, 0.1]}}})
+    sampled = SearchSpec.model_validate({"space": {"train.learning_rate": {"choice": [0.01, 0.1]}},
+                                         "algorithm": "random", "num_samples": 2})
     assert stacked_groups(spec, sampled) is None
     widths = SearchSpec.model_validate({"space": {"model.widths": {"grid": [[4], [8, 4]]}}})
     assert sorted(map(len, stacked_groups(spec, widths))) == [1, 1]  # other layers: a program each

@@ -109,9 +109,15 @@ class SearchSpec(Section):
     @model_validator(mode="after")
     def _grid_only_with_grid(self) -> "SearchSpec":
         kinds = self.kinds
-        if self.algorithm == "grid" and kinds - {"grid", "choice"}:
-            raise AtKey("algorithm", f"'grid' takes only grid/choice values; use algorithm 'random' for "
-                      f"{sorted(kinds - {'grid', 'choice'})}. Received: 'grid'")
+        if self.algorithm == "grid" and kinds - {"grid"}:
+            sampled = sorted(key for key, dist in self.space.items() if set(dist) - {"grid"})
+            raise AtKey("algorithm", f"'grid' tries every value of `grid:` lists, and {', '.join(sampled)} "
+                      f"{'is' if len(sampled) == 1 else 'are'} drawn ({', '.join(sorted(kinds - {'grid'}))}): write "
+                      f"`grid:` to try each value, or use algorithm 'random'. Received: 'grid'")
+        if self.algorithm == "random" and "grid" in kinds and kinds <= {"grid", "choice"} and self.num_samples > 1:
+            raise AtKey("num_samples", f"repeats configs of lists with the same seeds, which trains them the same: "
+                      f"with no range to draw from, write `choice:` for every list (each config is then drawn "
+                      f"once). Received: {self.num_samples}")
         if self.algorithm == "optuna" and "grid" in kinds:
             raise AtKey("algorithm", "'optuna' samples its own points: use choice instead of grid. "
                       "Received: 'optuna'")
