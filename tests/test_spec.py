@@ -171,6 +171,25 @@ def test_bad_sweeps_are_refused_before_any_trial(sweep, expected):
     assert expected in str(info.value)
 
 
+def test_a_next_token_sweep_scoring_on_a_hold_out_of_its_own_is_refused():
+    """A text's next tokens are scored on its held-out tail, split as the experiment's evaluate section splits it;
+    a sweep's own hold-out would fit the vocabulary on other rows than its trials train on."""
+    raw = tiny_params()
+    raw["experiments"]["story"] = {
+        "dataset": {"file": "data/corpus.txt", "task": "next_token"},
+        "preprocess": {"tokens": {"level": "char", "window": 8, "num_words": 30}},
+        "model": {"layers": [{"type": "embedding", "output_dim": 8}, {"type": "lstm", "units": 8},
+                             {"type": "dense", "units": 30, "activation": "softmax"}]},
+        "train": {"epochs": 1, "batch_size": 16, "seed": 1},
+        "evaluate": {"method": "holdout", "test_size": 0.2, "shuffle": False}}
+    raw["sweeps"] = {"story": {"space": {"train.epochs": {"grid": [1, 2]}}, "scoring": "holdout"}}
+    with pytest.raises(ParamsError, match=r"^params.yaml:sweeps.story.scoring: a next_token experiment scores on its "
+                                          r"text's held-out tail"):
+        parse_params(raw)
+    raw["sweeps"]["story"]["scoring"] = "kfold"
+    assert parse_params(raw).sweeps["story"].scoring == "kfold"
+
+
 @pytest.mark.parametrize("key", ["sweeps", "continued"])
 def test_the_sweeps_and_continued_keys_are_required_because_dvc_iterates_over_them(key):
     raw = tiny_params()

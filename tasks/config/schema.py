@@ -1024,6 +1024,10 @@ class Params(Section):
                       + (f"; did you mean {hint[0]!r}?" if hint else "") + f" Defined: {', '.join(self.experiments)}")
         for name, sweep in self.sweeps.items():
             experiment = self.experiments[name]
+            if experiment.dataset.task == "next_token" and sweep.scoring == "holdout":
+                raise AtKey(f"sweeps.{name}.scoring", "a next_token experiment scores on its text's held-out tail, "
+                            "as its evaluate section splits it: use scoring 'kfold' (its own split). Received: "
+                            "'holdout'")
             for key, dist in sweep.space.items():
                 if key.split(".")[0] == "dataset":
                     raise AtKey(f"sweeps.{name}.space.{key}", "a sweep reads the experiment's data once, for all its "
