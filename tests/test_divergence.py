@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import yaml
 from helpers import run_cli, sweep_params, tiny_params
@@ -64,6 +65,9 @@ def test_a_diverging_run_exits_3_naming_the_folds_and_writes_strict_json(project
         assert metrics["diverged"] == [0, 1] and metrics["diverged_at_epoch"] == [1, 1]
         assert metrics["refit_diverged_at_epoch"] >= 1 and not (out / "model").exists()
         _strict(out / "history/plots/custom/folds.json")
+        predictions = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+        assert len(predictions) > 0 and set(predictions["predicted"]) == {""}  # no NaN output read as a value
+        assert all(value != "" for value in predictions["true"])
     assert "diverged in fold(s) [0, 1]" in (project / "reports/summary.md").read_text()
 
 

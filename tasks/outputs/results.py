@@ -98,9 +98,13 @@ def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None,
     values with six significant digits). A forecast of k steps (`preprocess.steps_out`) has k lines a window, one a
     step: `step` (from 1) and the `row` of that step's target. Several `targets` (the target columns or labels, as
     `dataset.target` names them) have a line each a row (and step), `target` naming its column. Rows read from a
-    folder's files (`files`, each row's, by row) have `file` after `row`."""
+    folder's files (`files`, each row's, by row) have `file` after `row`. A diverged fold
+    (`FoldResult.diverged_at`) predicts nothing: its `predicted` cells are empty, not its outputs' NaN read as a
+    class."""
 
-    def shown(values: Any) -> list[str]:
+    def shown(values: Any, diverged: bool = False) -> list[str]:
+        if diverged:
+            return [""] * len(values)
         if codec is not None:
             return [str(codec.classes_[code]) for code in values]
         return [f"{value:.6g}" for value in values]
@@ -110,8 +114,9 @@ def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None,
     if result.folds[0].y_true.ndim == 1:  # one value a row
         writer.writerow(["fold", "row", *(["file"] if files is not None else []), "true", "predicted"])
         for index, fold in enumerate(result.folds):
+            predicted = shown(fold.y_pred, fold.diverged_at is not None)
             writer.writerows((index, int(row), *([files[row]] if files is not None else []), true, pred)
-                             for row, true, pred in zip(fold.rows, shown(fold.y_true), shown(fold.y_pred)))
+                             for row, true, pred in zip(fold.rows, shown(fold.y_true), predicted))
     else:  # step-major: each step's value of every target
         named = len(targets) > 1
         steps = result.folds[0].y_true.shape[1] // len(targets)
@@ -119,7 +124,7 @@ def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None,
                          "predicted"])
         for index, fold in enumerate(result.folds):
             for row, true, pred in zip(fold.rows, fold.y_true, fold.y_pred):
-                true, pred = shown(true), shown(pred)
+                true, pred = shown(true), shown(pred, fold.diverged_at is not None)
                 for step in range(steps):
                     for t, target in enumerate(targets):
                         i = step * len(targets) + t
