@@ -96,8 +96,8 @@ def _experiment_section(e: ExperimentReport) -> str:
                            f"{e.name}: confusion matrix of label {label}")
                     for label, rows in e.predictions.groupby("target", sort=False)]
             elif e.is_classification:
-                classes = list(e.data.classes) if e.data is not None and e.data.classes else sorted(
-                    set(e.predictions["true"]) | set(e.predictions["predicted"]))
+                known = list(e.data.classes) if e.data is not None and e.data.classes else []
+                classes = matrix_classes(known, e.predictions)
                 parts += ["<h3>Confusion matrix</h3>",
                           _image(plots.confusion_matrix(e.predictions, classes), f"{e.name}: confusion matrix")]
             elif "target" in e.predictions:  # several targets, each in its own units
@@ -186,3 +186,16 @@ def _anchor(name: str) -> str:
 def _slug(text: str) -> str:
     """`text` fit for an HTML id: letters, digits, `-` and `_` only."""
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+def matrix_classes(known: list[str], predictions: pd.DataFrame) -> list[str]:
+    """The confusion matrix's classes: the data file's (`known`, in its order), then any class the run's rows hold
+    that the file no longer does (edited since the run, or a continued model's): a matrix drops the rows of classes
+    it is not given.
+
+    Examples
+    --------
+    >>> matrix_classes(["b", "a"], pd.DataFrame({"true": ["a", "c"], "predicted": ["b", "d"]}))
+    ['b', 'a', 'c', 'd']
+    """
+    return known + sorted((set(predictions["true"]) | set(predictions["predicted"])) - set(known))
