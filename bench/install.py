@@ -6,8 +6,8 @@ Run from the repository root (the Makefile's folder; nothing else needs to be in
     python3 bench/install.py               # one install each, pip first
     python3 bench/install.py --repeats 2   # pip, uv, pip, uv
 
-- pip: `python3 -m venv`, then `pip install -c requirements.lock -e ".[test,mlflow]"` (the venv's pip, which
-       compiles the bytecode as it installs);
+- pip: `python3 -m venv`, then `pip install -c requirements.lock -e ".[<the Makefile's extras>]"` (the venv's
+       pip, which compiles the bytecode as it installs);
 - uv:  `python3 -m venv`, then `make install VENV=<the venv>`: what the Makefile runs.
 
 Cold caches, as on a fresh machine: pip's off (`PIP_NO_CACHE_DIR`, also for the pip that brings uv), uv's a new
@@ -22,11 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+EDITABLE = re.search(r'-e "(\.\[[^\]]*\])"', Path("Makefile").read_text()).group(1)
+"""What `make install` installs, `.[test,mlflow,...]`, read from the Makefile: pip installs the same extras."""
 
 LIST = ("import importlib.metadata as m, json; "
         "print(json.dumps(sorted({d.metadata['Name'].lower().replace('_', '-'): d.version "
@@ -44,7 +48,7 @@ def install(tool: str, folder: Path) -> tuple[float, dict[str, str]]:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     if tool == "pip":
         command = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-c",
-                   "requirements.lock", "-e", ".[test,mlflow]"]
+                   "requirements.lock", "-e", EDITABLE]
     else:
         command = ["make", "--silent", "install", f"VENV={venv}"]
     done = subprocess.run(command, env=env, capture_output=True, text=True)  # shown on failure only
