@@ -123,9 +123,9 @@ def restore_sweep(name: str, storage: Path, trainable: Any = run_trial_process) 
                          f"cannot be resumed by this one ({exc}); run without --resume") from None
 
 
-def _settings(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
-    """What a sweep trains, as a resume must find it again: the experiment and the sweep, the Keras backend, and the
-    md5 of the data (a folder's, of its files)."""
+def sweep_settings(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
+    """What a sweep trains, as a resume must find it again (and a nested sweep's record is checked against): the
+    experiment and the sweep, the Keras backend, and the md5 of the data (a folder's, of its files)."""
     return {"experiment": spec.model_dump(mode="json"), "sweep": sweep.model_dump(mode="json"),
             "backend": keras.config.backend(), "data_md5": file_md5(spec.dataset.file)}
 
@@ -140,7 +140,7 @@ def save_settings(storage: Path, spec: ExperimentSpec, sweep: SearchSpec) -> Non
     (:data:`~kerasflow.tasks.outputs.metrics.SWEEP_SETTINGS`)."""
     storage.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json(storage / SWEEP_SETTINGS, {"started_at": started, **_settings(spec, sweep)})
+    write_json(storage / SWEEP_SETTINGS, {"started_at": started, **sweep_settings(spec, sweep)})
 
 
 def check_settings(name: str, storage: Path, spec: ExperimentSpec, sweep: SearchSpec) -> None:
@@ -151,7 +151,7 @@ def check_settings(name: str, storage: Path, spec: ExperimentSpec, sweep: Search
         return
     saved = json.loads(saved_file.read_text())
     kept = [key for key in RESUMED_SETTINGS if key in saved]
-    now = _settings(spec, sweep)
+    now = sweep_settings(spec, sweep)
     saved, now = _dotted({key: saved[key] for key in kept}), _dotted({key: now[key] for key in kept})
     changed = [key for key in now | saved if now.get(key) != saved.get(key)]
     if changed:

@@ -15,7 +15,7 @@ from ray import tune
 from kerasflow.flows.parameters import Experiment, Search
 from kerasflow.flows.pipeline import load_data
 from kerasflow.flows.ray_cluster import connect
-from kerasflow.flows.ray_driver import check_cluster, history_folder, make_tuner, storage_folder
+from kerasflow.flows.ray_driver import check_cluster, history_folder, make_tuner, storage_folder, sweep_settings
 from kerasflow.flows.report import write_report
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import SearchSpec
@@ -125,7 +125,8 @@ def nested_sweep_flow(name: str, spec: Experiment, sweep: Search, outer_folds: i
         folds.append(score_outer_fold(name, index, spec, sweep, grid, table, labels, split, inner, fold_dir))
         if fold_events is not None:
             log_configs(fold_events, fold_dir / "trials.csv", spec.metric)
-    summary = nested.summarize(name, spec, sweep, folds, splits, round(time.perf_counter() - started, 2))
+    summary = nested.summarize(name, spec, sweep, folds, splits, round(time.perf_counter() - started, 2),
+                               sweep_settings(spec, sweep))
     write_json(tune_dir / NESTED_FILE, summary)
     write_report(Path(results_dir), {name: spec})
     return summary

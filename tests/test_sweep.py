@@ -248,6 +248,13 @@ def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw
     (row,) = tables.nested(content).to_dict("records")
     assert row["tuned model (outer mean)"] == f"{interval.mean:.4f}" and row["outer folds"] == 2
     assert "Nested cross-validation" in render_html(content)
+    # A plain sweep of the same settings since leaves the record standing; one of another space makes it the
+    # estimate of another sweep, which the report no longer shows beside this one's best.
+    save_settings(tune_dir / "ray", spec, sweep)
+    assert collect(results, {"cancer": spec}).experiments[0].nested == summary
+    save_settings(tune_dir / "ray", spec, sweep.model_copy(update={"space": {"train.optimizer": {"grid": ["sgd"]}}}))
+    assert collect(results, {"cancer": spec}).experiments[0].nested is None
+    assert tables.nested(collect(results, {"cancer": spec})).empty
 
 
 def test_auto_keeps_folds_in_turn_on_a_one_node_ray_without_a_gpu(kept_ray):

@@ -167,8 +167,14 @@ def read_sweep_best(out_dir: Path) -> dict[str, Any] | None:
 
 
 def read_nested(tune_dir: Path) -> dict[str, Any] | None:
-    """The nested cross-validation record `kerasflow tune --nested` wrote in `tune_dir`, if any."""
-    return _read(tune_dir / NESTED_FILE)
+    """The nested cross-validation record `kerasflow tune --nested` wrote in `tune_dir`, if any; None also where the
+    sweep saved in `tune_dir` since trains other settings (experiment, space, backend, data) than the nested one
+    did: the record estimates another sweep. One written before records kept their settings is not checked."""
+    record, sweep = _read(tune_dir / NESTED_FILE), _read(tune_dir / SWEEP_STATE / SWEEP_SETTINGS)
+    if record is None or sweep is None or "settings" not in record:
+        return record
+    same = all(value == sweep[key] for key, value in record["settings"].items() if key in sweep)
+    return record if same else None
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -127,10 +127,12 @@ def outer_fold(name: str, index: int, spec: ExperimentSpec, rows: list[dict[str,
 
 
 def summarize(name: str, spec: ExperimentSpec, sweep: SearchSpec, folds: list[dict[str, Any]], splits: list[Split],
-              seconds: float | None = None) -> dict[str, Any]:
+              seconds: float | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """`nested.json`: every outer fold's record, and the tuned model's estimate, the outer scores' mean with its
     95% interval (the corrected resampled t-interval: the outer training sets overlap), beside the inner best
-    scores' mean. `optimism` is how far the inner best scores lie on the flattering side of the outer ones."""
+    scores' mean. `optimism` is how far the inner best scores lie on the flattering side of the outer ones.
+    `settings` (what the sweep trains, as a sweep's settings.json keeps them) tell the report which sweep the
+    record estimates (:func:`kerasflow.tasks.outputs.metrics.read_nested`)."""
     outer = [fold["outer_score"] for fold in folds]
     inner = float(np.mean([fold["inner_score"] for fold in folds]))
     estimate: dict[str, Any] = {"mean": None, "std": None, "low": None, "high": None}
@@ -142,4 +144,4 @@ def summarize(name: str, spec: ExperimentSpec, sweep: SearchSpec, folds: list[di
     return {"experiment": name, "metric": spec.metric, "mode": "max" if spec.higher_is_better else "min",
             "outer_folds": len(folds), "inner_scoring": sweep.scoring, "outer": estimate, "inner_best_mean": inner,
             "optimism": optimism, "configs_chosen": len({fold["config_id"] for fold in folds}), "folds": folds,
-            "seconds": seconds}
+            "seconds": seconds, **({"settings": settings} if settings is not None else {})}
