@@ -23,7 +23,7 @@ from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.split import make_splits
 from kerasflow.tasks.data.table import file_md5, load_table
 from kerasflow.tasks.outputs.atomic import write_json
-from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS
+from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS, finish_sweep
 from kerasflow.tasks.outputs.results import load_model
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
@@ -248,11 +248,15 @@ def test_nested_sweep_scores_each_outer_folds_choice_on_rows_its_sweep_never_saw
     (row,) = tables.nested(content).to_dict("records")
     assert row["tuned model (outer mean)"] == f"{interval.mean:.4f}" and row["outer folds"] == 2
     assert "Nested cross-validation" in render_html(content)
-    # A plain sweep of the same settings since leaves the record standing; one of another space makes it the
-    # estimate of another sweep, which the report no longer shows beside this one's best.
+    # A plain sweep of the same settings finished since leaves the record standing; one of another space makes it
+    # the estimate of another sweep, which the report no longer shows beside that sweep's best (until it finishes,
+    # the best shown is still an earlier sweep's).
     save_settings(tune_dir / "ray", spec, sweep)
+    finish_sweep(tune_dir)
     assert collect(results, {"cancer": spec}).experiments[0].nested == summary
     save_settings(tune_dir / "ray", spec, sweep.model_copy(update={"space": {"train.optimizer": {"grid": ["sgd"]}}}))
+    assert collect(results, {"cancer": spec}).experiments[0].nested == summary
+    finish_sweep(tune_dir)
     assert collect(results, {"cancer": spec}).experiments[0].nested is None
     assert tables.nested(collect(results, {"cancer": spec})).empty
 

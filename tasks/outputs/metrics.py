@@ -168,10 +168,12 @@ def read_sweep_best(out_dir: Path) -> dict[str, Any] | None:
 
 def read_nested(tune_dir: Path) -> dict[str, Any] | None:
     """The nested cross-validation record `kerasflow tune --nested` wrote in `tune_dir`, if any; None also where the
-    sweep saved in `tune_dir` since trains other settings (experiment, space, backend, data) than the nested one
-    did: the record estimates another sweep. One written before records kept their settings is not checked."""
+    sweep finished in `tune_dir` since, whose best the report shows, trained other settings (experiment, space,
+    backend, data) than the nested one did: the record estimates another sweep. One written before records kept
+    their settings, or beside a sweep that has not finished (whose settings are not those of the best shown), is
+    not checked."""
     record, sweep = _read(tune_dir / NESTED_FILE), _read(tune_dir / SWEEP_STATE / SWEEP_SETTINGS)
-    if record is None or sweep is None or "settings" not in record:
+    if record is None or sweep is None or "settings" not in record or "finished_at" not in sweep:
         return record
     same = all(value == sweep[key] for key, value in record["settings"].items() if key in sweep)
     return record if same else None
