@@ -10,6 +10,7 @@ import contextlib
 import io
 import math
 import random
+import zipfile
 
 import numpy as np
 import pytest
@@ -112,6 +113,10 @@ def test_generate_writes_the_same_text_for_the_same_seed(corpus):
                                                 "prompt: kerasflow generate --model model --prompt TEXT --length N\n")
     # A model file cut short: refused naming it, as predict refuses one.
     (corpus / "model/model.keras").write_bytes((corpus / "model/model.keras").read_bytes()[:200])
+    status, out, err = generate()
+    assert (status, out) == (2, "") and err.startswith("kerasflow: error: model/model.keras: cannot load the model ")
+    with zipfile.ZipFile(corpus / "model/model.keras", "w") as archive:  # a zip, but not a Keras archive
+        archive.writestr("notes.txt", "not a model")
     status, out, err = generate()
     assert (status, out) == (2, "") and err.startswith("kerasflow: error: model/model.keras: cannot load the model ")
     assert not (corpus / "out.csv").exists()

@@ -87,5 +87,5 @@ def load_keras_model(model_dir: str | Path):
     path = Path(model_dir) / MODEL_FILE
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as exc:  # each Keras raises for a bad file
         raise DataError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None

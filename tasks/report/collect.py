@@ -144,7 +144,9 @@ def _recorded_md5(dvc_file: Path) -> str:
     """The md5 a `.dvc` file records for its output ("" for none yet); a file that is not one DVC wrote (a merge
     conflict left in it, an edit) is a DataError naming it, which the report shows in place of the data's facts."""
     try:
-        document = yaml.safe_load(dvc_file.read_text())
+        document = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{dvc_file}: cannot be read ({exc}); `dvc add` of its output writes it again") from None
     except yaml.YAMLError as exc:
         raise DataError(f"{dvc_file}: not valid YAML: {yaml_problem(exc)}; `dvc add` of its output writes it "
                         f"again") from None
