@@ -153,7 +153,7 @@ def test_overrides_reach_nested_keys_and_whole_layer_groups():
     ({"space": {"train.optimizer": {"choice": ["adam", "sgd"]}, "train.batch_size": {"grid": [10, 20]}}},
      "sweeps.iris.algorithm: 'grid' tries every value of `grid:` lists, and train.optimizer is drawn (choice)"),
     ({"space": {"train.batch_size": {"grid": [10, 20]}}, "algorithm": "random", "num_samples": 4},
-     "sweeps.iris.num_samples: repeats configs of lists with the same seeds, which trains them the same"),
+     "sweeps.iris.num_samples: repeats every config of the grid lists with the same seeds"),
     ({"space": {"train.epochs": {"grid": []}}}, "sweeps.iris.space.train.epochs.grid: is empty"),
     ({"space": {"dataset.image_size": {"grid": [[8, 8], [16, 16]]}}},
      "sweeps.iris.space.dataset.image_size: a sweep reads the experiment's data once, for all its trials"),
@@ -169,6 +169,16 @@ def test_bad_sweeps_are_refused_before_any_trial(sweep, expected):
     with pytest.raises(ParamsError) as info:
         parse_params(raw)
     assert expected in str(info.value)
+
+
+def test_a_random_search_crosses_grid_lists_with_its_draws():
+    """Each value of a `grid:` list gets `num_samples` draws of the rest (Ray Tune's grid_search beside sampled
+    values): other configs each time, unlike a random search over grid lists alone, which is refused."""
+    raw = tiny_params()
+    raw["sweeps"] = {"iris": {"space": {"train": {"batch_size": {"grid": [16, 32]},
+                                                  "optimizer": {"choice": ["adam", "sgd", "rmsprop"]}}},
+                              "algorithm": "random", "num_samples": 2}}
+    assert parse_params(raw).sweeps["iris"].num_samples == 2
 
 
 def test_a_next_token_sweep_scoring_on_a_hold_out_of_its_own_is_refused():

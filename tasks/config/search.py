@@ -114,9 +114,9 @@ class SearchSpec(Section):
             raise AtKey("algorithm", f"'grid' tries every value of `grid:` lists, and {', '.join(sampled)} "
                       f"{'is' if len(sampled) == 1 else 'are'} drawn ({', '.join(sorted(kinds - {'grid'}))}): write "
                       f"`grid:` to try each value, or use algorithm 'random'. Received: 'grid'")
-        if self.algorithm == "random" and "grid" in kinds and kinds <= {"grid", "choice"} and self.num_samples > 1:
-            raise AtKey("num_samples", f"repeats configs of lists with the same seeds, which trains them the same: "
-                      f"with no range to draw from, write `choice:` for every list (each config is then drawn "
+        if self.algorithm == "random" and kinds == {"grid"} and self.num_samples > 1:
+            raise AtKey("num_samples", f"repeats every config of the grid lists with the same seeds, which trains "
+                      f"them the same: with nothing to draw, write `choice:` for the lists (each config is then drawn "
                       f"once). Received: {self.num_samples}")
         if self.algorithm == "optuna" and "grid" in kinds:
             raise AtKey("algorithm", "'optuna' samples its own points: use choice instead of grid. "

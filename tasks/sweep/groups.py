@@ -42,12 +42,11 @@ def stacked_groups(spec: ExperimentSpec, sweep: SearchSpec) -> list[list[dict[st
     optimizers (:func:`kerasflow.tasks.training.stacked.stack_key`), and in `train.epochs` where a training's first
     epochs do not depend on how many follow (:func:`shares_epochs`): the books' optimizer x initializer x batch-size
     grid of 12 is 2 programs (one per batch size) of 6 configs, and with epochs {50, 100, 150} too, 2 of 18.
-    Only a whole grid (every value `grid`, the `grid` algorithm) with no scheduler stopping trials and k-fold
+    Only a grid (the `grid` algorithm, which takes `grid` values alone) with no scheduler stopping trials and k-fold
     scoring groups: a scheduler stops trials, and hold-out scoring exports the best trial's own checkpoint, both
     one config at a time.
     """
-    if not sweep.stack_configs or sweep.algorithm != "grid" or sweep.kinds != {"grid"} or sweep.scheduler != "fifo" \
-            or sweep.scoring != "kfold":
+    if not sweep.stack_configs or sweep.algorithm != "grid" or sweep.scheduler != "fifo" or sweep.scoring != "kfold":
         return None
     keys = list(sweep.space)
     configs = [dict(zip(keys, values)) for values in itertools.product(*(sweep.space[k]["grid"] for k in keys))]
