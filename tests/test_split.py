@@ -154,3 +154,5 @@ def test_nested_time_ordered_outer_folds_too_short_for_the_inner_folds_are_refus
     with pytest.raises(ParamsError, match=r"^--nested 100: the first time-ordered outer fold's sweep has its first "
                                           r"42 rows, too few for its inner folds \(.*n_splits"):
         check_outer_folds("diabetes", spec, 100, spec)
+    # A sweep that sweeps an evaluate key splits each config's rows its own way: its inner folds are left to them.
+    check_outer_folds("diabetes", spec, 100, None)

@@ -41,15 +41,16 @@ def check_nested(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
                           f"neighbours: outer folds would score the tuned model on rows it trained on")
 
 
-def check_outer_folds(name: str, spec: ExperimentSpec, outer_folds: int, inner: ExperimentSpec) -> None:
+def check_outer_folds(name: str, spec: ExperimentSpec, outer_folds: int, inner: ExperimentSpec | None) -> None:
     """Refuse, in one line and before Ray or Prefect start, outer folds the data cannot give (:func:`outer_splits`):
     more than its rows, stratified with a class (or label) on fewer rows, or one whose training rows cannot give the
     inner folds of `inner` (the experiment as its sweep scores it): a time-ordered first block too short, a class
-    left with fewer rows than stratified inner folds."""
+    left with fewer rows than stratified inner folds. `inner` None (a sweep whose configs split their rows each their
+    own way, sweeping an `evaluate` key) leaves the inner folds to each trial."""
     table = load_rows(spec)
     labels = encode_labels(spec, table, name)
     splits = outer_splits(spec, labels, outer_folds)
-    for index, split in enumerate(splits):
+    for index, split in enumerate(splits if inner is not None else []):
         try:
             make_splits(inner.evaluate, labels.codes[split.train_index], labels.classes)
         except DataError as exc:
