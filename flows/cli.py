@@ -17,7 +17,7 @@ from typing import NoReturn
 from kerasflow.flows.local_server import LocalServer
 from kerasflow.flows.prefect_server import TemporaryServer
 from kerasflow.tasks.config.backend import choose_backend, set_backend_defaults
-from kerasflow.tasks.config.errors import DataError, KerasflowError, ParamsError
+from kerasflow.tasks.config.errors import KerasflowError, ParamsError
 from kerasflow.tasks.config.messages import one_line
 from kerasflow.tasks.config.schema import ExperimentSpec, Params, load_params
 from kerasflow.tasks.config.search import SearchSpec
@@ -254,18 +254,15 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from kerasflow.tasks.outputs.atomic import atomic_path
+    from kerasflow.tasks.outputs.atomic import command_output
     from kerasflow.tasks.outputs.generate import generate_text
 
     text = generate_text(args.model, args.prompt, args.length, args.temperature, args.seed)
     if args.output is None:
         print(text)
         return 0
-    try:
-        with atomic_path(args.output) as tmp:
-            tmp.write_text(text)
-    except OSError as exc:  # its folder cannot be made, or is not writable
-        raise DataError(f"{args.output}: cannot be written ({exc.strerror or exc})") from None
+    with command_output(args.output) as tmp:
+        tmp.write_text(text)
     print(args.output)
     return 0
 

@@ -64,6 +64,18 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
+
+@contextmanager
+def command_output(target: str | Path) -> Iterator[Path]:
+    """:func:`atomic_path` for an output a command line names (`predict --output`, `generate --output`): a path
+    that cannot be written (its folder not made, not writable, a full disk) is a DataError naming it, the command's
+    one line."""
+    try:
+        with atomic_path(target) as tmp:
+            yield tmp
+    except OSError as exc:
+        raise DataError(f"{target}: cannot be written ({exc.strerror or exc})") from None
+
 def check_output(path: str | Path, folder: bool = False) -> None:
     """Refuse, before any work is done, an output path that cannot be written as a file (or with `folder`, as a
     folder): one that is the other kind, or lies under a file.

@@ -19,7 +19,7 @@ from kerasflow.tasks.data.folders import FolderFormat, prediction_files, read_fi
 from kerasflow.tasks.data.preprocess import category_text
 from kerasflow.tasks.data.table import read_csv
 from kerasflow.tasks.data.window import lagged_column, window_rows
-from kerasflow.tasks.outputs.atomic import atomic_path, check_output
+from kerasflow.tasks.outputs.atomic import check_output, command_output
 from kerasflow.tasks.outputs.saved_model import SavedModel, load_keras_model, read_saved
 
 PREDICTION = "prediction"
@@ -215,11 +215,8 @@ def predict_csv(model_dir: str | Path, input_path: str | Path, output_path: str 
         names = [file.relative_to(input_path).as_posix() for file in files] if input_path.is_dir() else \
             [input_path.name]
         predictions.insert(0, FILE, names)
-    try:
-        with atomic_path(output_path) as tmp:
-            predictions.to_csv(tmp, index=False)
-    except OSError as exc:  # its folder cannot be made, or is not writable
-        raise DataError(f"{output_path}: cannot be written ({exc.strerror or exc})") from None
+    with command_output(output_path) as tmp:
+        predictions.to_csv(tmp, index=False)
     return output_path
 
 
