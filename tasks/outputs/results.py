@@ -123,8 +123,9 @@ def write_predictions(out_dir: Path, result: CVResult, codec: LabelCodec | None,
         writer.writerow(["fold", "row", *(["step"] if steps > 1 else []), *(["target"] if named else []), "true",
                          "predicted"])
         for index, fold in enumerate(result.folds):
+            diverged = fold.diverged_at is not None  # read once: it scans the fold's history
             for row, true, pred in zip(fold.rows, fold.y_true, fold.y_pred):
-                true, pred = shown(true), shown(pred, fold.diverged_at is not None)
+                true, pred = shown(true), shown(pred, diverged)
                 for step in range(steps):
                     for t, target in enumerate(targets):
                         i = step * len(targets) + t

@@ -50,7 +50,9 @@ def check_outer_folds(name: str, spec: ExperimentSpec, outer_folds: int, inner: 
     table = load_rows(spec)
     labels = encode_labels(spec, table, name)
     splits = outer_splits(spec, labels, outer_folds)
-    for index, split in enumerate(splits if inner is not None else []):
+    if inner is None:
+        return
+    for index, split in enumerate(splits):
         try:
             make_splits(inner.evaluate, labels.codes[split.train_index], labels.classes)
         except DataError as exc:
