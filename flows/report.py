@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from kerasflow.flows.parameters import Experiment
 from kerasflow.tasks.config.schema import ExperimentSpec
-from kerasflow.tasks.outputs.atomic import atomic_path
+from kerasflow.tasks.outputs.atomic import command_output
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import collect
 from kerasflow.tasks.report.html import render_html
@@ -26,10 +26,10 @@ def write_report(results_dir: Path, experiments: dict[str, ExperimentSpec], out:
     content = collect(results_dir, experiments)
     markdown = render_markdown(content)
     if out is not None:
-        with atomic_path(out) as tmp:
+        with command_output(out) as tmp:
             tmp.write_text(markdown)
     if html is not None:
-        with atomic_path(html) as tmp:
+        with command_output(html) as tmp:
             tmp.write_text(render_html(content))
     create_markdown_artifact(markdown=markdown, key="kerasflow-summary", description="kerasflow results")
     create_table_artifact(table=tables.scores(content).to_dict("records"), key="kerasflow-scores",

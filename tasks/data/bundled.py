@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kerasflow.tasks.outputs.atomic import atomic_path, check_output
+from kerasflow.tasks.outputs.atomic import check_output, command_output
 
 
 def _sklearn(loader_name: str, target_name: str, class_names: bool = False) -> Callable[[], pd.DataFrame]:
@@ -116,11 +116,10 @@ def write_bundled(out_dir: str | Path = "data") -> list[Path]:
     out_dir = Path(out_dir)
     for name in BUNDLED:  # all or none: a folder in one file's place refuses the command before the first is written
         check_output(out_dir / name)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, load in BUNDLED.items():
         target = out_dir / name
-        with atomic_path(target) as tmp:
+        with command_output(target) as tmp:  # a folder that cannot be made or written: one line naming the file
             # Fixed line endings and float repr: the same bytes on every machine with the pinned versions.
             load().to_csv(tmp, index=False, lineterminator="\n", float_format="%.10g")
         written.append(target)

@@ -64,21 +64,21 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-
 @contextmanager
 def command_output(target: str | Path) -> Iterator[Path]:
-    """:func:`atomic_path` for an output a command line names (`predict --output`, `generate --output`): a path
-    that cannot be written (its folder not made, not writable, a full disk) is a DataError naming it, the command's
-    one line."""
+    """:func:`atomic_path` for an output a command line names (`predict --output`, `generate --output`, the
+    report's `--out` and `--html`, each file of `data --out`): a path that cannot be written (its folder not made,
+    not writable, a full disk, a name too long) is a DataError naming it, the command's one line."""
     try:
         with atomic_path(target) as tmp:
             yield tmp
     except OSError as exc:
         raise DataError(f"{target}: cannot be written ({exc.strerror or exc})") from None
 
+
 def check_output(path: str | Path, folder: bool = False) -> None:
     """Refuse, before any work is done, an output path that cannot be written as a file (or with `folder`, as a
-    folder): one that is the other kind, or lies under a file.
+    folder): one that is the other kind, lies under a file, or has a name the file system refuses (too long).
 
     Examples
     --------
@@ -92,7 +92,11 @@ def check_output(path: str | Path, folder: bool = False) -> None:
     kerasflow.tasks.config.errors.DataError: /...: is a folder; expected a file path
     """
     path = Path(path)
-    if path.exists() and path.is_dir() != folder:
+    try:
+        exists = path.exists()
+    except OSError as exc:  # what pathlib does not take for "absent": a name too long, a loop of links
+        raise DataError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+    if exists and path.is_dir() != folder:
         raise DataError(f"{path}: is a {'file' if folder else 'folder'}; expected a {'folder' if folder else 'file'} "
                         f"path")
     ancestor = next(parent for parent in path.absolute().parents if parent.exists())

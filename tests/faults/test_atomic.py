@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kerasflow.tasks.outputs.atomic import _exchange, atomic_path, remove_stale
+from kerasflow.tasks.config.errors import DataError
+from kerasflow.tasks.outputs.atomic import _exchange, atomic_path, command_output, remove_stale
 
 WRITER = """
 import sys, time
@@ -110,3 +111,15 @@ def test_a_file_never_replaces_a_folder(tmp_path):
         tmp.write_text("a report")
     assert (target / "kept.txt").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+def test_a_commands_output_that_cannot_be_written_is_one_error_naming_it(tmp_path):
+    """An output the command line names, whose folder cannot be made (here under /proc, which takes no new folder
+    even from root), is a DataError naming the path, as the command's one line; nothing is left beside it."""
+    with pytest.raises(DataError, match=r"^/proc/kerasflow/summary.md: cannot be written \(.+\)$"), \
+            command_output("/proc/kerasflow/summary.md") as tmp:
+        tmp.write_text("a report")
+    with pytest.raises(DataError, match=r"x{300}.md: cannot be written \(File name too long\)$"), \
+            command_output(tmp_path / f"{'x' * 300}.md") as tmp:
+        tmp.write_text("a report")
+    assert list(tmp_path.iterdir()) == []
