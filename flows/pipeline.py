@@ -23,7 +23,7 @@ from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.data.preprocess import LabelCodec
 from kerasflow.tasks.data.table import Table, row_files
 from kerasflow.tasks.data.tokens import load_rows
-from kerasflow.tasks.outputs import results
+from kerasflow.tasks.outputs import metrics, results
 from kerasflow.tasks.outputs.live import HistoryFolder, LiveHistory, fold_folders, fold_rows, history_names
 from kerasflow.tasks.outputs.mlflow_runs import log_experiment
 from kerasflow.tasks.outputs.tensorboard import FoldEvents, run_folder
@@ -176,6 +176,9 @@ def experiment_flow(name: str, spec: Experiment, results_dir: Path = Path("resul
         table, labels = load_data(name, spec, start)
     with _timed(timing, "preprocess"):
         folds = preprocess_folds(spec, table, labels, start)
+    # The data passed its checks: from here on this run replaces the experiment's results (the history as the folds
+    # train), so the previous run's scores go first, and a run stopped half way shows none beside its own files.
+    metrics.withdraw_experiment(Path(results_dir) / name)
     # The refit needs nothing cross-validation computes: where it may (tasks/runtime/keras_threads.py), it trains
     # beside the folds, in a thread of Prefect's task runner, on the cores (or the cluster's nodes) they leave idle.
     # Every model is seeded on its own (tasks/training/models.py), so the two give what each gives alone.

@@ -18,9 +18,11 @@ two files so that `dvc metrics diff` and `dvc exp show` see scores and nothing e
   (``started_at``, as ``ray/settings.json`` records it with ``finished_at`` once exported).
 
 Two runs with nothing changed write the same scores (training is seeded), so their `dvc metrics diff` is empty.
-The scores file is written last: its presence says the rest is complete. The record file holds the md5 of the
-scores written with it (``scores_md5``), so a run stopped between writing the two leaves no record that pairs its
-facts with an earlier run's scores: it reads as none.
+The scores file is written last: its presence says the rest is complete. A run removes the previous run's two files
+before it writes anything else (:func:`withdraw_experiment`), as DVC removes a stage's outputs before running it, so
+a run stopped half way leaves no scores beside its own history, predictions or model. The record file holds the md5
+of the scores written with it (``scores_md5``), so a run stopped between writing the two leaves no record that
+pairs its facts with an earlier run's scores: it reads as none.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ SWEEP_SETTINGS = "settings.json"
 unchanged (flows/ray_driver.py)."""
 
 _FOLD_SCORES = ("mean", "std", "folds")
+
+
+def withdraw_experiment(out_dir: Path) -> None:
+    """Remove an earlier run's scores and record from `out_dir` (`metrics.json` first, which DVC reads alone), as
+    a new run of the experiment starts to replace its results there: until :func:`write_experiment` writes this
+    run's, the experiment reads as not run."""
+    for name in (METRICS_FILE, RUN_FILE):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def write_experiment(out_dir: Path, record: dict[str, Any]) -> None:

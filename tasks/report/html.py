@@ -75,7 +75,8 @@ def _experiment_section(e: ExperimentReport) -> str:
               f"{escape(spec.evaluate.method)} evaluation, {len(spec.model.layers)} layers, "
               f"{spec.train.epochs} epochs of {escape(spec.train.optimizer_name)}.</p>")]
     if not e.has_run:
-        parts.append('<p class="missing">Not run yet: no <code>metrics.json</code> for this experiment.</p>')
+        parts.append('<p class="missing">Not run yet: no <code>metrics.json</code> for this experiment (a run '
+                     'removes the previous one as it starts, and one stopped before its end writes none).</p>')
     else:
         m = e.metrics
         parts += ["<h3>Cross-validation</h3>",

@@ -1,5 +1,6 @@
 """Runs that fail or are killed: a transient failure is retried by Prefect; a run killed with SIGKILL while it
-replaces its results leaves the previous ones intact; the next run, and `dvc repro`, recover.
+replaces its results leaves each one whole, the previous or the new, and no scores beside files they do not score;
+the next run, and `dvc repro`, recover.
 
 The faults are real: an exception raised inside the real Prefect task, and `os.kill(pid, SIGKILL)` on the real
 `kerasflow` process. `KERASFLOW_FAULT` (tasks/runtime/faults.py) only chooses the moment, so the kill lands while a
@@ -88,18 +89,23 @@ def test_a_run_killed_while_replacing_a_result_leaves_the_previous_one_intact(af
     kill_group(run)  # reap it, and anything it started
     after = snapshot(project)
 
-    # Everything from `target` on is the previous result; what the killed run had replaced before is its new one.
+    # The run removed the previous scores as it began to train: killed before writing its own, it leaves none beside
+    # its files. Every other result from `target` on is the previous one; what it had replaced before is its new one.
     replaced_before = {"model": (), "metrics.json": ("model/",), "summary.md": ("model/", "metrics.json")}[target]
     for name in RESULT_FILES:
         path = f"results/iris/{name}"
-        if not name.startswith(replaced_before):
+        if name == "metrics.json" and target != "summary.md":
+            assert path not in after, "the previous run's scores were left beside the killed run's files"
+        elif not name.startswith(replaced_before):
             assert after[path] == before[path], f"{path} changed although the run was killed before replacing it"
         elif name in NEW_EACH_RUN:
             assert after[path] != before[path], f"{path} should hold the killed run's complete result"
     assert after["reports/summary.md"] == before["reports/summary.md"]
     assert read_saved(project / "results/iris/model").features  # the model folder reads whole either way
-    # Killed between run.json and metrics.json, the two are of different runs: no record pairs them.
-    assert (read_experiment(project / "results/iris") is None) == (target == "metrics.json")
+    # Killed before its scores were written, the run leaves no record, neither its own nor the previous one's.
+    assert (read_experiment(project / "results/iris") is None) == (target != "summary.md")
+    if target == "model":
+        assert not (project / "results/iris/run.json").exists()
     # The interrupted write left only a hidden temporary folder, named after the killed process.
     folder = project / ("reports" if target == "summary.md" else "results/iris")
     leftovers = _leftovers(folder)
