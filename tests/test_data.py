@@ -62,6 +62,11 @@ def test_bundled_sets_have_the_books_shapes(bundled_data):
      "file line 2 holds 2 field(s) where the header names 1 (is '12,5' a number with a decimal comma?"),
     ('"a","y"\n"1",5.1,0\n"2",4.9,1\n', {"target": "y"},
      "file line 2 holds 3 field(s) where the header names 2 (a row name before each row, or a field too many"),
+    # pandas' index from a first field that counts the rows 0, 1, 2... is no index of its own making.
+    ("a,b\n0,5,7\n1,6,8\n2,9,9\n", {"target": "b", "task": "regression"},
+     "file line 2 holds 3 field(s) where the header names 2 (a row name before each row, or a field too many"),
+    ("v\n0,5\n1,5\n2,5\n", {"target": "v", "task": "regression"},
+     "file line 2 holds 2 field(s) where the header names 1 (is '0,5' a number with a decimal comma?"),
     ("a,b,y\n1,2,0\n3,4,0\n", {"target": "y", "task": "binary"}, "has a single class (0)"),
     ("a,b,y\n1,2,0\n3,4,1\n5,6,2\n", {"target": "y", "task": "binary"}, "needs exactly 2 classes"),
     ("a,b,y\n1,2,0\n3,4,\n", {"target": "y"}, "target column 'y' has missing values (file lines [3])"),
@@ -91,6 +96,20 @@ def test_bad_csvs_name_the_file_and_problem(tmp_path, content, spec, message):
         load_table(dataset, root=tmp_path)
     assert str(info.value).startswith(str(tmp_path / "bad.csv"))
     assert message in str(info.value)
+
+
+def test_a_quoted_name_holding_a_comma_leaves_the_separator_to_the_line(tmp_path):
+    (tmp_path / "d.csv").write_text('"Preis, EUR";Menge;y\n12;3;1\n13;4;0\n')
+    assert read_csv(tmp_path / "d.csv").columns.tolist() == ["Preis, EUR", "Menge", "y"]
+    (tmp_path / "one.csv").write_text('"Preis, EUR"\n12\n\n13\n')  # one column: its empty line a missing value
+    assert read_csv(tmp_path / "one.csv")["Preis, EUR"].isna().tolist() == [False, True, False]
+
+
+def test_a_text_cell_longer_than_the_csv_modules_limit_is_read_again_field_by_field(tmp_path):
+    """A missing value makes the field check read the file again with the csv module, whose default limit on a
+    field (128 KiB) read_csv does not have."""
+    (tmp_path / "d.csv").write_text(f"text,b,y\n{'word ' * 30_000},,0\nshort,2,1\n")
+    assert read_csv(tmp_path / "d.csv").shape == (2, 3)
 
 
 def test_a_line_of_spaces_is_no_row(tmp_path):

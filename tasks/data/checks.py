@@ -40,7 +40,7 @@ class Layout(NamedTuple):
     sep: str
     """Its separator (:func:`separator`)."""
     one_column: bool
-    """Whether the file is a single column: none of the separators is in that line."""
+    """Whether the file is a single column: that line holds one field (:func:`fields`)."""
 
 
 def layout(path: Path) -> Layout:
@@ -53,33 +53,43 @@ def layout(path: Path) -> Layout:
                 break
             blank += 1
     sep = separator(first)
-    return Layout(first, blank, sep, sep not in first)
+    return Layout(first, blank, sep, len(fields(first, sep)) < 2)
+
+
+def fields(line: str, sep: str) -> list[str]:
+    """The fields of one CSV line, quotes read as read_csv reads them: a separator inside a quoted value splits
+    nothing.
+
+    >>> fields('"Preis, EUR";Menge', ","), fields('"Preis, EUR";Menge', ";")
+    (['Preis, EUR;Menge'], ['Preis, EUR', 'Menge'])
+    """
+    return next(csv.reader([line], delimiter=sep), [])
 
 
 def separator(first_line: str) -> str:
     """The separator of a CSV whose first line is `first_line`: a comma where it has one, else a tab, else a
-    semicolon (a single column has none: comma). A line of semicolons whose every comma is a decimal comma
-    (``1,5;2;0``, a header-less file saved with a comma as the decimal point) is a semicolon's: its decimal commas
-    are then refused by name (:func:`check_cells`), not read as more columns.
+    semicolon (a single column has none: comma), one inside a quoted name not counted. A line of semicolons whose
+    every comma is a decimal comma (``1,5;2;0``, a header-less file saved with a comma as the decimal point) is a
+    semicolon's: its decimal commas are then refused by name (:func:`check_cells`), not read as more columns.
 
     Examples
     --------
     >>> separator("a,b,y"), separator("a;b;y"), separator("a\\tb\\ty"), separator("value"), separator("1,5;2;0")
     (',', ';', '\\t', ',', ';')
-    >>> separator("name\\tnote;x\\ty"), separator("a,note;x,y")
-    ('\\t', ',')
+    >>> separator("name\\tnote;x\\ty"), separator("a,note;x,y"), separator('"Preis, EUR";Menge;y')
+    ('\\t', ',', ';')
     """
-    fields = first_line.split(";")
-    commas = [field for field in fields if "," in field]
-    if len(fields) > 1 and "\t" not in first_line and commas and all(map(DECIMAL_COMMA.fullmatch, commas)):
+    parts = first_line.split(";")
+    commas = [part for part in parts if "," in part]
+    if len(parts) > 1 and "\t" not in first_line and commas and all(map(DECIMAL_COMMA.fullmatch, commas)):
         return ";"
-    return next((sep for sep in SEPARATORS if sep in first_line), ",")
+    return next((sep for sep in SEPARATORS if len(fields(first_line, sep)) > 1), ",")
 
 
 def header_names(first_line: str, sep: str, path: Path, where: str, columns: int) -> list[str]:
     """The header's column names, stripped of surrounding spaces; refused when one is empty or repeated, or when
     the first line does not hold one name per column of the rows (a blank first line, a name with a line break)."""
-    names = [name.strip() for name in next(csv.reader([first_line], delimiter=sep), [])]
+    names = [name.strip() for name in fields(first_line, sep)]
     if len(names) != columns:
         raise DataError(f"{path}: line 1 holds {len(names)} column name(s) but the rows have {columns} columns; the "
                         f"header row must be the first line, one name per column, with no line break in a "
@@ -105,9 +115,11 @@ def check_field_counts(frame: pd.DataFrame, path: Path, sep: str, header: bool, 
     row name before each row (R's write.table), every value shifted one column for a field too many (a trailing
     separator; a single column of decimal commas reads as its integer parts): a file that could mean either. It
     pads a shorter row with missing values. The file is read again, field by field, only where either may have
-    happened: an index other than the rows' count, or a missing value.
+    happened: an index other than the rows' count, a first row longer than the header (whose first fields pandas
+    takes for an index even when they count 0, 1, 2...), or a missing value.
     """
-    if frame.index.equals(pd.RangeIndex(len(frame))) and not frame.isna().to_numpy().any():
+    if (frame.index.equals(pd.RangeIndex(len(frame))) and not frame.isna().to_numpy().any()
+            and not (header and _first_row_longer(path, sep))):
         return
     with open(path, encoding="utf-8-sig", newline="") as handle:
         found = records(handle, sep)
@@ -128,6 +140,15 @@ def check_field_counts(frame: pd.DataFrame, path: Path, sep: str, header: bool, 
     raise DataError(f"{path}: file line {line} holds {len(row)} field(s) where {names} {expected}{hint}; every row "
                     f"needs one value per column (separator: {SEPARATORS[sep]}; an empty cell for a missing "
                     f"value){where}")
+
+
+def _first_row_longer(path: Path, sep: str) -> bool:
+    """Whether the first row under the header holds more fields than the header names: then read_csv took its
+    first fields for an index."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        rows = (row for row, _, blank in records(handle, sep) if not blank)
+        names, first = next(rows, []), next(rows, [])
+    return len(first) > len(names)
 
 
 def file_lines(rows: np.ndarray | list[int], header: bool, path: Path | None = None) -> list[int]:
@@ -175,6 +196,8 @@ def records(lines: Iterable[str], sep: str) -> Iterator[tuple[list[str], int, bo
             read.append(line)
             yield line
 
+    # As long a field as read_csv reads (the csv module refuses those over 128 KiB by default: a long text cell).
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     reader = csv.reader(each_line(), delimiter=sep)
     start = 1
     for record in reader:
