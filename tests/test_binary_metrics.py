@@ -13,8 +13,11 @@ from sklearn.metrics import average_precision_score, f1_score, precision_score, 
 
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import load_table
-from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds
-from kerasflow.tasks.training.scoring import score
+from kerasflow.tasks.outputs.predict import predict_table
+from kerasflow.tasks.outputs.results import write_model
+from kerasflow.tasks.outputs.saved_model import read_saved
+from kerasflow.tasks.training.evaluate import cross_validate, encode_labels, prepare_folds, refit
+from kerasflow.tasks.training.scoring import metric_fn, score, slot_scores
 
 SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
 KERAS = {"precision": lambda: keras.metrics.Precision(), "recall": lambda: keras.metrics.Recall(),
@@ -108,3 +111,52 @@ def test_the_precision_recall_auc_of_a_few_rows_is_keras_own():
         keras_own = keras.metrics.AUC(curve="PR")
         keras_own.update_state(truth, outputs)
         assert score(spec, truth, outputs) == pytest.approx(float(keras_own.result()), abs=1e-6)
+
+
+def _hinge_spec(metric: str = "accuracy", **evaluate):
+    """The books' hinge listing on the cancer table: a tanh output, its classes parted at 0."""
+    experiment = cancer_experiment(train={"loss": "hinge", "learning_rate": 0.01},
+                                   evaluate={"metric": metric, **evaluate})
+    experiment["model"]["layers"][-1]["activation"] = "tanh"
+    return parse_params({"experiments": {"cancer": experiment}}, source="listing.yaml").experiments["cancer"]
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "precision", "recall", "f1", "auc", "pr_auc"])
+def test_a_hinge_models_outputs_above_zero_are_the_second_class_in_every_score(metric):
+    """Keras' hinge takes the 0/1 labels as -1 and 1: an output of 0.3 is class 1, -0.3 class 0. Every row below is
+    right by its sign (read at 0.5, one of four would be wrong), in the compiled per-row function and at the end;
+    for the curves, the outputs rank the rows right (clipped to [0, 1] as they are, the three below 0 would tie)."""
+    spec = _hinge_spec(metric)
+    y_true = np.array([[1.0], [0.0], [1.0], [0.0]], dtype="float32")
+    y_pred = np.array([[0.3], [-0.6], [0.8], [-0.9]] if metric not in CURVES else [[-0.2], [-0.6], [0.8], [-0.9]],
+                      dtype="float32")
+    assert score(spec, y_true, y_pred) == pytest.approx(1.0)
+    fn, finish = metric_fn(spec)
+    assert slot_scores(keras.ops.convert_to_numpy(fn(y_true, y_pred)), None, 1, finish)[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
+def test_a_hinge_models_folds_score_their_predicted_classes(tmp_path, bundled_data, stack):
+    """The epochs' held-out accuracy, the fold's score and its predicted classes (predictions.csv's) agree, each
+    parting the tanh outputs at 0; the saved model records it, and predict's classes are the same."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(bundled_data / "breast_cancer.csv", tmp_path / "data")
+    spec = _hinge_spec(stack_folds=stack)
+    table = load_table(spec.dataset, root=tmp_path)
+    labels = encode_labels(spec, table)
+    folds = prepare_folds(spec, table, labels)
+    result = cross_validate(spec, folds)
+    assert result.stacked == stack
+    for fold in result.folds:
+        assert fold.score == pytest.approx(float(np.mean(fold.y_pred == fold.y_true)))
+        assert fold.history["val_accuracy"][-1] == pytest.approx(fold.score, rel=1e-5)
+        assert fold.score > 0.9  # read at 0.5, a tanh output in (0, 0.5] would count as the first class
+    if stack:
+        return
+    final = refit(spec, table, labels)
+    saved = read_saved(write_model(tmp_path / "model", spec, final))
+    assert saved.parted_at_zero
+    rows = table.X.iloc[:60]
+    predicted = predict_table(saved, rows)
+    outputs = keras.ops.convert_to_numpy(final.model(final.preprocessor.transform(rows))).reshape(-1)
+    assert predicted["prediction"].tolist() == [labels.codec.classes_[int(o > 0)] for o in outputs]

@@ -21,6 +21,7 @@ from kerasflow.tasks.data.table import read_csv
 from kerasflow.tasks.data.window import lagged_column, window_rows
 from kerasflow.tasks.outputs.atomic import check_output, command_output
 from kerasflow.tasks.outputs.saved_model import SavedModel, load_keras_model, read_saved
+from kerasflow.tasks.training.scoring import class_scale
 
 PREDICTION = "prediction"
 FILE = "file"
@@ -173,8 +174,9 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
         return pd.DataFrame(values, columns=[f"{PREDICTION}_{name}" for name in names], index=frame.index)
     classes = saved.codec.classes_
     if saved.task == "binary":
-        # One sigmoid unit: the probability of the second class, thresholded as `scoring.score` does.
-        positive = output.reshape(-1)
+        # One sigmoid unit: the probability of the second class, thresholded as `scoring.score` does; a hinge
+        # model's output (tanh's -1 to 1) on the same 0-to-1 scale (`scoring.class_scale`).
+        positive = np.clip(class_scale(output.reshape(-1), saved.parted_at_zero), 0.0, 1.0)
         proba, codes = np.column_stack([1.0 - positive, positive]), (positive > 0.5).astype(int)
     else:
         proba, codes = output, output.argmax(axis=-1)

@@ -40,6 +40,7 @@ from kerasflow.tasks.outputs.saved_model import (
 )
 from kerasflow.tasks.training.evaluate import CVResult, FinalModel, Placement
 from kerasflow.tasks.training.models import build_model, set_model_weights
+from kerasflow.tasks.training.scoring import parted_at_zero
 
 
 def write_metrics(out_dir: Path, spec: ExperimentSpec, result: CVResult, timing: dict[str, float],
@@ -178,6 +179,8 @@ def write_model(model_dir: Path, spec: ExperimentSpec, final: FinalModel) -> Pat
         folder = folder_format(spec.dataset)
         if folder is not None:  # `kerasflow predict` then reads new image or text files
             state["folder"] = folder.to_dict()
+        if parted_at_zero(spec):  # `kerasflow predict` then parts the classes at 0, as they were scored
+            state["parted_at_zero"] = True
         (tmp / PREPROCESSING_FILE).write_text(json.dumps(state, indent=2) + "\n")
     return model_dir
 

@@ -41,6 +41,9 @@ class SavedModel:
     window reads (None otherwise)."""
     folder: FolderFormat | None = None
     """How the training folder's images or texts were read (None for a CSV): new files are read the same way."""
+    parted_at_zero: bool = False
+    """A binary model trained with a hinge loss, whose output parts the classes at 0, not 0.5
+    (:func:`kerasflow.tasks.training.scoring.parted_at_zero`)."""
 
     @property
     def features(self) -> list[str]:
@@ -67,7 +70,8 @@ def read_saved(model_dir: str | Path) -> SavedModel:
         return SavedModel(path=model_dir, preprocessor=reads.from_dict(state["features"]), codec=codec,
                           task=state["task"], targets=_targets(state["target"]), header=bool(state["header"]),
                           window=state.get("window"),
-                          folder=FolderFormat.from_dict(state["folder"]) if state.get("folder") else None)
+                          folder=FolderFormat.from_dict(state["folder"]) if state.get("folder") else None,
+                          parted_at_zero=bool(state.get("parted_at_zero", False)))
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{model_dir / PREPROCESSING_FILE}: not a kerasflow preprocessing file "
                         f"({type(exc).__name__}: {exc})") from None

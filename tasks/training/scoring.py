@@ -15,6 +15,7 @@ from keras import ops
 from kerasflow.tasks.config.schema import SEVERAL_TARGETS, ExperimentSpec
 
 CATEGORICAL_LOSSES = ("categorical_crossentropy", "categorical_focal_crossentropy")
+HINGE_LOSSES = ("hinge", "squared_hinge")
 
 ONE_BATCH = 4096
 """The most held-out rows of a model scored in one step (a stacked model's: of each slot)."""
@@ -483,8 +484,35 @@ class HeldOutScores(keras.callbacks.Callback):
                 logs[f"val_{every_slot(name)}"] = means
 
 
+def parted_at_zero(spec: ExperimentSpec) -> bool:
+    """Whether the model's one output parts the two classes at 0, not 0.5: a binary task trained with a hinge loss
+    (Keras' hinge takes the 0/1 labels as -1 and 1, and the books' models end in tanh)."""
+    return spec.dataset.task == "binary" and spec.loss in HINGE_LOSSES
+
+
+def class_scale(outputs, at_zero: bool):
+    """A binary model's outputs on the scale that the 0.5 threshold and the curves' thresholds read: those of a
+    model whose classes part at 0 (:func:`parted_at_zero`) as (outputs + 1) / 2, which keeps their order; any
+    other's as they are. Tensors or arrays.
+
+    >>> class_scale(np.array([-1.0, -0.5, 0.0, 0.5, 1.0]), at_zero=True).tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    return (outputs + 1.0) / 2.0 if at_zero else outputs
+
+
+def _on_class_scale(fn: Callable, y_true, y_pred):
+    return fn(y_true, class_scale(y_pred, at_zero=True))
+
+
 def metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
-    """The per-sample function behind the primary metric, and what the metric is of its values (:data:`Finish`)."""
+    """The per-sample function behind the primary metric, and what the metric is of its values (:data:`Finish`):
+    of a model whose classes part at 0, of its outputs on the 0-to-1 scale (:func:`class_scale`)."""
+    fn, finish = _metric_fn(spec)
+    return (functools.partial(_on_class_scale, fn) if parted_at_zero(spec) else fn), finish
+
+
+def _metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
     metric = spec.metric
     if metric == "accuracy":
         if spec.dataset.task == "binary":
@@ -637,7 +665,8 @@ def score(spec: ExperimentSpec, y_true: np.ndarray, y_pred: np.ndarray) -> float
     metric = spec.metric
     if metric == "accuracy":
         task = spec.dataset.task
-        return float(np.mean(point_values(task, y_pred) == point_values(task, y_true)))
+        return float(np.mean(point_values(task, class_scale(y_pred, parted_at_zero(spec)))
+                             == point_values(task, y_true)))
     if metric in TALLIED_METRICS:  # the per-row pairs the epochs' scores tally, tallied over every row
         fn, finish = metric_fn(spec)
         pairs = ops.convert_to_numpy(fn(y_true.astype("float32"), y_pred.astype("float32")))

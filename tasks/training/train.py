@@ -27,8 +27,10 @@ from kerasflow.tasks.training.scoring import (
     ONE_BATCH,
     HeldOut,
     SlotMean,
+    class_scale,
     column_scores,
     first_non_finite,
+    parted_at_zero,
     point_values,
     row_scores,
     score,
@@ -262,4 +264,5 @@ def with_predictions(spec: ExperimentSpec, result: FoldResult, fold: FoldData, o
     of the outputs themselves (a label's curve needs its probabilities)."""
     task = spec.dataset.task
     return replace(result, rows=fold.test_rows, y_true=point_values(task, fold.y_test),
-                   y_pred=point_values(task, outputs), target_scores=column_scores(spec, fold.y_test, outputs))
+                   y_pred=point_values(task, class_scale(outputs, parted_at_zero(spec))),
+                   target_scores=column_scores(spec, fold.y_test, outputs))
