@@ -271,8 +271,8 @@ def build_model(spec: ModelSpec, n_features: int, seed: int,
                 target_scale: TargetScale | None = None) -> keras.Sequential:
     """A `Sequential` model taking rows of `n_features` values; the same `seed` gives the same initial weights.
 
-    With `target_scale` the model ends in a fixed `Rescaling(scale, offset)`: it learns the target in scaled
-    units but predicts (and is scored and saved) in the data's units. An experiment's preprocess.augment adds its
+    With `target_scale` the model ends in a fixed `Rescaling(scale, offset)`: the layers before it learn the target
+    in scaled units, the model predicts (and is trained by its loss, scored and saved) in the data's units. An experiment's preprocess.augment adds its
     layers right after the model's first image layer (:func:`image_layers`). A stateful model takes one row per batch;
     a model that starts with an embedding takes rows of integer ids (a text's `maxlen` token ids).
     """
