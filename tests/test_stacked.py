@@ -648,8 +648,11 @@ def test_a_refits_validation_split_rounds_its_training_part_down_as_keras_and_le
 
     # Keras' fit(validation_split=0.25) trains on 112 of 150 rows (112.5 rounded down), 14 batches of 8, and so
     # does the refit.
-    refit(spec, table, encode_labels(spec, table), callbacks=[Steps()])
+    final = refit(spec, table, encode_labels(spec, table), callbacks=[Steps()])
     assert steps == [14]
+    # Its preprocessing is fitted on those 112 rows, as a fold's on its training rows: the validation rows, which
+    # would pick its best epoch or stop it, are held out of it too.
+    np.testing.assert_allclose(final.preprocessor.center_, table.X.iloc[:112].to_numpy().mean(axis=0))
     tiny = _iris_spec({"train": {"epochs": 1, "validation_split": 0.995}})
     with pytest.raises(DataError, match=r"params.yaml:experiments.iris.train.validation_split=0.995 of the refit's "
                                         r"150 rows leaves no training row; hold out a share that leaves rows on both "

@@ -574,7 +574,7 @@ class TrainSpec(Section):
         "validation split, as the books' ModelCheckpoint(save_best_only=True); last: its last epoch's"))
     validation_split: float | None = Field(default=None, gt=0, lt=1, description=(
         "the refit's last rows held out, as Keras' validation_split: what its val_ scores (early stopping, "
-        "reduce_on_plateau) are measured on"))
+        "reduce_on_plateau) are measured on; its preprocessing is fitted on the rows before them"))
     init_from: str | None = Field(default=None, min_length=1, description=(
         "a saved model folder (results/<experiment>/model): the model starts from its weights and reuses its fitted "
         "preprocessing; only experiments under `continued:` take it"))

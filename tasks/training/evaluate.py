@@ -462,27 +462,20 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
         preprocessor = TokenVocabulary(spec.preprocess.tokens).fit(table.y.tolist())
         X, y = windows(preprocessor.transform(table.y.tolist()), spec.preprocess.tokens.window)
         codec, target_scale = _codec(preprocessor), None
+        rows, split = refit_rows(spec, len(X), table.source)
     else:
         table, labels = supervised(spec, table, labels)
+        rows, split = refit_rows(spec, len(table.X), table.source)
+        # Fitted on the rows the refit trains on: its validation rows, which pick its best epoch or stop it, are
+        # held-out rows as a fold's are.
         preprocessor = start.preprocessor if start is not None else Preprocessor.from_spec(spec.preprocess).fit(
-            table.X)
+            table.X.iloc[rows])
         X = preprocessor.transform(table.X)
         y = encode_target(spec, labels.codes, labels.n_classes)
-        target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y,
+        target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y[rows],
                                                                                      len(table.targets))
-    validation, rows = None, slice(None)  # rows: those the refit trains on
-    if spec.train.validation_split is not None:
-        # As Keras' validation_split: the last rows, before any shuffling, are held out (the training part rounded
-        # down); a multi-step forecast's last training windows whose later targets are validation rows are left
-        # out, as in its folds.
-        split = math.floor(len(X) * (1 - spec.train.validation_split))
-        if not 0 < split < len(X):
-            raise DataError(f"{table.source}: {spec.train.key('validation_split')}={spec.train.validation_split} of "
-                            f"the refit's {len(X)} rows leaves {'no training' if split == 0 else 'no validation'} "
-                            f"row; hold out a share that leaves rows on both sides")
-        rows = training_windows(spec, Split(np.arange(split), np.arange(split, len(X))), table.source, "the refit",
-                                "its validation rows", "train.validation_split").train_index
-        X, y, validation = X[rows], y[rows], (X[split:], y[split:])
+    validation = None if split is None else (X[split:], y[split:])
+    X, y = X[rows], y[rows]
     model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale,
                                keep_best=spec.train.checkpoint == "best",
                                initial_weights=start.weights if start is not None else None,
@@ -491,3 +484,20 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
     return FinalModel(model=model, preprocessor=preprocessor, codec=codec, target_scale=target_scale,
                       diverged_at=first_non_finite(trained.history.get("loss", [])),
                       seconds=time.perf_counter() - started)
+
+
+def refit_rows(spec: ExperimentSpec, n_rows: int, source: object) -> tuple[np.ndarray | slice, int | None]:
+    """The rows of `n_rows` the refit trains on, and where its validation rows start (`train.validation_split`;
+    None without). As Keras' validation_split: the last rows, before any shuffling, are held out (the training part
+    rounded down); a multi-step forecast's last training windows whose later targets are validation rows are left
+    out, as in its folds."""
+    if spec.train.validation_split is None:
+        return slice(None), None
+    split = math.floor(n_rows * (1 - spec.train.validation_split))
+    if not 0 < split < n_rows:
+        raise DataError(f"{source}: {spec.train.key('validation_split')}={spec.train.validation_split} of the "
+                        f"refit's {n_rows} rows leaves {'no training' if split == 0 else 'no validation'} row; hold "
+                        f"out a share that leaves rows on both sides")
+    rows = training_windows(spec, Split(np.arange(split), np.arange(split, n_rows)), source, "the refit",
+                            "its validation rows", "train.validation_split").train_index
+    return rows, split
