@@ -272,9 +272,10 @@ def build_model(spec: ModelSpec, n_features: int, seed: int,
     """A `Sequential` model taking rows of `n_features` values; the same `seed` gives the same initial weights.
 
     With `target_scale` the model ends in a fixed `Rescaling(scale, offset)`: the layers before it learn the target
-    in scaled units, the model predicts (and is trained by its loss, scored and saved) in the data's units. An experiment's preprocess.augment adds its
-    layers right after the model's first image layer (:func:`image_layers`). A stateful model takes one row per batch;
-    a model that starts with an embedding takes rows of integer ids (a text's `maxlen` token ids).
+    in scaled units, the model predicts (and is trained by its loss, scored and saved) in the data's units. An
+    experiment's preprocess.augment adds its layers right after the model's first image layer
+    (:func:`image_layers`). A stateful model takes one row per batch; a model that starts with an embedding takes
+    rows of integer ids (a text's `maxlen` token ids).
     """
     batch_size = 1 if spec.stateful else None
     dtype = "int32" if isinstance(spec.layers[0], EmbeddingLayer) else "float32"
