@@ -112,6 +112,17 @@ def test_a_text_cell_longer_than_the_csv_modules_limit_is_read_again_field_by_fi
     assert read_csv(tmp_path / "d.csv").shape == (2, 3)
 
 
+def test_a_true_false_column_with_a_blank_cell_is_as_numeric_as_one_without(tmp_path):
+    """pandas reads True/False as booleans, but with a blank cell as objects, which the preprocessing would take
+    for categories (refused with categorical none, one-hot encoded with onehot): read as 1, missing, 0, it is the
+    numeric column it is without the blank, whose missing value impute fills."""
+    (tmp_path / "d.csv").write_text("flag,x,y\nTrue,1,0\n,2,1\nFalse,3,0\nTrue,4,1\n")
+    frame = read_csv(tmp_path / "d.csv")
+    assert frame["flag"].dtype == np.float64 and frame["flag"].isna().tolist() == [False, True, False, False]
+    pre = Preprocessor(impute="mean").fit(frame[["flag", "x"]])
+    assert pre.categorical_columns_ == [] and pre.transform(frame[["flag", "x"]])[1, 0] == pytest.approx(2 / 3)
+
+
 def test_a_line_of_spaces_is_no_row(tmp_path):
     """Skipped as pandas skips it, in a file the field check reads again (it has a missing value)."""
     (tmp_path / "d.csv").write_text("a,b,y\n1,,0\n   \n3,4,1\n")

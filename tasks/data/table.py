@@ -96,6 +96,10 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None,
             frame = pd.read_csv(path, **options, dtype=numeric)
         for column in big.difference(numeric):  # beyond a float's range: infinite, refused at its line below
             frame[column] = np.array([float(str(value)) for value in frame[column]], dtype=np.float64)
+        for column in frame.columns:  # True/False with a blank cell: as numeric as the same column without one
+            values = frame[column]
+            if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "boolean":
+                frame[column] = values.astype(np.float64)
         if one_column:
             filled = np.flatnonzero(frame.notna().to_numpy().any(axis=1))
             frame = frame.iloc[:filled[-1] + 1 if len(filled) else 0]
