@@ -90,6 +90,24 @@ def test_each_target_is_scaled_trained_and_scored_on_its_own_column(linnerud, st
     assert 120 < predicted[:, 0].mean() < 240 and 40 < predicted[:, 2].mean() < 75
 
 
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])
+def test_the_loss_is_taken_in_scaled_units_each_column_weighing_alike(linnerud, stack):
+    """The books scale every series and fit the loss to the scaled values: each column's squared error counts over
+    its own training spread, not its range in the data (weight's would outweigh pulse's some tenfold). The held-out
+    loss of each epoch is the mean squared error of the scaled columns, the metric (rmse) in the data's units."""
+    spec = _spec(evaluate={"stack_folds": stack})
+    table = load_table(spec.dataset)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    result = cross_validate(spec, folds)
+    assert result.stacked == stack
+    for fold, data in zip(result.folds, folds):
+        scale, offset = (np.asarray(values) for values in data.target_scale)
+        scaled = ((fold.y_pred - offset) / scale - (data.y_test - offset) / scale) ** 2
+        assert fold.history["val_loss"][-1] == pytest.approx(float(np.mean(scaled)), rel=1e-4)
+        assert fold.history["val_rmse"][-1] == pytest.approx(fold.score, rel=1e-5)
+        assert fold.history["loss"][0] < 10  # scaled columns: no squared error in pounds
+
+
 def test_stacked_folds_give_the_folds_trained_one_by_one(linnerud):
     spec = _spec()
     table = load_table(spec.dataset)

@@ -270,9 +270,9 @@ class PreprocessSpec(Section):
                                "rows apart (Keras' timeseries_dataset_from_array; the books' hourly samples of "
                                "10-minute weather rows); horizon still counts rows")
     scale_target: bool = Field(
-        default=False, description="regression: the model's last layer learns the target scaled like the "
-                                   "features (by the training rows); a fixed rescaling inside the model gives its "
-                                   "predictions in the data's units, in which the loss and every score are taken")
+        default=False, description="regression: train on the target scaled like the features (by the training "
+                                   "rows), the loss taken in scaled units; a fixed rescaling inside the model gives "
+                                   "its predictions, and every score, in the data's units")
     text: TextSpec | None = Field(
         default=None, description="the rows are one text column (and the target): its words become token ids, or "
                                   "a bag of words")

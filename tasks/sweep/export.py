@@ -251,7 +251,7 @@ def holdout_model(spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels:
     split and the same fitted preprocessing as the trial's, so it reproduces the checkpoint's score."""
     fold, preprocessor = _holdout_fold(spec, sweep, table, labels)
     model = build_model(spec.model, fold.X_train.shape[1], spec.train.seed, fold.target_scale)
-    model.compile(optimizer=make_optimizer(spec.train), loss=make_loss(spec))
+    model.compile(optimizer=make_optimizer(spec.train), loss=make_loss(spec, fold.target_scale))
     restore_state(model, checkpoint_dir)
     return evaluate.FinalModel(model=model, preprocessor=preprocessor, codec=labels.codec,
                                target_scale=fold.target_scale)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -64,6 +65,7 @@ from kerasflow.tasks.config.schema import (
 )
 from kerasflow.tasks.config.section import Configured, Section
 from kerasflow.tasks.training.fit import AcrossFits
+from kerasflow.tasks.training.scoring import row_loss
 
 TargetScale = tuple[float, float] | tuple[tuple[float, ...], tuple[float, ...]]
 """`(scale, offset)` of a model's output: `prediction = output * scale + offset`; one of each an output where there
@@ -272,10 +274,10 @@ def build_model(spec: ModelSpec, n_features: int, seed: int,
     """A `Sequential` model taking rows of `n_features` values; the same `seed` gives the same initial weights.
 
     With `target_scale` the model ends in a fixed `Rescaling(scale, offset)`: the layers before it learn the target
-    in scaled units, the model predicts (and is trained by its loss, scored and saved) in the data's units. An
-    experiment's preprocess.augment adds its layers right after the model's first image layer
-    (:func:`image_layers`). A stateful model takes one row per batch; a model that starts with an embedding takes
-    rows of integer ids (a text's `maxlen` token ids).
+    in scaled units, by a loss taken in those units (:func:`make_loss`), and the model predicts (and is scored and
+    saved) in the data's units. An experiment's preprocess.augment adds its layers right after the model's first
+    image layer (:func:`image_layers`). A stateful model takes one row per batch; a model that starts with an
+    embedding takes rows of integer ids (a text's `maxlen` token ids).
     """
     batch_size = 1 if spec.stateful else None
     dtype = "int32" if isinstance(spec.layers[0], EmbeddingLayer) else "float32"
@@ -400,9 +402,23 @@ def fit_target_scale(spec: PreprocessSpec, y: np.ndarray, columns: int = 1) -> T
     return float(scale), float(offset)
 
 
-def make_loss(spec: ExperimentSpec) -> str | keras.losses.Loss:
+class RowLoss(keras.losses.Loss):
+    """A loss from its per-row function, reduced as Keras reduces its named losses (the mean over the batch)."""
+
+    def __init__(self, fn: Callable, name: str) -> None:
+        super().__init__(name=name)
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
+def make_loss(spec: ExperimentSpec, target_scale: TargetScale | None = None) -> str | keras.losses.Loss:
     """What a model is compiled with: the loss's name, or its Keras class built with its arguments (`train.loss:
-    {name: categorical_crossentropy, label_smoothing: 0.1}`)."""
+    {name: categorical_crossentropy, label_smoothing: 0.1}`); for a model ending in its fixed rescaling
+    (`target_scale`), the loss in scaled units (:func:`~kerasflow.tasks.training.scoring.row_loss`)."""
+    if target_scale is not None:
+        return RowLoss(row_loss(spec, target_scale), name=spec.loss)
     if not spec.loss_arguments:
         return spec.loss
     return keras_class("losses", spec.loss)(**spec.loss_arguments)

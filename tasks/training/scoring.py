@@ -539,17 +539,31 @@ def _metric_fn(spec: ExperimentSpec) -> tuple[Callable, Finish]:
     return keras.metrics.mean_squared_error, "sqrt" if metric == "rmse" else None
 
 
-def row_loss(spec: ExperimentSpec) -> Callable:
+def row_loss(spec: ExperimentSpec, target_scale: tuple | None = None) -> Callable:
     """The loss as a per-row function of (targets, predictions), with its arguments (`train.loss: {name: ...,
     label_smoothing: 0.1}`): Keras' loss function behind the loss class :func:`~kerasflow.tasks.training.models.
-    make_loss` compiles."""
+    make_loss` compiles.
+
+    With `target_scale`, the `(scale, offset)` of the model's fixed rescaling (`preprocess.scale_target`; arrays
+    that broadcast over the outputs, a stacked model's shaped `(slots, 1, outputs)`), the loss is taken in scaled
+    units, of `(y - offset) / scale` on both sides: what the layers before the rescaling learn, each target column
+    weighing as its scaled values do, not as its range in the data does."""
     function = keras.losses.get(spec.loss)
-    return functools.partial(function, **spec.loss_arguments) if spec.loss_arguments else function
+    loss = functools.partial(function, **spec.loss_arguments) if spec.loss_arguments else function
+    if target_scale is None:
+        return loss
+    scale, offset = (np.asarray(values, dtype="float32") for values in target_scale)
+    return functools.partial(_in_scaled_units, loss, scale, offset)
 
 
-def row_scores(spec: ExperimentSpec) -> RowScores:
-    """What a model is scored by at each epoch, by log name: its loss and its primary metric, as per-row functions."""
-    return {"loss": (row_loss(spec), None), spec.metric: metric_fn(spec)}
+def _in_scaled_units(loss: Callable, scale: np.ndarray, offset: np.ndarray, y_true, y_pred):
+    return loss(ops.divide(ops.subtract(y_true, offset), scale), ops.divide(ops.subtract(y_pred, offset), scale))
+
+
+def row_scores(spec: ExperimentSpec, target_scale: tuple | None = None) -> RowScores:
+    """What a model is scored by at each epoch, by log name: its loss (with `target_scale`, in scaled units:
+    :func:`row_loss`) and its primary metric (in the data's units), as per-row functions."""
+    return {"loss": (row_loss(spec, target_scale), None), spec.metric: metric_fn(spec)}
 
 
 class SlotMean(keras.metrics.Metric):

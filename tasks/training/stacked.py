@@ -323,12 +323,16 @@ def build_stacked(models: Sequence[ModelSpec], n_features: int, seeds: Sequence[
         else:
             raise TypeError(f"layer {layer.type!r} cannot be stacked; use the per-fold path")
     if target_scales is not None:
-        # Slots x 1 x one an output (or one for all): each slot's row of outputs scaled by its fold's.
-        scale, offset = (np.array(values, dtype="float32").reshape(len(values), 1, -1)
-                         for values in zip(*target_scales))
-        stack.append(keras.layers.Rescaling(scale, offset, name="target_scale"))
+        stack.append(keras.layers.Rescaling(*slot_target_scale(target_scales), name="target_scale"))
     # All layers at once: a Sequential with an Input rebuilds itself, every layer so far, at each `add`.
     return StackedModel(stack, loss, k, class_weights, name="kerasflow_stacked")
+
+
+def slot_target_scale(target_scales: Sequence[TargetScale]) -> tuple[np.ndarray, np.ndarray]:
+    """Each slot's `(scale, offset)` (:data:`~kerasflow.tasks.training.models.TargetScale`) as two arrays of slots x
+    1 x one an output (or one for all): each slot's row of outputs scaled by its fold's."""
+    scale, offset = (np.array(values, dtype="float32").reshape(len(values), 1, -1) for values in zip(*target_scales))
+    return scale, offset
 
 
 def compile_stacked(model: StackedModel, spec: ExperimentSpec, steps: int = 1, steps_per_epoch: int = 1,
@@ -486,14 +490,15 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     y_val, _ = stack_slots([f.y_test for f in folds] * n_configs)
 
     scales = None if folds[0].target_scale is None else [f.target_scale for f in folds] * n_configs
+    slot_scale = None if scales is None else slot_target_scale(scales)  # the loss's, in scaled units
     fold_seeds = [spec.train.seed + f for f in range(n_folds)] * n_configs
     class_weights = None if folds[0].class_weight is None else np.stack([f.class_weight for f in folds] * n_configs)
-    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds, row_loss(spec), scales,
-                          [slots for _, slots in groups], class_weights)
+    model = build_stacked([s.model for s in specs for _ in folds], X.shape[-1], fold_seeds,
+                          row_loss(spec, slot_scale), scales, [slots for _, slots in groups], class_weights)
     if folds[0].initial_weights is not None:  # a continued experiment: every slot starts from the saved model's
         for variable, value in zip(model.weights, folds[0].initial_weights):
             variable.assign(np.broadcast_to(value.reshape(variable.shape[1:]), variable.shape))
-    scores = row_scores(spec)
+    scores = row_scores(spec, slot_scale)
     plan = plan_epochs([len(f.X_train) for f in folds] * n_configs, fold_seeds, spec.train.epochs,
                        spec.train.batch_size)
     compile_stacked(model, spec, steps_per_execution(X.shape[1], spec.train.batch_size), plan.steps,

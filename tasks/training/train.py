@@ -143,14 +143,14 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
         set_model_weights(model, initial_weights)  # a continued experiment keeps its saved image statistics too
     elif augment is not None and augment.featurewise:
         fit_image_statistics(model, augment, X.reshape((len(X), *spec.model.layers[0].target_shape)))
-    scores = row_scores(spec)
+    scores = row_scores(spec, target_scale)
     # Weighted: Keras hands sample weights (here, the epochs' padding and class weights) to `weighted_metrics`
     # only, which count the rows whose weight is above 0 (`SlotMean`). The loss is Keras' own; the other scores
     # are metrics, logged under the names `HeldOutScores` gives them.
     stateful = spec.model.stateful
     plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful,
                        row_weights=None if class_weight is None else [class_weight[class_codes(y)]])
-    model.compile(optimizer=make_optimizer(spec.train, plan.steps), loss=make_loss(spec),
+    model.compile(optimizer=make_optimizer(spec.train, plan.steps), loss=make_loss(spec, target_scale),
                   weighted_metrics=[SlotMean(fn, finish=finish, name=name, outputs=model.output_shape[-1])
                                     for name, (fn, finish) in scores.items() if name != "loss"],
                   steps_per_execution=steps_per_execution(len(X), spec.train.batch_size))
