@@ -48,7 +48,9 @@ def test_bundled_sets_have_the_books_shapes(bundled_data):
 @pytest.mark.parametrize("content, spec, message", [
     ("", {"target": "y"}, "the file is empty"),
     ("a,b,y\n", {"target": "y"}, "the file has no data rows"),
-    ("a,b,y\n1,2,0\n1,2,3,4\n", {"target": "y"}, "rows have different numbers of fields"),
+    ("a,b,y\n1,2,0\n1,2,3,4\n", {"target": "y"}, "file line 3 holds 4 field(s) where the header names 3"),
+    # pandas counts a value quoted across lines as one line: the row is named at the line it starts on.
+    ('a,b\n1,2\n"x\ny",3\n3,4,5\n', {"target": "b"}, "file line 5 holds 3 field(s) where the header names 2"),
     # pandas would read rows one field longer than the header as an index and the rest shifted one column, and
     # pad a shorter row with missing values: both refused at their line.
     # Decimal commas with thousands grouped by points are decimal commas too, not categories.

@@ -121,13 +121,20 @@ def check_field_counts(frame: pd.DataFrame, path: Path, sep: str, header: bool, 
     if (frame.index.equals(pd.RangeIndex(len(frame))) and not frame.isna().to_numpy().any()
             and not (header and _first_row_longer(path, sep))):
         return
+    refuse_uneven_rows(path, sep, header, where)
+
+
+def refuse_uneven_rows(path: Path, sep: str, header: bool, where: str) -> None:
+    """Refuse the first row, at the file line it starts on, of another number of fields than the first (the header's
+    names); nothing where every row has as many. Also what names the row where read_csv cannot read the file: pandas
+    counts a value quoted across lines as one line."""
     with open(path, encoding="utf-8-sig", newline="") as handle:
         found = records(handle, sep)
         expected = next((len(row) for row, _, blank in found if not blank), 0)  # the header's (pandas skips blanks)
-        for row, line, blank in found:
-            # A blank line, or one of spaces alone, is no row (pandas skips both; a one-column file's are checked
-            # as cells).
-            if not blank and len(row) != expected:
+        # A blank line, or one of spaces alone, is no row (pandas skips both; a one-column file's are checked as cells).
+        rows = ((row, line) for row, line, blank in found if not blank)
+        for count, (row, line) in enumerate(rows):
+            if len(row) != expected:
                 break
         else:
             return
@@ -135,7 +142,7 @@ def check_field_counts(frame: pd.DataFrame, path: Path, sep: str, header: bool, 
     hint = ""
     if expected == 1 and DECIMAL_COMMA.fullmatch(sep.join(row)):
         hint = f" (is {sep.join(row)!r} a number with a decimal comma? kerasflow reads '.' as the decimal point)"
-    elif header and len(row) == expected + 1:  # as R's write.table writes, or a value too many: either could be
+    elif header and count == 0 and len(row) == expected + 1:  # as R's write.table writes, or a value too many
         hint = " (a row name before each row, or a field too many: name a row names' column in the header, or drop it)"
     raise DataError(f"{path}: file line {line} holds {len(row)} field(s) where {names} {expected}{hint}; every row "
                     f"needs one value per column (separator: {SEPARATORS[sep]}; an empty cell for a missing "

@@ -107,6 +107,7 @@ def read_csv(path: str | Path, header: bool = True, key: str | None = None,
         raise DataError(f"{path}: the file is empty{where}; expected CSV rows"
                         + (" under a header row" if header else "")) from None
     except pd.errors.ParserError as exc:
+        checks.refuse_uneven_rows(path, sep, header, where)  # the row at its own file line
         raise DataError(f"{path}: rows have different numbers of fields ({' '.join(str(exc).split())}); every row "
                         f"needs one value per column (separator: {checks.SEPARATORS[sep]})") from None
     except UnicodeDecodeError as exc:

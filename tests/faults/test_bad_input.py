@@ -399,7 +399,8 @@ CASES = [
         "Received: n_splits: 3"),
         mine(evaluate={"n_splits": 3, "stratify": True, "seed": 1}), files={"data/mine.csv": rows("00001000010")},
         argv=("run", "mine")),
-    Bad("ragged-csv", ("data/mine.csv: rows have different numbers of fields", "Expected 3 fields in line 3, saw 4"),
+    Bad("ragged-csv", ("data/mine.csv: file line 3 holds 4 field(s) where the header names 3; every row needs one "
+                       "value per column (separator: commas",),
         mine(), files={"data/mine.csv": "a,b,y\n1,2,0\n3,4,1,9\n5,6,0\n"}, argv=("run", "mine")),
     # A file the system cannot read, for root too: /proc/self/mem read from its start is an I/O error.
     Bad("unreadable-csv", ("data/mine.csv: cannot be read (Input/output error) "
