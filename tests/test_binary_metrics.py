@@ -124,15 +124,26 @@ def _hinge_spec(metric: str = "accuracy", **evaluate):
 @pytest.mark.parametrize("metric", ["accuracy", "precision", "recall", "f1", "auc", "pr_auc"])
 def test_a_hinge_models_outputs_above_zero_are_the_second_class_in_every_score(metric):
     """Keras' hinge takes the 0/1 labels as -1 and 1: an output of 0.3 is class 1, -0.3 class 0. Every row below is
-    right by its sign (read at 0.5, one of four would be wrong), in the compiled per-row function and at the end;
-    for the curves, the outputs rank the rows right (clipped to [0, 1] as they are, the three below 0 would tie)."""
+    right by its sign (read at 0.5, none would be class 1), in the compiled per-row function and at the end; for
+    the curves, the outputs rank the rows right (clipped to [0, 1] as they are, the three below 0 would tie)."""
     spec = _hinge_spec(metric)
     y_true = np.array([[1.0], [0.0], [1.0], [0.0]], dtype="float32")
-    y_pred = np.array([[0.3], [-0.6], [0.8], [-0.9]] if metric not in CURVES else [[-0.2], [-0.6], [0.8], [-0.9]],
+    y_pred = np.array([[0.3], [-0.6], [0.4], [-0.9]] if metric not in CURVES else [[-0.2], [-0.6], [0.8], [-0.9]],
                       dtype="float32")
     assert score(spec, y_true, y_pred) == pytest.approx(1.0)
     fn, finish = metric_fn(spec)
     assert slot_scores(keras.ops.convert_to_numpy(fn(y_true, y_pred)), None, 1, finish)[0] == pytest.approx(1.0)
+
+
+def test_a_hinge_model_ending_in_a_sigmoid_keeps_the_boundary_at_one_half():
+    """Its outputs are never below 0: trained by the hinge loss toward 0 and 1, it parts them at 0.5."""
+    spec = _hinge_spec()
+    layers = [layer.model_copy(update={"activation": "sigmoid"}) if i == len(spec.model.layers) - 1 else layer
+              for i, layer in enumerate(spec.model.layers)]
+    sigmoid = spec.model_copy(update={"model": spec.model.model_copy(update={"layers": layers})})
+    y_true = np.array([[1.0], [0.0]], dtype="float32")
+    assert score(sigmoid, y_true, np.array([[0.9], [0.2]], dtype="float32")) == 1.0
+    assert score(spec, y_true, np.array([[0.9], [0.2]], dtype="float32")) == 0.5  # tanh's 0.2 is the second class
 
 
 @pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold-by-fold"])

@@ -21,7 +21,7 @@ from kerasflow.tasks.data.table import read_csv
 from kerasflow.tasks.data.window import lagged_column, window_rows
 from kerasflow.tasks.outputs.atomic import check_output, command_output
 from kerasflow.tasks.outputs.saved_model import SavedModel, load_keras_model, read_saved
-from kerasflow.tasks.training.scoring import class_scale
+from kerasflow.tasks.training.hinge import class_scale
 
 PREDICTION = "prediction"
 FILE = "file"
@@ -175,7 +175,7 @@ def predict_table(model: str | Path | SavedModel, frame: pd.DataFrame,
     classes = saved.codec.classes_
     if saved.task == "binary":
         # One sigmoid unit: the probability of the second class, thresholded as `scoring.score` does; a hinge
-        # model's output (tanh's -1 to 1) on the same 0-to-1 scale (`scoring.class_scale`).
+        # model's output (tanh's -1 to 1) on the same 0-to-1 scale (tasks/training/hinge.py).
         positive = np.clip(class_scale(output.reshape(-1), saved.parted_at_zero), 0.0, 1.0)
         proba, codes = np.column_stack([1.0 - positive, positive]), (positive > 0.5).astype(int)
     else:

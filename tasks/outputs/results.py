@@ -39,8 +39,8 @@ from kerasflow.tasks.outputs.saved_model import (
     read_saved,
 )
 from kerasflow.tasks.training.evaluate import CVResult, FinalModel, Placement
+from kerasflow.tasks.training.hinge import parted_at_zero
 from kerasflow.tasks.training.models import build_model, set_model_weights
-from kerasflow.tasks.training.scoring import parted_at_zero
 
 
 def write_metrics(out_dir: Path, spec: ExperimentSpec, result: CVResult, timing: dict[str, float],

@@ -43,7 +43,7 @@ class SavedModel:
     """How the training folder's images or texts were read (None for a CSV): new files are read the same way."""
     parted_at_zero: bool = False
     """A binary model trained with a hinge loss, whose output parts the classes at 0, not 0.5
-    (:func:`kerasflow.tasks.training.scoring.parted_at_zero`)."""
+    (:func:`kerasflow.tasks.training.hinge.parted_at_zero`)."""
 
     @property
     def features(self) -> list[str]:

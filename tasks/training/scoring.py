@@ -13,9 +13,9 @@ import numpy as np
 from keras import ops
 
 from kerasflow.tasks.config.schema import SEVERAL_TARGETS, ExperimentSpec
+from kerasflow.tasks.training.hinge import class_scale, parted_at_zero
 
 CATEGORICAL_LOSSES = ("categorical_crossentropy", "categorical_focal_crossentropy")
-HINGE_LOSSES = ("hinge", "squared_hinge")
 
 ONE_BATCH = 4096
 """The most held-out rows of a model scored in one step (a stacked model's: of each slot)."""
@@ -482,23 +482,6 @@ class HeldOutScores(keras.callbacks.Callback):
                 logs[f"val_{name}"] = float(means[0])
             else:
                 logs[f"val_{every_slot(name)}"] = means
-
-
-def parted_at_zero(spec: ExperimentSpec) -> bool:
-    """Whether the model's one output parts the two classes at 0, not 0.5: a binary task trained with a hinge loss
-    (Keras' hinge takes the 0/1 labels as -1 and 1, and the books' models end in tanh)."""
-    return spec.dataset.task == "binary" and spec.loss in HINGE_LOSSES
-
-
-def class_scale(outputs, at_zero: bool):
-    """A binary model's outputs on the scale that the 0.5 threshold and the curves' thresholds read: those of a
-    model whose classes part at 0 (:func:`parted_at_zero`) as (outputs + 1) / 2, which keeps their order; any
-    other's as they are. Tensors or arrays.
-
-    >>> class_scale(np.array([-1.0, -0.5, 0.0, 0.5, 1.0]), at_zero=True).tolist()
-    [0.0, 0.25, 0.5, 0.75, 1.0]
-    """
-    return (outputs + 1.0) / 2.0 if at_zero else outputs
 
 
 def _on_class_scale(fn: Callable, y_true, y_pred):

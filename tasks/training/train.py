@@ -13,6 +13,7 @@ from kerasflow.tasks.config.schema import ExperimentSpec, TrainSpec, monitor_mod
 from kerasflow.tasks.training.class_weights import class_codes
 from kerasflow.tasks.training.epoch_plan import plan_epochs
 from kerasflow.tasks.training.fit import AcrossFits, Trained, fit_epochs, fixed_batch_size
+from kerasflow.tasks.training.hinge import class_scale, parted_at_zero
 from kerasflow.tasks.training.models import (
     TargetScale,
     build_model,
@@ -27,10 +28,8 @@ from kerasflow.tasks.training.scoring import (
     ONE_BATCH,
     HeldOut,
     SlotMean,
-    class_scale,
     column_scores,
     first_non_finite,
-    parted_at_zero,
     point_values,
     row_scores,
     score,
@@ -145,8 +144,8 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
         fit_image_statistics(model, augment, X.reshape((len(X), *spec.model.layers[0].target_shape)))
     scores = row_scores(spec, target_scale)
     # Weighted: Keras hands sample weights (here, the epochs' padding and class weights) to `weighted_metrics`
-    # only, which count the rows whose weight is above 0 (`SlotMean`). The loss is Keras' own; the other scores
-    # are metrics, logged under the names `HeldOutScores` gives them.
+    # only, which count the rows whose weight is above 0 (`SlotMean`). The loss is Keras' own (in scaled units with
+    # `target_scale`: `make_loss`); the other scores are metrics, logged under the names `HeldOutScores` gives them.
     stateful = spec.model.stateful
     plan = plan_epochs([len(X)], [spec.train.seed], spec.train.epochs, spec.train.batch_size, shuffle=not stateful,
                        row_weights=None if class_weight is None else [class_weight[class_codes(y)]])
