@@ -819,6 +819,10 @@ class ExperimentSpec(Section):
         if self.preprocess.scale_target and (task != "regression" or self.preprocess.scale == "none"):
             raise AtKey("preprocess.scale_target", "needs task 'regression' and a `scale` (standard or minmax) "
                       f"to apply to the target. Received: task {task!r}, scale {self.preprocess.scale!r}")
+        if self.preprocess.scale_target and self.loss == "mean_squared_logarithmic_error":
+            raise AtKey("preprocess.scale_target", "takes the loss in scaled units, where targets and predictions "
+                        "fall below 0, and mean_squared_logarithmic_error clips those to 0 (no gradient): train it "
+                        "in the data's units (scale_target false), or with another loss")
         logged = ("loss", "val_loss", self.metric, f"val_{self.metric}")
         for key, monitor in self.train.monitors.items():
             if monitor not in logged:
