@@ -123,8 +123,9 @@ def smoke(spec: ExperimentSpec, refit: bool = False) -> ExperimentSpec:
 
 
 def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None = None) -> None:
-    """Load, encode and split every experiment's data (no training) before any flow starts: bad data then stops
-    the command with one message, before Prefect starts and before any experiment writes a result.
+    """Load, encode and split every experiment's data, the refit's rows too (no training), before any flow starts:
+    bad data then stops the command with one message, before Prefect starts and before any experiment writes a
+    result.
 
     A model with a pretrained base is built, which reads its weights file. A continued experiment is checked
     against the saved model it starts from, unless that is the model an earlier experiment of the same command
@@ -154,7 +155,10 @@ def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None 
         else:
             start = load_start(spec, name)
             table = load_rows(spec)
-            folds = evaluate.prepare_folds(spec, table, evaluate.encode_labels(spec, table, name, start), start)
+            labels = evaluate.encode_labels(spec, table, name, start)
+            folds = evaluate.prepare_folds(spec, table, labels, start)
+            if spec.evaluate.refit:  # its validation split and the preprocessing fitted on the rows before it
+                evaluate.refit_data(spec, table, labels, start)
             if spec.model.pretrained:  # a keras.applications base: its input size and weights file, checked now
                 build_model(spec.model, folds[0].X_train.shape[1], spec.train.seed)
 

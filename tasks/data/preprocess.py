@@ -27,7 +27,8 @@ class Preprocessor:
     scale : {"none", "standard", "minmax"}
     categorical : {"none", "onehot", "ordinal"}
         How non-numeric columns are encoded; "none" refuses them. A category the fitted rows lack (in a fold's
-        held-out rows only) is all zeros one-hot, -1 ordinal (before scaling); `kerasflow predict` refuses it.
+        held-out rows, or a refit's validation rows, only) is all zeros one-hot, -1 ordinal (before scaling);
+        `kerasflow predict` refuses it.
     impute : {"none", "mean", "median", "most_frequent"}
         How missing values are filled; "none" refuses them.
     text : TextSpec, optional
@@ -173,7 +174,7 @@ class Preprocessor:
             if self.categorical == "onehot":
                 # An unseen category becomes all zeros, as scikit-learn's handle_unknown="ignore" does.
                 parts.append((codes[:, None] == np.arange(len(self.categories_[column]))).astype(np.float64))
-            else:  # an unseen category (a fold's held-out rows only) is -1, as scikit-learn's unknown_value=-1
+            else:  # a category the fitted rows lack is -1, as scikit-learn's unknown_value=-1
                 parts.append(codes.astype(np.float64)[:, None])
         return np.hstack(parts) if parts else np.empty((len(X), 0))
 

@@ -94,7 +94,7 @@ def check_output(path: str | Path, folder: bool = False) -> None:
     path = Path(path)
     try:
         exists = path.exists()
-    except OSError as exc:  # what pathlib does not take for "absent": a name too long, a loop of links
+    except OSError as exc:  # what pathlib does not take for "absent": a name too long
         raise DataError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     if exists and path.is_dir() != folder:
         raise DataError(f"{path}: is a {'file' if folder else 'folder'}; expected a {'folder' if folder else 'file'} "

@@ -438,7 +438,8 @@ def uses_stacking(spec: ExperimentSpec, n_models: int) -> bool:
 
 @dataclass
 class FinalModel:
-    """The model retrained on every row, with the preprocessing fitted on those rows."""
+    """The model retrained on every row (but for `train.validation_split`'s last ones), with the preprocessing
+    fitted on the rows it trained on."""
 
     model: keras.Model
     preprocessor: Preprocessor | TokenVocabulary
@@ -452,36 +453,60 @@ class FinalModel:
     """A refit trained as a Ray task: where it trained; None where it trained in this process."""
 
 
-def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
-          callbacks: Sequence[keras.callbacks.Callback] = (), start: Start | None = None) -> FinalModel:
-    """Retrain on all rows: the model to keep once cross-validation has said how good it is. A continued
-    experiment's (`start`) starts from the saved weights, with the saved preprocessing and target scale."""
-    started = time.perf_counter()
-    codec = labels.codec
-    if spec.dataset.task == "next_token":  # the vocabulary of the whole text
-        preprocessor = TokenVocabulary(spec.preprocess.tokens).fit(table.y.tolist())
-        X, y = windows(preprocessor.transform(table.y.tolist()), spec.preprocess.tokens.window)
-        codec, target_scale = _codec(preprocessor), None
-        rows, split = refit_rows(spec, len(X), table.source)
+@dataclass(frozen=True)
+class RefitData:
+    """The refit's rows, preprocessed: those it trains on, its validation rows (`train.validation_split`), and the
+    preprocessing, label codec and target scale fitted on the training part (a continued experiment's saved ones)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    validation: tuple[np.ndarray, np.ndarray] | None
+    class_weight: np.ndarray | None
+    preprocessor: Preprocessor | TokenVocabulary
+    codec: LabelCodec | None
+    target_scale: TargetScale | None
+
+
+def refit_data(spec: ExperimentSpec, table: Table, labels: Encoded, start: Start | None = None) -> RefitData:
+    """The refit's rows, split and preprocessed (:class:`RefitData`), or its refusal: what `kerasflow run` checks
+    before it trains anything. Its validation rows, which pick its best epoch or stop it, are held out of the
+    preprocessing as a fold's held-out rows are: the scaler, imputer and target scale, or a text's vocabulary, are
+    fitted on the rows before them."""
+    if spec.dataset.task == "next_token":
+        tokens, window = table.y.tolist(), spec.preprocess.tokens.window
+        rows, split = refit_rows(spec, len(tokens) - window, table.source)
+        # The tokens the training windows read and predict: every one without a validation split.
+        vocabulary = TokenVocabulary(spec.preprocess.tokens).fit(tokens if split is None else tokens[:split + window])
+        X, y = windows(vocabulary.transform(tokens), window)
+        preprocessor, codec, target_scale = vocabulary, _codec(vocabulary), None
     else:
         table, labels = supervised(spec, table, labels)
         rows, split = refit_rows(spec, len(table.X), table.source)
-        # Fitted on the rows the refit trains on: its validation rows, which pick its best epoch or stop it, are
-        # held-out rows as a fold's are.
         preprocessor = start.preprocessor if start is not None else Preprocessor.from_spec(spec.preprocess).fit(
             table.X.iloc[rows])
         X = preprocessor.transform(table.X)
         y = encode_target(spec, labels.codes, labels.n_classes)
+        codec = labels.codec
         target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y[rows],
                                                                                      len(table.targets))
-    validation = None if split is None else (X[split:], y[split:])
-    X, y = X[rows], y[rows]
-    model, trained = fit_model(spec, X, y, validation=validation, callbacks=callbacks, target_scale=target_scale,
-                               keep_best=spec.train.checkpoint == "best",
+    return RefitData(X=X[rows], y=y[rows], validation=None if split is None else (X[split:], y[split:]),
+                     class_weight=labels.class_weights(spec, rows), preprocessor=preprocessor, codec=codec,
+                     target_scale=target_scale)
+
+
+def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
+          callbacks: Sequence[keras.callbacks.Callback] = (), start: Start | None = None) -> FinalModel:
+    """Retrain on all rows (:func:`refit_data`): the model to keep once cross-validation has said how good it is.
+    A continued experiment's (`start`) starts from the saved weights, with the saved preprocessing and target
+    scale."""
+    started = time.perf_counter()
+    data = refit_data(spec, table, labels, start)
+    model, trained = fit_model(spec, data.X, data.y, validation=data.validation, callbacks=callbacks,
+                               target_scale=data.target_scale, keep_best=spec.train.checkpoint == "best",
                                initial_weights=start.weights if start is not None else None,
-                               embedding=pretrained_embedding(spec, preprocessor) if start is None else None,
-                               class_weight=labels.class_weights(spec, rows))
-    return FinalModel(model=model, preprocessor=preprocessor, codec=codec, target_scale=target_scale,
+                               embedding=pretrained_embedding(spec, data.preprocessor) if start is None else None,
+                               class_weight=data.class_weight)
+    return FinalModel(model=model, preprocessor=data.preprocessor, codec=data.codec, target_scale=data.target_scale,
                       diverged_at=first_non_finite(trained.history.get("loss", [])),
                       seconds=time.perf_counter() - started)
 

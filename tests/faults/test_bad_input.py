@@ -607,6 +607,10 @@ CASES = [
         prepare=lambda project: (two_classes_of_images(project / "data/elsewhere"), (project / "data/pics").mkdir(),
                                  (project / "data/elsewhere/cats").rename(project / "data/pics/cats"),
                                  (project / "data/pics/dogs").symlink_to(project / "data/elsewhere/dogs"))),
+    # The refit's rows are checked with the folds', before anything is trained or written.
+    Bad("refit-validation-split-leaves-no-training-row", (
+        "data/iris.csv: params.yaml:experiments.iris.train.validation_split=0.995 of the refit's 150 rows leaves no "
+        "training row",), iris("train", validation_split=0.995)),
     Bad("image-size-on-a-csv", ("data/iris.csv: dataset.image_size (params.yaml:experiments.iris.dataset.image_size) "
                                 "is how a folder's images are read, and dataset.file (params.yaml:experiments.iris."
                                 "dataset.file) holds a file, not a folder of images; leave it out",),
