@@ -289,7 +289,21 @@ def start_ray_head(log: Path, token: str, temp_dir: str, dashboard_port: int | N
     output in `log` and its session files in `temp_dir` (a short path: Ray's sockets are there). With
     `dashboard_port`, its dashboard (Ray Jobs) listens there on 127.0.0.1; else it has none. The suite's conftest
     makes it a loopback node (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0). Returns once Ray says it started: the process
-    and the head's address."""
+    and the head's address.
+
+    Ray gives a new node's raylet a fixed 30 s to register with the GCS (in `ray._private.node.Node`, not a
+    setting); on two cores busy with the suite's other workers that can pass, and `ray start` exits saying the
+    node "timed out during startup". That failure alone is tried once more, on new ports."""
+    try:
+        return _start_ray_head(log, token, temp_dir, dashboard_port)
+    except RuntimeError as error:
+        if "timed out during startup" not in str(error):
+            raise
+    return _start_ray_head(log, token, temp_dir, dashboard_port)
+
+
+def _start_ray_head(log: Path, token: str, temp_dir: str, dashboard_port: int | None
+                    ) -> tuple[subprocess.Popen, str]:
     from kerasflow.flows.prefect_server import free_port
 
     port = free_port()
