@@ -10,6 +10,8 @@ import gc
 import json
 import os
 import sys
+import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -42,12 +44,14 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="cross-validate, refit and save experiments (default: all)")
     run.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
-    run.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    run.add_argument("--results", type=Path, default=None,
+                     help="results folder (default: results; with --smoke-test a new temporary folder)")
     run.add_argument("--report", type=Path, default=None,
                      help=f"also write the Markdown summary here (e.g. {DEFAULT_REPORT}) and report.html beside it")
     run.add_argument("--smoke-test", action="store_true",
                      help="2 folds, 1 epoch, no refit (but of a model a continued experiment of the run starts "
-                          "from): checks the wiring in seconds")
+                          "from): checks the wiring in seconds, leaving the results folder as it is unless "
+                          "--results names it")
 
     tune = commands.add_parser("tune", help="Ray Tune sweep of an experiment's `sweeps:` section")
     tune.add_argument("experiment", metavar="EXPERIMENT")
@@ -120,6 +124,25 @@ def smoke(spec: ExperimentSpec, refit: bool = False) -> ExperimentSpec:
     evaluate = spec.evaluate.model_copy(update={"n_splits": 2, "n_repeats": 1, "refit": refit})
     train = spec.train.model_copy(update={"epochs": 1})
     return spec.model_copy(update={"evaluate": evaluate, "train": train})
+
+
+def smoke_run(experiments: dict[str, ExperimentSpec], results_dir: Path | None
+              ) -> tuple[dict[str, ExperimentSpec], Path]:
+    """`run --smoke-test`'s experiments (:func:`smoke`) and the folder they write to: `results_dir`, or with none
+    given a new temporary folder, so that a check of the wiring leaves the pipeline's results (DVC's outputs) as
+    they are. There, a continued experiment whose model another experiment of the command writes
+    (`results/<name>/model`) starts from that one's smoke model."""
+    from kerasflow.tasks.training.start import model_writers
+
+    writers = model_writers(experiments, results_dir or Path("results"))
+    # Named, not made: the run makes it as it writes, so a refused run leaves no folder behind.
+    folder = results_dir or Path(tempfile.gettempdir(), f"kerasflow-smoke-{uuid.uuid4().hex[:12]}")
+    quick = {name: smoke(spec, refit=name in writers.values()) for name, spec in experiments.items()}
+    if results_dir is None:
+        for name, writer in writers.items():
+            train = quick[name].train.model_copy(update={"init_from": str(folder / writer / "model")})
+            quick[name] = quick[name].model_copy(update={"train": train})
+    return quick, folder
 
 
 def check_data(experiments: dict[str, ExperimentSpec], results_dir: Path | None = None) -> None:
@@ -206,7 +229,8 @@ def check_outputs(args: argparse.Namespace) -> None:
     files = {"run": ["report"], "schedule": ["report"], "report": ["out"], "generate": ["output"],
              "predict": ["output"]}.get(args.command, [])
     for name in folders:
-        check_output(getattr(args, name), folder=True)
+        if getattr(args, name) is not None:  # `run --smoke-test`'s default: a new temporary folder
+            check_output(getattr(args, name), folder=True)
     for path in [*(getattr(args, name) for name in files), html_report(args)]:
         if path is not None:
             check_output(path)
@@ -371,23 +395,21 @@ def _run(args: argparse.Namespace, params: Params, server: TemporaryServer | Non
     from kerasflow.tasks.outputs.tensorboard import logdir
 
     selected = params.select(args.experiments, source=str(args.params))
+    results = args.results or Path("results")
     if args.smoke_test:
-        from kerasflow.tasks.training.start import model_writers
-
-        writers = set(model_writers(selected, args.results).values())
-        selected = {name: smoke(spec, refit=name in writers) for name, spec in selected.items()}
-    check_data(selected, args.results)
+        selected, results = smoke_run(selected, args.results)
+    check_data(selected, results)
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
     tensorboard = logdir(params.tracking.tensorboard, str(args.params))
     check_fold_tasks(selected)
     from kerasflow.flows.pipeline import pipeline_flow
 
     _prefect_ready(server)
-    summaries = pipeline_flow(selected, args.results, args.report, mlflow_uri, tensorboard)
+    summaries = pipeline_flow(selected, results, args.report, mlflow_uri, tensorboard)
     diverged = []
     for name, summary in summaries.items():
         if summary["mean"] is not None:
-            print(f"{name}: {score_line(summary)} -> {args.results / name}")
+            print(f"{name}: {score_line(summary)} -> {results / name}")
         if message := divergence(name, summary):
             diverged.append(message)
     for message in diverged:

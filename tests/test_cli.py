@@ -136,7 +136,7 @@ def test_with_no_prefect_server_set_a_run_starts_a_temporary_one_and_stops_it(pr
     flows prints its one message and leaves no server behind."""
     home = tmp_path / "prefect_home"
     env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(home)}
-    result = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
+    result = run_cli(["run", "iris", "--smoke-test", "--results", "results"], cwd=project, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "iris: accuracy" in result.stdout
     assert result.stderr.count("Starting temporary server") == 1
@@ -150,7 +150,7 @@ def test_with_no_prefect_server_set_a_run_starts_a_temporary_one_and_stops_it(pr
     assert recorded["prefect.task-run.Completed"] > 0 and recorded["prefect.flow-run.heartbeat"] == 0, recorded
 
     (project / "data/iris.csv").unlink()
-    failed = run_cli(["run", "iris", "--smoke-test"], cwd=project, env=env)
+    failed = run_cli(["run", "iris", "--smoke-test", "--results", "results"], cwd=project, env=env)
     assert failed.returncode == 2 and failed.stderr.strip().splitlines() == [
         "kerasflow: error: data/iris.csv: file not found (params.yaml:experiments.iris.dataset.file)"]
     assert _servers_of(home) == []
@@ -162,7 +162,8 @@ def test_a_server_named_in_prefect_toml_is_used_and_no_temporary_one(project, pr
     home = tmp_path / "prefect_home"
     (project / "prefect.toml").write_text(f'[api]\nurl = "{prefect_server}"\n')
     monkeypatch.delenv("PREFECT_API_URL", raising=False)  # unset: even empty, the variable would win over the file
-    result = run_cli(["run", "iris", "--smoke-test"], cwd=project, env={"PREFECT_HOME": str(home)})
+    result = run_cli(["run", "iris", "--smoke-test", "--results", "results"], cwd=project,
+                     env={"PREFECT_HOME": str(home)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting temporary server" not in result.stderr
     flow_run_ids = flow_runs_in(result.stderr)

@@ -8,7 +8,11 @@ DVC: the continue stage depends on the folder, so retraining the model it starts
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,14 +155,22 @@ def test_a_continuation_is_checked_before_the_experiment_it_continues_trains(sav
 
 
 @pytest.mark.slow
-def test_a_smoke_test_refits_the_model_its_continuation_starts_from(saved, prefect_server):
-    """`--smoke-test` trains no refit, but for a model a continued experiment of the command starts from: the
-    continuation then runs from the smoke run's model, as it would from the full run's."""
+def test_a_smoke_test_leaves_results_alone_and_refits_the_model_its_continuation_starts_from(saved, prefect_server):
+    """`--smoke-test` with no `--results` writes to a new temporary folder: the pipeline's results (DVC's outputs)
+    stay byte for byte. It trains no refit, but for a model a continued experiment of the command starts from: the
+    continuation then runs from the smoke run's model there, as it would from the full run's."""
     raw = _params("results/iris/model")
     del raw["experiments"]["diabetes"]
     (saved / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    before = {path: path.read_bytes() for path in (saved / "results").rglob("*") if path.is_file()}
     result = run_cli(["run", "--smoke-test"], cwd=saved, env={"PREFECT_API_URL": prefect_server})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (saved / "results/iris/model").is_dir() and not (saved / "results/more/model").exists()
-    record = json.loads((saved / "results/more/run.json").read_text())
-    assert record["init_from"]["path"] == "results/iris/model" and record["n_folds"] == 2
+    assert {path: path.read_bytes() for path in (saved / "results").rglob("*") if path.is_file()} == before
+    smoke = Path(re.search(r"^more: .* -> (.+)/more$", result.stdout, re.MULTILINE).group(1))
+    try:
+        assert smoke.parent == Path(tempfile.gettempdir()) and smoke.name.startswith("kerasflow-smoke-")
+        assert (smoke / "iris/model").is_dir() and not (smoke / "more/model").exists()
+        record = json.loads((smoke / "more/run.json").read_text())
+        assert record["init_from"]["path"] == str(smoke / "iris/model") and record["n_folds"] == 2
+    finally:
+        shutil.rmtree(smoke)

@@ -321,7 +321,7 @@ def test_fuzzed_params_and_csvs_are_refused_in_one_line_or_run(data: st.DataObje
         (project / "params.yaml").write_text(case.params)
         before = snapshot(project)
 
-        status, out, err = run_in_process(["run", case.experiment, "--smoke-test"], project)
+        status, out, err = run_in_process(["run", case.experiment, "--smoke-test", "--results", "results"], project)
 
         written = changes(before, snapshot(project))
     note(f"kerasflow run {case.experiment} --smoke-test: exit status {status}\nstdout: {out[-2000:]!r}\n"

@@ -111,7 +111,7 @@ def test_with_no_server_configured_the_cron_fires_on_a_local_server_and_worker_t
         # A later command with no server configured uses the same server: its run is listed there.
         with temporary_settings(updates={PREFECT_API_URL: state["url"]}):
             before = asyncio.run(_experiment_runs())
-        ran = kerasflow("run", "diabetes", "--smoke-test")
+        ran = kerasflow("run", "diabetes", "--smoke-test", "--results", "results")
         assert ran.returncode == 0, ran.stderr[-3000:]
         assert "Starting temporary server" not in ran.stderr
         with temporary_settings(updates={PREFECT_API_URL: state["url"]}):

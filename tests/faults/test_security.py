@@ -41,7 +41,7 @@ def test_the_temporary_prefect_server_listens_on_127_0_0_1_only_and_dies_with_th
     env = {"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")), "PREFECT_API_URL": "",
            "KERASFLOW_FAULT": "stall:write:metrics.json"}
     log = project.parent / f"{project.name}-server.log"
-    run = start_cli(["run", "iris", "--smoke-test"], project, env, log)
+    run = start_cli(["run", "iris", "--smoke-test", "--results", "results"], project, env, log)
     try:
         wait_for(lambda: "stalling at write:metrics.json" in log.read_text(), run, log, what="the run's last write")
         command = psutil.Process(run.pid)
@@ -191,7 +191,8 @@ SECRET = "kf-sentinel-3f9a1c"
 def test_secrets_in_the_environment_reach_no_output_result_report_or_prefect_log(project, prefect_server):
     env = {"PREFECT_API_URL": prefect_server, "AWS_SECRET_ACCESS_KEY": SECRET, "PREFECT_API_KEY": SECRET,
            "KERASFLOW_DB_PASSWORD": SECRET, "RAY_ADDRESS_TOKEN": SECRET}
-    result = run_cli(["run", "iris", "--smoke-test", "--report", "reports/summary.md"], cwd=project, env=env)
+    result = run_cli(["run", "iris", "--smoke-test", "--results", "results", "--report",
+                                   "reports/summary.md"], cwd=project, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
 
     assert SECRET not in result.stdout + result.stderr
