@@ -84,6 +84,23 @@ def test_bad_params_name_the_key(mutate, expected):
         assert fragment in message
 
 
+def test_a_listings_other_names_point_to_their_keys_and_a_misspelt_required_key_is_one_problem():
+    """Keras 1's names (the books' `init`) point to their keys, a key with no counterpart here (`input_dim`, compile's
+    `metrics`) says why, and a required key misspelt is the unknown key's one problem, not also a missing key."""
+    message = _bad(lambda e: e["train"].update(epoch=e["train"].pop("epochs")))
+    assert message.startswith("params.yaml:experiments.iris.train.epoch: unknown key 'epoch'; did you mean 'epochs'? ")
+    assert "Field required" not in message and "; params.yaml" not in message
+    message = _bad(lambda e: e["model"]["layers"][0].update(init="uniform", input_dim=4))
+    assert "layers[0].init: unknown key 'init'; did you mean 'initializer'? Allowed here: activation," in message
+    assert "layers[0].input_dim: unknown key 'input_dim': the input's shape comes from the data. Allowed" in message
+    message = _bad(lambda e: e["train"].update(metrics=["accuracy"]))
+    assert "train.metrics: unknown key 'metrics': the score is evaluate.metric, and each epoch's history" in message
+    message = _bad(lambda e: e["train"].update(checkpoint={"monitor": "val_accuracy", "save_best_only": True}))
+    assert message == ("params.yaml:experiments.iris.train.checkpoint: must be 'best' or 'last'; best keeps the "
+                       "refit's best epoch by train.early_stopping.monitor (val_loss without early stopping), as the "
+                       "books' ModelCheckpoint(save_best_only=True) by that monitor")
+
+
 def test_a_series_forecast_refuses_a_shuffled_or_kfold_evaluation():
     raw = copy.deepcopy(tiny_params())
     diabetes = raw["experiments"]["diabetes"]

@@ -52,6 +52,43 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
+OTHER_NAMES = {"init": "initializer", "nb_epoch": "epochs", "nb_filter": "filters", "output_dim": "units"}
+"""Keras 1's names, which the books' listings use, for the keys kerasflow names as Keras 2 and 3 do."""
+
+NO_KEY = {
+    "input_dim": "the input's shape comes from the data",
+    "input_shape": "the input's shape comes from the data",
+    "metrics": "the score is evaluate.metric, and each epoch's history holds the loss and it",
+}
+"""Keys a listing writes that have no key in params.yaml, and why."""
+
+
+def describe_all(errors: list[dict], raw: dict, source: str, root: type[BaseModel]) -> str:
+    """Every problem of a validation (:func:`describe`), one after another. A required key reported missing is left
+    out where an unknown key beside it is its misspelling (`epoch:` for `epochs:`): that key's message says so."""
+    misspelt = set()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            parent = tuple(error["loc"][:-1])
+            if meant := _meant(str(error["loc"][-1]), _allowed_keys(root, parent)):
+                misspelt.add((*parent, meant))
+    return "; ".join(describe(error, raw, source, root) for error in errors
+                     if not (error["type"] == "missing" and tuple(error["loc"]) in misspelt))
+
+
+def _meant(bad: str, allowed: list[str]) -> str | None:
+    """The allowed key `bad` most likely means: its Keras 2 name (:data:`OTHER_NAMES`), else the closest spelling.
+
+    Examples
+    --------
+    >>> _meant("init", ["activation", "initializer", "type", "units"]), _meant("unit", ["type", "units"])
+    ('initializer', 'units')
+    """
+    if OTHER_NAMES.get(bad) in allowed:
+        return OTHER_NAMES[bad]
+    return next(iter(difflib.get_close_matches(bad, allowed, n=1)), None)
+
+
 def describe(error: dict, raw: dict, source: str, root: type[BaseModel]) -> str:
     """One line per problem: `params.yaml:experiments.x.train.epochs: <what is wrong>. Received: <value>`."""
     loc = _key_path(error["loc"], raw)
@@ -66,10 +103,11 @@ def describe(error: dict, raw: dict, source: str, root: type[BaseModel]) -> str:
     if not loc:
         return f"{source}: {message}"
     if error["type"] == "extra_forbidden":
-        parent, _, bad = loc.rpartition(".")
+        bad = str(error["loc"][-1])
         allowed = _allowed_keys(root, error["loc"][:-1])
-        hint = difflib.get_close_matches(bad, allowed, n=1)
-        message = f"unknown key {shown(bad)}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        hint = _meant(bad, allowed)
+        message = f"unknown key {shown(bad)}" + (f"; did you mean {hint!r}?" if hint else
+                                                f": {NO_KEY[bad]}." if bad in NO_KEY else ".")
         if allowed:
             message += f" Allowed here: {', '.join(allowed)}"
         return f"{source}:{loc}: {message}"

@@ -48,7 +48,7 @@ from kerasflow.tasks.config.layers import (
     output_shape,
     window_key,
 )
-from kerasflow.tasks.config.messages import describe, yaml_problem
+from kerasflow.tasks.config.messages import describe_all, yaml_problem
 from kerasflow.tasks.config.overrides import apply_overrides, extremes
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.config.section import AtKey, Configured, Count, Section, Seed
@@ -666,6 +666,15 @@ class TrainSpec(Section):
         """What `checkpoint: best` keeps the best epoch by."""
         return self.early_stopping.monitor if self.early_stopping is not None else "val_loss"
 
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _checkpoint_kind(cls, value: object) -> object:
+        if value not in ("last", "best"):  # the books' ModelCheckpoint(monitor=..., save_best_only=True) included
+            raise ValueError("must be 'best' or 'last'; best keeps the refit's best epoch by "
+                             "train.early_stopping.monitor (val_loss without early stopping), as the books' "
+                             "ModelCheckpoint(save_best_only=True) by that monitor")
+        return value
+
     @field_validator("loss", mode="before")
     @classmethod
     def _known_loss(cls, value: object) -> object:
@@ -1131,7 +1140,7 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
     try:
         params = Params.model_validate(raw, context={DVC_READS: Path(source).name == "params.yaml"})
     except ValidationError as exc:
-        raise ParamsError("; ".join(describe(error, raw, source, Params) for error in exc.errors())) from None
+        raise ParamsError(describe_all(exc.errors(), raw, source, Params)) from None
     for section in ("experiments", "continued"):
         for name, experiment in getattr(params, section).items():
             experiment.locate(f"{source}:{section}.{name}", str(experiment.dataset.file), experiment.dataset.header)
