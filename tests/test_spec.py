@@ -55,7 +55,7 @@ def _bad(mutate) -> str:
      ["params.yaml:experiments.iris.train.loss: does not fit task 'multiclass'", "Allowed: sparse_categorical",
       "Received: 'mean_squared_error'"]),
     (lambda e: e["evaluate"].update(n_splits=1), ["experiments.iris.evaluate.n_splits", "1"]),
-    (lambda e: e["evaluate"].update(method="timeseries"),
+    (lambda e: e["evaluate"].update(method="timeseries", shuffle=True),
      ["params.yaml:experiments.iris.evaluate.shuffle: must be false for method 'timeseries'"]),
     (lambda e: e["evaluate"].update(method="holdout", stratify=True, shuffle=False),
      ["params.yaml:experiments.iris.evaluate.shuffle: must be true for a stratified hold-out"]),
@@ -99,6 +99,14 @@ def test_a_listings_other_names_point_to_their_keys_and_a_misspelt_required_key_
     assert message == ("params.yaml:experiments.iris.train.checkpoint: must be 'best' or 'last'; best keeps the "
                        "refit's best epoch by train.early_stopping.monitor (val_loss without early stopping), as the "
                        "books' ModelCheckpoint(save_best_only=True) by that monitor")
+
+
+def test_a_timeseries_evaluation_keeps_time_order_unless_told_otherwise():
+    raw = copy.deepcopy(tiny_params())
+    raw["experiments"]["diabetes"]["evaluate"] = {"method": "timeseries", "n_splits": 3}
+    raw["experiments"]["iris"]["evaluate"] = {"method": "holdout"}
+    experiments = parse_params(raw).experiments
+    assert not experiments["diabetes"].evaluate.shuffle and experiments["iris"].evaluate.shuffle
 
 
 def test_a_series_forecast_refuses_a_shuffled_or_kfold_evaluation():

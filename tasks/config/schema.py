@@ -727,12 +727,19 @@ class EvaluateSpec(Section):
     gpu: float = Field(default=0.0, ge=0.0, description="GPUs each fold's (and the refit's) Ray task asks for "
                                                         "(fractions share one)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _time_order_by_default(cls, raw: object) -> object:
+        """`shuffle` unwritten is false for method 'timeseries' (its folds follow time), true for the others."""
+        if isinstance(raw, dict) and raw.get("method") == "timeseries" and "shuffle" not in raw:
+            return {**raw, "shuffle": False}
+        return raw
+
     @model_validator(mode="after")
     def _consistent(self) -> "EvaluateSpec":
         # As scikit-learn's KFold does, refuse settings that would silently do nothing.
         if self.method == "timeseries" and self.shuffle:
-            raise AtKey("shuffle", "must be false for method 'timeseries': time order is the point. Received: true "
-                      "(the default; write `shuffle: false`)")
+            raise AtKey("shuffle", "must be false for method 'timeseries': time order is the point. Received: true")
         if self.n_repeats > 1 and not self.shuffle:
             raise AtKey("n_repeats", f"> 1 needs `shuffle: true`, or every repeat is the same. "
                       f"Received: n_repeats={self.n_repeats}, shuffle=false")
