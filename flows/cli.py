@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from kerasflow.flows.local_server import LocalServer
-from kerasflow.flows.prefect_server import TemporaryServer
+from kerasflow.flows.prefect_server import TemporaryServer, check_configured_api
 from kerasflow.tasks.config.backend import choose_backend, set_backend_defaults
 from kerasflow.tasks.config.errors import KerasflowError, ParamsError
 from kerasflow.tasks.config.messages import one_line
@@ -246,9 +246,11 @@ def html_report(args: argparse.Namespace) -> Path | None:
 
 
 def _prefect_ready(server: TemporaryServer | None) -> None:
-    """Called just before the first flow: the flows use the early-started server, if Prefect has no other."""
+    """Called just before the first flow: the flows use the early-started server, if Prefect has no other, and a
+    server Prefect's settings name must answer."""
     if server is not None:
         server.use()
+    check_configured_api()
 
 
 def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:

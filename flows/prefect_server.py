@@ -29,8 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from typing import IO
+
+from kerasflow.tasks.config.errors import ServiceError
 
 # Runs in the server's process before it becomes uvicorn: ties it to the command (PR_SET_PDEATHSIG = 1), then
 # execs. Not `preexec_fn`, which is unsafe once the command has threads (NumPy's are started by then).
@@ -67,6 +71,29 @@ def answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def check_configured_api() -> None:
+    """Refuse, in one line, a Prefect API that Prefect's settings name (PREFECT_API_URL, from the environment, a
+    profile or prefect.toml) where nothing answers: the first flow would end the command in Prefect's traceback.
+    Any HTTP answer will do (Prefect Cloud's asks for a key); only none at all is refused. Prefect must be
+    importable (it is imported here)."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return
+    # A server on this machine is asked directly, never through a proxy the environment names; another as it says.
+    local = urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+    try:
+        with (_DIRECT if local else urllib.request.build_opener()).open(f"{url.rstrip('/')}/health", timeout=10):
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answered
+    except (OSError, ValueError) as exc:
+        raise ServiceError(f"PREFECT_API_URL={url}: no Prefect server answers there ({getattr(exc, 'reason', exc)}); "
+                           "start it (`kerasflow server start` for kerasflow's local one), or unset PREFECT_API_URL "
+                           "so that kerasflow starts a temporary one") from None
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ import psutil
 import yaml
 from helpers import flow_runs_in, prefect_api, run_cli, tiny_params
 
+from kerasflow.flows.prefect_server import free_port
 from kerasflow.tasks.outputs.metrics import read_experiment
 
 
@@ -154,6 +155,19 @@ def test_with_no_prefect_server_set_a_run_starts_a_temporary_one_and_stops_it(pr
     assert failed.returncode == 2 and failed.stderr.strip().splitlines() == [
         "kerasflow: error: data/iris.csv: file not found (params.yaml:experiments.iris.dataset.file)"]
     assert _servers_of(home) == []
+
+
+def test_a_prefect_server_set_where_none_answers_is_named_in_one_line_before_anything_is_written(project):
+    """A PREFECT_API_URL (a server stopped, a port mistyped) with nothing behind it: one line naming it, exit 2,
+    and no results folder, not Prefect's traceback from the first flow."""
+    url = f"http://127.0.0.1:{free_port()}/api"
+    result = run_cli(["run", "iris", "--results", "results"], cwd=project, env={"PREFECT_API_URL": url})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"kerasflow: error: PREFECT_API_URL={url}: no Prefect server answers there ([Errno 111] Connection refused); "
+        "start it (`kerasflow server start` for kerasflow's local one), or unset PREFECT_API_URL so that kerasflow "
+        "starts a temporary one"]
+    assert not (project / "results").exists()
 
 
 def test_a_server_named_in_prefect_toml_is_used_and_no_temporary_one(project, prefect_server, tmp_path,

@@ -19,3 +19,7 @@ class DataError(KerasflowError):
 
 class SweepError(KerasflowError):
     """A sweep that cannot run as asked (resources, storage, nothing to resume)."""
+
+
+class ServiceError(KerasflowError):
+    """A server the environment or settings name (Prefect's API) where nothing answers."""
