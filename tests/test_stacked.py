@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -574,10 +575,10 @@ def test_an_activity_penalty_trains_fold_by_fold(project):
 
 
 def test_reduce_on_plateau_trains_each_fold_on_its_own_rate(project, monkeypatch):
-    """The rate follows each fold's own held-out loss, so the folds cannot share one optimizer: no stacking. A
+    """The rate follows each fold's own validation loss, so the folds cannot share one optimizer: no stacking. A
     training fed in several `fit` calls keeps its plateau count across them: the same rates as in one."""
-    spec = _iris_spec({"train": {"lr_schedule": {"type": "reduce_on_plateau", "patience": 1, "factor": 0.5,
-                                                 "min_delta": 0.05}}}, refit=False)
+    spec = _iris_spec({"train": {"validation_split": 0.2, "lr_schedule": {
+        "type": "reduce_on_plateau", "patience": 1, "factor": 0.5, "min_delta": 0.05}}}, refit=False)
     table = load_table(spec.dataset, root=project)
     folds = prepare_folds(spec, table, encode_labels(spec, table))
     result = cross_validate(spec, folds)
@@ -603,8 +604,28 @@ def test_early_stopping_ends_each_fold_when_its_own_patience_is_spent(project):
     assert result.summary()["epochs_run"] == result.epochs_run
     shown = tables.scores(Report([ExperimentReport(name="iris", spec=spec, metrics=result.summary())]))
     assert shown["folds"][0] == f"3, trained {min(result.epochs_run)}–{max(result.epochs_run)} epochs"
-    for fold in result.folds:
-        assert fold.score == max(fold.history["val_accuracy"])  # the best epoch's weights were put back
+    for fold in result.folds:  # scored with the best epoch's weights, put back
+        assert fold.score == float(np.mean(fold.y_pred == fold.y_true))
+
+
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold by fold"])
+def test_a_folds_early_stopping_follows_its_validation_split_never_its_held_out_rows(project, stack):
+    """Early stopping (restoring the best epoch) follows the last validation_split share of each fold's training
+    rows, so the held-out rows a fold is scored on choose none of its epochs: with their targets changed, every fold
+    trains the same epochs to the same model, and only the scores move."""
+    spec = _iris_spec({"train": {"epochs": 60, "validation_split": 0.2, "early_stopping": {
+        "monitor": "val_accuracy", "patience": 3, "restore_best_weights": True}}}, refit=False, stack_folds=stack)
+    table = load_table(spec.dataset, root=project)
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    for fold in folds:  # 100 training rows: 80 trained on, the last 20 validate
+        assert (len(fold.X_train), len(fold.validation[0]), len(fold.X_test)) == (80, 20, 50)
+    result = cross_validate(spec, folds)
+    changed = cross_validate(spec, [replace(fold, y_test=np.roll(fold.y_test, 1, axis=0)) for fold in folds])
+    assert result.stacked == stack and max(result.epochs_run) < 60
+    for ours, theirs in zip(result.folds, changed.folds):
+        assert ours.history == theirs.history
+        np.testing.assert_array_equal(ours.y_pred, theirs.y_pred)
+    assert [fold.score for fold in result.folds] != [fold.score for fold in changed.folds]
 
 
 def test_a_stacked_trial_with_early_stopping_reports_the_epochs_each_config_trained(project, tmp_path):
@@ -627,7 +648,7 @@ def test_a_stacked_trial_with_early_stopping_reports_the_epochs_each_config_trai
 
 def test_a_folds_early_stop_is_keras_own_early_stopping(project):
     stopping = {"monitor": "val_loss", "patience": 2, "min_delta": 0.001}
-    spec = _iris_spec({"train": {"epochs": 60, "early_stopping": stopping}}, refit=False)
+    spec = _iris_spec({"train": {"epochs": 60, "validation_split": 0.2, "early_stopping": stopping}}, refit=False)
     plain = _iris_spec({"train": {"epochs": 60}}, refit=False)
     table = load_table(spec.dataset, root=project)
     folds = prepare_folds(spec, table, encode_labels(spec, table))

@@ -118,8 +118,7 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     # Early stopping ends the trials before their one checkpoint is due: the best config is trained again as its
     # trial was, and the exported score is that model's.
     stopping = sweep_params(epochs=40, scoring="holdout", keep_checkpoints=1)
-    stopping["experiments"]["cancer"]["train"]["early_stopping"] = {"patience": 1}
-    stopping["experiments"]["cancer"]["evaluate"]["refit"] = False  # the run's refit would need held-out rows
+    stopping["experiments"]["cancer"]["train"].update(early_stopping={"patience": 1}, validation_split=0.2)
     stopping["sweeps"]["cancer"]["space"] = {"model.widths": {"grid": [[4], [8, 4]]}}  # Adam's: both stop early
     best = sweep_and_export(stopping, cancer_project / "tune_stopping")
     (best_row, *_) = read_trials(cancer_project / "tune_stopping")
@@ -302,7 +301,7 @@ def test_a_config_asha_stopped_before_its_own_epochs_is_stopped_and_not_paired(e
     the space, given as text too). A config that can stop itself early is never taken for one ASHA stopped."""
     raw = sweep_params(epochs=30, scheduler="asha", grace_period=2)
     raw["sweeps"]["cancer"]["space"] = early_stopping or {"train": {"epochs": {"grid": ["8", "30"]}}}
-    raw["experiments"]["cancer"]["evaluate"]["refit"] = False  # early stopping's refit would need held-out rows
+    raw["experiments"]["cancer"]["train"]["validation_split"] = 0.2  # what early stopping in the space follows
     params = parse_params(raw)
     spec, sweep = params.experiments["cancer"], params.sweeps["cancer"]
 

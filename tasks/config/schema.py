@@ -508,8 +508,8 @@ class CosineSchedule(Section):
 
 class ReduceOnPlateauSchedule(Section):
     """The rate times `factor` when `monitor` has not improved by `min_delta` for `patience` epochs (Keras'
-    ReduceLROnPlateau); `monitor` is ``loss``, ``val_loss``, the metric, or ``val_`` + the metric (a fold's
-    held-out rows)."""
+    ReduceLROnPlateau); `monitor` is ``loss``, ``val_loss``, the metric, or ``val_`` + the metric (on the
+    last `train.validation_split` share of the rows each model trains on)."""
 
     type: Literal["reduce_on_plateau"]
     monitor: str = "val_loss"
@@ -573,8 +573,9 @@ class TrainSpec(Section):
         "best: the refit keeps its best epoch's weights, by early_stopping's monitor (else val_loss) on its "
         "validation split, as the books' ModelCheckpoint(save_best_only=True); last: its last epoch's"))
     validation_split: float | None = Field(default=None, gt=0, lt=1, description=(
-        "the refit's last rows held out, as Keras' validation_split: what its val_ scores (early stopping, "
-        "reduce_on_plateau) are measured on; its preprocessing is fitted on the rows before them"))
+        "the last share of the rows a model trains on held out, as Keras' validation_split: the refit's, and each "
+        "fold's where early stopping or reduce_on_plateau follows a val_ score: what those val_ scores are "
+        "measured on, never a fold's held-out rows; the preprocessing is fitted on the rows before them"))
     init_from: str | None = Field(default=None, min_length=1, description=(
         "a saved model folder (results/<experiment>/model): the model starts from its weights and reuses its fitted "
         "preprocessing; only experiments under `continued:` take it"))
@@ -660,6 +661,13 @@ class TrainSpec(Section):
         if self.checkpoint == "best":
             found["train.checkpoint"] = self.best_monitor
         return found
+
+    @property
+    def validates(self) -> bool:
+        """Whether a callback of every model's training (each fold's and the refit's) follows a `val_` score: then
+        each trains on all but the last `validation_split` share of its rows and scores those each epoch, never the
+        rows a fold is scored on, which would choose its epoch or rate by its own test."""
+        return any(monitor.startswith("val_") for key, monitor in self.monitors.items() if key != "train.checkpoint")
 
     @property
     def best_monitor(self) -> str:
@@ -846,10 +854,11 @@ class ExperimentSpec(Section):
                 raise AtKey(key, "names no score this experiment logs" + (
                     f"; did you mean {hint[0]!r}?" if hint else "") + f" Allowed: {', '.join(logged)}. "
                     f"Received: {monitor!r}")
-            if monitor.startswith("val_") and self.evaluate.refit and self.train.validation_split is None:
-                raise AtKey("train.validation_split", f"is required: {key} follows {monitor!r}, and the refit on "
-                            f"all rows has held-out rows only if it keeps some back (e.g. 0.2), or set "
-                            f"evaluate.refit false. Received: none")
+            if monitor.startswith("val_") and self.train.validation_split is None and (
+                    key != "train.checkpoint" or self.evaluate.refit):
+                raise AtKey("train.validation_split", f"is required: {key} follows {monitor!r}, measured on the last "
+                            f"share of the rows each model trains on (each fold's and the refit's; e.g. 0.2), never "
+                            f"on the rows a fold is scored on. Received: none")
         self._check_tokens()
         self._check_text()
         if self.preprocess.augment is not None:

@@ -244,21 +244,27 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
 
     `table` and `labels` are the supervised rows (see :func:`supervised`).
     """
-    X_train, X_test = table.X.iloc[split.train_index], table.X.iloc[split.test_index]
+    rows, validation = split.train_index, None
+    if spec.train.validates:  # the rows its early stopping or rate follows: its own, not the held-out ones
+        rows, validation = validation_split(spec, rows, table.source, "a fold")
+    X_train, X_test = table.X.iloc[rows], table.X.iloc[split.test_index]
     preprocessor = start.preprocessor if start is not None else Preprocessor.from_spec(spec.preprocess).fit(X_train)
-    y_train = encode_target(spec, labels.codes[split.train_index], labels.n_classes)
+    y_train = encode_target(spec, labels.codes[rows], labels.n_classes)
     fold = FoldData(
         X_train=preprocessor.transform(X_train),
         y_train=y_train,
         X_test=preprocessor.transform(X_test),
         y_test=encode_target(spec, labels.codes[split.test_index], labels.n_classes),
+        validation=None if validation is None else (
+            preprocessor.transform(table.X.iloc[validation]),
+            encode_target(spec, labels.codes[validation], labels.n_classes)),
         target_scale=start.target_scale if start is not None else fit_target_scale(spec.preprocess, y_train,
                                                                                     len(table.targets)),
         naive_test=naive_forecast(spec, X_test, table.targets),
         test_rows=X_test.index.to_numpy(),
         initial_weights=start.weights if start is not None else None,
         embedding=pretrained_embedding(spec, preprocessor) if start is None else None,
-        class_weight=labels.class_weights(spec, split.train_index),
+        class_weight=labels.class_weights(spec, rows),
     )
     return fold, preprocessor
 
@@ -298,8 +304,12 @@ def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded, start: St
     if spec.dataset.task == "next_token":
         X, y = windows(labels.codes, spec.preprocess.tokens.window)
         split = make_splits(spec.evaluate, y)[0]
-        return [FoldData(X_train=X[split.train_index], y_train=y[split.train_index], X_test=X[split.test_index],
-                         y_test=y[split.test_index], test_rows=split.test_index + spec.preprocess.tokens.window)]
+        rows, validation = split.train_index, None
+        if spec.train.validates:
+            rows, validation = validation_split(spec, rows, spec.dataset.file, "a fold")
+        return [FoldData(X_train=X[rows], y_train=y[rows], X_test=X[split.test_index], y_test=y[split.test_index],
+                         validation=None if validation is None else (X[validation], y[validation]),
+                         test_rows=split.test_index + spec.preprocess.tokens.window)]
     table, labels = supervised(spec, table, labels)
     splits = experiment_splits(spec, labels, table.source)
     folds = [fit_split(spec, table, labels, split, start)[0] for split in splits]
@@ -513,16 +523,25 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
 
 def refit_rows(spec: ExperimentSpec, n_rows: int, source: object) -> tuple[np.ndarray | slice, int | None]:
     """The rows of `n_rows` the refit trains on, and where its validation rows start (`train.validation_split`;
-    None without). As Keras' validation_split: the last rows, before any shuffling, are held out (the training part
-    rounded down); a multi-step forecast's last training windows whose later targets are validation rows are left
-    out, as in its folds."""
+    None without): :func:`validation_split` of them all."""
     if spec.train.validation_split is None:
         return slice(None), None
+    rows, validation = validation_split(spec, np.arange(n_rows), source, "the refit")
+    return rows, int(validation[0])
+
+
+def validation_split(spec: ExperimentSpec, rows: np.ndarray, source: object, trainer: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """`rows` (a model's training rows, in file order) split as Keras' validation_split splits what `fit` is given:
+    the rows it trains on and, held out, the last `train.validation_split` share (the training part rounded down).
+    A multi-step forecast's last training windows whose later targets are validation rows are left out, as in its
+    folds. `trainer` names the model in a refusal: the refit, a fold."""
+    n_rows = len(rows)
     split = math.floor(n_rows * (1 - spec.train.validation_split))
     if not 0 < split < n_rows:
-        raise DataError(f"{source}: {spec.train.key('validation_split')}={spec.train.validation_split} of the "
-                        f"refit's {n_rows} rows leaves {'no training' if split == 0 else 'no validation'} row; hold "
-                        f"out a share that leaves rows on both sides")
-    rows = training_windows(spec, Split(np.arange(split), np.arange(split, n_rows)), source, "the refit",
-                            "its validation rows", "train.validation_split").train_index
-    return rows, split
+        raise DataError(f"{source}: {spec.train.key('validation_split')}={spec.train.validation_split} of "
+                        f"{trainer}'s {n_rows} rows leaves {'no training' if split == 0 else 'no validation'} row; "
+                        f"hold out a share that leaves rows on both sides")
+    split = training_windows(spec, Split(rows[:split], rows[split:]), source, trainer, "its validation rows",
+                             "train.validation_split")
+    return split.train_index, split.test_index

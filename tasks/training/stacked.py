@@ -486,8 +486,10 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     # One table per config, repeated: slot c * n_folds + f holds fold f's rows.
     X, _ = stack_slots([f.X_train for f in folds] * n_configs)
     y, _ = stack_slots([f.y_train for f in folds] * n_configs)
-    X_val, w_val = stack_slots([f.X_test for f in folds] * n_configs)
-    y_val, _ = stack_slots([f.y_test for f in folds] * n_configs)
+    # Scored each epoch: the held-out rows, or where a callback follows val_ scores, each fold's validation split.
+    validated = folds[0].validation is not None
+    X_val, w_val = stack_slots([f.validation[0] if validated else f.X_test for f in folds] * n_configs)
+    y_val, _ = stack_slots([f.validation[1] if validated else f.y_test for f in folds] * n_configs)
 
     scales = None if folds[0].target_scale is None else [f.target_scale for f in folds] * n_configs
     slot_scale = None if scales is None else slot_target_scale(scales)  # the loss's, in scaled units
@@ -508,13 +510,13 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
     trained = fit_epochs(model, X, y, plan, slotted=True, held_out=HeldOut(X_val, y_val, scores, w_val),
                          callbacks=[*stopping, *schedule_callbacks(spec.train), *callbacks],
                          initial_epoch=initial_epoch)
-    predictions = trained.predictions
+    predictions = None if validated else trained.predictions
     if stopping:  # each slot ends with the weights it stopped with
         for variable, value in zip(model.trainable_weights, stopping[0].finish(model)):
             variable.assign(value)
         predictions = None
     if predictions is None:
-        predictions = predict_slots(model, X_val)
+        predictions = predict_slots(model, stack_slots([f.X_test for f in folds] * n_configs)[0])
 
     results: list[list[FoldResult]] = [[] for _ in specs]
     for j in range(k):
@@ -528,6 +530,6 @@ def fit_stacked(specs: Sequence[ExperimentSpec], folds: list[FoldData],
             fold_history["learning_rate"] = trained.history["learning_rate"]
         config = specs[j // n_folds]
         result = FoldResult(score=score(config, fold.y_test, outputs), history=fold_history,
-                            n_train=len(fold.X_train), n_test=n_test)
+                            n_train=fold.n_train, n_test=n_test)
         results[j // n_folds].append(with_predictions(config, result, fold, outputs))
     return results

@@ -44,6 +44,10 @@ class FoldData:
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+    """Where early stopping or reduce_on_plateau follows a `val_` score (`TrainSpec.validates`): the last
+    `train.validation_split` share of the fold's training rows, held out of `X_train` and scored each epoch in place
+    of the held-out rows, which are scored once the training is over."""
     target_scale: TargetScale | None = None
     naive_test: np.ndarray | None = None
     """A series' last-value forecast of each held-out row, in the target's units: the baseline to beat."""
@@ -58,6 +62,11 @@ class FoldData:
     class_weight: np.ndarray | None = None
     """Each class code's weight in the loss of the fold's training rows (`train.class_weight`,
     :func:`kerasflow.tasks.training.class_weights.class_weights`); None: every row weighs 1."""
+
+    @property
+    def n_train(self) -> int:
+        """The rows the fold's training was given: those it trains on and its validation split's."""
+        return len(self.X_train) + (0 if self.validation is None else len(self.validation[0]))
 
 
 @dataclass
@@ -229,11 +238,13 @@ def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
 
 
 def predict_held_out(model: keras.Model, fold: FoldData) -> np.ndarray:
-    """The fold's held-out predictions; a stateful model first reads the training rows, so the held-out rows
-    continue the state they follow in time."""
+    """The fold's held-out predictions; a stateful model first reads the training rows (and the validation rows
+    after them), so the held-out rows continue the state they follow in time."""
     if fixed_batch_size(model):
         reset_states(model)
         predict(model, fold.X_train)
+        if fold.validation is not None:
+            predict(model, fold.validation[0])
     return predict(model, fold.X_test)
 
 
@@ -247,13 +258,16 @@ def train_fold(spec: ExperimentSpec, fold: FoldData, index: int, callbacks: Sequ
                initial_epoch: int = 0) -> tuple[keras.Model, FoldResult]:
     """:func:`fit_fold`, with the trained model."""
     seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": spec.train.seed + index})})
-    model, trained = fit_model(seeded, fold.X_train, fold.y_train, validation=(fold.X_test, fold.y_test),
+    model, trained = fit_model(seeded, fold.X_train, fold.y_train, validation=fold.validation or (fold.X_test,
+                                                                                                  fold.y_test),
                                callbacks=callbacks, initial_epoch=initial_epoch, target_scale=fold.target_scale,
                                initial_weights=fold.initial_weights, embedding=fold.embedding,
                                class_weight=fold.class_weight)
-    outputs = predict_held_out(model, fold) if trained.predictions is None else trained.predictions
+    # The last epoch's predictions are the held-out rows' unless a validation split was scored in their place.
+    held_out = trained.predictions if fold.validation is None else None
+    outputs = predict_held_out(model, fold) if held_out is None else held_out
     result = FoldResult(score=score(spec, fold.y_test, outputs), history=trained.history,
-                        n_train=len(fold.X_train), n_test=len(fold.X_test))
+                        n_train=fold.n_train, n_test=len(fold.X_test))
     return model, with_predictions(spec, result, fold, outputs)
 
 
