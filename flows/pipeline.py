@@ -141,7 +141,7 @@ def write_results(name: str, spec: ExperimentSpec, cv: evaluate.CVResult, final:
     # Metrics last: their presence says the experiment's outputs are complete.
     ray_tasks = [*(cv.placements or []), *([final.placement] if final is not None and final.placement else [])]
     return results.write_metrics(out_dir, spec, cv, timing, results.environment(ray_tasks),
-                                 refit_diverged_at=final.diverged_at if final is not None else None,
+                                 final=final,
                                  init_from=start.record() if start is not None else None)
 
 

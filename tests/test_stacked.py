@@ -18,6 +18,7 @@ from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.config.schema import LOSSES_BY_TASK, SearchSpec, parse_params
 from kerasflow.tasks.data.table import load_table
 from kerasflow.tasks.outputs.live import FOLDS_PLOT
+from kerasflow.tasks.outputs.results import write_metrics
 from kerasflow.tasks.report import tables
 from kerasflow.tasks.report.collect import ExperimentReport, Report
 from kerasflow.tasks.sweep.groups import SharedEpochs, config_id, stacked_groups
@@ -693,3 +694,20 @@ def test_checkpoint_best_ends_the_refit_with_its_best_epochs_weights(project):
     assert len(losses) == 30 and losses.index(min(losses)) < 29  # a best epoch before the last, to go back to
     kept = model.evaluate(fold.X_test, fold.y_test, verbose=0, return_dict=True)["loss"]
     assert kept == pytest.approx(min(losses), rel=1e-4)
+    assert trained.kept_epoch == losses.index(min(losses)) + 1
+
+
+def test_run_json_says_which_epoch_the_refit_kept(project, tmp_path):
+    """With `checkpoint: best` (or early stopping's restore_best_weights) the refit's model is one of its epochs,
+    not its last: run.json names it, and how many the refit trained."""
+    spec = _iris_spec({"train": {"epochs": 30, "learning_rate": 1.0, "checkpoint": "best", "validation_split": 0.3}})
+    table = load_table(spec.dataset, root=project)
+    labels = encode_labels(spec, table)
+    final = refit(spec, table, labels)
+    assert final.epochs == 30 and 1 <= final.kept_epoch < 30
+    record = write_metrics(tmp_path, spec, cross_validate(spec, prepare_folds(spec, table, labels)), {}, {}, final)
+    assert record["refit_epochs"] == {"trained": 30, "kept": final.kept_epoch}
+    assert json.loads((tmp_path / "run.json").read_text())["refit_epochs"] == record["refit_epochs"]
+    plain = _iris_spec({"train": {"epochs": 2}})
+    assert "refit_epochs" not in write_metrics(tmp_path, plain, cross_validate(plain, prepare_folds(
+        plain, table, labels)), {}, {}, refit(plain, table, labels))

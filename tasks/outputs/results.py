@@ -44,16 +44,18 @@ from kerasflow.tasks.training.models import build_model, set_model_weights
 
 
 def write_metrics(out_dir: Path, spec: ExperimentSpec, result: CVResult, timing: dict[str, float],
-                  environment: dict[str, str], refit_diverged_at: int | None = None,
+                  environment: dict[str, str], final: FinalModel | None = None,
                   init_from: dict[str, str] | None = None) -> dict[str, Any]:
     """Write `run.json` and `metrics.json`: the scores, the settings that decided the folds (`fold_settings`:
     runs pair fold by fold by these, not by params.yaml as it is now), each step's wall time in seconds, and what
-    computed them (see :func:`environment`), the epoch at which the refit diverged if it did, and the saved model
-    a continued experiment started from (:meth:`kerasflow.tasks.training.start.Start.record`); return the
-    record."""
+    computed them (see :func:`environment`), of the refit (`final`) the epoch at which it diverged if it did and
+    the epoch whose weights it kept if it kept its best, and the saved model a continued experiment started from
+    (:meth:`kerasflow.tasks.training.start.Start.record`); return the record."""
+    diverged, kept = (None, None) if final is None else (final.diverged_at, final.kept_epoch)
     record = {**result.summary(), "fold_settings": fold_settings(spec),
               "timing": {step: round(seconds, 2) for step, seconds in timing.items()}, "environment": environment,
-              **({"refit_diverged_at_epoch": refit_diverged_at} if refit_diverged_at is not None else {}),
+              **({"refit_diverged_at_epoch": diverged} if diverged is not None else {}),
+              **({"refit_epochs": {"trained": final.epochs, "kept": kept}} if kept is not None else {}),
               **({"init_from": init_from} if init_from is not None else {})}
     metrics.write_experiment(out_dir, record)
     return record

@@ -66,6 +66,9 @@ class Trained:
 
     history: dict[str, list[float]]
     predictions: np.ndarray | None = None
+    kept_epoch: int | None = None
+    """The epoch (from 1) whose weights the model ends with where early stopping or `checkpoint: best` put its best
+    epoch's back (set by `fit_model`); None: its last epoch's."""
 
 
 def fit_epochs(model: keras.Model, X: np.ndarray, y: np.ndarray, plan: EpochPlan, *, slotted: bool,

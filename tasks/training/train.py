@@ -170,8 +170,8 @@ def fit_model(spec: ExperimentSpec, X: np.ndarray, y: np.ndarray,
     held_out = None if validation is None else HeldOut(*validation, scores=scores)
     trained = fit_epochs(model, X, y, plan, slotted=False, held_out=held_out, callbacks=callbacks,
                          initial_epoch=initial_epoch)
-    if stopper is not None and stopper.restore():
-        trained = replace(trained, predictions=None)  # the last epoch's are not the restored model's
+    if stopper is not None and stopper.restore():  # the last epoch's predictions are not the restored model's
+        trained = replace(trained, predictions=None, kept_epoch=stopper.best_epoch + 1)
     return model, trained
 
 
