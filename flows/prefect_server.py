@@ -23,6 +23,7 @@ process rather than borrowing Prefect's start-up:
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import socket
 import subprocess
@@ -90,7 +91,7 @@ def check_configured_api() -> None:
             pass
     except urllib.error.HTTPError:
         pass  # it answered
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         raise ServiceError(f"PREFECT_API_URL={url}: no Prefect server answers there ({getattr(exc, 'reason', exc)}); "
                            "start it (`kerasflow server start` for kerasflow's local one), or unset PREFECT_API_URL "
                            "so that kerasflow starts a temporary one") from None

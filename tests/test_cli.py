@@ -11,16 +11,19 @@ import os
 import re
 import socket
 import sqlite3
+import threading
 import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import psutil
+import pytest
 import yaml
 from helpers import flow_runs_in, prefect_api, run_cli, tiny_params
 
-from kerasflow.flows.prefect_server import free_port
+from kerasflow.flows.prefect_server import check_configured_api, free_port
+from kerasflow.tasks.config.errors import ServiceError
 from kerasflow.tasks.outputs.metrics import read_experiment
 
 
@@ -168,6 +171,30 @@ def test_a_prefect_server_set_where_none_answers_is_named_in_one_line_before_any
         "start it (`kerasflow server start` for kerasflow's local one), or unset PREFECT_API_URL so that kerasflow "
         "starts a temporary one"]
     assert not (project / "results").exists()
+
+
+def test_a_prefect_api_url_that_is_no_url_or_answers_no_http_is_refused_too():
+    """Not only a closed port: a URL Python cannot read, and a port where something else answers (not HTTP), are
+    refused as having no Prefect server, not left to end the command in a traceback."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+
+        def banner() -> None:
+            connection, _ = other.accept()
+            with connection:
+                connection.recv(1024)
+                connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+        thread = threading.Thread(target=banner, daemon=True)
+        thread.start()
+        for url in ("http://127.0.0.1:abc/api", f"http://127.0.0.1:{other.getsockname()[1]}/api"):
+            with temporary_settings(updates={PREFECT_API_URL: url}), pytest.raises(
+                    ServiceError, match=f"^PREFECT_API_URL={re.escape(url)}: no Prefect server answers there "):
+                check_configured_api()
+        thread.join(timeout=10)
 
 
 def test_a_server_named_in_prefect_toml_is_used_and_no_temporary_one(project, prefect_server, tmp_path,
