@@ -69,8 +69,8 @@ FULL_GRID = {**BOOKS_GRID, "train.batch_size": {"grid": FULL_BATCH_SIZES}, "trai
 def experiment_params(epochs: int, n_splits: int, toolbox: bool = False) -> dict:
     """The books' 12-8-1 MLP on the breast-cancer data, stratified k-fold, as a params.yaml mapping; with `toolbox`,
     trained with the books' toolbox: SGD with momentum, max-norm hidden layers, and early stopping on the loss of
-    each fold's validation split (the last 20% of its training rows; patience 10, best weights kept), so that folds
-    stop on epochs of their own."""
+    each fold's validation split (20% of its training rows, drawn stratified; patience 10, best weights kept), so
+    that folds stop on epochs of their own."""
     constraint = {"kernel_constraint": {"name": "max_norm", "max_value": 3}} if toolbox else {}
     train = {"optimizer": "adam", "epochs": epochs, "batch_size": 10, "seed": 7}
     if toolbox:

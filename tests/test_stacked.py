@@ -29,6 +29,7 @@ from kerasflow.tasks.training.evaluate import (
     encode_labels,
     prepare_folds,
     refit,
+    refit_rows,
 )
 from kerasflow.tasks.training.models import build_model
 from kerasflow.tasks.training.scoring import (
@@ -48,7 +49,7 @@ from kerasflow.tasks.training.stacked import (
     stack_key,
     stack_slots,
 )
-from kerasflow.tasks.training.train import fit_fold, fit_model
+from kerasflow.tasks.training.train import fit_fold, fit_model, train_fold
 
 
 def _iris_spec(changes: dict | None = None, **evaluate):
@@ -605,8 +606,10 @@ def test_early_stopping_ends_each_fold_when_its_own_patience_is_spent(project):
     assert result.summary()["epochs_run"] == result.epochs_run
     shown = tables.scores(Report([ExperimentReport(name="iris", spec=spec, metrics=result.summary())]))
     assert shown["folds"][0] == f"3, trained {min(result.epochs_run)}–{max(result.epochs_run)} epochs"
-    for fold in result.folds:  # scored with the best epoch's weights, put back
-        assert fold.score == float(np.mean(fold.y_pred == fold.y_true))
+    folds = prepare_folds(spec, table, encode_labels(spec, table))
+    model, alone = train_fold(spec, folds[0], 0)  # fold 0 alone ends with its best epoch's weights, put back
+    best = model.evaluate(*folds[0].validation, verbose=0, return_dict=True)["accuracy"]
+    assert best == pytest.approx(max(alone.history["val_accuracy"]), abs=1e-6)
 
 
 @pytest.mark.parametrize("stack", [True, False], ids=["stacked", "fold by fold"])
@@ -618,8 +621,9 @@ def test_a_folds_early_stopping_follows_its_validation_split_never_its_held_out_
         "monitor": "val_accuracy", "patience": 3, "restore_best_weights": True}}}, refit=False, stack_folds=stack)
     table = load_table(spec.dataset, root=project)
     folds = prepare_folds(spec, table, encode_labels(spec, table))
-    for fold in folds:  # 100 training rows: 80 trained on, the last 20 validate
+    for fold in folds:  # 100 training rows: 80 trained on, 20 validate, drawn stratified from a file sorted by class
         assert (len(fold.X_train), len(fold.validation[0]), len(fold.X_test)) == (80, 20, 50)
+        assert np.bincount(np.asarray(fold.validation[1]).ravel(), minlength=3).min() >= 6  # class codes
     result = cross_validate(spec, folds)
     changed = cross_validate(spec, [replace(fold, y_test=np.roll(fold.y_test, 1, axis=0)) for fold in folds])
     assert result.stacked == stack and max(result.epochs_run) < 60
@@ -673,8 +677,12 @@ def test_a_refits_validation_split_rounds_its_training_part_down_as_keras_and_le
     final = refit(spec, table, encode_labels(spec, table), callbacks=[Steps()])
     assert steps == [14]
     # Its preprocessing is fitted on those 112 rows, as a fold's on its training rows: the validation rows, which
-    # would pick its best epoch or stop it, are held out of it too.
-    np.testing.assert_allclose(final.preprocessor.center_, table.X.iloc[:112].to_numpy().mean(axis=0))
+    # would pick its best epoch or stop it, are held out of it too. The evaluation shuffles and stratifies, so they
+    # are a stratified draw, not the file's last 38 rows (iris.csv is sorted by class: all of one).
+    labels = encode_labels(spec, table)
+    rows, validation = refit_rows(spec, 150, table.source, labels.codes)
+    assert len(rows) == 112 and np.bincount(labels.codes[validation]).min() >= 12
+    np.testing.assert_allclose(final.preprocessor.center_, table.X.iloc[rows].to_numpy().mean(axis=0))
     tiny = _iris_spec({"train": {"epochs": 1, "validation_split": 0.995}})
     with pytest.raises(DataError, match=r"params.yaml:experiments.iris.train.validation_split=0.995 of the refit's "
                                         r"150 rows leaves no training row; hold out a share that leaves rows on both "

@@ -123,6 +123,8 @@ def test_grid_of_four_with_kfold_scoring_and_best_holdout_model_reloads(cancer_p
     best = sweep_and_export(stopping, cancer_project / "tune_stopping")
     (best_row, *_) = read_trials(cancer_project / "tune_stopping")
     assert best["checkpoint"] is None and int(best_row["epochs"]) < 40, best_row
+    # The trial's score is its held-out rows', as the exported model's, not that of the validation split it stopped on.
+    assert float(best_row["score"]) == pytest.approx(best["score"], abs=1e-6)
     spec = parse_params(stopping).experiments["cancer"].with_overrides(best["params"])
     model, preprocessor, codec = load_model(cancer_project / "tune_stopping/best_model")
     X_test = preprocessor.transform(table.X.iloc[split.test_index])

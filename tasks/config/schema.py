@@ -508,8 +508,8 @@ class CosineSchedule(Section):
 
 class ReduceOnPlateauSchedule(Section):
     """The rate times `factor` when `monitor` has not improved by `min_delta` for `patience` epochs (Keras'
-    ReduceLROnPlateau); `monitor` is ``loss``, ``val_loss``, the metric, or ``val_`` + the metric (on the
-    last `train.validation_split` share of the rows each model trains on)."""
+    ReduceLROnPlateau); `monitor` is ``loss``, ``val_loss``, the metric, or ``val_`` + the metric (on
+    `train.validation_split`'s share of the rows each model trains on)."""
 
     type: Literal["reduce_on_plateau"]
     monitor: str = "val_loss"
@@ -538,7 +538,8 @@ def monitor_mode(monitor: str) -> Literal["min", "max"]:
 class EarlyStoppingSpec(Section):
     """Keras' EarlyStopping: a model stops training once `monitor` has not improved by `min_delta` for `patience`
     epochs (counted from `start_from_epoch`); with `restore_best_weights` it ends with its best epoch's weights.
-    `monitor` is as reduce_on_plateau's: in k-fold and hold-out a ``val_`` score is the fold's held-out rows'."""
+    `monitor` is as reduce_on_plateau's: a ``val_`` score is of `train.validation_split`'s share of the rows each
+    model trains on, never of the rows a fold is scored on."""
 
     monitor: str = "val_loss"
     patience: int = Field(default=0, ge=0)
@@ -573,9 +574,11 @@ class TrainSpec(Section):
         "best: the refit keeps its best epoch's weights, by early_stopping's monitor (else val_loss) on its "
         "validation split, as the books' ModelCheckpoint(save_best_only=True); last: its last epoch's"))
     validation_split: float | None = Field(default=None, gt=0, lt=1, description=(
-        "the last share of the rows a model trains on held out, as Keras' validation_split: the refit's, and each "
-        "fold's where early stopping or reduce_on_plateau follows a val_ score: what those val_ scores are "
-        "measured on, never a fold's held-out rows; the preprocessing is fitted on the rows before them"))
+        "the share of the rows a model trains on held out, as Keras' validation_split (the training part rounded "
+        "down): the refit's, and each fold's where early stopping or reduce_on_plateau follows a val_ score: what "
+        "those val_ scores are measured on, never a fold's held-out rows. The last rows where the evaluation keeps "
+        "time order (shuffle false), as Keras'; else drawn with evaluate.seed, stratified where the evaluation is. "
+        "The preprocessing is fitted on the other rows"))
     init_from: str | None = Field(default=None, min_length=1, description=(
         "a saved model folder (results/<experiment>/model): the model starts from its weights and reuses its fitted "
         "preprocessing; only experiments under `continued:` take it"))
@@ -665,7 +668,7 @@ class TrainSpec(Section):
     @property
     def validates(self) -> bool:
         """Whether a callback of every model's training (each fold's and the refit's) follows a `val_` score: then
-        each trains on all but the last `validation_split` share of its rows and scores those each epoch, never the
+        each trains on all but `validation_split`'s share of its rows and scores those each epoch, never the
         rows a fold is scored on, which would choose its epoch or rate by its own test."""
         return any(monitor.startswith("val_") for key, monitor in self.monitors.items() if key != "train.checkpoint")
 
@@ -856,8 +859,8 @@ class ExperimentSpec(Section):
                     f"Received: {monitor!r}")
             if monitor.startswith("val_") and self.train.validation_split is None and (
                     key != "train.checkpoint" or self.evaluate.refit):
-                raise AtKey("train.validation_split", f"is required: {key} follows {monitor!r}, measured on the last "
-                            f"share of the rows each model trains on (each fold's and the refit's; e.g. 0.2), never "
+                raise AtKey("train.validation_split", f"is required: {key} follows {monitor!r}, measured on a share "
+                            f"of the rows each model trains on (each fold's and the refit's; e.g. 0.2), never "
                             f"on the rows a fold is scored on. Received: none")
         self._check_tokens()
         self._check_text()

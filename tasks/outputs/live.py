@@ -49,7 +49,8 @@ def fold_folders(n_folds: int) -> list[str]:
 
 
 def history_names(metric: str, learning_rate: bool = False) -> list[str]:
-    """What a history logs each epoch: the training loss, the held-out loss, and the same for the metric; with
+    """What a history logs each epoch: the training loss, the validation loss (the held-out rows', or a validation
+    split's where early stopping or reduce_on_plateau follows it), and the same for the metric; with
     `learning_rate` (a rate that changes as it trains), the epoch's rate too."""
     return ["loss", "val_loss", metric, f"val_{metric}", *(["learning_rate"] if learning_rate else [])]
 

@@ -168,9 +168,12 @@ def run_trial(specs: list[ExperimentSpec], sweep: SearchSpec, table: Table, labe
     configs = SharedEpochs.of([scoring_spec(spec, sweep) for spec in specs])
     models, spec = configs.models, configs.models[0]
     folds = prepare_folds(spec, table, labels)  # the configs of a group share their preprocessing and folds
-    # Stacked slots that stop early leave the program one by one: no per-epoch score for every config either.
-    per_epoch = (uses_stacking(spec, len(models) * len(folds)) and spec.train.early_stopping is None) \
-        or len(models) * len(folds) == 1
+    # Stacked slots that stop early leave the program one by one: no per-epoch score for every config either. Nor
+    # where the epochs' val_ scores are of a validation split (early stopping or a plateau following them): the
+    # trial's score is its held-out rows', known once the training is over.
+    per_epoch = not spec.train.validates and (
+        (uses_stacking(spec, len(models) * len(folds)) and spec.train.early_stopping is None)
+        or len(models) * len(folds) == 1)
     callbacks: list[keras.callbacks.Callback] = []
     initial_epoch = 0
     if per_epoch and resume_from is not None:

@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.config.layers import DenseLayer, EmbeddingLayer, ReshapeLayer, TimeDistributedLayer
@@ -199,8 +200,10 @@ def encode_tokens(spec: ExperimentSpec, table: Table, name: str = "experiment") 
     """A next_token experiment's tokens as ids of the vocabulary of its training part (the tokens its training
     windows read and predict), whose `num_words` ids the model's last layer must give a probability each."""
     tokens, settings = table.y.tolist(), spec.preprocess.tokens
-    split = make_splits(spec.evaluate, np.zeros(len(tokens) - settings.window))[0]
-    vocabulary = TokenVocabulary(settings).fit(tokens[:settings.window + int(split.train_index.max()) + 1])
+    rows = make_splits(spec.evaluate, np.zeros(len(tokens) - settings.window))[0].train_index
+    if spec.train.validates:  # the fold's validation windows are held out of it too (prepare_folds)
+        rows = validation_split(spec, rows, spec.dataset.file, "a fold")[0]
+    vocabulary = TokenVocabulary(settings).fit(tokens[:settings.window + int(rows.max()) + 1])
     units = output_units(spec.model)
     if units != settings.num_words:
         raise DataError(f"{experiment_key(spec, name, 'model.layers')}: the last Dense layer must have "
@@ -246,7 +249,7 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
     """
     rows, validation = split.train_index, None
     if spec.train.validates:  # the rows its early stopping or rate follows: its own, not the held-out ones
-        rows, validation = validation_split(spec, rows, table.source, "a fold")
+        rows, validation = validation_split(spec, rows, table.source, "a fold", labels.codes[rows])
     X_train, X_test = table.X.iloc[rows], table.X.iloc[split.test_index]
     preprocessor = start.preprocessor if start is not None else Preprocessor.from_spec(spec.preprocess).fit(X_train)
     y_train = encode_target(spec, labels.codes[rows], labels.n_classes)
@@ -489,14 +492,15 @@ def refit_data(spec: ExperimentSpec, table: Table, labels: Encoded, start: Start
     fitted on the rows before them."""
     if spec.dataset.task == "next_token":
         tokens, window = table.y.tolist(), spec.preprocess.tokens.window
-        rows, split = refit_rows(spec, len(tokens) - window, table.source)
+        rows, validation = refit_rows(spec, len(tokens) - window, table.source)
         # The tokens the training windows read and predict: every one without a validation split.
-        vocabulary = TokenVocabulary(spec.preprocess.tokens).fit(tokens if split is None else tokens[:split + window])
+        vocabulary = TokenVocabulary(spec.preprocess.tokens).fit(
+            tokens if validation is None else tokens[:int(validation[0]) + window])
         X, y = windows(vocabulary.transform(tokens), window)
         preprocessor, codec, target_scale = vocabulary, _codec(vocabulary), None
     else:
         table, labels = supervised(spec, table, labels)
-        rows, split = refit_rows(spec, len(table.X), table.source)
+        rows, validation = refit_rows(spec, len(table.X), table.source, labels.codes)
         preprocessor = start.preprocessor if start is not None else Preprocessor.from_spec(spec.preprocess).fit(
             table.X.iloc[rows])
         X = preprocessor.transform(table.X)
@@ -504,7 +508,7 @@ def refit_data(spec: ExperimentSpec, table: Table, labels: Encoded, start: Start
         codec = labels.codec
         target_scale = start.target_scale if start is not None else fit_target_scale(spec.preprocess, y[rows],
                                                                                      len(table.targets))
-    return RefitData(X=X[rows], y=y[rows], validation=None if split is None else (X[split:], y[split:]),
+    return RefitData(X=X[rows], y=y[rows], validation=None if validation is None else (X[validation], y[validation]),
                      class_weight=labels.class_weights(spec, rows), preprocessor=preprocessor, codec=codec,
                      target_scale=target_scale)
 
@@ -528,27 +532,39 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
                       seconds=time.perf_counter() - started)
 
 
-def refit_rows(spec: ExperimentSpec, n_rows: int, source: object) -> tuple[np.ndarray | slice, int | None]:
-    """The rows of `n_rows` the refit trains on, and where its validation rows start (`train.validation_split`;
-    None without): :func:`validation_split` of them all."""
+def refit_rows(spec: ExperimentSpec, n_rows: int, source: object, classes: np.ndarray | None = None
+               ) -> tuple[np.ndarray | slice, np.ndarray | None]:
+    """The rows of `n_rows` the refit trains on, and its validation rows (`train.validation_split`; None without):
+    :func:`validation_split` of them all."""
     if spec.train.validation_split is None:
         return slice(None), None
-    rows, validation = validation_split(spec, np.arange(n_rows), source, "the refit")
-    return rows, int(validation[0])
+    return validation_split(spec, np.arange(n_rows), source, "the refit", classes)
 
 
-def validation_split(spec: ExperimentSpec, rows: np.ndarray, source: object, trainer: str
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """`rows` (a model's training rows, in file order) split as Keras' validation_split splits what `fit` is given:
-    the rows it trains on and, held out, the last `train.validation_split` share (the training part rounded down).
-    A multi-step forecast's last training windows whose later targets are validation rows are left out, as in its
-    folds. `trainer` names the model in a refusal: the refit, a fold."""
+def validation_split(spec: ExperimentSpec, rows: np.ndarray, source: object, trainer: str,
+                     classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`rows` (a model's training rows, in file order) split in two, each in file order: the rows it trains on and,
+    held out, `train.validation_split`'s share (the training part rounded down, as Keras' validation_split). Rows
+    in time order (`evaluate.shuffle` false, a series, a text's tokens) hold out the last ones, as Keras' does; other
+    rows a draw seeded by `evaluate.seed`, stratified by `classes` (the rows' class codes) where the evaluation is,
+    so that a file sorted by class does not validate on one class. A multi-step forecast's last training windows
+    whose later targets are validation rows are left out, as in its folds. `trainer` names the model in a refusal:
+    the refit, a fold."""
     n_rows = len(rows)
     split = math.floor(n_rows * (1 - spec.train.validation_split))
     if not 0 < split < n_rows:
         raise DataError(f"{source}: {spec.train.key('validation_split')}={spec.train.validation_split} of "
                         f"{trainer}'s {n_rows} rows leaves {'no training' if split == 0 else 'no validation'} row; "
                         f"hold out a share that leaves rows on both sides")
+    if spec.evaluate.shuffle and spec.dataset.task != "next_token":
+        classified = spec.dataset.task in ("binary", "multiclass") and classes is not None
+        strata = classes if spec.evaluate.stratify and classified else None
+        if strata is not None:  # a class too small for both sides, or more classes than either side has rows
+            counts = np.unique(strata, return_counts=True)[1]
+            if counts.min() < 2 or len(counts) > min(split, n_rows - split):
+                strata = None
+        trained, held = train_test_split(rows, train_size=split, random_state=spec.evaluate.seed, stratify=strata)
+        return np.sort(trained), np.sort(held)
     split = training_windows(spec, Split(rows[:split], rows[split:]), source, trainer, "its validation rows",
                              "train.validation_split")
     return split.train_index, split.test_index

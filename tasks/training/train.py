@@ -45,8 +45,8 @@ class FoldData:
     X_test: np.ndarray
     y_test: np.ndarray
     validation: tuple[np.ndarray, np.ndarray] | None = None
-    """Where early stopping or reduce_on_plateau follows a `val_` score (`TrainSpec.validates`): the last
-    `train.validation_split` share of the fold's training rows, held out of `X_train` and scored each epoch in place
+    """Where early stopping or reduce_on_plateau follows a `val_` score (`TrainSpec.validates`):
+    `train.validation_split`'s share of the fold's training rows, held out of `X_train` and scored each epoch in place
     of the held-out rows, which are scored once the training is over."""
     target_scale: TargetScale | None = None
     naive_test: np.ndarray | None = None
