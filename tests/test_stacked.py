@@ -707,7 +707,7 @@ def test_checkpoint_best_ends_the_refit_with_its_best_epochs_weights(project):
 
 def test_run_json_says_which_epoch_the_refit_kept(project, tmp_path):
     """With `checkpoint: best` (or early stopping's restore_best_weights) the refit's model is one of its epochs,
-    not its last: run.json names it, and how many the refit trained."""
+    not its last, and early stopping may end it before train.epochs: run.json names both."""
     spec = _iris_spec({"train": {"epochs": 30, "learning_rate": 1.0, "checkpoint": "best", "validation_split": 0.3}})
     table = load_table(spec.dataset, root=project)
     labels = encode_labels(spec, table)
@@ -719,3 +719,10 @@ def test_run_json_says_which_epoch_the_refit_kept(project, tmp_path):
     plain = _iris_spec({"train": {"epochs": 2}})
     assert "refit_epochs" not in write_metrics(tmp_path, plain, cross_validate(plain, prepare_folds(
         plain, table, labels)), {}, {}, refit(plain, table, labels))
+    # Early stopping without restoring: the refit ends with the epoch it stopped at, fewer than train.epochs.
+    stopping = _iris_spec({"train": {"epochs": 60, "validation_split": 0.3, "early_stopping": {"patience": 1}}})
+    final = refit(stopping, table, labels)
+    record = write_metrics(tmp_path, stopping, cross_validate(stopping, prepare_folds(stopping, table, labels)), {},
+                           {}, final)
+    assert final.kept_epoch is None and record["refit_epochs"] == {"trained": final.epochs, "kept": final.epochs}
+    assert final.epochs < 60

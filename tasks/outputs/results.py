@@ -51,11 +51,14 @@ def write_metrics(out_dir: Path, spec: ExperimentSpec, result: CVResult, timing:
     computed them (see :func:`environment`), of the refit (`final`) the epoch at which it diverged if it did and
     the epoch whose weights it kept if it kept its best, and the saved model a continued experiment started from
     (:meth:`kerasflow.tasks.training.start.Start.record`); return the record."""
-    diverged, kept = (None, None) if final is None else (final.diverged_at, final.kept_epoch)
+    diverged = None if final is None else final.diverged_at
+    # Where early stopping or checkpoint: best may end the refit early or rewind it: the epochs it ran and kept.
+    stops = final is not None and (spec.train.early_stopping is not None or spec.train.checkpoint == "best")
     record = {**result.summary(), "fold_settings": fold_settings(spec),
               "timing": {step: round(seconds, 2) for step, seconds in timing.items()}, "environment": environment,
               **({"refit_diverged_at_epoch": diverged} if diverged is not None else {}),
-              **({"refit_epochs": {"trained": final.epochs, "kept": kept}} if kept is not None else {}),
+              **({"refit_epochs": {"trained": final.epochs, "kept": final.kept_epoch or final.epochs}} if stops
+                 else {}),
               **({"init_from": init_from} if init_from is not None else {})}
     metrics.write_experiment(out_dir, record)
     return record

@@ -461,7 +461,7 @@ class FinalModel:
     diverged_at: int | None = None
     """The epoch (from 1) at which the refit's loss became NaN or infinite: then the model is not kept."""
     epochs: int | None = None
-    """The epochs the refit trained, where it kept a best epoch's weights (`kept_epoch`); else None."""
+    """The epochs the refit trained (fewer than `train.epochs` where early stopping ended it)."""
     kept_epoch: int | None = None
     """The epoch (from 1) whose weights the model is, where early stopping or `checkpoint: best` put its best epoch's
     back; None: its last epoch's."""
@@ -527,7 +527,7 @@ def refit(spec: ExperimentSpec, table: Table, labels: Encoded,
                                class_weight=data.class_weight)
     return FinalModel(model=model, preprocessor=data.preprocessor, codec=data.codec, target_scale=data.target_scale,
                       diverged_at=first_non_finite(trained.history.get("loss", [])),
-                      epochs=None if trained.kept_epoch is None else len(trained.history.get("loss", [])),
+                      epochs=len(trained.history.get("loss", [])),
                       kept_epoch=trained.kept_epoch,
                       seconds=time.perf_counter() - started)
 
