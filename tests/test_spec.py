@@ -170,6 +170,10 @@ def test_overrides_reach_nested_keys_and_whole_layer_groups():
     ({"space": {"train.optimizer.beta_1": {"grid": [0.8, 0.9]}}},
      "sweeps.iris.space.train.optimizer.beta_1: train.optimizer is the name 'adam', which has no 'beta_1' to set: "
      "write it as {name: adam, beta_1: <its value>}. Tried: 0.8"),
+    # A swept key that needs another names that one: early stopping follows a validation split.
+    ({"space": {"train.early_stopping": {"grid": [{"patience": 2}]}}},
+     "sweeps.iris.space.train.early_stopping: train.validation_split: is required: train.early_stopping.monitor "
+     "follows 'val_loss'"),
     ({"space": {"train.epochs": {"grid": [1, 2]}}, "num_samples": 3},
      "sweeps.iris.num_samples: repeats every grid config with the same seeds"),
     ({"space": {"train.epochs": {"choice": [1, 2]}, "train.batch_size": {"choice": [8, 16]}}, "algorithm": "random",

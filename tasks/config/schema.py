@@ -1115,11 +1115,19 @@ def _check_joint_configs(name: str, experiment: ExperimentSpec, sweep: SearchSpe
 
 
 def _override_problem(experiment: ExperimentSpec, overrides: dict[str, Any]) -> object | None:
-    """Why `experiment` with `overrides` (dotted keys) is not a valid experiment, or None where it is."""
+    """Why `experiment` with `overrides` (dotted keys) is not a valid experiment, or None where it is. A problem
+    found at another key than those overridden (the `train.validation_split` that a swept early stopping needs)
+    names that key."""
     try:
         experiment.with_overrides(overrides)
     except ValidationError as exc:
-        return exc.errors()[0]["msg"].removeprefix("Value error, ")
+        error = exc.errors()[0]
+        message = error["msg"].removeprefix("Value error, ")
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, AtKey):
+            where = ".".join([*map(str, error["loc"]), cause.key])
+            return message if where in overrides else f"{where}: {message}"
+        return message
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         return exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # str() of a KeyError would quote
     return None
