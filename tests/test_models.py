@@ -268,3 +268,7 @@ def test_learning_rate_schedules_count_steps_or_epochs_as_asked():
         [0.1, 0.1 / 1.25, 0.1 / 2])
     assert _rates({"type": "exponential", "decay_rate": 0.5}, [0, 3, 6]) == pytest.approx([0.1, 0.05, 0.025])
     assert _rates({"type": "cosine", "alpha": 0.1}, [0, 15, 30]) == pytest.approx([0.1, 0.055, 0.01])
+    # Géron's piecewise-constant rates: epochs 1-2 at 0.01, 3-5 at 0.005, then 0.001 (the optimizer's own ignored).
+    assert _rates({"type": "piecewise", "boundaries": [2, 5], "values": [0.01, 0.005, 0.001]},
+                  [0, 5, 6, 14, 15, 29]) == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.001, 0.001])
+

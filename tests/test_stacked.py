@@ -576,6 +576,18 @@ def test_an_activity_penalty_trains_fold_by_fold(project):
         assert fold.score == pytest.approx(float(np.mean(fold.y_pred == fold.y_true)))
 
 
+def test_a_piecewise_schedule_gives_each_span_of_epochs_its_rate_in_stacked_folds(project):
+    """Géron's PiecewiseConstantDecay, boundaries in epochs: the folds stack (one rate for every slot) and each
+    epoch's recorded rate is its span's."""
+    spec = _iris_spec({"train": {"epochs": 6, "learning_rate": None, "lr_schedule": {
+        "type": "piecewise", "boundaries": [2, 4], "values": [0.05, 0.01, 0.002]}}}, refit=False)
+    table = load_table(spec.dataset, root=project)
+    result = cross_validate(spec, prepare_folds(spec, table, encode_labels(spec, table)))
+    assert result.stacked
+    for fold in result.folds:
+        assert fold.history["learning_rate"] == pytest.approx([0.05, 0.05, 0.01, 0.01, 0.002, 0.002])
+
+
 def test_reduce_on_plateau_trains_each_fold_on_its_own_rate(project, monkeypatch):
     """The rate follows each fold's own validation loss, so the folds cannot share one optimizer: no stacking. A
     training fed in several `fit` calls keeps its plateau count across them: the same rates as in one."""

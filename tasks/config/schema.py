@@ -499,6 +499,26 @@ class StepSchedule(Section):
     every: Count
 
 
+class PiecewiseSchedule(Section):
+    """Fixed rates for spans of epochs (Keras' PiecewiseConstantDecay, as the books give it epochs times the steps
+    an epoch): `values[0]` until epoch `boundaries[0]` has ended, `values[1]` until `boundaries[1]`, ..., the last
+    value after the last boundary. The rates are the values, so `learning_rate` is not given with them."""
+
+    type: Literal["piecewise"]
+    boundaries: list[Count] = Field(min_length=1, description="epochs, rising: the last epoch of each span")
+    values: list[Annotated[float, Field(gt=0)]] = Field(min_length=2, description=(
+        "the rate of each span: one more than boundaries"))
+
+    @model_validator(mode="after")
+    def _spans(self) -> "PiecewiseSchedule":
+        if self.boundaries != sorted(set(self.boundaries)):
+            raise AtKey("boundaries", f"must rise, each epoch once. Received: {self.boundaries}")
+        if len(self.values) != len(self.boundaries) + 1:
+            raise AtKey("values", f"needs one rate more than boundaries ({len(self.boundaries)}): one for each span, "
+                        f"the last after the last boundary. Received: {len(self.values)} values")
+        return self
+
+
 class CosineSchedule(Section):
     """Cosine decay over the whole training, from the rate to ``alpha`` times it (Keras' CosineDecay)."""
 
@@ -548,8 +568,8 @@ class EarlyStoppingSpec(Section):
     start_from_epoch: int = Field(default=0, ge=0)
 
 
-LRScheduleSpec = Annotated[Union[InverseTimeSchedule, ExponentialSchedule, StepSchedule, CosineSchedule,
-                                 ReduceOnPlateauSchedule], Field(discriminator="type")]
+LRScheduleSpec = Annotated[Union[InverseTimeSchedule, ExponentialSchedule, StepSchedule, PiecewiseSchedule,
+                                 CosineSchedule, ReduceOnPlateauSchedule], Field(discriminator="type")]
 
 
 COUPLING_ARGUMENTS = ("clipnorm", "global_clipnorm")
@@ -617,6 +637,10 @@ class TrainSpec(Section):
         if self.learning_rate is not None and "learning_rate" in given:
             raise AtKey("learning_rate", "is given twice, here and in train.optimizer; keep one. Received: "
                         f"{self.learning_rate} and {given['learning_rate']}")
+        if isinstance(self.lr_schedule, PiecewiseSchedule) and (self.learning_rate is not None or
+                                                                 "learning_rate" in given):
+            raise AtKey("learning_rate", "is given twice: the piecewise schedule's values are the rates, the first "
+                        "until its first boundary; keep those")
         if self.lr_schedule is not None and self.decay:
             raise AtKey("lr_schedule", "and train.optimizer.decay both change the learning rate: decay is Keras "
                         "1/2's inverse-time schedule (lr_schedule: {type: inverse_time, decay_rate: ...}); keep one")

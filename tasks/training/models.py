@@ -57,6 +57,7 @@ from kerasflow.tasks.config.schema import (
     ExponentialSchedule,
     InverseTimeSchedule,
     ModelSpec,
+    PiecewiseSchedule,
     PreprocessSpec,
     ReduceOnPlateauSchedule,
     StepSchedule,
@@ -450,6 +451,9 @@ def learning_rate(spec: TrainSpec, rate: float,
     if isinstance(schedule, StepSchedule):
         return schedules.ExponentialDecay(rate, decay_steps=schedule.every * steps_per_epoch,
                                           decay_rate=schedule.factor, staircase=True)
+    if isinstance(schedule, PiecewiseSchedule):  # Keras keeps a value up to and including its boundary's step
+        return schedules.PiecewiseConstantDecay([epoch * steps_per_epoch - 1 for epoch in schedule.boundaries],
+                                                schedule.values)
     if isinstance(schedule, CosineSchedule):
         return schedules.CosineDecay(rate, decay_steps=spec.epochs * steps_per_epoch, alpha=schedule.alpha)
     return rate
