@@ -116,6 +116,18 @@ def test_a_timeseries_evaluation_keeps_time_order_unless_told_otherwise():
     assert not experiments["diabetes"].evaluate.shuffle and experiments["iris"].evaluate.shuffle
 
 
+def test_an_override_to_a_timeseries_evaluation_keeps_time_order_too():
+    """A default that follows another key follows it when a sweep or override sets that key: `shuffle`, not
+    written, is false for a config that makes the evaluation a timeseries one, and stays true for the k-fold one."""
+    raw = copy.deepcopy(tiny_params())
+    raw["sweeps"] = {"diabetes": {"space": {"evaluate.method": {"grid": ["kfold", "timeseries"]}}}}
+    diabetes = parse_params(raw).experiments["diabetes"]
+    assert diabetes.with_overrides({"evaluate.method": "timeseries"}).evaluate.shuffle is False
+    assert diabetes.with_overrides({"evaluate.method": "kfold"}).evaluate.shuffle is True
+    # Keys written stay as written, defaults as they were: the override changes only what it names.
+    assert diabetes.with_overrides({}) == diabetes
+
+
 def test_a_series_forecast_refuses_a_shuffled_or_kfold_evaluation():
     raw = copy.deepcopy(tiny_params())
     diabetes = raw["experiments"]["diabetes"]

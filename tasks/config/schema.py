@@ -828,6 +828,11 @@ class ExperimentSpec(Section):
         alone; `model.initializer` sets the kernel initializer of every layer that has one.
         """
         raw = apply_overrides(self.model_dump(mode="json", exclude_unset=False), overrides)
+        # A default that follows another key follows its override too: `shuffle`, unwritten, is a timeseries
+        # evaluation's false and any other's true (EvaluateSpec), not the filled-in value of the method overridden.
+        if "shuffle" not in self.evaluate.model_fields_set and not any(
+                key in ("evaluate", "evaluate.shuffle") for key in overrides):
+            raw["evaluate"].pop("shuffle", None)
         changed = ExperimentSpec.model_validate(raw)
         if self._where:
             changed.locate(self._where, str(changed.dataset.file), changed.dataset.header)
