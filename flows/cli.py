@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from kerasflow.flows.local_server import LocalServer
 from kerasflow.flows.prefect_server import TemporaryServer, check_configured_api
-from kerasflow.tasks.config.backend import choose_backend, set_backend_defaults
+from kerasflow.tasks.config.backend import choose_backend, hide_retracing_warnings, set_backend_defaults
 from kerasflow.tasks.config.errors import KerasflowError, ParamsError
 from kerasflow.tasks.config.messages import one_line
 from kerasflow.tasks.config.schema import ExperimentSpec, Params, load_params
@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything imports TensorFlow or JAX: TensorFlow quiet, deterministic, the same kernels on every CPU; JAX's
     # compiled programs kept for the next run (tasks/config/backend.py).
     set_backend_defaults()
+    hide_retracing_warnings()
     # Nothing leaves the machine: the local server's telemetry would only fail without a network anyway.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # No server in the environment: the local server kerasflow keeps if it is running, else Prefect's temporary one,

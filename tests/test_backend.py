@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from kerasflow.tasks.config.backend import (
     backend_defaults,
     backend_settings,
     choose_backend,
+    hide_retracing_warnings,
     jax_cache_folder,
 )
 from kerasflow.tasks.config.errors import ParamsError
@@ -252,3 +254,23 @@ def test_the_books_other_layers_train_on_jax():
                            env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=300)
     assert child.returncode == 0, child.stderr[-3000:]
     assert float(child.stdout.split()[-1]) >= 0
+
+
+def test_tensorflows_retracing_warning_is_dropped_and_its_other_warnings_pass():
+    """Folds trained one after another are new models each: TensorFlow's retracing warning, which marks every fold
+    after the fifth, is dropped from its logger (as `kerasflow` sets it up); its other warnings still reach it."""
+    import tensorflow as tf
+
+    hide_retracing_warnings()
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    try:
+        logger.warning("5 out of the last 5 calls to <function f at 0x1> triggered tf.function retracing. Tracing "
+                       "is expensive")
+        logger.warning("Skipping variable loading for optimizer 'adam'")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["Skipping variable loading for optimizer 'adam'"]

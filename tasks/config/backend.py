@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import platform
 import sys
@@ -126,6 +127,23 @@ def backend_settings(*, portable: bool = False) -> dict[str, str]:
     if JAX_CACHE_SWITCH in os.environ:
         settings[JAX_CACHE_SWITCH] = os.environ[JAX_CACHE_SWITCH]
     return settings
+
+
+class WithoutRetracingWarnings(logging.Filter):
+    """Drops TensorFlow's warning that a tf.function "triggered tf.function retracing": folds trained one after
+    another are each a new model with programs of its own, by design, so after the fifth the warning would mark
+    every fold, and it asks for nothing to be changed. TensorFlow's other warnings pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+RETRACING = WithoutRetracingWarnings()
+
+
+def hide_retracing_warnings() -> None:
+    """Put :class:`WithoutRetracingWarnings` on TensorFlow's logger (the one it writes through; once is enough)."""
+    logging.getLogger("tensorflow").addFilter(RETRACING)
 
 
 def set_backend_defaults() -> None:
