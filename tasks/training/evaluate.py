@@ -200,9 +200,8 @@ def encode_tokens(spec: ExperimentSpec, table: Table, name: str = "experiment") 
     """A next_token experiment's tokens as ids of the vocabulary of its training part (the tokens its training
     windows read and predict), whose `num_words` ids the model's last layer must give a probability each."""
     tokens, settings = table.y.tolist(), spec.preprocess.tokens
-    rows = make_splits(spec.evaluate, np.zeros(len(tokens) - settings.window))[0].train_index
-    if spec.train.validates:  # the fold's validation windows are held out of it too (prepare_folds)
-        rows = validation_split(spec, rows, spec.dataset.file, "a fold")[0]
+    split = make_splits(spec.evaluate, np.zeros(len(tokens) - settings.window))[0]
+    rows = fold_training_rows(spec, split, spec.dataset.file)[0]  # its validation windows are held out of it too
     vocabulary = TokenVocabulary(settings).fit(tokens[:settings.window + int(rows.max()) + 1])
     units = output_units(spec.model)
     if units != settings.num_words:
@@ -247,9 +246,7 @@ def fit_split(spec: ExperimentSpec, table: Table, labels: Encoded, split: Split,
 
     `table` and `labels` are the supervised rows (see :func:`supervised`).
     """
-    rows, validation = split.train_index, None
-    if spec.train.validates:  # the rows its early stopping or rate follows: its own, not the held-out ones
-        rows, validation = validation_split(spec, rows, table.source, "a fold", labels.codes[rows])
+    rows, validation = fold_training_rows(spec, split, table.source, labels.codes[split.train_index])
     X_train, X_test = table.X.iloc[rows], table.X.iloc[split.test_index]
     preprocessor = start.preprocessor if start is not None else Preprocessor.from_spec(spec.preprocess).fit(X_train)
     y_train = encode_target(spec, labels.codes[rows], labels.n_classes)
@@ -307,9 +304,7 @@ def prepare_folds(spec: ExperimentSpec, table: Table, labels: Encoded, start: St
     if spec.dataset.task == "next_token":
         X, y = windows(labels.codes, spec.preprocess.tokens.window)
         split = make_splits(spec.evaluate, y)[0]
-        rows, validation = split.train_index, None
-        if spec.train.validates:
-            rows, validation = validation_split(spec, rows, spec.dataset.file, "a fold")
+        rows, validation = fold_training_rows(spec, split, spec.dataset.file)
         return [FoldData(X_train=X[rows], y_train=y[rows], X_test=X[split.test_index], y_test=y[split.test_index],
                          validation=None if validation is None else (X[validation], y[validation]),
                          test_rows=split.test_index + spec.preprocess.tokens.window)]
@@ -539,6 +534,16 @@ def refit_rows(spec: ExperimentSpec, n_rows: int, source: object, classes: np.nd
     if spec.train.validation_split is None:
         return slice(None), None
     return validation_split(spec, np.arange(n_rows), source, "the refit", classes)
+
+
+def fold_training_rows(spec: ExperimentSpec, split: Split, source: object, classes: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows a fold trains on and, where its training follows validation scores (`train.validates`: early
+    stopping, a rate on plateau), its validation rows: :func:`validation_split` of its own training rows, never its
+    held-out ones, which it is scored on. `classes`: the training rows' class codes."""
+    if not spec.train.validates:
+        return split.train_index, None
+    return validation_split(spec, split.train_index, source, "a fold", classes)
 
 
 def validation_split(spec: ExperimentSpec, rows: np.ndarray, source: object, trainer: str,
