@@ -247,11 +247,11 @@ def html_report(args: argparse.Namespace) -> Path | None:
 
 
 def _prefect_ready(server: TemporaryServer | None) -> None:
-    """Called just before the first flow: the flows use the early-started server, if Prefect has no other, and a
-    server Prefect's settings name must answer."""
+    """Called just before the first flow: a server Prefect's settings name must answer; if they name none, the flows
+    use the early-started server."""
+    check_configured_api()
     if server is not None:
         server.use()
-    check_configured_api()
 
 
 def _dispatch(args: argparse.Namespace, server: TemporaryServer | None) -> int:
