@@ -13,9 +13,10 @@ VS Code extension follow a run as it goes; when the run ends, :func:`kerasflow.t
 replaces the folder with the same content, whole.
 
 The files are written here rather than through ``dvclive.Live.log_metric``, which opens and appends to a file per
-value: for the 30 folds of ``iris_mlp`` that adds about a quarter to the training's time (BENCHMARKS.md, "live
-history"). Here the rows of all epochs since the last write go to each file in one append, about once a second,
-when training ends and, in a sweep's trial, before each checkpoint and at each epoch where ASHA may stop it.
+value: for the 30 folds of ``iris_mlp`` that adds some 60% to the run's time, for ``cancer_mlp``'s 10 some 17%
+(BENCHMARKS.md, "live history"). Here the rows of all epochs since the last write go to each file in one append,
+about once a second, when training ends and, in a sweep's trial, before each checkpoint and at each epoch where ASHA
+may stop it.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ import numpy as np
 from kerasflow.tasks.outputs.tensorboard import FoldEvents
 
 FOLDS_PLOT = Path("plots/custom/folds.json")
+"""All folds' rows in one table: what dvc.yaml declares as each experiment's plot."""
 STACKED_LOSS = re.compile(r"f\d+_loss")
 """A stacked model's slot's training loss in an epoch's logs (`f3_loss`)."""
-"""All folds' rows in one table: what dvc.yaml declares as each experiment's plot."""
 SUMMARY = Path("metrics.json")
 STEP_FILES = Path("plots/metrics")
 
@@ -169,8 +170,8 @@ class HistoryFolder:
 class LiveHistory(keras.callbacks.Callback):
     """Logs each fold's loss and metric at every epoch's end into its :class:`HistoryFolder`, on disk when training
     ends and in between every `every` seconds, or less often when writing takes long: a write comes at least 100
-    times its own duration after the last, so logging costs about 1% of the training's time (`every=None`: after
-    each epoch). An epoch's end only keeps its logs; the rows are made and written then.
+    times its own duration after the last, so the writes cost at most about 1% of the training's time
+    (`every=None`: after each epoch). An epoch's end only keeps its logs; the rows are made and written then.
 
     `folders` hold the folds of one config each (a run's one, or a sweep trial's stacked group's), in training
     order: model j (slot j of a stacked model, else the j-th model trained) is fold ``j % n`` of config ``j // n``,

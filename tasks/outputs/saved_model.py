@@ -49,10 +49,6 @@ class SavedModel:
     def features(self) -> list[str]:
         return list(self.preprocessor.columns_)
 
-    @property
-    def model_file(self) -> Path:
-        return self.path / MODEL_FILE
-
 
 def read_saved(model_dir: str | Path) -> SavedModel:
     """Read a model folder's preprocessing, refusing a path that is not a model folder, with the reason."""

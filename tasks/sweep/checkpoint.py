@@ -44,11 +44,11 @@ def save_state(model: keras.Model, directory: Path, epoch: int, extra: dict | No
     return directory
 
 
-def restore_state(model: keras.Model, directory: Path) -> int:
-    """Load what :func:`save_state` wrote into a model built and compiled the same way; return the epoch."""
+def restore_state(model: keras.Model, directory: Path) -> None:
+    """Load what :func:`save_state` wrote into a model built and compiled the same way (its epoch:
+    :func:`checkpoint_epoch`)."""
     model.optimizer.build(model.trainable_variables)
     model.load_weights(directory / WEIGHTS_FILE)
-    return checkpoint_epoch(directory)
 
 
 def saved_state(directory: Path) -> dict:
