@@ -230,8 +230,11 @@ def check_outputs(args: argparse.Namespace) -> None:
     files = {"run": ["report"], "schedule": ["report"], "report": ["out"], "generate": ["output"],
              "predict": ["output"]}.get(args.command, [])
     for name in folders:
-        if getattr(args, name) is not None:  # `run --smoke-test`'s default: a new temporary folder
-            check_output(getattr(args, name), folder=True)
+        folder = getattr(args, name)
+        if folder is None and args.command == "run" and not args.smoke_test:
+            folder = Path("results")  # `run`'s default; `run --smoke-test`'s is a new temporary folder
+        if folder is not None:
+            check_output(folder, folder=True)
     for path in [*(getattr(args, name) for name in files), html_report(args)]:
         if path is not None:
             check_output(path)
@@ -344,7 +347,7 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
     if args.dvc_exp:
         from kerasflow.tasks.sweep.dvc_experiments import check_repository
 
-        check_repository(Path.cwd(), args.params)
+        check_repository(Path.cwd(), args.params, args.results)
     from kerasflow.flows.ray_cluster import connect
     from kerasflow.flows.ray_driver import check_cluster, check_settings, restore_sweep, storage_folder
 

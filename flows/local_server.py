@@ -31,8 +31,9 @@ from pathlib import Path
 import psutil
 
 from kerasflow.flows.prefect_server import answers, free_port
-from kerasflow.tasks.config.errors import KerasflowError
+from kerasflow.tasks.config.errors import ServiceError
 from kerasflow.tasks.outputs.atomic import write_json
+from kerasflow.tasks.runtime.processes import running
 
 DEFAULT_PORT = 4200
 """Prefect's own default port, used when it is free; another free port otherwise."""
@@ -41,10 +42,6 @@ STARTUP_TIMEOUT = 120.0
 ANSWER_WAIT = 15.0
 """Seconds a recorded server whose process runs has to answer before it is taken for hung: a busy machine (or a busy
 server: a schedule's runs, its SQLite database) can hold its health check past the check's own 2 s."""
-
-
-class ServerError(KerasflowError):
-    """The local Prefect server or a worker could not be started."""
 
 
 def prefect_home() -> Path:
@@ -98,7 +95,7 @@ class LocalServer:
             return server
         recorded = cls.recorded()
         if recorded is not None and recorded.ours(recorded.pid):  # a second server on its database is no cure
-            raise ServerError(f"kerasflow's local Prefect server (process {recorded.pid}) runs but has not answered "
+            raise ServiceError(f"kerasflow's local Prefect server (process {recorded.pid}) runs but has not answered "
                               f"at {recorded.url} for {ANSWER_WAIT:g} s; `kerasflow server stop` ends it and its "
                               f"workers")
         if recorded is not None:  # dead, but its workers may outlive it, polling an API no one serves
@@ -118,7 +115,7 @@ class LocalServer:
             if process.poll() is not None or time.monotonic() > deadline:
                 _stop_group(process.pid)
                 last = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-                raise ServerError(f"the local Prefect server did not start on 127.0.0.1:{port} ({last[0][:200]}); "
+                raise ServiceError(f"the local Prefect server did not start on 127.0.0.1:{port} ({last[0][:200]}); "
                                   f"its log: {log}")
             time.sleep(0.2)
         server._save()
@@ -174,10 +171,8 @@ def _detached(command: list[str], env: dict[str, str], log: Path) -> subprocess.
 
 def _alive(pid: int) -> bool:
     """True if `pid` is a live session leader (as the processes started here are), not a zombie or a stranger."""
-    if pid <= 0:
-        return False
     try:
-        return os.getsid(pid) == pid and "Z" not in _state(pid)
+        return running(pid) and os.getsid(pid) == pid
     except OSError:
         return False
 
@@ -204,14 +199,6 @@ def _runs_prefect(pid: int) -> bool:
         return "prefect" in psutil.Process(pid).cmdline()
     except psutil.Error:
         return False
-
-
-def _state(pid: int) -> str:
-    """The process's state letter from /proc (Linux); "" where there is no /proc."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return ""
 
 
 def _stop_group(pid: int, grace: float = 10.0) -> None:

@@ -23,19 +23,16 @@ process rather than borrowing Prefect's start-up:
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import IO
 
 from kerasflow.tasks.config.errors import ServiceError
+from kerasflow.tasks.runtime.services import DIRECT, unanswered
 
 # Runs in the server's process before it becomes uvicorn: ties it to the command (PR_SET_PDEATHSIG = 1), then
 # execs. Not `preexec_fn`, which is unsafe once the command has threads (NumPy's are started by then).
@@ -61,14 +58,10 @@ def temporary_app():
     return create_app(ephemeral=True, final=True)
 
 
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""Health checks go straight to 127.0.0.1, never through an `http_proxy` the environment may name."""
-
-
 def answers(url: str) -> bool:
     """Whether the Prefect server at `url` (its API, `.../api`) says it is healthy, as Prefect's own client asks."""
     try:
-        with _DIRECT.open(f"{url}/health", timeout=2) as response:
+        with DIRECT.open(f"{url}/health", timeout=2) as response:
             return response.status == 200
     except OSError:
         return False
@@ -82,19 +75,10 @@ def check_configured_api() -> None:
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
-    if not url:
-        return
-    # A server on this machine is asked directly, never through a proxy the environment names; another as it says.
-    local = urllib.parse.urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
-    try:
-        with (_DIRECT if local else urllib.request.build_opener()).open(f"{url.rstrip('/')}/health", timeout=10):
-            pass
-    except urllib.error.HTTPError:
-        pass  # it answered
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        raise ServiceError(f"PREFECT_API_URL={url}: no Prefect server answers there ({getattr(exc, 'reason', exc)}); "
-                           "start it (`kerasflow server start` for kerasflow's local one), or unset PREFECT_API_URL "
-                           "so that kerasflow starts a temporary one") from None
+    if url and (reason := unanswered(f"{url.rstrip('/')}/health", timeout=10)) is not None:
+        raise ServiceError(f"PREFECT_API_URL={url}: no Prefect server answers there ({reason}); start it "
+                           "(`kerasflow server start` for kerasflow's local one), or unset PREFECT_API_URL so that "
+                           "kerasflow starts a temporary one")
 
 
 def free_port() -> int:

@@ -145,7 +145,7 @@ def auth_token() -> tuple[str | None, str]:
             try:
                 if token := Path(where).expanduser().read_text().strip():
                     return token, where
-            except OSError:
+            except (OSError, RuntimeError):  # no such file; `~user/` of no such user
                 continue
     return None, ""
 

@@ -11,7 +11,6 @@ resumes with `Tuner.restore`.
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 from collections.abc import Callable
@@ -29,11 +28,12 @@ from kerasflow.flows.ray_cluster import alive_nodes, kept_running_env, unfit_nod
 from kerasflow.flows.ray_trial import run_trial_process
 from kerasflow.flows.warm_trainers import pool_prefix
 from kerasflow.tasks.config.errors import SweepError
+from kerasflow.tasks.config.overrides import dotted_leaves
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.config.search import ASHA_REDUCTION_FACTOR, SearchSpec
 from kerasflow.tasks.data.table import Table, file_md5
 from kerasflow.tasks.outputs.atomic import write_json
-from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS, SWEEP_STATE, reopen_sweep
+from kerasflow.tasks.outputs.metrics import SWEEP_SETTINGS, SWEEP_STATE, read_record, reopen_sweep
 from kerasflow.tasks.runtime.progress import ProgressLine
 from kerasflow.tasks.sweep.dvc_experiments import RECORD
 from kerasflow.tasks.sweep.groups import GROUP, drawn_configs, stacked_groups, trial_configs
@@ -146,13 +146,12 @@ def save_settings(storage: Path, spec: ExperimentSpec, sweep: SearchSpec) -> Non
 def check_settings(name: str, storage: Path, spec: ExperimentSpec, sweep: SearchSpec) -> None:
     """Refuse resuming the sweep saved in `storage` with other settings than it started with: its finished trials
     trained those, and the rest would train these (one saved before settings were kept is not checked)."""
-    saved_file = storage / SWEEP_SETTINGS
-    if not saved_file.is_file():
+    saved = read_record(storage / SWEEP_SETTINGS)
+    if saved is None:
         return
-    saved = json.loads(saved_file.read_text())
     kept = [key for key in RESUMED_SETTINGS if key in saved]
     now = sweep_settings(spec, sweep)
-    saved, now = _dotted({key: saved[key] for key in kept}), _dotted({key: now[key] for key in kept})
+    saved, now = dotted_leaves({key: saved[key] for key in kept}), dotted_leaves({key: now[key] for key in kept})
     changed = [key for key in now | saved if now.get(key) != saved.get(key)]
     if changed:
         named = {"backend": "the Keras backend (backend:, KERAS_BACKEND)", "data_md5": f"{spec.dataset.file}'s data"}
@@ -161,15 +160,6 @@ def check_settings(name: str, storage: Path, spec: ExperimentSpec, sweep: Search
         raise SweepError(f"sweeps.{name}: {shown} changed since the sweep at {storage / RUN_NAME} started: its "
                          f"finished trials trained the settings it started with; run without --resume, or put "
                          f"them back")
-
-
-def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested dict's leaves by dotted key: `{"experiment.train.epochs": 30, ...}`."""
-    leaves: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        leaves |= _dotted(value, f"{path}.") if isinstance(value, dict) and value else {path: value}
-    return leaves
 
 
 def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table, labels: evaluate.Encoded,

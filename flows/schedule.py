@@ -35,8 +35,8 @@ from prefect.workers.process import ProcessWorker
 
 from kerasflow.flows.pipeline import pipeline_flow
 from kerasflow.tasks.config.backend import TENSORFLOW_DEFAULTS
-from kerasflow.tasks.config.errors import KerasflowError, ParamsError
-from kerasflow.tasks.config.schema import load_params
+from kerasflow.tasks.config.errors import ParamsError, ServiceError
+from kerasflow.tasks.config.schema import load_params, read_yaml
 from kerasflow.tasks.outputs.atomic import atomic_path
 from kerasflow.tasks.outputs.mlflow_runs import tracking_uri
 from kerasflow.tasks.outputs.tensorboard import logdir
@@ -124,10 +124,7 @@ def read_prefect_file(prefect_file: Path) -> dict[str, Any]:
     if not prefect_file.exists():
         return {"name": prefect_file.resolve().parent.name, "prefect-version": _prefect_version(),
                 "deployments": []}
-    try:
-        project = yaml.safe_load(prefect_file.read_text())
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{prefect_file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    project = read_yaml(prefect_file)
     if not isinstance(project, dict) or not isinstance(project.get("name"), str) or not project["name"]:
         raise ParamsError(f"{prefect_file}: expected a mapping with the project's `name:` (the work pool's name)")
     deployments = project.get("deployments") or []
@@ -145,7 +142,7 @@ def deploy(prefect_file: Path, name: str, api_url: str) -> None:
                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stdout + done.stderr).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        raise KerasflowError(f"{prefect_file}: `prefect deploy --name {FLOW_NAME}/{name}` failed: {last[0][:300]}")
+        raise ServiceError(f"{prefect_file}: `prefect deploy --name {FLOW_NAME}/{name}` failed: {last[0][:300]}")
 
 
 async def _ensure_process_pool(pool: str) -> None:

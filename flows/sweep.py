@@ -22,7 +22,7 @@ from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.split import Split
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.atomic import write_json
-from kerasflow.tasks.outputs.metrics import NESTED_FILE
+from kerasflow.tasks.outputs.metrics import NESTED_FILE, TRIALS_FILE
 from kerasflow.tasks.outputs.mlflow_runs import log_sweep
 from kerasflow.tasks.outputs.tensorboard import log_configs, run_folder
 from kerasflow.tasks.sweep import dvc_experiments, export, nested
@@ -56,7 +56,7 @@ def save_dvc_experiments(name: str, spec: ExperimentSpec, sweep: SearchSpec, gri
     """Save each finished config as a DVC experiment of the project in the working folder."""
     rows = export.trial_rows(grid, spec, sweep)
     history = history_folder(storage_folder(out_dir))
-    return dvc_experiments.save_experiments(Path.cwd(), params_file, name, spec.metric, rows, history)
+    return dvc_experiments.save_experiments(Path.cwd(), params_file, out_dir, name, spec.metric, rows, history)
 
 
 @task(name="mlflow-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -82,7 +82,7 @@ def sweep_flow(name: str, spec: Experiment, sweep: Search, results_dir: Path = P
     grid = run_sweep(name, spec, sweep, table, labels, out_dir, resume, events)
     best = export_best(name, spec, sweep, grid, table, labels, out_dir, started, resume)
     if events is not None:
-        log_configs(events, out_dir / "trials.csv", spec.metric)
+        log_configs(events, out_dir / TRIALS_FILE, spec.metric)
     write_report(Path(results_dir), {name: spec})
     if mlflow_uri is not None and not best["diverged"]:
         log_to_mlflow(name, spec, out_dir, mlflow_uri)
@@ -99,7 +99,7 @@ def score_outer_fold(name: str, index: int, spec: ExperimentSpec, sweep: SearchS
     paired with its best) and score the best config once on the outer held-out rows."""
     rows = export.with_ties(export.trial_rows(grid, spec, sweep), export.fold_ratio(spec, sweep, *inner),
                             spec.metric)
-    export.write_trials(fold_dir / "trials.csv", rows)
+    export.write_trials(fold_dir / TRIALS_FILE, rows)
     return nested.outer_fold(name, index, spec, rows, table, labels, split)
 
 
@@ -124,7 +124,7 @@ def nested_sweep_flow(name: str, spec: Experiment, sweep: Search, outer_folds: i
         grid = run_sweep(name, spec, sweep, *inner, fold_dir, False, fold_events)
         folds.append(score_outer_fold(name, index, spec, sweep, grid, table, labels, split, inner, fold_dir))
         if fold_events is not None:
-            log_configs(fold_events, fold_dir / "trials.csv", spec.metric)
+            log_configs(fold_events, fold_dir / TRIALS_FILE, spec.metric)
     summary = nested.summarize(name, spec, sweep, folds, splits, round(time.perf_counter() - started, 2),
                                sweep_settings(spec, sweep))
     write_json(tune_dir / NESTED_FILE, summary)

@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from kerasflow.flows.ray_cluster import code_files
+from kerasflow.tasks.runtime.processes import running
 
 NAMESPACE = "kerasflow"
 LEASE_SECONDS = 30.0
@@ -61,15 +61,6 @@ class TrainingEnded(Exception):
 class LeaseLapsed(RuntimeError):
     """Raised to a trial (should it still be there to hear it) whose lease the trainer ended: its process had ended,
     or it had renewed nothing for :data:`LEASE_SECONDS`. The trial fails and Ray Tune retries it."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:  # /proc hides other users' processes: it is there
-        return True
 
 
 @ray.remote(num_cpus=0, concurrency_groups={"lease": 1})
@@ -179,7 +170,7 @@ class WarmTrainer:
             time.sleep(WATCH_SECONDS)
             with self.lock:
                 now = time.monotonic()
-                if self.holder is not None and (not _alive(self.holder_pid) or now - self.renewed > LEASE_SECONDS):
+                if self.holder is not None and (not running(self.holder_pid) or now - self.renewed > LEASE_SECONDS):
                     self.holder, self.lapsed, self.used = None, self.holder, now  # training stops at its epoch's end
                     self.changed.notify_all()
                 if self.holder is None and self.training:

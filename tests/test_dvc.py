@@ -8,6 +8,7 @@ import ast
 import hashlib
 import itertools
 import json
+import os
 import re
 import shutil
 import time
@@ -17,11 +18,12 @@ import yaml
 from helpers import ROOT, git_dvc_repo, read_trials, tiny_params
 from helpers import run_checked as _run
 
+from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.schema import parse_params
 from kerasflow.tasks.data.table import file_md5
 from kerasflow.tasks.outputs.metrics import read_experiment
 from kerasflow.tasks.report import collect as report
-from kerasflow.tasks.sweep.dvc_experiments import config_params
+from kerasflow.tasks.sweep.dvc_experiments import check_repository, config_params
 
 
 @pytest.fixture
@@ -108,6 +110,21 @@ def test_a_configs_dvc_experiment_holds_the_experiment_the_config_trained():
         written = parse_params(yaml.safe_load(config_params(text, "cancer_mlp", config))).experiments["cancer_mlp"]
         assert written.model_dump() == trained.with_overrides(config).model_dump(), config
     assert len({config_params(text, "cancer_mlp", config) for config in configs}) == len(configs)
+
+
+def test_dvc_exp_is_refused_where_a_configs_record_would_be_outside_the_project(tmp_path):
+    """Each config's DVC experiment holds its record in the sweep's folder, `--results` included: one outside the
+    project is refused before the sweep, not after it."""
+    project = tmp_path / "project"
+    (project / ".dvc").mkdir(parents=True)
+    (project / "params.yaml").write_text("experiments: {}\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": os.environ["PATH"]}
+    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        _run(args, project, env)
+    check_repository(project, project / "params.yaml", project / "elsewhere")
+    with pytest.raises(SweepError, match=r"--dvc-exp: --results .*/outside is outside the DVC project"):
+        check_repository(project, project / "params.yaml", tmp_path / "outside")
 
 
 def test_a_sweep_is_out_of_date_when_its_own_data_changes_not_when_another_csv_is_added(project, bundled_data,

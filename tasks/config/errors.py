@@ -22,4 +22,5 @@ class SweepError(KerasflowError):
 
 
 class ServiceError(KerasflowError):
-    """A server the environment or settings name (Prefect's API) where nothing answers."""
+    """A server the environment, settings or params name (Prefect's API, an MLflow tracking server) where nothing
+    answers; kerasflow's local Prefect server or worker that did not start; a deployment Prefect refused."""

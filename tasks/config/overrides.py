@@ -44,6 +44,20 @@ def split_key(key: str) -> list[str | int]:
             rest = rest.removeprefix("[")
     return parts
 
+def dotted_leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping's leaves by dotted key, lists as they are (an empty mapping has none).
+
+    Examples
+    --------
+    >>> dotted_leaves({"train": {"epochs": 5, "optimizer": {}}, "model": {"layers": [{"type": "dense"}]}})
+    {'train.epochs': 5, 'model.layers': [{'type': 'dense'}]}
+    """
+    leaves: dict[str, Any] = {}
+    for key, value in tree.items():
+        leaves |= dotted_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return leaves
+
+
 def with_widths(layers: list[dict], widths: list[int]) -> list[dict]:
     """Replace the hidden Dense layers (all but the last Dense) with one Dense per width."""
     dense = [i for i, layer in enumerate(layers) if layer["type"] == "dense"]

@@ -1169,8 +1169,17 @@ def load_params(path: str | Path = "params.yaml", check_keras_names: bool = True
     key is reported in a fraction of a second, not after Keras' import. The second checks those too; with
     `check_keras_names` False (a command that builds no model) it is skipped."""
     path = Path(path)
+    raw = read_yaml(path)
+    with without_keras():
+        first = parse_params(raw, source=str(path))
+    return parse_params(raw, source=str(path)) if check_keras_names else first
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in `path`; a file that is not there, not readable, not UTF-8 or not YAML is refused in
+    one line (:class:`ParamsError`) naming it."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
@@ -1179,9 +1188,6 @@ def load_params(path: str | Path = "params.yaml", check_keras_names: bool = True
         raise ParamsError(f"{path}: cannot be read ({exc.strerror or exc}); expected a YAML file") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
-    with without_keras():
-        first = parse_params(raw, source=str(path))
-    return parse_params(raw, source=str(path)) if check_keras_names else first
 
 
 DVC_READS = "dvc_reads"

@@ -24,6 +24,7 @@ from typing import Any
 
 from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.runtime import faults
+from kerasflow.tasks.runtime.processes import running
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
@@ -151,7 +152,7 @@ def remove_stale(target: str | Path) -> list[Path]:
     removed = []
     for entry in target.parent.glob(f".{glob.escape(target.name)}.*"):
         match = pattern.fullmatch(entry.name)
-        if not match or not entry.is_dir() or _running(int(match.group(1))):
+        if not match or not entry.is_dir() or running(int(match.group(1))):
             continue
         aside = entry / ".old"
         if aside.exists() and not target.exists():
@@ -159,18 +160,6 @@ def remove_stale(target: str | Path) -> list[Path]:
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
     return removed
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
 
 
 def write_json(target: str | Path, payload: Any) -> None:

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from kerasflow.tasks.config.errors import DataError
 from kerasflow.tasks.outputs.atomic import write_json
 
 METRICS_FILE = "metrics.json"
@@ -43,6 +44,9 @@ NESTED_FILE = "nested.json"
 """Where `kerasflow tune --nested K` writes its estimate, in the sweep's folder (`results/<experiment>/tune/`)."""
 SWEEP_STATE = "ray"
 """Where, in the sweep's folder, Ray Tune keeps a sweep's run (what `--resume` reads) and its settings."""
+TRIALS_FILE = "trials.csv"
+"""A sweep's configs, a row each, best first: each's `param:<key>` values (:data:`PARAM_PREFIX`), scores and state."""
+PARAM_PREFIX = "param:"
 SWEEP_SETTINGS = "settings.json"
 """Beside a sweep's saved run: when it started, and the experiment and sweep it trains, which a resume must find
 unchanged (flows/ray_driver.py)."""
@@ -73,7 +77,7 @@ def write_experiment(out_dir: Path, record: dict[str, Any]) -> None:
 def read_experiment(out_dir: Path) -> dict[str, Any] | None:
     """The record :func:`write_experiment` stored in `out_dir`; None when its scores are not there, or are not the
     ones run.json was written with (a run stopped between writing the two)."""
-    scores, run = _read(out_dir / METRICS_FILE), _read(out_dir / RUN_FILE)
+    scores, run = read_record(out_dir / METRICS_FILE), read_record(out_dir / RUN_FILE)
     if scores is None or run is None or not _paired(run, scores) or run.get("metric") not in scores:
         return None
     run.pop("scores_md5", None)  # a check of the files, not a fact of the run
@@ -134,14 +138,14 @@ def write_sweep_best(out_dir: Path, record: dict[str, Any]) -> None:
 def sweep_started_at(out_dir: Path) -> str | None:
     """When the sweep saved in `out_dir` (a sweep's folder) started, as its settings record it (UTC, ISO 8601);
     None where none is saved."""
-    settings = _read(out_dir / SWEEP_STATE / SWEEP_SETTINGS)
+    settings = read_record(out_dir / SWEEP_STATE / SWEEP_SETTINGS)
     return None if settings is None else settings.get("started_at")
 
 
 def finish_sweep(out_dir: Path) -> None:
     """Record in the settings of the sweep saved in `out_dir` that it finished: its results are exported."""
     path = out_dir / SWEEP_STATE / SWEEP_SETTINGS
-    settings = _read(path)
+    settings = read_record(path)
     if settings is not None:
         write_json(path, {**settings, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
@@ -150,7 +154,7 @@ def reopen_sweep(out_dir: Path) -> None:
     """Record in the settings of the sweep saved in `out_dir` that it runs again (resumed): until it exports
     anew, its results are not this run's."""
     path = out_dir / SWEEP_STATE / SWEEP_SETTINGS
-    settings = _read(path)
+    settings = read_record(path)
     if settings is not None and "finished_at" in settings:
         write_json(path, {key: value for key, value in settings.items() if key != "finished_at"})
 
@@ -158,7 +162,7 @@ def reopen_sweep(out_dir: Path) -> None:
 def unfinished_sweep(out_dir: Path) -> str | None:
     """When the sweep saved in `out_dir` started, if it has exported no results (stopped, failed or running, so
     `sweep.json`, if any, holds an earlier sweep's results); None when it finished, or none is saved."""
-    settings = _read(out_dir / SWEEP_STATE / SWEEP_SETTINGS)
+    settings = read_record(out_dir / SWEEP_STATE / SWEEP_SETTINGS)
     if settings is None or "finished_at" in settings:
         return None
     return settings.get("started_at")
@@ -167,7 +171,7 @@ def unfinished_sweep(out_dir: Path) -> str | None:
 def read_sweep_best(out_dir: Path) -> dict[str, Any] | None:
     """The record :func:`write_sweep_best` stored in `out_dir`; None when its score is not there, or is not the one
     sweep.json was written with (a sweep stopped between writing the two)."""
-    scores, sweep = _read(out_dir / BEST_FILE), _read(out_dir / SWEEP_FILE)
+    scores, sweep = read_record(out_dir / BEST_FILE), read_record(out_dir / SWEEP_FILE)
     # best.json not sweep.json's: a sweep stopped between writing the two.
     if scores is None or sweep is None or not _paired(sweep, scores) or sweep["metric"] not in scores:
         return None
@@ -182,12 +186,35 @@ def read_nested(tune_dir: Path) -> dict[str, Any] | None:
     backend, data) than the nested one did: the record estimates another sweep. One written before records kept
     their settings, or beside a sweep that has not finished (whose settings are not those of the best shown), is
     not checked."""
-    record, sweep = _read(tune_dir / NESTED_FILE), _read(tune_dir / SWEEP_STATE / SWEEP_SETTINGS)
+    record, sweep = read_record(tune_dir / NESTED_FILE), read_record(tune_dir / SWEEP_STATE / SWEEP_SETTINGS)
     if record is None or sweep is None or "settings" not in record or "finished_at" not in sweep:
         return record
     same = all(value == sweep[key] for key, value in record["settings"].items() if key in sweep)
     return record if same else None
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def row_params(row: dict[str, Any]) -> dict[str, Any]:
+    """A trials.csv row's config, as dotted keys and values.
+
+    Examples
+    --------
+    >>> row_params({"config_id": "a1", "param:train.optimizer": "adam", "score": 0.9})
+    {'train.optimizer': 'adam'}
+    """
+    return {key.removeprefix(PARAM_PREFIX): value for key, value in row.items() if key.startswith(PARAM_PREFIX)}
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The JSON mapping a command wrote in `path`, None where there is no file; one no longer a JSON mapping (a
+    merge's conflict markers, an edit) is refused in one line naming it (:class:`DataError`)."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and json's errors are ValueErrors
+        raise DataError(f"{path}: cannot be read as the JSON kerasflow wrote ({exc}); restore it (`dvc checkout`, "
+                        f"git) or rerun the command that writes it") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: expected the JSON mapping kerasflow wrote, found a {type(record).__name__}; "
+                        f"restore it (`dvc checkout`, git) or rerun the command that writes it")
+    return record

@@ -20,16 +20,16 @@ import math
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kerasflow.tasks.config.errors import ParamsError
+from kerasflow.tasks.config.errors import ParamsError, ServiceError
+from kerasflow.tasks.config.overrides import dotted_leaves
 from kerasflow.tasks.config.schema import ExperimentSpec
 from kerasflow.tasks.outputs.live import FOLDS_PLOT
-from kerasflow.tasks.outputs.metrics import read_experiment, read_sweep_best
+from kerasflow.tasks.outputs.metrics import TRIALS_FILE, read_experiment, read_sweep_best, row_params
+from kerasflow.tasks.runtime.services import unanswered
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -52,12 +52,8 @@ def tracking_uri(configured: str | None, source: str = "params.yaml") -> str | N
         import mlflow  # noqa: F401  (the optional extra)
     except ImportError:
         raise ParamsError(f"{where}: logging to MLflow needs the mlflow extra: pip install -e '.[mlflow]'") from None
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
-                pass
-        except (urllib.error.URLError, OSError) as exc:
-            raise ParamsError(f"{where}: no MLflow server answers at {uri} ({getattr(exc, 'reason', exc)})") from None
+    if uri.startswith(("http://", "https://")) and (reason := unanswered(f"{uri.rstrip('/')}/health", 5)):
+        raise ServiceError(f"{where}: no MLflow server answers at {uri} ({reason})")
     return uri
 
 
@@ -69,7 +65,7 @@ def _client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
-def flat_params(value: Any, prefix: str = "") -> dict[str, str]:
+def flat_params(tree: dict[str, Any]) -> dict[str, str]:
     """A nested mapping as MLflow params: dotted keys, lists as JSON (a model's layers are one param).
 
     Examples
@@ -77,12 +73,7 @@ def flat_params(value: Any, prefix: str = "") -> dict[str, str]:
     >>> flat_params({"train": {"epochs": 5, "optimizer": "adam"}, "model": {"layers": [{"type": "dense"}]}})
     {'train.epochs': '5', 'train.optimizer': 'adam', 'model.layers': '[{"type": "dense"}]'}
     """
-    if isinstance(value, dict):
-        flat: dict[str, str] = {}
-        for key, item in value.items():
-            flat.update(flat_params(item, f"{prefix}{key}."))
-        return flat
-    return {prefix.removesuffix("."): value if isinstance(value, str) else json.dumps(value)}
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in dotted_leaves(tree).items()}
 
 
 def _experiment_id(client: MlflowClient, name: str) -> str:
@@ -155,17 +146,17 @@ def log_sweep(uri: str, name: str, spec: ExperimentSpec, out_dir: Path) -> str:
     best_spec = spec.with_overrides(best["params"]) if best["params"] else spec
     _log(client, parent, flat_params(best_spec.model_dump(mode="json", exclude_none=True)),
          [(metric, best["score"], 0), (f"{metric}_std", best["score_std"], 0)])
-    with open(out_dir / "trials.csv", newline="") as handle:
+    with open(out_dir / TRIALS_FILE, newline="") as handle:
         rows = list(csv.DictReader(handle))
     for row in rows:
         child = client.create_run(experiment_id, run_name=row["config_id"], tags={
             "mlflow.parentRunId": parent, "kerasflow.kind": "config", "kerasflow.status": row["status"]}).info.run_id
-        config = {key.removeprefix("param:"): value for key, value in row.items() if key.startswith("param:")}
+        config = row_params(row)
         score = [(metric, float(row["score"]), 0), (f"{metric}_std", float(row["score_std"]), 0)] \
             if row["score"] else []
         _log(client, child, config, score + _history(out_dir / "history" / row["config_id"]))
         client.set_terminated(child, status=MLFLOW_STATUS.get(row["status"], "FAILED"))
-    client.log_artifact(parent, str(out_dir / "trials.csv"))
+    client.log_artifact(parent, str(out_dir / TRIALS_FILE))
     if (out_dir / "best_model").is_dir():
         client.log_artifacts(parent, str(out_dir / "best_model"), "model")
     client.set_terminated(parent)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kerasflow.tasks.config.errors import ParamsError
+from kerasflow.tasks.outputs.metrics import row_params
 
 if TYPE_CHECKING:
     from tensorboardX import RecordWriter
@@ -47,8 +48,12 @@ def logdir(configured: str | None, source: str = "params.yaml") -> Path | None:
     kerasflow writes in, under a file or unwritable, is refused before anything trains or is written."""
     if configured is None:
         return None
-    path = Path(configured).expanduser().absolute()
-    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    try:
+        path = Path(configured).expanduser().absolute()
+        existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    except (RuntimeError, OSError) as exc:  # `~user/` of no such user; a name too long
+        raise ParamsError(f"{source}:tracking.tensorboard: cannot make the folder {configured} "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         shown = configured if existing == path else existing
         raise ParamsError(f"{source}:tracking.tensorboard: cannot make the folder {configured}: {shown} is "
@@ -172,7 +177,7 @@ def log_configs(folder: Path, trials: Path, metric: str) -> None:
         rows = [row for row in csv.DictReader(handle) if row["status"] == "ok" and row["score"]]
     now = time.time()
     for row in rows:
-        params = {key.removeprefix("param:"): hparam(value) for key, value in row.items() if key.startswith("param:")}
+        params = {key: hparam(value) for key, value in row_params(row).items()}
         scores = {metric: float(row["score"]), **({f"{metric}_std": float(row["score_std"])} if row["score_std"]
                                                    else {})}
         _, start, end = hparams(params, scores)

@@ -21,7 +21,14 @@ from kerasflow.tasks.config.messages import yaml_problem
 from kerasflow.tasks.config.schema import CLASS_TASKS, ExperimentSpec
 from kerasflow.tasks.data.table import file_md5, listing_md5
 from kerasflow.tasks.data.tokens import load_rows
-from kerasflow.tasks.outputs.metrics import read_experiment, read_nested, read_sweep_best, unfinished_sweep
+from kerasflow.tasks.outputs.metrics import (
+    PARAM_PREFIX,
+    TRIALS_FILE,
+    read_experiment,
+    read_nested,
+    read_sweep_best,
+    unfinished_sweep,
+)
 from kerasflow.tasks.report.compare import Comparison, data_md5, pair, pairing_key
 from kerasflow.tasks.training.statistics import Interval, corrected_t, score_range
 
@@ -74,7 +81,7 @@ class Sweep:
     @property
     def params(self) -> list[str]:
         """The searched parameters, as dotted keys (`train.optimizer`)."""
-        return [column.removeprefix("param:") for column in self.trials.columns if column.startswith("param:")]
+        return [column.removeprefix(PARAM_PREFIX) for column in self.trials.columns if column.startswith(PARAM_PREFIX)]
 
     @property
     def n_configs(self) -> int:
@@ -324,5 +331,5 @@ def _read_history(history_dir: Path) -> pd.DataFrame | None:
 
 
 def _read_sweep(tune_dir: Path) -> Sweep | None:
-    best, trials = read_sweep_best(tune_dir), _read_csv(tune_dir / "trials.csv")
+    best, trials = read_sweep_best(tune_dir), _read_csv(tune_dir / TRIALS_FILE)
     return Sweep(best=best, trials=trials) if best is not None and trials is not None else None

@@ -18,6 +18,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from kerasflow.tasks.outputs.metrics import PARAM_PREFIX
 from kerasflow.tasks.training.statistics import score_range
 
 WIDTH = 7.0
@@ -164,13 +165,13 @@ def residuals(predictions: pd.DataFrame, title: str | None = None) -> Figure:
 
 def sweep_scores(trials: pd.DataFrame, params: Sequence[str], metric: str) -> Figure:
     """Each trial's score against each searched parameter that took more than one value."""
-    varied = [p for p in params if trials[f"param:{p}"].nunique() > 1] or list(params)[:1]
+    varied = [p for p in params if trials[f"{PARAM_PREFIX}{p}"].nunique() > 1] or list(params)[:1]
     figure = Figure(figsize=(WIDTH, 2.6 * ((len(varied) + 1) // 2)), layout="constrained")
     axes = np.atleast_1d(figure.subplots((len(varied) + 1) // 2, 2 if len(varied) > 1 else 1)).ravel()
     finished = trials[pd.to_numeric(trials["score"], errors="coerce").notna()]
     score = finished["score"].astype(float)
     for ax, param in zip(axes, varied):
-        values = finished[f"param:{param}"]
+        values = finished[f"{PARAM_PREFIX}{param}"]
         numeric = pd.to_numeric(values, errors="coerce")
         if numeric.notna().all() and values.nunique() > 3:
             ax.scatter(numeric, score, s=14, alpha=0.8)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from kerasflow.tasks.outputs.metrics import PARAM_PREFIX
 from kerasflow.tasks.report.collect import TIMING_STEPS, DataFacts, ExperimentReport, Report, Sweep
 
 NOT_RUN = "not run yet"
@@ -313,7 +314,7 @@ def trials(sweep: Sweep) -> pd.DataFrame:
     of its difference from the best and whether the folds tell it from the best (where configs pair fold by fold),
     epochs, seconds, status."""
     found = sweep.trials
-    table = found[[c for c in found.columns if c.startswith("param:")]].astype(object)
+    table = found[[c for c in found.columns if c.startswith(PARAM_PREFIX)]].astype(object)
     for column in ("score", "score_std"):
         if column in found:
             table[column] = [shown(value) if pd.notna(value) else "" for value in found[column]]
@@ -329,7 +330,7 @@ def trials(sweep: Sweep) -> pd.DataFrame:
     if "status" in found:
         table["status"] = found["status"].astype(object)
     # The searched values as the trials had them: a learning rate of 0.001 is not a score to round.
-    return table.rename(columns=lambda c: c.removeprefix("param:")).fillna("")
+    return table.rename(columns=lambda c: c.removeprefix(PARAM_PREFIX)).fillna("")
 
 
 def balance_text(d: DataFacts) -> str:

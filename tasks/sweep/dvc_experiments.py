@@ -28,6 +28,7 @@ from ruamel.yaml.util import load_yaml_guess_indent
 
 from kerasflow.tasks.config.errors import SweepError
 from kerasflow.tasks.config.overrides import apply_overrides
+from kerasflow.tasks.outputs.metrics import row_params
 
 RECORD = "config"
 """The folder under a sweep's `tune/` that holds, in each experiment, the config's score and history."""
@@ -89,9 +90,10 @@ def _git(args: list[str], cwd: Path, input: bytes = b"") -> bytes:
     return done.stdout
 
 
-def check_repository(project: Path, params_file: Path) -> None:
+def check_repository(project: Path, params_file: Path, results: Path) -> None:
     """Refuse, before a sweep starts, a project where experiments cannot be saved: DVC experiments are git commits
-    on top of HEAD, in a DVC project, with the params file inside it."""
+    on top of HEAD, in a DVC project, with the params file and the results folder (where each config's record is
+    saved) inside it."""
     if not (project / ".dvc").is_dir():
         raise SweepError(f"--dvc-exp: {project.resolve()} is not a DVC project (no .dvc folder); run `dvc init` "
                          f"there, or run without --dvc-exp")
@@ -101,6 +103,9 @@ def check_repository(project: Path, params_file: Path) -> None:
     if not params_file.resolve().is_relative_to(project.resolve()):
         raise SweepError(f"--dvc-exp: {params_file} is outside the DVC project {project.resolve()}, so experiments "
                          f"cannot record it")
+    if not results.resolve().is_relative_to(project.resolve()):
+        raise SweepError(f"--dvc-exp: --results {results} is outside the DVC project {project.resolve()}, so "
+                         f"experiments cannot record the configs' scores there")
 
 
 @contextmanager
@@ -131,24 +136,26 @@ def write_record(folder: Path, metric: str, score: float, score_std: float, hist
         shutil.copytree(history, folder / "history")
 
 
-def save_experiments(project: Path, params_file: Path, experiment: str, metric: str, rows: list[dict[str, Any]],
-                     history_root: Path) -> list[str]:
+def save_experiments(project: Path, params_file: Path, tune_dir: Path, experiment: str, metric: str,
+                     rows: list[dict[str, Any]], history_root: Path) -> list[str]:
     """Save each scored config of `rows` (trials.csv's rows: ``config_id``, ``param:<key>`` columns, ``score``,
     ``score_std``) as a DVC experiment of `project`, replacing one of the same name; return their names.
 
-    `params_file` is the params file the sweep read (inside `project`); `history_root` holds each config's history
-    folder, by config id. Configs that did not finish (failed, stopped by ASHA, diverged) are in trials.csv only:
-    their scores, if any, are from an earlier epoch.
+    `params_file` is the params file the sweep read and `tune_dir` the sweep's folder
+    (`<results>/<experiment>/tune`), both inside `project`: each experiment holds its config's record in
+    `tune_dir`'s `config` folder; `history_root` holds each config's history folder, by config id. Configs that did
+    not finish (failed, stopped by ASHA, diverged) are in trials.csv only: their scores, if any, are from an earlier
+    epoch.
     """
     # Here, not at the top: the module's checks run before the command imports Keras, which the export brings.
-    from kerasflow.tasks.sweep.export import finished, row_params
+    from kerasflow.tasks.sweep.export import finished
 
     project, params_file = project.resolve(), params_file.resolve()
     text = params_file.read_text()
+    record = (tune_dir.resolve() / RECORD).relative_to(project)
     names = []
     with worktree(project) as copy:
         params_copy = copy / params_file.relative_to(project)
-        record = Path("results") / experiment / "tune" / RECORD
         for row in rows:
             if not finished(row):
                 continue

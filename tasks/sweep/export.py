@@ -18,7 +18,14 @@ from kerasflow.tasks.data.preprocess import Preprocessor
 from kerasflow.tasks.data.split import SAME_FOLDS
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.outputs.atomic import atomic_path
-from kerasflow.tasks.outputs.metrics import finish_sweep, sweep_started_at, write_sweep_best
+from kerasflow.tasks.outputs.metrics import (
+    PARAM_PREFIX,
+    TRIALS_FILE,
+    finish_sweep,
+    row_params,
+    sweep_started_at,
+    write_sweep_best,
+)
 from kerasflow.tasks.outputs.results import write_model
 from kerasflow.tasks.sweep.checkpoint import restore_state
 from kerasflow.tasks.sweep.groups import config_id, scoring_spec, trial_configs
@@ -80,7 +87,7 @@ def trial_rows(grid: tune.ResultGrid, spec: ExperimentSpec, sweep: SearchSpec) -
                 score, score_std, folds = None, None, None
             status = ("error" if result.error else "diverged" if diverged
                       else "stopped" if stopped_early(spec, sweep, config, config_epochs) else "ok")
-            rows.append({"config_id": config_id(config), **{f"param:{k}": v for k, v in config.items()},
+            rows.append({"config_id": config_id(config), **{f"{PARAM_PREFIX}{k}": v for k, v in config.items()},
                          "score": score, "score_std": score_std, "fold_scores": folds,
                          "epochs": config_epochs, "seconds": metrics.get("trial_seconds"),
                          "node": metrics.get("node"), "started_at": metrics.get("started_at"),
@@ -105,11 +112,6 @@ def trial_rows(grid: tune.ResultGrid, spec: ExperimentSpec, sweep: SearchSpec) -
 def finished(row: dict[str, Any]) -> bool:
     """Whether a trials row is a config that trained all its epochs and has a score: one a sweep may pick."""
     return row["status"] == "ok" and row["score"] is not None
-
-
-def row_params(row: dict[str, Any]) -> dict[str, Any]:
-    """A trials row's config, as dotted keys and values (`{"train.optimizer": "adam"}`)."""
-    return {key.removeprefix("param:"): value for key, value in row.items() if key.startswith("param:")}
 
 
 def with_ties(rows: list[dict[str, Any]], ratio: float | None, metric: str) -> list[dict[str, Any]]:
@@ -195,7 +197,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
                    "score_std": None, "score_low": None, "score_high": None, "tied": [],
                    "scoring": sweep.scoring, "checkpoint": None, "checkpoint_epoch": None,
                    "diverged": True, **counts}
-        write_trials(out_dir / "trials.csv", rows)
+        write_trials(out_dir / TRIALS_FILE, rows)
         write_sweep_best(out_dir, summary)
         shutil.rmtree(out_dir / "best_model", ignore_errors=True)  # an earlier sweep's: not this one's best
         finish_sweep(out_dir)
@@ -231,7 +233,7 @@ def export_best(name: str, spec: ExperimentSpec, sweep: SearchSpec, grid: tune.R
                "checkpoint": _portable(checkpoint.path) if checkpoint is not None else None,
                "checkpoint_epoch": at_checkpoint.get("epoch"), "diverged": False,
                **({"refit_diverged_at": final.diverged_at} if final.diverged_at is not None else {}), **counts}
-    write_trials(out_dir / "trials.csv", rows)
+    write_trials(out_dir / TRIALS_FILE, rows)
     write_sweep_best(out_dir, summary)
     finish_sweep(out_dir)
     return summary

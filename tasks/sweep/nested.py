@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from kerasflow.tasks.config.errors import DataError, ParamsError, SweepError
-from kerasflow.tasks.config.schema import CLASS_TASKS, EvaluateSpec, ExperimentSpec
+from kerasflow.tasks.config.schema import CLASS_TASKS, EvaluateSpec, ExperimentSpec, experiment_key
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.data.split import Split, make_splits, small_groups
 from kerasflow.tasks.data.table import Table
 from kerasflow.tasks.data.tokens import load_rows
-from kerasflow.tasks.sweep.export import finished, row_params
+from kerasflow.tasks.outputs.metrics import row_params
+from kerasflow.tasks.sweep.export import finished
 from kerasflow.tasks.training.evaluate import Encoded, encode_labels, refit
 from kerasflow.tasks.training.scoring import score
 from kerasflow.tasks.training.statistics import corrected_t, score_range, split_ratio
@@ -36,9 +37,11 @@ def check_nested(name: str, spec: ExperimentSpec, outer_folds: int) -> None:
     if outer_folds < 2:
         raise ParamsError(f"--nested {outer_folds}: expected at least 2 outer folds")
     if spec.preprocess.lookback is not None or spec.dataset.task == "next_token":
-        what = "a series' windows" if spec.preprocess.lookback is not None else "a text's next tokens"
-        raise ParamsError(f"experiments.{name}: --nested needs independent rows, and {what} overlap their "
-                          f"neighbours: outer folds would score the tuned model on rows it trained on")
+        series = spec.preprocess.lookback is not None
+        key = experiment_key(spec, name, "preprocess.lookback" if series else "dataset.task")
+        what = "a series' windows" if series else "a text's next tokens"
+        raise ParamsError(f"{key}: --nested needs independent rows, and {what} overlap their neighbours: outer "
+                          f"folds would score the tuned model on rows it trained on")
 
 
 def check_outer_folds(name: str, spec: ExperimentSpec, outer_folds: int, inner: ExperimentSpec | None) -> None:

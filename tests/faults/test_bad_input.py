@@ -331,8 +331,8 @@ CASES = [
         argv=("tune", "iris", "--nested", "3")),
     Bad("nested-with-resume", ("--nested and --resume: a nested sweep runs whole",),
         sweep(space={"train": {"epochs": {"grid": [1, 2]}}}), argv=("tune", "iris", "--nested", "3", "--resume")),
-    Bad("nested-on-series-windows", ("experiments.diabetes: --nested needs independent rows, and a series' windows "
-                                     "overlap their neighbours",),
+    Bad("nested-on-series-windows", ("params.yaml:experiments.diabetes.preprocess.lookback: --nested needs "
+                                     "independent rows, and a series' windows overlap their neighbours",),
         lambda raw: (raw["experiments"]["diabetes"]["preprocess"].update(lookback=3),
                      raw["experiments"]["diabetes"]["evaluate"].update(method="timeseries", shuffle=False),
                      raw["sweeps"].update(diabetes={"space": {"train": {"epochs": {"grid": [1, 2]}}}})),
@@ -452,6 +452,18 @@ CASES = [
     Bad("compare-experiments-not-run", (
         "kerasflow: error: results/iris/metrics.json: not found; run the experiment first (kerasflow run iris)",),
         argv=("compare", "iris", "diabetes")),
+    Bad("compare-metrics-with-conflict-markers", (
+        "kerasflow: error: results/iris/metrics.json: cannot be read as the JSON kerasflow wrote (Expecting value: "
+        "line 1 column 1 (char 0)); restore it (`dvc checkout`, git) or rerun the command that writes it",),
+        files={"results/iris/metrics.json": '<<<<<<< HEAD\n{"accuracy": {"mean": 0.9}}\n=======\n',
+               "results/iris/run.json": "{}\n"},
+        argv=("compare", "iris", "diabetes")),
+    Bad("tensorboard-under-no-users-home", (
+        "params.yaml:tracking.tensorboard: cannot make the folder ~no_such_user_kf/tb (",),
+        lambda raw: raw.update(tracking={"tensorboard": "~no_such_user_kf/tb"})),
+    Bad("mlflow-uri-unreadable", (
+        "params.yaml:tracking.mlflow: no MLflow server answers at http://[::1 (Invalid IPv6 URL)",),
+        lambda raw: raw.update(tracking={"mlflow": "http://[::1"})),
     Bad("compare-an-experiment-with-itself", (
         "kerasflow: error: compare: expected two different experiments, received 'iris' twice",),
         argv=("compare", "iris", "iris")),
@@ -628,6 +640,9 @@ CASES = [
         argv=("data", "--out", "/proc/kerasflow")),
     Bad("output-folder-is-a-file", ("params.yaml: is a file; expected a folder path",),
         argv=("run", "iris", "--results", "params.yaml")),
+    Bad("default-results-is-a-file", ("results: is a file; expected a folder path",), argv=("run", "iris"),
+        prepare=lambda project: (shutil.rmtree(project / "results", ignore_errors=True),
+                                 (project / "results").write_text("not a folder\n"))),
     Bad("report-html-is-a-folder", ("reports/report.html: is a folder; expected a file path",),
         argv=("run", "iris", "--report", "reports/summary.md"),
         prepare=lambda project: (project / "reports/report.html").mkdir(parents=True)),
