@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import ray
 
-from kerasflow.tasks.config.backend import backend_settings
+from kerasflow.tasks.config.backend import DEFAULT_BACKEND, backend_settings
 from kerasflow.tasks.config.errors import SweepError
 
 # Every Ray worker (a sweep's trial, a fold's task) gets these, and the driver's backend settings
@@ -56,7 +56,7 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
     # that a command refused for its resources prints its one line.
     logging_level = logging.INFO if verbose else logging.ERROR
     runtime_env = {"env_vars": {**WORKER_ENV, **backend_settings(portable=remote),
-                                "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}}
+                                "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)}}
     if remote:
         check_head(os.environ["RAY_ADDRESS"])
         # A remote cluster's workers get kerasflow's code from the driver, not from a shared folder; Ray uploads

@@ -127,7 +127,7 @@ def sweep_settings(spec: ExperimentSpec, sweep: SearchSpec) -> dict[str, Any]:
     """What a sweep trains, as a resume must find it again (and a nested sweep's record is checked against): the
     experiment and the sweep, the Keras backend, and the md5 of the data (a folder's, of its files)."""
     return {"experiment": spec.model_dump(mode="json"), "sweep": sweep.model_dump(mode="json"),
-            "backend": keras.config.backend(), "data_md5": file_md5(spec.dataset.file)}
+            "backend": keras.backend.backend(), "data_md5": file_md5(spec.dataset.file)}
 
 
 RESUMED_SETTINGS = ("experiment", "sweep", "backend", "data_md5")

@@ -34,7 +34,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
 from kerasflow.flows.pipeline import pipeline_flow
-from kerasflow.tasks.config.backend import TENSORFLOW_DEFAULTS
+from kerasflow.tasks.config.backend import DEFAULT_BACKEND, TENSORFLOW_DEFAULTS
 from kerasflow.tasks.config.errors import ParamsError, ServiceError
 from kerasflow.tasks.config.schema import load_params, read_yaml
 from kerasflow.tasks.outputs.atomic import atomic_path
@@ -105,7 +105,7 @@ def record_deployment(prefect_file: Path, experiments: list[str], cron: str, par
     project = read_prefect_file(prefect_file)
     name, names = deployment_name(experiments), sorted(set(experiments))
     pool = project["name"]
-    env = {**TENSORFLOW_DEFAULTS, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow")}
+    env = {**TENSORFLOW_DEFAULTS, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)}
     entry = {"name": name, "entrypoint": f"{__name__}.{scheduled_pipeline.fn.__name__}",
              "description": f"kerasflow run {' '.join(names)} on cron {cron!r}",
              "parameters": {"experiments": names, "params_file": str(params_file),

@@ -81,7 +81,7 @@ def backend_defaults() -> dict[str, str]:
 
 Backend = Literal["tensorflow", "jax", "torch"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
-DEFAULT: Backend = "tensorflow"
+DEFAULT_BACKEND: Backend = "tensorflow"
 
 
 def choose_backend(params_file: str | Path) -> str:
@@ -109,8 +109,8 @@ def _read(params_file: Path) -> str:
     try:
         raw = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return DEFAULT
-    return raw.get("backend", DEFAULT) if isinstance(raw, dict) else DEFAULT
+        return DEFAULT_BACKEND
+    return raw.get("backend", DEFAULT_BACKEND) if isinstance(raw, dict) else DEFAULT_BACKEND
 
 
 def backend_settings(*, portable: bool = False) -> dict[str, str]:

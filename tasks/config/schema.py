@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from kerasflow.tasks.config.backend import Backend
+from kerasflow.tasks.config.backend import DEFAULT_BACKEND, Backend
 from kerasflow.tasks.config.errors import ParamsError
 from kerasflow.tasks.config.keras_names import (
     LEGACY_OPTIMIZER_ARGUMENTS,
@@ -1004,7 +1004,7 @@ class TrackingSpec(Section):
 class Params(Section):
     """The whole of ``params.yaml``."""
 
-    backend: Backend = Field(default="tensorflow", description="the Keras backend every experiment trains on; "
+    backend: Backend = Field(default=DEFAULT_BACKEND, description="the Keras backend every experiment trains on; "
                                                                 "an explicit KERAS_BACKEND wins")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     experiments: dict[str, ExperimentSpec] = Field(min_length=1)
