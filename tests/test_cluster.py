@@ -73,11 +73,13 @@ def test_trials_run_on_both_nodes_and_local_storage_is_refused_unless_shared(can
 
 
 def test_quarter_gpu_trials_pack_four_at_a_time_on_one_logical_gpu(cancer_project, cluster):
-    # Long enough that each trial is still training when the last of the four has imported TensorFlow and started.
-    raw = sweep_params(epochs=300, gpu=0.25, cpu=0.25, shared_storage=True)
+    # One config a trial (grouped, the four configs are two trials), each long enough to be still training when the
+    # last of the four has started: a trial's start time is taken before it imports Keras, which four trials do at
+    # once.
+    raw = sweep_params(epochs=100, gpu=0.25, cpu=0.25, shared_storage=True, stack_configs=False)
     sweep_and_export(raw, cancer_project / "tune")
     rows = read_trials(cancer_project / "tune")
-    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows) and len({r["trial_id"] for r in rows}) == 4
     # Every trial ran on the GPU node, and all four were running at once.
     assert len({r["node"] for r in rows}) == 1
     intervals = [(float(r["started_at"]), float(r["started_at"]) + float(r["seconds"])) for r in rows]
@@ -142,7 +144,7 @@ def test_experiments_that_train_on_the_cluster_run_side_by_side_each_as_alone(bu
     cluster trains both experiments' folds at once), and each writes the fold scores and the refitted model it
     gets trained alone, in turn, in this process."""
     monkeypatch.chdir(bundled_data.parent)
-    digits = parse_params(_digits_cnn("ray")).experiments["digits"]
+    digits = parse_params(_digits_cnn("ray")).experiments["digits"].with_overrides({"evaluate.n_splits": 2})
     experiments = {"digits": digits,
                    "digits_wider": digits.with_overrides({"model.layers[1].filters": 6, "train.seed": 5})}
     state = pipeline_flow(experiments, tmp_path / "results", return_state=True)

@@ -5,21 +5,29 @@ leaves that cluster unable to find its objects' owner once the process reconnect
 from __future__ import annotations
 
 import ray
-from helpers import read_trials, sweep_and_export, sweep_params
+from helpers import sweep_params
 
 from kerasflow.flows.ray_cluster import connect
+from kerasflow.flows.ray_driver import check_cluster
+from kerasflow.tasks.config.schema import parse_params
 
 
-def test_a_local_cluster_offering_logical_gpus_runs_half_gpu_trials(cancer_project, monkeypatch):
+@ray.remote(num_gpus=0.5)
+def _gpu_ids() -> list:
+    return ray.get_gpu_ids()
+
+
+def test_a_local_ray_offering_logical_gpus_fits_half_gpu_trials(tmp_path, monkeypatch):
     """`connect(num_gpus=...)`, as bench/gpu.py --fake-gpus checks its fractional-GPU sweeps on a machine without a
-    GPU: trials that ask half a GPU run on the one it was told of (without it, the sweep is refused: no GPU)."""
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a cluster started here, not one the environment names
+    GPU: a sweep whose trials ask half a GPU fits it (without it, the sweep is refused: no GPU), and Ray hands two
+    such tasks at once the one GPU it was told of. Trials themselves on a logical GPU, four to it, are
+    tests/test_cluster.py's."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a Ray started here, not one the environment names
     ray.shutdown()
     connect(num_gpus=1)
     try:
         assert ray.cluster_resources()["GPU"] == 1
-        sweep_and_export(sweep_params(epochs=2, gpu=0.5), cancer_project / "tune")
+        check_cluster("cancer", parse_params(sweep_params(gpu=0.5)).sweeps["cancer"], tmp_path / "tune")
+        assert ray.get([_gpu_ids.remote(), _gpu_ids.remote()]) == [[0], [0]]
     finally:
         ray.shutdown()
-    rows = read_trials(cancer_project / "tune")
-    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)

@@ -66,7 +66,7 @@ def ray_head(tmp_path_factory) -> Iterator[Head]:
 @pytest.fixture(autouse=True)
 def on_the_runs_prefect_server(prefect_server, monkeypatch):
     """The `kerasflow tune` drivers below record their flow runs on the run's Prefect server rather than each
-    starting a temporary one (`ray job submit`'s runs in the head's environment, which names none)."""
+    starting a temporary one (`ray job submit`'s job is told it in its runtime environment)."""
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)
 
 
@@ -238,11 +238,14 @@ def _title(process: psutil.Process) -> str:
         return ""
 
 
-def test_ray_job_submit_runs_the_sweep_and_its_results_come_back(ray_head, sweep_project, tmp_path):
+def test_ray_job_submit_runs_the_sweep_and_its_results_come_back(ray_head, sweep_project, tmp_path, prefect_server):
     results = tmp_path / "job-results"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}, "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": ray_head.token}
+    # The job runs in the head's environment: the run's Prefect server is named in the job's own.
+    runtime_env = json.dumps({"env_vars": {"PREFECT_API_URL": prefect_server}})
     job = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard, "--working-dir", ".",
+                          "--runtime-env-json", runtime_env,
                           "--", "kerasflow", "tune", "cancer", "--results", str(results)],
                          cwd=sweep_project, env=env, capture_output=True, text=True, timeout=600)
     assert job.returncode == 0, (job.stdout + job.stderr)[-5000:]
