@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from kerasflow.flows.local_server import LocalServer
-from kerasflow.flows.prefect_server import TemporaryServer, check_configured_api
+from kerasflow.flows.prefect_server import TemporaryServer, check_configured_api, lost_server
 from kerasflow.tasks.config.backend import choose_backend, hide_retracing_warnings, set_backend_defaults
 from kerasflow.tasks.config.errors import KerasflowError, ParamsError
 from kerasflow.tasks.config.messages import one_line
@@ -216,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     except KerasflowError as exc:
         print(f"kerasflow: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if (lost := lost_server(exc)) is None:
+            raise
+        print(f"kerasflow: error: {lost}", file=sys.stderr)
+        return 1
     finally:
         if server is not None:
             server.stop()

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import IO
 
@@ -81,6 +83,23 @@ def check_configured_api() -> None:
                            "kerasflow starts a temporary one")
 
 
+def lost_server(exc: BaseException) -> str | None:
+    """What to tell the user where `exc` ended a command because the Prefect server Prefect's settings name stopped
+    answering during it (a connection error from Prefect's client, once its retries gave up); None for any other
+    exception. Prefect is imported by then."""
+    import httpx
+    from prefect.settings import get_current_settings
+
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, httpx.TransportError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    return (f"PREFECT_API_URL={get_current_settings().api.url}: the Prefect server stopped answering during the run "
+            f"({type(cause).__name__}: {cause}): each result is either whole or not written (an experiment whose "
+            f"folder has no metrics.json did not finish); run the command again once the server answers")
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (the OS's pick)."""
     with socket.socket() as sock:
@@ -102,6 +121,8 @@ class TemporaryServer:
         self.log: IO[bytes] | None = None
         """The server's output: a file with no name, so that not even a killed command leaves it behind."""
         self.process: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+        """Set once :meth:`stop` begins: the server's end from then on is the command's doing."""
         self._in_use: contextlib.ExitStack | None = None
         """Undoes what :meth:`use` changed in Prefect's settings; None while the server is not in use."""
 
@@ -148,6 +169,24 @@ class TemporaryServer:
             self._in_use = in_use.pop_all()  # undone by stop(), or here if anything above failed
         print(f"Starting temporary server on http://127.0.0.1:{self.port} (Prefect's, stopped when this command ends;"
               " set PREFECT_API_URL to use a running server)", file=sys.stderr)
+        threading.Thread(target=self._end_with, args=(self.process,), name="kerasflow-server-watch",
+                         daemon=True).start()
+
+    def _end_with(self, process: subprocess.Popen) -> None:
+        """Wait for the server's process; if it ends before the command stops it (killed, out of memory), end the
+        command at once with one line. Prefect would retry every request it makes for minutes and then print its
+        tracebacks; no flow can go on without the server, and every result the command writes is whole or absent
+        (tasks/outputs/atomic.py), as if the command had been killed."""
+        code = process.wait()
+        if self._stopping.is_set():
+            return
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        sys.stdout.flush()
+        print(f"kerasflow: error: the temporary Prefect server this command started (process {process.pid}) ended "
+              f"during the run ({how}), and its flows cannot go on without it: each result is either whole or not "
+              f"written (an experiment whose folder has no metrics.json did not finish); run the command again",
+              file=sys.stderr, flush=True)
+        os._exit(1)
 
     def _wait_until_healthy(self, timeout: float) -> str:
         """Poll the health endpoint as Prefect does; return why the server is not up, or "" once it is."""
@@ -167,6 +206,7 @@ class TemporaryServer:
         test harness does before it stops its server (a log sent to a stopped server is an error on the terminal,
         and the events worker retries it for a minute).
         """
+        self._stopping.set()
         in_use, self._in_use = self._in_use, None
         try:
             if in_use is not None:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from helpers import BIN, flow_runs_in, git_dvc_repo, make_project, prefect_api, run_cli, run_in_process, tiny_params
@@ -128,6 +129,31 @@ def _git_dvc_repo(project: Path, prefect_server: str) -> dict[str, str]:
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     (project / "data/diabetes.csv").unlink()
     return git_dvc_repo(project, prefect_server)
+
+
+@pytest.mark.slow
+def test_a_temporary_prefect_server_that_dies_mid_run_ends_the_command_at_once_in_one_line(project, tmp_path):
+    """The temporary server the command started is killed while the run writes its results: the command ends at
+    once, not after Prefect's minutes of retries and tracebacks, with one line and exit status 1; the experiment
+    reads as not run (its metrics.json withdrawn). A configured server that stops answering ends the command with
+    one last line too, once Prefect's client gives up (flows/prefect_server.lost_server)."""
+    env = {"PREFECT_API_URL": "", "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "KERASFLOW_FAULT": "stall:write:metrics.json"}
+    log = tmp_path / "run.log"
+    run = start_cli(["run", "iris"], project, env, log)
+    try:
+        wait_for(lambda: "stalling at write:metrics.json" in log.read_text(), run, log, what="the run's last write")
+        (server,) = [p for p in psutil.Process(run.pid).children(recursive=True) if "uvicorn" in p.cmdline()]
+        server.kill()
+        run.wait(timeout=60)
+    finally:
+        kill_group(run)
+    output = log.read_text()
+    assert run.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert output.splitlines()[-1].startswith(
+        f"kerasflow: error: the temporary Prefect server this command started (process {server.pid}) ended during "
+        "the run (killed by SIGKILL), and its flows cannot go on without it")
+    assert not (project / "results/iris/metrics.json").exists()
 
 
 @pytest.mark.slow
