@@ -13,7 +13,10 @@ process rather than borrowing Prefect's start-up:
 - its output goes to an unnamed temporary file, not the terminal, so a command that fails before its flows prints
   one message;
 - it is stopped when the command ends, and it is tied to the command with Linux's parent-death signal, so a
-  command killed outright (SIGTERM, SIGKILL) takes it along;
+  command killed outright (SIGTERM, SIGKILL) takes it along; it runs in a process group of its own, so that a
+  terminal's Ctrl-C reaches the command, which stops it, and not the server first;
+- it is watched: if it ends before the command stops it (killed, out of memory), the command ends at once with one
+  line, as if it had been killed, rather than after Prefect's minutes of retries (every result is whole or absent);
 - the flows it serves send no heartbeats. A heartbeat lets a server that outlives a run notice that the run's
   process died; this one dies with the process. Prefect's heartbeat thread sleeps in 1 s steps and each flow run
   waits for it to wake as it ends, for nothing (BENCHMARKS.md). Against a configured server heartbeats are sent as
@@ -84,20 +87,36 @@ def check_configured_api() -> None:
 
 
 def lost_server(exc: BaseException) -> str | None:
-    """What to tell the user where `exc` ended a command because the Prefect server Prefect's settings name stopped
-    answering during it (a connection error from Prefect's client, once its retries gave up); None for any other
-    exception. Prefect is imported by then."""
+    """What to tell the user where `exc` ended a command because the Prefect server it used stopped answering (a
+    connection error from Prefect's client, once its retries gave up, anywhere in the exception's causes or
+    groups); None for any other exception, and in a command that never imported Prefect."""
+    if "prefect" not in sys.modules:
+        return None
     import httpx
     from prefect.settings import get_current_settings
 
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, httpx.TransportError):
-        cause = cause.__cause__ or cause.__context__
-    if cause is None:
+    def transport_error(error: BaseException) -> httpx.TransportError | None:
+        seen: set[int] = set()
+        pending = [error]
+        while pending:
+            error = pending.pop()
+            if id(error) in seen:
+                continue
+            seen.add(id(error))
+            if isinstance(error, httpx.TransportError):
+                return error
+            pending += [e for e in (error.__cause__, error.__context__) if e is not None]
+            if isinstance(error, BaseExceptionGroup):
+                pending += error.exceptions
         return None
-    return (f"PREFECT_API_URL={get_current_settings().api.url}: the Prefect server stopped answering during the run "
-            f"({type(cause).__name__}: {cause}): each result is either whole or not written (an experiment whose "
-            f"folder has no metrics.json did not finish); run the command again once the server answers")
+
+    if (cause := transport_error(exc)) is None:
+        return None
+    url = get_current_settings().api.url
+    where = f"PREFECT_API_URL={url}" if url else "Prefect's temporary server"
+    return (f"{where}: the Prefect server stopped answering during the run ({type(cause).__name__}: {cause}): each "
+            f"result is either whole or not written (an experiment whose folder has no metrics.json did not "
+            f"finish); run the command again once the server answers (a sweep: with --resume)")
 
 
 def free_port() -> int:
@@ -135,7 +154,7 @@ class TemporaryServer:
         server.log = tempfile.TemporaryFile(prefix="kerasflow-prefect-server-")
         server.process = subprocess.Popen([sys.executable, "-c", _TIE_TO_PARENT, str(os.getpid()), *command],
                                           env={**os.environ, **SERVER_ENV}, stdin=subprocess.DEVNULL,
-                                          stdout=server.log, stderr=subprocess.STDOUT)
+                                          stdout=server.log, stderr=subprocess.STDOUT, process_group=0)
         return server
 
     def use(self) -> None:
@@ -180,12 +199,14 @@ class TemporaryServer:
         code = process.wait()
         if self._stopping.is_set():
             return
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-        sys.stdout.flush()
-        print(f"kerasflow: error: the temporary Prefect server this command started (process {process.pid}) ended "
-              f"during the run ({how}), and its flows cannot go on without it: each result is either whole or not "
-              f"written (an experiment whose folder has no metrics.json did not finish); run the command again",
-              file=sys.stderr, flush=True)
+        how = f"killed by signal {-code} ({signal.strsignal(-code)})" if code < 0 else f"exit status {code}"
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stdout (`kerasflow run | head`)
+            sys.stdout.flush()
+        with contextlib.suppress(OSError, ValueError):
+            print(f"kerasflow: error: the temporary Prefect server this command started (process {process.pid}) "
+                  f"ended during the run ({how}), and its flows cannot go on without it: each result is either whole "
+                  f"or not written (an experiment whose folder has no metrics.json did not finish); run the command "
+                  f"again (a sweep: with --resume)", file=sys.stderr, flush=True)
         os._exit(1)
 
     def _wait_until_healthy(self, timeout: float) -> str:
