@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,8 +24,11 @@ from kerasflow.tasks.config.messages import one_line
 from kerasflow.tasks.config.schema import ExperimentSpec, Params, load_params
 from kerasflow.tasks.config.search import SearchSpec
 from kerasflow.tasks.outputs.atomic import check_output
+from kerasflow.tasks.outputs.metrics import TRIALS_FILE, check_records
 
 DEFAULT_REPORT = Path("reports/summary.md")
+RESULTS = Path("results")
+"""Every command's results folder unless --results names another (`run --smoke-test`: a new temporary one)."""
 DIVERGED = 3
 """The exit status of a run that finished but whose training diverged in some fold: a result, not a crash."""
 
@@ -55,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
     tune = commands.add_parser("tune", help="Ray Tune sweep of an experiment's `sweeps:` section")
     tune.add_argument("experiment", metavar="EXPERIMENT")
-    tune.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    tune.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: results)")
     tune.add_argument("--resume", action="store_true", help="finish an interrupted sweep; finished trials stay")
     tune.add_argument("--verbose", action="store_true",
                       help="show the trials' own output (Keras, Ray's workers); they then train in their own "
@@ -82,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     schedule = commands.add_parser("schedule", help="deploy experiments to a Prefect work pool on a cron schedule")
     schedule.add_argument("experiments", nargs="+", metavar="EXPERIMENT")
     schedule.add_argument("--cron", required=True, help='when to run, e.g. "0 3 * * *" (03:00 every day, UTC)')
-    schedule.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    schedule.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: results)")
     schedule.add_argument("--report", type=Path, default=DEFAULT_REPORT,
                           help=f"the summary report each run writes (default: {DEFAULT_REPORT})")
     schedule.add_argument("--serve", action="store_true",
@@ -105,12 +108,12 @@ def _parser() -> argparse.ArgumentParser:
                                                "95%% interval and p-value (corrected resampled t-test)")
     comp.add_argument("experiments", nargs=2, metavar="EXPERIMENT")
     comp.add_argument("--metric", default=None, help="the metric both were scored on (default: theirs)")
-    comp.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    comp.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: results)")
     comp.add_argument("--json", action="store_true", help="print the comparison as JSON, for scripts")
 
     rep = commands.add_parser("report", help="every experiment as one HTML page (plots embedded) and a Markdown "
                                              "summary")
-    rep.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    rep.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: results)")
     rep.add_argument("--out", type=Path, default=DEFAULT_REPORT,
                      help=f"the Markdown summary (default: {DEFAULT_REPORT})")
     rep.add_argument("--html", type=Path, default=None,
@@ -134,7 +137,7 @@ def smoke_run(experiments: dict[str, ExperimentSpec], results_dir: Path | None
     (`results/<name>/model`) starts from that one's smoke model."""
     from kerasflow.tasks.training.start import model_writers
 
-    writers = model_writers(experiments, results_dir or Path("results"))
+    writers = model_writers(experiments, results_dir or RESULTS)
     # Named, not made: the run makes it as it writes, so a refused run leaves no folder behind.
     folder = results_dir or Path(tempfile.gettempdir(), f"kerasflow-smoke-{uuid.uuid4().hex[:12]}")
     quick = {name: smoke(spec, refit=name in writers.values()) for name, spec in experiments.items()}
@@ -226,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
 
+def check_results(results: Path, names: Iterable[str]) -> None:
+    """Refuse a record of experiments `names` in `results` that is no longer kerasflow's JSON (a merge's conflict
+    markers) before any work: the report the command writes at its end reads them."""
+    for name in names:
+        check_records(results / name)
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """Refuse the command's output paths that cannot be written as it writes them (a folder where a file goes, the
     reverse, a path under a file) before any work: nothing is computed only to fail at the write, and no folder is
@@ -237,7 +247,7 @@ def check_outputs(args: argparse.Namespace) -> None:
     for name in folders:
         folder = getattr(args, name)
         if folder is None and args.command == "run" and not args.smoke_test:
-            folder = Path("results")  # `run`'s default; `run --smoke-test`'s is a new temporary folder
+            folder = RESULTS  # `run`'s default; `run --smoke-test`'s is a new temporary folder
         if folder is not None:
             check_output(folder, folder=True)
     for path in [*(getattr(args, name) for name in files), html_report(args)]:
@@ -326,6 +336,7 @@ def _report(args: argparse.Namespace, params: Params, server: TemporaryServer | 
     from kerasflow.flows.report import report_flow  # no training code: the report starts without Keras
 
     html = html_report(args)
+    check_results(args.results, params.every_experiment)
     _prefect_ready(server)
     report_flow(params.every_experiment, args.results, args.out, html)
     print(args.out)
@@ -347,6 +358,7 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
     if args.nested is not None:
         return nested(args, name, spec, params.sweeps[name], server, params.tracking.tensorboard)
     check_data({name: scoring_spec(spec, params.sweeps[name])})
+    check_results(args.results, [name])
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
     tensorboard = logdir(params.tracking.tensorboard, str(args.params))
     if args.dvc_exp:
@@ -370,7 +382,7 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
                       args.params if args.dvc_exp else None, mlflow_uri, tensorboard)
     if best["diverged"]:
         print(f"kerasflow: diverged: sweeps.{name}: the loss became NaN or infinite in every one of its "
-              f"{best['n_configs']} configs; {out / 'trials.csv'} lists them and no model is saved (lower "
+              f"{best['n_configs']} configs; {out / TRIALS_FILE} lists them and no model is saved (lower "
               f"train.learning_rate, or scale the data with preprocess.scale)", file=sys.stderr)
         return DIVERGED
     print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
@@ -406,10 +418,11 @@ def _run(args: argparse.Namespace, params: Params, server: TemporaryServer | Non
     from kerasflow.tasks.outputs.tensorboard import logdir
 
     selected = params.select(args.experiments, source=str(args.params))
-    results = args.results or Path("results")
+    results = args.results or RESULTS
     if args.smoke_test:
         selected, results = smoke_run(selected, args.results)
     check_data(selected, results)
+    check_results(results, selected)
     mlflow_uri = tracking_uri(params.tracking.mlflow, str(args.params))
     tensorboard = logdir(params.tracking.tensorboard, str(args.params))
     check_fold_tasks(selected)

@@ -40,6 +40,8 @@ METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 BEST_FILE = "best.json"
 SWEEP_FILE = "sweep.json"
+DATASET_FILE = "dataset.json"
+"""The data file an experiment's run read and its md5 (what a sweep's stage and the report's pairing follow)."""
 NESTED_FILE = "nested.json"
 """Where `kerasflow tune --nested K` writes its estimate, in the sweep's folder (`results/<experiment>/tune/`)."""
 SWEEP_STATE = "ray"
@@ -191,6 +193,17 @@ def read_nested(tune_dir: Path) -> dict[str, Any] | None:
         return record
     same = all(value == sweep[key] for key, value in record["settings"].items() if key in sweep)
     return record if same else None
+
+
+def check_records(out_dir: Path) -> None:
+    """Read every record kerasflow keeps of an experiment in `out_dir` (its scores and run, data, sweep and nested
+    estimate), so that one no longer kerasflow's JSON is refused (:func:`read_record`) before a command trains or
+    starts a flow: the report each command writes at its end reads them all."""
+    read_experiment(out_dir)
+    read_record(out_dir / DATASET_FILE)
+    read_sweep_best(out_dir / "tune")
+    unfinished_sweep(out_dir / "tune")
+    read_nested(out_dir / "tune")
 
 
 def row_params(row: dict[str, Any]) -> dict[str, Any]:

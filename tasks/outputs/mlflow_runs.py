@@ -52,7 +52,8 @@ def tracking_uri(configured: str | None, source: str = "params.yaml") -> str | N
         import mlflow  # noqa: F401  (the optional extra)
     except ImportError:
         raise ParamsError(f"{where}: logging to MLflow needs the mlflow extra: pip install -e '.[mlflow]'") from None
-    if uri.startswith(("http://", "https://")) and (reason := unanswered(f"{uri.rstrip('/')}/health", 5)):
+    if uri.startswith(("http://", "https://")) and (
+            reason := unanswered(f"{uri.rstrip('/')}/health", 5, ok_only=True)) is not None:
         raise ServiceError(f"{where}: no MLflow server answers at {uri} ({reason})")
     return uri
 

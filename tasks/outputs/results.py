@@ -78,7 +78,7 @@ def write_dataset(out_dir: Path, spec: ExperimentSpec) -> None:
                if isinstance(layer, (EmbeddingLayer, PretrainedLayer)) and layer.weights is not None]
     if weights:
         record["weights"] = {Path(path).as_posix(): file_md5(path) for path in weights}
-    write_json(out_dir / "dataset.json", record)
+    write_json(out_dir / metrics.DATASET_FILE, record)
 
 
 def write_history(out_dir: Path, result: CVResult) -> Path:

@@ -18,7 +18,7 @@ import numpy as np
 
 from kerasflow.tasks.config.errors import DataError, ParamsError
 from kerasflow.tasks.data.split import SAME_FOLDS, deciding_settings
-from kerasflow.tasks.outputs.metrics import METRICS_FILE, RUN_FILE, read_experiment, read_record
+from kerasflow.tasks.outputs.metrics import DATASET_FILE, METRICS_FILE, RUN_FILE, read_experiment, read_record
 from kerasflow.tasks.training.statistics import (
     LOW_POWER_FOLDS,
     Interval,
@@ -147,7 +147,7 @@ def _check_same_folds(names: tuple[str, str], runs: list[Path], records: list[di
 
 def data_md5(out_dir: Path) -> str:
     """The md5 of the data a run read, as its dataset.json records it."""
-    path = out_dir / "dataset.json"
+    path = out_dir / DATASET_FILE
     if (record := read_record(path)) is None:
         raise DataError(f"{path}: not found; run the experiment first (kerasflow run {out_dir.name})")
     return record["md5"]

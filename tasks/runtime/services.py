@@ -14,11 +14,12 @@ DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 """An opener that goes straight to the server, never through an `http_proxy` the environment may name."""
 
 
-def unanswered(url: str, timeout: float) -> str | None:
+def unanswered(url: str, timeout: float, ok_only: bool = False) -> str | None:
     """Why nothing answers a GET of `url`, in words (the connection refused, a timeout, a URL that cannot be read),
-    or None where a server answered: any HTTP status will do, as a server that asks for a key (Prefect Cloud's) or
-    serves no such page has answered. A server on this machine is asked directly, never through a proxy the
-    environment names; another as the environment says.
+    or None where a server answered: any HTTP status will do, as a server that asks for a key (Prefect Cloud's) has
+    answered; with `ok_only`, only a success does (a health page that another service at the URL lacks). A server
+    on this machine is asked directly, never through a proxy the environment names; another as the environment
+    says.
 
     Examples
     --------
@@ -29,7 +30,7 @@ def unanswered(url: str, timeout: float) -> str | None:
         local = urllib.parse.urlsplit(url).hostname in LOOPBACK_HOSTS
         with (DIRECT if local else urllib.request.build_opener()).open(url, timeout=timeout):
             return None
-    except urllib.error.HTTPError:
-        return None  # it answered
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} {exc.reason}" if ok_only else None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         return str(getattr(exc, "reason", exc))

@@ -458,6 +458,14 @@ CASES = [
         files={"results/iris/metrics.json": '<<<<<<< HEAD\n{"accuracy": {"mean": 0.9}}\n=======\n',
                "results/iris/run.json": "{}\n"},
         argv=("compare", "iris", "diabetes")),
+    Bad("report-over-a-record-with-conflict-markers", (
+        "kerasflow: error: results/iris/metrics.json: cannot be read as the JSON kerasflow wrote",),
+        files={"results/iris/metrics.json": '<<<<<<< HEAD\n{"accuracy": {"mean": 0.9}}\n=======\n',
+               "results/iris/run.json": "{}\n"},
+        argv=("report",)),
+    Bad("mlflow-uri-with-a-bad-port", (
+        "params.yaml:tracking.mlflow: no MLflow server answers at http://127.0.0.1:abc (nonnumeric port: 'abc')",),
+        lambda raw: raw.update(tracking={"mlflow": "http://127.0.0.1:abc"})),
     Bad("tensorboard-under-no-users-home", (
         "params.yaml:tracking.tensorboard: cannot make the folder ~no_such_user_kf/tb (",),
         lambda raw: raw.update(tracking={"tensorboard": "~no_such_user_kf/tb"})),
