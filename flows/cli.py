@@ -364,7 +364,7 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
     if args.dvc_exp:
         from kerasflow.tasks.sweep.dvc_experiments import check_repository
 
-        check_repository(Path.cwd(), args.params, args.results)
+        check_repository(Path.cwd(), args.params, args.results / name / "tune")
     from kerasflow.flows.ray_cluster import connect
     from kerasflow.flows.ray_driver import check_cluster, check_settings, restore_sweep, storage_folder
 

@@ -152,9 +152,9 @@ def run_checked(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.C
 
 
 def git_dvc_repo(project: Path, prefect_server: str) -> dict[str, str]:
-    """Make `project` a git + DVC repo holding this checkout's pipeline (dvc.yaml, tasks/, flows/), its data
+    """Make `project` a git + DVC repo holding this checkout's pipeline (dvc.yaml, tasks/, flows/, .gitignore), its data
     `dvc add`ed, everything committed; return the environment to run `dvc` and `git` in it."""
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, project / name)
     for package in ("tasks", "flows"):
         shutil.copytree(ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))

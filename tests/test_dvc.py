@@ -112,9 +112,9 @@ def test_a_configs_dvc_experiment_holds_the_experiment_the_config_trained():
     assert len({config_params(text, "cancer_mlp", config) for config in configs}) == len(configs)
 
 
-def test_dvc_exp_is_refused_where_a_configs_record_would_be_outside_the_project(tmp_path):
+def test_dvc_exp_is_refused_where_a_configs_record_could_not_be_saved(tmp_path):
     """Each config's DVC experiment holds its record in the sweep's folder, `--results` included: one outside the
-    project is refused before the sweep, not after it."""
+    project, or one git ignores (DVC saves no dvc.yaml git ignores), is refused before the sweep, not after it."""
     project = tmp_path / "project"
     (project / ".dvc").mkdir(parents=True)
     (project / "params.yaml").write_text("experiments: {}\n")
@@ -122,9 +122,17 @@ def test_dvc_exp_is_refused_where_a_configs_record_would_be_outside_the_project(
            "GIT_COMMITTER_EMAIL": "t@example.com", "PATH": os.environ["PATH"]}
     for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         _run(args, project, env)
-    check_repository(project, project / "params.yaml", project / "elsewhere")
+    shutil.copy(ROOT / ".gitignore", project / ".gitignore")
+    check_repository(project, project / "params.yaml", project / "elsewhere/iris/tune")
+    check_repository(project, project / "params.yaml", project / "results/iris/tune")  # the shipped .gitignore
     with pytest.raises(SweepError, match=r"--dvc-exp: --results .*/outside is outside the DVC project"):
-        check_repository(project, project / "params.yaml", tmp_path / "outside")
+        check_repository(project, project / "params.yaml", tmp_path / "outside/iris/tune")
+    (project / ".gitignore").write_text("results/\n")
+    with pytest.raises(SweepError, match=re.escape(
+            "--dvc-exp: each config's record, results/iris/tune/config/, is ignored by git (.gitignore line 1: "
+            "results/), and DVC saves no experiment file git ignores; narrow that rule so that it leaves the record "
+            "out, as kerasflow's own .gitignore does, or run without --dvc-exp")):
+        check_repository(project, project / "params.yaml", project / "results/iris/tune")
 
 
 def test_a_sweep_is_out_of_date_when_its_own_data_changes_not_when_another_csv_is_added(project, bundled_data,

@@ -2,7 +2,8 @@
 params and score, and `dvc exp apply` of one puts its params in the workspace, where `dvc repro` reproduces it.
 
 Each experiment is the workspace as the sweep read it (HEAD plus the workspace's changes to tracked files), with
-the config's params written into the params file and the config's record in `results/<experiment>/tune/config/`:
+the config's params written into the params file and the config's record in `<results>/<experiment>/tune/config/`
+(the --results folder):
 its score (``metrics.json``, keyed by the metric as best.json is), its folds' per-epoch history, and a dvc.yaml
 declaring both, as dvclive's own experiments do. `dvc exp save` records them from a temporary git worktree, so the
 workspace, its dvc.lock and DVC's cache are untouched, and nothing in an experiment claims a pipeline stage ran
@@ -90,10 +91,10 @@ def _git(args: list[str], cwd: Path, input: bytes = b"") -> bytes:
     return done.stdout
 
 
-def check_repository(project: Path, params_file: Path, results: Path) -> None:
+def check_repository(project: Path, params_file: Path, tune_dir: Path) -> None:
     """Refuse, before a sweep starts, a project where experiments cannot be saved: DVC experiments are git commits
-    on top of HEAD, in a DVC project, with the params file and the results folder (where each config's record is
-    saved) inside it."""
+    on top of HEAD, in a DVC project, with the params file and each config's record (in the sweep's folder
+    `tune_dir`) inside it, the record not ignored by git (DVC saves no dvc.yaml git ignores)."""
     if not (project / ".dvc").is_dir():
         raise SweepError(f"--dvc-exp: {project.resolve()} is not a DVC project (no .dvc folder); run `dvc init` "
                          f"there, or run without --dvc-exp")
@@ -103,9 +104,17 @@ def check_repository(project: Path, params_file: Path, results: Path) -> None:
     if not params_file.resolve().is_relative_to(project.resolve()):
         raise SweepError(f"--dvc-exp: {params_file} is outside the DVC project {project.resolve()}, so experiments "
                          f"cannot record it")
-    if not results.resolve().is_relative_to(project.resolve()):
-        raise SweepError(f"--dvc-exp: --results {results} is outside the DVC project {project.resolve()}, so "
-                         f"experiments cannot record the configs' scores there")
+    if not tune_dir.resolve().is_relative_to(project.resolve()):
+        raise SweepError(f"--dvc-exp: --results {tune_dir.parent.parent} is outside the DVC project "
+                         f"{project.resolve()}, so experiments cannot record the configs' scores there")
+    record = (tune_dir.resolve() / RECORD / "dvc.yaml").relative_to(project.resolve())
+    ignored = subprocess.run(["git", "check-ignore", "--verbose", "--no-index", str(record)], cwd=project,
+                             capture_output=True, text=True)
+    if ignored.returncode == 0:  # `<source>:<line>:<pattern>\t<path>`
+        source, line, pattern = ignored.stdout.split("\t")[0].split(":", 2)
+        raise SweepError(f"--dvc-exp: each config's record, {record.parent}/, is ignored by git ({source} line "
+                         f"{line}: {pattern}), and DVC saves no experiment file git ignores; narrow that rule so that "
+                         f"it leaves the record out, as kerasflow's own .gitignore does, or run without --dvc-exp")
 
 
 @contextmanager
@@ -165,12 +174,13 @@ def save_experiments(project: Path, params_file: Path, tune_dir: Path, experimen
             name = experiment_name(experiment, row["config_id"])
             # The record's dvc.yaml, which has no stages, is the one target: DVC caches nothing, and dvc.lock stays.
             saved = subprocess.run(
-                [sys.executable, "-m", "dvc", "exp", "save", "--quiet", "--force", "--name", name,
+                [sys.executable, "-m", "dvc", "exp", "save", "--force", "--name", name,
                  "--include-untracked", str(record), "--include-untracked", str(params_copy.relative_to(copy)),
                  "--message", f"kerasflow tune {experiment}: config {row['config_id']} {config}",
                  str(record / "dvc.yaml")],
                 cwd=copy, capture_output=True, text=True)
             if saved.returncode != 0:
-                raise SweepError(f"--dvc-exp: dvc exp save of {name} failed: {saved.stderr.strip() or saved.stdout}")
+                said = (saved.stderr.strip() or saved.stdout.strip()).splitlines()[-1:] or [f"exit {saved.returncode}"]
+                raise SweepError(f"--dvc-exp: dvc exp save of {name} failed: {said[0]}")
             names.append(name)
     return names
