@@ -215,6 +215,13 @@ def test_overrides_reach_nested_keys_and_whole_layer_groups():
     ({"space": {"train.epochs": {"grid": [1], "choice": [2]}}},
      "sweeps.iris.space.train.epochs: must have exactly one distribution"),
     ({"space": {"train.epochs": {"grid": [1]}}, "gpu": 1.5}, "sweeps.iris.gpu: above 1 must be a whole number"),
+    ({"space": {"train.batchsize": {"grid": [10, 20]}}},
+     "sweeps.iris.space.train.batchsize: no key 'train.batchsize' in the experiment (did you mean 'batch_size'?)"),
+    ({"space": {"train.early_stopping.patience": {"grid": [2, 5]}}},
+     "sweeps.iris.space.train.early_stopping.patience: train.early_stopping is not set in the experiment, so it has "
+     "no 'patience' to set: write it there, or sweep it whole. Tried: 2"),
+    ({"space": {"model.layers[5].units": {"grid": [4, 8]}}},
+     "sweeps.iris.space.model.layers[5].units: model.layers has 2 items (model.layers[0] to [1]), no [5]"),
 ])
 def test_bad_sweeps_are_refused_before_any_trial(sweep, expected):
     raw = tiny_params()
@@ -222,6 +229,19 @@ def test_bad_sweeps_are_refused_before_any_trial(sweep, expected):
     with pytest.raises(ParamsError) as info:
         parse_params(raw)
     assert expected in str(info.value)
+
+
+def test_an_optimizer_argument_the_experiment_leaves_at_its_default_can_be_swept():
+    """Brownlee's SGD grid of momentum: `optimizer: {name: sgd}` writes no momentum, and the sweep sets it; a name
+    SGD does not take is refused naming the ones it does."""
+    raw = tiny_params()
+    raw["experiments"]["iris"]["train"]["optimizer"] = {"name": "sgd"}
+    raw["sweeps"] = {"iris": {"space": {"train": {"optimizer": {"momentum": {"grid": [0.0, 0.9]}}}}}}
+    spec = parse_params(raw).experiments["iris"]
+    assert spec.with_overrides({"train.optimizer.momentum": 0.9}).train.optimizer.momentum == 0.9
+    raw["sweeps"]["iris"]["space"]["train"]["optimizer"] = {"momentumm": {"grid": [0.0, 0.9]}}
+    with pytest.raises(ParamsError, match="sgd takes no argument 'momentumm'; did you mean 'momentum'"):
+        parse_params(raw)
 
 
 def test_a_random_search_crosses_grid_lists_with_its_draws():

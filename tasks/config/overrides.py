@@ -3,6 +3,7 @@ configs are made of."""
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any, get_args
 
@@ -44,6 +45,7 @@ def split_key(key: str) -> list[str | int]:
             rest = rest.removeprefix("[")
     return parts
 
+
 def dotted_leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested mapping's leaves by dotted key, lists as they are (an empty mapping has none).
 
@@ -56,6 +58,11 @@ def dotted_leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         leaves |= dotted_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
     return leaves
+
+
+def join_key(parts: list[str | int]) -> str:
+    """:func:`split_key`'s inverse: `['model', 'layers', 0, 'units']` -> `'model.layers[0].units'`."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts).removeprefix(".")
 
 
 def with_widths(layers: list[dict], widths: list[int]) -> list[dict]:
@@ -97,16 +104,27 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], sparse: bool
             continue
         *parents, last = split_key(key)
         node: Any = raw
-        for depth, part in enumerate(parents):
+        for depth, part in enumerate([*parents, last]):
+            above = join_key(parents[:depth])
+            if isinstance(node, list) and isinstance(part, int) and not -len(node) <= part < len(node):
+                raise KeyError(f"{above} has {len(node)} items ({above}[0] to [{len(node) - 1}]), no [{part}]")
+            if isinstance(node, dict) and part not in node and not sparse and not (
+                    depth == len(parents) and "name" in node):  # a named object's arguments: any Keras takes
+                close = difflib.get_close_matches(str(part), list(node), n=1)
+                raise KeyError(f"no key {key!r} in the experiment" + (f" (did you mean {close[0]!r}?)" if close
+                                                                     else ""))
+            if depth == len(parents):
+                break
             if sparse and isinstance(node, dict) and part not in node:
                 node[part] = {}
             node = node[part]
+            here = join_key(parents[:depth + 1])
+            below = key.removeprefix(here).removeprefix(".")
             if isinstance(node, str):  # `train.optimizer: adam`, a name: its arguments are not keys yet
-                above = ".".join(map(str, parents[:depth + 1]))
-                below = key.removeprefix(above + ".")
-                raise KeyError(f"{above} is the name {node!r}, which has no {below!r} to set: write it as "
+                raise KeyError(f"{here} is the name {node!r}, which has no {below!r} to set: write it as "
                                f"{{name: {node}, {below}: <its value>}}")
-        if isinstance(node, dict) and last not in node and not sparse:
-            raise KeyError(f"no key {key!r} in the experiment")
+            if node is None:  # `train.early_stopping`, not set: nothing below it to set
+                raise KeyError(f"{here} is not set in the experiment, so it has no {below!r} to set: write it "
+                               f"there, or sweep it whole")
         node[last] = value
     return raw
