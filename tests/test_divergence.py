@@ -103,6 +103,20 @@ def test_a_config_tried_twice_is_one_row_at_its_best_ranked_trial():
         (0.01, "c", "ok"), (0.1, "b", "ok")]
 
 
+def test_configs_tied_on_score_and_spread_rank_in_the_searchs_order_whatever_order_results_come_in():
+    """Two configs with the same scores (batch sizes that split the rows alike): the first in the search's order,
+    as Ray Tune numbered its trials, ranks first, however the results come back (a resumed sweep's come back in
+    another order), so best.json and the refitted model do not change with it."""
+    def result(trial_id: str, batch_size: int) -> SimpleNamespace:
+        return SimpleNamespace(config={"train.batch_size": batch_size}, error=None,
+                               metrics={"scores": [0.9], "score_stds": [0.02], "epoch": 5, "trial_id": trial_id})
+
+    params = parse_params(sweep_params(epochs=5))
+    for results in ([result("ab_00000", 10), result("ab_00001", 20)], [result("ab_00001", 20), result("ab_00000", 10)]):
+        rows = trial_rows(results, params.experiments["cancer"], params.sweeps["cancer"])
+        assert [r["param:train.batch_size"] for r in rows] == [10, 20]
+
+
 @pytest.mark.slow
 def test_a_sweep_whose_every_config_diverges_exits_3_and_says_so(project, prefect_server, ray_server):
     """On a Ray kept running: the configs diverge in its warm trainers."""

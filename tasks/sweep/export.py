@@ -74,14 +74,15 @@ def trial_rows(grid: tune.ResultGrid, spec: ExperimentSpec, sweep: SearchSpec) -
     "stopped") keeps the score of its last report, ranked after them, as it never trained all its epochs; one that
     diverged has status "diverged" and no score: it comes last, with the errors that never reported."""
     rows = []
+    made: dict[int, tuple[str, int]] = {}  # each row's trial and place in it: ties' order, the same on a resume
     for result in grid:
         metrics = result.metrics or {}
         configs = trial_configs(result.config or {})
         unscored = [None] * len(configs)  # a trial that failed before its first report
         scores, stds = metrics.get("scores") or unscored, metrics.get("score_stds") or unscored
         trained = metrics.get("epochs") or [metrics.get("epoch")] * len(configs)
-        for config, score, score_std, folds, config_epochs in zip(configs, scores, stds,
-                                                                  metrics.get("fold_scores") or unscored, trained):
+        for place, (config, score, score_std, folds, config_epochs) in enumerate(zip(
+                configs, scores, stds, metrics.get("fold_scores") or unscored, trained)):
             diverged = score is not None and not math.isfinite(score)  # a fold's loss became NaN or infinite
             if diverged:
                 score, score_std, folds = None, None, None
@@ -93,9 +94,12 @@ def trial_rows(grid: tune.ResultGrid, spec: ExperimentSpec, sweep: SearchSpec) -
                          "node": metrics.get("node"), "started_at": metrics.get("started_at"),
                          "trial_id": metrics.get("trial_id"), "configs_in_trial": len(configs),
                          "status": status})
-    # Best first; among equal scores, the steadier across folds.
+            made[id(rows[-1])] = (metrics.get("trial_id") or "", place)
+    # Best first; among equal scores, the steadier across folds, then the first in the search's order (Ray Tune
+    # numbers its trials as it makes them, a grid's in the grid's order; the results come back in any order).
     sign = -1 if spec.higher_is_better else 1
-    scored = sorted((r for r in rows if r["score"] is not None), key=lambda r: (sign * r["score"], r["score_std"]))
+    scored = sorted((r for r in rows if r["score"] is not None),
+                    key=lambda r: (sign * r["score"], r["score_std"], made[id(r)]))
     ranked = ([r for r in scored if r["status"] == "ok"] + [r for r in scored if r["status"] != "ok"]
               + [r for r in rows if r["score"] is None])
     # Optuna may propose a config it has tried: trained again alike (same seeds), it is one config, listed once,
