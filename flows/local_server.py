@@ -96,8 +96,8 @@ class LocalServer:
         recorded = cls.recorded()
         if recorded is not None and recorded.ours(recorded.pid):  # a second server on its database is no cure
             raise ServiceError(f"kerasflow's local Prefect server (process {recorded.pid}) runs but has not answered "
-                              f"at {recorded.url} for {ANSWER_WAIT:g} s; `kerasflow server stop` ends it and its "
-                              f"workers")
+                               f"at {recorded.url} for {ANSWER_WAIT:g} s; `kerasflow server stop` ends it and its "
+                               f"workers")
         if recorded is not None:  # dead, but its workers may outlive it, polling an API no one serves
             recorded.stop()
         port = port or (DEFAULT_PORT if _free(DEFAULT_PORT) else free_port())
@@ -116,7 +116,7 @@ class LocalServer:
                 _stop_group(process.pid)
                 last = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
                 raise ServiceError(f"the local Prefect server did not start on 127.0.0.1:{port} ({last[0][:200]}); "
-                                  f"its log: {log}")
+                                   f"its log: {log}")
             time.sleep(0.2)
         server._save()
         return server

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import psutil
 
 
@@ -19,7 +21,13 @@ def running(pid: int) -> bool:
         return False
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
     except psutil.AccessDenied:
+        return True
+    except psutil.NoSuchProcess:  # or hidden: /proc mounted with hidepid shows no other user's processes
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # another user's
         return True
