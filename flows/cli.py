@@ -385,7 +385,8 @@ def _tune(args: argparse.Namespace, params: Params, server: TemporaryServer | No
               f"{best['n_configs']} configs; {out / TRIALS_FILE} lists them and no model is saved (lower "
               f"train.learning_rate, or scale the data with preprocess.scale)", file=sys.stderr)
         return DIVERGED
-    print(f"{name}: best {best['metric']} {best['score']:.4f} ± {best['score_std']:.4f} with {best['params']} "
+    spread = " on the held-out rows" if best["scoring"] == "holdout" else f" ± {best['score_std']:.4f}"
+    print(f"{name}: best {best['metric']} {best['score']:.4f}{spread} with {best['params']} "
           f"({best['n_configs']} configs in {best['n_trials']} Ray trials"
           f"{f', {n} diverged' if (n := best['n_diverged']) else ''}) -> {out}")
     if "dvc_experiments" in best:
