@@ -198,6 +198,9 @@ def make_tuner(name: str, spec: ExperimentSpec, sweep: SearchSpec, table: Table,
         # sweep keeps; Optuna warns that a database storage could not hold one, and a sweep uses none.
         warnings.filterwarnings("ignore", message="Choices for a categorical distribution should be",
                                 category=UserWarning, module="optuna")
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" on the terminal
         searcher = OptunaSearch(seed=sweep.seed)
     else:
         searcher = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.max_concurrent_trials or 0)

@@ -155,8 +155,9 @@ def test_random_search_draws_num_samples_reproducibly(cancer_project, kept_ray):
     assert all(0.001 <= float(lr) <= 0.1 for lr, _ in drawn[0])
 
 
-def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, kept_ray):
-    """TPE over a log-uniform rate and a choice of hidden widths, with no warning about lists as choices."""
+def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, kept_ray, capfd):
+    """TPE over a log-uniform rate and a choice of hidden widths, with no warning about lists as choices and none
+    of Optuna's info lines on the terminal."""
     raw = sweep_params(epochs=2, algorithm="optuna", num_samples=3, seed=3)
     raw["sweeps"]["cancer"]["space"] = {"train.learning_rate": {"loguniform": [0.001, 0.1]},
                                         "model.widths": {"choice": [[4], [8, 4]]}}
@@ -164,6 +165,7 @@ def test_optuna_search_runs_num_samples_trials_in_range(cancer_project, kept_ray
         warnings.simplefilter("always", UserWarning)
         best = sweep_and_export(raw, cancer_project / "tune")
     assert not [w for w in caught if "categorical distribution" in str(w.message)]
+    assert "A new study created" not in capfd.readouterr().err
     rows = read_trials(cancer_project / "tune")
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     assert all(0.001 <= float(r["param:train.learning_rate"]) <= 0.1 for r in rows)
