@@ -31,6 +31,8 @@ RESULTS = Path("results")
 """Every command's results folder unless --results names another (`run --smoke-test`: a new temporary one)."""
 DIVERGED = 3
 """The exit status of a run that finished but whose training diverged in some fold: a result, not a crash."""
+INTERRUPTED = 130
+"""The exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports a command it interrupted)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -224,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"kerasflow: error: {lost}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # every result is whole or not written (tasks/outputs/atomic.py)
+        resume = f"; `kerasflow tune {args.experiment} --resume` finishes the sweep" if args.command == "tune" else ""
+        print(f"kerasflow: interrupted{resume}", file=sys.stderr)
+        return INTERRUPTED
     finally:
         if server is not None:
             server.stop()

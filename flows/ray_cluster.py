@@ -51,6 +51,11 @@ def connect(num_gpus: int | None = None, verbose: bool = False) -> None:
     # RunConfig's docs), a new sweep's or a resumed one's; its earlier engine, which Ray keeps behind this variable,
     # prints nothing there. The command's own lines (progress, the best config) say what a user needs.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ray Tune takes a sweep's first Ctrl-C for "stop starting trials", then returns the trials so far as if the
+    # sweep were done, and the command would export a part of the grid as its best; with its handler off (Ray Tune's
+    # documented switch), Ctrl-C interrupts the command, which says `--resume` finishes the sweep from Ray Tune's
+    # last saved state, as after a crash.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     remote = bool(os.environ.get("RAY_ADDRESS"))
     # Ray's start-up notes (the cluster started or joined, its token) are not the user's business: errors only, so
     # that a command refused for its resources prints its one line.

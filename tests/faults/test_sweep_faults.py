@@ -140,6 +140,29 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(cancer_project
     assert sweep["started_at"] == settings["started_at"] and "finished_at" in settings and sweep["resumed"]
 
 
+def test_an_interrupted_sweep_exports_nothing_and_says_how_to_finish_it(cancer_project, prefect_server, ray_server):
+    """Ctrl-C (SIGINT to the command's process group, as a terminal sends it) while a trial trains: the command
+    exports nothing (Ray Tune's own handler would have ended the sweep early and let it export the trials so far as
+    the whole grid) and ends in one line naming --resume, exit status 130."""
+    raw = sweep_params(epochs=2000, max_concurrent_trials=1)
+    (cancer_project / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_API_URL": prefect_server,
+           **ray_server}
+    driver = subprocess.Popen([str(BIN / "kerasflow"), "tune", "cancer"], cwd=cancer_project, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    sweep_dir = cancer_project / "results/cancer/tune/ray/sweep"
+    deadline = time.monotonic() + 300
+    while driver.poll() is None and time.monotonic() < deadline and not any(
+            path.stat().st_size for path in sweep_dir.glob("*/result.json")):
+        time.sleep(0.1)
+    assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    os.killpg(driver.pid, signal.SIGINT)
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "kerasflow: interrupted; `kerasflow tune cancer --resume` finishes the sweep"
+    assert not (cancer_project / "results/cancer/tune/trials.csv").exists()
+
+
 def _cmdline(process: psutil.Process) -> list[str]:
     try:
         return process.cmdline()
