@@ -303,7 +303,7 @@ CASES = [
         sweep(space={"train": {"learning_rate": {"loguniform": [0.1, 0.001]}}}, algorithm="random"),
         argv=("tune", "iris")),
     Bad("search-key-not-in-experiment", ("params.yaml:sweeps.iris.space.train.epochz: no key 'train.epochz' in the "
-                                         "experiment. Tried: 1",),
+                                         "experiment (did you mean 'epochs'?). Tried: 1",),
         sweep(space={"train": {"epochz": {"grid": [1, 2]}}}), argv=("tune", "iris")),
     Bad("search-value-invalid", ("params.yaml:sweeps.iris.space.train.optimizer: unknown optimizer 'sgdd'",
                                  "Did you mean 'sgd'?", "Tried: 'sgdd'"),
