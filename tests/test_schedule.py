@@ -292,6 +292,14 @@ def test_a_bad_cron_or_experiment_exits_2_before_anything_starts(project, monkey
     assert main(["schedule", "iris", "--cron", "0 3 * * *"]) == 2
     assert capsys.readouterr().err == ("kerasflow: error: prefect.yaml: `deployments:` must be a list of mappings, "
                                        "one a deployment (Prefect's prefect.yaml)\n")
+    (project / "prefect.yaml").write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    assert main(["schedule", "iris", "--cron", "0 3 * * *"]) == 2
+    assert capsys.readouterr().err.startswith("kerasflow: error: prefect.yaml: not UTF-8 text (byte 9: ")
+    (project / "prefect.yaml").unlink()
+    (project / "prefect.yaml").mkdir()
+    assert main(["schedule", "iris", "--cron", "0 3 * * *"]) == 2
+    assert capsys.readouterr().err == ("kerasflow: error: prefect.yaml: cannot be read (Is a directory); expected a "
+                                       "YAML file\n")
     assert LocalServer.recorded() is None
 
 
