@@ -37,7 +37,7 @@ import time
 from typing import IO
 
 from kerasflow.tasks.config.errors import ServiceError
-from kerasflow.tasks.runtime.services import DIRECT, unanswered
+from kerasflow.tasks.runtime.services import unanswered
 
 # Runs in the server's process before it becomes uvicorn: ties it to the command (PR_SET_PDEATHSIG = 1), then
 # execs. Not `preexec_fn`, which is unsafe once the command has threads (NumPy's are started by then).
@@ -65,11 +65,7 @@ def temporary_app():
 
 def answers(url: str) -> bool:
     """Whether the Prefect server at `url` (its API, `.../api`) says it is healthy, as Prefect's own client asks."""
-    try:
-        with DIRECT.open(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    return unanswered(f"{url}/health", timeout=2, ok_only=True) is None
 
 
 def check_configured_api() -> None:
